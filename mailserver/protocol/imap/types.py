@@ -1,0 +1,362 @@
+"""Typed IMAP requests: what the sans-IO receiver (``receiver.py``) produces and
+the IMAP server (``mailserver/imap/``) consumes.
+
+INTERFACE SPEC shared by the protocol owner (who may add fields, not rename
+them) and the server owner.  Grammar references are to RFC 3501 §9 unless
+noted.  Strings are ``str``: mailbox names already decoded from modified
+UTF-7 (RFC 3501 §5.1.3); message literals are ``bytes``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+# --------------------------------------------------------------------------- sets
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceSet:
+    """``sequence-set`` (RFC 3501 §9): ranges of numbers, ``None`` standing for ``*``.
+
+    ``ranges`` keep the client's order; a range may be given high:low.
+    """
+
+    ranges: tuple[tuple[int | None, int | None], ...]
+
+    def resolve(self, largest: int) -> list[int]:
+        """The numbers it names, ascending and without duplicates, given that
+        ``*`` is ``largest`` (the mailbox's message count, or its highest UID).
+
+        Numbers above ``largest`` are kept for UID sets (a client may name UIDs
+        that do not exist) — callers filter against what exists.  For an empty
+        mailbox ``*`` is 0 and a range ``n:*`` names nothing below n... callers
+        of message-sequence sets check validity with ``valid_for``.
+        """
+        out: set[int] = set()
+        for lo, hi in self.ranges:
+            a = largest if lo is None else lo
+            b = largest if hi is None else hi
+            if a > b:
+                a, b = b, a
+            out.update(range(max(a, 1), b + 1))
+        return sorted(out)
+
+    def contains(self, n: int, largest: int) -> bool:
+        for lo, hi in self.ranges:
+            a = largest if lo is None else lo
+            b = largest if hi is None else hi
+            if a > b:
+                a, b = b, a
+            if a <= n <= b:
+                return True
+        return False
+
+    def valid_for(self, count: int) -> bool:
+        """True when every explicit number is within 1..count (message sequence
+        numbers, RFC 3501 §7.1: else the server answers BAD)."""
+        return all(
+            (x is None or 1 <= x <= count) for rng in self.ranges for x in rng
+        )
+
+    def iter_numbers(self, largest: int) -> Iterator[int]:
+        yield from self.resolve(largest)
+
+
+# ------------------------------------------------------------------------- FETCH
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """``section`` of BODY[...] (RFC 3501 §6.4.5).
+
+    ``part`` is the part number path (``()`` for the whole message);
+    ``text`` is None, "HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT" or
+    "MIME"; ``fields`` the upper-cased field names of HEADER.FIELDS(.NOT).
+    """
+
+    part: tuple[int, ...] = ()
+    text: str | None = None
+    fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FetchAtt:
+    """One ``fetch-att``.
+
+    ``name`` is one of FLAGS, UID, INTERNALDATE, RFC822.SIZE, RFC822,
+    RFC822.HEADER, RFC822.TEXT, ENVELOPE, BODYSTRUCTURE, BODY, MODSEQ,
+    BINARY, BINARY.SIZE.  For ``BODY[section]<partial>`` the name is "BODY"
+    with ``section`` set (``BODY`` alone, without brackets, has ``section`` None
+    and means the non-extensible BODYSTRUCTURE).  ``partial`` is
+    ``(offset, length)`` in octets.
+    """
+
+    name: str
+    section: Section | None = None
+    peek: bool = False
+    partial: tuple[int, int] | None = None
+
+    def response_name(self) -> bytes:
+        """The item's name in the FETCH response: e.g. ``BODY[1.HEADER.FIELDS (FROM)]<0>``
+        (RFC 3501 §7.4.2: the partial shows only its origin; PEEK is never echoed)."""
+        if self.section is None:
+            return self.name.encode()
+        s = self.section
+        spec = ".".join(str(p) for p in s.part)
+        if s.text:
+            spec = f"{spec}.{s.text}" if spec else s.text
+            if s.text.startswith("HEADER.FIELDS"):
+                spec += " (" + " ".join(s.fields) + ")"
+        out = f"{self.name}[{spec}]"
+        if self.partial is not None:
+            out += f"<{self.partial[0]}>"
+        return out.encode()
+
+
+# ------------------------------------------------------------------------ SEARCH
+
+
+@dataclass(frozen=True, slots=True)
+class SearchAll:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class SearchSeq:
+    """A sequence set as a key (message sequence numbers)."""
+
+    seqset: SequenceSet
+
+
+@dataclass(frozen=True, slots=True)
+class SearchUid:
+    seqset: SequenceSet
+
+
+@dataclass(frozen=True, slots=True)
+class SearchFlag:
+    """ANSWERED/DELETED/DRAFT/FLAGGED/SEEN/RECENT (``present``) and their UN- forms,
+    KEYWORD/UNKEYWORD.  ``flag`` is spelt as stored ("\\\\Seen", or the keyword).
+    NEW is And(Flag(\\Recent), Flag(\\Seen, False)); OLD is Flag(\\Recent, False)."""
+
+    flag: str
+    present: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHeader:
+    """FROM/TO/CC/BCC/SUBJECT (field upper-cased) and HEADER field string.
+
+    Matches when the field's decoded value contains ``value`` case-insensitively;
+    an empty ``value`` matches every message having the field (RFC 3501 §6.4.4)."""
+
+    field: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class SearchText:
+    """BODY (``header`` False) or TEXT (``header`` True: header and body)."""
+
+    value: str
+    header: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SearchDate:
+    """BEFORE/ON/SINCE (``sent`` False: INTERNALDATE, disregarding time and zone)
+    and SENTBEFORE/SENTON/SENTSINCE (``sent`` True: the Date: header)."""
+
+    op: str  # "BEFORE", "ON", "SINCE"
+    date: dt.date
+    sent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SearchSize:
+    """LARGER n (``larger`` True) / SMALLER n, in octets of RFC822.SIZE."""
+
+    size: int
+    larger: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SearchModseq:
+    """MODSEQ n (RFC 7162 §3.1.5)."""
+
+    modseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class SearchNot:
+    key: SearchKey
+
+
+@dataclass(frozen=True, slots=True)
+class SearchOr:
+    left: SearchKey
+    right: SearchKey
+
+
+@dataclass(frozen=True, slots=True)
+class SearchAnd:
+    """A parenthesised list, or the top-level list of keys (all must match)."""
+
+    keys: tuple[SearchKey, ...]
+
+
+SearchKey = (
+    SearchAll
+    | SearchSeq
+    | SearchUid
+    | SearchFlag
+    | SearchHeader
+    | SearchText
+    | SearchDate
+    | SearchSize
+    | SearchModseq
+    | SearchNot
+    | SearchOr
+    | SearchAnd
+)
+
+
+# ---------------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    user: str
+    password: str
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticate:
+    mechanism: str  # upper-cased
+    initial: bytes | None = None  # SASL-IR initial response, base64-decoded; b"" for "="
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxArg:
+    """CREATE, DELETE, SUBSCRIBE, UNSUBSCRIBE, SELECT, EXAMINE (and their parameters)."""
+
+    mailbox: str
+    params: tuple = ()  # e.g. CONDSTORE / QRESYNC select params, CREATE (USE (...))
+
+
+@dataclass(frozen=True, slots=True)
+class Rename:
+    old: str
+    new: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListArgs:
+    """LIST and LSUB (RFC 3501 §6.3.8-9); ``pattern`` may hold ``*`` and ``%``."""
+
+    reference: str
+    pattern: str
+    select_opts: tuple[str, ...] = ()  # RFC 5258
+    return_opts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StatusArgs:
+    mailbox: str
+    items: tuple[str, ...]  # upper-cased: MESSAGES, RECENT, UIDNEXT, UIDVALIDITY, UNSEEN, ...
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    mailbox: str
+    message: bytes
+    flags: frozenset[str] = frozenset()
+    date: dt.datetime | None = None  # aware datetime from date-time
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    seqset: SequenceSet
+    atts: tuple[FetchAtt, ...]  # macros ALL/FAST/FULL already expanded
+    changedsince: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoreArgs:
+    seqset: SequenceSet
+    mode: str  # "set", "add", "remove"
+    silent: bool
+    flags: frozenset[str]
+    unchangedsince: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CopyArgs:
+    """COPY and MOVE."""
+
+    seqset: SequenceSet
+    mailbox: str
+
+
+@dataclass(frozen=True, slots=True)
+class Search:
+    key: SearchKey
+    charset: str | None = None
+    return_opts: tuple[str, ...] | None = None  # ESEARCH (RFC 4731); None for plain SEARCH
+
+
+@dataclass(frozen=True, slots=True)
+class ExpungeArgs:
+    uids: SequenceSet | None = None  # UID EXPUNGE (RFC 4315)
+
+
+@dataclass(frozen=True, slots=True)
+class NoArgs:
+    """CAPABILITY, NOOP, LOGOUT, STARTTLS, CHECK, CLOSE, UNSELECT, IDLE, NAMESPACE."""
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One complete client command.
+
+    ``name`` is upper-cased ("FETCH"); ``uid`` is True for ``UID FETCH`` etc.
+    ``args`` is one of the argument classes above.
+    """
+
+    tag: str
+    name: str
+    args: object = field(default_factory=NoArgs)
+    uid: bool = False
+
+
+# ---------------------------------------------------------------- receiver events
+
+
+@dataclass(frozen=True, slots=True)
+class NeedContinuation:
+    """A synchronizing literal ``{n}`` was announced: send ``+ ...`` (RFC 3501 §7.5)
+    then keep feeding.  ``tag`` is the command's tag."""
+
+    tag: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """A raw line (without CRLF), produced after ``Receiver.expect_line()``: the
+    ``DONE`` that ends IDLE, or a SASL response during AUTHENTICATE."""
+
+    data: bytes
+
+
+class _NeedData:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NEED_DATA"
+
+
+#: Returned by ``Receiver.next_event()`` when more bytes must be fed.
+NEED_DATA = _NeedData()

@@ -1,0 +1,105 @@
+"""Typed records the store hands out.  Frozen and slotted; no I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Hierarchy delimiter of mailbox names (RFC 3501 §5.1.1).
+DELIMITER = "/"
+
+#: Mailboxes every new account starts with, and their RFC 6154 special-use attribute.
+DEFAULT_MAILBOXES: tuple[tuple[str, str | None], ...] = (
+    ("INBOX", None),
+    ("Sent", "\\Sent"),
+    ("Drafts", "\\Drafts"),
+    ("Trash", "\\Trash"),
+    ("Junk", "\\Junk"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Domain:
+    name: str  # lower-case, IDNA A-label or ASCII
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    address: str  # "local@domain", domain lower-case; the account's login name
+    password_hash: str  # argon2id PHC string (auth.passwords)
+    quota: int  # bytes; 0 = unlimited
+    used: int  # bytes of messages currently stored across all mailboxes
+
+
+@dataclass(frozen=True, slots=True)
+class Alias:
+    address: str  # "local@domain" or "@domain" (catch-all)
+    target: str  # account address
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxInfo:
+    """One mailbox of an account, as committed.
+
+    ``name`` is the UTF-8 name with ``DELIMITER`` between levels; ``INBOX`` is
+    always spelt ``INBOX``.  ``id`` is unique in the store and never reused;
+    message keys are built from it, so RENAME changes only the name.
+    """
+
+    id: int
+    account: str
+    name: str
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    messages: int  # number of messages
+    size: int  # sum of RFC822.SIZE, octets
+    subscribed: bool
+    special_use: str | None  # "\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive", ... or None
+    noselect: bool = False  # a hierarchy level only (left by DELETE of a parent, RFC 3501 §6.3.4)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """One message in one mailbox (RFC 3501 §2.3).
+
+    The message's bytes are ``prefix + blob``: ``prefix`` holds the per-delivery
+    trace fields (``Return-Path:``, ``Delivered-To:``; CRLF-terminated lines, may
+    be empty) and the blob, shared by every copy, is stored once under
+    ``blob_id`` (SHA-256 of the blob bytes).  ``size`` is ``len(prefix) +
+    len(blob)`` (RFC822.SIZE).  ``internal_date`` is POSIX seconds and
+    ``tz_offset`` the minutes east of UTC it was received in.
+    """
+
+    mailbox_id: int
+    uid: int
+    flags: frozenset[str]  # system flags spelt "\\Seen" etc., keywords as given
+    internal_date: int
+    tz_offset: int
+    size: int
+    modseq: int
+    blob_id: bytes  # 32 bytes
+    prefix: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What happened in a mailbox after a given MODSEQ (RFC 7162 §3.1.4 style).
+
+    ``updated`` holds every message whose MODSEQ is above the asked one, new
+    arrivals included (a UID above the caller's last known UIDNEXT is new);
+    ``expunged`` the UIDs removed after it, ascending.
+    """
+
+    mailbox: MailboxInfo
+    updated: tuple[MessageRecord, ...]
+    expunged: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message to put into one mailbox: used by ``Store.deliver``."""
+
+    account: str
+    mailbox: str  # e.g. "INBOX"
+    prefix: bytes = b""
+    flags: frozenset[str] = frozenset()
