@@ -1,0 +1,42 @@
+"""What the protocol servers get from the composition root (``app.py``).
+
+INTERFACE SPEC.  Each protocol package exposes::
+
+    async def start(listener: Listener, services: Services) -> ListenerHandle
+
+(``mailserver.smtp.server.start`` for "smtp" and "submission" listeners,
+``mailserver.imap.server.start`` for "imap").  ``app.py`` is the only caller.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from typing import Protocol
+
+from mailserver.config import Config
+from mailserver.store.store import Store
+
+
+@dataclass(slots=True)
+class Services:
+    """Shared, long-lived objects; one per process."""
+
+    config: Config
+    store: Store
+    ssl_context: ssl.SSLContext  # server side, for STARTTLS and implicit TLS
+
+
+class ListenerHandle(Protocol):
+    """A started listener."""
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (the real one when the config said 0)."""
+        ...
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop accepting at once; let commands/transactions in flight finish for up
+        to ``grace`` seconds (IMAP: send ``* BYE`` to idle sessions); then close
+        every connection."""
+        ...

@@ -1,0 +1,68 @@
+"""TLS server context: the configured certificate, or a self-signed one made on first start.
+
+The self-signed certificate (RSA 2048, SHA-256, ten years, subjectAltName =
+hostname) is written to ``data_dir/tls/`` with the key readable by the owner
+only, and reused on later starts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import ssl
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from mailserver.config import Config
+
+
+def make_self_signed(hostname: str, cert_path: Path, key_path: Path) -> None:
+    """Write a new self-signed certificate and its private key (PEM) for ``hostname``."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def server_context(config: Config) -> ssl.SSLContext:
+    """An ``ssl.SSLContext`` for our listeners (TLS 1.2+).
+
+    Uses ``config.tls`` files when set; otherwise ``data_dir/tls/{cert,key}.pem``,
+    creating them on first use.  Raises ``OSError``/``ssl.SSLError`` on unreadable files.
+    """
+    cert, key = config.tls.cert_file, config.tls.key_file
+    if cert is None or key is None:
+        tls_dir = config.data_dir / "tls"
+        cert, key = tls_dir / "cert.pem", tls_dir / "key.pem"
+        if not (cert.exists() and key.exists()):
+            make_self_signed(config.hostname, cert, key)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    return ctx

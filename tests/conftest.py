@@ -1,0 +1,134 @@
+"""Shared fixtures: the real server, in a thread of its own, on ephemeral loopback ports.
+
+The server runs its own event loop in a background thread so that blocking
+clients (smtplib, imaplib, imapclient) can be used from the test body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import ssl
+import threading
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailserver.app import App
+from mailserver.auth.passwords import hash_password
+from mailserver.config import Config, Limits, Listener
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = (ROOT / ".." / "shared" / "corpus").resolve()
+
+DOMAIN = "example.test"
+USERS = {"alice@example.test": "alice-secret", "bob@example.test": "bob-secret"}
+
+#: Listeners every test server has; all on 127.0.0.1 port 0.
+TEST_LISTENERS = (
+    Listener(name="smtp", protocol="smtp", tls="starttls"),
+    Listener(name="submission", protocol="submission", tls="starttls"),
+    Listener(name="submissions", protocol="submission", tls="implicit"),
+    Listener(name="imap", protocol="imap", tls="starttls"),
+    Listener(name="imaps", protocol="imap", tls="implicit"),
+)
+
+
+def corpus_messages() -> list[Path]:
+    """Every corpus message path, sorted; fails loudly when the corpus is missing."""
+    messages = sorted((CORPUS / "messages").glob("*.eml"))
+    assert messages, f"shared corpus missing at {CORPUS}"
+    return messages
+
+
+def client_tls_context() -> ssl.SSLContext:
+    """A client context that accepts the test server's self-signed certificate."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class ServerThread:
+    """An ``App`` running on its own event loop in a daemon thread."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.app = App(config)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self.run(self.app.start())
+
+    def run(self, coro: Coroutine[Any, Any, Any], timeout: float = 60) -> Any:
+        """Run ``coro`` on the server's loop and return its result."""
+        fut: concurrent.futures.Future[Any] = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return fut.result(timeout)
+
+    def call(self, fn: Any, *args: Any) -> Any:
+        """Call a plain function on the server's loop thread (e.g. a store read)."""
+
+        async def _call() -> Any:
+            return fn(*args)
+
+        return self.run(_call())
+
+    def port(self, name: str) -> int:
+        return self.app.port(name)
+
+    @property
+    def store(self) -> Any:
+        return self.app.store
+
+    def add_user(self, address: str, password: str, quota: int = 0) -> None:
+        self.run(self.store.add_account(address, hash_password(password), quota=quota))
+
+    def stop(self) -> None:
+        try:
+            self.run(self.app.stop(grace=2.0))
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(10)
+            self.loop.close()
+
+
+def make_config(data_dir: Path, **limits: Any) -> Config:
+    """A test configuration: every listener on 127.0.0.1:0, data in ``data_dir``."""
+    return Config(
+        hostname="mx.example.test",
+        data_dir=data_dir,
+        domains=(DOMAIN,),
+        listeners=TEST_LISTENERS,
+        limits=Limits(**limits),
+    )
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerThread]:
+    """A running server with domain example.test and users alice and bob (see USERS)."""
+    srv = ServerThread(make_config(tmp_path / "data"))
+    try:
+        for address, password in USERS.items():
+            srv.add_user(address, password)
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[Any]:
+    """Build servers with custom limits: ``server_factory(max_message_size=1000)``."""
+    started: list[ServerThread] = []
+
+    def factory(**limits: Any) -> ServerThread:
+        srv = ServerThread(make_config(tmp_path / f"data{len(started)}", **limits))
+        started.append(srv)
+        for address, password in USERS.items():
+            srv.add_user(address, password)
+        return srv
+
+    yield factory
+    for srv in started:
+        srv.stop()
