@@ -1,0 +1,109 @@
+"""BODY and BODYSTRUCTURE (RFC 3501 §7.4.2, grammar ``body`` in §9).
+
+Following Dovecot where the RFC leaves room: type and subtype are sent as
+written in the message; a text part without parameters gets
+``("charset" "us-ascii")`` (RFC 2045 §5.2); Content-Transfer-Encoding defaults
+to "7bit"; a multipart with no body parts is given one empty text/plain part
+(``1*body`` needs one); message/rfc822 that we did not parse into (an encoded
+one, or past the limits) gets an all-NIL envelope and an empty body.
+
+Sizes and line counts are of the body as stored (RFC 3501: "the size of the
+body in octets ... in its transfer encoding"); a last line without a line
+break counts as a line.
+"""
+
+from __future__ import annotations
+
+from .envelope import EMPTY_ENVELOPE, envelope
+from .imapstr import nstring, string
+from .params import parse_disposition, parse_languages
+from .structure import MESSAGE, MULTIPART, Node
+
+EMPTY_BODY = b'("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0)'
+
+
+def count_lines(blob: bytes, start: int, end: int) -> int:
+    """Text lines in ``blob[start:end]``: LFs, plus one for an unterminated last line."""
+    if end <= start:
+        return 0
+    n = blob.count(b"\n", start, end)
+    return n if blob[end - 1] == 0x0A else n + 1
+
+
+def _params(params: list[tuple[str, str]]) -> bytes:
+    if not params:
+        return b"NIL"
+    return b"(" + b" ".join(string(n) + b" " + string(v) for n, v in params) + b")"
+
+
+def _ext_common(node: Node) -> bytes:
+    """body-fld-dsp SP body-fld-lang SP body-fld-loc (RFC 3501 §9; RFC 2183, 3282, 2557)."""
+    dsp = parse_disposition(node.field(b"content-disposition"))
+    dsp_b = b"NIL" if dsp is None else b"(" + string(dsp[0]) + b" " + _params(dsp[1]) + b")"
+    langs = parse_languages(node.field(b"content-language"))
+    if not langs:
+        lang_b = b"NIL"
+    elif len(langs) == 1:
+        lang_b = string(langs[0])
+    else:
+        lang_b = b"(" + b" ".join(string(x) for x in langs) + b")"
+    loc = node.field(b"content-location")
+    loc_b = b"NIL" if loc is None else nstring("".join(loc.split()))
+    return dsp_b + b" " + lang_b + b" " + loc_b
+
+
+def _stripped(node: Node, name: bytes) -> bytes:
+    v = node.field(name)
+    return b"NIL" if v is None else nstring(v.strip(" \t"))
+
+
+def render(node: Node, blob: bytes, extended: bool) -> bytes:
+    """BODYSTRUCTURE (``extended``) or BODY of ``node``, ready to send."""
+    out: list[bytes] = []
+    _render(node, blob, extended, out)
+    return b"".join(out)
+
+
+def _render(node: Node, blob: bytes, extended: bool, out: list[bytes]) -> None:
+    if node.kind == MULTIPART:
+        out.append(b"(")
+        if node.children:
+            for child in node.children:
+                _render(child, blob, extended, out)
+        else:
+            out.append(EMPTY_BODY)
+        out.append(b" " + string(node.subtype))
+        if extended:
+            out.append(b" " + _params(node.params) + b" " + _ext_common(node))
+        out.append(b")")
+        return
+    mtype, subtype = node.mtype.lower(), node.subtype.lower()
+    params = node.params
+    if mtype == "text" and not params:
+        params = [("charset", "us-ascii")]
+    out.append(
+        b"(%s %s %s %s %s %s %d"
+        % (
+            string(node.mtype),
+            string(node.subtype),
+            _params(params),
+            _stripped(node, b"content-id"),
+            _stripped(node, b"content-description"),
+            string(node.cte or "7bit"),
+            node.end - node.body_start,
+        )
+    )
+    if mtype == "message" and subtype == "rfc822":
+        out.append(b" ")
+        if node.kind == MESSAGE:
+            inner = node.children[0]
+            out.append(envelope(inner.fields) + b" ")
+            _render(inner, blob, extended, out)
+        else:
+            out.append(EMPTY_ENVELOPE + b" " + EMPTY_BODY)
+        out.append(b" %d" % count_lines(blob, node.body_start, node.end))
+    elif mtype == "text":
+        out.append(b" %d" % count_lines(blob, node.body_start, node.end))
+    if extended:
+        out.append(b" NIL " + _ext_common(node))
+    out.append(b")")
