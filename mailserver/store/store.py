@@ -14,13 +14,25 @@ Errors: ``mailserver.errors`` — ``MailboxNotFound``, ``AccountNotFound``,
 Addresses are compared case-insensitively in the domain and case-insensitively
 in the local part too (as Dovecot and Postfix users expect); accounts are keyed
 by the lower-cased address.
+
+Layout of the pieces: ``kv.py`` opens the environment, ``keys.py``/``codec.py``
+define the records, ``tx.py`` reads and writes them inside a transaction,
+``admin.py``/``mailboxes.py``/``messages.py`` are the write requests the
+single writer thread (``writer.py``) runs, ``feed.py`` wakes waiters.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
+from mailserver.errors import InvalidName, MailserverError, NotFound
+from mailserver.store import admin, codec, keys, mailboxes, messages, tx
+from mailserver.store.feed import ChangeFeed
+from mailserver.store.kv import Dbs, open_env
 from mailserver.store.model import (
     Account,
     Alias,
@@ -30,6 +42,26 @@ from mailserver.store.model import (
     MessageRecord,
     NewMessage,
 )
+from mailserver.store.names import (
+    domain_of,
+    normalize_address,
+    normalize_domain,
+    normalize_mailbox,
+)
+from mailserver.store.writer import Writer
+
+# Hashing a big message takes milliseconds: do that off the event loop.
+_HASH_OFF_LOOP = 256 * 1024
+
+
+def _sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+async def _blob_id(blob: bytes) -> bytes:
+    if len(blob) >= _HASH_OFF_LOOP:
+        return await asyncio.to_thread(_sha256, blob)
+    return _sha256(blob)
 
 
 class Store:
@@ -40,6 +72,15 @@ class Store:
     hears commits made by the others).
     """
 
+    def __init__(self, env: Any, dbs: Dbs, writer: Writer, feed: ChangeFeed, path: Path) -> None:
+        # Use ``Store.open``; this only assembles the parts.
+        self._env = env
+        self._dbs = dbs
+        self._writer = writer
+        self._feed = feed
+        self.path = path
+        self._closed = False
+
     @classmethod
     async def open(cls, data_dir: Path, *, map_size: int = 1 << 34) -> Store:
         """Open (creating if needed) the store; check the schema version.
@@ -48,35 +89,120 @@ class Store:
         Raises ``MailserverError`` on a schema version this code does not know.
         Must be called from the running event loop (the change feed binds to it).
         """
-        raise NotImplementedError
+        loop = asyncio.get_running_loop()
+        data_dir = Path(data_dir)
+        path = data_dir / "store"
+        env, dbs = await asyncio.to_thread(open_env, path, map_size)
+        try:
+            feed = ChangeFeed(data_dir / "run", loop)
+        except BaseException:
+            env.close()
+            raise
+        writer = Writer(env, dbs, loop, on_commit=feed.broadcast, on_commit_loop=feed.notify)
+        return cls(env, dbs, writer, feed, path)
 
     async def close(self) -> None:
         """Finish queued writes, stop the writer thread, close the environment."""
-        raise NotImplementedError
+        if self._closed:
+            return
+        self._closed = True
+        await self._writer.close()
+        self._feed.close()
+        self._env.close()
+
+    @property
+    def commits(self) -> int:
+        """Synced write transactions this process has committed (group-commit rounds)."""
+        return self._writer.commits
+
+    def _read(self) -> Any:
+        if self._closed:
+            raise MailserverError("store is closed")
+        return self._env.begin(buffers=False)
 
     # -- domains, accounts, aliases ------------------------------------------------
 
-    async def add_domain(self, name: str) -> Domain: ...
-    async def delete_domain(self, name: str) -> None: ...  # Cannot if accounts remain
-    def list_domains(self) -> list[Domain]: ...
-    def is_local_domain(self, name: str) -> bool: ...
+    async def add_domain(self, name: str) -> Domain:
+        """Add a local domain.  Raises AlreadyExists, InvalidName."""
+        return await self._writer.submit(admin.add_domain, name)
+
+    async def delete_domain(self, name: str) -> None:
+        """Remove a domain and its aliases.  DomainNotFound; Cannot if accounts remain."""
+        await self._writer.submit(admin.delete_domain, name)
+
+    def list_domains(self) -> list[Domain]:
+        with self._read() as txn:
+            return [Domain(k.decode()) for k, _ in txn.cursor(db=self._dbs.domains)]
+
+    def is_local_domain(self, name: str) -> bool:
+        try:
+            key = normalize_domain(name).encode()
+        except InvalidName:
+            return False
+        with self._read() as txn:
+            return txn.get(key, db=self._dbs.domains) is not None
 
     async def add_account(self, address: str, password_hash: str, *, quota: int = 0) -> Account:
-        """Create an account (its domain must exist) with ``DEFAULT_MAILBOXES``, subscribed."""
-        raise NotImplementedError
+        """Create an account (its domain must exist) with ``DEFAULT_MAILBOXES``, subscribed.
+
+        Raises DomainNotFound, AlreadyExists, InvalidName.  ``quota`` in octets, 0 = none.
+        """
+        return await self._writer.submit(admin.add_account, address, password_hash, quota)
 
     async def delete_account(self, address: str) -> None:
-        """Remove the account, its mailboxes and messages (dropping blob references)."""
-        raise NotImplementedError
+        """Remove the account, its mailboxes and messages (dropping blob references).
 
-    async def set_password_hash(self, address: str, password_hash: str) -> None: ...
-    async def set_quota(self, address: str, quota: int) -> None: ...
-    def get_account(self, address: str) -> Account | None: ...
-    def list_accounts(self, domain: str | None = None) -> list[Account]: ...
+        Aliases pointing at it are removed too.  Raises AccountNotFound.
+        """
+        await self._writer.submit(admin.delete_account, address)
 
-    async def add_alias(self, address: str, target: str) -> Alias: ...
-    async def delete_alias(self, address: str) -> None: ...
-    def list_aliases(self, domain: str | None = None) -> list[Alias]: ...
+    async def set_password_hash(self, address: str, password_hash: str) -> None:
+        """Replace the argon2 PHC string.  Raises AccountNotFound."""
+        await self._writer.submit(admin.set_password_hash, address, password_hash)
+
+    async def set_quota(self, address: str, quota: int) -> None:
+        """Set the quota in octets (0 = unlimited).  Raises AccountNotFound."""
+        await self._writer.submit(admin.set_quota, address, quota)
+
+    def get_account(self, address: str) -> Account | None:
+        try:
+            address = normalize_address(address)
+        except InvalidName:
+            return None
+        with self._read() as txn:
+            return tx.get_account(txn, self._dbs, address)
+
+    def list_accounts(self, domain: str | None = None) -> list[Account]:
+        """Accounts sorted by address, optionally only those of ``domain``."""
+        suffix = None if domain is None else "@" + domain.strip().lower()
+        out = []
+        with self._read() as txn:
+            for k, v in txn.cursor(db=self._dbs.accounts):
+                address = k.decode()
+                if suffix is None or address.endswith(suffix):
+                    out.append(codec.decode_account(address, v))
+        return out
+
+    async def add_alias(self, address: str, target: str) -> Alias:
+        """Alias ``local@domain`` or catch-all ``@domain`` (a local domain) to an account.
+
+        Raises DomainNotFound, AccountNotFound (target), AlreadyExists, InvalidName.
+        """
+        return await self._writer.submit(admin.add_alias, address, target)
+
+    async def delete_alias(self, address: str) -> None:
+        """Raises NotFound."""
+        await self._writer.submit(admin.delete_alias, address)
+
+    def list_aliases(self, domain: str | None = None) -> list[Alias]:
+        dom = None if domain is None else domain.strip().lower()
+        out = []
+        with self._read() as txn:
+            for k, v in txn.cursor(db=self._dbs.aliases):
+                address = k.decode()
+                if dom is None or domain_of(address) == dom:
+                    out.append(Alias(address, v.decode()))
+        return out
 
     def resolve_recipient(self, address: str) -> str | None:
         """Map a forward-path address to an account address, or ``None``.
@@ -84,17 +210,59 @@ class Store:
         Order: exact account; alias; ``local+tag@domain`` with the ``+tag``
         removed (account, then alias); catch-all alias ``@domain``.
         """
-        raise NotImplementedError
+        try:
+            address = normalize_address(address)
+        except InvalidName:
+            return None
+        local, _, domain = address.rpartition("@")
+        candidates = [address]
+        base = local.split("+", 1)[0]
+        if base and base != local:
+            candidates.append(f"{base}@{domain}")
+        dbs = self._dbs
+        with self._read() as txn:
+            for cand in candidates:
+                if txn.get(cand.encode(), db=dbs.accounts) is not None:
+                    return cand
+                target = txn.get(cand.encode(), db=dbs.aliases)
+                if target is not None and txn.get(target, db=dbs.accounts) is not None:
+                    return target.decode()
+            target = txn.get(("@" + domain).encode(), db=dbs.aliases)
+            if target is not None and txn.get(target, db=dbs.accounts) is not None:
+                return target.decode()
+        return None
 
     # -- mailboxes -----------------------------------------------------------------
 
     def list_mailboxes(self, account: str) -> list[MailboxInfo]:
-        """All mailboxes of the account, sorted by name."""
-        raise NotImplementedError
+        """All mailboxes of the account, sorted by name (``noselect`` levels included).
+
+        An unknown account has none.
+        """
+        try:
+            account = normalize_address(account)
+        except InvalidName:
+            return []
+        with self._read() as txn:
+            out = []
+            for _, mbid in tx.iter_account_mailboxes(txn, self._dbs, account):
+                mb = tx.mailbox_by_id(txn, self._dbs, mbid)
+                if mb is not None:
+                    out.append(mb)
+        out.sort(key=lambda m: m.name)
+        return out
 
     def get_mailbox(self, account: str, name: str) -> MailboxInfo:
         """The mailbox; ``name`` "inbox" in any case means INBOX.  Raises MailboxNotFound."""
-        raise NotImplementedError
+        account = normalize_address(account)
+        name = normalize_mailbox(name)
+        with self._read() as txn:
+            return tx.mailbox_by_name(txn, self._dbs, account, name)
+
+    def get_mailbox_by_id(self, mailbox_id: int) -> MailboxInfo:
+        """The mailbox with that id (its current name).  Raises MailboxNotFound."""
+        with self._read() as txn:
+            return tx.require_mailbox_id(txn, self._dbs, mailbox_id)
 
     async def create_mailbox(
         self, account: str, name: str, *, special_use: str | None = None
@@ -102,9 +270,10 @@ class Store:
         """Create it (RFC 3501 §6.3.3); missing parent levels are created too.
 
         UIDVALIDITY is new and never equal to one this name had before.
-        Raises AlreadyExists, InvalidName (empty level, leading/trailing delimiter).
+        Raises AlreadyExists, InvalidName (empty level, leading/trailing delimiter),
+        AccountNotFound.
         """
-        raise NotImplementedError
+        return await self._writer.submit(mailboxes.create, account, name, special_use)
 
     async def delete_mailbox(self, account: str, name: str) -> None:
         """Delete it and its messages (RFC 3501 §6.3.4).  INBOX cannot be deleted (Cannot).
@@ -114,15 +283,17 @@ class Store:
         that still has children raises Cannot.  A later CREATE of a deleted
         name gets a new UIDVALIDITY.
         """
-        raise NotImplementedError
+        await self._writer.submit(mailboxes.delete, account, name)
 
     async def rename_mailbox(self, account: str, old: str, new: str) -> None:
         """RFC 3501 §6.3.5: renames children too; renaming INBOX moves its
         messages to the new mailbox and leaves INBOX empty (new UIDVALIDITY not needed).
         Raises MailboxNotFound, AlreadyExists, InvalidName."""
-        raise NotImplementedError
+        await self._writer.submit(mailboxes.rename, account, old, new)
 
-    async def set_subscribed(self, account: str, name: str, subscribed: bool) -> None: ...
+    async def set_subscribed(self, account: str, name: str, subscribed: bool) -> None:
+        """RFC 3501 §6.3.6/§6.3.7.  Raises MailboxNotFound."""
+        await self._writer.submit(mailboxes.set_subscribed, account, name, subscribed)
 
     # -- messages ------------------------------------------------------------------
 
@@ -143,32 +314,91 @@ class Store:
         order of ``targets``.  Each mailbox's UIDNEXT and HIGHESTMODSEQ advance.
         Raises MailboxNotFound, QuotaExceeded (then nothing is written).
         """
-        raise NotImplementedError
+        blob = bytes(blob)
+        blob_id = await _blob_id(blob)
+        return await self._writer.submit(
+            messages.deliver,
+            list(targets),
+            blob,
+            blob_id,
+            bytes(facts),
+            internal_date,
+            tz_offset,
+            weight=len(blob) + len(facts),
+        )
 
     def list_messages(self, mailbox_id: int) -> list[MessageRecord]:
-        """Every message of the mailbox, ascending UID (what SELECT needs)."""
-        raise NotImplementedError
+        """Every message of the mailbox, ascending UID (what SELECT needs).
+
+        An unknown mailbox id has none.
+        """
+        with self._read() as txn:
+            return tx.list_messages(txn, self._dbs, mailbox_id)
 
     def get_messages(self, mailbox_id: int, uids: Iterable[int]) -> list[MessageRecord]:
         """The records of those UIDs that exist, ascending UID."""
-        raise NotImplementedError
+        uid_list = list(uids)
+        with self._read() as txn:
+            return tx.get_messages(txn, self._dbs, mailbox_id, uid_list)
 
     def changes_since(self, mailbox_id: int, modseq: int) -> Changes:
         """Messages changed or added, and UIDs expunged, with MODSEQ > ``modseq``.
 
         Cost is proportional to the number of changes, not the mailbox size
         (a MODSEQ index).  Expunged UIDs are remembered for QRESYNC (RFC 7162).
-        Raises MailboxNotFound if the mailbox was deleted.
+        ``updated`` is in ascending UID order.  Raises MailboxNotFound if the
+        mailbox was deleted.
         """
-        raise NotImplementedError
+        dbs = self._dbs
+        start = max(modseq, 0) + 1
+        with self._read() as txn:
+            mb = tx.require_mailbox_id(txn, dbs, mailbox_id)
+            prefix = keys.mailbox_prefix(mailbox_id)
+            uids = []
+            if start <= mb.highestmodseq:
+                cur = txn.cursor(db=dbs.modseq)
+                if cur.set_range(keys.modseq_key(mailbox_id, start, 0)):
+                    for k in cur.iternext(values=False):
+                        if k[:8] != prefix:
+                            break
+                        uids.append(keys.unpack_modseq_key(k)[2])
+            updated = tx.get_messages(txn, dbs, mailbox_id, uids)
+            expunged = []
+            if start <= mb.highestmodseq:
+                cur = txn.cursor(db=dbs.expunged)
+                if cur.set_range(keys.expunged_key(mailbox_id, start)):
+                    for k, v in cur:
+                        if k[:8] != prefix:
+                            break
+                        expunged.append(keys.U32.unpack(v)[0])
+        return Changes(mb, tuple(updated), tuple(sorted(set(expunged))))
 
     def get_blob(self, blob_id: bytes) -> bytes:
-        """The shared bytes of a message (without its per-delivery prefix)."""
-        raise NotImplementedError
+        """The shared bytes of a message (without its per-delivery prefix).
+
+        Raises NotFound when no message references it any more.
+        """
+        with self._read() as txn:
+            data = txn.get(blob_id, db=self._dbs.blobs)
+        if data is None:
+            raise NotFound("message content no longer exists")
+        return data
 
     def get_facts(self, blob_id: bytes) -> bytes:
-        """The opaque facts stored with the blob by ``deliver``/``append``."""
-        raise NotImplementedError
+        """The opaque facts stored with the blob by ``deliver``/``append``.
+
+        Raises NotFound when no message references the blob any more.
+        """
+        with self._read() as txn:
+            raw = txn.get(blob_id, db=self._dbs.blobrefs)
+        if raw is None:
+            raise NotFound("message content no longer exists")
+        return codec.decode_blobref(raw)[1]
+
+    def blob_refcount(self, blob_id: bytes) -> int:
+        """How many message records share the blob (0: it is gone).  For tests and fsck."""
+        with self._read() as txn:
+            return tx.blob_refcount(txn, self._dbs, blob_id)
 
     async def append(
         self,
@@ -182,7 +412,11 @@ class Store:
         tz_offset: int = 0,
     ) -> MessageRecord:
         """IMAP APPEND (RFC 3501 §6.3.11): like ``deliver`` for one mailbox, no prefix."""
-        raise NotImplementedError
+        target = NewMessage(account=account, mailbox=mailbox, flags=frozenset(flags))
+        (rec,) = await self.deliver(
+            [target], blob, facts, internal_date=internal_date, tz_offset=tz_offset
+        )
+        return rec
 
     async def store_flags(
         self,
@@ -198,16 +432,21 @@ class Store:
         Returns ``(updated, failed)``: the records whose flags actually changed
         (each with a new MODSEQ), and the UIDs refused because their MODSEQ is
         above ``unchangedsince`` (RFC 7162 §3.1.3).  Non-existent UIDs are ignored.
+        System flags are matched case-insensitively; ``\\Recent`` is ignored.
+        Raises MailboxNotFound, ValueError for another ``mode``.
         """
-        raise NotImplementedError
+        return await self._writer.submit(
+            messages.store_flags, mailbox_id, list(uids), mode, frozenset(flags), unchangedsince
+        )
 
     async def expunge(self, mailbox_id: int, uids: Iterable[int] | None = None) -> list[int]:
         """Remove messages flagged ``\\Deleted`` (only those in ``uids`` if given).
 
         Returns the expunged UIDs, ascending.  Blob references drop; an
-        unreferenced blob is deleted.
+        unreferenced blob is deleted.  Raises MailboxNotFound.
         """
-        raise NotImplementedError
+        uid_list = None if uids is None else list(uids)
+        return await self._writer.submit(messages.expunge, mailbox_id, uid_list)
 
     async def copy(
         self, mailbox_id: int, uids: Iterable[int], dest_account: str, dest_mailbox: str
@@ -217,13 +456,17 @@ class Store:
         Flags and INTERNALDATE are kept; the blob is shared.  Raises MailboxNotFound
         (the IMAP layer answers ``NO [TRYCREATE]``), QuotaExceeded.
         """
-        raise NotImplementedError
+        return await self._writer.submit(
+            messages.copy, mailbox_id, list(uids), dest_account, dest_mailbox, False
+        )
 
     async def move(
         self, mailbox_id: int, uids: Iterable[int], dest_account: str, dest_mailbox: str
     ) -> tuple[int, list[tuple[int, int]]]:
         """RFC 6851 MOVE: copy then expunge the sources, in one transaction."""
-        raise NotImplementedError
+        return await self._writer.submit(
+            messages.copy, mailbox_id, list(uids), dest_account, dest_mailbox, True
+        )
 
     # -- change feed ---------------------------------------------------------------
 
@@ -232,5 +475,16 @@ class Store:
 
         Returns at once if it already is.  Woken by commits of this process and
         of other processes on the same store; no polling.  Cancel to stop waiting.
+        Raises MailboxNotFound when the mailbox is deleted (also while waiting),
+        MailserverError when the store is closed while waiting.
         """
-        raise NotImplementedError
+        while True:
+            # Register before reading: a commit after the read still wakes us.
+            fut = self._feed.register(mailbox_id)
+            try:
+                if self.get_mailbox_by_id(mailbox_id).highestmodseq > modseq:
+                    return
+                await fut
+            finally:
+                self._feed.unregister(mailbox_id, fut)
+

@@ -1,0 +1,110 @@
+"""Write requests on domains, accounts and aliases, run by the writer thread."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from mailserver.errors import AccountNotFound, AlreadyExists, Cannot, DomainNotFound, NotFound
+from mailserver.store import keys, tx
+from mailserver.store.mailboxes import create_defaults
+from mailserver.store.messages import purge_mailbox
+from mailserver.store.model import Account, Alias, Domain
+from mailserver.store.names import (
+    domain_of,
+    normalize_address,
+    normalize_alias,
+    normalize_domain,
+)
+from mailserver.store.writer import WriteCtx
+
+
+def _require_domain(ctx: WriteCtx, domain: str) -> None:
+    if ctx.txn.get(domain.encode(), db=ctx.dbs.domains) is None:
+        raise DomainNotFound(f"no local domain {domain}")
+
+
+def add_domain(ctx: WriteCtx, name: str) -> Domain:
+    name = normalize_domain(name)
+    if not ctx.txn.put(name.encode(), b"", db=ctx.dbs.domains, overwrite=False):
+        raise AlreadyExists(f"domain {name} already exists")
+    return Domain(name)
+
+
+def delete_domain(ctx: WriteCtx, name: str) -> None:
+    """Cannot while accounts remain; the domain's aliases go with it."""
+    name = normalize_domain(name)
+    _require_domain(ctx, name)
+    suffix = "@" + name
+    for key, _ in ctx.txn.cursor(db=ctx.dbs.accounts):
+        if bytes(key).decode().endswith(suffix):
+            raise Cannot(f"domain {name} still has accounts")
+    doomed = [
+        bytes(k) for k, _ in ctx.txn.cursor(db=ctx.dbs.aliases) if bytes(k).decode().endswith(suffix)
+    ]
+    for k in doomed:
+        ctx.txn.delete(k, db=ctx.dbs.aliases)
+    ctx.txn.delete(name.encode(), db=ctx.dbs.domains)
+
+
+def add_account(ctx: WriteCtx, address: str, password_hash: str, quota: int) -> Account:
+    address = normalize_address(address)
+    if quota < 0:
+        raise ValueError("quota must be >= 0")
+    _require_domain(ctx, domain_of(address))
+    if tx.get_account(ctx.txn, ctx.dbs, address) is not None:
+        raise AlreadyExists(f"account {address} already exists")
+    acc = Account(address, password_hash, quota, 0)
+    tx.put_account(ctx.txn, ctx.dbs, acc)
+    create_defaults(ctx, address)
+    return acc
+
+
+def delete_account(ctx: WriteCtx, address: str) -> None:
+    """The account, its mailboxes, messages (blob references) and aliases pointing at it."""
+    address = normalize_address(address)
+    txn, dbs = ctx.txn, ctx.dbs
+    tx.require_account(txn, dbs, address)
+    for name, mbid in list(tx.iter_account_mailboxes(txn, dbs, address)):
+        mb = tx.mailbox_by_id(txn, dbs, mbid)
+        if mb is not None:
+            purge_mailbox(ctx, mb, keep_log=False)
+            txn.delete(keys.mailbox_key(mbid), db=dbs.mailboxes)
+        txn.delete(keys.mbname_key(address, name), db=dbs.mbnames)
+    target = address.encode()
+    doomed = [bytes(k) for k, v in txn.cursor(db=dbs.aliases) if bytes(v) == target]
+    for k in doomed:
+        txn.delete(k, db=dbs.aliases)
+    txn.delete(address.encode(), db=dbs.accounts)
+
+
+def set_password_hash(ctx: WriteCtx, address: str, password_hash: str) -> None:
+    acc = tx.require_account(ctx.txn, ctx.dbs, normalize_address(address))
+    tx.put_account(ctx.txn, ctx.dbs, replace(acc, password_hash=password_hash))
+
+
+def set_quota(ctx: WriteCtx, address: str, quota: int) -> None:
+    if quota < 0:
+        raise ValueError("quota must be >= 0")
+    acc = tx.require_account(ctx.txn, ctx.dbs, normalize_address(address))
+    tx.put_account(ctx.txn, ctx.dbs, replace(acc, quota=quota))
+
+
+def add_alias(ctx: WriteCtx, address: str, target: str) -> Alias:
+    """An alias ``local@domain`` or catch-all ``@domain`` of a local domain to an account."""
+    address = normalize_alias(address)
+    target = normalize_address(target)
+    _require_domain(ctx, domain_of(address))
+    if tx.get_account(ctx.txn, ctx.dbs, target) is None:
+        raise AccountNotFound(f"alias target {target} is not an account")
+    if tx.get_account(ctx.txn, ctx.dbs, address) is not None:
+        raise AlreadyExists(f"{address} is an account")
+    if not ctx.txn.put(address.encode(), target.encode(), db=ctx.dbs.aliases, overwrite=False):
+        raise AlreadyExists(f"alias {address} already exists")
+    return Alias(address, target)
+
+
+def delete_alias(ctx: WriteCtx, address: str) -> None:
+    address = normalize_alias(address)
+    if not ctx.txn.delete(address.encode(), db=ctx.dbs.aliases):
+        raise NotFound(f"no alias {address}")
+

@@ -1,0 +1,209 @@
+"""Compact binary records (``struct``), not JSON: SELECT decodes every message
+record of a mailbox, so the message record is a fixed 65-byte header plus two
+short variable parts, and decoding interns the flag sets.
+
+Message record::
+
+    internal_date q | tz_offset h | size Q | modseq Q | blob_id 32s |
+    system flags B | keywords length H | prefix length I | keywords | prefix
+
+System flags are a bit set (RFC 3501 §2.3.2); keywords are joined by a space
+(``flag-keyword`` is an atom, which cannot contain one).
+"""
+
+from __future__ import annotations
+
+import struct
+
+from mailserver.errors import Cannot
+from mailserver.store.model import Account, MailboxInfo, MessageRecord
+
+# -- flags -------------------------------------------------------------------------
+
+#: RFC 3501 §2.3.2 system flags we store, in bit order.  ``\Recent`` is a
+#: session property (the IMAP layer computes it) and is never stored.
+SYSTEM_FLAGS = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
+_BIT = {f.lower(): 1 << i for i, f in enumerate(SYSTEM_FLAGS)}
+_CANON = {f.lower(): f for f in SYSTEM_FLAGS}
+DELETED_BIT = _BIT["\\deleted"]
+# atom-specials (RFC 3501 §9) and the space that separates stored keywords.
+_NOT_ATOM = set('(){ %*"\\]')
+
+
+def normalize_flags(flags: frozenset[str] | set[str] | tuple[str, ...]) -> frozenset[str]:
+    """System flags spelt canonically (they are case-insensitive), ``\\Recent`` dropped,
+    keywords kept as given."""
+    out = set()
+    for f in flags:
+        low = f.lower()
+        if low == "\\recent":
+            continue
+        canon = _CANON.get(low)
+        if canon is None:
+            # A flag-keyword is an atom (RFC 3501 §9); the encoding joins them by spaces.
+            if not f or f.startswith("\\") or any(c in f for c in _NOT_ATOM) or not f.isprintable():
+                raise Cannot(f"invalid flag {f!r}")
+            canon = f
+        out.add(canon)
+    if sum(len(f) + 1 for f in out) > 8192:
+        raise Cannot("too many keywords")
+    return frozenset(out)
+
+
+def encode_flags(flags: frozenset[str]) -> tuple[int, bytes]:
+    """``(system bits, keywords bytes)`` of already normalised flags."""
+    bits = 0
+    keywords = []
+    for f in flags:
+        bit = _BIT.get(f.lower())
+        if bit is None:
+            keywords.append(f)
+        else:
+            bits |= bit
+    return bits, " ".join(sorted(keywords)).encode()
+
+
+_flag_cache: dict[tuple[int, bytes], frozenset[str]] = {}
+
+
+def decode_flags(bits: int, keywords: bytes) -> frozenset[str]:
+    """Interned: mailboxes share few distinct flag sets, so SELECT allocates few sets."""
+    key = (bits, keywords)
+    got = _flag_cache.get(key)
+    if got is None:
+        out = [f for i, f in enumerate(SYSTEM_FLAGS) if bits & (1 << i)]
+        if keywords:
+            out.extend(keywords.decode().split(" "))
+        got = frozenset(out)
+        if len(_flag_cache) < 4096:  # bound the cache against keyword-spraying clients
+            _flag_cache[key] = got
+    return got
+
+
+# -- messages ----------------------------------------------------------------------
+
+_MSG = struct.Struct(">qhQQ32sBHI")
+MSG_HEADER_SIZE = _MSG.size
+_unpack_msg = _MSG.unpack_from
+_BITS_OFFSET = struct.calcsize(">qhQQ32s")
+
+
+def encode_message(rec: MessageRecord) -> bytes:
+    bits, keywords = encode_flags(rec.flags)
+    return (
+        _MSG.pack(
+            rec.internal_date,
+            rec.tz_offset,
+            rec.size,
+            rec.modseq,
+            rec.blob_id,
+            bits,
+            len(keywords),
+            len(rec.prefix),
+        )
+        + keywords
+        + rec.prefix
+    )
+
+
+def decode_message(mailbox_id: int, uid: int, data: bytes) -> MessageRecord:
+    """``data`` must be ``bytes`` (read transactions use ``buffers=False``)."""
+    date, tz, size, modseq, blob_id, bits, klen, plen = _unpack_msg(data)
+    h = MSG_HEADER_SIZE
+    if klen:
+        flags = decode_flags(bits, data[h : h + klen])
+    else:
+        flags = _flag_cache.get((bits, b"")) or decode_flags(bits, b"")
+    return MessageRecord(
+        mailbox_id,
+        uid,
+        flags,
+        date,
+        tz,
+        size,
+        modseq,
+        blob_id,
+        data[h + klen : h + klen + plen] if plen else b"",
+    )
+
+
+def message_is_deleted(data: bytes) -> bool:
+    """Whether the record has ``\\Deleted`` without decoding all of it (EXPUNGE scans)."""
+    return bool(data[_BITS_OFFSET] & DELETED_BIT)
+
+
+# -- accounts ----------------------------------------------------------------------
+
+_ACCOUNT = struct.Struct(">QQ")
+
+
+def encode_account(acc: Account) -> bytes:
+    return _ACCOUNT.pack(acc.quota, acc.used) + acc.password_hash.encode()
+
+
+def decode_account(address: str, data: bytes) -> Account:
+    quota, used = _ACCOUNT.unpack_from(data)
+    return Account(address, bytes(data[_ACCOUNT.size :]).decode(), quota, used)
+
+
+# -- mailboxes ---------------------------------------------------------------------
+
+_MAILBOX = struct.Struct(">IIQQQBHH")
+_SUBSCRIBED = 1
+_NOSELECT = 2
+
+
+def encode_mailbox(mb: MailboxInfo) -> bytes:
+    special = (mb.special_use or "").encode()
+    account = mb.account.encode()
+    bits = (_SUBSCRIBED if mb.subscribed else 0) | (_NOSELECT if mb.noselect else 0)
+    return (
+        _MAILBOX.pack(
+            mb.uidvalidity,
+            mb.uidnext,
+            mb.highestmodseq,
+            mb.messages,
+            mb.size,
+            bits,
+            len(special),
+            len(account),
+        )
+        + special
+        + account
+        + mb.name.encode()
+    )
+
+
+def decode_mailbox(mailbox_id: int, data: bytes) -> MailboxInfo:
+    uidvalidity, uidnext, hms, messages, size, bits, slen, alen = _MAILBOX.unpack_from(data)
+    data = bytes(data)
+    h = _MAILBOX.size
+    special = data[h : h + slen].decode() or None
+    account = data[h + slen : h + slen + alen].decode()
+    name = data[h + slen + alen :].decode()
+    return MailboxInfo(
+        id=mailbox_id,
+        account=account,
+        name=name,
+        uidvalidity=uidvalidity,
+        uidnext=uidnext,
+        highestmodseq=hms,
+        messages=messages,
+        size=size,
+        subscribed=bool(bits & _SUBSCRIBED),
+        special_use=special,
+        noselect=bool(bits & _NOSELECT),
+    )
+
+
+# -- blob references ---------------------------------------------------------------
+
+_U64 = struct.Struct(">Q")
+
+
+def encode_blobref(refcount: int, facts: bytes) -> bytes:
+    return _U64.pack(refcount) + facts
+
+
+def decode_blobref(data: bytes) -> tuple[int, bytes]:
+    return _U64.unpack_from(data)[0], bytes(data[8:])

@@ -1,0 +1,144 @@
+"""The change feed: wakes IDLE/NOTIFY waiters when a mailbox changes.
+
+In this process the writer hands the changed mailbox ids to ``notify`` on the
+event loop.  Across processes each ``ChangeFeed`` binds a unix datagram socket
+``data_dir/run/<pid>-<random>.sock``; after each commit the writer sends the
+changed ids (u64 big-endian, packed) to every *other* socket in that
+directory.  A socket nobody listens on any more (a crashed process) answers
+ECONNREFUSED and is removed.  The receiving side is ``loop.add_reader``: no
+polling anywhere.
+
+Waiters hold a future per wait, registered *before* they read the current
+HIGHESTMODSEQ, so a commit between the read and the wait still wakes them.
+
+AF_UNIX paths are limited to 107 octets; a long ``data_dir`` is reached
+through ``/proc/self/fd/<dirfd>/`` (Linux), which keeps the address short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+import struct
+from collections.abc import Iterable
+from pathlib import Path
+
+from mailserver.errors import MailserverError
+
+_MAX_IDS_PER_DATAGRAM = 512
+_SUN_PATH_MAX = 107
+_SUFFIX = ".sock"
+
+
+class ChangeFeed:
+    """Per-process waiter registry plus the cross-process datagram socket."""
+
+    def __init__(self, run_dir: Path, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._run_dir = run_dir
+        self._waiters: dict[int, set[asyncio.Future[None]]] = {}
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self._dir_fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+        self._name = f"{os.getpid()}-{secrets.token_hex(6)}{_SUFFIX}"
+        self._rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._rx.setblocking(False)
+        self._rx.bind(self._addr(self._name))
+        self._tx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._tx.setblocking(False)
+        loop.add_reader(self._rx.fileno(), self._on_readable)
+        self._closed = False
+
+    def _addr(self, name: str) -> str:
+        direct = os.path.join(self._run_dir, name)
+        if len(os.fsencode(direct)) <= _SUN_PATH_MAX:
+            return direct
+        return f"/proc/self/fd/{self._dir_fd}/{name}"
+
+    # -- event loop side -------------------------------------------------------------
+
+    def register(self, mailbox_id: int) -> asyncio.Future[None]:
+        """A future resolved at the next change of the mailbox; ``unregister`` it after."""
+        fut: asyncio.Future[None] = self._loop.create_future()
+        self._waiters.setdefault(mailbox_id, set()).add(fut)
+        return fut
+
+    def unregister(self, mailbox_id: int, fut: asyncio.Future[None]) -> None:
+        waiters = self._waiters.get(mailbox_id)
+        if waiters is not None:
+            waiters.discard(fut)
+            if not waiters:
+                del self._waiters[mailbox_id]
+
+    def notify(self, mailbox_ids: Iterable[int]) -> None:
+        """Wake everyone waiting on these mailboxes (call on the event loop)."""
+        for mbid in mailbox_ids:
+            for fut in self._waiters.pop(mbid, ()):
+                if not fut.done():
+                    fut.set_result(None)
+
+    def _on_readable(self) -> None:
+        while True:
+            try:
+                data = self._rx.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            n = len(data) // 8
+            self.notify(struct.unpack(f">{n}Q", data[: n * 8]))
+
+    # -- writer thread side ----------------------------------------------------------
+
+    def broadcast(self, mailbox_ids: frozenset[int]) -> None:
+        """Tell the other processes on this store which mailboxes changed.
+
+        Runs in the writer thread.  Never blocks: a peer whose socket buffer is
+        full misses this datagram (it is drowning in wake-ups already).
+        """
+        if self._closed:
+            return
+        ids = sorted(mailbox_ids)
+        chunks = [
+            struct.pack(f">{len(part)}Q", *part)
+            for part in (
+                ids[i : i + _MAX_IDS_PER_DATAGRAM]
+                for i in range(0, len(ids), _MAX_IDS_PER_DATAGRAM)
+            )
+        ]
+        try:
+            names = os.listdir(self._dir_fd)
+        except OSError:
+            return
+        for name in names:
+            if name == self._name or not name.endswith(_SUFFIX):
+                continue
+            for chunk in chunks:
+                try:
+                    self._tx.sendto(chunk, self._addr(name))
+                except (ConnectionRefusedError, FileNotFoundError):
+                    # A process that died without cleaning up: nobody reads this.
+                    with contextlib.suppress(OSError):
+                        os.unlink(name, dir_fd=self._dir_fd)
+                    break
+                except OSError:  # EAGAIN (peer full), EPERM, ...: skip this peer
+                    break
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(Exception):
+            self._loop.remove_reader(self._rx.fileno())
+        with contextlib.suppress(OSError):
+            os.unlink(self._name, dir_fd=self._dir_fd)
+        self._rx.close()
+        self._tx.close()
+        os.close(self._dir_fd)
+        for futs in self._waiters.values():
+            for fut in futs:
+                if not fut.done():
+                    fut.set_exception(MailserverError("store is closed"))
+        self._waiters.clear()

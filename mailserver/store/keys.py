@@ -1,0 +1,97 @@
+"""Key layout of the LMDB databases (one place, so every module agrees).
+
+All integers are big-endian so that LMDB's byte-wise key order is numeric
+order: a cursor over ``message_key(mbid, 0)..`` walks a mailbox by ascending
+UID, and one over ``modseq_key(mbid, m)..`` walks its changes since MODSEQ m.
+
+=============  ==============================================  =====================
+database       key                                             value (``codec.py``)
+=============  ==============================================  =====================
+meta           b"schema_version", b"next_mailbox_id",           u32 / u64 counters
+               b"last_uidvalidity"
+domains        domain name (UTF-8, lower-case)                 b""
+accounts       address (lower-case)                            account record
+aliases        address or "@domain" (lower-case)               target address
+mbnames        account NUL name                                mailbox id (u64)
+mailboxes      mailbox id (u64)                                mailbox record
+messages       mailbox id (u64) uid (u32)                      message record
+modseq         mailbox id (u64) modseq (u64) uid (u32)         b""
+expunged       mailbox id (u64) modseq (u64)                   uid (u32)
+blobs          SHA-256 of the blob (32 bytes)                  the blob bytes
+blobrefs       SHA-256 of the blob (32 bytes)                  refcount (u64) + facts
+=============  ==============================================  =====================
+"""
+
+from __future__ import annotations
+
+import struct
+
+DB_NAMES = (
+    "meta",
+    "domains",
+    "accounts",
+    "aliases",
+    "mbnames",
+    "mailboxes",
+    "messages",
+    "modseq",
+    "expunged",
+    "blobs",
+    "blobrefs",
+)
+
+SCHEMA_VERSION_KEY = b"schema_version"
+NEXT_MAILBOX_ID_KEY = b"next_mailbox_id"
+LAST_UIDVALIDITY_KEY = b"last_uidvalidity"
+
+U32 = struct.Struct(">I")
+U64 = struct.Struct(">Q")
+_MSG = struct.Struct(">QI")
+_MODSEQ = struct.Struct(">QQI")
+_EXPUNGED = struct.Struct(">QQ")
+
+
+def mbname_key(account: str, name: str) -> bytes:
+    """``account NUL name``: a prefix scan over ``account NUL`` lists an account's mailboxes.
+
+    Addresses cannot contain NUL (``names.normalize_address`` refuses it), so
+    the prefix is unambiguous.
+    """
+    return account.encode() + b"\0" + name.encode()
+
+
+def mbname_prefix(account: str) -> bytes:
+    return account.encode() + b"\0"
+
+
+def mailbox_key(mailbox_id: int) -> bytes:
+    return U64.pack(mailbox_id)
+
+
+def message_key(mailbox_id: int, uid: int) -> bytes:
+    return _MSG.pack(mailbox_id, uid)
+
+
+def unpack_message_key(key: bytes) -> tuple[int, int]:
+    return _MSG.unpack(key)
+
+
+def modseq_key(mailbox_id: int, modseq: int, uid: int) -> bytes:
+    return _MODSEQ.pack(mailbox_id, modseq, uid)
+
+
+def unpack_modseq_key(key: bytes) -> tuple[int, int, int]:
+    return _MODSEQ.unpack(key)
+
+
+def expunged_key(mailbox_id: int, modseq: int) -> bytes:
+    return _EXPUNGED.pack(mailbox_id, modseq)
+
+
+def unpack_expunged_key(key: bytes) -> tuple[int, int]:
+    return _EXPUNGED.unpack(key)
+
+
+def mailbox_prefix(mailbox_id: int) -> bytes:
+    """The 8-byte prefix shared by a mailbox's keys in messages, modseq and expunged."""
+    return U64.pack(mailbox_id)

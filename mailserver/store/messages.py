@@ -1,0 +1,267 @@
+"""Write requests on messages, run by the writer thread inside one (child)
+transaction each: deliver, append, STORE, EXPUNGE, COPY, MOVE.
+
+Invariants kept here:
+
+* every change of a message gets its own MODSEQ = the mailbox's
+  HIGHESTMODSEQ + 1 (RFC 7162 §3.1), recorded in the modseq index
+  ``(mailbox, modseq, uid)``; the old index entry of a changed message is
+  removed, so the index holds exactly one entry per live message;
+* an expunge writes ``(mailbox, modseq) → uid`` to the expunged log (QRESYNC,
+  RFC 7162 §3.2.10) and drops one blob reference;
+* UIDs grow and are never reused within a UIDVALIDITY (RFC 3501 §2.3.1.1);
+* ``Account.used`` follows every add and removal; quota is checked once per
+  request, after all its changes, for the accounts whose usage grew.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+
+from mailserver.errors import Cannot, QuotaExceeded
+from mailserver.store import codec, keys, tx
+from mailserver.store.model import MailboxInfo, MessageRecord, NewMessage
+from mailserver.store.names import normalize_address, normalize_mailbox
+from mailserver.store.writer import WriteCtx
+
+
+class _Batch:
+    """Mailbox records and usage deltas of one request, written back by ``finish``."""
+
+    __slots__ = ("ctx", "mailboxes", "usage")
+
+    def __init__(self, ctx: WriteCtx) -> None:
+        self.ctx = ctx
+        self.mailboxes: dict[int, MailboxInfo] = {}
+        self.usage: dict[str, int] = {}
+
+    def mailbox(self, mb: MailboxInfo) -> MailboxInfo:
+        return self.mailboxes.setdefault(mb.id, mb)
+
+    def add(self, mb: MailboxInfo, rec: MessageRecord, *, keep_uid: bool = False) -> MessageRecord:
+        """Insert ``rec``'s contents into ``mb`` with a fresh UID (or its own
+        UID when ``keep_uid``) and a fresh MODSEQ.  No blob reference taken."""
+        ctx = self.ctx
+        mb = self.mailboxes.get(mb.id, mb)
+        uid = rec.uid if keep_uid else mb.uidnext
+        if uid >= tx.MAX_UID:
+            raise Cannot("mailbox has run out of UIDs")
+        modseq = mb.highestmodseq + 1
+        new = replace(rec, mailbox_id=mb.id, uid=uid, modseq=modseq)
+        tx.put_message(ctx.txn, ctx.dbs, new)
+        ctx.txn.put(keys.modseq_key(mb.id, modseq, uid), b"", db=ctx.dbs.modseq)
+        self.mailboxes[mb.id] = replace(
+            mb,
+            uidnext=max(mb.uidnext, uid + 1),
+            highestmodseq=modseq,
+            messages=mb.messages + 1,
+            size=mb.size + rec.size,
+        )
+        self.usage[mb.account] = self.usage.get(mb.account, 0) + rec.size
+        ctx.changed.add(mb.id)
+        return new
+
+    def remove(self, mb: MailboxInfo, rec: MessageRecord, *, drop_blob: bool = True) -> None:
+        """Expunge ``rec`` from ``mb``, logging the UID for QRESYNC."""
+        ctx = self.ctx
+        mb = self.mailboxes.get(mb.id, mb)
+        modseq = mb.highestmodseq + 1
+        txn, dbs = ctx.txn, ctx.dbs
+        txn.delete(keys.message_key(mb.id, rec.uid), db=dbs.messages)
+        txn.delete(keys.modseq_key(mb.id, rec.modseq, rec.uid), db=dbs.modseq)
+        txn.put(keys.expunged_key(mb.id, modseq), keys.U32.pack(rec.uid), db=dbs.expunged)
+        if drop_blob:
+            tx.blob_unref(txn, dbs, rec.blob_id)
+        self.mailboxes[mb.id] = replace(
+            mb, highestmodseq=modseq, messages=mb.messages - 1, size=mb.size - rec.size
+        )
+        self.usage[mb.account] = self.usage.get(mb.account, 0) - rec.size
+        ctx.changed.add(mb.id)
+
+    def restamp(self, mb: MailboxInfo, rec: MessageRecord, flags: frozenset[str]) -> MessageRecord:
+        """New flags and a new MODSEQ for an existing message."""
+        ctx = self.ctx
+        mb = self.mailboxes.get(mb.id, mb)
+        modseq = mb.highestmodseq + 1
+        new = replace(rec, flags=flags, modseq=modseq)
+        ctx.txn.delete(keys.modseq_key(mb.id, rec.modseq, rec.uid), db=ctx.dbs.modseq)
+        ctx.txn.put(keys.modseq_key(mb.id, modseq, rec.uid), b"", db=ctx.dbs.modseq)
+        tx.put_message(ctx.txn, ctx.dbs, new)
+        self.mailboxes[mb.id] = replace(mb, highestmodseq=modseq)
+        ctx.changed.add(mb.id)
+        return new
+
+    def finish(self) -> None:
+        """Write mailbox records and usage; QuotaExceeded aborts the whole request."""
+        txn, dbs = self.ctx.txn, self.ctx.dbs
+        for mb in self.mailboxes.values():
+            tx.put_mailbox(txn, dbs, mb)
+        for address, delta in self.usage.items():
+            if delta == 0:
+                continue
+            acc = tx.get_account(txn, dbs, address)
+            if acc is None:
+                continue
+            used = max(0, acc.used + delta)
+            if delta > 0 and acc.quota > 0 and used > acc.quota:
+                raise QuotaExceeded(f"quota of {address} exceeded")
+            tx.put_account(txn, dbs, replace(acc, used=used))
+
+
+def deliver(
+    ctx: WriteCtx,
+    targets: Sequence[NewMessage],
+    blob: bytes,
+    blob_id: bytes,
+    facts: bytes,
+    internal_date: int,
+    tz_offset: int,
+) -> list[MessageRecord]:
+    """``Store.deliver`` in the writer thread (``blob_id`` precomputed by the caller)."""
+    batch = _Batch(ctx)
+    out = []
+    for t in targets:
+        account = normalize_address(t.account)
+        mb = tx.selectable_by_name(ctx.txn, ctx.dbs, account, normalize_mailbox(t.mailbox))
+        rec = MessageRecord(
+            mailbox_id=mb.id,
+            uid=0,
+            flags=codec.normalize_flags(t.flags),
+            internal_date=internal_date,
+            tz_offset=tz_offset,
+            size=len(t.prefix) + len(blob),
+            modseq=0,
+            blob_id=blob_id,
+            prefix=t.prefix,
+        )
+        out.append(batch.add(mb, rec))
+    if out:
+        tx.blob_ref(ctx.txn, ctx.dbs, blob_id, len(out), blob, facts)
+    batch.finish()
+    return out
+
+
+def store_flags(
+    ctx: WriteCtx,
+    mailbox_id: int,
+    uids: list[int],
+    mode: str,
+    flags: frozenset[str],
+    unchangedsince: int | None,
+) -> tuple[list[MessageRecord], list[int]]:
+    """``Store.store_flags`` in the writer thread (RFC 3501 §6.4.6, RFC 7162 §3.1.3)."""
+    if mode not in ("set", "add", "remove"):
+        raise ValueError(f"bad STORE mode {mode!r}")
+    mb = tx.require_mailbox_id(ctx.txn, ctx.dbs, mailbox_id)
+    batch = _Batch(ctx)
+    flags = codec.normalize_flags(flags)
+    updated, failed = [], []
+    for rec in tx.get_messages(ctx.txn, ctx.dbs, mailbox_id, uids):
+        if unchangedsince is not None and rec.modseq > unchangedsince:
+            failed.append(rec.uid)
+            continue
+        if mode == "set":
+            new_flags = flags
+        elif mode == "add":
+            new_flags = rec.flags | flags
+        else:
+            new_flags = rec.flags - flags
+        if new_flags != rec.flags:
+            updated.append(batch.restamp(mb, rec, new_flags))
+    batch.finish()
+    return updated, failed
+
+
+def expunge(ctx: WriteCtx, mailbox_id: int, uids: list[int] | None) -> list[int]:
+    """``Store.expunge`` in the writer thread (RFC 3501 §6.4.3, RFC 4315 UID EXPUNGE)."""
+    txn, dbs = ctx.txn, ctx.dbs
+    mb = tx.require_mailbox_id(txn, dbs, mailbox_id)
+    if uids is None:
+        victims = [
+            codec.decode_message(mailbox_id, uid, raw)
+            for uid, raw in tx.iter_messages(txn, dbs, mailbox_id)
+            if codec.message_is_deleted(raw)
+        ]
+    else:
+        victims = [
+            r for r in tx.get_messages(txn, dbs, mailbox_id, uids) if "\\Deleted" in r.flags
+        ]
+    batch = _Batch(ctx)
+    for rec in victims:
+        batch.remove(mb, rec)
+    batch.finish()
+    return [r.uid for r in victims]
+
+
+def copy(
+    ctx: WriteCtx,
+    mailbox_id: int,
+    uids: list[int],
+    dest_account: str,
+    dest_mailbox: str,
+    move: bool,
+) -> tuple[int, list[tuple[int, int]]]:
+    """``Store.copy``/``Store.move`` in the writer thread (RFC 3501 §6.4.7, RFC 6851)."""
+    txn, dbs = ctx.txn, ctx.dbs
+    src = tx.require_mailbox_id(txn, dbs, mailbox_id)
+    dest = tx.selectable_by_name(
+        txn, dbs, normalize_address(dest_account), normalize_mailbox(dest_mailbox)
+    )
+    records = tx.get_messages(txn, dbs, mailbox_id, uids)
+    batch = _Batch(ctx)
+    pairs = []
+    for rec in records:
+        new = batch.add(dest, rec)
+        tx.blob_addref(txn, dbs, rec.blob_id, 1)
+        pairs.append((rec.uid, new.uid))
+    if move:
+        for rec in records:
+            batch.remove(src, rec)
+    batch.finish()
+    return dest.uidvalidity, pairs
+
+
+def purge_mailbox(ctx: WriteCtx, mb: MailboxInfo, *, keep_log: bool) -> int:
+    """Remove every message of ``mb`` (dropping blob references); returns the octets freed.
+
+    With ``keep_log`` each removal is a logged expunge with its own MODSEQ
+    and the record is rewritten (the mailbox stays, as a ``noselect`` level);
+    without it the mailbox's index and log entries go too (the id is retired).
+    """
+    txn, dbs = ctx.txn, ctx.dbs
+    if keep_log:
+        batch = _Batch(ctx)
+        records = tx.list_messages(txn, dbs, mb.id)
+        for rec in records:
+            batch.remove(mb, rec)
+        batch.finish()
+        return sum(r.size for r in records)
+    freed = 0
+    prefix = keys.mailbox_prefix(mb.id)
+    for uid, raw in list(tx.iter_messages(txn, dbs, mb.id)):
+        rec = codec.decode_message(mb.id, uid, raw)
+        tx.blob_unref(txn, dbs, rec.blob_id)
+        freed += rec.size
+    for db in (dbs.messages, dbs.modseq, dbs.expunged):
+        _delete_prefix(txn, db, prefix)
+    ctx.changed.add(mb.id)
+    if freed:
+        acc = tx.get_account(txn, dbs, mb.account)
+        if acc is not None:
+            tx.put_account(txn, dbs, replace(acc, used=max(0, acc.used - freed)))
+    return freed
+
+
+def _delete_prefix(txn: object, db: object, prefix: bytes) -> None:
+    cur = txn.cursor(db=db)  # type: ignore[attr-defined]
+    if not cur.set_range(prefix):
+        return
+    while cur.key()[: len(prefix)] == prefix:
+        if not cur.delete():  # delete moves to the next record; False at the end
+            break
+
+
+def iter_uids(uids: Iterable[int]) -> list[int]:
+    """Materialise a caller's UID iterable once (it may be a generator)."""
+    return list(uids)

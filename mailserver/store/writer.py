@@ -1,0 +1,206 @@
+"""The single writer thread and its group commit.
+
+Design (after the LMDB rule "one writer at a time", and group commit as in
+databases' WALs):
+
+* Every write request is a function ``fn(ctx, *args)`` queued with the asyncio
+  future its caller awaits.  One thread takes requests off the queue.
+* When the thread is idle it starts at once with the first request (no fixed
+  waiting window); while it is committing (the fsync), new requests queue up
+  and the next round takes *all* of them.  One synced commit then covers many
+  requests: many messages, one fsync.
+* Each request runs in a nested (child) write transaction, so a request that
+  raises (QuotaExceeded, MailboxNotFound, or a bug) is rolled back alone and
+  the others in the round still commit.
+* Results and exceptions travel back with ``loop.call_soon_threadsafe``; a
+  future is resolved only after the round's commit returned, i.e. after the
+  change is on disk.  Then the change feed hears which mailboxes changed.
+
+Invariant: nothing outside this thread opens a write transaction, and request
+functions read every value they change (counters, UIDNEXT, MODSEQ) inside
+their transaction, so concurrent writers in other processes are safe too
+(LMDB serialises them with its lock file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import lmdb
+
+from mailserver.errors import MailserverError, TemporaryFailure
+from mailserver.store.kv import Dbs
+
+#: Most requests folded into one transaction (bounds the latency of the first one).
+MAX_BATCH = 1000
+#: Most message octets folded into one transaction: an LMDB write transaction
+#: holds a bounded number of dirty pages (MDB_TXN_FULL past ~512 MiB).
+MAX_BATCH_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class WriteCtx:
+    """What a request function gets: its (child) transaction, the database
+    handles, and the set of mailbox ids it changed (for the change feed)."""
+
+    txn: Any
+    dbs: Dbs
+    changed: set[int] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _Request:
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    future: asyncio.Future[Any]
+    weight: int = 0
+
+
+_STOP = object()
+
+
+class Writer:
+    """Owns the write side of one environment.
+
+    ``on_commit(changed_ids)`` runs in the writer thread after each successful
+    commit (the change feed's cross-process broadcast); ``on_commit_loop``
+    runs on the event loop (waking local waiters).
+    """
+
+    def __init__(
+        self,
+        env: lmdb.Environment,
+        dbs: Dbs,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        on_commit: Callable[[frozenset[int]], None] | None = None,
+        on_commit_loop: Callable[[frozenset[int]], None] | None = None,
+    ) -> None:
+        self._env = env
+        self._dbs = dbs
+        self._loop = loop
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._on_commit = on_commit
+        self._on_commit_loop = on_commit_loop
+        self._closed = False
+        #: Number of synced commits made (for tests and the benchmark).
+        self.commits = 0
+        #: Number of requests committed.
+        self.requests = 0
+        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        self._thread.start()
+
+    async def submit(self, fn: Callable[..., Any], *args: Any, weight: int = 0) -> Any:
+        """Run ``fn(ctx, *args)`` in the next group commit; return its result
+        once committed and synced, or raise what it raised.
+
+        ``weight`` is the octets the request writes (message size), so one
+        transaction does not grow without bound.
+        """
+        if self._closed:
+            raise MailserverError("store is closed")
+        fut = self._loop.create_future()
+        self._queue.put(_Request(fn, args, fut, weight))
+        return await fut
+
+    async def close(self) -> None:
+        """Let queued requests finish, then stop the thread."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        await asyncio.to_thread(self._thread.join)
+
+    # -- writer thread ---------------------------------------------------------------
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            batch: list[_Request] = []
+            if first is _STOP:
+                break
+            batch.append(first)
+            weight = first.weight
+            while len(batch) < MAX_BATCH and weight < MAX_BATCH_BYTES:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stopping = True
+                    break
+                batch.append(nxt)
+                weight += nxt.weight
+            self._round(batch)
+
+    def _round(self, batch: list[_Request]) -> None:
+        outcomes: list[tuple[bool, Any]] = []
+        changed: set[int] = set()
+        try:
+            with self._env.begin(write=True) as txn:
+                for req in batch:
+                    outcomes.append(self._one(txn, req, changed))
+            # Leaving the ``with`` committed and, with sync=True, fsynced.
+        except BaseException as exc:  # the commit itself failed: nothing is written
+            failure = _wrap(exc)
+            outcomes = [(False, failure)] * len(batch)
+            changed = set()
+        else:
+            self.commits += 1
+            self.requests += len(batch)
+        # Peers first, then the callers: once a caller hears "done", every
+        # waiter (here and in other processes) has been told.
+        if changed:
+            ids = frozenset(changed)
+            if self._on_commit is not None:
+                with contextlib.suppress(Exception):
+                    self._on_commit(ids)
+            if self._on_commit_loop is not None:
+                self._call_soon(self._on_commit_loop, ids)
+        for req, (ok, value) in zip(batch, outcomes, strict=True):
+            self._resolve(req.future, ok, value)
+
+    def _one(self, txn: Any, req: _Request, changed: set[int]) -> tuple[bool, Any]:
+        if req.future.cancelled():  # the caller gave up before we started
+            return False, asyncio.CancelledError()
+        child = self._env.begin(write=True, parent=txn)
+        ctx = WriteCtx(child, self._dbs)
+        try:
+            result = req.fn(ctx, *req.args)
+        except BaseException as exc:
+            child.abort()
+            return False, _wrap(exc)
+        child.commit()
+        changed |= ctx.changed
+        return True, result
+
+    def _resolve(self, fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
+        def settle() -> None:
+            if fut.done():
+                return
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
+
+        self._call_soon(settle)
+
+    def _call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is already closed
+            self._loop.call_soon_threadsafe(fn, *args)
+
+
+def _wrap(exc: BaseException) -> BaseException:
+    """LMDB's own failures (map full, I/O error) are transient server trouble."""
+    if isinstance(exc, lmdb.MapFullError):
+        return TemporaryFailure("mail store is full")
+    if isinstance(exc, lmdb.Error):
+        return TemporaryFailure(f"mail store error: {exc}")
+    return exc
