@@ -260,6 +260,10 @@ class ListArgs:
     pattern: str
     select_opts: tuple[str, ...] = ()  # RFC 5258
     return_opts: tuple[str, ...] = ()
+    # Every pattern of RFC 5258 "LIST ref (p1 p2)"; ``pattern`` is the first.
+    patterns: tuple[str, ...] = ()
+    # RETURN (STATUS (...)) items, upper-cased (RFC 5819); "STATUS" is then in return_opts.
+    status_items: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +278,7 @@ class Append:
     message: bytes
     flags: frozenset[str] = frozenset()
     date: dt.datetime | None = None  # aware datetime from date-time
+    binary: bool = False  # the message came as literal8 "~{n}" (RFC 3516 §4.4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +286,7 @@ class Fetch:
     seqset: SequenceSet
     atts: tuple[FetchAtt, ...]  # macros ALL/FAST/FULL already expanded
     changedsince: int | None = None
+    vanished: bool = False  # the VANISHED modifier (RFC 7162 §3.2.6), UID FETCH only
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,11 +311,31 @@ class Search:
     key: SearchKey
     charset: str | None = None
     return_opts: tuple[str, ...] | None = None  # ESEARCH (RFC 4731); None for plain SEARCH
+    # True when CHARSET names a charset we cannot decode: answer NO [BADCHARSET]
+    # (RFC 3501 §6.4.4); the strings were then decoded as latin-1 placeholders.
+    bad_charset: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class ExpungeArgs:
     uids: SequenceSet | None = None  # UID EXPUNGE (RFC 4315)
+
+
+@dataclass(frozen=True, slots=True)
+class Enable:
+    """ENABLE (RFC 5161 §3.1): the capability names, upper-cased, in order."""
+
+    capabilities: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class IdArgs:
+    """ID (RFC 2971 §3.1): the client's field/value pairs, or None for ``ID NIL``.
+
+    Keys keep the client's spelling (they are compared case-insensitively);
+    a value may be None (NIL)."""
+
+    params: dict[str, str | None] | None
 
 
 @dataclass(frozen=True, slots=True)
