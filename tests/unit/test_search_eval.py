@@ -1,0 +1,77 @@
+"""Pure parts of SEARCH evaluation: which keys need content, and the plan
+that puts cheap keys first (RFC 3501 §6.4.4 keys; no store, no loop)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from mailserver.imap.search import _plan, needs_content
+from mailserver.protocol.imap.types import (
+    SearchAll,
+    SearchAnd,
+    SearchDate,
+    SearchFlag,
+    SearchHeader,
+    SearchKey,
+    SearchModseq,
+    SearchNot,
+    SearchOr,
+    SearchSeq,
+    SearchSize,
+    SearchText,
+    SearchUid,
+    SequenceSet,
+)
+
+DAY = dt.date(2024, 1, 1)
+SET = SequenceSet(((1, None),))
+
+CHEAP: list[SearchKey] = [
+    SearchAll(),
+    SearchSeq(SET),
+    SearchUid(SET),
+    SearchFlag("\\Seen"),
+    SearchFlag("$Label", False),
+    SearchSize(10, larger=True),
+    SearchModseq(5),
+    SearchDate("ON", DAY),
+    SearchAnd(()),
+    SearchNot(SearchOr(SearchFlag("\\Seen"), SearchDate("BEFORE", DAY))),
+]
+COSTLY: list[SearchKey] = [
+    SearchDate("SINCE", DAY, sent=True),
+    SearchHeader("FROM", "x"),
+    SearchHeader("X-ANY", ""),
+    SearchText("x"),
+    SearchText("x", header=True),
+    SearchNot(SearchText("x")),
+    SearchOr(SearchAll(), SearchHeader("TO", "y")),
+    SearchAnd((SearchFlag("\\Seen"), SearchAnd((SearchText("x"),)))),
+]
+
+
+@pytest.mark.parametrize("key", CHEAP, ids=repr)
+def test_cheap_keys_need_no_content(key: SearchKey) -> None:
+    assert not needs_content(key)
+
+
+@pytest.mark.parametrize("key", COSTLY, ids=repr)
+def test_content_keys(key: SearchKey) -> None:
+    assert needs_content(key)
+
+
+def test_plan_sorts_and_by_cost() -> None:
+    text, header, sent = SearchText("t"), SearchHeader("FROM", "f"), SearchDate("ON", DAY, True)
+    flag, size = SearchFlag("\\Seen"), SearchSize(1, False)
+    planned = _plan(SearchAnd((text, header, flag, sent, size)))
+    assert planned == SearchAnd((flag, size, sent, header, text))
+
+
+def test_plan_puts_cheap_or_side_first_at_every_depth() -> None:
+    text, flag = SearchText("t"), SearchFlag("\\Seen")
+    assert _plan(SearchOr(text, flag)) == SearchOr(flag, text)
+    assert _plan(SearchOr(flag, text)) == SearchOr(flag, text)
+    deep = SearchNot(SearchAnd((SearchOr(text, flag), flag)))
+    assert _plan(deep) == SearchNot(SearchAnd((flag, SearchOr(flag, text))))
