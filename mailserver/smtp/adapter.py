@@ -1,0 +1,391 @@
+"""Our subclass of ``aiosmtpd.smtp.SMTP``: the only module that imports aiosmtpd.
+
+aiosmtpd parses commands, does STARTTLS and DATA dot-unstuffing, and calls
+our hooks (``handler.py``).  What it lacks we add here, in one place:
+
+* ENHANCEDSTATUSCODES (RFC 2034): ``push`` adds an RFC 3463 code to every
+  2xx/4xx/5xx reply that lacks one, from the table in ``replies.py``; the
+  greeting and EHLO/HELO replies are left alone (RFC 2034 §3).  To know which
+  command a reply answers, every ``smtp_*`` method is wrapped to record it.
+* PIPELINING (RFC 2920): aiosmtpd reads one command at a time from its
+  stream and answers it before reading the next, so replies already come in
+  order; we only advertise it (our own EHLO, which also drops aiosmtpd's
+  empty ``AUTH`` line on port 25).
+* Limits: line length for commands and DATA lines (``smtp_max_line_length``,
+  CRLF included), idle timeout with a ``421 4.4.2`` (aiosmtpd just hangs up),
+  connections per listener and per IP (``421 4.7.0`` instead of the
+  greeting), AUTH failures (``421 4.7.0`` and close).
+* AUTH PLAIN/LOGIN (RFC 4954) checked against the store asynchronously
+  (aiosmtpd's authenticator callback is synchronous; argon2 must not run on
+  the loop), only on submission listeners and only under TLS.
+* Graceful shutdown: an idle connection gets ``421 4.3.2`` at once; one in
+  DATA finishes its transaction, then gets the 421.
+
+DATA bytes are kept exactly as received: aiosmtpd ends DATA only at
+CRLF.CRLF and leaves bare CR and bare LF inside lines untouched, so a
+smuggled "LF.LF" is just message content (never a second message), and the
+stored bytes are the client's.  We accept rather than reject bare line
+endings, as Postfix does by default; unlike Postfix we do not normalise them.
+One consequence: the DATA line limit counts CRLF-terminated lines, so a big
+message written with bare LF only (an RFC 5321 §2.3.8 violation) is one long
+line and is refused with ``500 5.5.2``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import collections
+import logging
+import re
+import secrets
+from base64 import b64decode
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import structlog
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, TLSSetupException
+
+from mailserver.config import Limits
+from mailserver.delivery.local import LocalRecipient
+from mailserver.errors import SmtpReply
+from mailserver.smtp import replies
+from mailserver.smtp.replies import add_enhanced_code
+
+if TYPE_CHECKING:
+    import ssl
+
+# aiosmtpd logs every command at INFO and warns on each AUTH about a
+# deprecated attribute it sets itself; our structured events replace them.
+logging.getLogger("mail.log").setLevel(logging.ERROR)
+
+_AUTH_PARAM = re.compile(r"\s+AUTH=\S*", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSettings:
+    """What every connection of one listener shares."""
+
+    listener_name: str
+    hostname: str
+    limits: Limits
+    submission: bool  # RFC 6409 listener: AUTH offered (under TLS) and required
+    starttls_context: ssl.SSLContext | None  # offered when not None
+    implicit_tls: bool  # TLS from the first byte (RFC 8314)
+
+
+class Registry(Protocol):
+    """The listener's view of its connections (see ``server.py``)."""
+
+    def admit(self, conn: SmtpConnection) -> bool: ...
+    def release(self, conn: SmtpConnection) -> None: ...
+
+
+class SessionHooks(Protocol):
+    """What the adapter needs from the handler besides aiosmtpd's ``handle_*`` hooks."""
+
+    async def authenticate(
+        self, conn: SmtpConnection, username: str, password: str
+    ) -> str | None: ...
+
+
+class Transaction(Envelope):
+    """aiosmtpd's envelope plus the accounts our RCPT policy resolved."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.local_recipients: list[LocalRecipient] = []
+
+
+@dataclass(slots=True)
+class _State:
+    command: str | None = None  # the command being answered, for enhanced codes
+    in_data: bool = False
+    closing: bool = False
+    admitted: bool = False
+    auth_failures: int = 0
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class SmtpConnection(SMTP):
+    """One SMTP connection (RFC 5321), with our extensions and limits (see module doc)."""
+
+    def __init__(self, handler: Any, settings: ConnectionSettings, registry: Registry) -> None:
+        limits = settings.limits
+        # aiosmtpd sizes its StreamReader from this attribute inside __init__;
+        # DATA lines longer than it (CRLF included) are refused after the data.
+        self.line_length_limit = limits.smtp_max_line_length
+        super().__init__(
+            handler,
+            data_size_limit=limits.max_message_size,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            hostname=settings.hostname,
+            ident="ESMTP ready",
+            tls_context=settings.starttls_context,
+            timeout=limits.smtp_idle_timeout,
+            # We enforce AUTH ourselves (handler.handle_MAIL, smtp_AUTH below):
+            # aiosmtpd cannot see implicit TLS as TLS.
+            auth_required=False,
+            auth_require_tls=False,
+            loop=asyncio.get_running_loop(),
+        )
+        self.settings = settings
+        self.conn_id = secrets.token_hex(4)
+        self.peer_ip = ""
+        self.log: Any = structlog.get_logger("mailserver.smtp").bind(
+            conn_id=self.conn_id, listener=settings.listener_name
+        )
+        self._registry = registry
+        self._state = _State()
+        # One command-line limit for every verb: aiosmtpd's class-level
+        # dictionary is shared by all instances and grows on every EHLO.
+        self.command_size_limit = limits.smtp_max_line_length - 2
+        self.command_size_limits = collections.defaultdict(lambda: self.command_size_limit)
+        if not settings.submission:
+            self._auth_methods.clear()
+        self._smtp_methods = {
+            name: self._tracked(name, method) for name, method in self._smtp_methods.items()
+        }
+
+    # -- facts for the handler -----------------------------------------------------
+
+    @property
+    def is_tls(self) -> bool:
+        """True once the connection is encrypted (implicit TLS or after STARTTLS)."""
+        return self.settings.implicit_tls or self._tls_protocol is not None
+
+    @property
+    def in_data(self) -> bool:
+        return self._state.in_data
+
+    async def wait_closed(self) -> None:
+        """Return once the connection is gone."""
+        await self._state.closed.wait()
+
+    def _create_envelope(self) -> Transaction:
+        return Transaction()
+
+    # -- connection life -----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        first = self._original_transport is None and self.transport is None
+        super().connection_made(transport)
+        if not first:
+            return  # STARTTLS finished: same connection, new session (RFC 3207 §4.2)
+        peer = transport.get_extra_info("peername")
+        self.peer_ip = str(peer[0]) if peer else ""
+        self.log = self.log.bind(peer=self.peer_ip)
+        self._state.admitted = self._registry.admit(self)
+        self.log.info("smtp_connect", admitted=self._state.admitted, tls=self.is_tls)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._state.closed.is_set():
+            return
+        try:
+            super().connection_lost(error)
+        finally:
+            self._registry.release(self)
+            self._state.closed.set()
+            self.log.info("smtp_disconnect")
+
+    def data_received(self, data: bytes) -> None:
+        # Idle means no bytes at all, so a long DATA transfer keeps the connection alive.
+        self._reset_timeout()
+        super().data_received(data)
+
+    def _timeout_cb(self) -> None:
+        self.log.info("smtp_idle_timeout")
+        self.close_with(replies.IDLE_TIMEOUT)
+
+    def close_with(self, reply: SmtpReply) -> None:
+        """Write ``reply`` (if the line is still up) and close; the close flushes it first."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(f"{reply}\r\n".encode())  # type: ignore[attr-defined]
+        transport.close()
+
+    def begin_shutdown(self) -> None:
+        """Listener shutdown: close now if idle, else after the DATA in progress."""
+        self._state.closing = True
+        if not self._state.in_data:
+            self.close_with(replies.SHUTTING_DOWN)
+
+    def abort(self) -> None:
+        """Drop the connection without a word (shutdown grace expired)."""
+        if self.transport is not None:
+            self.transport.abort()  # type: ignore[attr-defined]
+
+    async def _handle_client(self) -> None:
+        if not self._state.admitted:
+            self.log.warning("smtp_connection_refused", reason="connection limit")
+            self.close_with(replies.GREETING_BUSY)
+            return
+        await super()._handle_client()
+
+    async def handle_exception(self, error: Exception) -> str:
+        """A failed STARTTLS handshake is the client's problem, not a server fault:
+        log it quietly (aiosmtpd closes the connection); the rest goes to the handler."""
+        if isinstance(error, TLSSetupException):
+            self.log.info("starttls_failed", error=repr(error.__cause__))
+            return "454 4.7.0 TLS handshake failed"
+        return await super().handle_exception(error)
+
+    # -- replies -------------------------------------------------------------------
+
+    async def push(self, status: str | bytes) -> None:
+        """Send one reply line, adding the enhanced status code (RFC 2034 §3)."""
+        line = status.decode("utf-8", "surrogateescape") if isinstance(status, bytes) else status
+        command = self._state.command
+        is_greeting = command is None and line.startswith("220")
+        if command not in ("EHLO", "HELO") and not is_greeting:
+            line = add_enhanced_code(line, command)
+        await super().push(line)
+
+    def _tracked(
+        self, name: str, method: Callable[[str | None], Awaitable[None]]
+    ) -> Callable[[str | None], Awaitable[None]]:
+        async def run(arg: str | None) -> None:
+            self._state.command = name
+            self._state.in_data = name == "DATA"
+            try:
+                await method(arg)
+            finally:
+                self._state.command = None
+                self._state.in_data = False
+            if self._state.closing:
+                self.close_with(replies.SHUTTING_DOWN)
+
+        # HELP looks for aiosmtpd's @syntax attributes on the method.
+        for attr in ("__smtp_syntax__", "__smtp_syntax_extended__", "__smtp_syntax_when__"):
+            if hasattr(method, attr):
+                setattr(run, attr, getattr(method, attr))
+        return run
+
+    # -- commands ------------------------------------------------------------------
+
+    async def smtp_EHLO(self, hostname: str | None) -> None:
+        """RFC 5321 §4.1.1.1, listing the extensions we support (RFC 1869 §4.3)."""
+        if not hostname:
+            await self.push("501 Syntax: EHLO hostname")
+            return
+        self._set_rset_state()
+        assert self.session is not None
+        self.session.extended_smtp = True
+        self.session.host_name = hostname
+        keywords = [
+            "PIPELINING",  # RFC 2920
+            f"SIZE {self.data_size_limit}",  # RFC 1870
+            "8BITMIME",  # RFC 6152
+            "SMTPUTF8",  # RFC 6531
+            "ENHANCEDSTATUSCODES",  # RFC 2034
+        ]
+        if self.tls_context is not None and not self.is_tls:
+            keywords.append("STARTTLS")  # RFC 3207
+        if self.settings.submission and self.is_tls:
+            keywords.append("AUTH " + " ".join(sorted(self._auth_methods)))  # RFC 4954
+        keywords.append("HELP")
+        lines = [self.hostname, *keywords]
+        for i, text in enumerate(lines):
+            await self.push(f"250{' ' if i == len(lines) - 1 else '-'}{text}")
+
+    async def smtp_STARTTLS(self, arg: str | None) -> None:
+        """RFC 3207 §4; a second STARTTLS on an encrypted connection is refused."""
+        if self.is_tls:
+            await self.push("503 5.5.1 TLS already active")
+            return
+        await super().smtp_STARTTLS(arg)  # type: ignore[arg-type]
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        """RFC 5321 §4.1.1.2.  The AUTH= parameter (RFC 4954 §5) is accepted and ignored."""
+        if arg is not None:
+            arg = _AUTH_PARAM.sub("", arg)
+        await super().smtp_MAIL(arg)
+
+    async def smtp_AUTH(self, arg: str | None) -> None:
+        """RFC 4954 §4: only on submission listeners, only under TLS (RFC 8314 §3)."""
+        if not self.settings.submission:
+            await self.push(str(replies.AUTH_NOT_OFFERED))
+            return
+        if not self.is_tls:
+            await self.push(str(replies.AUTH_NEEDS_TLS))
+            return
+        if arg:
+            mechanism, sep, rest = arg.strip().partition(" ")
+            arg = mechanism.upper() + sep + rest  # mechanism names are case-insensitive
+        await super().smtp_AUTH(arg)  # type: ignore[arg-type]
+        if self._state.auth_failures >= self.settings.limits.max_auth_failures:
+            self.log.warning("auth_too_many_failures", failures=self._state.auth_failures)
+            self.close_with(replies.AUTH_TOO_MANY)
+
+    # -- AUTH mechanisms (aiosmtpd calls them as method(self, args)) ----------------
+
+    async def challenge_auth(
+        self, challenge: str | bytes, encode_to_b64: bool = True, log_client_response: bool = False
+    ) -> Any:
+        """aiosmtpd's 334 exchange, with an over-long answer refused rather than
+        surfacing as an internal error (``StreamReader.readline`` raises ValueError)."""
+        try:
+            return await super().challenge_auth(challenge, encode_to_b64, log_client_response)
+        except ValueError:
+            await self.push(str(replies.LINE_TOO_LONG))
+            return MISSING
+
+    async def _decode_response(self, args: list[str], challenge: str) -> bytes | None:
+        """The initial response (RFC 4954 §4, "=" is empty) or the answer to a 334 challenge.
+
+        ``None`` when the client cancelled or sent bad base64 (a 501 was sent).
+        """
+        if len(args) < 2:
+            answer = await self.challenge_auth(challenge)
+            return None if answer is MISSING else answer  # type: ignore[return-value]
+        if args[1] == "=":
+            return b""
+        try:
+            return b64decode(args[1], validate=True)
+        except (binascii.Error, ValueError):
+            await self.push("501 5.5.2 Cannot decode base64")
+            return None
+
+    async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
+        """RFC 4616: ``[authzid] NUL authcid NUL passwd``; authzid must be empty or authcid."""
+        response = await self._decode_response(args, "")
+        if response is None:
+            return AuthResult(success=False, handled=True)
+        parts = response.split(b"\x00")
+        if len(parts) != 3:
+            await self.push("501 5.5.2 Malformed PLAIN response")
+            return AuthResult(success=False, handled=True)
+        authzid, login, password = parts
+        if authzid and authzid != login:
+            return await self._check_login(b"", b"")  # no proxy authorization
+        return await self._check_login(login, password)
+
+    async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
+        """The de-facto LOGIN mechanism (draft-murchison-sasl-login): user, then password."""
+        login = await self._decode_response(args, "Username:")
+        if login is None:
+            return AuthResult(success=False, handled=True)
+        password = await self._decode_response([args[0]], "Password:")
+        if password is None:
+            return AuthResult(success=False, handled=True)
+        return await self._check_login(login, password)
+
+    async def _check_login(self, login: bytes, password: bytes) -> AuthResult:
+        hooks: SessionHooks = self.event_handler
+        account = None
+        try:
+            username, secret = login.decode("utf-8"), password.decode("utf-8")
+        except UnicodeDecodeError:
+            username = secret = ""
+        if username:
+            account = await hooks.authenticate(self, username, secret)
+        if account is None:
+            self._state.auth_failures += 1
+            self.log.warning("auth_failed", failures=self._state.auth_failures)
+            return AuthResult(success=False, handled=False)
+        self.log = self.log.bind(user=account)
+        self.log.info("auth_success")
+        return AuthResult(success=True, auth_data=account, message=str(replies.AUTH_OK))
