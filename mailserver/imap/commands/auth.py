@@ -1,0 +1,157 @@
+"""Any-state and not-authenticated commands: CAPABILITY, NOOP, LOGOUT, ID,
+ENABLE, STARTTLS, LOGIN, AUTHENTICATE (RFC 3501 §6.1, §6.2; RFC 2971;
+RFC 5161; RFC 4959 SASL-IR; RFC 4616 PLAIN).
+
+Plaintext credentials are accepted only over TLS or from a loopback peer
+(``Session.plaintext_ok``); elsewhere LOGINDISABLED is advertised and both
+LOGIN and AUTHENTICATE PLAIN answer ``NO [PRIVACYREQUIRED]`` (RFC 5530).
+After ``limits.max_auth_failures`` failed attempts the session ends with BYE.
+"""
+
+from __future__ import annotations
+
+import binascii
+from typing import TYPE_CHECKING
+
+from mailserver.auth.login import authenticate as check_password
+from mailserver.errors import ProtocolSyntaxError, UserError
+from mailserver.imap.state import Reply, State
+from mailserver.protocol.imap.response import quote, untagged
+from mailserver.protocol.imap.types import Authenticate, Command, IdArgs, Login
+
+if TYPE_CHECKING:
+    from mailserver.imap.session import Session
+
+#: What we tell a client that sends ID (RFC 2971 §3.3); no version, on purpose.
+_SERVER_ID = (("name", "mailserver"),)
+
+
+async def capability(session: Session, cmd: Command) -> Reply:
+    """CAPABILITY (RFC 3501 §6.1.1)."""
+    session.write(untagged("CAPABILITY " + session.capabilities()))
+    return Reply("CAPABILITY completed")
+
+
+async def noop(session: Session, cmd: Command) -> Reply:
+    """NOOP (§6.1.2): the pending-change report happens in ``Session.execute``."""
+    return Reply("NOOP completed")
+
+
+async def logout(session: Session, cmd: Command) -> Reply:
+    """LOGOUT (§6.1.3): untagged BYE, then the tagged OK; the connection closes."""
+    session.write(untagged("BYE Logging out"))
+    session.state = State.LOGOUT
+    session.selected = None
+    return Reply("LOGOUT completed")
+
+
+async def id_(session: Session, cmd: Command) -> Reply:
+    """ID (RFC 2971 §3.1): log what the client says about itself, answer our name."""
+    args = cmd.args
+    if isinstance(args, IdArgs) and args.params:
+        # Values are client-chosen text: keep them short in the logs.
+        session.log.info(  # type: ignore[attr-defined]
+            "imap_client_id",
+            client={k[:30]: (v or "")[:100] for k, v in list(args.params.items())[:30]},
+        )
+    fields = b" ".join(quote(k) + b" " + quote(v) for k, v in _SERVER_ID)
+    session.write(b"* ID (" + fields + b")\r\n")
+    return Reply("ID completed")
+
+
+async def enable(session: Session, cmd: Command) -> Reply:
+    """ENABLE (RFC 5161 §3.1): we support no extension that needs enabling, so
+    the ``* ENABLED`` response lists nothing (§3.2 allows that)."""
+    session.write(b"* ENABLED\r\n")
+    return Reply("ENABLE completed")
+
+
+async def starttls(session: Session, cmd: Command) -> Reply:
+    """STARTTLS (§6.2.1): OK, then the handshake.  Whatever the client sent
+    after the command in plaintext is thrown away by the connection (the
+    command-injection defence of RFC 3207 §6 / CVE-2011-0411 class bugs)."""
+    if not session.conn.tls_available():
+        raise UserError("TLS is not available here", imap_code="CANNOT")
+    session.after_reply = session.conn.start_tls
+    return Reply("Begin TLS negotiation now")
+
+
+async def login(session: Session, cmd: Command) -> Reply:
+    """LOGIN (§6.2.3)."""
+    args = cmd.args
+    assert isinstance(args, Login)
+    if not session.plaintext_ok():
+        raise UserError("Plaintext login requires TLS (use STARTTLS)",
+                        imap_code="PRIVACYREQUIRED")
+    return await _finish_login(session, args.user, args.password)
+
+
+async def authenticate(session: Session, cmd: Command) -> Reply:
+    """AUTHENTICATE (§6.2.2) with PLAIN (RFC 4616) and SASL-IR (RFC 4959).
+
+    Without an initial response we send an empty continuation and read one
+    line: ``*`` cancels (BAD, §6.2.2), otherwise it must be base64.
+    """
+    args = cmd.args
+    assert isinstance(args, Authenticate)
+    if args.mechanism != "PLAIN":
+        raise UserError(f"Unsupported mechanism {args.mechanism}", imap_code="CANNOT")
+    if not session.plaintext_ok():
+        raise UserError("Plaintext authentication requires TLS (use STARTTLS)",
+                        imap_code="PRIVACYREQUIRED")
+    response = args.initial
+    if response is None:
+        # An empty challenge (RFC 4616 §2): "+ " and nothing else, which
+        # ``continuation`` would fill with text a SASL client would decode.
+        session.write(b"+ \r\n")
+        await session.conn.flush()
+        line = await session.conn.read_line()
+        if line is None:
+            raise ConnectionResetError("client went away during AUTHENTICATE")
+        if line.strip() == b"*":
+            raise ProtocolSyntaxError("AUTHENTICATE cancelled")
+        try:
+            response = binascii.a2b_base64(line.strip(), strict_mode=True)
+        except binascii.Error:
+            raise ProtocolSyntaxError("Invalid base64 in AUTHENTICATE response") from None
+    parts = response.split(b"\x00")
+    if len(parts) != 3:
+        raise ProtocolSyntaxError("Invalid PLAIN response")
+    try:
+        authzid, authcid, password = (p.decode("utf-8") for p in parts)
+    except UnicodeDecodeError:
+        raise ProtocolSyntaxError("PLAIN response is not UTF-8") from None
+    if authzid and authzid.lower() != authcid.lower():
+        # We do not let one user act as another (RFC 4616 §2 leaves it to policy).
+        return await _failed(session, authcid)
+    return await _finish_login(session, authcid, password)
+
+
+async def _finish_login(session: Session, user: str, password: str) -> Reply:
+    address = await check_password(session.store, user, password)
+    if address is None:
+        return await _failed(session, user)
+    session.user = address
+    session.state = State.AUTHENTICATED
+    session.bind_log(user=address)
+    session.log.info("imap_login")  # type: ignore[attr-defined]
+    return Reply("Logged in", code="CAPABILITY " + session.capabilities())
+
+
+async def _failed(session: Session, user: str) -> Reply:
+    session.auth_failures += 1
+    session.log.info(  # type: ignore[attr-defined]
+        "imap_login_failed", attempted=user[:100], failures=session.auth_failures
+    )
+    if session.auth_failures >= session.limits.max_auth_failures:
+        # The tagged NO goes first (queued by the dispatcher), BYE follows it.
+        session.state = State.LOGOUT
+        session.after_reply = _bye_after(session)
+    raise UserError("Authentication failed", imap_code="AUTHENTICATIONFAILED")
+
+
+def _bye_after(session: Session):  # type: ignore[no-untyped-def]
+    async def bye() -> None:
+        session.write(untagged("BYE Too many authentication failures"))
+
+    return bye

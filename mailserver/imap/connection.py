@@ -1,0 +1,311 @@
+"""The thin asyncio adapter around the sans-IO receiver and the session.
+
+Design notes
+------------
+* ``_Stream`` is a minimal asyncio ``Protocol`` with a byte buffer, not an
+  ``asyncio.StreamReader``: STARTTLS must throw away plaintext the client
+  pipelined after the command (the command-injection defence, RFC 3207 §6 and
+  CVE-2011-0411), and only our own buffer can be emptied reliably just before
+  the transport is handed to ``loop.start_tls``.
+* Bytes go into the ``Receiver``; its events drive the session.  A
+  synchronizing literal gets ``+ Ready`` (RFC 3501 §7.5); a syntax error gets
+  BAD and the connection goes on, a fatal one gets BYE and the end.
+* Responses are queued by ``write`` and sent by ``flush`` once per command
+  (or when the queue grows past ``_PUSH_AT``): one transport write per
+  command, not per line.  Every network await is under a timeout: reads under
+  the autologout timer (``limits.imap_idle_timeout``, RFC 3501 §5.4), drains
+  and handshakes under fixed bounds.
+* ``interruptible`` is True while waiting for the next command (and in IDLE):
+  a server shutdown then says ``* BYE`` and closes at once; otherwise it waits
+  for the command in flight to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import ssl
+
+import structlog
+
+from mailserver.config import Listener
+from mailserver.errors import ProtocolSyntaxError
+from mailserver.imap.session import Session
+from mailserver.imap.state import CloseConnection, State
+from mailserver.protocol.imap.receiver import Receiver
+from mailserver.protocol.imap.response import continuation, tagged, untagged
+from mailserver.protocol.imap.types import NEED_DATA, Command, Line, NeedContinuation
+from mailserver.services import Services
+
+#: Queued response bytes that are handed to the transport without waiting for
+#: the end of the command (a big FETCH).
+_PUSH_AT = 256 * 1024
+#: Input buffered beyond this pauses reading from the socket (back-pressure).
+_READ_HIGH_WATER = 1 << 20
+#: Bounds on writing to a client that does not read, and on TLS handshakes.
+_WRITE_TIMEOUT = 120.0
+_HANDSHAKE_TIMEOUT = 30.0
+
+
+class _Stream(asyncio.Protocol):
+    """A buffered byte stream over one transport (plain or TLS)."""
+
+    def __init__(self, on_made: object) -> None:
+        self._on_made = on_made
+        self.transport: asyncio.Transport | None = None
+        self._buf = bytearray()
+        self._eof = False
+        self._readable = asyncio.Event()
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._paused = False
+
+    # -- protocol callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self._on_made(self)  # type: ignore[operator]
+
+    def data_received(self, data: bytes) -> None:
+        self._buf += data
+        self._readable.set()
+        if len(self._buf) > _READ_HIGH_WATER and not self._paused and self.transport:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._readable.set()
+        # Keep a plain socket open after the client's half-close so the
+        # replies to what it sent last (e.g. LOGOUT) still go out; we close it.
+        # TLS transports cannot stay half-open (asyncio would only warn).
+        return self.transport is not None and self.transport.get_extra_info("sslcontext") is None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = True
+        self._readable.set()
+        self._writable.set()
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    # -- our side
+    @property
+    def closed(self) -> bool:
+        return self._eof or self.transport is None or self.transport.is_closing()
+
+    async def read(self) -> bytes:
+        """Whatever has arrived (waiting for something), or ``b""`` at EOF."""
+        while not self._buf:
+            if self._eof:
+                return b""
+            self._readable.clear()
+            await self._readable.wait()
+        data = bytes(self._buf)
+        self._buf.clear()
+        if self._paused and self.transport is not None and not self.transport.is_closing():
+            self._paused = False
+            self.transport.resume_reading()
+        return data
+
+    def discard(self) -> None:
+        """Forget buffered input (STARTTLS)."""
+        self._buf.clear()
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        await self._writable.wait()
+        if self.transport is None or self.transport.is_closing():
+            raise ConnectionResetError("connection closed")
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class Connection:
+    """One client connection: receiver + session + stream (RFC 3501 §2.2).
+
+    ``run()`` serves it until LOGOUT, EOF, a fatal error, autologout or
+    shutdown; it never raises for network trouble.
+    """
+
+    def __init__(self, stream: _Stream, services: Services, listener: Listener, *,
+                 conn_id: int, peer: str) -> None:
+        self.stream = stream
+        self.services = services
+        self.listener = listener
+        self.limits = services.config.limits
+        self.peer = peer
+        self.tls = listener.tls == "implicit"
+        try:
+            self.loopback = ipaddress.ip_address(peer.split("%")[0]).is_loopback
+        except ValueError:
+            self.loopback = False
+        self.interruptible = False
+        self.log = structlog.get_logger("mailserver.imap").bind(conn_id=conn_id, peer=peer)
+        self.receiver = self._new_receiver()
+        self.session = Session(services, listener, self, self.log)
+        self._out: list[bytes] = []
+        self._out_size = 0
+        self._shutdown = False
+
+    def _new_receiver(self) -> Receiver:
+        return Receiver(self.limits.imap_max_line_length, self.limits.imap_max_literal_size)
+
+    # ------------------------------------------------------- Conn protocol
+
+    def tls_available(self) -> bool:
+        return self.listener.tls == "starttls" and not self.tls
+
+    def write(self, data: bytes) -> None:
+        self._out.append(data)
+        self._out_size += len(data)
+        if self._out_size >= _PUSH_AT:
+            self._push()
+
+    def _push(self) -> None:
+        if self._out:
+            self.stream.write(b"".join(self._out))
+            self._out.clear()
+            self._out_size = 0
+
+    async def flush(self) -> None:
+        """Send what is queued and wait until the transport has taken it."""
+        self._push()
+        async with asyncio.timeout(_WRITE_TIMEOUT):
+            await self.stream.drain()
+
+    async def read_line(self) -> bytes | None:
+        """The next raw line (IDLE's DONE, an AUTHENTICATE response), ``None``
+        at EOF.  Raises ``ProtocolSyntaxError`` for an over-long line and
+        ``TimeoutError`` after the autologout time."""
+        self.receiver.expect_line()
+        while True:
+            event = self.receiver.next_event()
+            if isinstance(event, Line):
+                return event.data
+            if event is not NEED_DATA:  # expect_line guarantees a Line next
+                raise RuntimeError(f"unexpected receiver event {event!r}")
+            if not await self._fill():
+                return None
+
+    async def start_tls(self) -> None:
+        """Upgrade to TLS after ``OK`` to STARTTLS (RFC 3501 §6.2.1).
+
+        Input pipelined behind the command is discarded: both the receiver's
+        buffer and ours, right before the transport stops reading.
+        """
+        self.receiver = self._new_receiver()
+        self.stream.discard()
+        transport = self.stream.transport
+        assert transport is not None
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(_HANDSHAKE_TIMEOUT):
+            new = await loop.start_tls(transport, self.stream, self.services.ssl_context,
+                                       server_side=True)
+        if new is None:
+            raise ConnectionResetError("TLS handshake failed")
+        self.stream.transport = new  # type: ignore[assignment]
+        self.tls = True
+        self.log.info("imap_starttls")
+
+    # -------------------------------------------------------------- serving
+
+    async def _fill(self) -> bool:
+        """Read more input into the receiver; False at EOF.  Autologout timer."""
+        async with asyncio.timeout(self.limits.imap_idle_timeout):
+            data = await self.stream.read()
+        if not data:
+            return False
+        self.receiver.feed(data)
+        return True
+
+    def request_shutdown(self) -> None:
+        """Server shutdown: BYE now if between commands, else after the current one."""
+        self._shutdown = True
+        if self.interruptible:
+            self.stream.write(untagged("BYE Server shutting down"))
+            self.stream.close()
+
+    async def run(self) -> None:
+        self.log.info("imap_connect", listener=self.listener.name, tls=self.tls)
+        try:
+            self.write(untagged(f"OK [CAPABILITY {self.session.capabilities()}] "
+                                f"{self.services.config.hostname} ready"))
+            await self.flush()
+            await self._loop()
+        except TimeoutError:
+            self.write(untagged("BYE Autologout; idle for too long"))
+        except CloseConnection:
+            pass
+        except (ConnectionError, ssl.SSLError, OSError) as exc:
+            self.log.info("imap_connection_lost", error=str(exc) or type(exc).__name__)
+        except Exception:  # noqa: BLE001 - one broken connection must not take others down
+            self.log.exception("imap_connection_failed")
+            self.write(untagged("BYE Internal error"))
+        finally:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                self._push()
+            self.stream.close()
+            self.log.info("imap_disconnect")
+
+    async def _loop(self) -> None:
+        in_command = False  # a synchronizing literal was invited: mid-command
+        while self.session.state is not State.LOGOUT:
+            if self._shutdown and not in_command:
+                self.write(untagged("BYE Server shutting down"))
+                return
+            try:
+                event = self.receiver.next_event()
+            except ProtocolSyntaxError as exc:
+                in_command = False
+                self._syntax_error(exc)
+                await self.flush()
+                if exc.fatal:
+                    return
+                continue
+            if event is NEED_DATA:
+                self.interruptible = not in_command
+                try:
+                    if not await self._fill():
+                        return
+                finally:
+                    self.interruptible = False
+                continue
+            if isinstance(event, NeedContinuation):
+                in_command = True
+                self.write(continuation("Ready for literal data"))
+                await self.flush()
+                continue
+            in_command = False
+            if isinstance(event, Line):  # only after expect_line(); cannot happen here
+                continue
+            assert isinstance(event, Command)
+            try:
+                await self.session.execute(event)
+            finally:
+                after, self.session.after_reply = self.session.after_reply, None
+            await self.flush()
+            if after is not None:
+                await after()
+                await self.flush()
+
+    def _syntax_error(self, exc: ProtocolSyntaxError) -> None:
+        """BAD for input that does not parse (RFC 3501 §7.1.3); an over-size
+        literal is ``NO [TOOBIG]`` (RFC 5530 §3), a fatal error also BYE."""
+        if exc.tag is not None:
+            if exc.text.startswith("Literal too big"):
+                self.write(tagged(exc.tag, "NO", "Literal too big", "TOOBIG"))
+            else:
+                self.write(tagged(exc.tag, "BAD", exc.text))
+        else:
+            self.write(untagged("BAD " + exc.text))
+        if exc.fatal:
+            self.write(untagged("BYE " + exc.text))

@@ -1,0 +1,215 @@
+"""The selected mailbox as one session sees it (RFC 3501 §2.3.1.2, §5.2, §7.4.1).
+
+Design notes
+------------
+A session's view of its selected mailbox is *not* the store's current state:
+it is the state last reported to the client.  Message sequence numbers are
+positions in ``uids`` (the view), so they only change when this session
+reports ``EXPUNGE`` or ``EXISTS``.
+
+Invariants
+----------
+* ``uids`` is ascending; ``seq`` n is ``uids[n - 1]``.
+* ``flags[uid]`` is the flag set last reported to the client for that
+  message (or known to it, e.g. after its own STORE): ``sync`` reports a
+  ``FETCH (FLAGS ...)`` only where the store now differs, so a session's own
+  STORE is never echoed a second time.
+* ``modseq`` is the HIGHESTMODSEQ up to which the store's changes have been
+  folded in; ``store.changes_since(mailbox_id, modseq)`` is all that is new.
+* Messages expunged in the store but not yet reported (``pending``) keep their
+  sequence numbers until a command that may carry ``EXPUNGE`` responses runs
+  (RFC 3501 §7.4.1: not during FETCH, STORE, SEARCH, nor between commands).
+  Meanwhile they have no record in the store: FETCH returns nothing for them.
+* ``EXISTS`` never decreases without EXPUNGEs reported first (§7.3.1).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+
+from mailserver.errors import ProtocolSyntaxError
+from mailserver.protocol.imap.response import flag_list
+from mailserver.protocol.imap.types import SequenceSet
+from mailserver.store.model import MailboxInfo, MessageRecord
+from mailserver.store.store import Store
+
+#: The system flags (RFC 3501 §2.3.2) we store; ``\Recent`` is not tracked
+#: (every session sees ``* 0 RECENT``: allowed, RFC 3501 §2.3.2 makes
+#: \Recent advisory and RFC 9051 drops it).
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+
+
+class SelectedMailbox:
+    """The selected mailbox of one session: sequence numbers, cached flags, sync point.
+
+    Built by ``open`` from the store; ``sync`` folds in the store's changes and
+    returns the untagged responses (bytes, CRLF-terminated) that tell the client.
+    """
+
+    __slots__ = ("store", "mailbox_id", "name", "readonly", "uidvalidity", "uids", "flags",
+                 "modseq", "pending")
+
+    def __init__(self, store: Store, info: MailboxInfo, records: Iterable[MessageRecord],
+                 *, readonly: bool) -> None:
+        self.store = store
+        self.mailbox_id = info.id
+        self.name = info.name
+        self.readonly = readonly
+        self.uidvalidity = info.uidvalidity
+        self.modseq = info.highestmodseq
+        self.uids: list[int] = []
+        self.flags: dict[int, frozenset[str]] = {}
+        for rec in records:
+            self.uids.append(rec.uid)
+            self.flags[rec.uid] = rec.flags
+        self.pending: set[int] = set()
+
+    @classmethod
+    def open(cls, store: Store, account: str, name: str, *, readonly: bool) -> SelectedMailbox:
+        """Read the mailbox and its messages (SELECT/EXAMINE).
+
+        The mailbox info (hence ``modseq``) is read *before* the message list:
+        a change committed in between shows up in the list and again in the
+        next ``sync``, which tolerates that (known UIDs are only compared).
+        Raises MailboxNotFound.
+        """
+        info = store.get_mailbox(account, name)
+        return cls(store, info, store.list_messages(info.id), readonly=readonly)
+
+    # ----------------------------------------------------------------- lookups
+
+    @property
+    def exists(self) -> int:
+        return len(self.uids)
+
+    @property
+    def largest_uid(self) -> int:
+        return self.uids[-1] if self.uids else 0
+
+    def seq_of(self, uid: int) -> int | None:
+        i = bisect.bisect_left(self.uids, uid)
+        if i < len(self.uids) and self.uids[i] == uid:
+            return i + 1
+        return None
+
+    def resolve(self, seqset: SequenceSet, *, uid: bool) -> list[tuple[int, int]]:
+        """``(seq, uid)`` pairs named by a set, ascending, messages held for a
+        pending EXPUNGE included.
+
+        Message sequence numbers outside 1..EXISTS are a BAD (RFC 3501 §7.1:
+        ``ProtocolSyntaxError``).  A UID set only names the UIDs that exist in
+        the view; ``*`` is the largest UID (``n:*`` always includes it, §6.4.8).
+        UID sets are tested range by range, never expanded: ``1:4294967295``
+        costs as much as the mailbox has messages.
+        """
+        if uid:
+            largest = self.largest_uid
+            return [(i + 1, u) for i, u in enumerate(self.uids) if seqset.contains(u, largest)]
+        count = len(self.uids)
+        if not seqset.valid_for(count) or (count == 0 and seqset.ranges):
+            raise ProtocolSyntaxError("Invalid message sequence number")
+        return [(n, self.uids[n - 1]) for n in seqset.resolve(count)]
+
+    def live(self, pairs: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+        """The pairs whose message is not waiting for its EXPUNGE to be reported."""
+        return [p for p in pairs if p[1] not in self.pending]
+
+    def keywords(self) -> set[str]:
+        """Keywords in use in the view (for the FLAGS response of SELECT)."""
+        out: set[str] = set()
+        for fl in self.flags.values():
+            out.update(f for f in fl if not f.startswith("\\"))
+        return out
+
+    def first_unseen(self) -> int | None:
+        for i, u in enumerate(self.uids):
+            if "\\Seen" not in self.flags[u]:
+                return i + 1
+        return None
+
+    # -------------------------------------------------------------------- sync
+
+    def note_flags(self, uid: int, flags: frozenset[str]) -> None:
+        """Record that the client has been told (or knows) these flags."""
+        if uid in self.flags:
+            self.flags[uid] = flags
+
+    def sync(self, *, allow_expunge: bool, uid_fetch: bool = True) -> list[bytes]:
+        """Fold in the store's changes since ``modseq``; return untagged responses.
+
+        Order (RFC 3501 §7.4.1, §7.3.1): ``EXPUNGE`` (only when
+        ``allow_expunge``; otherwise the messages are held, keeping their
+        numbers), then ``EXISTS`` if new messages arrived, then
+        ``FETCH (UID n FLAGS (...))`` for flags that differ from the cache.
+        Raises MailboxNotFound when the mailbox was deleted meanwhile.
+        """
+        changes = self.store.changes_since(self.mailbox_id, self.modseq)
+        out: list[bytes] = []
+        for uid in changes.expunged:
+            if uid in self.flags:
+                self.pending.add(uid)
+        if allow_expunge and self.pending:
+            out.extend(self._report_expunges())
+        largest = self.largest_uid
+        arrived = sorted(
+            (r for r in changes.updated if r.uid > largest), key=lambda r: r.uid
+        )
+        flag_changes: list[MessageRecord] = [
+            r for r in changes.updated
+            if r.uid <= largest and r.uid in self.flags and r.uid not in self.pending
+            and r.flags != self.flags[r.uid]
+        ]
+        if arrived:
+            for rec in arrived:
+                if rec.uid in self.flags:  # duplicate in one Changes: be tolerant
+                    continue
+                self.uids.append(rec.uid)
+                self.flags[rec.uid] = rec.flags
+            out.append(b"* %d EXISTS\r\n" % len(self.uids))
+        for rec in sorted(flag_changes, key=lambda r: r.uid):
+            seq = self.seq_of(rec.uid)
+            if seq is None:
+                continue
+            self.flags[rec.uid] = rec.flags
+            out.append(self.flags_response(seq, rec.uid, rec.flags, with_uid=uid_fetch))
+        self.modseq = max(self.modseq, changes.mailbox.highestmodseq)
+        return out
+
+    def _report_expunges(self) -> list[bytes]:
+        """``* n EXPUNGE`` for every pending message, highest number first so
+        that each number is still valid when the client reads it (§7.4.1)."""
+        out: list[bytes] = []
+        for uid in sorted(self.pending, reverse=True):
+            seq = self.seq_of(uid)
+            if seq is None:
+                continue
+            del self.uids[seq - 1]
+            del self.flags[uid]
+            out.append(b"* %d EXPUNGE\r\n" % seq)
+        self.pending.clear()
+        return out
+
+    @staticmethod
+    def flags_response(seq: int, uid: int, flags: frozenset[str], *, with_uid: bool) -> bytes:
+        """``* seq FETCH (UID uid FLAGS (...))`` (RFC 3501 §7.4.2)."""
+        uid_part = b"UID %d " % uid if with_uid else b""
+        return b"* %d FETCH (%sFLAGS %s)\r\n" % (seq, uid_part, flag_list(flags))
+
+
+def compact_uids(uids: Iterable[int]) -> str:
+    """A UID list as a ``sequence-set`` string, ranges merged: 1,2,3,7 -> ``1:3,7``
+    (RFC 4315 §3 ``uid-set``, keeping the order given)."""
+    out: list[str] = []
+    run_start: int | None = None
+    prev: int | None = None
+    for u in uids:
+        if prev is not None and u == prev + 1:
+            prev = u
+            continue
+        if run_start is not None:
+            out.append(str(run_start) if run_start == prev else f"{run_start}:{prev}")
+        run_start = prev = u
+    if run_start is not None:
+        out.append(str(run_start) if run_start == prev else f"{run_start}:{prev}")
+    return ",".join(out)

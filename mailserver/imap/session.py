@@ -1,0 +1,213 @@
+"""One IMAP session: its state, the dispatch table, and the one place where
+command outcomes become tagged replies (RFC 3501 §3, §6, §7.1).
+
+Design notes
+------------
+* ``TABLE`` maps a command name to its handler and the states it is valid in;
+  ``Session.execute`` checks the state there and nowhere else (after mox).
+* A handler writes untagged responses with ``session.write`` and returns a
+  ``Reply`` for the tagged OK (or ``None`` for "NAME completed").  It reports
+  failure by raising: ``UserError`` -> ``NO [code]``, ``ProtocolSyntaxError``
+  -> ``BAD``, anything else -> ``NO [SERVERBUG]`` plus a logged traceback.
+  ``mailserver.errors.imap_status`` does the mapping, here only.
+* After every command in the SELECTED state the view is synchronised with the
+  store (``SelectedMailbox.sync``) before the tagged reply, so concurrent
+  sessions see each other's changes (RFC 3501 §5.2).  EXPUNGE responses are
+  held back during FETCH, STORE and SEARCH (§7.4.1; the UID forms may carry
+  them, §6.4.8).
+* Handlers never touch the socket; what they need from the connection (flush,
+  read one raw line, start TLS) is the small ``Conn`` protocol below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from mailserver.config import Listener
+from mailserver.errors import MailboxNotFound, ProtocolSyntaxError, imap_status
+from mailserver.imap.commands import auth, idle, mailbox, messages
+from mailserver.imap.selected import SelectedMailbox
+from mailserver.imap.state import CloseConnection, Conn, Reply, State
+from mailserver.protocol.imap.response import tagged
+from mailserver.protocol.imap.types import Command
+from mailserver.services import Services
+
+Handler = Callable[["Session", Command], Awaitable[Reply | None]]
+
+#: Commands during whose response an EXPUNGE must not be sent (RFC 3501 §7.4.1);
+#: their UID forms may (§6.4.8).
+_NO_EXPUNGE = frozenset({"FETCH", "STORE", "SEARCH"})
+
+
+class Session:
+    """The protocol state of one connection, independent of sockets.
+
+    ``user`` is the account address once authenticated; ``selected`` the
+    view of the selected mailbox.  ``after_reply`` is set by a handler that
+    needs the connection to act once the tagged reply is on the wire
+    (STARTTLS); the connection calls and clears it.
+    """
+
+    def __init__(self, services: Services, listener: Listener, conn: Conn, log: object) -> None:
+        self.services = services
+        self.store = services.store
+        self.limits = services.config.limits
+        self.listener = listener
+        self.conn = conn
+        self.log = log
+        self.state = State.NOT_AUTHENTICATED
+        self.user: str | None = None
+        self.selected: SelectedMailbox | None = None
+        self.auth_failures = 0
+        self.after_reply: Callable[[], Awaitable[None]] | None = None
+
+    # ------------------------------------------------------------- helpers
+
+    def write(self, data: bytes) -> None:
+        """Queue response bytes (sent at the end of the command, or on flush)."""
+        self.conn.write(data)
+
+    def plaintext_ok(self) -> bool:
+        """Whether LOGIN / AUTHENTICATE PLAIN may be used now (RFC 3501 §6.2.3,
+        §11.1): over TLS, or from a loopback peer (as Dovecot's
+        ``disable_plaintext_auth`` treats localhost)."""
+        return self.conn.tls or self.conn.loopback
+
+    def capabilities(self) -> str:
+        """The CAPABILITY list for the current state (RFC 3501 §7.2.1).
+
+        Only what is fully implemented.  Before login: STARTTLS when the
+        listener offers it and TLS is not on yet (§6.2.1), and AUTH=PLAIN or
+        LOGINDISABLED (§6.2.3).
+        """
+        caps = ["IMAP4rev1", "LITERAL+", "SASL-IR", "IDLE", "UNSELECT", "ID", "NAMESPACE",
+                "ENABLE", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE"]
+        if self.state is State.NOT_AUTHENTICATED:
+            if self.conn.tls_available():
+                caps.append("STARTTLS")
+            caps.append("AUTH=PLAIN" if self.plaintext_ok() else "LOGINDISABLED")
+        return " ".join(caps)
+
+    def bind_log(self, **fields: object) -> None:
+        self.log = self.log.bind(**fields)  # type: ignore[attr-defined]
+
+    # ------------------------------------------------------------ dispatch
+
+    async def execute(self, cmd: Command) -> None:
+        """Run one command and queue its responses, tagged reply last.
+
+        Never raises for the command's own failures; ``CancelledError`` passes.
+        """
+        try:
+            entry = TABLE.get(cmd.name)
+            if entry is None:
+                raise ProtocolSyntaxError(f"Unknown command {cmd.name}")
+            handler, states = entry
+            if self.state not in states:
+                raise ProtocolSyntaxError(f"{cmd.name} not allowed now")
+            reply = await handler(self, cmd)
+            self._sync(cmd)
+            if reply is None:
+                reply = Reply(f"{_label(cmd)} completed")
+            self.write(tagged(cmd.tag, "OK", reply.text, reply.code))
+        except (CloseConnection, TimeoutError, ConnectionError):
+            raise  # the connection's business: autologout, client gone
+        except ProtocolSyntaxError as exc:
+            self._sync_quietly(cmd)
+            self.write(tagged(cmd.tag, "BAD", exc.text))
+        except Exception as exc:  # noqa: BLE001 - mapped to NO here, logged if ours
+            status, code, text = imap_status(exc)
+            if code == "SERVERBUG":
+                self.log.exception(  # type: ignore[attr-defined]
+                    "imap_command_failed", command=cmd.name, mailbox=self._mailbox_name()
+                )
+            self._sync_quietly(cmd)
+            self.write(tagged(cmd.tag, status, text, code))
+
+    def _mailbox_name(self) -> str | None:
+        return self.selected.name if self.selected is not None else None
+
+    def _sync(self, cmd: Command) -> None:
+        """Report the selected mailbox's changes before the tagged reply."""
+        if self.state is not State.SELECTED or self.selected is None:
+            return
+        allow = cmd.uid or cmd.name not in _NO_EXPUNGE
+        try:
+            for line in self.selected.sync(allow_expunge=allow):
+                self.write(line)
+        except MailboxNotFound:
+            self.mailbox_vanished()
+
+    def _sync_quietly(self, cmd: Command) -> None:
+        try:
+            self._sync(cmd)
+        except Exception:  # noqa: BLE001 - a failed sync must not hide the reply
+            self.log.exception("imap_sync_failed", mailbox=self._mailbox_name())  # type: ignore[attr-defined]
+
+    def mailbox_vanished(self) -> None:
+        """The selected mailbox was deleted or renamed away by another session:
+        there is no way to tell the client but to end the session (RFC 3501
+        §7.1.5 BYE; Dovecot does the same)."""
+        self.write(b"* BYE Selected mailbox was deleted, have to disconnect\r\n")
+        self.state = State.LOGOUT
+        self.selected = None
+
+    def select(self, view: SelectedMailbox | None) -> None:
+        """Enter SELECTED with ``view``, or leave it (``None``)."""
+        self.selected = view
+        if view is None:
+            if self.state is State.SELECTED:
+                self.state = State.AUTHENTICATED
+        else:
+            self.state = State.SELECTED
+            self.bind_log(mailbox=view.name)
+
+
+def _label(cmd: Command) -> str:
+    return f"UID {cmd.name}" if cmd.uid else cmd.name
+
+
+# --------------------------------------------------------------------- table
+
+_ANY = frozenset(State) - {State.LOGOUT}
+_NOT_AUTH = frozenset({State.NOT_AUTHENTICATED})
+_AUTH = frozenset({State.AUTHENTICATED, State.SELECTED})
+_SEL = frozenset({State.SELECTED})
+
+#: command name -> (handler, states it is valid in)  (RFC 3501 §6, one row per command)
+TABLE: dict[str, tuple[Handler, frozenset[State]]] = {
+    # any state (§6.1)
+    "CAPABILITY": (auth.capability, _ANY),
+    "NOOP": (auth.noop, _ANY),
+    "LOGOUT": (auth.logout, _ANY),
+    "ID": (auth.id_, _ANY),  # RFC 2971 §3.1
+    # not authenticated (§6.2)
+    "STARTTLS": (auth.starttls, _NOT_AUTH),
+    "LOGIN": (auth.login, _NOT_AUTH),
+    "AUTHENTICATE": (auth.authenticate, _NOT_AUTH),
+    # authenticated (§6.3)
+    "ENABLE": (auth.enable, _AUTH),  # RFC 5161 §3.1
+    "NAMESPACE": (mailbox.namespace, _AUTH),  # RFC 2342 §5
+    "SELECT": (mailbox.select, _AUTH),
+    "EXAMINE": (mailbox.examine, _AUTH),
+    "CREATE": (mailbox.create, _AUTH),
+    "DELETE": (mailbox.delete, _AUTH),
+    "RENAME": (mailbox.rename, _AUTH),
+    "SUBSCRIBE": (mailbox.subscribe, _AUTH),
+    "UNSUBSCRIBE": (mailbox.unsubscribe, _AUTH),
+    "LIST": (mailbox.list_, _AUTH),
+    "LSUB": (mailbox.lsub, _AUTH),
+    "STATUS": (mailbox.status, _AUTH),
+    "APPEND": (mailbox.append, _AUTH),
+    "IDLE": (idle.idle, _AUTH),  # RFC 2177
+    # selected (§6.4)
+    "CHECK": (messages.check, _SEL),
+    "CLOSE": (messages.close, _SEL),
+    "UNSELECT": (messages.unselect, _SEL),  # RFC 3691
+    "EXPUNGE": (messages.expunge, _SEL),  # UID EXPUNGE: RFC 4315 §2.1
+    "SEARCH": (messages.search, _SEL),
+    "FETCH": (messages.fetch, _SEL),
+    "STORE": (messages.store, _SEL),
+    "COPY": (messages.copy, _SEL),
+    "MOVE": (messages.move, _SEL),  # RFC 6851
+}
