@@ -19,7 +19,14 @@ modseq         mailbox id (u64) modseq (u64) uid (u32)         b""
 expunged       mailbox id (u64) modseq (u64)                   uid (u32)
 blobs          SHA-256 of the blob (32 bytes)                  the blob bytes
 blobrefs       SHA-256 of the blob (32 bytes)                  refcount (u64) + facts
+queue          queue id (ASCII)                                next ms (u64) blob id
+                                                               (32) + queue record
+queuesched     next attempt ms (u64) queue id                  b""
 =============  ==============================================  =====================
+
+The queue databases were added after schema version 1 without changing any
+existing layout: ``open_env`` creates them empty in an older store, so the
+version stays 1.
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ DB_NAMES = (
     "expunged",
     "blobs",
     "blobrefs",
+    "queue",
+    "queuesched",
 )
 
 SCHEMA_VERSION_KEY = b"schema_version"
@@ -95,3 +104,12 @@ def unpack_expunged_key(key: bytes) -> tuple[int, int]:
 def mailbox_prefix(mailbox_id: int) -> bytes:
     """The 8-byte prefix shared by a mailbox's keys in messages, modseq and expunged."""
     return U64.pack(mailbox_id)
+
+
+def queue_sched_key(next_ms: int, queue_id: str) -> bytes:
+    """``next ms (u64) queue id``: a cursor from the start walks due work in time order."""
+    return U64.pack(next_ms) + queue_id.encode("ascii")
+
+
+def unpack_queue_sched_key(key: bytes) -> tuple[int, str]:
+    return U64.unpack_from(key)[0], bytes(key[8:]).decode("ascii")

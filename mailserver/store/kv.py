@@ -36,6 +36,8 @@ class Dbs:
     expunged: Any
     blobs: Any
     blobrefs: Any
+    queue: Any
+    queuesched: Any
 
 
 def open_env(path: Path, map_size: int) -> tuple[lmdb.Environment, Dbs]:

@@ -31,6 +31,7 @@ from typing import Any
 
 from mailserver.errors import InvalidName, MailserverError, NotFound
 from mailserver.store import admin, codec, keys, mailboxes, messages, tx
+from mailserver.store import queue as queue_db
 from mailserver.store.feed import ChangeFeed
 from mailserver.store.kv import Dbs, open_env
 from mailserver.store.model import (
@@ -488,3 +489,66 @@ class Store:
             finally:
                 self._feed.unregister(mailbox_id, fut)
 
+
+    # -- outbound queue --------------------------------------------------------------
+    # Records are opaque bytes here (``mailserver.queue.model`` encodes them);
+    # times are Unix seconds.  See ``queue.py`` for the layout and invariant.
+
+    async def queue_add(
+        self, queue_id: str, record: bytes, blob: bytes, next_attempt: float
+    ) -> bytes:
+        """Queue a message durably: record, schedule entry at ``next_attempt``,
+        and a reference to the content-addressed blob (stored once).
+
+        Returns the blob id (SHA-256).  RuntimeError if ``queue_id`` is taken.
+        """
+        blob = bytes(blob)
+        blob_id = await _blob_id(blob)
+        await self._writer.submit(
+            queue_db.add, queue_id, bytes(record), blob, blob_id,
+            queue_db.to_ms(next_attempt), weight=len(blob),
+        )
+        return blob_id
+
+    async def queue_put(self, queue_id: str, record: bytes, next_attempt: float) -> None:
+        """Replace a queued record and move it to ``next_attempt``.  Raises NotFound."""
+        await self._writer.submit(
+            queue_db.put, queue_id, bytes(record), queue_db.to_ms(next_attempt)
+        )
+
+    async def queue_reschedule(
+        self, queue_ids: Sequence[str], next_attempt: float, *, only_later: bool = True
+    ) -> list[str]:
+        """Make messages due at ``next_attempt`` (retry/flush).  Returns the ids that exist."""
+        return await self._writer.submit(
+            queue_db.reschedule, list(queue_ids), queue_db.to_ms(next_attempt), only_later
+        )
+
+    async def queue_remove(self, queue_id: str) -> bool:
+        """Delete a queued message and drop its blob reference.  False if absent."""
+        return await self._writer.submit(queue_db.remove, queue_id)
+
+    def queue_get(self, queue_id: str) -> bytes | None:
+        """The record bytes, or None."""
+        try:
+            queue_id.encode("ascii")
+        except UnicodeEncodeError:
+            return None
+        with self._read() as txn:
+            return queue_db.get(txn, self._dbs, queue_id)
+
+    def queue_list(self) -> list[bytes]:
+        """Every queued record, in queue id order (creation time)."""
+        with self._read() as txn:
+            return queue_db.list_all(txn, self._dbs)
+
+    def queue_due(self, now: float, limit: int = 1000) -> list[str]:
+        """Ids of messages due at ``now`` or earlier, earliest first, at most ``limit``."""
+        with self._read() as txn:
+            return queue_db.due(txn, self._dbs, queue_db.to_ms(now), limit)
+
+    def queue_next_due(self) -> float | None:
+        """The earliest scheduled attempt (Unix seconds), None for an empty queue."""
+        with self._read() as txn:
+            ms = queue_db.first_ms(txn, self._dbs)
+        return None if ms is None else ms / 1000.0

@@ -211,7 +211,10 @@ def blob_ref(txn: Any, dbs: Dbs, blob_id: bytes, count: int, blob: bytes, facts:
         txn.put(blob_id, codec.encode_blobref(count, facts), db=dbs.blobrefs)
     else:
         rc, old_facts = codec.decode_blobref(raw)
-        txn.put(blob_id, codec.encode_blobref(rc + count, old_facts), db=dbs.blobrefs)
+        # The outbound queue references blobs without facts (b""): a later
+        # local delivery of the same bytes brings them.
+        kept = old_facts or facts
+        txn.put(blob_id, codec.encode_blobref(rc + count, kept), db=dbs.blobrefs)
 
 
 def blob_addref(txn: Any, dbs: Dbs, blob_id: bytes, count: int) -> None:

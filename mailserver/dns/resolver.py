@@ -1,0 +1,154 @@
+"""The resolver interface and its implementation on ``dns.asyncresolver``.
+
+Answers are cached for their TTL (RFC 1035 §3.2.1; RFC 2308 §5 for negative
+answers, which we cache for at most ``NEGATIVE_TTL_MAX``), so a burst of
+messages to one domain asks the network once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import dns.asyncresolver
+import dns.exception
+import dns.name
+import dns.rdatatype
+import dns.resolver
+
+from mailserver.errors import MailserverError
+
+#: Longest time a negative answer (NXDOMAIN / no data) is remembered, seconds.
+NEGATIVE_TTL_MAX = 300.0
+#: Cap on positive TTLs, seconds (a record with a year-long TTL still gets re-read).
+TTL_MAX = 86400.0
+#: Entries kept before the cache is cleared of expired ones.
+CACHE_SIZE = 10000
+
+
+class DnsError(MailserverError):
+    """A lookup failed.  ``temporary``: SERVFAIL, timeout, no nameserver (retry later);
+    otherwise the name does not exist (NXDOMAIN), a permanent condition."""
+
+    def __init__(self, text: str, *, temporary: bool) -> None:
+        super().__init__(text)
+        self.temporary = temporary
+
+
+@dataclass(frozen=True, slots=True)
+class Mx:
+    """One MX record (RFC 5321 §5.1): lower ``preference`` is tried first.
+    ``host`` is absolute without the trailing dot; ``"."`` stays ``""`` (null MX)."""
+
+    preference: int
+    host: str
+
+
+class Resolver(Protocol):
+    """What outbound delivery needs from DNS.  Names are without trailing dot.
+
+    Each method returns ``[]`` when the name exists but has no such records
+    (NOERROR/NODATA), raises ``DnsError(temporary=False)`` when the name does
+    not exist, and ``DnsError(temporary=True)`` on any transient failure.
+    """
+
+    async def mx(self, domain: str) -> list[Mx]: ...
+
+    async def addresses(self, host: str) -> list[str]:
+        """IPv6 and IPv4 addresses (AAAA first, then A) as strings."""
+        ...
+
+    async def txt(self, name: str) -> list[str]:
+        """Each TXT record's character-strings joined (RFC 7208 §3.3 style)."""
+        ...
+
+
+class DnsPythonResolver:
+    """``Resolver`` on ``dns.asyncresolver`` with a TTL cache.
+
+    ``nameserver``/``port``: ask that server (tests; a local recursor) instead
+    of the system's ``/etc/resolv.conf``.  ``timeout``: seconds per lookup.
+    """
+
+    def __init__(
+        self, nameserver: str | None = None, port: int = 53, *, timeout: float = 10.0
+    ) -> None:
+        if nameserver is None:
+            self._resolver = dns.asyncresolver.Resolver()
+        else:
+            self._resolver = dns.asyncresolver.Resolver(configure=False)
+            self._resolver.nameservers = [nameserver]
+            self._resolver.port = port
+        self._resolver.lifetime = timeout
+        self._resolver.timeout = min(timeout, 3.0)
+        self._cache: dict[tuple[str, str], tuple[float, object]] = {}
+
+    async def _query(self, name: str, rdtype: str) -> tuple[list[object], float]:
+        """``(rdata list, ttl)``; NODATA gives ``([], negative ttl)``."""
+        key = (name.lower().rstrip("."), rdtype)
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] > now:
+            if isinstance(hit[1], DnsError):
+                raise hit[1]
+            return hit[1], 0.0  # type: ignore[return-value]
+        try:
+            answer = await self._resolver.resolve(
+                dns.name.from_text(key[0]), rdtype, search=False, raise_on_no_answer=False
+            )
+        except dns.resolver.NXDOMAIN:
+            err = DnsError(f"{key[0]}: no such domain", temporary=False)
+            self._remember(key, now + NEGATIVE_TTL_MAX, err)
+            raise err from None
+        except (dns.exception.Timeout, dns.resolver.NoNameservers) as exc:
+            raise DnsError(f"{key[0]} {rdtype}: {exc}", temporary=True) from None
+        except dns.exception.DNSException as exc:
+            raise DnsError(f"{key[0]} {rdtype}: {exc}", temporary=True) from None
+        if answer.rrset is None:
+            ttl = NEGATIVE_TTL_MAX
+            records: list[object] = []
+        else:
+            ttl = min(float(answer.rrset.ttl), TTL_MAX)
+            records = list(answer.rrset)
+        self._remember(key, now + ttl, records)
+        return records, ttl
+
+    def _remember(self, key: tuple[str, str], expires: float, value: object) -> None:
+        if len(self._cache) >= CACHE_SIZE:
+            now = time.monotonic()
+            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+            if len(self._cache) >= CACHE_SIZE:
+                self._cache.clear()
+        self._cache[key] = (expires, value)
+
+    async def mx(self, domain: str) -> list[Mx]:
+        records, _ = await self._query(domain, "MX")
+        out = []
+        for r in records:
+            host = r.exchange.to_text(omit_final_dot=True)  # type: ignore[attr-defined]
+            host = "" if host in ("", ".", "@") else host.lower()  # "." is the root: null MX
+            out.append(Mx(int(r.preference), host))  # type: ignore[attr-defined]
+        return out
+
+    async def addresses(self, host: str) -> list[str]:
+        out: list[str] = []
+        errors: list[DnsError] = []
+        for rdtype in ("AAAA", "A"):
+            try:
+                records, _ = await self._query(host, rdtype)
+            except DnsError as exc:
+                errors.append(exc)
+                continue
+            out.extend(r.address for r in records)  # type: ignore[attr-defined]
+        if not out and errors:
+            # Both failed: prefer the transient diagnosis (a retry may help).
+            raise next((e for e in errors if e.temporary), errors[0])
+        return out
+
+    async def txt(self, name: str) -> list[str]:
+        records, _ = await self._query(name, "TXT")
+        return [
+            b"".join(r.strings).decode("utf-8", "replace")  # type: ignore[attr-defined]
+            for r in records
+        ]

@@ -1,0 +1,378 @@
+"""The queue manager: enqueue, the scheduler, delivery rounds, bounces, admin.
+
+Life of a message: ``enqueue`` stores it (record + schedule entry + blob
+reference, one synced commit) and wakes the scheduler.  The scheduler takes
+due ids off the schedule index, *first* moves each one's schedule entry to
+the time of the next retry (the lease: if we die during the attempt, the
+message is due again then — at-least-once), then runs one round per message:
+recipients grouped by domain, one connection per group, groups in parallel
+under a total and a per-domain connection limit.  The round's results update
+the record; a message with no recipients left is removed after its DSN (if
+any) is durable.
+
+Invariant: at most one round per message runs in this process
+(``_inflight``).  Several processes delivering one store is not supported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import structlog
+
+from mailserver.dkim.keys import DkimKey
+from mailserver.dkim.sign import from_domain, sign_async
+from mailserver.dns.resolver import DnsPythonResolver, Resolver
+from mailserver.errors import MailserverError, NotFound
+from mailserver.queue import dsn, model
+from mailserver.queue.backoff import next_attempt, retry_delay
+from mailserver.queue.client import Outcome, RcptResult, deliver_domain
+from mailserver.queue.model import QueuedMessage, RcptStatus, Recipient
+from mailserver.queue.settings import OutboundSettings
+from mailserver.store.store import Store
+
+log = structlog.get_logger("mailserver.queue")
+
+#: Due messages taken off the index per scheduler pass.
+BATCH = 500
+
+DeliverLocal = Callable[[bytes, str], Awaitable[None]]
+KeysFor = Callable[[str], Sequence[DkimKey]]
+
+
+class QueueManager:
+    """Owns the outbound queue of one store.
+
+    ``resolver``: DNS (default: dnspython at the configured nameserver).
+    ``dkim_keys(domain)``: signing keys for a From domain ([] = do not sign).
+    ``is_local(address)`` / ``deliver_local(message, address)``: where DSNs for
+    local senders go (straight into the store); DSNs to remote senders are
+    queued with the null reverse-path.  ``clock``: Unix seconds (tests).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        settings: OutboundSettings,
+        *,
+        resolver: Resolver | None = None,
+        dkim_keys: KeysFor | None = None,
+        is_local: Callable[[str], bool] | None = None,
+        deliver_local: DeliverLocal | None = None,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._store = store
+        self.settings = settings
+        self._resolver: Resolver = resolver or DnsPythonResolver(
+            settings.resolver_address, settings.resolver_port, timeout=settings.dns_timeout
+        )
+        self._dkim_keys = dkim_keys
+        self._is_local = is_local
+        self._deliver_local = deliver_local
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._wake = asyncio.Event()
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._total = asyncio.Semaphore(settings.max_connections)
+        self._per_domain: dict[str, asyncio.Semaphore] = {}
+        self._runner: asyncio.Task[None] | None = None
+        self._stopping = False
+        #: Delivery rounds finished in this process (any outcome); see ``wait_rounds``.
+        self.rounds = 0
+        self._round_done = asyncio.Event()
+
+    # -- public entry points -------------------------------------------------------
+
+    async def enqueue(self, reverse_path: str, recipients: Sequence[str], message: bytes) -> str:
+        """Queue ``message`` for ``recipients``; durable (fsynced) when it returns.
+
+        ``reverse_path`` "" is the null reverse-path (DSNs).  ``message`` is the
+        exact bytes to send (CRLF lines, as received).  Returns the queue id.
+        Raises ValueError for no recipients or an address without "@".
+        """
+        rcpts = list(dict.fromkeys(recipients))  # one entry per address, order kept
+        if not rcpts:
+            raise ValueError("no recipients")
+        for r in rcpts:
+            if "@" not in r or r.startswith("@") or r.endswith("@"):
+                raise ValueError(f"not a mailbox address: {r!r}")
+        message = bytes(message)
+        # The same SHA-256 the store computes for its content-addressed blob.
+        blob_id = await asyncio.to_thread(_sha256, message) if len(message) > 1 << 18 \
+            else _sha256(message)
+        now = self._clock()
+        qid = model.new_queue_id(now)
+        rec = QueuedMessage(
+            id=qid, reverse_path=reverse_path, created=now, blob_id=blob_id,
+            size=len(message), recipients=tuple(Recipient(r) for r in rcpts), next_attempt=now,
+        )
+        await self._store.queue_add(qid, model.encode(rec), message, now)
+        log.info("queued", queue_id=qid, recipients=len(rcpts), size=len(message))
+        self._wake.set()
+        return qid
+
+    async def start(self) -> None:
+        """Start the scheduler (resumes whatever the store holds)."""
+        if self._runner is None:
+            self._stopping = False
+            self._runner = asyncio.create_task(self._run(), name="queue-scheduler")
+
+    async def stop(self) -> None:
+        """Stop scheduling and cancel rounds in flight (they are retried after restart:
+        their next attempt time was saved before they began)."""
+        self._stopping = True
+        self._wake.set()
+        tasks = list(self._inflight.values())
+        if self._runner is not None:
+            tasks.append(self._runner)
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self._runner = None
+
+    def list(self) -> list[QueuedMessage]:
+        """Every queued message, oldest first."""
+        return [model.decode(raw) for raw in self._store.queue_list()]
+
+    def show(self, queue_id: str) -> QueuedMessage | None:
+        raw = self._store.queue_get(queue_id)
+        return None if raw is None else model.decode(raw)
+
+    async def retry(self, queue_id: str) -> bool:
+        """Make the message due now.  False if there is no such message."""
+        found = await self._store.queue_reschedule([queue_id], self._clock())
+        self._wake.set()
+        return bool(found)
+
+    async def flush(self) -> int:
+        """Make every queued message due now; returns how many there are."""
+        ids = [model.decode(raw).id for raw in self._store.queue_list()]
+        found = await self._store.queue_reschedule(ids, self._clock()) if ids else []
+        self._wake.set()
+        return len(found)
+
+    async def delete(self, queue_id: str) -> bool:
+        """Drop the message without a DSN.  False if there is no such message."""
+        task = self._inflight.get(queue_id)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        removed = await self._store.queue_remove(queue_id)
+        if removed:
+            log.info("queue_deleted", queue_id=queue_id)
+        return removed
+
+    async def wait_rounds(self, n: int) -> None:
+        """Wait until ``rounds`` >= ``n`` (tests; the CLI's "flush and wait")."""
+        while self.rounds < n:
+            self._round_done.clear()
+            await self._round_done.wait()
+
+    async def wait_idle(self) -> None:
+        """Wait until no round is in flight (for tests and shutdown)."""
+        while self._inflight:
+            await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+
+    # -- scheduler -----------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            now = self._clock()
+            due = [q for q in self._store.queue_due(now, BATCH) if q not in self._inflight]
+            if due:
+                await self._take(due, now)
+            nxt = self._store.queue_next_due()
+            if len(due) >= BATCH:
+                continue
+            timeout = None if nxt is None else nxt - self._clock()
+            if timeout is not None and timeout <= 0:
+                # Only in-flight messages are due: a finishing round wakes us.
+                timeout = None
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+
+    async def _take(self, due: list[str], now: float) -> None:
+        """Save each message's lease (next attempt) before starting its round."""
+        leased: list[tuple[str, QueuedMessage]] = []
+
+        async def lease(qid: str) -> None:
+            raw = self._store.queue_get(qid)
+            if raw is None:
+                return
+            rec = model.decode(raw)
+            until = now + retry_delay(rec.attempts + 1, self.settings.backoff)
+            rec = _replace(rec, next_attempt=until)
+            try:
+                await self._store.queue_put(qid, model.encode(rec), until)
+            except NotFound:
+                return
+            leased.append((qid, rec))
+
+        await asyncio.gather(*(lease(q) for q in due))
+        for qid, rec in leased:
+            task = asyncio.create_task(self._round(rec), name=f"queue-{qid}")
+            self._inflight[qid] = task
+            task.add_done_callback(lambda t, q=qid: self._done(q, t))
+
+    def _done(self, qid: str, task: asyncio.Task[None]) -> None:
+        if self._inflight.get(qid) is task:
+            del self._inflight[qid]
+        if not task.cancelled():
+            self.rounds += 1
+            self._round_done.set()
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.error("queue_round_crashed", queue_id=qid, exc_info=exc)
+        self._wake.set()
+
+    # -- one delivery round ----------------------------------------------------------
+
+    async def _round(self, rec: QueuedMessage) -> None:
+        blog = log.bind(queue_id=rec.id)
+        try:
+            blob = self._store.get_blob(rec.blob_id)
+        except NotFound:
+            blog.error("queue_blob_missing")
+            await self._store.queue_remove(rec.id)
+            return
+        message = await self._signed(blob, rec, blog)
+        groups: dict[str, list[str]] = {}
+        for r in rec.active:
+            groups.setdefault(r.domain, []).append(r.address)
+        outcome_lists = await asyncio.gather(
+            *(self._deliver_group(d, rcpts, rec.reverse_path, message) for d, rcpts in groups.items())
+        )
+        results = {r.address: r for rs in outcome_lists for r in rs}
+        await self._apply(rec, results, blob, blog)
+
+    async def _signed(self, blob: bytes, rec: QueuedMessage, blog: Any) -> bytes:
+        if self._dkim_keys is None:
+            return blob
+        domain = from_domain(blob)
+        if domain is None:
+            return blob
+        keys = list(self._dkim_keys(domain))
+        if not keys:
+            return blob
+        try:
+            return await sign_async(blob, domain, keys) + blob
+        except MailserverError as exc:
+            blog.warning("dkim_sign_failed", error=str(exc))
+            return blob
+
+    async def _deliver_group(
+        self, domain: str, rcpts: list[str], reverse_path: str, message: bytes
+    ) -> list[RcptResult]:
+        sem = self._per_domain.get(domain)
+        if sem is None:
+            sem = self._per_domain[domain] = asyncio.Semaphore(
+                self.settings.max_connections_per_domain
+            )
+        async with sem, self._total:
+            return await deliver_domain(
+                self.settings, self._resolver, domain, reverse_path, rcpts, message
+            )
+
+    async def _apply(
+        self, rec: QueuedMessage, results: dict[str, RcptResult], blob: bytes, blog: Any
+    ) -> None:
+        now = self._clock()
+        attempts = rec.attempts + 1
+        retry_at = next_attempt(now, rec.created, attempts, self.settings.backoff,
+                                self.settings.max_age, self.settings.jitter, self._rng)
+        new: list[Recipient] = []
+        for r in rec.recipients:
+            res = results.get(r.address)
+            if res is None:
+                new.append(r)
+                continue
+            n = r.attempts + 1
+            if res.outcome is Outcome.DELIVERED:
+                new.append(Recipient(r.address, RcptStatus.DELIVERED, n, res.reply, res.remote_mta))
+                blog.info("delivered", rcpt=r.address, reply=res.reply)
+            elif res.outcome is Outcome.PERMANENT or retry_at is None:
+                reply = res.reply if res.outcome is Outcome.PERMANENT else (
+                    f"{res.reply} (gave up after {attempts} attempts)")
+                new.append(Recipient(r.address, RcptStatus.FAILED, n, reply, res.remote_mta))
+                blog.info("delivery_failed", rcpt=r.address, reply=reply)
+            else:
+                new.append(Recipient(r.address, RcptStatus.DEFERRED, n, res.reply, res.remote_mta))
+                blog.info("delivery_deferred", rcpt=r.address, reply=res.reply)
+        failed_now = [r for r in new if r.status is RcptStatus.FAILED
+                      and r.address in results]
+        if failed_now and rec.reverse_path:
+            await self._send_dsn(rec, failed_now, "failed", blob, now)
+        updated = _replace(rec, recipients=tuple(new), attempts=attempts,
+                           next_attempt=retry_at if retry_at is not None else now)
+        if updated.done:
+            await self._store.queue_remove(rec.id)
+            blog.info("queue_done")
+            return
+        assert retry_at is not None  # no retry time: every recipient became final
+        delay_warning = self.settings.delay_warning
+        if (delay_warning is not None and not updated.warned and rec.reverse_path
+                and now - rec.created >= delay_warning):
+            deferred = [r for r in new if r.status is RcptStatus.DEFERRED]
+            await self._send_dsn(rec, deferred, "delayed", blob, now)
+            updated = _replace(updated, warned=True)
+        try:
+            await self._store.queue_put(rec.id, model.encode(updated), retry_at)
+        except NotFound:  # deleted by an admin meanwhile
+            pass
+
+    async def _send_dsn(
+        self, rec: QueuedMessage, rcpts: list[Recipient], action: str, blob: bytes, now: float
+    ) -> None:
+        """One DSN for ``rcpts`` to the reverse-path (never for a null one)."""
+        if not rec.reverse_path or not rcpts:
+            return
+        report = dsn.build_dsn(
+            reporting_mta=self.settings.hostname,
+            reverse_path=rec.reverse_path,
+            recipients=[
+                dsn.DsnRecipient(r.address, action,
+                                 dsn.status_of(r.last_error, action == "failed"),
+                                 r.last_error, r.remote_mta)
+                for r in rcpts
+            ],
+            original=blob,
+            arrival_date=rec.created,
+            queue_id=rec.id,
+            now=now,
+            retry_until=rec.created + self.settings.max_age,
+        )
+        sender = rec.reverse_path
+        try:
+            if self._deliver_local is not None and self._is_local is not None \
+                    and self._is_local(sender):
+                await self._deliver_local(report, sender)
+            else:
+                await self.enqueue("", [sender], report)
+        except (MailserverError, ValueError) as exc:
+            # E.g. the sender's mailbox is over quota.  Losing the report is
+            # better than failing the round: its results (some recipients
+            # delivered) would be forgotten and the message sent again.
+            log.error("dsn_failed", queue_id=rec.id, action=action, error=str(exc))
+            return
+        log.info("dsn_sent", queue_id=rec.id, action=action, rcpts=len(rcpts))
+
+
+def _replace(rec: QueuedMessage, **changes: Any) -> QueuedMessage:
+    return dataclasses.replace(rec, **changes)
+
+
+def _sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()

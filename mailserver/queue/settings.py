@@ -1,0 +1,69 @@
+"""Outbound delivery settings (frozen; the composition root builds them from the config).
+
+Durations are seconds.  Defaults follow RFC 5321 §4.5.4.1 (retry no sooner
+than every 30 minutes after the first tries; give up after 4-5 days).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: Default retry delays (seconds) after the 1st, 2nd, ... failed attempt; the
+#: last one repeats until ``max_age``.
+DEFAULT_BACKOFF: tuple[float, ...] = (60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0)
+
+SMART_HOST_TLS = ("none", "starttls", "implicit")
+
+
+@dataclass(frozen=True, slots=True)
+class SmartHost:
+    """A relay that takes all outbound mail (instead of MX delivery).
+
+    ``tls``: "none", "starttls" (required) or "implicit" (RFC 8314).
+    ``username``/``password``: AUTH (RFC 4954), only sent over TLS unless ``tls`` is "none".
+    """
+
+    host: str
+    port: int = 587
+    tls: str = "starttls"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundSettings:
+    """Everything the queue needs to deliver.
+
+    ``resolver_address``/``resolver_port``: a nameserver to ask instead of the
+    system's (tests point this at their own DNS server).  ``smtp_port``: the
+    port of remote MX hosts (25 in production).  ``require_tls``: domains
+    (lower-case) whose mail must go over STARTTLS; others use it when offered.
+    ``delay_warning``: send a "delayed" DSN once a message has waited that long
+    (None: never).  ``jitter``: fraction of each backoff delay randomised.
+    """
+
+    hostname: str = "localhost"
+    resolver_address: str | None = None
+    resolver_port: int = 53
+    smtp_port: int = 25
+    connect_timeout: float = 30.0  # RFC 5321 §4.5.3.2.1 wants 5 min for the greeting; we try others
+    command_timeout: float = 300.0  # RFC 5321 §4.5.3.2: 5 min per command, 10 for the DATA end
+    backoff: tuple[float, ...] = DEFAULT_BACKOFF
+    jitter: float = 0.1
+    max_age: float = 5 * 24 * 3600.0
+    max_connections: int = 20
+    max_connections_per_domain: int = 3
+    require_tls: frozenset[str] = frozenset()
+    smart_host: SmartHost | None = None
+    delay_warning: float | None = 4 * 3600.0
+    dns_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not self.backoff or any(d <= 0 for d in self.backoff):
+            raise ValueError("backoff needs at least one positive delay")
+        if self.max_connections < 1 or self.max_connections_per_domain < 1:
+            raise ValueError("connection limits must be at least 1")
+        if not 0 <= self.jitter < 1:
+            raise ValueError("jitter is a fraction in [0, 1)")
+        if self.smart_host is not None and self.smart_host.tls not in SMART_HOST_TLS:
+            raise ValueError(f"smart host tls must be one of {SMART_HOST_TLS}")

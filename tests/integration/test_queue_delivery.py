@@ -1,0 +1,333 @@
+"""Outbound delivery end to end: our DNS server, our receiving SMTP server, the real queue.
+
+Every test runs a loopback DNS server (tests/support/dnsserver.py) serving MX,
+A and TXT records for test domains, and a receiving aiosmtpd server on
+127.0.0.1; the queue's resolver and remote SMTP port point at them.  Waiting
+is on events (``Receiver.wait_for``, ``QueueManager.wait_rounds``), never sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import hashlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dkim
+import dns.resolver
+import pytest
+from support.dnsserver import DnsServer
+from support.smtpreceiver import Receiver
+
+from mailserver.dkim.keys import DkimKeyring, write_key
+from mailserver.queue.manager import QueueManager
+from mailserver.queue.model import RcptStatus
+from mailserver.queue.settings import OutboundSettings
+from mailserver.store.store import Store
+
+SENDER = "alice@example.test"
+
+
+def message(subject: str = "hello", to: str = "bob@dest.test") -> bytes:
+    return (
+        f"From: Alice <{SENDER}>\r\nTo: {to}\r\nSubject: {subject}\r\n"
+        f"Date: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <{subject}@example.test>\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        "Body line one.\r\n.leading dot line\r\n"
+    ).encode()
+
+
+@dataclass
+class Env:
+    tmp: Path
+    dns: DnsServer
+    rx: Receiver
+    store: Store
+    local: list[tuple[bytes, str]] = field(default_factory=list)
+    local_event: asyncio.Event = field(default_factory=asyncio.Event)
+    mgr: QueueManager | None = None
+
+    def settings(self, **kw: object) -> OutboundSettings:
+        args: dict[str, object] = dict(
+            hostname="mail.example.test", resolver_address=self.dns.address,
+            resolver_port=self.dns.port, smtp_port=self.rx.port, connect_timeout=5,
+            command_timeout=10, backoff=(0.05, 0.1), jitter=0.0, delay_warning=None,
+            dns_timeout=5,
+        )
+        args.update(kw)
+        return OutboundSettings(**args)  # type: ignore[arg-type]
+
+    async def manager(self, **kw: object) -> QueueManager:
+        async def deliver_local(msg: bytes, rcpt: str) -> None:
+            self.local.append((msg, rcpt))
+            self.local_event.set()
+
+        self.mgr = QueueManager(
+            self.store, self.settings(**kw), dkim_keys=DkimKeyring(self.tmp).keys_for,
+            is_local=lambda a: a.endswith("@example.test"), deliver_local=deliver_local,
+        )
+        await self.mgr.start()
+        return self.mgr
+
+    async def wait_local(self, n: int) -> None:
+        async with asyncio.timeout(30):
+            while len(self.local) < n:
+                self.local_event.clear()
+                await self.local_event.wait()
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    dns_server = DnsServer()
+    dns_server.start()
+    rx = Receiver(tls_dir=tmp_path)
+    await rx.start()
+    dns_server.add("dest.test", "MX", "10 mx.dest.test.")
+    dns_server.add("mx.dest.test", "A", "127.0.0.1")
+    store = await Store.open(tmp_path)
+    e = Env(tmp_path, dns_server, rx, store)
+    try:
+        yield e
+    finally:
+        if e.mgr is not None:
+            await e.mgr.stop()
+        await store.close()
+        await rx.stop()
+        dns_server.stop()
+
+
+def _dns_txt(env: Env):  # dkimpy's dnsfunc, asking our DNS server
+    def dnsfunc(name: bytes, timeout: int = 5) -> bytes:
+        res = dns.resolver.Resolver(configure=False)
+        res.nameservers = [env.dns.address]
+        res.port = env.dns.port
+        ans = res.resolve(name.decode(), "TXT")
+        return b"".join(next(iter(ans)).strings)
+
+    return dnsfunc
+
+
+async def test_delivered_over_starttls_with_valid_rsa_and_ed25519_signatures(env: Env) -> None:
+    for sel, alg in (("rsa1", "rsa"), ("ed1", "ed25519")):
+        _, txt = write_key(env.tmp, "example.test", sel, alg)
+        env.dns.add(f"{sel}._domainkey.example.test", "TXT", txt)
+        key = env.tmp / "dkim" / "example.test" / f"{sel}.key"
+        assert key.stat().st_mode & 0o777 == 0o600
+    mgr = await env.manager()
+    original = message()
+    qid = await mgr.enqueue(SENDER, ["bob@dest.test", "carol@dest.test"], original)
+    (got,) = await env.rx.wait_for(1)
+    assert got.mail_from == SENDER
+    assert sorted(got.rcpt_tos) == ["bob@dest.test", "carol@dest.test"]  # one connection
+    assert got.tls
+    assert got.data.endswith(original)  # the body travelled unchanged (dot-stuffing undone)
+    assert got.data.count(b"DKIM-Signature:") == 2
+    for idx in (0, 1):
+        assert await asyncio.to_thread(
+            lambda i=idx: dkim.DKIM(got.data).verify(idx=i, dnsfunc=_dns_txt(env)))
+    await mgr.wait_idle()
+    assert mgr.show(qid) is None  # done: removed, blob reference dropped
+    assert env.store.blob_refcount(_sha(original)) == 0
+
+
+def _sha(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+async def test_tempfail_then_accept_is_delivered_on_retry(env: Env) -> None:
+    env.rx.tempfail_first = 1
+    mgr = await env.manager()
+    qid = await mgr.enqueue(SENDER, ["bob@dest.test"], message())
+    await mgr.wait_rounds(1)
+    rec = mgr.show(qid)
+    assert rec is not None and rec.recipients[0].status is RcptStatus.DEFERRED
+    assert rec.recipients[0].last_error.startswith("451")
+    await env.rx.wait_for(1)
+    await mgr.wait_idle()
+    assert mgr.show(qid) is None
+    assert env.local == []  # no DSN for a delivered message
+
+
+async def test_550_gives_one_dsn_for_the_failed_recipient_only(env: Env) -> None:
+    env.rx.rcpt_replies["nobody@dest.test"] = "550 5.1.1 no such user"
+    mgr = await env.manager()
+    await mgr.enqueue(SENDER, ["bob@dest.test", "nobody@dest.test"], message("partial"))
+    (got,) = await env.rx.wait_for(1)
+    assert got.rcpt_tos == ["bob@dest.test"]
+    await env.wait_local(1)
+    report, rcpt = env.local[0]
+    assert rcpt == SENDER
+    msg = email.message_from_bytes(report, policy=email.policy.default)
+    assert msg.get_content_type() == "multipart/report"
+    assert b"Final-Recipient: rfc822; nobody@dest.test" in report
+    assert b"Status: 5.1.1" in report and b"Action: failed" in report
+    assert b"bob@dest.test\r\nSubject: partial" in report  # original headers quoted
+    await mgr.wait_idle()
+    assert mgr.list() == []
+
+
+async def test_null_mx_fails_at_once_with_dsn(env: Env) -> None:
+    env.dns.add("nullmx.test", "MX", "0 .")
+    mgr = await env.manager()
+    await mgr.enqueue(SENDER, ["x@nullmx.test"], message())
+    await env.wait_local(1)
+    assert b"Status: 5.1.10" in env.local[0][0]
+    assert env.rx.received == []
+
+
+async def test_no_mx_uses_the_domain_address(env: Env) -> None:
+    env.dns.add("plain.test", "A", "127.0.0.1")
+    mgr = await env.manager()
+    await mgr.enqueue(SENDER, ["x@plain.test"], message())
+    (got,) = await env.rx.wait_for(1)
+    assert got.rcpt_tos == ["x@plain.test"]
+    assert ("plain.test", "A") in env.dns.queries
+
+
+async def test_unknown_domain_bounces(env: Env) -> None:
+    mgr = await env.manager()
+    await mgr.enqueue(SENDER, ["x@nowhere.test"], message())
+    await env.wait_local(1)
+    assert b"Status: 5.1.2" in env.local[0][0]
+
+
+async def test_unreachable_host_is_deferred(env: Env) -> None:
+    env.dns.add("down.test", "MX", "10 mx.down.test.")
+    env.dns.add("mx.down.test", "A", "127.0.0.2")  # nothing listens there
+    mgr = await env.manager(backoff=(3600.0,))
+    qid = await mgr.enqueue(SENDER, ["x@down.test"], message())
+    await mgr.wait_rounds(1)
+    rec = mgr.show(qid)
+    assert rec is not None
+    (r,) = rec.recipients
+    assert r.status is RcptStatus.DEFERRED and r.attempts == 1
+    assert r.last_error.startswith("421 4.4.2")
+    assert rec.next_attempt > rec.created + 3000
+    assert env.store.queue_due(rec.created + 60) == []
+    assert env.local == []
+
+
+async def test_mx_order_falls_back_to_next_host(env: Env) -> None:
+    env.dns.add("two.test", "MX", "5 dead.two.test.", "20 mx.dest.test.")
+    env.dns.add("dead.two.test", "A", "127.0.0.2")
+    mgr = await env.manager()
+    await mgr.enqueue(SENDER, ["x@two.test"], message())
+    (got,) = await env.rx.wait_for(1)
+    assert got.rcpt_tos == ["x@two.test"]
+
+
+async def test_require_tls_defers_when_starttls_is_not_offered(tmp_path: Path, env: Env) -> None:
+    plain = Receiver(host="127.0.0.3", port=env.rx.port)  # same port, another address, no TLS
+    await plain.start()
+    try:
+        env.dns.add("tls.test", "MX", "10 mx.tls.test.")
+        env.dns.add("mx.tls.test", "A", "127.0.0.3")
+        mgr = await env.manager(require_tls=frozenset({"tls.test"}))
+        qid = await mgr.enqueue(SENDER, ["x@tls.test"], message())
+        await mgr.wait_rounds(1)
+        rec = mgr.show(qid)
+        assert rec is not None and "STARTTLS" in rec.recipients[0].last_error
+        assert plain.received == []
+        await mgr.delete(qid)
+    finally:
+        await plain.stop()
+
+
+async def test_remote_sender_gets_dsn_through_the_queue_and_dsn_never_bounces(env: Env) -> None:
+    env.rx.mode = "reject"
+    env.dns.add("far.test", "MX", "10 mx.dest.test.")
+    mgr = await env.manager()
+    await mgr.enqueue("someone@far.test", ["x@dest.test"], message())
+    # The DSN is queued with <> to someone@far.test, which the receiver rejects too:
+    # that failure must not produce another DSN.
+    await mgr.wait_rounds(2)
+    await mgr.wait_idle()
+    assert mgr.list() == [] and env.local == []
+    assert env.rx.rcpt_attempts == 2
+
+
+async def test_restart_resumes_the_queue(env: Env) -> None:
+    env.rx.mode = "tempfail"
+    mgr = await env.manager(backoff=(3600.0,))
+    qid = await mgr.enqueue(SENDER, ["bob@dest.test"], message("resume"))
+    await mgr.wait_rounds(1)
+    await mgr.stop()
+    await env.store.close()
+    env.store = await Store.open(env.tmp)
+    env.rx.mode = "accept"
+    mgr2 = await env.manager(backoff=(3600.0,))
+    assert [m.id for m in mgr2.list()] == [qid]
+    assert await mgr2.flush() == 1
+    (got,) = await env.rx.wait_for(1)
+    assert b"Subject: resume" in got.data
+    await mgr2.wait_idle()
+    assert mgr2.list() == []
+
+
+async def test_admin_retry_and_delete(env: Env) -> None:
+    env.rx.mode = "tempfail"
+    mgr = await env.manager(backoff=(3600.0,))
+    data = message("admin")
+    qid = await mgr.enqueue(SENDER, ["bob@dest.test"], data)
+    await mgr.wait_rounds(1)
+    assert await mgr.retry(qid)
+    await mgr.wait_rounds(2)
+    rec = mgr.show(qid)
+    assert rec is not None and rec.attempts == 2
+    assert env.store.blob_refcount(rec.blob_id) == 1
+    assert await mgr.delete(qid)
+    assert not await mgr.delete(qid) and not await mgr.retry(qid)
+    assert mgr.show(qid) is None and env.store.blob_refcount(rec.blob_id) == 0
+
+
+async def test_enqueue_refuses_bad_recipients(env: Env) -> None:
+    mgr = await env.manager()
+    with pytest.raises(ValueError):
+        await mgr.enqueue(SENDER, [], message())
+    with pytest.raises(ValueError):
+        await mgr.enqueue(SENDER, ["no-at-sign"], message())
+
+
+def test_mx_order_by_preference_with_shuffled_ties() -> None:
+    import random
+
+    from mailserver.dns.mx import NullMx, order_mx
+    from mailserver.dns.resolver import Mx
+
+    records = [Mx(20, "c"), Mx(10, "a"), Mx(10, "b"), Mx(30, "a")]
+    orders = {tuple(order_mx(records, random.Random(seed))) for seed in range(50)}
+    assert orders == {("a", "b", "c"), ("b", "a", "c")}
+    with pytest.raises(NullMx):
+        order_mx([Mx(0, "")])
+
+
+async def test_resolver_ttl_cache_and_tcp_fallback(env: Env) -> None:
+    from mailserver.dns.resolver import DnsError, DnsPythonResolver
+
+    long_txt = "v=test; " + "x" * 2000  # beyond 512 octets: truncated over UDP, then TCP
+    env.dns.add("big.test", "TXT", long_txt)
+    res = DnsPythonResolver(env.dns.address, env.dns.port, timeout=5)
+    assert await res.txt("big.test") == [long_txt]
+    assert await res.mx("big.test") == []  # NODATA
+    asked = len(env.dns.queries)
+    assert await res.txt("big.test") == [long_txt]
+    assert len(env.dns.queries) == asked  # answered from the cache
+    with pytest.raises(DnsError) as info:
+        await res.mx("missing.test")
+    assert not info.value.temporary
+    assert await res.addresses("mx.dest.test") == ["127.0.0.1"]
+
+
+async def test_delay_warning_is_sent_once(env: Env) -> None:
+    env.rx.mode = "tempfail"
+    mgr = await env.manager(backoff=(0.05,), delay_warning=0.0)
+    qid = await mgr.enqueue(SENDER, ["bob@dest.test"], message("slow"))
+    await mgr.wait_rounds(3)
+    await mgr.delete(qid)
+    assert len(env.local) == 1
+    report = env.local[0][0]
+    assert b"Action: delayed" in report and b"Status: 4.3.0" in report
+    assert b"Will-Retry-Until: " in report
