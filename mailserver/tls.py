@@ -2,12 +2,14 @@
 
 The self-signed certificate (RSA 2048, SHA-256, ten years, subjectAltName =
 hostname) is written to ``data_dir/tls/`` with the key readable by the owner
-only, and reused on later starts.
+only, and reused on later starts.  Both files are written atomically (synced
+temporary file, then rename), the key before the certificate.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
 import ssl
 from pathlib import Path
@@ -18,6 +20,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from mailserver.config import Config
+
+
+def _alt_names(hostname: str) -> list[x509.GeneralName]:
+    """subjectAltName entries (RFC 6125 §6.4): the name, plus loopback IPs for localhost."""
+    names: list[x509.GeneralName] = [x509.DNSName(hostname)]
+    if hostname == "localhost":
+        names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "::1")]
+    return names
 
 
 def make_self_signed(hostname: str, cert_path: Path, key_path: Path) -> None:
@@ -33,21 +43,37 @@ def make_self_signed(hostname: str, cert_path: Path, key_path: Path) -> None:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=3650))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(_alt_names(hostname)), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
-    key_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    for directory in {key_path.parent, cert_path.parent}:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Key first, certificate last: a crash in between leaves no certificate,
+    # so the next start makes a new pair instead of loading a mismatched one.
+    _write_atomic(key_path, key_pem, 0o600)
+    _write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+
+
+def _write_atomic(path: Path, data: bytes, mode: int) -> None:
+    """Write ``data`` to ``path`` via a synced temporary file and a rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "wb") as f:
-        f.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def server_context(config: Config) -> ssl.SSLContext:

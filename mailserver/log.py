@@ -1,0 +1,132 @@
+"""Structured logging: structlog set-up and the field names every module uses.
+
+One JSON object per line on stderr by default (what journald and log
+shippers want); a human console renderer on a TTY or with ``format =
+"console"``.  Every line has ``timestamp`` (ISO 8601, UTC), ``level``,
+``logger`` and ``event`` (a snake_case name such as ``listener_started``),
+plus the fields bound by the code that logged it.
+
+stdlib ``logging`` (aiosmtpd logs through ``mail.log``, asyncio through
+``asyncio``) is routed into the same stream at WARNING and above: those
+libraries are chatty at INFO and speak free text, so only their problems are
+worth a line.
+
+Passwords and message bodies never reach the logs (STYLE.md §5): bind
+addresses and sizes, not content.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, TextIO
+
+import structlog
+
+from mailserver.config import LogSettings
+
+#: Names of the fields bound to loggers across the code base; use these spellings.
+CONN_ID = "conn_id"  # str, unique per connection in this process
+PEER = "peer"  # "ip:port" of the remote end
+USER = "user"  # authenticated account address
+QUEUE_ID = "queue_id"  # id of a message in the outbound queue
+MAILBOX = "mailbox"  # mailbox name
+DURATION_MS = "duration_ms"  # int, milliseconds
+
+#: Lowest stdlib level routed to our stream (see module docstring).
+STDLIB_LEVEL = logging.WARNING
+
+
+class _NamedWriter(structlog.WriteLogger):
+    """A ``WriteLogger`` that remembers the name passed to ``get_logger(name)``."""
+
+    def __init__(self, file: TextIO, name: str) -> None:
+        super().__init__(file)
+        self.name = name
+
+
+class _Factory:
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def __call__(self, *args: Any) -> _NamedWriter:
+        name = args[0] if args and isinstance(args[0], str) else "mailserver"
+        return _NamedWriter(self.stream, name)
+
+
+def _add_logger_name(logger: Any, method_name: str, event_dict: Any) -> Any:
+    event_dict.setdefault("logger", getattr(logger, "name", "mailserver"))
+    return event_dict
+
+
+class _StdlibBridge(logging.Handler):
+    """Forwards stdlib ``logging`` records to structlog, keeping the logger name."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            logger = structlog.get_logger(record.name)
+            fields: dict[str, Any] = {}
+            if record.exc_info:
+                fields["exc_info"] = record.exc_info
+            logger.log(record.levelno, record.getMessage(), **fields)
+        except Exception:  # a broken log line must never take the server down
+            self.handleError(record)
+
+
+def _leading_keys(logger: Any, method_name: str, event_dict: Any) -> Any:
+    """Put timestamp, level, logger and event first: JSON lines read left to right."""
+    head = {k: event_dict.pop(k) for k in ("timestamp", "level", "logger", "event")
+            if k in event_dict}
+    head.update(event_dict)
+    return head
+
+
+def use_console(settings: LogSettings, stream: TextIO) -> bool:
+    """True when lines should be rendered for humans rather than as JSON."""
+    if settings.format == "console":
+        return True
+    if settings.format == "json":
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def configure(settings: LogSettings | None = None, stream: TextIO | None = None) -> None:
+    """Set up structlog and the stdlib bridge; may be called again to change them.
+
+    ``stream`` defaults to ``sys.stderr``.  ``settings.level`` is a level name
+    (``"info"``); ``settings.format`` is ``"json"``, ``"console"`` or ``"auto"``.
+    """
+    settings = settings or LogSettings()
+    stream = stream or sys.stderr
+    level = logging.getLevelNamesMapping()[settings.level.upper()]
+    tail: list[Any]
+    if use_console(settings, stream):
+        # The console renderer formats exceptions itself (and warns if
+        # format_exc_info ran first).
+        tail = [structlog.dev.ConsoleRenderer(colors=bool(stream.isatty()))]
+    else:
+        tail = [
+            structlog.processors.format_exc_info,
+            _leading_keys,
+            structlog.processors.JSONRenderer(default=str),
+        ]
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            _add_logger_name,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.StackInfoRenderer(),
+            *tail,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=_Factory(stream),
+        cache_logger_on_first_use=False,
+    )
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, _StdlibBridge):
+            root.removeHandler(handler)
+    root.addHandler(_StdlibBridge())
+    root.setLevel(max(level, STDLIB_LEVEL))

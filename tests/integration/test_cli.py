@@ -1,0 +1,220 @@
+"""The ``mailserver`` command line, run as a real subprocess against a real store."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mailserver.auth.login import authenticate
+from mailserver.store.store import Store
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def conf(tmp_path: Path) -> Path:
+    path = tmp_path / "etc" / "mailserver.toml"
+    path.parent.mkdir()
+    path.write_text('hostname = "mx.example.test"\ndata_dir = "../data"\n', encoding="utf-8")
+    return path
+
+
+def env_without_config() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "MAILSERVER_CONFIG"}
+    env["PYTHONPATH"] = str(ROOT)  # the source tree, even if not installed
+    return env
+
+
+def cli(
+    *args: str | Path,
+    stdin: str = "",
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mailserver", *map(str, args)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env or env_without_config(),
+        timeout=60,
+    )
+
+
+def ok(*args: str | Path, stdin: str = "") -> str:
+    result = cli(*args, stdin=stdin)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    return result.stdout
+
+
+def fails(*args: str | Path, stdin: str = "", status: int = 1) -> str:
+    """Run a command that must fail; return its one-line error message."""
+    result = cli(*args, stdin=stdin)
+    assert result.returncode == status, (result.stdout, result.stderr)
+    lines = result.stderr.splitlines()
+    assert "Traceback" not in result.stderr
+    if status == 1:  # ours: exactly one line
+        assert len(lines) == 1 and lines[0].startswith("mailserver: error: "), result.stderr
+    else:  # argparse's: usage, then "mailserver SUBCOMMAND: error: ..."
+        assert lines and lines[-1].startswith("mailserver") and ": error: " in lines[-1]
+    return lines[-1]
+
+
+def check_login(data_dir: Path, address: str, password: str) -> str | None:
+    async def go() -> str | None:
+        store = await Store.open(data_dir)
+        try:
+            return await authenticate(store, address, password)
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+def test_domain_add_list_del(conf: Path) -> None:
+    assert ok("domain", "add", "Example.TEST", "-c", conf) == "added domain example.test\n"
+    ok("domain", "add", "other.test", "-c", conf)
+    assert ok("domain", "list", "-c", conf).split() == ["example.test", "other.test"]
+    ok("domain", "del", "other.test", "-c", conf)
+    assert ok("-c", conf, "domain", "list").split() == ["example.test"]
+    assert (conf.parent.parent / "data" / "store").is_dir()  # data_dir is relative to the file
+    assert "exists" in fails("domain", "add", "example.test", "-c", conf).lower()
+
+
+def test_user_lifecycle(conf: Path) -> None:
+    data = conf.parent.parent / "data"
+    ok("domain", "add", "example.test", "-c", conf)
+    out = ok("user", "add", "Carol@Example.test", "--password-stdin", "-c", conf,
+             stdin="carol-secret-1\n")
+    assert out == "added user carol@example.test\n"
+    ok("user", "add", "dave@example.test", "--quota", "1000000", "--password-stdin", "-c", conf,
+       stdin="dave-secret-1")
+    listing = ok("user", "list", "-c", conf).splitlines()
+    assert listing == [
+        "carol@example.test\tused=0\tquota=unlimited",
+        "dave@example.test\tused=0\tquota=1000000",
+    ]
+    assert check_login(data, "carol@example.test", "carol-secret-1") == "carol@example.test"
+
+    ok("user", "passwd", "carol@example.test", "--password-stdin", "-c", conf,
+       stdin="carol-secret-2\r\n")
+    assert check_login(data, "carol@example.test", "carol-secret-1") is None
+    assert check_login(data, "carol@example.test", "carol-secret-2") == "carol@example.test"
+
+    ok("user", "quota", "carol@example.test", "5000", "-c", conf)
+    assert "carol@example.test\tused=0\tquota=5000" in ok("user", "list", "-c", conf)
+
+    ok("user", "del", "dave@example.test", "-c", conf)
+    assert ok("user", "list", "example.test", "-c", conf).split()[0] == "carol@example.test"
+    assert "dave@" not in ok("user", "list", "-c", conf)
+
+
+def test_alias_lifecycle(conf: Path) -> None:
+    ok("domain", "add", "example.test", "-c", conf)
+    ok("user", "add", "carol@example.test", "--password-stdin", "-c", conf, stdin="carol-pw-123\n")
+    assert ok("alias", "add", "postmaster@example.test", "carol@example.test", "-c", conf) == (
+        "added alias postmaster@example.test -> carol@example.test\n"
+    )
+    ok("alias", "add", "@example.test", "carol@example.test", "-c", conf)
+    listing = ok("alias", "list", "-c", conf).splitlines()
+    assert sorted(listing) == [
+        "@example.test -> carol@example.test",
+        "postmaster@example.test -> carol@example.test",
+    ]
+    ok("alias", "del", "postmaster@example.test", "-c", conf)
+    assert ok("alias", "list", "example.test", "-c", conf).splitlines() == [
+        "@example.test -> carol@example.test"
+    ]
+    message = fails("alias", "add", "x@nowhere.test", "carol@example.test", "-c", conf)
+    assert "domain add nowhere.test" in message
+
+
+def test_user_errors(conf: Path) -> None:
+    message = fails("user", "add", "eve@nowhere.test", "--password-stdin", "-c", conf,
+                    stdin="long-enough-pw\n")
+    assert "nowhere.test" in message and "mailserver domain add nowhere.test" in message
+    ok("domain", "add", "example.test", "-c", conf)
+    assert "at least 8" in fails("user", "add", "eve@example.test", "--password-stdin", "-c",
+                                 conf, stdin="short\n")
+    # Without a terminal and without --password-stdin there is nobody to ask.
+    assert "--password-stdin" in fails("user", "add", "eve@example.test", "-c", conf)
+    fails("user", "passwd", "nobody@example.test", "--password-stdin", "-c", conf,
+          stdin="long-enough-pw\n")
+    fails("user", "del", "nobody@example.test", "-c", conf)
+    ok("user", "add", "eve@example.test", "--password-stdin", "-c", conf, stdin="eve-password\n")
+    fails("user", "add", "eve@example.test", "--password-stdin", "-c", conf, stdin="eve-pw-again\n")
+    assert ok("user", "list", "-c", conf).count("eve@example.test") == 1
+
+
+def test_usage_errors_exit_2(conf: Path) -> None:
+    fails("user", "add", "-c", conf, status=2)
+    fails("user", "add", "x@example.test", "--quota", "-5", "-c", conf, status=2)
+    fails("frobnicate", status=2)
+
+
+def test_bad_config_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[limits]\nmax_recipients = 'many'\n", encoding="utf-8")
+    message = fails("domain", "list", "-c", bad)
+    assert message == (
+        f"mailserver: error: {bad}: limits.max_recipients: must be an integer, not a string"
+    )
+    message = fails("check-config", "-c", bad)
+    assert "limits.max_recipients" in message
+    assert "cannot read" in fails("check-config", "-c", tmp_path / "missing.toml")
+
+
+def test_check_config(conf: Path) -> None:
+    out = ok("check-config", "-c", conf)
+    assert out.startswith(f"configuration OK: {conf}\n")
+    out = ok("check-config", "-c", ROOT / "conf" / "mailserver.production.toml")
+    assert "0.0.0.0:25" in out and ":::993" in out
+
+
+def test_check_config_unreadable_certificate(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[tls]\ncert_file = "nope.pem"\nkey_file = "nope.key"\n', encoding="utf-8")
+    message = fails("check-config", "-c", path)
+    assert f"{path}: tls: cannot load" in message
+
+
+def test_config_search_order(tmp_path: Path) -> None:
+    """-c, then $MAILSERVER_CONFIG, then conf/mailserver.toml in the cwd, then built-in."""
+    work = tmp_path / "work"
+    (work / "conf").mkdir(parents=True)
+    (work / "conf" / "mailserver.toml").write_text('hostname = "from-cwd.test"\n')
+    env_file = tmp_path / "env.toml"
+    env_file.write_text('hostname = "from-env.test"\n')
+    explicit = tmp_path / "explicit.toml"
+    explicit.write_text('hostname = "explicit.test"\n')
+
+    env = env_without_config()
+    assert "from-cwd.test" in cli("check-config", cwd=work, env=env).stdout
+    env["MAILSERVER_CONFIG"] = str(env_file)
+    assert "from-env.test" in cli("check-config", cwd=work, env=env).stdout
+    assert "explicit.test" in cli("check-config", "-c", explicit, cwd=work, env=env).stdout
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    if Path("/etc/mailserver/mailserver.toml").exists():
+        pytest.fail("this machine has /etc/mailserver/mailserver.toml; the test needs it absent")
+    out = cli("check-config", cwd=empty, env=env_without_config()).stdout
+    assert out.startswith("configuration OK: <built-in>")
+    assert f"data_dir  {empty / 'var'}" in out
+    out = cli("check-config", "--data-dir", "elsewhere", cwd=empty, env=env_without_config())
+    assert f"data_dir  {empty / 'elsewhere'}" in out.stdout
+
+
+def test_configured_domains_exist_for_admin_commands(tmp_path: Path) -> None:
+    conf = tmp_path / "c.toml"
+    conf.write_text('data_dir = "data"\ndomains = ["conf.test"]\n', encoding="utf-8")
+    assert ok("domain", "list", "-c", conf).split() == ["conf.test"]
+    ok("user", "add", "x@conf.test", "--password-stdin", "-c", conf, stdin="x-password\n")
+    assert "remove it there first" in fails("domain", "del", "conf.test", "-c", conf)

@@ -1,0 +1,473 @@
+"""The daemon as a real process: readiness, signals, sd_notify, demo account, durability.
+
+Each test starts ``python -m mailserver run -c CONF`` with port-0 listeners
+and learns the bound ports from its ``listener_started`` JSON log lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import imaplib
+import json
+import os
+import queue
+import re
+import signal
+import smtplib
+import socket
+import ssl
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailserver.auth.login import authenticate
+from mailserver.store.store import Store
+
+ROOT = Path(__file__).resolve().parents[2]
+TIMEOUT = 60.0
+
+
+def client_tls() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class Daemon:
+    """``mailserver run`` in a subprocess; its stderr JSON lines arrive on a queue."""
+
+    def __init__(self, *args: str | Path, env: dict[str, str] | None = None,
+                 cwd: Path | None = None) -> None:
+        full_env = {k: v for k, v in os.environ.items()
+                    if k not in ("NOTIFY_SOCKET", "MAILSERVER_CONFIG")}
+        full_env["PYTHONPATH"] = str(ROOT)
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mailserver", "run", *map(str, args)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=full_env,
+            cwd=cwd,
+        )
+        self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.stderr: list[str] = []
+        self.stdout: list[str] = []
+        self._threads = [
+            threading.Thread(target=self._read_stderr, daemon=True),
+            threading.Thread(target=self._read_stdout, daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+        self.ports: dict[str, int] = {}
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr.append(line)
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict):
+                self.events.put(event)
+        self.events.put(None)  # EOF: the process is gone
+
+    def _read_stdout(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.stdout.append(line)
+
+    def wait_for(self, name: str) -> dict[str, Any]:
+        """The next log event called ``name``; fails if the process ends first."""
+        while True:
+            try:
+                event = self.events.get(timeout=TIMEOUT)
+            except queue.Empty:
+                pytest.fail(f"no {name} event within {TIMEOUT}s:\n{''.join(self.stderr)}")
+            if event is None:
+                self.proc.wait(TIMEOUT)
+                pytest.fail(f"daemon exited ({self.proc.returncode}) before {name}:\n"
+                            + "".join(self.stderr))
+            if event.get("event") == "listener_started":
+                self.ports[event["listener"]] = event["port"]
+            if event.get("event") == name:
+                return event
+
+    def ready(self) -> Daemon:
+        self.wait_for("server_ready")
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.proc.send_signal(sig)
+        status = self.proc.wait(TIMEOUT)
+        self.join()
+        return status
+
+    def join(self) -> None:
+        """Wait for the readers to hit EOF, then close the pipes."""
+        for t in self._threads:
+            t.join(TIMEOUT)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(TIMEOUT)
+        self.join()
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[Daemon]]:
+    """Started daemons are killed at the end of the test, whatever happened."""
+    started: list[Daemon] = []
+    yield started
+    for d in started:
+        d.kill()
+
+
+def write_config(tmp_path: Path, listeners: str = "", extra: str = "") -> Path:
+    path = tmp_path / "mailserver.toml"
+    path.write_text(
+        'hostname = "mx.example.test"\n'
+        'data_dir = "data"\n'
+        'domains = ["example.test"]\n'
+        f"{extra}\n"
+        "[log]\nformat = \"json\"\n"
+        f"{listeners}",
+        encoding="utf-8",
+    )
+    return path
+
+
+LISTENERS = """
+[listeners.smtp]
+protocol = "smtp"
+address = "127.0.0.1"
+port = 0
+tls = "starttls"
+
+[listeners.imaps]
+protocol = "imap"
+address = "127.0.0.1"
+port = 0
+tls = "implicit"
+"""
+
+
+def add_user(conf: Path, address: str, password: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mailserver", "user", "add", address, "--password-stdin",
+         "-c", str(conf)],
+        input=password + "\n", capture_output=True, text=True, timeout=TIMEOUT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def inbox_size(data_dir: Path, account: str) -> int:
+    """Messages in the account's INBOX, read straight from the store."""
+
+    async def go() -> int:
+        store = await Store.open(data_dir)
+        try:
+            return len(store.list_messages(store.get_mailbox(account, "INBOX").id))
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+# -- sd_notify ---------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def notify_socket(abstract: bool) -> Iterator[tuple[socket.socket, str]]:
+    """A datagram socket like systemd's; yields it and the NOTIFY_SOCKET value."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.settimeout(TIMEOUT)
+    with contextlib.ExitStack() as stack:
+        stack.callback(sock.close)
+        if abstract:
+            name = f"mailserver-test-{uuid.uuid4().hex}"
+            sock.bind("\0" + name)
+            yield sock, "@" + name
+        else:
+            # sun_path is short (108 bytes): a fresh directory under /tmp, not tmp_path.
+            directory = stack.enter_context(tempfile.TemporaryDirectory(dir="/tmp"))
+            path = os.path.join(directory, "notify")
+            sock.bind(path)
+            yield sock, path
+
+
+def receive_states(sock: socket.socket, until: str) -> list[str]:
+    """Every assignment received up to and including the datagram holding ``until``."""
+    seen: list[str] = []
+    while until not in seen:
+        seen.extend(sock.recv(4096).decode().splitlines())
+    return seen
+
+
+@pytest.mark.parametrize("abstract", [True, False], ids=["abstract", "path"])
+def test_ready_and_stopping_notifications(
+    tmp_path: Path, daemons: list[Daemon], abstract: bool
+) -> None:
+    conf = write_config(tmp_path)  # no listeners: only the life cycle is under test
+    with notify_socket(abstract) as (sock, address):
+        d = Daemon("-c", conf, env={"NOTIFY_SOCKET": address})
+        daemons.append(d)
+        states = receive_states(sock, "READY=1")
+        assert f"MAINPID={d.proc.pid}" in states
+        d.wait_for("server_ready")
+        d.proc.send_signal(signal.SIGTERM)
+        assert "STOPPING=1" in receive_states(sock, "STOPPING=1")
+        assert d.proc.wait(TIMEOUT) == 0
+    d.join()
+    events = [json.loads(line)["event"] for line in d.stderr]
+    assert "shutdown_requested" in events and events[-1] == "server_stopped"
+
+
+def test_sigint_is_a_clean_stop_too(tmp_path: Path, daemons: list[Daemon]) -> None:
+    d = Daemon("-c", write_config(tmp_path))
+    daemons.append(d)
+    d.ready()
+    assert d.stop(signal.SIGINT) == 0
+
+
+def test_log_lines_are_json(tmp_path: Path, daemons: list[Daemon]) -> None:
+    d = Daemon("-c", write_config(tmp_path))
+    daemons.append(d)
+    d.ready()
+    assert d.stop() == 0
+    for line in d.stderr:
+        record = json.loads(line)
+        assert list(record)[:4] == ["timestamp", "level", "logger", "event"]
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z", record["timestamp"])
+
+
+def test_start_failure_exits_1(tmp_path: Path, daemons: list[Daemon]) -> None:
+    """A port already taken: one start_failed line, exit status 1, no traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        conf = write_config(tmp_path, f'[listeners.smtp]\nprotocol = "smtp"\nport = {port}\n')
+        d = Daemon("-c", conf)
+        daemons.append(d)
+        assert d.proc.wait(TIMEOUT) == 1
+    d.join()
+    assert "Traceback" not in "".join(d.stderr)
+    assert any(json.loads(line)["event"] == "start_failed" for line in d.stderr)
+
+
+def test_bad_config_exits_1(tmp_path: Path, daemons: list[Daemon]) -> None:
+    conf = write_config(tmp_path, extra="frobnicate = 1")
+    d = Daemon("-c", conf)
+    daemons.append(d)
+    assert d.proc.wait(TIMEOUT) == 1
+    d.join()
+    assert d.stderr == [f"mailserver: error: {conf}: frobnicate: unknown key\n"]
+
+
+# -- demo account ------------------------------------------------------------------
+
+
+def test_demo_account_created_once(tmp_path: Path, daemons: list[Daemon]) -> None:
+    conf = write_config(tmp_path, extra="demo_account = true")
+    d = Daemon("-c", conf)
+    daemons.append(d)
+    d.ready()
+    assert d.stop() == 0
+    banner = "".join(d.stdout)
+    creds = tmp_path / "data" / "demo-credentials"
+    assert stat.S_IMODE(creds.stat().st_mode) == 0o600
+    fields = dict(line.split("=", 1) for line in creds.read_text().splitlines())
+    assert fields["user"] == "demo@example.test"
+    assert "user         demo@example.test" in banner
+    assert f"password     {fields['password']}" in banner
+
+    # Second start: same account, password not shown again, file unchanged.
+    before = creds.read_bytes()
+    d2 = Daemon("-c", conf)
+    daemons.append(d2)
+    d2.ready()
+    assert d2.stop() == 0
+    assert creds.read_bytes() == before
+    banner2 = "".join(d2.stdout)
+    assert fields["password"] not in banner2 and f"see {creds}" in banner2
+
+    # The password works against the real store.
+    async def login() -> str | None:
+        store = await Store.open(tmp_path / "data")
+        try:
+            return await authenticate(store, fields["user"], fields["password"])
+        finally:
+            await store.close()
+
+    assert asyncio.run(login()) == "demo@example.test"
+
+
+# -- with the protocol listeners ---------------------------------------------------
+
+
+def test_accepts_smtp_and_stops_on_sigterm(tmp_path: Path, daemons: list[Daemon]) -> None:
+    d = Daemon("-c", write_config(tmp_path, LISTENERS))
+    daemons.append(d)
+    d.ready()
+    assert set(d.ports) == {"smtp", "imaps"} and all(d.ports.values())
+    with smtplib.SMTP("127.0.0.1", d.ports["smtp"], timeout=TIMEOUT) as smtp:
+        code, _ = smtp.ehlo("client.example")
+        assert code == 250
+        assert smtp.has_extn("starttls")
+    assert d.stop() == 0
+
+
+def test_shipped_dev_config_starts(tmp_path: Path, daemons: list[Daemon]) -> None:
+    """conf/mailserver.toml with --data-dir (fixed dev ports 2525, 2587, 2465, 1143, 1993)."""
+    # stderr is a pipe, so format = "auto" logs JSON.
+    d = Daemon("-c", ROOT / "conf" / "mailserver.toml", "--data-dir", tmp_path / "var")
+    daemons.append(d)
+    d.ready()
+    assert d.ports == {"smtp": 2525, "submission": 2587, "submissions": 2465,
+                       "imap": 1143, "imaps": 1993}
+    assert d.stop() == 0
+    assert (tmp_path / "var" / "demo-credentials").exists()
+    assert "demo@example.test" in "".join(d.stdout)
+
+
+def _select_inbox(imap: imaplib.IMAP4) -> tuple[int, int]:
+    typ, _ = imap.select("INBOX")
+    assert typ == "OK"
+    uidvalidity = int(imap.response("UIDVALIDITY")[1][0])
+    uidnext = int(imap.response("UIDNEXT")[1][0])
+    return uidvalidity, uidnext
+
+
+def test_message_survives_kill_9_after_250(tmp_path: Path, daemons: list[Daemon]) -> None:
+    """SMTP 250 means on disk (RFC 5321 §4.1.1.4, §6.1): kill -9 right after it loses nothing."""
+    conf = write_config(tmp_path, LISTENERS)
+    add_user(conf, "alice@example.test", "alice-secret")
+    d = Daemon("-c", conf)
+    daemons.append(d)
+    d.ready()
+
+    imap = imaplib.IMAP4_SSL("127.0.0.1", d.ports["imaps"], ssl_context=client_tls(),
+                             timeout=TIMEOUT)
+    imap.login("alice@example.test", "alice-secret")
+    uidvalidity, uidnext = _select_inbox(imap)
+
+    token = uuid.uuid4().hex
+    message = (
+        "From: bob@elsewhere.example\r\nTo: alice@example.test\r\n"
+        f"Subject: durability {token}\r\nMessage-ID: <{token}@elsewhere.example>\r\n\r\n"
+        f"body {token}\r\n"
+    ).encode()
+    with smtplib.SMTP("127.0.0.1", d.ports["smtp"], timeout=TIMEOUT) as smtp:
+        smtp.ehlo("elsewhere.example")
+        refused = smtp.sendmail("bob@elsewhere.example", ["alice@example.test"], message)
+        assert refused == {}
+        d.proc.kill()  # SIGKILL straight after the 250 to DATA
+        d.proc.wait(TIMEOUT)
+        smtp.close()
+    with contextlib.suppress(OSError, imaplib.IMAP4.abort):
+        imap.shutdown()
+
+    d2 = Daemon("-c", conf)
+    daemons.append(d2)
+    d2.ready()
+    imap = imaplib.IMAP4_SSL("127.0.0.1", d2.ports["imaps"], ssl_context=client_tls(),
+                             timeout=TIMEOUT)
+    try:
+        imap.login("alice@example.test", "alice-secret")
+        assert _select_inbox(imap) == (uidvalidity, uidnext + 1)
+        typ, data = imap.uid("FETCH", str(uidnext), "(UID BODY.PEEK[])")
+        assert typ == "OK" and data and data[0] is not None
+        meta, body = data[0]
+        assert f"UID {uidnext}".encode() in meta
+        assert body.endswith(message)
+        imap.logout()
+    finally:
+        with contextlib.suppress(OSError):
+            imap.shutdown()
+    assert d2.stop() == 0
+
+
+SMTP_ONLY = """
+[listeners.smtp]
+protocol = "smtp"
+address = "127.0.0.1"
+port = 0
+"""
+
+
+def _open_transaction(port: int) -> smtplib.SMTP:
+    """An SMTP session left in the middle of DATA (headers sent, no final dot)."""
+    smtp = smtplib.SMTP("127.0.0.1", port, timeout=TIMEOUT)
+    smtp.ehlo("elsewhere.example")
+    assert smtp.mail("bob@elsewhere.example")[0] == 250
+    assert smtp.rcpt("alice@example.test")[0] == 250
+    assert smtp.docmd("DATA")[0] == 354
+    smtp.send(b"Subject: in flight\r\n\r\nfirst line\r\n")
+    return smtp
+
+
+def test_sigterm_lets_the_transaction_in_flight_finish(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    conf = write_config(tmp_path, SMTP_ONLY)
+    add_user(conf, "alice@example.test", "alice-secret")
+    d = Daemon("-c", conf)
+    daemons.append(d)
+    d.ready()
+    smtp = _open_transaction(d.ports["smtp"])
+    idle = smtplib.SMTP("127.0.0.1", d.ports["smtp"], timeout=TIMEOUT)
+    try:
+        idle.ehlo("idle.example")
+        d.proc.send_signal(signal.SIGTERM)
+        # An idle session is told to go at once (RFC 5321 §3.8: 421): shutdown has begun.
+        code, _ = idle.getreply()
+        assert code == 421
+        # New connections are no longer accepted...
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", d.ports["smtp"]), timeout=TIMEOUT).close()
+        # ...but the transaction under way completes and is acknowledged.
+        smtp.send(b"last line\r\n.\r\n")
+        code, _ = smtp.getreply()
+        assert code == 250
+    finally:
+        smtp.close()
+        idle.close()
+    assert d.proc.wait(TIMEOUT) == 0
+    d.join()
+    assert inbox_size(tmp_path / "data", "alice@example.test") == 1
+
+
+def test_second_sigterm_exits_at_once(tmp_path: Path, daemons: list[Daemon]) -> None:
+    conf = write_config(tmp_path, SMTP_ONLY + "\n[limits]\nshutdown_grace = 600.0\n")
+    add_user(conf, "alice@example.test", "alice-secret")
+    d = Daemon("-c", conf)
+    daemons.append(d)
+    d.ready()
+    smtp = _open_transaction(d.ports["smtp"])  # keeps the first SIGTERM waiting
+    try:
+        d.proc.send_signal(signal.SIGTERM)
+        d.wait_for("shutdown_requested")
+        d.proc.send_signal(signal.SIGTERM)
+        assert d.proc.wait(TIMEOUT) == 128 + signal.SIGTERM
+    finally:
+        smtp.close()
+    d.join()
+    assert any(json.loads(line)["event"] == "shutdown_forced" for line in d.stderr)

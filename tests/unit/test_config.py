@@ -1,0 +1,234 @@
+"""The TOML loader: valid files, defaults, and error messages naming file and key."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from mailserver.config import (
+    Config,
+    ConfigError,
+    Limits,
+    Listener,
+    LogSettings,
+    StoreSettings,
+    TlsSettings,
+    builtin,
+    load,
+    parse,
+    with_data_dir,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+DEV_CONF = ROOT / "conf" / "mailserver.toml"
+PROD_CONF = ROOT / "conf" / "mailserver.production.toml"
+
+VALID = """\
+hostname = "Mail.Example.ORG."
+data_dir = "data"
+domains = ["example.org", "bücher.example"]
+demo_account = false
+
+[listeners.mx]
+protocol = "smtp"
+address = "0.0.0.0"
+port = 25
+tls = "starttls"
+
+[listeners.mx6]
+protocol = "smtp"
+address = "::"
+port = 25
+
+[listeners.imaps]
+protocol = "imap"
+port = 993
+tls = "implicit"
+
+[limits]
+max_message_size = 1048576
+smtp_idle_timeout = 600
+shutdown_grace = 2.5
+
+[tls]
+cert_file = "tls/cert.pem"
+key_file = "/etc/ssl/key.pem"
+
+[log]
+format = "JSON"
+level = "debug"
+
+[store]
+map_size = 1073741824
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "mailserver.toml") -> Path:
+    path = tmp_path / "etc" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def error_of(tmp_path: Path, text: str) -> str:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: "), message
+    return message
+
+
+# -- valid files -------------------------------------------------------------------
+
+
+def test_valid_file(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID)
+    cfg = load(path)
+    assert cfg.hostname == "mail.example.org"
+    assert cfg.data_dir == tmp_path / "etc" / "data"  # relative to the file's directory
+    assert cfg.domains == ("example.org", "xn--bcher-kva.example")
+    assert cfg.demo_account is False
+    assert cfg.listeners == (
+        Listener(name="mx", protocol="smtp", address="0.0.0.0", port=25, tls="starttls"),
+        Listener(name="mx6", protocol="smtp", address="::", port=25, tls="none"),
+        Listener(name="imaps", protocol="imap", address="127.0.0.1", port=993, tls="implicit"),
+    )
+    assert cfg.limits == Limits(max_message_size=1048576, smtp_idle_timeout=600.0,
+                                shutdown_grace=2.5)
+    assert isinstance(cfg.limits.smtp_idle_timeout, float)
+    assert cfg.tls == TlsSettings(cert_file=tmp_path / "etc" / "tls" / "cert.pem",
+                                  key_file=Path("/etc/ssl/key.pem"))
+    assert cfg.log == LogSettings(format="json", level="debug")
+    assert cfg.store == StoreSettings(map_size=1 << 30)
+    assert cfg.source == path
+
+
+def test_empty_file_gives_defaults(tmp_path: Path) -> None:
+    path = write(tmp_path, "")
+    cfg = load(path)
+    assert dataclasses.replace(cfg, source=None) == Config()
+    assert cfg.source == path
+
+
+def test_parse_without_source_keeps_relative_paths() -> None:
+    cfg = parse({"data_dir": "var"}, None)
+    assert cfg.data_dir == Path("var")
+
+
+def test_data_dir_override(tmp_path: Path) -> None:
+    cfg = with_data_dir(load(write(tmp_path, VALID)), Path("rel"))
+    assert cfg.data_dir.is_absolute() and cfg.data_dir.name == "rel"
+
+
+def test_shipped_dev_config_equals_builtin() -> None:
+    cfg = load(DEV_CONF)
+    assert cfg.data_dir == ROOT / "var"
+    assert cfg.demo_account is True
+    ports = {lst.name: (lst.protocol, lst.address, lst.port, lst.tls) for lst in cfg.listeners}
+    assert ports == {
+        "smtp": ("smtp", "127.0.0.1", 2525, "starttls"),
+        "submission": ("submission", "127.0.0.1", 2587, "starttls"),
+        "submissions": ("submission", "127.0.0.1", 2465, "implicit"),
+        "imap": ("imap", "127.0.0.1", 1143, "starttls"),
+        "imaps": ("imap", "127.0.0.1", 1993, "implicit"),
+    }
+    # The built-in fallback is the same configuration, only its data_dir differs.
+    assert dataclasses.replace(cfg, source=None) == builtin(ROOT / "var")
+
+
+def test_shipped_dev_config_documents_every_key() -> None:
+    text = DEV_CONF.read_text("utf-8")
+    for cls in (Limits, LogSettings, StoreSettings, TlsSettings):
+        for f in dataclasses.fields(cls):
+            assert f"{f.name} =" in text, f"conf/mailserver.toml does not document {f.name}"
+    for f in dataclasses.fields(Config):
+        if f.name not in ("source", "listeners", "limits", "tls", "log", "store"):
+            assert f"{f.name} =" in text, f"conf/mailserver.toml does not document {f.name}"
+    # And the documented values are the defaults, except those marked dev.
+    cfg = load(DEV_CONF)
+    assert cfg.limits == Limits() and cfg.log == LogSettings() and cfg.store == StoreSettings()
+
+
+def test_shipped_production_config() -> None:
+    cfg = load(PROD_CONF)
+    assert cfg.data_dir == Path("/var/lib/mailserver")
+    assert cfg.demo_account is False
+    assert {lst.port for lst in cfg.listeners} == {25, 587, 465, 143, 993}
+    assert {lst.address for lst in cfg.listeners} == {"0.0.0.0", "::"}
+    assert cfg.limits.shutdown_grace < 30  # systemd TimeoutStopSec
+
+
+# -- errors ------------------------------------------------------------------------
+
+ERRORS = [
+    # (TOML text, dotted key expected in the message, words of the problem)
+    ("hostnme = 'x'", "hostnme", "unknown key (did you mean 'hostname'?)"),
+    ("hostname = 3", "hostname", "must be a string, not an integer"),
+    ("hostname = 'bad_name!'", "hostname", "not a valid domain name"),
+    ("data_dir = ''", "data_dir", "must not be empty"),
+    ("demo_account = 'yes'", "demo_account", "must be true or false"),
+    ("domains = 'example.org'", "domains", "must be a list"),
+    ("domains = ['a.example', 'A.example']", "domains[1]", "listed twice"),
+    ("domains = ['ok.example', '-bad.example']", "domains[1]", "not a valid domain name"),
+    ("listeners = 1", "listeners", "must be a table"),
+    ("[listeners.x]\nport = 25", "listeners.x.protocol", "missing"),
+    ("[listeners.x]\nprotocol = 'pop3'", "listeners.x.protocol", "must be one of"),
+    ("[listeners.x]\nprotocol = 'smtp'\nport = 70000", "listeners.x.port", "between 0 and 65535"),
+    ("[listeners.x]\nprotocol = 'smtp'\nport = '25'", "listeners.x.port", "must be an integer"),
+    ("[listeners.x]\nprotocol = 'smtp'\nport = true", "listeners.x.port", "must be an integer"),
+    ("[listeners.x]\nprotocol = 'smtp'\naddress = 'localhost'", "listeners.x.address",
+     "not an IPv4 or IPv6 address"),
+    ("[listeners.x]\nprotocol = 'smtp'\ntls = 'yes'", "listeners.x.tls", "must be one of"),
+    ("[listeners.x]\nprotocol = 'smtp'\nprot = 25", "listeners.x.prot", "unknown key"),
+    ("[listeners.a]\nprotocol = 'smtp'\nport = 25\n[listeners.b]\nprotocol = 'imap'\nport = 25",
+     "listeners.b.port", "also used by listeners.a"),
+    ("[listeners.'a b']\nprotocol = 'smtp'", "listeners.a b", "letters, digits"),
+    ("[limits]\nmax_recipents = 5", "limits.max_recipents", "did you mean 'max_recipients'"),
+    ("[limits]\nmax_recipients = 10", "limits.max_recipients", "at least 100"),
+    ("[limits]\nmax_message_size = 1.5", "limits.max_message_size", "must be an integer"),
+    ("[limits]\nimap_idle_timeout = 60", "limits.imap_idle_timeout", "RFC 3501"),
+    ("[limits]\nsmtp_idle_timeout = 'long'", "limits.smtp_idle_timeout", "must be a number"),
+    ("limits = [1]", "limits", "must be a table, not an array"),
+    ("[tls]\ncert_file = 'c.pem'", "tls.key_file", "go together"),
+    ("[tls]\nkey_file = 'k.pem'", "tls.cert_file", "go together"),
+    ("[tls]\nca_file = 'k.pem'", "tls.ca_file", "unknown key"),
+    ("[log]\nformat = 'xml'", "log.format", "must be one of"),
+    ("[log]\nlevel = 'loud'", "log.level", "must be one of"),
+    ("[store]\nmap_size = 10", "store.map_size", "at least"),
+    ("[store]\npath = '/x'", "store.path", "unknown key"),
+]
+
+
+@pytest.mark.parametrize(("text", "key", "problem"), ERRORS)
+def test_error_names_file_key_and_problem(
+    tmp_path: Path, text: str, key: str, problem: str
+) -> None:
+    message = error_of(tmp_path, text)
+    assert f": {key}: " in message, message
+    assert problem in message, message
+
+
+def test_invalid_toml(tmp_path: Path) -> None:
+    message = error_of(tmp_path, "hostname = \n")
+    assert "invalid TOML" in message and "line 1" in message
+
+
+def test_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_bytes(b"hostname = '\xff'\n")
+    with pytest.raises(ConfigError, match=rf"^{path}: not UTF-8"):
+        load(path)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.toml"
+    with pytest.raises(ConfigError, match=rf"^{path}: cannot read: No such file"):
+        load(path)
+
+
+def test_parse_without_source_names_placeholder() -> None:
+    with pytest.raises(ConfigError, match=r"^<config>: bogus: unknown key"):
+        parse({"bogus": 1}, None)
