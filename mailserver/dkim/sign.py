@@ -18,11 +18,8 @@ from collections.abc import Sequence
 import dkim
 from cryptography.hazmat.primitives import serialization
 
-from mailserver.dkim import _nacl_compat
 from mailserver.dkim.keys import DkimKey
 from mailserver.errors import MailserverError
-
-_nacl_compat.install(dkim)
 
 SIGNED_HEADERS = (
     "From", "To", "Cc", "Subject", "Date", "Message-ID", "MIME-Version",
