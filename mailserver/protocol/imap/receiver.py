@@ -248,12 +248,19 @@ class Receiver:
             raise ProtocolSyntaxError("Empty command line")
         self._parts.append(line)
         self._line_total += len(line)
-        if b"\x00" in line:
+        m = _LITERAL_RE.search(line)
+        if b"\x00" in line and (m is None or not m.group(3)):
+            # A NUL never parses; a "{n}" literal is not sent without our "+".
             tag = self._tag()
             self._reset()
             raise ProtocolSyntaxError("NUL octet in command", tag=tag)
-        m = _LITERAL_RE.search(line)
         if m is None:
+            if any(b"\x00" in part for part in self._parts):
+                # Rejected only now, after its "{n+}" literals were framed and
+                # skipped: their octets must never run as a command.
+                tag = self._tag()
+                self._reset()
+                raise ProtocolSyntaxError("NUL octet in command", tag=tag)
             parts, literals = self._parts, self._literals
             tag = self._tag()
             self._reset()
