@@ -1,17 +1,29 @@
-"""Composition root: builds the store, TLS and listeners from a ``Config``.
+"""Composition root: builds the store, TLS, the outbound queue and listeners from a ``Config``.
 
 The only module that wires concrete pieces together.  ``App`` is used by the
 daemon (``serve``) and by the tests, which run it on ephemeral ports.
+
+Order of life: store → queue (resumes what the store holds) → listeners; on
+the way down the reverse: listeners (transactions in flight finish), queue
+(rounds in flight are cancelled; their next attempt was saved before they
+began, so they are retried after the restart), store.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import time
+from collections.abc import Sequence
 
 import structlog
 
 from mailserver.config import Config, Listener
+from mailserver.delivery.route import deliver_report
+from mailserver.dkim.keys import DkimKey, DkimKeyring
+from mailserver.queue.manager import QueueManager
 from mailserver.services import ListenerHandle, Services
+from mailserver.smtp.throttle import AuthThrottle
 from mailserver.store.store import Store
 from mailserver.tls import server_context
 
@@ -28,8 +40,33 @@ async def _start_listener(listener: Listener, services: Services) -> ListenerHan
     return await start(listener, services)
 
 
+def build_queue(config: Config, store: Store) -> QueueManager:
+    """The outbound queue of ``store`` as ``config`` describes it (not started).
+
+    Greets with ``config.hostname``; signs with the DKIM keys under
+    ``data_dir/dkim`` whose algorithm ``config.dkim.algorithms`` lists; DSNs
+    for local senders go straight into their INBOX.
+    """
+    settings = dataclasses.replace(config.outbound, hostname=config.hostname)
+    keyring = DkimKeyring(config.data_dir)
+    algorithms = config.dkim.algorithms
+
+    def keys_for(domain: str) -> Sequence[DkimKey]:
+        return [k for k in keyring.keys_for(domain) if k.algorithm in algorithms]
+
+    def is_local(address: str) -> bool:
+        return store.resolve_recipient(address) is not None
+
+    async def deliver_local(message: bytes, address: str) -> None:
+        await deliver_report(store, message, address, time.time())
+
+    return QueueManager(
+        store, settings, dkim_keys=keys_for, is_local=is_local, deliver_local=deliver_local
+    )
+
+
 class App:
-    """The running server: store, TLS context, listeners.
+    """The running server: store, outbound queue, TLS context, listeners.
 
     ``await start()`` opens everything and binds every listener (port 0 → an
     ephemeral port, see ``port(name)``); ``await stop()`` shuts down gracefully.
@@ -45,6 +82,11 @@ class App:
         assert self.services is not None, "App not started"
         return self.services.store
 
+    @property
+    def queue(self) -> QueueManager:
+        assert self.services is not None and self.services.queue is not None, "App not started"
+        return self.services.queue
+
     async def start(self) -> None:
         """Open the store, ensure configured domains, make TLS, bind listeners.
 
@@ -53,12 +95,18 @@ class App:
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         store = await Store.open(cfg.data_dir, map_size=cfg.store.map_size)
+        queue: QueueManager | None = None
         try:
             for domain in cfg.domains:
                 if not store.is_local_domain(domain):
                     await store.add_domain(domain)
             ssl_context = await asyncio.to_thread(server_context, cfg)
-            self.services = Services(config=cfg, store=store, ssl_context=ssl_context)
+            queue = build_queue(cfg, store)
+            await queue.start()
+            throttle = AuthThrottle(cfg.limits.auth_failure_delay,
+                                    cfg.limits.auth_failure_delay_max)
+            self.services = Services(config=cfg, store=store, ssl_context=ssl_context,
+                                     queue=queue, auth_throttle=throttle)
             for listener in cfg.listeners:
                 handle = await _start_listener(listener, self.services)
                 self.listeners[listener.name] = handle
@@ -72,6 +120,9 @@ class App:
                 )
         except BaseException:
             await self._close_listeners(0)
+            if queue is not None:
+                await queue.stop()
+            self.services = None
             await store.close()
             raise
 
@@ -85,8 +136,11 @@ class App:
         await asyncio.gather(*(h.shutdown(grace) for h in handles), return_exceptions=True)
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Stop accepting, let work in flight finish for up to ``grace`` seconds, close the store."""
+        """Stop accepting, let work in flight finish for up to ``grace`` seconds, stop
+        the queue, close the store."""
         await self._close_listeners(grace)
         if self.services is not None:
+            if self.services.queue is not None:
+                await self.services.queue.stop()
             await self.services.store.close()
             self.services = None

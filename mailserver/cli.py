@@ -10,6 +10,9 @@
     mailserver user del ADDRESS         mailserver user list [DOMAIN]
     mailserver alias add ADDRESS TARGET mailserver alias del ADDRESS
     mailserver alias list [DOMAIN]
+    mailserver dkim keygen DOMAIN [--selector S] [--algorithm rsa|ed25519]
+    mailserver dns DOMAIN
+    mailserver queue list|show ID|retry ID|delete ID|flush    (see cli_outbound.py)
 
 Which configuration is used, first match wins:
 
@@ -157,6 +160,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"  domains   {', '.join(config.domains) or '(none)'}")
     for lst in config.listeners:
         print(f"  listener  {lst.name}: {lst.protocol} on {lst.address}:{lst.port} tls={lst.tls}")
+    out = config.outbound
+    resolver = f"{out.resolver_address}:{out.resolver_port}" if out.resolver_address \
+        else "system"
+    relay = f"smart host {out.smart_host.host}:{out.smart_host.port}" if out.smart_host \
+        else f"MX hosts on port {out.smtp_port}"
+    print(f"  outbound  {relay}, DNS {resolver}, DKIM {'+'.join(config.dkim.algorithms)}")
     return 0
 
 
@@ -305,6 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = asub.add_parser("list", parents=[common], help="list aliases")
     p.add_argument("domain", nargs="?", metavar="DOMAIN")
     alias.set_defaults(func=cmd_alias)
+
+    from mailserver.cli_outbound import add_parsers
+
+    add_parsers(sub, common)
     return parser
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mailserver.errors import ConfigError
+from mailserver.queue.settings import SMART_HOST_TLS, OutboundSettings, SmartHost
 
 PROTOCOLS = ("smtp", "submission", "imap")
 TLS_MODES = ("none", "starttls", "implicit")
@@ -51,6 +52,10 @@ class Limits:
     max_connections: int = 2000  # per listener
     max_connections_per_ip: int = 100
     max_auth_failures: int = 3  # then the connection is closed
+    # Per client IP, across connections: the 2nd failed AUTH waits this long
+    # before its 535, each further one twice as long, up to the maximum.
+    auth_failure_delay: float = 0.5
+    auth_failure_delay_max: float = 8.0
     shutdown_grace: float = 10.0  # seconds work in flight may take to finish on SIGTERM
 
 
@@ -74,6 +79,19 @@ class StoreSettings:
     map_size: int = 1 << 34  # LMDB map size, octets (sparse on disk)
 
 
+DKIM_ALGORITHMS = ("rsa", "ed25519")
+
+
+@dataclass(frozen=True, slots=True)
+class DkimSettings:
+    """DKIM signing (RFC 6376).  ``selector``: what ``mailserver dkim keygen`` uses
+    when none is given.  ``algorithms``: which of the stored keys sign outbound
+    mail ("rsa", and "ed25519" for RFC 8463 double signatures)."""
+
+    selector: str = "mail"
+    algorithms: tuple[str, ...] = ("rsa",)
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     hostname: str = "localhost"
@@ -85,6 +103,9 @@ class Config:
     log: LogSettings = field(default_factory=LogSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     demo_account: bool = False  # create demo domain/account on first start and print them
+    # Outbound queue; its hostname is ``hostname`` and its resolver the [dns] table.
+    outbound: OutboundSettings = field(default_factory=OutboundSettings)
+    dkim: DkimSettings = field(default_factory=DkimSettings)
     source: Path | None = None  # the file it was read from, for messages
 
 
@@ -127,6 +148,7 @@ def builtin(data_dir: Path | None = None) -> Config:
     """
     return Config(
         hostname="localhost",
+        outbound=OutboundSettings(hostname="localhost"),
         data_dir=(data_dir or Path("var")).absolute(),
         domains=("example.test",),
         listeners=DEV_LISTENERS,
@@ -183,6 +205,14 @@ def parse(data: Mapping[str, Any], source: Path | None) -> Config:
         kwargs["log"] = v.section(data["log"], "log", LogSettings, _LOG_CHECKS)
     if "store" in data:
         kwargs["store"] = v.section(data["store"], "store", StoreSettings, _STORE_CHECKS)
+    if "dkim" in data:
+        kwargs["dkim"] = v.dkim(data["dkim"])
+    # The queue greets with our hostname (RFC 5321 §4.1.1.1 EHLO) and asks the
+    # [dns] resolver: both live in OutboundSettings, filled in here.
+    outbound = v.outbound(data.get("outbound", {}))
+    changes: dict[str, Any] = {"hostname": kwargs.get("hostname", "localhost")}
+    changes.update(v.dns(data.get("dns", {})))
+    kwargs["outbound"] = v.settings("outbound", outbound, changes)
     return Config(**kwargs)
 
 
@@ -194,7 +224,19 @@ def with_data_dir(config: Config, data_dir: Path) -> Config:
 # -- validation helpers ------------------------------------------------------------
 
 _TOP_KEYS = ("hostname", "data_dir", "domains", "demo_account", "listeners", "limits", "tls",
-             "log", "store")
+             "log", "store", "outbound", "dns", "dkim")
+_OUTBOUND_KEYS = ("smtp_port", "connect_timeout", "command_timeout", "backoff", "jitter",
+                  "max_age", "max_connections", "max_connections_per_domain", "require_tls",
+                  "delay_warning", "smart_host")
+_OUTBOUND_CHECKS: dict[str, Check] = {
+    "connect_timeout": lambda x: None if x > 0 else "must be more than 0",
+    "command_timeout": lambda x: None if x > 0 else "must be more than 0",
+    "jitter": lambda x: None if 0 <= x < 1 else "must be at least 0 and less than 1",
+    "max_age": lambda x: None if x > 0 else "must be more than 0",
+    "max_connections": lambda x: None if x >= 1 else "must be at least 1",
+    "max_connections_per_domain": lambda x: None if x >= 1 else "must be at least 1",
+    "delay_warning": lambda x: None if x >= 0 else "must be at least 0 (0: never)",
+}
 
 Check = Callable[[Any], str | None]  # returns the problem, or None when fine
 
@@ -230,6 +272,8 @@ _LIMIT_CHECKS: dict[str, Check] = {
     "max_connections_per_ip": _at_least(1),
     "max_auth_failures": _at_least(1),
     "shutdown_grace": _at_least(0),
+    "auth_failure_delay": _at_least(0),
+    "auth_failure_delay_max": _at_least(0),
 }
 _LOG_CHECKS: dict[str, Check] = {"format": _one_of(LOG_FORMATS), "level": _one_of(LOG_LEVELS)}
 _STORE_CHECKS: dict[str, Check] = {"map_size": _at_least(1 << 20)}
@@ -375,6 +419,129 @@ class _Validator:
             missing = "tls.key_file" if key is None else "tls.cert_file"
             raise self.fail(missing, "missing: cert_file and key_file go together")
         return TlsSettings(cert_file=cert, key_file=key)
+
+
+    # -- outbound, dns, dkim ---------------------------------------------------------
+
+    def port(self, value: Any, key: str) -> int:
+        port = self.integer(value, key)
+        if not 1 <= port <= 65535:
+            raise self.fail(key, "must be between 1 and 65535")
+        return port
+
+    def outbound(self, table: Any) -> dict[str, Any]:
+        """The [outbound] table as OutboundSettings keyword arguments."""
+        self.only(table, "outbound.", _OUTBOUND_KEYS)
+        out: dict[str, Any] = {}
+        for key, value in table.items():
+            dotted = f"outbound.{key}"
+            if key == "smtp_port":
+                out[key] = self.port(value, dotted)
+            elif key in ("max_connections", "max_connections_per_domain"):
+                out[key] = self.integer(value, dotted)
+            elif key == "backoff":
+                if not isinstance(value, list) or not value:
+                    raise self.fail(dotted, "must be a non-empty list of seconds")
+                delays = tuple(self.number(d, f"{dotted}[{i}]") for i, d in enumerate(value))
+                for i, d in enumerate(delays):
+                    if d <= 0:
+                        raise self.fail(f"{dotted}[{i}]", "must be more than 0")
+                out[key] = delays
+                continue
+            elif key == "require_tls":
+                out[key] = frozenset(self.domains(value, dotted))
+                continue
+            elif key == "smart_host":
+                out[key] = self.smart_host(value)
+                continue
+            else:
+                out[key] = self.number(value, dotted)
+            problem = _OUTBOUND_CHECKS.get(key, lambda _: None)(out[key])
+            if problem:
+                raise self.fail(dotted, problem)
+        if out.get("delay_warning") == 0:
+            out["delay_warning"] = None  # TOML has no null: 0 means never
+        return out
+
+    def smart_host(self, table: Any) -> SmartHost:
+        key = "outbound.smart_host"
+        self.only(table, key + ".", ("host", "port", "tls", "username", "password"))
+        if "host" not in table:
+            raise self.fail(key + ".host", "missing")
+        host = self.domain(table["host"], key + ".host") if not _is_ip(table["host"]) \
+            else str(table["host"])
+        tls = self.string(table.get("tls", "starttls"), key + ".tls").lower()
+        if tls not in SMART_HOST_TLS:
+            raise self.fail(key + ".tls", "must be one of "
+                            + ", ".join(repr(m) for m in SMART_HOST_TLS))
+        username = self.string(table["username"], key + ".username") \
+            if "username" in table else None
+        password = self.string(table["password"], key + ".password") \
+            if "password" in table else None
+        if (username is None) != (password is None):
+            missing = key + (".password" if password is None else ".username")
+            raise self.fail(missing, "missing: username and password go together")
+        return SmartHost(host=host, port=self.port(table.get("port", 587), key + ".port"),
+                         tls=tls, username=username, password=password)
+
+    def dns(self, table: Any) -> dict[str, Any]:
+        """The [dns] table as OutboundSettings keyword arguments."""
+        self.only(table, "dns.", ("resolver_address", "resolver_port", "timeout"))
+        out: dict[str, Any] = {}
+        if "resolver_address" in table:
+            address = self.string(table["resolver_address"], "dns.resolver_address")
+            if not _is_ip(address):
+                raise self.fail("dns.resolver_address",
+                                f"{address!r} is not an IPv4 or IPv6 address")
+            out["resolver_address"] = str(ipaddress.ip_address(address))
+        if "resolver_port" in table:
+            out["resolver_port"] = self.port(table["resolver_port"], "dns.resolver_port")
+        if "timeout" in table:
+            timeout = self.number(table["timeout"], "dns.timeout")
+            if timeout <= 0:
+                raise self.fail("dns.timeout", "must be more than 0")
+            out["dns_timeout"] = timeout
+        return out
+
+    def dkim(self, table: Any) -> DkimSettings:
+        self.only(table, "dkim.", ("selector", "algorithms"))
+        kwargs: dict[str, Any] = {}
+        if "selector" in table:
+            selector = self.string(table["selector"], "dkim.selector")
+            if not all(_LABEL.match(label) for label in selector.lower().split(".")):
+                raise self.fail("dkim.selector", f"{selector!r} is not a valid selector "
+                                "(RFC 6376 §3.1: dot-separated DNS labels)")
+            kwargs["selector"] = selector.lower()
+        if "algorithms" in table:
+            value = table["algorithms"]
+            if not isinstance(value, list) or not value:
+                raise self.fail("dkim.algorithms", "must be a non-empty list")
+            algos: list[str] = []
+            for i, item in enumerate(value):
+                name = self.string(item, f"dkim.algorithms[{i}]").lower()
+                if name not in DKIM_ALGORITHMS:
+                    raise self.fail(f"dkim.algorithms[{i}]", "must be one of "
+                                    + ", ".join(repr(a) for a in DKIM_ALGORITHMS))
+                if name not in algos:
+                    algos.append(name)
+            kwargs["algorithms"] = tuple(algos)
+        return DkimSettings(**kwargs)
+
+    def settings(self, name: str, kwargs: dict[str, Any], changes: dict[str, Any]) -> Any:
+        try:
+            return OutboundSettings(**{**kwargs, **changes})
+        except ValueError as exc:  # cross-field checks of OutboundSettings
+            raise self.fail(name, str(exc)) from None
+
+
+def _is_ip(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _kind(value: Any) -> str:

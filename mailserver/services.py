@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from mailserver.config import Config
 from mailserver.store.store import Store
+
+if TYPE_CHECKING:
+    from mailserver.queue.manager import QueueManager
+    from mailserver.smtp.throttle import AuthThrottle
 
 
 @dataclass(slots=True)
@@ -25,6 +29,10 @@ class Services:
     config: Config
     store: Store
     ssl_context: ssl.SSLContext  # server side, for STARTTLS and implicit TLS
+    #: The outbound queue (None: remote recipients on submission get 451 4.3.0).
+    queue: QueueManager | None = None
+    #: Failed-AUTH delays per client IP, shared by every listener (None: one per listener).
+    auth_throttle: AuthThrottle | None = None
 
 
 class ListenerHandle(Protocol):

@@ -18,7 +18,12 @@ import pytest
 
 from mailserver.app import App
 from mailserver.auth.passwords import hash_password
-from mailserver.config import Config, Limits, Listener
+from mailserver.config import Config, Limits, Listener, LogSettings
+from mailserver.log import configure as configure_logging
+from mailserver.queue.settings import OutboundSettings
+
+# Servers in tests log warnings and errors only, so the test output stays readable.
+configure_logging(LogSettings(format="console", level="warning"))
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = (ROOT / ".." / "shared" / "corpus").resolve()
@@ -94,14 +99,29 @@ class ServerThread:
             self.loop.close()
 
 
-def make_config(data_dir: Path, **limits: Any) -> Config:
-    """A test configuration: every listener on 127.0.0.1:0, data in ``data_dir``."""
+#: Outbound settings of tests that do not serve DNS themselves: the queue asks
+#: a loopback port where nothing answers (the discard port), so a test never
+#: sends a DNS query off the machine; lookups fail temporarily (deferred).
+LOOPBACK_ONLY_OUTBOUND = OutboundSettings(
+    hostname="mx.example.test", resolver_address="127.0.0.1", resolver_port=9, dns_timeout=2.0,
+    delay_warning=None,
+)
+
+
+def make_config(
+    data_dir: Path, *, outbound: OutboundSettings | None = None, **limits: Any
+) -> Config:
+    """A test configuration: every listener on 127.0.0.1:0, data in ``data_dir``.
+
+    ``outbound``: the queue's settings (default ``LOOPBACK_ONLY_OUTBOUND``).
+    """
     return Config(
         hostname="mx.example.test",
         data_dir=data_dir,
         domains=(DOMAIN,),
         listeners=TEST_LISTENERS,
         limits=Limits(**limits),
+        outbound=outbound or LOOPBACK_ONLY_OUTBOUND,
     )
 
 

@@ -42,6 +42,10 @@ log = structlog.get_logger("mailserver.queue")
 
 #: Due messages taken off the index per scheduler pass.
 BATCH = 500
+#: Longest the scheduler sleeps without looking at the schedule index, seconds.
+#: Another process (``mailserver queue retry|flush``) may make messages due
+#: without waking us; this bounds how long they wait.  One cheap index read.
+RESCAN = 30.0
 
 DeliverLocal = Callable[[bytes, str], Awaitable[None]]
 KeysFor = Callable[[str], Sequence[DkimKey]]
@@ -196,10 +200,12 @@ class QueueManager:
             nxt = self._store.queue_next_due()
             if len(due) >= BATCH:
                 continue
-            timeout = None if nxt is None else nxt - self._clock()
-            if timeout is not None and timeout <= 0:
-                # Only in-flight messages are due: a finishing round wakes us.
-                timeout = None
+            timeout = RESCAN if nxt is None else nxt - self._clock()
+            if timeout <= 0:
+                # Only in-flight messages are due: a finishing round wakes us
+                # (or the rescan, for changes made by another process).
+                timeout = RESCAN
+            timeout = min(timeout, RESCAN)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await self._wake.wait()

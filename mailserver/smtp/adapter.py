@@ -89,6 +89,10 @@ class SessionHooks(Protocol):
         self, conn: SmtpConnection, username: str, password: str
     ) -> str | None: ...
 
+    def auth_failed(self, conn: SmtpConnection) -> float:
+        """Record a failed AUTH from ``conn.peer_ip``; seconds to wait before the 535."""
+        ...
+
 
 class Transaction(Envelope):
     """aiosmtpd's envelope plus the accounts our RCPT policy resolved."""
@@ -96,6 +100,8 @@ class Transaction(Envelope):
     def __init__(self) -> None:
         super().__init__()
         self.local_recipients: list[LocalRecipient] = []
+        #: Accepted forward-paths for other domains (authenticated submission only).
+        self.remote_recipients: list[str] = []
 
 
 @dataclass(slots=True)
@@ -384,7 +390,13 @@ class SmtpConnection(SMTP):
             account = await hooks.authenticate(self, username, secret)
         if account is None:
             self._state.auth_failures += 1
-            self.log.warning("auth_failed", failures=self._state.auth_failures)
+            delay = hooks.auth_failed(self)
+            self.log.warning("auth_failed", failures=self._state.auth_failures,
+                             delay_ms=int(delay * 1000))
+            if delay > 0:
+                # Slows a guesser down across connections (see throttle.py);
+                # a shutdown's abort cancels this wait with the connection.
+                await asyncio.sleep(delay)
             return AuthResult(success=False, handled=False)
         self.log = self.log.bind(user=account)
         self.log.info("auth_success")

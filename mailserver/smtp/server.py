@@ -102,8 +102,8 @@ async def start(listener: Listener, services: Services) -> SmtpListener:
 
     "smtp" is the MX role (RFC 5321): mail for local domains only, no AUTH.
     "submission" is RFC 6409 / RFC 8314: AUTH required (offered under TLS
-    only), sender must be the user's own address; remote recipients are
-    refused with 451 4.3.0 until the outbound queue exists.
+    only), sender (MAIL FROM and From:) must be the user's own address;
+    remote recipients go to ``services.queue`` (451 4.3.0 when it is None).
     ``listener.tls``: "starttls" offers STARTTLS (RFC 3207), "implicit" runs
     TLS from the first byte, "none" neither.  Raises ``OSError`` on bind failure.
     """
@@ -118,7 +118,13 @@ async def start(listener: Listener, services: Services) -> SmtpListener:
         starttls_context=services.ssl_context if listener.tls == "starttls" else None,
         implicit_tls=listener.tls == "implicit",
     )
-    handler = Handler(store=services.store, config=config, submission=submission)
+    handler = Handler(
+        store=services.store,
+        config=config,
+        submission=submission,
+        queue=services.queue,
+        throttle=services.auth_throttle,
+    )
     registry = ConnectionRegistry(limits.max_connections, limits.max_connections_per_ip)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(

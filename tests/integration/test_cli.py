@@ -218,3 +218,84 @@ def test_configured_domains_exist_for_admin_commands(tmp_path: Path) -> None:
     assert ok("domain", "list", "-c", conf).split() == ["conf.test"]
     ok("user", "add", "x@conf.test", "--password-stdin", "-c", conf, stdin="x-password\n")
     assert "remove it there first" in fails("domain", "del", "conf.test", "-c", conf)
+
+
+# -- dkim, dns, queue ----------------------------------------------------------------
+
+
+def test_dkim_keygen_prints_the_txt_record(conf: Path, tmp_path: Path) -> None:
+    out = ok("dkim", "keygen", "Example.TEST", "-c", conf)
+    key = tmp_path / "data" / "dkim" / "example.test" / "mail.key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert key.parent.stat().st_mode & 0o777 == 0o700
+    [record] = [line for line in out.splitlines() if not line.startswith("#")]
+    assert record.startswith('mail._domainkey.example.test. 3600 IN TXT "v=DKIM1; k=rsa; p=')
+    out = ok("dkim", "keygen", "example.test", "--algorithm", "ed25519", "--selector", "ed",
+             "-c", conf)
+    assert 'ed._domainkey.example.test. 3600 IN TXT "v=DKIM1; k=ed25519; p=' in out
+    # The same selector twice would silently replace a published key: refused.
+    assert "exists" in fails("dkim", "keygen", "example.test", "-c", conf)
+    assert "invalid choice" in fails("dkim", "keygen", "example.test", "--algorithm", "dsa",
+                                     "-c", conf, status=2)
+
+
+def test_dns_prints_every_record(conf: Path) -> None:
+    conf.write_text(conf.read_text("utf-8") + """
+[listeners.submission]
+protocol = "submission"
+port = 587
+tls = "starttls"
+[listeners.imaps]
+protocol = "imap"
+port = 993
+tls = "implicit"
+""", encoding="utf-8")
+    before = ok("dns", "example.test", "-c", conf)
+    assert "dkim keygen example.test" in before  # no key yet: says how to make one
+    ok("dkim", "keygen", "example.test", "-c", conf)
+    lines = ok("dns", "example.test", "-c", conf).splitlines()
+    assert "example.test. 3600 IN MX 10 mx.example.test." in lines
+    assert 'example.test. 3600 IN TXT "v=spf1 mx -all"' in lines
+    assert any(x.startswith('mail._domainkey.example.test. 3600 IN TXT "v=DKIM1; k=rsa;')
+               for x in lines)
+    assert any(x.startswith('_dmarc.example.test. 3600 IN TXT "v=DMARC1; p=') for x in lines)
+    assert "_submission._tcp.example.test. 3600 IN SRV 0 1 587 mx.example.test." in lines
+    assert "_imaps._tcp.example.test. 3600 IN SRV 0 1 993 mx.example.test." in lines
+    # Not offered: target "." (RFC 6186 §4).
+    assert "_submissions._tcp.example.test. 3600 IN SRV 0 0 0 ." in lines
+    assert "_imap._tcp.example.test. 3600 IN SRV 0 0 0 ." in lines
+
+
+def _enqueue(data_dir: Path, recipients: list[str]) -> str:
+    from mailserver.queue.manager import QueueManager
+    from mailserver.queue.settings import OutboundSettings
+
+    async def go() -> str:
+        store = await Store.open(data_dir)
+        try:  # never started: nothing is delivered
+            mgr = QueueManager(store, OutboundSettings(resolver_address="127.0.0.1",
+                                                       resolver_port=9))
+            return await mgr.enqueue("alice@example.test", recipients,
+                                     b"From: alice@example.test\r\nSubject: q\r\n\r\nq\r\n")
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+def test_queue_list_show_retry_delete_flush(conf: Path, tmp_path: Path) -> None:
+    assert ok("queue", "list", "-c", conf).strip() == "0 message(s) queued"
+    qid = _enqueue(tmp_path / "data", ["bob@remote.test", "carol@remote.test"])
+    listing = ok("queue", "list", "-c", conf)
+    assert listing.startswith(qid + "\t") and "<alice@example.test>" in listing
+    assert "2/2 to go" in listing and "1 message(s) queued" in listing
+    shown = ok("queue", "show", qid, "-c", conf)
+    assert f"id            {qid}" in shown
+    assert "rcpt          bob@remote.test\tpending" in shown
+    assert "rcpt          carol@remote.test\tpending" in shown
+    assert ok("queue", "retry", qid, "-c", conf).strip() == f"{qid} is due now"
+    assert ok("queue", "flush", "-c", conf).strip() == "1 message(s) due now"
+    assert ok("queue", "delete", qid, "-c", conf).strip() == f"deleted {qid}"
+    assert ok("queue", "list", "-c", conf).strip() == "0 message(s) queued"
+    for action in ("show", "retry", "delete"):
+        assert f"no queued message {qid}" in fails("queue", action, qid, "-c", conf)

@@ -10,6 +10,7 @@ import pytest
 from mailserver.config import (
     Config,
     ConfigError,
+    DkimSettings,
     Limits,
     Listener,
     LogSettings,
@@ -20,6 +21,7 @@ from mailserver.config import (
     parse,
     with_data_dir,
 )
+from mailserver.queue.settings import OutboundSettings, SmartHost
 
 ROOT = Path(__file__).resolve().parents[2]
 DEV_CONF = ROOT / "conf" / "mailserver.toml"
@@ -145,11 +147,24 @@ def test_shipped_dev_config_documents_every_key() -> None:
         for f in dataclasses.fields(cls):
             assert f"{f.name} =" in text, f"conf/mailserver.toml does not document {f.name}"
     for f in dataclasses.fields(Config):
-        if f.name not in ("source", "listeners", "limits", "tls", "log", "store"):
+        if f.name not in ("source", "listeners", "limits", "tls", "log", "store", "outbound",
+                          "dkim"):
             assert f"{f.name} =" in text, f"conf/mailserver.toml does not document {f.name}"
     # And the documented values are the defaults, except those marked dev.
     cfg = load(DEV_CONF)
     assert cfg.limits == Limits() and cfg.log == LogSettings() and cfg.store == StoreSettings()
+    # [outbound], [outbound.smart_host], [dns] and [dkim]: OutboundSettings minus
+    # hostname (the top-level one), with the resolver fields under [dns].
+    renamed = {"dns_timeout": "timeout"}
+    for f in dataclasses.fields(OutboundSettings):
+        if f.name != "hostname":
+            name = renamed.get(f.name, f.name)
+            assert f"{name} =" in text or f"[outbound.{name}]" in text, name
+    for cls in (SmartHost, DkimSettings):
+        for f in dataclasses.fields(cls):
+            assert f"{f.name} =" in text, f"conf/mailserver.toml does not document {f.name}"
+    assert cfg.outbound == OutboundSettings(hostname="localhost")
+    assert cfg.dkim == DkimSettings()
 
 
 def test_shipped_production_config() -> None:
@@ -159,6 +174,38 @@ def test_shipped_production_config() -> None:
     assert {lst.port for lst in cfg.listeners} == {25, 587, 465, 143, 993}
     assert {lst.address for lst in cfg.listeners} == {"0.0.0.0", "::"}
     assert cfg.limits.shutdown_grace < 30  # systemd TimeoutStopSec
+    assert cfg.outbound.smtp_port == 25 and cfg.outbound.hostname == cfg.hostname
+
+
+def test_outbound_dns_and_dkim_tables(tmp_path: Path) -> None:
+    cfg = load(write(tmp_path, """\
+hostname = "mail.example.org"
+[outbound]
+smtp_port = 2525
+backoff = [1, 2.5]
+require_tls = ["Bank.Example"]
+delay_warning = 0
+[outbound.smart_host]
+host = "relay.example.net"
+port = 465
+tls = "implicit"
+username = "me"
+password = "pw"
+[dns]
+resolver_address = "127.0.0.1"
+resolver_port = 5353
+timeout = 2
+[dkim]
+selector = "s2024"
+algorithms = ["rsa", "ed25519"]
+"""))
+    out = cfg.outbound
+    assert out.hostname == "mail.example.org" and out.smtp_port == 2525
+    assert out.backoff == (1.0, 2.5) and out.require_tls == frozenset({"bank.example"})
+    assert out.delay_warning is None
+    assert out.smart_host == SmartHost("relay.example.net", 465, "implicit", "me", "pw")
+    assert (out.resolver_address, out.resolver_port, out.dns_timeout) == ("127.0.0.1", 5353, 2.0)
+    assert cfg.dkim == DkimSettings("s2024", ("rsa", "ed25519"))
 
 
 # -- errors ------------------------------------------------------------------------
@@ -199,6 +246,23 @@ ERRORS = [
     ("[log]\nlevel = 'loud'", "log.level", "must be one of"),
     ("[store]\nmap_size = 10", "store.map_size", "at least"),
     ("[store]\npath = '/x'", "store.path", "unknown key"),
+    ("[limits]\nauth_failure_delay = -1", "limits.auth_failure_delay", "at least 0"),
+    ("[outbound]\nsmtp_port = 0", "outbound.smtp_port", "between 1 and 65535"),
+    ("[outbound]\nbackoff = []", "outbound.backoff", "non-empty list"),
+    ("[outbound]\nbackoff = [60, -1]", "outbound.backoff[1]", "more than 0"),
+    ("[outbound]\njitter = 1", "outbound.jitter", "less than 1"),
+    ("[outbound]\nmax_connections = 0", "outbound.max_connections", "at least 1"),
+    ("[outbound]\nrequire_tls = ['bad_domain!']", "outbound.require_tls[0]", "not a valid"),
+    ("[outbound]\nretries = 3", "outbound.retries", "unknown key"),
+    ("[outbound.smart_host]\nport = 25", "outbound.smart_host.host", "missing"),
+    ("[outbound.smart_host]\nhost = 'r.example'\ntls = 'yes'", "outbound.smart_host.tls",
+     "must be one of"),
+    ("[outbound.smart_host]\nhost = 'r.example'\nusername = 'u'",
+     "outbound.smart_host.password", "go together"),
+    ("[dns]\nresolver_address = 'localhost'", "dns.resolver_address", "not an IPv4"),
+    ("[dns]\nresolver_port = 70000", "dns.resolver_port", "between 1 and 65535"),
+    ("[dkim]\nalgorithms = ['dsa']", "dkim.algorithms[0]", "must be one of"),
+    ("[dkim]\nselector = 'bad selector'", "dkim.selector", "not a valid selector"),
 ]
 
 
