@@ -9,7 +9,8 @@ flag, size, date and number tests have not already decided.
 
 Costs, lowest first:
 
-0. the record alone: ALL, sequence and UID sets, flags, sizes, INTERNALDATE, MODSEQ;
+0. the record alone: ALL, sequence and UID sets, flags, sizes, INTERNALDATE
+   (BEFORE/ON/SINCE and WITHIN's OLDER/YOUNGER, RFC 5032), MODSEQ;
 1. the MIME facts: SENTBEFORE/SENTON/SENTSINCE (the Date: header's day);
 2. the header: FROM, TO, CC, BCC, SUBJECT, HEADER;
 3. the decoded body: BODY, TEXT.
@@ -36,6 +37,7 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import re
+import time
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 
@@ -55,6 +57,7 @@ from mailserver.protocol.imap.types import (
     SearchSize,
     SearchText,
     SearchUid,
+    SearchWithin,
 )
 from mailserver.protocol.mime import header_values, search_text
 from mailserver.store.model import MessageRecord
@@ -194,6 +197,7 @@ class _Evaluator:
     """Matches keys against candidates for one SEARCH command."""
 
     def __init__(self, count: int, largest_uid: int, recent: Collection[int] | None) -> None:
+        self.now = int(time.time())
         self.count = count
         self.largest_uid = largest_uid
         self.recent = recent
@@ -210,6 +214,11 @@ class _Evaluator:
                 return self._has_flag(c.record, flag) == present
             case SearchSize(size=size, larger=larger):
                 return c.record.size > size if larger else c.record.size < size
+            case SearchWithin(seconds=seconds, older=older):
+                # RFC 5032 §3: OLDER is strictly before now - n, YOUNGER the rest.
+                limit = self.now - seconds
+                return c.record.internal_date < limit if older else (
+                    c.record.internal_date >= limit)
             case SearchModseq(modseq=modseq):
                 return c.record.modseq >= modseq  # RFC 7162 §3.1.5: "equal or greater"
             case SearchDate(op=op, date=day, sent=False):

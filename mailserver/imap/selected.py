@@ -21,6 +21,15 @@ Invariants
   (RFC 3501 §7.4.1: not during FETCH, STORE, SEARCH, nor between commands).
   Meanwhile they have no record in the store: FETCH returns nothing for them.
 * ``EXISTS`` never decreases without EXPUNGEs reported first (§7.3.1).
+* ``recent`` holds the UIDs that are ``\\Recent`` for this session (RFC 3501
+  §2.3.2): a read-write view claims every message it is the first to see
+  (``claim_recent`` moves the store's per-mailbox boundary, serialised by the
+  writer, so no two sessions get the same message); a read-only view only
+  looks at the boundary.  ``\\Recent`` is added to FLAGS on output only; the
+  flag cache keeps the stored flags.
+* Once CONDSTORE is enabled (RFC 7162 §3.1) every unsolicited FETCH carries
+  UID and MODSEQ; once QRESYNC is, expunges are reported as ``* VANISHED``
+  (§3.2.10) instead of ``* n EXPUNGE``.
 """
 
 from __future__ import annotations
@@ -34,9 +43,8 @@ from mailserver.protocol.imap.types import SequenceSet
 from mailserver.store.model import MailboxInfo, MessageRecord
 from mailserver.store.store import Store
 
-#: The system flags (RFC 3501 §2.3.2) we store; ``\Recent`` is not tracked
-#: (every session sees ``* 0 RECENT``: allowed, RFC 3501 §2.3.2 makes
-#: \Recent advisory and RFC 9051 drops it).
+#: The system flags (RFC 3501 §2.3.2) a client may store; ``\Recent`` is
+#: session state (``SelectedMailbox.recent``), never stored.
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 
 
@@ -48,7 +56,8 @@ class SelectedMailbox:
     """
 
     __slots__ = ("store", "mailbox_id", "name", "readonly", "uidvalidity", "uids", "flags",
-                 "modseq", "pending")
+                 "modseq", "pending", "pending_floor", "recent", "condstore", "qresync",
+                 "_claimed")
 
     def __init__(self, store: Store, info: MailboxInfo, records: Iterable[MessageRecord],
                  *, readonly: bool) -> None:
@@ -64,6 +73,12 @@ class SelectedMailbox:
             self.uids.append(rec.uid)
             self.flags[rec.uid] = rec.flags
         self.pending: set[int] = set()
+        #: HIGHESTMODSEQ before the oldest expunge held in ``pending``.
+        self.pending_floor = self.modseq
+        self.recent: set[int] = set()
+        self.condstore = False  # RFC 7162 §3.1: UID and MODSEQ in unsolicited FETCH
+        self.qresync = False  # RFC 7162 §3.2.10: VANISHED instead of EXPUNGE
+        self._claimed = 0  # UIDs up to this one have been judged for \Recent
 
     @classmethod
     def open(cls, store: Store, account: str, name: str, *, readonly: bool) -> SelectedMailbox:
@@ -146,6 +161,8 @@ class SelectedMailbox:
         """
         changes = self.store.changes_since(self.mailbox_id, self.modseq)
         out: list[bytes] = []
+        if not self.pending:
+            self.pending_floor = self.modseq
         for uid in changes.expunged:
             if uid in self.flags:
                 self.pending.add(uid)
@@ -172,29 +189,66 @@ class SelectedMailbox:
             if seq is None:
                 continue
             self.flags[rec.uid] = rec.flags
-            out.append(self.flags_response(seq, rec.uid, rec.flags, with_uid=uid_fetch))
+            out.append(self.flags_response(seq, rec.uid, rec.flags, with_uid=uid_fetch,
+                                           modseq=rec.modseq))
         self.modseq = max(self.modseq, changes.mailbox.highestmodseq)
         return out
 
     def _report_expunges(self) -> list[bytes]:
-        """``* n EXPUNGE`` for every pending message, highest number first so
-        that each number is still valid when the client reads it (§7.4.1)."""
-        out: list[bytes] = []
-        for uid in sorted(self.pending, reverse=True):
-            seq = self.seq_of(uid)
-            if seq is None:
-                continue
-            del self.uids[seq - 1]
-            del self.flags[uid]
-            out.append(b"* %d EXPUNGE\r\n" % seq)
+        """Report every pending message: ``* n EXPUNGE`` highest number first,
+        so that each number is still valid when the client reads it (§7.4.1),
+        or one ``* VANISHED uid-set`` once QRESYNC is enabled (RFC 7162 §3.2.10).
+        The view is rebuilt once, not shifted per message."""
+        gone = sorted(u for u in self.pending if u in self.flags)
         self.pending.clear()
+        if not gone:
+            return []
+        if self.qresync:
+            out = [b"* VANISHED " + compact_uids(gone).encode() + b"\r\n"]
+        else:
+            seqs = [self.seq_of(u) for u in reversed(gone)]
+            out = [b"* %d EXPUNGE\r\n" % seq for seq in seqs if seq is not None]
+        dead = set(gone)
+        self.uids = [u for u in self.uids if u not in dead]
+        for uid in gone:
+            del self.flags[uid]
+            self.recent.discard(uid)
         return out
 
-    @staticmethod
-    def flags_response(seq: int, uid: int, flags: frozenset[str], *, with_uid: bool) -> bytes:
-        """``* seq FETCH (UID uid FLAGS (...))`` (RFC 3501 §7.4.2)."""
-        uid_part = b"UID %d " % uid if with_uid else b""
-        return b"* %d FETCH (%sFLAGS %s)\r\n" % (seq, uid_part, flag_list(flags))
+    async def claim_recent(self) -> None:
+        """Judge the messages that joined the view since the last call for
+        ``\\Recent`` (RFC 3501 §2.3.2): a read-write view claims them in the
+        store (the first session to see a message gets it); a read-only one
+        (EXAMINE, §6.3.2) takes those above the boundary without moving it."""
+        top = self.largest_uid
+        if top <= self._claimed:
+            return
+        if self.readonly:
+            old = self.store.recent_boundary(self.mailbox_id)
+        else:
+            old = await self.store.claim_recent(self.mailbox_id, top)
+        low = max(old, self._claimed)
+        self._claimed = top
+        if low < top:
+            start = bisect.bisect_right(self.uids, low)
+            self.recent.update(self.uids[start:])
+
+    def shown_flags(self, uid: int, flags: frozenset[str]) -> frozenset[str]:
+        """The flags as the client sees them: ``\\Recent`` added when it is."""
+        return flags | {"\\Recent"} if uid in self.recent else flags
+
+    def flags_response(self, seq: int, uid: int, flags: frozenset[str], *, with_uid: bool,
+                       modseq: int | None = None) -> bytes:
+        """``* seq FETCH (UID uid FLAGS (...) MODSEQ (m))`` (RFC 3501 §7.4.2).
+
+        UID is included when asked or once CONDSTORE is enabled, MODSEQ (when
+        known) once CONDSTORE is enabled (RFC 7162 §3.1: "both UID and
+        mod-sequence data in all subsequent untagged FETCH responses").
+        """
+        uid_part = b"UID %d " % uid if with_uid or self.condstore else b""
+        mod_part = b" MODSEQ (%d)" % modseq if self.condstore and modseq is not None else b""
+        return b"* %d FETCH (%sFLAGS %s%s)\r\n" % (
+            seq, uid_part, flag_list(self.shown_flags(uid, flags)), mod_part)
 
 
 def compact_uids(uids: Iterable[int]) -> str:

@@ -25,7 +25,15 @@ from collections.abc import Awaitable, Callable
 
 from mailserver.config import Listener
 from mailserver.errors import MailboxNotFound, ProtocolSyntaxError, imap_status
-from mailserver.imap.commands import auth, idle, mailbox, messages
+from mailserver.imap.commands import (
+    auth,
+    idle,
+    listing,
+    mailbox,
+    messages,
+    searching,
+    select,
+)
 from mailserver.imap.selected import SelectedMailbox
 from mailserver.imap.state import CloseConnection, Conn, Reply, State
 from mailserver.protocol.imap.response import tagged
@@ -59,6 +67,9 @@ class Session:
         self.user: str | None = None
         self.selected: SelectedMailbox | None = None
         self.auth_failures = 0
+        #: Extensions turned on by ENABLE or a CONDSTORE enabling command (RFC 5161,
+        #: RFC 7162 §3.1): "CONDSTORE", "QRESYNC".  They last until logout.
+        self.enabled: set[str] = set()
         self.after_reply: Callable[[], Awaitable[None]] | None = None
 
     # ------------------------------------------------------------- helpers
@@ -78,15 +89,41 @@ class Session:
 
         Only what is fully implemented.  Before login: STARTTLS when the
         listener offers it and TLS is not on yet (§6.2.1), and AUTH=PLAIN or
-        LOGINDISABLED (§6.2.3).
+        LOGINDISABLED (§6.2.3).  APPENDLIMIT (RFC 7889 §4) is the largest
+        message APPEND takes.
         """
         caps = ["IMAP4rev1", "LITERAL+", "SASL-IR", "IDLE", "UNSELECT", "ID", "NAMESPACE",
-                "ENABLE", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE"]
+                "ENABLE", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "CREATE-SPECIAL-USE",
+                "LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "ESEARCH", "WITHIN", "CONDSTORE", "QRESYNC", f"APPENDLIMIT={self.append_limit()}"]
         if self.state is State.NOT_AUTHENTICATED:
             if self.conn.tls_available():
                 caps.append("STARTTLS")
             caps.append("AUTH=PLAIN" if self.plaintext_ok() else "LOGINDISABLED")
         return " ".join(caps)
+
+    def append_limit(self) -> int:
+        """Largest message APPEND accepts, in octets (RFC 7889)."""
+        return min(self.limits.imap_max_literal_size, self.limits.max_message_size)
+
+    @property
+    def condstore(self) -> bool:
+        return "CONDSTORE" in self.enabled
+
+    def enable(self, name: str) -> bool:
+        """Turn on CONDSTORE or QRESYNC (QRESYNC implies CONDSTORE, RFC 7162
+        §3.2.3); True when it was not on yet.  The selected view follows."""
+        if name not in ("CONDSTORE", "QRESYNC") or name in self.enabled:
+            return False
+        self.enabled.add(name)
+        if name == "QRESYNC":
+            self.enabled.add("CONDSTORE")
+        if self.selected is not None:
+            self.apply_enabled(self.selected)
+        return True
+
+    def apply_enabled(self, view: SelectedMailbox) -> None:
+        view.condstore = "CONDSTORE" in self.enabled
+        view.qresync = "QRESYNC" in self.enabled
 
     def bind_log(self, **fields: object) -> None:
         self.log = self.log.bind(**fields)  # type: ignore[attr-defined]
@@ -106,14 +143,14 @@ class Session:
             if self.state not in states:
                 raise ProtocolSyntaxError(f"{cmd.name} not allowed now")
             reply = await handler(self, cmd)
-            self._sync(cmd)
+            await self._sync(cmd)
             if reply is None:
                 reply = Reply(f"{_label(cmd)} completed")
             self.write(tagged(cmd.tag, "OK", reply.text, reply.code))
         except (CloseConnection, TimeoutError, ConnectionError):
             raise  # the connection's business: autologout, client gone
         except ProtocolSyntaxError as exc:
-            self._sync_quietly(cmd)
+            await self._sync_quietly(cmd)
             self.write(tagged(cmd.tag, "BAD", exc.text))
         except Exception as exc:  # noqa: BLE001 - mapped to NO here, logged if ours
             status, code, text = imap_status(exc)
@@ -121,26 +158,40 @@ class Session:
                 self.log.exception(  # type: ignore[attr-defined]
                     "imap_command_failed", command=cmd.name, mailbox=self._mailbox_name()
                 )
-            self._sync_quietly(cmd)
+            await self._sync_quietly(cmd)
             self.write(tagged(cmd.tag, status, text, code))
 
     def _mailbox_name(self) -> str | None:
         return self.selected.name if self.selected is not None else None
 
-    def _sync(self, cmd: Command) -> None:
+    async def _sync(self, cmd: Command) -> None:
         """Report the selected mailbox's changes before the tagged reply."""
         if self.state is not State.SELECTED or self.selected is None:
             return
         allow = cmd.uid or cmd.name not in _NO_EXPUNGE
+        await self.sync_view(allow_expunge=allow)
+
+    async def sync_view(self, *, allow_expunge: bool) -> None:
+        """Fold the store's changes into the view and queue the responses;
+        new messages are judged for \\Recent before the client can ask.
+        A vanished mailbox ends the session (``mailbox_vanished``)."""
+        view = self.selected
+        if view is None:
+            return
         try:
-            for line in self.selected.sync(allow_expunge=allow):
+            for line in view.sync(allow_expunge=allow_expunge):
                 self.write(line)
+            await view.claim_recent()
+            if view.pending and view.condstore:
+                # RFC 7162 §3.2: MODSEQs above a held-back expunge were sent, so
+                # tell the client a HIGHESTMODSEQ below that expunge's.
+                self.write(b"* OK [HIGHESTMODSEQ %d] Expunges pending\r\n" % view.pending_floor)
         except MailboxNotFound:
             self.mailbox_vanished()
 
-    def _sync_quietly(self, cmd: Command) -> None:
+    async def _sync_quietly(self, cmd: Command) -> None:
         try:
-            self._sync(cmd)
+            await self._sync(cmd)
         except Exception:  # noqa: BLE001 - a failed sync must not hide the reply
             self.log.exception("imap_sync_failed", mailbox=self._mailbox_name())  # type: ignore[attr-defined]
 
@@ -159,6 +210,7 @@ class Session:
             if self.state is State.SELECTED:
                 self.state = State.AUTHENTICATED
         else:
+            self.apply_enabled(view)
             self.state = State.SELECTED
             self.bind_log(mailbox=view.name)
 
@@ -188,16 +240,16 @@ TABLE: dict[str, tuple[Handler, frozenset[State]]] = {
     # authenticated (§6.3)
     "ENABLE": (auth.enable, _AUTH),  # RFC 5161 §3.1
     "NAMESPACE": (mailbox.namespace, _AUTH),  # RFC 2342 §5
-    "SELECT": (mailbox.select, _AUTH),
-    "EXAMINE": (mailbox.examine, _AUTH),
+    "SELECT": (select.select, _AUTH),
+    "EXAMINE": (select.examine, _AUTH),
     "CREATE": (mailbox.create, _AUTH),
     "DELETE": (mailbox.delete, _AUTH),
     "RENAME": (mailbox.rename, _AUTH),
     "SUBSCRIBE": (mailbox.subscribe, _AUTH),
     "UNSUBSCRIBE": (mailbox.unsubscribe, _AUTH),
-    "LIST": (mailbox.list_, _AUTH),
-    "LSUB": (mailbox.lsub, _AUTH),
-    "STATUS": (mailbox.status, _AUTH),
+    "LIST": (listing.list_, _AUTH),
+    "LSUB": (listing.lsub, _AUTH),
+    "STATUS": (listing.status, _AUTH),
     "APPEND": (mailbox.append, _AUTH),
     "IDLE": (idle.idle, _AUTH),  # RFC 2177
     # selected (§6.4)
@@ -205,7 +257,7 @@ TABLE: dict[str, tuple[Handler, frozenset[State]]] = {
     "CLOSE": (messages.close, _SEL),
     "UNSELECT": (messages.unselect, _SEL),  # RFC 3691
     "EXPUNGE": (messages.expunge, _SEL),  # UID EXPUNGE: RFC 4315 §2.1
-    "SEARCH": (messages.search, _SEL),
+    "SEARCH": (searching.search, _SEL),
     "FETCH": (messages.fetch, _SEL),
     "STORE": (messages.store, _SEL),
     "COPY": (messages.copy, _SEL),

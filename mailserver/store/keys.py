@@ -9,6 +9,8 @@ database       key                                             value (``codec.py
 =============  ==============================================  =====================
 meta           b"schema_version", b"next_mailbox_id",           u32 / u64 counters
                b"last_uidvalidity"
+meta           b"recent" mailbox id (u64)                       u32: highest UID a
+                                                               read-write SELECT saw
 domains        domain name (UTF-8, lower-case)                 b""
 accounts       address (lower-case)                            account record
 aliases        address or "@domain" (lower-case)               target address
@@ -99,6 +101,14 @@ def expunged_key(mailbox_id: int, modseq: int) -> bytes:
 
 def unpack_expunged_key(key: bytes) -> tuple[int, int]:
     return _EXPUNGED.unpack(key)
+
+
+def recent_key(mailbox_id: int) -> bytes:
+    """Meta key of a mailbox's \\Recent boundary (RFC 3501 §2.3.2; IMAP ``selected.py``).
+
+    Added after schema version 1 without changing any layout: a missing key reads as 0.
+    """
+    return b"recent" + U64.pack(mailbox_id)
 
 
 def mailbox_prefix(mailbox_id: int) -> bytes:

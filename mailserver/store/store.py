@@ -469,6 +469,31 @@ class Store:
             messages.copy, mailbox_id, list(uids), dest_account, dest_mailbox, True
         )
 
+    # -- \\Recent (RFC 3501 §2.3.2) ---------------------------------------------------
+
+    def recent_boundary(self, mailbox_id: int) -> int:
+        """The highest UID a read-write SELECT has already claimed as recent (0: none).
+
+        Messages with a UID above it are ``\\Recent`` for the next session to
+        claim them (``claim_recent``).  Cheap read; unknown mailboxes give 0.
+        """
+        with self._read() as txn:
+            raw = txn.get(keys.recent_key(mailbox_id), db=self._dbs.meta)
+        return keys.U32.unpack(raw)[0] if raw else 0
+
+    async def claim_recent(self, mailbox_id: int, upto_uid: int) -> int:
+        """Move the boundary up to ``upto_uid`` (never down); return the boundary before.
+
+        The session that gets ``old < upto_uid`` owns UIDs ``old+1..upto_uid`` as
+        ``\\Recent``: claims are serialised by the writer, so every UID is
+        recent for exactly one session.  Nothing is written (and no sync is
+        waited for) when the boundary is already there.
+        """
+        current = self.recent_boundary(mailbox_id)
+        if current >= upto_uid:
+            return current
+        return await self._writer.submit(_claim_recent, mailbox_id, upto_uid)
+
     # -- change feed ---------------------------------------------------------------
 
     async def wait_for_change(self, mailbox_id: int, modseq: int) -> None:
@@ -552,3 +577,13 @@ class Store:
         with self._read() as txn:
             ms = queue_db.first_ms(txn, self._dbs)
         return None if ms is None else ms / 1000.0
+
+
+def _claim_recent(ctx: Any, mailbox_id: int, upto_uid: int) -> int:
+    """Writer request of ``Store.claim_recent``: read and move the boundary in one txn."""
+    key = keys.recent_key(mailbox_id)
+    raw = ctx.txn.get(key, db=ctx.dbs.meta)
+    old = keys.U32.unpack(raw)[0] if raw else 0
+    if upto_uid > old:
+        ctx.txn.put(key, keys.U32.pack(min(upto_uid, 0xFFFFFFFF)), db=ctx.dbs.meta)
+    return old

@@ -72,7 +72,7 @@ def test_basic_items_and_exact_bytes(server: ServerThread, client: IMAPClient) -
     got = client.fetch(
         [uid], ["FLAGS", "INTERNALDATE", "RFC822.SIZE", "BODY.PEEK[]", "ENVELOPE", "BODY"]
     )[uid]
-    assert got[b"FLAGS"] == (b"$Label",)
+    assert got[b"FLAGS"] == (b"\\Recent", b"$Label")  # first SELECT: recent (§2.3.2)
     assert got[b"RFC822.SIZE"] == len(SIMPLE)
     assert got[b"BODY[]"] == SIMPLE
     assert got[b"INTERNALDATE"].replace(tzinfo=None) == dt.datetime(2024, 3, 1, 12, 0)
@@ -95,7 +95,7 @@ def test_peek_keeps_unseen_and_body_sets_seen(server: ServerThread, client: IMAP
     uid = put(server, SIMPLE)
     client.select_folder("INBOX")
     client.fetch([uid], ["BODY.PEEK[]", "BODY.PEEK[TEXT]", "RFC822.HEADER"])
-    assert client.get_flags([uid])[uid] == ()
+    assert client.get_flags([uid])[uid] == (b"\\Recent",)
     got = client.fetch([uid], ["BODY[TEXT]"])[uid]
     assert got[b"BODY[TEXT]"] == b"Body line one\r\nBody line two\r\n"
     assert b"\\Seen" in client.get_flags([uid])[uid]
@@ -105,7 +105,7 @@ def test_rfc822_sets_seen_and_examine_does_not(server: ServerThread, client: IMA
     uid = put(server, SIMPLE)
     client.select_folder("INBOX", readonly=True)
     client.fetch([uid], ["RFC822"])
-    assert client.get_flags([uid])[uid] == ()
+    assert client.get_flags([uid])[uid] == (b"\\Recent",)  # EXAMINE shows, never claims
     client.select_folder("INBOX")
     got = client.fetch([uid], ["RFC822"])[uid]
     assert got[b"RFC822"] == SIMPLE

@@ -218,7 +218,7 @@ def test_id_namespace_enable_noop_logout(server: ServerThread) -> None:
     c.login()
     assert c.cmd("c", "NAMESPACE")[0] == b'* NAMESPACE (("" "/")) NIL NIL\r\n'
     lines = c.cmd("d", "ENABLE CONDSTORE")
-    assert lines[0] == b"* ENABLED\r\n" and lines[-1].startswith(b"d OK")
+    assert lines[0] == b"* ENABLED CONDSTORE\r\n" and lines[-1].startswith(b"d OK")
     assert c.cmd("e", "NOOP") == [b"e OK NOOP completed\r\n"]
     lines = c.cmd("f", "LOGOUT")
     assert lines[0].startswith(b"* BYE") and lines[-1].startswith(b"f OK")

@@ -17,7 +17,7 @@ from mailserver.auth.login import authenticate as check_password
 from mailserver.errors import ProtocolSyntaxError, UserError
 from mailserver.imap.state import Reply, State
 from mailserver.protocol.imap.response import quote, untagged
-from mailserver.protocol.imap.types import Authenticate, Command, IdArgs, Login
+from mailserver.protocol.imap.types import Authenticate, Command, Enable, IdArgs, Login
 
 if TYPE_CHECKING:
     from mailserver.imap.session import Session
@@ -60,9 +60,13 @@ async def id_(session: Session, cmd: Command) -> Reply:
 
 
 async def enable(session: Session, cmd: Command) -> Reply:
-    """ENABLE (RFC 5161 §3.1): we support no extension that needs enabling, so
-    the ``* ENABLED`` response lists nothing (§3.2 allows that)."""
-    session.write(b"* ENABLED\r\n")
+    """ENABLE (RFC 5161 §3.1): CONDSTORE and QRESYNC (RFC 7162 §3.1, §3.2.3)
+    can be enabled; ``* ENABLED`` lists those this command turned on (§3.2),
+    other names are ignored.  QRESYNC implies CONDSTORE."""
+    args = cmd.args
+    assert isinstance(args, Enable)
+    newly = [name for name in args.capabilities if session.enable(name)]
+    session.write(b"* ENABLED" + b"".join(b" " + n.encode() for n in newly) + b"\r\n")
     return Reply("ENABLE completed")
 
 

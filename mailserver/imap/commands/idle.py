@@ -19,8 +19,8 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
-from mailserver.errors import MailboxNotFound, ProtocolSyntaxError
-from mailserver.imap.state import CloseConnection, Reply
+from mailserver.errors import ProtocolSyntaxError
+from mailserver.imap.state import CloseConnection, Reply, State
 from mailserver.protocol.imap.response import continuation, untagged
 from mailserver.protocol.imap.types import Command
 
@@ -39,14 +39,10 @@ async def idle(session: Session, cmd: Command) -> Reply:
     try:
         async with asyncio.timeout_at(loop.time() + session.limits.imap_idle_timeout):
             while True:
+                await session.sync_view(allow_expunge=True)
+                if session.state is State.LOGOUT:  # the mailbox was deleted
+                    raise CloseConnection()
                 view = session.selected
-                if view is not None:
-                    try:
-                        for line in view.sync(allow_expunge=True):
-                            session.write(line)
-                    except MailboxNotFound:
-                        session.mailbox_vanished()
-                        raise CloseConnection() from None
                 await conn.flush()
                 waiting: set[asyncio.Future[object]] = {line_task}  # type: ignore[arg-type]
                 if view is not None:

@@ -18,9 +18,8 @@ import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from mailserver.errors import MailboxNotFound, UserError
+from mailserver.errors import MailboxNotFound, ProtocolSyntaxError, UserError
 from mailserver.imap import fetch as fetch_render
-from mailserver.imap import search as search_eval
 from mailserver.imap.message import MessageAccess
 from mailserver.imap.selected import SelectedMailbox, compact_uids
 from mailserver.imap.state import Reply
@@ -30,7 +29,6 @@ from mailserver.protocol.imap.types import (
     ExpungeArgs,
     Fetch,
     FetchAtt,
-    Search,
     StoreArgs,
 )
 from mailserver.store.model import MessageRecord
@@ -97,39 +95,25 @@ async def expunge(session: Session, cmd: Command) -> Reply:
         assert isinstance(args, ExpungeArgs) and args.uids is not None
         uids = [u for _, u in view.resolve(args.uids, uid=True)]
         if not uids:
-            return Reply("UID EXPUNGE completed")
+            return _expunged(session, "UID EXPUNGE completed")
     await session.store.expunge(view.mailbox_id, uids)
-    return Reply("UID EXPUNGE completed" if cmd.uid else "EXPUNGE completed")
+    return _expunged(session, "UID EXPUNGE completed" if cmd.uid else "EXPUNGE completed")
 
 
-# ------------------------------------------------------------------ SEARCH
+def _expunged(session: Session, text: str) -> Reply:
+    """The tagged OK of EXPUNGE: with CONDSTORE on it carries the mailbox's
+    HIGHESTMODSEQ (RFC 7162 §3.2.10 example; §3.1.2.1)."""
+    view = session.selected
+    if view is None or not view.condstore:
+        return Reply(text)
+    try:
+        modseq = session.store.get_mailbox_by_id(view.mailbox_id).highestmodseq
+    except MailboxNotFound:
+        return Reply(text)
+    return Reply(text, code=f"HIGHESTMODSEQ {modseq}")
 
 
-async def search(session: Session, cmd: Command) -> Reply | None:
-    """SEARCH / UID SEARCH (§6.4.4, §6.4.8): ``* SEARCH`` lists sequence
-    numbers or UIDs.  Charsets: US-ASCII and UTF-8 (``NO [BADCHARSET]``)."""
-    view = _view(session)
-    args = cmd.args
-    assert isinstance(args, Search)
-    if args.charset is not None and args.charset.upper() not in _CHARSETS:
-        raise UserError("Unsupported charset",
-                        imap_code="BADCHARSET (" + " ".join(_CHARSETS) + ")")
-    messages = _records(session, view, [(i + 1, u) for i, u in enumerate(view.uids)])
-    pairs = [(seq, rec) for seq, rec in messages]
-
-    def run() -> list[tuple[int, int]]:
-        return search_eval.search(args.key, pairs, session.store, largest_uid=view.largest_uid)
-
-    if search_eval.needs_content(args.key):
-        hits = await asyncio.to_thread(run)
-    else:
-        hits = run()
-    numbers = [u if cmd.uid else s for s, u in hits]
-    session.write(b"* SEARCH" + b"".join(b" %d" % n for n in numbers) + b"\r\n")
-    return None
-
-
-def _records(session: Session, view: SelectedMailbox,
+def records(session: Session, view: SelectedMailbox,
              pairs: Sequence[tuple[int, int]]) -> list[tuple[int, MessageRecord]]:
     """``(seq, record)`` for the pairs whose message still exists, in order."""
     recs = {r.uid: r for r in session.store.get_messages(view.mailbox_id,
@@ -141,19 +125,33 @@ def _records(session: Session, view: SelectedMailbox,
 
 
 async def fetch(session: Session, cmd: Command) -> Reply | None:
-    """FETCH / UID FETCH (§6.4.5, §6.4.8).
+    """FETCH / UID FETCH (§6.4.5, §6.4.8) with CHANGEDSINCE and VANISHED
+    (RFC 7162 §3.1.4.1, §3.2.6).
 
     A non-peek body fetch on a read-write mailbox first sets ``\\Seen``
     (store_flags "add", synced) and the response then carries FLAGS
-    (§6.4.5).  Items needing message content are rendered in a worker thread
-    in batches; responses go to the transport as they reach ``_FLUSH_AT``.
+    (§6.4.5; with CONDSTORE on, UID and MODSEQ too, RFC 7162 §3.1).  Items
+    needing message content are rendered in a worker thread in batches;
+    responses go to the transport as they reach ``_FLUSH_AT``.
     """
     view = _view(session)
     args = cmd.args
     assert isinstance(args, Fetch)
-    pairs = view.resolve(args.seqset, uid=cmd.uid)
-    messages = _records(session, view, pairs)
     atts = list(args.atts)
+    if args.vanished and "QRESYNC" not in session.enabled:
+        raise ProtocolSyntaxError("VANISHED requires ENABLE QRESYNC")  # RFC 7162 §3.2.6
+    if args.changedsince is not None or any(a.name == "MODSEQ" for a in atts):
+        session.enable("CONDSTORE")  # RFC 7162 §3.1: a CONDSTORE enabling command
+    pairs = view.resolve(args.seqset, uid=cmd.uid)
+    if args.vanished:
+        assert args.changedsince is not None
+        _vanished_earlier(session, view, args)
+    messages = records(session, view, pairs)
+    if args.changedsince is not None:
+        since = args.changedsince
+        messages = [(seq, rec) for seq, rec in messages if rec.modseq > since]
+        if not any(a.name == "MODSEQ" for a in atts):
+            atts.append(FetchAtt("MODSEQ"))  # RFC 7162 §3.1.4.1: implied
     seen_now: set[int] = set()
     if fetch_render.sets_seen(atts) and not view.readonly:
         unseen = [rec.uid for _, rec in messages if "\\Seen" not in rec.flags]
@@ -163,16 +161,20 @@ async def fetch(session: Session, cmd: Command) -> Reply | None:
             fresh = {r.uid: r for r in updated}
             seen_now = set(fresh)
             messages = [(seq, fresh.get(rec.uid, rec)) for seq, rec in messages]
-    with_flags = atts + [FetchAtt("FLAGS")]
+    extra = [FetchAtt("FLAGS")]
+    if view.condstore:
+        extra += [FetchAtt("UID"), FetchAtt("MODSEQ")]
+    with_flags = atts + extra
     wants_flags = any(a.name == "FLAGS" for a in atts)
     cheap = all(a.name in _CHEAP_ATTS for a in atts)
 
     def render(batch: list[tuple[int, MessageRecord]]) -> list[bytes]:
         out = []
         for seq, rec in batch:
-            use = with_flags if rec.uid in seen_now and not wants_flags else atts
-            out.append(fetch_render.render_fetch(seq, MessageAccess(session.store, rec), use,
-                                                 uid_always=cmd.uid))
+            use = with_flags if rec.uid in seen_now else atts
+            out.append(fetch_render.render_fetch(
+                seq, MessageAccess(session.store, rec), use,
+                flags=view.shown_flags(rec.uid, rec.flags), uid_always=cmd.uid))
         return out
 
     size = 0
@@ -191,14 +193,32 @@ async def fetch(session: Session, cmd: Command) -> Reply | None:
     return None
 
 
+def _vanished_earlier(session: Session, view: SelectedMailbox, args: Fetch) -> None:
+    """``* VANISHED (EARLIER) uids``: the UIDs of the set expunged after
+    CHANGEDSINCE (RFC 7162 §3.2.6), exact because the store forgets none."""
+    assert args.changedsince is not None
+    gone = session.store.changes_since(view.mailbox_id, args.changedsince).expunged
+    if not gone:
+        return
+    largest = max(view.largest_uid, gone[-1])
+    hit = [u for u in gone if args.seqset.contains(u, largest) and u not in view.flags]
+    if hit:
+        session.write(b"* VANISHED (EARLIER) " + compact_uids(hit).encode() + b"\r\n")
+
+
 # ------------------------------------------------------------------- STORE
 
 
 async def store(session: Session, cmd: Command) -> Reply | None:
-    """STORE / UID STORE (§6.4.6).  ``\\Recent`` cannot be stored (§2.3.2).
+    """STORE / UID STORE (§6.4.6) with UNCHANGEDSINCE (RFC 7162 §3.1.3).
+    ``\\Recent`` cannot be stored (§2.3.2).
 
     Without ``.SILENT`` every named message that still exists gets an untagged
     ``FETCH (FLAGS ...)`` with its flags now (UID included for UID STORE).
+    With CONDSTORE on, those responses carry UID and MODSEQ, and a message
+    whose flags changed gets ``FETCH (UID MODSEQ)`` even with ``.SILENT``
+    (§3.1.3); messages failing UNCHANGEDSINCE get no FETCH and are listed in
+    ``[MODIFIED set]`` (sequence numbers, or UIDs for UID STORE).
     The view's cache is updated either way, so the sync does not echo the
     change again (§7.4.1 and RFC 3501's "as if a FETCH of those flags").
     """
@@ -206,22 +226,38 @@ async def store(session: Session, cmd: Command) -> Reply | None:
     _writable(view)
     args = cmd.args
     assert isinstance(args, StoreArgs)
+    if args.unchangedsince is not None:
+        session.enable("CONDSTORE")
     pairs = view.live(view.resolve(args.seqset, uid=cmd.uid))
     flags = frozenset(f for f in args.flags if f.lower() != "\\recent")
     if not pairs:
         return None
-    updated, _failed = await session.store.store_flags(
+    updated, failed = await session.store.store_flags(
         view.mailbox_id, [u for _, u in pairs], args.mode, flags,
         unchangedsince=args.unchangedsince)
     for rec in updated:
         view.note_flags(rec.uid, rec.flags)
+    refused = set(failed)
+    fresh = {r.uid: r for r in updated}
     if not args.silent:
-        current = _records(session, view, pairs)
-        fresh = {r.uid: r for r in updated}
-        for seq, rec in current:
+        for seq, rec in records(session, view, pairs):
+            if rec.uid in refused:
+                continue
             rec = fresh.get(rec.uid, rec)
             view.note_flags(rec.uid, rec.flags)
-            session.write(view.flags_response(seq, rec.uid, rec.flags, with_uid=cmd.uid))
+            session.write(view.flags_response(seq, rec.uid, rec.flags, with_uid=cmd.uid,
+                                              modseq=rec.modseq))
+    elif view.condstore:
+        for seq, uid in pairs:
+            rec = fresh.get(uid)
+            if rec is not None:
+                session.write(b"* %d FETCH (UID %d MODSEQ (%d))\r\n" % (seq, uid, rec.modseq))
+    if failed:
+        if cmd.uid:
+            modified = compact_uids(sorted(refused))
+        else:
+            modified = compact_uids(seq for seq, uid in pairs if uid in refused)
+        return Reply("Conditional STORE failed for some messages", code=f"MODIFIED {modified}")
     return None
 
 

@@ -22,7 +22,9 @@
                      "SENTSINCE" SP date / "SMALLER" SP number /
                      "UID" SP sequence-set / "UNDRAFT" / sequence-set /
                      "(" search-key *(SP search-key) ")" /
-                     "MODSEQ" [SP entry-name SP entry-type-req] SP mod-sequence-valzer
+                     "MODSEQ" [SP entry-name SP entry-type-req] SP mod-sequence-valzer /
+                     "OLDER" SP interval / "YOUNGER" SP interval   ; RFC 5032 §4
+    interval       = 1*DIGIT    ; seconds
     date           = date-text / DQUOTE date-text DQUOTE
     date-text      = date-day "-" date-month "-" date-year
 
@@ -58,6 +60,7 @@ from mailserver.protocol.imap.types import (
     SearchSize,
     SearchText,
     SearchUid,
+    SearchWithin,
 )
 
 MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
@@ -173,6 +176,8 @@ class _KeyParser:
                 raise cur.error("Invalid header field name")
             cur.sp()
             return SearchHeader(field.upper(), self.string())
+        if name in ("OLDER", "YOUNGER"):  # RFC 5032 §4: interval = 1*DIGIT (seconds)
+            return SearchWithin(cur.number(what="interval"), name == "OLDER")
         if name in ("LARGER", "SMALLER"):
             return SearchSize(cur.number(what="size"), name == "LARGER")
         if name == "NOT":

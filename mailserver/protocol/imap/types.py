@@ -190,6 +190,15 @@ class SearchModseq:
 
 
 @dataclass(frozen=True, slots=True)
+class SearchWithin:
+    """OLDER n (``older`` True) / YOUNGER n, n in seconds before now, against
+    INTERNALDATE (RFC 5032 §3)."""
+
+    seconds: int
+    older: bool
+
+
+@dataclass(frozen=True, slots=True)
 class SearchNot:
     key: SearchKey
 
@@ -217,6 +226,7 @@ SearchKey = (
     | SearchDate
     | SearchSize
     | SearchModseq
+    | SearchWithin
     | SearchNot
     | SearchOr
     | SearchAnd

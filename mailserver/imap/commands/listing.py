@@ -1,0 +1,228 @@
+"""Listing commands: LIST (RFC 3501 §6.3.8 with LIST-EXTENDED, RFC 5258, and
+LIST-STATUS, RFC 5819), LSUB (§6.3.9) and STATUS (§6.3.10 with STATUS=SIZE,
+RFC 8438; HIGHESTMODSEQ, RFC 7162 §3.1.9; APPENDLIMIT, RFC 7889 §5; DELETED,
+RFC 9051 §6.3.11).
+
+Choices where the RFCs leave room:
+
+* ``\\HasChildren``/``\\HasNoChildren`` (RFC 3348) and special-use attributes
+  (RFC 6154 §2) are always sent, asked for or not (RFC 5258 §4 and RFC 6154
+  §2 allow it); ``\\Subscribed`` only when SUBSCRIBED is selected or returned.
+* Subscriptions belong to existing mailboxes in our store, so
+  ``\\NonExistent`` never occurs.
+* RECURSIVEMATCH (RFC 5258 §3.5) reports a matching mailbox that fails the
+  selection but has a descendant that passes it, with
+  ``("CHILDINFO" ("SUBSCRIBED"))`` (or ``"SPECIAL-USE"``), and adds the same
+  data to a passing mailbox with passing descendants.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from mailserver.errors import ProtocolSyntaxError, UserError
+from mailserver.imap.state import Reply
+from mailserver.protocol.imap.response import mailbox_name
+from mailserver.protocol.imap.types import Command, ListArgs, StatusArgs
+from mailserver.store.model import DELIMITER, MailboxInfo
+
+if TYPE_CHECKING:
+    from mailserver.imap.session import Session
+
+_DELIM = mailbox_name(DELIMITER)
+
+
+# -------------------------------------------------------------------- LIST
+
+
+def pattern_regex(reference: str, pattern: str) -> re.Pattern[str]:
+    """The regex for ``reference`` + ``pattern`` (§6.3.8): ``*`` matches anything,
+    ``%`` anything but the delimiter.  The reference is a plain prefix; an
+    ``INBOX`` first level matches case-insensitively (§5.1)."""
+    full = reference + pattern
+    if full[:5].upper() == "INBOX" and (len(full) == 5 or full[5] in (DELIMITER, "*", "%")):
+        full = "INBOX" + full[5:]
+    out = []
+    for ch in full:
+        if ch == "*":
+            out.append(".*")
+        elif ch == "%":
+            out.append("[^" + re.escape(DELIMITER) + "]*")
+        else:
+            out.append(re.escape(ch))
+    return re.compile("".join(out), re.DOTALL)
+
+
+def _parents(boxes: Iterable[MailboxInfo]) -> set[str]:
+    """Every name that has at least one child among ``boxes``."""
+    out: set[str] = set()
+    for box in boxes:
+        levels = box.name.split(DELIMITER)
+        for i in range(1, len(levels)):
+            out.add(DELIMITER.join(levels[:i]))
+    return out
+
+
+def _attributes(info: MailboxInfo, has_children: bool, *, lsub_noselect: bool = False,
+                subscribed: bool = False) -> bytes:
+    attrs: list[str] = []
+    if info.noselect or lsub_noselect:
+        attrs.append("\\Noselect")
+    attrs.append("\\HasChildren" if has_children else "\\HasNoChildren")  # RFC 3348 §4
+    if subscribed:
+        attrs.append("\\Subscribed")  # RFC 5258 §3.1
+    if info.special_use:
+        attrs.append(info.special_use)  # RFC 6154 §2
+    return ("(" + " ".join(attrs) + ")").encode()
+
+
+async def list_(session: Session, cmd: Command) -> Reply:
+    """LIST (§6.3.8), extended (RFC 5258 §3): several patterns, selection
+    options SUBSCRIBED, REMOTE (no remote mailboxes here), RECURSIVEMATCH,
+    SPECIAL-USE (RFC 6154 §5.1), return options SUBSCRIBED, CHILDREN,
+    SPECIAL-USE and STATUS (RFC 5819: a ``* STATUS`` after the LIST line of
+    each selectable mailbox).  ``LIST "" ""`` gives the delimiter and root."""
+    args = cmd.args
+    assert isinstance(args, ListArgs) and session.user is not None
+    select_opts = set(args.select_opts)
+    if "RECURSIVEMATCH" in select_opts and not select_opts & {"SUBSCRIBED", "SPECIAL-USE"}:
+        # RFC 5258 §3.1: RECURSIVEMATCH alone is a syntax error.
+        raise ProtocolSyntaxError("RECURSIVEMATCH needs another selection option")
+    patterns = args.patterns or (args.pattern,)
+    if patterns == ("",) and not select_opts:
+        session.write(b"* LIST (\\Noselect) " + _DELIM + b' ""\r\n')
+        return Reply("LIST completed")
+    if "STATUS" in args.return_opts and "HIGHESTMODSEQ" in args.status_items:
+        session.enable("CONDSTORE")  # RFC 7162 §3.1: STATUS (HIGHESTMODSEQ) enables it
+    boxes = session.store.list_mailboxes(session.user)
+    parents = _parents(boxes)
+    regexes = [pattern_regex(args.reference, p) for p in patterns if p]
+    by_subscription = "SUBSCRIBED" in select_opts
+    by_use = "SPECIAL-USE" in select_opts
+    show_subscribed = by_subscription or "SUBSCRIBED" in args.return_opts
+
+    def passes(box: MailboxInfo) -> bool:
+        if by_subscription and not box.subscribed:
+            return False
+        return not (by_use and not box.special_use)
+
+    recursive = "RECURSIVEMATCH" in select_opts and (by_subscription or by_use)
+    childinfo: set[str] = set()
+    if recursive:
+        for box in boxes:
+            if passes(box):
+                levels = box.name.split(DELIMITER)
+                childinfo.update(DELIMITER.join(levels[:i]) for i in range(1, len(levels)))
+    info_items = " ".join(f'"{o}"' for o in ("SUBSCRIBED", "SPECIAL-USE")
+                          if o in select_opts)
+    for box in boxes:
+        if not any(r.fullmatch(box.name) for r in regexes):
+            continue
+        hit = passes(box)
+        if not hit and box.name not in childinfo:
+            continue
+        line = (b"* LIST " + _attributes(box, box.name in parents,
+                                         subscribed=show_subscribed and box.subscribed) +
+                b" " + _DELIM + b" " + mailbox_name(box.name))
+        if box.name in childinfo:
+            line += b' ("CHILDINFO" (' + info_items.encode() + b"))"
+        session.write(line + b"\r\n")
+        if hit and "STATUS" in args.return_opts and not box.noselect:
+            session.write(status_response(session, box, args.status_items))
+    return Reply("LIST completed")
+
+
+async def lsub(session: Session, cmd: Command) -> Reply:
+    """LSUB (§6.3.9): subscribed names; with ``%``, an unsubscribed parent of a
+    subscribed child is listed ``\\Noselect`` (§6.3.9)."""
+    args = cmd.args
+    assert isinstance(args, ListArgs) and session.user is not None
+    if args.pattern == "":
+        session.write(b"* LSUB (\\Noselect) " + _DELIM + b' ""\r\n')
+        return Reply("LSUB completed")
+    boxes = session.store.list_mailboxes(session.user)
+    parents = _parents(boxes)
+    regex = pattern_regex(args.reference, args.pattern)
+    subscribed = [b for b in boxes if b.subscribed]
+    sub_names = {b.name for b in subscribed}
+    shown: set[str] = set()
+    for box in boxes:
+        if regex.fullmatch(box.name) and box.name in sub_names:
+            session.write(b"* LSUB " + _attributes(box, box.name in parents) + b" " +
+                          _DELIM + b" " + mailbox_name(box.name) + b"\r\n")
+            shown.add(box.name)
+    if "%" in args.pattern:
+        by_name = {b.name: b for b in boxes}
+        for name in sorted(sub_names):
+            levels = name.split(DELIMITER)
+            for i in range(1, len(levels)):
+                parent = DELIMITER.join(levels[:i])
+                if parent in shown or parent not in by_name or not regex.fullmatch(parent):
+                    continue
+                shown.add(parent)
+                session.write(b"* LSUB " + _attributes(by_name[parent], True,
+                                                      lsub_noselect=True) + b" " +
+                              _DELIM + b" " + mailbox_name(parent) + b"\r\n")
+    return Reply("LSUB completed")
+
+
+# ------------------------------------------------------------------ STATUS
+
+
+async def status(session: Session, cmd: Command) -> Reply:
+    """STATUS (§6.3.10).  RECENT counts messages no read-write SELECT has
+    seen yet (RFC 3501 §2.3.2); UNSEEN counts messages without ``\\Seen``;
+    HIGHESTMODSEQ (RFC 7162 §3.1.9; it enables CONDSTORE, §3.1), SIZE
+    (RFC 8438 §3), DELETED (RFC 9051 §6.3.11), APPENDLIMIT (RFC 7889 §5)."""
+    args = cmd.args
+    assert isinstance(args, StatusArgs) and session.user is not None
+    info = session.store.get_mailbox(session.user, args.mailbox)
+    if info.noselect:
+        raise UserError("Mailbox is not selectable (\\Noselect)", imap_code="CANNOT")
+    if "HIGHESTMODSEQ" in args.items:
+        session.enable("CONDSTORE")
+    session.write(status_response(session, info, args.items))
+    return Reply("STATUS completed")
+
+
+def status_response(session: Session, info: MailboxInfo, items: Iterable[str]) -> bytes:
+    """``* STATUS name (item value ...)`` for a selectable mailbox (§7.2.4).
+
+    Counting items (UNSEEN, DELETED, RECENT) read the message list once.
+    Items we do not keep (MAILBOXID) are left out.
+    """
+    records = None
+    values: list[str] = []
+    for item in items:
+        if item in ("UNSEEN", "DELETED", "RECENT") and records is None:
+            records = session.store.list_messages(info.id)
+        if item == "MESSAGES":
+            value = info.messages
+        elif item == "RECENT":
+            assert records is not None
+            boundary = session.store.recent_boundary(info.id)
+            value = len(records) - bisect.bisect_right([r.uid for r in records], boundary)
+        elif item == "UIDNEXT":
+            value = info.uidnext
+        elif item == "UIDVALIDITY":
+            value = info.uidvalidity
+        elif item == "UNSEEN":
+            assert records is not None
+            value = sum(1 for r in records if "\\Seen" not in r.flags)
+        elif item == "DELETED":
+            assert records is not None
+            value = sum(1 for r in records if "\\Deleted" in r.flags)
+        elif item == "HIGHESTMODSEQ":
+            value = info.highestmodseq
+        elif item == "SIZE":
+            value = info.size
+        elif item == "APPENDLIMIT":
+            value = session.append_limit()
+        else:  # the parser only lets known items through
+            continue
+        values.append(f"{item} {value}")
+    return (b"* STATUS " + mailbox_name(info.name) + b" (" + " ".join(values).encode() +
+            b")\r\n")

@@ -1,0 +1,132 @@
+"""SEARCH and UID SEARCH (RFC 3501 §6.4.4, §6.4.8) with ESEARCH result
+options (RFC 4731), the MODSEQ criterion and result (RFC 7162 §3.1.5) and
+``\\Recent`` (RFC 3501 §2.3.2: RECENT, NEW, OLD judged from the session's view).
+
+::
+
+    search          = "SEARCH" [search-return-opts] SP search-program
+    search-return-opts = SP "RETURN" SP "(" [search-return-opt
+                         *(SP search-return-opt)] ")"          ; RFC 4731 §7
+    search-return-opt = "MIN" / "MAX" / "ALL" / "COUNT"
+    esearch-response = "ESEARCH" [search-correlator] [SP "UID"]
+                       *(SP search-return-data)
+    search-correlator = SP "(" "TAG" SP tag-string ")"
+
+Evaluation is ``mailserver.imap.search``; this module decides where it runs
+(a worker thread when message content is needed) and how the result is told.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from mailserver.errors import ProtocolSyntaxError, UserError
+from mailserver.imap import search as search_eval
+from mailserver.imap.commands.messages import records
+from mailserver.imap.selected import SelectedMailbox, compact_uids
+from mailserver.protocol.imap.response import quote
+from mailserver.protocol.imap.types import (
+    Command,
+    Search,
+    SearchAnd,
+    SearchKey,
+    SearchModseq,
+    SearchNot,
+    SearchOr,
+)
+from mailserver.store.model import MessageRecord
+
+if TYPE_CHECKING:
+    from mailserver.imap.session import Session
+
+_CHARSETS = ("US-ASCII", "UTF-8")
+
+
+def uses_modseq(key: SearchKey) -> bool:
+    """True when the program has a MODSEQ criterion (RFC 7162 §3.1.5: the
+    result then carries the highest MODSEQ of the matching messages)."""
+    match key:
+        case SearchModseq():
+            return True
+        case SearchNot(key=inner):
+            return uses_modseq(inner)
+        case SearchOr(left=left, right=right):
+            return uses_modseq(left) or uses_modseq(right)
+        case SearchAnd(keys=keys):
+            return any(uses_modseq(k) for k in keys)
+        case _:
+            return False
+
+
+async def run_search(session: Session, view: SelectedMailbox,
+                     args: Search) -> list[tuple[int, MessageRecord]]:
+    """The messages of the view the program matches, as ``(seq, record)`` in
+    sequence order.  Raises ``NO [BADCHARSET]`` for a charset we cannot decode."""
+    if args.bad_charset or (args.charset is not None and args.charset.upper() not in _CHARSETS):
+        raise UserError("Unsupported charset",
+                        imap_code="BADCHARSET (" + " ".join(_CHARSETS) + ")")
+    messages = records(session, view, [(i + 1, u) for i, u in enumerate(view.uids)])
+    recent = frozenset(view.recent)
+
+    def run() -> list[tuple[int, int]]:
+        return search_eval.search(args.key, messages, session.store,
+                                  largest_uid=view.largest_uid, recent=recent)
+
+    if search_eval.needs_content(args.key):
+        hits = await asyncio.to_thread(run)
+    else:
+        hits = run()
+    by_seq = dict(messages)
+    return [(seq, by_seq[seq]) for seq, _ in hits]
+
+
+async def search(session: Session, cmd: Command) -> None:
+    """SEARCH / UID SEARCH: ``* SEARCH`` lists sequence numbers or UIDs, and
+    ``(MODSEQ n)`` after them when the program used MODSEQ; with ``RETURN
+    (...)`` one ``* ESEARCH`` answers instead (RFC 4731 §3.1)."""
+    view = session.selected
+    assert view is not None
+    args = cmd.args
+    assert isinstance(args, Search)
+    if args.return_opts is not None and "SAVE" in args.return_opts:
+        raise ProtocolSyntaxError("SEARCH result variables (SAVE) are not supported")
+    modseq = uses_modseq(args.key)
+    if modseq:
+        session.enable("CONDSTORE")  # RFC 7162 §3.1: a CONDSTORE enabling command
+    hits = await run_search(session, view, args)
+    numbers = [rec.uid if cmd.uid else seq for seq, rec in hits]
+    highest = max((rec.modseq for _, rec in hits), default=None) if modseq else None
+    if args.return_opts is None:
+        line = b"* SEARCH" + b"".join(b" %d" % n for n in numbers)
+        if highest is not None:
+            line += b" (MODSEQ %d)" % highest
+        session.write(line + b"\r\n")
+        return
+    session.write(esearch_response(cmd.tag, cmd.uid, args.return_opts, numbers, highest))
+
+
+def esearch_response(tag: str, uid: bool, opts: tuple[str, ...], numbers: list[int],
+                     highest: int | None) -> bytes:
+    """``* ESEARCH (TAG "t") [UID] ...`` (RFC 4731 §3.1).
+
+    ``RETURN ()`` means ALL (§3.1).  MIN, MAX and ALL are left out when
+    nothing matched; COUNT is always given when asked.  ``MODSEQ`` (RFC 7162
+    §3.1.5) follows when the program used it and something matched.
+    """
+    wanted = set(opts) or {"ALL"}
+    out = b"* ESEARCH (TAG " + quote(tag) + b")"
+    if uid:
+        out += b" UID"
+    if numbers:
+        if "MIN" in wanted:
+            out += b" MIN %d" % min(numbers)
+        if "MAX" in wanted:
+            out += b" MAX %d" % max(numbers)
+        if "ALL" in wanted:
+            out += b" ALL " + compact_uids(sorted(numbers)).encode()
+    if "COUNT" in wanted:
+        out += b" COUNT %d" % len(numbers)
+    if numbers and highest is not None:
+        out += b" MODSEQ %d" % highest
+    return out + b"\r\n"
