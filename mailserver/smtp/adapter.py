@@ -310,6 +310,17 @@ class SmtpConnection(SMTP):
             arg = _AUTH_PARAM.sub("", arg)
         await super().smtp_MAIL(arg)
 
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """RFC 5321 §4.1.2: Path = "<" [ A-d-l ":" ] Mailbox ">".
+
+        aiosmtpd's parser only notes a missing ">" as a defect and accepts the
+        address; a path opened with "<" and never closed is a syntax error (501).
+        """
+        stripped = arg.lstrip()
+        if stripped.startswith("<") and ">" not in stripped:
+            return None, None
+        return super()._getaddr(arg)
+
     async def smtp_AUTH(self, arg: str | None) -> None:
         """RFC 4954 §4: only on submission listeners, only under TLS (RFC 8314 §3)."""
         if not self.settings.submission:
