@@ -42,7 +42,8 @@ class Limits:
     # SMTP (RFC 5321 §4.5.3.1 sizes are minimums we exceed; §4.5.3.2 timeouts)
     max_message_size: int = 50 * 1024 * 1024  # SIZE (RFC 1870) and APPEND literal cap
     max_recipients: int = 100  # per SMTP transaction (RFC 5321 §4.5.3.1.8)
-    smtp_max_line_length: int = 4096  # command and DATA lines, CRLF included
+    smtp_max_line_length: int = 4096  # command lines, CRLF included
+    smtp_max_data_line_length: int = 1024 * 1024  # DATA lines, CRLF included
     smtp_idle_timeout: float = 300.0  # RFC 5321 §4.5.3.2.7
     # IMAP
     imap_max_line_length: int = 65536  # one line of a command, literals excluded
@@ -264,6 +265,7 @@ _LIMIT_CHECKS: dict[str, Check] = {
     "max_message_size": _at_least(1024),
     "max_recipients": _at_least(100, " (RFC 5321 §4.5.3.1.8)"),
     "smtp_max_line_length": _at_least(1000, " (RFC 5321 §4.5.3.1.6)"),
+    "smtp_max_data_line_length": _at_least(1000, " (RFC 5321 §4.5.3.1.6)"),
     "smtp_idle_timeout": _at_least(1),
     "imap_max_line_length": _at_least(1000),
     "imap_max_literal_size": _at_least(1024),

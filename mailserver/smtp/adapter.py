@@ -11,8 +11,9 @@ our hooks (``handler.py``).  What it lacks we add here, in one place:
   stream and answers it before reading the next, so replies already come in
   order; we only advertise it (our own EHLO, which also drops aiosmtpd's
   empty ``AUTH`` line on port 25).
-* Limits: line length for commands and DATA lines (``smtp_max_line_length``,
-  CRLF included), idle timeout with a ``421 4.4.2`` (aiosmtpd just hangs up),
+* Limits: line length for commands (``smtp_max_line_length``) and for DATA
+  lines (``smtp_max_data_line_length``: real mail has lines far over RFC 5321's
+  1000 octets, and Postfix accepts them), CRLF included, idle timeout with a ``421 4.4.2`` (aiosmtpd just hangs up),
   connections per listener and per IP (``421 4.7.0`` instead of the
   greeting), AUTH failures (``421 4.7.0`` and close).
 * AUTH PLAIN/LOGIN (RFC 4954) checked against the store asynchronously
@@ -26,9 +27,9 @@ CRLF.CRLF and leaves bare CR and bare LF inside lines untouched, so a
 smuggled "LF.LF" is just message content (never a second message), and the
 stored bytes are the client's.  We accept rather than reject bare line
 endings, as Postfix does by default; unlike Postfix we do not normalise them.
-One consequence: the DATA line limit counts CRLF-terminated lines, so a big
-message written with bare LF only (an RFC 5321 §2.3.8 violation) is one long
-line and is refused with ``500 5.5.2``.
+One consequence: the DATA line limit counts CRLF-terminated lines, so a
+message written with bare LF only (an RFC 5321 §2.3.8 violation) and bigger
+than that limit is one long line and is refused with ``500 5.5.2``.
 """
 
 from __future__ import annotations
@@ -121,7 +122,8 @@ class SmtpConnection(SMTP):
         limits = settings.limits
         # aiosmtpd sizes its StreamReader from this attribute inside __init__;
         # DATA lines longer than it (CRLF included) are refused after the data.
-        self.line_length_limit = limits.smtp_max_line_length
+        # Command lines have their own, smaller limit (command_size_limit below).
+        self.line_length_limit = max(limits.smtp_max_data_line_length, limits.smtp_max_line_length)
         super().__init__(
             handler,
             data_size_limit=limits.max_message_size,
@@ -345,10 +347,16 @@ class SmtpConnection(SMTP):
         """aiosmtpd's 334 exchange, with an over-long answer refused rather than
         surfacing as an internal error (``StreamReader.readline`` raises ValueError)."""
         try:
-            return await super().challenge_auth(challenge, encode_to_b64, log_client_response)
+            answer = await super().challenge_auth(challenge, encode_to_b64, log_client_response)
         except ValueError:
             await self.push(str(replies.LINE_TOO_LONG))
             return MISSING
+        # The stream limit is the (larger) DATA line limit: hold the answer to
+        # the command line limit here (base64: 4 octets on the line per 3 decoded).
+        if isinstance(answer, bytes) and len(answer) * 4 > self.command_size_limit * 3:
+            await self.push(str(replies.LINE_TOO_LONG))
+            return MISSING
+        return answer
 
     async def _decode_response(self, args: list[str], challenge: str) -> bytes | None:
         """The initial response (RFC 4954 §4, "=" is empty) or the answer to a 334 challenge.

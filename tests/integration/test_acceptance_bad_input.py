@@ -34,6 +34,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
         max_message_size=MAX_MESSAGE,
         max_recipients=MAX_RCPTS,
         smtp_max_line_length=SMTP_LINE,
+        smtp_max_data_line_length=SMTP_LINE,
         imap_max_line_length=IMAP_LINE,
         imap_max_literal_size=IMAP_LITERAL,
     )

@@ -147,9 +147,8 @@ def test_quota_full_mailbox(server):
 
 
 def test_every_corpus_message_is_stored_byte_for_byte(server_factory):
-    # Two corpus messages have 7 kB lines; the default limit (4096) refuses
-    # them (see test_smtp_protocol), so this server allows longer lines.
-    server = server_factory(smtp_max_line_length=16384)
+    # Default limits: the corpus' 7 kB lines are within the DATA line limit.
+    server = server_factory()
     paths = sorted((CORPUS / "messages").glob("*.eml"))
     assert len(paths) == 148, f"corpus missing at {CORPUS}"
     sent: list[bytes] = []
@@ -170,7 +169,8 @@ def test_every_corpus_message_is_stored_byte_for_byte(server_factory):
 
 
 @pytest.mark.parametrize("name", ["037-very-long-body-lines-7kb.eml"])
-def test_corpus_message_over_line_limit_is_refused_cleanly(server, name):
+def test_corpus_message_over_line_limit_is_refused_cleanly(server_factory, name):
+    server = server_factory(smtp_max_data_line_length=4096)
     data = smtp_normalise((CORPUS / "messages" / name).read_bytes())
     with smtplib.SMTP("127.0.0.1", server.port("smtp")) as client:
         with pytest.raises(smtplib.SMTPDataError) as info:

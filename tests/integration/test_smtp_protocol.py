@@ -228,7 +228,7 @@ def test_over_long_command_line(raw, server):
 
 
 def test_over_long_data_line_is_refused_then_usable(raw, server):
-    limit = server.config.limits.smtp_max_line_length
+    limit = server.config.limits.smtp_max_data_line_length
     c = raw()
     c.reply()
     c.cmd("EHLO client.test")
