@@ -10,6 +10,8 @@ Design notes (after mox's queue and maddy's delivery seams):
   retried: delivery is at-least-once, never at-most-once.
 * Backoff is a pure function (``backoff.py``); the DNS resolver is an
   interface (``mailserver.dns``) so tests serve their own records.
-* ``client.py`` is the only importer of aiosmtplib; ``dsn.py`` builds RFC 3464
-  reports with the stdlib only.
+* ``client.py`` is the only importer of aiosmtplib; ``pipeline.py`` reads the
+  replies of a pipelined envelope (RFC 2920) on the same transport;
+  ``pool.py`` keeps finished sessions briefly for the next message to the same
+  destination; ``dsn.py`` builds RFC 3464 reports with the stdlib only.
 """

@@ -10,20 +10,36 @@ TLS: STARTTLS (RFC 3207) whenever offered.  Opportunistic by default (RFC
 7435: certificates are not verified, and a failed handshake falls back to
 plain text on a new connection); for ``require_tls`` domains a host that does
 not offer STARTTLS, or whose handshake fails, counts as unreachable.
+
+A smart host (``OutboundSettings.smart_host``) replaces MX resolution: every
+message goes to it, over the TLS mode it is configured with, its certificate
+verified against its name (or ``ca_file``), with AUTH when it has credentials.
+We connect to the addresses our resolver gives for its name and present the
+name for SNI and verification.
+
+The envelope is pipelined when the server offers PIPELINING (RFC 2920, see
+``pipeline.py``).  With a ``ConnectionPool`` a session that finished a
+transaction cleanly is kept for the next message on the same route (RSET
+before reuse, RFC 5321 §4.1.1.5); a reused session that fails before any
+recipient was accepted is dropped and a fresh connection made.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import socket
 import ssl
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import aiosmtplib
+from aiosmtplib.email import quote_address
 
 from mailserver.dns.mx import NullMx, mail_hosts
 from mailserver.dns.resolver import DnsError, Resolver
+from mailserver.queue import pipeline
+from mailserver.queue.pool import ConnectionPool
 from mailserver.queue.settings import OutboundSettings, SmartHost
 
 
@@ -67,6 +83,49 @@ def _is_8bit(data: bytes) -> bool:
     return not data.isascii()
 
 
+#: Longest a QUIT may take when we close a session, seconds.
+QUIT_TIMEOUT = 10.0
+
+
+@dataclass(eq=False, slots=True)
+class Session:
+    """An open SMTP session past EHLO (and STARTTLS and AUTH), ready for MAIL.
+
+    ``host``: the name we connected to (MX host or smart host); ``where``:
+    ``"host [addr]:port"`` for diagnostics.
+    """
+
+    smtp: aiosmtplib.SMTP
+    host: str
+    where: str
+
+
+def valid_path(address: str) -> bool:
+    """Whether ``address`` can be sent as a MAIL/RCPT path (RFC 5321 §4.1.2): no
+    whitespace, angle brackets or control characters outside a quoted local part."""
+    try:
+        quote_address(address)
+    except ValueError:
+        return False
+    return not any(ord(c) < 0x20 or ord(c) == 0x7F for c in address)
+
+
+async def close_session(session: Session) -> None:
+    """Say QUIT (RFC 5321 §4.1.1.10) and close.  Never raises."""
+    try:
+        async with asyncio.timeout(QUIT_TIMEOUT):
+            await session.smtp.quit()
+    except (aiosmtplib.SMTPException, OSError, TimeoutError):
+        pass  # the outcome of the transaction is already decided
+    finally:
+        session.smtp.close()
+
+
+def new_pool(settings: OutboundSettings) -> ConnectionPool:
+    """The pool of idle sessions ``deliver_domain`` reuses (``settings.reuse_idle``)."""
+    return ConnectionPool(close_session, settings.reuse_idle, settings.max_connections_per_domain)
+
+
 async def deliver_domain(
     settings: OutboundSettings,
     resolver: Resolver,
@@ -74,23 +133,44 @@ async def deliver_domain(
     reverse_path: str,
     recipients: Sequence[str],
     message: bytes,
+    *,
+    pool: ConnectionPool | None = None,
 ) -> list[RcptResult]:
     """Try to deliver ``message`` to ``recipients`` (all at ``domain``).
 
     Never raises for delivery trouble: every failure becomes a TEMPORARY or
-    PERMANENT result.  Returns one result per recipient, in order.
+    PERMANENT result.  Returns one result per recipient, in order.  With
+    ``pool``, an idle session to the same route is reused and the session is
+    left there afterwards (the caller closes the pool).
     """
-    if settings.smart_host is not None:
-        sh = settings.smart_host
+    if not valid_path(reverse_path):
+        return _all(recipients, Outcome.PERMANENT,
+                    "553 5.1.7 the reverse-path cannot be sent on an SMTP command line")
+    bad = [r for r in recipients if not valid_path(r)]
+    if bad:
+        good = [r for r in recipients if r not in bad]
+        done = {r.address: r for r in _all(
+            bad, Outcome.PERMANENT, "553 5.1.3 address cannot be sent on an SMTP command line")}
+        if good:
+            done.update((r.address, r) for r in await deliver_domain(
+                settings, resolver, domain, reverse_path, good, message, pool=pool))
+        return [done[r] for r in recipients]
+    sh = settings.smart_host
+    key: Hashable = ("smart", sh.host, sh.port) if sh is not None else ("mx", domain.lower())
+    reused = await _reuse(settings, pool, key, reverse_path, recipients, message)
+    if reused is not None:
+        return reused
+    if sh is not None:
         targets = [(sh.host, sh.host, sh.port)]
         try:
             addrs = await resolver.addresses(sh.host)
         except DnsError:
-            addrs = []
+            addrs = []  # perhaps an address literal or a name in /etc/hosts
         if addrs:
             targets = [(sh.host, a, sh.port) for a in addrs]
         return await _try_targets(settings, targets, reverse_path, recipients, message,
-                                  require_tls=sh.tls != "none", smart_host=sh)
+                                  require_tls=sh.tls != "none", smart_host=sh,
+                                  pool=pool, key=key)
     try:
         hosts = await mail_hosts(resolver, domain)
     except NullMx:
@@ -101,7 +181,7 @@ async def deliver_domain(
             return _all(recipients, Outcome.TEMPORARY, f"451 4.4.3 DNS lookup failed: {exc}")
         return _all(recipients, Outcome.PERMANENT, f"550 5.1.2 {exc}")
     implicit = hosts == [domain.lower().rstrip(".")]
-    targets: list[tuple[str, str, int]] = []
+    targets = []
     dns_errors: list[DnsError] = []
     for host in hosts:
         try:
@@ -119,7 +199,42 @@ async def deliver_domain(
                     f"451 4.4.4 no usable address for the mail hosts of {domain}")
     require = domain.lower() in settings.require_tls
     return await _try_targets(settings, targets, reverse_path, recipients, message,
-                              require_tls=require, smart_host=None)
+                              require_tls=require, smart_host=None, pool=pool, key=key)
+
+
+async def _reuse(
+    settings: OutboundSettings, pool: ConnectionPool | None, key: Hashable,
+    reverse_path: str, recipients: Sequence[str], message: bytes,
+) -> list[RcptResult] | None:
+    """Deliver over an idle pooled session, or None when there is none that works."""
+    if pool is None:
+        return None
+    while (session := pool.take(key)) is not None:
+        try:
+            async with asyncio.timeout(settings.command_timeout):
+                await session.smtp.rset()  # RFC 5321 §4.1.1.5; also: is the line alive?
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            session.smtp.close()
+            continue
+        try:
+            results, reusable = await _transaction(settings, session, reverse_path,
+                                                   recipients, message)
+        except _HostFailed:
+            # Nothing was accepted (e.g. a per-connection message limit answered
+            # MAIL with 421): a fresh session decides.
+            session.smtp.close()
+            continue
+        await _release(pool, key, session, reusable)
+        return results
+    return None
+
+
+async def _release(pool: ConnectionPool | None, key: Hashable, session: Session,
+                   reusable: bool) -> None:
+    if pool is not None and reusable and session.smtp.is_connected:
+        pool.put(key, session)
+    else:
+        await close_session(session)
 
 
 async def _try_targets(
@@ -131,117 +246,163 @@ async def _try_targets(
     *,
     require_tls: bool,
     smart_host: SmartHost | None,
+    pool: ConnectionPool | None,
+    key: Hashable,
 ) -> list[RcptResult]:
     last = "451 4.4.1 no host could be reached"
     for host, addr, port in targets:
         # Opportunistic STARTTLS: if the handshake fails, one more try in plain text.
         for use_tls in (True, False) if not require_tls else (True,):
             try:
-                return await _session(settings, host, addr, port, reverse_path, recipients,
-                                      message, use_tls=use_tls, require_tls=require_tls,
-                                      smart_host=smart_host)
+                session = await _open(settings, host, addr, port, use_tls=use_tls,
+                                      require_tls=require_tls, smart_host=smart_host)
             except _HostFailed as exc:
+                last = exc.reply
+                if "STARTTLS" in exc.reply:
+                    continue
+                break
+            try:
+                results, reusable = await _transaction(settings, session, reverse_path,
+                                                       recipients, message)
+            except _HostFailed as exc:
+                session.smtp.close()
                 if exc.permanent:
                     return _all(recipients, Outcome.PERMANENT, exc.reply, host)
                 last = exc.reply
-                if "STARTTLS" not in exc.reply:
-                    break
+                break
+            await _release(pool, key, session, reusable)
+            return results
     return _all(recipients, Outcome.TEMPORARY, last)
 
 
-async def _session(
+async def _open(
     settings: OutboundSettings,
     host: str,
     addr: str,
     port: int,
-    reverse_path: str,
-    recipients: Sequence[str],
-    message: bytes,
     *,
     use_tls: bool,
     require_tls: bool,
     smart_host: SmartHost | None,
-) -> list[RcptResult]:
+) -> Session:
+    """Connect to ``addr``:``port``, EHLO, STARTTLS, AUTH.  Raises ``_HostFailed``."""
     implicit = smart_host is not None and smart_host.tls == "implicit"
-    validate = smart_host is not None and smart_host.tls != "none"
-    # A smart host is verified by name (TLS SNI and certificate), so connect by name.
-    smtp = aiosmtplib.SMTP(
-        hostname=host if smart_host is not None else addr,
-        port=port,
-        local_hostname=settings.hostname,
-        timeout=settings.command_timeout,
-        use_tls=implicit,
-        start_tls=False,
-        validate_certs=validate,
-        tls_context=None if validate else _no_verify_context(),
-    )
+    verify = smart_host is not None and smart_host.tls != "none"
+    ctx = _verifying_context(smart_host.ca_file) if smart_host is not None and verify \
+        else _no_verify_context()
     where = f"{host} [{addr}]:{port}"
+    sock: socket.socket | None = None
+    smtp: aiosmtplib.SMTP | None = None
+    handed_over = False  # from connect() on, the socket belongs to the transport
     try:
         try:
             async with asyncio.timeout(settings.connect_timeout):
+                # Our own socket: we connect to the address our resolver chose,
+                # while aiosmtplib presents ``host`` for TLS (SNI, verification).
+                sock = await _connect(addr, port)
+                smtp = aiosmtplib.SMTP(
+                    hostname=host, sock=sock, local_hostname=settings.hostname,
+                    timeout=settings.command_timeout, use_tls=implicit, start_tls=False,
+                    validate_certs=verify, tls_context=ctx,
+                )
+                handed_over = True
                 await smtp.connect()
             await smtp.ehlo()
             if not implicit:
                 if use_tls and smtp.supports_extension("starttls"):
                     try:
-                        await smtp.starttls(server_hostname=host, validate_certs=validate,
-                                            tls_context=None if validate else _no_verify_context())
+                        await smtp.starttls(server_hostname=host, validate_certs=verify,
+                                            tls_context=ctx)
                     except (aiosmtplib.SMTPException, ssl.SSLError, OSError) as exc:
                         raise _HostFailed(f"421 4.7.0 STARTTLS with {where} failed: {exc}") \
                             from None
-                    await smtp.ehlo()
+                    await smtp.ehlo()  # RFC 3207 §4.2: forget what was said in plain text
                 elif require_tls:
                     raise _HostFailed(f"421 4.7.10 {where} does not offer STARTTLS "
-                                      "(TLS is required for this domain)")
+                                      "(TLS is required for this destination)")
             if smart_host is not None and smart_host.username:
-                await smtp.login(smart_host.username, smart_host.password or "")
-            return await _transaction(smtp, host, reverse_path, recipients, message)
+                await smtp.login(smart_host.username, smart_host.password or "")  # RFC 4954
         except aiosmtplib.SMTPResponseException as exc:
-            # Greeting, EHLO, AUTH or MAIL refused: the whole session failed.
-            reply = _reply(exc.code, exc.message)
-            raise _HostFailed(f"{reply} (from {where})", permanent=500 <= exc.code < 600
-                              and isinstance(exc, aiosmtplib.SMTPSenderRefused)) from None
+            # Greeting, EHLO or AUTH refused: this host cannot take the message now.
+            raise _HostFailed(f"{_reply(exc.code, exc.message)} (from {where})") from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError, ssl.SSLError) as exc:
             raise _HostFailed(f"421 4.4.2 {where}: {type(exc).__name__}: {exc}") from None
-    finally:
-        smtp.close()
+    except BaseException:
+        if handed_over:
+            assert smtp is not None
+            smtp.close()
+        elif sock is not None:
+            sock.close()
+        raise
+    return Session(smtp, host, where)
+
+
+async def _connect(addr: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, (addr, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 async def _transaction(
-    smtp: aiosmtplib.SMTP, host: str, reverse_path: str, recipients: Sequence[str],
-    message: bytes,
-) -> list[RcptResult]:
-    """MAIL, RCPT per recipient, DATA (RFC 5321 §3.3).  SMTPSenderRefused escapes."""
+    settings: OutboundSettings, session: Session, reverse_path: str,
+    recipients: Sequence[str], message: bytes,
+) -> tuple[list[RcptResult], bool]:
+    """MAIL, RCPT per recipient, DATA (RFC 5321 §3.3); the envelope pipelined when offered.
+
+    Returns the per-recipient results and whether the session is in a known
+    state (fit for reuse after RSET).  Raises ``_HostFailed`` when MAIL was
+    refused (permanent for 5xx) or the line failed before any RCPT answer.
+    """
+    smtp, host = session.smtp, session.host
     options = []
     utf8 = not (reverse_path.isascii() and all(r.isascii() for r in recipients))
     if utf8 and smtp.supports_extension("smtputf8"):
-        options.append("SMTPUTF8")
+        options.append(b"SMTPUTF8")  # RFC 6531 §3.4
     if _is_8bit(message) and smtp.supports_extension("8bitmime"):
-        options.append("BODY=8BITMIME")  # RFC 6152
+        options.append(b"BODY=8BITMIME")  # RFC 6152
     if smtp.supports_extension("size"):
-        options.append(f"SIZE={len(message)}")  # RFC 1870
+        options.append(f"SIZE={len(message)}".encode())  # RFC 1870
+    if utf8 and not smtp.supports_extension("smtputf8"):
+        # RFC 6531 §3.2: non-ASCII addresses only to a server that offers SMTPUTF8.
+        raise _HostFailed(f"553 5.6.7 {session.where} does not support SMTPUTF8 addresses",
+                          permanent=True)
     encoding = "utf-8" if utf8 else "ascii"
-    await smtp.mail(reverse_path, options=options, encoding=encoding)
+    mail = [b"MAIL", b"FROM:" + quote_address(reverse_path).encode(encoding), *options]
+    rcpts = [[b"RCPT", b"TO:" + quote_address(r).encode(encoding)] for r in recipients]
+    try:
+        mail_reply, rcpt_replies = await _envelope(settings, smtp, mail, rcpts)
+    except (aiosmtplib.SMTPException, OSError, TimeoutError, pipeline.ReplyError,
+            pipeline.Disconnected) as exc:
+        raise _HostFailed(f"421 4.4.2 {session.where}: {type(exc).__name__}: {exc}") from None
+    if mail_reply.code // 100 != 2:
+        raise _HostFailed(f"{_reply(mail_reply.code, mail_reply.text)} (from {session.where})",
+                          permanent=mail_reply.code // 100 == 5)
     results: dict[str, RcptResult] = {}
     accepted: list[str] = []
-    for rcpt in recipients:
-        try:
-            await smtp.rcpt(rcpt, encoding=encoding)
-        except aiosmtplib.SMTPRecipientRefused as exc:
-            outcome = Outcome.PERMANENT if exc.code >= 500 else Outcome.TEMPORARY
-            results[rcpt] = RcptResult(rcpt, outcome, _reply(exc.code, exc.message), host)
-        else:
+    for rcpt, reply in zip(recipients, rcpt_replies, strict=True):
+        if reply.code // 100 == 2:  # 250, or 251 "will forward"
             accepted.append(rcpt)
+        else:
+            outcome = Outcome.PERMANENT if reply.code // 100 == 5 else Outcome.TEMPORARY
+            results[rcpt] = RcptResult(rcpt, outcome, _reply(reply.code, reply.text), host)
+    reusable = True
     if accepted:
         try:
             resp = await smtp.data(message)
         except aiosmtplib.SMTPResponseException as exc:
-            outcome = Outcome.PERMANENT if exc.code >= 500 else Outcome.TEMPORARY
+            outcome = Outcome.PERMANENT if 500 <= exc.code < 600 else Outcome.TEMPORARY
             for rcpt in accepted:
                 results[rcpt] = RcptResult(rcpt, outcome, _reply(exc.code, exc.message), host)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             # Lost after DATA: we cannot know whether it was taken; retrying risks a
             # duplicate, not a loss (RFC 5321 §6.1 prefers that).
+            reusable = False
             for rcpt in accepted:
                 results[rcpt] = RcptResult(
                     rcpt, Outcome.TEMPORARY, f"421 4.4.2 {host}: connection lost: {exc}", host
@@ -250,11 +411,40 @@ async def _transaction(
             for rcpt in accepted:
                 results[rcpt] = RcptResult(rcpt, Outcome.DELIVERED,
                                            _reply(resp.code, resp.message), host)
-    try:
-        await smtp.quit()
-    except (aiosmtplib.SMTPException, OSError, TimeoutError):
-        pass  # the outcome is already decided
-    return [results[r] for r in recipients]
+    return [results[r] for r in recipients], reusable
+
+
+async def _envelope(
+    settings: OutboundSettings, smtp: aiosmtplib.SMTP, mail: list[bytes],
+    rcpts: list[list[bytes]],
+) -> tuple[pipeline.Reply, list[pipeline.Reply]]:
+    """The MAIL reply and one reply per RCPT (none when MAIL was refused unpipelined).
+
+    With PIPELINING (RFC 2920 §3.1) MAIL and every RCPT go in one write and
+    the replies are read in order; otherwise one command per round trip.
+    """
+    timeout = settings.command_timeout
+    if smtp.supports_extension("pipelining"):
+        lines = [b" ".join(args) + b"\r\n" for args in (mail, *rcpts)]
+        replies = await pipeline.exchange(smtp.protocol, lines, timeout)
+        return replies[0], replies[1:]
+    resp = await smtp.execute_command(*mail, timeout=timeout)
+    mail_reply = pipeline.Reply(resp.code, resp.message)
+    if resp.code // 100 != 2:
+        return mail_reply, []
+    out = []
+    for args in rcpts:
+        resp = await smtp.execute_command(*args, timeout=timeout)
+        out.append(pipeline.Reply(resp.code, resp.message))
+    return mail_reply, out
+
+
+def _verifying_context(ca_file: str | None) -> ssl.SSLContext:
+    """A smart host is authenticated (RFC 8314 §5, RFC 6125): its certificate must
+    chain to ``ca_file`` (PEM) when given, else to the system's trust store."""
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
 
 
 def _no_verify_context() -> ssl.SSLContext:

@@ -12,6 +12,17 @@ any) is durable.
 
 Invariant: at most one round per message runs in this process
 (``_inflight``).  Several processes delivering one store is not supported.
+
+A round that crashes (a bug: any exception escaping it) is logged with its
+traceback (``queue_round_crashed``) and counted as a failed attempt with a
+temporary "451 4.3.0" result for every recipient still to deliver, so the
+backoff grows and the maximum age (measured from creation) still ends it
+with a DSN.  Only a process that dies in every round (kill -9, out of
+memory) retries at the lease time forever; the operator sees it in the log.
+
+Sessions that finished a transaction are kept in a ``ConnectionPool`` for
+``settings.reuse_idle`` seconds, so a burst of messages to one destination
+shares a connection; ``stop`` closes them.
 """
 
 from __future__ import annotations
@@ -33,7 +44,7 @@ from mailserver.dns.resolver import DnsPythonResolver, Resolver
 from mailserver.errors import MailserverError, NotFound
 from mailserver.queue import dsn, model
 from mailserver.queue.backoff import next_attempt, retry_delay
-from mailserver.queue.client import Outcome, RcptResult, deliver_domain
+from mailserver.queue.client import Outcome, RcptResult, deliver_domain, new_pool, valid_path
 from mailserver.queue.model import QueuedMessage, RcptStatus, Recipient
 from mailserver.queue.settings import OutboundSettings
 from mailserver.store.store import Store
@@ -87,6 +98,7 @@ class QueueManager:
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._total = asyncio.Semaphore(settings.max_connections)
         self._per_domain: dict[str, asyncio.Semaphore] = {}
+        self._pool = new_pool(settings)
         self._runner: asyncio.Task[None] | None = None
         self._stopping = False
         #: Delivery rounds finished in this process (any outcome); see ``wait_rounds``.
@@ -100,14 +112,18 @@ class QueueManager:
 
         ``reverse_path`` "" is the null reverse-path (DSNs).  ``message`` is the
         exact bytes to send (CRLF lines, as received).  Returns the queue id.
-        Raises ValueError for no recipients or an address without "@".
+        Raises ValueError for no recipients, an address without "@", or an
+        address that cannot go on an SMTP command line (RFC 5321 §4.1.2: no
+        spaces, angle brackets or control characters outside a quoted local part).
         """
         rcpts = list(dict.fromkeys(recipients))  # one entry per address, order kept
         if not rcpts:
             raise ValueError("no recipients")
         for r in rcpts:
-            if "@" not in r or r.startswith("@") or r.endswith("@"):
+            if "@" not in r or r.startswith("@") or r.endswith("@") or not valid_path(r):
                 raise ValueError(f"not a mailbox address: {r!r}")
+        if not valid_path(reverse_path):
+            raise ValueError(f"not a reverse-path: {reverse_path!r}")
         message = bytes(message)
         # The same SHA-256 the store computes for its content-addressed blob.
         blob_id = await asyncio.to_thread(_sha256, message) if len(message) > 1 << 18 \
@@ -143,6 +159,8 @@ class QueueManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         self._runner = None
+        await self._pool.close()
+        self._pool = new_pool(self.settings)
 
     def list(self) -> list[QueuedMessage]:
         """Every queued message, oldest first."""
@@ -249,6 +267,29 @@ class QueueManager:
     async def _round(self, rec: QueuedMessage) -> None:
         blog = log.bind(queue_id=rec.id)
         try:
+            await self._attempt(rec, blog)
+        except Exception:  # a bug; cancellation (stop, delete) passes through
+            blog.exception("queue_round_crashed")
+            await self._count_crash(rec, blog)
+
+    async def _count_crash(self, rec: QueuedMessage, blog: Any) -> None:
+        """Record a crashed round as a temporary failure of every active recipient:
+        the attempt counts (backoff), and past the maximum age the message fails."""
+        reply = "451 4.3.0 local error during delivery (see the server log)"
+        results = {r.address: RcptResult(r.address, Outcome.TEMPORARY, reply)
+                   for r in rec.active}
+        try:
+            try:
+                blob = self._store.get_blob(rec.blob_id)
+            except NotFound:
+                blob = b""
+            await self._apply(rec, results, blob, blog)
+        except Exception:
+            # Leave the lease in place: the message is tried again at that time.
+            blog.exception("queue_crash_unrecorded")
+
+    async def _attempt(self, rec: QueuedMessage, blog: Any) -> None:
+        try:
             blob = self._store.get_blob(rec.blob_id)
         except NotFound:
             blog.error("queue_blob_missing")
@@ -289,7 +330,8 @@ class QueueManager:
             )
         async with sem, self._total:
             return await deliver_domain(
-                self.settings, self._resolver, domain, reverse_path, rcpts, message
+                self.settings, self._resolver, domain, reverse_path, rcpts, message,
+                pool=self._pool,
             )
 
     async def _apply(

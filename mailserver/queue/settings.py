@@ -21,6 +21,8 @@ class SmartHost:
 
     ``tls``: "none", "starttls" (required) or "implicit" (RFC 8314).
     ``username``/``password``: AUTH (RFC 4954), only sent over TLS unless ``tls`` is "none".
+    ``ca_file``: PEM file of the certificates to trust for the smart host's TLS
+    certificate instead of the system's trust store (a private relay's own CA).
     """
 
     host: str
@@ -28,6 +30,7 @@ class SmartHost:
     tls: str = "starttls"
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    ca_file: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,9 @@ class OutboundSettings:
     (lower-case) whose mail must go over STARTTLS; others use it when offered.
     ``delay_warning``: send a "delayed" DSN once a message has waited that long
     (None: never).  ``jitter``: fraction of each backoff delay randomised.
+    ``reuse_idle``: seconds a session that finished a transaction is kept open
+    for the next message to the same destination (RFC 5321 §4.5.4.1 favours
+    several messages per connection); 0 closes each session after its message.
     """
 
     hostname: str = "localhost"
@@ -57,12 +63,15 @@ class OutboundSettings:
     smart_host: SmartHost | None = None
     delay_warning: float | None = 4 * 3600.0
     dns_timeout: float = 10.0
+    reuse_idle: float = 5.0
 
     def __post_init__(self) -> None:
         if not self.backoff or any(d <= 0 for d in self.backoff):
             raise ValueError("backoff needs at least one positive delay")
         if self.max_connections < 1 or self.max_connections_per_domain < 1:
             raise ValueError("connection limits must be at least 1")
+        if self.reuse_idle < 0:
+            raise ValueError("reuse_idle must not be negative")
         if not 0 <= self.jitter < 1:
             raise ValueError("jitter is a fraction in [0, 1)")
         if self.smart_host is not None and self.smart_host.tls not in SMART_HOST_TLS:

@@ -5,6 +5,20 @@ every RCPT); ``rcpt_replies`` overrides per address; ``tempfail_first``
 answers 451 to the first N RCPTs then follows ``mode``.  Everything accepted
 is recorded in ``received`` (envelope and the exact DATA bytes), and
 ``wait_for(n)`` waits on an event, not by polling.
+
+For the outbound client's own behaviour on the wire:
+
+* ``pipelining`` advertises PIPELINING (RFC 2920) in the EHLO reply (aiosmtpd
+  reads commands line by line, so it serves a pipelined batch correctly).
+* ``reads`` holds, per connection, the chunks as the server read them off
+  the connection (after TLS): the boundaries of the client's writes, as far
+  as loopback TCP keeps them.  ``connections`` counts accepted connections,
+  ``closed`` those that ended (``wait_closed(n)``).
+* ``auth``: {user: password} turns on AUTH PLAIN/LOGIN (RFC 4954), required
+  before MAIL; ``authenticated`` lists who logged in.
+* ``implicit_tls``: TLS from the first byte (RFC 8314) instead of STARTTLS;
+  needs ``tls_dir``.  ``cert_name`` is the certificate's host name.
+* ``drop_connections()`` closes every open connection from the server side.
 """
 
 from __future__ import annotations
@@ -15,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 from mailserver.tls import make_self_signed
 
@@ -36,26 +50,47 @@ class Receiver:
     rcpt_replies: dict[str, str] = field(default_factory=dict)
     tempfail_first: int = 0
     tls_dir: Path | None = None  # offer STARTTLS with a self-signed cert made there
+    cert_name: str = "mx.test"
+    implicit_tls: bool = False
+    pipelining: bool = True
+    auth: dict[str, str] | None = None
     received: list[Received] = field(default_factory=list)
     rcpt_attempts: int = 0
+    reads: list[list[bytes]] = field(default_factory=list)
+    connections: int = 0
+    closed: int = 0
+    authenticated: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._server: asyncio.base_events.Server | None = None
         self._changed = asyncio.Event()
+        self._transports: set[asyncio.BaseTransport] = set()
+
+    @property
+    def cert_path(self) -> Path:
+        assert self.tls_dir is not None
+        return self.tls_dir / "rx.crt"
 
     async def start(self) -> int:
         ctx = None
         if self.tls_dir is not None:
-            cert, key = self.tls_dir / "rx.crt", self.tls_dir / "rx.key"
+            cert, key = self.cert_path, self.tls_dir / "rx.key"
             if not cert.exists():
-                make_self_signed("mx.test", cert, key)
+                make_self_signed(self.cert_name, cert, key)
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(cert, key)
+        if self.implicit_tls and ctx is None:
+            raise ValueError("implicit_tls needs tls_dir")
         handler = _Handler(self)
+        kw: dict[str, Any] = {}
+        if self.auth is not None:
+            kw.update(authenticator=handler.authenticate, auth_required=True)
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: SMTP(handler, hostname="mx.test", tls_context=ctx, enable_SMTPUTF8=True),
-            self.host, self.port,
+            lambda: _RecordingSMTP(self, handler, hostname=self.cert_name,
+                                   tls_context=None if self.implicit_tls else ctx,
+                                   enable_SMTPUTF8=True, **kw),
+            self.host, self.port, ssl=ctx if self.implicit_tls else None,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
@@ -66,6 +101,10 @@ class Receiver:
             await self._server.wait_closed()
             self._server = None
 
+    def drop_connections(self) -> None:
+        for t in list(self._transports):
+            t.close()
+
     async def wait_for(self, n: int, timeout: float = 30.0) -> list[Received]:
         """Wait until ``n`` messages were received; return them."""
         async with asyncio.timeout(timeout):
@@ -74,14 +113,73 @@ class Receiver:
                 await self._changed.wait()
         return self.received
 
+    async def wait_closed(self, n: int, timeout: float = 30.0) -> None:
+        """Wait until ``n`` connections have ended."""
+        async with asyncio.timeout(timeout):
+            while self.closed < n:
+                self._changed.clear()
+                await self._changed.wait()
+
     def _record(self, item: Received) -> None:
         self.received.append(item)
         self._changed.set()
 
 
+class _RecordingSMTP(SMTP):
+    """aiosmtpd's SMTP, recording what it reads and when connections come and go."""
+
+    def __init__(self, rx: Receiver, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._rx = rx
+        if rx.implicit_tls:
+            # aiosmtpd only knows STARTTLS; over implicit TLS the line is encrypted
+            # from the start, so AUTH may be offered at once.
+            self._auth_require_tls = False
+        self._reads: list[bytes] | None = None
+        self._first_transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self._reads is None:  # not the second call after STARTTLS
+            self._reads = []
+            self._first_transport = transport
+            self._rx.reads.append(self._reads)
+            self._rx.connections += 1
+            self._rx._transports.add(transport)
+
+    def data_received(self, data: bytes) -> None:
+        assert self._reads is not None
+        self._reads.append(bytes(data))
+        super().data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self._first_transport in self._rx._transports:
+            self._rx._transports.discard(self._first_transport)
+            self._rx.closed += 1
+            self._rx._changed.set()
+
+
 class _Handler:
     def __init__(self, rx: Receiver) -> None:
         self.rx = rx
+
+    def authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str,
+                     auth_data: Any) -> AuthResult:
+        creds = self.rx.auth or {}
+        if isinstance(auth_data, LoginPassword):
+            user, password = auth_data.login.decode(), auth_data.password.decode()
+            if creds.get(user) == password:
+                self.rx.authenticated.append(user)
+                return AuthResult(success=True)
+        return AuthResult(success=False, handled=False)
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
+                          responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        if self.rx.pipelining:
+            responses.insert(1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           rcpt_options: list[str]) -> str:
@@ -101,7 +199,8 @@ class _Handler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        tls = session.ssl is not None or server.transport.get_extra_info("ssl_object") \
+            is not None
         self.rx._record(Received(envelope.mail_from, list(envelope.rcpt_tos),
-                                 bytes(envelope.original_content or envelope.content),
-                                 session.ssl is not None))
+                                 bytes(envelope.original_content or envelope.content), tls))
         return "250 2.0.0 queued"

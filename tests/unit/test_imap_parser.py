@@ -540,7 +540,7 @@ BAD = [
     b"a FETCH 4294967296 FLAGS",
     b"a FETCH 1: FLAGS",
     b"a FETCH 1,,2 FLAGS",
-    b"a FETCH $ FLAGS",
+    b"a FETCH 1,$ FLAGS",  # SEARCHRES "$" only as the whole set, as Dovecot does
     b"a FETCH 1 BOGUS",
     b"a FETCH 1 (FLAGS",
     b"a FETCH 1 ()",
