@@ -18,6 +18,16 @@ Design notes
 * ``interruptible`` is True while waiting for the next command (and in IDLE):
   a server shutdown then says ``* BYE`` and closes at once; otherwise it waits
   for the command in flight to finish.
+* COMPRESS=DEFLATE (RFC 4978) lives here and nowhere else: after the tagged
+  OK has gone out uncompressed, every byte we send passes one raw-deflate
+  stream (``wbits=-15``) flushed with ``Z_SYNC_FLUSH`` at each push (§4: the
+  client can decode every response batch as soon as it arrives), and every
+  byte read passes one raw-inflate stream.  Inflation is done in slices of
+  ``_INFLATE_SLICE`` octets so that a small "deflate bomb" never becomes more
+  than one slice in memory: the receiver's own limits judge the rest.  With
+  TLS, compression sits inside it (we compress, then the transport
+  encrypts), the order §6 asks for.  Everything we write goes through
+  ``write``/``_push``, so nothing can bypass the compressor.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ import asyncio
 import contextlib
 import ipaddress
 import ssl
+import zlib
 
 import structlog
 
@@ -46,6 +57,8 @@ _READ_HIGH_WATER = 1 << 20
 #: Bounds on writing to a client that does not read, and on TLS handshakes.
 _WRITE_TIMEOUT = 120.0
 _HANDSHAKE_TIMEOUT = 30.0
+#: Largest piece of inflated input handed to the receiver at once (RFC 4978).
+_INFLATE_SLICE = 64 * 1024
 
 
 class _Stream(asyncio.Protocol):
@@ -155,9 +168,30 @@ class Connection:
         self._out: list[bytes] = []
         self._out_size = 0
         self._shutdown = False
+        # RFC 4978 streams, both None until COMPRESS DEFLATE succeeded.
+        self._deflate: zlib._Compress | None = None
+        self._inflate: zlib._Decompress | None = None
 
     def _new_receiver(self) -> Receiver:
         return Receiver(self.limits.imap_max_line_length, self.limits.imap_max_literal_size)
+
+    @property
+    def compressing(self) -> bool:
+        """COMPRESS=DEFLATE is active (RFC 4978 §3)."""
+        return self._deflate is not None
+
+    async def start_compress(self) -> None:
+        """Start DEFLATE both ways, right after the tagged OK of COMPRESS went
+        out uncompressed (RFC 4978 §3).  Octets the receiver already holds
+        arrived before that OK and stay as they are."""
+        self._deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+        self._inflate = zlib.decompressobj(-15)
+        self.log.info("imap_compress", algorithm="DEFLATE")
+
+    def enable_utf8(self) -> None:
+        """Mailbox names in commands are UTF-8 from the next command on
+        (``ENABLE UTF8=ACCEPT``, RFC 6855 §3; ``ENABLE IMAP4rev2``, RFC 9051 §5.1)."""
+        self.receiver.utf8 = True
 
     # ------------------------------------------------------- Conn protocol
 
@@ -172,9 +206,13 @@ class Connection:
 
     def _push(self) -> None:
         if self._out:
-            self.stream.write(b"".join(self._out))
+            data = b"".join(self._out)
             self._out.clear()
             self._out_size = 0
+            if self._deflate is not None:
+                # Z_SYNC_FLUSH: the batch is decodable on arrival (RFC 4978 §4).
+                data = self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
+            self.stream.write(data)
 
     async def flush(self) -> None:
         """Send what is queued and wait until the transport has taken it."""
@@ -202,7 +240,9 @@ class Connection:
         Input pipelined behind the command is discarded: both the receiver's
         buffer and ours, right before the transport stops reading.
         """
+        utf8 = self.receiver.utf8
         self.receiver = self._new_receiver()
+        self.receiver.utf8 = utf8
         self.stream.discard()
         transport = self.stream.transport
         assert transport is not None
@@ -219,19 +259,44 @@ class Connection:
     # -------------------------------------------------------------- serving
 
     async def _fill(self) -> bool:
-        """Read more input into the receiver; False at EOF.  Autologout timer."""
+        """Read more input into the receiver; False at EOF.  Autologout timer.
+
+        Under COMPRESS the input is inflated one slice at a time; what is left
+        of a slice is served by the next call before the socket is read again.
+        Input that does not inflate ends the session with BYE (RFC 4978 §4
+        leaves no way to resynchronise)."""
+        inflate = self._inflate
+        if inflate is not None and inflate.unconsumed_tail:
+            self.receiver.feed(self._inflated(inflate.unconsumed_tail))
+            return True
         async with asyncio.timeout(self.limits.imap_idle_timeout):
             data = await self.stream.read()
         if not data:
             return False
+        if inflate is not None:
+            data = self._inflated(data)
         self.receiver.feed(data)
         return True
+
+    def _inflated(self, data: bytes) -> bytes:
+        assert self._inflate is not None
+        try:
+            out = self._inflate.decompress(data, _INFLATE_SLICE)
+        except zlib.error:
+            self.log.info("imap_compress_error")
+            self.write(untagged("BYE Invalid compressed data"))
+            raise CloseConnection() from None
+        if self._inflate.eof:  # the client ended its deflate stream: nothing can follow
+            self.write(untagged("BYE Compressed stream ended"))
+            raise CloseConnection()
+        return out
 
     def request_shutdown(self) -> None:
         """Server shutdown: BYE now if between commands, else after the current one."""
         self._shutdown = True
         if self.interruptible:
-            self.stream.write(untagged("BYE Server shutting down"))
+            self.write(untagged("BYE Server shutting down"))
+            self._push()
             self.stream.close()
 
     async def run(self) -> None:

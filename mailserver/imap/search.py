@@ -196,16 +196,20 @@ def _compare_day(op: str, day: dt.date, wanted: dt.date) -> bool:
 class _Evaluator:
     """Matches keys against candidates for one SEARCH command."""
 
-    def __init__(self, count: int, largest_uid: int, recent: Collection[int] | None) -> None:
+    def __init__(self, count: int, largest_uid: int, recent: Collection[int] | None,
+                 saved: Collection[int]) -> None:
         self.now = int(time.time())
         self.count = count
         self.largest_uid = largest_uid
         self.recent = recent
+        self.saved = saved
 
     def match(self, key: SearchKey, c: _Candidate) -> bool:
         match key:
             case SearchAll():
                 return True
+            case SearchSeq(seqset=s) | SearchUid(seqset=s) if s.saved:
+                return c.record.uid in self.saved  # "$", RFC 5182 §2.1
             case SearchSeq(seqset=s):
                 return s.contains(c.seq, self.count)
             case SearchUid(seqset=s):
@@ -260,20 +264,22 @@ def search(
     *,
     largest_uid: int,
     recent: Collection[int] | None = None,
+    saved: Collection[int] = frozenset(),
 ) -> list[tuple[int, int]]:
     """The messages ``key`` matches (RFC 3501 §6.4.4), as ``(seq, uid)`` pairs.
 
     ``messages`` is the whole selected mailbox as ``(sequence number, record)``
     in sequence order; ``*`` in a sequence-set key stands for
     ``len(messages)``, in a UID-set key for ``largest_uid``.  ``recent`` is the
-    set of UIDs this session sees as ``\\Recent`` (optional).  The result
+    set of UIDs this session sees as ``\\Recent`` (optional); ``saved`` the
+    UIDs ``$`` stands for (RFC 5182 §2.1, as a sequence set or a UID set).  The result
     keeps sequence order.  Message bytes are read lazily from ``store``
     (memory-mapped reads; call from a thread when ``needs_content(key)``).
     A message whose blob vanished meanwhile (expunged by another session)
     simply does not match.
     """
     planned = _plan(key)
-    ev = _Evaluator(len(messages), largest_uid, recent)
+    ev = _Evaluator(len(messages), largest_uid, recent, saved)
     out: list[tuple[int, int]] = []
     for seq, record in messages:
         try:

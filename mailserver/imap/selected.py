@@ -57,7 +57,7 @@ class SelectedMailbox:
 
     __slots__ = ("store", "mailbox_id", "name", "readonly", "uidvalidity", "uids", "flags",
                  "modseq", "pending", "pending_floor", "recent", "condstore", "qresync",
-                 "_claimed")
+                 "_claimed", "saved")
 
     def __init__(self, store: Store, info: MailboxInfo, records: Iterable[MessageRecord],
                  *, readonly: bool) -> None:
@@ -79,6 +79,10 @@ class SelectedMailbox:
         self.condstore = False  # RFC 7162 §3.1: UID and MODSEQ in unsolicited FETCH
         self.qresync = False  # RFC 7162 §3.2.10: VANISHED instead of EXPUNGE
         self._claimed = 0  # UIDs up to this one have been judged for \Recent
+        #: UIDs of the last SEARCH RETURN (SAVE) result, ``$`` (RFC 5182 §2.1): a
+        #: new view starts empty, which is the reset SELECT/EXAMINE require.
+        #: Expunged UIDs may linger here; ``resolve`` only names live ones.
+        self.saved: frozenset[int] = frozenset()
 
     @classmethod
     def open(cls, store: Store, account: str, name: str, *, readonly: bool) -> SelectedMailbox:
@@ -118,6 +122,8 @@ class SelectedMailbox:
         UID sets are tested range by range, never expanded: ``1:4294967295``
         costs as much as the mailbox has messages.
         """
+        if seqset.saved:  # "$" (RFC 5182 §2.1): never a BAD, possibly empty
+            return [(i + 1, u) for i, u in enumerate(self.uids) if u in self.saved]
         if uid:
             largest = self.largest_uid
             return [(i + 1, u) for i, u in enumerate(self.uids) if seqset.contains(u, largest)]

@@ -16,11 +16,19 @@ Design notes
   held back during FETCH, STORE and SEARCH (§7.4.1; the UID forms may carry
   them, §6.4.8).
 * Handlers never touch the socket; what they need from the connection (flush,
-  read one raw line, start TLS) is the small ``Conn`` protocol below.
+  read one raw line, start TLS or compression) is the small ``Conn`` protocol.
+* ``ENABLE IMAP4rev2`` (RFC 9051 §6.3.1) switches the session to rev2
+  behaviour (RFC 9051 Appendix E): no ``\\Recent`` and no RECENT or UNSEEN
+  in SELECT (which sends a LIST line instead, §6.3.2), SEARCH answered by
+  ESEARCH (§6.4.4, as ``RETURN ()``), mailbox names in UTF-8 both ways
+  (§5.1).  ``ENABLE UTF8=ACCEPT`` (RFC 6855 §3) gives the UTF-8 names and
+  quoted strings alone.  ``_adapt`` makes the per-command adjustments, here
+  in one place, so the command modules see the arguments they already know.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 
 from mailserver.config import Listener
@@ -31,20 +39,26 @@ from mailserver.imap.commands import (
     listing,
     mailbox,
     messages,
+    quota,
     searching,
     select,
+    sort,
+    thread,
 )
 from mailserver.imap.selected import SelectedMailbox
 from mailserver.imap.state import CloseConnection, Conn, Reply, State
 from mailserver.protocol.imap.response import tagged
-from mailserver.protocol.imap.types import Command
+from mailserver.protocol.imap.types import Command, Search
 from mailserver.services import Services
 
 Handler = Callable[["Session", Command], Awaitable[Reply | None]]
 
 #: Commands during whose response an EXPUNGE must not be sent (RFC 3501 §7.4.1);
 #: their UID forms may (§6.4.8).
-_NO_EXPUNGE = frozenset({"FETCH", "STORE", "SEARCH"})
+_NO_EXPUNGE = frozenset({"FETCH", "STORE", "SEARCH", "SORT", "THREAD"})  # SORT/THREAD: RFC 5256
+
+#: What ENABLE can turn on (RFC 5161 §3.1): RFC 7162, RFC 9051, RFC 6855.
+ENABLEABLE = frozenset({"CONDSTORE", "QRESYNC", "IMAP4rev2", "UTF8=ACCEPT"})
 
 
 class Session:
@@ -68,7 +82,8 @@ class Session:
         self.selected: SelectedMailbox | None = None
         self.auth_failures = 0
         #: Extensions turned on by ENABLE or a CONDSTORE enabling command (RFC 5161,
-        #: RFC 7162 §3.1): "CONDSTORE", "QRESYNC".  They last until logout.
+        #: RFC 7162 §3.1): "CONDSTORE", "QRESYNC", "IMAP4rev2", "UTF8=ACCEPT"
+        #: (spelt as in ``ENABLEABLE``).  They last until logout.
         self.enabled: set[str] = set()
         self.after_reply: Callable[[], Awaitable[None]] | None = None
 
@@ -95,6 +110,14 @@ class Session:
         caps = ["IMAP4rev1", "LITERAL+", "SASL-IR", "IDLE", "UNSELECT", "ID", "NAMESPACE",
                 "ENABLE", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "CREATE-SPECIAL-USE",
                 "LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "ESEARCH", "WITHIN", "CONDSTORE", "QRESYNC", f"APPENDLIMIT={self.append_limit()}"]
+        # RFC 9051 §7.2.2 (with IMAP4rev1, RFC 9051 Appendix A), RFC 6855 §3.
+        caps[1:1] = ["IMAP4rev2"]
+        caps.append("UTF8=ACCEPT")
+        # RFC 5256 SORT/THREAD, RFC 5957 SORT=DISPLAY, RFC 5182 SEARCHRES, RFC 9208 QUOTA.
+        caps += ["SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES",
+                 "SEARCHRES", "QUOTA", "QUOTA=RES-STORAGE"]
+        if self.state is not State.NOT_AUTHENTICATED:
+            caps.append("COMPRESS=DEFLATE")  # RFC 4978 §3: a command-auth command
         if self.state is State.NOT_AUTHENTICATED:
             if self.conn.tls_available():
                 caps.append("STARTTLS")
@@ -109,14 +132,30 @@ class Session:
     def condstore(self) -> bool:
         return "CONDSTORE" in self.enabled
 
+    @property
+    def rev2(self) -> bool:
+        """IMAP4rev2 behaviour was enabled (RFC 9051 §6.3.1)."""
+        return "IMAP4rev2" in self.enabled
+
+    @property
+    def utf8(self) -> bool:
+        """Mailbox names and quoted strings are UTF-8 both ways (RFC 6855 §3,
+        RFC 9051 §5.1): after ENABLE UTF8=ACCEPT or ENABLE IMAP4rev2."""
+        return "UTF8=ACCEPT" in self.enabled or "IMAP4rev2" in self.enabled
+
     def enable(self, name: str) -> bool:
-        """Turn on CONDSTORE or QRESYNC (QRESYNC implies CONDSTORE, RFC 7162
-        §3.2.3); True when it was not on yet.  The selected view follows."""
-        if name not in ("CONDSTORE", "QRESYNC") or name in self.enabled:
+        """Turn on an extension of ``ENABLEABLE`` (``name`` upper-cased as the
+        parser gives it; QRESYNC implies CONDSTORE, RFC 7162 §3.2.3); True
+        when it was not on yet.  The selected view and the receiver follow."""
+        canonical = {n.upper(): n for n in ENABLEABLE}.get(name.upper())
+        if canonical is None or canonical in self.enabled:
             return False
-        self.enabled.add(name)
-        if name == "QRESYNC":
+        was_utf8 = self.utf8
+        self.enabled.add(canonical)
+        if canonical == "QRESYNC":
             self.enabled.add("CONDSTORE")
+        if self.utf8 and not was_utf8:
+            self.conn.enable_utf8()
         if self.selected is not None:
             self.apply_enabled(self.selected)
         return True
@@ -124,6 +163,8 @@ class Session:
     def apply_enabled(self, view: SelectedMailbox) -> None:
         view.condstore = "CONDSTORE" in self.enabled
         view.qresync = "QRESYNC" in self.enabled
+        if self.rev2:
+            view.recent.clear()  # RFC 9051 has no \Recent (Appendix E)
 
     def bind_log(self, **fields: object) -> None:
         self.log = self.log.bind(**fields)  # type: ignore[attr-defined]
@@ -142,6 +183,7 @@ class Session:
             handler, states = entry
             if self.state not in states:
                 raise ProtocolSyntaxError(f"{cmd.name} not allowed now")
+            cmd = self._adapt(cmd)
             reply = await handler(self, cmd)
             await self._sync(cmd)
             if reply is None:
@@ -160,6 +202,22 @@ class Session:
                 )
             await self._sync_quietly(cmd)
             self.write(tagged(cmd.tag, status, text, code))
+
+    def _adapt(self, cmd: Command) -> Command:
+        """The per-command effects of ENABLE IMAP4rev2 / UTF8=ACCEPT.
+
+        * RFC 6855 §3: after UTF8=ACCEPT a SEARCH must not name a CHARSET
+          ("SHOULD reject the command with a BAD response").
+        * RFC 9051 §6.4.4: a rev2 SEARCH without RETURN is answered by
+          ``* ESEARCH`` with ALL, which is what ``RETURN ()`` means (RFC 4731 §3.1).
+        """
+        args = cmd.args
+        if cmd.name == "SEARCH" and isinstance(args, Search):
+            if "UTF8=ACCEPT" in self.enabled and args.charset is not None:
+                raise ProtocolSyntaxError("SEARCH CHARSET is not allowed after UTF8=ACCEPT")
+            if self.rev2 and args.return_opts is None:
+                return dataclasses.replace(cmd, args=dataclasses.replace(args, return_opts=()))
+        return cmd
 
     def _mailbox_name(self) -> str | None:
         return self.selected.name if self.selected is not None else None
@@ -181,7 +239,8 @@ class Session:
         try:
             for line in view.sync(allow_expunge=allow_expunge):
                 self.write(line)
-            await view.claim_recent()
+            if not self.rev2:  # rev2 has no \Recent: claim nothing from rev1 sessions
+                await view.claim_recent()
             if view.pending and view.condstore:
                 # RFC 7162 §3.2: MODSEQs above a held-back expunge were sent, so
                 # tell the client a HIGHESTMODSEQ below that expunge's.
@@ -239,6 +298,7 @@ TABLE: dict[str, tuple[Handler, frozenset[State]]] = {
     "AUTHENTICATE": (auth.authenticate, _NOT_AUTH),
     # authenticated (§6.3)
     "ENABLE": (auth.enable, _AUTH),  # RFC 5161 §3.1
+    "COMPRESS": (auth.compress, _AUTH),  # RFC 4978 §3 (command-auth)
     "NAMESPACE": (mailbox.namespace, _AUTH),  # RFC 2342 §5
     "SELECT": (select.select, _AUTH),
     "EXAMINE": (select.examine, _AUTH),
@@ -252,6 +312,9 @@ TABLE: dict[str, tuple[Handler, frozenset[State]]] = {
     "STATUS": (listing.status, _AUTH),
     "APPEND": (mailbox.append, _AUTH),
     "IDLE": (idle.idle, _AUTH),  # RFC 2177
+    "GETQUOTA": (quota.getquota, _AUTH),  # RFC 9208 §4.2
+    "GETQUOTAROOT": (quota.getquotaroot, _AUTH),  # RFC 9208 §4.3
+    "SETQUOTA": (quota.setquota, _AUTH),  # RFC 9208 §4.1.3
     # selected (§6.4)
     "CHECK": (messages.check, _SEL),
     "CLOSE": (messages.close, _SEL),
@@ -262,4 +325,6 @@ TABLE: dict[str, tuple[Handler, frozenset[State]]] = {
     "STORE": (messages.store, _SEL),
     "COPY": (messages.copy, _SEL),
     "MOVE": (messages.move, _SEL),  # RFC 6851
+    "SORT": (sort.sort, _SEL),  # RFC 5256 §3
+    "THREAD": (thread.thread, _SEL),  # RFC 5256 §4
 }

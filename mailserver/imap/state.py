@@ -30,6 +30,10 @@ class Conn(Protocol):
     async def read_line(self) -> bytes | None: ...  # None at EOF
     def tls_available(self) -> bool: ...  # STARTTLS may be offered
     async def start_tls(self) -> None: ...  # after the tagged OK of STARTTLS
+    @property
+    def compressing(self) -> bool: ...  # COMPRESS=DEFLATE is active (RFC 4978)
+    def start_compress(self) -> None: ...  # after the tagged OK of COMPRESS
+    def enable_utf8(self) -> None: ...  # command text is UTF-8 from now on (RFC 6855 §3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +42,6 @@ class Reply:
 
     text: str
     code: str | None = None
-
-
 
 
 class CloseConnection(Exception):

@@ -1,6 +1,7 @@
 """Any-state and not-authenticated commands: CAPABILITY, NOOP, LOGOUT, ID,
 ENABLE, STARTTLS, LOGIN, AUTHENTICATE (RFC 3501 §6.1, §6.2; RFC 2971;
-RFC 5161; RFC 4959 SASL-IR; RFC 4616 PLAIN).
+RFC 5161; RFC 4959 SASL-IR; RFC 4616 PLAIN), and COMPRESS (RFC 4978), which
+like STARTTLS changes the connection once its tagged OK is on the wire.
 
 Plaintext credentials are accepted only over TLS or from a loopback peer
 (``Session.plaintext_ok``); elsewhere LOGINDISABLED is advertised and both
@@ -17,7 +18,14 @@ from mailserver.auth.login import authenticate as check_password
 from mailserver.errors import ProtocolSyntaxError, UserError
 from mailserver.imap.state import Reply, State
 from mailserver.protocol.imap.response import quote, untagged
-from mailserver.protocol.imap.types import Authenticate, Command, Enable, IdArgs, Login
+from mailserver.protocol.imap.types import (
+    Authenticate,
+    Command,
+    Compress,
+    Enable,
+    IdArgs,
+    Login,
+)
 
 if TYPE_CHECKING:
     from mailserver.imap.session import Session
@@ -60,14 +68,32 @@ async def id_(session: Session, cmd: Command) -> Reply:
 
 
 async def enable(session: Session, cmd: Command) -> Reply:
-    """ENABLE (RFC 5161 §3.1): CONDSTORE and QRESYNC (RFC 7162 §3.1, §3.2.3)
-    can be enabled; ``* ENABLED`` lists those this command turned on (§3.2),
-    other names are ignored.  QRESYNC implies CONDSTORE."""
+    """ENABLE (RFC 5161 §3.1): CONDSTORE and QRESYNC (RFC 7162 §3.1, §3.2.3),
+    IMAP4rev2 (RFC 9051 §6.3.1) and UTF8=ACCEPT (RFC 6855 §3) can be enabled;
+    ``* ENABLED`` lists those this command turned on (§3.2), spelt as
+    advertised; other names are ignored.  QRESYNC implies CONDSTORE."""
     args = cmd.args
     assert isinstance(args, Enable)
     newly = [name for name in args.capabilities if session.enable(name)]
-    session.write(b"* ENABLED" + b"".join(b" " + n.encode() for n in newly) + b"\r\n")
+    spelt = {n.upper(): n for n in session.enabled}
+    session.write(b"* ENABLED" + b"".join(b" " + spelt[n.upper()].encode() for n in newly)
+                  + b"\r\n")
     return Reply("ENABLE completed")
+
+
+async def compress(session: Session, cmd: Command) -> Reply:
+    """COMPRESS (RFC 4978 §3): DEFLATE only.  Once compression is on, a second
+    COMPRESS is ``NO [COMPRESSIONACTIVE]`` (§3); an unknown mechanism is NO.
+    Compression starts after the tagged OK is sent (``after_reply``)."""
+    args = cmd.args
+    assert isinstance(args, Compress)
+    if session.conn.compressing:
+        raise UserError("Compression is already active", imap_code="COMPRESSIONACTIVE")
+    if args.mechanism != "DEFLATE":
+        raise UserError(f"Unsupported compression mechanism {args.mechanism[:30]}",
+                        imap_code="CANNOT")
+    session.after_reply = session.conn.start_compress
+    return Reply("DEFLATE active")
 
 
 async def starttls(session: Session, cmd: Command) -> Reply:

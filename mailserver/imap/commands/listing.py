@@ -10,6 +10,8 @@ Choices where the RFCs leave room:
   §2 allow it); ``\\Subscribed`` only when SUBSCRIBED is selected or returned.
 * Subscriptions belong to existing mailboxes in our store, so
   ``\\NonExistent`` never occurs.
+* Names go out in modified UTF-7, or in UTF-8 once the client enabled
+  UTF8=ACCEPT or IMAP4rev2 (RFC 6855 §3, RFC 9051 §5.1): ``session.utf8``.
 * RECURSIVEMATCH (RFC 5258 §3.5) reports a matching mailbox that fails the
   selection but has a descendant that passes it, with
   ``("CHILDINFO" ("SUBSCRIBED"))`` (or ``"SPECIAL-USE"``), and adds the same
@@ -126,7 +128,7 @@ async def list_(session: Session, cmd: Command) -> Reply:
             continue
         line = (b"* LIST " + _attributes(box, box.name in parents,
                                          subscribed=show_subscribed and box.subscribed) +
-                b" " + _DELIM + b" " + mailbox_name(box.name))
+                b" " + _DELIM + b" " + mailbox_name(box.name, session.utf8))
         if box.name in childinfo:
             line += b' ("CHILDINFO" (' + info_items.encode() + b"))"
         session.write(line + b"\r\n")
@@ -152,7 +154,7 @@ async def lsub(session: Session, cmd: Command) -> Reply:
     for box in boxes:
         if regex.fullmatch(box.name) and box.name in sub_names:
             session.write(b"* LSUB " + _attributes(box, box.name in parents) + b" " +
-                          _DELIM + b" " + mailbox_name(box.name) + b"\r\n")
+                          _DELIM + b" " + mailbox_name(box.name, session.utf8) + b"\r\n")
             shown.add(box.name)
     if "%" in args.pattern:
         by_name = {b.name: b for b in boxes}
@@ -165,7 +167,7 @@ async def lsub(session: Session, cmd: Command) -> Reply:
                 shown.add(parent)
                 session.write(b"* LSUB " + _attributes(by_name[parent], True,
                                                       lsub_noselect=True) + b" " +
-                              _DELIM + b" " + mailbox_name(parent) + b"\r\n")
+                              _DELIM + b" " + mailbox_name(parent, session.utf8) + b"\r\n")
     return Reply("LSUB completed")
 
 
@@ -176,7 +178,8 @@ async def status(session: Session, cmd: Command) -> Reply:
     """STATUS (§6.3.10).  RECENT counts messages no read-write SELECT has
     seen yet (RFC 3501 §2.3.2); UNSEEN counts messages without ``\\Seen``;
     HIGHESTMODSEQ (RFC 7162 §3.1.9; it enables CONDSTORE, §3.1), SIZE
-    (RFC 8438 §3), DELETED (RFC 9051 §6.3.11), APPENDLIMIT (RFC 7889 §5)."""
+    (RFC 8438 §3), DELETED (RFC 9051 §6.3.11), APPENDLIMIT (RFC 7889 §5),
+    DELETED-STORAGE (RFC 9208 §4.4, required with QUOTA=RES-STORAGE)."""
     args = cmd.args
     assert isinstance(args, StatusArgs) and session.user is not None
     info = session.store.get_mailbox(session.user, args.mailbox)
@@ -197,7 +200,7 @@ def status_response(session: Session, info: MailboxInfo, items: Iterable[str]) -
     records = None
     values: list[str] = []
     for item in items:
-        if item in ("UNSEEN", "DELETED", "RECENT") and records is None:
+        if item in ("UNSEEN", "DELETED", "DELETED-STORAGE", "RECENT") and records is None:
             records = session.store.list_messages(info.id)
         if item == "MESSAGES":
             value = info.messages
@@ -215,6 +218,11 @@ def status_response(session: Session, info: MailboxInfo, items: Iterable[str]) -
         elif item == "DELETED":
             assert records is not None
             value = sum(1 for r in records if "\\Deleted" in r.flags)
+        elif item == "DELETED-STORAGE":
+            # RFC 9208 §4.4: what EXPUNGE would reclaim, in units of 1024 octets.
+            assert records is not None
+            deleted = sum(r.size for r in records if "\\Deleted" in r.flags)
+            value = -(-deleted // 1024)
         elif item == "HIGHESTMODSEQ":
             value = info.highestmodseq
         elif item == "SIZE":
@@ -224,5 +232,5 @@ def status_response(session: Session, info: MailboxInfo, items: Iterable[str]) -
         else:  # the parser only lets known items through
             continue
         values.append(f"{item} {value}")
-    return (b"* STATUS " + mailbox_name(info.name) + b" (" + " ".join(values).encode() +
-            b")\r\n")
+    return (b"* STATUS " + mailbox_name(info.name, session.utf8) + b" (" +
+            " ".join(values).encode() + b")\r\n")

@@ -3,8 +3,9 @@ RFC 6154 §3), DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, APPEND, NAMESPACE
 (RFC 3501 §6.3; RFC 4315 APPENDUID; RFC 2342 NAMESPACE).  SELECT/EXAMINE live
 in ``select.py``, LIST/LSUB/STATUS in ``listing.py``.
 
-Mailbox names arrive decoded (the parser undoes modified UTF-7) and leave
-through ``response.mailbox_name``, which encodes them again (§5.1.3).
+Mailbox names arrive decoded (the parser undoes modified UTF-7, or takes
+UTF-8 after ENABLE UTF8=ACCEPT / IMAP4rev2) and leave through
+``response.mailbox_name``, which encodes them again (§5.1.3, RFC 6855 §3).
 """
 
 from __future__ import annotations
@@ -85,13 +86,19 @@ async def create(session: Session, cmd: Command) -> Reply:
 
 async def delete(session: Session, cmd: Command) -> Reply:
     """DELETE (§6.3.4).  Deleting the selected mailbox is refused: the session
-    would be left selecting nothing (Dovecot and Cyrus refuse it too)."""
+    would be left selecting nothing (Dovecot and Cyrus refuse it too).  A
+    ``\\Noselect`` name that still has children cannot go: ``NO
+    [HASCHILDREN]`` (RFC 9051 §6.3.5, §7.1); a selectable one with children
+    loses its messages and stays as a ``\\Noselect`` level (§6.3.4)."""
     args = cmd.args
     assert isinstance(args, MailboxArg) and session.user is not None
-    if session.selected is not None:
-        info = session.store.get_mailbox(session.user, args.mailbox)
-        if info.id == session.selected.mailbox_id:
-            raise UserError("Cannot delete the selected mailbox", imap_code="CANNOT")
+    info = session.store.get_mailbox(session.user, args.mailbox)
+    if session.selected is not None and info.id == session.selected.mailbox_id:
+        raise UserError("Cannot delete the selected mailbox", imap_code="CANNOT")
+    if info.noselect:
+        prefix = info.name + DELIMITER
+        if any(b.name.startswith(prefix) for b in session.store.list_mailboxes(session.user)):
+            raise UserError("Mailbox has inferior hierarchical names", imap_code="HASCHILDREN")
     await session.store.delete_mailbox(session.user, args.mailbox)
     return Reply("DELETE completed")
 
@@ -101,8 +108,14 @@ async def rename(session: Session, cmd: Command) -> Reply:
     args = cmd.args
     assert isinstance(args, Rename) and session.user is not None
     await session.store.rename_mailbox(session.user, args.old, args.new)
-    if session.selected is not None and session.selected.name == args.old:
-        session.selected.name = args.new
+    view = session.selected
+    if view is not None:
+        # The selected mailbox may have been renamed itself, or as a child
+        # of ``old``; RENAME INBOX keeps INBOX's id.  The store knows its name.
+        try:
+            view.name = session.store.get_mailbox_by_id(view.mailbox_id).name
+        except MailboxNotFound:
+            pass  # reported by the sync after this command
     return Reply("RENAME completed")
 
 

@@ -1,19 +1,26 @@
 """SEARCH and UID SEARCH (RFC 3501 §6.4.4, §6.4.8) with ESEARCH result
-options (RFC 4731), the MODSEQ criterion and result (RFC 7162 §3.1.5) and
-``\\Recent`` (RFC 3501 §2.3.2: RECENT, NEW, OLD judged from the session's view).
+options (RFC 4731), SEARCHRES (RFC 5182: RETURN (SAVE) and ``$``), the MODSEQ
+criterion and result (RFC 7162 §3.1.5) and ``\\Recent`` (RFC 3501 §2.3.2:
+RECENT, NEW, OLD judged from the session's view).
 
 ::
 
     search          = "SEARCH" [search-return-opts] SP search-program
     search-return-opts = SP "RETURN" SP "(" [search-return-opt
                          *(SP search-return-opt)] ")"          ; RFC 4731 §7
-    search-return-opt = "MIN" / "MAX" / "ALL" / "COUNT"
+    search-return-opt = "MIN" / "MAX" / "ALL" / "COUNT" / "SAVE"   ; SAVE: RFC 5182 §3
     esearch-response = "ESEARCH" [search-correlator] [SP "UID"]
                        *(SP search-return-data)
     search-correlator = SP "(" "TAG" SP tag-string ")"
 
 Evaluation is ``mailserver.imap.search``; this module decides where it runs
 (a worker thread when message content is needed) and how the result is told.
+
+SEARCHRES (RFC 5182 §2.1): SAVE keeps the result as UIDs in the view
+(``SelectedMailbox.saved``), so it follows expunges and serves both the
+sequence-number and the UID forms of ``$``.  With MIN and/or MAX but not ALL
+only those are kept; with SAVE alone no ESEARCH response is sent.  A SAVE
+search that fails (NO) leaves ``$`` empty.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from mailserver.errors import ProtocolSyntaxError, UserError
+from mailserver.errors import UserError
 from mailserver.imap import search as search_eval
 from mailserver.imap.commands.messages import records
 from mailserver.imap.selected import SelectedMailbox, compact_uids
@@ -34,6 +41,8 @@ from mailserver.protocol.imap.types import (
     SearchModseq,
     SearchNot,
     SearchOr,
+    SortArgs,
+    ThreadArgs,
 )
 from mailserver.store.model import MessageRecord
 
@@ -60,18 +69,22 @@ def uses_modseq(key: SearchKey) -> bool:
 
 
 async def run_search(session: Session, view: SelectedMailbox,
-                     args: Search) -> list[tuple[int, MessageRecord]]:
+                     args: Search | SortArgs | ThreadArgs) -> list[tuple[int, MessageRecord]]:
     """The messages of the view the program matches, as ``(seq, record)`` in
-    sequence order.  Raises ``NO [BADCHARSET]`` for a charset we cannot decode."""
+    sequence order.  Raises ``NO [BADCHARSET]`` for a charset we cannot decode.
+    ``args`` needs ``key``, ``charset`` and ``bad_charset`` only (SORT and
+    THREAD pass theirs)."""
     if args.bad_charset or (args.charset is not None and args.charset.upper() not in _CHARSETS):
         raise UserError("Unsupported charset",
                         imap_code="BADCHARSET (" + " ".join(_CHARSETS) + ")")
     messages = records(session, view, [(i + 1, u) for i, u in enumerate(view.uids)])
     recent = frozenset(view.recent)
 
+    saved = view.saved
+
     def run() -> list[tuple[int, int]]:
         return search_eval.search(args.key, messages, session.store,
-                                  largest_uid=view.largest_uid, recent=recent)
+                                  largest_uid=view.largest_uid, recent=recent, saved=saved)
 
     if search_eval.needs_content(args.key):
         hits = await asyncio.to_thread(run)
@@ -89,14 +102,20 @@ async def search(session: Session, cmd: Command) -> None:
     assert view is not None
     args = cmd.args
     assert isinstance(args, Search)
-    if args.return_opts is not None and "SAVE" in args.return_opts:
-        raise ProtocolSyntaxError("SEARCH result variables (SAVE) are not supported")
+    save = args.return_opts is not None and "SAVE" in args.return_opts
+    if save:
+        view.saved = frozenset()  # RFC 5182 §2.1: a failed SAVE search leaves $ empty
     modseq = uses_modseq(args.key)
     if modseq:
         session.enable("CONDSTORE")  # RFC 7162 §3.1: a CONDSTORE enabling command
     hits = await run_search(session, view, args)
     numbers = [rec.uid if cmd.uid else seq for seq, rec in hits]
     highest = max((rec.modseq for _, rec in hits), default=None) if modseq else None
+    if save:
+        assert args.return_opts is not None
+        view.saved = saved_result(args.return_opts, [rec.uid for _, rec in hits])
+        if args.return_opts == ("SAVE",):
+            return  # RFC 5182 §2.1: SAVE alone gives no ESEARCH response
     if args.return_opts is None:
         line = b"* SEARCH" + b"".join(b" %d" % n for n in numbers)
         if highest is not None:
@@ -104,6 +123,20 @@ async def search(session: Session, cmd: Command) -> None:
         session.write(line + b"\r\n")
         return
     session.write(esearch_response(cmd.tag, cmd.uid, args.return_opts, numbers, highest))
+
+
+def saved_result(opts: tuple[str, ...], uids: list[int]) -> frozenset[int]:
+    """What SAVE keeps (RFC 5182 §2.1): only the minimum and/or maximum when
+    MIN and/or MAX are asked without ALL, else every match (SAVE alone, with
+    ALL, or with COUNT).  ``uids`` ascending."""
+    if uids and ("MIN" in opts or "MAX" in opts) and "ALL" not in opts:
+        keep = set()
+        if "MIN" in opts:
+            keep.add(uids[0])
+        if "MAX" in opts:
+            keep.add(uids[-1])
+        return frozenset(keep)
+    return frozenset(uids)
 
 
 def esearch_response(tag: str, uid: bool, opts: tuple[str, ...], numbers: list[int],
@@ -114,7 +147,7 @@ def esearch_response(tag: str, uid: bool, opts: tuple[str, ...], numbers: list[i
     nothing matched; COUNT is always given when asked.  ``MODSEQ`` (RFC 7162
     §3.1.5) follows when the program used it and something matched.
     """
-    wanted = set(opts) or {"ALL"}
+    wanted = (set(opts) - {"SAVE"}) or {"ALL"}
     out = b"* ESEARCH (TAG " + quote(tag) + b")"
     if uid:
         out += b" UID"

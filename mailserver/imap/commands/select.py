@@ -20,6 +20,10 @@ Design notes
 * ``\\Recent`` (RFC 3501 §2.3.2): a read-write SELECT claims the messages no
   session has seen yet (``SelectedMailbox.claim_recent``) before ``* n
   RECENT`` is written; EXAMINE looks without claiming.
+* After ENABLE IMAP4rev2 the responses are those of RFC 9051 §6.3.2: no
+  RECENT (nothing is claimed, so rev1 sessions keep their ``\\Recent``), no
+  ``[UNSEEN n]`` (Appendix E), and a ``* LIST`` line giving the mailbox's
+  name as the server spells it.
 """
 
 from __future__ import annotations
@@ -29,9 +33,10 @@ from typing import TYPE_CHECKING
 from mailserver.errors import ProtocolSyntaxError, UserError
 from mailserver.imap.selected import SYSTEM_FLAGS, SelectedMailbox, compact_uids
 from mailserver.imap.state import Reply
-from mailserver.protocol.imap.response import flag_list
+from mailserver.protocol.imap.response import flag_list, mailbox_name
 from mailserver.protocol.imap.seqset import parse_sequence_set
 from mailserver.protocol.imap.types import Command, MailboxArg, SequenceSet
+from mailserver.store.model import DELIMITER
 
 if TYPE_CHECKING:
     from mailserver.imap.session import Session
@@ -134,7 +139,9 @@ async def _open(session: Session, cmd: Command, *, readonly: bool) -> Reply:
     view = SelectedMailbox(session.store, info, session.store.list_messages(info.id),
                            readonly=readonly)
     session.apply_enabled(view)
-    await view.claim_recent()
+    rev2 = session.rev2
+    if not rev2:
+        await view.claim_recent()
     flags = list(SYSTEM_FLAGS) + sorted(view.keywords())
     session.write(b"* FLAGS " + flag_list(flags) + b"\r\n")
     if readonly:
@@ -142,10 +149,16 @@ async def _open(session: Session, cmd: Command, *, readonly: bool) -> Reply:
     else:
         session.write(b"* OK [PERMANENTFLAGS " + flag_list(flags + ["\\*"]) +
                       b"] Flags permitted\r\n")
-    session.write(b"* %d EXISTS\r\n* %d RECENT\r\n" % (view.exists, len(view.recent)))
-    unseen = view.first_unseen()
-    if unseen is not None:
-        session.write(b"* OK [UNSEEN %d] First unseen\r\n" % unseen)
+    if rev2:
+        session.write(b"* %d EXISTS\r\n" % view.exists)
+        # RFC 9051 §6.3.2: the LIST response for the mailbox, canonical name.
+        session.write(b"* LIST () " + mailbox_name(DELIMITER) + b" " +
+                      mailbox_name(info.name, True) + b"\r\n")
+    else:
+        session.write(b"* %d EXISTS\r\n* %d RECENT\r\n" % (view.exists, len(view.recent)))
+        unseen = view.first_unseen()
+        if unseen is not None:
+            session.write(b"* OK [UNSEEN %d] First unseen\r\n" % unseen)
     session.write(b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % view.uidvalidity)
     session.write(b"* OK [UIDNEXT %d] Predicted next UID\r\n" % max(info.uidnext,
                                                                      view.largest_uid + 1))

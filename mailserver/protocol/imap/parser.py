@@ -29,13 +29,17 @@ from collections.abc import Callable
 from mailserver.errors import ProtocolSyntaxError
 from mailserver.protocol.imap import fetch as fetch_grammar
 from mailserver.protocol.imap.flags import flag_list, flags_bare
+from mailserver.protocol.imap.quota import getquota_args, getquotaroot_args, setquota_args
 from mailserver.protocol.imap.search import MONTHS, search_args
 from mailserver.protocol.imap.seqset import parse_sequence_set, sequence_set_chars
+from mailserver.protocol.imap.sortkeys import sort_args
+from mailserver.protocol.imap.thread import thread_args
 from mailserver.protocol.imap.tokens import MAX_NUMBER64, Cursor
 from mailserver.protocol.imap.types import (
     Append,
     Authenticate,
     Command,
+    Compress,
     CopyArgs,
     Enable,
     ExpungeArgs,
@@ -58,13 +62,15 @@ STATUS_ITEMS = frozenset(
     {
         "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN",
         "HIGHESTMODSEQ", "SIZE", "DELETED", "APPENDLIMIT", "MAILBOXID",
+        "DELETED-STORAGE",
     }
 )
 # RFC 5258 §6 list-select-base-opt / list-select-mod-opt; RFC 6154 SPECIAL-USE.
 LIST_SELECT_OPTS = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
 # RFC 5258 return-option; RFC 5819 STATUS; RFC 6154 SPECIAL-USE.
 LIST_RETURN_OPTS = frozenset({"SUBSCRIBED", "CHILDREN", "STATUS", "SPECIAL-USE"})
-UID_COMMANDS = frozenset({"COPY", "MOVE", "FETCH", "SEARCH", "STORE", "EXPUNGE"})
+UID_COMMANDS = frozenset({"COPY", "MOVE", "FETCH", "SEARCH", "STORE", "EXPUNGE",
+                          "SORT", "THREAD"})  # RFC 5256 §5
 
 
 def _seqset(cur: Cursor) -> SequenceSet:
@@ -137,6 +143,12 @@ def _enable(cur: Cursor, uid: bool) -> Enable:
     while cur.take_sp():
         names.append(cur.keyword())
     return Enable(tuple(names))
+
+
+def _compress(cur: Cursor, uid: bool) -> Compress:
+    """compress = "COMPRESS" SP algorithm; algorithm = atom  (RFC 4978 §5)"""
+    cur.sp()
+    return Compress(cur.keyword())
 
 
 def _id(cur: Cursor, uid: bool) -> IdArgs:
@@ -304,7 +316,8 @@ def parse_date_time(cur: Cursor, raw: bytes) -> dt.datetime:
 
 def _append(cur: Cursor, uid: bool) -> Append:
     """append = "APPEND" SP mailbox [SP flag-list] [SP date-time] SP literal
-    (literal8 accepted too, RFC 3516 §4.4)"""
+    (literal8 accepted too, RFC 3516 §4.4; the UTF8 form of RFC 6855 §4
+    once the receiver is in UTF-8 mode)"""
     cur.sp()
     mailbox = cur.mailbox()
     cur.sp()
@@ -316,6 +329,11 @@ def _append(cur: Cursor, uid: bool) -> Append:
     if cur.peek() == 0x22:
         date = parse_date_time(cur, cur.quoted())
         cur.sp()
+    if cur.utf8 and cur.take(b"UTF8 ("):
+        # RFC 6855 §4: append-data =/ "UTF8" SP "(" literal8 ")"  (after UTF8=ACCEPT)
+        message = cur.literal(allow8=True)
+        cur.expect(b")", '")"')
+        return Append(mailbox, message, flags, date, True)
     binary = cur.peek() == 0x7E
     message = cur.literal(allow8=True)
     return Append(mailbox, message, flags, date, binary)
@@ -401,6 +419,7 @@ COMMANDS: dict[str, Handler] = {
     "LOGIN": _login,
     "AUTHENTICATE": _authenticate,
     "ENABLE": _enable,
+    "COMPRESS": _compress,  # RFC 4978
     "ID": _id,
     "NAMESPACE": _no_args,
     "SELECT": _mailbox_arg,
@@ -424,6 +443,11 @@ COMMANDS: dict[str, Handler] = {
     "COPY": _copy,
     "MOVE": _copy,
     "IDLE": _no_args,
+    "SORT": sort_args,  # RFC 5256 §3
+    "THREAD": thread_args,  # RFC 5256 §4
+    "GETQUOTA": getquota_args,  # RFC 9208 §4.2
+    "GETQUOTAROOT": getquotaroot_args,  # RFC 9208 §4.3
+    "SETQUOTA": setquota_args,  # RFC 9208 §4.1
 }
 
 

@@ -18,6 +18,9 @@ literal ``{n}`` the receiver yields ``NeedContinuation`` once, as soon as the
 announcing line is complete (whether or not the octets are already buffered,
 so the event sequence does not depend on how the input was chunked); the
 server answers ``+ Ready``.  A non-synchronizing ``{n+}`` yields nothing.
+We advertise LITERAL+ (RFC 7888 §3), so ``{n+}`` and ``~{n+}`` are taken at
+any size up to ``max_literal``; the 4096-octet cap of LITERAL- (§4, and of
+IMAP4rev2's base grammar) binds clients, not us, and LITERAL+ is the superset.
 
 Invariants
 ----------

@@ -148,7 +148,7 @@ class _KeyParser:
                 cur.sp()
                 keys.append(self.key(depth + 1))
             return SearchAnd(tuple(keys))
-        if c is not None and (0x30 <= c <= 0x39 or c == 0x2A):
+        if c is not None and (0x30 <= c <= 0x39 or c == 0x2A or c == 0x24):  # $: RFC 5182
             return SearchSeq(self.seqset())
         name = cur.keyword()
         if name == "ALL":
@@ -228,12 +228,26 @@ def search_args(cur: Cursor) -> Search:
         return_opts = tuple(opts)
         cur.sp()
     charset: str | None = None
-    bad_charset = False
-    codec = "utf-8"
     save = cur.pos
     if cur.take(b"CHARSET") and cur.take_sp():
         charset = cur.astr().upper()
         cur.sp()
+    else:
+        cur.pos = save
+    key, bad_charset = search_program(cur, charset)
+    return Search(key, charset, return_opts, bad_charset)
+
+
+def search_program(cur: Cursor, charset: str | None) -> tuple[SearchKey, bool]:
+    """``1*(SP search-key)`` without its first SP, strings decoded with
+    ``charset`` (``None``: UTF-8); also used by SORT and THREAD, whose
+    ``search-criteria`` name the charset without the CHARSET keyword
+    (RFC 5256 §5).  Returns the key and whether the charset is unknown
+    (then the strings were decoded as Latin-1 and the server answers
+    ``NO [BADCHARSET]``)."""
+    bad_charset = False
+    codec = "utf-8"
+    if charset is not None:
         try:
             codec = codecs.lookup(charset).name
             try:
@@ -244,12 +258,10 @@ def search_args(cur: Cursor) -> Search:
             # NO [BADCHARSET] later; latin-1 decodes any octets losslessly.
             bad_charset = True
             codec = "latin-1"
-    else:
-        cur.pos = save
     parser = _KeyParser(cur, codec)
     keys = [parser.key()]
     while not cur.at_end():
         cur.sp()
         keys.append(parser.key())
     key = keys[0] if len(keys) == 1 else SearchAnd(tuple(keys))
-    return Search(key, charset, return_opts, bad_charset)
+    return key, bad_charset

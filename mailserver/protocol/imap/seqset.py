@@ -7,8 +7,13 @@
     sequence-set = (seq-number / seq-range) *("," sequence-set)
     nz-number    = digit-nz *DIGIT      ; Non-zero unsigned 32-bit integer
 
+    sequence-set =/ seq-last-command     ; RFC 5182 §3
+    seq-last-command = "$"
+
 ``*`` is stored as ``None``.  A range keeps the client's order (``5:1``).
-The SEARCHRES marker ``$`` (RFC 5182) is not supported: it parses as an error.
+``$`` (the saved SEARCH result, RFC 5182) is accepted only as the whole set,
+as Dovecot does: ``SequenceSet((), saved=True)``; what it names is session
+state, resolved by the server.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from mailserver.errors import ProtocolSyntaxError
 from mailserver.protocol.imap.types import SequenceSet
 
 MAX_SEQ = 2**32 - 1
-_SEQ_CHARS = frozenset(b"0123456789*:,")
+_SEQ_CHARS = frozenset(b"0123456789*:,$")
 
 
 def _seq_number(text: str) -> int | None:
@@ -37,10 +42,12 @@ def parse_sequence_set(text: str) -> SequenceSet:
     """Parse ``sequence-set`` from ``text`` (the whole string must match).
 
     Raises ``ProtocolSyntaxError`` for 0, numbers above 2**32-1, empty
-    elements or any other character.
+    elements, a ``$`` that is not the whole set, or any other character.
     """
     if not text:
         raise ProtocolSyntaxError("Invalid sequence set")
+    if text == "$":
+        return SequenceSet((), saved=True)
     ranges: list[tuple[int | None, int | None]] = []
     for element in text.split(","):
         lo, colon, hi = element.partition(":")
@@ -61,6 +68,8 @@ def format_sequence_set(seqset: SequenceSet) -> str:
     def num(x: int | None) -> str:
         return "*" if x is None else str(x)
 
+    if seqset.saved:
+        return "$"
     return ",".join(num(a) if a == b else f"{num(a)}:{num(b)}" for a, b in seqset.ranges)
 
 

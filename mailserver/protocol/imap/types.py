@@ -24,6 +24,9 @@ class SequenceSet:
     """
 
     ranges: tuple[tuple[int | None, int | None], ...]
+    #: ``$``: the saved result of the last SEARCH RETURN (SAVE) (RFC 5182 §2);
+    #: ``ranges`` is then empty and the server resolves it from session state.
+    saved: bool = False
 
     def resolve(self, largest: int) -> list[int]:
         """The numbers it names, ascending and without duplicates, given that
@@ -346,6 +349,46 @@ class IdArgs:
     a value may be None (NIL)."""
 
     params: dict[str, str | None] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Compress:
+    """COMPRESS (RFC 4978 §3): the mechanism name, upper-cased ("DEFLATE")."""
+
+    mechanism: str
+
+
+@dataclass(frozen=True, slots=True)
+class SortArgs:
+    """SORT / UID SORT (RFC 5256 §3): ``criteria`` are
+    ``sortkeys.SortCriterion``; the search part as in ``Search`` (the charset
+    is mandatory in SORT's grammar, upper-cased)."""
+
+    criteria: tuple  # tuple[SortCriterion, ...]
+    key: SearchKey
+    charset: str
+    bad_charset: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadArgs:
+    """THREAD / UID THREAD (RFC 5256 §4): ``algorithm`` upper-cased
+    ("REFERENCES", "ORDEREDSUBJECT"), then the search part as in ``SortArgs``."""
+
+    algorithm: str
+    key: SearchKey
+    charset: str
+    bad_charset: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaArgs:
+    """GETQUOTA (``root``), GETQUOTAROOT (``mailbox``) and SETQUOTA (``root``
+    and ``limits``: (resource name upper-cased, limit) pairs), RFC 9208 §4."""
+
+    root: str | None = None
+    mailbox: str | None = None
+    limits: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
