@@ -99,7 +99,7 @@ class Profiler:
         self.outdir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [str(self.exe), "record", "--nonblocking", "-r", "200", "-f", "raw", "-o",
-             str(self.outdir / f"{label}.txt"), "-p", str(pid)],
+             str(self.outdir / f"{label}.txt"), "--subprocesses", "-p", str(pid)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def stop(self) -> None:
@@ -125,6 +125,7 @@ async def run(args: argparse.Namespace, work: Path, report: Report) -> None:
     os.chown(vmail / DOMAIN, VMAIL_UID, VMAIL_UID)
 
     ours = Ours(work / "ours")
+    ours.workers = args.workers
     await ours.add_users(users)
     ours.start()
     stop = [ours.stop]
@@ -306,6 +307,8 @@ def main() -> None:
     ap.add_argument("--idle-conns", type=int, default=0, help="part 5 connections")
     ap.add_argument("--mix-seconds", type=float, default=0.0, help="part 3 duration per round")
     ap.add_argument("--store-messages", type=int, default=0, help="part 6 mailbox size")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="our daemon's workers setting (default 0: one per core; 1: one process)")
     ap.add_argument("--profile", action="store_true",
                     help="py-spy our daemon in parts 1 and 3 (bench/.venv must have py-spy)")
     ap.add_argument("--out", type=Path, default=None, help="JSON file (default bench/results/)")
@@ -317,7 +320,7 @@ def main() -> None:
         "mailserver": version_ours(),
         "postfix": postfix_version() if args.reference else "not run",
         "dovecot": dovecot_version() if args.reference else "not run",
-        "kernel": platform.release(), "quick": args.quick,
+        "kernel": platform.release(), "quick": args.quick, "workers": args.workers,
     }
     report = Report(header)
     work = Path(tempfile.mkdtemp(prefix="mailserver-bench-"))

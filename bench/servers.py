@@ -59,6 +59,7 @@ class Ours:
     def __init__(self, workdir: Path, data_dir: Path | None = None) -> None:
         self.dir = workdir
         self.data_dir = data_dir or workdir / "data"
+        self.workers = 1  # the ``workers`` setting (0: one per core); set before start()
         self.proc: subprocess.Popen | None = None
         self.ports: dict[str, int] = {}
         self._ready = threading.Event()
@@ -88,6 +89,7 @@ class Ours:
 data_dir = "{self.data_dir}"
 domains = ["{DOMAIN}"]
 demo_account = false
+workers = {self.workers}
 [listeners.smtp]
 protocol = "smtp"
 port = 0
@@ -110,8 +112,8 @@ level = "info"
                 if b"listener_started" in line:
                     ev = json.loads(line)
                     self.ports[ev["listener"]] = int(ev["port"])
-                    if {"smtp", "imap"} <= self.ports.keys():
-                        self._ready.set()
+                elif b'"server_ready"' in line:  # every worker listening
+                    self._ready.set()
                 if b'"level": "error"' in line or b'"level":"error"' in line or b"Traceback" in line:
                     keep.write(line)
 

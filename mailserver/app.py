@@ -12,7 +12,9 @@ began, so they are retried after the restart), store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import socket
 import time
 from collections.abc import Sequence
 
@@ -21,6 +23,7 @@ import structlog
 from mailserver.config import Config, Listener
 from mailserver.delivery.route import deliver_report
 from mailserver.dkim.keys import DkimKey, DkimKeyring
+from mailserver.errors import AlreadyExists
 from mailserver.queue.manager import QueueManager
 from mailserver.services import ListenerHandle, Services
 from mailserver.smtp.throttle import AuthThrottle
@@ -70,12 +73,26 @@ class App:
 
     ``await start()`` opens everything and binds every listener (port 0 → an
     ephemeral port, see ``port(name)``); ``await stop()`` shuts down gracefully.
+
+    In a worker process of a multi-process daemon (``daemon.py``):
+    ``listen_sockets`` are the supervisor's bound sockets by listener name
+    (served instead of binding), and ``run_queue`` says whether this process
+    runs the outbound queue's scheduler (one process only: the queue does not
+    support several schedulers on one store).  Every process may *enqueue*.
     """
 
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        listen_sockets: dict[str, socket.socket] | None = None,
+        run_queue: bool = True,
+    ) -> None:
         self.config = config
         self.services: Services | None = None
         self.listeners: dict[str, ListenerHandle] = {}
+        self._listen_sockets = dict(listen_sockets or {})
+        self._run_queue = run_queue
 
     @property
     def store(self) -> Store:
@@ -99,14 +116,18 @@ class App:
         try:
             for domain in cfg.domains:
                 if not store.is_local_domain(domain):
-                    await store.add_domain(domain)
+                    # Another process on the same store may add it first.
+                    with contextlib.suppress(AlreadyExists):
+                        await store.add_domain(domain)
             ssl_context = await asyncio.to_thread(server_context, cfg)
             queue = build_queue(cfg, store)
-            await queue.start()
+            if self._run_queue:
+                await queue.start()
             throttle = AuthThrottle(cfg.limits.auth_failure_delay,
                                     cfg.limits.auth_failure_delay_max)
             self.services = Services(config=cfg, store=store, ssl_context=ssl_context,
-                                     queue=queue, auth_throttle=throttle)
+                                     queue=queue, auth_throttle=throttle,
+                                     listen_sockets=self._listen_sockets)
             for listener in cfg.listeners:
                 handle = await _start_listener(listener, self.services)
                 self.listeners[listener.name] = handle

@@ -104,6 +104,9 @@ class Config:
     log: LogSettings = field(default_factory=LogSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     demo_account: bool = False  # create demo domain/account on first start and print them
+    #: Serving processes sharing the store (daemon.py): 1 = a single process;
+    #: N > 1 = a supervisor and N workers; 0 = one worker per CPU core.
+    workers: int = 1
     # Outbound queue; its hostname is ``hostname`` and its resolver the [dns] table.
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
     dkim: DkimSettings = field(default_factory=DkimSettings)
@@ -132,6 +135,15 @@ DEV_LISTENERS: tuple[Listener, ...] = (
     Listener(name="imap", protocol="imap", address="127.0.0.1", port=1143, tls="starttls"),
     Listener(name="imaps", protocol="imap", address="127.0.0.1", port=1993, tls="implicit"),
 )
+
+#: Most worker processes ``workers`` may ask for.
+MAX_WORKERS = 64
+
+
+def worker_count(config: Config) -> int:
+    """How many serving processes ``config`` asks for (``workers = 0``: one per core)."""
+    return config.workers or max(1, len(os.sched_getaffinity(0)))
+
 
 LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -196,6 +208,11 @@ def parse(data: Mapping[str, Any], source: Path | None) -> Config:
         kwargs["domains"] = v.domains(data["domains"], "domains")
     if "demo_account" in data:
         kwargs["demo_account"] = v.boolean(data["demo_account"], "demo_account")
+    if "workers" in data:
+        workers = v.integer(data["workers"], "workers")
+        if not 0 <= workers <= MAX_WORKERS:
+            raise v.fail("workers", f"must be 0 (one per core) to {MAX_WORKERS}")
+        kwargs["workers"] = workers
     if "listeners" in data:
         kwargs["listeners"] = v.listeners(data["listeners"])
     if "limits" in data:
@@ -224,11 +241,11 @@ def with_data_dir(config: Config, data_dir: Path) -> Config:
 
 # -- validation helpers ------------------------------------------------------------
 
-_TOP_KEYS = ("hostname", "data_dir", "domains", "demo_account", "listeners", "limits", "tls",
-             "log", "store", "outbound", "dns", "dkim")
+_TOP_KEYS = ("hostname", "data_dir", "domains", "demo_account", "workers", "listeners", "limits",
+             "tls", "log", "store", "outbound", "dns", "dkim")
 _OUTBOUND_KEYS = ("smtp_port", "connect_timeout", "command_timeout", "backoff", "jitter",
                   "max_age", "max_connections", "max_connections_per_domain", "require_tls",
-                  "delay_warning", "smart_host")
+                  "delay_warning", "reuse_idle", "smart_host")
 _OUTBOUND_CHECKS: dict[str, Check] = {
     "connect_timeout": lambda x: None if x > 0 else "must be more than 0",
     "command_timeout": lambda x: None if x > 0 else "must be more than 0",
@@ -237,6 +254,7 @@ _OUTBOUND_CHECKS: dict[str, Check] = {
     "max_connections": lambda x: None if x >= 1 else "must be at least 1",
     "max_connections_per_domain": lambda x: None if x >= 1 else "must be at least 1",
     "delay_warning": lambda x: None if x >= 0 else "must be at least 0 (0: never)",
+    "reuse_idle": lambda x: None if x >= 0 else "must be at least 0 (0: no reuse)",
 }
 
 Check = Callable[[Any], str | None]  # returns the problem, or None when fine
@@ -286,6 +304,7 @@ class _Validator:
 
     def __init__(self, source: Path | None) -> None:
         self.where = str(source) if source is not None else "<config>"
+        self.base = Path(os.path.abspath(source.parent)) if source is not None else None
 
     def fail(self, key: str, problem: str) -> ConfigError:
         return ConfigError(f"{self.where}: {key}: {problem}")
@@ -467,7 +486,7 @@ class _Validator:
 
     def smart_host(self, table: Any) -> SmartHost:
         key = "outbound.smart_host"
-        self.only(table, key + ".", ("host", "port", "tls", "username", "password"))
+        self.only(table, key + ".", ("host", "port", "tls", "username", "password", "ca_file"))
         if "host" not in table:
             raise self.fail(key + ".host", "missing")
         host = self.domain(table["host"], key + ".host") if not _is_ip(table["host"]) \
@@ -483,8 +502,10 @@ class _Validator:
         if (username is None) != (password is None):
             missing = key + (".password" if password is None else ".username")
             raise self.fail(missing, "missing: username and password go together")
+        ca_file = str(self.path(table["ca_file"], key + ".ca_file", self.base)) \
+            if "ca_file" in table else None
         return SmartHost(host=host, port=self.port(table.get("port", 587), key + ".port"),
-                         tls=tls, username=username, password=password)
+                         tls=tls, username=username, password=password, ca_file=ca_file)
 
     def dns(self, table: Any) -> dict[str, Any]:
         """The [dns] table as OutboundSettings keyword arguments."""

@@ -25,6 +25,7 @@ import signal
 import socket
 import ssl
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -35,8 +36,9 @@ import uvloop
 from mailserver import log as logsetup
 from mailserver.app import App
 from mailserver.auth.passwords import hash_async
-from mailserver.config import Config
+from mailserver.config import Config, worker_count
 from mailserver.errors import MailserverError
+from mailserver.store.store import Store
 
 log = structlog.get_logger("mailserver.daemon")
 
@@ -123,14 +125,13 @@ def _read_credentials(path: Path) -> tuple[str, str] | None:
     return None
 
 
-async def ensure_demo_account(app: App) -> DemoAccount | None:
+async def ensure_demo_account(config: Config, store: Store) -> DemoAccount | None:
     """Make sure the demo account exists; return it (None if it cannot be vouched for).
 
     The credentials file is written (synced) *before* the account, so a crash
     in between is repaired on the next start from the file.  An account made
     by hand under the demo address is left alone: we do not know its password.
     """
-    config, store = app.config, app.store
     path = config.data_dir / DEMO_CREDENTIALS
     saved = await asyncio.to_thread(_read_credentials, path)
     if saved is not None:
@@ -158,15 +159,17 @@ async def ensure_demo_account(app: App) -> DemoAccount | None:
 _TLS_LABEL = {"none": "plain", "starttls": "STARTTLS", "implicit": "TLS"}
 
 
-def print_banner(app: App, demo: DemoAccount | None, out: TextIO | None = None) -> None:
-    """The friendly block on stdout: where to connect and with which credentials."""
+def print_banner(cfg: Config, ports: Mapping[str, int], demo: DemoAccount | None,
+                 out: TextIO | None = None) -> None:
+    """The friendly block on stdout: where to connect and with which credentials.
+
+    ``ports``: the bound port of each listener, by name."""
     out = out or sys.stdout
-    cfg = app.config
     lines = ["", f"mailserver is running on {cfg.hostname} (data in {cfg.data_dir})"]
     for listener in cfg.listeners:
         lines.append(
             f"  {listener.name:<12} {listener.protocol:<10} {listener.address}:"
-            f"{app.port(listener.name):<6} {_TLS_LABEL[listener.tls]}"
+            f"{ports[listener.name]:<6} {_TLS_LABEL[listener.tls]}"
         )
     if demo is not None:
         lines.append(f"  user         {demo.address}")
@@ -210,9 +213,9 @@ async def run(config: Config) -> int:
         return 1
 
     try:
-        demo = await ensure_demo_account(app) if config.demo_account else None
+        demo = await ensure_demo_account(config, app.store) if config.demo_account else None
         if config.demo_account:
-            print_banner(app, demo)
+            print_banner(config, {name: app.port(name) for name in app.listeners}, demo)
         notifier.send("READY=1", f"STATUS=serving {len(app.listeners)} listeners",
                       f"MAINPID={os.getpid()}")
         log.info("server_ready", listeners=len(app.listeners), pid=os.getpid())
@@ -236,9 +239,19 @@ async def _shutdown(app: App, grace: float) -> bool:
 
 
 def serve(config: Config) -> int:
-    """Run the daemon on a uvloop event loop until signalled; return the exit status."""
+    """Run the daemon until signalled; return the exit status.
+
+    ``workers = 1``: this process serves, on a uvloop event loop.  More: this
+    process becomes the supervisor (``supervise``) of that many workers.
+    """
     logsetup.configure(config.log)
+    workers = worker_count(config)
     log.info("server_starting", pid=os.getpid(), config=str(config.source or "<built-in>"),
-             data_dir=str(config.data_dir))
+             data_dir=str(config.data_dir), workers=workers)
+    if workers > 1:
+        from mailserver.workers import supervise  # the supervisor: only in this mode
+
+        with asyncio.Runner() as runner:
+            return runner.run(supervise(config, workers))
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(run(config))

@@ -10,8 +10,9 @@ INTERFACE SPEC.  Each protocol package exposes::
 
 from __future__ import annotations
 
+import socket
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from mailserver.config import Config
@@ -33,6 +34,11 @@ class Services:
     queue: QueueManager | None = None
     #: Failed-AUTH delays per client IP, shared by every listener (None: one per listener).
     auth_throttle: AuthThrottle | None = None
+    #: Listening sockets bound by the supervisor (``daemon.py``), by listener
+    #: name.  When a listener's name is here, ``start`` must serve that socket
+    #: (``loop.create_server(sock=...)``) instead of binding address and port:
+    #: every worker process then shares one accept queue.
+    listen_sockets: dict[str, socket.socket] = field(default_factory=dict)
 
 
 class ListenerHandle(Protocol):

@@ -22,14 +22,19 @@ our hooks (``handler.py``).  What it lacks we add here, in one place:
 * Graceful shutdown: an idle connection gets ``421 4.3.2`` at once; one in
   DATA finishes its transaction, then gets the 421.
 
-DATA bytes are kept exactly as received: aiosmtpd ends DATA only at
-CRLF.CRLF and leaves bare CR and bare LF inside lines untouched, so a
-smuggled "LF.LF" is just message content (never a second message), and the
-stored bytes are the client's.  We accept rather than reject bare line
-endings, as Postfix does by default; unlike Postfix we do not normalise them.
-One consequence: the DATA line limit counts CRLF-terminated lines, so a
-message written with bare LF only (an RFC 5321 §2.3.8 violation) and bigger
-than that limit is one long line and is refused with ``500 5.5.2``.
+DATA bytes are kept exactly as received: our ``smtp_DATA`` reads the content
+in chunks through ``data.DataDecoder``, which ends DATA only at CRLF.CRLF and
+leaves bare CR and bare LF inside lines untouched, so a smuggled "LF.LF" is
+just message content (never a second message), and the stored bytes are the
+client's.  We accept rather than reject bare line endings, as Postfix does by
+default; unlike Postfix we do not normalise them.  One consequence: the DATA
+line limit counts CRLF-terminated lines, so a message written with bare LF
+only (an RFC 5321 §2.3.8 violation) and bigger than that limit is one long
+line and is refused with ``500 5.5.2``.
+
+Per-connection cost: aiosmtpd's ``SMTP.__init__`` scans the class with
+``inspect`` on every connection; ours sets the same attributes from tables
+built once (see ``SmtpConnection.__init__``), and ids come from counters.
 """
 
 from __future__ import annotations
@@ -37,21 +42,33 @@ from __future__ import annotations
 import asyncio
 import binascii
 import collections
+import itertools
 import logging
+import os
 import re
-import secrets
+import weakref
 from base64 import b64decode
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, TLSSetupException
+from aiosmtpd.smtp import (
+    MISSING,
+    SMTP,
+    AuthResult,
+    Envelope,
+    TLSSetupException,
+    _AuthMechAttr,
+    login_always_fail,
+    syntax,
+)
 
 from mailserver.config import Limits
 from mailserver.delivery.local import LocalRecipient
 from mailserver.errors import SmtpReply
 from mailserver.smtp import replies
+from mailserver.smtp.data import DataDecoder, DataError
 from mailserver.smtp.replies import add_enhanced_code
 
 if TYPE_CHECKING:
@@ -62,6 +79,14 @@ if TYPE_CHECKING:
 logging.getLogger("mail.log").setLevel(logging.ERROR)
 
 _AUTH_PARAM = re.compile(r"\s+AUTH=\S*", re.IGNORECASE)
+#: ``StreamReader.read`` size meaning "all that is buffered".
+_READ_ALL = 1 << 62
+#: Replies for refused content, as aiosmtpd words them (``push`` adds the
+#: enhanced codes 5.5.2 and 5.3.4).
+_DATA_REFUSALS = {
+    DataError.LINE_TOO_LONG: "500 Line too long (see RFC5321 4.5.3.1.6)",
+    DataError.TOO_MUCH: "552 Error: Too much mail data",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,28 +144,60 @@ class SmtpConnection(SMTP):
     """One SMTP connection (RFC 5321), with our extensions and limits (see module doc)."""
 
     def __init__(self, handler: Any, settings: ConnectionSettings, registry: Registry) -> None:
+        # aiosmtpd's own __init__ rebuilds its command and AUTH tables with
+        # inspect.getmembers()/dir() on every connection (~9 % of the CPU of
+        # one-message connections, bench/RESULTS.md): we set the same
+        # attributes from tables built once per class and per handler.
+        # tests/integration/test_smtp_adapter.py checks the attribute set against
+        # aiosmtpd's, so an upgrade that adds one fails loudly.
         limits = settings.limits
-        # aiosmtpd sizes its StreamReader from this attribute inside __init__;
-        # DATA lines longer than it (CRLF included) are refused after the data.
-        # Command lines have their own, smaller limit (command_size_limit below).
+        loop = asyncio.get_running_loop()
+        # The StreamReader's limit: DATA lines longer than it (CRLF included)
+        # are refused after the data.  Command lines have their own, smaller
+        # limit (command_size_limit below).
         self.line_length_limit = max(limits.smtp_max_data_line_length, limits.smtp_max_line_length)
-        super().__init__(
-            handler,
-            data_size_limit=limits.max_message_size,
-            enable_SMTPUTF8=True,
-            decode_data=False,
-            hostname=settings.hostname,
-            ident="ESMTP ready",
-            tls_context=settings.starttls_context,
-            timeout=limits.smtp_idle_timeout,
-            # We enforce AUTH ourselves (handler.handle_MAIL, smtp_AUTH below):
-            # aiosmtpd cannot see implicit TLS as TLS.
-            auth_required=False,
-            auth_require_tls=False,
-            loop=asyncio.get_running_loop(),
+        self.__ident__ = "ESMTP ready"
+        self.loop = loop
+        asyncio.StreamReaderProtocol.__init__(
+            self,
+            asyncio.StreamReader(loop=loop, limit=self.line_length_limit),
+            client_connected_cb=self._cb_client_connected,
+            loop=loop,
         )
+        self.event_handler = handler
+        self.data_size_limit = limits.max_message_size
+        self.enable_SMTPUTF8 = True
+        self._decode_data = False
+        self.hostname = settings.hostname
+        self.tls_context = settings.starttls_context
+        self.require_starttls = False
+        self._timeout_duration = limits.smtp_idle_timeout
+        self._timeout_handle = None
+        self._tls_handshake_okay = True
+        self._tls_protocol = None
+        self._original_transport = None
+        self.session = None
+        self.envelope = None
+        self.transport = None
+        self._handler_coroutine = None
+        # We enforce AUTH ourselves (handler.handle_MAIL, smtp_AUTH below):
+        # aiosmtpd cannot see implicit TLS as TLS.
+        self._auth_require_tls = False
+        self._auth_required = False
+        self._proxy_timeout = None
+        self._authenticator = None
+        self._auth_callback = login_always_fail
+        self._enforce_call_limit = False
+        self._auth_methods = (
+            {name: _AuthMechAttr(getattr(self, attr), True) for name, attr in _AUTH_MECHANISMS}
+            if settings.submission else {}
+        )
+        self._handle_hooks = _hooks_of(handler)
+        self._ehlo_hook_ver = None  # our handler has no handle_EHLO
+        self._smtp_methods = _CommandTable(self)
+
         self.settings = settings
-        self.conn_id = secrets.token_hex(4)
+        self.conn_id = next_conn_id()
         self.peer_ip = ""
         self.log: Any = structlog.get_logger("mailserver.smtp").bind(
             conn_id=self.conn_id, listener=settings.listener_name
@@ -151,11 +208,6 @@ class SmtpConnection(SMTP):
         # dictionary is shared by all instances and grows on every EHLO.
         self.command_size_limit = limits.smtp_max_line_length - 2
         self.command_size_limits = collections.defaultdict(lambda: self.command_size_limit)
-        if not settings.submission:
-            self._auth_methods.clear()
-        self._smtp_methods = {
-            name: self._tracked(name, method) for name, method in self._smtp_methods.items()
-        }
 
     # -- facts for the handler -----------------------------------------------------
 
@@ -252,25 +304,20 @@ class SmtpConnection(SMTP):
             line = add_enhanced_code(line, command)
         await super().push(line)
 
-    def _tracked(
-        self, name: str, method: Callable[[str | None], Awaitable[None]]
-    ) -> Callable[[str | None], Awaitable[None]]:
-        async def run(arg: str | None) -> None:
-            self._state.command = name
-            self._state.in_data = name == "DATA"
-            try:
-                await method(arg)
-            finally:
-                self._state.command = None
-                self._state.in_data = False
-            if self._state.closing:
-                self.close_with(replies.SHUTTING_DOWN)
-
-        # HELP looks for aiosmtpd's @syntax attributes on the method.
-        for attr in ("__smtp_syntax__", "__smtp_syntax_extended__", "__smtp_syntax_when__"):
-            if hasattr(method, attr):
-                setattr(run, attr, getattr(method, attr))
-        return run
+    async def run_command(
+        self, name: str, method: Callable[[Any, str | None], Awaitable[None]], arg: str | None
+    ) -> None:
+        """Run ``smtp_<name>``, recording the command for ``push``'s enhanced codes."""
+        state = self._state
+        state.command = name
+        state.in_data = name == "DATA"
+        try:
+            await method(self, arg)
+        finally:
+            state.command = None
+            state.in_data = False
+        if state.closing:
+            self.close_with(replies.SHUTTING_DOWN)
 
     # -- commands ------------------------------------------------------------------
 
@@ -311,6 +358,46 @@ class SmtpConnection(SMTP):
         if arg is not None:
             arg = _AUTH_PARAM.sub("", arg)
         await super().smtp_MAIL(arg)
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str | None) -> None:
+        """RFC 5321 §4.1.1.4, read in chunks by ``data.DataDecoder`` (same checks and
+        replies as aiosmtpd's line-by-line reader, without a ``readuntil`` per line)."""
+        if await self.check_helo_needed():
+            return
+        if await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        decoder = DataDecoder(max_size=self.data_size_limit, max_line=self.line_length_limit)
+        reader = self._reader
+        while True:
+            # Everything buffered at once: after the end marker nothing is
+            # left in the reader, so what follows can be put back in order.
+            chunk = await reader.read(_READ_ALL)
+            if not chunk:
+                return  # the client went away mid-DATA: nothing was accepted
+            rest = decoder.feed(chunk)
+            if rest is not None:
+                break
+        if rest and not reader.at_eof():
+            reader.feed_data(rest)  # pipelined commands after the message (RFC 2920)
+        if decoder.error is not None:
+            await self.push(_DATA_REFUSALS[decoder.error])
+            self._set_post_data_state()
+            return
+        content = decoder.content
+        self.envelope.content = content
+        self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """RFC 5321 §4.1.2: Path = "<" [ A-d-l ":" ] Mailbox ">".
@@ -420,3 +507,78 @@ class SmtpConnection(SMTP):
         self.log = self.log.bind(user=account)
         self.log.info("auth_success")
         return AuthResult(success=True, auth_data=account, message=str(replies.AUTH_OK))
+
+
+# -- tables built once (see SmtpConnection.__init__) --------------------------------
+
+#: AUTH mechanisms (RFC 4954): (name, method attribute), as aiosmtpd names them.
+_AUTH_MECHANISMS: tuple[tuple[str, str], ...] = tuple(
+    (getattr(fn, "__auth_mechanism_name__", attr[len("auth_"):].replace("__", "-")), attr)
+    for attr, fn in sorted(vars(SmtpConnection).items())
+    if attr.startswith("auth_") and callable(fn)
+)
+
+#: ``smtp_<VERB>`` functions of the class (aiosmtpd's and our overrides), by verb.
+_COMMANDS: dict[str, Callable[[Any, str | None], Awaitable[None]]] = {
+    attr[len("smtp_"):]: getattr(SmtpConnection, attr)
+    for attr in dir(SmtpConnection)
+    if attr.startswith("smtp_")
+}
+
+_HOOKS: weakref.WeakKeyDictionary[Any, dict[str, Callable[..., Any]]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _hooks_of(handler: Any) -> dict[str, Callable[..., Any]]:
+    """aiosmtpd's ``handle_*`` hook table of ``handler``, built once per handler."""
+    hooks = _HOOKS.get(handler)
+    if hooks is None:
+        hooks = {attr[len("handle_"):]: getattr(handler, attr)
+                 for attr in dir(handler) if attr.startswith("handle_")}
+        _HOOKS[handler] = hooks
+    return hooks
+
+
+class _Command:
+    """One command of one connection: what aiosmtpd awaits as ``method(arg)``.
+
+    Attribute reads (HELP's ``__smtp_syntax__``) go to the underlying function.
+    """
+
+    __slots__ = ("conn", "name", "fn")
+
+    def __init__(self, conn: SmtpConnection, name: str, fn: Any) -> None:
+        self.conn, self.name, self.fn = conn, name, fn
+
+    def __call__(self, arg: str | None) -> Awaitable[None]:
+        return self.conn.run_command(self.name, self.fn, arg)
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.fn, attr)
+
+
+class _CommandTable:
+    """aiosmtpd's ``_smtp_methods`` mapping (``get``, ``items``), made per command
+    from the class table instead of per connection."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: SmtpConnection) -> None:
+        self.conn = conn
+
+    def get(self, name: str, default: Any = None) -> Any:
+        fn = _COMMANDS.get(name)
+        return default if fn is None else _Command(self.conn, name, fn)
+
+    def items(self) -> list[tuple[str, _Command]]:
+        return [(name, _Command(self.conn, name, fn)) for name, fn in _COMMANDS.items()]
+
+
+# Connection ids: unique within the process (the pid tells processes apart in
+# logs); a counter, not os.urandom per connection (bench/RESULTS.md).
+_conn_ids = itertools.count(1)
+
+
+def next_conn_id() -> str:
+    """A short id for a new connection's log lines: ``<pid hex>.<counter hex>``."""
+    return f"{os.getpid():x}.{next(_conn_ids):x}"

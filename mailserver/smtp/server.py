@@ -25,6 +25,9 @@ log = structlog.get_logger("mailserver.smtp")
 #: After asking connections to close, how long to wait for them to go (TLS
 #: close_notify included) before aborting them.
 _CLOSE_WAIT = 2.0
+#: listen(2) backlog: asyncio's default of 100 overflows (SYN retries of 1 s)
+#: when a burst of clients connects at once, as MX traffic and smtp-source do.
+LISTEN_BACKLOG = 1024
 
 
 class ConnectionRegistry:
@@ -127,10 +130,16 @@ async def start(listener: Listener, services: Services) -> SmtpListener:
     )
     registry = ConnectionRegistry(limits.max_connections, limits.max_connections_per_ip)
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        lambda: SmtpConnection(handler, settings, registry),
-        host=listener.address,
-        port=listener.port,
-        ssl=services.ssl_context if listener.tls == "implicit" else None,
-    )
+    tls = services.ssl_context if listener.tls == "implicit" else None
+    sock = services.listen_sockets.get(listener.name)
+    if sock is not None:  # bound by the supervisor, shared by every worker
+        server = await loop.create_server(
+            lambda: SmtpConnection(handler, settings, registry), sock=sock, ssl=tls,
+            backlog=LISTEN_BACKLOG,
+        )
+    else:
+        server = await loop.create_server(
+            lambda: SmtpConnection(handler, settings, registry),
+            host=listener.address, port=listener.port, ssl=tls, backlog=LISTEN_BACKLOG,
+        )
     return SmtpListener(listener, server, registry)

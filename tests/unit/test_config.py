@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import pytest
@@ -296,3 +297,14 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_parse_without_source_names_placeholder() -> None:
     with pytest.raises(ConfigError, match=r"^<config>: bogus: unknown key"):
         parse({"bogus": 1}, None)
+
+
+def test_workers(tmp_path: Path) -> None:
+    from mailserver.config import MAX_WORKERS, parse, worker_count
+
+    assert parse({}, None).workers == 1
+    assert worker_count(parse({"workers": 3}, None)) == 3
+    assert worker_count(parse({"workers": 0}, None)) == len(os.sched_getaffinity(0))
+    for bad in (-1, MAX_WORKERS + 1, "2", True):
+        with pytest.raises(ConfigError, match="workers"):
+            parse({"workers": bad}, None)

@@ -1,0 +1,320 @@
+"""The multi-process daemon (``workers = 2``): supervisor, restarts, shared store, IDLE.
+
+Each test runs ``python -m mailserver run -c CONF`` with port-0 listeners; the
+supervisor binds them once, so every worker serves the same ports.  Which
+worker takes a connection is the kernel's choice: tests learn it from the
+``smtp_connect`` / ``imap_connect`` log line (it carries ``worker``), opening
+connections one at a time until they have one on each worker they need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailserver.store.store import Store
+
+ROOT = Path(__file__).resolve().parents[2]
+TIMEOUT = 45.0
+PASSWORD = "correct horse battery"
+
+CONFIG = """\
+hostname = "mx.example.test"
+data_dir = "data"
+domains = ["example.test"]
+workers = 2
+
+[log]
+format = "json"
+
+[limits]
+shutdown_grace = 5.0
+
+[listeners.smtp]
+protocol = "smtp"
+address = "127.0.0.1"
+port = 0
+
+[listeners.imap]
+protocol = "imap"
+address = "127.0.0.1"
+port = 0
+"""
+
+
+class Daemon:
+    """``mailserver run`` in a subprocess; its JSON log lines arrive on a queue."""
+
+    def __init__(self, conf: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+        env["PYTHONPATH"] = str(ROOT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mailserver", "run", "-c", str(conf)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            text=True, env=env,
+        )
+        self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.lines: list[str] = []
+        self.ports: dict[str, int] = {}
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict):
+                self.events.put(event)
+        self.events.put(None)
+
+    def wait_for(self, name: str, **fields: Any) -> dict[str, Any]:
+        """The next log event ``name`` whose fields include ``fields``."""
+        while True:
+            try:
+                event = self.events.get(timeout=TIMEOUT)
+            except queue.Empty:
+                pytest.fail(f"no {name} within {TIMEOUT}s:\n{''.join(self.lines)}")
+            if event is None:
+                self.proc.wait(TIMEOUT)
+                pytest.fail(f"daemon exited ({self.proc.returncode}) before {name}:\n"
+                            + "".join(self.lines))
+            if event.get("event") == "listener_started":
+                self.ports[event["listener"]] = event["port"]
+            if event.get("event") == name and all(event.get(k) == v for k, v in fields.items()):
+                return event
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        status = self.proc.wait(TIMEOUT)
+        self._join()
+        return status
+
+    def _join(self) -> None:
+        self._reader.join(TIMEOUT)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()  # the workers see their lifeline close and stop
+            self.proc.wait(TIMEOUT)
+        self._join()
+
+
+@pytest.fixture
+def conf(tmp_path: Path) -> Path:
+    path = tmp_path / "mailserver.toml"
+    path.write_text(CONFIG, encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "mailserver", "user", "add", "alice@example.test",
+         "--password-stdin", "-c", str(path)],
+        input=PASSWORD + "\n", capture_output=True, text=True, timeout=TIMEOUT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0, result.stderr
+    return path
+
+
+@pytest.fixture
+def daemon(conf: Path) -> Iterator[Daemon]:
+    d = Daemon(conf)
+    workers = {d.wait_for("worker_ready")["worker"] for _ in range(2)}
+    assert workers == {0, 1}
+    d.wait_for("server_ready")
+    try:
+        yield d
+    finally:
+        d.kill()
+
+
+def uids(data_dir: Path) -> list[int]:
+    """UIDs in alice's INBOX, straight from the store (daemon stopped or not)."""
+
+    async def go() -> list[int]:
+        store = await Store.open(data_dir)
+        try:
+            box = store.get_mailbox("alice@example.test", "INBOX")
+            return [m.uid for m in store.list_messages(box.id)]
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+def smtp_on(d: Daemon, worker: int) -> smtplib.SMTP:
+    """An SMTP connection served by ``worker`` (others opened on the way are closed)."""
+    extra: list[smtplib.SMTP] = []
+    try:
+        for _ in range(100):
+            client = smtplib.SMTP("127.0.0.1", d.ports["smtp"], timeout=TIMEOUT)
+            if d.wait_for("smtp_connect")["worker"] == worker:
+                return client
+            extra.append(client)
+        pytest.fail(f"no SMTP connection landed on worker {worker}")
+    finally:
+        for c in extra:
+            c.close()
+
+
+def send(client: smtplib.SMTP, n: int) -> None:
+    body = f"From: bob@remote.test\r\nTo: alice@example.test\r\nSubject: {n}\r\n\r\nhi {n}\r\n"
+    refused = client.sendmail("bob@remote.test", ["alice@example.test"], body.encode())
+    assert refused == {}
+
+
+class Imap:
+    """A line-level IMAP client on a raw socket (enough for LOGIN, SELECT, IDLE)."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        self.file = self.sock.makefile("rb")
+        assert self.line().startswith(b"* OK")
+
+    def line(self) -> bytes:
+        data = self.file.readline()
+        assert data, "connection closed"
+        return data
+
+    def command(self, tag: str, text: str) -> list[bytes]:
+        self.sock.sendall(f"{tag} {text}\r\n".encode())
+        out = []
+        while True:
+            line = self.line()
+            out.append(line)
+            if line.startswith(tag.encode() + b" "):
+                assert line.split()[1] == b"OK", out
+                return out
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+def imap_on(d: Daemon, worker: int) -> Imap:
+    extra: list[Imap] = []
+    try:
+        for _ in range(100):
+            client = Imap(d.ports["imap"])
+            if d.wait_for("imap_connect")["worker"] == worker:
+                return client
+            extra.append(client)
+        pytest.fail(f"no IMAP connection landed on worker {worker}")
+    finally:
+        for c in extra:
+            c.close()
+
+
+# -- tests ---------------------------------------------------------------------------
+
+
+def test_two_workers_share_ports_and_stop_cleanly_on_sigterm(conf: Path) -> None:
+    d = Daemon(conf)
+    try:
+        ready = [d.wait_for("worker_ready") for _ in range(2)]
+        d.wait_for("server_ready")
+        pids = {e["worker_pid"] for e in ready}
+        assert len(pids) == 2 and d.proc.pid not in pids
+        started = [json.loads(x) for x in d.lines if '"listener_started"' in x]
+        # Every worker serves both listeners, on the supervisor's ports.
+        assert {(e["worker"], e["listener"]) for e in started} == {
+            (0, "smtp"), (0, "imap"), (1, "smtp"), (1, "imap")}
+        assert {e["listener"]: e["port"] for e in started} == d.ports
+        assert d.stop() == 0
+        stopped = [json.loads(x) for x in d.lines if '"worker_stopped"' in x]
+        assert sorted((e["worker"], e["clean"]) for e in stopped) == [(0, True), (1, True)]
+        for pid in pids:  # no worker outlives the supervisor
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", d.ports["smtp"]), timeout=TIMEOUT)
+    finally:
+        d.kill()
+
+
+def test_deliveries_through_both_workers_get_distinct_uids(daemon: Daemon, conf: Path) -> None:
+    clients = [smtp_on(daemon, 0), smtp_on(daemon, 1), smtp_on(daemon, 0), smtp_on(daemon, 1)]
+    errors: list[BaseException] = []
+
+    def run(client: smtplib.SMTP, base: int) -> None:
+        try:
+            for i in range(10):
+                send(client, base + i)
+            client.quit()
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(c, 100 * k)) for k, c in enumerate(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(TIMEOUT)
+    assert not errors
+    assert daemon.stop() == 0
+    got = uids(conf.parent / "data")
+    assert len(got) == 40 and len(set(got)) == 40
+    delivered = [json.loads(x) for x in daemon.lines if '"message_delivered"' in x]
+    assert {e["worker"] for e in delivered} == {0, 1}
+    assert len({e["queue_id"] for e in delivered}) == 40
+
+
+def test_killed_worker_is_restarted_and_acknowledged_mail_survives(
+    daemon: Daemon, conf: Path
+) -> None:
+    victim = smtp_on(daemon, 1)
+    send(victim, 1)  # acknowledged by worker 1: fsynced before the 250
+    pids = {json.loads(x)["worker"]: json.loads(x)["worker_pid"]
+            for x in daemon.lines if '"worker_ready"' in x}
+    os.kill(pids[1], signal.SIGKILL)
+    exited = daemon.wait_for("worker_exited", worker=1)
+    assert exited["status"] == -signal.SIGKILL
+    again = daemon.wait_for("worker_ready", worker=1)
+    assert again["worker_pid"] != pids[1]
+    victim.close()
+    # Both workers serve again; mail through the new worker 1 lands too.
+    client = smtp_on(daemon, 1)
+    send(client, 2)
+    client.quit()
+    other = smtp_on(daemon, 0)
+    send(other, 3)
+    other.quit()
+    assert daemon.stop() == 0
+    assert len(set(uids(conf.parent / "data"))) == 3
+
+
+def test_delivery_on_one_worker_wakes_idle_on_the_other(daemon: Daemon) -> None:
+    for idler_worker, sender_worker in ((0, 1), (1, 0)):
+        imap = imap_on(daemon, idler_worker)
+        try:
+            imap.command("a1", f'LOGIN alice@example.test "{PASSWORD}"')
+            exists = [x for x in imap.command("a2", "SELECT INBOX") if x.endswith(b"EXISTS\r\n")]
+            count = int(exists[0].split()[1])
+            imap.sock.sendall(b"a3 IDLE\r\n")
+            assert imap.line().startswith(b"+")
+            client = smtp_on(daemon, sender_worker)
+            send(client, count + 1)
+            client.quit()
+            # No timing assertion: the socket timeout only bounds a failure.
+            assert imap.line() == f"* {count + 1} EXISTS\r\n".encode()
+            imap.sock.sendall(b"DONE\r\n")
+            while not imap.line().startswith(b"a3 OK"):
+                pass
+        finally:
+            imap.close()
+    assert daemon.stop() == 0
