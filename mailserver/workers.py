@@ -36,7 +36,7 @@ Life of the supervisor (``supervise``):
 
 Worker ``i`` logs with ``worker=i``; worker 0 also runs the outbound queue's
 scheduler (the queue supports one scheduler per store); every worker may
-enqueue, and the scheduler picks such messages up at its next rescan.
+enqueue, and the store's change feed wakes the scheduler at once.
 """
 
 from __future__ import annotations

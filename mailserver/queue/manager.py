@@ -54,8 +54,9 @@ log = structlog.get_logger("mailserver.queue")
 #: Due messages taken off the index per scheduler pass.
 BATCH = 500
 #: Longest the scheduler sleeps without looking at the schedule index, seconds.
-#: Another process (``mailserver queue retry|flush``) may make messages due
-#: without waking us; this bounds how long they wait.  One cheap index read.
+#: Other processes (workers, ``mailserver queue retry|flush``) wake us through
+#: the store's change feed; this is the safety net should a wake-up datagram be
+#: lost (the feed drops them for a peer whose socket buffer is full).
 RESCAN = 30.0
 
 DeliverLocal = Callable[[bytes, str], Awaitable[None]]
@@ -100,6 +101,7 @@ class QueueManager:
         self._per_domain: dict[str, asyncio.Semaphore] = {}
         self._pool = new_pool(settings)
         self._runner: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
         self._stopping = False
         #: Delivery rounds finished in this process (any outcome); see ``wait_rounds``.
         self.rounds = 0
@@ -144,6 +146,15 @@ class QueueManager:
         if self._runner is None:
             self._stopping = False
             self._runner = asyncio.create_task(self._run(), name="queue-scheduler")
+            self._listener = asyncio.create_task(self._listen(), name="queue-listener")
+
+    async def _listen(self) -> None:
+        """Wake the scheduler when another process (a worker, the CLI's
+        ``queue retry``/``flush``) queues or reschedules mail on our store."""
+        with contextlib.suppress(MailserverError):
+            while True:
+                await self._store.wait_for_queue_change()
+                self._wake.set()
 
     async def stop(self) -> None:
         """Stop scheduling and cancel rounds in flight (they are retried after restart:
@@ -153,6 +164,9 @@ class QueueManager:
         tasks = list(self._inflight.values())
         if self._runner is not None:
             tasks.append(self._runner)
+        if self._listener is not None:
+            tasks.append(self._listener)
+            self._listener = None
         for t in tasks:
             t.cancel()
         for t in tasks:
@@ -221,7 +235,7 @@ class QueueManager:
             timeout = RESCAN if nxt is None else nxt - self._clock()
             if timeout <= 0:
                 # Only in-flight messages are due: a finishing round wakes us
-                # (or the rescan, for changes made by another process).
+                # (or the change feed, for changes made by another process).
                 timeout = RESCAN
             timeout = min(timeout, RESCAN)
             with contextlib.suppress(TimeoutError):

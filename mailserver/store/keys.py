@@ -53,6 +53,9 @@ DB_NAMES = (
 
 SCHEMA_VERSION_KEY = b"schema_version"
 NEXT_MAILBOX_ID_KEY = b"next_mailbox_id"
+#: Change-feed id that stands for the outbound queue (mailbox ids start at 1):
+#: queueing or rescheduling wakes the scheduler, in whichever process it runs.
+QUEUE_FEED_ID = 0
 LAST_UIDVALIDITY_KEY = b"last_uidvalidity"
 
 U32 = struct.Struct(">I")

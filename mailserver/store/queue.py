@@ -42,6 +42,7 @@ def add(ctx: WriteCtx, queue_id: str, record: bytes, blob: bytes, blob_id: bytes
     tx.blob_ref(txn, dbs, blob_id, 1, blob, b"")
     txn.put(key, keys.U64.pack(next_ms) + blob_id + record, db=dbs.queue)
     txn.put(keys.queue_sched_key(next_ms, queue_id), b"", db=dbs.queuesched)
+    ctx.changed.add(keys.QUEUE_FEED_ID)
 
 
 def put(ctx: WriteCtx, queue_id: str, record: bytes, next_ms: int) -> None:
@@ -78,6 +79,7 @@ def reschedule(ctx: WriteCtx, queue_ids: list[str], next_ms: int, only_later: bo
         txn.delete(keys.queue_sched_key(old_ms, queue_id), db=dbs.queuesched)
         txn.put(key, keys.U64.pack(next_ms) + blob_id + record, db=dbs.queue)
         txn.put(keys.queue_sched_key(next_ms, queue_id), b"", db=dbs.queuesched)
+        ctx.changed.add(keys.QUEUE_FEED_ID)
     return found
 
 

@@ -514,6 +514,17 @@ class Store:
             finally:
                 self._feed.unregister(mailbox_id, fut)
 
+    async def wait_for_queue_change(self) -> None:
+        """Return at the next commit that queued or rescheduled outbound mail,
+        in this process or another one on the same store (no polling).
+
+        Raises MailserverError when the store is closed while waiting.
+        """
+        fut = self._feed.register(keys.QUEUE_FEED_ID)
+        try:
+            await fut
+        finally:
+            self._feed.unregister(keys.QUEUE_FEED_ID, fut)
 
     # -- outbound queue --------------------------------------------------------------
     # Records are opaque bytes here (``mailserver.queue.model`` encodes them);
