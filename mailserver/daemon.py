@@ -38,6 +38,7 @@ from mailserver.app import App
 from mailserver.auth.passwords import hash_async
 from mailserver.config import Config, worker_count
 from mailserver.errors import MailserverError
+from mailserver.fsutil import write_atomic
 from mailserver.store.store import Store
 
 log = structlog.get_logger("mailserver.daemon")
@@ -97,22 +98,6 @@ class DemoAccount:
     path: Path  # the credentials file
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically, mode 0600, synced to disk."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def _read_credentials(path: Path) -> tuple[str, str] | None:
     try:
         fields = dict(
@@ -144,7 +129,9 @@ async def ensure_demo_account(config: Config, store: Store) -> DemoAccount | Non
             log.warning("demo_account_unknown_password", user=address, file=str(path))
             return None
         password = secrets.token_urlsafe(12)
-        await asyncio.to_thread(_write_private, path, f"user={address}\npassword={password}\n")
+        await asyncio.to_thread(
+            write_atomic, path, f"user={address}\npassword={password}\n".encode(), 0o600
+        )
         created = True
     if store.get_account(address) is None:
         domain = address.rpartition("@")[2]

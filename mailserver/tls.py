@@ -2,15 +2,15 @@
 
 The self-signed certificate (RSA 2048, SHA-256, ten years, subjectAltName =
 hostname) is written to ``data_dir/tls/`` with the key readable by the owner
-only, and reused on later starts.  Both files are written atomically (synced
-temporary file, then rename), the key before the certificate.
+only, and reused on later starts.  Both files are written atomically
+(``fsutil.write_atomic``: a new synced temporary file, then rename; the key is
+0600 whatever files were left behind), the key before the certificate.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 import ssl
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from mailserver.config import Config
+from mailserver.fsutil import write_atomic
 
 
 def _alt_names(hostname: str) -> list[x509.GeneralName]:
@@ -56,24 +57,8 @@ def make_self_signed(hostname: str, cert_path: Path, key_path: Path) -> None:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     # Key first, certificate last: a crash in between leaves no certificate,
     # so the next start makes a new pair instead of loading a mismatched one.
-    _write_atomic(key_path, key_pem, 0o600)
-    _write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
-
-
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to ``path`` via a synced temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomic(key_path, key_pem, 0o600)
+    write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
 
 
 def server_context(config: Config) -> ssl.SSLContext:

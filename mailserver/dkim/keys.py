@@ -9,7 +9,6 @@ bits (RFC 8301 §3.2: at least 1024, 2048 recommended); Ed25519 per RFC 8463.
 from __future__ import annotations
 
 import base64
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from mailserver.errors import MailserverError
+from mailserver.fsutil import write_atomic
 
 ALGORITHMS = ("rsa", "ed25519")
 RSA_BITS = 2048
@@ -96,26 +96,9 @@ def write_key(data_dir: Path, domain: str, selector: str, algorithm: str = "rsa"
     if key_path.exists():
         raise MailserverError(f"{key_path} exists; choose another selector")
     pem, txt = generate_key(domain, selector, algorithm)
-    _write_atomic(directory / f"{selector}.txt", (txt + "\n").encode(), 0o644)
-    _write_atomic(key_path, pem, 0o600)
+    write_atomic(directory / f"{selector}.txt", (txt + "\n").encode(), 0o644)
+    write_atomic(key_path, pem, 0o600)
     return key_path, txt
-
-
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 def algorithm_of(pem: bytes) -> str:

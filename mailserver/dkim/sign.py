@@ -4,7 +4,14 @@ RFC 6376 §3.4 relaxed/relaxed canonicalization survives the header
 re-folding and whitespace changes relays commonly make.  The header list is
 the RFC 6376 §5.4.1 recommendation, limited to the headers present (signing
 an absent header would fail verification if a relay added it, e.g.
-Reply-To — a deliberate trade-off against oversigning).
+Reply-To — a deliberate trade-off).
+
+Each present header is oversigned (RFC 6376 §5.4.2, §8.15): ``h=`` names it
+one more time than it occurs, and the extra name signs the "null" instance,
+so a second ``From:`` (or ``Subject:``...) added after signing — the classic
+trick to show readers another author under our valid signature — breaks the
+signature.  The fields listed are all ones RFC 5322 §3.6 (and RFC 2045 for the
+MIME fields) allows at most once, so no honest relay adds another.
 """
 
 from __future__ import annotations
@@ -28,14 +35,22 @@ SIGNED_HEADERS = (
 
 
 def _present_headers(message: bytes) -> list[bytes]:
+    """The ``h=`` list: each of SIGNED_HEADERS present, as many times as it occurs
+    plus one (oversigning, see the module doc)."""
     end = message.find(b"\r\n\r\n")
     head = message if end < 0 else message[: end + 2]
-    names = set()
+    counts: dict[bytes, int] = {}
     for line in head.split(b"\n"):
         if line[:1] in (b" ", b"\t") or b":" not in line:
             continue
-        names.add(line.split(b":", 1)[0].strip().lower())
-    return [h.encode() for h in SIGNED_HEADERS if h.lower().encode() in names]
+        name = line.split(b":", 1)[0].strip().lower()
+        counts[name] = counts.get(name, 0) + 1
+    out: list[bytes] = []
+    for h in SIGNED_HEADERS:
+        n = counts.get(h.lower().encode(), 0)
+        if n:
+            out += [h.encode()] * (n + 1)
+    return out
 
 
 def _dkimpy_key(key: DkimKey) -> bytes:

@@ -38,6 +38,7 @@ from aiosmtplib.email import quote_address
 
 from mailserver.dns.mx import NullMx, mail_hosts
 from mailserver.dns.resolver import DnsError, Resolver
+from mailserver.protocol.smtp_address import has_control_characters
 from mailserver.queue import pipeline
 from mailserver.queue.pool import ConnectionPool
 from mailserver.queue.settings import OutboundSettings, SmartHost
@@ -102,12 +103,12 @@ class Session:
 
 def valid_path(address: str) -> bool:
     """Whether ``address`` can be sent as a MAIL/RCPT path (RFC 5321 §4.1.2): no
-    whitespace, angle brackets or control characters outside a quoted local part."""
+    whitespace or angle brackets outside a quoted local part, no control characters."""
     try:
         quote_address(address)
     except ValueError:
         return False
-    return not any(ord(c) < 0x20 or ord(c) == 0x7F for c in address)
+    return not has_control_characters(address)
 
 
 async def close_session(session: Session) -> None:

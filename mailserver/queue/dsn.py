@@ -85,6 +85,27 @@ def header_section(message: bytes) -> bytes:
     return bytes(out)
 
 
+def recipient_field(address: str) -> str:
+    """The value of a ``Final-Recipient:`` (or ``Original-Recipient:``) field.
+
+    An ASCII address is ``rfc822; <address>`` (RFC 3464 §2.3.2).  A non-ASCII
+    (RFC 6531) address is of type ``utf-8`` (RFC 6533 §3), in its 7-bit
+    ``utf-8-addr-xtext`` form, since a ``message/delivery-status`` part is
+    7-bit: every character outside QCHAR (non-ASCII, and "\\", "+", "=",
+    SP and controls) becomes ``\\x{HEXPOINT}``, upper-case hex without
+    leading zeros beyond two digits ("ü" -> ``\\x{FC}``, "中" -> ``\\x{4E2D}``).
+    """
+    if address.isascii():
+        return f"rfc822; {_field_text(address)}"
+    return "utf-8; " + "".join(
+        c if _QCHARS.fullmatch(c) else f"\\x{{{ord(c):02X}}}" for c in address
+    )
+
+
+#: RFC 6533 §3 QCHAR: printable ASCII except SP, "+", "=" and "\\".
+_QCHARS = re.compile(r"[\x21-\x2a\x2c-\x3c\x3e-\x5b\x5d-\x7e]+")
+
+
 def _field_text(text: str) -> str:
     # A field value must be one line: no CR/LF smuggled in from a remote reply.
     return " ".join(text.replace("\r", " ").replace("\n", " ").split())
@@ -168,7 +189,7 @@ def build_dsn(
     lines.append(f"Arrival-Date: {email.utils.formatdate(arrival_date)}")
     for r in recipients:
         # RFC 3464 §2.3 per-recipient fields, one block each after an empty line
-        lines += ["", f"Final-Recipient: rfc822; {r.address}", f"Action: {r.action}",
+        lines += ["", f"Final-Recipient: {recipient_field(r.address)}", f"Action: {r.action}",
                   f"Status: {r.status}"]
         if r.remote_mta:
             lines.append(f"Remote-MTA: dns; {r.remote_mta}")

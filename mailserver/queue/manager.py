@@ -20,6 +20,14 @@ backoff grows and the maximum age (measured from creation) still ends it
 with a DSN.  Only a process that dies in every round (kill -9, out of
 memory) retries at the lease time forever; the operator sees it in the log.
 
+The scheduler itself never dies of an error: a pass that raises (the store
+refusing the lease write, a bug) is logged with its traceback
+(``queue_scheduler_error``) and the next pass waits a growing delay
+(``ERROR_BACKOFF``), so a persistent fault neither kills delivery for good nor
+spins.  A record that cannot be decoded (damaged, or written by a newer
+version) is logged (``queue_record_unreadable``), skipped by this process and
+rescheduled ``max_age`` later: the operator can inspect or delete it.
+
 Sessions that finished a transaction are kept in a ``ConnectionPool`` for
 ``settings.reuse_idle`` seconds, so a burst of messages to one destination
 shares a connection; ``stop`` closes them.
@@ -58,6 +66,9 @@ BATCH = 500
 #: the store's change feed; this is the safety net should a wake-up datagram be
 #: lost (the feed drops them for a peer whose socket buffer is full).
 RESCAN = 30.0
+#: Delays before the scheduler's next pass after 1, 2, ... failed passes in a
+#: row (the last repeats), seconds.
+ERROR_BACKOFF = (1.0, 2.0, 5.0, 10.0, RESCAN)
 
 DeliverLocal = Callable[[bytes, str], Awaitable[None]]
 KeysFor = Callable[[str], Sequence[DkimKey]]
@@ -103,6 +114,8 @@ class QueueManager:
         self._runner: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
         self._stopping = False
+        #: Ids of records that cannot be decoded: never leased by this process.
+        self._unreadable: set[str] = set()
         #: Delivery rounds finished in this process (any outcome); see ``wait_rounds``.
         self.rounds = 0
         self._round_done = asyncio.Event()
@@ -170,19 +183,25 @@ class QueueManager:
         for t in tasks:
             t.cancel()
         for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await t
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # already logged where it happened; stop() must still stop
+                log.exception("queue_task_failed", task=t.get_name())
         self._runner = None
         await self._pool.close()
         self._pool = new_pool(self.settings)
 
     def list(self) -> list[QueuedMessage]:
-        """Every queued message, oldest first."""
-        return [model.decode(raw) for raw in self._store.queue_list()]
+        """Every queued message, oldest first; unreadable records are logged and left out."""
+        found = (_decode_or_none(raw) for raw in self._store.queue_list())
+        return [rec for rec in found if rec is not None]
 
     def show(self, queue_id: str) -> QueuedMessage | None:
+        """The message, or None if there is none (or its record is unreadable, logged)."""
         raw = self._store.queue_get(queue_id)
-        return None if raw is None else model.decode(raw)
+        return None if raw is None else _decode_or_none(raw, queue_id)
 
     async def retry(self, queue_id: str) -> bool:
         """Make the message due now.  False if there is no such message."""
@@ -192,7 +211,7 @@ class QueueManager:
 
     async def flush(self) -> int:
         """Make every queued message due now; returns how many there are."""
-        ids = [model.decode(raw).id for raw in self._store.queue_list()]
+        ids = [rec.id for rec in self.list()]
         found = await self._store.queue_reschedule(ids, self._clock()) if ids else []
         self._wake.set()
         return len(found)
@@ -223,34 +242,56 @@ class QueueManager:
     # -- scheduler -----------------------------------------------------------------
 
     async def _run(self) -> None:
+        failures = 0
         while not self._stopping:
-            self._wake.clear()
-            now = self._clock()
-            due = [q for q in self._store.queue_due(now, BATCH) if q not in self._inflight]
-            if due:
-                await self._take(due, now)
-            nxt = self._store.queue_next_due()
-            if len(due) >= BATCH:
-                continue
-            timeout = RESCAN if nxt is None else nxt - self._clock()
-            if timeout <= 0:
-                # Only in-flight messages are due: a finishing round wakes us
-                # (or the change feed, for changes made by another process).
-                timeout = RESCAN
-            timeout = min(timeout, RESCAN)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await self._wake.wait()
+            try:
+                await self._pass()
+                failures = 0
+            except Exception:  # cancellation (stop) passes through
+                failures += 1
+                delay = ERROR_BACKOFF[min(failures, len(ERROR_BACKOFF)) - 1]
+                log.exception("queue_scheduler_error", failures=failures, retry_in=delay)
+                # A plain wait, not the wake event: enqueues must not turn a
+                # persistent fault (e.g. a full store) into a busy loop.
+                await asyncio.sleep(delay)
+
+    async def _pass(self) -> None:
+        """Start the rounds of what is due, then wait until the next is due or a wake-up."""
+        self._wake.clear()
+        now = self._clock()
+        due = [q for q in self._store.queue_due(now, BATCH)
+               if q not in self._inflight and q not in self._unreadable]
+        if due:
+            await self._take(due, now)
+        nxt = self._store.queue_next_due()
+        if len(due) >= BATCH:
+            return
+        timeout = RESCAN if nxt is None else nxt - self._clock()
+        if timeout <= 0:
+            # Only in-flight messages are due: a finishing round wakes us
+            # (or the change feed, for changes made by another process).
+            timeout = RESCAN
+        timeout = min(timeout, RESCAN)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
 
     async def _take(self, due: list[str], now: float) -> None:
-        """Save each message's lease (next attempt) before starting its round."""
+        """Save each message's lease (next attempt) before starting its round.
+
+        The rounds of the messages leased are started even when other leases
+        failed; then the first failure is raised (the scheduler backs off).
+        """
         leased: list[tuple[str, QueuedMessage]] = []
 
         async def lease(qid: str) -> None:
             raw = self._store.queue_get(qid)
             if raw is None:
                 return
-            rec = model.decode(raw)
+            rec = _decode_or_none(raw, qid)
+            if rec is None:
+                await self._set_aside(qid, now)
+                return
             until = now + retry_delay(rec.attempts + 1, self.settings.backoff)
             rec = _replace(rec, next_attempt=until)
             try:
@@ -259,11 +300,23 @@ class QueueManager:
                 return
             leased.append((qid, rec))
 
-        await asyncio.gather(*(lease(q) for q in due))
+        outcomes = await asyncio.gather(*(lease(q) for q in due), return_exceptions=True)
         for qid, rec in leased:
             task = asyncio.create_task(self._round(rec), name=f"queue-{qid}")
             self._inflight[qid] = task
             task.add_done_callback(lambda t, q=qid: self._done(q, t))
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    async def _set_aside(self, qid: str, now: float) -> None:
+        """Skip an undecodable record from now on, and move it ``max_age`` later so
+        that other processes (and this one after a restart) do not spin on it."""
+        self._unreadable.add(qid)
+        with contextlib.suppress(MailserverError):
+            await self._store.queue_reschedule(
+                [qid], now + self.settings.max_age, only_later=False
+            )
 
     def _done(self, qid: str, task: asyncio.Task[None]) -> None:
         if self._inflight.get(qid) is task:
@@ -430,6 +483,15 @@ class QueueManager:
             log.error("dsn_failed", queue_id=rec.id, action=action, error=str(exc))
             return
         log.info("dsn_sent", queue_id=rec.id, action=action, rcpts=len(rcpts))
+
+
+def _decode_or_none(raw: bytes, queue_id: str | None = None) -> QueuedMessage | None:
+    """``model.decode(raw)``, or None (logged) when the record is damaged or foreign."""
+    try:
+        return model.decode(raw)
+    except Exception:  # json, unicode, key, type or value errors: all "unreadable"
+        log.exception("queue_record_unreadable", queue_id=queue_id, size=len(raw))
+        return None
 
 
 def _replace(rec: QueuedMessage, **changes: Any) -> QueuedMessage:

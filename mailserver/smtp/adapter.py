@@ -16,6 +16,11 @@ our hooks (``handler.py``).  What it lacks we add here, in one place:
   1000 octets, and Postfix accepts them), CRLF included, idle timeout with a ``421 4.4.2`` (aiosmtpd just hangs up),
   connections per listener and per IP (``421 4.7.0`` instead of the
   greeting), AUTH failures (``421 4.7.0`` and close).
+* Clients that do not read: ``smtp_idle_timeout`` is also the write timeout
+  (as Postfix's ``smtpd_timeout``).  A reply not taken within it drops the
+  connection, and a closing connection whose last reply is not taken within
+  it is aborted: ``transport.close()`` alone waits for the send buffer to
+  drain, so a client that never reads would keep its connection slot forever.
 * AUTH PLAIN/LOGIN (RFC 4954) checked against the store asynchronously
   (aiosmtpd's authenticator callback is synchronous; argon2 must not run on
   the loop), only on submission listeners and only under TLS.
@@ -79,6 +84,9 @@ if TYPE_CHECKING:
 logging.getLogger("mail.log").setLevel(logging.ERROR)
 
 _AUTH_PARAM = re.compile(r"\s+AUTH=\S*", re.IGNORECASE)
+#: aiosmtpd's reply (after our enhanced code) before it hangs up on a client
+#: that sent too many unknown commands; sent as ``replies.TOO_MANY_UNKNOWN``.
+_AIOSMTPD_BOGUS_CLOSE = "502 5.5.1 Too many unrecognized commands"
 #: ``StreamReader.read`` size meaning "all that is buffered".
 _READ_ALL = 1 << 62
 #: Replies for refused content, as aiosmtpd words them (``push`` adds the
@@ -138,6 +146,8 @@ class _State:
     admitted: bool = False
     auth_failures: int = 0
     closed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Aborts the transport if a close() does not complete (the peer does not read).
+    abort_timer: asyncio.TimerHandle | None = None
 
 
 class SmtpConnection(SMTP):
@@ -243,6 +253,8 @@ class SmtpConnection(SMTP):
     def connection_lost(self, error: Exception | None) -> None:
         if self._state.closed.is_set():
             return
+        if self._state.abort_timer is not None:
+            self._state.abort_timer.cancel()
         try:
             super().connection_lost(error)
         finally:
@@ -260,12 +272,32 @@ class SmtpConnection(SMTP):
         self.close_with(replies.IDLE_TIMEOUT)
 
     def close_with(self, reply: SmtpReply) -> None:
-        """Write ``reply`` (if the line is still up) and close; the close flushes it first."""
+        """Write ``reply`` (if the line is still up) and close; the close flushes it first,
+        for at most ``smtp_idle_timeout`` seconds (see ``close_soon``)."""
         transport = self.transport
         if transport is None or transport.is_closing():
             return
         transport.write(f"{reply}\r\n".encode())  # type: ignore[attr-defined]
-        transport.close()
+        self.close_soon()
+
+    def close_soon(self) -> None:
+        """Close gracefully (what is buffered is sent first), but abort the connection
+        if it is not gone within ``smtp_idle_timeout`` seconds: a close waits for the
+        peer to read what is buffered, which a client that never reads never does."""
+        if self._state.closed.is_set():
+            return
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+        if self._state.abort_timer is None:
+            self._state.abort_timer = self.loop.call_later(
+                self.settings.limits.smtp_idle_timeout, self._close_timed_out
+            )
+
+    def _close_timed_out(self) -> None:
+        self._state.abort_timer = None
+        if not self._state.closed.is_set():
+            self.log.info("smtp_close_timeout")
+            self.abort()
 
     def begin_shutdown(self) -> None:
         """Listener shutdown: close now if idle, else after the DATA in progress."""
@@ -274,16 +306,26 @@ class SmtpConnection(SMTP):
             self.close_with(replies.SHUTTING_DOWN)
 
     def abort(self) -> None:
-        """Drop the connection without a word (shutdown grace expired)."""
-        if self.transport is not None:
-            self.transport.abort()  # type: ignore[attr-defined]
+        """Drop the connection without a word (shutdown grace expired, write timeout).
+
+        The TCP transport itself (under STARTTLS the TLS layer's is above it):
+        aborting it never waits for the peer."""
+        transport = self._original_transport or self.transport
+        if transport is not None:
+            transport.abort()  # type: ignore[attr-defined]
 
     async def _handle_client(self) -> None:
         if not self._state.admitted:
             self.log.warning("smtp_connection_refused", reason="connection limit")
             self.close_with(replies.GREETING_BUSY)
             return
-        await super()._handle_client()
+        try:
+            await super()._handle_client()
+        finally:
+            # However the session ended (QUIT, a closing error, cancelled by
+            # connection_lost), what aiosmtpd closed must not hang on a peer
+            # that does not read its last replies.
+            self.close_soon()
 
     async def handle_exception(self, error: Exception) -> str:
         """A failed STARTTLS handshake is the client's problem, not a server fault:
@@ -296,13 +338,32 @@ class SmtpConnection(SMTP):
     # -- replies -------------------------------------------------------------------
 
     async def push(self, status: str | bytes) -> None:
-        """Send one reply line, adding the enhanced status code (RFC 2034 §3)."""
+        """Send one reply line, adding the enhanced status code (RFC 2034 §3).
+
+        As aiosmtpd's ``push``, but the wait for the peer to read (``drain``) is
+        bounded by ``smtp_idle_timeout``: past it the connection is aborted and
+        this task waits to be cancelled by ``connection_lost``.
+        """
         line = status.decode("utf-8", "surrogateescape") if isinstance(status, bytes) else status
         command = self._state.command
         is_greeting = command is None and line.startswith("220")
         if command not in ("EHLO", "HELO") and not is_greeting:
             line = add_enhanced_code(line, command)
-        await super().push(line)
+        if line.startswith(_AIOSMTPD_BOGUS_CLOSE):
+            line = str(replies.TOO_MANY_UNKNOWN)  # aiosmtpd closes right after it
+        writer = self._writer
+        writer.write(line.encode("utf-8", "surrogateescape") + b"\r\n")
+        transport = self.transport
+        if transport is None or transport.get_write_buffer_size() == 0:  # type: ignore[attr-defined]
+            await writer.drain()  # nothing waiting to be read: no timer needed
+            return
+        try:
+            async with asyncio.timeout(self.settings.limits.smtp_idle_timeout):
+                await writer.drain()
+        except TimeoutError:
+            self.log.warning("smtp_write_timeout")
+            self.abort()
+            await self._state.closed.wait()  # connection_lost cancels this task
 
     async def run_command(
         self, name: str, method: Callable[[Any, str | None], Awaitable[None]], arg: str | None

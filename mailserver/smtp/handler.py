@@ -32,6 +32,7 @@ from mailserver.config import Config
 from mailserver.delivery.local import LocalRecipient
 from mailserver.delivery.route import route_message
 from mailserver.errors import SmtpReply, UserError, smtp_reply
+from mailserver.protocol.smtp_address import has_control_characters
 from mailserver.smtp import replies
 from mailserver.smtp.adapter import SmtpConnection, Transaction
 from mailserver.smtp.sender import from_addresses
@@ -112,7 +113,13 @@ class Handler:
         address: str,
         mail_options: list[str],
     ) -> str:
-        """Sender stage (RFC 5321 §4.1.1.2; RFC 6409 §4.3, §6.1 on submission)."""
+        """Sender stage (RFC 5321 §4.1.1.2; RFC 6409 §4.3, §6.1 on submission).
+
+        A reverse-path with a control character is a syntax error (``501 5.1.7``,
+        RFC 5321 §4.1.2): it would end up in the ``Return-Path:`` field."""
+        if has_control_characters(address):
+            server.log.info("mail_rejected", reason="control character in path")
+            return str(replies.BAD_SENDER_SYNTAX)
         if self.submission:
             account: str | None = session.auth_data if session.authenticated else None
             if account is None:
@@ -135,7 +142,11 @@ class Handler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
-        """Recipient stage (RFC 5321 §4.1.1.3)."""
+        """Recipient stage (RFC 5321 §4.1.1.3).  A forward-path with a control
+        character is a syntax error (``501 5.1.3``, RFC 5321 §4.1.2)."""
+        if has_control_characters(address):
+            server.log.info("rcpt_rejected", reason="control character in path")
+            return str(replies.BAD_RCPT_SYNTAX)
         reply, account = self._check_recipient(session, envelope, address)
         if reply.code != 250:
             server.log.info("rcpt_rejected", rcpt=address, reply=reply.code)

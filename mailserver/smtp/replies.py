@@ -116,9 +116,16 @@ SENDER_OK = SmtpReply(250, "2.1.0", "Sender ok")
 SENDER_NOT_OWNED = SmtpReply(553, "5.7.1", "Sender address not owned by the authenticated user")
 RCPT_OK = SmtpReply(250, "2.1.5", "Recipient ok")
 RCPT_UNKNOWN = SmtpReply(550, "5.1.1", "No such user here")
-RELAY_DENIED = SmtpReply(554, "5.7.1", "Relay access denied")
+# RFC 5321 §4.3.2 lists 550 (not 554) among the RCPT failure replies.
+RELAY_DENIED = SmtpReply(550, "5.7.1", "Relay access denied")
+#: A path with a control character (RFC 5321 §4.1.2; see protocol/smtp_address.py).
+BAD_SENDER_SYNTAX = SmtpReply(501, "5.1.7", "Bad sender address syntax")
+BAD_RCPT_SYNTAX = SmtpReply(501, "5.1.3", "Bad recipient address syntax")
 TOO_MANY_RCPTS = SmtpReply(452, "4.5.3", "Too many recipients")
 NO_OUTBOUND = SmtpReply(
     451, "4.3.0", "Remote delivery is not available yet (no outbound queue), try again later"
 )
 LINE_TOO_LONG = SmtpReply(500, "5.5.2", "Line too long")
+#: Replaces aiosmtpd's "502 5.5.1 Too many unrecognized commands, goodbye."
+#: before it hangs up: a server closing the channel says 421 (RFC 5321 §3.8, §4.2.3).
+TOO_MANY_UNKNOWN = SmtpReply(421, "4.7.0", "Too many unrecognized commands, closing connection")

@@ -73,6 +73,11 @@ class SmtpListener:
     def port(self) -> int:
         return self._port
 
+    @property
+    def connections(self) -> tuple[SmtpConnection, ...]:
+        """The connections open right now (admitted or not)."""
+        return tuple(self._registry.all)
+
     async def shutdown(self, grace: float) -> None:
         """Stop accepting; idle connections get ``421 4.3.2`` now, those in DATA
         may finish their transaction for up to ``grace`` seconds; then every

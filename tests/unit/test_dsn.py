@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from mailserver.queue.dsn import DsnRecipient, build_dsn, header_section, status_of
+from mailserver.queue.dsn import (
+    DsnRecipient,
+    build_dsn,
+    header_section,
+    recipient_field,
+    status_of,
+)
 
 CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus"
 
@@ -108,3 +114,28 @@ def test_corpus_headers_survive_and_stay_bounded() -> None:
         assert len(head) <= 64 * 1024
         msg = email.message_from_bytes(raw, policy=email.policy.default)
         assert msg.get_content_type() == "multipart/report"
+
+
+def test_non_ascii_recipient_is_utf8_type_in_xtext_form() -> None:
+    """RFC 6533 §3: a non-ASCII address is address type "utf-8", and in a
+    message/delivery-status part (7-bit) its utf-8-addr-xtext form."""
+    raw = _build(recipients=[
+        DsnRecipient("jürgen+x@bücher.example", "failed", "5.1.1", "550 5.1.1 no"),
+        DsnRecipient("bob@remote.test", "failed", "5.1.1", "550 5.1.1 no"),
+    ])
+    status = raw.split(b"Content-Type: message/delivery-status", 1)[1].split(b"\r\n--", 1)[0]
+    assert status.isascii()
+    assert b"Final-Recipient: utf-8; j\\x{FC}rgen\\x{2B}x@b\\x{FC}cher.example\r\n" in status
+    assert b"Final-Recipient: rfc822; bob@remote.test\r\n" in status
+    assert b"rfc822; j" not in status
+
+
+@pytest.mark.parametrize(("address", "field"), [
+    ("a@b.test", "rfc822; a@b.test"),
+    ("a+b=c@b.test", "rfc822; a+b=c@b.test"),
+    ("中@例え.jp", "utf-8; \\x{4E2D}@\\x{4F8B}\\x{3048}.jp"),
+    ("é\\x@b.test", "utf-8; \\x{E9}\\x{5C}x@b.test"),
+    ("😀@b.test", "utf-8; \\x{1F600}@b.test"),
+])
+def test_recipient_field(address: str, field: str) -> None:
+    assert recipient_field(address) == field
