@@ -20,13 +20,13 @@ from collections.abc import Sequence
 
 import structlog
 
+from mailserver.auth.throttle import AuthThrottle
 from mailserver.config import Config, Listener
 from mailserver.delivery.route import deliver_report
 from mailserver.dkim.keys import DkimKey, DkimKeyring
 from mailserver.errors import AlreadyExists
 from mailserver.queue.manager import QueueManager
 from mailserver.services import ListenerHandle, Services
-from mailserver.smtp.throttle import AuthThrottle
 from mailserver.store.store import Store
 from mailserver.tls import server_context
 

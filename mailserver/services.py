@@ -19,8 +19,8 @@ from mailserver.config import Config
 from mailserver.store.store import Store
 
 if TYPE_CHECKING:
+    from mailserver.auth.throttle import AuthThrottle
     from mailserver.queue.manager import QueueManager
-    from mailserver.smtp.throttle import AuthThrottle
 
 
 @dataclass(slots=True)

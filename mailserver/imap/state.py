@@ -23,6 +23,7 @@ class Conn(Protocol):
 
     tls: bool  # TLS is active (implicit or after STARTTLS)
     loopback: bool  # the peer is on a loopback address
+    peer: str  # the peer's IP address (failed-login throttle, logs)
     interruptible: bool  # between commands (or in IDLE): shutdown may say BYE now
 
     def write(self, data: bytes) -> None: ...

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from mailserver.auth.login import authenticate
+from mailserver.auth.throttle import AuthThrottle
 from mailserver.config import Config
 from mailserver.delivery.local import LocalRecipient
 from mailserver.delivery.route import route_message
@@ -36,7 +37,6 @@ from mailserver.protocol.smtp_address import has_control_characters
 from mailserver.smtp import replies
 from mailserver.smtp.adapter import SmtpConnection, Transaction
 from mailserver.smtp.sender import from_addresses
-from mailserver.smtp.throttle import AuthThrottle
 from mailserver.smtp.trace import (
     new_queue_id,
     received_field,

@@ -11,6 +11,7 @@ After ``limits.max_auth_failures`` failed attempts the session ends with BYE.
 
 from __future__ import annotations
 
+import asyncio
 import binascii
 from typing import TYPE_CHECKING
 
@@ -173,6 +174,13 @@ async def _failed(session: Session, user: str) -> Reply:
     session.log.info(  # type: ignore[attr-defined]
         "imap_login_failed", attempted=user[:100], failures=session.auth_failures
     )
+    throttle = session.services.auth_throttle
+    if throttle is not None:
+        # Failures per client IP across connections (shared with SMTP AUTH):
+        # reconnecting after max_auth_failures does not reset the delay.
+        delay = throttle.record_failure(session.conn.peer)
+        if delay > 0:
+            await asyncio.sleep(delay)
     if session.auth_failures >= session.limits.max_auth_failures:
         # The tagged NO goes first (queued by the dispatcher), BYE follows it.
         session.state = State.LOGOUT
