@@ -132,8 +132,8 @@ def _binary_size(access: MessageAccess, att: FetchAtt) -> bytes:
     return str(len(data or b"")).encode()
 
 
-def _render_att(access: MessageAccess, att: FetchAtt, flags: frozenset[str]) -> bytes:
-    """``name SP value`` for one attribute (RFC 3501 §7.4.2 ``msg-att``)."""
+def _att_value(access: MessageAccess, att: FetchAtt, flags: frozenset[str]) -> bytes:
+    """The value of one attribute (RFC 3501 §7.4.2 ``msg-att``)."""
     value: bytes
     if att.name == "BODY" and att.section is not None:
         value = _body_section(access, att)
@@ -148,7 +148,7 @@ def _render_att(access: MessageAccess, att: FetchAtt, flags: frozenset[str]) -> 
             # is a server fault, not the client's.
             raise ValueError(f"unsupported fetch attribute {att.name}")
         value = render(access, flags)
-    return att.response_name() + b" " + value
+    return value
 
 
 def _flags(access: MessageAccess, flags: frozenset[str]) -> bytes:
@@ -181,15 +181,15 @@ def _rfc822_text(access: MessageAccess, flags: frozenset[str]) -> bytes:
 
 
 def _envelope(access: MessageAccess, flags: frozenset[str]) -> bytes:
-    return access.facts.envelope
+    return access.envelope
 
 
 def _bodystructure(access: MessageAccess, flags: frozenset[str]) -> bytes:
-    return access.facts.bodystructure
+    return access.bodystructure
 
 
 def _body(access: MessageAccess, flags: frozenset[str]) -> bytes:
-    return access.facts.body
+    return access.body
 
 
 def _modseq(access: MessageAccess, flags: frozenset[str]) -> bytes:
@@ -213,6 +213,38 @@ _SIMPLE: dict[str, Callable[[MessageAccess, frozenset[str]], bytes]] = {
 }
 
 
+def plan_fetch(atts: Sequence[FetchAtt], *, uid_always: bool = False) -> tuple[
+        tuple[bytes, FetchAtt], ...]:
+    """The attributes to render, once per command: ``(response name, att)`` in
+    the client's order, duplicates dropped, ``UID`` first when ``uid_always``
+    and not asked (§6.4.8).  ``render_planned`` uses it for each message."""
+    ordered: list[FetchAtt] = list(atts)
+    if uid_always and not any(a.name == "UID" for a in ordered):
+        ordered.insert(0, FetchAtt("UID"))
+    out: list[tuple[bytes, FetchAtt]] = []
+    seen: set[bytes] = set()
+    for att in ordered:
+        key = att.response_name()
+        if key not in seen:
+            seen.add(key)
+            out.append((key, att))
+    return tuple(out)
+
+
+def render_planned(seq: int, access: MessageAccess,
+                   plan: tuple[tuple[bytes, FetchAtt], ...],
+                   flags: frozenset[str] | None = None) -> bytes:
+    """``render_fetch`` with the attributes already planned (``plan_fetch``)."""
+    use_flags = access.record.flags if flags is None else flags
+    items = []
+    for key, att in plan:
+        if att.name == "FLAGS":  # the commonest item: no dispatch
+            items.append(b"FLAGS " + flag_list(use_flags))
+        else:
+            items.append(key + b" " + _att_value(access, att, use_flags))
+    return b"* %d FETCH (%s)\r\n" % (seq, b" ".join(items))
+
+
 def render_fetch(
     seq: int,
     access: MessageAccess,
@@ -232,16 +264,4 @@ def render_fetch(
     Returns ``b"* seq FETCH (...)\\r\\n"`` with section data as literals.
     Raises ``ValueError`` for an attribute name this module does not serve.
     """
-    use_flags = access.record.flags if flags is None else flags
-    items: list[bytes] = []
-    seen: set[bytes] = set()
-    ordered: list[FetchAtt] = list(atts)
-    if uid_always and not any(a.name == "UID" for a in ordered):
-        ordered.insert(0, FetchAtt("UID"))
-    for att in ordered:
-        key = att.response_name()
-        if key in seen:
-            continue
-        seen.add(key)
-        items.append(_render_att(access, att, use_flags))
-    return b"* %d FETCH (%s)\r\n" % (seq, b" ".join(items))
+    return render_planned(seq, access, plan_fetch(atts, uid_always=uid_always), flags)

@@ -11,15 +11,41 @@ the per-delivery trace fields are part of the header).  The facts' offsets are
 relative to the blob; ``prefix_len`` tells the MIME helpers the shift.
 
 Store reads are memory-mapped LMDB reads: plain calls, safe on the event loop
-for small messages; the server moves content-heavy work to a thread.
+for small messages; the server moves content-heavy work to a thread.  The
+source of the reads is the ``Store`` or, for a command touching many
+messages, one ``Snapshot`` (a single read transaction, ``Store.snapshot``).
+
+The facts are read as bytes once (``raw_facts``); ENVELOPE, BODY,
+BODYSTRUCTURE and the search values are sliced out of them without building
+the part tree, which only sections and body search need (``facts``).
 """
 
 from __future__ import annotations
 
+import itertools
+from typing import Protocol
+
 from mailserver.protocol.imap.types import Section
-from mailserver.protocol.mime import MessageFacts, section_bytes
+from mailserver.protocol.mime import (
+    MessageFacts,
+    items_from_bytes,
+    search_values_from_bytes,
+    section_bytes,
+)
 from mailserver.store.model import MessageRecord
-from mailserver.store.store import Store
+
+#: Search values by blob id.  A blob never changes (its id is its SHA-256), so
+#: entries never go stale; repeated header SEARCHes of a mailbox then read no
+#: facts at all.  ~50,000 entries of a few hundred octets each at most.
+_SEARCH_CACHE: dict[bytes, tuple[tuple[str, ...], ...]] = {}
+_SEARCH_CACHE_MAX = 50_000
+
+
+class Source(Protocol):
+    """Where message bytes come from: a ``Store`` or a ``store.reader.Snapshot``."""
+
+    def get_blob(self, blob_id: bytes) -> bytes: ...
+    def get_facts(self, blob_id: bytes) -> bytes | memoryview: ...
 
 #: The whole top-level header, blank line included (RFC 3501 §6.4.5 ``HEADER``).
 _HEADER = Section(text="HEADER")
@@ -38,13 +64,15 @@ class MessageAccess:
       and the delimiting blank line when there is one (``BODY[HEADER]``).
     """
 
-    __slots__ = ("store", "record", "_data", "_facts", "_header")
+    __slots__ = ("store", "record", "_data", "_facts", "_raw_facts", "_items", "_header")
 
-    def __init__(self, store: Store, record: MessageRecord) -> None:
+    def __init__(self, store: Source, record: MessageRecord) -> None:
         self.store = store
         self.record = record
         self._data: bytes | None = None
         self._facts: MessageFacts | None = None
+        self._raw_facts: bytes | memoryview | None = None
+        self._items: tuple[bytes, bytes, bytes, int | None] | None = None
         self._header: bytes | None = None
 
     @property
@@ -59,10 +87,59 @@ class MessageAccess:
         return self._data
 
     @property
+    def raw_facts(self) -> bytes | memoryview:
+        """The serialized facts (``MessageFacts.to_bytes``), read once; from a
+        ``Snapshot`` a view valid only while it is open, so an access never
+        outlives the snapshot it reads from."""
+        if self._raw_facts is None:
+            self._raw_facts = self.store.get_facts(self.record.blob_id)
+        return self._raw_facts
+
+    @property
     def facts(self) -> MessageFacts:
         if self._facts is None:
-            self._facts = MessageFacts.from_bytes(self.store.get_facts(self.record.blob_id))
+            self._facts = MessageFacts.from_bytes(self.raw_facts)
         return self._facts
+
+    def _fetch_items(self) -> tuple[bytes, bytes, bytes, int | None]:
+        if self._items is None:
+            self._items = items_from_bytes(self.raw_facts)
+        return self._items
+
+    @property
+    def envelope(self) -> bytes:
+        """FETCH ENVELOPE's value (RFC 3501 §7.4.2), ready to send."""
+        return self._fetch_items()[0]
+
+    @property
+    def body(self) -> bytes:
+        """FETCH BODY's value (non-extensible BODYSTRUCTURE)."""
+        return self._fetch_items()[1]
+
+    @property
+    def bodystructure(self) -> bytes:
+        """FETCH BODYSTRUCTURE's value."""
+        return self._fetch_items()[2]
+
+    @property
+    def sent_date(self) -> int | None:
+        """The Date: header as POSIX seconds, None when absent or unparsable."""
+        return self._fetch_items()[3]
+
+    def search_values(self) -> tuple[tuple[str, ...], ...]:
+        """The facts' normalised values of ``SEARCH_FIELDS``; ``()`` when the
+        facts predate them.  Cached per blob for the process (``_SEARCH_CACHE``)."""
+        blob_id = self.record.blob_id
+        got = _SEARCH_CACHE.get(blob_id)
+        if got is None:
+            got = search_values_from_bytes(self.raw_facts)
+            if len(_SEARCH_CACHE) >= _SEARCH_CACHE_MAX:
+                # Forget the oldest half (dicts keep insertion order): bounded
+                # memory, and no bookkeeping on the hit path.
+                for key in list(itertools.islice(_SEARCH_CACHE, _SEARCH_CACHE_MAX // 2)):
+                    _SEARCH_CACHE.pop(key, None)  # another thread may race us
+            _SEARCH_CACHE[blob_id] = got
+        return got
 
     @property
     def header(self) -> bytes:

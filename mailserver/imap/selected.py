@@ -59,19 +59,28 @@ class SelectedMailbox:
                  "modseq", "pending", "pending_floor", "recent", "condstore", "qresync",
                  "_claimed", "saved")
 
-    def __init__(self, store: Store, info: MailboxInfo, records: Iterable[MessageRecord],
+    def __init__(self, store: Store, info: MailboxInfo,
+                 records: Iterable[MessageRecord] | tuple[list[int], list[frozenset[str]]],
                  *, readonly: bool) -> None:
+        """``records`` are the mailbox's messages ascending by UID: records, or
+        ``(uids, flags)`` parallel lists as ``Store.list_flags`` returns them
+        (SELECT reads those: no record is built)."""
         self.store = store
         self.mailbox_id = info.id
         self.name = info.name
         self.readonly = readonly
         self.uidvalidity = info.uidvalidity
         self.modseq = info.highestmodseq
-        self.uids: list[int] = []
-        self.flags: dict[int, frozenset[str]] = {}
-        for rec in records:
-            self.uids.append(rec.uid)
-            self.flags[rec.uid] = rec.flags
+        if isinstance(records, tuple):
+            uids, flag_sets = records
+            self.uids: list[int] = list(uids)
+            self.flags: dict[int, frozenset[str]] = dict(zip(uids, flag_sets, strict=True))
+        else:
+            self.uids = []
+            self.flags = {}
+            for rec in records:
+                self.uids.append(rec.uid)
+                self.flags[rec.uid] = rec.flags
         self.pending: set[int] = set()
         #: HIGHESTMODSEQ before the oldest expunge held in ``pending``.
         self.pending_floor = self.modseq
@@ -94,7 +103,7 @@ class SelectedMailbox:
         Raises MailboxNotFound.
         """
         info = store.get_mailbox(account, name)
-        return cls(store, info, store.list_messages(info.id), readonly=readonly)
+        return cls(store, info, store.list_flags(info.id), readonly=readonly)
 
     # ----------------------------------------------------------------- lookups
 
@@ -137,15 +146,17 @@ class SelectedMailbox:
         return [p for p in pairs if p[1] not in self.pending]
 
     def keywords(self) -> set[str]:
-        """Keywords in use in the view (for the FLAGS response of SELECT)."""
+        """Keywords in use in the view (for the FLAGS response of SELECT).
+        Flag sets are interned by the store, so each distinct one is looked at once."""
         out: set[str] = set()
-        for fl in self.flags.values():
+        for fl in {id(f): f for f in self.flags.values()}.values():
             out.update(f for f in fl if not f.startswith("\\"))
         return out
 
     def first_unseen(self) -> int | None:
+        flags = self.flags
         for i, u in enumerate(self.uids):
-            if "\\Seen" not in self.flags[u]:
+            if "\\Seen" not in flags[u]:
                 return i + 1
         return None
 

@@ -26,6 +26,7 @@ SYSTEM_FLAGS = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
 _BIT = {f.lower(): 1 << i for i, f in enumerate(SYSTEM_FLAGS)}
 _CANON = {f.lower(): f for f in SYSTEM_FLAGS}
 DELETED_BIT = _BIT["\\deleted"]
+SEEN_BIT = _BIT["\\seen"]
 # atom-specials (RFC 3501 §9) and the space that separates stored keywords.
 _NOT_ATOM = set('(){ %*"\\]')
 
@@ -127,6 +128,24 @@ def decode_message(mailbox_id: int, uid: int, data: bytes) -> MessageRecord:
     )
 
 
+_FLAGS_PART = struct.Struct(">BH")  # system flags, keywords length
+_SIZE_AT = struct.calcsize(">qh")
+_U64 = struct.Struct(">Q")
+
+
+def decode_message_flags(data: bytes) -> frozenset[str]:
+    """The flag set of a record without decoding the rest (SELECT's scan)."""
+    bits, klen = _FLAGS_PART.unpack_from(data, _BITS_OFFSET)
+    if klen:
+        return decode_flags(bits, data[MSG_HEADER_SIZE : MSG_HEADER_SIZE + klen])
+    return _flag_cache.get((bits, b"")) or decode_flags(bits, b"")
+
+
+def message_bits_and_size(data: bytes) -> tuple[int, int]:
+    """``(system flag bits, RFC822.SIZE)`` of a record (STATUS counts)."""
+    return data[_BITS_OFFSET], _U64.unpack_from(data, _SIZE_AT)[0]
+
+
 def message_is_deleted(data: bytes) -> bool:
     """Whether the record has ``\\Deleted`` without decoding all of it (EXPUNGE scans)."""
     return bool(data[_BITS_OFFSET] & DELETED_BIT)
@@ -197,8 +216,6 @@ def decode_mailbox(mailbox_id: int, data: bytes) -> MailboxInfo:
 
 
 # -- blob references ---------------------------------------------------------------
-
-_U64 = struct.Struct(">Q")
 
 
 def encode_blobref(refcount: int, facts: bytes) -> bytes:

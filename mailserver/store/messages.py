@@ -26,38 +26,64 @@ from mailserver.store.names import normalize_address, normalize_mailbox
 from mailserver.store.writer import WriteCtx
 
 
+class _Box:
+    """A mailbox's counters while a request runs (written back once by ``finish``:
+    a frozen ``MailboxInfo`` rebuilt per message was a measurable cost of STORE)."""
+
+    __slots__ = ("info", "uidnext", "modseq", "messages", "size")
+
+    def __init__(self, info: MailboxInfo) -> None:
+        self.info = info
+        self.uidnext = info.uidnext
+        self.modseq = info.highestmodseq
+        self.messages = info.messages
+        self.size = info.size
+
+    def current(self) -> MailboxInfo:
+        info = self.info
+        if (self.uidnext, self.modseq, self.messages, self.size) == (
+                info.uidnext, info.highestmodseq, info.messages, info.size):
+            return info
+        return replace(info, uidnext=self.uidnext, highestmodseq=self.modseq,
+                       messages=self.messages, size=self.size)
+
+
 class _Batch:
     """Mailbox records and usage deltas of one request, written back by ``finish``."""
 
-    __slots__ = ("ctx", "mailboxes", "usage")
+    __slots__ = ("ctx", "boxes", "usage")
 
     def __init__(self, ctx: WriteCtx) -> None:
         self.ctx = ctx
-        self.mailboxes: dict[int, MailboxInfo] = {}
+        self.boxes: dict[int, _Box] = {}
         self.usage: dict[str, int] = {}
 
+    def _box(self, mb: MailboxInfo) -> _Box:
+        box = self.boxes.get(mb.id)
+        if box is None:
+            box = self.boxes[mb.id] = _Box(mb)
+        return box
+
     def mailbox(self, mb: MailboxInfo) -> MailboxInfo:
-        return self.mailboxes.setdefault(mb.id, mb)
+        """``mb`` with this request's changes so far."""
+        return self._box(mb).current()
 
     def add(self, mb: MailboxInfo, rec: MessageRecord, *, keep_uid: bool = False) -> MessageRecord:
         """Insert ``rec``'s contents into ``mb`` with a fresh UID (or its own
         UID when ``keep_uid``) and a fresh MODSEQ.  No blob reference taken."""
         ctx = self.ctx
-        mb = self.mailboxes.get(mb.id, mb)
-        uid = rec.uid if keep_uid else mb.uidnext
+        box = self._box(mb)
+        uid = rec.uid if keep_uid else box.uidnext
         if uid >= tx.MAX_UID:
             raise Cannot("mailbox has run out of UIDs")
-        modseq = mb.highestmodseq + 1
+        modseq = box.modseq + 1
         new = replace(rec, mailbox_id=mb.id, uid=uid, modseq=modseq)
         tx.put_message(ctx.txn, ctx.dbs, new)
         ctx.txn.put(keys.modseq_key(mb.id, modseq, uid), b"", db=ctx.dbs.modseq)
-        self.mailboxes[mb.id] = replace(
-            mb,
-            uidnext=max(mb.uidnext, uid + 1),
-            highestmodseq=modseq,
-            messages=mb.messages + 1,
-            size=mb.size + rec.size,
-        )
+        box.uidnext = max(box.uidnext, uid + 1)
+        box.modseq = modseq
+        box.messages += 1
+        box.size += rec.size
         self.usage[mb.account] = self.usage.get(mb.account, 0) + rec.size
         ctx.changed.add(mb.id)
         return new
@@ -65,38 +91,40 @@ class _Batch:
     def remove(self, mb: MailboxInfo, rec: MessageRecord, *, drop_blob: bool = True) -> None:
         """Expunge ``rec`` from ``mb``, logging the UID for QRESYNC."""
         ctx = self.ctx
-        mb = self.mailboxes.get(mb.id, mb)
-        modseq = mb.highestmodseq + 1
+        box = self._box(mb)
+        modseq = box.modseq + 1
         txn, dbs = ctx.txn, ctx.dbs
         txn.delete(keys.message_key(mb.id, rec.uid), db=dbs.messages)
         txn.delete(keys.modseq_key(mb.id, rec.modseq, rec.uid), db=dbs.modseq)
         txn.put(keys.expunged_key(mb.id, modseq), keys.U32.pack(rec.uid), db=dbs.expunged)
         if drop_blob:
             tx.blob_unref(txn, dbs, rec.blob_id)
-        self.mailboxes[mb.id] = replace(
-            mb, highestmodseq=modseq, messages=mb.messages - 1, size=mb.size - rec.size
-        )
+        box.modseq = modseq
+        box.messages -= 1
+        box.size -= rec.size
         self.usage[mb.account] = self.usage.get(mb.account, 0) - rec.size
         ctx.changed.add(mb.id)
 
     def restamp(self, mb: MailboxInfo, rec: MessageRecord, flags: frozenset[str]) -> MessageRecord:
         """New flags and a new MODSEQ for an existing message."""
         ctx = self.ctx
-        mb = self.mailboxes.get(mb.id, mb)
-        modseq = mb.highestmodseq + 1
-        new = replace(rec, flags=flags, modseq=modseq)
-        ctx.txn.delete(keys.modseq_key(mb.id, rec.modseq, rec.uid), db=ctx.dbs.modseq)
-        ctx.txn.put(keys.modseq_key(mb.id, modseq, rec.uid), b"", db=ctx.dbs.modseq)
-        tx.put_message(ctx.txn, ctx.dbs, new)
-        self.mailboxes[mb.id] = replace(mb, highestmodseq=modseq)
+        box = self._box(mb)
+        modseq = box.modseq + 1
+        new = MessageRecord(rec.mailbox_id, rec.uid, flags, rec.internal_date, rec.tz_offset,
+                            rec.size, modseq, rec.blob_id, rec.prefix)
+        txn, dbs = ctx.txn, ctx.dbs
+        txn.delete(keys.modseq_key(mb.id, rec.modseq, rec.uid), db=dbs.modseq)
+        txn.put(keys.modseq_key(mb.id, modseq, rec.uid), b"", db=dbs.modseq)
+        tx.put_message(txn, dbs, new)
+        box.modseq = modseq
         ctx.changed.add(mb.id)
         return new
 
     def finish(self) -> None:
         """Write mailbox records and usage; QuotaExceeded aborts the whole request."""
         txn, dbs = self.ctx.txn, self.ctx.dbs
-        for mb in self.mailboxes.values():
-            tx.put_mailbox(txn, dbs, mb)
+        for box in self.boxes.values():
+            tx.put_mailbox(txn, dbs, box.current())
         for address, delta in self.usage.items():
             if delta == 0:
                 continue

@@ -24,13 +24,14 @@ single writer thread (``writer.py``) runs, ``feed.py`` wakes waiters.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from mailserver.errors import InvalidName, MailserverError, NotFound
-from mailserver.store import admin, codec, keys, mailboxes, messages, tx
+from mailserver.store import admin, codec, keys, mailboxes, messages, reader, tx
 from mailserver.store import queue as queue_db
 from mailserver.store.feed import ChangeFeed
 from mailserver.store.kv import Dbs, open_env
@@ -49,6 +50,7 @@ from mailserver.store.names import (
     normalize_domain,
     normalize_mailbox,
 )
+from mailserver.store.recordcache import RecordCache
 from mailserver.store.writer import Writer
 
 # Hashing a big message takes milliseconds: do that off the event loop.
@@ -81,6 +83,7 @@ class Store:
         self._feed = feed
         self.path = path
         self._closed = False
+        self._records = RecordCache(self._read, dbs, self.changes_since)
 
     @classmethod
     async def open(cls, data_dir: Path, *, map_size: int = 1 << 34) -> Store:
@@ -335,6 +338,38 @@ class Store:
         """
         with self._read() as txn:
             return tx.list_messages(txn, self._dbs, mailbox_id)
+
+    def list_flags(self, mailbox_id: int) -> tuple[list[int], list[frozenset[str]]]:
+        """``(uids, flags)``: every message's UID and flags, ascending UID, as
+        parallel lists: what SELECT keeps, read without building records."""
+        with self._read() as txn:
+            return reader.flag_list(txn, self._dbs, mailbox_id)
+
+    def mailbox_counts(self, mailbox_id: int) -> reader.MailboxCounts:
+        """UNSEEN/DELETED/RECENT counts of STATUS (RFC 3501 §6.3.10) in one
+        walk over the fixed part of the records.  An unknown id counts zeros."""
+        with self._read() as txn:
+            return reader.counts(txn, self._dbs, mailbox_id)
+
+    def current_records(self, mailbox_id: int) -> dict[int, MessageRecord]:
+        """The mailbox's committed records now, ``{uid: record}`` ascending UID.
+
+        Served from a per-process cache brought up to date by ``changes_since``
+        (``recordcache.py``): cost proportional to the changes since the last
+        call.  The dict is read-only and valid until the caller's next ``await``.
+        Raises MailboxNotFound.
+        """
+        return self._records.current(mailbox_id)
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[reader.Snapshot]:
+        """One read transaction for many ``get_blob``/``get_facts`` by one
+        command in one thread; see ``reader.py`` (facts come as memoryviews
+        valid only inside the ``with``)."""
+        if self._closed:
+            raise MailserverError("store is closed")
+        with self._env.begin(buffers=True) as txn:
+            yield reader.Snapshot(txn, self._dbs)
 
     def get_messages(self, mailbox_id: int, uids: Iterable[int]) -> list[MessageRecord]:
         """The records of those UIDs that exist, ascending UID."""

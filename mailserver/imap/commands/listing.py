@@ -20,7 +20,6 @@ Choices where the RFCs leave room:
 
 from __future__ import annotations
 
-import bisect
 import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -194,35 +193,34 @@ async def status(session: Session, cmd: Command) -> Reply:
 def status_response(session: Session, info: MailboxInfo, items: Iterable[str]) -> bytes:
     """``* STATUS name (item value ...)`` for a selectable mailbox (§7.2.4).
 
-    Counting items (UNSEEN, DELETED, RECENT) read the message list once.
+    Counting items (UNSEEN, DELETED, DELETED-STORAGE, RECENT) come from one
+    walk over the fixed part of the message records (``Store.mailbox_counts``).
     Items we do not keep (MAILBOXID) are left out.
     """
-    records = None
+    counts = None
     values: list[str] = []
     for item in items:
-        if item in ("UNSEEN", "DELETED", "DELETED-STORAGE", "RECENT") and records is None:
-            records = session.store.list_messages(info.id)
+        if item in ("UNSEEN", "DELETED", "DELETED-STORAGE", "RECENT") and counts is None:
+            counts = session.store.mailbox_counts(info.id)
         if item == "MESSAGES":
             value = info.messages
         elif item == "RECENT":
-            assert records is not None
-            boundary = session.store.recent_boundary(info.id)
-            value = len(records) - bisect.bisect_right([r.uid for r in records], boundary)
+            assert counts is not None
+            value = counts.recent
         elif item == "UIDNEXT":
             value = info.uidnext
         elif item == "UIDVALIDITY":
             value = info.uidvalidity
         elif item == "UNSEEN":
-            assert records is not None
-            value = sum(1 for r in records if "\\Seen" not in r.flags)
+            assert counts is not None
+            value = counts.unseen
         elif item == "DELETED":
-            assert records is not None
-            value = sum(1 for r in records if "\\Deleted" in r.flags)
+            assert counts is not None
+            value = counts.deleted
         elif item == "DELETED-STORAGE":
             # RFC 9208 §4.4: what EXPUNGE would reclaim, in units of 1024 octets.
-            assert records is not None
-            deleted = sum(r.size for r in records if "\\Deleted" in r.flags)
-            value = -(-deleted // 1024)
+            assert counts is not None
+            value = -(-counts.deleted_size // 1024)
         elif item == "HIGHESTMODSEQ":
             value = info.highestmodseq
         elif item == "SIZE":

@@ -136,7 +136,7 @@ async def _open(session: Session, cmd: Command, *, readonly: bool) -> Reply:
     if info.noselect:
         raise UserError("Mailbox is not selectable (\\Noselect)", imap_code="CANNOT")
     # Info (hence modseq) before the list: see SelectedMailbox.open.
-    view = SelectedMailbox(session.store, info, session.store.list_messages(info.id),
+    view = SelectedMailbox(session.store, info, session.store.list_flags(info.id),
                            readonly=readonly)
     session.apply_enabled(view)
     rev2 = session.rev2

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 
 from mailserver.errors import NotFound
 from mailserver.imap.commands.searching import run_search, uses_modseq
+from mailserver.imap.message import Source
 from mailserver.protocol.imap.sortkeys import SortHeaders, SortItem, sort_items
 from mailserver.protocol.imap.types import Command, SortArgs
 from mailserver.store.model import MessageRecord
-from mailserver.store.store import Store
 
 if TYPE_CHECKING:
     from mailserver.imap.session import Session
@@ -33,7 +33,7 @@ _RECORD_KEYS = frozenset({"ARRIVAL", "SIZE"})
 _NO_HEADERS = SortHeaders()
 
 
-def headers_of(store: Store, record: MessageRecord) -> SortHeaders | None:
+def headers_of(store: Source, record: MessageRecord) -> SortHeaders | None:
     """The SORT/THREAD header fields of a stored message, ``None`` when its
     content vanished meanwhile (expunged by another session).  The
     per-delivery prefix holds only trace fields, none of which SORT or THREAD
@@ -63,12 +63,13 @@ async def sort(session: Session, cmd: Command) -> None:
 
     def build() -> list[int]:
         items = []
-        for seq, rec in hits:
-            headers = headers_of(store, rec) if needs_headers else _NO_HEADERS
-            if headers is None:
-                continue
-            items.append(SortItem(seq, rec.uid if cmd.uid else seq, rec.internal_date,
-                                  rec.size, headers))
+        with store.snapshot() as snap:  # one read transaction for every header
+            for seq, rec in hits:
+                headers = headers_of(snap, rec) if needs_headers else _NO_HEADERS
+                if headers is None:
+                    continue
+                items.append(SortItem(seq, rec.uid if cmd.uid else seq, rec.internal_date,
+                                      rec.size, headers))
         return sort_items(items, args.criteria)
 
     numbers = await asyncio.to_thread(build) if needs_headers and hits else build()

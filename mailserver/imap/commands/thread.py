@@ -44,22 +44,23 @@ async def thread(session: Session, cmd: Command) -> None:
 
     def build() -> bytes:
         items = []
-        for seq, rec in hits:
-            h = headers_of(store, rec)
-            if h is None:
-                continue  # expunged meanwhile
-            subject, is_reply = base_subject(h.subject_text())
-            sent = h.sent_date()
-            ids = algo.parse_msg_ids(_text(h.message_id))
-            items.append(algo.ThreadItem(
-                seq=seq,
-                number=rec.uid if cmd.uid else seq,
-                date=rec.internal_date if sent is None else sent,  # RFC 5256 §2.2
-                subject=ascii_casemap(subject),
-                is_reply=is_reply,
-                message_id=ids[0] if ids else None,
-                references=algo.references_of(_text(h.references), _text(h.in_reply_to)),
-            ))
+        with store.snapshot() as snap:  # one read transaction for every header
+            for seq, rec in hits:
+                h = headers_of(snap, rec)
+                if h is None:
+                    continue  # expunged meanwhile
+                subject, is_reply = base_subject(h.subject_text())
+                sent = h.sent_date()
+                ids = algo.parse_msg_ids(_text(h.message_id))
+                items.append(algo.ThreadItem(
+                    seq=seq,
+                    number=rec.uid if cmd.uid else seq,
+                    date=rec.internal_date if sent is None else sent,  # RFC 5256 §2.2
+                    subject=ascii_casemap(subject),
+                    is_reply=is_reply,
+                    message_id=ids[0] if ids else None,
+                    references=algo.references_of(_text(h.references), _text(h.in_reply_to)),
+                ))
         if args.algorithm == "REFERENCES":
             roots = algo.references(items)
         else:

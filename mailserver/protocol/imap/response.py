@@ -73,9 +73,25 @@ def mailbox_name(name: str, utf8: bool = False) -> bytes:
     return quote(utf7.encode(name))
 
 
+_FLAG_LISTS: dict[frozenset[str], bytes] = {}
+
+
 def flag_list(flags: Iterable[str]) -> bytes:
     """``flag-list = "(" [flag *(SP flag)] ")"``: system flags first in the
-    usual order, then keywords sorted, so output is stable."""
+    usual order, then keywords sorted, so output is stable.  A frozenset's
+    rendering is remembered (mailboxes share few distinct flag sets, and
+    FETCH FLAGS renders one per message)."""
+    if isinstance(flags, frozenset):
+        got = _FLAG_LISTS.get(flags)
+        if got is None:
+            got = _render_flags(flags)
+            if len(_FLAG_LISTS) < 4096:  # bounded against keyword-spraying clients
+                _FLAG_LISTS[flags] = got
+        return got
+    return _render_flags(flags)
+
+
+def _render_flags(flags: Iterable[str]) -> bytes:
     flags = set(flags)
     system = [f for f in _ORDER if f in flags]
     rest = sorted(flags.difference(_ORDER))

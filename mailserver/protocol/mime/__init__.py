@@ -16,7 +16,16 @@ Design notes:
 * Garbage in gives best-effort facts, never an exception (as Dovecot does).
 """
 
-from .facts import MessageFacts, Part, analyze, parse_sent_date
+from .facts import (
+    SEARCH_FIELDS,
+    MessageFacts,
+    Part,
+    analyze,
+    items_from_bytes,
+    parse_sent_date,
+    search_norm,
+    search_values_from_bytes,
+)
 from .headers import header_values
 from .sections import resolve, section_bytes
 from .structure import LEAF, MESSAGE, MULTIPART
@@ -27,11 +36,15 @@ __all__ = [
     "MESSAGE",
     "MULTIPART",
     "MessageFacts",
+    "SEARCH_FIELDS",
     "Part",
     "analyze",
     "header_values",
+    "items_from_bytes",
     "parse_sent_date",
     "resolve",
+    "search_norm",
     "search_text",
+    "search_values_from_bytes",
     "section_bytes",
 ]

@@ -2,7 +2,11 @@
 
 The facts are stored beside the blob as opaque bytes (``to_bytes``) and read
 back for every FETCH/SEARCH (``from_bytes``), so the format is a compact
-binary one, versioned by its first bytes.  All offsets are into the blob as
+binary one, versioned by its first bytes.  Version 2 adds the decoded,
+normalised values of the header fields SEARCH asks for most
+(``SEARCH_FIELDS``), placed right after the fixed head so that
+``search_values_from_bytes`` reads them without decoding the rest: header
+SEARCH then never loads the blob (version 1 facts still read; they have none).  All offsets are into the blob as
 analyzed; the per-recipient prefix (Return-Path, Delivered-To) is not in them
 (see ``sections.section_bytes``).
 """
@@ -16,12 +20,23 @@ from dataclasses import dataclass
 
 from .bodystructure import count_lines, render
 from .envelope import EMPTY_ENVELOPE, envelope
+from .headers import header_values
 from .structure import LEAF, Node, build_tree, charset_of
 
 _COMMENT = re.compile(r"\([^()]*\)")
 _COLON_WSP = re.compile(r"\s*:\s*")
-_MAGIC = b"MF\x01"
+_MAGIC_V1 = b"MF\x01"
+_MAGIC = b"MF\x02"
+_SIZE = struct.Struct("<Q")
 _HEAD = struct.Struct("<BqIII")  # has_date, sent_date, len(envelope), len(body), len(bodystructure)
+_SEARCH_LEN = struct.Struct("<I")  # v2: length of the search section, right after _HEAD
+_COUNT = struct.Struct("<H")
+_VLEN = struct.Struct("<I")
+_WS = re.compile(r"\s+")
+
+#: Header fields whose values ``analyze`` keeps, decoded and normalised, for
+#: SEARCH FROM/TO/CC/BCC/SUBJECT (RFC 3501 §6.4.4); lower-case, in stored order.
+SEARCH_FIELDS = ("from", "to", "cc", "bcc", "subject")
 _PART = struct.Struct("<QQQBIBBB")  # offsets, kind, n children, len of the 3 strings
 
 
@@ -58,6 +73,9 @@ class MessageFacts:
     §7.4.2), ready to send (they may contain literals).  ``sent_date``: the Date:
     header as POSIX seconds, or None when absent or unparsable (SENTBEFORE etc.,
     RFC 3501 §6.4.4).  ``root``: the part tree (the whole message).
+    ``search``: for each of ``SEARCH_FIELDS`` the values of that field in the
+    top-level header, as ``search_norm(header_values(...))`` gives them; ``()``
+    when unknown (facts written by version 1), and then SEARCH parses the header.
     """
 
     size: int
@@ -66,12 +84,14 @@ class MessageFacts:
     bodystructure: bytes
     sent_date: int | None
     root: Part
+    search: tuple[tuple[str, ...], ...] = ()
 
     def to_bytes(self) -> bytes:
         """Serialize; ``MessageFacts.from_bytes(f.to_bytes()) == f``."""
+        search = _encode_search(self.search)
         out = [
             _MAGIC,
-            struct.pack("<Q", self.size),
+            _SIZE.pack(self.size),
             _HEAD.pack(
                 self.sent_date is not None,
                 self.sent_date or 0,
@@ -79,6 +99,8 @@ class MessageFacts:
                 len(self.body),
                 len(self.bodystructure),
             ),
+            _SEARCH_LEN.pack(len(search)),
+            search,
             self.envelope,
             self.body,
             self.bodystructure,
@@ -98,16 +120,26 @@ class MessageFacts:
         return b"".join(out)
 
     @classmethod
-    def from_bytes(cls, b: bytes) -> MessageFacts:
-        """Inverse of ``to_bytes``.  Raises ValueError on bytes it did not write."""
+    def from_bytes(cls, b: bytes | memoryview) -> MessageFacts:
+        """Inverse of ``to_bytes`` (``b`` may be any bytes-like object).
+        Raises ValueError on bytes it did not write."""
+        if not isinstance(b, bytes):
+            b = bytes(b)
         try:
-            if not b.startswith(_MAGIC):
+            v2 = b.startswith(_MAGIC)
+            if not v2 and not b.startswith(_MAGIC_V1):
                 raise ValueError("not serialized MessageFacts")
             pos = len(_MAGIC)
-            (size,) = struct.unpack_from("<Q", b, pos)
+            (size,) = _SIZE.unpack_from(b, pos)
             pos += 8
             has_date, date, le, lb, lbs = _HEAD.unpack_from(b, pos)
             pos += _HEAD.size
+            search: tuple[tuple[str, ...], ...] = ()
+            if v2:
+                (ls,) = _SEARCH_LEN.unpack_from(b, pos)
+                pos += _SEARCH_LEN.size
+                search = _decode_search(b, pos, pos + ls)
+                pos += ls
             env = b[pos : pos + le]
             pos += le
             body = b[pos : pos + lb]
@@ -119,7 +151,100 @@ class MessageFacts:
                 raise ValueError("trailing bytes after MessageFacts")
         except (struct.error, UnicodeDecodeError, RecursionError) as exc:
             raise ValueError(f"corrupt MessageFacts: {exc}") from None
-        return cls(size, env, body, bs, date if has_date else None, root)
+        return cls(size, env, body, bs, date if has_date else None, root, search)
+
+
+def search_values_from_bytes(b: bytes | memoryview) -> tuple[tuple[str, ...], ...]:
+    """``MessageFacts.from_bytes(b).search`` without decoding the rest: the
+    search section sits right after the fixed head.  ``()`` for version 1
+    facts.  ``b`` may be any bytes-like object (a zero-copy view).
+    Raises ValueError on bytes ``to_bytes`` did not write."""
+    if b[:3] != _MAGIC:
+        if b[:3] == _MAGIC_V1:
+            return ()
+        raise ValueError("not serialized MessageFacts")
+    try:
+        pos = len(_MAGIC) + _SIZE.size + _HEAD.size
+        (ls,) = _SEARCH_LEN.unpack_from(b, pos)
+        pos += _SEARCH_LEN.size
+        return _decode_search(b, pos, pos + ls)
+    except (struct.error, UnicodeDecodeError) as exc:
+        raise ValueError(f"corrupt MessageFacts: {exc}") from None
+
+
+def items_from_bytes(b: bytes | memoryview) -> tuple[bytes, bytes, bytes, int | None]:
+    """``(envelope, body, bodystructure, sent_date)`` of serialized facts,
+    without building the part tree (which costs most of ``from_bytes``):
+    FETCH ENVELOPE/BODY/BODYSTRUCTURE need only these slices.  ``b`` may be
+    any bytes-like object (a zero-copy view); the results are ``bytes``.
+    Raises ValueError on bytes ``to_bytes`` did not write."""
+    v2 = b[:3] == _MAGIC
+    if not v2 and b[:3] != _MAGIC_V1:
+        raise ValueError("not serialized MessageFacts")
+    try:
+        pos = len(_MAGIC) + _SIZE.size
+        has_date, date, le, lb, lbs = _HEAD.unpack_from(b, pos)
+        pos += _HEAD.size
+        if v2:
+            pos += _SEARCH_LEN.size + _SEARCH_LEN.unpack_from(b, pos)[0]
+    except struct.error as exc:
+        raise ValueError(f"corrupt MessageFacts: {exc}") from None
+    if pos + le + lb + lbs > len(b):
+        raise ValueError("truncated MessageFacts")
+    env = bytes(b[pos : pos + le])
+    pos += le
+    body = bytes(b[pos : pos + lb])
+    pos += lb
+    return env, body, bytes(b[pos : pos + lbs]), date if has_date else None
+
+
+def search_norm(text: str) -> str:
+    """The form both sides of a SEARCH string match are compared in: runs of
+    white space as one space, Unicode case-folded (RFC 3501 §6.4.4 leaves the
+    comparison to the server; folding and encoded-word boundaries must not
+    hide a match)."""
+    return _WS.sub(" ", text).casefold()
+
+
+def search_values_of(header: bytes) -> tuple[tuple[str, ...], ...]:
+    """The ``search`` tuple for a top-level header block."""
+    return tuple(
+        tuple(search_norm(v) for v in header_values(header, name)) for name in SEARCH_FIELDS
+    )
+
+
+def _encode_search(search: tuple[tuple[str, ...], ...]) -> bytes:
+    if not search:
+        return b""
+    out = []
+    for values in search:
+        out.append(_COUNT.pack(len(values)))
+        for v in values:
+            raw = v.encode("utf-8", "surrogatepass")
+            out.append(_VLEN.pack(len(raw)))
+            out.append(raw)
+    return b"".join(out)
+
+
+def _decode_search(b: bytes | memoryview, pos: int, end: int) -> tuple[tuple[str, ...], ...]:
+    if pos == end:
+        return ()
+    if end > len(b):
+        raise ValueError("truncated MessageFacts")
+    out = []
+    for _ in SEARCH_FIELDS:
+        (n,) = _COUNT.unpack_from(b, pos)
+        pos += 2
+        values = []
+        for _ in range(n):
+            (ln,) = _VLEN.unpack_from(b, pos)
+            pos += 4
+            values.append(str(b[pos : pos + ln], "utf-8", "surrogatepass"))
+            pos += ln
+        out.append(tuple(values))
+    if pos != end:
+        raise ValueError("corrupt search section of MessageFacts")
+    return tuple(out)
 
 
 def _read_part(b: bytes, pos: int) -> tuple[Part, int]:
@@ -192,6 +317,7 @@ def compute_facts(blob: bytes) -> MessageFacts:
         bodystructure=render(tree, blob, extended=True),
         sent_date=parse_sent_date(tree.field(b"date")),
         root=_freeze(tree),
+        search=search_values_of(blob[: tree.body_start]),
     )
 
 

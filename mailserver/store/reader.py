@@ -1,0 +1,116 @@
+"""Read paths that many IMAP commands share, kept out of ``store.py``.
+
+``Snapshot`` is one LMDB read transaction serving many reads: a SEARCH or
+FETCH over hundreds of messages would otherwise open (and close) a read
+transaction per message, which costs more than the read itself.  Every read
+inside a snapshot sees the same committed state.
+
+The scans here (``flag_list``, ``counts``) read only the fixed part of each
+message record (``codec``): SELECT and STATUS on a big mailbox walk every
+record, and building a ``MessageRecord`` each time was most of their cost.
+
+Invariant: a snapshot is used by the thread that opened it and closed when the
+command is done (a long-lived read transaction pins old pages: the file grows).
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from typing import Any
+
+from mailserver.errors import NotFound
+from mailserver.store import codec, keys
+from mailserver.store.kv import Dbs
+
+
+class Snapshot:
+    """One read transaction (opened with ``buffers=True``); ``with store.snapshot() as snap``.
+
+    ``get_blob`` and ``get_facts`` mirror ``Store``'s (same errors), except
+    that ``get_facts`` returns a zero-copy ``memoryview`` into the map, valid
+    only until the snapshot is closed: facts are mostly sliced (a SEARCH reads
+    a few hundred octets of them), so copying all of them was wasted.
+    """
+
+    __slots__ = ("_txn", "_dbs")
+
+    def __init__(self, txn: Any, dbs: Dbs) -> None:
+        self._txn = txn
+        self._dbs = dbs
+
+    def get_blob(self, blob_id: bytes) -> bytes:
+        """The blob's bytes (a copy); NotFound when no message references it any more."""
+        data = self._txn.get(blob_id, db=self._dbs.blobs)
+        if data is None:
+            raise NotFound("message content no longer exists")
+        return bytes(data)
+
+    def get_facts(self, blob_id: bytes) -> memoryview:
+        """The opaque facts stored with the blob, as a view; NotFound as ``get_blob``."""
+        raw = self._txn.get(blob_id, db=self._dbs.blobrefs)
+        if raw is None:
+            raise NotFound("message content no longer exists")
+        return raw[8:]  # codec.encode_blobref: refcount (8 octets), then the facts
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxCounts:
+    """Counts STATUS asks for (RFC 3501 §6.3.10, RFC 9051 §6.3.11, RFC 9208 §4.4).
+
+    ``unseen``: messages without ``\\Seen``; ``deleted``: with ``\\Deleted``;
+    ``deleted_size``: their RFC822.SIZE summed, octets; ``recent``: UIDs above
+    the ``\\Recent`` boundary (RFC 3501 §2.3.2).
+    """
+
+    messages: int
+    unseen: int
+    deleted: int
+    deleted_size: int
+    recent: int
+
+
+def flag_list(txn: Any, dbs: Dbs, mailbox_id: int) -> tuple[list[int], list[frozenset[str]]]:
+    """``(uids, flags)`` of every message of the mailbox, ascending UID, as two
+    parallel lists (SELECT's view).  Flag sets are interned by ``codec``."""
+    prefix = keys.mailbox_prefix(mailbox_id)
+    uids: list[int] = []
+    flags: list[frozenset[str]] = []
+    cur = txn.cursor(db=dbs.messages)
+    if not cur.set_range(prefix):
+        return uids, flags
+    add_uid, add_flags = uids.append, flags.append
+    uid_at = keys.U32.unpack_from
+    flags_of = codec.decode_message_flags
+    for k, v in cur.iternext():
+        if k[:8] != prefix:
+            break
+        add_uid(uid_at(k, 8)[0])
+        add_flags(flags_of(v))
+    return uids, flags
+
+
+def counts(txn: Any, dbs: Dbs, mailbox_id: int) -> MailboxCounts:
+    """One walk over the mailbox's records, reading only their fixed part."""
+    prefix = keys.mailbox_prefix(mailbox_id)
+    uids: list[int] = []
+    unseen = deleted = deleted_size = 0
+    cur = txn.cursor(db=dbs.messages)
+    if cur.set_range(prefix):
+        uid_at = keys.U32.unpack_from
+        bits_size = codec.message_bits_and_size
+        seen_bit, deleted_bit = codec.SEEN_BIT, codec.DELETED_BIT
+        for k, v in cur.iternext():
+            if k[:8] != prefix:
+                break
+            uids.append(uid_at(k, 8)[0])
+            bits, size = bits_size(v)
+            if not bits & seen_bit:
+                unseen += 1
+            if bits & deleted_bit:
+                deleted += 1
+                deleted_size += size
+    raw = txn.get(keys.recent_key(mailbox_id), db=dbs.meta)
+    boundary = keys.U32.unpack(raw)[0] if raw else 0
+    recent = len(uids) - bisect.bisect_right(uids, boundary)
+    return MailboxCounts(len(uids), unseen, deleted, deleted_size, recent)
