@@ -39,6 +39,7 @@ from collections.abc import Iterable
 
 from mailserver.errors import ProtocolSyntaxError
 from mailserver.protocol.imap.response import flag_list
+from mailserver.protocol.imap.seqset import compact
 from mailserver.protocol.imap.types import SequenceSet
 from mailserver.store.model import MailboxInfo, MessageRecord
 from mailserver.store.store import Store
@@ -271,16 +272,4 @@ class SelectedMailbox:
 def compact_uids(uids: Iterable[int]) -> str:
     """A UID list as a ``sequence-set`` string, ranges merged: 1,2,3,7 -> ``1:3,7``
     (RFC 4315 §3 ``uid-set``, keeping the order given)."""
-    out: list[str] = []
-    run_start: int | None = None
-    prev: int | None = None
-    for u in uids:
-        if prev is not None and u == prev + 1:
-            prev = u
-            continue
-        if run_start is not None:
-            out.append(str(run_start) if run_start == prev else f"{run_start}:{prev}")
-        run_start = prev = u
-    if run_start is not None:
-        out.append(str(run_start) if run_start == prev else f"{run_start}:{prev}")
-    return ",".join(out)
+    return compact(uids)

@@ -73,13 +73,14 @@ def format_sequence_set(seqset: SequenceSet) -> str:
     return ",".join(num(a) if a == b else f"{num(a)}:{num(b)}" for a, b in seqset.ranges)
 
 
-def compress(numbers: Iterable[int]) -> str:
-    """A compact sequence set naming exactly ``numbers`` (ascending ranges),
-    e.g. ``[1, 2, 3, 7]`` -> ``"1:3,7"``; empty input gives ``""``.  Used for
-    response codes such as COPYUID (RFC 4315 §3) and ESEARCH ALL (RFC 4731)."""
+def compact(numbers: Iterable[int]) -> str:
+    """A sequence set naming ``numbers`` in the order given, consecutive runs
+    merged: ``[1, 2, 3, 7]`` -> ``"1:3,7"``; empty input gives ``""``.  The
+    order matters for COPYUID, whose two sets correspond element by element
+    (RFC 4315 §3 ``uid-set``)."""
     out: list[str] = []
     start = prev = None
-    for n in sorted(set(numbers)):
+    for n in numbers:
         if prev is not None and n == prev + 1:
             prev = n
             continue
@@ -89,3 +90,4 @@ def compress(numbers: Iterable[int]) -> str:
     if start is not None:
         out.append(str(start) if start == prev else f"{start}:{prev}")
     return ",".join(out)
+
