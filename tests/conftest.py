@@ -93,6 +93,9 @@ class ServerThread:
     def stop(self) -> None:
         try:
             self.run(self.app.stop(grace=2.0))
+            # A few more loop turns: transports closed just now finish closing
+            # (connection_lost), instead of warning when garbage-collected.
+            self.run(asyncio.sleep(0.05))
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(10)

@@ -113,6 +113,7 @@ def valid_path(address: str) -> bool:
 
 async def close_session(session: Session) -> None:
     """Say QUIT (RFC 5321 §4.1.1.10) and close.  Never raises."""
+    transport = session.smtp.transport
     try:
         async with asyncio.timeout(QUIT_TIMEOUT):
             await session.smtp.quit()
@@ -120,6 +121,10 @@ async def close_session(session: Session) -> None:
         pass  # the outcome of the transaction is already decided
     finally:
         session.smtp.close()
+        if transport is not None:
+            # After QUIT nothing is left to say: a graceful close would wait for
+            # the peer's TLS close_notify and keep the socket open past shutdown.
+            transport.abort()
 
 
 def new_pool(settings: OutboundSettings) -> ConnectionPool:
