@@ -1,8 +1,7 @@
 """Settings: TOML (stdlib ``tomllib``) → frozen, validated dataclasses.
 
-INTERFACE SPEC: the dataclasses and field names below are shared by every
-package; the loader (``load``/``parse``) is the config owner's.  Unknown keys
-and bad values raise ``ConfigError`` naming the file, the key and the problem.
+The dataclasses below are what every package reads; the loader
+(``load``/``parse``) follows them.  Unknown keys and bad values raise ``ConfigError`` naming the file, the key and the problem.
 Durations are seconds, sizes octets.
 """
 
@@ -114,8 +113,7 @@ class Config:
 
 
 # ---------------------------------------------------------------------------
-# The loader.  Everything below is the config owner's; the dataclasses above
-# are the shared interface.
+# The loader: TOML tables and keys -> the dataclasses above.
 #
 # Relative paths (``data_dir``, ``tls.cert_file``, ``tls.key_file``) resolve
 # against the directory of the config file, never the working directory: a

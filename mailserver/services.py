@@ -1,6 +1,6 @@
 """What the protocol servers get from the composition root (``app.py``).
 
-INTERFACE SPEC.  Each protocol package exposes::
+Each protocol package exposes::
 
     async def start(listener: Listener, services: Services) -> ListenerHandle
 

@@ -1,8 +1,6 @@
 """The mail store's public face: accounts, mailboxes, messages, the change feed.
 
-INTERFACE SPEC (agreed between the store, SMTP, IMAP and CLI owners).  Method
-names, arguments and return types below are fixed; the bodies are the store
-owner's.  All ``async`` methods that write return only after the LMDB
+All ``async`` methods that write return only after the LMDB
 transaction holding the change has been committed *and synced* (group commit:
 see ``writer.py``).  Reads are cheap memory-mapped LMDB reads; the short ones
 are plain methods that can be called on the event loop.

@@ -1,8 +1,7 @@
 """Typed IMAP requests: what the sans-IO receiver (``receiver.py``) produces and
 the IMAP server (``mailserver/imap/``) consumes.
 
-INTERFACE SPEC shared by the protocol owner (who may add fields, not rename
-them) and the server owner.  Grammar references are to RFC 3501 §9 unless
+Grammar references are to RFC 3501 §9 unless
 noted.  Strings are ``str``: mailbox names already decoded from modified
 UTF-7 (RFC 3501 §5.1.3); message literals are ``bytes``.
 """
