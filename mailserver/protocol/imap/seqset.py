@@ -91,3 +91,9 @@ def compact(numbers: Iterable[int]) -> str:
         out.append(str(start) if start == prev else f"{start}:{prev}")
     return ",".join(out)
 
+
+
+def compress(numbers: Iterable[int]) -> str:
+    """A compact sequence set naming exactly ``numbers`` in ascending ranges,
+    e.g. ``[3, 1, 2, 7]`` -> ``"1:3,7"`` (ESEARCH ALL, RFC 4731 §3.1)."""
+    return compact(sorted(set(numbers)))
