@@ -74,9 +74,9 @@ class App:
     ``await start()`` opens everything and binds every listener (port 0 → an
     ephemeral port, see ``port(name)``); ``await stop()`` shuts down gracefully.
 
-    In a worker process of a multi-process daemon (``daemon.py``):
-    ``listen_sockets`` are the supervisor's bound sockets by listener name
-    (served instead of binding), and ``run_queue`` says whether this process
+    In a worker process of a multi-process daemon (``workers.py``):
+    ``listen_sockets`` are this worker's sockets, bound by the supervisor, by
+    listener name (served instead of binding), and ``run_queue`` says whether this process
     runs the outbound queue's scheduler (one process only: the queue does not
     support several schedulers on one store).  Every process may *enqueue*.
     """

@@ -34,10 +34,10 @@ class Services:
     queue: QueueManager | None = None
     #: Failed-AUTH delays per client IP, shared by every listener (None: one per listener).
     auth_throttle: AuthThrottle | None = None
-    #: Listening sockets bound by the supervisor (``daemon.py``), by listener
+    #: Listening sockets bound by the supervisor (``workers.py``), by listener
     #: name.  When a listener's name is here, ``start`` must serve that socket
     #: (``loop.create_server(sock=...)``) instead of binding address and port:
-    #: every worker process then shares one accept queue.
+    #: it is this worker's member of a SO_REUSEPORT group, one per worker.
     listen_sockets: dict[str, socket.socket] = field(default_factory=dict)
 
 

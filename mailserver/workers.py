@@ -1,23 +1,34 @@
-"""Several serving processes: a supervisor and N workers sharing listeners and the store.
+"""Several serving processes: a supervisor and N workers, each with its own listening sockets.
 
 Why: one Python process uses one core.  With ``workers = N`` the daemon is
 a supervisor plus N workers, each a full ``App`` (own uvloop event loop,
-own ``Store`` handle with its group-commit writer thread, own listeners on
-the *shared* sockets).  The store is multi-process safe (LMDB serialises
-writers; UIDs are allocated inside the write transaction; the change feed
-crosses processes over datagram sockets in ``data_dir/run``), so a message
-accepted by worker A wakes an IDLE session on worker B.
+own ``Store`` handle with its group-commit writer thread, own listeners).
+The store is multi-process safe (LMDB serialises writers; UIDs are
+allocated inside the write transaction; the change feed crosses processes
+over datagram sockets in ``data_dir/run``), so a message accepted by worker
+A wakes an IDLE session on worker B.
+
+Sockets: per listener, the supervisor binds N sockets with ``SO_REUSEPORT``
+on the same address and port (socket(7)); worker ``i`` serves socket ``i``
+of every listener.  The kernel spreads new connections over the sockets of
+such a group by a hash of the 4-tuple, so each worker gets its share (only
+sockets of the same effective UID may join a group: no other user's process
+can bind the port and take a share).  One shared socket, inherited by every
+worker, balanced badly: whichever loop woke first accepted the whole
+backlog, and one worker often served every connection of a burst while the
+other idled.
 
 Life of the supervisor (``supervise``):
 
-1. Binds every listener once (``address``/``port``; port 0 becomes a real
-   port, the same for every worker), before any worker exists.
+1. Binds every listener's N sockets (``address``/``port``; port 0: the first
+   socket gets a real port and the others bind to that same port), before
+   any worker exists.
 2. Makes the self-signed certificate if needed and opens the store briefly:
    configured domains, the demo account (so the workers never race to
    create them), then closes it.
 3. Starts the workers as fresh interpreters (``subprocess``, never a bare
-   ``fork`` of a process that has threads or an event loop): the listening
-   sockets are inherited fds; the rest of the spec (config, index, fd
+   ``fork`` of a process that has threads or an event loop): worker ``i``
+   inherits its own sockets only; the rest of the spec (config, index, fd
    numbers) is a length-prefixed pickle on the worker's stdin.  The stdin
    pipe stays open as a lifeline: EOF means the supervisor is gone, and the
    worker shuts down gracefully.  Workers run in their own session, so a
@@ -26,6 +37,14 @@ Life of the supervisor (``supervise``):
    banner, ``READY=1`` to systemd, ``server_ready``.
 5. A worker that exits is restarted with the same index and sockets after a
    backoff (0.1 s doubling to 10 s; reset once a worker has lived 30 s).
+   The supervisor keeps its copy of every socket open for this: a dead
+   worker's sockets stay listening, so the connections the kernel queued on
+   them wait in the backlog for the new worker instead of being reset (closing
+   the last copy of a listening socket resets its accept queue).
+   The price: while worker ``i`` is down, socket ``i`` still gets its share
+   of new connections, which wait until the restart instead of going to a
+   live worker.  Acceptable, since a restart takes about a second; only a
+   crash loop (backoff up to 10 s) makes those clients wait longer.
    A worker that dies before the first readiness fails the start (exit 1):
    a broken config or certificate would only crash-loop.
 6. SIGTERM/SIGINT: ``STOPPING=1``, close our copies of the sockets, SIGTERM
@@ -53,7 +72,6 @@ import ssl
 import struct
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,7 +88,7 @@ from mailserver.tls import server_context
 
 log = structlog.get_logger("mailserver.workers")
 
-#: listen(2) backlog of the shared sockets.
+#: listen(2) backlog of each worker's sockets.
 BACKLOG = 1024
 #: Restart backoff: first delay, cap, and the lifetime after which it resets (seconds).
 RESTART_DELAY = 0.1
@@ -86,27 +104,45 @@ class WorkerSpec:
 
     config: Config  # listener ports are the real bound ports
     index: int  # 0..N-1; worker 0 runs the outbound queue
-    fds: dict[str, int]  # listener name -> inherited listening socket fd
+    fds: dict[str, int]  # listener name -> this worker's inherited listening socket fd
     ready_fd: int  # write "<index> <pid>\\n" here once listening
 
 
 # -- sockets -------------------------------------------------------------------------
 
 
-def bind_listener(listener: Listener) -> socket.socket:
-    """A listening TCP socket for ``listener``, as asyncio would make it
-    (SO_REUSEADDR; IPv6 sockets IPv6-only).  Raises ``OSError``."""
+def bind_listener(listener: Listener, port: int | None = None) -> socket.socket:
+    """A listening TCP socket for ``listener`` (on ``port`` if given), as asyncio
+    would make it (SO_REUSEADDR; IPv6 sockets IPv6-only), plus SO_REUSEPORT so
+    that several such sockets share the port.  Raises ``OSError``."""
     family = socket.AF_INET6 if ipaddress.ip_address(listener.address).version == 6 \
         else socket.AF_INET
-    sock = socket.create_server((listener.address, listener.port), family=family,
-                                backlog=BACKLOG)
+    sock = socket.create_server((listener.address, listener.port if port is None else port),
+                                family=family, backlog=BACKLOG, reuse_port=True)
     sock.set_inheritable(True)
     return sock
 
 
-def _bound_config(config: Config, sockets: dict[str, socket.socket]) -> Config:
+def bind_group(listener: Listener, count: int) -> list[socket.socket]:
+    """``count`` SO_REUSEPORT sockets on ``listener``'s address, all on one port:
+    with port 0 the first gets an ephemeral port and the others join it.
+    Raises ``OSError`` (and closes what it bound)."""
+    group: list[socket.socket] = []
+    try:
+        group.append(bind_listener(listener))
+        port = int(group[0].getsockname()[1])
+        for _ in range(count - 1):
+            group.append(bind_listener(listener, port))
+    except OSError:
+        for sock in group:
+            sock.close()
+        raise
+    return group
+
+
+def _bound_config(config: Config, groups: dict[str, list[socket.socket]]) -> Config:
     listeners = tuple(
-        dataclasses.replace(lst, port=int(sockets[lst.name].getsockname()[1]))
+        dataclasses.replace(lst, port=int(groups[lst.name][0].getsockname()[1]))
         for lst in config.listeners
     )
     return dataclasses.replace(config, listeners=listeners)
@@ -130,9 +166,10 @@ class _Slot:
 class Supervisor:
     """Starts, watches and stops the workers (see the module docstring)."""
 
-    def __init__(self, config: Config, sockets: dict[str, socket.socket], count: int) -> None:
+    def __init__(self, config: Config, groups: dict[str, list[socket.socket]],
+                 count: int) -> None:
         self.config = config
-        self.sockets = sockets
+        self.groups = groups  # listener name -> one socket per worker index
         self.slots = [_Slot(i) for i in range(count)]
         self.stopping = asyncio.Event()
         self.failed = asyncio.Event()  # a worker died before the first readiness
@@ -173,7 +210,7 @@ class Supervisor:
                 log.info("worker_ready", worker=slot.index, worker_pid=int(pid))
 
     async def _spawn(self, slot: _Slot) -> asyncio.subprocess.Process:
-        fds = {name: sock.fileno() for name, sock in self.sockets.items()}
+        fds = {name: group[slot.index].fileno() for name, group in self.groups.items()}
         spec = WorkerSpec(config=self.config, index=slot.index, fds=fds, ready_fd=self._ready_w)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-c", _WORKER_CODE,
@@ -222,8 +259,9 @@ class Supervisor:
     async def stop(self, timeout: float) -> bool:
         """SIGTERM every worker, wait up to ``timeout`` s, then SIGKILL; True if all exited 0."""
         self.stopping.set()
-        for sock in self.sockets.values():
-            sock.close()  # the workers' copies close with their listeners
+        for group in self.groups.values():
+            for sock in group:
+                sock.close()  # the workers' copies close with their listeners
         self.signal_all(signal.SIGTERM)
         procs = [s.proc for s in self.slots if s.proc is not None]
         waits = [asyncio.ensure_future(p.wait()) for p in procs]
@@ -280,21 +318,22 @@ async def supervise(config: Config, count: int) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
 
-    sockets: dict[str, socket.socket] = {}
+    groups: dict[str, list[socket.socket]] = {}
     try:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         for listener in config.listeners:
-            sockets[listener.name] = bind_listener(listener)
-        config = _bound_config(config, sockets)
+            groups[listener.name] = bind_group(listener, count)
+        config = _bound_config(config, groups)
         demo = await _prepare_store(config)
     except (MailserverError, OSError, ssl.SSLError) as exc:
-        for sock in sockets.values():
-            sock.close()
+        for group in groups.values():
+            for sock in group:
+                sock.close()
         log.error("start_failed", error=str(exc), error_type=type(exc).__name__)
         return 1
 
     notifier = Notifier.from_environ()
-    sup = Supervisor(config, sockets, count)
+    sup = Supervisor(config, groups, count)
     started = asyncio.ensure_future(sup.start())
     stopped = asyncio.ensure_future(stop.wait())
     await asyncio.wait([started, stopped], return_when=asyncio.FIRST_COMPLETED)
@@ -350,26 +389,6 @@ def _tag_worker(index: int) -> None:
     structlog.configure(processors=[add, *processors])
 
 
-def _loop_factory(prebound: dict[tuple[str, int], socket.socket]) -> Callable[[], Any]:
-    """uvloop, with ``create_server(host, port)`` served from ``prebound`` sockets.
-
-    The SMTP listeners take their socket from ``Services.listen_sockets``; a
-    listener that still binds by address and port (the IMAP one, until it
-    reads ``listen_sockets`` too) gets the shared socket here instead of a
-    bind that would fail (EADDRINUSE) or pick its own ephemeral port.
-    """
-
-    class _Loop(uvloop.Loop):  # type: ignore[misc]
-        async def create_server(self, protocol_factory: Any, host: Any = None,
-                                port: Any = None, **kwargs: Any) -> Any:
-            sock = prebound.get((host, port)) if kwargs.get("sock") is None else None
-            if sock is not None:
-                return await super().create_server(protocol_factory, sock=sock, **kwargs)
-            return await super().create_server(protocol_factory, host, port, **kwargs)
-
-    return _Loop
-
-
 async def _work(spec: WorkerSpec, sockets: dict[str, socket.socket]) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -418,8 +437,5 @@ def worker_main() -> int:
     _tag_worker(spec.index)
     os.set_blocking(0, False)
     sockets = {name: socket.socket(fileno=fd) for name, fd in spec.fds.items()}
-    smtp = {lst.name for lst in spec.config.listeners if lst.protocol != "imap"}
-    prebound = {(lst.address, lst.port): sockets[lst.name] for lst in spec.config.listeners
-                if lst.name not in smtp}
-    with asyncio.Runner(loop_factory=_loop_factory(prebound)) as runner:
-        return runner.run(_work(spec, {n: s for n, s in sockets.items() if n in smtp}))
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(_work(spec, sockets))

@@ -24,6 +24,10 @@ from mailserver.services import Services
 log = structlog.get_logger("mailserver.imap")
 
 _TLS_HANDSHAKE_TIMEOUT = 30.0
+#: listen(2) backlog: asyncio's default of 100 overflows (SYN retries of 1 s)
+#: when a burst of clients connects at once.  It also applies to a socket
+#: bound by the supervisor: serving it calls listen(2) again.
+LISTEN_BACKLOG = 1024
 
 
 class ImapListener:
@@ -43,13 +47,17 @@ class ImapListener:
     async def _start(self) -> None:
         loop = asyncio.get_running_loop()
         implicit = self.listener.tls == "implicit"
-        self._server = await loop.create_server(
-            lambda: _Stream(self._accepted),
-            self.listener.address,
-            self.listener.port,
-            ssl=self.services.ssl_context if implicit else None,
-            ssl_handshake_timeout=_TLS_HANDSHAKE_TIMEOUT if implicit else None,
-        )
+        ssl = self.services.ssl_context if implicit else None
+        handshake_timeout = _TLS_HANDSHAKE_TIMEOUT if implicit else None
+        sock = self.services.listen_sockets.get(self.listener.name)
+        if sock is not None:  # bound by the supervisor for this worker (workers.py)
+            self._server = await loop.create_server(
+                lambda: _Stream(self._accepted), sock=sock, backlog=LISTEN_BACKLOG,
+                ssl=ssl, ssl_handshake_timeout=handshake_timeout)
+        else:
+            self._server = await loop.create_server(
+                lambda: _Stream(self._accepted), self.listener.address, self.listener.port,
+                backlog=LISTEN_BACKLOG, ssl=ssl, ssl_handshake_timeout=handshake_timeout)
 
     @property
     def port(self) -> int:
@@ -114,7 +122,9 @@ class ImapListener:
 async def start(listener: Listener, services: Services) -> ImapListener:
     """Bind ``listener`` and serve IMAP on it (RFC 3501); returns its handle.
 
-    Raises ``OSError`` when the address cannot be bound.
+    A socket in ``services.listen_sockets`` under the listener's name is
+    served instead of binding address and port.  Raises ``OSError`` when the
+    address cannot be bound.
     """
     handle = ImapListener(listener, services)
     await handle._start()

@@ -137,7 +137,7 @@ async def start(listener: Listener, services: Services) -> SmtpListener:
     loop = asyncio.get_running_loop()
     tls = services.ssl_context if listener.tls == "implicit" else None
     sock = services.listen_sockets.get(listener.name)
-    if sock is not None:  # bound by the supervisor, shared by every worker
+    if sock is not None:  # bound by the supervisor for this worker (workers.py)
         server = await loop.create_server(
             lambda: SmtpConnection(handler, settings, registry), sock=sock, ssl=tls,
             backlog=LISTEN_BACKLOG,

@@ -1,10 +1,12 @@
 """The multi-process daemon (``workers = 2``): supervisor, restarts, shared store, IDLE.
 
 Each test runs ``python -m mailserver run -c CONF`` with port-0 listeners; the
-supervisor binds them once, so every worker serves the same ports.  Which
-worker takes a connection is the kernel's choice: tests learn it from the
-``smtp_connect`` / ``imap_connect`` log line (it carries ``worker``), opening
-connections one at a time until they have one on each worker they need.
+supervisor binds one SO_REUSEPORT socket per worker on one port per listener,
+so every worker serves the same ports.  Which worker takes a connection is the
+kernel's choice (a hash of the 4-tuple): tests learn it from the
+``smtp_connect`` / ``imap_connect`` log line (it carries ``worker``, and an SMTP
+``conn_id`` starts with the serving process's pid in hex), opening connections
+one at a time until they have one on each worker they need.
 """
 
 from __future__ import annotations
@@ -19,13 +21,16 @@ import socket
 import subprocess
 import sys
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from mailserver.config import Listener
 from mailserver.store.store import Store
+from mailserver.workers import bind_group
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 45.0
@@ -99,6 +104,15 @@ class Daemon:
                 self.ports[event["listener"]] = event["port"]
             if event.get("event") == name and all(event.get(k) == v for k, v in fields.items()):
                 return event
+
+    def take(self, name: str, count: int) -> list[dict[str, Any]]:
+        """The next ``count`` log events ``name``."""
+        return [self.wait_for(name) for _ in range(count)]
+
+    def pids(self) -> dict[int, int]:
+        """Worker index -> pid of its latest process, from the ``worker_ready`` lines."""
+        ready = (json.loads(x) for x in list(self.lines) if '"worker_ready"' in x)
+        return {e["worker"]: e["worker_pid"] for e in ready}
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
@@ -177,6 +191,18 @@ def send(client: smtplib.SMTP, n: int) -> None:
     body = f"From: bob@remote.test\r\nTo: alice@example.test\r\nSubject: {n}\r\n\r\nhi {n}\r\n"
     refused = client.sendmail("bob@remote.test", ["alice@example.test"], body.encode())
     assert refused == {}
+
+
+def greeting(port: int) -> tuple[socket.socket, bytes]:
+    """A raw connection to ``port`` and the first line the server sent on it."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    with sock.makefile("rb") as file:
+        return sock, file.readline()
+
+
+def pid_of(conn_id: str) -> int:
+    """The serving process of an SMTP connection: its ``conn_id`` is "<pid hex>.<n>"."""
+    return int(conn_id.partition(".")[0], 16)
 
 
 class Imap:
@@ -317,4 +343,77 @@ def test_delivery_on_one_worker_wakes_idle_on_the_other(daemon: Daemon) -> None:
                 pass
         finally:
             imap.close()
+    assert daemon.stop() == 0
+
+
+def test_bind_group_shares_one_port_and_the_kernel_spreads_connections() -> None:
+    listener = Listener(name="smtp", protocol="smtp", address="127.0.0.1", port=0)
+    group = bind_group(listener, 3)
+    clients: list[socket.socket] = []
+    try:
+        ports = {s.getsockname()[1] for s in group}
+        assert len(ports) == 1 and 0 not in ports
+        assert all(s.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) for s in group)
+        port = ports.pop()
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+                   for _ in range(60)]
+        # Every handshake is done: each queued connection sits in one socket's backlog.
+        accepted = []
+        for sock in group:
+            sock.setblocking(False)
+            n = 0
+            while True:
+                try:
+                    conn, _ = sock.accept()
+                except BlockingIOError:
+                    break
+                conn.close()
+                n += 1
+            accepted.append(n)
+        assert sum(accepted) == 60
+        assert all(n > 0 for n in accepted), accepted  # 3 * (2/3)**60: never by chance
+    finally:
+        for c in clients:
+            c.close()
+        for sock in group:
+            sock.close()
+
+
+def test_connections_are_spread_over_both_workers(daemon: Daemon) -> None:
+    smtp = [greeting(daemon.ports["smtp"]) for _ in range(40)]
+    imap = [greeting(daemon.ports["imap"]) for _ in range(40)]
+    try:
+        assert all(line.startswith(b"220 ") for _, line in smtp)
+        assert all(line.startswith(b"* OK") for _, line in imap)
+        smtp_events = daemon.take("smtp_connect", 40)
+        imap_events = daemon.take("imap_connect", 40)
+    finally:
+        for sock, _ in smtp + imap:
+            sock.close()
+    pids = daemon.pids()
+    # The pid in each conn_id is the process that really served it.
+    assert all(pid_of(e["conn_id"]) == pids[e["worker"]] for e in smtp_events)
+    # All on one worker: (1/2)**39 for a fair hash.
+    assert set(Counter(e["worker"] for e in smtp_events)) == {0, 1}
+    assert set(Counter(e["worker"] for e in imap_events)) == {0, 1}
+    assert daemon.stop() == 0
+
+
+def test_connections_queued_for_a_killed_worker_wait_for_its_restart(daemon: Daemon) -> None:
+    old = daemon.pids()
+    os.kill(old[1], signal.SIGKILL)
+    # Connect at once, before the supervisor has even noticed: those the kernel
+    # queues on worker 1's socket (the supervisor keeps it listening) must be
+    # greeted by the new worker 1, not reset.
+    conns = [greeting(daemon.ports["smtp"]) for _ in range(20)]
+    try:
+        assert [line[:4] for _, line in conns] == [b"220 "] * 20
+        served = [pid_of(e["conn_id"]) for e in daemon.take("smtp_connect", 20)]
+    finally:
+        for sock, _ in conns:
+            sock.close()
+    new = daemon.pids()
+    assert new[1] != old[1] and new[0] == old[0]
+    assert old[1] not in served
+    assert set(served) == {old[0], new[1]}
     assert daemon.stop() == 0
