@@ -15,6 +15,12 @@ Design notes
   command, not per line.  Every network await is under a timeout: reads under
   the autologout timer (``limits.imap_idle_timeout``, RFC 3501 §5.4), drains
   and handshakes under fixed bounds.
+* Closing never waits on the client: a graceful close (``transport.close``)
+  sends what is buffered first, which a client that stops reading never lets
+  happen, so ``_Stream.close`` aborts the transport if it is not gone within
+  ``close_bound`` (the write timeout, at most the autologout time); a
+  connection cancelled at the end of the shutdown grace is aborted at once.
+  The SMTP side does the same (``close_soon`` in ``smtp.adapter``).
 * ``interruptible`` is True while waiting for the next command (and in IDLE):
   a server shutdown then says ``* BYE`` and closes at once; otherwise it waits
   for the command in flight to finish.
@@ -73,6 +79,9 @@ class _Stream(asyncio.Protocol):
         self._writable = asyncio.Event()
         self._writable.set()
         self._paused = False
+        #: Set once the transport is really gone (``connection_lost``).
+        self.lost = asyncio.Event()
+        self._abort_timer: asyncio.TimerHandle | None = None
 
     # -- protocol callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -98,6 +107,10 @@ class _Stream(asyncio.Protocol):
         self._eof = True
         self._readable.set()
         self._writable.set()
+        self.lost.set()
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
+            self._abort_timer = None
 
     def pause_writing(self) -> None:
         self._writable.clear()
@@ -137,9 +150,25 @@ class _Stream(asyncio.Protocol):
         if self.transport is None or self.transport.is_closing():
             raise ConnectionResetError("connection closed")
 
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+    def close(self, within: float | None = None) -> None:
+        """Close gracefully (buffered output goes first); with ``within``, abort
+        the transport if it is still there that many seconds later."""
+        if self.transport is None:
+            return
+        self.transport.close()
+        if within is not None and not self.lost.is_set() and self._abort_timer is None:
+            loop = asyncio.get_running_loop()
+            self._abort_timer = loop.call_later(within, self._close_timed_out)
+
+    def _close_timed_out(self) -> None:
+        self._abort_timer = None
+        if not self.lost.is_set():
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop the connection now, buffered output and all."""
+        if self.transport is not None and not self.lost.is_set():
+            self.transport.abort()
 
 
 class Connection:
@@ -168,6 +197,9 @@ class Connection:
         self._out: list[bytes] = []
         self._out_size = 0
         self._shutdown = False
+        #: Longest wait for the client to take our output: a write, or the
+        #: graceful close (RFC 3501 §5.4 autologout bounds any wait on it).
+        self.close_bound = min(self.limits.imap_idle_timeout, _WRITE_TIMEOUT)
         # RFC 4978 streams, both None until COMPRESS DEFLATE succeeded.
         self._deflate: zlib._Compress | None = None
         self._inflate: zlib._Decompress | None = None
@@ -217,7 +249,7 @@ class Connection:
     async def flush(self) -> None:
         """Send what is queued and wait until the transport has taken it."""
         self._push()
-        async with asyncio.timeout(_WRITE_TIMEOUT):
+        async with asyncio.timeout(self.close_bound):
             await self.stream.drain()
 
     async def read_line(self) -> bytes | None:
@@ -297,10 +329,11 @@ class Connection:
         if self.interruptible:
             self.write(untagged("BYE Server shutting down"))
             self._push()
-            self.stream.close()
+            self.stream.close(self.close_bound)
 
     async def run(self) -> None:
         self.log.info("imap_connect", listener=self.listener.name, tls=self.tls)
+        cancelled = False
         try:
             self.write(untagged(f"OK [CAPABILITY {self.session.capabilities()}] "
                                 f"{self.services.config.hostname} ready"))
@@ -310,15 +343,21 @@ class Connection:
             self.write(untagged("BYE Autologout; idle for too long"))
         except CloseConnection:
             pass
+        except asyncio.CancelledError:
+            cancelled = True  # the shutdown grace is over: no more waiting
+            raise
         except (ConnectionError, ssl.SSLError, OSError) as exc:
             self.log.info("imap_connection_lost", error=str(exc) or type(exc).__name__)
         except Exception:  # noqa: BLE001 - one broken connection must not take others down
             self.log.exception("imap_connection_failed")
             self.write(untagged("BYE Internal error"))
         finally:
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                self._push()
-            self.stream.close()
+            if cancelled:
+                self.stream.abort()
+            else:
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    self._push()
+                self.stream.close(self.close_bound)
             self.log.info("imap_disconnect")
 
     async def _loop(self) -> None:

@@ -9,7 +9,9 @@ load them.
 Choices where the RFC leaves room, each written down once here:
 
 * Section data (``BODY[...]``, ``RFC822*``) is always sent as a literal, so
-  8-bit, NUL and CR/LF octets pass untouched; an empty result is ``""``.
+  8-bit and CR/LF octets pass untouched; an empty result is ``""``.  NUL is
+  not a CHAR8 (RFC 3501 §9, RFC 9051 §9): outside BINARY it goes out as 0x80,
+  same length, so sizes and partial offsets still hold (``_section_data``).
 * A section naming a part that does not exist answers ``NIL``: the response
   grammar makes it an ``nstring`` (RFC 3501 §9 ``msg-att-body``), and NIL tells
   the client "no such part" where ``""`` would claim an empty one (UW-IMAP and
@@ -38,7 +40,7 @@ from collections.abc import Callable, Sequence
 
 from mailserver.errors import UserError
 from mailserver.imap.message import MessageAccess
-from mailserver.protocol.imap.response import flag_list, internal_date, literal
+from mailserver.protocol.imap.response import flag_list, internal_date, literal, literal8
 from mailserver.protocol.imap.types import FetchAtt, Section
 from mailserver.protocol.mime import LEAF, resolve
 
@@ -61,11 +63,20 @@ def sets_seen(atts: Sequence[FetchAtt]) -> bool:
 
 
 def _section_data(data: bytes | None) -> bytes:
-    """An ``nstring`` for section octets: NIL, ``""`` or a literal (§4.3)."""
+    """An ``nstring`` for section octets: NIL, ``""`` or a literal (§4.3).
+
+    RFC 3501 §9 / RFC 9051 §9: ``literal = "{" number "}" CRLF *CHAR8`` and
+    CHAR8 is %x01-ff; only a ``literal8`` (RFC 3516 §4.2) may carry NUL.  So each
+    NUL goes out as 0x80, as Dovecot does: the stored octets stay as they are,
+    and the length does not change, so RFC822.SIZE, body-fld-octets and
+    ``<partial>`` offsets still hold.  ``in`` is one memchr: data without NUL
+    (nearly all of it) is not copied."""
     if data is None:
         return b"NIL"
     if not data:
         return b'""'
+    if b"\0" in data:
+        data = data.replace(b"\0", b"\x80")
     return literal(data)
 
 
@@ -120,7 +131,7 @@ def _binary(access: MessageAccess, att: FetchAtt) -> bytes:
     assert att.section is not None
     data = _partial(_binary_data(access, att.section), att.partial)
     if data and b"\0" in data:
-        return b"~" + literal(data)  # literal8 (RFC 3516 §4.2 / RFC 3501 ABNF extension)
+        return literal8(data)
     return _section_data(data)
 
 

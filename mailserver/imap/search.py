@@ -27,9 +27,16 @@ the header.
 
 Matching rules, where RFC 3501 leaves room:
 
-* Strings match as case-insensitive substrings (Unicode ``casefold``) of the
-  RFC 2047-decoded values, with runs of white space compared as one space
-  (folding and encoded-word boundaries must not hide a match).
+* Strings match as case-insensitive substrings of the RFC 2047-decoded
+  values, compared in the i;unicode-casemap canonical form (RFC 5051 §2:
+  simple titlecase, then NFKD; RFC 9051 §6.4.4), so "ß" does not find "ss";
+  runs of white space compare as one space (folding and encoded-word
+  boundaries must not hide a match).  The facts keep their values in that
+  form (facts version 3); older facts are answered from the header.
+* BODY matches the decoded content of the text and message leaf parts, not
+  MIME part headers or boundary lines ("in the body of the message",
+  §6.4.4); TEXT matches the top-level header, that content, and the headers
+  of encapsulated messages (``mime.text``).
 * ``HEADER name ""`` matches every message that has the field (§6.4.4).
 * BEFORE/ON/SINCE compare the INTERNALDATE's day in the zone it was received
   in; SENT* compare the day written in the Date: header, i.e. in the sender's
@@ -160,7 +167,7 @@ class _Candidate:
     """One message under test, with whatever of it was already loaded."""
 
     __slots__ = ("seq", "record", "_store", "_access", "_header_fields", "_body_text",
-                 "_sent_day")
+                 "_full_text", "_sent_day")
 
     def __init__(self, seq: int, record: MessageRecord, store: Source) -> None:
         self.seq = seq
@@ -170,6 +177,7 @@ class _Candidate:
         self._access: MessageAccess | None = None
         self._header_fields: dict[str, list[str]] | None = None
         self._body_text: str | None = None
+        self._full_text: str | None = None
         self._sent_day: dt.date | None | bool = False  # False: not computed yet
 
     @property
@@ -211,12 +219,23 @@ class _Candidate:
         names = dict.fromkeys(
             m.group(1).decode("ascii").casefold() for m in _FIELD_NAME.finditer(self.access.header)
         )
-        return "\n".join(f"{n}: {v}" for n in names for v in self.field_values(n))
+        # The name is compared too ("TEXT Return-Path"), so in the same form.
+        return "\n".join(f"{_norm(n)}: {v}" for n in names for v in self.field_values(n))
 
     def body_text(self) -> str:
+        """What BODY searches: the decoded content of the leaf parts."""
         if self._body_text is None:
             self._body_text = _norm(search_text(self.access.data, self.access.facts))
         return self._body_text
+
+    def full_text(self) -> str:
+        """What TEXT searches besides the top-level header: the body text plus
+        the headers of encapsulated messages."""
+        if self._full_text is None:
+            self._full_text = _norm(
+                search_text(self.access.data, self.access.facts, with_headers=True)
+            )
+        return self._full_text
 
     def sent_day(self) -> dt.date | None:
         """The day written in the Date: header, ``None`` when there is none."""
@@ -321,7 +340,7 @@ class _Evaluator:
             case SearchText(value=value, header=header):
                 needle = _norm(value)
                 if header:
-                    return lambda c: needle in c.header_text() or needle in c.body_text()
+                    return lambda c: needle in c.header_text() or needle in c.full_text()
                 return lambda c: needle in c.body_text()
             case SearchNot(key=inner):
                 test = self.compile(inner)

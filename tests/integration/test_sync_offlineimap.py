@@ -92,6 +92,15 @@ def offlineimap_form(body: bytes) -> bytes:
     return BytesParser(policy=_FETCHED).parsebytes(body).as_bytes(policy=_MAILDIR)
 
 
+def offlineimap_corpus() -> list[Path]:
+    """The corpus without its messages that contain NUL: FETCH sends NUL as
+    0x80 (RFC 3501 §9; Dovecot does the same), and offlineimap3 cannot
+    re-serialise a message with 8-bit octets in a multipart preamble or
+    epilogue (``email.generator`` raises UnicodeEncodeError; offlineimap
+    reports the message as unprocessable), against any server."""
+    return [p for p in corpus_messages() if b"\0" not in p.read_bytes()]
+
+
 def local_state(tmp: Path, mailboxes: list[str]) -> tuple[State, dict[str, dict[str, Path]]]:
     state: State = {}
     paths: dict[str, dict[str, Path]] = {}
@@ -109,7 +118,7 @@ def test_offlineimap_two_way(server: ServerThread, tmp_path: Path) -> None:
 
     client = imap_client(server.port("imaps"), ALICE, USERS[ALICE])
     try:
-        scenario = Scenario(client, corpus_messages(), clean=offlineimap_form)
+        scenario = Scenario(client, offlineimap_corpus(), clean=offlineimap_form)
         before, bodies = scenario.fill()
         mailboxes = sorted(before)
 

@@ -110,6 +110,13 @@ def crlf_form(blob: bytes) -> bytes:
     return re.sub(rb"\r\n|\r|\n", b"\r\n", blob)
 
 
+def fetched_form(blob: bytes) -> bytes:
+    """What FETCH BODY[] returns for ``blob`` APPENDed by imapclient: its
+    ``crlf_form`` with NUL octets as 0x80 (a literal may not carry NUL,
+    RFC 3501 §9; the server substitutes them as Dovecot does)."""
+    return crlf_form(blob).replace(b"\0", b"\x80")
+
+
 def lf_form(blob: bytes) -> bytes:
     """``blob`` with every CRLF folded to LF: what a Maildir copy of an IMAP
     message holds (mbsync and offlineimap store LF line ends)."""
@@ -318,7 +325,7 @@ class Scenario:
         state, bodies = server_state(self.client, clean=self.clean)
         for name, box in sent.items():
             # BODY[] is exactly what APPEND sent (RFC 3501 §6.3.11, §6.4.5).
-            wrong = sorted(k for k, blob in box.items() if bodies[name].get(k) != crlf_form(blob))
+            wrong = sorted(k for k, blob in box.items() if bodies[name].get(k) != fetched_form(blob))
             assert not wrong, f"{name}: BODY[] differs from the APPENDed bytes: {wrong}"
         self.expected = {name: dict(box) for name, box in state.items()}
         self.keys = sorted(state["INBOX"])  # c1-001 ... c1-148, c2-001 ... c2-148
@@ -352,7 +359,7 @@ class Scenario:
             blob = keyed(f"srv-new-{n}", self.corpus[n].read_bytes())
             flags = {"\\Flagged"} if n == 1 else set()
             client.append("INBOX", blob, flags=sorted(flags))
-            inbox[f"srv-new-{n}"] = Msg(frozenset(flags), digest(self.clean(crlf_form(blob))))
+            inbox[f"srv-new-{n}"] = Msg(frozenset(flags), digest(self.clean(fetched_form(blob))))
         dev_deleted = sorted(self.expected["Lists/dev"])[0]
         uids = server_uids(client, "Lists/dev", [dev_deleted])
         client.add_flags(uids, [b"\\Deleted"])

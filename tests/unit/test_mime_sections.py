@@ -146,7 +146,9 @@ def test_search_text_decodes_parts() -> None:
     text = search_text(MSG, FACTS)
     assert "café au lait" in text
     assert "inner one" in text and "inner two" in text
-    assert "Subject: inner" in text  # the encapsulated header is body of the outer
+    # BODY: content only; TEXT also the encapsulated header (body of the outer)
+    assert "Subject: inner" not in text
+    assert "Subject: inner" in search_text(MSG, FACTS, with_headers=True)
     assert "hidden" not in text  # application/octet-stream is not text
     assert search_text(PREFIX + MSG, FACTS) == text
 

@@ -94,10 +94,14 @@ def test_missing_close_delimiter_and_no_parts() -> None:
     assert zero.root.children == ()
 
 
-def test_multipart_without_boundary_is_a_leaf() -> None:
+def test_multipart_without_boundary_is_text_plain() -> None:
+    # RFC 2046 §5.1.1: boundary is required; RFC 2045 §5.2: an invalid
+    # Content-Type means text/plain; charset=us-ascii, over the same bytes.
     f = analyze(b"Content-Type: multipart/mixed\r\n\r\n--x\r\n\r\nbody\r\n")
     assert f.root.kind == LEAF
-    assert f.body.startswith(b'("multipart" "mixed" NIL NIL NIL "7bit" ')
+    assert f.root.media_type == "text/plain" and f.root.charset == "us-ascii"
+    assert f.body == b'("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 13 3)'
+    assert f.bodystructure == f.body[:-1] + b" NIL NIL NIL NIL)"
 
 
 def test_boundary_prefix_longest_match_wins() -> None:

@@ -8,6 +8,10 @@ Response text is one line: a CR or LF in ``text`` would let a string smuggle a
 second response onto the wire, so it is replaced by a space.  Strings that a
 quoted string cannot carry (CR, LF, NUL, 8-bit) are sent as literals
 (§4.3: "a literal [...] can contain any octet" except NUL in non-binary).
+
+``literal`` sends its octets as given; message data that may hold NUL (not a
+CHAR8, RFC 3501 §9) is made NUL-free by the caller (``imap.fetch``) or sent as
+a ``literal8`` (RFC 3516 §4.2).
 """
 
 from __future__ import annotations
@@ -27,6 +31,12 @@ _ORDER = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft", "\\Recent
 def literal(data: bytes) -> bytes:
     """``literal = "{" number "}" CRLF *CHAR8`` (§4.3): ``b"{5}\\r\\nhello"``."""
     return b"{%d}\r\n" % len(data) + data
+
+
+def literal8(data: bytes) -> bytes:
+    """``literal8 = "~{" number64 "}" CRLF *OCTET`` (RFC 3516 §4.2): any octet,
+    NUL included, for BINARY[] data."""
+    return b"~{%d}\r\n" % len(data) + data
 
 
 def _quote_bytes(data: bytes, *, utf8: bool) -> bytes:

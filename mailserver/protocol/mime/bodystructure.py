@@ -20,6 +20,10 @@ from .params import parse_disposition, parse_languages
 from .structure import MESSAGE, MULTIPART, Node
 
 EMPTY_BODY = b'("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0)'
+#: The same with the extension data every other part of a BODYSTRUCTURE has
+#: (body-fld-md5, -dsp, -lang, -loc; RFC 3501 §7.4.2): optional, but index-based
+#: parsers (K-9) trip over a response that mixes both forms.
+EMPTY_BODY_EXT = EMPTY_BODY[:-1] + b" NIL NIL NIL NIL)"
 
 
 def count_lines(blob: bytes, start: int, end: int) -> int:
@@ -71,7 +75,7 @@ def _render(node: Node, blob: bytes, extended: bool, out: list[bytes]) -> None:
             for child in node.children:
                 _render(child, blob, extended, out)
         else:
-            out.append(EMPTY_BODY)
+            out.append(EMPTY_BODY_EXT if extended else EMPTY_BODY)
         out.append(b" " + string(node.subtype))
         if extended:
             out.append(b" " + _params(node.params) + b" " + _ext_common(node))
@@ -100,7 +104,7 @@ def _render(node: Node, blob: bytes, extended: bool, out: list[bytes]) -> None:
             out.append(envelope(inner.fields) + b" ")
             _render(inner, blob, extended, out)
         else:
-            out.append(EMPTY_ENVELOPE + b" " + EMPTY_BODY)
+            out.append(EMPTY_ENVELOPE + b" " + (EMPTY_BODY_EXT if extended else EMPTY_BODY))
         out.append(b" %d" % count_lines(blob, node.body_start, node.end))
     elif mtype == "text":
         out.append(b" %d" % count_lines(blob, node.body_start, node.end))

@@ -6,16 +6,21 @@ binary one, versioned by its first bytes.  Version 2 adds the decoded,
 normalised values of the header fields SEARCH asks for most
 (``SEARCH_FIELDS``), placed right after the fixed head so that
 ``search_values_from_bytes`` reads them without decoding the rest: header
-SEARCH then never loads the blob (version 1 facts still read; they have none).  All offsets are into the blob as
-analyzed; the per-recipient prefix (Return-Path, Delivered-To) is not in them
+SEARCH then never loads the blob (version 1 facts still read; they have none).
+Version 3 changed only the normalisation of those values (``search_norm``:
+i;unicode-casemap instead of ``str.casefold``); version 2 facts still read, but
+their search values are ignored (SEARCH then parses the header), since they
+were normalised the old way.  All offsets are into the blob as analyzed; the per-recipient prefix (Return-Path, Delivered-To) is not in them
 (see ``sections.section_bytes``).
 """
 
 from __future__ import annotations
 
 import email.utils
+import functools
 import re
 import struct
+import unicodedata
 from dataclasses import dataclass
 
 from .bodystructure import count_lines, render
@@ -26,7 +31,8 @@ from .structure import LEAF, Node, build_tree, charset_of
 _COMMENT = re.compile(r"\([^()]*\)")
 _COLON_WSP = re.compile(r"\s*:\s*")
 _MAGIC_V1 = b"MF\x01"
-_MAGIC = b"MF\x02"
+_MAGIC_V2 = b"MF\x02"  # search values normalised with str.casefold: ignored
+_MAGIC = b"MF\x03"
 _SIZE = struct.Struct("<Q")
 _HEAD = struct.Struct("<BqIII")  # has_date, sent_date, len(envelope), len(body), len(bodystructure)
 _SEARCH_LEN = struct.Struct("<I")  # v2: length of the search section, right after _HEAD
@@ -126,7 +132,8 @@ class MessageFacts:
         if not isinstance(b, bytes):
             b = bytes(b)
         try:
-            v2 = b.startswith(_MAGIC)
+            v3 = b.startswith(_MAGIC)
+            v2 = v3 or b.startswith(_MAGIC_V2)
             if not v2 and not b.startswith(_MAGIC_V1):
                 raise ValueError("not serialized MessageFacts")
             pos = len(_MAGIC)
@@ -140,6 +147,8 @@ class MessageFacts:
                 pos += _SEARCH_LEN.size
                 search = _decode_search(b, pos, pos + ls)
                 pos += ls
+                if not v3:
+                    search = ()
             env = b[pos : pos + le]
             pos += le
             body = b[pos : pos + lb]
@@ -157,10 +166,10 @@ class MessageFacts:
 def search_values_from_bytes(b: bytes | memoryview) -> tuple[tuple[str, ...], ...]:
     """``MessageFacts.from_bytes(b).search`` without decoding the rest: the
     search section sits right after the fixed head.  ``()`` for version 1
-    facts.  ``b`` may be any bytes-like object (a zero-copy view).
+    and 2 facts.  ``b`` may be any bytes-like object (a zero-copy view).
     Raises ValueError on bytes ``to_bytes`` did not write."""
     if b[:3] != _MAGIC:
-        if b[:3] == _MAGIC_V1:
+        if b[:3] == _MAGIC_V1 or b[:3] == _MAGIC_V2:
             return ()
         raise ValueError("not serialized MessageFacts")
     try:
@@ -178,7 +187,7 @@ def items_from_bytes(b: bytes | memoryview) -> tuple[bytes, bytes, bytes, int | 
     FETCH ENVELOPE/BODY/BODYSTRUCTURE need only these slices.  ``b`` may be
     any bytes-like object (a zero-copy view); the results are ``bytes``.
     Raises ValueError on bytes ``to_bytes`` did not write."""
-    v2 = b[:3] == _MAGIC
+    v2 = b[:3] == _MAGIC or b[:3] == _MAGIC_V2
     if not v2 and b[:3] != _MAGIC_V1:
         raise ValueError("not serialized MessageFacts")
     try:
@@ -199,11 +208,58 @@ def items_from_bytes(b: bytes | memoryview) -> tuple[bytes, bytes, bytes, int | 
 
 
 def search_norm(text: str) -> str:
-    """The form both sides of a SEARCH string match are compared in: runs of
-    white space as one space, Unicode case-folded (RFC 3501 §6.4.4 leaves the
-    comparison to the server; folding and encoded-word boundaries must not
-    hide a match)."""
-    return _WS.sub(" ", text).casefold()
+    """The form both sides of a SEARCH string match are compared in: the
+    i;unicode-casemap canonical form (``casemap``) with runs of white space as
+    one space (folding and encoded-word boundaries must not hide a match).
+    RFC 9051 §6.4.4 makes SEARCH case-insensitive per i;unicode-casemap
+    (RFC 5051); RFC 3501 §6.4.4 leaves the comparison to the server, and
+    Dovecot uses the same comparator there."""
+    return _WS.sub(" ", casemap(text))
+
+
+def casemap(text: str) -> str:
+    """i;unicode-casemap's canonical form (RFC 5051 §2): each character mapped
+    to its *simple* titlecase (UnicodeData.txt field 14), then NFKD.
+
+    Simple, not full: "ß" stays "ß" (full case mapping, as ``str.casefold``
+    or ``str.upper`` do, makes it "SS" so that "ß" finds "class").  ``str.upper``
+    is the simple titlecase for all but the characters in ``_special``, which
+    are mapped one by one; ASCII text (most of it) takes one ``upper`` call."""
+    if text.isascii():
+        return text.upper()  # NFKD leaves ASCII unchanged
+    table, special = _special()
+    if special.search(text) is None:
+        mapped = text.upper()
+    else:
+        pieces = special.split(text)  # one capture group: odd items are special chars
+        pieces[0::2] = [p.upper() for p in pieces[0::2]]
+        pieces[1::2] = [table[p] for p in pieces[1::2]]
+        mapped = "".join(pieces)
+    return unicodedata.normalize("NFKD", mapped)
+
+
+#: Past the last cased character of Unicode 15 (Adlam, U+1E900..U+1E943).
+_CASED_END = 0x20000
+
+
+@functools.cache
+def _special() -> tuple[dict[str, str], re.Pattern[str]]:
+    """The characters whose simple titlecase is not ``str.upper``'s result, with
+    that titlecase, and a pattern finding them.  Python exposes only the full
+    mappings: where the full titlecase is one character it is the simple one;
+    where it is several (SpecialCasing.txt: "ß", "ﬁ", "ŉ", ...) UnicodeData has
+    no simple mapping for the character, so it maps to itself."""
+    table: dict[str, str] = {}
+    for cp in range(0x80, _CASED_END):
+        if 0xD800 <= cp < 0xE000:
+            continue
+        c = chr(cp)
+        title = c.title()
+        simple = title if len(title) == 1 else c
+        if c.upper() != simple:
+            table[c] = simple
+    chars = "".join(re.escape(c) for c in table)
+    return table, re.compile(f"([{chars}])")
 
 
 def search_values_of(header: bytes) -> tuple[tuple[str, ...], ...]:

@@ -9,6 +9,14 @@ from 1; a non-multipart message (and the message inside a message/rfc822 part
 that is not multipart) has only part 1, its body.  HEADER, HEADER.FIELDS,
 HEADER.FIELDS.NOT and TEXT after a part number need a message/rfc822 part
 and address its encapsulated message; MIME addresses a part's own header.
+
+Parts that BODYSTRUCTURE reports but the blob does not hold (see
+``bodystructure``): the one empty text/plain body part of a multipart without
+body parts, and the empty message inside a message/rfc822 part we did not
+parse into (an encoded one, or past the limits).  They exist, so they answer
+the empty string, not NIL (RFC 3501 §6.4.5: a section of an existing part is
+its octets; §7.4.2 lists them in the BODYSTRUCTURE); NIL stays for part
+numbers that name nothing.
 """
 
 from __future__ import annotations
@@ -17,10 +25,18 @@ from mailserver.protocol.imap.types import Section
 
 from .facts import MessageFacts, Part
 from .headers import parse_fields
-from .structure import MESSAGE, MULTIPART
+from .structure import LEAF, MESSAGE, MULTIPART
+
+
+def _empty(pos: int) -> Part:
+    """A zero-length text/plain part at ``pos`` (the synthetic parts above)."""
+    return Part(pos, pos, pos, LEAF, "text/plain", "", "us-ascii")
 
 
 def _child(part: Part, n: int) -> Part | None:
+    if not part.children:
+        # BODYSTRUCTURE gives a multipart without body parts one empty part.
+        return _empty(part.end) if n == 1 else None
     return part.children[n - 1] if 1 <= n <= len(part.children) else None
 
 
@@ -32,6 +48,16 @@ def _enter(msg: Part, n: int) -> Part | None:
     return msg if n == 1 else None
 
 
+def _encapsulated(part: Part) -> Part | None:
+    """The message inside a message/rfc822 part: parsed, or (when we did not
+    parse into it) the empty message BODYSTRUCTURE reports; None for other parts."""
+    if part.kind == MESSAGE:
+        return part.children[0]
+    if part.kind == LEAF and part.media_type == "message/rfc822":
+        return _empty(part.end)
+    return None
+
+
 def resolve(root: Part, path: tuple[int, ...]) -> Part | None:
     """The part a non-empty part number path names, or None if there is none."""
     cur: Part | None = _enter(root, path[0])
@@ -40,10 +66,11 @@ def resolve(root: Part, path: tuple[int, ...]) -> Part | None:
             return None
         if cur.kind == MULTIPART:
             cur = _child(cur, n)
-        elif cur.kind == MESSAGE:
-            cur = _enter(cur.children[0], n)
-        else:
+            continue
+        inner = _encapsulated(cur)
+        if inner is None:
             return None
+        cur = _enter(inner, n)
     return cur
 
 
@@ -89,9 +116,10 @@ def section_bytes(
         if text == "MIME":
             start = 0 if part is root else off + part.header_start
             return message[start : off + part.body_start]
-        if part.kind != MESSAGE:
+        inner = _encapsulated(part)
+        if inner is None:
             return None
-        msg = part.children[0]
+        msg = inner
         header_start = off + msg.header_start
     if text == "TEXT":
         return message[off + msg.body_start : off + msg.end]

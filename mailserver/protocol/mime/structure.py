@@ -21,7 +21,8 @@ this is our own single pass over the bytes, like Dovecot's message parser:
   encoded text cannot name the decoded message's parts.
 * Parts of a multipart/digest default to message/rfc822 (RFC 2046 §5.1.5);
   everything else defaults to text/plain; charset=us-ascii (RFC 2045 §5.2), as
-  does a Content-Type without a valid type/subtype.
+  does a Content-Type without a valid type/subtype, and a multipart without the
+  boundary parameter RFC 2046 §5.1.1 requires.
 
 Limits (as Dovecot's): nesting depth 100, 10000 parts; past them the rest of
 the message is body of the part being read.
@@ -85,6 +86,16 @@ class Node:
             if f.name.lower() == name:
                 return unfold(f.value).decode("latin-1")
         return None
+
+
+def _invalid_content_type(node: Node) -> None:
+    """A multipart without a boundary parameter: RFC 2046 §5.1.1 makes the
+    parameter required, so the Content-Type is invalid, and RFC 2045 §5.2 says to
+    assume the default, text/plain; charset=us-ascii, for the same bytes.  (A
+    leaf of type "multipart" is grammatical in RFC 3501 §9 but clients read
+    that type as a nested list; Dovecot invents one empty body part instead.)"""
+    node.mtype, node.subtype = "text", "plain"
+    node.params = [("charset", "us-ascii")]
 
 
 class _Scanner:
@@ -156,12 +167,12 @@ class _Scanner:
         mtype, subtype = node.mtype.lower(), node.subtype.lower()
         room = depth < MAX_DEPTH and self.count < MAX_PARTS
         self.stack.append(node)
-        if mtype == "multipart" and room:
-            boundary = param(node.params, "boundary")
-            if boundary:
-                node.kind = MULTIPART
-                node.boundary = boundary.encode("latin-1", "replace")
-                self._refresh()
+        if mtype == "multipart" and not param(node.params, "boundary"):
+            _invalid_content_type(node)
+        elif mtype == "multipart" and room:
+            node.kind = MULTIPART
+            node.boundary = (param(node.params, "boundary") or "").encode("latin-1", "replace")
+            self._refresh()
         elif (
             mtype == "message"
             and subtype == "rfc822"

@@ -1,8 +1,16 @@
 """Decoded text of a message for SEARCH BODY / TEXT (RFC 3501 §6.4.4).
 
-Only text/* parts and the headers of encapsulated messages are searched:
-decoding a PDF or an image as text finds nothing but noise.  Transfer
-encodings (RFC 2045 §6.7, §6.8) and charsets are undone with errors replaced.
+BODY matches "in the body of the message": what the user reads, i.e. the
+decoded content of each leaf part, never MIME part headers, boundary lines,
+preambles or epilogues (those are structure, and "boundary" or
+"Content-Type" would otherwise match nearly every multipart message).  Only
+text/* and message/* leaves are searched (message/partial,
+message/external-body, message/delivery-status and an encapsulated message we
+did not parse into, as Dovecot does): decoding a PDF or an image as text finds
+nothing but noise.  TEXT ("in the header or body") also searches the headers
+of encapsulated messages (``with_headers``), which are part of the outer
+message's body.  Transfer encodings (RFC 2045 §6.7, §6.8) and charsets are
+undone with errors replaced.
 """
 
 from __future__ import annotations
@@ -45,32 +53,35 @@ def decode_charset(data: bytes, charset: str) -> str:
     return bytes_to_text(data)
 
 
-def _walk(message: bytes, off: int, part: Part, out: list[str]) -> None:
+def _walk(message: bytes, off: int, part: Part, headers: bool, out: list[str]) -> None:
     if part.kind == MULTIPART:
         for c in part.children:
-            _walk(message, off, c, out)
+            _walk(message, off, c, headers, out)
         return
     if part.kind == MESSAGE:
         inner = part.children[0]
-        header = message[off + inner.header_start : off + inner.body_start]
-        out.append(decode_words(bytes_to_text(unfold(header))))
-        _walk(message, off, inner, out)
+        if headers:
+            header = message[off + inner.header_start : off + inner.body_start]
+            out.append(decode_words(bytes_to_text(unfold(header))))
+        _walk(message, off, inner, headers, out)
         return
-    if part.media_type.startswith("text/") or part.media_type == "message/rfc822":
+    if part.media_type.startswith(("text/", "message/")):
         raw = message[off + part.body_start : off + part.end]
         out.append(decode_charset(decode_transfer(raw, part.encoding), part.charset))
 
 
-def search_text(message: bytes, facts: MessageFacts) -> str:
-    """The decoded text of the message body's text parts (``message`` is
-    ``prefix + blob``; the prefix is header, so it is not included).
+def search_text(message: bytes, facts: MessageFacts, *, with_headers: bool = False) -> str:
+    """The decoded text of the message body's text and message leaf parts
+    (``message`` is ``prefix + blob``; the prefix is header, so it is not
+    included).  ``with_headers`` adds the headers of encapsulated messages
+    (SEARCH TEXT); without it this is what SEARCH BODY looks at.
 
     Never raises: on any internal failure the raw body as text is returned.
     """
     off = max(len(message) - facts.size, 0)
     try:
         out: list[str] = []
-        _walk(message, off, facts.root, out)
+        _walk(message, off, facts.root, with_headers, out)
         return "\n".join(out)
     except Exception:  # searching must not fail because of one odd message
         return bytes_to_text(message[off + facts.root.body_start :])
