@@ -233,7 +233,8 @@ class Handler:
         )
         blob = received + fixups + content
         reverse_path = "" if envelope.mail_from in (None, "<>") else str(envelope.mail_from)
-        dlog = server.log.bind(queue_id=queue_id, size=len(blob))
+        dlog = server.log
+        fields = {"queue_id": queue_id, "size": len(blob)}  # not a bind: one line on success
         try:
             outbound_id = await route_message(
                 self.store,
@@ -248,11 +249,11 @@ class Handler:
         except Exception as exc:  # mapped in one place; our faults get a traceback
             reply = smtp_reply(exc)
             if isinstance(exc, UserError):
-                dlog.info("delivery_failed", reply=reply.code, reason=str(exc))
+                dlog.info("delivery_failed", **fields, reply=reply.code, reason=str(exc))
             else:
-                dlog.exception("delivery_failed", reply=reply.code)
+                dlog.exception("delivery_failed", **fields, reply=reply.code)
             return str(reply)
-        dlog.info("message_delivered", recipients=len(recipients),
+        dlog.info("message_delivered", **fields, recipients=len(recipients),
                   remote=len(envelope.remote_recipients), outbound_id=outbound_id)
         return f"250 2.0.0 Ok: queued as {queue_id}"
 

@@ -82,6 +82,26 @@ def with_protocol(*, esmtp: bool, tls: bool, auth: bool, utf8: bool) -> str:
     return base + ("S" if tls else "") + ("A" if auth else "")
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def rfc5322_date(when: dt.datetime) -> str:
+    """RFC 5322 §3.3 date-time of a timezone-aware ``when``: "Tue, 02 Jan 2024 03:04:05 +0100".
+
+    What ``email.utils.format_datetime`` writes, without its time tuple and
+    ``strftime`` round trips (it was ~2 % of ingress CPU).
+    """
+    offset = when.utcoffset()
+    if offset is None or offset.microseconds or offset.seconds % 60:
+        return email.utils.format_datetime(when)  # naive, or an offset RFC 5322 cannot say
+    minutes = int(offset.total_seconds()) // 60
+    sign = "-" if minutes < 0 else "+"
+    hours, minutes = divmod(abs(minutes), 60)
+    return (f"{_DAYS[when.weekday()]}, {when.day:02d} {_MONTHS[when.month - 1]} {when.year:04d} "
+            f"{when.hour:02d}:{when.minute:02d}:{when.second:02d} {sign}{hours:02d}{minutes:02d}")
+
+
 def received_field(
     *,
     helo: str,
@@ -109,7 +129,7 @@ def received_field(
         lines.append(f"\tfor <{recipients[0]}>;")
     else:
         lines[-1] += ";"
-    lines.append("\t" + email.utils.format_datetime(when))
+    lines.append("\t" + rfc5322_date(when))
     return ("\r\n".join(lines) + "\r\n").encode("utf-8", "surrogateescape")
 
 
@@ -144,5 +164,5 @@ def submission_fixups(data: bytes, *, hostname: str, when: dt.datetime) -> bytes
     if "message-id" not in names:
         out += f"Message-ID: <{secrets.token_hex(12)}@{hostname}>\r\n".encode("ascii")
     if "date" not in names:
-        out += f"Date: {email.utils.format_datetime(when)}\r\n".encode("ascii")
+        out += f"Date: {rfc5322_date(when)}\r\n".encode("ascii")
     return out

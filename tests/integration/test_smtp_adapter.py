@@ -17,7 +17,7 @@ from mailserver.smtp.adapter import ConnectionSettings, SmtpConnection, next_con
 from mailserver.smtp.trace import new_queue_id
 
 OURS = {"settings", "conn_id", "peer_ip", "log", "_registry", "_state", "command_size_limit",
-        "command_size_limits", "line_length_limit"}
+        "command_size_limits", "line_length_limit", "_idle_deadline", "_idle_armed"}
 
 
 class _Handler:
