@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import ssl
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -128,16 +129,24 @@ def make_config(
     )
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerThread]:
-    """A running server with domain example.test and users alice and bob (see USERS)."""
-    srv = ServerThread(make_config(tmp_path / "data"))
+@contextlib.contextmanager
+def running_server(config: Config, users: Mapping[str, str] = USERS) -> Iterator[ServerThread]:
+    """A server for ``config`` with ``users`` (address: password), stopped on exit;
+    for fixtures of a wider scope than ``server``'s."""
+    srv = ServerThread(config)
     try:
-        for address, password in USERS.items():
+        for address, password in users.items():
             srv.add_user(address, password)
         yield srv
     finally:
         srv.stop()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerThread]:
+    """A running server with domain example.test and users alice and bob (see USERS)."""
+    with running_server(make_config(tmp_path / "data")) as srv:
+        yield srv
 
 
 @pytest.fixture

@@ -18,16 +18,16 @@ from __future__ import annotations
 import imaplib
 import re
 import smtplib
-import socket
 from collections.abc import Iterator
 
 import pytest
-from conftest import USERS, ServerThread, make_config
-from hypothesis import HealthCheck, given, settings
+from conftest import USERS, ServerThread, make_config, running_server
+from hypothesis import given
 from hypothesis import strategies as st
+from support.fuzzing import LINE_BYTES, mutated
+from support.fuzzing import WIRE_FUZZ as FUZZ
+from support.wire import LineConn
 
-FUZZ = settings(max_examples=100, deadline=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture])
 FUZZ_USER, FUZZ_PASSWORD = "fuzz@example.test", "fuzz-secret"
 LINE_LIMIT = 4096
 LITERAL_LIMIT = 20_000
@@ -61,33 +61,27 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
     config = make_config(tmp_path_factory.mktemp("imap-fuzz") / "data",
                          imap_max_line_length=LINE_LIMIT, imap_max_literal_size=LITERAL_LIMIT,
                          max_connections_per_ip=1000, max_auth_failures=1000)
-    srv = ServerThread(config)
-    try:
-        for address, password in {**USERS, FUZZ_USER: FUZZ_PASSWORD}.items():
-            srv.add_user(address, password)
+    with running_server(config, {**USERS, FUZZ_USER: FUZZ_PASSWORD}) as srv:
         with imaplib.IMAP4("127.0.0.1", srv.port("imap"), timeout=30) as imap:
             imap.login(FUZZ_USER, FUZZ_PASSWORD)
             for i in range(3):
                 imap.append("INBOX", None, None,
                             f"From: a@b.test\r\nSubject: seed {i}\r\n\r\nbody {i}\r\n".encode())
         yield srv
-    finally:
-        srv.stop()
 
 
-class Conn:
+class Conn(LineConn):
     def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=15)
-        self.file = self.sock.makefile("rb")
+        super().__init__(port)
         self.closed = False
         assert self.line().startswith(b"* OK")
 
     def line(self) -> bytes:
         """One response line with literals inlined; b"" at EOF."""
-        line = self.file.readline(LINE_LIMIT * 64)
+        line = self.readline(LINE_LIMIT * 64)
         while line.endswith(b"}\r\n") and b"{" in line:
             size = int(line[line.rindex(b"{") + 1 : -3])
-            line += self.file.read(size) + self.file.readline(LINE_LIMIT * 64)
+            line += self.file.read(size) + self.readline(LINE_LIMIT * 64)
         return line
 
     def command(self, data: bytes) -> list[bytes]:
@@ -114,13 +108,9 @@ class Conn:
         """Send; if the server has already closed (it may BYE and close before it
         reads all of an over-long line), the reads that follow show its BYE."""
         try:
-            self.sock.sendall(data)
+            super().send(data)
         except (BrokenPipeError, ConnectionResetError):
             pass
-
-    def close(self) -> None:
-        self.file.close()
-        self.sock.close()
 
 
 def continuation_answer(data: bytes) -> bytes:
@@ -202,34 +192,11 @@ def exercise(sessions: Sessions, state: str, data: bytes) -> None:
     assert conn.closed or noop[-1].startswith(b"F OK"), (data, noop)
 
 
-LINE_BYTES = st.binary(max_size=200).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))
-
-
-@st.composite
-def mutated(draw: st.DrawFn) -> bytes:
-    """A seed command with a few bytes inserted, deleted, replaced or repeated."""
-    line = bytearray(draw(st.sampled_from(SEEDS)))
-    for _ in range(draw(st.integers(0, 4))):
-        op = draw(st.sampled_from(["ins", "del", "rep", "dup", "tok"]))
-        pos = draw(st.integers(0, len(line)))
-        byte = draw(st.integers(0, 255).filter(lambda b: b not in (10, 13)))
-        if op == "ins":
-            line.insert(pos, byte)
-        elif op == "del" and line:
-            del line[min(pos, len(line) - 1)]
-        elif op == "rep" and line:
-            line[min(pos, len(line) - 1)] = byte
-        elif op == "dup":
-            line[pos:pos] = line[pos : pos + draw(st.integers(1, 20))] * draw(st.integers(1, 40))
-        elif op == "tok":
-            token = draw(st.sampled_from([b"(", b")", b'"', b"\\", b"{", b"}", b"[", b"]", b"*",
-                                          b":", b",", b"<", b">", b"{0}", b"{4294967296}", b"NIL",
-                                          b" ", b"\x00", b"\xff", b"%"]))
-            line[pos:pos] = token
-    return bytes(line)
-
-
-LINES = st.one_of(LINE_BYTES, mutated(), mutated(), mutated())
+#: Grammar pieces a mutation may insert: the places a parser gets wrong.
+TOKENS = [b"(", b")", b'"', b"\\", b"{", b"}", b"[", b"]", b"*", b":", b",", b"<", b">", b"{0}",
+          b"{4294967296}", b"NIL", b" ", b"\x00", b"\xff", b"%"]
+_MUTATED = mutated(SEEDS, max_repeat=40, tokens=TOKENS)
+LINES = st.one_of(LINE_BYTES, _MUTATED, _MUTATED, _MUTATED)
 
 
 @FUZZ

@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import re
 import smtplib
-import socket
 from collections.abc import Iterator
 
 import pytest
-from conftest import USERS, ServerThread, make_config
-from hypothesis import HealthCheck, given, settings
+from conftest import ServerThread, make_config, running_server
+from hypothesis import given
 from hypothesis import strategies as st
+from support.fuzzing import LINE_BYTES, mutated
+from support.fuzzing import WIRE_FUZZ as FUZZ
+from support.wire import LineConn
 
-FUZZ = settings(max_examples=100, deadline=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture])
 LINE_LIMIT = 1000
 REPLY = re.compile(rb"^(\d{3})([ -])(.*)$", re.DOTALL)
 ENHANCED = re.compile(rb"^[245]\.\d{1,3}\.\d{1,3}(?: |$)")
@@ -44,25 +44,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
     config = make_config(tmp_path_factory.mktemp("smtp-fuzz") / "data",
                          smtp_max_line_length=LINE_LIMIT, max_message_size=100_000,
                          max_connections_per_ip=1000)
-    srv = ServerThread(config)
-    try:
-        for address, password in USERS.items():
-            srv.add_user(address, password)
+    with running_server(config) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
-class Conn:
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=15)
-        self.file = self.sock.makefile("rb")
-
+class Conn(LineConn):
     def reply(self) -> list[bytes]:
         """One whole reply; fails on EOF, a timeout (a hang) or a malformed line."""
         lines = []
         while True:
-            line = self.file.readline(LINE_LIMIT * 4)
+            line = self.readline(LINE_LIMIT * 4)
             assert line.endswith(b"\r\n"), f"no complete reply line: {line!r} after {lines!r}"
             m = REPLY.match(line[:-2])
             assert m is not None, f"malformed reply line {line!r}"
@@ -73,15 +64,11 @@ class Conn:
                 return lines
 
     def cmd(self, line: bytes) -> list[bytes]:
-        self.sock.sendall(line + b"\r\n")
+        self.send(line + b"\r\n")
         return self.reply()
 
     def at_eof(self) -> bool:
         return self.file.read(1) == b""
-
-    def close(self) -> None:
-        self.file.close()
-        self.sock.close()
 
 
 def open_in_state(port: int, state: str) -> Conn:
@@ -134,32 +121,8 @@ def exercise(port: int, state: str, line: bytes) -> None:
         c.close()
 
 
-# Printable and control bytes, but never CR or LF: one line per example.
-LINE_BYTES = st.binary(max_size=200).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))
-
-
-@st.composite
-def mutated(draw: st.DrawFn) -> bytes:
-    """A seed line with a few bytes inserted, deleted or replaced."""
-    line = bytearray(draw(st.sampled_from(SEEDS)))
-    for _ in range(draw(st.integers(0, 4))):
-        op = draw(st.sampled_from(["ins", "del", "rep", "dup", "case"]))
-        pos = draw(st.integers(0, len(line)))
-        byte = draw(st.integers(0, 255).filter(lambda b: b not in (10, 13)))
-        if op == "ins":
-            line.insert(pos, byte)
-        elif op == "del" and line:
-            del line[min(pos, len(line) - 1)]
-        elif op == "rep" and line:
-            line[min(pos, len(line) - 1)] = byte
-        elif op == "dup":
-            line[pos:pos] = line[pos : pos + draw(st.integers(1, 20))] * draw(st.integers(1, 60))
-        elif op == "case":
-            line = bytearray(bytes(line).swapcase())
-    return bytes(line)
-
-
-LINES = st.one_of(LINE_BYTES, mutated(), mutated())
+_MUTATED = mutated(SEEDS, max_repeat=60)
+LINES = st.one_of(LINE_BYTES, _MUTATED, _MUTATED)
 STATES = st.sampled_from(["greeted", "ehlo", "mail", "rcpt"])
 
 

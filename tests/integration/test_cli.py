@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support.daemon import ROOT, check_login, on_store
+from support.daemon import cli_env as env_without_config
+from support.daemon import run_cli as cli
 
-from mailserver.auth.login import authenticate
 from mailserver.store.store import Store
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -22,29 +18,6 @@ def conf(tmp_path: Path) -> Path:
     path.parent.mkdir()
     path.write_text('hostname = "mx.example.test"\ndata_dir = "../data"\n', encoding="utf-8")
     return path
-
-
-def env_without_config() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "MAILSERVER_CONFIG"}
-    env["PYTHONPATH"] = str(ROOT)  # the source tree, even if not installed
-    return env
-
-
-def cli(
-    *args: str | Path,
-    stdin: str = "",
-    cwd: Path | None = None,
-    env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mailserver", *map(str, args)],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env or env_without_config(),
-        timeout=60,
-    )
 
 
 def ok(*args: str | Path, stdin: str = "") -> str:
@@ -65,17 +38,6 @@ def fails(*args: str | Path, stdin: str = "", status: int = 1) -> str:
     else:  # argparse's: usage, then "mailserver SUBCOMMAND: error: ..."
         assert lines and lines[-1].startswith("mailserver") and ": error: " in lines[-1]
     return lines[-1]
-
-
-def check_login(data_dir: Path, address: str, password: str) -> str | None:
-    async def go() -> str | None:
-        store = await Store.open(data_dir)
-        try:
-            return await authenticate(store, address, password)
-        finally:
-            await store.close()
-
-    return asyncio.run(go())
 
 
 def test_domain_add_list_del(conf: Path) -> None:
@@ -270,17 +232,12 @@ def _enqueue(data_dir: Path, recipients: list[str]) -> str:
     from mailserver.queue.manager import QueueManager
     from mailserver.queue.settings import OutboundSettings
 
-    async def go() -> str:
-        store = await Store.open(data_dir)
-        try:  # never started: nothing is delivered
-            mgr = QueueManager(store, OutboundSettings(resolver_address="127.0.0.1",
-                                                       resolver_port=9))
-            return await mgr.enqueue("alice@example.test", recipients,
-                                     b"From: alice@example.test\r\nSubject: q\r\n\r\nq\r\n")
-        finally:
-            await store.close()
+    async def enqueue(store: Store) -> str:  # never started: nothing is delivered
+        mgr = QueueManager(store, OutboundSettings(resolver_address="127.0.0.1", resolver_port=9))
+        return await mgr.enqueue("alice@example.test", recipients,
+                                 b"From: alice@example.test\r\nSubject: q\r\n\r\nq\r\n")
 
-    return asyncio.run(go())
+    return on_store(data_dir, enqueue)
 
 
 def test_queue_list_show_retry_delete_flush(conf: Path, tmp_path: Path) -> None:

@@ -6,128 +6,23 @@ and learns the bound ports from its ``listener_started`` JSON log lines.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import imaplib
 import json
 import os
-import queue
 import re
 import signal
 import smtplib
 import socket
-import ssl
 import stat
-import subprocess
-import sys
 import tempfile
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-
-from mailserver.auth.login import authenticate
-from mailserver.store.store import Store
-
-ROOT = Path(__file__).resolve().parents[2]
-TIMEOUT = 60.0
-
-
-def client_tls() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
-class Daemon:
-    """``mailserver run`` in a subprocess; its stderr JSON lines arrive on a queue."""
-
-    def __init__(self, *args: str | Path, env: dict[str, str] | None = None,
-                 cwd: Path | None = None) -> None:
-        full_env = {k: v for k, v in os.environ.items()
-                    if k not in ("NOTIFY_SOCKET", "MAILSERVER_CONFIG")}
-        full_env["PYTHONPATH"] = str(ROOT)
-        full_env.update(env or {})
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mailserver", "run", *map(str, args)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=full_env,
-            cwd=cwd,
-        )
-        self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        self.stderr: list[str] = []
-        self.stdout: list[str] = []
-        self._threads = [
-            threading.Thread(target=self._read_stderr, daemon=True),
-            threading.Thread(target=self._read_stdout, daemon=True),
-        ]
-        for t in self._threads:
-            t.start()
-        self.ports: dict[str, int] = {}
-
-    def _read_stderr(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.stderr.append(line)
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(event, dict):
-                self.events.put(event)
-        self.events.put(None)  # EOF: the process is gone
-
-    def _read_stdout(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.stdout.append(line)
-
-    def wait_for(self, name: str) -> dict[str, Any]:
-        """The next log event called ``name``; fails if the process ends first."""
-        while True:
-            try:
-                event = self.events.get(timeout=TIMEOUT)
-            except queue.Empty:
-                pytest.fail(f"no {name} event within {TIMEOUT}s:\n{''.join(self.stderr)}")
-            if event is None:
-                self.proc.wait(TIMEOUT)
-                pytest.fail(f"daemon exited ({self.proc.returncode}) before {name}:\n"
-                            + "".join(self.stderr))
-            if event.get("event") == "listener_started":
-                self.ports[event["listener"]] = event["port"]
-            if event.get("event") == name:
-                return event
-
-    def ready(self) -> Daemon:
-        self.wait_for("server_ready")
-        return self
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        self.proc.send_signal(sig)
-        status = self.proc.wait(TIMEOUT)
-        self.join()
-        return status
-
-    def join(self) -> None:
-        """Wait for the readers to hit EOF, then close the pipes."""
-        for t in self._threads:
-            t.join(TIMEOUT)
-        for pipe in (self.proc.stdout, self.proc.stderr):
-            if pipe is not None:
-                pipe.close()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(TIMEOUT)
-        self.join()
+from conftest import client_tls_context
+from support.daemon import ROOT, TIMEOUT, Daemon, add_user, check_login, inbox_uids
 
 
 @pytest.fixture
@@ -168,27 +63,9 @@ tls = "implicit"
 """
 
 
-def add_user(conf: Path, address: str, password: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "mailserver", "user", "add", address, "--password-stdin",
-         "-c", str(conf)],
-        input=password + "\n", capture_output=True, text=True, timeout=TIMEOUT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert result.returncode == 0, result.stderr
-
-
 def inbox_size(data_dir: Path, account: str) -> int:
     """Messages in the account's INBOX, read straight from the store."""
-
-    async def go() -> int:
-        store = await Store.open(data_dir)
-        try:
-            return len(store.list_messages(store.get_mailbox(account, "INBOX").id))
-        finally:
-            await store.close()
-
-    return asyncio.run(go())
+    return len(inbox_uids(data_dir, account))
 
 
 # -- sd_notify ---------------------------------------------------------------------
@@ -310,14 +187,8 @@ def test_demo_account_created_once(tmp_path: Path, daemons: list[Daemon]) -> Non
     assert fields["password"] not in banner2 and f"see {creds}" in banner2
 
     # The password works against the real store.
-    async def login() -> str | None:
-        store = await Store.open(tmp_path / "data")
-        try:
-            return await authenticate(store, fields["user"], fields["password"])
-        finally:
-            await store.close()
-
-    assert asyncio.run(login()) == "demo@example.test"
+    login = check_login(tmp_path / "data", fields["user"], fields["password"])
+    assert login == "demo@example.test"
 
 
 # -- with the protocol listeners ---------------------------------------------------
@@ -356,6 +227,13 @@ def test_shipped_dev_config_starts(tmp_path: Path, daemons: list[Daemon]) -> Non
     assert "demo@example.test" in "".join(d.stdout)
 
 
+def _alice_over_imaps(d: Daemon) -> imaplib.IMAP4_SSL:
+    imap = imaplib.IMAP4_SSL("127.0.0.1", d.ports["imaps"], ssl_context=client_tls_context(),
+                             timeout=TIMEOUT)
+    imap.login("alice@example.test", "alice-secret")
+    return imap
+
+
 def _select_inbox(imap: imaplib.IMAP4) -> tuple[int, int]:
     typ, _ = imap.select("INBOX")
     assert typ == "OK"
@@ -372,9 +250,7 @@ def test_message_survives_kill_9_after_250(tmp_path: Path, daemons: list[Daemon]
     daemons.append(d)
     d.ready()
 
-    imap = imaplib.IMAP4_SSL("127.0.0.1", d.ports["imaps"], ssl_context=client_tls(),
-                             timeout=TIMEOUT)
-    imap.login("alice@example.test", "alice-secret")
+    imap = _alice_over_imaps(d)
     uidvalidity, uidnext = _select_inbox(imap)
 
     token = uuid.uuid4().hex
@@ -396,10 +272,8 @@ def test_message_survives_kill_9_after_250(tmp_path: Path, daemons: list[Daemon]
     d2 = Daemon("-c", conf)
     daemons.append(d2)
     d2.ready()
-    imap = imaplib.IMAP4_SSL("127.0.0.1", d2.ports["imaps"], ssl_context=client_tls(),
-                             timeout=TIMEOUT)
+    imap = _alice_over_imaps(d2)
     try:
-        imap.login("alice@example.test", "alice-secret")
         assert _select_inbox(imap) == (uidvalidity, uidnext + 1)
         typ, data = imap.uid("FETCH", str(uidnext), "(UID BODY.PEEK[])")
         assert typ == "OK" and data and data[0] is not None

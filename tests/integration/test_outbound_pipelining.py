@@ -7,20 +7,15 @@ FROM and every RCPT TO.  Waiting is on events, never sleeps.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from support.dnsserver import DnsServer
-from support.smtpreceiver import Receiver
+from support.outbound import OutboundEnv, outbound_env
 
 from mailserver.queue.manager import QueueManager
 from mailserver.queue.model import RcptStatus
 from mailserver.queue.pipeline import Reply, ReplyError, ReplyParser
-from mailserver.queue.settings import OutboundSettings
-from mailserver.store.store import Store
 
 SENDER = "alice@example.test"
 
@@ -30,58 +25,15 @@ def message(subject: str) -> bytes:
             f"Message-ID: <{subject}@example.test>\r\n\r\nbody of {subject}\r\n").encode()
 
 
-@dataclass
-class Env:
-    dns: DnsServer
-    rx: Receiver
-    store: Store
-    mgr: QueueManager | None = None
-    local: list[tuple[bytes, str]] = field(default_factory=list)
-    local_event: asyncio.Event = field(default_factory=asyncio.Event)
-
+class Env(OutboundEnv):
     def manager(self, **kw: object) -> QueueManager:
-        args: dict[str, object] = dict(
-            hostname="mail.example.test", resolver_address=self.dns.address,
-            resolver_port=self.dns.port, smtp_port=self.rx.port, connect_timeout=5,
-            command_timeout=10, backoff=(3600.0,), jitter=0.0, delay_warning=None,
-            dns_timeout=5,
-        )
-        args.update(kw)
-
-        async def deliver_local(msg: bytes, rcpt: str) -> None:
-            self.local.append((msg, rcpt))
-            self.local_event.set()
-
-        self.mgr = QueueManager(self.store, OutboundSettings(**args),  # type: ignore[arg-type]
-                                is_local=lambda a: a.endswith("@example.test"),
-                                deliver_local=deliver_local)
-        return self.mgr
-
-    async def wait_local(self, n: int) -> None:
-        async with asyncio.timeout(30):
-            while len(self.local) < n:
-                self.local_event.clear()
-                await self.local_event.wait()
+        return self.new_manager(self.settings(**kw))
 
 
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    dns_server = DnsServer()
-    dns_server.start()
-    rx = Receiver(tls_dir=tmp_path)
-    await rx.start()
-    dns_server.add("dest.test", "MX", "10 mx.dest.test.")
-    dns_server.add("mx.dest.test", "A", "127.0.0.1")
-    store = await Store.open(tmp_path)
-    e = Env(dns_server, rx, store)
-    try:
+    async with outbound_env(tmp_path, Env) as e:
         yield e
-    finally:
-        if e.mgr is not None:
-            await e.mgr.stop()
-        await store.close()
-        await rx.stop()
-        dns_server.stop()
 
 
 def _commands(reads: list[bytes]) -> list[list[bytes]]:

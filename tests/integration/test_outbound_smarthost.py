@@ -10,15 +10,17 @@ delivery must not look at MX.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 from support.dnsserver import DnsServer
+from support.outbound import outbound_settings
 from support.smtpreceiver import Receiver
 
 from mailserver.queue.manager import QueueManager
-from mailserver.queue.model import RcptStatus
-from mailserver.queue.settings import OutboundSettings, SmartHost
+from mailserver.queue.model import QueuedMessage, RcptStatus, Recipient
+from mailserver.queue.settings import SmartHost
 from mailserver.store.store import Store
 
 SENDER = "alice@example.test"
@@ -55,12 +57,29 @@ async def _relay(tmp_path: Path, **kw: object) -> Receiver:
 
 
 def _manager(store: Store, dns: DnsServer, smart_host: SmartHost) -> QueueManager:
-    settings = OutboundSettings(
-        hostname="mail.example.test", resolver_address=dns.address, resolver_port=dns.port,
-        smtp_port=9, connect_timeout=5, command_timeout=10, backoff=(3600.0,), jitter=0.0,
-        delay_warning=None, dns_timeout=5, smart_host=smart_host,
-    )
-    return QueueManager(store, settings)
+    # smtp_port 9 (discard): were MX delivery tried, it would fail, not reach the relay.
+    return QueueManager(store, outbound_settings(dns, 9, smart_host=smart_host))
+
+
+@asynccontextmanager
+async def running(mgr: QueueManager, rx: Receiver) -> AsyncIterator[QueueManager]:
+    """``mgr`` started; it and the relay ``rx`` stopped on exit."""
+    try:
+        await mgr.start()
+        yield mgr
+    finally:
+        await mgr.stop()
+        await rx.stop()
+
+
+async def one_round(mgr: QueueManager) -> tuple[QueuedMessage, Recipient]:
+    """Queue ``BODY`` to bob, let one delivery round run: the record and its recipient."""
+    qid = await mgr.enqueue(SENDER, ["bob@far-away.test"], BODY)
+    await mgr.wait_rounds(1)
+    rec = mgr.show(qid)
+    assert rec is not None
+    (r,) = rec.recipients
+    return rec, r
 
 
 @pytest.mark.parametrize("tls", ["starttls", "implicit"])
@@ -70,8 +89,7 @@ async def test_all_mail_goes_to_the_smart_host_with_tls_and_auth(
     rx = await _relay(tmp_path, implicit_tls=tls == "implicit")
     mgr = _manager(store, dns, SmartHost("smarthost.test", rx.port, tls, USER, PASSWORD,
                                          ca_file=str(rx.cert_path)))
-    try:
-        await mgr.start()
+    async with running(mgr, rx):
         await mgr.enqueue(SENDER, ["bob@far-away.test", "carol@other.test"], BODY)
         got = await rx.wait_for(2)  # one transaction per recipient domain
         assert sorted(r for g in got for r in g.rcpt_tos) == ["bob@far-away.test",
@@ -84,9 +102,6 @@ async def test_all_mail_goes_to_the_smart_host_with_tls_and_auth(
         assert {name for name, _ in dns.queries} == {"smarthost.test"}
         if tls == "starttls":
             assert rx.reads[0][1] == b"STARTTLS\r\n"  # before AUTH, which needs TLS
-    finally:
-        await mgr.stop()
-        await rx.stop()
 
 
 async def test_wrong_credentials_defer_with_the_error_recorded(
@@ -95,20 +110,12 @@ async def test_wrong_credentials_defer_with_the_error_recorded(
     rx = await _relay(tmp_path)
     mgr = _manager(store, dns, SmartHost("smarthost.test", rx.port, "starttls", USER, "wrong",
                                          ca_file=str(rx.cert_path)))
-    try:
-        await mgr.start()
-        qid = await mgr.enqueue(SENDER, ["bob@far-away.test"], BODY)
-        await mgr.wait_rounds(1)
-        rec = mgr.show(qid)
-        assert rec is not None
-        (r,) = rec.recipients
+    async with running(mgr, rx):
+        rec, r = await one_round(mgr)
         assert r.status is RcptStatus.DEFERRED and r.attempts == 1
         assert r.last_error.startswith("535 ") and "smarthost.test" in r.last_error
         assert rx.received == [] and rx.authenticated == []
         assert rec.next_attempt > rec.created + 3000
-    finally:
-        await mgr.stop()
-        await rx.stop()
 
 
 async def test_untrusted_certificate_is_not_used(
@@ -117,19 +124,11 @@ async def test_untrusted_certificate_is_not_used(
     rx = await _relay(tmp_path)
     # No ca_file: the self-signed certificate does not chain to the system's trust store.
     mgr = _manager(store, dns, SmartHost("smarthost.test", rx.port, "starttls", USER, PASSWORD))
-    try:
-        await mgr.start()
-        qid = await mgr.enqueue(SENDER, ["bob@far-away.test"], BODY)
-        await mgr.wait_rounds(1)
-        rec = mgr.show(qid)
-        assert rec is not None
-        (r,) = rec.recipients
+    async with running(mgr, rx):
+        rec, r = await one_round(mgr)
         assert r.status is RcptStatus.DEFERRED and "STARTTLS" in r.last_error
         assert "CERTIFICATE_VERIFY_FAILED" in r.last_error
         assert rx.received == [] and rx.authenticated == []
-    finally:
-        await mgr.stop()
-        await rx.stop()
 
 
 async def test_plain_relay_without_tls_or_auth(
@@ -138,12 +137,8 @@ async def test_plain_relay_without_tls_or_auth(
     rx = Receiver()  # tls = "none": a relay on a trusted network, no TLS, no AUTH
     await rx.start()
     mgr = _manager(store, dns, SmartHost("smarthost.test", rx.port, "none"))
-    try:
-        await mgr.start()
+    async with running(mgr, rx):
         await mgr.enqueue(SENDER, ["bob@far-away.test"], BODY)
         (got,) = await rx.wait_for(1)
         assert not got.tls and got.rcpt_tos == ["bob@far-away.test"]
         assert all(b"STARTTLS" not in c and b"AUTH" not in c for c in rx.reads[0])
-    finally:
-        await mgr.stop()
-        await rx.stop()

@@ -10,7 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
-from support.dnsserver import DnsServer
+from support.dnsserver import dest_dns
 from support.smtpreceiver import Receiver
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,10 +34,7 @@ async def _kill(proc: asyncio.subprocess.Process) -> None:
 
 
 async def test_kill_9_then_restart_delivers_all(tmp_path: Path) -> None:
-    dns_server = DnsServer()
-    dns_server.start()
-    dns_server.add("dest.test", "MX", "10 mx.dest.test.")
-    dns_server.add("mx.dest.test", "A", "127.0.0.1")
+    dns_server = dest_dns()
     rx = Receiver()
     port = await rx.start()
     await rx.stop()  # the receiver is down: its port refuses connections

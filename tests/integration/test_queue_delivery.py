@@ -13,19 +13,16 @@ import email
 import email.policy
 import hashlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import dkim
-import dns.resolver
 import pytest
-from support.dnsserver import DnsServer
+from support.outbound import OutboundEnv, outbound_env
 from support.smtpreceiver import Receiver
 
 from mailserver.dkim.keys import DkimKeyring, write_key
 from mailserver.queue.manager import QueueManager
 from mailserver.queue.model import RcptStatus
-from mailserver.queue.settings import OutboundSettings
 from mailserver.store.store import Store
 
 SENDER = "alice@example.test"
@@ -40,74 +37,20 @@ def message(subject: str = "hello", to: str = "bob@dest.test") -> bytes:
     ).encode()
 
 
-@dataclass
-class Env:
-    tmp: Path
-    dns: DnsServer
-    rx: Receiver
-    store: Store
-    local: list[tuple[bytes, str]] = field(default_factory=list)
-    local_event: asyncio.Event = field(default_factory=asyncio.Event)
-    mgr: QueueManager | None = None
-
-    def settings(self, **kw: object) -> OutboundSettings:
-        args: dict[str, object] = dict(
-            hostname="mail.example.test", resolver_address=self.dns.address,
-            resolver_port=self.dns.port, smtp_port=self.rx.port, connect_timeout=5,
-            command_timeout=10, backoff=(0.05, 0.1), jitter=0.0, delay_warning=None,
-            dns_timeout=5,
-        )
-        args.update(kw)
-        return OutboundSettings(**args)  # type: ignore[arg-type]
-
+class Env(OutboundEnv):
     async def manager(self, **kw: object) -> QueueManager:
-        async def deliver_local(msg: bytes, rcpt: str) -> None:
-            self.local.append((msg, rcpt))
-            self.local_event.set()
-
-        self.mgr = QueueManager(
-            self.store, self.settings(**kw), dkim_keys=DkimKeyring(self.tmp).keys_for,
-            is_local=lambda a: a.endswith("@example.test"), deliver_local=deliver_local,
-        )
-        await self.mgr.start()
-        return self.mgr
-
-    async def wait_local(self, n: int) -> None:
-        async with asyncio.timeout(30):
-            while len(self.local) < n:
-                self.local_event.clear()
-                await self.local_event.wait()
+        """A started manager, retrying quickly unless ``backoff`` is given, signing
+        with the DKIM keys written under ``tmp``."""
+        settings = self.settings(**{"backoff": (0.05, 0.1), **kw})
+        mgr = self.new_manager(settings, dkim_keys=DkimKeyring(self.tmp).keys_for)
+        await mgr.start()
+        return mgr
 
 
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    dns_server = DnsServer()
-    dns_server.start()
-    rx = Receiver(tls_dir=tmp_path)
-    await rx.start()
-    dns_server.add("dest.test", "MX", "10 mx.dest.test.")
-    dns_server.add("mx.dest.test", "A", "127.0.0.1")
-    store = await Store.open(tmp_path)
-    e = Env(tmp_path, dns_server, rx, store)
-    try:
+    async with outbound_env(tmp_path, Env) as e:
         yield e
-    finally:
-        if e.mgr is not None:
-            await e.mgr.stop()
-        await store.close()
-        await rx.stop()
-        dns_server.stop()
-
-
-def _dns_txt(env: Env):  # dkimpy's dnsfunc, asking our DNS server
-    def dnsfunc(name: bytes, timeout: int = 5) -> bytes:
-        res = dns.resolver.Resolver(configure=False)
-        res.nameservers = [env.dns.address]
-        res.port = env.dns.port
-        ans = res.resolve(name.decode(), "TXT")
-        return b"".join(next(iter(ans)).strings)
-
-    return dnsfunc
 
 
 async def test_delivered_over_starttls_with_valid_rsa_and_ed25519_signatures(env: Env) -> None:
@@ -127,7 +70,7 @@ async def test_delivered_over_starttls_with_valid_rsa_and_ed25519_signatures(env
     assert got.data.count(b"DKIM-Signature:") == 2
     for idx in (0, 1):
         assert await asyncio.to_thread(
-            lambda i=idx: dkim.DKIM(got.data).verify(idx=i, dnsfunc=_dns_txt(env)))
+            lambda i=idx: dkim.DKIM(got.data).verify(idx=i, dnsfunc=env.dns.txt_lookup))
     await mgr.wait_idle()
     assert mgr.show(qid) is None  # done: removed, blob reference dropped
     assert env.store.blob_refcount(_sha(original)) == 0

@@ -8,10 +8,10 @@ one, so "past the maximum age" needs no waiting.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from structlog.testing import capture_logs
+from support.outbound import LocalSink, is_local
 
 from mailserver.queue.manager import QueueManager
 from mailserver.queue.model import RcptStatus
@@ -25,23 +25,17 @@ BODY = (b"From: alice@example.test\r\nTo: bob@dest.test\r\nSubject: crash\r\n"
 
 async def test_crashing_round_counts_and_max_age_ends_it(tmp_path: Path) -> None:
     now = [1_800_000_000.0]
-    local: list[tuple[bytes, str]] = []
-    arrived = asyncio.Event()
+    local = LocalSink()
 
     def broken_keys(domain: str) -> list[object]:
         raise RuntimeError("bug in the key lookup")
-
-    async def deliver_local(msg: bytes, rcpt: str) -> None:
-        local.append((msg, rcpt))
-        arrived.set()
 
     settings = OutboundSettings(hostname="mail.example.test", resolver_address="127.0.0.1",
                                 backoff=(60.0,), jitter=0.0, max_age=3600.0,
                                 delay_warning=None)
     store = await Store.open(tmp_path)
     mgr = QueueManager(store, settings, dkim_keys=broken_keys,  # type: ignore[arg-type]
-                       is_local=lambda a: a.endswith("@example.test"),
-                       deliver_local=deliver_local, clock=lambda: now[0])
+                       is_local=is_local, deliver_local=local.deliver, clock=lambda: now[0])
     try:
         with capture_logs() as logs:
             await mgr.start()
@@ -59,10 +53,9 @@ async def test_crashing_round_counts_and_max_age_ends_it(tmp_path: Path) -> None
 
             now[0] += 2 * 3600.0  # past the maximum age
             assert await mgr.retry(qid)
-            async with asyncio.timeout(30):
-                await arrived.wait()
+            await local.wait(1)
             await mgr.wait_idle()
-        report, rcpt = local[0]
+        report, rcpt = local.messages[0]
         assert rcpt == SENDER and b"Action: failed" in report
         assert b"bob@dest.test" in report and b"gave up after 2 attempts" in report
         assert mgr.list() == []

@@ -23,15 +23,14 @@ from typing import Any
 
 import aiosmtplib
 import dkim
-import dns.resolver
 import pytest
 from conftest import USERS, ServerThread, client_tls_context, make_config
-from support.dnsserver import DnsServer
+from support.dnsserver import DnsServer, dest_dns
+from support.outbound import outbound_settings
 from support.smtpreceiver import Receiver
 
 from mailserver.config import DkimSettings
 from mailserver.dkim.keys import write_key
-from mailserver.queue.settings import OutboundSettings
 
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
@@ -77,23 +76,12 @@ class Env:
 
     def dnsfunc(self) -> Any:
         """dkimpy's TXT lookup, asking our DNS server."""
-
-        def lookup(name: bytes, timeout: int = 5) -> bytes:
-            res = dns.resolver.Resolver(configure=False)
-            res.nameservers = [self.dns.address]
-            res.port = self.dns.port
-            answer = res.resolve(name.decode(), "TXT")
-            return b"".join(next(iter(answer)).strings)
-
-        return lookup
+        return self.dns.txt_lookup
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[Env]:
-    dns_server = DnsServer()
-    dns_server.start()
-    dns_server.add("dest.test", "MX", "10 mx.dest.test.")
-    dns_server.add("mx.dest.test", "A", "127.0.0.1")
+    dns_server = dest_dns()
     data = tmp_path / "data"
     for selector, algorithm in (("mail", "rsa"), ("mail-ed25519", "ed25519")):
         _, txt = write_key(data, "example.test", selector, algorithm)
@@ -101,11 +89,7 @@ def env(tmp_path: Path) -> Iterator[Env]:
     rx_loop = LoopThread()
     rx = Receiver(tls_dir=tmp_path)
     rx_loop.run(rx.start())
-    outbound = OutboundSettings(
-        hostname="mx.example.test", resolver_address=dns_server.address,
-        resolver_port=dns_server.port, smtp_port=rx.port, connect_timeout=5,
-        command_timeout=10, backoff=(3600.0,), jitter=0.0, delay_warning=None, dns_timeout=5,
-    )
+    outbound = outbound_settings(dns_server, rx.port, hostname="mx.example.test")
     config = dataclasses.replace(
         make_config(data, outbound=outbound),
         dkim=DkimSettings(algorithms=("rsa", "ed25519")),

@@ -11,28 +11,23 @@ one at a time until they have one on each worker they need.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
-import queue
 import signal
 import smtplib
 import socket
-import subprocess
-import sys
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Protocol, TypeVar
 
 import pytest
+from support.daemon import Daemon, add_user, inbox_uids
+from support.wire import LineConn
 
 from mailserver.config import Listener
-from mailserver.store.store import Store
 from mailserver.workers import bind_group
 
-ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 45.0
 PASSWORD = "correct horse battery"
 
@@ -60,95 +55,27 @@ port = 0
 """
 
 
-class Daemon:
-    """``mailserver run`` in a subprocess; its JSON log lines arrive on a queue."""
+def start(conf: Path) -> Daemon:
+    """``mailserver run -c CONF``, waiting at most ``TIMEOUT`` for each event."""
+    return Daemon("-c", conf, timeout=TIMEOUT)
 
-    def __init__(self, conf: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
-        env["PYTHONPATH"] = str(ROOT)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mailserver", "run", "-c", str(conf)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            text=True, env=env,
-        )
-        self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        self.lines: list[str] = []
-        self.ports: dict[str, int] = {}
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
 
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(event, dict):
-                self.events.put(event)
-        self.events.put(None)
-
-    def wait_for(self, name: str, **fields: Any) -> dict[str, Any]:
-        """The next log event ``name`` whose fields include ``fields``."""
-        while True:
-            try:
-                event = self.events.get(timeout=TIMEOUT)
-            except queue.Empty:
-                pytest.fail(f"no {name} within {TIMEOUT}s:\n{''.join(self.lines)}")
-            if event is None:
-                self.proc.wait(TIMEOUT)
-                pytest.fail(f"daemon exited ({self.proc.returncode}) before {name}:\n"
-                            + "".join(self.lines))
-            if event.get("event") == "listener_started":
-                self.ports[event["listener"]] = event["port"]
-            if event.get("event") == name and all(event.get(k) == v for k, v in fields.items()):
-                return event
-
-    def take(self, name: str, count: int) -> list[dict[str, Any]]:
-        """The next ``count`` log events ``name``."""
-        return [self.wait_for(name) for _ in range(count)]
-
-    def pids(self) -> dict[int, int]:
-        """Worker index -> pid of its latest process, from the ``worker_ready`` lines."""
-        ready = (json.loads(x) for x in list(self.lines) if '"worker_ready"' in x)
-        return {e["worker"]: e["worker_pid"] for e in ready}
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        status = self.proc.wait(TIMEOUT)
-        self._join()
-        return status
-
-    def _join(self) -> None:
-        self._reader.join(TIMEOUT)
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()  # the workers see their lifeline close and stop
-            self.proc.wait(TIMEOUT)
-        self._join()
+def worker_pids(d: Daemon) -> dict[int, int]:
+    """Worker index -> pid of its latest process, from the ``worker_ready`` lines."""
+    return {e["worker"]: e["worker_pid"] for e in d.logged("worker_ready")}
 
 
 @pytest.fixture
 def conf(tmp_path: Path) -> Path:
     path = tmp_path / "mailserver.toml"
     path.write_text(CONFIG, encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, "-m", "mailserver", "user", "add", "alice@example.test",
-         "--password-stdin", "-c", str(path)],
-        input=PASSWORD + "\n", capture_output=True, text=True, timeout=TIMEOUT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert result.returncode == 0, result.stderr
+    add_user(path, "alice@example.test", PASSWORD)
     return path
 
 
 @pytest.fixture
 def daemon(conf: Path) -> Iterator[Daemon]:
-    d = Daemon(conf)
+    d = start(conf)
     workers = {d.wait_for("worker_ready")["worker"] for _ in range(2)}
     assert workers == {0, 1}
     d.wait_for("server_ready")
@@ -160,31 +87,36 @@ def daemon(conf: Path) -> Iterator[Daemon]:
 
 def uids(data_dir: Path) -> list[int]:
     """UIDs in alice's INBOX, straight from the store (daemon stopped or not)."""
-
-    async def go() -> list[int]:
-        store = await Store.open(data_dir)
-        try:
-            box = store.get_mailbox("alice@example.test", "INBOX")
-            return [m.uid for m in store.list_messages(box.id)]
-        finally:
-            await store.close()
-
-    return asyncio.run(go())
+    return inbox_uids(data_dir, "alice@example.test")
 
 
-def smtp_on(d: Daemon, worker: int) -> smtplib.SMTP:
-    """An SMTP connection served by ``worker`` (others opened on the way are closed)."""
-    extra: list[smtplib.SMTP] = []
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=_Closable)
+
+
+def connect_on(d: Daemon, worker: int, connect: Callable[[], C], event: str) -> C:
+    """A connection served by ``worker``, told by its ``event`` log line; the
+    others opened on the way are closed."""
+    extra: list[C] = []
     try:
         for _ in range(100):
-            client = smtplib.SMTP("127.0.0.1", d.ports["smtp"], timeout=TIMEOUT)
-            if d.wait_for("smtp_connect")["worker"] == worker:
+            client = connect()
+            if d.wait_for(event)["worker"] == worker:
                 return client
             extra.append(client)
-        pytest.fail(f"no SMTP connection landed on worker {worker}")
+        pytest.fail(f"no {event} landed on worker {worker}")
     finally:
         for c in extra:
             c.close()
+
+
+def smtp_on(d: Daemon, worker: int) -> smtplib.SMTP:
+    return connect_on(
+        d, worker, lambda: smtplib.SMTP("127.0.0.1", d.ports["smtp"], timeout=TIMEOUT),
+        "smtp_connect")
 
 
 def send(client: smtplib.SMTP, n: int) -> None:
@@ -205,21 +137,20 @@ def pid_of(conn_id: str) -> int:
     return int(conn_id.partition(".")[0], 16)
 
 
-class Imap:
+class Imap(LineConn):
     """A line-level IMAP client on a raw socket (enough for LOGIN, SELECT, IDLE)."""
 
     def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-        self.file = self.sock.makefile("rb")
+        super().__init__(port, TIMEOUT)
         assert self.line().startswith(b"* OK")
 
     def line(self) -> bytes:
-        data = self.file.readline()
+        data = self.readline()
         assert data, "connection closed"
         return data
 
     def command(self, tag: str, text: str) -> list[bytes]:
-        self.sock.sendall(f"{tag} {text}\r\n".encode())
+        self.send(f"{tag} {text}\r\n".encode())
         out = []
         while True:
             line = self.line()
@@ -228,42 +159,28 @@ class Imap:
                 assert line.split()[1] == b"OK", out
                 return out
 
-    def close(self) -> None:
-        self.file.close()
-        self.sock.close()
-
 
 def imap_on(d: Daemon, worker: int) -> Imap:
-    extra: list[Imap] = []
-    try:
-        for _ in range(100):
-            client = Imap(d.ports["imap"])
-            if d.wait_for("imap_connect")["worker"] == worker:
-                return client
-            extra.append(client)
-        pytest.fail(f"no IMAP connection landed on worker {worker}")
-    finally:
-        for c in extra:
-            c.close()
+    return connect_on(d, worker, lambda: Imap(d.ports["imap"]), "imap_connect")
 
 
 # -- tests ---------------------------------------------------------------------------
 
 
 def test_two_workers_share_ports_and_stop_cleanly_on_sigterm(conf: Path) -> None:
-    d = Daemon(conf)
+    d = start(conf)
     try:
         ready = [d.wait_for("worker_ready") for _ in range(2)]
         d.wait_for("server_ready")
         pids = {e["worker_pid"] for e in ready}
         assert len(pids) == 2 and d.proc.pid not in pids
-        started = [json.loads(x) for x in d.lines if '"listener_started"' in x]
+        started = d.logged("listener_started")
         # Every worker serves both listeners, on the supervisor's ports.
         assert {(e["worker"], e["listener"]) for e in started} == {
             (0, "smtp"), (0, "imap"), (1, "smtp"), (1, "imap")}
         assert {e["listener"]: e["port"] for e in started} == d.ports
         assert d.stop() == 0
-        stopped = [json.loads(x) for x in d.lines if '"worker_stopped"' in x]
+        stopped = d.logged("worker_stopped")
         assert sorted((e["worker"], e["clean"]) for e in stopped) == [(0, True), (1, True)]
         for pid in pids:  # no worker outlives the supervisor
             with pytest.raises(ProcessLookupError):
@@ -295,7 +212,7 @@ def test_deliveries_through_both_workers_get_distinct_uids(daemon: Daemon, conf:
     assert daemon.stop() == 0
     got = uids(conf.parent / "data")
     assert len(got) == 40 and len(set(got)) == 40
-    delivered = [json.loads(x) for x in daemon.lines if '"message_delivered"' in x]
+    delivered = daemon.logged("message_delivered")
     assert {e["worker"] for e in delivered} == {0, 1}
     assert len({e["queue_id"] for e in delivered}) == 40
 
@@ -305,8 +222,7 @@ def test_killed_worker_is_restarted_and_acknowledged_mail_survives(
 ) -> None:
     victim = smtp_on(daemon, 1)
     send(victim, 1)  # acknowledged by worker 1: fsynced before the 250
-    pids = {json.loads(x)["worker"]: json.loads(x)["worker_pid"]
-            for x in daemon.lines if '"worker_ready"' in x}
+    pids = worker_pids(daemon)
     os.kill(pids[1], signal.SIGKILL)
     exited = daemon.wait_for("worker_exited", worker=1)
     assert exited["status"] == -signal.SIGKILL
@@ -390,7 +306,7 @@ def test_connections_are_spread_over_both_workers(daemon: Daemon) -> None:
     finally:
         for sock, _ in smtp + imap:
             sock.close()
-    pids = daemon.pids()
+    pids = worker_pids(daemon)
     # The pid in each conn_id is the process that really served it.
     assert all(pid_of(e["conn_id"]) == pids[e["worker"]] for e in smtp_events)
     # All on one worker: (1/2)**39 for a fair hash.
@@ -400,7 +316,7 @@ def test_connections_are_spread_over_both_workers(daemon: Daemon) -> None:
 
 
 def test_connections_queued_for_a_killed_worker_wait_for_its_restart(daemon: Daemon) -> None:
-    old = daemon.pids()
+    old = worker_pids(daemon)
     os.kill(old[1], signal.SIGKILL)
     # Connect at once, before the supervisor has even noticed: those the kernel
     # queues on worker 1's socket (the supervisor keeps it listening) must be
@@ -412,7 +328,7 @@ def test_connections_queued_for_a_killed_worker_wait_for_its_restart(daemon: Dae
     finally:
         for sock, _ in conns:
             sock.close()
-    new = daemon.pids()
+    new = worker_pids(daemon)
     assert new[1] != old[1] and new[0] == old[0]
     assert old[1] not in served
     assert set(served) == {old[0], new[1]}

@@ -11,6 +11,11 @@ Records: ``server.add("example.test", "MX", "10 mx.example.test.")`` —
 rdata in zone-file text; TXT values are plain strings (split into 255-octet
 character-strings here).  Unknown names get NXDOMAIN, known names without
 the type get NOERROR with no answer (NODATA).
+
+``dest_dns()`` starts one for the usual remote domain: ``dest.test`` has its
+MX on 127.0.0.1, where a test's receiving SMTP server listens.
+``txt_lookup()`` is dkimpy's ``dnsfunc`` answered by this server, for
+verifying signatures against the keys a test published.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import dns.rcode
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
+import dns.resolver
 import dns.rrset
 from dns.rdtypes.ANY.TXT import TXT
 
@@ -59,6 +65,14 @@ class DnsServer:
                 else:
                     rd = dns.rdata.from_text(dns.rdataclass.IN, rdtype, v)
                 self.records[name][rdtype].append(rd)
+
+    def txt_lookup(self, name: bytes, timeout: int = 5) -> bytes:
+        """dkimpy's ``dnsfunc``: the TXT record of ``name``, asked over the wire."""
+        res = dns.resolver.Resolver(configure=False)
+        res.nameservers = [self.address]
+        res.port = self.port
+        answer = res.resolve(name.decode(), "TXT")
+        return b"".join(next(iter(answer)).strings)
 
     def answer(self, wire: bytes, limit: int | None) -> bytes:
         """The response to one query in wire format (``limit``: UDP size, None for TCP)."""
@@ -137,6 +151,16 @@ class DnsServer:
                 srv.shutdown()
                 srv.server_close()
         self._udp = self._tcp = None
+
+
+def dest_dns() -> DnsServer:
+    """A started server where mail to any ``@dest.test`` goes to 127.0.0.1
+    (the port is the queue's ``smtp_port``); ``stop()`` it when done."""
+    server = DnsServer()
+    server.start()
+    server.add("dest.test", "MX", "10 mx.dest.test.")
+    server.add("mx.dest.test", "A", "127.0.0.1")
+    return server
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
