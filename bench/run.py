@@ -1,6 +1,6 @@
 """The benchmark harness: ours against Postfix + Dovecot on this machine (issue #5).
 
-    python bench/run.py [--quick] [--parts 1,3,4,5,6] [--rounds N] [--no-reference]
+    python bench/run.py [--quick] [--parts 1,2,3,4,5,6] [--rounds N] [--no-reference]
                         [--idle-conns N] [--store-messages N] [--profile]
 
 Starts throwaway instances (bench/servers.py) in a temp dir on loopback,
@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import parts  # noqa: E402
+from bench import outbound, parts  # noqa: E402
 from bench.common import ROOT, corpus_messages, median  # noqa: E402
 from bench.servers import (  # noqa: E402
     DOMAIN,
@@ -159,7 +159,7 @@ async def run(args: argparse.Namespace, work: Path, report: Report) -> None:
         if 1 in sel:
             await part1(report, targets, rounds, q, profiler, ours)
         if 2 in sel:
-            report.line("[2] outbound relay (queued -> smtp-sink): not yet")
+            await outbound.part2(report, work, rounds, q, args.reference, args.workers)
         if 3 in sel:
             await part3(report, targets, load_users, rounds, q, profiler, ours, args.mix_seconds)
         if 4 in sel:

@@ -30,12 +30,11 @@ def test_harness_runs_every_part_quick(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert data["header"]["cores"] >= 1
     figures = [f for f in data["figures"] if f.get("note") != "text"]
-    for part in ("[1]", "[3]", "[4]", "[5]", "[6]"):
+    for part in ("[1]", "[2]", "[3]", "[4]", "[5]", "[6]"):
         mine = [f for f in figures if f["name"].startswith(part)]
         assert mine, f"no figures for part {part}"
         assert all(f["reference"] is None for f in mine)
         assert all(isinstance(f["ours"], float | int) and not math.isnan(f["ours"])
                    for f in mine), mine
-    assert any("not yet" in f["name"] for f in data["figures"] if f.get("note") == "text")
     # Every line the harness printed for a figure is in the JSON too.
     assert sum(line.startswith("[") for line in proc.stdout.splitlines()) == len(data["figures"])
