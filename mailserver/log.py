@@ -17,8 +17,10 @@ addresses and sizes, not content.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import os
 import sys
 import time
 from typing import Any, TextIO
@@ -188,3 +190,14 @@ def configure(settings: LogSettings | None = None, stream: TextIO | None = None)
             root.removeHandler(handler)
     root.addHandler(_StdlibBridge())
     root.setLevel(max(level, STDLIB_LEVEL))
+
+
+# Connection ids: unique within the process, and the pid tells the worker
+# processes apart in the logs; a counter, not os.urandom per connection.
+_conn_ids = itertools.count(1)
+
+
+def next_conn_id() -> str:
+    """A short id for a new connection's log lines: ``<pid hex>.<counter hex>``
+    (SMTP and IMAP connections of one process share the counter)."""
+    return f"{os.getpid():x}.{next(_conn_ids):x}"

@@ -179,7 +179,7 @@ class Connection:
     """
 
     def __init__(self, stream: _Stream, services: Services, listener: Listener, *,
-                 conn_id: int, peer: str) -> None:
+                 conn_id: str, peer: str) -> None:
         self.stream = stream
         self.services = services
         self.listener = listener

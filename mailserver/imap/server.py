@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 from collections import Counter
 
 import structlog
 
 from mailserver.config import Listener
 from mailserver.imap.connection import Connection, _Stream
+from mailserver.log import next_conn_id
 from mailserver.services import Services
 
 log = structlog.get_logger("mailserver.imap")
@@ -41,7 +41,6 @@ class ImapListener:
         self._tasks: set[asyncio.Task[None]] = set()
         self._conns: set[Connection] = set()
         self._per_ip: Counter[str] = Counter()
-        self._ids = itertools.count(1)
         self._closing = False
 
     async def _start(self) -> None:
@@ -77,7 +76,7 @@ class ImapListener:
         task.add_done_callback(self._tasks.discard)
 
     async def _serve(self, stream: _Stream, host: str) -> None:
-        conn_id = next(self._ids)
+        conn_id = next_conn_id()
         if (len(self._conns) >= self.limits.max_connections
                 or self._per_ip[host] >= self.limits.max_connections_per_ip):
             log.warning("imap_connection_refused", conn_id=conn_id, peer=host,
