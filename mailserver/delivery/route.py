@@ -16,6 +16,15 @@ order decides what a failure between them costs:
    local INBOX is visible and harmless.  One commit for both would need a
    combined store operation (noted for the store owner).
 
+DSN extension (RFC 3461): the parameters go to the queue with the remote
+recipients.  A local recipient whose NOTIFY includes SUCCESS gets its
+"delivered" report (§6.2; RFC 3464 action "delivered") once the local
+copies are durable, to the reverse-path (never to the null one): straight
+into the store when the sender is local, else through the queue with the
+null reverse-path.  The report cannot change the outcome: the message is
+stored, so a failure to report is logged and the 250 still goes out
+(a 4xx would make the client send a duplicate).
+
 DKIM signing happens at delivery time in the queue (``QueueManager``), not
 here: the queued blob stays exactly what was accepted, and a key rotated
 while a message waits for a retry is picked up.
@@ -23,12 +32,19 @@ while a message waits for a retry is picked up.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import structlog
+
 from mailserver.delivery.local import LocalRecipient, deliver_local
-from mailserver.errors import AccountNotFound
+from mailserver.errors import AccountNotFound, MailserverError
+from mailserver.protocol.dsn_params import SUCCESS, DsnRequest
+from mailserver.queue import dsn as reports
 from mailserver.store.store import Store
+
+log = structlog.get_logger("mailserver.delivery")
 
 if TYPE_CHECKING:
     from mailserver.queue.manager import QueueManager
@@ -44,10 +60,14 @@ async def route_message(
     blob: bytes,
     internal_date: int,
     tz_offset: int,
+    dsn: DsnRequest | None = None,
+    reporting_mta: str = "",
 ) -> str | None:
     """Deliver ``blob`` to ``local`` (one synced commit), then queue it for ``remote``.
 
-    ``reverse_path`` "" is the null reverse-path.  Returns the outbound queue
+    ``reverse_path`` "" is the null reverse-path.  ``dsn``: the transaction's
+    RFC 3461 parameters; ``reporting_mta`` names us in the reports it asks
+    for (see the module docstring).  Returns the outbound queue
     id, or None when there were no remote recipients.  Raises what
     ``deliver_local`` raises (nothing stored), or, from the queue, a server
     fault after the local copies are durable (see the module docstring).
@@ -60,10 +80,52 @@ async def route_message(
             store, reverse_path=reverse_path, recipients=local, blob=blob,
             internal_date=internal_date, tz_offset=tz_offset,
         )
+        if dsn is not None and reverse_path:
+            await _report_delivered(store, queue, reverse_path, local, blob, dsn,
+                                    reporting_mta, internal_date)
     if remote:
         assert queue is not None
-        return await queue.enqueue(reverse_path, remote, blob)
+        return await queue.enqueue(reverse_path, remote, blob, dsn=dsn)
     return None
+
+
+async def _report_delivered(
+    store: Store, queue: QueueManager | None, reverse_path: str,
+    local: Sequence[LocalRecipient], blob: bytes, dsn: DsnRequest, reporting_mta: str,
+    arrival: int,
+) -> None:
+    """RFC 3461 §6.2: a "delivered" DSN for the local recipients that asked for one."""
+    asked = [r for r in local if dsn.rcpt(r.forward_path).wants(SUCCESS)]
+    if not asked:
+        return
+    try:
+        report = reports.build_dsn(
+            reporting_mta=reporting_mta or "localhost",
+            reverse_path=reverse_path,
+            recipients=[
+                reports.DsnRecipient(r.forward_path, "delivered", "2.0.0",
+                                     "250 2.0.0 delivered to mailbox",
+                                     orcpt=dsn.rcpt(r.forward_path).orcpt)
+                for r in asked
+            ],
+            original=blob,
+            arrival_date=arrival,
+            envid=dsn.mail.envid,
+        )
+        if store.resolve_recipient(reverse_path) is not None:
+            await deliver_report(store, report, reverse_path, time.time())
+        elif queue is not None:
+            await queue.enqueue("", [reverse_path], report)
+        else:
+            log.warning("dsn_dropped", reason="no outbound queue", action="delivered")
+            return
+    except (MailserverError, ValueError) as exc:  # e.g. the sender's mailbox is full
+        log.error("dsn_failed", action="delivered", error=str(exc))
+        return
+    except Exception:  # a bug: logged, but the message is stored and gets its 250
+        log.exception("dsn_failed", action="delivered")
+        return
+    log.info("dsn_sent", action="delivered", rcpts=len(asked))
 
 
 async def deliver_report(store: Store, message: bytes, address: str, when: float) -> None:

@@ -5,10 +5,17 @@
 * No MX records: the domain itself is the single host ("implicit MX").
 * A single MX with host "." is a null MX (RFC 7505 §3): the domain accepts no
   mail; fail at once (``NullMx``), do not fall back to A/AAAA.
+* ``ip_literal`` tells an IP address from a host name, so that addresses are
+  used as they are instead of being looked up in the DNS: a smart host given
+  by address, an address-literal domain (RFC 5321 §4.1.3), and an MX record
+  that holds an address although RFC 5321 §5.1 and RFC 1035 §3.3.9 want a
+  name (Postfix warns "numeric domain name in resource data of MX record" and
+  uses the address; so do we, and the caller logs it).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import random
 from collections.abc import Sequence
 
@@ -17,6 +24,31 @@ from mailserver.dns.resolver import Mx, Resolver
 
 class NullMx(Exception):
     """The domain publishes a null MX (RFC 7505): a permanent failure (5.1.10, RFC 7505 §4.2)."""
+
+
+def ip_literal(host: str) -> str | None:
+    """The IP address ``host`` stands for, or None when it is not an address.
+
+    Accepts a bare address ("192.0.2.1", "2001:db8::1") and the address
+    literals of RFC 5321 §4.1.3: ``"[" IPv4-address-literal "]"`` and
+    ``"[IPv6:" IPv6-addr "]"``.  Anything else in brackets (a general address
+    literal, or an IPv6 address without its tag) is not an address we use.
+    """
+    text = host.strip()
+    bracketed = text.startswith("[") and text.endswith("]")
+    want: type[ipaddress.IPv4Address] | type[ipaddress.IPv6Address] | None = None
+    if bracketed:
+        text = text[1:-1]
+        want = ipaddress.IPv4Address
+        if text[:5].lower() == "ipv6:":
+            text, want = text[5:], ipaddress.IPv6Address
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if want is not None and not isinstance(addr, want):
+        return None
+    return str(addr)
 
 
 def order_mx(records: Sequence[Mx], rng: random.Random | None = None) -> list[str]:

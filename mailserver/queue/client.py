@@ -17,6 +17,21 @@ verified against its name (or ``ca_file``), with AUTH when it has credentials.
 We connect to the addresses our resolver gives for its name and present the
 name for SNI and verification.
 
+IP addresses are never looked up (``mailserver.dns.mx.ip_literal``): a smart
+host given by address, an address-literal recipient domain (RFC 5321 §4.1.3:
+``[192.0.2.1]``, ``[IPv6:2001:db8::1]``; a malformed one fails permanently)
+and an MX record that holds an address instead of a name (RFC 5321 §5.1
+forbids it; like Postfix we log ``mx_numeric_host`` and use the address).
+
+Connection limit: with a pool, each delivery holds a place under the limit
+of its route (``route_key``: the smart host, shared by every recipient
+domain, or else the recipient domain) from before it takes or opens a
+session until the session is pooled or closed.
+
+A server that refuses EHLO with a 5xx gets HELO (RFC 5321 §4.1.4, §3.2) and
+is spoken to without extensions.  The reply to the end of the message may
+take twice ``command_timeout`` (RFC 5321 §4.5.3.2.6).
+
 The envelope is pipelined when the server offers PIPELINING (RFC 2920, see
 ``pipeline.py``).  With a ``ConnectionPool`` a session that finished a
 transaction cleanly is kept for the next message on the same route (RSET
@@ -34,14 +49,18 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import aiosmtplib
+import structlog
 from aiosmtplib.email import quote_address
 
-from mailserver.dns.mx import NullMx, mail_hosts
+from mailserver.dns.mx import NullMx, ip_literal, mail_hosts
 from mailserver.dns.resolver import DnsError, Resolver
+from mailserver.protocol.dsn_params import DsnRequest
 from mailserver.protocol.smtp_address import has_control_characters
 from mailserver.queue import pipeline
-from mailserver.queue.pool import ConnectionPool
+from mailserver.queue.pool import ConnectionPool, Lease
 from mailserver.queue.settings import OutboundSettings, SmartHost
+
+log = structlog.get_logger("mailserver.queue")
 
 
 class Outcome(enum.Enum):
@@ -60,6 +79,8 @@ class RcptResult:
     outcome: Outcome
     reply: str
     remote_mta: str = ""
+    #: The host that took it offered DSN: success reports are its job (RFC 3461 §5.2.2).
+    next_hop_dsn: bool = False
 
 
 class _HostFailed(Exception):
@@ -86,6 +107,9 @@ def _is_8bit(data: bytes) -> bool:
 
 #: Longest a QUIT may take when we close a session, seconds.
 QUIT_TIMEOUT = 10.0
+#: The reply to the end of the message may take this many times ``command_timeout``
+#: (RFC 5321 §4.5.3.2: 5 minutes per command, 10 for the end of data).
+DATA_END_FACTOR = 2
 
 
 @dataclass(eq=False, slots=True)
@@ -128,8 +152,36 @@ async def close_session(session: Session) -> None:
 
 
 def new_pool(settings: OutboundSettings) -> ConnectionPool:
-    """The pool of idle sessions ``deliver_domain`` reuses (``settings.reuse_idle``)."""
+    """The sessions ``deliver_domain`` shares: at most ``max_connections_per_domain``
+    open per route (``route_key``), idle ones kept ``reuse_idle`` seconds."""
     return ConnectionPool(close_session, settings.reuse_idle, settings.max_connections_per_domain)
+
+
+def route_key(settings: OutboundSettings, domain: str) -> Hashable:
+    """Where mail for ``domain`` goes, as the key of its sessions and their limit:
+    the smart host when there is one (all domains share it), else the domain."""
+    sh = settings.smart_host
+    if sh is not None:
+        return ("smart", sh.host.lower(), sh.port)
+    return ("mx", domain.lower())
+
+
+class _NoRoute(Exception):
+    """No host to try: every recipient gets ``outcome`` with ``reply``."""
+
+    def __init__(self, outcome: Outcome, reply: str) -> None:
+        super().__init__(reply)
+        self.outcome = outcome
+        self.reply = reply
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """The hosts to try, in order, as ``(name, address, port)``, and how to talk to them."""
+
+    targets: list[tuple[str, str, int]]
+    require_tls: bool
+    smart_host: SmartHost | None
 
 
 async def deliver_domain(
@@ -141,13 +193,16 @@ async def deliver_domain(
     message: bytes,
     *,
     pool: ConnectionPool | None = None,
+    dsn: DsnRequest | None = None,
 ) -> list[RcptResult]:
     """Try to deliver ``message`` to ``recipients`` (all at ``domain``).
 
     Never raises for delivery trouble: every failure becomes a TEMPORARY or
     PERMANENT result.  Returns one result per recipient, in order.  With
-    ``pool``, an idle session to the same route is reused and the session is
-    left there afterwards (the caller closes the pool).
+    ``pool``, this waits for a place under the route's connection limit, an
+    idle session to the same route is reused and the session is left there
+    afterwards (the caller closes the pool).  ``dsn``: the message's DSN
+    parameters, passed on to a next hop that offers DSN (RFC 3461 §5.2.1).
     """
     if not valid_path(reverse_path):
         return _all(recipients, Outcome.PERMANENT,
@@ -159,37 +214,65 @@ async def deliver_domain(
             bad, Outcome.PERMANENT, "553 5.1.3 address cannot be sent on an SMTP command line")}
         if good:
             done.update((r.address, r) for r in await deliver_domain(
-                settings, resolver, domain, reverse_path, good, message, pool=pool))
+                settings, resolver, domain, reverse_path, good, message, pool=pool, dsn=dsn))
         return [done[r] for r in recipients]
-    sh = settings.smart_host
-    key: Hashable = ("smart", sh.host, sh.port) if sh is not None else ("mx", domain.lower())
-    reused = await _reuse(settings, pool, key, reverse_path, recipients, message)
+    if pool is None:
+        return await _deliver(settings, resolver, domain, reverse_path, recipients, message,
+                              None, dsn)
+    async with pool.lease(route_key(settings, domain)) as lease:
+        return await _deliver(settings, resolver, domain, reverse_path, recipients, message,
+                              lease, dsn)
+
+
+async def _deliver(
+    settings: OutboundSettings, resolver: Resolver, domain: str, reverse_path: str,
+    recipients: Sequence[str], message: bytes, lease: Lease | None, dsn: DsnRequest | None,
+) -> list[RcptResult]:
+    reused = await _reuse(settings, lease, reverse_path, recipients, message, dsn)
     if reused is not None:
         return reused
+    try:
+        route = await _route(settings, resolver, domain)
+    except _NoRoute as exc:
+        return _all(recipients, exc.outcome, exc.reply)
+    return await _try_targets(settings, route, reverse_path, recipients, message,
+                              lease=lease, dsn=dsn)
+
+
+async def _route(settings: OutboundSettings, resolver: Resolver, domain: str) -> _Route:
+    """The smart host, an address literal, or the domain's MX hosts (RFC 5321 §5.1).
+
+    IP addresses are used as they are, never looked up.  Raises ``_NoRoute``.
+    """
+    sh = settings.smart_host
     if sh is not None:
-        targets = [(sh.host, sh.host, sh.port)]
-        try:
-            addrs = await resolver.addresses(sh.host)
-        except DnsError:
-            addrs = []  # perhaps an address literal or a name in /etc/hosts
-        if addrs:
-            targets = [(sh.host, a, sh.port) for a in addrs]
-        return await _try_targets(settings, targets, reverse_path, recipients, message,
-                                  require_tls=sh.tls != "none", smart_host=sh,
-                                  pool=pool, key=key)
+        return _Route(await _smart_host_targets(resolver, sh), sh.tls != "none", sh)
+    require = domain.lower() in settings.require_tls
+    if domain.startswith("["):
+        # RFC 5321 §4.1.3 address literal: straight to that address, no DNS.
+        addr = ip_literal(domain)
+        if addr is None:
+            raise _NoRoute(Outcome.PERMANENT,
+                           f"550 5.1.2 {domain} is not an IPv4 or IPv6 address literal")
+        return _Route([(addr, addr, settings.smtp_port)], require, None)
     try:
         hosts = await mail_hosts(resolver, domain)
     except NullMx:
-        return _all(recipients, Outcome.PERMANENT,
-                    f"556 5.1.10 {domain} does not accept mail (null MX, RFC 7505)")
+        raise _NoRoute(Outcome.PERMANENT,
+                       f"556 5.1.10 {domain} does not accept mail (null MX, RFC 7505)") from None
     except DnsError as exc:
         if exc.temporary:
-            return _all(recipients, Outcome.TEMPORARY, f"451 4.4.3 DNS lookup failed: {exc}")
-        return _all(recipients, Outcome.PERMANENT, f"550 5.1.2 {exc}")
+            raise _NoRoute(Outcome.TEMPORARY, f"451 4.4.3 DNS lookup failed: {exc}") from None
+        raise _NoRoute(Outcome.PERMANENT, f"550 5.1.2 {exc}") from None
     implicit = hosts == [domain.lower().rstrip(".")]
-    targets = []
+    targets: list[tuple[str, str, int]] = []
     dns_errors: list[DnsError] = []
     for host in hosts:
+        if (addr := ip_literal(host)) is not None and not implicit:
+            # RFC 5321 §5.1 wants a name here; like Postfix, warn and use the address.
+            log.warning("mx_numeric_host", domain=domain, mx=host)
+            targets.append((addr, addr, settings.smtp_port))
+            continue
         try:
             addrs = await resolver.addresses(host)
         except DnsError as exc:
@@ -199,23 +282,34 @@ async def deliver_domain(
     if not targets:
         if implicit and not any(e.temporary for e in dns_errors):
             # RFC 5321 §5.1: no MX and no address: the domain cannot receive mail.
-            return _all(recipients, Outcome.PERMANENT,
-                        f"550 5.1.2 {domain} has no MX and no address records")
-        return _all(recipients, Outcome.TEMPORARY,
-                    f"451 4.4.4 no usable address for the mail hosts of {domain}")
-    require = domain.lower() in settings.require_tls
-    return await _try_targets(settings, targets, reverse_path, recipients, message,
-                              require_tls=require, smart_host=None, pool=pool, key=key)
+            raise _NoRoute(Outcome.PERMANENT,
+                           f"550 5.1.2 {domain} has no MX and no address records")
+        raise _NoRoute(Outcome.TEMPORARY,
+                       f"451 4.4.4 no usable address for the mail hosts of {domain}")
+    return _Route(targets, require, None)
+
+
+async def _smart_host_targets(resolver: Resolver, sh: SmartHost) -> list[tuple[str, str, int]]:
+    """The smart host's addresses: an IP address as it is; a name through our resolver,
+    or, when that fails, through the system's (a name only in /etc/hosts)."""
+    addr = ip_literal(sh.host)
+    if addr is not None:
+        return [(addr, addr, sh.port)]
+    try:
+        addrs = await resolver.addresses(sh.host)
+    except DnsError:
+        addrs = []
+    return [(sh.host, a, sh.port) for a in addrs] or [(sh.host, sh.host, sh.port)]
 
 
 async def _reuse(
-    settings: OutboundSettings, pool: ConnectionPool | None, key: Hashable,
-    reverse_path: str, recipients: Sequence[str], message: bytes,
+    settings: OutboundSettings, lease: Lease | None,
+    reverse_path: str, recipients: Sequence[str], message: bytes, dsn: DsnRequest | None,
 ) -> list[RcptResult] | None:
     """Deliver over an idle pooled session, or None when there is none that works."""
-    if pool is None:
+    if lease is None:
         return None
-    while (session := pool.take(key)) is not None:
+    while (session := lease.take()) is not None:
         try:
             async with asyncio.timeout(settings.command_timeout):
                 await session.smtp.rset()  # RFC 5321 §4.1.1.5; also: is the line alive?
@@ -224,39 +318,37 @@ async def _reuse(
             continue
         try:
             results, reusable = await _transaction(settings, session, reverse_path,
-                                                   recipients, message)
+                                                   recipients, message, dsn)
         except _HostFailed:
             # Nothing was accepted (e.g. a per-connection message limit answered
             # MAIL with 421): a fresh session decides.
             session.smtp.close()
             continue
-        await _release(pool, key, session, reusable)
+        await _release(lease, session, reusable)
         return results
     return None
 
 
-async def _release(pool: ConnectionPool | None, key: Hashable, session: Session,
-                   reusable: bool) -> None:
-    if pool is not None and reusable and session.smtp.is_connected:
-        pool.put(key, session)
+async def _release(lease: Lease | None, session: Session, reusable: bool) -> None:
+    if lease is not None and reusable and session.smtp.is_connected:
+        lease.keep(session)
     else:
         await close_session(session)
 
 
 async def _try_targets(
     settings: OutboundSettings,
-    targets: Sequence[tuple[str, str, int]],
+    route: _Route,
     reverse_path: str,
     recipients: Sequence[str],
     message: bytes,
     *,
-    require_tls: bool,
-    smart_host: SmartHost | None,
-    pool: ConnectionPool | None,
-    key: Hashable,
+    lease: Lease | None,
+    dsn: DsnRequest | None,
 ) -> list[RcptResult]:
     last = "451 4.4.1 no host could be reached"
-    for host, addr, port in targets:
+    require_tls, smart_host = route.require_tls, route.smart_host
+    for host, addr, port in route.targets:
         # Opportunistic STARTTLS: if the handshake fails, one more try in plain text.
         for use_tls in (True, False) if not require_tls else (True,):
             try:
@@ -269,14 +361,14 @@ async def _try_targets(
                 break
             try:
                 results, reusable = await _transaction(settings, session, reverse_path,
-                                                       recipients, message)
+                                                       recipients, message, dsn)
             except _HostFailed as exc:
                 session.smtp.close()
                 if exc.permanent:
                     return _all(recipients, Outcome.PERMANENT, exc.reply, host)
                 last = exc.reply
                 break
-            await _release(pool, key, session, reusable)
+            await _release(lease, session, reusable)
             return results
     return _all(recipients, Outcome.TEMPORARY, last)
 
@@ -313,7 +405,7 @@ async def _open(
                 )
                 handed_over = True
                 await smtp.connect()
-            await smtp.ehlo()
+            await _hello(smtp)
             if not implicit:
                 if use_tls and smtp.supports_extension("starttls"):
                     try:
@@ -343,6 +435,18 @@ async def _open(
     return Session(smtp, host, where)
 
 
+async def _hello(smtp: aiosmtplib.SMTP) -> None:
+    """EHLO, or HELO when the server refuses EHLO with a 5xx: a server without
+    extensions answers EHLO with 500/502 (RFC 5321 §4.1.4) and still takes mail
+    after HELO (RFC 5321 §3.2), without extension keywords."""
+    try:
+        await smtp.ehlo()
+    except aiosmtplib.SMTPHeloError as exc:
+        if exc.code // 100 != 5 or not smtp.is_connected:
+            raise
+        await smtp.helo()
+
+
 async def _connect(addr: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in addr else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -357,7 +461,7 @@ async def _connect(addr: str, port: int) -> socket.socket:
 
 async def _transaction(
     settings: OutboundSettings, session: Session, reverse_path: str,
-    recipients: Sequence[str], message: bytes,
+    recipients: Sequence[str], message: bytes, dsn: DsnRequest | None,
 ) -> tuple[list[RcptResult], bool]:
     """MAIL, RCPT per recipient, DATA (RFC 5321 §3.3); the envelope pipelined when offered.
 
@@ -379,8 +483,12 @@ async def _transaction(
         raise _HostFailed(f"553 5.6.7 {session.where} does not support SMTPUTF8 addresses",
                           permanent=True)
     encoding = "utf-8" if utf8 else "ascii"
-    mail = [b"MAIL", b"FROM:" + quote_address(reverse_path).encode(encoding), *options]
-    rcpts = [[b"RCPT", b"TO:" + quote_address(r).encode(encoding)] for r in recipients]
+    next_hop_dsn = smtp.supports_extension("dsn")
+    mail_dsn, rcpt_dsn = _dsn_params(dsn, recipients) if next_hop_dsn else ([], {})
+    mail = [b"MAIL", b"FROM:" + quote_address(reverse_path).encode(encoding), *options,
+            *mail_dsn]
+    rcpts = [[b"RCPT", b"TO:" + quote_address(r).encode(encoding), *rcpt_dsn.get(r, [])]
+             for r in recipients]
     try:
         mail_reply, rcpt_replies = await _envelope(settings, smtp, mail, rcpts)
     except (aiosmtplib.SMTPException, OSError, TimeoutError, pipeline.ReplyError,
@@ -400,7 +508,8 @@ async def _transaction(
     reusable = True
     if accepted:
         try:
-            resp = await smtp.data(message)
+            # RFC 5321 §4.5.3.2.6: the end of data gets twice a command's time.
+            resp = await smtp.data(message, timeout=DATA_END_FACTOR * settings.command_timeout)
         except aiosmtplib.SMTPResponseException as exc:
             outcome = Outcome.PERMANENT if 500 <= exc.code < 600 else Outcome.TEMPORARY
             for rcpt in accepted:
@@ -416,8 +525,18 @@ async def _transaction(
         else:
             for rcpt in accepted:
                 results[rcpt] = RcptResult(rcpt, Outcome.DELIVERED,
-                                           _reply(resp.code, resp.message), host)
+                                           _reply(resp.code, resp.message), host, next_hop_dsn)
     return [results[r] for r in recipients], reusable
+
+
+def _dsn_params(dsn: DsnRequest | None, recipients: Sequence[str],
+                ) -> tuple[list[bytes], dict[str, list[bytes]]]:
+    """MAIL's RET/ENVID and each RCPT's NOTIFY/ORCPT, 7-bit xtext (RFC 3461 §4),
+    for a next hop that offers DSN (RFC 3461 §5.2.1)."""
+    if dsn is None:
+        return [], {}
+    return ([p.encode("ascii") for p in dsn.mail.to_params()],
+            {r: [p.encode("ascii") for p in dsn.rcpt(r).to_params()] for r in recipients})
 
 
 async def _envelope(

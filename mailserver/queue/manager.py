@@ -28,6 +28,14 @@ spins.  A record that cannot be decoded (damaged, or written by a newer
 version) is logged (``queue_record_unreadable``), skipped by this process and
 rescheduled ``max_age`` later: the operator can inspect or delete it.
 
+DSN extension (RFC 3461): a message keeps its MAIL's RET/ENVID and each
+recipient its NOTIFY/ORCPT (``enqueue(dsn=...)``).  A next hop that offers
+DSN gets them passed on (§5.2.1, in ``client``); reports follow NOTIFY: a
+failure report only with FAILURE, a delay warning only with DELAY (both
+the default when NOTIFY was not given), none for NEVER, and a "relayed"
+report for SUCCESS when the next hop accepted but does not offer DSN
+(§5.2.2; when it does, reporting success is its job).
+
 Sessions that finished a transaction are kept in a ``ConnectionPool`` for
 ``settings.reuse_idle`` seconds, so a burst of messages to one destination
 shares a connection; ``stop`` closes them.
@@ -50,9 +58,17 @@ from mailserver.dkim.keys import DkimKey
 from mailserver.dkim.sign import from_domain, sign_async
 from mailserver.dns.resolver import DnsPythonResolver, Resolver
 from mailserver.errors import MailserverError, NotFound
+from mailserver.protocol import dsn_params
+from mailserver.protocol.dsn_params import DELAY, FAILURE, SUCCESS, DsnRequest, MailDsn
 from mailserver.queue import dsn, model
 from mailserver.queue.backoff import next_attempt, retry_delay
-from mailserver.queue.client import Outcome, RcptResult, deliver_domain, new_pool, valid_path
+from mailserver.queue.client import (
+    Outcome,
+    RcptResult,
+    deliver_domain,
+    new_pool,
+    valid_path,
+)
 from mailserver.queue.model import QueuedMessage, RcptStatus, Recipient
 from mailserver.queue.settings import OutboundSettings
 from mailserver.store.store import Store
@@ -122,11 +138,15 @@ class QueueManager:
 
     # -- public entry points -------------------------------------------------------
 
-    async def enqueue(self, reverse_path: str, recipients: Sequence[str], message: bytes) -> str:
+    async def enqueue(
+        self, reverse_path: str, recipients: Sequence[str], message: bytes, *,
+        dsn: DsnRequest | None = None,
+    ) -> str:
         """Queue ``message`` for ``recipients``; durable (fsynced) when it returns.
 
         ``reverse_path`` "" is the null reverse-path (DSNs).  ``message`` is the
-        exact bytes to send (CRLF lines, as received).  Returns the queue id.
+        exact bytes to send (CRLF lines, as received).  ``dsn``: the RFC 3461
+        parameters given with MAIL and RCPT.  Returns the queue id.
         Raises ValueError for no recipients, an address without "@", or an
         address that cannot go on an SMTP command line (RFC 5321 §4.1.2: no
         spaces, angle brackets or control characters outside a quoted local part).
@@ -147,7 +167,10 @@ class QueueManager:
         qid = model.new_queue_id(now)
         rec = QueuedMessage(
             id=qid, reverse_path=reverse_path, created=now, blob_id=blob_id,
-            size=len(message), recipients=tuple(Recipient(r) for r in rcpts), next_attempt=now,
+            size=len(message), next_attempt=now,
+            recipients=tuple(
+                Recipient(r, dsn=None if dsn is None else dsn.rcpts.get(r)) for r in rcpts),
+            dsn=None if dsn is None or dsn.mail == MailDsn() else dsn.mail,
         )
         await self._store.queue_add(qid, model.encode(rec), message, now)
         log.info("queued", queue_id=qid, recipients=len(rcpts), size=len(message))
@@ -366,8 +389,10 @@ class QueueManager:
         groups: dict[str, list[str]] = {}
         for r in rec.active:
             groups.setdefault(r.domain, []).append(r.address)
+        request = _dsn_request(rec)
         outcome_lists = await asyncio.gather(
-            *(self._deliver_group(d, rcpts, rec.reverse_path, message) for d, rcpts in groups.items())
+            *(self._deliver_group(d, rcpts, rec.reverse_path, message, request)
+              for d, rcpts in groups.items())
         )
         results = {r.address: r for rs in outcome_lists for r in rs}
         await self._apply(rec, results, blob, blog)
@@ -388,7 +413,8 @@ class QueueManager:
             return blob
 
     async def _deliver_group(
-        self, domain: str, rcpts: list[str], reverse_path: str, message: bytes
+        self, domain: str, rcpts: list[str], reverse_path: str, message: bytes,
+        request: DsnRequest | None = None,
     ) -> list[RcptResult]:
         sem = self._per_domain.get(domain)
         if sem is None:
@@ -398,7 +424,7 @@ class QueueManager:
         async with sem, self._total:
             return await deliver_domain(
                 self.settings, self._resolver, domain, reverse_path, rcpts, message,
-                pool=self._pool,
+                pool=self._pool, dsn=request,
             )
 
     async def _apply(
@@ -416,20 +442,28 @@ class QueueManager:
                 continue
             n = r.attempts + 1
             if res.outcome is Outcome.DELIVERED:
-                new.append(Recipient(r.address, RcptStatus.DELIVERED, n, res.reply, res.remote_mta))
+                status, reply = RcptStatus.DELIVERED, res.reply
                 blog.info("delivered", rcpt=r.address, reply=res.reply)
             elif res.outcome is Outcome.PERMANENT or retry_at is None:
                 reply = res.reply if res.outcome is Outcome.PERMANENT else (
                     f"{res.reply} (gave up after {attempts} attempts)")
-                new.append(Recipient(r.address, RcptStatus.FAILED, n, reply, res.remote_mta))
+                status = RcptStatus.FAILED
                 blog.info("delivery_failed", rcpt=r.address, reply=reply)
             else:
-                new.append(Recipient(r.address, RcptStatus.DEFERRED, n, res.reply, res.remote_mta))
+                status, reply = RcptStatus.DEFERRED, res.reply
                 blog.info("delivery_deferred", rcpt=r.address, reply=res.reply)
+            new.append(dataclasses.replace(r, status=status, attempts=n, last_error=reply,
+                                           remote_mta=res.remote_mta))
         failed_now = [r for r in new if r.status is RcptStatus.FAILED
-                      and r.address in results]
+                      and r.address in results and _wants(r, FAILURE)]
         if failed_now and rec.reverse_path:
             await self._send_dsn(rec, failed_now, "failed", blob, now)
+        # RFC 3461 §5.2.2: "relayed" when the next hop took it but does not offer DSN.
+        relayed_now = [r for r in new if r.status is RcptStatus.DELIVERED
+                       and r.address in results and _wants(r, SUCCESS)
+                       and not results[r.address].next_hop_dsn]
+        if relayed_now and rec.reverse_path:
+            await self._send_dsn(rec, relayed_now, "relayed", blob, now)
         updated = _replace(rec, recipients=tuple(new), attempts=attempts,
                            next_attempt=retry_at if retry_at is not None else now)
         if updated.done:
@@ -440,7 +474,7 @@ class QueueManager:
         delay_warning = self.settings.delay_warning
         if (delay_warning is not None and not updated.warned and rec.reverse_path
                 and now - rec.created >= delay_warning):
-            deferred = [r for r in new if r.status is RcptStatus.DEFERRED]
+            deferred = [r for r in new if r.status is RcptStatus.DEFERRED and _wants(r, DELAY)]
             await self._send_dsn(rec, deferred, "delayed", blob, now)
             updated = _replace(updated, warned=True)
         try:
@@ -460,7 +494,8 @@ class QueueManager:
             recipients=[
                 dsn.DsnRecipient(r.address, action,
                                  dsn.status_of(r.last_error, action == "failed"),
-                                 r.last_error, r.remote_mta)
+                                 r.last_error, r.remote_mta,
+                                 None if r.dsn is None else r.dsn.orcpt)
                 for r in rcpts
             ],
             original=blob,
@@ -468,6 +503,8 @@ class QueueManager:
             queue_id=rec.id,
             now=now,
             retry_until=rec.created + self.settings.max_age,
+            envid=None if rec.dsn is None else rec.dsn.envid,
+            return_full=rec.dsn is not None and rec.dsn.ret == "FULL",
         )
         sender = rec.reverse_path
         try:
@@ -483,6 +520,19 @@ class QueueManager:
             log.error("dsn_failed", queue_id=rec.id, action=action, error=str(exc))
             return
         log.info("dsn_sent", queue_id=rec.id, action=action, rcpts=len(rcpts))
+
+
+def _wants(rcpt: Recipient, kind: str) -> bool:
+    """Whether ``rcpt``'s NOTIFY (RFC 3461 §4.1; absent: FAILURE,DELAY) asks for ``kind``."""
+    return kind in dsn_params.DEFAULT_NOTIFY if rcpt.dsn is None else rcpt.dsn.wants(kind)
+
+
+def _dsn_request(rec: QueuedMessage) -> DsnRequest | None:
+    """The message's DSN parameters to pass on (RFC 3461 §5.2.1), None when it had none."""
+    rcpts = {r.address: r.dsn for r in rec.recipients if r.dsn is not None}
+    if rec.dsn is None and not rcpts:
+        return None
+    return DsnRequest(rec.dsn or MailDsn(), rcpts)
 
 
 def _decode_or_none(raw: bytes, queue_id: str | None = None) -> QueuedMessage | None:

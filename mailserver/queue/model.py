@@ -3,6 +3,13 @@
 Encoded as compact JSON (a record is small and read rarely; readability in
 ``mailserver queue show`` and forward-compatible optional fields matter more
 than bytes).  Times are Unix seconds (float).
+
+DSN parameters (RFC 3461) are optional keys, written only when given, so
+records from before them read as "none given": ``ret``/``envid`` for the
+message, and ``dsn`` mapping a recipient's address to its ``notify`` list
+(``[]`` is NEVER) and ``orcpt`` ``[addr-type, address]``.  They are kept
+apart from the positional ``rcpts`` rows so that an older reader still
+decodes a newer record.
 """
 
 from __future__ import annotations
@@ -12,6 +19,9 @@ import json
 import os
 import time
 from dataclasses import dataclass, replace
+from typing import Any
+
+from mailserver.protocol.dsn_params import MailDsn, Orcpt, RcptDsn
 
 
 class RcptStatus(enum.Enum):
@@ -41,6 +51,7 @@ class Recipient:
     attempts: int = 0
     last_error: str = ""
     remote_mta: str = ""
+    dsn: RcptDsn | None = None  # RCPT's NOTIFY/ORCPT (RFC 3461 §4.1, §4.2)
 
     @property
     def domain(self) -> str:
@@ -67,6 +78,7 @@ class QueuedMessage:
     next_attempt: float
     attempts: int = 0
     warned: bool = False
+    dsn: MailDsn | None = None  # MAIL's RET/ENVID (RFC 3461 §4.3, §4.4)
 
     @property
     def active(self) -> tuple[Recipient, ...]:
@@ -89,30 +101,57 @@ def new_queue_id(now: float | None = None) -> str:
 
 def encode(msg: QueuedMessage) -> bytes:
     """The record's JSON bytes (see ``decode``)."""
-    return json.dumps(
-        {
-            "v": 1,
-            "id": msg.id,
-            "from": msg.reverse_path,
-            "created": msg.created,
-            "blob": msg.blob_id.hex(),
-            "size": msg.size,
-            "next": msg.next_attempt,
-            "attempts": msg.attempts,
-            "warned": msg.warned,
-            "rcpts": [
-                [r.address, r.status.value, r.attempts, r.last_error, r.remote_mta]
-                for r in msg.recipients
-            ],
-        },
-        separators=(",", ":"),
-        ensure_ascii=False,
-    ).encode()
+    record: dict[str, Any] = {
+        "v": 1,
+        "id": msg.id,
+        "from": msg.reverse_path,
+        "created": msg.created,
+        "blob": msg.blob_id.hex(),
+        "size": msg.size,
+        "next": msg.next_attempt,
+        "attempts": msg.attempts,
+        "warned": msg.warned,
+        "rcpts": [
+            [r.address, r.status.value, r.attempts, r.last_error, r.remote_mta]
+            for r in msg.recipients
+        ],
+    }
+    if msg.dsn is not None:
+        if msg.dsn.ret is not None:
+            record["ret"] = msg.dsn.ret
+        if msg.dsn.envid is not None:
+            record["envid"] = msg.dsn.envid
+    rcpt_dsn = {r.address: _encode_rcpt_dsn(r.dsn) for r in msg.recipients if r.dsn is not None}
+    if rcpt_dsn:
+        record["dsn"] = rcpt_dsn
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _encode_rcpt_dsn(dsn: RcptDsn) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if dsn.notify is not None:
+        out["notify"] = sorted(dsn.notify)
+    if dsn.orcpt is not None:
+        out["orcpt"] = [dsn.orcpt.addr_type, dsn.orcpt.address]
+    return out
+
+
+def _decode_rcpt_dsn(d: dict[str, Any] | None) -> RcptDsn | None:
+    if d is None:
+        return None
+    notify = d.get("notify")
+    orcpt = d.get("orcpt")
+    return RcptDsn(
+        notify=None if notify is None else frozenset(str(k) for k in notify),
+        orcpt=None if orcpt is None else Orcpt(str(orcpt[0]), str(orcpt[1])),
+    )
 
 
 def decode(data: bytes) -> QueuedMessage:
     """Inverse of ``encode``.  Raises ValueError/KeyError on a damaged record."""
     d = json.loads(data)
+    rcpt_dsn = d.get("dsn", {})
+    ret, envid = d.get("ret"), d.get("envid")
     return QueuedMessage(
         id=d["id"],
         reverse_path=d["from"],
@@ -123,6 +162,8 @@ def decode(data: bytes) -> QueuedMessage:
         attempts=int(d.get("attempts", 0)),
         warned=bool(d.get("warned", False)),
         recipients=tuple(
-            Recipient(a, RcptStatus(s), int(n), e, m) for a, s, n, e, m in d["rcpts"]
+            Recipient(a, RcptStatus(s), int(n), e, m, _decode_rcpt_dsn(rcpt_dsn.get(a)))
+            for a, s, n, e, m in d["rcpts"]
         ),
+        dsn=None if ret is None and envid is None else MailDsn(ret, envid),
     )

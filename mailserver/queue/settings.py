@@ -46,6 +46,14 @@ class OutboundSettings:
     ``reuse_idle``: seconds a session that finished a transaction is kept open
     for the next message to the same destination (RFC 5321 §4.5.4.1 favours
     several messages per connection); 0 closes each session after its message.
+    ``max_connections``: sessions in use at once, all destinations.
+    ``max_connections_per_domain``: sessions open at once per route — per
+    recipient domain when delivering by MX, but per smart host when there is
+    one (every domain shares it, so the relay sees at most this many
+    connections from us); sessions in use, idle for reuse, or saying QUIT all
+    count.  ``command_timeout``: seconds for each reply (RFC 5321 §4.5.3.2:
+    5 minutes); twice that for the reply to the end of the message, transfer
+    included (RFC 5321 §4.5.3.2.6: 10 minutes).
     """
 
     hostname: str = "localhost"
@@ -70,6 +78,8 @@ class OutboundSettings:
             raise ValueError("backoff needs at least one positive delay")
         if self.max_connections < 1 or self.max_connections_per_domain < 1:
             raise ValueError("connection limits must be at least 1")
+        if self.command_timeout <= 0:
+            raise ValueError("command_timeout must be more than 0")
         if self.reuse_idle < 0:
             raise ValueError("reuse_idle must not be negative")
         if not 0 <= self.jitter < 1:

@@ -21,6 +21,12 @@ our hooks (``handler.py``).  What it lacks we add here, in one place:
   connection, and a closing connection whose last reply is not taken within
   it is aborted: ``transport.close()`` alone waits for the send buffer to
   drain, so a client that never reads would keep its connection slot forever.
+* DSN (RFC 3461): advertised; MAIL's RET/ENVID and RCPT's NOTIFY/ORCPT are
+  taken out of the argument before aiosmtpd sees it (it upper-cases
+  parameters, and xtext and addresses are case-sensitive; it also refuses
+  every RCPT parameter with 555), parsed by ``protocol.dsn_params`` (a
+  syntax error is ``501 5.5.4``) and left on the envelope as
+  ``dsn_offered`` for the handler's hook to keep once it accepts the command.
 * AUTH PLAIN/LOGIN (RFC 4954) checked against the store asynchronously
   (aiosmtpd's authenticator callback is synchronous; argon2 must not run on
   the loop), only on submission listeners and only under TLS.
@@ -71,7 +77,9 @@ from aiosmtpd.smtp import (
 from mailserver import log as logsetup
 from mailserver.config import Limits
 from mailserver.delivery.local import LocalRecipient
-from mailserver.errors import SmtpReply
+from mailserver.errors import ProtocolSyntaxError, SmtpReply, smtp_reply
+from mailserver.protocol import dsn_params
+from mailserver.protocol.dsn_params import MailDsn, RcptDsn
 from mailserver.protocol.smtp_address import parse_path
 from mailserver.smtp import replies
 from mailserver.smtp.data import DataDecoder, DataError
@@ -85,6 +93,9 @@ if TYPE_CHECKING:
 logging.getLogger("mail.log").setLevel(logging.ERROR)
 
 _AUTH_PARAM = re.compile(r"\s+AUTH=\S*", re.IGNORECASE)
+#: A DSN parameter (RFC 3461 §4) somewhere in a MAIL/RCPT argument: the cheap
+#: test that keeps commands without one off the parsing path.
+_DSN_PARAM = re.compile(r"\s(?:RET|ENVID|NOTIFY|ORCPT)=", re.IGNORECASE)
 #: aiosmtpd's reply (after our enhanced code) before it hangs up on a client
 #: that sent too many unknown commands; sent as ``replies.TOO_MANY_UNKNOWN``.
 _AIOSMTPD_BOGUS_CLOSE = "502 5.5.1 Too many unrecognized commands"
@@ -139,6 +150,12 @@ class Transaction(Envelope):
         self.local_recipients: list[LocalRecipient] = []
         #: Accepted forward-paths for other domains (authenticated submission only).
         self.remote_recipients: list[str] = []
+        #: DSN parameters (RFC 3461) of the MAIL or RCPT being answered, set by the
+        #: adapter; the handler keeps them when it accepts the command.
+        self.dsn_offered: MailDsn | RcptDsn | None = None
+        self.mail_dsn: MailDsn | None = None
+        #: Accepted forward-path -> its RCPT's DSN parameters (only those that had some).
+        self.rcpt_dsn: dict[str, RcptDsn] = {}
 
 
 @dataclass(slots=True)
@@ -439,6 +456,7 @@ class SmtpConnection(SMTP):
             "8BITMIME",  # RFC 6152
             "SMTPUTF8",  # RFC 6531
             "ENHANCEDSTATUSCODES",  # RFC 2034
+            "DSN",  # RFC 3461
         ]
         if self.tls_context is not None and not self.is_tls:
             keywords.append("STARTTLS")  # RFC 3207
@@ -460,11 +478,62 @@ class SmtpConnection(SMTP):
             return
         await super().smtp_STARTTLS(arg)  # type: ignore[arg-type]
 
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
-        """RFC 5321 §4.1.1.2.  The AUTH= parameter (RFC 4954 §5) is accepted and ignored."""
+        """RFC 5321 §4.1.1.2.  The AUTH= parameter (RFC 4954 §5) is accepted and ignored;
+        RET= and ENVID= (RFC 3461 §4.3, §4.4) are ours (see ``_take_dsn``)."""
         if arg is not None:
-            arg = _AUTH_PARAM.sub("", arg)
+            arg = await self._take_dsn(_AUTH_PARAM.sub("", arg), "FROM:")
+            if arg is None:
+                return
         await super().smtp_MAIL(arg)
+
+    @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        """RFC 5321 §4.1.1.3, with NOTIFY= and ORCPT= (RFC 3461 §4.1, §4.2) taken
+        out first (see ``_take_dsn``); aiosmtpd refuses any other parameter (555)."""
+        if arg is not None:
+            arg = await self._take_dsn(arg, "TO:")
+            if arg is None:
+                return
+        await super().smtp_RCPT(arg)
+
+    async def _take_dsn(self, arg: str, keyword: str) -> str | None:
+        """Take the DSN parameters (RFC 3461 §4) out of a MAIL (``keyword`` "FROM:")
+        or RCPT ("TO:") argument, parsed into ``envelope.dsn_offered``.
+
+        Returns the argument without them for aiosmtpd, or None once a syntax
+        error was answered (``501 5.5.4``).  After HELO (no extensions), or
+        when the path does not parse, the argument goes on untouched and
+        aiosmtpd refuses it as before.  The other command's DSN keywords stay
+        in, so aiosmtpd answers them ``555`` (RFC 5321 §4.2.2).
+        """
+        envelope = self.envelope
+        if envelope is not None:
+            envelope.dsn_offered = None
+        if (envelope is None or self.session is None or not self.session.extended_smtp
+                or not _DSN_PARAM.search(arg)):
+            return arg
+        rest = self._strip_command_keyword(keyword, arg)
+        if rest is None:
+            return arg
+        address, params = self._getaddr(rest)
+        if not address or not params or not rest.endswith(params):
+            return arg
+        mail = keyword == "FROM:"
+        allowed = dsn_params.MAIL_KEYWORDS if mail else dsn_params.RCPT_KEYWORDS
+        tokens = params.split()
+        ours = [t for t in tokens if t.partition("=")[0].upper() in allowed]
+        others = [t for t in tokens if t.partition("=")[0].upper() not in allowed]
+        try:
+            envelope.dsn_offered = (
+                dsn_params.parse_mail(ours) if mail else dsn_params.parse_rcpt(ours)
+            )
+        except ProtocolSyntaxError as exc:
+            await self.push(str(smtp_reply(exc)))
+            return None
+        path = rest[: len(rest) - len(params)].rstrip()
+        return " ".join([keyword + path, *others])
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str | None) -> None:

@@ -14,6 +14,11 @@ Checks run in named stages, after maddy:
   (``delivery.route``); the 250 is sent only after both (RFC 5321 §4.1.1.4:
   the reply means we took responsibility for the message).
 
+DSN parameters (RFC 3461): the adapter parses them into
+``envelope.dsn_offered``; the MAIL and RCPT hooks keep them only when they
+accept the command, and DATA hands them to ``delivery.route`` (the queue
+for remote recipients, a "delivered" report for local ones).
+
 A hook that returns a reply string must record the accepted value in the
 envelope itself (aiosmtpd only does so when a hook returns nothing).
 
@@ -33,6 +38,7 @@ from mailserver.config import Config
 from mailserver.delivery.local import LocalRecipient
 from mailserver.delivery.route import route_message
 from mailserver.errors import SmtpReply, UserError, smtp_reply
+from mailserver.protocol.dsn_params import DsnRequest, MailDsn, RcptDsn
 from mailserver.protocol.smtp_address import has_control_characters
 from mailserver.smtp import replies
 from mailserver.smtp.adapter import SmtpConnection, Transaction
@@ -69,6 +75,13 @@ def _ascii_domain(domain: str) -> str:
         return domain.encode("idna").decode("ascii")
     except UnicodeError:
         return domain
+
+
+def _dsn_request(envelope: Transaction) -> DsnRequest | None:
+    """The transaction's DSN parameters (RFC 3461), None when it had none."""
+    if envelope.mail_dsn is None and not envelope.rcpt_dsn:
+        return None
+    return DsnRequest(envelope.mail_dsn or MailDsn(), dict(envelope.rcpt_dsn))
 
 
 class Handler:
@@ -130,6 +143,8 @@ class Handler:
                 return str(replies.SENDER_NOT_OWNED)
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
+        if isinstance(envelope.dsn_offered, MailDsn):
+            envelope.mail_dsn = envelope.dsn_offered
         return str(replies.SENDER_OK)
 
     # -- recipients ----------------------------------------------------------------
@@ -153,6 +168,8 @@ class Handler:
             return str(reply)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
+        if isinstance(envelope.dsn_offered, RcptDsn):
+            envelope.rcpt_dsn.setdefault(address, envelope.dsn_offered)
         if account is None:
             envelope.remote_recipients.append(address)
         else:
@@ -245,6 +262,8 @@ class Handler:
                 blob=blob,
                 internal_date=int(now.timestamp()),
                 tz_offset=int((now.utcoffset() or dt.timedelta()).total_seconds() // 60),
+                dsn=_dsn_request(envelope),
+                reporting_mta=self.config.hostname,
             )
         except Exception as exc:  # mapped in one place; our faults get a traceback
             reply = smtp_reply(exc)

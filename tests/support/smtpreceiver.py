@@ -8,12 +8,15 @@ is recorded in ``received`` (envelope and the exact DATA bytes), and
 
 For the outbound client's own behaviour on the wire:
 
+* ``ehlo`` False makes the server an old one: EHLO is refused with 502 (RFC
+  5321 §4.1.1.1), only HELO works.
 * ``pipelining`` advertises PIPELINING (RFC 2920) in the EHLO reply (aiosmtpd
   reads commands line by line, so it serves a pipelined batch correctly).
 * ``reads`` holds, per connection, the chunks as the server read them off
   the connection (after TLS): the boundaries of the client's writes, as far
   as loopback TCP keeps them.  ``connections`` counts accepted connections,
-  ``closed`` those that ended (``wait_closed(n)``).
+  ``closed`` those that ended (``wait_closed(n)``), ``peak`` the most that
+  were open at once.
 * ``auth``: {user: password} turns on AUTH PLAIN/LOGIN (RFC 4954), required
   before MAIL; ``authenticated`` lists who logged in.
 * ``implicit_tls``: TLS from the first byte (RFC 8314) instead of STARTTLS;
@@ -52,6 +55,7 @@ class Receiver:
     tls_dir: Path | None = None  # offer STARTTLS with a self-signed cert made there
     cert_name: str = "mx.test"
     implicit_tls: bool = False
+    ehlo: bool = True
     pipelining: bool = True
     auth: dict[str, str] | None = None
     received: list[Received] = field(default_factory=list)
@@ -59,6 +63,7 @@ class Receiver:
     reads: list[list[bytes]] = field(default_factory=list)
     connections: int = 0
     closed: int = 0
+    peak: int = 0
     authenticated: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -146,6 +151,7 @@ class _RecordingSMTP(SMTP):
             self._rx.reads.append(self._reads)
             self._rx.connections += 1
             self._rx._transports.add(transport)
+            self._rx.peak = max(self._rx.peak, len(self._rx._transports))
 
     def data_received(self, data: bytes) -> None:
         assert self._reads is not None
@@ -176,6 +182,8 @@ class _Handler:
 
     async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
                           responses: list[str]) -> list[str]:
+        if not self.rx.ehlo:
+            return ["502 5.5.1 EHLO not implemented, say HELO"]
         session.host_name = hostname
         if self.rx.pipelining:
             responses.insert(1, "250-PIPELINING")
