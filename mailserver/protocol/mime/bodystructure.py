@@ -63,51 +63,63 @@ def _stripped(node: Node, name: bytes) -> bytes:
 
 def render(node: Node, blob: bytes, extended: bool) -> bytes:
     """BODYSTRUCTURE (``extended``) or BODY of ``node``, ready to send."""
-    out: list[bytes] = []
-    _render(node, blob, extended, out)
-    return b"".join(out)
+    return render_both(node, blob)[extended]
 
 
-def _render(node: Node, blob: bytes, extended: bool, out: list[bytes]) -> None:
+def render_both(node: Node, blob: bytes) -> tuple[bytes, bytes]:
+    """``(BODY, BODYSTRUCTURE)`` of ``node`` in one walk: they differ only in the
+    extension data, so every shared piece is computed once."""
+    body: list[bytes] = []
+    ext: list[bytes] = []
+    _render(node, blob, body, ext)
+    return b"".join(body), b"".join(ext)
+
+
+def _render(node: Node, blob: bytes, body: list[bytes], ext: list[bytes]) -> None:
     if node.kind == MULTIPART:
-        out.append(b"(")
+        body.append(b"(")
+        ext.append(b"(")
         if node.children:
             for child in node.children:
-                _render(child, blob, extended, out)
+                _render(child, blob, body, ext)
         else:
-            out.append(EMPTY_BODY_EXT if extended else EMPTY_BODY)
-        out.append(b" " + string(node.subtype))
-        if extended:
-            out.append(b" " + _params(node.params) + b" " + _ext_common(node))
-        out.append(b")")
+            body.append(EMPTY_BODY)
+            ext.append(EMPTY_BODY_EXT)
+        subtype = b" " + string(node.subtype)
+        body.append(subtype + b")")
+        ext.append(subtype + b" " + _params(node.params) + b" " + _ext_common(node) + b")")
         return
     mtype, subtype = node.mtype.lower(), node.subtype.lower()
     params = node.params
     if mtype == "text" and not params:
         params = [("charset", "us-ascii")]
-    out.append(
-        b"(%s %s %s %s %s %s %d"
-        % (
-            string(node.mtype),
-            string(node.subtype),
-            _params(params),
-            _stripped(node, b"content-id"),
-            _stripped(node, b"content-description"),
-            string(node.cte or "7bit"),
-            node.end - node.body_start,
-        )
+    head = b"(%s %s %s %s %s %s %d" % (
+        string(node.mtype),
+        string(node.subtype),
+        _params(params),
+        _stripped(node, b"content-id"),
+        _stripped(node, b"content-description"),
+        string(node.cte or "7bit"),
+        node.end - node.body_start,
     )
+    body.append(head)
+    ext.append(head)
     if mtype == "message" and subtype == "rfc822":
-        out.append(b" ")
         if node.kind == MESSAGE:
             inner = node.children[0]
-            out.append(envelope(inner.fields) + b" ")
-            _render(inner, blob, extended, out)
+            env = b" " + envelope(inner.fields) + b" "
+            body.append(env)
+            ext.append(env)
+            _render(inner, blob, body, ext)
         else:
-            out.append(EMPTY_ENVELOPE + b" " + (EMPTY_BODY_EXT if extended else EMPTY_BODY))
-        out.append(b" %d" % count_lines(blob, node.body_start, node.end))
+            body.append(b" " + EMPTY_ENVELOPE + b" " + EMPTY_BODY)
+            ext.append(b" " + EMPTY_ENVELOPE + b" " + EMPTY_BODY_EXT)
+        lines = b" %d" % count_lines(blob, node.body_start, node.end)
+        body.append(lines)
+        ext.append(lines)
     elif mtype == "text":
-        out.append(b" %d" % count_lines(blob, node.body_start, node.end))
-    if extended:
-        out.append(b" NIL " + _ext_common(node))
-    out.append(b")")
+        lines = b" %d" % count_lines(blob, node.body_start, node.end)
+        body.append(lines)
+        ext.append(lines)
+    body.append(b")")
+    ext.append(b" NIL " + _ext_common(node) + b")")

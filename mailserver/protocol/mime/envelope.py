@@ -10,7 +10,9 @@ because a NIL host would read as group syntax.
 
 from __future__ import annotations
 
-from .headers import Field, unfold
+import re
+
+from .headers import HeaderFields, unfold
 from .imapstr import nstring
 
 #: One address: (name, adl, mailbox, host); all None is the end of a group, and
@@ -20,6 +22,16 @@ Address = tuple[str | None, str | None, str | None, str | None]
 _SPECIALS = set('()<>[]:;@\\,"')
 _WSP = " \t\r\n"
 _WORDS = ("atom", "qs", "dlit")
+
+# The shapes nearly all mail has, ``a@b`` and ``[Name Words] <a@b>`` with
+# atoms only (no quotes, comments, groups, routes or lists), parsed without
+# the tokenizer; the result is the one ``parse_addresses`` gives them.
+_ATOM = r'[^()<>\[\]:;@\\,"\x20\t\r\n]+'
+_ATOM_RE = re.compile(_ATOM)
+_BARE = re.compile(rf"[ \t]*({_ATOM})@({_ATOM})[ \t]*")
+# each name atom ends at white space or at "<", so a name splits one way only
+# (no backtracking blow-up on a long value that then fails to match)
+_ANGLE = re.compile(rf"[ \t]*((?:{_ATOM}(?:[ \t]+|(?=<)))*)<({_ATOM})@({_ATOM})>[ \t]*")
 
 
 def _tokenize(s: str) -> list[tuple[str, str]]:
@@ -98,6 +110,18 @@ def parse_addresses(value: str) -> list[Address]:
     """Parse an address-list (RFC 5322 §3.4, with the obsolete forms of §4.4:
     source routes, empty list elements).  Never raises; junk gives fewer
     addresses, not an error."""
+    m = _BARE.fullmatch(value)
+    if m is not None:
+        return [(None, None, m.group(1), m.group(2))]
+    m = _ANGLE.fullmatch(value)
+    if m is not None:
+        name = " ".join(_ATOM_RE.findall(m.group(1))) or None
+        return [(name, None, m.group(2), m.group(3))]
+    return _parse_list(value)
+
+
+def _parse_list(value: str) -> list[Address]:
+    """``parse_addresses`` by the general tokenizer (any shape)."""
     toks = _tokenize(value)
     out: list[Address] = []
     phrase: list[tuple[str, str]] = []
@@ -183,28 +207,26 @@ def _raw(value: bytes | None) -> bytes:
     return nstring(unfold(value).strip(b" \t"))
 
 
-def envelope(fields: list[Field]) -> bytes:
+def envelope(fields: HeaderFields) -> bytes:
     """The ENVELOPE of a header (RFC 3501 §7.4.2), ready to send.
 
     Sender and Reply-To default to From when absent or empty.
     """
-    first: dict[bytes, bytes] = {}
-    for f in fields:
-        first.setdefault(f.name.lower(), f.value)
-    from_ = address_list(first.get(b"from"))
-    sender = address_list(first.get(b"sender"))
-    reply_to = address_list(first.get(b"reply-to"))
+    first = fields.first
+    from_ = address_list(first(b"from"))
+    sender = address_list(first(b"sender"))
+    reply_to = address_list(first(b"reply-to"))
     items = [
-        _raw(first.get(b"date")),
-        _raw(first.get(b"subject")),
+        _raw(first(b"date")),
+        _raw(first(b"subject")),
         from_,
         from_ if sender == b"NIL" else sender,
         from_ if reply_to == b"NIL" else reply_to,
-        address_list(first.get(b"to")),
-        address_list(first.get(b"cc")),
-        address_list(first.get(b"bcc")),
-        _raw(first.get(b"in-reply-to")),
-        _raw(first.get(b"message-id")),
+        address_list(first(b"to")),
+        address_list(first(b"cc")),
+        address_list(first(b"bcc")),
+        _raw(first(b"in-reply-to")),
+        _raw(first(b"message-id")),
     ]
     return b"(" + b" ".join(items) + b")"
 

@@ -23,9 +23,9 @@ import struct
 import unicodedata
 from dataclasses import dataclass
 
-from .bodystructure import count_lines, render
+from .bodystructure import count_lines, render_both
 from .envelope import EMPTY_ENVELOPE, envelope
-from .headers import header_values
+from .headers import HeaderFields
 from .structure import LEAF, Node, build_tree, charset_of
 
 _COMMENT = re.compile(r"\([^()]*\)")
@@ -43,6 +43,7 @@ _WS = re.compile(r"\s+")
 #: Header fields whose values ``analyze`` keeps, decoded and normalised, for
 #: SEARCH FROM/TO/CC/BCC/SUBJECT (RFC 3501 §6.4.4); lower-case, in stored order.
 SEARCH_FIELDS = ("from", "to", "cc", "bcc", "subject")
+_SEARCH_KEYS = tuple(name.encode("ascii") for name in SEARCH_FIELDS)
 _PART = struct.Struct("<QQQBIBBB")  # offsets, kind, n children, len of the 3 strings
 
 
@@ -262,10 +263,12 @@ def _special() -> tuple[dict[str, str], re.Pattern[str]]:
     return table, re.compile(f"([{chars}])")
 
 
-def search_values_of(header: bytes) -> tuple[tuple[str, ...], ...]:
-    """The ``search`` tuple for a top-level header block."""
+def search_values_of(header: bytes | HeaderFields) -> tuple[tuple[str, ...], ...]:
+    """The ``search`` tuple for a top-level header block (raw, or already split:
+    ``analyze`` passes the fields it parsed for the part tree)."""
+    fields = header if isinstance(header, HeaderFields) else HeaderFields.parse(header)
     return tuple(
-        tuple(search_norm(v) for v in header_values(header, name)) for name in SEARCH_FIELDS
+        tuple(search_norm(v) for v in fields.values(name)) for name in _SEARCH_KEYS
     )
 
 
@@ -366,14 +369,15 @@ def analyze(blob: bytes) -> MessageFacts:
 def compute_facts(blob: bytes) -> MessageFacts:
     """``analyze`` without the safety net, so that tests see our bugs."""
     tree = build_tree(blob)
+    body, bodystructure = render_both(tree, blob)
     return MessageFacts(
         size=len(blob),
         envelope=envelope(tree.fields),
-        body=render(tree, blob, extended=False),
-        bodystructure=render(tree, blob, extended=True),
+        body=body,
+        bodystructure=bodystructure,
         sent_date=parse_sent_date(tree.field(b"date")),
         root=_freeze(tree),
-        search=search_values_of(blob[: tree.body_start]),
+        search=search_values_of(tree.fields),
     )
 
 

@@ -8,6 +8,10 @@ Field syntax is RFC 5322 §2.2 with the obsolete forms of §4.5 accepted
 (whitespace before the colon).  A line that is neither a field nor a
 continuation (no colon, a name with a space, an mbox ``From `` line) is kept
 in the block but belongs to no field.
+
+A block is split once (``HeaderFields.parse``) and every consumer (ENVELOPE,
+BODYSTRUCTURE, the SEARCH values, the sent date) asks that object, indexed by
+lower-case field name, rather than splitting the block again per field.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import binascii
 import codecs
 import re
+from dataclasses import dataclass
 from typing import NamedTuple
 
 _BOM = b"\xef\xbb\xbf"
@@ -59,71 +64,100 @@ def find_header_end(data: bytes, start: int, limit: int) -> tuple[int, int]:
     # A first line that cannot be a field means there is no header at all
     # (a part that starts right with text).  Later non-field lines stay in the
     # header, as Dovecot does, so a stray line does not hide the fields after it.
+    # Looked at in place: a copy of the line would copy a whole message without LF.
     eol = data.find(b"\n", start, limit)
-    first = data[start : limit if eol == -1 else eol]
+    line_end = limit if eol == -1 else eol
     if (
-        first[:1] not in (b" ", b"\t")
-        and b":" not in first
-        and not (start == 0 and first.startswith(b"From "))
+        data[start : start + 1] not in (b" ", b"\t")
+        and data.find(b":", start, line_end) == -1
+        and not (start == 0 and data.startswith(b"From ", 0, line_end))
     ):
         return start, start
-    # Search for each form only up to the best end found so far: an unbounded
-    # second search would rescan the rest of a large message for every part.
-    best = limit
-    for pat in (b"\n\r\n", b"\n\n"):
-        i = data.find(pat, start, min(limit, best + len(pat)))
-        if i != -1 and i + 1 < best:
-            best = i + 1
-    if best == limit:
+    best = _first_blank_line(data, start, limit)
+    if best == -1:
         return limit, limit
     return best, blank_line_at(data, best)
 
 
-def parse_fields(block: bytes) -> list[Field]:
+#: First window ``_first_blank_line`` searches; it doubles after each miss.
+_WINDOW = 4096
+
+
+def _first_blank_line(data: bytes, start: int, limit: int) -> int:
+    """The offset of the first blank line (LF or CRLF) that follows a line break
+    in ``data[start:limit]``, or -1.
+
+    Searched in doubling windows so that the cost is that of the distance to
+    the blank line, not to ``limit``: an LF-only message has no ``\\n\\r\\n``
+    at all, and a search for it up to ``limit`` would scan the rest of the
+    message once for every part.
+    """
+    lo, size = start, _WINDOW
+    while lo < limit:
+        hi = min(limit, lo + size)
+        # occurrences starting in [lo, hi), wholly below limit; the second form
+        # is only looked for before the first one found
+        i = data.find(b"\n\r\n", lo, min(limit, hi + 2))
+        j = data.find(b"\n\n", lo, min(limit, hi + 1, limit if i == -1 else i + 2))
+        if j != -1:
+            return j + 1
+        if i != -1:
+            return i + 1
+        lo, size = hi, size * 2
+    return -1
+
+
+def parse_fields(block: bytes, start: int = 0, end: int | None = None) -> list[Field]:
     """Split a header block into fields (RFC 5322 §2.2, §2.2.3 folding).
 
-    A leading UTF-8 BOM is skipped for the first name only (the bytes stay in
-    the block).  Never raises.
+    The block is ``block[start:end]`` (given as a range so that a header as large
+    as the message is not copied); field offsets are relative to ``start``.  A
+    leading UTF-8 BOM is skipped for the first name only (the bytes stay in the
+    block).  Never raises.
     """
     fields: list[Field] = []
-    n = len(block)
-    pos = 0
+    n = len(block) if end is None else min(end, len(block))
+    pos = start
     name: bytes | None = None
     vstart = fstart = fend = 0
+    find = block.find
     while pos < n:
-        i = block.find(b"\n", pos)
-        end = n if i == -1 else i + 1
-        first = block[pos : pos + 1]
-        if first in (b" ", b"\t"):
+        i = find(b"\n", pos, n)
+        line_end = n if i == -1 else i + 1
+        c = block[pos]
+        if c == 0x20 or c == 0x09:  # continuation line: SP or HTAB
             if name is not None:
-                fend = end
-            pos = end
+                fend = line_end
+            pos = line_end
             continue
         if name is not None:
-            fields.append(Field(name, _strip_eol(block[vstart:fend]), fstart, fend))
+            fields.append(_field(block, name, vstart, fstart, fend, start))
             name = None
-        colon = block.find(b":", pos, end)
+        colon = find(b":", pos, line_end)
         if colon != -1:
             cand = block[pos:colon].rstrip(b" \t")
-            if pos == 0 and cand.startswith(_BOM):
+            if pos == start and cand.startswith(_BOM):
                 cand = cand[len(_BOM) :]
             if cand and not _BAD_NAME.search(cand):
-                name, vstart, fstart, fend = cand, colon + 1, pos, end
-        pos = end
+                name, vstart, fstart, fend = cand, colon + 1, pos, line_end
+        pos = line_end
     if name is not None:
-        fields.append(Field(name, _strip_eol(block[vstart:fend]), fstart, fend))
+        fields.append(_field(block, name, vstart, fstart, fend, start))
     return fields
 
 
+def _field(block: bytes, name: bytes, vstart: int, fstart: int, fend: int, base: int) -> Field:
+    """The field at ``block[fstart:fend]``, its value without the final line break
+    (cut before slicing, so the value is copied once)."""
+    vend = fend
+    if vend > vstart and block[vend - 1] == 0x0A:
+        vend -= 1
+        if vend > vstart and block[vend - 1] == 0x0D:
+            vend -= 1
+    return Field(name, block[vstart:vend], fstart - base, fend - base)
+
+
 _BAD_NAME = re.compile(rb"[\x00-\x20\x7f]")
-
-
-def _strip_eol(value: bytes) -> bytes:
-    if value.endswith(b"\n"):
-        value = value[:-1]
-        if value.endswith(b"\r"):
-            value = value[:-1]
-    return value
 
 
 def unfold(value: bytes) -> bytes:
@@ -140,6 +174,46 @@ def first_value(fields: list[Field], name: bytes) -> bytes | None:
         if f.name.lower() == name:
             return f.value
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderFields:
+    """A header block split once: ``fields`` in block order, and ``by_name`` the
+    same fields grouped by lower-case name (each group in block order)."""
+
+    fields: list[Field]
+    by_name: dict[bytes, list[Field]]
+
+    @classmethod
+    def parse(cls, block: bytes, start: int = 0, end: int | None = None) -> HeaderFields:
+        """Split ``block[start:end]`` (see ``parse_fields``).  Never raises."""
+        fields = parse_fields(block, start, end)
+        by_name: dict[bytes, list[Field]] = {}
+        for f in fields:
+            key = f.name.lower()
+            group = by_name.get(key)
+            if group is None:
+                by_name[key] = [f]
+            else:
+                group.append(f)
+        return cls(fields, by_name)
+
+    def first(self, name: bytes) -> bytes | None:
+        """The raw value of the first field called ``name`` (lower-case), or None
+        (the first occurrence wins, as Dovecot does where RFC 3501 is silent)."""
+        group = self.by_name.get(name)
+        return None if group is None else group[0].value
+
+    def text(self, name: bytes) -> str | None:
+        """The first value of ``name`` (lower-case), unfolded, as Latin-1 text
+        (every byte kept, for the MIME parameter parsers and IMAP strings)."""
+        group = self.by_name.get(name)
+        return None if group is None else unfold(group[0].value).decode("latin-1")
+
+    def values(self, name: bytes) -> list[str]:
+        """Decoded values of every field ``name`` (lower-case): see ``header_values``."""
+        group = self.by_name.get(name)
+        return [] if group is None else [decode_value(f.value) for f in group]
 
 
 # ------------------------------------------------------------------ decoding
@@ -227,6 +301,13 @@ def decode_words(text: str) -> str:
     return "".join(out)
 
 
+def decode_value(raw: bytes) -> str:
+    """A raw field value as SEARCH compares it: unfolded, 8-bit bytes read as
+    UTF-8 (RFC 6532) or else Latin-1, RFC 2047 encoded-words decoded, and
+    surrounding whitespace removed.  Never raises."""
+    return decode_words(bytes_to_text(unfold(raw))).strip(" \t\r\n")
+
+
 def header_values(header_block: bytes, name: str) -> list[str]:
     """Decoded, unfolded values of every field ``name`` (case-insensitive) in
     ``header_block``, in order, with surrounding whitespace removed.
@@ -237,10 +318,6 @@ def header_values(header_block: bytes, name: str) -> list[str]:
     """
     try:
         want = name.strip().lower().encode("ascii", "replace")
-        return [
-            decode_words(bytes_to_text(unfold(f.value))).strip(" \t\r\n")
-            for f in parse_fields(header_block)
-            if f.name.lower() == want
-        ]
+        return [decode_value(f.value) for f in parse_fields(header_block) if f.name.lower() == want]
     except Exception:  # documented as never raising; a bug here must not kill SEARCH
         return []

@@ -13,6 +13,9 @@ import re
 MAX_QUOTED = 1024
 
 _NEEDS_LITERAL = re.compile(rb"[\x00\r\n\x80-\xff]")
+#: What a plain quoted string may not hold as is: literal-only bytes, and the
+#: two that need a backslash.  One search finds the common case: none of them.
+_NOT_PLAIN = re.compile(rb'[\x00\r\n\x80-\xff"\\]')
 
 
 def nstring(value: bytes | str | None) -> bytes:
@@ -27,8 +30,35 @@ def string(value: bytes | str) -> bytes:
 
     A ``str`` is taken to hold Latin-1 code points, i.e. raw header bytes.
     """
-    raw = value.encode("latin-1", "replace") if isinstance(value, str) else value
-    if len(raw) > MAX_QUOTED or _NEEDS_LITERAL.search(raw):
-        raw = raw.replace(b"\x00", b"\x80")
-        return b"{%d}\r\n%s" % (len(raw), raw)
+    if isinstance(value, str):
+        common = _COMMON.get(value)
+        if common is not None:
+            return common
+        raw = value.encode("latin-1", "replace")
+    else:
+        raw = value
+    if len(raw) > MAX_QUOTED:
+        return _literal(raw)
+    if _NOT_PLAIN.search(raw) is None:
+        return b'"%s"' % raw
+    if _NEEDS_LITERAL.search(raw):
+        return _literal(raw)
     return b'"' + raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+
+
+#: Media types, subtypes, parameter names and encodings that make up most of
+#: every BODYSTRUCTURE, quoted once.
+_COMMON = {
+    v: b'"%s"' % v.encode("ascii")
+    for v in (
+        "text", "plain", "html", "multipart", "mixed", "alternative", "related",
+        "message", "rfc822", "application", "octet-stream", "image", "charset",
+        "us-ascii", "utf-8", "iso-8859-1", "7bit", "8bit", "base64",
+        "quoted-printable", "boundary", "name", "filename", "attachment", "inline",
+    )
+}
+
+
+def _literal(raw: bytes) -> bytes:
+    raw = raw.replace(b"\x00", b"\x80")
+    return b"{%d}\r\n%s" % (len(raw), raw)

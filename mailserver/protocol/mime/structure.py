@@ -30,7 +30,7 @@ the message is body of the part being read.
 
 from __future__ import annotations
 
-from .headers import Field, bytes_to_text, find_header_end, parse_fields, unfold
+from .headers import HeaderFields, bytes_to_text, find_header_end
 from .params import param, parse_content_type, parse_token
 
 MAX_DEPTH = 100
@@ -39,6 +39,7 @@ MAX_PARTS = 10000
 LEAF, MULTIPART, MESSAGE = 0, 1, 2
 
 _IDENTITY = {"7bit", "8bit", "binary"}
+_NO_FIELDS = HeaderFields([], {})
 
 
 class Node:
@@ -70,7 +71,7 @@ class Node:
         self.body_start = body_start
         self.end = body_start
         self.kind = LEAF
-        self.fields: list[Field] = []
+        self.fields = _NO_FIELDS
         self.mtype = "text"
         self.subtype = "plain"
         self.params: list[tuple[str, str]] = []
@@ -82,10 +83,7 @@ class Node:
 
     def field(self, name: bytes) -> str | None:
         """First value of field ``name`` (lower-case), unfolded, as Latin-1 text."""
-        for f in self.fields:
-            if f.name.lower() == name:
-                return unfold(f.value).decode("latin-1")
-        return None
+        return self.fields.text(name)
 
 
 def _invalid_content_type(node: Node) -> None:
@@ -156,7 +154,7 @@ class _Scanner:
             if cut is not None and cut[1] < body_start:
                 header_end = body_start = cut[0]
         node = Node(pos, body_start, depth)
-        node.fields = parse_fields(blob[pos:header_end])
+        node.fields = HeaderFields.parse(blob, pos, header_end)
         ct = parse_content_type(node.field(b"content-type"))
         if ct is None:
             node.mtype, node.subtype = default
