@@ -26,7 +26,9 @@ Invariants
   (``claim_recent`` moves the store's per-mailbox boundary, serialised by the
   writer, so no two sessions get the same message); a read-only view only
   looks at the boundary.  ``\\Recent`` is added to FLAGS on output only; the
-  flag cache keeps the stored flags.
+  flag cache keeps the stored flags.  The session's own APPEND/COPY/MOVE into
+  the view's mailbox claims in its own transaction (``note_claim``): the
+  claimed UIDs are held in ``_owned`` until the sync brings them into the view.
 * Once CONDSTORE is enabled (RFC 7162 §3.1) every unsolicited FETCH carries
   UID and MODSEQ; once QRESYNC is, expunges are reported as ``* VANISHED``
   (§3.2.10) instead of ``* n EXPUNGE``.
@@ -41,7 +43,7 @@ from mailserver.errors import ProtocolSyntaxError
 from mailserver.protocol.imap.response import flag_list
 from mailserver.protocol.imap.seqset import compact
 from mailserver.protocol.imap.types import SequenceSet
-from mailserver.store.model import MailboxInfo, MessageRecord
+from mailserver.store.model import MailboxInfo, MessageRecord, RecentClaim, WriteSpan
 from mailserver.store.store import Store
 
 #: The system flags (RFC 3501 §2.3.2) a client may store; ``\Recent`` is
@@ -58,7 +60,7 @@ class SelectedMailbox:
 
     __slots__ = ("store", "mailbox_id", "name", "readonly", "uidvalidity", "uids", "flags",
                  "modseq", "pending", "pending_floor", "recent", "condstore", "qresync",
-                 "_claimed", "saved")
+                 "_claimed", "_owned", "saved")
 
     def __init__(self, store: Store, info: MailboxInfo,
                  records: Iterable[MessageRecord] | tuple[list[int], list[frozenset[str]]],
@@ -89,6 +91,9 @@ class SelectedMailbox:
         self.condstore = False  # RFC 7162 §3.1: UID and MODSEQ in unsolicited FETCH
         self.qresync = False  # RFC 7162 §3.2.10: VANISHED instead of EXPUNGE
         self._claimed = 0  # UIDs up to this one have been judged for \Recent
+        #: ``(low, high)``: UIDs ``low+1..high`` claimed by this session's own
+        #: writes and not yet marked in ``recent`` (they join the view at the sync).
+        self._owned: list[tuple[int, int]] = []
         #: UIDs of the last SEARCH RETURN (SAVE) result, ``$`` (RFC 5182 §2.1): a
         #: new view starts empty, which is the reset SELECT/EXAMINE require.
         #: Expunged UIDs may linger here; ``resolve`` only names live ones.
@@ -168,6 +173,15 @@ class SelectedMailbox:
         if uid in self.flags:
             self.flags[uid] = flags
 
+    def took_own_flags(self, span: WriteSpan, updated: Iterable[MessageRecord]) -> None:
+        """Note the records this session's own STORE changed; when the view was
+        current just before it (``span.before``) it is current after it, as
+        the ``sync`` that would read them back would only find them noted."""
+        for rec in updated:
+            self.note_flags(rec.uid, rec.flags)
+        if span.mailbox_id == self.mailbox_id and self.modseq == span.before:
+            self.modseq = span.after
+
     def sync(self, *, allow_expunge: bool, uid_fetch: bool = True) -> list[bytes]:
         """Fold in the store's changes since ``modseq``; return untagged responses.
 
@@ -237,8 +251,14 @@ class SelectedMailbox:
         """Judge the messages that joined the view since the last call for
         ``\\Recent`` (RFC 3501 §2.3.2): a read-write view claims them in the
         store (the first session to see a message gets it); a read-only one
-        (EXAMINE, §6.3.2) takes those above the boundary without moving it."""
+        (EXAMINE, §6.3.2) takes those above the boundary without moving it.
+        Messages the session's own write already claimed (``note_claim``) cost
+        no second trip to the writer."""
         top = self.largest_uid
+        if self._owned:
+            for low, high in self._owned:
+                self._mark_recent(low, min(high, top))
+            self._owned.clear()
         if top <= self._claimed:
             return
         if self.readonly:
@@ -247,9 +267,27 @@ class SelectedMailbox:
             old = await self.store.claim_recent(self.mailbox_id, top)
         low = max(old, self._claimed)
         self._claimed = top
-        if low < top:
-            start = bisect.bisect_right(self.uids, low)
-            self.recent.update(self.uids[start:])
+        self._mark_recent(low, top)
+
+    def note_claim(self, claim: RecentClaim | None) -> None:
+        """Take the ``\\Recent`` claim a write of this session made in its own
+        transaction (``Store.append_claiming``, ``Store.transfer``).  UIDs up
+        to ``claim.old`` were claimed by others; ``old+1..upto`` are ours."""
+        if claim is None or claim.mailbox_id != self.mailbox_id or self.readonly:
+            return
+        low = max(claim.old, self._claimed)
+        if claim.upto <= low:
+            return
+        self._owned.append((low, claim.upto))
+        self._claimed = claim.upto
+
+    def _mark_recent(self, low: int, high: int) -> None:
+        """Mark the view's UIDs ``low+1..high`` as recent."""
+        if low >= high:
+            return
+        start = bisect.bisect_right(self.uids, low)
+        stop = bisect.bisect_right(self.uids, high)
+        self.recent.update(self.uids[start:stop])
 
     def shown_flags(self, uid: int, flags: frozenset[str]) -> frozenset[str]:
         """The flags as the client sees them: ``\\Recent`` added when it is."""

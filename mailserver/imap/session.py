@@ -166,6 +166,16 @@ class Session:
         if self.rev2:
             view.recent.clear()  # RFC 9051 has no \Recent (Appendix E)
 
+    def claims_recent_in(self, mailbox_id: int) -> int | None:
+        """``mailbox_id`` when a write adding messages there may claim them as
+        ``\\Recent`` for this session in its own transaction (RFC 3501
+        §2.3.2): it is the selected mailbox, read-write, and the session is
+        not rev2 (which has no ``\\Recent`` and claims nothing).  Else None."""
+        view = self.selected
+        if view is None or view.readonly or self.rev2 or view.mailbox_id != mailbox_id:
+            return None
+        return mailbox_id
+
     def bind_log(self, **fields: object) -> None:
         self.log = self.log.bind(**fields)  # type: ignore[attr-defined]
 

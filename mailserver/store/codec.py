@@ -131,6 +131,32 @@ def decode_message(mailbox_id: int, uid: int, data: bytes) -> MessageRecord:
 _FLAGS_PART = struct.Struct(">BH")  # system flags, keywords length
 _SIZE_AT = struct.calcsize(">qh")
 _U64 = struct.Struct(">Q")
+_TAIL = struct.Struct(">BHI")  # system flags, keywords length, prefix length
+_MODSEQ_AT = struct.calcsize(">qhQ")
+_BLOB_AT = _MODSEQ_AT + 8
+_encoded: dict[frozenset[str], tuple[int, bytes]] = {}
+
+
+def message_modseq(data: bytes) -> int:
+    """The MODSEQ of a record without decoding the rest (STORE's UNCHANGEDSINCE)."""
+    return _U64.unpack_from(data, _MODSEQ_AT)[0]
+
+
+def restamp_message(data: bytes, modseq: int, flags: frozenset[str]) -> bytes:
+    """The record ``data`` with new flags (already normalised) and MODSEQ,
+    everything else copied as is: STORE's write without a decode and encode."""
+    got = _encoded.get(flags)
+    if got is None:
+        got = encode_flags(flags)
+        if len(_encoded) < 4096:  # bounded like ``_flag_cache``
+            _encoded[flags] = got
+    bits, keywords = got
+    _, klen, plen = _TAIL.unpack_from(data, _BITS_OFFSET)
+    start = MSG_HEADER_SIZE + klen
+    return b"".join((
+        data[:_MODSEQ_AT], _U64.pack(modseq), data[_BLOB_AT:_BITS_OFFSET],
+        _TAIL.pack(bits, len(keywords), plen), keywords, data[start:start + plen],
+    ))
 
 
 def decode_message_flags(data: bytes) -> frozenset[str]:

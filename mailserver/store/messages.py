@@ -11,7 +11,12 @@ Invariants kept here:
   RFC 7162 §3.2.10) and drops one blob reference;
 * UIDs grow and are never reused within a UIDVALIDITY (RFC 3501 §2.3.1.1);
 * ``Account.used`` follows every add and removal; quota is checked once per
-  request, after all its changes, for the accounts whose usage grew.
+  request, after all its changes, for the accounts whose usage grew;
+* the ``\\Recent`` boundary of a mailbox (RFC 3501 §2.3.2) only moves up, and
+  only inside the writer, so each UID is claimed by exactly one session.  A
+  write that adds messages to the mailbox its session has selected read-write
+  (APPEND, COPY, MOVE) may claim them in its own transaction (``claim_for``):
+  one synced commit instead of two.
 """
 
 from __future__ import annotations
@@ -21,9 +26,18 @@ from dataclasses import replace
 
 from mailserver.errors import Cannot, QuotaExceeded
 from mailserver.store import codec, keys, tx
-from mailserver.store.model import MailboxInfo, MessageRecord, NewMessage
+from mailserver.store.model import (
+    MailboxInfo,
+    MessageRecord,
+    NewMessage,
+    RecentClaim,
+    WriteSpan,
+)
 from mailserver.store.names import normalize_address, normalize_mailbox
 from mailserver.store.writer import WriteCtx
+
+#: Rough octets a message record and its index entries take (for ``need_room``).
+_RECORD_OCTETS = 256
 
 
 class _Box:
@@ -63,6 +77,11 @@ class _Batch:
         if box is None:
             box = self.boxes[mb.id] = _Box(mb)
         return box
+
+    def span(self, mb: MailboxInfo) -> WriteSpan:
+        """``mb``'s HIGHESTMODSEQ before this request and after its changes so far."""
+        box = self.boxes.get(mb.id)
+        return WriteSpan(mb.id, mb.highestmodseq, mb.highestmodseq if box is None else box.modseq)
 
     def mailbox(self, mb: MailboxInfo) -> MailboxInfo:
         """``mb`` with this request's changes so far."""
@@ -105,20 +124,21 @@ class _Batch:
         self.usage[mb.account] = self.usage.get(mb.account, 0) - rec.size
         ctx.changed.add(mb.id)
 
-    def restamp(self, mb: MailboxInfo, rec: MessageRecord, flags: frozenset[str]) -> MessageRecord:
-        """New flags and a new MODSEQ for an existing message."""
+    def restamp(self, mb: MailboxInfo, uid: int, raw: bytes, modseq: int,
+                flags: frozenset[str]) -> MessageRecord:
+        """New flags and a new MODSEQ for the existing record ``raw`` (whose
+        MODSEQ is ``modseq``), patched in place of a decode and encode."""
         ctx = self.ctx
         box = self._box(mb)
-        modseq = box.modseq + 1
-        new = MessageRecord(rec.mailbox_id, rec.uid, flags, rec.internal_date, rec.tz_offset,
-                            rec.size, modseq, rec.blob_id, rec.prefix)
+        new_modseq = box.modseq + 1
+        new_raw = codec.restamp_message(raw, new_modseq, flags)
         txn, dbs = ctx.txn, ctx.dbs
-        txn.delete(keys.modseq_key(mb.id, rec.modseq, rec.uid), db=dbs.modseq)
-        txn.put(keys.modseq_key(mb.id, modseq, rec.uid), b"", db=dbs.modseq)
-        tx.put_message(txn, dbs, new)
-        box.modseq = modseq
+        txn.delete(keys.modseq_key(mb.id, modseq, uid), db=dbs.modseq)
+        txn.put(keys.modseq_key(mb.id, new_modseq, uid), b"", db=dbs.modseq)
+        txn.put(keys.message_key(mb.id, uid), new_raw, db=dbs.messages)
+        box.modseq = new_modseq
         ctx.changed.add(mb.id)
-        return new
+        return codec.decode_message(mb.id, uid, new_raw)
 
     def finish(self) -> None:
         """Write mailbox records and usage; QuotaExceeded aborts the whole request."""
@@ -147,6 +167,7 @@ def deliver(
     tz_offset: int,
 ) -> list[MessageRecord]:
     """``Store.deliver`` in the writer thread (``blob_id`` precomputed by the caller)."""
+    ctx.need_room(len(blob) + len(facts) + sum(_RECORD_OCTETS + len(t.prefix) for t in targets))
     batch = _Batch(ctx)
     out = []
     for t in targets:
@@ -170,6 +191,42 @@ def deliver(
     return out
 
 
+def append(
+    ctx: WriteCtx,
+    target: NewMessage,
+    blob: bytes,
+    blob_id: bytes,
+    facts: bytes,
+    internal_date: int,
+    tz_offset: int,
+    claim_for: int | None,
+) -> tuple[MessageRecord, RecentClaim | None]:
+    """``Store.append`` in the writer thread: ``deliver`` to one mailbox, and
+    the ``\\Recent`` claim up to the new UID when it landed in ``claim_for``."""
+    (rec,) = deliver(ctx, [target], blob, blob_id, facts, internal_date, tz_offset)
+    return rec, _claim_for(ctx, claim_for, rec.mailbox_id, rec.uid)
+
+
+def claim_recent(ctx: WriteCtx, mailbox_id: int, upto_uid: int) -> int:
+    """Move the mailbox's ``\\Recent`` boundary up to ``upto_uid`` (never down);
+    return the boundary before (RFC 3501 §2.3.2, ``Store.claim_recent``)."""
+    key = keys.recent_key(mailbox_id)
+    raw = ctx.txn.get(key, db=ctx.dbs.meta)
+    old = keys.U32.unpack(raw)[0] if raw else 0
+    if upto_uid > old:
+        ctx.txn.put(key, keys.U32.pack(min(upto_uid, tx.MAX_UID)), db=ctx.dbs.meta)
+    return old
+
+
+def _claim_for(ctx: WriteCtx, claim_for: int | None, mailbox_id: int,
+               upto_uid: int) -> RecentClaim | None:
+    # Only the mailbox the session has selected: a name that now means a
+    # re-created mailbox (another id) is not the session's to claim.
+    if claim_for is None or claim_for != mailbox_id or upto_uid <= 0:
+        return None
+    return RecentClaim(mailbox_id, claim_recent(ctx, mailbox_id, upto_uid), upto_uid)
+
+
 def store_flags(
     ctx: WriteCtx,
     mailbox_id: int,
@@ -177,34 +234,52 @@ def store_flags(
     mode: str,
     flags: frozenset[str],
     unchangedsince: int | None,
-) -> tuple[list[MessageRecord], list[int]]:
+) -> tuple[list[MessageRecord], list[int], WriteSpan]:
     """``Store.store_flags`` in the writer thread (RFC 3501 §6.4.6, RFC 7162 §3.1.3)."""
     if mode not in ("set", "add", "remove"):
         raise ValueError(f"bad STORE mode {mode!r}")
     mb = tx.require_mailbox_id(ctx.txn, ctx.dbs, mailbox_id)
     batch = _Batch(ctx)
     flags = codec.normalize_flags(flags)
+    # Mailboxes share few distinct flag sets (interned): work each out once.
+    outcome: dict[frozenset[str], frozenset[str]] = {}
     updated, failed = [], []
-    for rec in tx.get_messages(ctx.txn, ctx.dbs, mailbox_id, uids):
-        if unchangedsince is not None and rec.modseq > unchangedsince:
-            failed.append(rec.uid)
+    for uid, raw in tx.get_raw_messages(ctx.txn, ctx.dbs, mailbox_id, uids):
+        modseq = codec.message_modseq(raw)
+        if unchangedsince is not None and modseq > unchangedsince:
+            failed.append(uid)
             continue
-        if mode == "set":
-            new_flags = flags
-        elif mode == "add":
-            new_flags = rec.flags | flags
-        else:
-            new_flags = rec.flags - flags
-        if new_flags != rec.flags:
-            updated.append(batch.restamp(mb, rec, new_flags))
+        old = codec.decode_message_flags(raw)
+        new = outcome.get(old)
+        if new is None:
+            if mode == "set":
+                new = flags
+            elif mode == "add":
+                new = old | flags
+            else:
+                new = old - flags
+            outcome[old] = new
+        if new != old:
+            updated.append(batch.restamp(mb, uid, raw, modseq, new))
     batch.finish()
-    return updated, failed
+    return updated, failed, batch.span(mb)
 
 
-def expunge(ctx: WriteCtx, mailbox_id: int, uids: list[int] | None) -> list[int]:
-    """``Store.expunge`` in the writer thread (RFC 3501 §6.4.3, RFC 4315 UID EXPUNGE)."""
+def expunge(ctx: WriteCtx, mailbox_id: int, uids: list[int] | None,
+            hint: tuple[int, list[int]] | None = None) -> tuple[list[int], WriteSpan]:
+    """``Store.expunge`` in the writer thread (RFC 3501 §6.4.3, RFC 4315 UID EXPUNGE).
+
+    ``hint`` (with ``uids`` None) is ``(modseq, uids)``: the UIDs flagged
+    ``\\Deleted`` as of that MODSEQ, from the reader's cache.  The candidates
+    are those plus every message changed since (the MODSEQ index: cost ∝
+    changes), each checked here, so the result is what a walk over the whole
+    mailbox would give, without the walk.
+    """
     txn, dbs = ctx.txn, ctx.dbs
     mb = tx.require_mailbox_id(txn, dbs, mailbox_id)
+    if uids is None and hint is not None and hint[0] <= mb.highestmodseq:
+        since, flagged = hint
+        uids = flagged + tx.uids_changed_since(txn, dbs, mailbox_id, since, mb.highestmodseq)
     if uids is None:
         victims = [
             codec.decode_message(mailbox_id, uid, raw)
@@ -219,7 +294,7 @@ def expunge(ctx: WriteCtx, mailbox_id: int, uids: list[int] | None) -> list[int]
     for rec in victims:
         batch.remove(mb, rec)
     batch.finish()
-    return [r.uid for r in victims]
+    return [r.uid for r in victims], batch.span(mb)
 
 
 def copy(
@@ -229,14 +304,18 @@ def copy(
     dest_account: str,
     dest_mailbox: str,
     move: bool,
-) -> tuple[int, list[tuple[int, int]]]:
-    """``Store.copy``/``Store.move`` in the writer thread (RFC 3501 §6.4.7, RFC 6851)."""
+    claim_for: int | None = None,
+) -> tuple[int, list[tuple[int, int]], RecentClaim | None]:
+    """``Store.copy``/``Store.move`` in the writer thread (RFC 3501 §6.4.7, RFC 6851),
+    with the ``\\Recent`` claim of the copies when ``dest`` is ``claim_for``."""
     txn, dbs = ctx.txn, ctx.dbs
     src = tx.require_mailbox_id(txn, dbs, mailbox_id)
     dest = tx.selectable_by_name(
         txn, dbs, normalize_address(dest_account), normalize_mailbox(dest_mailbox)
     )
     records = tx.get_messages(txn, dbs, mailbox_id, uids)
+    if not move:  # MOVE frees what it takes: allowed in the reserve (headroom.py)
+        ctx.need_room(_RECORD_OCTETS * len(records))
     batch = _Batch(ctx)
     pairs = []
     for rec in records:
@@ -247,7 +326,8 @@ def copy(
         for rec in records:
             batch.remove(src, rec)
     batch.finish()
-    return dest.uidvalidity, pairs
+    claim = _claim_for(ctx, claim_for, dest.id, pairs[-1][1]) if pairs else None
+    return dest.uidvalidity, pairs, claim
 
 
 def purge_mailbox(ctx: WriteCtx, mb: MailboxInfo, *, keep_log: bool) -> int:

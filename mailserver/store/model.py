@@ -96,6 +96,29 @@ class Changes:
 
 
 @dataclass(frozen=True, slots=True)
+class WriteSpan:
+    """A mailbox's HIGHESTMODSEQ just before and just after one write request
+    (read inside its transaction): every change with a MODSEQ in
+    ``before+1 .. after`` is that request's, so a reader that was current at
+    ``before`` can apply the request's own result instead of reading it back."""
+
+    mailbox_id: int
+    before: int
+    after: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecentClaim:
+    """A move of a mailbox's ``\\Recent`` boundary (RFC 3501 §2.3.2) made in
+    the same transaction as the write that added messages: UIDs ``old+1 ..
+    upto`` are recent for the session that asked, and for no other."""
+
+    mailbox_id: int
+    old: int
+    upto: int
+
+
+@dataclass(frozen=True, slots=True)
 class NewMessage:
     """A message to put into one mailbox: used by ``Store.deliver``."""
 

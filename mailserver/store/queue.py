@@ -39,6 +39,7 @@ def add(ctx: WriteCtx, queue_id: str, record: bytes, blob: bytes, blob_id: bytes
     key = queue_id.encode("ascii")
     if txn.get(key, db=dbs.queue) is not None:
         raise RuntimeError(f"queue id {queue_id} is taken")
+    ctx.need_room(len(blob) + len(record))
     tx.blob_ref(txn, dbs, blob_id, 1, blob, b"")
     txn.put(key, keys.U64.pack(next_ms) + blob_id + record, db=dbs.queue)
     txn.put(keys.queue_sched_key(next_ms, queue_id), b"", db=dbs.queuesched)

@@ -19,6 +19,10 @@ Invariants:
 * Bounded: at most ``max_records`` records in all, least recently used
   mailboxes evicted first; a mailbox above half the bound is never cached
   (its records are read for each call instead).
+* A write of this process may also advance an entry with its own result
+  (``advance``), but only when the entry was current just before the write
+  (``WriteSpan.before``): then the write's records are exactly what
+  ``changes_since`` would read back.
 * Used from the event loop (a lock keeps a stray thread safe, not fast).
 """
 
@@ -26,13 +30,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from mailserver.errors import MailboxNotFound
 from mailserver.store import tx
 from mailserver.store.kv import Dbs
-from mailserver.store.model import Changes, MessageRecord
+from mailserver.store.model import Changes, MessageRecord, WriteSpan
 
 #: Records kept across all mailboxes (a record is ~250 octets in memory).
 MAX_RECORDS = 200_000
@@ -76,9 +80,41 @@ class RecordCache:
                 self._drop(mailbox_id)
                 raise
             if changes.updated or changes.expunged:
-                self._apply(entry, changes)
+                self._apply(entry, changes.updated, changes.expunged)
             entry.modseq = max(entry.modseq, changes.mailbox.highestmodseq)
             return entry.records
+
+    def peek(self, mailbox_id: int, modseq: int) -> dict[int, MessageRecord] | None:
+        """The cached records if they are at least as new as ``modseq`` (no
+        read: what a command may answer with right after its own write),
+        else None.  Same validity rules as ``current``."""
+        with self._lock:
+            entry = self._entries.get(mailbox_id)
+            if entry is None or entry.modseq < modseq:
+                return None
+            return entry.records
+
+    def deleted(self, mailbox_id: int) -> tuple[int, list[int]] | None:
+        """``(modseq, uids)``: the UIDs flagged ``\\Deleted`` as of that
+        HIGHESTMODSEQ, for a cached mailbox (None otherwise: not read here)."""
+        with self._lock:
+            entry = self._entries.get(mailbox_id)
+            if entry is None:
+                return None
+            return entry.modseq, [u for u, r in entry.records.items()
+                                  if "\\Deleted" in r.flags]
+
+    def advance(self, span: WriteSpan, updated: Iterable[MessageRecord],
+                expunged: Iterable[int]) -> None:
+        """Apply a write's own result (records in ascending UID order) when
+        the entry was current at ``span.before``; otherwise leave it for
+        ``changes_since``."""
+        with self._lock:
+            entry = self._entries.get(span.mailbox_id)
+            if entry is None or entry.modseq != span.before or span.after < span.before:
+                return
+            self._apply(entry, updated, expunged)
+            entry.modseq = span.after
 
     def _fill(self, mailbox_id: int) -> dict[int, MessageRecord]:
         with self._read() as txn:
@@ -92,14 +128,15 @@ class RecordCache:
         self._evict()
         return records
 
-    def _apply(self, entry: _Entry, changes: Changes) -> None:
+    def _apply(self, entry: _Entry, updated: Iterable[MessageRecord],
+               expunged: Iterable[int]) -> None:
         records = entry.records
         before = len(records)
-        for uid in changes.expunged:
+        for uid in expunged:
             records.pop(uid, None)
         top = next(reversed(records)) if records else 0
         disordered = False
-        for rec in changes.updated:  # ascending UID
+        for rec in updated:  # ascending UID
             if rec.uid not in records:
                 disordered = disordered or rec.uid < top
                 top = max(top, rec.uid)

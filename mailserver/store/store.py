@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from mailserver.errors import InvalidName, MailserverError, NotFound
-from mailserver.store import admin, codec, keys, mailboxes, messages, reader, tx
+from mailserver.store import admin, codec, headroom, keys, mailboxes, messages, reader, tx
 from mailserver.store import queue as queue_db
 from mailserver.store.feed import ChangeFeed
 from mailserver.store.kv import Dbs, open_env
@@ -41,6 +41,8 @@ from mailserver.store.model import (
     MailboxInfo,
     MessageRecord,
     NewMessage,
+    RecentClaim,
+    WriteSpan,
 )
 from mailserver.store.names import (
     domain_of,
@@ -84,10 +86,14 @@ class Store:
         self._records = RecordCache(self._read, dbs, self.changes_since)
 
     @classmethod
-    async def open(cls, data_dir: Path, *, map_size: int = 1 << 34) -> Store:
+    async def open(cls, data_dir: Path, *, map_size: int = 1 << 34,
+                   new_mail_limit: float = headroom.NEW_MAIL_LIMIT) -> Store:
         """Open (creating if needed) the store; check the schema version.
 
-        ``map_size`` is the LMDB map size in bytes (sparse on disk).
+        ``map_size`` is the LMDB map size in bytes (sparse on disk).  New mail
+        (deliver, APPEND, COPY, queueing) is refused with ``StoreFull`` once
+        live data would pass ``new_mail_limit`` of the map, keeping the rest
+        for flag changes, EXPUNGE and deletes (``headroom.py``).
         Raises ``MailserverError`` on a schema version this code does not know.
         Must be called from the running event loop (the change feed binds to it).
         """
@@ -100,7 +106,10 @@ class Store:
         except BaseException:
             env.close()
             raise
-        writer = Writer(env, dbs, loop, on_commit=feed.broadcast, on_commit_loop=feed.notify)
+        # Another process may have opened the map bigger: LMDB then uses its size.
+        limit = int(env.info()["map_size"] * new_mail_limit)
+        writer = Writer(env, dbs, loop, on_commit=feed.broadcast, on_commit_loop=feed.notify,
+                        new_mail_limit=limit)
         return cls(env, dbs, writer, feed, path)
 
     async def close(self) -> None:
@@ -359,6 +368,14 @@ class Store:
         """
         return self._records.current(mailbox_id)
 
+    def records_since_write(self, span: WriteSpan) -> dict[int, MessageRecord]:
+        """The mailbox's records as of ``span.after`` or later, ``{uid: record}``:
+        what a command answers with right after its own write (``span``).
+        Served from the cache without a read when it holds them (the write
+        advanced it), else as ``current_records``.  Raises MailboxNotFound."""
+        cached = self._records.peek(span.mailbox_id, span.after)
+        return self._records.current(span.mailbox_id) if cached is None else cached
+
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[reader.Snapshot]:
         """One read transaction for many ``get_blob``/``get_facts`` by one
@@ -446,11 +463,34 @@ class Store:
         tz_offset: int = 0,
     ) -> MessageRecord:
         """IMAP APPEND (RFC 3501 §6.3.11): like ``deliver`` for one mailbox, no prefix."""
-        target = NewMessage(account=account, mailbox=mailbox, flags=frozenset(flags))
-        (rec,) = await self.deliver(
-            [target], blob, facts, internal_date=internal_date, tz_offset=tz_offset
-        )
+        rec, _ = await self.append_claiming(
+            account, mailbox, blob, facts, flags=flags, internal_date=internal_date,
+            tz_offset=tz_offset, claim_for=None)
         return rec
+
+    async def append_claiming(
+        self,
+        account: str,
+        mailbox: str,
+        blob: bytes,
+        facts: bytes,
+        *,
+        flags: frozenset[str] = frozenset(),
+        internal_date: int,
+        tz_offset: int = 0,
+        claim_for: int | None,
+    ) -> tuple[MessageRecord, RecentClaim | None]:
+        """``append``, and when the message lands in mailbox ``claim_for`` (the
+        one the session has selected read-write) the ``\\Recent`` claim up to
+        its UID in the same synced commit (RFC 3501 §2.3.2; see
+        ``claim_recent``).  The claim is None for another mailbox."""
+        target = NewMessage(account=account, mailbox=mailbox, flags=frozenset(flags))
+        blob = bytes(blob)
+        blob_id = await _blob_id(blob)
+        return await self._writer.submit(
+            messages.append, target, blob, blob_id, bytes(facts), internal_date, tz_offset,
+            claim_for, weight=len(blob) + len(facts),
+        )
 
     async def store_flags(
         self,
@@ -469,9 +509,26 @@ class Store:
         System flags are matched case-insensitively; ``\\Recent`` is ignored.
         Raises MailboxNotFound, ValueError for another ``mode``.
         """
-        return await self._writer.submit(
+        updated, failed, _ = await self.store_flags_span(
+            mailbox_id, uids, mode, flags, unchangedsince=unchangedsince)
+        return updated, failed
+
+    async def store_flags_span(
+        self,
+        mailbox_id: int,
+        uids: Iterable[int],
+        mode: str,
+        flags: frozenset[str],
+        *,
+        unchangedsince: int | None = None,
+    ) -> tuple[list[MessageRecord], list[int], WriteSpan]:
+        """``store_flags`` and the request's ``WriteSpan``: a view current at
+        ``span.before`` that takes ``updated`` is current at ``span.after``."""
+        updated, failed, span = await self._writer.submit(
             messages.store_flags, mailbox_id, list(uids), mode, frozenset(flags), unchangedsince
         )
+        self._records.advance(span, updated, ())
+        return updated, failed, span
 
     async def expunge(self, mailbox_id: int, uids: Iterable[int] | None = None) -> list[int]:
         """Remove messages flagged ``\\Deleted`` (only those in ``uids`` if given).
@@ -480,7 +537,12 @@ class Store:
         unreferenced blob is deleted.  Raises MailboxNotFound.
         """
         uid_list = None if uids is None else list(uids)
-        return await self._writer.submit(messages.expunge, mailbox_id, uid_list)
+        # The record cache names the candidates, so the writer need not walk
+        # the whole mailbox (``messages.expunge`` checks each one).
+        hint = self._records.deleted(mailbox_id) if uid_list is None else None
+        gone, span = await self._writer.submit(messages.expunge, mailbox_id, uid_list, hint)
+        self._records.advance(span, (), gone)
+        return gone
 
     async def copy(
         self, mailbox_id: int, uids: Iterable[int], dest_account: str, dest_mailbox: str
@@ -490,16 +552,26 @@ class Store:
         Flags and INTERNALDATE are kept; the blob is shared.  Raises MailboxNotFound
         (the IMAP layer answers ``NO [TRYCREATE]``), QuotaExceeded.
         """
-        return await self._writer.submit(
-            messages.copy, mailbox_id, list(uids), dest_account, dest_mailbox, False
-        )
+        uidvalidity, pairs, _ = await self.transfer(
+            mailbox_id, uids, dest_account, dest_mailbox, move=False)
+        return uidvalidity, pairs
 
     async def move(
         self, mailbox_id: int, uids: Iterable[int], dest_account: str, dest_mailbox: str
     ) -> tuple[int, list[tuple[int, int]]]:
         """RFC 6851 MOVE: copy then expunge the sources, in one transaction."""
+        uidvalidity, pairs, _ = await self.transfer(
+            mailbox_id, uids, dest_account, dest_mailbox, move=True)
+        return uidvalidity, pairs
+
+    async def transfer(
+        self, mailbox_id: int, uids: Iterable[int], dest_account: str, dest_mailbox: str,
+        *, move: bool, claim_for: int | None = None,
+    ) -> tuple[int, list[tuple[int, int]], RecentClaim | None]:
+        """``copy`` or ``move``, with the ``\\Recent`` claim of the copies when
+        the destination is mailbox ``claim_for`` (as ``append_claiming``)."""
         return await self._writer.submit(
-            messages.copy, mailbox_id, list(uids), dest_account, dest_mailbox, True
+            messages.copy, mailbox_id, list(uids), dest_account, dest_mailbox, move, claim_for
         )
 
     # -- \\Recent (RFC 3501 §2.3.2) ---------------------------------------------------
@@ -525,7 +597,7 @@ class Store:
         current = self.recent_boundary(mailbox_id)
         if current >= upto_uid:
             return current
-        return await self._writer.submit(_claim_recent, mailbox_id, upto_uid)
+        return await self._writer.submit(messages.claim_recent, mailbox_id, upto_uid)
 
     # -- change feed ---------------------------------------------------------------
 
@@ -622,12 +694,3 @@ class Store:
             ms = queue_db.first_ms(txn, self._dbs)
         return None if ms is None else ms / 1000.0
 
-
-def _claim_recent(ctx: Any, mailbox_id: int, upto_uid: int) -> int:
-    """Writer request of ``Store.claim_recent``: read and move the boundary in one txn."""
-    key = keys.recent_key(mailbox_id)
-    raw = ctx.txn.get(key, db=ctx.dbs.meta)
-    old = keys.U32.unpack(raw)[0] if raw else 0
-    if upto_uid > old:
-        ctx.txn.put(key, keys.U32.pack(min(upto_uid, 0xFFFFFFFF)), db=ctx.dbs.meta)
-    return old

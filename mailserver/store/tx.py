@@ -167,7 +167,15 @@ def list_messages(txn: Any, dbs: Dbs, mailbox_id: int) -> list[MessageRecord]:
 def get_messages(
     txn: Any, dbs: Dbs, mailbox_id: int, uids: set[int] | list[int]
 ) -> list[MessageRecord]:
-    """Records of the existing UIDs among ``uids``, ascending.
+    """Records of the existing UIDs among ``uids``, ascending."""
+    decode = codec.decode_message
+    return [decode(mailbox_id, uid, raw) for uid, raw in get_raw_messages(txn, dbs, mailbox_id, uids)]
+
+
+def get_raw_messages(
+    txn: Any, dbs: Dbs, mailbox_id: int, uids: set[int] | list[int]
+) -> list[tuple[int, Any]]:
+    """``(uid, raw record)`` of the existing UIDs among ``uids``, ascending.
 
     A few or scattered UIDs are looked up one by one; many dense ones are
     gathered in one cursor walk over the span they cover.
@@ -175,15 +183,15 @@ def get_messages(
     wanted = sorted({u for u in uids if 0 < u <= MAX_UID})
     if not wanted:
         return []
-    decode = codec.decode_message
     # A walk reads every record in the span; point lookups cost a B-tree descent
     # each.  Walk only when the wanted UIDs are dense in their span.
     if len(wanted) <= 32 or (wanted[-1] - wanted[0]) > 4 * len(wanted):
         out = []
+        db = dbs.messages
         for uid in wanted:
-            raw = txn.get(keys.message_key(mailbox_id, uid), db=dbs.messages)
+            raw = txn.get(keys.message_key(mailbox_id, uid), db=db)
             if raw is not None:
-                out.append(decode(mailbox_id, uid, raw))
+                out.append((uid, raw))
         return out
     wanted_set = set(wanted)
     last = wanted[-1]
@@ -192,8 +200,26 @@ def get_messages(
         if uid > last:
             break
         if uid in wanted_set:
-            out.append(decode(mailbox_id, uid, v))
+            out.append((uid, v))
     return out
+
+
+def uids_changed_since(txn: Any, dbs: Dbs, mailbox_id: int, modseq: int,
+                       highest: int) -> list[int]:
+    """UIDs of the live messages with a MODSEQ above ``modseq`` (the MODSEQ
+    index, ascending MODSEQ); ``highest`` is the mailbox's HIGHESTMODSEQ."""
+    start = max(modseq, 0) + 1
+    if start > highest:
+        return []
+    prefix = keys.mailbox_prefix(mailbox_id)
+    uids = []
+    cur = txn.cursor(db=dbs.modseq)
+    if cur.set_range(keys.modseq_key(mailbox_id, start, 0)):
+        for k in cur.iternext(values=False):
+            if k[:8] != prefix:
+                break
+            uids.append(keys.unpack_modseq_key(k)[2])
+    return uids
 
 
 def put_message(txn: Any, dbs: Dbs, rec: MessageRecord) -> None:

@@ -12,9 +12,18 @@ databases' WALs):
 * Each request runs in a nested (child) write transaction, so a request that
   raises (QuotaExceeded, MailboxNotFound, or a bug) is rolled back alone and
   the others in the round still commit.
-* Results and exceptions travel back with ``loop.call_soon_threadsafe``; a
-  future is resolved only after the round's commit returned, i.e. after the
-  change is on disk.  Then the change feed hears which mailboxes changed.
+* Results and exceptions travel back with one ``loop.call_soon_threadsafe``
+  per round (not per request: each is a self-pipe write and a loop wake-up);
+  a future is resolved only after the round's commit returned, i.e. after the
+  change is on disk.  Peers are told first: other processes by the change
+  feed's datagrams (sent from this thread), then, in the same loop callback
+  that resolves the futures, this process's waiters, so a caller that hears
+  "done" knows every waiter has been woken.
+
+Request functions run holding the GIL, so their Python work stalls the event
+loop as surely as code on it: they patch raw records rather than decode and
+re-encode them, and take their candidates from the caller where that is exact
+(``messages.expunge``'s hint).
 
 Invariant: nothing outside this thread opens a write transaction, and request
 functions read every value they change (counters, UIDNEXT, MODSEQ) inside
@@ -35,6 +44,7 @@ from typing import Any
 import lmdb
 
 from mailserver.errors import MailserverError, TemporaryFailure
+from mailserver.store import headroom
 from mailserver.store.kv import Dbs
 
 #: Most requests folded into one transaction (bounds the latency of the first one).
@@ -47,11 +57,18 @@ MAX_BATCH_BYTES = 64 * 1024 * 1024
 @dataclass(slots=True)
 class WriteCtx:
     """What a request function gets: its (child) transaction, the database
-    handles, and the set of mailbox ids it changed (for the change feed)."""
+    handles, the set of mailbox ids it changed (for the change feed), and the
+    octets of live data new mail may fill (``headroom.py``; 0: no limit)."""
 
     txn: Any
     dbs: Dbs
     changed: set[int] = field(default_factory=set)
+    new_mail_limit: int = 0
+
+    def need_room(self, octets: int) -> None:
+        """Called by requests that add mail: ``StoreFull`` when the store is
+        above its new-mail limit (flag changes and deletes never call it)."""
+        headroom.require(self.txn, self.dbs, self.new_mail_limit, octets)
 
 
 @dataclass(slots=True)
@@ -70,7 +87,9 @@ class Writer:
 
     ``on_commit(changed_ids)`` runs in the writer thread after each successful
     commit (the change feed's cross-process broadcast); ``on_commit_loop``
-    runs on the event loop (waking local waiters).
+    runs on the event loop (waking local waiters).  ``new_mail_limit`` is
+    the octets of live data past which requests adding mail are refused
+    (``WriteCtx.need_room``; 0: no limit).
     """
 
     def __init__(
@@ -81,6 +100,7 @@ class Writer:
         *,
         on_commit: Callable[[frozenset[int]], None] | None = None,
         on_commit_loop: Callable[[frozenset[int]], None] | None = None,
+        new_mail_limit: int = 0,
     ) -> None:
         self._env = env
         self._dbs = dbs
@@ -88,6 +108,7 @@ class Writer:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._on_commit = on_commit
         self._on_commit_loop = on_commit_loop
+        self._new_mail_limit = new_mail_limit
         self._closed = False
         #: Number of synced commits made (for tests and the benchmark).
         self.commits = 0
@@ -157,21 +178,35 @@ class Writer:
             self.requests += len(batch)
         # Peers first, then the callers: once a caller hears "done", every
         # waiter (here and in other processes) has been told.
-        if changed:
-            ids = frozenset(changed)
-            if self._on_commit is not None:
-                with contextlib.suppress(Exception):
-                    self._on_commit(ids)
-            if self._on_commit_loop is not None:
-                self._call_soon(self._on_commit_loop, ids)
+        ids = frozenset(changed)
+        if ids and self._on_commit is not None:
+            with contextlib.suppress(Exception):
+                self._on_commit(ids)
+        # One hand-over to the loop per round, not per request: each
+        # ``call_soon_threadsafe`` is a self-pipe write and a loop wake-up.
+        self._call_soon(self._settle, ids, batch, outcomes)
+
+    def _settle(self, ids: frozenset[int], batch: list[_Request],
+                outcomes: list[tuple[bool, Any]]) -> None:
+        """On the loop: wake this process's waiters, then resolve the callers."""
+        if ids and self._on_commit_loop is not None:
+            # A waiter's trouble must not strand the callers.
+            with contextlib.suppress(Exception):
+                self._on_commit_loop(ids)
         for req, (ok, value) in zip(batch, outcomes, strict=True):
-            self._resolve(req.future, ok, value)
+            fut = req.future
+            if fut.done():  # cancelled by its caller meanwhile
+                continue
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
 
     def _one(self, txn: Any, req: _Request, changed: set[int]) -> tuple[bool, Any]:
         if req.future.cancelled():  # the caller gave up before we started
             return False, asyncio.CancelledError()
         child = self._env.begin(write=True, parent=txn)
-        ctx = WriteCtx(child, self._dbs)
+        ctx = WriteCtx(child, self._dbs, new_mail_limit=self._new_mail_limit)
         try:
             result = req.fn(ctx, *req.args)
         except BaseException as exc:
@@ -181,26 +216,17 @@ class Writer:
         changed |= ctx.changed
         return True, result
 
-    def _resolve(self, fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
-        def settle() -> None:
-            if fut.done():
-                return
-            if ok:
-                fut.set_result(value)
-            else:
-                fut.set_exception(value)
-
-        self._call_soon(settle)
-
     def _call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is already closed
             self._loop.call_soon_threadsafe(fn, *args)
 
 
 def _wrap(exc: BaseException) -> BaseException:
-    """LMDB's own failures (map full, I/O error) are transient server trouble."""
+    """LMDB's own failures (map full, I/O error) are transient server trouble.
+    A full map is ``StoreFull`` (452 4.3.1): even below the new-mail limit a
+    big message may find no run of free pages long enough (``headroom.py``)."""
     if isinstance(exc, lmdb.MapFullError):
-        return TemporaryFailure("mail store is full")
+        return headroom.StoreFull("Mail store is full: no new mail accepted until space is freed")
     if isinstance(exc, lmdb.Error):
         return TemporaryFailure(f"mail store error: {exc}")
     return exc

@@ -15,6 +15,7 @@ import datetime as dt
 import time
 from typing import TYPE_CHECKING
 
+from mailserver.delivery.local import cheap_to_analyze, message_facts
 from mailserver.errors import MailboxNotFound, ProtocolSyntaxError, UserError
 from mailserver.imap.state import Reply
 from mailserver.protocol.imap.response import mailbox_name
@@ -24,7 +25,6 @@ from mailserver.protocol.imap.types import (
     MailboxArg,
     Rename,
 )
-from mailserver.protocol.mime import analyze
 from mailserver.store.model import DELIMITER
 
 if TYPE_CHECKING:
@@ -142,9 +142,13 @@ async def append(session: Session, cmd: Command) -> Reply:
     """APPEND (§6.3.11) with APPENDUID (RFC 4315 §3).
 
     The literal's size limit is enforced by the receiver (``NO [TOOBIG]``).
-    MIME facts are computed off the event loop; the reply is sent only after
+    MIME facts are computed off the event loop unless the message is small
+    and single-part (``cheap_to_analyze``); the reply is sent only after
     the store has synced the message.  A missing mailbox answers
-    ``NO [TRYCREATE]`` (§6.3.11).  ``\\Recent`` cannot be set by a client.
+    ``NO [TRYCREATE]`` (§6.3.11).  ``\\Recent`` cannot be set by a client;
+    an APPEND to the mailbox the session has selected claims the message as
+    ``\\Recent`` for the session in the same commit (RFC 3501 §2.3.2), so the
+    sync that reports ``EXISTS`` needs no second write.
     """
     args = cmd.args
     assert isinstance(args, Append) and session.user is not None
@@ -165,15 +169,24 @@ async def append(session: Session, cmd: Command) -> Reply:
     else:
         internal_date = int(time.time())
         tz_offset = 0
-    facts = await asyncio.to_thread(lambda: analyze(args.message).to_bytes())
+    # As SMTP delivery does: a small single-part message is analysed on the
+    # loop, where it costs less than the hop to a thread and back.
+    if cheap_to_analyze(args.message):
+        facts = message_facts(args.message)
+    else:
+        facts = await asyncio.to_thread(message_facts, args.message)
     flags = frozenset(f for f in args.flags if f.lower() != "\\recent")
+    view = session.selected
     try:
-        record = await session.store.append(
+        record, claim = await session.store.append_claiming(
             session.user, info.name, args.message, facts,
             flags=flags, internal_date=internal_date, tz_offset=tz_offset,
+            claim_for=session.claims_recent_in(info.id),
         )
     except MailboxNotFound:
         raise MailboxNotFound("Mailbox does not exist", imap_code="TRYCREATE") from None
+    if view is not None and view is session.selected:
+        view.note_claim(claim)
     uidvalidity = info.uidvalidity
     if record.mailbox_id != info.id:  # deleted and re-created meanwhile
         uidvalidity = session.store.get_mailbox(session.user, args.mailbox).uidvalidity

@@ -31,7 +31,7 @@ from mailserver.protocol.imap.types import (
     FetchAtt,
     StoreArgs,
 )
-from mailserver.store.model import MessageRecord
+from mailserver.store.model import MessageRecord, WriteSpan
 
 if TYPE_CHECKING:
     from mailserver.imap.session import Session
@@ -126,12 +126,18 @@ def _expunged(session: Session, text: str) -> Reply:
 
 
 def records(session: Session, view: SelectedMailbox,
-             pairs: Sequence[tuple[int, int]]) -> list[tuple[int, MessageRecord]]:
+            pairs: Sequence[tuple[int, int]],
+            after: WriteSpan | None = None) -> list[tuple[int, MessageRecord]]:
     """``(seq, record)`` for the pairs whose message still exists, in order:
     the store's current records (``Store.current_records``, a cache kept up to
-    date by MODSEQ).  A mailbox deleted meanwhile has none."""
+    date by MODSEQ), or right after the command's own write ``after`` the
+    records as of that write (``Store.records_since_write``, no read).  A
+    mailbox deleted meanwhile has none."""
     try:
-        recs = session.store.current_records(view.mailbox_id)
+        if after is None:
+            recs = session.store.current_records(view.mailbox_id)
+        else:
+            recs = session.store.records_since_write(after)
     except MailboxNotFound:
         return []
     pending = view.pending
@@ -271,21 +277,22 @@ async def store(session: Session, cmd: Command) -> Reply | None:
     flags = frozenset(f for f in args.flags if f.lower() != "\\recent")
     if not pairs:
         return None
-    updated, failed = await session.store.store_flags(
+    updated, failed, span = await session.store.store_flags_span(
         view.mailbox_id, [u for _, u in pairs], args.mode, flags,
         unchangedsince=args.unchangedsince)
-    for rec in updated:
-        view.note_flags(rec.uid, rec.flags)
+    view.took_own_flags(span, updated)
     refused = set(failed)
     fresh = {r.uid: r for r in updated}
     if not args.silent:
-        for seq, rec in records(session, view, pairs):
+        write, respond = session.write, view.flags_response
+        # The flags as this STORE left them (RFC 3501 §6.4.6); later changes
+        # by others follow in the sync.
+        for seq, rec in records(session, view, pairs, span):
             if rec.uid in refused:
                 continue
             rec = fresh.get(rec.uid, rec)
             view.note_flags(rec.uid, rec.flags)
-            session.write(view.flags_response(seq, rec.uid, rec.flags, with_uid=cmd.uid,
-                                              modseq=rec.modseq))
+            write(respond(seq, rec.uid, rec.flags, with_uid=cmd.uid, modseq=rec.modseq))
     elif view.condstore:
         for seq, uid in pairs:
             rec = fresh.get(uid)
@@ -328,11 +335,14 @@ async def _transfer(session: Session, cmd: Command, *, move: bool) -> Reply | No
         raise MailboxNotFound("Mailbox does not exist", imap_code="TRYCREATE") from None
     if not uids:
         return None
-    op = session.store.move if move else session.store.copy
     try:
-        uidvalidity, mapping = await op(view.mailbox_id, uids, session.user, args.mailbox)
+        uidvalidity, mapping, claim = await session.store.transfer(
+            view.mailbox_id, uids, session.user, args.mailbox, move=move,
+            claim_for=session.claims_recent_in(view.mailbox_id))
     except MailboxNotFound:
         raise MailboxNotFound("Mailbox does not exist", imap_code="TRYCREATE") from None
+    if view is session.selected:
+        view.note_claim(claim)
     if not mapping:
         return None
     code = (f"COPYUID {uidvalidity} {compact_uids(s for s, _ in mapping)} "
