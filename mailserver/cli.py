@@ -95,7 +95,8 @@ def with_store(config: Config, fn: Callable[[Any], Awaitable[T]]) -> T:
 
     async def main() -> T:
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        store = await Store.open(config.data_dir, map_size=config.store.map_size)
+        store = await Store.open(config.data_dir, map_size=config.store.map_size,
+                                 new_mail_limit=config.store.new_mail_limit)
         try:
             # As App.start does: the configured domains exist, so "user add"
             # works before the daemon's first start.

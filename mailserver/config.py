@@ -77,6 +77,9 @@ class LogSettings:
 @dataclass(frozen=True, slots=True)
 class StoreSettings:
     map_size: int = 1 << 34  # LMDB map size, octets (sparse on disk)
+    #: Fraction of ``map_size`` above which new mail is refused (452 4.3.1 /
+    #: NO [UNAVAILABLE]) so that flag changes, EXPUNGE and deletes still fit.
+    new_mail_limit: float = 0.95
 
 
 DKIM_ALGORITHMS = ("rsa", "ed25519")
@@ -294,7 +297,10 @@ _LIMIT_CHECKS: dict[str, Check] = {
     "auth_failure_delay_max": _at_least(0),
 }
 _LOG_CHECKS: dict[str, Check] = {"format": _one_of(LOG_FORMATS), "level": _one_of(LOG_LEVELS)}
-_STORE_CHECKS: dict[str, Check] = {"map_size": _at_least(1 << 20)}
+_STORE_CHECKS: dict[str, Check] = {
+    "map_size": _at_least(1 << 20),
+    "new_mail_limit": lambda x: None if 0 < x <= 1 else "must be more than 0 and at most 1",
+}
 
 
 class _Validator:

@@ -30,8 +30,8 @@ from mailserver.errors import SmtpReply, TemporaryFailure
 from mailserver.store.kv import Dbs
 
 #: Fraction of the map that new mail may fill; the rest is the reserve for
-#: flag changes, EXPUNGE and deletes.  (A config key ``[store] new_mail_limit``
-#: would set it; ``Store.open(new_mail_limit=...)`` takes it.)
+#: flag changes, EXPUNGE and deletes.  The default of ``[store] new_mail_limit``
+#: (``config.StoreSettings``), passed to ``Store.open(new_mail_limit=...)``.
 NEW_MAIL_LIMIT = 0.95
 
 
