@@ -79,6 +79,8 @@ class App:
     listener name (served instead of binding), and ``run_queue`` says whether this process
     runs the outbound queue's scheduler (one process only: the queue does not
     support several schedulers on one store).  Every process may *enqueue*.
+    ``remote_writer``: the store's writes go to the supervisor's writer
+    service (one group commit for all workers, ``store/writer_service.py``).
     """
 
     def __init__(
@@ -87,12 +89,14 @@ class App:
         *,
         listen_sockets: dict[str, socket.socket] | None = None,
         run_queue: bool = True,
+        remote_writer: bool = False,
     ) -> None:
         self.config = config
         self.services: Services | None = None
         self.listeners: dict[str, ListenerHandle] = {}
         self._listen_sockets = dict(listen_sockets or {})
         self._run_queue = run_queue
+        self._remote_writer = remote_writer
 
     @property
     def store(self) -> Store:
@@ -111,7 +115,9 @@ class App:
         """
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        store = await Store.open(cfg.data_dir, map_size=cfg.store.map_size)
+        store = await Store.open(cfg.data_dir, map_size=cfg.store.map_size,
+                                 new_mail_limit=cfg.store.new_mail_limit,
+                                 remote_writer=self._remote_writer)
         queue: QueueManager | None = None
         try:
             for domain in cfg.domains:

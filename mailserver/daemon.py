@@ -229,7 +229,8 @@ def serve(config: Config) -> int:
     """Run the daemon until signalled; return the exit status.
 
     ``workers = 1``: this process serves, on a uvloop event loop.  More: this
-    process becomes the supervisor (``supervise``) of that many workers.
+    process becomes the supervisor (``supervise``) of that many workers, on a
+    uvloop event loop too: it serves every worker's writes (the writer service).
     """
     logsetup.configure(config.log)
     workers = worker_count(config)
@@ -238,7 +239,7 @@ def serve(config: Config) -> int:
     if workers > 1:
         from mailserver.workers import supervise  # the supervisor: only in this mode
 
-        with asyncio.Runner() as runner:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             return runner.run(supervise(config, workers))
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(run(config))

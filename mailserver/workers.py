@@ -2,11 +2,13 @@
 
 Why: one Python process uses one core.  With ``workers = N`` the daemon is
 a supervisor plus N workers, each a full ``App`` (own uvloop event loop,
-own ``Store`` handle with its group-commit writer thread, own listeners).
-The store is multi-process safe (LMDB serialises writers; UIDs are
-allocated inside the write transaction; the change feed crosses processes
-over datagram sockets in ``data_dir/run``), so a message accepted by worker
-A wakes an IDLE session on worker B.
+own ``Store`` handle for reads, own listeners).  Writes go to the one
+group-commit writer of the daemon, which the supervisor runs behind its
+writer service (``store/writer_service.py``): requests from every worker
+share one round and one fsync, and no worker waits on another's LMDB write
+lock.  The change feed crosses processes over datagram sockets in
+``data_dir/run``, so a message accepted by worker A wakes an IDLE session
+on worker B.
 
 Sockets: per listener, the supervisor binds N sockets with ``SO_REUSEPORT``
 on the same address and port (socket(7)); worker ``i`` serves socket ``i``
@@ -23,9 +25,11 @@ Life of the supervisor (``supervise``):
 1. Binds every listener's N sockets (``address``/``port``; port 0: the first
    socket gets a real port and the others bind to that same port), before
    any worker exists.
-2. Makes the self-signed certificate if needed and opens the store briefly:
-   configured domains, the demo account (so the workers never race to
-   create them), then closes it.
+2. Makes the self-signed certificate if needed and opens the store (kept
+   open until the end): configured domains, the demo account (so the
+   workers never race to create them); starts the writer service.  It is
+   closed after the last worker exited, so work in flight in a stopping
+   worker still commits.
 3. Starts the workers as fresh interpreters (``subprocess``, never a bare
    ``fork`` of a process that has threads or an event loop): worker ``i``
    inherits its own sockets only; the rest of the spec (config, index, fd
@@ -84,6 +88,7 @@ from mailserver.config import Config, Listener
 from mailserver.daemon import _STOP_SLACK, Notifier, _shutdown, ensure_demo_account, print_banner
 from mailserver.errors import AlreadyExists, MailserverError
 from mailserver.store.store import Store
+from mailserver.store.writer_service import WriterService
 from mailserver.tls import server_context
 
 log = structlog.get_logger("mailserver.workers")
@@ -283,19 +288,33 @@ class Supervisor:
         return clean and all(p.returncode == 0 for p in procs)
 
 
-async def _prepare_store(config: Config) -> Any:
+async def _prepare_store(config: Config, store: Store) -> Any:
     """Configured domains, the demo account and the self-signed certificate (when
     none is configured), made once by the supervisor: workers racing to create
     them would trip over each other's files."""
     await asyncio.to_thread(server_context, config)
-    store = await Store.open(config.data_dir, map_size=config.store.map_size)
+    for domain in config.domains:
+        if not store.is_local_domain(domain):
+            with contextlib.suppress(AlreadyExists):
+                await store.add_domain(domain)
+    return await ensure_demo_account(config, store) if config.demo_account else None
+
+
+async def _open_writer(config: Config) -> tuple[Store, WriterService]:
+    """The supervisor's store and the writer service in front of its writer."""
+    store = await Store.open(config.data_dir, map_size=config.store.map_size,
+                             new_mail_limit=config.store.new_mail_limit)
     try:
-        for domain in config.domains:
-            if not store.is_local_domain(domain):
-                with contextlib.suppress(AlreadyExists):
-                    await store.add_domain(domain)
-        return await ensure_demo_account(config, store) if config.demo_account else None
-    finally:
+        return store, await store.start_writer_service()
+    except BaseException:
+        await store.close()
+        raise
+
+
+async def _close_writer(store: Store | None, service: WriterService | None) -> None:
+    if service is not None:
+        await service.close()
+    if store is not None:
         await store.close()
 
 
@@ -319,21 +338,34 @@ async def supervise(config: Config, count: int) -> int:
         loop.add_signal_handler(signum, on_signal, signum)
 
     groups: dict[str, list[socket.socket]] = {}
+    store: Store | None = None
+    service: WriterService | None = None
     try:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         for listener in config.listeners:
             groups[listener.name] = bind_group(listener, count)
         config = _bound_config(config, groups)
-        demo = await _prepare_store(config)
+        store, service = await _open_writer(config)
+        demo = await _prepare_store(config, store)
     except (MailserverError, OSError, ssl.SSLError) as exc:
         for group in groups.values():
             for sock in group:
                 sock.close()
+        await _close_writer(store, service)
         log.error("start_failed", error=str(exc), error_type=type(exc).__name__)
         return 1
-
-    notifier = Notifier.from_environ()
     sup = Supervisor(config, groups, count)
+    try:
+        return await _serve(sup, count, demo, stop)
+    finally:
+        # After the last worker exited: their last writes went through it.
+        await _close_writer(store, service)
+
+
+async def _serve(sup: Supervisor, count: int, demo: Any, stop: asyncio.Event) -> int:
+    """Start the workers, report readiness, wait for ``stop``, stop them."""
+    config = sup.config
+    notifier = Notifier.from_environ()
     started = asyncio.ensure_future(sup.start())
     stopped = asyncio.ensure_future(stop.wait())
     await asyncio.wait([started, stopped], return_when=asyncio.FIRST_COMPLETED)
@@ -414,7 +446,7 @@ async def _work(spec: WorkerSpec, sockets: dict[str, socket.socket]) -> int:
     loop.add_reader(0, on_lifeline)
 
     config = spec.config
-    app = App(config, listen_sockets=sockets, run_queue=spec.index == 0)
+    app = App(config, listen_sockets=sockets, run_queue=spec.index == 0, remote_writer=True)
     try:
         await app.start()
     except (MailserverError, OSError, ssl.SSLError) as exc:

@@ -13,6 +13,9 @@ HIGHESTMODSEQ, so a commit between the read and the wait still wakes them.
 
 AF_UNIX paths are limited to 107 octets; a long ``data_dir`` is reached
 through ``/proc/self/fd/<dirfd>/`` (Linux), which keeps the address short.
+
+``data_dir/run`` is made 0700: it also holds the writer service's socket
+(``writer_service.py``), which takes pickles and is for the daemon's user only.
 """
 
 from __future__ import annotations
@@ -33,6 +36,15 @@ _SUN_PATH_MAX = 107
 _SUFFIX = ".sock"
 
 
+def unix_address(run_dir: Path, dir_fd: int, name: str) -> str:
+    """The AF_UNIX address of ``name`` in ``run_dir`` (open as ``dir_fd``),
+    short enough for ``sun_path`` however long ``run_dir`` is."""
+    direct = os.path.join(run_dir, name)
+    if len(os.fsencode(direct)) <= _SUN_PATH_MAX:
+        return direct
+    return f"/proc/self/fd/{dir_fd}/{name}"
+
+
 class ChangeFeed:
     """Per-process waiter registry plus the cross-process datagram socket."""
 
@@ -40,7 +52,7 @@ class ChangeFeed:
         self._loop = loop
         self._run_dir = run_dir
         self._waiters: dict[int, set[asyncio.Future[None]]] = {}
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._dir_fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
         self._name = f"{os.getpid()}-{secrets.token_hex(6)}{_SUFFIX}"
         self._rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -52,10 +64,12 @@ class ChangeFeed:
         self._closed = False
 
     def _addr(self, name: str) -> str:
-        direct = os.path.join(self._run_dir, name)
-        if len(os.fsencode(direct)) <= _SUN_PATH_MAX:
-            return direct
-        return f"/proc/self/fd/{self._dir_fd}/{name}"
+        return unix_address(self._run_dir, self._dir_fd, name)
+
+    def address(self, name: str) -> str:
+        """The AF_UNIX address of another socket ``name`` in the run directory
+        (valid while this feed is open)."""
+        return self._addr(name)
 
     # -- event loop side -------------------------------------------------------------
 

@@ -51,7 +51,10 @@ from mailserver.store.names import (
     normalize_mailbox,
 )
 from mailserver.store.recordcache import RecordCache
+from mailserver.store.remote_writer import RemoteWriter
 from mailserver.store.writer import Writer
+from mailserver.store.writer_service import WriterService
+from mailserver.store.writer_wire import SERVICE_NAME
 
 # Hashing a big message takes milliseconds: do that off the event loop.
 _HASH_OFF_LOOP = 256 * 1024
@@ -72,10 +75,13 @@ class Store:
 
     One ``Store`` per process; several processes may open the same directory
     (LMDB serialises writers across processes; each process's change feed also
-    hears commits made by the others).
+    hears commits made by the others).  A worker of a multi-process daemon
+    opens it with ``remote_writer=True``: its writes go to the supervisor's
+    writer service (``writer_service.py``), one group commit for every worker.
     """
 
-    def __init__(self, env: Any, dbs: Dbs, writer: Writer, feed: ChangeFeed, path: Path) -> None:
+    def __init__(self, env: Any, dbs: Dbs, writer: Writer | RemoteWriter, feed: ChangeFeed,
+                 path: Path) -> None:
         # Use ``Store.open``; this only assembles the parts.
         self._env = env
         self._dbs = dbs
@@ -87,13 +93,17 @@ class Store:
 
     @classmethod
     async def open(cls, data_dir: Path, *, map_size: int = 1 << 34,
-                   new_mail_limit: float = headroom.NEW_MAIL_LIMIT) -> Store:
+                   new_mail_limit: float = headroom.NEW_MAIL_LIMIT,
+                   remote_writer: bool = False) -> Store:
         """Open (creating if needed) the store; check the schema version.
 
         ``map_size`` is the LMDB map size in bytes (sparse on disk).  New mail
         (deliver, APPEND, COPY, queueing) is refused with ``StoreFull`` once
         live data would pass ``new_mail_limit`` of the map, keeping the rest
         for flag changes, EXPUNGE and deletes (``headroom.py``).
+        ``remote_writer``: send writes to the writer service of the daemon's
+        supervisor (``data_dir/run/writer.stream``, see ``start_writer_service``)
+        instead of running a writer thread here.
         Raises ``MailserverError`` on a schema version this code does not know.
         Must be called from the running event loop (the change feed binds to it).
         """
@@ -108,9 +118,21 @@ class Store:
             raise
         # Another process may have opened the map bigger: LMDB then uses its size.
         limit = int(env.info()["map_size"] * new_mail_limit)
-        writer = Writer(env, dbs, loop, on_commit=feed.broadcast, on_commit_loop=feed.notify,
-                        new_mail_limit=limit)
+        writer: Writer | RemoteWriter
+        if remote_writer:
+            writer = RemoteWriter(feed.address(SERVICE_NAME), loop, feed.notify)
+        else:
+            writer = Writer(env, dbs, loop, on_commit=feed.broadcast,
+                            on_commit_loop=feed.notify, new_mail_limit=limit)
         return cls(env, dbs, writer, feed, path)
+
+    async def start_writer_service(self) -> WriterService:
+        """Serve this store's writer to the workers on ``data_dir/run/writer.stream``
+        (``writer_service.py``); ``close`` the service before the store.
+        Raises ``OSError``."""
+        if not isinstance(self._writer, Writer):
+            raise MailserverError("a store with a remote writer cannot serve writes")
+        return await WriterService.start(self._writer, self.path.parent / "run")
 
     async def close(self) -> None:
         """Finish queued writes, stop the writer thread, close the environment."""
@@ -123,7 +145,8 @@ class Store:
 
     @property
     def commits(self) -> int:
-        """Synced write transactions this process has committed (group-commit rounds)."""
+        """Synced write transactions this process has committed (group-commit
+        rounds; 0 with a remote writer: the service's process commits)."""
         return self._writer.commits
 
     def _read(self) -> Any:

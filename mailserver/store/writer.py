@@ -25,6 +25,13 @@ loop as surely as code on it: they patch raw records rather than decode and
 re-encode them, and take their candidates from the caller where that is exact
 (``messages.expunge``'s hint).
 
+With ``workers > 1`` the daemon has one ``Writer``, in the supervisor; the
+workers' stores send their requests to it over a unix socket
+(``writer_service.py``, ``remote_writer.py``), so requests from every worker
+share one round and one fsync.  ``enqueue(..., with_changes=True)`` is the
+service's entry: its future also carries the request's changed mailbox ids,
+which travel back with the reply to wake the caller's process.
+
 Invariant: nothing outside this thread opens a write transaction, and request
 functions read every value they change (counters, UIDNEXT, MODSEQ) inside
 their transaction, so concurrent writers in other processes are safe too
@@ -77,6 +84,9 @@ class _Request:
     args: tuple[Any, ...]
     future: asyncio.Future[Any]
     weight: int = 0
+    #: Resolve with ``(result, changed mailbox ids)`` (the writer service
+    #: passes the ids on to the caller's process, ``writer_service.py``).
+    with_changes: bool = False
 
 
 _STOP = object()
@@ -124,11 +134,19 @@ class Writer:
         ``weight`` is the octets the request writes (message size), so one
         transaction does not grow without bound.
         """
+        fut = self.enqueue(fn, args, weight=weight)
+        return await fut
+
+    def enqueue(self, fn: Callable[..., Any], args: tuple[Any, ...], *, weight: int = 0,
+                with_changes: bool = False) -> asyncio.Future[Any]:
+        """``submit`` without the ``await``: the future of the request (call
+        on the loop).  ``with_changes``: it resolves with ``(result, ids)``,
+        ``ids`` the mailboxes this request changed."""
         if self._closed:
             raise MailserverError("store is closed")
         fut = self._loop.create_future()
-        self._queue.put(_Request(fn, args, fut, weight))
-        return await fut
+        self._queue.put(_Request(fn, args, fut, weight, with_changes))
+        return fut
 
     async def close(self) -> None:
         """Let queued requests finish, then stop the thread."""
@@ -214,6 +232,8 @@ class Writer:
             return False, _wrap(exc)
         child.commit()
         changed |= ctx.changed
+        if req.with_changes:
+            return True, (result, frozenset(ctx.changed))
         return True, result
 
     def _call_soon(self, fn: Callable[..., Any], *args: Any) -> None:

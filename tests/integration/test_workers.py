@@ -333,3 +333,92 @@ def test_connections_queued_for_a_killed_worker_wait_for_its_restart(daemon: Dae
     assert old[1] not in served
     assert set(served) == {old[0], new[1]}
     assert daemon.stop() == 0
+
+
+# -- one writer for every worker (store/writer_service.py) ----------------------------
+
+
+def test_the_supervisor_commits_for_every_worker(daemon: Daemon, conf: Path) -> None:
+    for worker in (0, 1, 0, 1):
+        client = smtp_on(daemon, worker)
+        send(client, worker)
+        client.quit()
+    assert daemon.stop() == 0
+    (stopped,) = daemon.logged("writer_service_stopped")
+    # Every delivery was a request to the supervisor's writer; no worker has one.
+    assert "worker" not in stopped
+    assert stopped["requests"] >= 4 and stopped["committed"] >= stopped["requests"]
+    assert {e["worker"] for e in daemon.logged("message_delivered")} == {0, 1}
+    assert len(uids(conf.parent / "data")) == 4
+
+
+def test_a_worker_killed_under_load_loses_no_acknowledged_mail(
+    daemon: Daemon, conf: Path
+) -> None:
+    acked: dict[int, list[int]] = {0: [], 1: []}
+    errors: dict[int, BaseException] = {}
+    killed = threading.Event()
+
+    def run(worker: int, client: smtplib.SMTP) -> None:
+        n = 1000 * (worker + 1)
+        try:
+            # Worker 0 goes on well past the kill: the writer still serves it.
+            while not killed.is_set() or (worker == 0 and len(acked[0]) < 40):
+                n += 1
+                send(client, n)
+                acked[worker].append(n)
+        except (smtplib.SMTPException, OSError) as exc:
+            errors[worker] = exc
+
+    clients = {0: smtp_on(daemon, 0), 1: smtp_on(daemon, 1)}
+    threads = [threading.Thread(target=run, args=(w, c)) for w, c in clients.items()]
+    for t in threads:
+        t.start()
+    daemon.take("message_delivered", 10)  # under load
+    os.kill(worker_pids(daemon)[1], signal.SIGKILL)
+    daemon.wait_for("worker_exited", worker=1)
+    killed.set()
+    for t in threads:
+        t.join(TIMEOUT)
+    assert 0 not in errors and len(acked[0]) >= 40
+    assert 1 in errors  # its connection died with it
+    for client in clients.values():
+        client.close()
+    daemon.wait_for("worker_ready", worker=1)
+    assert daemon.stop() == 0
+    stored = uids(conf.parent / "data")
+    # Each acknowledged message is there (one more may have committed unacknowledged).
+    assert len(stored) == len(set(stored)) >= len(acked[0]) + len(acked[1])
+
+
+def test_cli_writes_while_the_daemon_serves(daemon: Daemon, conf: Path) -> None:
+    client = smtp_on(daemon, 0)
+    stop = threading.Event()
+    sent: list[int] = []
+
+    def deliver() -> None:
+        while not stop.is_set():
+            send(client, len(sent))
+            sent.append(len(sent))
+
+    thread = threading.Thread(target=deliver)
+    thread.start()
+    try:
+        add_user(conf, "carol@example.test", PASSWORD)  # its own writer, its own process
+    finally:
+        stop.set()
+        thread.join(TIMEOUT)
+    client.quit()
+    # The workers see the CLI's account; mail to it lands through the service.
+    imap = imap_on(daemon, 1)
+    try:
+        imap.command("a1", f'LOGIN carol@example.test "{PASSWORD}"')
+    finally:
+        imap.close()
+    other = smtp_on(daemon, 1)
+    assert other.sendmail("bob@remote.test", ["carol@example.test"], b"Subject: c\r\n\r\nc\r\n") \
+        == {}
+    other.quit()
+    assert daemon.stop() == 0
+    assert len(uids(conf.parent / "data")) == len(sent)
+    assert len(inbox_uids(conf.parent / "data", "carol@example.test")) == 1

@@ -1,0 +1,202 @@
+"""The frames between the worker processes and the writer service (sans-IO).
+
+No sockets here (after h11): ``FrameDecoder.feed(data)`` buffers and
+``next_frame()`` returns a whole frame's body or ``None`` (need data); the
+``encode_*`` functions turn a request or a reply into bytes, the ``decode_*``
+functions a body back into a typed value.  ``remote_writer.py`` (worker side)
+and ``writer_service.py`` (supervisor side) do the I/O around it.
+
+Frame: ``u32`` big-endian length of the body, then the body.
+
+* Request body: ``u64`` request id, ``u64`` weight (octets, as
+  ``Writer.submit``), then ``pickle((fn, args))``.  ``fn`` is a module-level
+  request function of ``mailserver.store`` and pickles by reference (module
+  and qualified name); ``args`` are plain values and our frozen dataclasses.
+* Reply body: ``u64`` request id, ``u8`` ok, ``u32`` count of changed mailbox
+  ids and the ids (``u64`` each), then ``pickle(result or exception)``.  The
+  ids travel outside the pickle so that a value that does not unpickle still
+  wakes the right waiters and fails the right request.
+
+Trust: the peer is a process of the daemon's own user (the socket lives in a
+0700 directory and the service checks ``SO_PEERCRED``), but unpickling is
+restricted all the same (``_Unpickler``): classes defined in ``mailserver``
+modules, exception classes and a few containers of ``builtins``, and
+functions only of the request modules.  Anything else fails to decode:
+a request then gets a ``TemporaryFailure`` reply, a reply value becomes a
+``TemporaryFailure`` (``RemoteError`` for a frame that cannot be read at all).
+"""
+
+from __future__ import annotations
+
+import builtins
+import io
+import pickle
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from mailserver.errors import MailserverError, TemporaryFailure
+
+#: The service's socket in ``data_dir/run`` (not ``*.sock``: those are the
+#: change feed's datagram sockets, ``feed.py``).
+SERVICE_NAME = "writer.stream"
+#: Largest frame body accepted (a request carries a whole message).
+MAX_FRAME = 1 << 30
+
+_LEN = struct.Struct(">I")
+_REQUEST_HEAD = struct.Struct(">QQ")
+_REPLY_HEAD = struct.Struct(">QBI")
+_ID = struct.Struct(">Q")
+
+#: Modules whose module-level functions may be sent as request functions.
+REQUEST_MODULES = frozenset({
+    "mailserver.store.admin",
+    "mailserver.store.mailboxes",
+    "mailserver.store.messages",
+    "mailserver.store.queue",
+})
+_SAFE_BUILTINS = frozenset({"frozenset", "set", "bytearray", "complex", "range", "slice"})
+
+
+class WireError(MailserverError):
+    """A frame that cannot be read: the connection is no longer usable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    rid: int
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    weight: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    rid: int
+    ok: bool
+    value: Any  # the result, or the exception to raise
+    changed: frozenset[int]
+
+
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "builtins":
+            obj = getattr(builtins, name, None)
+            if name in _SAFE_BUILTINS or (
+                isinstance(obj, type) and issubclass(obj, BaseException)
+            ):
+                return obj
+        elif (module == "mailserver" or module.startswith("mailserver.")) and "." not in name:
+            obj = super().find_class(module, name)
+            # Only what the module defines itself, not what it imported (``os``).
+            if getattr(obj, "__module__", None) == module and (
+                isinstance(obj, type) or module in REQUEST_MODULES
+            ):
+                return obj
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed on the writer socket")
+
+
+def _loads(data: bytes | memoryview) -> Any:
+    return _Unpickler(io.BytesIO(data)).load()
+
+
+def _frame(*parts: bytes) -> bytes:
+    size = sum(len(p) for p in parts)
+    if size > MAX_FRAME:
+        raise TemporaryFailure("write request too large for the writer service")
+    return b"".join((_LEN.pack(size), *parts))
+
+
+def encode_request(rid: int, fn: Callable[..., Any], args: tuple[Any, ...], weight: int) -> bytes:
+    """The frame of one request.  A value that does not pickle raises
+    ``pickle.PicklingError`` / ``TypeError`` / ``AttributeError`` (our bug)."""
+    body = pickle.dumps((fn, args), protocol=pickle.HIGHEST_PROTOCOL)
+    return _frame(_REQUEST_HEAD.pack(rid, weight), body)
+
+
+def decode_request(body: bytes) -> Request:
+    """A request frame's body.  ``WireError`` when even the id is unreadable;
+    ``BadRequest`` (carrying the id) when the rest is."""
+    if len(body) < _REQUEST_HEAD.size:
+        raise WireError("short request frame")
+    rid, weight = _REQUEST_HEAD.unpack_from(body)
+    try:
+        fn, args = _loads(memoryview(body)[_REQUEST_HEAD.size:])
+    except Exception as exc:
+        raise BadRequest(rid, f"undecodable write request: {exc}") from None
+    if getattr(fn, "__module__", None) not in REQUEST_MODULES or not callable(fn) \
+            or not isinstance(args, tuple):
+        raise BadRequest(rid, "not a write request function")
+    return Request(rid, fn, args, weight)
+
+
+class BadRequest(WireError):
+    """A request whose id could be read but not the rest: answer it with a
+    ``TemporaryFailure``, keep the connection."""
+
+    def __init__(self, rid: int, text: str) -> None:
+        super().__init__(text)
+        self.rid = rid
+
+
+def encode_reply(rid: int, ok: bool, value: Any, changed: Iterable[int] = ()) -> bytes:
+    """The frame of one reply.  A value that does not pickle (an exception
+    with odd attributes) is replaced by a ``TemporaryFailure`` naming it."""
+    ids = sorted(changed)
+    try:
+        body = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        ok = False
+        body = pickle.dumps(_unpicklable(value), protocol=pickle.HIGHEST_PROTOCOL)
+    head = _REPLY_HEAD.pack(rid, 1 if ok else 0, len(ids))
+    return _frame(head, struct.pack(f">{len(ids)}Q", *ids), body)
+
+
+def decode_reply(body: bytes) -> Reply:
+    """A reply frame's body.  A value that does not unpickle becomes a
+    ``TemporaryFailure`` (the request failed as far as the caller knows)."""
+    if len(body) < _REPLY_HEAD.size:
+        raise WireError("short reply frame")
+    rid, ok, count = _REPLY_HEAD.unpack_from(body)
+    start = _REPLY_HEAD.size + count * _ID.size
+    if len(body) < start:
+        raise WireError("short reply frame")
+    changed = frozenset(struct.unpack_from(f">{count}Q", body, _REPLY_HEAD.size))
+    try:
+        value = _loads(memoryview(body)[start:])
+    except Exception as exc:
+        return Reply(rid, False, TemporaryFailure(f"writer reply unreadable: {exc}"), changed)
+    if not ok and not isinstance(value, BaseException):
+        value = TemporaryFailure("writer reply malformed")
+    return Reply(rid, bool(ok), value, changed)
+
+
+def _unpicklable(value: Any) -> TemporaryFailure:
+    return TemporaryFailure(f"write request failed: {type(value).__name__}: {value}")
+
+
+class FrameDecoder:
+    """Splits a byte stream into frame bodies; bounded by ``max_frame``."""
+
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+        self._buf = bytearray()
+        self._max = max_frame
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+
+    def next_frame(self) -> bytes | None:
+        """The next whole body, or ``None`` until more data comes.
+        ``WireError`` for a length past the limit."""
+        if len(self._buf) < _LEN.size:
+            return None
+        (size,) = _LEN.unpack_from(self._buf)
+        if size > self._max:
+            raise WireError(f"frame of {size} octets is over the limit")
+        end = _LEN.size + size
+        if len(self._buf) < end:
+            return None
+        body = bytes(self._buf[_LEN.size:end])
+        del self._buf[:end]
+        return body
