@@ -199,7 +199,8 @@ class Handler:
             local, domain = "postmaster", self.config.domains[0]
         if not local or not domain:
             return replies.RCPT_UNKNOWN, None
-        if not self.store.is_local_domain(_ascii_domain(domain)):
+        found = self.store.lookup_recipient(f"{local}@{_ascii_domain(domain)}")
+        if not found.local_domain:
             if not (self.submission and session.authenticated):
                 return replies.RELAY_DENIED, None  # RFC 5321 §3.6.2: no open relay
             if self.queue is None:
@@ -207,13 +208,11 @@ class Handler:
             if domain.startswith("["):
                 return LITERAL_REFUSED, None
             return replies.RCPT_OK, None  # queued for the remote domain at DATA
-        account = self.store.resolve_recipient(f"{local}@{_ascii_domain(domain)}")
-        if account is None:
+        if found.account is None:
             return replies.RCPT_UNKNOWN, None
-        record = self.store.get_account(account)
-        if record is not None and record.quota and record.used >= record.quota:
+        if found.full:
             return MAILBOX_FULL, None
-        return replies.RCPT_OK, account
+        return replies.RCPT_OK, found.account
 
     # -- body ----------------------------------------------------------------------
 

@@ -5,7 +5,14 @@ event loop.  Across processes each ``ChangeFeed`` binds a unix datagram socket
 ``data_dir/run/<pid>-<random>.sock``; after each commit the writer sends the
 changed ids (u64 big-endian, packed) to every *other* socket in that
 directory.  A socket nobody listens on any more (a crashed process) answers
-ECONNREFUSED and is removed.  The receiving side is ``loop.add_reader``: no
+ECONNREFUSED and is removed.
+
+The peer list is cached, not listed per commit (a ``getdents`` per commit):
+it is read again when the directory's mtime changes (a new process binds its
+socket, a closing one unlinks it).  A directory changed within the last
+``_MTIME_SETTLE_NS`` of the listing is listed again each time: the kernel
+stamps mtimes from a coarse clock, so a second socket bound in the same tick
+as the listing would leave the mtime unchanged.  The receiving side is ``loop.add_reader``: no
 polling anywhere.
 
 Waiters hold a future per wait, registered *before* they read the current
@@ -26,6 +33,7 @@ import os
 import secrets
 import socket
 import struct
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -34,6 +42,9 @@ from mailserver.errors import MailserverError
 _MAX_IDS_PER_DATAGRAM = 512
 _SUN_PATH_MAX = 107
 _SUFFIX = ".sock"
+#: How old the run directory's mtime must be, when it is listed, for that
+#: listing to be kept while the mtime stays the same (see the module docstring).
+_MTIME_SETTLE_NS = 1_000_000_000
 
 
 def unix_address(run_dir: Path, dir_fd: int, name: str) -> str:
@@ -62,6 +73,10 @@ class ChangeFeed:
         self._tx.setblocking(False)
         loop.add_reader(self._rx.fileno(), self._on_readable)
         self._closed = False
+        # Writer thread only: the other sockets' addresses and the directory
+        # mtime they were listed at (-1: list again).
+        self._peers: list[str] = []
+        self._peers_mtime = -1
 
     def _addr(self, name: str) -> str:
         return unix_address(self._run_dir, self._dir_fd, name)
@@ -122,23 +137,34 @@ class ChangeFeed:
                 for i in range(0, len(ids), _MAX_IDS_PER_DATAGRAM)
             )
         ]
-        try:
-            names = os.listdir(self._dir_fd)
-        except OSError:
-            return
-        for name in names:
-            if name == self._name or not name.endswith(_SUFFIX):
-                continue
+        for addr in self._peer_addresses():
             for chunk in chunks:
                 try:
-                    self._tx.sendto(chunk, self._addr(name))
+                    self._tx.sendto(chunk, addr)
                 except (ConnectionRefusedError, FileNotFoundError):
                     # A process that died without cleaning up: nobody reads this.
                     with contextlib.suppress(OSError):
-                        os.unlink(name, dir_fd=self._dir_fd)
+                        os.unlink(os.path.basename(addr), dir_fd=self._dir_fd)
+                    self._peers_mtime = -1
                     break
                 except OSError:  # EAGAIN (peer full), EPERM, ...: skip this peer
                     break
+
+    def _peer_addresses(self) -> list[str]:
+        """The other processes' socket addresses: the cached list unless the
+        directory changed (one ``fstat`` per commit instead of a listing)."""
+        try:
+            mtime = os.fstat(self._dir_fd).st_mtime_ns
+            if mtime == self._peers_mtime:
+                return self._peers
+            names = os.listdir(self._dir_fd)
+        except OSError:
+            return []
+        self._peers = [self._addr(name) for name in names
+                       if name != self._name and name.endswith(_SUFFIX)]
+        settled = time.time_ns() - mtime > _MTIME_SETTLE_NS
+        self._peers_mtime = mtime if settled else -1
+        return self._peers
 
     def close(self) -> None:
         if self._closed:

@@ -90,20 +90,32 @@ class _Batch:
     def add(self, mb: MailboxInfo, rec: MessageRecord, *, keep_uid: bool = False) -> MessageRecord:
         """Insert ``rec``'s contents into ``mb`` with a fresh UID (or its own
         UID when ``keep_uid``) and a fresh MODSEQ.  No blob reference taken."""
-        ctx = self.ctx
+        uid, modseq = self.slot(mb, rec.uid if keep_uid else None)
+        return self.put(mb, replace(rec, mailbox_id=mb.id, uid=uid, modseq=modseq))
+
+    def slot(self, mb: MailboxInfo, uid: int | None = None) -> tuple[int, int]:
+        """The UID (``uid``, or UIDNEXT) and MODSEQ the next ``put`` into ``mb``
+        takes: a caller building a new record gives it these at once (a
+        ``replace`` per delivered message was a measurable writer cost)."""
         box = self._box(mb)
-        uid = rec.uid if keep_uid else box.uidnext
+        if uid is None:
+            uid = box.uidnext
         if uid >= tx.MAX_UID:
             raise Cannot("mailbox has run out of UIDs")
-        modseq = box.modseq + 1
-        new = replace(rec, mailbox_id=mb.id, uid=uid, modseq=modseq)
+        return uid, box.modseq + 1
+
+    def put(self, mb: MailboxInfo, new: MessageRecord) -> MessageRecord:
+        """Insert ``new``, whose UID and MODSEQ come from ``slot``."""
+        ctx = self.ctx
+        box = self._box(mb)
+        uid, modseq = new.uid, new.modseq
         tx.put_message(ctx.txn, ctx.dbs, new)
         ctx.txn.put(keys.modseq_key(mb.id, modseq, uid), b"", db=ctx.dbs.modseq)
         box.uidnext = max(box.uidnext, uid + 1)
         box.modseq = modseq
         box.messages += 1
-        box.size += rec.size
-        self.usage[mb.account] = self.usage.get(mb.account, 0) + rec.size
+        box.size += new.size
+        self.usage[mb.account] = self.usage.get(mb.account, 0) + new.size
         ctx.changed.add(mb.id)
         return new
 
@@ -173,18 +185,19 @@ def deliver(
     for t in targets:
         account = normalize_address(t.account)
         mb = tx.selectable_by_name(ctx.txn, ctx.dbs, account, normalize_mailbox(t.mailbox))
+        uid, modseq = batch.slot(mb)
         rec = MessageRecord(
             mailbox_id=mb.id,
-            uid=0,
+            uid=uid,
             flags=codec.normalize_flags(t.flags),
             internal_date=internal_date,
             tz_offset=tz_offset,
             size=len(t.prefix) + len(blob),
-            modseq=0,
+            modseq=modseq,
             blob_id=blob_id,
             prefix=t.prefix,
         )
-        out.append(batch.add(mb, rec))
+        out.append(batch.put(mb, rec))
     if out:
         tx.blob_ref(ctx.txn, ctx.dbs, blob_id, len(out), blob, facts)
     batch.finish()

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import hashlib
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,19 @@ async def _blob_id(blob: bytes) -> bytes:
     if len(blob) >= _HASH_OFF_LOOP:
         return await asyncio.to_thread(_sha256, blob)
     return _sha256(blob)
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientLookup:
+    """``Store.lookup_recipient``'s answer for one forward-path."""
+
+    local_domain: bool
+    account: str | None  # None: no such local recipient (or not a local domain)
+    full: bool = False  # the account is at or over its quota
+
+
+_NOT_LOCAL = RecipientLookup(local_domain=False, account=None)
+_UNKNOWN = RecipientLookup(local_domain=True, account=None)
 
 
 class Store:
@@ -248,22 +262,49 @@ class Store:
             address = normalize_address(address)
         except InvalidName:
             return None
+        with self._read() as txn:
+            return self._resolve(txn, address)
+
+    def lookup_recipient(self, address: str) -> RecipientLookup:
+        """What RCPT needs to know of ``local@domain`` (domain in A-labels), in
+        one read transaction: ``is_local_domain``, ``resolve_recipient`` and
+        whether that account is at or over its quota (three transactions per
+        RCPT were ~1.5 % of SMTP ingress CPU)."""
+        try:
+            key = normalize_domain(address.rpartition("@")[2]).encode()
+        except InvalidName:
+            return _NOT_LOCAL
+        try:
+            normalized: str | None = normalize_address(address)
+        except InvalidName:
+            normalized = None
+        with self._read() as txn:
+            if txn.get(key, db=self._dbs.domains) is None:
+                return _NOT_LOCAL
+            account = None if normalized is None else self._resolve(txn, normalized)
+            if account is None:
+                return _UNKNOWN
+            record = tx.get_account(txn, self._dbs, account)
+        full = record is not None and bool(record.quota) and record.used >= record.quota
+        return RecipientLookup(local_domain=True, account=account, full=full)
+
+    def _resolve(self, txn: Any, address: str) -> str | None:
+        """``resolve_recipient`` of a normalized address in ``txn``."""
         local, _, domain = address.rpartition("@")
         candidates = [address]
         base = local.split("+", 1)[0]
         if base and base != local:
             candidates.append(f"{base}@{domain}")
         dbs = self._dbs
-        with self._read() as txn:
-            for cand in candidates:
-                if txn.get(cand.encode(), db=dbs.accounts) is not None:
-                    return cand
-                target = txn.get(cand.encode(), db=dbs.aliases)
-                if target is not None and txn.get(target, db=dbs.accounts) is not None:
-                    return target.decode()
-            target = txn.get(("@" + domain).encode(), db=dbs.aliases)
+        for cand in candidates:
+            if txn.get(cand.encode(), db=dbs.accounts) is not None:
+                return cand
+            target = txn.get(cand.encode(), db=dbs.aliases)
             if target is not None and txn.get(target, db=dbs.accounts) is not None:
                 return target.decode()
+        target = txn.get(("@" + domain).encode(), db=dbs.aliases)
+        if target is not None and txn.get(target, db=dbs.accounts) is not None:
+            return target.decode()
         return None
 
     # -- mailboxes -----------------------------------------------------------------

@@ -65,17 +65,18 @@ MAX_BATCH_BYTES = 64 * 1024 * 1024
 class WriteCtx:
     """What a request function gets: its (child) transaction, the database
     handles, the set of mailbox ids it changed (for the change feed), and the
-    octets of live data new mail may fill (``headroom.py``; 0: no limit)."""
+    round's headroom (``headroom.Room``: the octets of live data new mail may
+    fill, measured once per round)."""
 
     txn: Any
     dbs: Dbs
     changed: set[int] = field(default_factory=set)
-    new_mail_limit: int = 0
+    room: headroom.Room = field(default_factory=lambda: headroom.Room(0))
 
     def need_room(self, octets: int) -> None:
         """Called by requests that add mail: ``StoreFull`` when the store is
         above its new-mail limit (flag changes and deletes never call it)."""
-        headroom.require(self.txn, self.dbs, self.new_mail_limit, octets)
+        self.room.require(self.txn, self.dbs, octets)
 
 
 @dataclass(slots=True)
@@ -182,10 +183,11 @@ class Writer:
     def _round(self, batch: list[_Request]) -> None:
         outcomes: list[tuple[bool, Any]] = []
         changed: set[int] = set()
+        room = headroom.Room(self._new_mail_limit)
         try:
             with self._env.begin(write=True) as txn:
                 for req in batch:
-                    outcomes.append(self._one(txn, req, changed))
+                    outcomes.append(self._one(txn, req, changed, room))
             # Leaving the ``with`` committed and, with sync=True, fsynced.
         except BaseException as exc:  # the commit itself failed: nothing is written
             failure = _wrap(exc)
@@ -220,11 +222,12 @@ class Writer:
             else:
                 fut.set_exception(value)
 
-    def _one(self, txn: Any, req: _Request, changed: set[int]) -> tuple[bool, Any]:
+    def _one(self, txn: Any, req: _Request, changed: set[int],
+             room: headroom.Room) -> tuple[bool, Any]:
         if req.future.cancelled():  # the caller gave up before we started
             return False, asyncio.CancelledError()
         child = self._env.begin(write=True, parent=txn)
-        ctx = WriteCtx(child, self._dbs, new_mail_limit=self._new_mail_limit)
+        ctx = WriteCtx(child, self._dbs, set(), room)
         try:
             result = req.fn(ctx, *req.args)
         except BaseException as exc:
