@@ -106,13 +106,17 @@ class RemoteWriter:
         if self._closed:
             raise MailserverError("store is closed")
         rid = next(self._ids)
-        frame = wire.encode_request(rid, fn, args, weight)
-        conn = await self._connection()
-        if conn.transport is None:
+        parts = wire.encode_request(rid, fn, args, weight)
+        conn = self._conn
+        if conn is None or conn.transport is None:
+            conn = await self._connection()
+        transport = conn.transport
+        if transport is None:
             raise TemporaryFailure("connection to the writer service lost")
         fut = self._loop.create_future()
         conn.pending[rid] = fut
-        conn.transport.write(frame)
+        # Head and message as they are: no concatenation of the message.
+        transport.writelines(parts)
         result = await fut
         self.requests += 1
         return result

@@ -155,7 +155,7 @@ class _Connection(asyncio.Protocol):
         out, self._out = self._out, []
         if transport is None:
             return
-        transport.write(b"".join(out))
+        transport.writelines(out)
         if transport.get_write_buffer_size() > MAX_UNREAD:
             log.warning("writer_peer_dropped", error="peer does not read its replies")
             self._abort()

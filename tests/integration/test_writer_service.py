@@ -141,7 +141,7 @@ async def test_dead_and_broken_peers_are_dropped_and_the_others_served(
     loop = asyncio.get_running_loop()
     # A peer that sends a request and dies before the reply.
     _, w = await asyncio.open_unix_connection(address(tmp_path))
-    w.write(wire.encode_request(1, admin.add_domain, ("dead.test",), 0))
+    w.writelines(wire.encode_request(1, admin.add_domain, ("dead.test",), 0))
     await w.drain()
     w.transport.abort()
     # A peer whose frame announces more than the limit.
@@ -151,7 +151,7 @@ async def test_dead_and_broken_peers_are_dropped_and_the_others_served(
     w2.close()
     # A request for a function that is not a request: refused, connection kept.
     r3, w3 = await asyncio.open_unix_connection(address(tmp_path))
-    w3.write(wire.encode_request(5, os.getcwd, (), 0))
+    w3.writelines(wire.encode_request(5, os.getcwd, (), 0))
     (size,) = struct.unpack(">I", await r3.readexactly(4))
     reply = wire.decode_reply(await r3.readexactly(size))
     assert reply.rid == 5 and isinstance(reply.value, TemporaryFailure)

@@ -42,6 +42,11 @@ def bodies(stream: bytes, step: int | None) -> list[bytes]:
     return out
 
 
+def request(rid: int, fn: object, args: tuple[object, ...], weight: int = 0) -> bytes:
+    """``encode_request``'s parts, as the stream carries them."""
+    return b"".join(wire.encode_request(rid, fn, args, weight))  # type: ignore[arg-type]
+
+
 REQUEST_ARGS = (
     [NewMessage("alice@example.test", "INBOX", b"Return-Path: <b@x>\r\n", frozenset({"\\Seen"}))],
     b"Subject: hi\r\n\r\nbody\r\n", b"\x01" * 32, b"facts", 1_700_000_000, -120,
@@ -50,8 +55,8 @@ REQUEST_ARGS = (
 
 @pytest.mark.parametrize("step", [None, 1, 7])
 def test_request_round_trips_whole_byte_by_byte_and_with_trailing_data(step: int | None) -> None:
-    frame = wire.encode_request(42, messages.deliver, REQUEST_ARGS, weight=123)
-    trailing = wire.encode_request(43, admin.add_domain, ("example.test",), weight=0)
+    frame = request(42, messages.deliver, REQUEST_ARGS, 123)
+    trailing = request(43, admin.add_domain, ("example.test",))
     got = [wire.decode_request(b) for b in bodies(frame + trailing + b"\x00\x00", step)]
     assert [(r.rid, r.fn, r.args, r.weight) for r in got] == [
         (42, messages.deliver, REQUEST_ARGS, 123),
@@ -127,7 +132,7 @@ def test_a_value_that_does_not_pickle_is_sent_as_temporary_failure() -> None:
 @pytest.mark.parametrize("fn", [os.system, store.Store.open, inspect.getsource, _Odd])
 def test_only_request_functions_are_accepted(fn: object) -> None:
     try:
-        frame = wire.encode_request(77, fn, ("true",), weight=0)  # type: ignore[arg-type]
+        frame = request(77, fn, ("true",))
     except (pickle.PicklingError, AttributeError, TypeError):
         pytest.skip("does not even pickle")
     (body,) = bodies(frame, None)
@@ -139,9 +144,38 @@ def test_only_request_functions_are_accepted(fn: object) -> None:
 def test_a_hand_made_pickle_reaching_an_import_is_refused() -> None:
     # ``mailserver.workers.os`` is ``os``: imported, not defined there.
     payload = b"\x80\x04cmailserver.workers\nos\n."
-    body = struct.pack(">QQ", 8, 0) + payload
+    body = struct.pack(">QQII", 8, 0, len(payload), 0) + payload
     with pytest.raises(wire.BadRequest):
         wire.decode_request(body)
+
+
+@pytest.mark.parametrize("step", [None, 4096])
+def test_a_message_travels_out_of_band_and_comes_back_as_bytes(step: int | None) -> None:
+    blob = bytes(range(256)) * (wire.OUT_OF_BAND // 256)
+    args = ([NewMessage("a@b.test", "INBOX")], blob, b"\x01" * 32, b"f", 1, 0)
+    parts = wire.encode_request(5, messages.deliver, args, 7)
+    assert any(p is blob for p in parts)  # written as is, not copied into the pickle
+    (body,) = bodies(b"".join(parts), step)
+    got = wire.decode_request(body)
+    assert got.args == args and type(got.args[1]) is bytes
+
+
+def test_buffer_lengths_that_do_not_add_up_are_a_bad_request() -> None:
+    blob = b"x" * wire.OUT_OF_BAND
+    body = b"".join(wire.encode_request(6, messages.deliver, ([], blob), 0))[4:]
+    with pytest.raises(wire.BadRequest):
+        wire.decode_request(body[:-1])
+    with pytest.raises(wire.BadRequest):
+        wire.decode_request(body + b"x")
+
+
+def test_a_refused_name_stays_refused_and_is_not_remembered() -> None:
+    payload = b"\x80\x04cmailserver.workers\nos\n."
+    body = struct.pack(">QQII", 8, 0, len(payload), 0) + payload
+    for _ in range(2):
+        with pytest.raises(wire.BadRequest):
+            wire.decode_request(body)
+    assert ("mailserver.workers", "os") not in wire._ALLOWED
 
 
 def test_a_frame_over_the_limit_is_a_wire_error() -> None:
@@ -153,7 +187,7 @@ def test_a_frame_over_the_limit_is_a_wire_error() -> None:
 
 def test_short_frames_are_wire_errors() -> None:
     with pytest.raises(wire.WireError):
-        wire.decode_request(b"\x00" * 15)
+        wire.decode_request(b"\x00" * 23)
     with pytest.raises(wire.WireError):
         wire.decode_reply(struct.pack(">QBI", 1, 1, 3) + b"\x00" * 8)
 
@@ -179,5 +213,5 @@ def test_every_store_request_function_is_sendable() -> None:
         module, _, attr = name.rpartition(".")
         assert module in wire.REQUEST_MODULES, name
         fn = getattr(__import__(module, fromlist=[attr]), attr)
-        (body,) = bodies(wire.encode_request(1, fn, (), 0), None)
+        (body,) = bodies(request(1, fn, ()), None)
         assert wire.decode_request(body).fn is fn
