@@ -145,6 +145,12 @@ class _Stream(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
+    def ready(self) -> bool:
+        """``drain`` would return at once: writing is not paused and the
+        transport is open (``drain`` raises once it is closing)."""
+        return (self._writable.is_set() and self.transport is not None
+                and not self.transport.is_closing())
+
     async def drain(self) -> None:
         await self._writable.wait()
         if self.transport is None or self.transport.is_closing():
@@ -249,6 +255,8 @@ class Connection:
     async def flush(self) -> None:
         """Send what is queued and wait until the transport has taken it."""
         self._push()
+        if self.stream.ready():
+            return  # the transport took it: no timer to arm and cancel per command
         async with asyncio.timeout(self.close_bound):
             await self.stream.drain()
 

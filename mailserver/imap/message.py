@@ -39,6 +39,31 @@ from mailserver.store.model import MessageRecord
 #: facts at all.  ~50,000 entries of a few hundred octets each at most.
 _SEARCH_CACHE: dict[bytes, tuple[tuple[str, ...], ...]] = {}
 _SEARCH_CACHE_MAX = 50_000
+#: FETCH ENVELOPE/BODY/BODYSTRUCTURE values by blob id, for the same reason:
+#: a FETCH of a range the client has seen before (the usual case) then reads
+#: no facts.  Entries are one to a few KiB; bounded like ``_SEARCH_CACHE``.
+_ITEMS_CACHE: dict[bytes, tuple[bytes, bytes, bytes, int | None]] = {}
+_ITEMS_CACHE_MAX = 20_000
+
+
+def _remember(cache: dict, bound: int, key: bytes, value: object) -> None:
+    """Put ``value`` in a per-process cache, first forgetting the oldest half
+    when it is full (dicts keep insertion order): bounded memory, and no
+    bookkeeping on the hit path.  Safe against a racing thread."""
+    if len(cache) >= bound:
+        for old in list(itertools.islice(cache, bound // 2)):
+            cache.pop(old, None)
+    cache[key] = value
+
+
+def items_cached(blob_id: bytes) -> bool:
+    """Whether FETCH ENVELOPE/BODY/BODYSTRUCTURE of this blob reads nothing."""
+    return blob_id in _ITEMS_CACHE
+
+
+def search_values_cached(blob_id: bytes) -> bool:
+    """Whether the search values of this blob are known without a facts read."""
+    return blob_id in _SEARCH_CACHE
 
 
 class Source(Protocol):
@@ -102,8 +127,14 @@ class MessageAccess:
         return self._facts
 
     def _fetch_items(self) -> tuple[bytes, bytes, bytes, int | None]:
+        """Cached per blob for the process (``_ITEMS_CACHE``)."""
         if self._items is None:
-            self._items = items_from_bytes(self.raw_facts)
+            blob_id = self.record.blob_id
+            got = _ITEMS_CACHE.get(blob_id)
+            if got is None:
+                got = items_from_bytes(self.raw_facts)
+                _remember(_ITEMS_CACHE, _ITEMS_CACHE_MAX, blob_id, got)
+            self._items = got
         return self._items
 
     @property
@@ -133,12 +164,7 @@ class MessageAccess:
         got = _SEARCH_CACHE.get(blob_id)
         if got is None:
             got = search_values_from_bytes(self.raw_facts)
-            if len(_SEARCH_CACHE) >= _SEARCH_CACHE_MAX:
-                # Forget the oldest half (dicts keep insertion order): bounded
-                # memory, and no bookkeeping on the hit path.
-                for key in list(itertools.islice(_SEARCH_CACHE, _SEARCH_CACHE_MAX // 2)):
-                    _SEARCH_CACHE.pop(key, None)  # another thread may race us
-            _SEARCH_CACHE[blob_id] = got
+            _remember(_SEARCH_CACHE, _SEARCH_CACHE_MAX, blob_id, got)
         return got
 
     @property

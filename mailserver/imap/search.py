@@ -56,7 +56,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 
 from mailserver.errors import NotFound
-from mailserver.imap.message import MessageAccess, Source
+from mailserver.imap.message import MessageAccess, Source, search_values_cached
 from mailserver.protocol.imap.types import (
     SearchAll,
     SearchAnd,
@@ -115,6 +115,8 @@ def needs_content(key: SearchKey) -> bool:
 #: other fields, from the blob).  Body search is priced by size instead.
 _COST_US = (1, 10, 12)
 _HEADER_FROM_BLOB_US = 50
+#: A header test of a message whose search values are cached (no facts read).
+_CACHED_HEADER_US = 4
 _BODY_US_PER_KB = 10
 
 
@@ -140,6 +142,12 @@ def estimate_us(key: SearchKey, messages: Sequence[tuple[int, MessageRecord]]) -
     cost = _cost(key)
     if cost == 2 and _other_header(key):
         return _HEADER_FROM_BLOB_US * len(messages)
+    if cost == 2:
+        # A header test whose values are cached (``search_values_cached``)
+        # costs about a record test: SUBJECT over a mailbox searched before
+        # stays on the loop instead of paying the hop to a thread.
+        cold = sum(1 for _, r in messages if not search_values_cached(r.blob_id))
+        return _COST_US[2] * cold + _CACHED_HEADER_US * (len(messages) - cold)
     if cost < 3:
         return _COST_US[cost] * len(messages)
     octets = sum(r.size for _, r in messages)

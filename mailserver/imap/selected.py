@@ -191,10 +191,14 @@ class SelectedMailbox:
         ``FETCH (UID n FLAGS (...))`` for flags that differ from the cache.
         Raises MailboxNotFound when the mailbox was deleted meanwhile.
         """
-        changes = self.store.changes_since(self.mailbox_id, self.modseq)
         out: list[bytes] = []
         if not self.pending:
             self.pending_floor = self.modseq
+        if self._unchanged():
+            if allow_expunge and self.pending:
+                out.extend(self._report_expunges())
+            return out
+        changes = self.store.changes_since(self.mailbox_id, self.modseq)
         for uid in changes.expunged:
             if uid in self.flags:
                 self.pending.add(uid)
@@ -225,6 +229,15 @@ class SelectedMailbox:
                                            modseq=rec.modseq))
         self.modseq = max(self.modseq, changes.mailbox.highestmodseq)
         return out
+
+    def _unchanged(self) -> bool:
+        """Nothing was committed to the mailbox since ``modseq`` (every write
+        bumps HIGHESTMODSEQ): the sync after most commands reads one field
+        instead of walking the change log.  A vanished mailbox is left to
+        ``changes_since`` to report."""
+        with self.store.snapshot() as snap:
+            now = snap.mailbox_modseq(self.mailbox_id)
+        return now is not None and now <= self.modseq
 
     def _report_expunges(self) -> list[bytes]:
         """Report every pending message: ``* n EXPUNGE`` highest number first,

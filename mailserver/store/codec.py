@@ -219,6 +219,11 @@ def encode_mailbox(mb: MailboxInfo) -> bytes:
     )
 
 
+def mailbox_highestmodseq(data: bytes) -> int:
+    """HIGHESTMODSEQ of an encoded mailbox record, without decoding the rest."""
+    return int(_MAILBOX.unpack_from(data)[2])
+
+
 def decode_mailbox(mailbox_id: int, data: bytes) -> MailboxInfo:
     uidvalidity, uidnext, hms, messages, size, bits, slen, alen = _MAILBOX.unpack_from(data)
     data = bytes(data)

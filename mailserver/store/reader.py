@@ -46,6 +46,10 @@ class Snapshot:
             raise NotFound("message content no longer exists")
         return bytes(data)
 
+    def mailbox_modseq(self, mailbox_id: int) -> int | None:
+        """The mailbox's HIGHESTMODSEQ, None when it is gone (``mailbox_modseq``)."""
+        return mailbox_modseq(self._txn, self._dbs, mailbox_id)
+
     def get_facts(self, blob_id: bytes) -> memoryview:
         """The opaque facts stored with the blob, as a view; NotFound as ``get_blob``."""
         raw = self._txn.get(blob_id, db=self._dbs.blobrefs)
@@ -68,6 +72,19 @@ class MailboxCounts:
     deleted: int
     deleted_size: int
     recent: int
+
+
+def mailbox_modseq(txn: Any, dbs: Dbs, mailbox_id: int) -> int | None:
+    """The mailbox's HIGHESTMODSEQ alone, None when the mailbox is gone.
+
+    Every write bumps it (``messages.py``), so "unchanged since modseq m" is
+    one read of a fixed field, without building a ``MailboxInfo``: the view
+    sync and the record cache ask it after every command, and nearly always
+    nothing changed."""
+    raw = txn.get(keys.mailbox_key(mailbox_id), db=dbs.mailboxes)
+    if raw is None:
+        return None
+    return codec.mailbox_highestmodseq(raw)
 
 
 def flag_list(txn: Any, dbs: Dbs, mailbox_id: int) -> tuple[list[int], list[frozenset[str]]]:

@@ -16,6 +16,8 @@ Invariants:
   records and the expunge log in one transaction.  Every write bumps the
   mailbox's HIGHESTMODSEQ (``messages.py``), so nothing can change unseen;
   commits by other processes are seen the same way (the store is the truth).
+  So an entry whose ``modseq`` equals the mailbox's HIGHESTMODSEQ is current
+  without walking anything (``reader.mailbox_modseq``, one fixed-field read).
 * Bounded: at most ``max_records`` records in all, least recently used
   mailboxes evicted first; a mailbox above half the bound is never cached
   (its records are read for each call instead).
@@ -34,7 +36,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from mailserver.errors import MailboxNotFound
-from mailserver.store import tx
+from mailserver.store import reader, tx
 from mailserver.store.kv import Dbs
 from mailserver.store.model import Changes, MessageRecord, WriteSpan
 
@@ -74,6 +76,10 @@ class RecordCache:
             if entry is None:
                 return self._fill(mailbox_id)
             self._entries.move_to_end(mailbox_id)
+            with self._read() as txn:
+                now = reader.mailbox_modseq(txn, self._dbs, mailbox_id)
+            if now is not None and now <= entry.modseq:
+                return entry.records  # nothing committed since: no change walk
             try:
                 changes = self._changes_since(mailbox_id, entry.modseq)
             except MailboxNotFound:

@@ -265,13 +265,12 @@ class Receiver:
                 self._reset()
                 raise ProtocolSyntaxError("NUL octet in command", tag=tag)
             parts, literals = self._parts, self._literals
-            tag = self._tag()
             self._reset()
             try:
                 return parse_command(parts, literals, utf8=self.utf8)
             except ProtocolSyntaxError as exc:
-                if exc.tag is None:
-                    exc.tag = tag
+                if exc.tag is None:  # the tag is read only when a reply needs it
+                    exc.tag = read_tag(parts[0])
                 raise
         size = int(m.group(2))
         sync = not m.group(3)
