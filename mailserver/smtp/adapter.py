@@ -46,13 +46,16 @@ line and is refused with ``500 5.5.2``.
 Per-connection cost: aiosmtpd's ``SMTP.__init__`` scans the class with
 ``inspect`` on every connection; ours sets the same attributes from tables
 built once (see ``SmtpConnection.__init__``), and ids come from counters.
+The first ``connection_made`` does aiosmtpd's and asyncio's set-up in one pass
+(``_start``); the command size limits are one shared read-only mapping; and
+``wait_closed`` makes a future only for a caller that waits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import binascii
-import collections
+import functools
 import itertools
 import logging
 import os
@@ -60,7 +63,7 @@ import re
 import weakref
 from base64 import b64decode
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aiosmtpd.smtp import (
@@ -68,6 +71,7 @@ from aiosmtpd.smtp import (
     SMTP,
     AuthResult,
     Envelope,
+    Session,
     TLSSetupException,
     _AuthMechAttr,
     login_always_fail,
@@ -165,7 +169,10 @@ class _State:
     closing: bool = False
     admitted: bool = False
     auth_failures: int = 0
-    closed: asyncio.Event = field(default_factory=asyncio.Event)
+    closed: bool = False
+    # Futures of ``wait_closed`` callers, made only when someone waits (shutdown,
+    # a write timeout): most connections never need one, so no Event per connection.
+    waiters: list[asyncio.Future[None]] | None = None
     # Aborts the transport if a close() does not complete (the peer does not read).
     abort_timer: asyncio.TimerHandle | None = None
 
@@ -237,7 +244,7 @@ class SmtpConnection(SMTP):
         # One command-line limit for every verb: aiosmtpd's class-level
         # dictionary is shared by all instances and grows on every EHLO.
         self.command_size_limit = limits.smtp_max_line_length - 2
-        self.command_size_limits = collections.defaultdict(lambda: self.command_size_limit)
+        self.command_size_limits = _uniform_limits(self.command_size_limit)
 
     # -- facts for the handler -----------------------------------------------------
 
@@ -252,7 +259,24 @@ class SmtpConnection(SMTP):
 
     async def wait_closed(self) -> None:
         """Return once the connection is gone."""
-        await self._state.closed.wait()
+        state = self._state
+        if state.closed:
+            return
+        # One future per caller: a cancelled waiter (shutdown's timeout) must not
+        # cancel what another one awaits.
+        waiter: asyncio.Future[None] = self.loop.create_future()
+        if state.waiters is None:
+            state.waiters = []
+        state.waiters.append(waiter)
+        await waiter
+
+    def _set_closed(self) -> None:
+        state = self._state
+        state.closed = True
+        for waiter in state.waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+        state.waiters = None
 
     def _create_envelope(self) -> Transaction:
         return Transaction()
@@ -260,11 +284,12 @@ class SmtpConnection(SMTP):
     # -- connection life -----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        first = self._original_transport is None and self.transport is None
-        super().connection_made(transport)
-        if not first:
-            return  # STARTTLS finished: same connection, new session (RFC 3207 §4.2)
-        peer = transport.get_extra_info("peername")
+        if self.transport is not None:
+            # STARTTLS finished: same connection, new session (RFC 3207 §4.2).
+            super().connection_made(transport)
+            return
+        self._start(transport)
+        peer = self.session.peer  # type: ignore[union-attr]
         self.peer_ip = str(peer[0]) if peer else ""
         self.log = self.log.bind(
             conn_id=self.conn_id, listener=self.settings.listener_name, peer=self.peer_ip
@@ -272,8 +297,34 @@ class SmtpConnection(SMTP):
         self._state.admitted = self._registry.admit(self)
         self.log.info("smtp_connect", admitted=self._state.admitted, tls=self.is_tls)
 
+    def _start(self, transport: asyncio.BaseTransport) -> None:
+        """aiosmtpd's first ``connection_made`` (and asyncio's ``StreamReaderProtocol``'s
+        under it) in one pass: one peername lookup instead of two, no log call to a
+        silenced logger, and the StreamWriter handed over directly rather than
+        through the ``client_connected_cb`` round trip.
+
+        tests/integration/test_smtp_adapter.py checks that the connection ends up
+        with the attributes the stock path sets, so an upgrade that adds one fails.
+        """
+        loop = self.loop
+        self.envelope = self._create_envelope()  # _set_rset_state
+        session = self.session = Session(loop)
+        session.peer = transport.get_extra_info("peername")
+        self._reset_timeout()
+        reader = self._strong_reader
+        self._transport = transport
+        reader.set_transport(transport)
+        # An implicit-TLS listener's transport is the SSL one (its "sslcontext" is set).
+        self._over_ssl = self.settings.implicit_tls
+        writer = asyncio.StreamWriter(transport, self, reader, loop)  # type: ignore[arg-type]
+        self._stream_writer = self._writer = writer
+        self._reader = reader
+        self._strong_reader = None
+        self.transport = transport
+        self._handler_coroutine = loop.create_task(self._handle_client())
+
     def connection_lost(self, error: Exception | None) -> None:
-        if self._state.closed.is_set():
+        if self._state.closed:
             return
         if self._state.abort_timer is not None:
             self._state.abort_timer.cancel()
@@ -281,7 +332,7 @@ class SmtpConnection(SMTP):
             super().connection_lost(error)
         finally:
             self._registry.release(self)
-            self._state.closed.set()
+            self._set_closed()
             self.log.info("smtp_disconnect")
 
     def data_received(self, data: bytes) -> None:
@@ -335,7 +386,7 @@ class SmtpConnection(SMTP):
         """Close gracefully (what is buffered is sent first), but abort the connection
         if it is not gone within ``smtp_idle_timeout`` seconds: a close waits for the
         peer to read what is buffered, which a client that never reads never does."""
-        if self._state.closed.is_set():
+        if self._state.closed:
             return
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
@@ -346,7 +397,7 @@ class SmtpConnection(SMTP):
 
     def _close_timed_out(self) -> None:
         self._state.abort_timer = None
-        if not self._state.closed.is_set():
+        if not self._state.closed:
             self.log.info("smtp_close_timeout")
             self.abort()
 
@@ -422,7 +473,7 @@ class SmtpConnection(SMTP):
         except TimeoutError:
             self.log.warning("smtp_write_timeout")
             self.abort()
-            await self._state.closed.wait()  # connection_lost cancels this task
+            await self.wait_closed()  # connection_lost cancels this task
 
     async def run_command(
         self, name: str, method: Callable[[Any, str | None], Awaitable[None]], arg: str | None
@@ -711,6 +762,34 @@ _COMMANDS: dict[str, Callable[[Any, str | None], Awaitable[None]]] = {
     for attr in dir(SmtpConnection)
     if attr.startswith("smtp_")
 }
+
+class _UniformLimits(dict[str, int]):
+    """aiosmtpd's ``command_size_limits`` with one limit for every verb, shared by the
+    connections of a listener instead of a ``defaultdict`` and a lambda each.
+
+    Read-only: aiosmtpd writes to it only in its own ``smtp_EHLO``, which ours
+    replaces; a write from an upgrade fails loudly instead of leaking across
+    connections.  Empty, so ``max_command_size_limit`` falls back to
+    ``command_size_limit`` (the same value).
+    """
+
+    __slots__ = ("limit",)
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def __missing__(self, key: str) -> int:
+        return self.limit
+
+    def __setitem__(self, key: str, value: int) -> None:
+        raise TypeError("command size limits are shared by every connection")
+
+
+@functools.cache
+def _uniform_limits(limit: int) -> _UniformLimits:
+    return _UniformLimits(limit)
+
 
 _HOOKS: weakref.WeakKeyDictionary[Any, dict[str, Callable[..., Any]]] = \
     weakref.WeakKeyDictionary()

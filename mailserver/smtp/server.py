@@ -11,7 +11,6 @@ finish, wait a grace period, then cut what is left).
 from __future__ import annotations
 
 import asyncio
-import collections
 
 import structlog
 
@@ -38,25 +37,33 @@ class ConnectionRegistry:
         self.max_per_ip = max_per_ip
         self.all: set[SmtpConnection] = set()  # every open connection, admitted or not
         self._admitted: set[SmtpConnection] = set()
-        self._per_ip: collections.Counter[str] = collections.Counter()
+        # A plain dict, not a Counter: its __missing__ is a Python call per new IP.
+        self._per_ip: dict[str, int] = {}
 
     def admit(self, conn: SmtpConnection) -> bool:
         """Track ``conn``; True when it is within the limits and may be served."""
         self.all.add(conn)
-        if len(self._admitted) >= self.max_total or self._per_ip[conn.peer_ip] >= self.max_per_ip:
+        ip = conn.peer_ip
+        count = self._per_ip.get(ip, 0)
+        if len(self._admitted) >= self.max_total or count >= self.max_per_ip:
             return False
         self._admitted.add(conn)
-        self._per_ip[conn.peer_ip] += 1
+        self._per_ip[ip] = count + 1
         return True
 
     def release(self, conn: SmtpConnection) -> None:
         """Forget ``conn`` (idempotent)."""
         self.all.discard(conn)
-        if conn in self._admitted:
-            self._admitted.discard(conn)
-            self._per_ip[conn.peer_ip] -= 1
-            if self._per_ip[conn.peer_ip] <= 0:
-                del self._per_ip[conn.peer_ip]
+        try:
+            self._admitted.remove(conn)
+        except KeyError:
+            return  # never admitted, or already released
+        ip = conn.peer_ip
+        count = self._per_ip[ip] - 1
+        if count > 0:
+            self._per_ip[ip] = count
+        else:
+            del self._per_ip[ip]
 
 
 class SmtpListener:

@@ -9,7 +9,9 @@ its ``dir()``/``inspect`` scan would have found.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
+import pytest
 from aiosmtpd.smtp import SMTP
 
 from mailserver.config import Limits
@@ -63,3 +65,58 @@ def test_ids_are_unique_and_cheap() -> None:
     assert len(set(ids)) == 10_000 and {len(i) for i in ids} == {12}
     assert all(c in "0123456789BCDFGHJKLMNPQRSTVWXZ" for c in "".join(ids))
     assert next_conn_id() != next_conn_id()
+
+
+async def _served(factory: Callable[[], SMTP]) -> tuple[SMTP, bytes]:
+    """Connect once to a listener of ``factory``'s protocol; its instance and greeting."""
+    made: list[SMTP] = []
+
+    def protocol() -> SMTP:
+        made.append(factory())
+        return made[-1]
+
+    server = await asyncio.get_running_loop().create_server(protocol, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        greeting = await reader.readline()
+        conn = made[0]
+        writer.write(b"QUIT\r\n")
+        await reader.read()
+        writer.close()
+        await writer.wait_closed()
+    return conn, greeting
+
+
+async def test_lean_connection_made_sets_what_the_stock_one_sets() -> None:
+    """Our one-pass ``connection_made`` (see ``SmtpConnection._start``) against aiosmtpd's
+    and asyncio's: the same attributes, the same session facts, and it serves."""
+    seen: dict[str, dict[str, object]] = {}
+
+    class Recorder(_Handler):
+        async def handle_QUIT(self, server, session, envelope):  # noqa: ANN001, ANN201
+            seen["ours" if isinstance(server, SmtpConnection) else "stock"] = dict(vars(server))
+            return "221 Bye"
+
+    handler, loop = Recorder(), asyncio.get_running_loop()
+    stock, _ = await _served(lambda: SMTP(handler, hostname="mx.test", loop=loop))
+    ours, greeting = await _served(lambda: SmtpConnection(handler, _settings(False), _Registry()))
+    assert greeting.startswith(b"220 mx.test ")
+    assert set(seen["stock"]) - set(seen["ours"]) == set()
+    assert set(seen["ours"]) - set(seen["stock"]) <= OURS
+    live = seen["ours"]
+    assert live["_strong_reader"] is None and live["_reader"] is not None
+    assert live["_stream_writer"] is live["_writer"] and live["_transport"] is live["transport"]
+    assert live["_over_ssl"] is False and live["_handler_coroutine"] is not None
+    assert ours.session is not None and ours.session.peer[0] == "127.0.0.1"
+    assert ours.peer_ip == "127.0.0.1" and stock.session is not None
+
+
+async def test_shared_command_size_limits_are_read_only() -> None:
+    a = SmtpConnection(_Handler(), _settings(False), _Registry())
+    b = SmtpConnection(_Handler(), _settings(False), _Registry())
+    assert a.command_size_limits is b.command_size_limits
+    assert a.command_size_limits["MAIL"] == a.command_size_limit == Limits().smtp_max_line_length - 2
+    assert a.max_command_size_limit == a.command_size_limit
+    with pytest.raises(TypeError):
+        a.command_size_limits["MAIL"] = 1
