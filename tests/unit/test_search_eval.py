@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from mailserver.imap.search import _plan, needs_content
+from mailserver.imap.search import _plan, needs_content, search
 from mailserver.protocol.imap.types import (
     SearchAll,
     SearchAnd,
@@ -24,6 +24,7 @@ from mailserver.protocol.imap.types import (
     SearchUid,
     SequenceSet,
 )
+from mailserver.store.model import MessageRecord
 
 DAY = dt.date(2024, 1, 1)
 SET = SequenceSet(((1, None),))
@@ -75,3 +76,23 @@ def test_plan_puts_cheap_or_side_first_at_every_depth() -> None:
     assert _plan(SearchOr(flag, text)) == SearchOr(flag, text)
     deep = SearchNot(SearchAnd((SearchOr(text, flag), flag)))
     assert _plan(deep) == SearchNot(SearchAnd((flag, SearchOr(flag, text))))
+
+
+def _record(uid: int, flags: frozenset[str]) -> MessageRecord:
+    return MessageRecord(1, uid, flags, 0, 0, 10, uid, bytes(32), b"")
+
+
+@pytest.mark.parametrize("flag", ["\\Seen", "\\Deleted", "\\Flagged", "\\Recent"])
+@pytest.mark.parametrize("present", [True, False])
+def test_single_system_flag_key_matches_the_general_evaluator(flag: str, present: bool) -> None:
+    """One system-flag key is answered straight from the records; the same key
+    inside an AND goes through the general predicates: both agree."""
+    sets = [frozenset(), frozenset({"\\Seen"}), frozenset({"\\Flagged", "\\Deleted"}),
+            frozenset({"\\Seen", "$Bench"})]
+    messages = [(i + 1, _record(10 + i, sets[i % len(sets)])) for i in range(9)]
+    key = SearchFlag(flag, present)
+    fast = search(key, messages, None, largest_uid=18)  # type: ignore[arg-type]
+    general = search(SearchAnd((key, SearchAll())), messages, None,  # type: ignore[arg-type]
+                     largest_uid=18)
+    assert fast == general
+    assert fast == [(s, r.uid) for s, r in messages if (flag in r.flags) == present]

@@ -215,3 +215,25 @@ def test_every_store_request_function_is_sendable() -> None:
         fn = getattr(__import__(module, fromlist=[attr]), attr)
         (body,) = bodies(request(1, fn, ()), None)
         assert wire.decode_request(body).fn is fn
+
+
+def test_model_dataclasses_travel_as_class_and_field_values() -> None:
+    """Our frozen dataclasses pickle as ``(class, values)`` (no per-object
+    ``__getstate__``), unpickle equal, and a reply of STORE-sized lists of
+    records stays compact."""
+    import dataclasses
+    import pickletools
+
+    from mailserver.store import model
+
+    rec = MessageRecord(7, 3, frozenset({"\\Seen"}), 1, 60, 99, 12, b"\x02" * 32, b"P: x\r\n")
+    values = [rec, WriteSpan(7, 1, 2), RecentClaim(7, 1, 3)]
+    for cls in vars(model).values():
+        if isinstance(cls, type) and dataclasses.is_dataclass(cls) \
+                and cls.__module__ == model.__name__:
+            assert cls in wire._DISPATCH, cls.__name__
+    reply = wire.decode_reply(wire.encode_reply(5, True, (values, [rec] * 50))[4:])
+    assert reply.value == (values, [rec] * 50)
+    # Built by calling the class (REDUCE), not from a state set afterwards (BUILD).
+    ops = {op.name for op, _, _ in pickletools.genops(wire._dumps(rec))}
+    assert "REDUCE" in ops and "BUILD" not in ops
