@@ -4,13 +4,14 @@ Design notes
 ------------
 A session's view of its selected mailbox is *not* the store's current state:
 it is the state last reported to the client.  Message sequence numbers are
-positions in ``uids`` (the view), so they only change when this session
-reports ``EXPUNGE`` or ``EXISTS``.
+positions in ``messages`` (the view), so they only change when this session
+reports ``EXPUNGE`` or ``EXISTS``.  ``messages`` is a compact ``MessageView``
+(``view.py``): an idle session costs ~12 bytes per message of its mailbox.
 
 Invariants
 ----------
-* ``uids`` is ascending; ``seq`` n is ``uids[n - 1]``.
-* ``flags[uid]`` is the flag set last reported to the client for that
+* ``messages`` ascends by UID; ``seq`` n is ``messages.uid_at(n)``.
+* ``messages.get(uid)`` is the flag set last reported to the client for that
   message (or known to it, e.g. after its own STORE): ``sync`` reports a
   ``FETCH (FLAGS ...)`` only where the store now differs, so a session's own
   STORE is never echoed a second time.
@@ -36,10 +37,10 @@ Invariants
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterable
 
 from mailserver.errors import ProtocolSyntaxError
+from mailserver.imap.view import MessageView
 from mailserver.protocol.imap.response import flag_list
 from mailserver.protocol.imap.seqset import compact
 from mailserver.protocol.imap.types import SequenceSet
@@ -58,7 +59,7 @@ class SelectedMailbox:
     returns the untagged responses (bytes, CRLF-terminated) that tell the client.
     """
 
-    __slots__ = ("store", "mailbox_id", "name", "readonly", "uidvalidity", "uids", "flags",
+    __slots__ = ("store", "mailbox_id", "name", "readonly", "uidvalidity", "messages",
                  "modseq", "pending", "pending_floor", "recent", "condstore", "qresync",
                  "_claimed", "_owned", "saved")
 
@@ -75,15 +76,11 @@ class SelectedMailbox:
         self.uidvalidity = info.uidvalidity
         self.modseq = info.highestmodseq
         if isinstance(records, tuple):
-            uids, flag_sets = records
-            self.uids: list[int] = list(uids)
-            self.flags: dict[int, frozenset[str]] = dict(zip(uids, flag_sets, strict=True))
+            self.messages = MessageView(*records)
         else:
-            self.uids = []
-            self.flags = {}
+            self.messages = MessageView()
             for rec in records:
-                self.uids.append(rec.uid)
-                self.flags[rec.uid] = rec.flags
+                self.messages.append(rec.uid, rec.flags)
         self.pending: set[int] = set()
         #: HIGHESTMODSEQ before the oldest expunge held in ``pending``.
         self.pending_floor = self.modseq
@@ -115,17 +112,14 @@ class SelectedMailbox:
 
     @property
     def exists(self) -> int:
-        return len(self.uids)
+        return len(self.messages)
 
     @property
     def largest_uid(self) -> int:
-        return self.uids[-1] if self.uids else 0
+        return self.messages.largest
 
     def seq_of(self, uid: int) -> int | None:
-        i = bisect.bisect_left(self.uids, uid)
-        if i < len(self.uids) and self.uids[i] == uid:
-            return i + 1
-        return None
+        return self.messages.seq_of(uid)
 
     def resolve(self, seqset: SequenceSet, *, uid: bool) -> list[tuple[int, int]]:
         """``(seq, uid)`` pairs named by a set, ascending, messages held for a
@@ -138,14 +132,16 @@ class SelectedMailbox:
         costs as much as the mailbox has messages.
         """
         if seqset.saved:  # "$" (RFC 5182 §2.1): never a BAD, possibly empty
-            return [(i + 1, u) for i, u in enumerate(self.uids) if u in self.saved]
+            saved = self.saved
+            return [(i + 1, u) for i, u in enumerate(self.messages) if u in saved]
         if uid:
             largest = self.largest_uid
-            return [(i + 1, u) for i, u in enumerate(self.uids) if seqset.contains(u, largest)]
-        count = len(self.uids)
+            return [(i + 1, u) for i, u in enumerate(self.messages)
+                    if seqset.contains(u, largest)]
+        count = len(self.messages)
         if not seqset.valid_for(count) or (count == 0 and seqset.ranges):
             raise ProtocolSyntaxError("Invalid message sequence number")
-        return [(n, self.uids[n - 1]) for n in seqset.resolve(count)]
+        return self.messages.pairs(seqset.resolve(count))
 
     def live(self, pairs: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
         """The pairs whose message is not waiting for its EXPUNGE to be reported."""
@@ -155,23 +151,22 @@ class SelectedMailbox:
         """Keywords in use in the view (for the FLAGS response of SELECT).
         Flag sets are interned by the store, so each distinct one is looked at once."""
         out: set[str] = set()
-        for fl in {id(f): f for f in self.flags.values()}.values():
+        for fl in {id(f): f for f in self.messages.flag_sets()}.values():
             out.update(f for f in fl if not f.startswith("\\"))
         return out
 
     def first_unseen(self) -> int | None:
-        flags = self.flags
-        for i, u in enumerate(self.uids):
-            if "\\Seen" not in flags[u]:
+        for i, fl in enumerate(self.messages.flag_sets()):
+            if "\\Seen" not in fl:
                 return i + 1
         return None
 
     # -------------------------------------------------------------------- sync
 
-    def note_flags(self, uid: int, flags: frozenset[str]) -> None:
-        """Record that the client has been told (or knows) these flags."""
-        if uid in self.flags:
-            self.flags[uid] = flags
+    def note_flags(self, uid: int, flags: frozenset[str], seq: int | None = None) -> None:
+        """Record that the client has been told (or knows) these flags; ``seq``
+        is the message's sequence number when the caller knows it (a hint)."""
+        self.messages.set(uid, flags, seq)
 
     def took_own_flags(self, span: WriteSpan, updated: Iterable[MessageRecord]) -> None:
         """Note the records this session's own STORE changed; when the view was
@@ -199,8 +194,9 @@ class SelectedMailbox:
                 out.extend(self._report_expunges())
             return out
         changes = self.store.changes_since(self.mailbox_id, self.modseq)
+        messages = self.messages
         for uid in changes.expunged:
-            if uid in self.flags:
+            if uid in messages:
                 self.pending.add(uid)
         if allow_expunge and self.pending:
             out.extend(self._report_expunges())
@@ -210,21 +206,20 @@ class SelectedMailbox:
         )
         flag_changes: list[MessageRecord] = [
             r for r in changes.updated
-            if r.uid <= largest and r.uid in self.flags and r.uid not in self.pending
-            and r.flags != self.flags[r.uid]
+            if r.uid <= largest and r.uid not in self.pending
+            and _differs(messages.get(r.uid), r.flags)
         ]
         if arrived:
             for rec in arrived:
-                if rec.uid in self.flags:  # duplicate in one Changes: be tolerant
+                if rec.uid <= messages.largest:  # duplicate in one Changes: be tolerant
                     continue
-                self.uids.append(rec.uid)
-                self.flags[rec.uid] = rec.flags
-            out.append(b"* %d EXISTS\r\n" % len(self.uids))
+                messages.append(rec.uid, rec.flags)
+            out.append(b"* %d EXISTS\r\n" % len(messages))
         for rec in sorted(flag_changes, key=lambda r: r.uid):
-            seq = self.seq_of(rec.uid)
+            seq = messages.seq_of(rec.uid)
             if seq is None:
                 continue
-            self.flags[rec.uid] = rec.flags
+            messages.set(rec.uid, rec.flags, seq)
             out.append(self.flags_response(seq, rec.uid, rec.flags, with_uid=uid_fetch,
                                            modseq=rec.modseq))
         self.modseq = max(self.modseq, changes.mailbox.highestmodseq)
@@ -244,7 +239,7 @@ class SelectedMailbox:
         so that each number is still valid when the client reads it (§7.4.1),
         or one ``* VANISHED uid-set`` once QRESYNC is enabled (RFC 7162 §3.2.10).
         The view is rebuilt once, not shifted per message."""
-        gone = sorted(u for u in self.pending if u in self.flags)
+        gone = sorted(u for u in self.pending if u in self.messages)
         self.pending.clear()
         if not gone:
             return []
@@ -253,11 +248,8 @@ class SelectedMailbox:
         else:
             seqs = [self.seq_of(u) for u in reversed(gone)]
             out = [b"* %d EXPUNGE\r\n" % seq for seq in seqs if seq is not None]
-        dead = set(gone)
-        self.uids = [u for u in self.uids if u not in dead]
-        for uid in gone:
-            del self.flags[uid]
-            self.recent.discard(uid)
+        self.messages.remove(set(gone))
+        self.recent.difference_update(gone)
         return out
 
     async def claim_recent(self) -> None:
@@ -298,9 +290,7 @@ class SelectedMailbox:
         """Mark the view's UIDs ``low+1..high`` as recent."""
         if low >= high:
             return
-        start = bisect.bisect_right(self.uids, low)
-        stop = bisect.bisect_right(self.uids, high)
-        self.recent.update(self.uids[start:stop])
+        self.recent.update(self.messages.between(low, high))
 
     def shown_flags(self, uid: int, flags: frozenset[str]) -> frozenset[str]:
         """The flags as the client sees them: ``\\Recent`` added when it is."""
@@ -318,6 +308,11 @@ class SelectedMailbox:
         mod_part = b" MODSEQ (%d)" % modseq if self.condstore and modseq is not None else b""
         return b"* %d FETCH (%sFLAGS %s%s)\r\n" % (
             seq, uid_part, flag_list(self.shown_flags(uid, flags)), mod_part)
+
+
+def _differs(known: frozenset[str] | None, now: frozenset[str]) -> bool:
+    """A flag change to report: the UID is in the view and its flags moved."""
+    return known is not None and known != now
 
 
 def compact_uids(uids: Iterable[int]) -> str:

@@ -218,9 +218,9 @@ async def fetch(session: Session, cmd: Command) -> Reply | None:
     for start in range(0, len(messages), step):
         batch = messages[start:start + step]
         lines = render(batch) if on_loop else await asyncio.to_thread(render, batch)
-        for (_, rec), line in zip(batch, lines, strict=True):
+        for (seq, rec), line in zip(batch, lines, strict=True):
             if wants_flags or rec.uid in seen_now:
-                view.note_flags(rec.uid, rec.flags)
+                view.note_flags(rec.uid, rec.flags, seq)
             session.write(line)
             size += len(line)
         if size >= _FLUSH_AT:
@@ -246,7 +246,7 @@ def _vanished_earlier(session: Session, view: SelectedMailbox, args: Fetch) -> N
     if not gone:
         return
     largest = max(view.largest_uid, gone[-1])
-    hit = [u for u in gone if args.seqset.contains(u, largest) and u not in view.flags]
+    hit = [u for u in gone if args.seqset.contains(u, largest) and u not in view.messages]
     if hit:
         session.write(b"* VANISHED (EARLIER) " + compact_uids(hit).encode() + b"\r\n")
 
@@ -291,7 +291,7 @@ async def store(session: Session, cmd: Command) -> Reply | None:
             if rec.uid in refused:
                 continue
             rec = fresh.get(rec.uid, rec)
-            view.note_flags(rec.uid, rec.flags)
+            view.note_flags(rec.uid, rec.flags, seq)
             write(respond(seq, rec.uid, rec.flags, with_uid=cmd.uid, modseq=rec.modseq))
     elif view.condstore:
         for seq, uid in pairs:

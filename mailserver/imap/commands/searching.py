@@ -82,7 +82,7 @@ async def run_search(session: Session, view: SelectedMailbox,
     if args.bad_charset or (args.charset is not None and args.charset.upper() not in _CHARSETS):
         raise UserError("Unsupported charset",
                         imap_code="BADCHARSET (" + " ".join(_CHARSETS) + ")")
-    messages = records(session, view, [(i + 1, u) for i, u in enumerate(view.uids)])
+    messages = records(session, view, [(i + 1, u) for i, u in enumerate(view.messages)])
     recent = frozenset(view.recent)
 
     saved = view.saved

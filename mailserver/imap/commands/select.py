@@ -184,7 +184,7 @@ def _resync(session: Session, view: SelectedMailbox, q: QresyncArgs, uidnext: in
     def wanted(uid: int) -> bool:
         return known is None or known.contains(uid, largest)
 
-    gone = [u for u in changes.expunged if wanted(u) and u not in view.flags]
+    gone = [u for u in changes.expunged if wanted(u) and u not in view.messages]
     if gone:
         session.write(b"* VANISHED (EARLIER) " + compact_uids(gone).encode() + b"\r\n")
     for rec in changes.updated:
@@ -193,6 +193,6 @@ def _resync(session: Session, view: SelectedMailbox, q: QresyncArgs, uidnext: in
         seq = view.seq_of(rec.uid)
         if seq is None:
             continue
-        view.note_flags(rec.uid, rec.flags)
+        view.note_flags(rec.uid, rec.flags, seq)
         session.write(view.flags_response(seq, rec.uid, rec.flags, with_uid=True,
                                           modseq=rec.modseq))
