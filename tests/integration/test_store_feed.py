@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.stores import open_store
 
 from mailserver.errors import MailboxNotFound
 from mailserver.store.store import Store
@@ -20,11 +21,8 @@ A = "alice@example.org"
 
 @pytest.fixture
 async def store(tmp_path):
-    s = await Store.open(tmp_path)
-    await s.add_domain("example.org")
-    await s.add_account(A, "h")
-    yield s
-    await s.close()
+    async with open_store(tmp_path, A) as s:
+        yield s
 
 
 async def _settle() -> None:

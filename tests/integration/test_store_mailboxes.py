@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from support.stores import open_store
 
 from mailserver.errors import AccountNotFound, AlreadyExists, Cannot, InvalidName, MailboxNotFound
 from mailserver.store.model import NewMessage
@@ -13,11 +14,8 @@ A = "alice@example.org"
 
 @pytest.fixture
 async def store(tmp_path):
-    s = await Store.open(tmp_path)
-    await s.add_domain("example.org")
-    await s.add_account(A, "h")
-    yield s
-    await s.close()
+    async with open_store(tmp_path, A) as s:
+        yield s
 
 
 def names(store: Store) -> list[str]:

@@ -8,6 +8,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from support.stores import open_store
 
 from mailserver.errors import MailboxNotFound, NotFound
 from mailserver.store.model import NewMessage
@@ -21,12 +22,8 @@ MSG = b"From: x@example.net\r\nSubject: hello\r\n\r\nbody\r\n"
 
 @pytest.fixture
 async def store(tmp_path):
-    s = await Store.open(tmp_path)
-    await s.add_domain("example.org")
-    await s.add_account(A, "h")
-    await s.add_account(B, "h")
-    yield s
-    await s.close()
+    async with open_store(tmp_path, A, B) as s:
+        yield s
 
 
 def corpus_files() -> list[Path]:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.stores import open_store
 
 from mailserver.errors import MailboxNotFound, NotFound
 from mailserver.protocol.mime import analyze
@@ -58,11 +59,8 @@ def corpus() -> list[bytes]:
 
 @pytest.fixture
 async def store(tmp_path):
-    s = await Store.open(tmp_path)
-    await s.add_domain("example.org")
-    await s.add_account(A, "h")
-    yield s
-    await s.close()
+    async with open_store(tmp_path, A) as s:
+        yield s
 
 
 async def fill(store: Store, n: int) -> int:

@@ -6,6 +6,7 @@ must always equal a fresh read of the store (RFC 3501 §6.4.3, RFC 7162)."""
 from __future__ import annotations
 
 import pytest
+from support.stores import open_store
 
 from mailserver.store import messages
 from mailserver.store.store import Store
@@ -16,11 +17,8 @@ MSG = b"From: x@example.net\r\nSubject: hello\r\n\r\nbody\r\n"
 
 @pytest.fixture
 async def store(tmp_path):
-    s = await Store.open(tmp_path)
-    await s.add_domain("example.org")
-    await s.add_account(A, "h")
-    yield s
-    await s.close()
+    async with open_store(tmp_path, A) as s:
+        yield s
 
 
 async def _inbox_with(store: Store, n: int) -> int:
