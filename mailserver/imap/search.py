@@ -72,6 +72,7 @@ from mailserver.protocol.imap.types import (
     SearchText,
     SearchUid,
     SearchWithin,
+    search_leaves,
 )
 from mailserver.protocol.mime import SEARCH_FIELDS, header_values, search_norm, search_text
 from mailserver.store.model import MessageRecord
@@ -122,17 +123,8 @@ _BODY_US_PER_KB = 10
 
 def _other_header(key: SearchKey) -> bool:
     """Whether ``key`` has a HEADER field the facts do not keep (the blob is read)."""
-    match key:
-        case SearchHeader(field=name):
-            return name.casefold() not in _FACT_FIELD
-        case SearchNot(key=inner):
-            return _other_header(inner)
-        case SearchOr(left=left, right=right):
-            return _other_header(left) or _other_header(right)
-        case SearchAnd(keys=keys):
-            return any(_other_header(k) for k in keys)
-        case _:
-            return False
+    return any(isinstance(k, SearchHeader) and k.field.casefold() not in _FACT_FIELD
+               for k in search_leaves(key))
 
 
 def estimate_us(key: SearchKey, messages: Sequence[tuple[int, MessageRecord]]) -> int:

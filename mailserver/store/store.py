@@ -469,14 +469,7 @@ class Store:
         with self._read() as txn:
             mb = tx.require_mailbox_id(txn, dbs, mailbox_id)
             prefix = keys.mailbox_prefix(mailbox_id)
-            uids = []
-            if start <= mb.highestmodseq:
-                cur = txn.cursor(db=dbs.modseq)
-                if cur.set_range(keys.modseq_key(mailbox_id, start, 0)):
-                    for k in cur.iternext(values=False):
-                        if k[:8] != prefix:
-                            break
-                        uids.append(keys.unpack_modseq_key(k)[2])
+            uids = tx.uids_changed_since(txn, dbs, mailbox_id, modseq, mb.highestmodseq)
             updated = tx.get_messages(txn, dbs, mailbox_id, uids)
             expunged = []
             if start <= mb.highestmodseq:

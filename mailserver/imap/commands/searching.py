@@ -36,13 +36,11 @@ from mailserver.protocol.imap.response import quote
 from mailserver.protocol.imap.types import (
     Command,
     Search,
-    SearchAnd,
     SearchKey,
     SearchModseq,
-    SearchNot,
-    SearchOr,
     SortArgs,
     ThreadArgs,
+    search_leaves,
 )
 from mailserver.store.model import MessageRecord
 
@@ -60,17 +58,7 @@ ON_LOOP_US = 3000
 def uses_modseq(key: SearchKey) -> bool:
     """True when the program has a MODSEQ criterion (RFC 7162 §3.1.5: the
     result then carries the highest MODSEQ of the matching messages)."""
-    match key:
-        case SearchModseq():
-            return True
-        case SearchNot(key=inner):
-            return uses_modseq(inner)
-        case SearchOr(left=left, right=right):
-            return uses_modseq(left) or uses_modseq(right)
-        case SearchAnd(keys=keys):
-            return any(uses_modseq(k) for k in keys)
-        case _:
-            return False
+    return any(isinstance(k, SearchModseq) for k in search_leaves(key))
 
 
 async def run_search(session: Session, view: SelectedMailbox,

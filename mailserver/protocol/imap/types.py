@@ -235,6 +235,22 @@ SearchKey = (
 )
 
 
+def search_leaves(key: SearchKey) -> Iterator[SearchKey]:
+    """Every test of a search program (RFC 3501 §6.4.4), depth first: the keys
+    under NOT, OR and parenthesised lists, never those three themselves."""
+    match key:
+        case SearchNot(key=inner):
+            yield from search_leaves(inner)
+        case SearchOr(left=left, right=right):
+            yield from search_leaves(left)
+            yield from search_leaves(right)
+        case SearchAnd(keys=keys):
+            for k in keys:
+                yield from search_leaves(k)
+        case _:
+            yield key
+
+
 # ---------------------------------------------------------------------- commands
 
 
