@@ -302,8 +302,10 @@ async def _prepare_store(config: Config, store: Store) -> Any:
 
 async def _open_writer(config: Config) -> tuple[Store, WriterService]:
     """The supervisor's store and the writer service in front of its writer."""
+    # The supervisor's loop serves nothing but the writer service: rounds run
+    # on it, without a thread hand-over each way per commit.
     store = await Store.open(config.data_dir, map_size=config.store.map_size,
-                             new_mail_limit=config.store.new_mail_limit)
+                             new_mail_limit=config.store.new_mail_limit, writer_on_loop=True)
     try:
         return store, await store.start_writer_service()
     except BaseException:

@@ -108,7 +108,7 @@ class Store:
     @classmethod
     async def open(cls, data_dir: Path, *, map_size: int = 1 << 34,
                    new_mail_limit: float = headroom.NEW_MAIL_LIMIT,
-                   remote_writer: bool = False) -> Store:
+                   remote_writer: bool = False, writer_on_loop: bool = False) -> Store:
         """Open (creating if needed) the store; check the schema version.
 
         ``map_size`` is the LMDB map size in bytes (sparse on disk).  New mail
@@ -117,7 +117,10 @@ class Store:
         for flag changes, EXPUNGE and deletes (``headroom.py``).
         ``remote_writer``: send writes to the writer service of the daemon's
         supervisor (``data_dir/run/writer.stream``, see ``start_writer_service``)
-        instead of running a writer thread here.
+        instead of running a writer thread here.  ``writer_on_loop``: run the
+        group-commit rounds on this event loop instead of a thread, for a
+        process whose loop does nothing but serve writes (the supervisor's
+        writer service): each commit then blocks the loop (see ``writer.py``).
         Raises ``MailserverError`` on a schema version this code does not know.
         Must be called from the running event loop (the change feed binds to it).
         """
@@ -137,7 +140,8 @@ class Store:
             writer = RemoteWriter(feed.address(SERVICE_NAME), loop, feed.notify)
         else:
             writer = Writer(env, dbs, loop, on_commit=feed.broadcast,
-                            on_commit_loop=feed.notify, new_mail_limit=limit)
+                            on_commit_loop=feed.notify, new_mail_limit=limit,
+                            on_loop=writer_on_loop)
         return cls(env, dbs, writer, feed, path)
 
     async def start_writer_service(self) -> WriterService:

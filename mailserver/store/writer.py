@@ -1,4 +1,4 @@
-"""The single writer thread and its group commit.
+"""The single writer (a thread, or the event loop) and its group commit.
 
 Design (after the LMDB rule "one writer at a time", and group commit as in
 databases' WALs):
@@ -19,6 +19,14 @@ databases' WALs):
   feed's datagrams (sent from this thread), then, in the same loop callback
   that resolves the futures, this process's waiters, so a caller that hears
   "done" knows every waiter has been woken.
+
+On-loop mode (``on_loop=True``): no thread; rounds run on the event loop
+itself, scheduled with ``call_soon`` when the first request of a round
+arrives.  The commit then blocks the loop, and what arrives meanwhile (in
+socket buffers) is read after it and makes the next round: the same
+grouping, without two thread hand-overs and a self-pipe wake-up per round.
+Only for a loop that serves nothing but writes (the supervisor's writer
+service); a loop that serves clients keeps the thread.
 
 Request functions run holding the GIL, so their Python work stalls the event
 loop as surely as code on it: they patch raw records rather than decode and
@@ -100,7 +108,8 @@ class Writer:
     commit (the change feed's cross-process broadcast); ``on_commit_loop``
     runs on the event loop (waking local waiters).  ``new_mail_limit`` is
     the octets of live data past which requests adding mail are refused
-    (``WriteCtx.need_room``; 0: no limit).
+    (``WriteCtx.need_room``; 0: no limit).  ``on_loop``: rounds run on
+    ``loop`` instead of a thread (see the module docstring).
     """
 
     def __init__(
@@ -112,6 +121,7 @@ class Writer:
         on_commit: Callable[[frozenset[int]], None] | None = None,
         on_commit_loop: Callable[[frozenset[int]], None] | None = None,
         new_mail_limit: int = 0,
+        on_loop: bool = False,
     ) -> None:
         self._env = env
         self._dbs = dbs
@@ -125,8 +135,15 @@ class Writer:
         self.commits = 0
         #: Number of requests committed.
         self.requests = 0
-        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
-        self._thread.start()
+        self._on_loop = on_loop
+        #: On-loop mode: requests not yet taken by a round, and whether a round is due.
+        self._pending: list[_Request] = []
+        self._round_due = False
+        self._idle: asyncio.Future[None] | None = None
+        self._thread: threading.Thread | None = None
+        if not on_loop:
+            self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+            self._thread.start()
 
     async def submit(self, fn: Callable[..., Any], *args: Any, weight: int = 0) -> Any:
         """Run ``fn(ctx, *args)`` in the next group commit; return its result
@@ -146,16 +163,48 @@ class Writer:
         if self._closed:
             raise MailserverError("store is closed")
         fut = self._loop.create_future()
-        self._queue.put(_Request(fn, args, fut, weight, with_changes))
+        req = _Request(fn, args, fut, weight, with_changes)
+        if self._on_loop:
+            self._pending.append(req)
+            if not self._round_due:
+                self._round_due = True
+                self._loop.call_soon(self._loop_round)
+        else:
+            self._queue.put(req)
         return fut
 
     async def close(self) -> None:
-        """Let queued requests finish, then stop the thread."""
+        """Let queued requests finish, then stop the thread (on-loop: wait for
+        the last round)."""
         if self._closed:
             return
         self._closed = True
+        if self._thread is None:
+            if self._round_due:
+                self._idle = self._loop.create_future()
+                await self._idle
+            return
         self._queue.put(_STOP)
         await asyncio.to_thread(self._thread.join)
+
+    # -- on-loop mode -----------------------------------------------------------------
+
+    def _loop_round(self) -> None:
+        """One round on the event loop: everything that arrived since the last
+        one (up to the batch limits; the rest gets the next round)."""
+        pending = self._pending
+        count, weight = 0, 0
+        while count < len(pending) and count < MAX_BATCH and weight < MAX_BATCH_BYTES:
+            weight += pending[count].weight
+            count += 1
+        batch, self._pending = pending[:count], pending[count:]
+        if self._pending:
+            self._loop.call_soon(self._loop_round)
+        else:
+            self._round_due = False
+        self._round(batch)
+        if not self._round_due and self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
 
     # -- writer thread ---------------------------------------------------------------
 
@@ -240,6 +289,9 @@ class Writer:
         return True, result
 
     def _call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        if self._on_loop:
+            fn(*args)
+            return
         with contextlib.suppress(RuntimeError):  # the loop is already closed
             self._loop.call_soon_threadsafe(fn, *args)
 

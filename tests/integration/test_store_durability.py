@@ -9,11 +9,12 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvloop
 
-from mailserver.errors import MailserverError
+from mailserver.errors import MailboxNotFound, MailserverError
 from mailserver.store import keys
 from mailserver.store.kv import open_env
 from mailserver.store.model import NewMessage
@@ -23,15 +24,16 @@ ROOT = Path(__file__).resolve().parents[2]
 A = "alice@example.org"
 
 
-async def _setup(data_dir: Path) -> Store:
-    s = await Store.open(data_dir)
+async def _setup(data_dir: Path, *, writer_on_loop: bool = False) -> Store:
+    s = await Store.open(data_dir, writer_on_loop=writer_on_loop)
     await s.add_domain("example.org")
     await s.add_account(A, "h")
     return s
 
 
-async def test_group_commit_200_concurrent_deliveries(tmp_path: Path) -> None:
-    store = await _setup(tmp_path)
+@pytest.mark.parametrize("writer_on_loop", [False, True], ids=["thread", "on-loop"])
+async def test_group_commit_200_concurrent_deliveries(tmp_path: Path, writer_on_loop: bool) -> None:
+    store = await _setup(tmp_path, writer_on_loop=writer_on_loop)
     before = store.commits
     results = await asyncio.gather(
         *(
@@ -59,6 +61,35 @@ async def test_group_commit_200_concurrent_deliveries(tmp_path: Path) -> None:
         assert len(listed) == 200
         assert {m.prefix for m in listed} == {f"X-N: {i}\r\n".encode() for i in range(200)}
         assert sorted(m.modseq for m in listed) == sorted({m.modseq for m in listed})
+    finally:
+        await again.close()
+
+
+async def test_on_loop_writer_rolls_back_a_failing_request_alone_and_close_drains(
+    tmp_path: Path,
+) -> None:
+    """The supervisor's mode (``writer_on_loop``): one round takes every request
+    queued since the last, a request that raises is rolled back alone, and
+    ``close`` waits for the requests still queued."""
+    store = await _setup(tmp_path, writer_on_loop=True)
+
+    def deliver(i: int, mailbox: str = "INBOX") -> Any:
+        return store.deliver([NewMessage(A, mailbox)], f"Subject: {i}\r\n\r\n".encode(), b"",
+                             internal_date=i)
+
+    before = store.commits
+    results = await asyncio.gather(deliver(1), deliver(2, "Nowhere"), deliver(3),
+                                   return_exceptions=True)
+    assert store.commits - before == 1  # all three in one round
+    assert isinstance(results[1], MailboxNotFound)
+    assert [r[0].uid for r in (results[0], results[2])] == [1, 2]  # type: ignore[index]
+    pending = [asyncio.ensure_future(deliver(i)) for i in range(4, 8)]
+    await asyncio.sleep(0)  # queued, their round not run yet
+    await store.close()
+    assert all(f.done() and not f.exception() for f in pending)
+    again = await Store.open(tmp_path)
+    try:
+        assert again.get_mailbox(A, "INBOX").messages == 6
     finally:
         await again.close()
 
