@@ -184,6 +184,7 @@ async def run(config: Config) -> int:
         name = signal.Signals(signum).name
         if stop.is_set():
             log.warning("shutdown_forced", signal=name)
+            logsetup.flush_all()  # os._exit skips atexit
             os._exit(128 + signum)
         log.info("shutdown_requested", signal=name)
         stop.set()

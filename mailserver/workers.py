@@ -332,6 +332,7 @@ async def supervise(config: Config, count: int) -> int:
             log.warning("shutdown_forced", signal=name)
             if sup is not None:
                 sup.signal_all(signal.SIGKILL)
+            logsetup.flush_all()  # os._exit skips atexit
             os._exit(128 + signum)
         log.info("shutdown_requested", signal=name)
         stop.set()
@@ -455,6 +456,7 @@ async def _work(spec: WorkerSpec, sockets: dict[str, socket.socket]) -> int:
         log.error("start_failed", error=str(exc), error_type=type(exc).__name__)
         return 1
     try:
+        logsetup.flush_all()  # our lines so far before the supervisor's server_ready
         os.write(spec.ready_fd, f"{spec.index} {os.getpid()}\n".encode("ascii"))
         os.close(spec.ready_fd)
         await stop.wait()
