@@ -85,7 +85,14 @@ import uvloop
 from mailserver import log as logsetup
 from mailserver.app import App
 from mailserver.config import Config, Listener
-from mailserver.daemon import _STOP_SLACK, Notifier, _shutdown, ensure_demo_account, print_banner
+from mailserver.daemon import (
+    _STOP_SLACK,
+    Notifier,
+    _shutdown,
+    ensure_demo_account,
+    freeze_startup_heap,
+    print_banner,
+)
 from mailserver.errors import AlreadyExists, MailserverError
 from mailserver.store.store import Store
 from mailserver.store.writer_service import WriterService
@@ -383,6 +390,7 @@ async def _serve(sup: Supervisor, count: int, demo: Any, stop: asyncio.Event) ->
     ports = {lst.name: lst.port for lst in config.listeners}
     if config.demo_account:
         print_banner(config, ports, demo)
+    freeze_startup_heap()
     notifier.send("READY=1", f"STATUS=serving {len(ports)} listeners with {count} workers",
                   f"MAINPID={os.getpid()}")
     log.info("server_ready", listeners=len(ports), workers=count, pid=os.getpid())
@@ -456,6 +464,7 @@ async def _work(spec: WorkerSpec, sockets: dict[str, socket.socket]) -> int:
         log.error("start_failed", error=str(exc), error_type=type(exc).__name__)
         return 1
     try:
+        freeze_startup_heap()
         logsetup.flush_all()  # our lines so far before the supervisor's server_ready
         os.write(spec.ready_fd, f"{spec.index} {os.getpid()}\n".encode("ascii"))
         os.close(spec.ready_fd)

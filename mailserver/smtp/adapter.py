@@ -334,6 +334,8 @@ class SmtpConnection(SMTP):
             self._registry.release(self)
             self._set_closed()
             self.log.info("smtp_disconnect")
+            if self._handler_coroutine is None or self._handler_coroutine.done():
+                self._drop_cycles()
 
     def data_received(self, data: bytes) -> None:
         # Idle means no bytes at all, so a long DATA transfer keeps the connection alive.
@@ -428,6 +430,24 @@ class SmtpConnection(SMTP):
             # connection_lost), what aiosmtpd closed must not hang on a peer
             # that does not read its last replies.
             self.close_soon()
+            if self._state.closed:
+                self._drop_cycles()
+
+    def _drop_cycles(self) -> None:
+        """Once the connection is closed and its task has ended, drop the
+        references that tie its objects in cycles (the task and the exception
+        it ended with, the stream writer and the command table pointing back
+        here, bound methods of ours), so reference counting frees a finished
+        connection at once.  Left to the cyclic collector, every connection
+        was ~40 objects of garbage (bench/RESULTS.md: the collector's passes
+        were ~7 % of a worker's CPU and their pauses tens of milliseconds)."""
+        self._handler_coroutine = None
+        self._smtp_methods = None  # type: ignore[assignment]
+        self._writer = None  # type: ignore[assignment]
+        self._reader = None  # type: ignore[assignment]
+        self._client_connected_cb = None
+        self._auth_methods = {}
+        self._timeout_handle = None
 
     async def handle_exception(self, error: Exception) -> str:
         """A failed STARTTLS handshake is the client's problem, not a server fault:

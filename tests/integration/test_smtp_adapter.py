@@ -9,9 +9,12 @@ its ``dir()``/``inspect`` scan would have found.
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import Callable
 
 import pytest
+import uvloop
 from aiosmtpd.smtp import SMTP
 
 from mailserver.config import Limits
@@ -120,3 +123,53 @@ async def test_shared_command_size_limits_are_read_only() -> None:
     assert a.max_command_size_limit == a.command_size_limit
     with pytest.raises(TypeError):
         a.command_size_limits["MAIL"] = 1
+
+
+def test_a_finished_connection_is_freed_by_reference_counting() -> None:
+    """A connection that ended (QUIT, a mail transaction, a client hanging up
+    mid-session) leaves no reference cycle for the cyclic collector: with the
+    collector off, nothing of it is alive once its task has ended (under uvloop,
+    as the daemon runs)."""
+
+    async def session(port: int, lines: list[bytes], hang_up: bool) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        await reader.readline()
+        for line in lines:
+            writer.write(line)
+            while (reply := await reader.readline())[3:4] == b"-":
+                pass
+            assert reply[:1] in (b"2", b"3"), reply
+        if not hang_up:
+            writer.write(b"QUIT\r\n")
+            await reader.read()
+        writer.close()
+        await writer.wait_closed()
+
+    async def main() -> list[object]:
+        refs: list[weakref.ref[SmtpConnection]] = []
+
+        def protocol() -> SmtpConnection:
+            conn = SmtpConnection(_Handler(), _settings(False), _Registry())
+            refs.append(weakref.ref(conn))
+            return conn
+
+        server = await asyncio.get_running_loop().create_server(protocol, "127.0.0.1", 0)
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            mail = [b"EHLO c.test\r\n", b"MAIL FROM:<a@b.test>\r\n", b"RCPT TO:<c@d.test>\r\n",
+                    b"DATA\r\n", b"Subject: x\r\n\r\nhi\r\n.\r\n"]
+            await session(port, [], hang_up=False)
+            await session(port, mail, hang_up=False)
+            await session(port, [b"EHLO c.test\r\n"], hang_up=True)
+            for _ in range(50):  # the connections' tasks see the close and end
+                await asyncio.sleep(0.001)
+        assert len(refs) == 3
+        return [ref() for ref in refs]
+
+    gc.collect()
+    gc.disable()
+    try:
+        alive = uvloop.run(main())
+    finally:
+        gc.enable()
+    assert alive == [None, None, None]
