@@ -44,21 +44,26 @@ DURATION_MS = "duration_ms"  # int, milliseconds
 STDLIB_LEVEL = logging.WARNING
 
 
-#: Lines held for one event-loop iteration at most; past this many they go at once.
+#: Seconds a line logged on an event loop may wait for the lines after it.
+FLUSH_DELAY = 0.01
+#: Past this many held lines they go at once.
 _MAX_HELD_LINES = 256
 
 
 class LineBatcher:
-    """The stream the loggers write to: lines logged on an event loop during one
-    iteration leave in one ``write`` at the start of the next (``call_soon``),
-    not one ``write`` syscall per line (~5 % of an SMTP worker's CPU at three
-    lines per connection, bench/RESULTS.md).
+    """The stream the loggers write to: lines logged on an event loop are held
+    for up to ``FLUSH_DELAY`` seconds and leave together in one ``write``, not
+    one ``write`` syscall (and one wake-up of journald or whoever reads the
+    pipe) per line (~5 % of an SMTP worker's CPU at three lines per
+    connection, bench/RESULTS.md).
 
     Lines logged where no loop runs (the CLI, other threads) go out at once,
-    after any held ones, so the order of lines is kept.  A kill -9 loses at
-    most the lines of the iteration it interrupts; ``flush_all`` (at exit)
-    writes what is held.  A stream that fails (a closed pipe) drops the held
-    lines rather than raising in the loop's callback, which would log again.
+    after any held ones, so the order of lines is kept; so do lines past
+    ``_MAX_HELD_LINES``.  A kill -9 loses at most the last ``FLUSH_DELAY``
+    seconds of lines; ``flush_all`` (at exit, before ``os._exit``, before a
+    worker reports ready) writes what is held.  A stream that fails (a closed
+    pipe) drops the held lines rather than raising in the loop's callback,
+    which would log again.
     """
 
     def __init__(self, stream: TextIO) -> None:
@@ -72,8 +77,8 @@ class LineBatcher:
             self._lines.append(text)
 
     def flush(self) -> None:
-        """Called after each line (by ``WriteLogger``): defer the write to the
-        loop's next iteration when there is one, else write now."""
+        """Called after each line (by ``WriteLogger``): on an event loop, write
+        within ``FLUSH_DELAY`` seconds; elsewhere, now."""
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
@@ -86,7 +91,7 @@ class LineBatcher:
                 if due is loop:
                     return
                 if due is None:
-                    loop.call_soon(self._flush_due)
+                    loop.call_later(FLUSH_DELAY, self._flush_due)
                     self._loop = loop
                     return
             self._write_held()
