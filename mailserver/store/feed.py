@@ -4,7 +4,8 @@ In this process the writer hands the changed mailbox ids to ``notify`` on the
 event loop.  Across processes each ``ChangeFeed`` binds a unix datagram socket
 ``data_dir/run/<pid>-<random>.sock``; after each commit the writer sends the
 changed ids (u64 big-endian, packed) to every *other* socket in that
-directory.  A socket nobody listens on any more (a crashed process) answers
+directory, except those of processes that learn the ids from the writer
+service's reply to their own request in the same round (``told``).  A socket nobody listens on any more (a crashed process) answers
 ECONNREFUSED and is removed.
 
 The peer list is cached, not listed per commit (a ``getdents`` per commit):
@@ -47,6 +48,12 @@ _SUFFIX = ".sock"
 _MTIME_SETTLE_NS = 1_000_000_000
 
 
+def _pid_of(name: str) -> int:
+    """The pid in a feed socket's name (0 when it has none)."""
+    head = name.partition("-")[0]
+    return int(head) if head.isdigit() else 0
+
+
 def unix_address(run_dir: Path, dir_fd: int, name: str) -> str:
     """The AF_UNIX address of ``name`` in ``run_dir`` (open as ``dir_fd``),
     short enough for ``sun_path`` however long ``run_dir`` is."""
@@ -75,7 +82,7 @@ class ChangeFeed:
         self._closed = False
         # Writer thread only: the other sockets' addresses and the directory
         # mtime they were listed at (-1: list again).
-        self._peers: list[str] = []
+        self._peers: list[tuple[str, int]] = []
         self._peers_mtime = -1
 
     def _addr(self, name: str) -> str:
@@ -101,6 +108,10 @@ class ChangeFeed:
             if not waiters:
                 del self._waiters[mailbox_id]
 
+    def notify_all(self) -> None:
+        """Wake every waiter (a change may have been missed: they look again)."""
+        self.notify(list(self._waiters))
+
     def notify(self, mailbox_ids: Iterable[int]) -> None:
         """Wake everyone waiting on these mailboxes (call on the event loop)."""
         for mbid in mailbox_ids:
@@ -121,8 +132,11 @@ class ChangeFeed:
 
     # -- writer thread side ----------------------------------------------------------
 
-    def broadcast(self, mailbox_ids: frozenset[int]) -> None:
-        """Tell the other processes on this store which mailboxes changed.
+    def broadcast(self, mailbox_ids: frozenset[int],
+                  told: frozenset[int] = frozenset()) -> None:
+        """Tell the other processes on this store which mailboxes changed,
+        except the processes (pids) in ``told``, which hear it otherwise (the
+        writer service's replies carry the ids).
 
         Runs in the writer thread.  Never blocks: a peer whose socket buffer is
         full misses this datagram (it is drowning in wake-ups already).
@@ -137,7 +151,9 @@ class ChangeFeed:
                 for i in range(0, len(ids), _MAX_IDS_PER_DATAGRAM)
             )
         ]
-        for addr in self._peer_addresses():
+        for addr, pid in self._peer_addresses():
+            if pid in told:
+                continue
             for chunk in chunks:
                 try:
                     self._tx.sendto(chunk, addr)
@@ -150,9 +166,10 @@ class ChangeFeed:
                 except OSError:  # EAGAIN (peer full), EPERM, ...: skip this peer
                     break
 
-    def _peer_addresses(self) -> list[str]:
-        """The other processes' socket addresses: the cached list unless the
-        directory changed (one ``fstat`` per commit instead of a listing)."""
+    def _peer_addresses(self) -> list[tuple[str, int]]:
+        """The other processes' socket addresses with their pids (from the
+        name, ``<pid>-<random>.sock``): the cached list unless the directory
+        changed (one ``fstat`` per commit instead of a listing)."""
         try:
             mtime = os.fstat(self._dir_fd).st_mtime_ns
             if mtime == self._peers_mtime:
@@ -160,7 +177,7 @@ class ChangeFeed:
             names = os.listdir(self._dir_fd)
         except OSError:
             return []
-        self._peers = [self._addr(name) for name in names
+        self._peers = [(self._addr(name), _pid_of(name)) for name in names
                        if name != self._name and name.endswith(_SUFFIX)]
         settled = time.time_ns() - mtime > _MTIME_SETTLE_NS
         self._peers_mtime = mtime if settled else -1

@@ -5,10 +5,11 @@ supervisor's writer service (``writer_service.py``).
 connection and returns what the service's ``Writer`` returned (or raises what
 it raised) once the service has replied, i.e. after the synced commit.
 
-Ordering (as ``writer.py``): a reply carries the mailbox ids its request
+Ordering (as ``writer.py``): a reply carries every mailbox id its round
 changed; they go to ``on_changes`` (the change feed's ``notify``) before the
 caller's future is resolved, so this process's waiters are woken before the
-caller hears "done".  Other processes heard the commit on the change feed
+caller hears "done" (the round's change-feed datagram skips this process).
+Processes without a request in the round heard the commit on the change feed
 before the service replied.
 
 Failure: if the connection breaks (the service closed it, or a frame cannot
@@ -74,6 +75,10 @@ class _Connection(asyncio.Protocol):
             self.transport = None
         self._owner.lost(self)
         pending, self.pending = self.pending, {}
+        if pending:
+            # Their replies would have carried the changes of their rounds (the
+            # change feed skipped this process for them): let waiters look again.
+            self._owner.on_lost()
         for fut in pending.values():
             if not fut.done():
                 fut.set_exception(TemporaryFailure(text))
@@ -83,14 +88,18 @@ class RemoteWriter:
     """``Writer``'s interface over the writer service at ``address``.
 
     ``on_changes(ids)`` runs on the loop with each reply's changed mailbox
-    ids, before the caller's future is resolved.
+    ids, before the caller's future is resolved.  ``on_lost()`` runs when the
+    connection fails with requests in flight: the changes their replies would
+    have carried are unknown (the change feed's ``notify_all``).
     """
 
     def __init__(self, address: str, loop: asyncio.AbstractEventLoop,
-                 on_changes: Callable[[frozenset[int]], None]) -> None:
+                 on_changes: Callable[[frozenset[int]], None],
+                 on_lost: Callable[[], None] = lambda: None) -> None:
         self._address = address
         self._loop = loop
         self.on_changes = on_changes
+        self.on_lost = on_lost
         self._conn: _Connection | None = None
         self._connecting: asyncio.Lock = asyncio.Lock()
         self._ids = itertools.count(1)

@@ -137,7 +137,7 @@ class Store:
         limit = int(env.info()["map_size"] * new_mail_limit)
         writer: Writer | RemoteWriter
         if remote_writer:
-            writer = RemoteWriter(feed.address(SERVICE_NAME), loop, feed.notify)
+            writer = RemoteWriter(feed.address(SERVICE_NAME), loop, feed.notify, feed.notify_all)
         else:
             writer = Writer(env, dbs, loop, on_commit=feed.broadcast,
                             on_commit_loop=feed.notify, new_mail_limit=limit,

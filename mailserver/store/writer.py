@@ -37,8 +37,10 @@ With ``workers > 1`` the daemon has one ``Writer``, in the supervisor; the
 workers' stores send their requests to it over a unix socket
 (``writer_service.py``, ``remote_writer.py``), so requests from every worker
 share one round and one fsync.  ``enqueue(..., with_changes=True)`` is the
-service's entry: its future also carries the request's changed mailbox ids,
-which travel back with the reply to wake the caller's process.
+service's entry: its future resolves with an ``Outcome`` that also carries
+every mailbox id the round changed; they travel back with the reply and wake
+the caller's process, which the round's change-feed datagram then skips
+(one wake-up per process and round, not two).
 
 Invariant: nothing outside this thread opens a write transaction, and request
 functions read every value they change (counters, UIDNEXT, MODSEQ) inside
@@ -93,9 +95,21 @@ class _Request:
     args: tuple[Any, ...]
     future: asyncio.Future[Any]
     weight: int = 0
-    #: Resolve with ``(result, changed mailbox ids)`` (the writer service
-    #: passes the ids on to the caller's process, ``writer_service.py``).
+    #: Resolve with an ``Outcome`` carrying the round's changed mailbox ids,
+    #: never with an exception (the writer service's requests).
     with_changes: bool = False
+    #: Pid of the process the outcome goes back to (``with_changes``; 0: none):
+    #: the round's change-feed datagram skips it, its reply carries the ids.
+    origin: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What an ``enqueue(..., with_changes=True)`` future resolves with."""
+
+    ok: bool
+    value: Any  # the request's result, or the exception it failed with
+    changed: frozenset[int]  # every mailbox id the round changed
 
 
 _STOP = object()
@@ -104,8 +118,9 @@ _STOP = object()
 class Writer:
     """Owns the write side of one environment.
 
-    ``on_commit(changed_ids)`` runs in the writer thread after each successful
-    commit (the change feed's cross-process broadcast); ``on_commit_loop``
+    ``on_commit(changed_ids, told_pids)`` runs in the writer thread after each
+    successful commit (the change feed's cross-process broadcast, skipping the
+    processes whose replies carry the ids); ``on_commit_loop``
     runs on the event loop (waking local waiters).  ``new_mail_limit`` is
     the octets of live data past which requests adding mail are refused
     (``WriteCtx.need_room``; 0: no limit).  ``on_loop``: rounds run on
@@ -118,7 +133,7 @@ class Writer:
         dbs: Dbs,
         loop: asyncio.AbstractEventLoop,
         *,
-        on_commit: Callable[[frozenset[int]], None] | None = None,
+        on_commit: Callable[[frozenset[int], frozenset[int]], None] | None = None,
         on_commit_loop: Callable[[frozenset[int]], None] | None = None,
         new_mail_limit: int = 0,
         on_loop: bool = False,
@@ -156,14 +171,16 @@ class Writer:
         return await fut
 
     def enqueue(self, fn: Callable[..., Any], args: tuple[Any, ...], *, weight: int = 0,
-                with_changes: bool = False) -> asyncio.Future[Any]:
+                with_changes: bool = False, origin: int = 0) -> asyncio.Future[Any]:
         """``submit`` without the ``await``: the future of the request (call
-        on the loop).  ``with_changes``: it resolves with ``(result, ids)``,
-        ``ids`` the mailboxes this request changed."""
+        on the loop).  ``with_changes``: it resolves with an ``Outcome`` (also
+        when the request failed) whose ids are all the round changed; the
+        process ``origin`` (a pid) learns them from it, so the round's
+        change-feed datagram skips that process."""
         if self._closed:
             raise MailserverError("store is closed")
         fut = self._loop.create_future()
-        req = _Request(fn, args, fut, weight, with_changes)
+        req = _Request(fn, args, fut, weight, with_changes, origin)
         if self._on_loop:
             self._pending.append(req)
             if not self._round_due:
@@ -246,11 +263,13 @@ class Writer:
             self.commits += 1
             self.requests += len(batch)
         # Peers first, then the callers: once a caller hears "done", every
-        # waiter (here and in other processes) has been told.
+        # waiter (here and in other processes) has been told.  A process that
+        # gets a reply this round hears the ids in it instead of a datagram.
         ids = frozenset(changed)
         if ids and self._on_commit is not None:
+            told = frozenset(req.origin for req in batch if req.origin)
             with contextlib.suppress(Exception):
-                self._on_commit(ids)
+                self._on_commit(ids, told)
         # One hand-over to the loop per round, not per request: each
         # ``call_soon_threadsafe`` is a self-pipe write and a loop wake-up.
         self._call_soon(self._settle, ids, batch, outcomes)
@@ -266,7 +285,9 @@ class Writer:
             fut = req.future
             if fut.done():  # cancelled by its caller meanwhile
                 continue
-            if ok:
+            if req.with_changes:
+                fut.set_result(Outcome(ok, value, ids))
+            elif ok:
                 fut.set_result(value)
             else:
                 fut.set_exception(value)
@@ -284,8 +305,6 @@ class Writer:
             return False, _wrap(exc)
         child.commit()
         changed |= ctx.changed
-        if req.with_changes:
-            return True, (result, frozenset(ctx.changed))
         return True, result
 
     def _call_soon(self, fn: Callable[..., Any], *args: Any) -> None:

@@ -20,11 +20,13 @@ Invariants (those of ``writer.py``, across processes):
 
 * A reply is written only after the round's commit returned (synced): the
   ``Writer`` resolves the request's future only then.
-* Before any reply of a round is written, the writer thread has sent the
-  round's changed ids on the change feed to every other process (the
-  workers included), and the reply itself carries the request's changed
-  ids, which the caller's process hands to its local waiters before the
-  caller's future is resolved.  So an IDLE in any worker hears every change,
+* Before any reply of a round is written, the writer has sent the round's
+  changed ids on the change feed to every other process that has no
+  request in the round; every reply of the round (a failure's too) carries
+  all the round's changed ids, which the caller's process hands to its local
+  waiters before the caller's future is resolved.  A request's process is
+  known by its connection's pid (``SO_PEERCRED``), the feed's sockets by the
+  pid in their names.  So an IDLE in any worker hears every change,
   and a client that got OK and asks another session sees the change.
 
 Failure modes:
@@ -55,7 +57,7 @@ import structlog
 from mailserver.errors import MailserverError, TemporaryFailure
 from mailserver.store import writer_wire as wire
 from mailserver.store.feed import unix_address
-from mailserver.store.writer import Writer
+from mailserver.store.writer import Outcome, Writer
 
 log = structlog.get_logger("mailserver.store.writer_service")
 
@@ -64,10 +66,17 @@ MAX_UNREAD = 64 * 1024 * 1024
 _CREDS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
+def peer_credentials(sock: Any) -> tuple[int, int]:
+    """``(pid, uid)`` of the process at the other end of a unix socket
+    (SO_PEERCRED, unix(7)); raises ``OSError``."""
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDS.size)
+    pid, uid, _ = _CREDS.unpack(raw)
+    return int(pid), int(uid)
+
+
 def peer_uid(sock: Any) -> int:
     """The uid of the process at the other end of a unix socket (SO_PEERCRED)."""
-    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDS.size)
-    return int(_CREDS.unpack(raw)[1])
+    return peer_credentials(sock)[1]
 
 
 def make_private_dir(path: Path) -> None:
@@ -83,6 +92,7 @@ class _Connection(asyncio.Protocol):
         self._service = service
         self._decoder = wire.FrameDecoder()
         self._transport: asyncio.Transport | None = None
+        self._pid = 0  # the peer's (SO_PEERCRED): its requests' ``origin``
         # Replies of one round are resolved in one loop pass: one write for them.
         self._out: list[bytes] = []
 
@@ -91,7 +101,7 @@ class _Connection(asyncio.Protocol):
         transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         try:
-            uid = peer_uid(sock)
+            self._pid, uid = peer_credentials(sock)
         except OSError:
             uid = -1
         if uid != os.geteuid():
@@ -126,7 +136,7 @@ class _Connection(asyncio.Protocol):
         req = wire.decode_request(body)
         try:
             fut = self._service.writer.enqueue(req.fn, req.args, weight=req.weight,
-                                               with_changes=True)
+                                               with_changes=True, origin=self._pid)
         except MailserverError as exc:  # the writer is closing
             self._send(wire.encode_reply(req.rid, False, exc))
             return
@@ -136,12 +146,11 @@ class _Connection(asyncio.Protocol):
     def _settled(self, rid: int, fut: asyncio.Future[Any]) -> None:
         if self._transport is None:  # the peer is gone: nobody to tell
             return
-        exc = TemporaryFailure("write request cancelled") if fut.cancelled() else fut.exception()
-        if exc is None:
-            result, changed = fut.result()
-            self._send(wire.encode_reply(rid, True, result, changed))
-        else:
-            self._send(wire.encode_reply(rid, False, exc))
+        if fut.cancelled():
+            self._send(wire.encode_reply(rid, False, TemporaryFailure("write request cancelled")))
+            return
+        outcome: Outcome = fut.result()
+        self._send(wire.encode_reply(rid, outcome.ok, outcome.value, outcome.changed))
 
     def _send(self, frame: bytes) -> None:
         if self._transport is None:

@@ -19,6 +19,7 @@ import pytest
 from mailserver.errors import AlreadyExists, MailserverError, TemporaryFailure
 from mailserver.store import admin, messages
 from mailserver.store import writer_wire as wire
+from mailserver.store.feed import ChangeFeed
 from mailserver.store.model import NewMessage
 from mailserver.store.remote_writer import RemoteWriter
 from mailserver.store.store import Store
@@ -172,3 +173,64 @@ async def test_the_run_directory_and_the_socket_are_private(
     a, b = socket.socketpair(socket.AF_UNIX)
     with contextlib.closing(a), contextlib.closing(b):
         assert peer_uid(a) == os.geteuid()
+
+
+async def test_a_round_tells_each_process_once(tmp_path: Path) -> None:
+    """Every outcome of a round carries all the ids the round changed (a
+    failure's too), and the round's datagram skips the processes that get one."""
+    store = await Store.open(tmp_path, writer_on_loop=True)
+    try:
+        await store.add_domain("example.test")
+        await store.add_account(ACCOUNT, "x")
+        await store.create_mailbox(ACCOUNT, "Other")
+        inbox = store.get_mailbox(ACCOUNT, "INBOX")
+        other = store.get_mailbox(ACCOUNT, "Other")
+        writer = store._writer
+        told: list[tuple[frozenset[int], frozenset[int]]] = []
+        writer._on_commit = lambda ids, pids: told.append((ids, pids))  # type: ignore[union-attr]
+
+        def deliver_to(mailbox: str, n: int) -> tuple[object, ...]:
+            blob = f"Subject: {n}\r\n\r\nhi\r\n".encode()
+            return ([NewMessage(ACCOUNT, mailbox)], blob, hashlib.sha256(blob).digest(),
+                    b"", n, 0)
+
+        # Queued before the round runs: one round (the writer runs on this loop).
+        futs = [writer.enqueue(messages.deliver, deliver_to("INBOX", 1), with_changes=True,
+                               origin=101),
+                writer.enqueue(messages.deliver, deliver_to("Other", 2), with_changes=True,
+                               origin=202),
+                writer.enqueue(messages.deliver, deliver_to("Nowhere", 3), with_changes=True,
+                               origin=303)]
+        outcomes = await asyncio.gather(*futs)
+        assert [o.ok for o in outcomes] == [True, True, False]
+        assert {o.changed for o in outcomes} == {frozenset({inbox.id, other.id})}
+        assert told == [(frozenset({inbox.id, other.id}), frozenset({101, 202, 303}))]
+    finally:
+        await store.close()
+
+
+def test_the_feed_skips_the_told_processes(tmp_path: Path) -> None:
+    async def main() -> dict[str, bytes | None]:
+        feed = ChangeFeed(tmp_path / "run", asyncio.get_running_loop())
+        peers = {}
+        for name in ("4242-aa.sock", "4343-bb.sock"):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            sock.bind(str(tmp_path / "run" / name))
+            sock.setblocking(False)
+            peers[name] = sock
+        try:
+            feed.broadcast(frozenset({7}), told=frozenset({4242}))
+            got: dict[str, bytes | None] = {}
+            for name, sock in peers.items():
+                try:
+                    got[name] = sock.recv(64)
+                except BlockingIOError:
+                    got[name] = None
+            return got
+        finally:
+            feed.close()
+            for sock in peers.values():
+                sock.close()
+
+    got = asyncio.run(main())
+    assert got == {"4242-aa.sock": None, "4343-bb.sock": struct.pack(">Q", 7)}
