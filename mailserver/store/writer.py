@@ -36,9 +36,9 @@ re-encode them, and take their candidates from the caller where that is exact
 With ``workers > 1`` the daemon has one ``Writer``, in the supervisor; the
 workers' stores send their requests to it over a unix socket
 (``writer_service.py``, ``remote_writer.py``), so requests from every worker
-share one round and one fsync.  ``enqueue(..., with_changes=True)`` is the
-service's entry: its future resolves with an ``Outcome`` that also carries
-every mailbox id the round changed; they travel back with the reply and wake
+share one round and one fsync.  ``enqueue_call`` is the service's entry: its
+``on_done`` gets an ``Outcome`` that also carries every mailbox id the round
+changed; they travel back with the reply and wake
 the caller's process, which the round's change-feed datagram then skips
 (one wake-up per process and round, not two).
 
@@ -93,19 +93,19 @@ class WriteCtx:
 class _Request:
     fn: Callable[..., Any]
     args: tuple[Any, ...]
-    future: asyncio.Future[Any]
+    future: asyncio.Future[Any] | None  # None: ``on_done`` takes the outcome
     weight: int = 0
-    #: Resolve with an ``Outcome`` carrying the round's changed mailbox ids,
-    #: never with an exception (the writer service's requests).
-    with_changes: bool = False
-    #: Pid of the process the outcome goes back to (``with_changes``; 0: none):
-    #: the round's change-feed datagram skips it, its reply carries the ids.
+    #: Pid of the process the outcome goes back to (0: none): the round's
+    #: change-feed datagram skips it, its reply carries the ids.
     origin: int = 0
+    #: Takes the ``Outcome`` on the loop, in the pass that settles the round
+    #: (the writer service's requests, ``enqueue_call``).
+    on_done: Callable[[Outcome], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What an ``enqueue(..., with_changes=True)`` future resolves with."""
+    """What ``enqueue_call``'s ``on_done`` gets."""
 
     ok: bool
     value: Any  # the request's result, or the exception it failed with
@@ -155,6 +155,9 @@ class Writer:
         self._pending: list[_Request] = []
         self._round_due = False
         self._idle: asyncio.Future[None] | None = None
+        #: Called on the loop after each round's outcomes were handed out (the
+        #: writer service writes the round's replies then, in one pass).
+        self.after_settle: Callable[[], None] | None = None
         self._thread: threading.Thread | None = None
         if not on_loop:
             self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
@@ -170,17 +173,27 @@ class Writer:
         fut = self.enqueue(fn, args, weight=weight)
         return await fut
 
-    def enqueue(self, fn: Callable[..., Any], args: tuple[Any, ...], *, weight: int = 0,
-                with_changes: bool = False, origin: int = 0) -> asyncio.Future[Any]:
+    def enqueue(self, fn: Callable[..., Any], args: tuple[Any, ...], *,
+                weight: int = 0) -> asyncio.Future[Any]:
         """``submit`` without the ``await``: the future of the request (call
-        on the loop).  ``with_changes``: it resolves with an ``Outcome`` (also
-        when the request failed) whose ids are all the round changed; the
-        process ``origin`` (a pid) learns them from it, so the round's
-        change-feed datagram skips that process."""
+        on the loop).  Raises ``MailserverError`` once closed."""
+        fut = self._loop.create_future()
+        self._put(_Request(fn, args, fut, weight))
+        return fut
+
+    def enqueue_call(self, fn: Callable[..., Any], args: tuple[Any, ...], *, weight: int,
+                     origin: int, on_done: Callable[[Outcome], None]) -> None:
+        """The writer service's entry: ``on_done(outcome)`` runs on the loop in
+        the pass that settles the round (before ``after_settle``), also when
+        the request failed; the ``Outcome``'s ids are all the round changed.
+        The process ``origin`` (a pid) learns them from it, so the round's
+        change-feed datagram skips that process.  Raises ``MailserverError``
+        once closed."""
+        self._put(_Request(fn, args, None, weight, origin, on_done))
+
+    def _put(self, req: _Request) -> None:
         if self._closed:
             raise MailserverError("store is closed")
-        fut = self._loop.create_future()
-        req = _Request(fn, args, fut, weight, with_changes, origin)
         if self._on_loop:
             self._pending.append(req)
             if not self._round_due:
@@ -188,7 +201,6 @@ class Writer:
                 self._loop.call_soon(self._loop_round)
         else:
             self._queue.put(req)
-        return fut
 
     async def close(self) -> None:
         """Let queued requests finish, then stop the thread (on-loop: wait for
@@ -282,19 +294,24 @@ class Writer:
             with contextlib.suppress(Exception):
                 self._on_commit_loop(ids)
         for req, (ok, value) in zip(batch, outcomes, strict=True):
-            fut = req.future
-            if fut.done():  # cancelled by its caller meanwhile
+            if req.on_done is not None:
+                with contextlib.suppress(Exception):
+                    req.on_done(Outcome(ok, value, ids))
                 continue
-            if req.with_changes:
-                fut.set_result(Outcome(ok, value, ids))
-            elif ok:
+            fut = req.future
+            if fut is None or fut.done():  # cancelled by its caller meanwhile
+                continue
+            if ok:
                 fut.set_result(value)
             else:
                 fut.set_exception(value)
+        if self.after_settle is not None:
+            with contextlib.suppress(Exception):
+                self.after_settle()
 
     def _one(self, txn: Any, req: _Request, changed: set[int],
              room: headroom.Room) -> tuple[bool, Any]:
-        if req.future.cancelled():  # the caller gave up before we started
+        if req.future is not None and req.future.cancelled():  # gave up before we started
             return False, asyncio.CancelledError()
         child = self._env.begin(write=True, parent=txn)
         ctx = WriteCtx(child, self._dbs, set(), room)

@@ -135,21 +135,17 @@ class _Connection(asyncio.Protocol):
     def _request(self, body: bytes) -> None:
         req = wire.decode_request(body)
         try:
-            fut = self._service.writer.enqueue(req.fn, req.args, weight=req.weight,
-                                               with_changes=True, origin=self._pid)
+            self._service.writer.enqueue_call(
+                req.fn, req.args, weight=req.weight, origin=self._pid,
+                on_done=lambda outcome, rid=req.rid: self._settled(rid, outcome))
         except MailserverError as exc:  # the writer is closing
             self._send(wire.encode_reply(req.rid, False, exc))
             return
         self._service.requests += 1
-        fut.add_done_callback(lambda f, rid=req.rid: self._settled(rid, f))
 
-    def _settled(self, rid: int, fut: asyncio.Future[Any]) -> None:
+    def _settled(self, rid: int, outcome: Outcome) -> None:
         if self._transport is None:  # the peer is gone: nobody to tell
             return
-        if fut.cancelled():
-            self._send(wire.encode_reply(rid, False, TemporaryFailure("write request cancelled")))
-            return
-        outcome: Outcome = fut.result()
         self._send(wire.encode_reply(rid, outcome.ok, outcome.value, outcome.changed))
 
     def _send(self, frame: bytes) -> None:
@@ -157,12 +153,14 @@ class _Connection(asyncio.Protocol):
             return
         if not self._out:
             asyncio.get_running_loop().call_soon(self._flush)
+            self._service.unflushed.add(self)
         self._out.append(frame)
 
     def _flush(self) -> None:
+        self._service.unflushed.discard(self)
         transport = self._transport
         out, self._out = self._out, []
-        if transport is None:
+        if transport is None or not out:
             return
         transport.writelines(out)
         if transport.get_write_buffer_size() > MAX_UNREAD:
@@ -190,6 +188,9 @@ class WriterService:
     def __init__(self, writer: Writer, dir_fd: int) -> None:
         self.writer = writer
         self.connections: set[_Connection] = set()
+        #: Connections with replies not written yet (see ``flush_replies``).
+        self.unflushed: set[_Connection] = set()
+        writer.after_settle = self.flush_replies
         #: Requests taken from workers (for the log and tests).
         self.requests = 0
         self._server: asyncio.AbstractServer | None = None
@@ -222,6 +223,14 @@ class WriterService:
             raise
         log.info("writer_service_started")
         return service
+
+    def flush_replies(self) -> None:
+        """Write the replies waiting for their loop pass now: the writer calls
+        this once it has settled a round, so the round's replies leave in one
+        write per connection at once (an on-loop writer's next round, whose
+        commit blocks the loop, must not hold them back)."""
+        for conn in list(self.unflushed):
+            conn._flush()  # noqa: SLF001 - the service owns its connections
 
     async def close(self) -> None:
         """Stop listening, drop every connection, remove the socket."""

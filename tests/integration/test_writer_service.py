@@ -23,6 +23,7 @@ from mailserver.store.feed import ChangeFeed
 from mailserver.store.model import NewMessage
 from mailserver.store.remote_writer import RemoteWriter
 from mailserver.store.store import Store
+from mailserver.store.writer import Outcome
 from mailserver.store.writer_service import WriterService, peer_uid
 
 ACCOUNT = "alice@example.test"
@@ -195,13 +196,13 @@ async def test_a_round_tells_each_process_once(tmp_path: Path) -> None:
                     b"", n, 0)
 
         # Queued before the round runs: one round (the writer runs on this loop).
-        futs = [writer.enqueue(messages.deliver, deliver_to("INBOX", 1), with_changes=True,
-                               origin=101),
-                writer.enqueue(messages.deliver, deliver_to("Other", 2), with_changes=True,
-                               origin=202),
-                writer.enqueue(messages.deliver, deliver_to("Nowhere", 3), with_changes=True,
-                               origin=303)]
-        outcomes = await asyncio.gather(*futs)
+        outcomes: list[Outcome] = []
+        settled = asyncio.get_running_loop().create_future()
+        writer.after_settle = lambda: settled.done() or settled.set_result(None)
+        for origin, mailbox, n in ((101, "INBOX", 1), (202, "Other", 2), (303, "Nowhere", 3)):
+            writer.enqueue_call(messages.deliver, deliver_to(mailbox, n), weight=0,
+                                origin=origin, on_done=outcomes.append)
+        await settled
         assert [o.ok for o in outcomes] == [True, True, False]
         assert {o.changed for o in outcomes} == {frozenset({inbox.id, other.id})}
         assert told == [(frozenset({inbox.id, other.id}), frozenset({101, 202, 303}))]
