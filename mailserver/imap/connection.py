@@ -43,6 +43,7 @@ import contextlib
 import ipaddress
 import ssl
 import zlib
+from typing import Any
 
 import structlog
 
@@ -65,6 +66,20 @@ _WRITE_TIMEOUT = 120.0
 _HANDSHAKE_TIMEOUT = 30.0
 #: Largest piece of inflated input handed to the receiver at once (RFC 4978).
 _INFLATE_SLICE = 64 * 1024
+
+
+class WriteTimeout(ConnectionError):
+    """The client did not take our output within the write bound."""
+
+
+class _Gone:
+    """What a finished session's ``conn`` is: any use of it is a bug, said loudly."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise ConnectionResetError(f"connection already closed (used {name!r})")
+
+
+_GONE: Any = _Gone()
 
 
 class _Stream(asyncio.Protocol):
@@ -253,12 +268,18 @@ class Connection:
             self.stream.write(data)
 
     async def flush(self) -> None:
-        """Send what is queued and wait until the transport has taken it."""
+        """Send what is queued and wait until the transport has taken it.
+        Raises ``WriteTimeout`` (a ``ConnectionError``) when the client has not
+        taken it within ``close_bound`` seconds."""
         self._push()
         if self.stream.ready():
             return  # the transport took it: no timer to arm and cancel per command
-        async with asyncio.timeout(self.close_bound):
-            await self.stream.drain()
+        try:
+            async with asyncio.timeout(self.close_bound):
+                await self.stream.drain()
+        except TimeoutError:
+            # Not an autologout: the client stopped reading, no BYE would reach it.
+            raise WriteTimeout("client does not read its responses") from None
 
     async def read_line(self) -> bytes | None:
         """The next raw line (IDLE's DONE, an AUTHENTICATE response), ``None``
@@ -367,6 +388,10 @@ class Connection:
                     self._push()
                 self.stream.close(self.close_bound)
             self.log.info("imap_disconnect")
+            # Session and connection point at each other: cut that, so the
+            # finished connection goes with its last reference rather than
+            # waiting for the cyclic collector.
+            self.session.conn = _GONE
 
     async def _loop(self) -> None:
         in_command = False  # a synchronizing literal was invited: mid-command

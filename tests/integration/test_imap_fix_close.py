@@ -12,7 +12,10 @@ assertion) for the server side's ``connection_lost``.
 from __future__ import annotations
 
 import asyncio
+import gc
+import imaplib
 import socket
+import weakref
 from typing import Any
 
 from conftest import ServerThread
@@ -88,3 +91,32 @@ def test_shutdown_aborts_a_non_reading_client(server_factory: Any) -> None:
         _wait_gone(srv, conn)
     finally:
         sock.close()
+
+
+def test_a_finished_connection_is_freed_by_reference_counting(server_factory: Any) -> None:
+    """After LOGOUT nothing of the connection is left for the cyclic collector:
+    with the collector off, the connection object is gone once it closed."""
+    srv = server_factory()
+    refs: list[weakref.ref[Any]] = []
+    gc.collect()
+    gc.disable()
+    try:
+        client = imaplib.IMAP4("127.0.0.1", srv.port("imap"))
+        client.login(*ALICE)
+        client.select("INBOX")
+        client.noop()
+        refs.append(weakref.ref(_the_connection(srv)))
+        client.logout()
+        listener = srv.app.listeners["imap"]
+        srv.run(_until(lambda: not listener._conns and not listener._tasks))
+        srv.run(asyncio.sleep(0.05))  # the transport's connection_lost
+        alive = refs[0]() is not None
+    finally:
+        gc.enable()
+    assert not alive
+
+
+async def _until(done: Any) -> None:
+    async with asyncio.timeout(GONE_WITHIN):
+        while not done():
+            await asyncio.sleep(0.01)
