@@ -25,6 +25,7 @@ from mailserver.config import Config, Listener
 from mailserver.delivery.route import deliver_report
 from mailserver.dkim.keys import DkimKey, DkimKeyring
 from mailserver.errors import AlreadyExists
+from mailserver.protocol.mime.facts import prepare_casemap
 from mailserver.queue.manager import QueueManager
 from mailserver.services import ListenerHandle, Services
 from mailserver.store.store import Store
@@ -126,6 +127,7 @@ class App:
                     with contextlib.suppress(AlreadyExists):
                         await store.add_domain(domain)
             ssl_context = await asyncio.to_thread(server_context, cfg)
+            await asyncio.to_thread(prepare_casemap)
             queue = build_queue(cfg, store)
             if self._run_queue:
                 await queue.start()

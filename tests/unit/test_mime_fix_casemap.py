@@ -14,7 +14,7 @@ import unicodedata
 import pytest
 
 from mailserver.protocol.imap.types import Section
-from mailserver.protocol.mime import analyze, search_norm, search_text, section_bytes
+from mailserver.protocol.mime import analyze, facts, search_norm, search_text, section_bytes
 from mailserver.protocol.mime.facts import casemap
 
 
@@ -98,3 +98,11 @@ def test_body_text_is_content_only() -> None:
     for structure in ("zz", "preamble", "epilogue", "message/rfc822", "Subject: inner"):
         assert structure not in body
     assert "Subject: inner" in search_text(msg, f, with_headers=True)
+
+
+def test_prepare_casemap_builds_the_table_once() -> None:
+    facts._special.cache_clear()
+    facts.prepare_casemap()
+    assert facts._special.cache_info().currsize == 1
+    assert facts.casemap("straße") == facts.casemap("STRAßE")
+    assert facts._special.cache_info().hits >= 1

@@ -239,6 +239,14 @@ def casemap(text: str) -> str:
     return unicodedata.normalize("NFKD", mapped)
 
 
+def prepare_casemap() -> None:
+    """Build ``casemap``'s table of special characters now (~70-140 ms of CPU,
+    once per process) rather than on the first non-ASCII text, which may be
+    on the event loop in the middle of serving (the daemon calls this in a
+    thread while it starts)."""
+    _special()
+
+
 #: Past the last cased character of Unicode 15 (Adlam, U+1E900..U+1E943).
 _CASED_END = 0x20000
 
