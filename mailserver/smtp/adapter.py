@@ -29,7 +29,7 @@ our hooks (``handler.py``).  What it lacks we add here, in one place:
   ``dsn_offered`` for the handler's hook to keep once it accepts the command.
 * AUTH PLAIN/LOGIN (RFC 4954) checked against the store asynchronously
   (aiosmtpd's authenticator callback is synchronous; argon2 must not run on
-  the loop), only on submission listeners and only under TLS.
+  the loop), only on submission listeners and only under TLS: ``auth.py``.
 * Graceful shutdown: an idle connection gets ``421 4.3.2`` at once; one in
   DATA finishes its transaction, then gets the 421.
 
@@ -54,14 +54,12 @@ The first ``connection_made`` does aiosmtpd's and asyncio's set-up in one pass
 from __future__ import annotations
 
 import asyncio
-import binascii
 import functools
 import itertools
 import logging
 import os
 import re
 import weakref
-from base64 import b64decode
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -69,7 +67,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from aiosmtpd.smtp import (
     MISSING,
     SMTP,
-    AuthResult,
     Envelope,
     Session,
     TLSSetupException,
@@ -86,6 +83,7 @@ from mailserver.protocol import dsn_params
 from mailserver.protocol.dsn_params import MailDsn, RcptDsn
 from mailserver.protocol.smtp_address import parse_path
 from mailserver.smtp import replies
+from mailserver.smtp.auth import AuthMechanisms
 from mailserver.smtp.data import DataDecoder, DataError
 from mailserver.smtp.replies import add_enhanced_code
 
@@ -134,18 +132,6 @@ class Registry(Protocol):
     def release(self, conn: SmtpConnection) -> None: ...
 
 
-class SessionHooks(Protocol):
-    """What the adapter needs from the handler besides aiosmtpd's ``handle_*`` hooks."""
-
-    async def authenticate(
-        self, conn: SmtpConnection, username: str, password: str
-    ) -> str | None: ...
-
-    def auth_failed(self, conn: SmtpConnection) -> float:
-        """Record a failed AUTH from ``conn.peer_ip``; seconds to wait before the 535."""
-        ...
-
-
 class Transaction(Envelope):
     """aiosmtpd's envelope plus the accounts our RCPT policy resolved."""
 
@@ -177,7 +163,7 @@ class _State:
     abort_timer: asyncio.TimerHandle | None = None
 
 
-class SmtpConnection(SMTP):
+class SmtpConnection(AuthMechanisms, SMTP):
     """One SMTP connection (RFC 5321), with our extensions and limits (see module doc)."""
 
     def __init__(self, handler: Any, settings: ConnectionSettings, registry: Registry) -> None:
@@ -668,111 +654,13 @@ class SmtpConnection(SMTP):
             return None, None
         return super()._getaddr(arg)
 
-    async def smtp_AUTH(self, arg: str | None) -> None:
-        """RFC 4954 §4: only on submission listeners, only under TLS (RFC 8314 §3)."""
-        if not self.settings.submission:
-            await self.push(str(replies.AUTH_NOT_OFFERED))
-            return
-        if not self.is_tls:
-            await self.push(str(replies.AUTH_NEEDS_TLS))
-            return
-        if arg:
-            mechanism, sep, rest = arg.strip().partition(" ")
-            arg = mechanism.upper() + sep + rest  # mechanism names are case-insensitive
-        await super().smtp_AUTH(arg)  # type: ignore[arg-type]
-        if self._state.auth_failures >= self.settings.limits.max_auth_failures:
-            self.log.warning("auth_too_many_failures", failures=self._state.auth_failures)
-            self.close_with(replies.AUTH_TOO_MANY)
-
-    # -- AUTH mechanisms (aiosmtpd calls them as method(self, args)) ----------------
-
-    async def challenge_auth(
-        self, challenge: str | bytes, encode_to_b64: bool = True, log_client_response: bool = False
-    ) -> Any:
-        """aiosmtpd's 334 exchange, with an over-long answer refused rather than
-        surfacing as an internal error (``StreamReader.readline`` raises ValueError)."""
-        try:
-            answer = await super().challenge_auth(challenge, encode_to_b64, log_client_response)
-        except ValueError:
-            await self.push(str(replies.LINE_TOO_LONG))
-            return MISSING
-        # The stream limit is the (larger) DATA line limit: hold the answer to
-        # the command line limit here (base64: 4 octets on the line per 3 decoded).
-        if isinstance(answer, bytes) and len(answer) * 4 > self.command_size_limit * 3:
-            await self.push(str(replies.LINE_TOO_LONG))
-            return MISSING
-        return answer
-
-    async def _decode_response(self, args: list[str], challenge: str) -> bytes | None:
-        """The initial response (RFC 4954 §4, "=" is empty) or the answer to a 334 challenge.
-
-        ``None`` when the client cancelled or sent bad base64 (a 501 was sent).
-        """
-        if len(args) < 2:
-            answer = await self.challenge_auth(challenge)
-            return None if answer is MISSING else answer  # type: ignore[return-value]
-        if args[1] == "=":
-            return b""
-        try:
-            return b64decode(args[1], validate=True)
-        except (binascii.Error, ValueError):
-            await self.push("501 5.5.2 Cannot decode base64")
-            return None
-
-    async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
-        """RFC 4616: ``[authzid] NUL authcid NUL passwd``; authzid must be empty or authcid."""
-        response = await self._decode_response(args, "")
-        if response is None:
-            return AuthResult(success=False, handled=True)
-        parts = response.split(b"\x00")
-        if len(parts) != 3:
-            await self.push("501 5.5.2 Malformed PLAIN response")
-            return AuthResult(success=False, handled=True)
-        authzid, login, password = parts
-        if authzid and authzid != login:
-            return await self._check_login(b"", b"")  # no proxy authorization
-        return await self._check_login(login, password)
-
-    async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
-        """The de-facto LOGIN mechanism (draft-murchison-sasl-login): user, then password."""
-        login = await self._decode_response(args, "Username:")
-        if login is None:
-            return AuthResult(success=False, handled=True)
-        password = await self._decode_response([args[0]], "Password:")
-        if password is None:
-            return AuthResult(success=False, handled=True)
-        return await self._check_login(login, password)
-
-    async def _check_login(self, login: bytes, password: bytes) -> AuthResult:
-        hooks: SessionHooks = self.event_handler
-        account = None
-        try:
-            username, secret = login.decode("utf-8"), password.decode("utf-8")
-        except UnicodeDecodeError:
-            username = secret = ""
-        if username:
-            account = await hooks.authenticate(self, username, secret)
-        if account is None:
-            self._state.auth_failures += 1
-            delay = hooks.auth_failed(self)
-            self.log.warning("auth_failed", failures=self._state.auth_failures,
-                             delay_ms=int(delay * 1000))
-            if delay > 0:
-                # Slows a guesser down across connections (see throttle.py);
-                # a shutdown's abort cancels this wait with the connection.
-                await asyncio.sleep(delay)
-            return AuthResult(success=False, handled=False)
-        self.log = self.log.bind(user=account)
-        self.log.info("auth_success")
-        return AuthResult(success=True, auth_data=account, message=str(replies.AUTH_OK))
-
 
 # -- tables built once (see SmtpConnection.__init__) --------------------------------
 
 #: AUTH mechanisms (RFC 4954): (name, method attribute), as aiosmtpd names them.
 _AUTH_MECHANISMS: tuple[tuple[str, str], ...] = tuple(
     (getattr(fn, "__auth_mechanism_name__", attr[len("auth_"):].replace("__", "-")), attr)
-    for attr, fn in sorted(vars(SmtpConnection).items())
+    for attr, fn in sorted(vars(AuthMechanisms).items())
     if attr.startswith("auth_") and callable(fn)
 )
 
