@@ -29,7 +29,8 @@ from mailserver.store.model import NewMessage  # noqa: E402
 from mailserver.store.store import Store  # noqa: E402
 
 
-def _header(n: int) -> bytes:
+def seq_header(n: int) -> bytes:
+    """The unique header put in front of message ``n`` (CRLF-terminated)."""
     return b"X-Bench-Seq: %012d\r\n" % n
 
 
@@ -39,7 +40,7 @@ def _store_bytes(data_dir: Path) -> int:
 
 async def fill(data_dir: Path, account: str, mailbox: str, count: int, chunk: int) -> None:
     corpus = [m for m in corpus_messages() if len(m) < 1_000_000]
-    facts = [message_facts(_header(0) + m) for m in corpus]
+    facts = [message_facts(seq_header(0) + m) for m in corpus]
     store = await Store.open(data_dir)
     try:
         if mailbox not in {m.name for m in store.list_mailboxes(account)}:
@@ -54,7 +55,7 @@ async def fill(data_dir: Path, account: str, mailbox: str, count: int, chunk: in
             async def one(i: int) -> None:
                 k = i % len(corpus)
                 async with sem:
-                    await store.deliver(target, _header(i) + corpus[k], facts[k],
+                    await store.deliver(target, seq_header(i) + corpus[k], facts[k],
                                         internal_date=int(time.time()))
 
             await asyncio.gather(*(one(done + i) for i in range(n)))

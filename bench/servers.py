@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from bench.common import ROOT
@@ -355,6 +356,32 @@ service auth {{
   client_limit = 30000
 }}
 """)
+
+    def fill_folder(self, user: str, folder: str, messages: Iterable[bytes]) -> int:
+        """Write ``messages`` straight into ``user``'s Maildir++ folder ``folder``
+        (``cur/``, no flags), owned by the vmail user, as a delivery agent
+        would; Dovecot indexes them when the folder is first opened.  Returns
+        how many were written."""
+        home = self.vmail / DOMAIN / user.split("@")[0]
+        root = home / f".{folder}"
+        for sub in ("cur", "new", "tmp"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        for path in (home, root, root / "cur", root / "new", root / "tmp"):
+            os.chown(path, VMAIL_UID, VMAIL_UID)
+        stamp, pid, count = int(time.time()), os.getpid(), 0
+        cur = os.open(root / "cur", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for count, data in enumerate(messages, 1):
+                name = f"{stamp}.M{count}P{pid}.bench,S={len(data)}:2,"
+                fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=cur)
+                try:
+                    os.write(fd, data)
+                    os.fchown(fd, VMAIL_UID, VMAIL_UID)
+                finally:
+                    os.close(fd)
+        finally:
+            os.close(cur)
+        return count
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
