@@ -295,8 +295,11 @@ class Writer:
                 self._on_commit_loop(ids)
         for req, (ok, value) in zip(batch, outcomes, strict=True):
             if req.on_done is not None:
-                with contextlib.suppress(Exception):
+                try:
                     req.on_done(Outcome(ok, value, ids))
+                except Exception as exc:  # one caller's trouble must not strand the others
+                    self._loop.call_exception_handler(
+                        {"message": "write request callback failed", "exception": exc})
                 continue
             fut = req.future
             if fut is None or fut.done():  # cancelled by its caller meanwhile
@@ -306,8 +309,11 @@ class Writer:
             else:
                 fut.set_exception(value)
         if self.after_settle is not None:
-            with contextlib.suppress(Exception):
+            try:
                 self.after_settle()
+            except Exception as exc:
+                self._loop.call_exception_handler(
+                    {"message": "after_settle failed", "exception": exc})
 
     def _one(self, txn: Any, req: _Request, changed: set[int],
              room: headroom.Room) -> tuple[bool, Any]:
