@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import imaplib
 import ssl
 import threading
 from collections.abc import Coroutine, Iterator, Mapping
@@ -147,6 +148,18 @@ def server(tmp_path: Path) -> Iterator[ServerThread]:
     """A running server with domain example.test and users alice and bob (see USERS)."""
     with running_server(make_config(tmp_path / "data")) as srv:
         yield srv
+
+
+@pytest.fixture
+def imaps(server: ServerThread) -> Iterator[imaplib.IMAP4_SSL]:
+    """imaplib over implicit TLS (RFC 8314) to ``server``'s imaps listener,
+    logged in as alice; logged out after the test."""
+    c = imaplib.IMAP4_SSL("127.0.0.1", server.port("imaps"), ssl_context=client_tls_context())
+    c.login("alice@example.test", USERS["alice@example.test"])
+    try:
+        yield c
+    finally:
+        c.logout()
 
 
 @pytest.fixture

@@ -56,16 +56,6 @@ def client(server: ServerThread) -> Iterator[IMAPClient]:
         c.logout()
 
 
-@pytest.fixture
-def raw(server: ServerThread) -> Iterator[imaplib.IMAP4_SSL]:
-    c = imaplib.IMAP4_SSL("127.0.0.1", server.port("imaps"), ssl_context=client_tls_context())
-    c.login(*ALICE)
-    try:
-        yield c
-    finally:
-        c.logout()
-
-
 def test_basic_items_and_exact_bytes(server: ServerThread, client: IMAPClient) -> None:
     uid = put(server, SIMPLE, frozenset({"$Label"}))
     client.select_folder("INBOX")
@@ -80,11 +70,11 @@ def test_basic_items_and_exact_bytes(server: ServerThread, client: IMAPClient) -
     assert got[b"BODY"][0].lower() == b"text"
 
 
-def test_append_over_the_wire(raw: imaplib.IMAP4_SSL) -> None:
-    typ, _ = raw.append("INBOX", "(\\Flagged)", imaplib.Time2Internaldate(WHEN), SIMPLE)
+def test_append_over_the_wire(imaps: imaplib.IMAP4_SSL) -> None:
+    typ, _ = imaps.append("INBOX", "(\\Flagged)", imaplib.Time2Internaldate(WHEN), SIMPLE)
     assert typ == "OK"
-    raw.select("INBOX")
-    typ, data = raw.fetch("1", "(FLAGS BODY.PEEK[] RFC822.SIZE)")
+    imaps.select("INBOX")
+    typ, data = imaps.fetch("1", "(FLAGS BODY.PEEK[] RFC822.SIZE)")
     assert typ == "OK"
     assert data[0][1] == SIMPLE
     assert b"\\Flagged" in data[0][0]
@@ -131,10 +121,10 @@ def test_rfc2060_part_specifiers(server: ServerThread, client: IMAPClient) -> No
     assert bs.is_multipart and len(bs[0]) == 4
 
 
-def test_header_fields_and_partials(server: ServerThread, raw: imaplib.IMAP4_SSL) -> None:
+def test_header_fields_and_partials(server: ServerThread, imaps: imaplib.IMAP4_SSL) -> None:
     uid = put(server, SIMPLE)
-    raw.select("INBOX")
-    typ, data = raw.uid(
+    imaps.select("INBOX")
+    typ, data = imaps.uid(
         "FETCH",
         str(uid),
         "(BODY.PEEK[HEADER.FIELDS (subject FROM)] BODY.PEEK[HEADER.FIELDS.NOT (From Subject)])",
@@ -147,22 +137,22 @@ def test_header_fields_and_partials(server: ServerThread, raw: imaplib.IMAP4_SSL
     assert b"BODY[HEADER.FIELDS.NOT (FROM SUBJECT)]" in second[0]
     assert second[1] == b"To: bob@example.test\r\n\r\n"
 
-    typ, data = raw.uid("FETCH", str(uid), "(BODY.PEEK[]<6.5> BODY.PEEK[TEXT]<0.4>)")
+    typ, data = imaps.uid("FETCH", str(uid), "(BODY.PEEK[]<6.5> BODY.PEEK[TEXT]<0.4>)")
     assert typ == "OK"
     assert b"BODY[]<6> {5}" in data[0][0] and data[0][1] == SIMPLE[6:11]
     assert b"BODY[TEXT]<0> {4}" in data[1][0] and data[1][1] == b"Body"
-    typ, data = raw.uid("FETCH", str(uid), "(BODY.PEEK[]<100000.5>)")
+    typ, data = imaps.uid("FETCH", str(uid), "(BODY.PEEK[]<100000.5>)")
     assert typ == "OK"
     assert b'BODY[]<100000> ""' in data[0]
 
 
-def test_uid_fetch_always_has_uid_and_modseq(server: ServerThread, raw: imaplib.IMAP4_SSL) -> None:
+def test_uid_fetch_always_has_uid_and_modseq(server: ServerThread, imaps: imaplib.IMAP4_SSL) -> None:
     uid = put(server, SIMPLE)
-    raw.select("INBOX")
-    typ, data = raw.uid("FETCH", str(uid), "(FLAGS)")
+    imaps.select("INBOX")
+    typ, data = imaps.uid("FETCH", str(uid), "(FLAGS)")
     assert typ == "OK"
     assert data[0].startswith(b"1 (") and b"UID %d" % uid in data[0]
-    typ, data = raw.fetch("1", "(MODSEQ)")
+    typ, data = imaps.fetch("1", "(MODSEQ)")
     assert typ == "OK"
     assert b"MODSEQ (" in data[0]
 
@@ -184,11 +174,11 @@ def test_every_corpus_message(server: ServerThread, client: IMAPClient) -> None:
 
 
 def test_nested_header_fields_and_implicit_seen(
-    server: ServerThread, raw: imaplib.IMAP4_SSL
+    server: ServerThread, imaps: imaplib.IMAP4_SSL
 ) -> None:
     uid = put(server, corpus("069-"))
-    raw.select("INBOX")
-    typ, data = raw.uid(
+    imaps.select("INBOX")
+    typ, data = imaps.uid(
         "FETCH", str(uid), "(BODY.PEEK[3.HEADER.FIELDS (SUBJECT)] BODY.PEEK[4.2.1.MIME])"
     )
     assert typ == "OK"
@@ -197,7 +187,7 @@ def test_nested_header_fields_and_implicit_seen(
     assert b"BODY[4.2.1.MIME]" in data[1][0]
     assert data[1][1] == b"Content-Type: TEXT/PLAIN\n\n"
     # A non-peek fetch reports the new \Seen flag in the same response (§6.4.5).
-    typ, data = raw.uid("FETCH", str(uid), "(BODY[1])")
+    typ, data = imaps.uid("FETCH", str(uid), "(BODY[1])")
     assert typ == "OK"
     text = b"".join(x[0] if isinstance(x, tuple) else x for x in data)
     assert b"\\Seen" in text

@@ -13,10 +13,8 @@ through the real server with imaplib.
 from __future__ import annotations
 
 import imaplib
-from collections.abc import Iterator
 
-import pytest
-from conftest import ServerThread, client_tls_context
+from conftest import ServerThread
 
 from mailserver.protocol.mime import analyze
 
@@ -44,16 +42,6 @@ def put(server: ServerThread, blob: bytes, facts: bytes | None = None) -> int:
     return server.run(server.store.append(ALICE[0], "INBOX", blob, facts, internal_date=1)).uid
 
 
-@pytest.fixture
-def raw(server: ServerThread) -> Iterator[imaplib.IMAP4_SSL]:
-    c = imaplib.IMAP4_SSL("127.0.0.1", server.port("imaps"), ssl_context=client_tls_context())
-    c.login(*ALICE)
-    try:
-        yield c
-    finally:
-        c.logout()
-
-
 def fetch(c: imaplib.IMAP4_SSL, uid: int, what: str) -> list:
     c.select("INBOX")
     typ, data = c.uid("FETCH", str(uid), what)
@@ -72,61 +60,61 @@ def search(c: imaplib.IMAP4_SSL, *criteria: str | bytes) -> list[int]:
     return [int(x) for x in data[0].split()]
 
 
-def test_nul_goes_out_as_0x80_in_literals(server: ServerThread, raw: imaplib.IMAP4_SSL) -> None:
+def test_nul_goes_out_as_0x80_in_literals(server: ServerThread, imaps: imaplib.IMAP4_SSL) -> None:
     uid = put(server, NUL)
-    data = fetch(raw, uid, "(RFC822.SIZE BODY.PEEK[] BODY.PEEK[TEXT]<0.7>)")
+    data = fetch(imaps, uid, "(RFC822.SIZE BODY.PEEK[] BODY.PEEK[TEXT]<0.7>)")
     assert b"RFC822.SIZE %d" % len(NUL) in data[0][0]
     assert data[0][1] == NUL.replace(b"\x00", b"\x80")
     assert data[1][1] == b"before\x80"
     # BINARY (RFC 3516 §4.2) still carries the octet, in a literal8.
-    data = fetch(raw, uid, "(BINARY.PEEK[1])")
+    data = fetch(imaps, uid, "(BINARY.PEEK[1])")
     assert data[0][0].endswith(b"~{14}") and data[0][1] == b"before\x00after\r\n"
 
 
 def test_listed_empty_parts_are_empty_strings(server: ServerThread,
-                                              raw: imaplib.IMAP4_SSL) -> None:
+                                              imaps: imaplib.IMAP4_SSL) -> None:
     uid = put(server, NO_PARTS)
-    data = fetch(raw, uid, "(BODYSTRUCTURE BODY.PEEK[1] BODY.PEEK[1.MIME] BODY.PEEK[2])")
+    data = fetch(imaps, uid, "(BODYSTRUCTURE BODY.PEEK[1] BODY.PEEK[1.MIME] BODY.PEEK[2])")
     line = data[0]
     assert b'(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0 NIL NIL NIL NIL) "mixed"' \
         in line
     assert b'BODY[1] "" BODY[1.MIME] "" BODY[2] NIL' in line
     uid = put(server, ENCODED_RFC822)
-    data = fetch(raw, uid, "(BODY.PEEK[1.HEADER] BODY.PEEK[1.TEXT] BODY.PEEK[1.1] BODY.PEEK[1.2])")
+    data = fetch(imaps, uid, "(BODY.PEEK[1.HEADER] BODY.PEEK[1.TEXT] BODY.PEEK[1.1] BODY.PEEK[1.2])")
     assert b'BODY[1.HEADER] "" BODY[1.TEXT] "" BODY[1.1] "" BODY[1.2] NIL' in data[0]
 
 
 def test_multipart_without_boundary_is_text_plain(server: ServerThread,
-                                                  raw: imaplib.IMAP4_SSL) -> None:
+                                                  imaps: imaplib.IMAP4_SSL) -> None:
     uid = put(server, NO_BOUNDARY)
-    data = fetch(raw, uid, "(BODYSTRUCTURE)")
+    data = fetch(imaps, uid, "(BODYSTRUCTURE)")
     assert b'BODYSTRUCTURE ("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 13 3 ' in data[0]
-    assert search(raw, "BODY", "body") == [uid]
+    assert search(imaps, "BODY", "body") == [uid]
 
 
-def test_search_uses_unicode_casemap(server: ServerThread, raw: imaplib.IMAP4_SSL) -> None:
+def test_search_uses_unicode_casemap(server: ServerThread, imaps: imaplib.IMAP4_SSL) -> None:
     strasse, klass = put(server, STRASSE), put(server, CLASS)
-    assert search(raw, "BODY", "ß".encode()) == [strasse]
-    assert search(raw, "BODY", "HAUPTSTRAßE".encode()) == [strasse]
-    assert search(raw, "BODY", "ss") == [klass]
-    assert search(raw, "BODY", "STRASSE") == []
-    assert search(raw, "SUBJECT", "STRAßE".encode()) == [strasse]
-    assert search(raw, "TEXT", "subject: straße".encode()) == [strasse]
+    assert search(imaps, "BODY", "ß".encode()) == [strasse]
+    assert search(imaps, "BODY", "HAUPTSTRAßE".encode()) == [strasse]
+    assert search(imaps, "BODY", "ss") == [klass]
+    assert search(imaps, "BODY", "STRASSE") == []
+    assert search(imaps, "SUBJECT", "STRAßE".encode()) == [strasse]
+    assert search(imaps, "TEXT", "subject: straße".encode()) == [strasse]
 
 
 def test_version_2_facts_still_search_right(server: ServerThread,
-                                            raw: imaplib.IMAP4_SSL) -> None:
+                                            imaps: imaplib.IMAP4_SSL) -> None:
     # Facts written before i;unicode-casemap: their casefolded values are not used.
     old = b"MF\x02" + analyze(STRASSE).to_bytes()[3:]
     uid = put(server, STRASSE, old)
-    assert search(raw, "SUBJECT", "STRAßE".encode()) == [uid]
-    assert search(raw, "SUBJECT", "STRASSE") == []
+    assert search(imaps, "SUBJECT", "STRAßE".encode()) == [uid]
+    assert search(imaps, "SUBJECT", "STRASSE") == []
 
 
-def test_body_search_skips_mime_structure(server: ServerThread, raw: imaplib.IMAP4_SSL) -> None:
+def test_body_search_skips_mime_structure(server: ServerThread, imaps: imaplib.IMAP4_SSL) -> None:
     multi, partial = put(server, MULTI), put(server, PARTIAL)
-    assert search(raw, "BODY", "apricot") == [multi]
+    assert search(imaps, "BODY", "apricot") == [multi]
     for structure in ("boundary42", "Content-Type", "giraffe", "zebra"):
-        assert search(raw, "BODY", structure) == [], structure
-    assert search(raw, "TEXT", "boundary42") == [multi]  # in the top-level header
-    assert search(raw, "BODY", "quince") == [partial]  # message/partial content is searched
+        assert search(imaps, "BODY", structure) == [], structure
+    assert search(imaps, "TEXT", "boundary42") == [multi]  # in the top-level header
+    assert search(imaps, "BODY", "quince") == [partial]  # message/partial content is searched
