@@ -9,8 +9,10 @@ Postfix's and Dovecot's short-lived helpers are counted too.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import statistics
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -110,3 +112,18 @@ def percentile(values: Sequence[float], p: float) -> float:
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+async def wait_port(port: int, seconds: float = 30, host: str = "127.0.0.1") -> None:
+    """Return once ``host:port`` accepts a TCP connection; raises the last
+    ``OSError`` after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            _, w = await asyncio.open_connection(host, port)
+            w.close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)

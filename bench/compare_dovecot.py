@@ -28,17 +28,15 @@ import datetime as dt
 import os
 import re
 import shutil
-import socket
 import sys
 import tempfile
-import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import CORPUS, ROOT  # noqa: E402
+from bench.common import CORPUS, ROOT, wait_port  # noqa: E402
 from bench.servers import (  # noqa: E402
     DOMAIN,
     VMAIL_UID,
@@ -564,18 +562,6 @@ async def compare_searches(rep: Report, ours: Side, dove: Side, first: dt.date) 
             rep.kinds[f"SEARCH {label}: only dovecot"].add(n)
 
 
-async def _wait_port(port: int, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=2):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"nothing listening on 127.0.0.1:{port}") from None
-            await asyncio.sleep(0.05)  # a script, not a test: Dovecot cannot tell us
-
-
 async def run(args: argparse.Namespace, work: Path, rep: Report) -> None:
     files = sorted((CORPUS).glob("*.eml"))
     if not files:
@@ -598,7 +584,7 @@ async def run(args: argparse.Namespace, work: Path, rep: Report) -> None:
         stops.append(ours_srv.stop)
         dv.start()
         stops.append(dv.stop)
-        await _wait_port(dv.imap_port)
+        await wait_port(dv.imap_port)
         sides = []
         for name, port in (("ours", ours_srv.port("imap")), ("dovecot", dv.imap_port)):
             c = await Imap.connect(port)

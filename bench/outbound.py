@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.common import cpu_seconds, median
+from bench.common import cpu_seconds, median, wait_port
 from bench.servers import Ours, Postfix, free_port
 from bench.smtpc import make_body
 
@@ -79,7 +79,7 @@ class Sink:
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL)
         self._reader = asyncio.create_task(self._read())
-        await _wait_port(self.port)
+        await wait_port(self.port)
 
     async def _read(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
@@ -310,18 +310,6 @@ async def relay_postfix(pf: RelayPostfix, sink: Sink, count: int, size: int,
 
 # -- the part ---------------------------------------------------------------------
 
-async def _wait_port(port: int, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            _, w = await asyncio.open_connection(HOST, port)
-            w.close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.05)
-
 
 #: Postfix's default_destination_concurrency_limit: sessions to one relayhost.
 POSTFIX_CONCURRENCY = 20
@@ -347,7 +335,7 @@ async def part2(report: Report, work: Path, rounds: int, quick: bool, reference:
         if pf is not None:
             pf.configure_relay()
             pf.start()
-            await _wait_port(pf.smtp_port)
+            await wait_port(pf.smtp_port)
         for _ in range(rounds):
             for k, daemon in ours.items():
                 res[k].append(await relay_ours(daemon, sink, count, size, timeout))

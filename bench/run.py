@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import outbound, parts  # noqa: E402
-from bench.common import ROOT, corpus_messages, median  # noqa: E402
+from bench.common import ROOT, corpus_messages, median, wait_port  # noqa: E402
 from bench.fillstore import seq_header  # noqa: E402
 from bench.servers import (  # noqa: E402
     DOMAIN,
@@ -154,7 +154,7 @@ async def run(args: argparse.Namespace, work: Path, report: Report) -> None:
         if pf is not None and dv is not None:
             t_ref = parts.Target("postfix+dovecot", pf.smtp_port, dv.imap_port,
                                  lambda: pf.pids + dv.pids, maildir_count)
-            await _wait_port(dv.imap_port)
+            await wait_port(dv.imap_port)
         targets = [t for t in (t_ours, t_ref) if t is not None]
 
         if 1 in sel:
@@ -198,19 +198,6 @@ async def run(args: argparse.Namespace, work: Path, report: Report) -> None:
             fn()
     if 6 in sel:
         await part6(report, work, args.store_messages or (2000 if q else 100_000), rounds, dv)
-
-
-async def _wait_port(port: int, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            _, w = await asyncio.open_connection("127.0.0.1", port)
-            w.close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.05)
 
 
 async def part1(report: Report, targets: list[parts.Target], rounds: int, quick: bool,
@@ -309,7 +296,7 @@ async def part6(report: Report, work: Path, count: int, rounds: int,
             (seq_header(i) + corpus[i % len(corpus)] for i in range(count)))
         dv.start()
         try:
-            await _wait_port(dv.imap_port)
+            await wait_port(dv.imap_port)
             ref = await parts.big_mailbox(dv.imap_port, *ALICE, "Big", rounds)
         finally:
             dv.stop()
