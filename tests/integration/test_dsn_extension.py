@@ -20,10 +20,9 @@ from pathlib import Path
 
 import pytest
 from conftest import ServerThread
-from support.outbound import OutboundEnv, outbound_env, outbound_settings
+from support.outbound import OutboundEnv, outbound_env
 
 from mailserver.protocol.dsn_params import DsnRequest, MailDsn, Orcpt, RcptDsn
-from mailserver.queue.manager import QueueManager
 
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
@@ -181,17 +180,9 @@ class DsnNextHop:
             writer.close()
 
 
-class Env(OutboundEnv):
-    async def manager(self, port: int | None = None) -> QueueManager:
-        settings = outbound_settings(self.dns, port or self.rx.port, backoff=(0.05, 0.1))
-        mgr = self.new_manager(settings)
-        await mgr.start()
-        return mgr
-
-
 @pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    async with outbound_env(tmp_path, Env) as e:
+async def env(tmp_path: Path) -> AsyncIterator[OutboundEnv]:
+    async with outbound_env(tmp_path, OutboundEnv) as e:
         yield e
 
 
@@ -200,7 +191,7 @@ def _request(**rcpts: RcptDsn) -> DsnRequest:
                       {f"{k}@dest.test": v for k, v in rcpts.items()})
 
 
-async def test_success_to_a_next_hop_without_dsn_is_reported_relayed(env: Env) -> None:
+async def test_success_to_a_next_hop_without_dsn_is_reported_relayed(env: OutboundEnv) -> None:
     mgr = await env.manager()
     dsn = _request(bob=RcptDsn(frozenset({"SUCCESS"}), Orcpt("rfc822", "Bob@dest.test")),
                    carol=RcptDsn(frozenset({"FAILURE"})))
@@ -217,7 +208,7 @@ async def test_success_to_a_next_hop_without_dsn_is_reported_relayed(env: Env) -
     assert len(env.local) == 1
 
 
-async def test_notify_never_silences_failure_and_ret_full_returns_the_message(env: Env) -> None:
+async def test_notify_never_silences_failure_and_ret_full_returns_the_message(env: OutboundEnv) -> None:
     env.rx.mode = "reject"
     mgr = await env.manager()
     dsn = DsnRequest(MailDsn(ret="FULL"), {
@@ -236,11 +227,11 @@ async def test_notify_never_silences_failure_and_ret_full_returns_the_message(en
     assert b"Content-Type: message/rfc822" in report and b"the body line" in report
 
 
-async def test_next_hop_offering_dsn_gets_the_parameters_and_reports_itself(env: Env) -> None:
+async def test_next_hop_offering_dsn_gets_the_parameters_and_reports_itself(env: OutboundEnv) -> None:
     hop = DsnNextHop()
     await hop.start()
     try:
-        mgr = await env.manager(port=hop.port)
+        mgr = await env.manager(smtp_port=hop.port)
         dsn = _request(bob=RcptDsn(frozenset({"SUCCESS", "FAILURE"}),
                                    Orcpt("rfc822", "b+1@dest.test")))
         await mgr.enqueue(ALICE, ["bob@dest.test", "carol@dest.test"], BODY, dsn=dsn)

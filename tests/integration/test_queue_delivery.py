@@ -20,8 +20,7 @@ import pytest
 from support.outbound import OutboundEnv, outbound_env
 from support.smtpreceiver import Receiver
 
-from mailserver.dkim.keys import DkimKeyring, write_key
-from mailserver.queue.manager import QueueManager
+from mailserver.dkim.keys import write_key
 from mailserver.queue.model import RcptStatus
 from mailserver.store.store import Store
 
@@ -37,23 +36,13 @@ def message(subject: str = "hello", to: str = "bob@dest.test") -> bytes:
     ).encode()
 
 
-class Env(OutboundEnv):
-    async def manager(self, **kw: object) -> QueueManager:
-        """A started manager, retrying quickly unless ``backoff`` is given, signing
-        with the DKIM keys written under ``tmp``."""
-        settings = self.settings(**{"backoff": (0.05, 0.1), **kw})
-        mgr = self.new_manager(settings, dkim_keys=DkimKeyring(self.tmp).keys_for)
-        await mgr.start()
-        return mgr
-
-
 @pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    async with outbound_env(tmp_path, Env) as e:
+async def env(tmp_path: Path) -> AsyncIterator[OutboundEnv]:
+    async with outbound_env(tmp_path, OutboundEnv) as e:
         yield e
 
 
-async def test_delivered_over_starttls_with_valid_rsa_and_ed25519_signatures(env: Env) -> None:
+async def test_delivered_over_starttls_with_valid_rsa_and_ed25519_signatures(env: OutboundEnv) -> None:
     for sel, alg in (("rsa1", "rsa"), ("ed1", "ed25519")):
         _, txt = write_key(env.tmp, "example.test", sel, alg)
         env.dns.add(f"{sel}._domainkey.example.test", "TXT", txt)
@@ -80,7 +69,7 @@ def _sha(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-async def test_tempfail_then_accept_is_delivered_on_retry(env: Env) -> None:
+async def test_tempfail_then_accept_is_delivered_on_retry(env: OutboundEnv) -> None:
     env.rx.tempfail_first = 1
     mgr = await env.manager()
     qid = await mgr.enqueue(SENDER, ["bob@dest.test"], message())
@@ -94,7 +83,7 @@ async def test_tempfail_then_accept_is_delivered_on_retry(env: Env) -> None:
     assert env.local == []  # no DSN for a delivered message
 
 
-async def test_550_gives_one_dsn_for_the_failed_recipient_only(env: Env) -> None:
+async def test_550_gives_one_dsn_for_the_failed_recipient_only(env: OutboundEnv) -> None:
     env.rx.rcpt_replies["nobody@dest.test"] = "550 5.1.1 no such user"
     mgr = await env.manager()
     await mgr.enqueue(SENDER, ["bob@dest.test", "nobody@dest.test"], message("partial"))
@@ -112,7 +101,7 @@ async def test_550_gives_one_dsn_for_the_failed_recipient_only(env: Env) -> None
     assert mgr.list() == []
 
 
-async def test_null_mx_fails_at_once_with_dsn(env: Env) -> None:
+async def test_null_mx_fails_at_once_with_dsn(env: OutboundEnv) -> None:
     env.dns.add("nullmx.test", "MX", "0 .")
     mgr = await env.manager()
     await mgr.enqueue(SENDER, ["x@nullmx.test"], message())
@@ -121,7 +110,7 @@ async def test_null_mx_fails_at_once_with_dsn(env: Env) -> None:
     assert env.rx.received == []
 
 
-async def test_no_mx_uses_the_domain_address(env: Env) -> None:
+async def test_no_mx_uses_the_domain_address(env: OutboundEnv) -> None:
     env.dns.add("plain.test", "A", "127.0.0.1")
     mgr = await env.manager()
     await mgr.enqueue(SENDER, ["x@plain.test"], message())
@@ -130,14 +119,14 @@ async def test_no_mx_uses_the_domain_address(env: Env) -> None:
     assert ("plain.test", "A") in env.dns.queries
 
 
-async def test_unknown_domain_bounces(env: Env) -> None:
+async def test_unknown_domain_bounces(env: OutboundEnv) -> None:
     mgr = await env.manager()
     await mgr.enqueue(SENDER, ["x@nowhere.test"], message())
     await env.wait_local(1)
     assert b"Status: 5.1.2" in env.local[0][0]
 
 
-async def test_unreachable_host_is_deferred(env: Env) -> None:
+async def test_unreachable_host_is_deferred(env: OutboundEnv) -> None:
     env.dns.add("down.test", "MX", "10 mx.down.test.")
     env.dns.add("mx.down.test", "A", "127.0.0.2")  # nothing listens there
     mgr = await env.manager(backoff=(3600.0,))
@@ -153,7 +142,7 @@ async def test_unreachable_host_is_deferred(env: Env) -> None:
     assert env.local == []
 
 
-async def test_mx_order_falls_back_to_next_host(env: Env) -> None:
+async def test_mx_order_falls_back_to_next_host(env: OutboundEnv) -> None:
     env.dns.add("two.test", "MX", "5 dead.two.test.", "20 mx.dest.test.")
     env.dns.add("dead.two.test", "A", "127.0.0.2")
     mgr = await env.manager()
@@ -162,7 +151,7 @@ async def test_mx_order_falls_back_to_next_host(env: Env) -> None:
     assert got.rcpt_tos == ["x@two.test"]
 
 
-async def test_require_tls_defers_when_starttls_is_not_offered(tmp_path: Path, env: Env) -> None:
+async def test_require_tls_defers_when_starttls_is_not_offered(tmp_path: Path, env: OutboundEnv) -> None:
     plain = Receiver(host="127.0.0.3", port=env.rx.port)  # same port, another address, no TLS
     await plain.start()
     try:
@@ -179,7 +168,7 @@ async def test_require_tls_defers_when_starttls_is_not_offered(tmp_path: Path, e
         await plain.stop()
 
 
-async def test_remote_sender_gets_dsn_through_the_queue_and_dsn_never_bounces(env: Env) -> None:
+async def test_remote_sender_gets_dsn_through_the_queue_and_dsn_never_bounces(env: OutboundEnv) -> None:
     env.rx.mode = "reject"
     env.dns.add("far.test", "MX", "10 mx.dest.test.")
     mgr = await env.manager()
@@ -192,7 +181,7 @@ async def test_remote_sender_gets_dsn_through_the_queue_and_dsn_never_bounces(en
     assert env.rx.rcpt_attempts == 2
 
 
-async def test_restart_resumes_the_queue(env: Env) -> None:
+async def test_restart_resumes_the_queue(env: OutboundEnv) -> None:
     env.rx.mode = "tempfail"
     mgr = await env.manager(backoff=(3600.0,))
     qid = await mgr.enqueue(SENDER, ["bob@dest.test"], message("resume"))
@@ -210,7 +199,7 @@ async def test_restart_resumes_the_queue(env: Env) -> None:
     assert mgr2.list() == []
 
 
-async def test_admin_retry_and_delete(env: Env) -> None:
+async def test_admin_retry_and_delete(env: OutboundEnv) -> None:
     env.rx.mode = "tempfail"
     mgr = await env.manager(backoff=(3600.0,))
     data = message("admin")
@@ -226,7 +215,7 @@ async def test_admin_retry_and_delete(env: Env) -> None:
     assert mgr.show(qid) is None and env.store.blob_refcount(rec.blob_id) == 0
 
 
-async def test_enqueue_refuses_bad_recipients(env: Env) -> None:
+async def test_enqueue_refuses_bad_recipients(env: OutboundEnv) -> None:
     mgr = await env.manager()
     with pytest.raises(ValueError):
         await mgr.enqueue(SENDER, [], message())
@@ -247,7 +236,7 @@ def test_mx_order_by_preference_with_shuffled_ties() -> None:
         order_mx([Mx(0, "")])
 
 
-async def test_resolver_ttl_cache_and_tcp_fallback(env: Env) -> None:
+async def test_resolver_ttl_cache_and_tcp_fallback(env: OutboundEnv) -> None:
     from mailserver.dns.resolver import DnsError, DnsPythonResolver
 
     long_txt = "v=test; " + "x" * 2000  # beyond 512 octets: truncated over UDP, then TCP
@@ -264,7 +253,7 @@ async def test_resolver_ttl_cache_and_tcp_fallback(env: Env) -> None:
     assert await res.addresses("mx.dest.test") == ["127.0.0.1"]
 
 
-async def test_delay_warning_is_sent_once(env: Env) -> None:
+async def test_delay_warning_is_sent_once(env: OutboundEnv) -> None:
     env.rx.mode = "tempfail"
     mgr = await env.manager(backoff=(0.05,), delay_warning=0.0)
     qid = await mgr.enqueue(SENDER, ["bob@dest.test"], message("slow"))

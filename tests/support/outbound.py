@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mailserver.dkim.keys import DkimKeyring
 from mailserver.queue.manager import QueueManager
 from mailserver.queue.settings import OutboundSettings
 from mailserver.store.store import Store
@@ -76,13 +77,24 @@ class OutboundEnv:
         await self.sink.wait(n)
 
     def settings(self, **kw: Any) -> OutboundSettings:
-        return outbound_settings(self.dns, self.rx.port, **kw)
+        """``outbound_settings`` for this env's DNS and receiver; ``kw`` overrides
+        (``smtp_port`` too)."""
+        return outbound_settings(self.dns, kw.pop("smtp_port", self.rx.port), **kw)
 
     def new_manager(self, settings: OutboundSettings, **kw: Any) -> QueueManager:
         """A manager (not started) on this env's store; stopped at teardown."""
         self.mgr = QueueManager(self.store, settings, is_local=is_local,
                                 deliver_local=self.sink.deliver, **kw)
         return self.mgr
+
+    async def manager(self, **kw: Any) -> QueueManager:
+        """A started manager retrying quickly (backoff 0.05 s, 0.1 s unless ``kw``
+        says otherwise; ``kw`` overrides any setting), signing with the DKIM
+        keys under ``tmp`` as the daemon does with its data directory."""
+        settings = self.settings(**{"backoff": (0.05, 0.1), **kw})
+        mgr = self.new_manager(settings, dkim_keys=DkimKeyring(self.tmp).keys_for)
+        await mgr.start()
+        return mgr
 
 
 E = TypeVar("E", bound=OutboundEnv)
