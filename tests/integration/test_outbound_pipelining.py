@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from support.outbound import OutboundEnv, outbound_env
 
-from mailserver.queue.manager import QueueManager
 from mailserver.queue.model import RcptStatus
 from mailserver.queue.pipeline import Reply, ReplyError, ReplyParser
 
@@ -25,14 +24,9 @@ def message(subject: str) -> bytes:
             f"Message-ID: <{subject}@example.test>\r\n\r\nbody of {subject}\r\n").encode()
 
 
-class Env(OutboundEnv):
-    def manager(self, **kw: object) -> QueueManager:
-        return self.new_manager(self.settings(**kw))
-
-
 @pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    async with outbound_env(tmp_path, Env) as e:
+async def env(tmp_path: Path) -> AsyncIterator[OutboundEnv]:
+    async with outbound_env(tmp_path, OutboundEnv) as e:
         yield e
 
 
@@ -42,10 +36,10 @@ def _commands(reads: list[bytes]) -> list[list[bytes]]:
             for chunk in reads if not chunk.startswith((b"From:", b"DKIM"))]
 
 
-async def test_envelope_is_pipelined_and_rcpt_results_stay_per_recipient(env: Env) -> None:
+async def test_envelope_is_pipelined_and_rcpt_results_stay_per_recipient(env: OutboundEnv) -> None:
     env.rx.rcpt_replies["nobody@dest.test"] = "550 5.1.1 no such user"
     env.rx.rcpt_replies["later@dest.test"] = "452 4.2.2 mailbox full"
-    mgr = env.manager()
+    mgr = env.unstarted_manager()
     rcpts = ["bob@dest.test", "nobody@dest.test", "carol@dest.test", "later@dest.test"]
     qid = await mgr.enqueue(SENDER, rcpts, message("pipelined"))
     await mgr.start()
@@ -73,10 +67,10 @@ async def test_envelope_is_pipelined_and_rcpt_results_stay_per_recipient(env: En
     await mgr.delete(qid)
 
 
-async def test_without_pipelining_one_command_per_round_trip(env: Env) -> None:
+async def test_without_pipelining_one_command_per_round_trip(env: OutboundEnv) -> None:
     env.rx.pipelining = False
     env.rx.rcpt_replies["nobody@dest.test"] = "550 5.1.1 no such user"
-    mgr = env.manager()
+    mgr = env.unstarted_manager()
     await mgr.enqueue(SENDER, ["bob@dest.test", "nobody@dest.test"], message("serial"))
     await mgr.start()
     (got,) = await env.rx.wait_for(1)
@@ -87,9 +81,9 @@ async def test_without_pipelining_one_command_per_round_trip(env: Env) -> None:
     assert [b"MAIL"] in cmds and cmds.count([b"RCPT"]) == 2
 
 
-async def test_all_rcpts_refused_sends_no_data(env: Env) -> None:
+async def test_all_rcpts_refused_sends_no_data(env: OutboundEnv) -> None:
     env.rx.mode = "reject"
-    mgr = env.manager()
+    mgr = env.unstarted_manager()
     await mgr.enqueue(SENDER, ["x@dest.test", "y@dest.test"], message("refused"))
     await mgr.start()
     await env.wait_local(1)
@@ -98,8 +92,8 @@ async def test_all_rcpts_refused_sends_no_data(env: Env) -> None:
     assert all(b"DATA" not in chunk for chunk in env.rx.reads[0])
 
 
-async def test_messages_to_one_destination_share_a_connection(env: Env) -> None:
-    mgr = env.manager(max_connections_per_domain=1)
+async def test_messages_to_one_destination_share_a_connection(env: OutboundEnv) -> None:
+    mgr = env.unstarted_manager(max_connections_per_domain=1)
     for i in range(4):
         await mgr.enqueue(SENDER, [f"u{i}@dest.test"], message(f"reuse{i}"))
     await mgr.start()
@@ -115,8 +109,8 @@ async def test_messages_to_one_destination_share_a_connection(env: Env) -> None:
     assert env.rx.reads[0][-1] == b"QUIT\r\n"
 
 
-async def test_a_pooled_connection_the_server_dropped_is_replaced(env: Env) -> None:
-    mgr = env.manager()
+async def test_a_pooled_connection_the_server_dropped_is_replaced(env: OutboundEnv) -> None:
+    mgr = env.unstarted_manager()
     await mgr.start()
     await mgr.enqueue(SENDER, ["a@dest.test"], message("first"))
     await env.rx.wait_for(1)
@@ -131,8 +125,8 @@ async def test_a_pooled_connection_the_server_dropped_is_replaced(env: Env) -> N
     assert mgr.list() == []
 
 
-async def test_idle_pooled_connection_is_closed_with_quit(env: Env) -> None:
-    mgr = env.manager(reuse_idle=0.05)
+async def test_idle_pooled_connection_is_closed_with_quit(env: OutboundEnv) -> None:
+    mgr = env.unstarted_manager(reuse_idle=0.05)
     await mgr.start()
     await mgr.enqueue(SENDER, ["a@dest.test"], message("idle"))
     await env.rx.wait_for(1)
@@ -140,8 +134,8 @@ async def test_idle_pooled_connection_is_closed_with_quit(env: Env) -> None:
     assert env.rx.reads[0][-1] == b"QUIT\r\n"
 
 
-async def test_reuse_off_quits_after_each_message(env: Env) -> None:
-    mgr = env.manager(reuse_idle=0.0)
+async def test_reuse_off_quits_after_each_message(env: OutboundEnv) -> None:
+    mgr = env.unstarted_manager(reuse_idle=0.0)
     await mgr.start()
     await mgr.enqueue(SENDER, ["a@dest.test"], message("one"))
     await env.rx.wait_closed(1)

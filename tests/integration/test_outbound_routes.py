@@ -31,9 +31,6 @@ def message(subject: str) -> bytes:
 
 
 class Env(OutboundEnv):
-    def manager(self, **kw: object) -> QueueManager:
-        return self.new_manager(self.settings(**kw))
-
     def relay_by_ip(self, **kw: object) -> QueueManager:
         """All mail to the receiver as a smart host given by address; smtp_port 9
         (discard), so an MX delivery could not reach the receiver."""
@@ -84,7 +81,7 @@ async def test_mx_by_domain_keeps_its_limit_per_domain(env: Env) -> None:
     # Without a smart host the limit stays per recipient domain: two domains
     # served by one MX host may together open twice the limit.
     env.dns.add("second.test", "MX", "10 mx.dest.test.")
-    mgr = env.manager(max_connections_per_domain=1)
+    mgr = env.unstarted_manager(max_connections_per_domain=1)
     for n in range(3):
         await mgr.enqueue(SENDER, [f"u{n}@dest.test", f"u{n}@second.test"], message(f"mx{n}"))
     await mgr.start()
@@ -95,7 +92,7 @@ async def test_mx_by_domain_keeps_its_limit_per_domain(env: Env) -> None:
 
 async def test_mx_record_holding_an_address_is_used_as_is(env: Env) -> None:
     env.dns.add("numeric.test", "MX", "10 127.0.0.1.")
-    mgr = env.manager()
+    mgr = env.unstarted_manager()
     qid = await mgr.enqueue(SENDER, ["bob@numeric.test"], message("numeric-mx"))
     await mgr.start()
     (got,) = await env.rx.wait_for(1)
@@ -106,7 +103,7 @@ async def test_mx_record_holding_an_address_is_used_as_is(env: Env) -> None:
 
 
 async def test_address_literal_recipient_goes_to_that_address(env: Env) -> None:
-    mgr = env.manager()
+    mgr = env.unstarted_manager()
     await mgr.enqueue(SENDER, ["bob@[127.0.0.1]"], message("literal"))
     await mgr.start()
     (got,) = await env.rx.wait_for(1)
@@ -117,7 +114,7 @@ async def test_address_literal_recipient_goes_to_that_address(env: Env) -> None:
 
 
 async def test_malformed_address_literal_fails_without_dns(env: Env) -> None:
-    mgr = env.manager()
+    mgr = env.unstarted_manager()
     qid = await mgr.enqueue(SENDER, ["bob@[300.1.2.3]", "carol@[2001:db8::1]"],
                             message("bad-literal"))
     await mgr.start()
@@ -132,7 +129,7 @@ async def test_malformed_address_literal_fails_without_dns(env: Env) -> None:
 
 async def test_server_refusing_ehlo_gets_helo(env: Env) -> None:
     env.rx.ehlo = False
-    mgr = env.manager()
+    mgr = env.unstarted_manager()
     qid = await mgr.enqueue(SENDER, ["bob@dest.test", "carol@dest.test"], message("helo"))
     await mgr.start()
     (got,) = await env.rx.wait_for(1)

@@ -87,6 +87,11 @@ class OutboundEnv:
                                 deliver_local=self.sink.deliver, **kw)
         return self.mgr
 
+    def unstarted_manager(self, **kw: Any) -> QueueManager:
+        """A manager with ``settings(**kw)`` (slow retries), not started: the
+        test queues first and starts it."""
+        return self.new_manager(self.settings(**kw))
+
     async def manager(self, **kw: Any) -> QueueManager:
         """A started manager retrying quickly (backoff 0.05 s, 0.1 s unless ``kw``
         says otherwise; ``kw`` overrides any setting), signing with the DKIM
