@@ -73,6 +73,7 @@ class LineBatcher:
         self._lock = threading.Lock()
 
     def write(self, text: str) -> None:
+        """Hold ``text`` (one rendered line with its newline) until ``flush``."""
         with self._lock:
             self._lines.append(text)
 
