@@ -62,12 +62,15 @@ async def route_message(
     tz_offset: int,
     dsn: DsnRequest | None = None,
     reporting_mta: str = "",
+    queue_id: str | None = None,
 ) -> str | None:
     """Deliver ``blob`` to ``local`` (one synced commit), then queue it for ``remote``.
 
     ``reverse_path`` "" is the null reverse-path.  ``dsn``: the transaction's
     RFC 3461 parameters; ``reporting_mta`` names us in the reports it asks
-    for (see the module docstring).  Returns the outbound queue
+    for (see the module docstring).  ``queue_id``: the message's id
+    (``mailserver.queue.ids``, already in its ``Received:`` field), kept by
+    the queue (a fresh one when None).  Returns the outbound queue
     id, or None when there were no remote recipients.  Raises what
     ``deliver_local`` raises (nothing stored), or, from the queue, a server
     fault after the local copies are durable (see the module docstring).
@@ -85,7 +88,7 @@ async def route_message(
                                     reporting_mta, internal_date)
     if remote:
         assert queue is not None
-        return await queue.enqueue(reverse_path, remote, blob, dsn=dsn)
+        return await queue.enqueue(reverse_path, remote, blob, dsn=dsn, queue_id=queue_id)
     return None
 
 

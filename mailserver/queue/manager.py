@@ -60,7 +60,7 @@ from mailserver.dns.resolver import DnsPythonResolver, Resolver
 from mailserver.errors import MailserverError, NotFound
 from mailserver.protocol import dsn_params
 from mailserver.protocol.dsn_params import DELAY, FAILURE, SUCCESS, DsnRequest, MailDsn
-from mailserver.queue import dsn, model
+from mailserver.queue import dsn, ids, model
 from mailserver.queue.backoff import next_attempt, retry_delay
 from mailserver.queue.client import (
     Outcome,
@@ -140,17 +140,24 @@ class QueueManager:
 
     async def enqueue(
         self, reverse_path: str, recipients: Sequence[str], message: bytes, *,
-        dsn: DsnRequest | None = None,
+        dsn: DsnRequest | None = None, queue_id: str | None = None,
     ) -> str:
         """Queue ``message`` for ``recipients``; durable (fsynced) when it returns.
 
         ``reverse_path`` "" is the null reverse-path (DSNs).  ``message`` is the
         exact bytes to send (CRLF lines, as received).  ``dsn``: the RFC 3461
-        parameters given with MAIL and RCPT.  Returns the queue id.
-        Raises ValueError for no recipients, an address without "@", or an
+        parameters given with MAIL and RCPT.  ``queue_id``: the message's id
+        when the caller already gave it one (SMTP intake: the id of its
+        ``Received:`` field and 250 reply, see ``ids``); None draws a fresh
+        one.  Returns the queue id.
+        Raises ValueError for no recipients, an address without "@", an
         address that cannot go on an SMTP command line (RFC 5321 §4.1.2: no
-        spaces, angle brackets or control characters outside a quoted local part).
+        spaces, angle brackets or control characters outside a quoted local
+        part), or a ``queue_id`` that is not 1-64 ASCII letters and digits;
+        RuntimeError (from the store) when ``queue_id`` is taken.
         """
+        if queue_id is not None and not ids.VALID.fullmatch(queue_id):
+            raise ValueError(f"not a queue id: {queue_id!r}")
         rcpts = list(dict.fromkeys(recipients))  # one entry per address, order kept
         if not rcpts:
             raise ValueError("no recipients")
@@ -164,7 +171,7 @@ class QueueManager:
         blob_id = await asyncio.to_thread(_sha256, message) if len(message) > 1 << 18 \
             else _sha256(message)
         now = self._clock()
-        qid = model.new_queue_id(now)
+        qid = ids.new_queue_id() if queue_id is None else queue_id
         rec = QueuedMessage(
             id=qid, reverse_path=reverse_path, created=now, blob_id=blob_id,
             size=len(message), next_attempt=now,

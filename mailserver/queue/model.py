@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import enum
 import json
-import os
-import time
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -62,6 +60,9 @@ class Recipient:
 class QueuedMessage:
     """A message waiting for delivery to some of its recipients.
 
+    ``id`` is the message's queue id (``ids``; records of earlier versions
+    keep theirs, any ASCII string).
+
     ``reverse_path`` is ``""`` for the null reverse-path (a DSN: RFC 5321 §4.5.5).
     ``blob_id`` is the SHA-256 of the content in the store's blob table.
     ``next_attempt`` is when the scheduler takes it again (also the schedule
@@ -91,12 +92,6 @@ class QueuedMessage:
 
     def with_recipients(self, recipients: tuple[Recipient, ...], **changes: object) -> QueuedMessage:
         return replace(self, recipients=recipients, **changes)  # type: ignore[arg-type]
-
-
-def new_queue_id(now: float | None = None) -> str:
-    """A unique id that sorts by creation time: 12 hex digits of milliseconds + 8 random."""
-    ms = int((time.time() if now is None else now) * 1000)
-    return f"{ms:012x}{os.urandom(4).hex()}"
 
 
 def encode(msg: QueuedMessage) -> bytes:

@@ -40,11 +40,11 @@ from mailserver.delivery.route import route_message
 from mailserver.errors import SmtpReply, UserError, smtp_reply
 from mailserver.protocol.dsn_params import DsnRequest, MailDsn, RcptDsn
 from mailserver.protocol.smtp_address import has_control_characters
+from mailserver.queue.ids import new_queue_id
 from mailserver.smtp import replies
 from mailserver.smtp.adapter import SmtpConnection, Transaction
 from mailserver.smtp.sender import from_addresses
 from mailserver.smtp.trace import (
-    new_queue_id,
     received_field,
     submission_fixups,
     with_protocol,
@@ -252,9 +252,10 @@ class Handler:
         dlog = server.log
         fields = {"queue_id": queue_id, "size": len(blob)}  # not a bind: one line on success
         try:
-            outbound_id = await route_message(
+            await route_message(
                 self.store,
                 self.queue,
+                queue_id=queue_id,
                 reverse_path=reverse_path,
                 local=recipients,
                 remote=envelope.remote_recipients,
@@ -271,8 +272,10 @@ class Handler:
             else:
                 dlog.exception("delivery_failed", **fields, reply=reply.code)
             return str(reply)
-        dlog.info("message_delivered", **fields, recipients=len(recipients),
-                  remote=len(envelope.remote_recipients), outbound_id=outbound_id)
+        # Accepted: ``delivered`` recipients are in their mailboxes, ``queued``
+        # ones are in the outbound queue under this same queue_id.
+        dlog.info("message_accepted", **fields, delivered=len(recipients),
+                  queued=len(envelope.remote_recipients))
         return f"250 2.0.0 Ok: queued as {queue_id}"
 
     def _check_from(self, account: str | None, content: bytes) -> SmtpReply | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import ipaddress
-import os
 import re
 import secrets
 
@@ -18,44 +17,6 @@ import secrets
 #: client may send anything, and the field must stay one parseable line.
 _UNSAFE_HELO = re.compile(r"[^A-Za-z0-9.\-_:\[\]]")
 _FIELD_NAME = re.compile(rb"^([\x21-\x39\x3b-\x7e]+)[ \t]*:")
-_QUEUE_ALPHABET = "0123456789BCDFGHJKLMNPQRSTVWXZ"
-
-
-def _base30(n: int, width: int) -> str:
-    out = []
-    for _ in range(width):
-        n, digit = divmod(n, len(_QUEUE_ALPHABET))
-        out.append(_QUEUE_ALPHABET[digit])
-    return "".join(reversed(out))
-
-
-class _QueueIds:
-    """Queue ids: a random per-process prefix plus a counter.
-
-    Drawing every id from ``os.urandom`` cost a syscall per character per
-    message (~4 % of ingress CPU, bench/RESULTS.md).  Ids only need to be
-    unique, not secret: 5 random characters (~24 bits) chosen once per
-    process (and again after a fork) and 7 counter characters (30**7,
-    2.2e10 messages) make 12, as before.
-    """
-
-    def __init__(self) -> None:
-        self._pid = -1
-        self._prefix = ""
-        self._next = 0
-
-    def __call__(self) -> str:
-        pid = os.getpid()
-        if pid != self._pid:
-            self._pid, self._next = pid, 0
-            self._prefix = _base30(secrets.randbelow(len(_QUEUE_ALPHABET) ** 5), 5)
-        self._next += 1
-        return self._prefix + _base30(self._next, 7)
-
-
-#: A fresh queue id: 12 characters of an unambiguous upper-case alphabet
-#: (see ``_QueueIds``).  Used in the Received field and the 250 reply.
-new_queue_id = _QueueIds()
 
 
 def address_literal(ip: str) -> str:

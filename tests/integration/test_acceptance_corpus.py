@@ -34,7 +34,7 @@ SENDER = "sender@remote.test"
 PREFIX = f"Return-Path: <{SENDER}>\r\nDelivered-To: {ALICE}\r\n".encode()
 RECEIVED = re.compile(
     rb"Received: from (?P<helo>[^\s]+) \(\[127\.0\.0\.1\]\)\r\n"
-    rb"\tby mx\.example\.test with (?P<with>ESMTPS?A?) id (?P<id>[0-9A-Z]{12})\r\n"
+    rb"\tby mx\.example\.test with (?P<with>ESMTPS?A?) id (?P<id>[0-9A-Z]{17})\r\n"
     rb"\tfor <alice@example\.test>;\r\n"
     rb"\t(?P<date>[A-Z][a-z]{2}, \d{1,2} [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4})\r\n"
 )

@@ -92,7 +92,7 @@ def test_concurrent_smtp_deliveries_are_all_durable_and_group_committed(tmp_path
         replies = deliver_concurrently(server, N_SMTP)
         commits = server.call(lambda: server.store.commits) - commits_before
 
-        assert all(re.match(rb"250 2\.0\.0 .*[0-9A-Z]{12}", r) for r in replies), replies
+        assert all(re.match(rb"250 2\.0\.0 .*[0-9A-Z]{17}", r) for r in replies), replies
         queue_ids = {r.split()[-1] for r in replies}
         assert len(queue_ids) == N_SMTP
 

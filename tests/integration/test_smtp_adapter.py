@@ -18,8 +18,8 @@ import uvloop
 from aiosmtpd.smtp import SMTP
 
 from mailserver.config import Limits
+from mailserver.queue.ids import LENGTH, new_queue_id
 from mailserver.smtp.adapter import ConnectionSettings, SmtpConnection, next_conn_id
-from mailserver.smtp.trace import new_queue_id
 
 OURS = {"settings", "conn_id", "peer_ip", "log", "_registry", "_state", "command_size_limit",
         "command_size_limits", "line_length_limit", "_idle_deadline", "_idle_armed"}
@@ -65,7 +65,7 @@ async def test_command_and_auth_tables_match_an_inspect_scan() -> None:
 
 def test_ids_are_unique_and_cheap() -> None:
     ids = [new_queue_id() for _ in range(10_000)]
-    assert len(set(ids)) == 10_000 and {len(i) for i in ids} == {12}
+    assert len(set(ids)) == 10_000 and {len(i) for i in ids} == {LENGTH}
     assert all(c in "0123456789BCDFGHJKLMNPQRSTVWXZ" for c in "".join(ids))
     assert next_conn_id() != next_conn_id()
 

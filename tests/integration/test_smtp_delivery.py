@@ -18,7 +18,7 @@ ALICE = "alice@example.test"
 BOB = "bob@example.test"
 RECEIVED = re.compile(
     rb"\AReceived: from \S+ \(\[127\.0\.0\.1\]\)\r\n"
-    rb"\tby mx\.example\.test with (ESMTPS?A?|SMTP) id ([0-9A-Z]{12})(?:\r\n\tfor <[^>]+>)?;\r\n"
+    rb"\tby mx\.example\.test with (ESMTPS?A?|SMTP) id ([0-9A-Z]{17})(?:\r\n\tfor <[^>]+>)?;\r\n"
     rb"\t[A-Z][a-z]{2}, \d{1,2} [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4}\r\n"
 )
 
@@ -57,7 +57,7 @@ def test_delivery_to_local_user(server):
         client.rcpt(ALICE)
         code, text = client.data(body)
     assert code == 250
-    assert re.fullmatch(rb"2\.0\.0 Ok: queued as [0-9A-Z]{12}", text), text
+    assert re.fullmatch(rb"2\.0\.0 Ok: queued as [0-9A-Z]{17}", text), text
     [record] = inbox(server, ALICE)
     assert record.prefix == b"Return-Path: <x@remote.test>\r\nDelivered-To: alice@example.test\r\n"
     blob = server.call(server.store.get_blob, record.blob_id)

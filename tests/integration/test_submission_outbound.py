@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import contextlib
 import dataclasses
 import email
 import email.policy
+import re
 import smtplib
 import threading
 from collections.abc import Coroutine, Iterator
@@ -25,12 +27,15 @@ import aiosmtplib
 import dkim
 import pytest
 from conftest import USERS, ServerThread, client_tls_context, make_config
+from structlog.testing import capture_logs
+from support.daemon import run_cli
 from support.dnsserver import DnsServer, dest_dns
 from support.outbound import outbound_settings
 from support.smtpreceiver import Receiver
 
-from mailserver.config import DkimSettings
+from mailserver.config import DkimSettings, LogSettings
 from mailserver.dkim.keys import write_key
+from mailserver.log import configure as configure_logging
 
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
@@ -243,3 +248,59 @@ def test_auth_failures_are_counted_per_address_across_connections(env: Env) -> N
     throttle = env.server.app.services.auth_throttle
     assert throttle.failures("127.0.0.1") == 2
     assert throttle.delay(2) == env.server.config.limits.auth_failure_delay
+
+
+@contextlib.contextmanager
+def info_logs() -> Iterator[list[dict[str, Any]]]:
+    """The log events (level info and up) logged meanwhile, by every thread."""
+    configure_logging(LogSettings(format="console", level="info"))
+    try:
+        with capture_logs() as logs:
+            yield logs
+    finally:
+        configure_logging(LogSettings(format="console", level="warning"))  # as conftest
+
+
+def test_one_id_from_the_250_reply_to_the_queue_the_cli_the_dsn_and_the_logs(
+    env: Env, tmp_path: Path
+) -> None:
+    """Postfix-style: the id in "250 ... queued as ID" names the message in the
+    queue (``mailserver queue show ID``), its Received: field, the DSN about it
+    (X-Queue-ID) and the queue_id of the smtp and the queue log lines."""
+    env.rx.rcpt_replies[CAROL] = "451 4.3.0 try again later"  # stays queued
+    env.rx.rcpt_replies["nobody@dest.test"] = "550 5.1.1 no such user"  # a DSN about it
+    with info_logs() as logs, starttls_client(env) as client:
+        assert client.mail(ALICE)[0] == 250
+        assert client.rcpt(CAROL)[0] == 250 and client.rcpt("nobody@dest.test")[0] == 250
+        code, text = client.data(message("one id", CAROL))
+        assert code == 250
+        match = re.fullmatch(rb"2\.0\.0 Ok: queued as (\S+)", text)
+        assert match is not None, text
+        qid = match.group(1).decode()
+        env.wait_rounds(1)
+    # The queue knows it by that id, in-process and through the CLI.
+    rec = env.server.app.queue.show(qid)
+    assert rec is not None and rec.id == qid
+    conf = tmp_path / "cli.toml"
+    conf.write_text(f'hostname = "mx.example.test"\ndata_dir = "{env.server.config.data_dir}"\n',
+                    encoding="utf-8")
+    shown = run_cli("queue", "show", qid, "-c", conf)
+    assert shown.returncode == 0, shown.stderr
+    assert f"id            {qid}\n" in shown.stdout
+    assert f"rcpt          {CAROL}\tdeferred" in shown.stdout
+    assert qid in run_cli("queue", "list", "-c", conf).stdout
+    # The Received: field of the queued content names it.
+    blob = env.server.call(env.server.store.get_blob, rec.blob_id)
+    assert f" with ESMTPSA id {qid};\r\n".encode() in blob.split(b"\r\n\r\n", 1)[0]
+    # The failure report about it carries it as X-Queue-ID (RFC 3464 §2.2.5).
+    [report] = env.inbox(ALICE)
+    assert f"\r\nX-Queue-ID: {qid}\r\n".encode() in report
+    # The SMTP acceptance and the queue's lines share it; accepted is not "delivered".
+    [accepted] = [e for e in logs if e["event"] == "message_accepted"]
+    assert accepted["queue_id"] == qid and accepted["queued"] == 2
+    assert accepted["delivered"] == 0
+    assert not [e for e in logs if e["event"] == "message_delivered"]
+    queue_events = {e["event"] for e in logs if e.get("queue_id") == qid}
+    assert {"message_accepted", "queued", "delivery_deferred", "delivery_failed",
+            "dsn_sent"} <= queue_events
+    assert not [e for e in logs if e["event"] == "delivery_deferred" and e["queue_id"] != qid]

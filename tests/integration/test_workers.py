@@ -212,7 +212,7 @@ def test_deliveries_through_both_workers_get_distinct_uids(daemon: Daemon, conf:
     assert daemon.stop() == 0
     got = uids(conf.parent / "data")
     assert len(got) == 40 and len(set(got)) == 40
-    delivered = daemon.logged("message_delivered")
+    delivered = daemon.logged("message_accepted")
     assert {e["worker"] for e in delivered} == {0, 1}
     assert len({e["queue_id"] for e in delivered}) == 40
 
@@ -351,7 +351,7 @@ def test_the_supervisor_commits_for_every_worker(daemon: Daemon, conf: Path) -> 
     # Every delivery was a request to the supervisor's writer; no worker has one.
     assert "worker" not in stopped
     assert stopped["requests"] >= 4 and stopped["committed"] >= stopped["requests"]
-    assert {e["worker"] for e in daemon.logged("message_delivered")} == {0, 1}
+    assert {e["worker"] for e in daemon.logged("message_accepted")} == {0, 1}
     assert len(uids(conf.parent / "data")) == 4
 
 
@@ -377,7 +377,7 @@ def test_a_worker_killed_under_load_loses_no_acknowledged_mail(
     threads = [threading.Thread(target=run, args=(w, c)) for w, c in clients.items()]
     for t in threads:
         t.start()
-    daemon.take("message_delivered", 10)  # under load
+    daemon.take("message_accepted", 10)  # under load
     os.kill(worker_pids(daemon)[1], signal.SIGKILL)
     daemon.wait_for("worker_exited", worker=1)
     killed.set()

@@ -12,7 +12,6 @@ from mailserver.smtp.replies import add_enhanced_code, enhanced_code
 from mailserver.smtp.trace import (
     address_literal,
     header_field_names,
-    new_queue_id,
     received_field,
     submission_fixups,
     with_protocol,
@@ -118,12 +117,6 @@ def test_address_literal():
 )
 def test_with_protocol(esmtp, tls, auth, utf8, expected):
     assert with_protocol(esmtp=esmtp, tls=tls, auth=auth, utf8=utf8) == expected
-
-
-def test_queue_ids_are_distinct():
-    ids = {new_queue_id() for _ in range(1000)}
-    assert len(ids) == 1000
-    assert all(re.fullmatch(r"[0-9A-Z]{12}", i) for i in ids)
 
 
 @pytest.mark.parametrize(
