@@ -113,8 +113,9 @@ DATA_END_FACTOR = 2
 
 
 @dataclass(eq=False, slots=True)
-class Session:
-    """An open SMTP session past EHLO (and STARTTLS and AUTH), ready for MAIL.
+class OutboundSession:
+    """Our client side of an SMTP session with a next hop (MX or smart host),
+    past EHLO (and STARTTLS and AUTH), ready for MAIL.
 
     ``host``: the name we connected to (MX host or smart host); ``where``:
     ``"host [addr]:port"`` for diagnostics.
@@ -135,7 +136,7 @@ def valid_path(address: str) -> bool:
     return not has_control_characters(address)
 
 
-async def close_session(session: Session) -> None:
+async def close_session(session: OutboundSession) -> None:
     """Say QUIT (RFC 5321 §4.1.1.10) and close.  Never raises."""
     transport = session.smtp.transport
     try:
@@ -329,7 +330,7 @@ async def _reuse(
     return None
 
 
-async def _release(lease: Lease | None, session: Session, reusable: bool) -> None:
+async def _release(lease: Lease | None, session: OutboundSession, reusable: bool) -> None:
     if lease is not None and reusable and session.smtp.is_connected:
         lease.keep(session)
     else:
@@ -382,7 +383,7 @@ async def _open(
     use_tls: bool,
     require_tls: bool,
     smart_host: SmartHost | None,
-) -> Session:
+) -> OutboundSession:
     """Connect to ``addr``:``port``, EHLO, STARTTLS, AUTH.  Raises ``_HostFailed``."""
     implicit = smart_host is not None and smart_host.tls == "implicit"
     verify = smart_host is not None and smart_host.tls != "none"
@@ -432,7 +433,7 @@ async def _open(
         elif sock is not None:
             sock.close()
         raise
-    return Session(smtp, host, where)
+    return OutboundSession(smtp, host, where)
 
 
 async def _hello(smtp: aiosmtplib.SMTP) -> None:
@@ -460,7 +461,7 @@ async def _connect(addr: str, port: int) -> socket.socket:
 
 
 async def _transaction(
-    settings: OutboundSettings, session: Session, reverse_path: str,
+    settings: OutboundSettings, session: OutboundSession, reverse_path: str,
     recipients: Sequence[str], message: bytes, dsn: DsnRequest | None,
 ) -> tuple[list[RcptResult], bool]:
     """MAIL, RCPT per recipient, DATA (RFC 5321 §3.3); the envelope pipelined when offered.
@@ -491,7 +492,7 @@ async def _transaction(
              for r in recipients]
     try:
         mail_reply, rcpt_replies = await _envelope(settings, smtp, mail, rcpts)
-    except (aiosmtplib.SMTPException, OSError, TimeoutError, pipeline.ReplyError,
+    except (aiosmtplib.SMTPException, OSError, TimeoutError, pipeline.NextHopReplyError,
             pipeline.Disconnected) as exc:
         raise _HostFailed(f"421 4.4.2 {session.where}: {type(exc).__name__}: {exc}") from None
     if mail_reply.code // 100 != 2:
@@ -542,7 +543,7 @@ def _dsn_params(dsn: DsnRequest | None, recipients: Sequence[str],
 async def _envelope(
     settings: OutboundSettings, smtp: aiosmtplib.SMTP, mail: list[bytes],
     rcpts: list[list[bytes]],
-) -> tuple[pipeline.Reply, list[pipeline.Reply]]:
+) -> tuple[pipeline.NextHopReply, list[pipeline.NextHopReply]]:
     """The MAIL reply and one reply per RCPT (none when MAIL was refused unpipelined).
 
     With PIPELINING (RFC 2920 §3.1) MAIL and every RCPT go in one write and
@@ -554,13 +555,13 @@ async def _envelope(
         replies = await pipeline.exchange(smtp.protocol, lines, timeout)
         return replies[0], replies[1:]
     resp = await smtp.execute_command(*mail, timeout=timeout)
-    mail_reply = pipeline.Reply(resp.code, resp.message)
+    mail_reply = pipeline.NextHopReply(resp.code, resp.message)
     if resp.code // 100 != 2:
         return mail_reply, []
     out = []
     for args in rcpts:
         resp = await smtp.execute_command(*args, timeout=timeout)
-        out.append(pipeline.Reply(resp.code, resp.message))
+        out.append(pipeline.NextHopReply(resp.code, resp.message))
     return mail_reply, out
 
 

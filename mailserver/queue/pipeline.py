@@ -4,7 +4,7 @@ aiosmtplib reads exactly one reply per command written: its protocol parses
 only the first reply in its buffer and drops bytes that arrive while no
 command is outstanding, so several replies in one TCP segment would be lost.
 For the envelope (MAIL FROM and every RCPT TO in one write) we therefore lend
-the connection's transport to ``_ReplyProtocol`` for the duration of the
+the connection's transport to ``_ReplyReader`` for the duration of the
 exchange — ``transport.set_protocol`` works the same on plain and TLS
 transports — and give it back to aiosmtplib afterwards.  Connect, EHLO,
 STARTTLS, AUTH and DATA stay with aiosmtplib.
@@ -14,7 +14,7 @@ fails a server may still answer DATA with 354 and the client must then send
 an empty message to get out of the data state.  We do the safe thing: DATA
 is sent only after all RCPT replies were read, and only if one was positive.
 
-``ReplyParser`` is pure (feed bytes, take replies) and bounded: a reply line
+``NextHopReplyParser`` is pure (feed bytes, take replies) and bounded: a reply line
 longer than ``MAX_LINE`` or a reply longer than ``MAX_REPLY`` is a protocol
 error, as is a line that does not start with a three-digit code or a
 continuation line whose code differs from the first (RFC 5321 §4.2.1).
@@ -34,8 +34,9 @@ MAX_LINE = 8192
 MAX_REPLY = 4 * MAX_LINE
 
 
-class ReplyError(Exception):
-    """The server sent something that is not an SMTP reply (RFC 5321 §4.2)."""
+class NextHopReplyError(Exception):
+    """The next hop (the server we deliver to) sent something that is not an
+    SMTP reply (RFC 5321 §4.2): the peer's fault, as h11's RemoteProtocolError."""
 
 
 class Disconnected(Exception):
@@ -43,18 +44,20 @@ class Disconnected(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Reply:
-    """One SMTP reply: ``code`` (e.g. 250) and ``text`` (lines joined with "\\n")."""
+class NextHopReply:
+    """One SMTP reply read from the next hop (the server we deliver to), as
+    opposed to the replies our own server sends (``errors.SmtpReply``):
+    ``code`` (e.g. 250) and ``text`` (lines joined with "\\n")."""
 
     code: int
     text: str
 
 
-class ReplyParser:
-    """Splits the server's byte stream into replies (RFC 5321 §4.2.1).
+class NextHopReplyParser:
+    """Splits the next hop's byte stream into replies (RFC 5321 §4.2.1).
 
-    ``feed(data)`` buffers; ``next_reply()`` returns a ``Reply`` or None when
-    more data is needed.  Raises ``ReplyError`` on malformed or oversized input.
+    ``feed(data)`` buffers; ``next_reply()`` returns a ``NextHopReply`` or None when
+    more data is needed.  Raises ``NextHopReplyError`` on malformed or oversized input.
     Lines may end in CRLF or a bare LF (tolerated from servers, RFC 5321 §4.1.1.4
     robustness).
     """
@@ -70,7 +73,7 @@ class ReplyParser:
         """Octets buffered but not yet returned as a reply."""
         return len(self._buf)
 
-    def next_reply(self) -> Reply | None:
+    def next_reply(self) -> NextHopReply | None:
         offset = 0
         code: bytes | None = None
         lines: list[str] = []
@@ -79,27 +82,27 @@ class ReplyParser:
             if end == -1:
                 # Incomplete: bounded, so a server cannot make us buffer forever.
                 if len(self._buf) - offset > MAX_LINE or len(self._buf) > MAX_REPLY:
-                    raise ReplyError("reply too long")
+                    raise NextHopReplyError("reply too long")
                 return None
             line = bytes(self._buf[offset:end]).rstrip(b"\r")
             if len(line) > MAX_LINE or end + 1 > MAX_REPLY:
-                raise ReplyError("reply too long")
+                raise NextHopReplyError("reply too long")
             # Reply-line = Reply-code [ SP / "-" text ] CRLF  (RFC 5321 §4.2)
             if len(line) < 3 or not line[:3].isdigit() or line[3:4] not in (b"", b" ", b"-"):
-                raise ReplyError(f"malformed reply line: {line[:80]!r}")
+                raise NextHopReplyError(f"malformed reply line: {line[:80]!r}")
             if code is None:
                 code = line[:3]
             elif line[:3] != code:
-                raise ReplyError("continuation line with a different reply code")
+                raise NextHopReplyError("continuation line with a different reply code")
             lines.append(line[4:].decode("utf-8", "replace").strip())
             offset = end + 1
             if line[3:4] != b"-":
                 del self._buf[:offset]
-                return Reply(int(code), "\n".join(lines))
+                return NextHopReply(int(code), "\n".join(lines))
 
 
-class _ReplyProtocol(asyncio.Protocol):
-    """Feeds a ``ReplyParser`` while it holds the transport; wakes ``wait_reply``.
+class _ReplyReader(asyncio.Protocol):
+    """Feeds a ``NextHopReplyParser`` while it holds the transport; wakes ``wait_reply``.
 
     ``connection_lost`` and flow control are passed on to ``owner`` (aiosmtplib's
     protocol) so its state is right when the transport is handed back.
@@ -107,8 +110,8 @@ class _ReplyProtocol(asyncio.Protocol):
 
     def __init__(self, owner: asyncio.BaseProtocol) -> None:
         self._owner = owner
-        self._parser = ReplyParser()
-        self._replies: collections.deque[Reply] = collections.deque()
+        self._parser = NextHopReplyParser()
+        self._replies: collections.deque[NextHopReply] = collections.deque()
         self._error: Exception | None = None
         self._event = asyncio.Event()
 
@@ -119,7 +122,7 @@ class _ReplyProtocol(asyncio.Protocol):
             self._parser.feed(data)
             while (reply := self._parser.next_reply()) is not None:
                 self._replies.append(reply)
-        except ReplyError as exc:
+        except NextHopReplyError as exc:
             self._error = exc
         self._event.set()
 
@@ -146,7 +149,7 @@ class _ReplyProtocol(asyncio.Protocol):
     def leftover(self) -> int:
         return self._parser.pending + len(self._replies)
 
-    async def wait_reply(self) -> Reply:
+    async def wait_reply(self) -> NextHopReply:
         while not self._replies:
             if self._error is not None:
                 raise self._error
@@ -155,13 +158,13 @@ class _ReplyProtocol(asyncio.Protocol):
         return self._replies.popleft()
 
 
-async def exchange(protocol: Any, commands: Sequence[bytes], timeout: float) -> list[Reply]:
+async def exchange(protocol: Any, commands: Sequence[bytes], timeout: float) -> list[NextHopReply]:
     """Write ``commands`` (each a full line ending in CRLF) in one write; read one reply each.
 
     ``protocol``: the ``aiosmtplib.protocol.SMTPProtocol`` of a connected
     client with no command outstanding; it gets its transport back before
     this returns or raises.  ``timeout``: seconds for each reply (RFC 5321
-    §4.5.3.2 sets one per command).  Raises ``ReplyError``, ``Disconnected``,
+    §4.5.3.2 sets one per command).  Raises ``NextHopReplyError``, ``Disconnected``,
     ``TimeoutError``, or ``ValueError`` for a command with a bare CR or LF.
     """
     for cmd in commands:
@@ -170,7 +173,7 @@ async def exchange(protocol: Any, commands: Sequence[bytes], timeout: float) -> 
     transport = protocol.transport
     if transport is None or transport.is_closing():
         raise Disconnected("not connected")
-    reader = _ReplyProtocol(protocol)
+    reader = _ReplyReader(protocol)
     transport.set_protocol(reader)
     try:
         transport.write(b"".join(commands))  # RFC 2920 §3.1: one batch, one write
@@ -180,7 +183,7 @@ async def exchange(protocol: Any, commands: Sequence[bytes], timeout: float) -> 
                 replies.append(await reader.wait_reply())
         if reader.leftover:
             # More than one reply per command: the server is out of step with us.
-            raise ReplyError("unexpected data after the last reply")
+            raise NextHopReplyError("unexpected data after the last reply")
         return replies
     finally:
         if not transport.is_closing():

@@ -14,7 +14,7 @@ import pytest
 from support.outbound import OutboundEnv, outbound_env
 
 from mailserver.queue.model import RcptStatus
-from mailserver.queue.pipeline import Reply, ReplyError, ReplyParser
+from mailserver.queue.pipeline import NextHopReply, NextHopReplyError, NextHopReplyParser
 
 SENDER = "alice@example.test"
 
@@ -148,11 +148,11 @@ async def test_reuse_off_quits_after_each_message(env: OutboundEnv) -> None:
 # -- the reply parser, fed whole, byte by byte, and with trailing data -------------
 
 REPLIES = b"250 2.1.0 OK\r\n550-5.1.1 no such\r\n550 5.1.1 user\r\n451 later\n"
-EXPECTED = [Reply(250, "2.1.0 OK"), Reply(550, "5.1.1 no such\n5.1.1 user"),
-            Reply(451, "later")]
+EXPECTED = [NextHopReply(250, "2.1.0 OK"), NextHopReply(550, "5.1.1 no such\n5.1.1 user"),
+            NextHopReply(451, "later")]
 
 
-def _drain(p: ReplyParser) -> list[Reply]:
+def _drain(p: NextHopReplyParser) -> list[NextHopReply]:
     out = []
     while (r := p.next_reply()) is not None:
         out.append(r)
@@ -160,27 +160,27 @@ def _drain(p: ReplyParser) -> list[Reply]:
 
 
 def test_reply_parser_whole_bytewise_and_trailing() -> None:
-    p = ReplyParser()
+    p = NextHopReplyParser()
     p.feed(REPLIES)
     assert _drain(p) == EXPECTED and p.pending == 0
-    p = ReplyParser()
-    got: list[Reply] = []
+    p = NextHopReplyParser()
+    got: list[NextHopReply] = []
     for i in range(len(REPLIES)):
         p.feed(REPLIES[i:i + 1])
         got += _drain(p)
     assert got == EXPECTED
-    p = ReplyParser()
+    p = NextHopReplyParser()
     p.feed(REPLIES + b"250-part")
     assert _drain(p) == EXPECTED and p.pending == len(b"250-part")
     p.feed(b"\r\n250 done\r\n")
-    assert _drain(p) == [Reply(250, "part\ndone")]
+    assert _drain(p) == [NextHopReply(250, "part\ndone")]
 
 
 @pytest.mark.parametrize("bad", [b"hello\r\n", b"25 short\r\n", b"250x\r\n",
                                  b"250-a\r\n251 b\r\n", b"2" * 9000, b"250-" + b"x" * 9000,
                                  b"250-ok\r\n" * 6000])
 def test_reply_parser_refuses_malformed_or_endless_replies(bad: bytes) -> None:
-    p = ReplyParser()
+    p = NextHopReplyParser()
     p.feed(bad)
-    with pytest.raises(ReplyError):
+    with pytest.raises(NextHopReplyError):
         _drain(p)
