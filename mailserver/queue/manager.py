@@ -1,4 +1,4 @@
-"""The queue manager: enqueue, the scheduler, delivery rounds, bounces, admin.
+"""The queue manager: enqueue, the scheduler, admin actions.
 
 Life of a message: ``enqueue`` stores it (record + schedule entry + blob
 reference, one synced commit) and wakes the scheduler.  The scheduler takes
@@ -6,19 +6,17 @@ due ids off the schedule index, *first* moves each one's schedule entry to
 the time of the next retry (the lease: if we die during the attempt, the
 message is due again then — at-least-once), then runs one round per message:
 recipients grouped by domain, one connection per group, groups in parallel
-under a total and a per-domain connection limit.  The round's results update
+under a total and a per-domain connection limit (``rounds.py``; what becomes
+of each recipient is the pure ``outcome.decide``).  The round's results update
 the record; a message with no recipients left is removed after its DSN (if
 any) is durable.
 
 Invariant: at most one round per message runs in this process
 (``_inflight``).  Several processes delivering one store is not supported.
 
-A round that crashes (a bug: any exception escaping it) is logged with its
-traceback (``queue_round_crashed``) and counted as a failed attempt with a
-temporary "451 4.3.0" result for every recipient still to deliver, so the
-backoff grows and the maximum age (measured from creation) still ends it
-with a DSN.  Only a process that dies in every round (kill -9, out of
-memory) retries at the lease time forever; the operator sees it in the log.
+A round that crashes (a bug) counts as a failed attempt (``rounds.py``).
+Only a process that dies in every round (kill -9, out of memory) retries at
+the lease time forever; the operator sees it in the log.
 
 The scheduler itself never dies of an error: a pass that raises (the store
 refusing the lease write, a bug) is logged with its traceback
@@ -30,15 +28,15 @@ rescheduled ``max_age`` later: the operator can inspect or delete it.
 
 DSN extension (RFC 3461): a message keeps its MAIL's RET/ENVID and each
 recipient its NOTIFY/ORCPT (``enqueue(dsn=...)``).  A next hop that offers
-DSN gets them passed on (§5.2.1, in ``client``); reports follow NOTIFY: a
-failure report only with FAILURE, a delay warning only with DELAY (both
-the default when NOTIFY was not given), none for NEVER, and a "relayed"
-report for SUCCESS when the next hop accepted but does not offer DSN
-(§5.2.2; when it does, reporting success is its job).
+DSN gets them passed on (§5.2.1, in ``transaction``); reports follow NOTIFY
+(``outcome``): a failure report only with FAILURE, a delay warning only with
+DELAY (both the default when NOTIFY was not given), none for NEVER, and a
+"relayed" report for SUCCESS when the next hop accepted but does not offer
+DSN (§5.2.2; when it does, reporting success is its job).
 
-Sessions that finished a transaction are kept in a ``ConnectionPool`` for
-``settings.reuse_idle`` seconds, so a burst of messages to one destination
-shares a connection; ``stop`` closes them.
+Ids: a message keeps the id its SMTP transaction gave it (``ids.py``);
+``enqueue`` draws one for a message of its own (a DSN).  ``stop`` closes the
+sessions the rounds keep for reuse.
 """
 
 from __future__ import annotations
@@ -49,27 +47,19 @@ import dataclasses
 import hashlib
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
 
-from mailserver.dkim.keys import DkimKey
-from mailserver.dkim.sign import from_domain, sign_async
 from mailserver.dns.resolver import DnsPythonResolver, Resolver
 from mailserver.errors import MailserverError, NotFound
-from mailserver.protocol import dsn_params
-from mailserver.protocol.dsn_params import DELAY, FAILURE, SUCCESS, DsnRequest, MailDsn
-from mailserver.queue import dsn, ids, model
-from mailserver.queue.backoff import next_attempt, retry_delay
-from mailserver.queue.client import (
-    Outcome,
-    RcptResult,
-    deliver_domain,
-    new_pool,
-    valid_path,
-)
-from mailserver.queue.model import QueuedMessage, RcptStatus, Recipient
+from mailserver.protocol.dsn_params import DsnRequest, MailDsn
+from mailserver.queue import ids, model
+from mailserver.queue.backoff import retry_delay
+from mailserver.queue.client import valid_path
+from mailserver.queue.model import QueuedMessage, Recipient
+from mailserver.queue.rounds import DeliverLocal, DeliveryRounds, KeysFor
 from mailserver.queue.settings import OutboundSettings
 from mailserver.store.store import Store
 
@@ -86,8 +76,8 @@ RESCAN = 30.0
 #: row (the last repeats), seconds.
 ERROR_BACKOFF = (1.0, 2.0, 5.0, 10.0, RESCAN)
 
-DeliverLocal = Callable[[bytes, str], Awaitable[None]]
-KeysFor = Callable[[str], Sequence[DkimKey]]
+# Re-exported: the composition root's callbacks are typed with these.
+__all__ = ["DeliverLocal", "KeysFor", "QueueManager"]
 
 
 class QueueManager:
@@ -117,16 +107,14 @@ class QueueManager:
         self._resolver: Resolver = resolver or DnsPythonResolver(
             settings.resolver_address, settings.resolver_port, timeout=settings.dns_timeout
         )
-        self._dkim_keys = dkim_keys
-        self._is_local = is_local
-        self._deliver_local = deliver_local
         self._clock = clock
-        self._rng = rng or random.Random()
+        self._rounds = DeliveryRounds(
+            store, settings, self._resolver, enqueue=self.enqueue, dkim_keys=dkim_keys,
+            is_local=is_local, deliver_local=deliver_local, clock=clock,
+            rng=rng or random.Random(),
+        )
         self._wake = asyncio.Event()
         self._inflight: dict[str, asyncio.Task[None]] = {}
-        self._total = asyncio.Semaphore(settings.max_connections)
-        self._per_domain: dict[str, asyncio.Semaphore] = {}
-        self._pool = new_pool(settings)
         self._runner: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
         self._stopping = False
@@ -220,8 +208,7 @@ class QueueManager:
             except Exception:  # already logged where it happened; stop() must still stop
                 log.exception("queue_task_failed", task=t.get_name())
         self._runner = None
-        await self._pool.close()
-        self._pool = new_pool(self.settings)
+        await self._rounds.close()
 
     def list(self) -> list[QueuedMessage]:
         """Every queued message, oldest first; unreadable records are logged and left out."""
@@ -332,7 +319,7 @@ class QueueManager:
 
         outcomes = await asyncio.gather(*(lease(q) for q in due), return_exceptions=True)
         for qid, rec in leased:
-            task = asyncio.create_task(self._round(rec), name=f"queue-{qid}")
+            task = asyncio.create_task(self._rounds.run(rec), name=f"queue-{qid}")
             self._inflight[qid] = task
             task.add_done_callback(lambda t, q=qid: self._done(q, t))
         for outcome in outcomes:
@@ -358,188 +345,6 @@ class QueueManager:
             exc = task.exception()
             log.error("queue_round_crashed", queue_id=qid, exc_info=exc)
         self._wake.set()
-
-    # -- one delivery round ----------------------------------------------------------
-
-    async def _round(self, rec: QueuedMessage) -> None:
-        blog = log.bind(queue_id=rec.id)
-        try:
-            await self._attempt(rec, blog)
-        except Exception:  # a bug; cancellation (stop, delete) passes through
-            blog.exception("queue_round_crashed")
-            await self._count_crash(rec, blog)
-
-    async def _count_crash(self, rec: QueuedMessage, blog: Any) -> None:
-        """Record a crashed round as a temporary failure of every active recipient:
-        the attempt counts (backoff), and past the maximum age the message fails."""
-        reply = "451 4.3.0 local error during delivery (see the server log)"
-        results = {r.address: RcptResult(r.address, Outcome.TEMPORARY, reply)
-                   for r in rec.active}
-        try:
-            try:
-                blob = self._store.get_blob(rec.blob_id)
-            except NotFound:
-                blob = b""
-            await self._apply(rec, results, blob, blog)
-        except Exception:
-            # Leave the lease in place: the message is tried again at that time.
-            blog.exception("queue_crash_unrecorded")
-
-    async def _attempt(self, rec: QueuedMessage, blog: Any) -> None:
-        try:
-            blob = self._store.get_blob(rec.blob_id)
-        except NotFound:
-            blog.error("queue_blob_missing")
-            await self._store.queue_remove(rec.id)
-            return
-        message = await self._signed(blob, rec, blog)
-        groups: dict[str, list[str]] = {}
-        for r in rec.active:
-            groups.setdefault(r.domain, []).append(r.address)
-        request = _dsn_request(rec)
-        outcome_lists = await asyncio.gather(
-            *(self._deliver_group(d, rcpts, rec.reverse_path, message, request)
-              for d, rcpts in groups.items())
-        )
-        results = {r.address: r for rs in outcome_lists for r in rs}
-        await self._apply(rec, results, blob, blog)
-
-    async def _signed(self, blob: bytes, rec: QueuedMessage, blog: Any) -> bytes:
-        if self._dkim_keys is None:
-            return blob
-        domain = from_domain(blob)
-        if domain is None:
-            return blob
-        keys = list(self._dkim_keys(domain))
-        if not keys:
-            return blob
-        try:
-            return await sign_async(blob, domain, keys) + blob
-        except MailserverError as exc:
-            blog.warning("dkim_sign_failed", error=str(exc))
-            return blob
-
-    async def _deliver_group(
-        self, domain: str, rcpts: list[str], reverse_path: str, message: bytes,
-        request: DsnRequest | None = None,
-    ) -> list[RcptResult]:
-        sem = self._per_domain.get(domain)
-        if sem is None:
-            sem = self._per_domain[domain] = asyncio.Semaphore(
-                self.settings.max_connections_per_domain
-            )
-        async with sem, self._total:
-            return await deliver_domain(
-                self.settings, self._resolver, domain, reverse_path, rcpts, message,
-                pool=self._pool, dsn=request,
-            )
-
-    async def _apply(
-        self, rec: QueuedMessage, results: dict[str, RcptResult], blob: bytes, blog: Any
-    ) -> None:
-        now = self._clock()
-        attempts = rec.attempts + 1
-        retry_at = next_attempt(now, rec.created, attempts, self.settings.backoff,
-                                self.settings.max_age, self.settings.jitter, self._rng)
-        new: list[Recipient] = []
-        for r in rec.recipients:
-            res = results.get(r.address)
-            if res is None:
-                new.append(r)
-                continue
-            n = r.attempts + 1
-            if res.outcome is Outcome.DELIVERED:
-                status, reply = RcptStatus.DELIVERED, res.reply
-                blog.info("delivered", rcpt=r.address, reply=res.reply)
-            elif res.outcome is Outcome.PERMANENT or retry_at is None:
-                reply = res.reply if res.outcome is Outcome.PERMANENT else (
-                    f"{res.reply} (gave up after {attempts} attempts)")
-                status = RcptStatus.FAILED
-                blog.info("delivery_failed", rcpt=r.address, reply=reply)
-            else:
-                status, reply = RcptStatus.DEFERRED, res.reply
-                blog.info("delivery_deferred", rcpt=r.address, reply=res.reply)
-            new.append(dataclasses.replace(r, status=status, attempts=n, last_error=reply,
-                                           remote_mta=res.remote_mta))
-        failed_now = [r for r in new if r.status is RcptStatus.FAILED
-                      and r.address in results and _wants(r, FAILURE)]
-        if failed_now and rec.reverse_path:
-            await self._send_dsn(rec, failed_now, "failed", blob, now)
-        # RFC 3461 §5.2.2: "relayed" when the next hop took it but does not offer DSN.
-        relayed_now = [r for r in new if r.status is RcptStatus.DELIVERED
-                       and r.address in results and _wants(r, SUCCESS)
-                       and not results[r.address].next_hop_dsn]
-        if relayed_now and rec.reverse_path:
-            await self._send_dsn(rec, relayed_now, "relayed", blob, now)
-        updated = _replace(rec, recipients=tuple(new), attempts=attempts,
-                           next_attempt=retry_at if retry_at is not None else now)
-        if updated.done:
-            await self._store.queue_remove(rec.id)
-            blog.info("queue_done")
-            return
-        assert retry_at is not None  # no retry time: every recipient became final
-        delay_warning = self.settings.delay_warning
-        if (delay_warning is not None and not updated.warned and rec.reverse_path
-                and now - rec.created >= delay_warning):
-            deferred = [r for r in new if r.status is RcptStatus.DEFERRED and _wants(r, DELAY)]
-            await self._send_dsn(rec, deferred, "delayed", blob, now)
-            updated = _replace(updated, warned=True)
-        try:
-            await self._store.queue_put(rec.id, model.encode(updated), retry_at)
-        except NotFound:  # deleted by an admin meanwhile
-            pass
-
-    async def _send_dsn(
-        self, rec: QueuedMessage, rcpts: list[Recipient], action: str, blob: bytes, now: float
-    ) -> None:
-        """One DSN for ``rcpts`` to the reverse-path (never for a null one)."""
-        if not rec.reverse_path or not rcpts:
-            return
-        report = dsn.build_dsn(
-            reporting_mta=self.settings.hostname,
-            reverse_path=rec.reverse_path,
-            recipients=[
-                dsn.DsnRecipient(r.address, action,
-                                 dsn.status_of(r.last_error, action == "failed"),
-                                 r.last_error, r.remote_mta,
-                                 None if r.dsn is None else r.dsn.orcpt)
-                for r in rcpts
-            ],
-            original=blob,
-            arrival_date=rec.created,
-            queue_id=rec.id,
-            now=now,
-            retry_until=rec.created + self.settings.max_age,
-            envid=None if rec.dsn is None else rec.dsn.envid,
-            return_full=rec.dsn is not None and rec.dsn.ret == "FULL",
-        )
-        sender = rec.reverse_path
-        try:
-            if self._deliver_local is not None and self._is_local is not None \
-                    and self._is_local(sender):
-                await self._deliver_local(report, sender)
-            else:
-                await self.enqueue("", [sender], report)
-        except (MailserverError, ValueError) as exc:
-            # E.g. the sender's mailbox is over quota.  Losing the report is
-            # better than failing the round: its results (some recipients
-            # delivered) would be forgotten and the message sent again.
-            log.error("dsn_failed", queue_id=rec.id, action=action, error=str(exc))
-            return
-        log.info("dsn_sent", queue_id=rec.id, action=action, rcpts=len(rcpts))
-
-
-def _wants(rcpt: Recipient, kind: str) -> bool:
-    """Whether ``rcpt``'s NOTIFY (RFC 3461 §4.1; absent: FAILURE,DELAY) asks for ``kind``."""
-    return kind in dsn_params.DEFAULT_NOTIFY if rcpt.dsn is None else rcpt.dsn.wants(kind)
-
-
-def _dsn_request(rec: QueuedMessage) -> DsnRequest | None:
-    """The message's DSN parameters to pass on (RFC 3461 §5.2.1), None when it had none."""
-    rcpts = {r.address: r.dsn for r in rec.recipients if r.dsn is not None}
-    if rec.dsn is None and not rcpts:
-        return None
-    return DsnRequest(rec.dsn or MailDsn(), rcpts)
 
 
 def _decode_or_none(raw: bytes, queue_id: str | None = None) -> QueuedMessage | None:
