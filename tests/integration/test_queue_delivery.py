@@ -12,6 +12,7 @@ import asyncio
 import email
 import email.policy
 import hashlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,7 +22,9 @@ from support.outbound import OutboundEnv, outbound_env
 from support.smtpreceiver import Receiver
 
 from mailserver.dkim.keys import write_key
-from mailserver.queue.model import RcptStatus
+from mailserver.queue import model
+from mailserver.queue.ids import new_queue_id
+from mailserver.queue.model import QueuedMessage, RcptStatus, Recipient
 from mailserver.store.store import Store
 
 SENDER = "alice@example.test"
@@ -221,6 +224,49 @@ async def test_enqueue_refuses_bad_recipients(env: OutboundEnv) -> None:
         await mgr.enqueue(SENDER, [], message())
     with pytest.raises(ValueError):
         await mgr.enqueue(SENDER, ["no-at-sign"], message())
+
+
+async def test_enqueue_keeps_the_callers_id_and_refuses_a_bad_or_taken_one(
+    env: OutboundEnv,
+) -> None:
+    mgr = env.unstarted_manager()
+    qid = new_queue_id()  # as SMTP intake does: the id of its Received: and 250 reply
+    assert await mgr.enqueue(SENDER, ["bob@dest.test"], message("given"), queue_id=qid) == qid
+    rec = mgr.show(qid)
+    assert rec is not None and rec.id == qid
+    for bad in ("", "a b", "x\r\nBcc: y", "../etc", "é"):
+        with pytest.raises(ValueError):
+            await mgr.enqueue(SENDER, ["bob@dest.test"], message(), queue_id=bad)
+    with pytest.raises(RuntimeError):  # the store refuses a taken id
+        await mgr.enqueue(SENDER, ["bob@dest.test"], message(), queue_id=qid)
+    assert [m.id for m in mgr.list()] == [qid]
+    # Ids sort by creation time, so "queue list" (store key order) is oldest first.
+    later = await mgr.enqueue(SENDER, ["bob@dest.test"], message("later"))
+    assert [m.id for m in mgr.list()] == [qid, later]
+
+
+async def test_records_of_the_previous_version_load_and_deliver(env: OutboundEnv) -> None:
+    """A store written before queue ids became the SMTP ids (20 hex digits of
+    milliseconds and random bits, e.g. "01a24211d021f391b12b") still works:
+    ids are opaque ASCII keys, listed, shown and delivered as they are."""
+    created = time.time() - 60
+    old_ids = [f"{int(created * 1000) + n:012x}{n:08x}" for n in range(2)]
+    for n, old in enumerate(old_ids):
+        data = message(f"old{n}")
+        rec = QueuedMessage(id=old, reverse_path=SENDER, created=created,
+                            blob_id=hashlib.sha256(data).digest(), size=len(data),
+                            recipients=(Recipient("bob@dest.test"),), next_attempt=created)
+        await env.store.queue_add(old, model.encode(rec), data, created)
+    mgr = env.unstarted_manager()
+    new = await mgr.enqueue(SENDER, ["bob@dest.test"], message("new"))
+    assert [m.id for m in mgr.list()] == [*old_ids, new]  # the old ones first
+    shown = mgr.show(old_ids[0])
+    assert shown is not None and shown.id == old_ids[0]
+    await mgr.start()
+    got = await env.rx.wait_for(3)
+    assert sorted(g.data.split(b"Subject: ")[1][:4] for g in got) == [b"new\r", b"old0", b"old1"]
+    await mgr.wait_idle()
+    assert mgr.list() == [] and env.store.queue_due(time.time() + 1e6, 10) == []
 
 
 def test_mx_order_by_preference_with_shuffled_ties() -> None:
