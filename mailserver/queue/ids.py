@@ -63,6 +63,21 @@ def _encode(n: int, width: int) -> str:
     return "".join(reversed(out))
 
 
+#: Every two-character string in order: encoding two digits per step makes an id
+#: cost about as much as the 12-character random-prefix ids it replaced.
+_PAIRS = [a + b for a in ALPHABET for b in ALPHABET]
+_PAIR = _BASE * _BASE
+
+
+def _encode_time(ms: int) -> str:
+    """``_encode(ms, 9)``, unrolled."""
+    ms, d4 = divmod(ms, _PAIR)
+    ms, d3 = divmod(ms, _PAIR)
+    ms, d2 = divmod(ms, _PAIR)
+    ms, d1 = divmod(ms, _PAIR)
+    return ALPHABET[ms % _BASE] + _PAIRS[d1] + _PAIRS[d2] + _PAIRS[d3] + _PAIRS[d4]
+
+
 class QueueIds:
     """A generator of queue ids (see the module docstring); ``ids()`` -> a new id.
 
@@ -89,8 +104,9 @@ class QueueIds:
             self._seq += 1
             if self._seq == _SEQ_LIMIT:
                 self._last_ms, self._seq = self._last_ms + 1, 0
-        return _encode(self._last_ms, _TIME_WIDTH) + self._pid_field + _encode(self._seq,
-                                                                               _SEQ_WIDTH)
+        seq = self._seq
+        return (_encode_time(self._last_ms) + self._pid_field
+                + ALPHABET[seq // _PAIR] + _PAIRS[seq % _PAIR])
 
 
 def created_ms(queue_id: str) -> int | None:
