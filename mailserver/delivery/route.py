@@ -85,7 +85,7 @@ async def route_message(
         )
         if dsn is not None and reverse_path:
             await _report_delivered(store, queue, reverse_path, local, blob, dsn,
-                                    reporting_mta, internal_date)
+                                    reporting_mta, internal_date, queue_id or "")
     if remote:
         assert queue is not None
         return await queue.enqueue(reverse_path, remote, blob, dsn=dsn, queue_id=queue_id)
@@ -95,9 +95,10 @@ async def route_message(
 async def _report_delivered(
     store: Store, queue: QueueManager | None, reverse_path: str,
     local: Sequence[LocalRecipient], blob: bytes, dsn: DsnRequest, reporting_mta: str,
-    arrival: int,
+    arrival: int, queue_id: str,
 ) -> None:
     """RFC 3461 §6.2: a "delivered" DSN for the local recipients that asked for one."""
+    qlog = log.bind(queue_id=queue_id)  # the message's id, as on every line about it
     asked = [r for r in local if dsn.rcpt(r.forward_path).wants(SUCCESS)]
     if not asked:
         return
@@ -113,6 +114,7 @@ async def _report_delivered(
             ],
             original=blob,
             arrival_date=arrival,
+            queue_id=queue_id,
             envid=dsn.mail.envid,
         )
         if store.resolve_recipient(reverse_path) is not None:
@@ -120,15 +122,15 @@ async def _report_delivered(
         elif queue is not None:
             await queue.enqueue("", [reverse_path], report)
         else:
-            log.warning("dsn_dropped", reason="no outbound queue", action="delivered")
+            qlog.warning("dsn_dropped", reason="no outbound queue", action="delivered")
             return
     except (MailserverError, ValueError) as exc:  # e.g. the sender's mailbox is full
-        log.error("dsn_failed", action="delivered", error=str(exc))
+        qlog.error("dsn_failed", action="delivered", error=str(exc))
         return
     except Exception:  # a bug: logged, but the message is stored and gets its 250
-        log.exception("dsn_failed", action="delivered")
+        qlog.exception("dsn_failed", action="delivered")
         return
-    log.info("dsn_sent", action="delivered", rcpts=len(asked))
+    qlog.info("dsn_sent", action="delivered", rcpts=len(asked))
 
 
 async def deliver_report(store: Store, message: bytes, address: str, when: float) -> None:

@@ -96,10 +96,11 @@ def test_local_notify_success_sends_a_delivered_report(server: ServerThread) -> 
         assert s.docmd(f"RCPT TO:<{BOB}> NOTIFY=SUCCESS ORCPT=rfc822;Bob+2Btag@example.test")[0] \
             == 250
         assert s.docmd(f"RCPT TO:<{ALICE}> NOTIFY=FAILURE")[0] == 250
-        code, _ = s.data(BODY)
+        code, text = s.data(BODY)
         assert code == 250
     (delivered,) = _inbox(server, BOB)
     assert b"the body line" in delivered
+    qid = text.split()[-1]  # "2.0.0 Ok: queued as ID": the report names the message by it
     alice = _inbox(server, ALICE)
     assert len(alice) == 2  # her copy and the report about bob only
     report = next(m for m in alice if b"multipart/report" in m)
@@ -107,6 +108,7 @@ def test_local_notify_success_sends_a_delivered_report(server: ServerThread) -> 
     msg = email.message_from_bytes(report, policy=email.policy.default)
     assert msg["Subject"] == "Successful Mail Delivery Report"
     assert b"Original-Envelope-Id: QQ+1\r\n" in report
+    assert b"\r\nX-Queue-ID: " + qid + b"\r\n" in report
     assert b"Original-Recipient: rfc822; Bob+tag@example.test\r\n" \
            b"Final-Recipient: rfc822; bob@example.test\r\nAction: delivered\r\n" \
            b"Status: 2.0.0\r\n" in report
