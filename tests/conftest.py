@@ -10,13 +10,13 @@ import asyncio
 import concurrent.futures
 import contextlib
 import imaplib
-import ssl
 import threading
-from collections.abc import Coroutine, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.wire import RawImap, RawSmtp, client_tls_context
 
 from mailserver.app import App
 from mailserver.auth.passwords import hash_password
@@ -48,14 +48,6 @@ def corpus_messages() -> list[Path]:
     messages = sorted((CORPUS / "messages").glob("*.eml"))
     assert messages, f"shared corpus missing at {CORPUS}"
     return messages
-
-
-def client_tls_context() -> ssl.SSLContext:
-    """A client context that accepts the test server's self-signed certificate."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 class ServerThread:
@@ -160,6 +152,29 @@ def imaps(server: ServerThread) -> Iterator[imaplib.IMAP4_SSL]:
         yield c
     finally:
         c.logout()
+
+
+@pytest.fixture
+def raw_imap(server: ServerThread) -> Iterator[RawImap]:
+    """A ``RawImap`` to ``server``'s plain imap listener, logged in as alice."""
+    with RawImap(server.port("imap")) as c:
+        c.login()
+        yield c
+
+
+@pytest.fixture
+def raw_smtp(server: ServerThread) -> Iterator[Callable[..., RawSmtp]]:
+    """Open ``RawSmtp`` connections: ``raw_smtp("submission", srv=other)``
+    (default: ``server``'s smtp listener); all are closed after the test."""
+    conns: list[RawSmtp] = []
+
+    def connect(port_name: str = "smtp", srv: ServerThread = server) -> RawSmtp:
+        conns.append(RawSmtp(srv.port(port_name)))
+        return conns[-1]
+
+    yield connect
+    for conn in conns:
+        conn.close()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import ServerThread
-from test_imap_session import RawImap
+from support.wire import RawImap
 
 MSG = b"Subject: hello\r\nFrom: a@example.test\r\n\r\nbody text\r\n"
 

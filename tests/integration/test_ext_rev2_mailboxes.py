@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import ServerThread
-from test_imap_session import ALICE, RawImap
+from support.wire import ALICE, RawImap
 
 MSG = b"Subject: m\r\n\r\nbody\r\n"
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import ServerThread, corpus_messages
-from test_imap_session import RawImap
+from support.wire import RawImap
 
 NAMES = {  # UTF-8 name -> its modified UTF-7 spelling (RFC 3501 §5.1.3)
     "Réunions": b"R&AOk-unions",
