@@ -14,32 +14,9 @@ import socket
 from typing import Any
 
 import pytest
+from support.wire import RawSmtp
 
 ALICE = "alice@example.test"
-
-
-class Raw:
-    """A line-level SMTP client: send a command, read one whole reply."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.file = self.sock.makefile("rb")
-
-    def reply(self) -> bytes:
-        out = b""
-        while True:
-            line = self.file.readline()
-            out += line
-            if not line or len(line) < 4 or line[3:4] != b"-":
-                return out
-
-    def cmd(self, line: bytes) -> bytes:
-        self.sock.sendall(line + b"\r\n")
-        return self.reply()
-
-    def close(self) -> None:
-        self.file.close()
-        self.sock.close()
 
 
 def _flood_without_reading(port: int) -> socket.socket:
@@ -74,10 +51,10 @@ def test_client_that_never_reads_loses_its_slot(server_factory: Any) -> None:
 
         # Before the fix close() waited forever for the never-read replies to drain.
         srv.run(all_closed(), timeout=90)
-        fresh = Raw(port)
+        fresh = RawSmtp(port)
         try:
-            assert fresh.reply().startswith(b"220 ")
-            assert fresh.cmd(b"QUIT").startswith(b"221")
+            assert fresh.reply()[0].startswith(b"220 ")
+            assert fresh.cmd(b"QUIT")[0].startswith(b"221")
         finally:
             fresh.close()
     finally:
@@ -104,9 +81,9 @@ def test_quit_after_unread_replies_does_not_hold_the_slot(server_factory: Any) -
                 await asyncio.gather(*(c.wait_closed() for c in listener.connections))
 
         srv.run(closed(), timeout=90)
-        fresh = Raw(port)
+        fresh = RawSmtp(port)
         try:
-            assert fresh.reply().startswith(b"220 ")
+            assert fresh.reply()[0].startswith(b"220 ")
         finally:
             fresh.close()
     finally:
@@ -115,40 +92,40 @@ def test_quit_after_unread_replies_does_not_hold_the_slot(server_factory: Any) -
 
 @pytest.mark.parametrize("ctl", [b"\r", b"\x00", b"\x01", b"\t", b"\x1b", b"\x7f"])
 def test_control_character_in_reverse_path_is_refused(server: Any, ctl: bytes) -> None:
-    c = Raw(server.port("smtp"))
+    c = RawSmtp(server.port("smtp"))
     try:
         c.reply()
-        assert c.cmd(b"EHLO client.test").startswith(b"250")
+        assert c.cmd(b"EHLO client.test")[0].startswith(b"250")
         path = b'<"a' + ctl + b'X-Injected: yes"@evil.example>'
-        assert c.cmd(b"MAIL FROM:" + path).startswith(b"501 5.1.7 ")
+        assert c.cmd(b"MAIL FROM:" + path)[0].startswith(b"501 5.1.7 ")
         # No transaction was started: RCPT needs a MAIL first.
-        assert c.cmd(b"RCPT TO:<" + ALICE.encode() + b">").startswith(b"503")
-        assert c.cmd(b"MAIL FROM:<sender@else.test>").startswith(b"250")
+        assert c.cmd(b"RCPT TO:<" + ALICE.encode() + b">")[0].startswith(b"503")
+        assert c.cmd(b"MAIL FROM:<sender@else.test>")[0].startswith(b"250")
     finally:
         c.close()
 
 
 @pytest.mark.parametrize("ctl", [b"\r", b"\x00", b"\x08", b"\x7f"])
 def test_control_character_in_forward_path_is_refused(server: Any, ctl: bytes) -> None:
-    c = Raw(server.port("smtp"))
+    c = RawSmtp(server.port("smtp"))
     try:
         c.reply()
         c.cmd(b"EHLO client.test")
-        assert c.cmd(b"MAIL FROM:<sender@else.test>").startswith(b"250")
+        assert c.cmd(b"MAIL FROM:<sender@else.test>")[0].startswith(b"250")
         rcpt = b'RCPT TO:<"alice' + ctl + b'"@example.test>'
-        assert c.cmd(rcpt).startswith(b"501 5.1.3 ")
-        assert c.cmd(b"DATA").startswith(b"503")  # no recipient was accepted
+        assert c.cmd(rcpt)[0].startswith(b"501 5.1.3 ")
+        assert c.cmd(b"DATA")[0].startswith(b"503")  # no recipient was accepted
     finally:
         c.close()
 
 
 def test_injection_repro_stores_nothing(server: Any) -> None:
     """The reviewer's repro: the message must not be stored with a forged field."""
-    c = Raw(server.port("smtp"))
+    c = RawSmtp(server.port("smtp"))
     try:
         c.reply()
         c.cmd(b"EHLO x")
-        assert c.cmd(b'MAIL FROM:<"a\rX-Injected: yes"@evil.example>').startswith(b"501")
+        assert c.cmd(b'MAIL FROM:<"a\rX-Injected: yes"@evil.example>')[0].startswith(b"501")
         c.cmd(b"RCPT TO:<alice@example.test>")
         c.cmd(b"DATA")
         c.sock.sendall(b"Subject: hi\r\n\r\nbody\r\n.\r\n")
@@ -161,12 +138,12 @@ def test_injection_repro_stores_nothing(server: Any) -> None:
 
 
 def test_relay_is_refused_with_550_5_7_1(server: Any) -> None:
-    c = Raw(server.port("smtp"))
+    c = RawSmtp(server.port("smtp"))
     try:
         c.reply()
         c.cmd(b"EHLO client.test")
         c.cmd(b"MAIL FROM:<sender@else.test>")
-        assert c.cmd(b"RCPT TO:<someone@elsewhere.test>") == b"550 5.7.1 Relay access denied\r\n"
+        assert c.cmd(b"RCPT TO:<someone@elsewhere.test>") == [b"550 5.7.1 Relay access denied"]
     finally:
         c.close()
 
@@ -174,14 +151,14 @@ def test_relay_is_refused_with_550_5_7_1(server: Any) -> None:
 def test_too_many_unknown_commands_closes_with_421(server: Any) -> None:
     """aiosmtpd hangs up after five unknown commands; the closing reply is a 421
     (RFC 5321 §3.8), so a pipelining client knows the channel is gone."""
-    c = Raw(server.port("smtp"))
+    c = RawSmtp(server.port("smtp"))
     try:
         c.reply()
         c.cmd(b"EHLO client.test")
         c.sock.sendall(b"\x00EHLO x\r\n" * 5 + b"NOOP\r\n")
         replies = [c.reply() for _ in range(5)]
-        assert all(r.startswith(b"500 5.5.2 ") for r in replies[:4])
-        assert replies[4] == b"421 4.7.0 Too many unrecognized commands, closing connection\r\n"
-        assert c.reply() == b""  # closed; the pipelined NOOP is not answered
+        assert all(r[0].startswith(b"500 5.5.2 ") for r in replies[:4])
+        assert replies[4] == [b"421 4.7.0 Too many unrecognized commands, closing connection"]
+        assert c.reply() == []  # closed; the pipelined NOOP is not answered
     finally:
         c.close()

@@ -145,6 +145,14 @@ class RawSmtp(LineConn):
 
     max_line = -1
 
+    @classmethod
+    def greeted(cls, port: int, timeout: float = 30) -> RawSmtp:
+        """A connection whose 220 greeting (RFC 5321 §4.3.1) has been read."""
+        c = cls(port, timeout)
+        greeting = c.reply()
+        assert greeting and greeting[0].startswith(b"220 "), greeting
+        return c
+
     def reply(self) -> list[bytes]:
         """One reply, all its lines without CRLF; the lines read so far (maybe
         none) when the server closes first."""
