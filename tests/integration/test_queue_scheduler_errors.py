@@ -1,4 +1,4 @@
-"""Regression tests for review findings on the outbound queue's scheduler.
+"""The outbound queue's scheduler survives errors.
 
 The scheduler must survive what it cannot handle: an undecodable queue
 record is logged once and set aside (not retried in a hot loop, not fatal to

@@ -159,6 +159,22 @@ def test_bad_commands_keep_the_connection_usable(raw_smtp):
     assert c.cmd("NOOP") == [b"250 2.0.0 OK"]
 
 
+def test_too_many_unknown_commands_closes_with_421(server) -> None:
+    """aiosmtpd hangs up after five unknown commands; the closing reply is a 421
+    (RFC 5321 §3.8), so a pipelining client knows the channel is gone."""
+    c = RawSmtp(server.port("smtp"))
+    try:
+        c.reply()
+        c.cmd(b"EHLO client.test")
+        c.sock.sendall(b"\x00EHLO x\r\n" * 5 + b"NOOP\r\n")
+        replies = [c.reply() for _ in range(5)]
+        assert all(r[0].startswith(b"500 5.5.2 ") for r in replies[:4])
+        assert replies[4] == [b"421 4.7.0 Too many unrecognized commands, closing connection"]
+        assert c.reply() == []  # closed; the pipelined NOOP is not answered
+    finally:
+        c.close()
+
+
 def test_over_long_command_line(raw_smtp, server):
     limit = server.config.limits.smtp_max_line_length
     c = raw_smtp()
