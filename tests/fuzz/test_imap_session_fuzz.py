@@ -21,11 +21,11 @@ import smtplib
 from collections.abc import Iterator
 
 import pytest
-from conftest import USERS, ServerThread, make_config, running_server
 from hypothesis import given
 from hypothesis import strategies as st
 from support.fuzzing import LINE_BYTES, mutated
 from support.fuzzing import WIRE_FUZZ as FUZZ
+from support.server import USERS, ServerThread, make_config, running_server
 from support.wire import RawImap
 
 FUZZ_USER, FUZZ_PASSWORD = "fuzz@example.test", "fuzz-secret"

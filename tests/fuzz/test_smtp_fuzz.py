@@ -16,11 +16,11 @@ import smtplib
 from collections.abc import Iterator
 
 import pytest
-from conftest import ServerThread, make_config, running_server
 from hypothesis import given
 from hypothesis import strategies as st
 from support.fuzzing import LINE_BYTES, mutated
 from support.fuzzing import WIRE_FUZZ as FUZZ
+from support.server import ServerThread, make_config, running_server
 from support.wire import RawSmtp
 
 LINE_LIMIT = 1000

@@ -14,7 +14,7 @@ import smtplib
 from collections.abc import Iterator
 
 import pytest
-from conftest import USERS, ServerThread, make_config
+from support.server import USERS, ServerThread, make_config
 from support.wire import RawImap, RawSmtp
 
 ALICE = "alice@example.test"

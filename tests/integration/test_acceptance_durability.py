@@ -17,7 +17,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from conftest import USERS, ServerThread, make_config
+from support.server import USERS, ServerThread, make_config
 from support.wire import RawSmtp
 
 ALICE = "alice@example.test"

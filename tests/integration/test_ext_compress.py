@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from conftest import ServerThread, corpus_messages
+from support.server import ServerThread, corpus_messages
 from support.wire import RawImap
 
 

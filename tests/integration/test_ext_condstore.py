@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import re
 
-from conftest import ServerThread
 from imapclient import IMAPClient
+from support.server import ServerThread
 from support.wire import ALICE, RawImap
 
 from mailserver.protocol.imap.seqset import parse_sequence_set

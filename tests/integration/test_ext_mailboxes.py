@@ -5,8 +5,8 @@ CREATE-SPECIAL-USE (RFC 6154), APPENDLIMIT (RFC 7889).
 
 from __future__ import annotations
 
-from conftest import ServerThread, make_config
 from imapclient import IMAPClient
+from support.server import ServerThread, make_config
 from support.wire import ALICE, RawImap
 
 MSG = b"Subject: m\r\n\r\nbody\r\n"

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from conftest import ServerThread
 from imapclient import IMAPClient
+from support.server import ServerThread
 from support.wire import ALICE, RawImap
 
 CAROL = ("carol@example.test", "carol-secret")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from conftest import ServerThread
+from support.server import ServerThread
 from support.wire import RawImap
 
 MSG = b"Subject: hello\r\nFrom: a@example.test\r\n\r\nbody text\r\n"

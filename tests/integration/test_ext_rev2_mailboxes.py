@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
-from conftest import ServerThread
+from support.server import ServerThread
 from support.wire import ALICE, RawImap
 
 MSG = b"Subject: m\r\n\r\nbody\r\n"

@@ -6,8 +6,8 @@ UID SEARCH RETURN.
 
 from __future__ import annotations
 
-from conftest import ServerThread
 from imapclient import IMAPClient
+from support.server import ServerThread
 from support.wire import ALICE, RawImap
 
 MSG = b"Subject: s\r\n\r\nbody\r\n"

@@ -4,8 +4,8 @@ COPY, MOVE, SEARCH, SORT, THREAD and their UID forms, over raw sockets."""
 from __future__ import annotations
 
 import pytest
-from conftest import ServerThread
 from imapclient import IMAPClient
+from support.server import ServerThread
 from support.wire import ALICE, RawImap
 
 

@@ -4,8 +4,8 @@ sockets and with imapclient, on hand-made messages and on the whole corpus."""
 from __future__ import annotations
 
 import pytest
-from conftest import ServerThread, corpus_messages
 from imapclient import IMAPClient
+from support.server import ServerThread, corpus_messages
 from support.wire import ALICE, RawImap
 
 #: (subject, from, to, date, padding) per message, appended in this order.

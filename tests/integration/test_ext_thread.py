@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import ServerThread, corpus_messages
 from imapclient import IMAPClient
+from support.server import ServerThread, corpus_messages
 from support.wire import ALICE, RawImap
 
 #: (subject, message-id, references, in-reply-to, date)

@@ -12,7 +12,7 @@ import smtplib
 from collections.abc import Iterator
 
 import pytest
-from conftest import ServerThread
+from support.server import ServerThread
 from support.wire import RawImap
 
 MSG = b"Subject: c\r\n\r\nbody\r\n"

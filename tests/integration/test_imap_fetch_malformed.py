@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import imaplib
 
-from conftest import ServerThread
 from support.imap_data import put, uid_fetch, uid_search
+from support.server import ServerThread
 
 NUL = b"Subject: nul\r\n\r\nbefore\x00after\r\n"
 NO_PARTS = (b"Subject: empty\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"

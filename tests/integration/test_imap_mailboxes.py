@@ -7,9 +7,9 @@ from __future__ import annotations
 import imaplib
 
 import pytest
-from conftest import ServerThread, client_tls_context, corpus_messages
 from imapclient import IMAPClient
-from support.wire import ALICE, RawImap
+from support.server import ServerThread, corpus_messages
+from support.wire import ALICE, RawImap, client_tls_context
 
 
 def listed(lines: list[bytes], kind: bytes = b"LIST") -> dict[bytes, bytes]:

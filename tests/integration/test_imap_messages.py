@@ -5,9 +5,9 @@ RFC 4315; RFC 6851; RFC 3691)."""
 from __future__ import annotations
 
 import pytest
-from conftest import ServerThread, client_tls_context
 from imapclient import IMAPClient
-from support.wire import ALICE, RawImap
+from support.server import ServerThread
+from support.wire import ALICE, RawImap, client_tls_context
 
 MSG = b"Subject: m\r\n\r\nbody\r\n"
 

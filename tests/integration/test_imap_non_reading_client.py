@@ -19,7 +19,7 @@ import socket
 import weakref
 from typing import Any
 
-from conftest import ServerThread
+from support.server import ServerThread
 
 from mailserver.protocol.mime import analyze
 

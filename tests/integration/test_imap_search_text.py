@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import imaplib
 
-from conftest import ServerThread
 from support.imap_data import put, uid_search
+from support.server import ServerThread
 
 from mailserver.protocol.mime import analyze
 

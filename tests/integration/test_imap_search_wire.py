@@ -7,8 +7,9 @@ import imaplib
 from collections.abc import Iterator
 
 import pytest
-from conftest import ServerThread, client_tls_context, corpus_messages
 from imapclient import IMAPClient
+from support.server import ServerThread, corpus_messages
+from support.wire import client_tls_context
 
 from mailserver.protocol.mime import analyze
 

@@ -12,9 +12,9 @@ import imaplib
 from pathlib import Path
 
 import pytest
-from conftest import USERS, ServerThread, client_tls_context, make_config
 from imapclient import IMAPClient
-from support.wire import ALICE, RawImap
+from support.server import USERS, ServerThread, make_config
+from support.wire import ALICE, RawImap, client_tls_context
 
 # ------------------------------------------------------------------ greeting
 

@@ -15,8 +15,8 @@ import dataclasses
 import time
 from pathlib import Path
 
-from conftest import LOOPBACK_ONLY_OUTBOUND
 from structlog.testing import capture_logs
+from support.server import LOOPBACK_ONLY_OUTBOUND
 
 from mailserver.queue.manager import QueueManager
 from mailserver.store.store import Store

@@ -13,7 +13,7 @@ from support.wire import ALICE
 
 def put(server: Any, blob: bytes, facts: bytes | None = None) -> int:
     """Store ``blob`` unchanged in alice's INBOX (INTERNALDATE 1 s after the epoch)
-    on ``server`` (conftest's ``ServerThread``); ``facts`` default to
+    on ``server`` (``support.server.ServerThread``); ``facts`` default to
     ``analyze(blob)``'s.  Returns the UID."""
     facts = analyze(blob).to_bytes() if facts is None else facts
     return server.run(server.store.append(ALICE[0], "INBOX", blob, facts, internal_date=1)).uid
