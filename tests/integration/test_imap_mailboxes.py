@@ -218,12 +218,9 @@ def test_pattern_matching(reference: str, pattern: str, name: str, matches: bool
 def test_half_close_after_logout_still_gets_replies(server: ServerThread) -> None:
     import socket
 
-    s = socket.create_connection(("127.0.0.1", server.port("imap")), timeout=30)
-    f = s.makefile("rb")
-    f.readline()
-    s.sendall(b'a LOGIN "alice@example.test" "alice-secret"\r\nb LOGOUT\r\n')
-    s.shutdown(socket.SHUT_WR)
-    lines = f.readlines()
+    c = RawImap(server.port("imap"))
+    c.send(b'a LOGIN "alice@example.test" "alice-secret"\r\nb LOGOUT\r\n')
+    c.sock.shutdown(socket.SHUT_WR)
+    lines = c.read_all()
     assert lines[0].startswith(b"a OK") and lines[-1].startswith(b"b OK")
-    f.close()
-    s.close()
+    c.close()
