@@ -49,7 +49,7 @@ import structlog
 
 from mailserver.config import Listener
 from mailserver.errors import ProtocolSyntaxError
-from mailserver.imap.session import Session
+from mailserver.imap.session import ImapSession
 from mailserver.imap.state import CloseConnection, State
 from mailserver.protocol.imap.receiver import Receiver
 from mailserver.protocol.imap.response import continuation, tagged, untagged
@@ -214,7 +214,7 @@ class Connection:
         self.interruptible = False
         self.log = structlog.get_logger("mailserver.imap").bind(conn_id=conn_id, peer=peer)
         self.receiver = self._new_receiver()
-        self.session = Session(services, listener, self, self.log)
+        self.session = ImapSession(services, listener, self, self.log)
         self._out: list[bytes] = []
         self._out_size = 0
         self._shutdown = False
@@ -388,7 +388,7 @@ class Connection:
                     self._push()
                 self.stream.close(self.close_bound)
             self.log.info("imap_disconnect")
-            # Session and connection point at each other: cut that, so the
+            # ImapSession and connection point at each other: cut that, so the
             # finished connection goes with its last reference rather than
             # waiting for the cyclic collector.
             self.session.conn = _GONE

@@ -4,9 +4,9 @@ command outcomes become tagged replies (RFC 3501 §3, §6, §7.1).
 Design notes
 ------------
 * ``TABLE`` maps a command name to its handler and the states it is valid in;
-  ``Session.execute`` checks the state there and nowhere else (after mox).
+  ``ImapSession.execute`` checks the state there and nowhere else (after mox).
 * A handler writes untagged responses with ``session.write`` and returns a
-  ``Reply`` for the tagged OK (or ``None`` for "NAME completed").  It reports
+  ``TaggedOk`` for the tagged OK (or ``None`` for "NAME completed").  It reports
   failure by raising: ``UserError`` -> ``NO [code]``, ``ProtocolSyntaxError``
   -> ``BAD``, anything else -> ``NO [SERVERBUG]`` plus a logged traceback.
   ``mailserver.errors.imap_status`` does the mapping, here only.
@@ -46,12 +46,12 @@ from mailserver.imap.commands import (
     thread,
 )
 from mailserver.imap.selected import SelectedMailbox
-from mailserver.imap.state import CloseConnection, Conn, Reply, State
+from mailserver.imap.state import CloseConnection, Conn, State, TaggedOk
 from mailserver.protocol.imap.response import tagged
 from mailserver.protocol.imap.types import Command, Search
 from mailserver.services import Services
 
-Handler = Callable[["Session", Command], Awaitable[Reply | None]]
+Handler = Callable[["ImapSession", Command], Awaitable[TaggedOk | None]]
 
 #: Commands during whose response an EXPUNGE must not be sent (RFC 3501 §7.4.1);
 #: their UID forms may (§6.4.8).
@@ -61,7 +61,7 @@ _NO_EXPUNGE = frozenset({"FETCH", "STORE", "SEARCH", "SORT", "THREAD"})  # SORT/
 ENABLEABLE = frozenset({"CONDSTORE", "QRESYNC", "IMAP4rev2", "UTF8=ACCEPT"})
 
 
-class Session:
+class ImapSession:
     """The protocol state of one connection, independent of sockets.
 
     ``user`` is the account address once authenticated; ``selected`` the
@@ -197,7 +197,7 @@ class Session:
             reply = await handler(self, cmd)
             await self._sync(cmd)
             if reply is None:
-                reply = Reply(f"{_label(cmd)} completed")
+                reply = TaggedOk(f"{_label(cmd)} completed")
             self.write(tagged(cmd.tag, "OK", reply.text, reply.code))
         except (CloseConnection, TimeoutError, ConnectionError):
             raise  # the connection's business: autologout, client gone

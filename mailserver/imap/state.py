@@ -38,7 +38,7 @@ class Conn(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class Reply:
+class TaggedOk:
     """The text (and optional RFC 5530 / RFC 3501 §7.1 response code) of a tagged OK."""
 
     text: str

@@ -21,12 +21,12 @@ import smtplib
 from collections.abc import Iterator
 
 import pytest
-from conftest import USERS, ServerThread, make_config, running_server
 from hypothesis import given
 from hypothesis import strategies as st
 from support.fuzzing import LINE_BYTES, mutated
 from support.fuzzing import WIRE_FUZZ as FUZZ
-from support.wire import LineConn
+from support.server import USERS, ServerThread, make_config, running_server
+from support.wire import RawImap
 
 FUZZ_USER, FUZZ_PASSWORD = "fuzz@example.test", "fuzz-secret"
 LINE_LIMIT = 4096
@@ -70,19 +70,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
         yield srv
 
 
-class Conn(LineConn):
-    def __init__(self, port: int) -> None:
-        super().__init__(port)
-        self.closed = False
-        assert self.line().startswith(b"* OK")
+class Conn(RawImap):
+    """``RawImap`` that answers continuation requests and notes the server closing."""
 
-    def line(self) -> bytes:
-        """One response line with literals inlined; b"" at EOF."""
-        line = self.readline(LINE_LIMIT * 64)
-        while line.endswith(b"}\r\n") and b"{" in line:
-            size = int(line[line.rindex(b"{") + 1 : -3])
-            line += self.file.read(size) + self.readline(LINE_LIMIT * 64)
-        return line
+    def __init__(self, port: int) -> None:
+        super().__init__(port, max_line=LINE_LIMIT * 64)
+        self.closed = False
+        assert self.greeting.startswith(b"* OK")
 
     def command(self, data: bytes) -> list[bytes]:
         """Send ``F <data>``; answer continuations; return the responses up to
@@ -90,7 +84,7 @@ class Conn(LineConn):
         out: list[bytes] = []
         self.send(TAG + b" " + data + b"\r\n")
         while True:
-            line = self.line()
+            line = self.readline()
             if not line:
                 self.closed = True
                 assert any(r.startswith(b"* BYE") for r in out), (
@@ -185,7 +179,7 @@ def exercise(sessions: Sessions, state: str, data: bytes) -> None:
     assert tagged.startswith((b"F OK", b"F NO", b"F BAD")), responses
     if tagged.startswith(b"F OK") and data.lstrip().upper().startswith(b"LOGOUT"):
         assert any(r.startswith(b"* BYE") for r in responses), responses  # §6.1.3
-        assert conn.line() == b"", "LOGOUT completed but the connection stayed open"
+        assert conn.readline() == b"", "LOGOUT completed but the connection stayed open"
         conn.closed = True
         return
     noop = conn.command(b"NOOP")

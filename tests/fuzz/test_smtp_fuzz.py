@@ -16,12 +16,12 @@ import smtplib
 from collections.abc import Iterator
 
 import pytest
-from conftest import ServerThread, make_config, running_server
 from hypothesis import given
 from hypothesis import strategies as st
 from support.fuzzing import LINE_BYTES, mutated
 from support.fuzzing import WIRE_FUZZ as FUZZ
-from support.wire import LineConn
+from support.server import ServerThread, make_config, running_server
+from support.wire import RawSmtp
 
 LINE_LIMIT = 1000
 REPLY = re.compile(rb"^(\d{3})([ -])(.*)$", re.DOTALL)
@@ -48,27 +48,21 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
         yield srv
 
 
-class Conn(LineConn):
+class Conn(RawSmtp):
+    """``RawSmtp`` that fails on EOF, a timeout (a hang) or a malformed reply."""
+
+    max_line = LINE_LIMIT * 4
+
     def reply(self) -> list[bytes]:
-        """One whole reply; fails on EOF, a timeout (a hang) or a malformed line."""
-        lines = []
-        while True:
-            line = self.readline(LINE_LIMIT * 4)
-            assert line.endswith(b"\r\n"), f"no complete reply line: {line!r} after {lines!r}"
-            m = REPLY.match(line[:-2])
-            assert m is not None, f"malformed reply line {line!r}"
-            lines.append(line[:-2])
-            if m.group(2) == b" ":
-                codes = {ln[:3] for ln in lines}
-                assert len(codes) == 1, f"mixed codes in one reply: {lines!r}"
-                return lines
-
-    def cmd(self, line: bytes) -> list[bytes]:
-        self.send(line + b"\r\n")
-        return self.reply()
-
-    def at_eof(self) -> bool:
-        return self.file.read(1) == b""
+        lines = super().reply()
+        assert lines, "no reply line: the server closed"
+        for line in lines:
+            assert REPLY.match(line) is not None, f"malformed reply line {line!r}"
+        m = REPLY.match(lines[-1])
+        assert m is not None and m.group(2) == b" ", f"no complete reply: {lines!r}"
+        codes = {ln[:3] for ln in lines}
+        assert len(codes) == 1, f"mixed codes in one reply: {lines!r}"
+        return lines
 
 
 def open_in_state(port: int, state: str) -> Conn:
@@ -99,7 +93,7 @@ def exercise(port: int, state: str, line: bytes) -> None:
         reply = c.cmd(line)
         code = reply[-1][:3]
         if code in (b"221", b"421"):
-            assert c.at_eof(), f"{line!r}: {code!r} must close the connection"
+            assert c.eof(), f"{line!r}: {code!r} must close the connection"
             return
         if code == b"220":  # STARTTLS accepted: a TLS handshake would come next
             assert line.upper().startswith(b"STARTTLS"), (line, reply)

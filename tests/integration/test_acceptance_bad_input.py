@@ -11,11 +11,11 @@ from __future__ import annotations
 import imaplib
 import re
 import smtplib
-import socket
 from collections.abc import Iterator
 
 import pytest
-from conftest import USERS, ServerThread, make_config
+from support.server import USERS, ServerThread, make_config
+from support.wire import RawImap, RawSmtp
 
 ALICE = "alice@example.test"
 MAX_MESSAGE = 4096
@@ -51,43 +51,15 @@ def inbox_count(server: ServerThread, account: str = ALICE) -> int:
     return server.call(server.store.get_mailbox, account, "INBOX").messages
 
 
-class Smtp:
-    """A raw SMTP client: send bytes, read whole (multi-line) replies."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.file = self.sock.makefile("rb")
-        assert self.reply()[0].startswith(b"220 ")
-
-    def reply(self) -> list[bytes]:
-        lines = []
-        while True:
-            line = self.file.readline()
-            assert line.endswith(b"\r\n"), f"connection closed or bad line: {line!r}"
-            lines.append(line[:-2])
-            # Every reply line carries an enhanced code (RFC 2034 §4) except the greeting
-            # and EHLO's keyword lines.
-            if line[3:4] == b" ":
-                return lines
-
-    def cmd(self, line: bytes | str) -> list[bytes]:
-        self.sock.sendall((line.encode() if isinstance(line, str) else line) + b"\r\n")
-        return self.reply()
-
-    def close(self) -> None:
-        self.file.close()
-        self.sock.close()
-
-
 @pytest.fixture
-def smtp(server: ServerThread) -> Iterator[Smtp]:
-    c = Smtp(server.port("smtp"))
+def smtp(server: ServerThread) -> Iterator[RawSmtp]:
+    c = RawSmtp.greeted(server.port("smtp"))
     assert c.cmd("EHLO client.remote.test")[-1].startswith(b"250 ")
     yield c
     c.close()
 
 
-def transaction_works(c: Smtp, subject: str = "still fine") -> None:
+def transaction_works(c: RawSmtp, subject: str = "still fine") -> None:
     """A whole MAIL/RCPT/DATA on the same connection, acknowledged 250."""
     assert c.cmd("RSET")[0].startswith(b"250 2.0.0")
     assert c.cmd("MAIL FROM:<x@remote.test>")[0].startswith(b"250 2.1.0")
@@ -100,13 +72,13 @@ def transaction_works(c: Smtp, subject: str = "still fine") -> None:
 # -- SMTP (RFC 5321 §4.2.4, §4.3.2, §4.5.3.1; RFC 1870; RFC 3463) ---------------------
 
 
-def test_smtp_unknown_command(smtp: Smtp) -> None:
+def test_smtp_unknown_command(smtp: RawSmtp) -> None:
     reply = smtp.cmd("FROBNICATE now")
     assert reply[0][:3] == b"500" and SMTP_REPLY.match(reply[0]), reply
     transaction_works(smtp)
 
 
-def test_smtp_bad_syntax_and_bad_sequence(smtp: Smtp) -> None:
+def test_smtp_bad_syntax_and_bad_sequence(smtp: RawSmtp) -> None:
     for line in ("MAIL FROM:x@remote.test>", "MAIL FROM:<>x", "MAIL", "RCPT TO:"):
         reply = smtp.cmd(line)
         assert reply[0][:3] in (b"501", b"503", b"555"), (line, reply)
@@ -119,7 +91,7 @@ def test_smtp_bad_syntax_and_bad_sequence(smtp: Smtp) -> None:
     transaction_works(smtp)
 
 
-def test_smtp_path_without_closing_bracket_is_a_syntax_error(smtp: Smtp) -> None:
+def test_smtp_path_without_closing_bracket_is_a_syntax_error(smtp: RawSmtp) -> None:
     """RFC 5321 §4.1.2: Path = "<" [ A-d-l ":" ] Mailbox ">"; Postfix answers 501."""
     reply = smtp.cmd("MAIL FROM:<x@remote.test")
     # 553 "mailbox syntax incorrect" (RFC 5321 §4.2.2) is as right as Postfix's 501.
@@ -130,7 +102,7 @@ def test_smtp_path_without_closing_bracket_is_a_syntax_error(smtp: Smtp) -> None
     assert reply[0][:3] in (b"501", b"553"), reply
 
 
-def test_smtp_over_long_command_line(smtp: Smtp, server: ServerThread) -> None:
+def test_smtp_over_long_command_line(smtp: RawSmtp, server: ServerThread) -> None:
     before = inbox_count(server)
     reply = smtp.cmd(b"NOOP " + b"x" * (SMTP_LINE * 4))
     assert reply[0].startswith(b"500 5.5.2"), reply
@@ -138,7 +110,7 @@ def test_smtp_over_long_command_line(smtp: Smtp, server: ServerThread) -> None:
     assert inbox_count(server) == before + 1
 
 
-def test_smtp_over_long_data_line(smtp: Smtp, server: ServerThread) -> None:
+def test_smtp_over_long_data_line(smtp: RawSmtp, server: ServerThread) -> None:
     before = inbox_count(server)
     smtp.cmd("MAIL FROM:<x@remote.test>")
     smtp.cmd("RCPT TO:<alice@example.test>")
@@ -149,7 +121,7 @@ def test_smtp_over_long_data_line(smtp: Smtp, server: ServerThread) -> None:
     transaction_works(smtp)
 
 
-def test_smtp_message_over_size(smtp: Smtp, server: ServerThread) -> None:
+def test_smtp_message_over_size(smtp: RawSmtp, server: ServerThread) -> None:
     before = inbox_count(server)
     assert f"SIZE {MAX_MESSAGE}".encode() in b"\n".join(smtp.cmd("EHLO again.remote.test"))
     # Declared too big: refused at MAIL (RFC 1870 §6.1).
@@ -165,7 +137,7 @@ def test_smtp_message_over_size(smtp: Smtp, server: ServerThread) -> None:
     transaction_works(smtp)
 
 
-def test_smtp_too_many_recipients(smtp: Smtp, server: ServerThread) -> None:
+def test_smtp_too_many_recipients(smtp: RawSmtp, server: ServerThread) -> None:
     before = inbox_count(server)
     smtp.cmd("MAIL FROM:<x@remote.test>")
     for _ in range(MAX_RCPTS):
@@ -179,7 +151,7 @@ def test_smtp_too_many_recipients(smtp: Smtp, server: ServerThread) -> None:
     transaction_works(smtp)
 
 
-def test_smtp_unknown_user_and_relay(smtp: Smtp) -> None:
+def test_smtp_unknown_user_and_relay(smtp: RawSmtp) -> None:
     smtp.cmd("MAIL FROM:<x@remote.test>")
     assert smtp.cmd("RCPT TO:<nobody@example.test>")[0].startswith(b"550 5.1.1")
     assert smtp.cmd("RCPT TO:<someone@elsewhere.test>")[0].startswith(b"550 5.7.1")
@@ -188,7 +160,7 @@ def test_smtp_unknown_user_and_relay(smtp: Smtp) -> None:
     assert smtp.cmd(b"Subject: mixed\r\n\r\nx\r\n.")[0].startswith(b"250 2.0.0 ")
 
 
-def test_smtp_bare_lf_dot_does_not_end_data(smtp: Smtp, server: ServerThread) -> None:
+def test_smtp_bare_lf_dot_does_not_end_data(smtp: RawSmtp, server: ServerThread) -> None:
     """SMTP smuggling: only CRLF.CRLF ends DATA (RFC 5321 §4.1.1.4); a bare
     "\\n.\\n" or "\\n.\\r\\n" inside must not split the message in two."""
     before = inbox_count(server)
@@ -207,7 +179,7 @@ def test_smtp_bare_lf_dot_does_not_end_data(smtp: Smtp, server: ServerThread) ->
 
 def test_smtp_client_vanishes_mid_data(server: ServerThread) -> None:
     before = inbox_count(server)
-    c = Smtp(server.port("smtp"))
+    c = RawSmtp.greeted(server.port("smtp"))
     c.cmd("EHLO client.remote.test")
     c.cmd("MAIL FROM:<x@remote.test>")
     c.cmd("RCPT TO:<alice@example.test>")
@@ -223,69 +195,23 @@ def test_smtp_client_vanishes_mid_data(server: ServerThread) -> None:
 # -- IMAP (RFC 3501 §7.1, §9; RFC 7888; RFC 5530) ------------------------------------
 
 
-class Imap:
-    """A raw IMAP client returning response lines with literals inlined."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.file = self.sock.makefile("rb")
-        assert self.readline().startswith(b"* OK")
-
-    def readline(self) -> bytes:
-        line = self.file.readline()
-        while line.endswith(b"}\r\n") and b"{" in line:
-            size = int(line[line.rindex(b"{") + 1 : -3].rstrip(b"+"))
-            line += self.file.read(size) + self.file.readline()
-        return line
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def until(self, tag: bytes) -> list[bytes]:
-        out = []
-        while True:
-            line = self.readline()
-            assert line, f"closed before {tag!r} completed: {out!r}"
-            assert line.endswith(b"\r\n") and (
-                line.startswith((b"* ", b"+ ", tag + b" "))
-            ), line
-            out.append(line)
-            if line.startswith(tag + b" "):
-                return out
-
-    def cmd(self, tag: str, text: bytes | str) -> list[bytes]:
-        data = text.encode() if isinstance(text, str) else text
-        self.send(tag.encode() + b" " + data + b"\r\n")
-        return self.until(tag.encode())
-
-    def rest(self) -> list[bytes]:
-        """Every line until the server closes the connection."""
-        out = []
-        while line := self.readline():
-            out.append(line)
-        return out
-
-    def close(self) -> None:
-        self.file.close()
-        self.sock.close()
-
-
 @pytest.fixture
-def imap(server: ServerThread) -> Iterator[Imap]:
-    c = Imap(server.port("imap"))
+def imap(server: ServerThread) -> Iterator[RawImap]:
+    c = RawImap(server.port("imap"))
+    assert c.greeting.startswith(b"* OK")
     yield c
     c.close()
 
 
-def login(c: Imap) -> None:
+def login(c: RawImap) -> None:
     assert c.cmd("L", f'LOGIN {ALICE} "{USERS[ALICE]}"')[-1].startswith(b"L OK")
 
 
-def still_usable(c: Imap) -> None:
+def still_usable(c: RawImap) -> None:
     assert c.cmd("Z1", "NOOP")[-1].startswith(b"Z1 OK")
 
 
-def test_imap_unknown_command(imap: Imap) -> None:
+def test_imap_unknown_command(imap: RawImap) -> None:
     assert imap.cmd("a1", "FROBNICATE")[-1].startswith(b"a1 BAD")
     assert imap.cmd("a2", "XYZZY 1 2 3")[-1].startswith(b"a2 BAD")
     still_usable(imap)
@@ -294,7 +220,7 @@ def test_imap_unknown_command(imap: Imap) -> None:
     still_usable(imap)
 
 
-def test_imap_command_in_wrong_state(imap: Imap) -> None:
+def test_imap_command_in_wrong_state(imap: RawImap) -> None:
     # Not authenticated: mailbox and message commands are BAD (§6, state table).
     for i, line in enumerate(["SELECT INBOX", "LIST \"\" *", "FETCH 1 FLAGS", "IDLE"]):
         assert imap.cmd(f"n{i}", line)[-1].startswith(f"n{i} BAD".encode()), line
@@ -307,7 +233,7 @@ def test_imap_command_in_wrong_state(imap: Imap) -> None:
     still_usable(imap)
 
 
-def test_imap_bad_sequence_sets(imap: Imap) -> None:
+def test_imap_bad_sequence_sets(imap: RawImap) -> None:
     login(imap)
     imap.cmd("ap", "APPEND INBOX {14+}\r\nSubject: s\r\n\r\n")
     assert imap.cmd("sel", "SELECT INBOX")[-1].startswith(b"sel OK")
@@ -319,12 +245,12 @@ def test_imap_bad_sequence_sets(imap: Imap) -> None:
     still_usable(imap)
 
 
-def test_imap_oversize_synchronizing_literal(imap: Imap, server: ServerThread) -> None:
+def test_imap_oversize_synchronizing_literal(imap: RawImap, server: ServerThread) -> None:
     login(imap)
     before = inbox_count(server)
     # §7.5: the server refuses instead of sending "+"; RFC 5530 §3 TOOBIG.
     imap.send(f"t1 APPEND INBOX {{{IMAP_LITERAL + 1}}}\r\n".encode())
-    reply = imap.until(b"t1")
+    reply = imap.until_tagged("t1")
     assert reply[-1].startswith((b"t1 NO", b"t1 BAD")), reply
     assert not any(line.startswith(b"+ ") for line in reply)
     # The client then does not send the literal; the connection carries on.
@@ -332,7 +258,7 @@ def test_imap_oversize_synchronizing_literal(imap: Imap, server: ServerThread) -
     assert inbox_count(server) == before
 
 
-def test_imap_message_over_max_message_size_is_toobig(imap: Imap, server: ServerThread) -> None:
+def test_imap_message_over_max_message_size_is_toobig(imap: RawImap, server: ServerThread) -> None:
     """A literal within the IMAP literal cap but over max_message_size (SIZE)
     is refused too: the two caps mean one thing for a message (APPEND)."""
     login(imap)
@@ -343,7 +269,7 @@ def test_imap_message_over_max_message_size_is_toobig(imap: Imap, server: Server
     first = imap.readline()
     if first.startswith(b"+"):
         imap.send(b"x" * size + b"\r\n")
-        first = imap.until(b"t2")[-1]
+        first = imap.until_tagged("t2")[-1]
     assert first.startswith((b"t2 NO", b"t2 BAD")), first
     still_usable(imap)
     assert inbox_count(server) == before
@@ -352,30 +278,31 @@ def test_imap_message_over_max_message_size_is_toobig(imap: Imap, server: Server
 def test_imap_oversize_non_synchronizing_literal_closes_cleanly(server: ServerThread) -> None:
     """RFC 7888 §4: a too-big LITERAL+ literal cannot be refused before it is
     sent, so the server may answer and close; it must say BYE first (§7.1.5)."""
-    c = Imap(server.port("imap"))
+    c = RawImap(server.port("imap"))
+    assert c.greeting.startswith(b"* OK")
     try:
         login(c)
         c.send(f"t3 APPEND INBOX {{{IMAP_LITERAL * 3}+}}\r\n".encode())
         c.send(b"y" * (IMAP_LITERAL * 3) + b"\r\n")
-        lines = c.rest()
+        lines = c.read_all()
         assert any(line.startswith(b"* BYE") for line in lines), lines
         assert all(line.startswith((b"* ", b"t3 ")) for line in lines), lines
     finally:
         c.close()
 
 
-def test_imap_over_long_line(imap: Imap) -> None:
+def test_imap_over_long_line(imap: RawImap) -> None:
     login(imap)
     imap.send(b"t4 NOOP " + b"x" * (IMAP_LINE * 3) + b"\r\n")
     first = imap.readline()
     if first.startswith(b"* BYE"):  # closed cleanly, as §7.1.5 allows
-        assert all(line.startswith((b"* ", b"t4 ")) for line in imap.rest())
+        assert all(line.startswith((b"* ", b"t4 ")) for line in imap.read_all())
         return
     assert first.startswith((b"t4 BAD", b"* BAD")), first
     still_usable(imap)
 
 
-def test_imap_over_long_line_at_the_limit_is_fine(imap: Imap) -> None:
+def test_imap_over_long_line_at_the_limit_is_fine(imap: RawImap) -> None:
     login(imap)
     # A SEARCH just under the line limit is one command, not an error.
     line = "SEARCH " + " ".join(["ALL"] * ((IMAP_LINE - 40) // 4))
@@ -398,7 +325,7 @@ def test_imap_append_to_missing_mailbox_says_trycreate(server: ServerThread) -> 
         client.logout()
 
 
-def test_imap_garbage_bytes_and_bad_grammar(imap: Imap) -> None:
+def test_imap_garbage_bytes_and_bad_grammar(imap: RawImap) -> None:
     login(imap)
     imap.send(b"\x00\xff\xfe garbage\r\n")
     assert imap.readline().startswith(b"* BAD")  # no tag could be read (§7.1.3)
@@ -412,13 +339,13 @@ def test_imap_garbage_bytes_and_bad_grammar(imap: Imap) -> None:
     still_usable(imap)
 
 
-def test_imap_nul_line_still_consumes_its_literal(imap: Imap) -> None:
+def test_imap_nul_line_still_consumes_its_literal(imap: RawImap) -> None:
     """RFC 7888 §4 / RFC 3501 §4.3: the octets of a ``{n+}`` literal are data
     whatever the server thinks of the command.  Here the literal holds
     "n2 LOGOUT": run as a command, it would log the session out."""
     login(imap)
     imap.send(b"n1 NOOP \x00 {11+}\r\nn2 LOGOUT\r\n\r\n")
-    reply = imap.until(b"n1")
+    reply = imap.until_tagged("n1")
     assert reply[-1].startswith(b"n1 BAD"), reply
     reply = imap.cmd("n3", "NOOP")
     assert reply == [b"n3 OK NOOP completed\r\n"], reply
@@ -426,13 +353,15 @@ def test_imap_nul_line_still_consumes_its_literal(imap: Imap) -> None:
 
 def test_imap_client_vanishes_mid_literal(server: ServerThread) -> None:
     before = inbox_count(server)
-    c = Imap(server.port("imap"))
+    c = RawImap(server.port("imap"))
+    assert c.greeting.startswith(b"* OK")
     login(c)
     c.send(b"v APPEND INBOX {100}\r\n")
     assert c.readline().startswith(b"+")
     c.send(b"Subject: cut\r\n\r\nonly part")
     c.close()
-    still = Imap(server.port("imap"))
+    still = RawImap(server.port("imap"))
+    assert still.greeting.startswith(b"* OK")
     try:
         login(still)
         still_usable(still)

@@ -17,8 +17,9 @@ import smtplib
 import threading
 
 import pytest
-from conftest import USERS, client_tls_context
 from imapclient import IMAPClient
+from support.server import USERS
+from support.wire import client_tls_context
 
 ALICE = "alice@example.test"
 PASSWORD = USERS[ALICE]

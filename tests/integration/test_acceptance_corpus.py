@@ -24,9 +24,9 @@ import smtplib
 from pathlib import Path
 
 import aiosmtplib
-from conftest import USERS
 from imapclient import IMAPClient
 from imapclient.response_types import BodyData, Envelope
+from support.server import USERS
 
 CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus"
 ALICE = "alice@example.test"

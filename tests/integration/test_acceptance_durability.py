@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import imaplib
 import re
-import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from conftest import USERS, ServerThread, make_config
+from support.server import USERS, ServerThread, make_config
+from support.wire import RawSmtp
 
 ALICE = "alice@example.test"
 N_SMTP = 50
@@ -35,30 +35,6 @@ def message_bytes(server: ServerThread, record) -> bytes:
     return record.prefix + server.call(server.store.get_blob, record.blob_id)
 
 
-class SmtpSession:
-    """One raw SMTP connection, driven up to the final dot of DATA."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
-        self.file = self.sock.makefile("rb")
-        self.reply()
-
-    def reply(self) -> bytes:
-        while True:
-            line = self.file.readline()
-            assert line.endswith(b"\r\n"), line
-            if line[3:4] == b" ":
-                return line
-
-    def cmd(self, line: bytes) -> bytes:
-        self.sock.sendall(line + b"\r\n")
-        return self.reply()
-
-    def close(self) -> None:
-        self.file.close()
-        self.sock.close()
-
-
 def deliver_concurrently(server: ServerThread, count: int) -> list[bytes]:
     """``count`` deliveries whose final dots are sent at the same moment;
     returns the 250 replies.  Each message has a unique subject."""
@@ -66,15 +42,15 @@ def deliver_concurrently(server: ServerThread, count: int) -> list[bytes]:
     ready = threading.Barrier(count, timeout=60)
 
     def one(i: int) -> bytes:
-        s = SmtpSession(port)
+        s = RawSmtp.greeted(port, 60)
         try:
-            assert s.cmd(b"EHLO load.remote.test").startswith(b"250 ")
-            assert s.cmd(b"MAIL FROM:<load@remote.test>").startswith(b"250 ")
-            assert s.cmd(b"RCPT TO:<alice@example.test>").startswith(b"250 ")
-            assert s.cmd(b"DATA").startswith(b"354 ")
+            assert s.cmd(b"EHLO load.remote.test")[-1].startswith(b"250 ")
+            assert s.cmd(b"MAIL FROM:<load@remote.test>")[-1].startswith(b"250 ")
+            assert s.cmd(b"RCPT TO:<alice@example.test>")[-1].startswith(b"250 ")
+            assert s.cmd(b"DATA")[-1].startswith(b"354 ")
             s.sock.sendall(f"Subject: load {i}\r\n\r\nmessage number {i}\r\n".encode())
             ready.wait()  # every transaction is now waiting only for its dot
-            return s.cmd(b".")
+            return s.cmd(b".")[-1]
         finally:
             s.close()
 

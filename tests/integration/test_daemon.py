@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import client_tls_context
 from support.daemon import ROOT, TIMEOUT, Daemon, add_user, check_login, inbox_uids
+from support.wire import client_tls_context
 
 
 @pytest.fixture

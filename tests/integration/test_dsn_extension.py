@@ -19,8 +19,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from conftest import ServerThread
 from support.outbound import OutboundEnv, outbound_env
+from support.server import ServerThread
 
 from mailserver.protocol.dsn_params import DsnRequest, MailDsn, Orcpt, RcptDsn
 

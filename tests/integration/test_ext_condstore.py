@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
 
-import pytest
-from conftest import ServerThread
 from imapclient import IMAPClient
-from test_imap_session import ALICE, RawImap
+from support.server import ServerThread
+from support.wire import ALICE, RawImap
 
 from mailserver.protocol.imap.seqset import parse_sequence_set
 from mailserver.protocol.mime import analyze
@@ -39,43 +37,33 @@ def code_value(lines: list[bytes], code: bytes) -> int:
     raise AssertionError(f"no {code!r} in {lines!r}")
 
 
-@pytest.fixture
-def raw(server: ServerThread) -> Iterator[RawImap]:
-    c = RawImap(server.port("imap"))
-    c.login()
-    try:
-        yield c
-    finally:
-        c.close()
-
-
-def test_capabilities_and_enable(raw: RawImap) -> None:
-    caps = raw.cmd("c", "CAPABILITY")[0].split()
+def test_capabilities_and_enable(raw_imap: RawImap) -> None:
+    caps = raw_imap.cmd("c", "CAPABILITY")[0].split()
     assert b"CONDSTORE" in caps and b"QRESYNC" in caps and b"ENABLE" in caps
     # QRESYNC implies CONDSTORE (§3.2.3); ENABLED lists what this command turned on.
-    lines = raw.cmd("e", "ENABLE QRESYNC CONDSTORE X-UNKNOWN")
+    lines = raw_imap.cmd("e", "ENABLE QRESYNC CONDSTORE X-UNKNOWN")
     assert lines[0] == b"* ENABLED QRESYNC\r\n"
-    assert raw.cmd("f", "ENABLE CONDSTORE")[0] == b"* ENABLED\r\n"
+    assert raw_imap.cmd("f", "ENABLE CONDSTORE")[0] == b"* ENABLED\r\n"
 
 
-def test_modseq_fetch_changedsince_and_unsolicited(server: ServerThread, raw: RawImap) -> None:
-    append(raw, 3)
-    lines = raw.cmd("s", "SELECT INBOX (CONDSTORE)")
+def test_modseq_fetch_changedsince_and_unsolicited(server: ServerThread, raw_imap: RawImap) -> None:
+    append(raw_imap, 3)
+    lines = raw_imap.cmd("s", "SELECT INBOX (CONDSTORE)")
     high = code_value(lines, b"HIGHESTMODSEQ")
     assert lines[-1].startswith(b"s OK [READ-WRITE]")
-    got = raw.cmd("f", "FETCH 1:* (UID MODSEQ)")
+    got = raw_imap.cmd("f", "FETCH 1:* (UID MODSEQ)")
     assert len(got) == 4 and all(b"MODSEQ (" in x for x in got[:3])
     # STORE with CONDSTORE on: UID and MODSEQ in the FETCH (§3.1).
-    line = raw.cmd("t", "STORE 2 +FLAGS (\\Flagged)")[0]
+    line = raw_imap.cmd("t", "STORE 2 +FLAGS (\\Flagged)")[0]
     m = re.fullmatch(rb"\* 2 FETCH \(UID 2 FLAGS \(\\Flagged \\Recent\) MODSEQ \((\d+)\)\)\r\n",
                      line)
     assert m and int(m.group(1)) > high
     # CHANGEDSINCE gives only that message, MODSEQ implied (§3.1.4.1).
-    got = raw.cmd("g", f"FETCH 1:* (FLAGS) (CHANGEDSINCE {high})")
+    got = raw_imap.cmd("g", f"FETCH 1:* (FLAGS) (CHANGEDSINCE {high})")
     assert got[0] == b"* 2 FETCH (FLAGS (\\Flagged \\Recent) MODSEQ (%s))\r\n" % m.group(1)
     assert got[1].startswith(b"g OK")
     # .SILENT still reports the new MODSEQ (§3.1.3).
-    got = raw.cmd("h", "STORE 3 +FLAGS.SILENT (\\Seen)")
+    got = raw_imap.cmd("h", "STORE 3 +FLAGS.SILENT (\\Seen)")
     assert re.fullmatch(rb"\* 3 FETCH \(UID 3 MODSEQ \(\d+\)\)\r\n", got[0])
     # Another session's change arrives with UID and MODSEQ.
     other = RawImap(server.port("imap"))
@@ -83,75 +71,75 @@ def test_modseq_fetch_changedsince_and_unsolicited(server: ServerThread, raw: Ra
     other.cmd("s", "SELECT INBOX")
     other.cmd("x", "STORE 1 +FLAGS.SILENT ($Done)")
     other.close()
-    got = raw.cmd("n", "NOOP")
+    got = raw_imap.cmd("n", "NOOP")
     assert re.fullmatch(rb"\* 1 FETCH \(UID 1 FLAGS \(\\Recent \$Done\) MODSEQ \(\d+\)\)\r\n",
                         got[0])
 
 
-def test_store_unchangedsince_modified(raw: RawImap) -> None:
-    append(raw, 3)
-    raw.cmd("s", "SELECT INBOX")
+def test_store_unchangedsince_modified(raw_imap: RawImap) -> None:
+    append(raw_imap, 3)
+    raw_imap.cmd("s", "SELECT INBOX")
     mods = {}
-    for line in raw.cmd("f", "FETCH 1:3 MODSEQ")[:3]:
+    for line in raw_imap.cmd("f", "FETCH 1:3 MODSEQ")[:3]:
         m = re.match(rb"\* (\d+) FETCH \(MODSEQ \((\d+)\)\)", line)
         assert m
         mods[int(m.group(1))] = int(m.group(2))
-    raw.cmd("t", "STORE 2 +FLAGS.SILENT (\\Answered)")
+    raw_imap.cmd("t", "STORE 2 +FLAGS.SILENT (\\Answered)")
     # Message 2 changed after mods[3]: it fails, 1 and 3 are stored.
-    lines = raw.cmd("u", f"STORE 1:3 (UNCHANGEDSINCE {mods[3]}) +FLAGS (\\Flagged)")
+    lines = raw_imap.cmd("u", f"STORE 1:3 (UNCHANGEDSINCE {mods[3]}) +FLAGS (\\Flagged)")
     assert lines[-1].startswith(b"u OK [MODIFIED 2]")
     assert [x.split()[1] for x in lines[:-1]] == [b"1", b"3"]
-    lines = raw.cmd("v", "UID STORE 1:3 (UNCHANGEDSINCE 1) -FLAGS.SILENT (\\Flagged)")
+    lines = raw_imap.cmd("v", "UID STORE 1:3 (UNCHANGEDSINCE 1) -FLAGS.SILENT (\\Flagged)")
     assert lines[-1].startswith(b"v OK [MODIFIED 1:3]")
     # UNCHANGEDSINCE 0 always fails (§3.1.3).
-    assert raw.cmd("w", "STORE 1 (UNCHANGEDSINCE 0) FLAGS ()")[-1].startswith(b"w OK [MODIFIED 1]")
+    assert raw_imap.cmd("w", "STORE 1 (UNCHANGEDSINCE 0) FLAGS ()")[-1].startswith(b"w OK [MODIFIED 1]")
 
 
-def test_search_modseq_and_status(raw: RawImap) -> None:
-    append(raw, 2)
-    raw.cmd("s", "SELECT INBOX")
-    raw.cmd("t", "STORE 2 +FLAGS.SILENT (\\Seen)")
-    modseq = int(re.search(rb"MODSEQ \((\d+)\)", raw.cmd("f", "FETCH 2 MODSEQ")[0]).group(1))
-    assert raw.cmd("a", f"SEARCH MODSEQ {modseq}")[0] == b"* SEARCH 2 (MODSEQ %d)\r\n" % modseq
-    assert raw.cmd("b", f"SEARCH MODSEQ {modseq + 1}")[0] == b"* SEARCH\r\n"
-    status = raw.cmd("c", "STATUS Drafts (HIGHESTMODSEQ)")[0]
+def test_search_modseq_and_status(raw_imap: RawImap) -> None:
+    append(raw_imap, 2)
+    raw_imap.cmd("s", "SELECT INBOX")
+    raw_imap.cmd("t", "STORE 2 +FLAGS.SILENT (\\Seen)")
+    modseq = int(re.search(rb"MODSEQ \((\d+)\)", raw_imap.cmd("f", "FETCH 2 MODSEQ")[0]).group(1))
+    assert raw_imap.cmd("a", f"SEARCH MODSEQ {modseq}")[0] == b"* SEARCH 2 (MODSEQ %d)\r\n" % modseq
+    assert raw_imap.cmd("b", f"SEARCH MODSEQ {modseq + 1}")[0] == b"* SEARCH\r\n"
+    status = raw_imap.cmd("c", "STATUS Drafts (HIGHESTMODSEQ)")[0]
     assert re.fullmatch(rb'\* STATUS "Drafts" \(HIGHESTMODSEQ \d+\)\r\n', status)
 
 
-def test_qresync_needs_enable_and_closed(raw: RawImap) -> None:
-    assert raw.cmd("a", "SELECT INBOX (QRESYNC (1 1))")[-1].startswith(b"a BAD")
-    raw.cmd("e", "ENABLE QRESYNC")
-    assert raw.cmd("b", "SELECT INBOX (QRESYNC (1 1 1:* (1 1)))")[-1].startswith(b"b OK")
-    assert raw.cmd("b2", "SELECT INBOX (QRESYNC (1 0))")[-1].startswith(b"b2 BAD")
-    lines = raw.cmd("c", "EXAMINE Drafts")
+def test_qresync_needs_enable_and_closed(raw_imap: RawImap) -> None:
+    assert raw_imap.cmd("a", "SELECT INBOX (QRESYNC (1 1))")[-1].startswith(b"a BAD")
+    raw_imap.cmd("e", "ENABLE QRESYNC")
+    assert raw_imap.cmd("b", "SELECT INBOX (QRESYNC (1 1 1:* (1 1)))")[-1].startswith(b"b OK")
+    assert raw_imap.cmd("b2", "SELECT INBOX (QRESYNC (1 0))")[-1].startswith(b"b2 BAD")
+    lines = raw_imap.cmd("c", "EXAMINE Drafts")
     assert lines[0] == b"* OK [CLOSED] Previous mailbox closed\r\n"
-    assert raw.cmd("d", "UID FETCH 1:* FLAGS (VANISHED)")[-1].startswith(b"d BAD")
+    assert raw_imap.cmd("d", "UID FETCH 1:* FLAGS (VANISHED)")[-1].startswith(b"d BAD")
 
 
-def test_vanished_replaces_expunge(server: ServerThread, raw: RawImap) -> None:
-    append(raw, 5)
-    raw.cmd("e", "ENABLE QRESYNC")
-    raw.cmd("s", "SELECT INBOX")
-    raw.cmd("d", "STORE 2:4 +FLAGS.SILENT (\\Deleted)")
-    lines = raw.cmd("x", "EXPUNGE")
+def test_vanished_replaces_expunge(server: ServerThread, raw_imap: RawImap) -> None:
+    append(raw_imap, 5)
+    raw_imap.cmd("e", "ENABLE QRESYNC")
+    raw_imap.cmd("s", "SELECT INBOX")
+    raw_imap.cmd("d", "STORE 2:4 +FLAGS.SILENT (\\Deleted)")
+    lines = raw_imap.cmd("x", "EXPUNGE")
     assert lines[0] == b"* VANISHED 2:4\r\n"
     assert re.fullmatch(rb"x OK \[HIGHESTMODSEQ \d+\] EXPUNGE completed\r\n", lines[-1])
-    assert raw.cmd("f", "FETCH 1:* UID")[:2] == [b"* 1 FETCH (UID 1)\r\n",
+    assert raw_imap.cmd("f", "FETCH 1:* UID")[:2] == [b"* 1 FETCH (UID 1)\r\n",
                                                   b"* 2 FETCH (UID 5)\r\n"]
 
 
-def test_uid_fetch_vanished_earlier(raw: RawImap) -> None:
-    append(raw, 6)
-    raw.cmd("e", "ENABLE QRESYNC")
-    high = code_value(raw.cmd("s", "SELECT INBOX"), b"HIGHESTMODSEQ")
-    raw.cmd("d", "STORE 2,5 +FLAGS.SILENT (\\Deleted)")
-    raw.cmd("x", "EXPUNGE")
-    raw.cmd("t", "UID STORE 6 +FLAGS.SILENT (\\Seen)")
-    lines = raw.cmd("f", f"UID FETCH 1:* FLAGS (CHANGEDSINCE {high} VANISHED)")
+def test_uid_fetch_vanished_earlier(raw_imap: RawImap) -> None:
+    append(raw_imap, 6)
+    raw_imap.cmd("e", "ENABLE QRESYNC")
+    high = code_value(raw_imap.cmd("s", "SELECT INBOX"), b"HIGHESTMODSEQ")
+    raw_imap.cmd("d", "STORE 2,5 +FLAGS.SILENT (\\Deleted)")
+    raw_imap.cmd("x", "EXPUNGE")
+    raw_imap.cmd("t", "UID STORE 6 +FLAGS.SILENT (\\Seen)")
+    lines = raw_imap.cmd("f", f"UID FETCH 1:* FLAGS (CHANGEDSINCE {high} VANISHED)")
     assert lines[0] == b"* VANISHED (EARLIER) 2,5\r\n"
     assert len(lines) == 3 and lines[1].startswith(b"* 4 FETCH (UID 6 FLAGS (\\Seen \\Recent)")
     # Only UIDs of the given set are reported.
-    lines = raw.cmd("g", f"UID FETCH 3:4 FLAGS (CHANGEDSINCE {high} VANISHED)")
+    lines = raw_imap.cmd("g", f"UID FETCH 3:4 FLAGS (CHANGEDSINCE {high} VANISHED)")
     assert lines == [b"g OK UID FETCH completed\r\n"]
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from conftest import ServerThread
 from imapclient import IMAPClient
-from test_imap_session import ALICE, RawImap
+from support.server import ServerThread
+from support.wire import ALICE, RawImap
 
 CAROL = ("carol@example.test", "carol-secret")
 QUOTA = 10 * 1024 + 1  # octets: the limit shows as 10 (units of 1024, rounded down)

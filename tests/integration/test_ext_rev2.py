@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from conftest import ServerThread
-from test_imap_session import RawImap
+from support.server import ServerThread
+from support.wire import RawImap
 
 MSG = b"Subject: hello\r\nFrom: a@example.test\r\n\r\nbody text\r\n"
 

@@ -11,8 +11,8 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
-from conftest import ServerThread
-from test_imap_session import ALICE, RawImap
+from support.server import ServerThread
+from support.wire import ALICE, RawImap
 
 MSG = b"Subject: m\r\n\r\nbody\r\n"
 

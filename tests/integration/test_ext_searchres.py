@@ -3,12 +3,10 @@ COPY, MOVE, SEARCH, SORT, THREAD and their UID forms, over raw sockets."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from conftest import ServerThread
 from imapclient import IMAPClient
-from test_imap_session import ALICE, RawImap
+from support.server import ServerThread
+from support.wire import ALICE, RawImap
 
 
 def msg(i: int) -> bytes:
@@ -16,19 +14,15 @@ def msg(i: int) -> bytes:
 
 
 @pytest.fixture
-def raw(server: ServerThread) -> Iterator[RawImap]:
-    c = RawImap(server.port("imap"))
-    c.login()
+def raw(raw_imap: RawImap) -> RawImap:
+    c = raw_imap
     for i in range(1, 7):
         data = msg(i)
         assert c.cmd("ap", f"APPEND INBOX {{{len(data)}+}}\r\n".encode() + data)[-1].startswith(
             b"ap OK")
     c.cmd("s", "SELECT INBOX")
     c.cmd("f", "STORE 2,4,5 +FLAGS.SILENT (\\Flagged)")
-    try:
-        yield c
-    finally:
-        c.close()
+    return c
 
 
 def ok(lines: list[bytes], tag: str) -> list[bytes]:

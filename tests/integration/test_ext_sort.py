@@ -3,12 +3,10 @@ sockets and with imapclient, on hand-made messages and on the whole corpus."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from conftest import ServerThread, corpus_messages
 from imapclient import IMAPClient
-from test_imap_session import ALICE, RawImap
+from support.server import ServerThread, corpus_messages
+from support.wire import ALICE, RawImap
 
 #: (subject, from, to, date, padding) per message, appended in this order.
 MESSAGES = [
@@ -37,15 +35,11 @@ def append_all(c: RawImap) -> None:
 
 
 @pytest.fixture
-def raw(server: ServerThread) -> Iterator[RawImap]:
-    c = RawImap(server.port("imap"))
-    c.login()
+def raw(raw_imap: RawImap) -> RawImap:
+    c = raw_imap
     append_all(c)
     assert c.cmd("s", "SELECT INBOX")[-1].startswith(b"s OK")
-    try:
-        yield c
-    finally:
-        c.close()
+    return c
 
 
 def sort(c: RawImap, text: str) -> bytes:

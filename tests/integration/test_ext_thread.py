@@ -4,12 +4,11 @@ over raw sockets and with imapclient; the corpus threads without error."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
-from conftest import ServerThread, corpus_messages
 from imapclient import IMAPClient
-from test_imap_session import ALICE, RawImap
+from support.server import ServerThread, corpus_messages
+from support.wire import ALICE, RawImap
 
 #: (subject, message-id, references, in-reply-to, date)
 MESSAGES = [
@@ -34,18 +33,14 @@ def message(subject: str, mid: str, refs: str | None, irt: str | None, date: str
 
 
 @pytest.fixture
-def raw(server: ServerThread) -> Iterator[RawImap]:
-    c = RawImap(server.port("imap"))
-    c.login()
+def raw(raw_imap: RawImap) -> RawImap:
+    c = raw_imap
     for spec in MESSAGES:
         data = message(*spec)
         assert c.cmd("ap", f"APPEND INBOX {{{len(data)}+}}\r\n".encode() + data)[-1].startswith(
             b"ap OK")
     c.cmd("s", "SELECT INBOX")
-    try:
-        yield c
-    finally:
-        c.close()
+    return c
 
 
 def thread(c: RawImap, text: str) -> bytes:

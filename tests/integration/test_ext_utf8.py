@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from conftest import ServerThread, corpus_messages
-from test_imap_session import RawImap
+from support.server import ServerThread, corpus_messages
+from support.wire import RawImap
 
 NAMES = {  # UTF-8 name -> its modified UTF-7 spelling (RFC 3501 §5.1.3)
     "Réunions": b"R&AOk-unions",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import imaplib
 
 import pytest
-from conftest import ServerThread
+from support.server import ServerThread
 
 
 def _fail_login(server: ServerThread) -> None:

@@ -12,8 +12,8 @@ import smtplib
 from collections.abc import Iterator
 
 import pytest
-from conftest import ServerThread
-from test_imap_session import RawImap
+from support.server import ServerThread
+from support.wire import RawImap
 
 MSG = b"Subject: c\r\n\r\nbody\r\n"
 

@@ -16,7 +16,7 @@ import pytest
 from imapclient.response_parser import parse_fetch_response
 
 from mailserver.errors import UserError
-from mailserver.imap.fetch import _decode_base64, render_fetch, sets_seen
+from mailserver.imap.fetch_render import _decode_base64, render_fetch, sets_seen
 from mailserver.imap.message import MessageAccess
 from mailserver.protocol.imap.types import FetchAtt, Section
 from mailserver.protocol.mime import analyze

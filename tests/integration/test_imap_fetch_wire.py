@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ServerThread, client_tls_context, corpus_messages
 from imapclient import IMAPClient
+from support.server import ServerThread, corpus_messages
+from support.wire import client_tls_context
 
 from mailserver.protocol.mime import analyze
 

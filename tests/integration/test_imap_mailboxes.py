@@ -5,22 +5,11 @@ RFC 4315 APPENDUID)."""
 from __future__ import annotations
 
 import imaplib
-from collections.abc import Iterator
 
 import pytest
-from conftest import ServerThread, client_tls_context, corpus_messages
 from imapclient import IMAPClient
-from test_imap_session import ALICE, RawImap
-
-
-@pytest.fixture
-def raw(server: ServerThread) -> Iterator[RawImap]:
-    c = RawImap(server.port("imap"))
-    c.login()
-    try:
-        yield c
-    finally:
-        c.close()
+from support.server import ServerThread, corpus_messages
+from support.wire import ALICE, RawImap, client_tls_context
 
 
 def listed(lines: list[bytes], kind: bytes = b"LIST") -> dict[bytes, bytes]:
@@ -34,93 +23,93 @@ def listed(lines: list[bytes], kind: bytes = b"LIST") -> dict[bytes, bytes]:
     return out
 
 
-def test_list_delimiter_and_defaults(raw: RawImap) -> None:
-    assert raw.cmd("a", 'LIST "" ""')[0] == b'* LIST (\\Noselect) "/" ""\r\n'
-    boxes = listed(raw.cmd("b", 'LIST "" "*"'))
+def test_list_delimiter_and_defaults(raw_imap: RawImap) -> None:
+    assert raw_imap.cmd("a", 'LIST "" ""')[0] == b'* LIST (\\Noselect) "/" ""\r\n'
+    boxes = listed(raw_imap.cmd("b", 'LIST "" "*"'))
     assert set(boxes) == {b"INBOX", b"Sent", b"Drafts", b"Trash", b"Junk"}
     assert boxes[b"Sent"] == b"(\\HasNoChildren \\Sent)"
     assert boxes[b"Trash"] == b"(\\HasNoChildren \\Trash)"
     assert boxes[b"INBOX"] == b"(\\HasNoChildren)"
-    assert set(listed(raw.cmd("c", 'LIST "" "inbox"'))) == {b"INBOX"}
-    assert set(listed(raw.cmd("d", 'LIST "" "D*"'))) == {b"Drafts"}
+    assert set(listed(raw_imap.cmd("c", 'LIST "" "inbox"'))) == {b"INBOX"}
+    assert set(listed(raw_imap.cmd("d", 'LIST "" "D*"'))) == {b"Drafts"}
 
 
-def test_hierarchy_patterns_and_children(raw: RawImap) -> None:
-    assert raw.cmd("a", "CREATE a/b/c")[-1].startswith(b"a OK")
-    assert raw.cmd("b", "CREATE x/")[-1].startswith(b"b OK")  # trailing delimiter dropped
-    boxes = listed(raw.cmd("c", 'LIST "" "*"'))
+def test_hierarchy_patterns_and_children(raw_imap: RawImap) -> None:
+    assert raw_imap.cmd("a", "CREATE a/b/c")[-1].startswith(b"a OK")
+    assert raw_imap.cmd("b", "CREATE x/")[-1].startswith(b"b OK")  # trailing delimiter dropped
+    boxes = listed(raw_imap.cmd("c", 'LIST "" "*"'))
     assert boxes[b"a"] == b"(\\HasChildren)"
     assert boxes[b"a/b"] == b"(\\HasChildren)"
     assert boxes[b"a/b/c"] == b"(\\HasNoChildren)"
     assert b"x" in boxes
-    top = listed(raw.cmd("d", 'LIST "" "%"'))
+    top = listed(raw_imap.cmd("d", 'LIST "" "%"'))
     assert b"a" in top and b"a/b" not in top
-    assert set(listed(raw.cmd("e", 'LIST "a/" "%"'))) == {b"a/b"}
-    assert set(listed(raw.cmd("f", 'LIST "" "a/%/c"'))) == {b"a/b/c"}
-    assert set(listed(raw.cmd("g", 'LIST "a" "/*"'))) == {b"a/b", b"a/b/c"}
-    assert raw.cmd("h", "CREATE a/b")[-1].startswith(b"h NO [ALREADYEXISTS]")
-    assert raw.cmd("i", "CREATE INBOX")[-1].startswith(b"i NO")
-    assert raw.cmd("j", 'CREATE "bad//name"')[-1].startswith(b"j NO")
+    assert set(listed(raw_imap.cmd("e", 'LIST "a/" "%"'))) == {b"a/b"}
+    assert set(listed(raw_imap.cmd("f", 'LIST "" "a/%/c"'))) == {b"a/b/c"}
+    assert set(listed(raw_imap.cmd("g", 'LIST "a" "/*"'))) == {b"a/b", b"a/b/c"}
+    assert raw_imap.cmd("h", "CREATE a/b")[-1].startswith(b"h NO [ALREADYEXISTS]")
+    assert raw_imap.cmd("i", "CREATE INBOX")[-1].startswith(b"i NO")
+    assert raw_imap.cmd("j", 'CREATE "bad//name"')[-1].startswith(b"j NO")
 
 
-def test_delete_with_children_leaves_noselect(raw: RawImap) -> None:
-    raw.cmd("a", "CREATE p/q")
-    assert raw.cmd("b", "DELETE p")[-1].startswith(b"b OK")
-    boxes = listed(raw.cmd("c", 'LIST "" "p*"'))
+def test_delete_with_children_leaves_noselect(raw_imap: RawImap) -> None:
+    raw_imap.cmd("a", "CREATE p/q")
+    assert raw_imap.cmd("b", "DELETE p")[-1].startswith(b"b OK")
+    boxes = listed(raw_imap.cmd("c", 'LIST "" "p*"'))
     assert boxes[b"p"] == b"(\\Noselect \\HasChildren)"
-    assert raw.cmd("d", "SELECT p")[-1].startswith(b"d NO")
-    assert raw.cmd("e", "DELETE p/q")[-1].startswith(b"e OK")
-    assert raw.cmd("f", "DELETE INBOX")[-1].startswith(b"f NO")
-    assert raw.cmd("g", "DELETE nosuch")[-1].startswith(b"g NO [NONEXISTENT]")
+    assert raw_imap.cmd("d", "SELECT p")[-1].startswith(b"d NO")
+    assert raw_imap.cmd("e", "DELETE p/q")[-1].startswith(b"e OK")
+    assert raw_imap.cmd("f", "DELETE INBOX")[-1].startswith(b"f NO")
+    assert raw_imap.cmd("g", "DELETE nosuch")[-1].startswith(b"g NO [NONEXISTENT]")
 
 
-def test_rename_with_children_and_inbox(raw: RawImap) -> None:
-    raw.cmd("a", "CREATE old/kid")
-    assert raw.cmd("b", "RENAME old new")[-1].startswith(b"b OK")
-    boxes = listed(raw.cmd("c", 'LIST "" "*"'))
+def test_rename_with_children_and_inbox(raw_imap: RawImap) -> None:
+    raw_imap.cmd("a", "CREATE old/kid")
+    assert raw_imap.cmd("b", "RENAME old new")[-1].startswith(b"b OK")
+    boxes = listed(raw_imap.cmd("c", 'LIST "" "*"'))
     assert b"new" in boxes and b"new/kid" in boxes and b"old" not in boxes
-    raw.cmd("d", "APPEND INBOX {14+}\r\nSubject: x\r\n\r\n")
-    assert raw.cmd("e", "RENAME INBOX Saved")[-1].startswith(b"e OK")
-    status = raw.cmd("f", "STATUS INBOX (MESSAGES)")[0]
+    raw_imap.cmd("d", "APPEND INBOX {14+}\r\nSubject: x\r\n\r\n")
+    assert raw_imap.cmd("e", "RENAME INBOX Saved")[-1].startswith(b"e OK")
+    status = raw_imap.cmd("f", "STATUS INBOX (MESSAGES)")[0]
     assert status == b'* STATUS "INBOX" (MESSAGES 0)\r\n'
-    assert raw.cmd("g", "STATUS Saved (MESSAGES)")[0] == b'* STATUS "Saved" (MESSAGES 1)\r\n'
-    assert raw.cmd("h", "RENAME nosuch other")[-1].startswith(b"h NO")
-    assert raw.cmd("i", "RENAME new Saved")[-1].startswith(b"i NO [ALREADYEXISTS]")
+    assert raw_imap.cmd("g", "STATUS Saved (MESSAGES)")[0] == b'* STATUS "Saved" (MESSAGES 1)\r\n'
+    assert raw_imap.cmd("h", "RENAME nosuch other")[-1].startswith(b"h NO")
+    assert raw_imap.cmd("i", "RENAME new Saved")[-1].startswith(b"i NO [ALREADYEXISTS]")
 
 
-def test_subscribe_and_lsub(raw: RawImap) -> None:
-    subs = listed(raw.cmd("a", 'LSUB "" "*"'), b"LSUB")
+def test_subscribe_and_lsub(raw_imap: RawImap) -> None:
+    subs = listed(raw_imap.cmd("a", 'LSUB "" "*"'), b"LSUB")
     assert set(subs) == {b"INBOX", b"Sent", b"Drafts", b"Trash", b"Junk"}
-    raw.cmd("b", "CREATE top/leaf")
-    assert raw.cmd("c", "SUBSCRIBE top/leaf")[-1].startswith(b"c OK")
-    assert raw.cmd("d", "UNSUBSCRIBE Junk")[-1].startswith(b"d OK")
-    subs = listed(raw.cmd("e", 'LSUB "" "*"'), b"LSUB")
+    raw_imap.cmd("b", "CREATE top/leaf")
+    assert raw_imap.cmd("c", "SUBSCRIBE top/leaf")[-1].startswith(b"c OK")
+    assert raw_imap.cmd("d", "UNSUBSCRIBE Junk")[-1].startswith(b"d OK")
+    subs = listed(raw_imap.cmd("e", 'LSUB "" "*"'), b"LSUB")
     assert b"top/leaf" in subs and b"Junk" not in subs and b"top" not in subs
     # "%" shows the unsubscribed parent of a subscribed child as \Noselect (§6.3.9).
-    top = listed(raw.cmd("f", 'LSUB "" "%"'), b"LSUB")
+    top = listed(raw_imap.cmd("f", 'LSUB "" "%"'), b"LSUB")
     assert b"\\Noselect" in top[b"top"]
-    subscribed = listed(raw.cmd("g", 'LIST (SUBSCRIBED) "" "*"'))
+    subscribed = listed(raw_imap.cmd("g", 'LIST (SUBSCRIBED) "" "*"'))
     assert b"top/leaf" in subscribed and b"Junk" not in subscribed
 
 
-def test_status_items(server: ServerThread, raw: RawImap) -> None:
-    raw.cmd("a", "APPEND INBOX (\\Seen) {14+}\r\nSubject: 1\r\n\r\n")
-    raw.cmd("b", "APPEND INBOX {14+}\r\nSubject: 2\r\n\r\n")
+def test_status_items(server: ServerThread, raw_imap: RawImap) -> None:
+    raw_imap.cmd("a", "APPEND INBOX (\\Seen) {14+}\r\nSubject: 1\r\n\r\n")
+    raw_imap.cmd("b", "APPEND INBOX {14+}\r\nSubject: 2\r\n\r\n")
     info = server.call(server.store.get_mailbox, ALICE[0], "INBOX")
-    line = raw.cmd("c", "STATUS inbox (MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN HIGHESTMODSEQ)")
+    line = raw_imap.cmd("c", "STATUS inbox (MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN HIGHESTMODSEQ)")
     assert line[0] == (
         b'* STATUS "INBOX" (MESSAGES 2 RECENT 2 UIDNEXT 3 UIDVALIDITY %d UNSEEN 1 '
         b"HIGHESTMODSEQ %d)\r\n" % (info.uidvalidity, info.highestmodseq)
     )
-    assert raw.cmd("d", "STATUS nosuch (MESSAGES)")[-1].startswith(b"d NO")
-    assert raw.cmd("e", "STATUS INBOX (BOGUS)")[-1].startswith(b"e BAD")
+    assert raw_imap.cmd("d", "STATUS nosuch (MESSAGES)")[-1].startswith(b"d NO")
+    assert raw_imap.cmd("e", "STATUS INBOX (BOGUS)")[-1].startswith(b"e BAD")
 
 
-def test_select_and_examine_responses(server: ServerThread, raw: RawImap) -> None:
-    raw.cmd("a", "APPEND INBOX (\\Seen) {14+}\r\nSubject: 1\r\n\r\n")
-    raw.cmd("b", "APPEND INBOX ($Work) {14+}\r\nSubject: 2\r\n\r\n")
+def test_select_and_examine_responses(server: ServerThread, raw_imap: RawImap) -> None:
+    raw_imap.cmd("a", "APPEND INBOX (\\Seen) {14+}\r\nSubject: 1\r\n\r\n")
+    raw_imap.cmd("b", "APPEND INBOX ($Work) {14+}\r\nSubject: 2\r\n\r\n")
     info = server.call(server.store.get_mailbox, ALICE[0], "INBOX")
-    lines = raw.cmd("c", "SELECT INBOX")
+    lines = raw_imap.cmd("c", "SELECT INBOX")
     assert lines[0] == b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work)\r\n"
     assert lines[1] == (b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft "
                         b"$Work \\*)] Flags permitted\r\n")
@@ -131,13 +120,13 @@ def test_select_and_examine_responses(server: ServerThread, raw: RawImap) -> Non
     assert any(x.startswith(b"* OK [UIDNEXT 3]") for x in lines)
     assert any(x.startswith(b"* OK [HIGHESTMODSEQ %d]" % info.highestmodseq) for x in lines)
     assert lines[-1].startswith(b"c OK [READ-WRITE]")
-    lines = raw.cmd("d", "EXAMINE INBOX")
+    lines = raw_imap.cmd("d", "EXAMINE INBOX")
     assert b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n" in lines
     assert lines[-1].startswith(b"d OK [READ-ONLY]")
-    assert raw.cmd("e", "STORE 1 +FLAGS (\\Flagged)")[-1].startswith(b"e NO")
+    assert raw_imap.cmd("e", "STORE 1 +FLAGS (\\Flagged)")[-1].startswith(b"e NO")
     # A failed SELECT leaves the session unselected (§6.3.1).
-    assert raw.cmd("f", "SELECT nosuch")[-1].startswith(b"f NO")
-    assert raw.cmd("g", "FETCH 1 FLAGS")[-1].startswith(b"g BAD")
+    assert raw_imap.cmd("f", "SELECT nosuch")[-1].startswith(b"f NO")
+    assert raw_imap.cmd("g", "FETCH 1 FLAGS")[-1].startswith(b"g BAD")
 
 
 def test_mailbox_names_in_modified_utf7(server: ServerThread) -> None:
@@ -148,49 +137,49 @@ def test_mailbox_names_in_modified_utf7(server: ServerThread) -> None:
         names = [f[2] for f in c.list_folders()]
         assert "Entwürfe/Ärger & Co" in names and "Entwürfe" in names
         c.select_folder("Entwürfe/Ärger & Co")
-    raw = RawImap(server.port("imap"))
-    raw.login()
-    boxes = listed(raw.cmd("a", 'LIST "" "Entw*"'))
+    raw_imap = RawImap(server.port("imap"))
+    raw_imap.login()
+    boxes = listed(raw_imap.cmd("a", 'LIST "" "Entw*"'))
     assert b"Entw&APw-rfe/&AMQ-rger &- Co" in boxes
-    assert raw.cmd("b", 'SELECT "Entw&APw-rfe"')[-1].startswith(b"b OK")
-    assert raw.cmd("c", 'SELECT "Entw&AP"')[-1].startswith(b"c BAD")  # not mUTF-7
-    raw.close()
+    assert raw_imap.cmd("b", 'SELECT "Entw&APw-rfe"')[-1].startswith(b"b OK")
+    assert raw_imap.cmd("c", 'SELECT "Entw&AP"')[-1].startswith(b"c BAD")  # not mUTF-7
+    raw_imap.close()
 
 
-def test_append_appenduid_trycreate_and_date(server: ServerThread, raw: RawImap) -> None:
+def test_append_appenduid_trycreate_and_date(server: ServerThread, raw_imap: RawImap) -> None:
     info = server.call(server.store.get_mailbox, ALICE[0], "Drafts")
-    lines = raw.cmd("a", 'APPEND Drafts (\\Draft) "05-Mar-2024 10:11:12 +0100" {14+}\r\n'
+    lines = raw_imap.cmd("a", 'APPEND Drafts (\\Draft) "05-Mar-2024 10:11:12 +0100" {14+}\r\n'
                          "Subject: d\r\n\r\n")
     assert lines[-1] == b"a OK [APPENDUID %d 1] APPEND completed\r\n" % info.uidvalidity
-    raw.cmd("b", "SELECT Drafts")
-    got = raw.cmd("c", "FETCH 1 (FLAGS INTERNALDATE UID)")[0]
+    raw_imap.cmd("b", "SELECT Drafts")
+    got = raw_imap.cmd("c", "FETCH 1 (FLAGS INTERNALDATE UID)")[0]
     assert got == b'* 1 FETCH (FLAGS (\\Draft \\Recent) INTERNALDATE " 5-Mar-2024 10:11:12 +0100" UID 1)\r\n'
-    assert raw.cmd("d", "APPEND Nowhere {14+}\r\nSubject: d\r\n\r\n")[-1].startswith(
+    assert raw_imap.cmd("d", "APPEND Nowhere {14+}\r\nSubject: d\r\n\r\n")[-1].startswith(
         b"d NO [TRYCREATE]")
     # Synchronizing literal: "+" first.
-    raw.send(b"e APPEND INBOX {14}\r\n")
-    assert raw.readline().startswith(b"+ ")
-    raw.send(b"Subject: s\r\n\r\n\r\n")
-    assert raw.until_tagged("e")[-1].startswith(b"e OK [APPENDUID")
+    raw_imap.send(b"e APPEND INBOX {14}\r\n")
+    assert raw_imap.readline().startswith(b"+ ")
+    raw_imap.send(b"Subject: s\r\n\r\n\r\n")
+    assert raw_imap.until_tagged("e")[-1].startswith(b"e OK [APPENDUID")
 
 
-def test_append_corpus_roundtrip_exact_bytes(server: ServerThread, raw: RawImap) -> None:
+def test_append_corpus_roundtrip_exact_bytes(server: ServerThread, raw_imap: RawImap) -> None:
     """Every corpus message goes in by APPEND and comes back byte for byte:
     BINARY[] exactly; BODY[] too, but for NUL, sent as 0x80 because an
     ordinary literal may not carry it (RFC 3501 §9, RFC 3516 §4.2)."""
     paths = corpus_messages()
     for i, path in enumerate(paths):
         blob = path.read_bytes()
-        raw.send(b"a%d APPEND INBOX {%d+}\r\n" % (i, len(blob)) + blob + b"\r\n")
-        assert raw.until_tagged(f"a{i}")[-1].startswith(b"a%d OK [APPENDUID" % i), path.name
-    raw.cmd("s", "EXAMINE INBOX")
+        raw_imap.send(b"a%d APPEND INBOX {%d+}\r\n" % (i, len(blob)) + blob + b"\r\n")
+        assert raw_imap.until_tagged(f"a{i}")[-1].startswith(b"a%d OK [APPENDUID" % i), path.name
+    raw_imap.cmd("s", "EXAMINE INBOX")
     for i, path in enumerate(paths, start=1):
         blob = path.read_bytes()
-        lines = raw.cmd("f", f"FETCH {i} (RFC822.SIZE BODY.PEEK[])")
+        lines = raw_imap.cmd("f", f"FETCH {i} (RFC822.SIZE BODY.PEEK[])")
         head = b"* %d FETCH (RFC822.SIZE %d BODY[] {%d}\r\n" % (i, len(blob), len(blob))
         assert lines[0] == head + blob.replace(b"\0", b"\x80") + b")\r\n", path.name
         if b"\0" in blob:
-            lines = raw.cmd("b", f"FETCH {i} (BINARY.PEEK[])")
+            lines = raw_imap.cmd("b", f"FETCH {i} (BINARY.PEEK[])")
             assert lines[0] == b"* %d FETCH (BINARY[] ~{%d}\r\n" % (i, len(blob)) + blob \
                 + b")\r\n", path.name
 
@@ -229,12 +218,9 @@ def test_pattern_matching(reference: str, pattern: str, name: str, matches: bool
 def test_half_close_after_logout_still_gets_replies(server: ServerThread) -> None:
     import socket
 
-    s = socket.create_connection(("127.0.0.1", server.port("imap")), timeout=30)
-    f = s.makefile("rb")
-    f.readline()
-    s.sendall(b'a LOGIN "alice@example.test" "alice-secret"\r\nb LOGOUT\r\n')
-    s.shutdown(socket.SHUT_WR)
-    lines = f.readlines()
+    c = RawImap(server.port("imap"))
+    c.send(b'a LOGIN "alice@example.test" "alice-secret"\r\nb LOGOUT\r\n')
+    c.sock.shutdown(socket.SHUT_WR)
+    lines = c.read_all()
     assert lines[0].startswith(b"a OK") and lines[-1].startswith(b"b OK")
-    f.close()
-    s.close()
+    c.close()

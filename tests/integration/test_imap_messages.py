@@ -4,12 +4,10 @@ RFC 4315; RFC 6851; RFC 3691)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from conftest import ServerThread, client_tls_context
 from imapclient import IMAPClient
-from test_imap_session import ALICE, RawImap
+from support.server import ServerThread
+from support.wire import ALICE, RawImap, client_tls_context
 
 MSG = b"Subject: m\r\n\r\nbody\r\n"
 
@@ -20,19 +18,15 @@ def append(c: RawImap, mailbox: str = "INBOX", flags: str = "", blob: bytes = MS
 
 
 @pytest.fixture
-def raw(server: ServerThread) -> Iterator[RawImap]:
-    c = RawImap(server.port("imap"))
-    c.login()
+def raw(raw_imap: RawImap) -> RawImap:
+    c = raw_imap
     for _ in range(4):
         append(c)
     # Select twice: the first read-write SELECT claims the messages as \Recent
     # (RFC 3501 §2.3.2), so the session under test sees plain flags.
     c.cmd("s0", "SELECT INBOX")
     c.cmd("s", "SELECT INBOX")
-    try:
-        yield c
-    finally:
-        c.close()
+    return c
 
 
 def test_store_forms(raw: RawImap) -> None:

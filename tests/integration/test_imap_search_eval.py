@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mailserver.imap.search import search
+from mailserver.imap.search_eval import search
 from mailserver.protocol.imap.types import (
     SearchAll,
     SearchAnd,

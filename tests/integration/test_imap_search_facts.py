@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mailserver.imap import search as search_eval
+from mailserver.imap import search_eval
 from mailserver.imap.message import _SEARCH_CACHE
 from mailserver.protocol.imap.types import SearchHeader, SearchNot, SearchOr
 from mailserver.protocol.mime import SEARCH_FIELDS, analyze

@@ -7,8 +7,9 @@ import imaplib
 from collections.abc import Iterator
 
 import pytest
-from conftest import ServerThread, client_tls_context, corpus_messages
 from imapclient import IMAPClient
+from support.server import ServerThread, corpus_messages
+from support.wire import client_tls_context
 
 from mailserver.protocol.mime import analyze
 
@@ -67,14 +68,10 @@ def uids(server: ServerThread) -> list[int]:
 
 
 @pytest.fixture
-def raw(server: ServerThread, uids: list[int]) -> Iterator[imaplib.IMAP4_SSL]:
-    c = imaplib.IMAP4_SSL("127.0.0.1", server.port("imaps"), ssl_context=client_tls_context())
-    c.login(*ALICE)
-    c.select("INBOX")
-    try:
-        yield c
-    finally:
-        c.logout()
+def raw(imaps: imaplib.IMAP4_SSL, uids: list[int]) -> imaplib.IMAP4_SSL:
+    """imaplib (conftest ``imaps``) with the messages in INBOX, selected."""
+    imaps.select("INBOX")
+    return imaps
 
 
 @pytest.fixture

@@ -1,75 +1,20 @@
 """IMAP sessions over real sockets: greeting, capabilities, login, TLS, limits,
 bad input, logout and shutdown (RFC 3501 §6.1, §6.2, §7.1; RFC 4959; RFC 2971).
 
-``RawImap`` (also used by the other ``test_imap_*`` files) speaks the protocol
-byte for byte, where imaplib would hide or rewrite what we want to check.
+``RawImap`` (tests/support/wire.py) speaks the protocol byte for byte, where
+imaplib would hide or rewrite what we want to check.
 """
 
 from __future__ import annotations
 
 import base64
 import imaplib
-import socket
 from pathlib import Path
 
 import pytest
-from conftest import USERS, ServerThread, client_tls_context, make_config
 from imapclient import IMAPClient
-
-ALICE = ("alice@example.test", "alice-secret")
-
-
-class RawImap:
-    """A minimal blocking IMAP client that returns the raw response lines."""
-
-    def __init__(self, port: int, *, tls: bool = False) -> None:
-        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        if tls:
-            sock = client_tls_context().wrap_socket(sock)
-        self.sock: socket.socket = sock
-        self.file = sock.makefile("rb")
-        self.greeting = self.readline()
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def readline(self) -> bytes:
-        """One response line, literals inlined; ``b""`` at EOF."""
-        line = self.file.readline()
-        while line.endswith(b"}\r\n") and b"{" in line:
-            size = int(line[line.rindex(b"{") + 1 : -3].rstrip(b"+"))
-            line += self.file.read(size) + self.file.readline()
-        return line
-
-    def until_tagged(self, tag: str) -> list[bytes]:
-        """Lines up to and including the tagged reply for ``tag``."""
-        out = []
-        while True:
-            line = self.readline()
-            assert line, f"connection closed before {tag} completed; got {out!r}"
-            out.append(line)
-            if line.startswith(tag.encode() + b" "):
-                return out
-
-    def cmd(self, tag: str, text: str | bytes) -> list[bytes]:
-        data = text.encode() if isinstance(text, str) else text
-        self.send(tag.encode() + b" " + data + b"\r\n")
-        return self.until_tagged(tag)
-
-    def login(self, user: str = ALICE[0], password: str = ALICE[1]) -> None:
-        assert self.cmd("L", f'LOGIN "{user}" "{password}"')[-1].startswith(b"L OK")
-
-    def read_all(self) -> list[bytes]:
-        """Every line until the server closes the connection."""
-        out = []
-        while line := self.readline():
-            out.append(line)
-        return out
-
-    def close(self) -> None:
-        self.file.close()
-        self.sock.close()
-
+from support.server import USERS, ServerThread, make_config
+from support.wire import ALICE, RawImap, client_tls_context
 
 # ------------------------------------------------------------------ greeting
 
@@ -122,11 +67,10 @@ def test_starttls_discards_pipelined_plaintext(server: ServerThread) -> None:
     c = RawImap(server.port("imap"))
     c.send(b"s1 STARTTLS\r\ns2 CAPABILITY\r\n")
     assert c.readline().startswith(b"s1 OK")
-    tls = client_tls_context().wrap_socket(c.sock)
-    f = tls.makefile("rb")
-    tls.sendall(b"s3 NOOP\r\n")
-    assert f.readline().startswith(b"s3 OK")
-    tls.close()
+    c.start_tls()
+    c.send(b"s3 NOOP\r\n")
+    assert c.readline().startswith(b"s3 OK")
+    c.close()
 
 
 def test_starttls_refused_on_implicit_and_after_login(server: ServerThread) -> None:

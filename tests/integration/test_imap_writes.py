@@ -8,7 +8,7 @@ import imaplib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from tests.conftest import ServerThread
+from support.server import ServerThread
 
 ALICE = "alice@example.test"
 PASSWORD = "alice-secret"

@@ -1,6 +1,6 @@
 """SMTP on the wire: extensions, enhanced codes, pipelining, limits, TLS, shutdown.
 
-Raw sockets where the exact bytes matter, smtplib elsewhere.
+``RawSmtp`` (tests/support/wire.py) where the exact bytes matter, smtplib elsewhere.
 """
 
 from __future__ import annotations
@@ -9,93 +9,37 @@ import asyncio
 import re
 import smtplib
 import socket
-import ssl
 
 import pytest
+from support.wire import RawSmtp, client_tls_context
 
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
-ENHANCED = re.compile(r"^(\d)\d\d[ -](\d)\.\d{1,3}\.\d{1,3} ")
+ENHANCED = re.compile(rb"^(\d)\d\d[ -](\d)\.\d{1,3}\.\d{1,3} ")
 
 
-def client_tls() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
-class Raw:
-    """A line-level SMTP client on a plain socket: send bytes, read whole replies."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.file = self.sock.makefile("rb")
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def reply(self) -> list[str]:
-        """One reply, all its lines, CRLF stripped; [] on EOF."""
-        lines: list[str] = []
-        while True:
-            raw = self.file.readline()
-            if not raw:
-                return lines
-            assert raw.endswith(b"\r\n"), raw
-            line = raw[:-2].decode("utf-8")
-            lines.append(line)
-            if len(line) < 4 or line[3] != "-":
-                return lines
-
-    def cmd(self, line: str) -> list[str]:
-        self.send(line.encode() + b"\r\n")
-        return self.reply()
-
-    def eof(self) -> bool:
-        return self.file.read() == b""
-
-    def close(self) -> None:
-        self.file.close()
-        self.sock.close()
-
-
-@pytest.fixture
-def raw(server):
-    conns: list[Raw] = []
-
-    def connect(port_name: str = "smtp", srv=server) -> Raw:
-        conn = Raw(srv.port(port_name))
-        conns.append(conn)
-        return conn
-
-    yield connect
-    for conn in conns:
-        conn.close()
-
-
-def ehlo_keywords(lines: list[str]) -> set[str]:
+def ehlo_keywords(lines: list[bytes]) -> set[bytes]:
     return {line[4:] for line in lines[1:]}
 
 
-def test_greeting_and_ehlo_keywords(raw, server):
-    c = raw()
+def test_greeting_and_ehlo_keywords(raw_smtp, server):
+    c = raw_smtp()
     [greeting] = c.reply()
-    assert greeting.startswith("220 mx.example.test ")
+    assert greeting.startswith(b"220 mx.example.test ")
     assert not ENHANCED.match(greeting)  # RFC 2034 §3: no code in the greeting
     lines = c.cmd("EHLO client.test")
-    assert lines[0] == "250-mx.example.test"
+    assert lines[0] == b"250-mx.example.test"
     assert all(not ENHANCED.match(line) for line in lines)
     keywords = ehlo_keywords(lines)
     size = server.config.limits.max_message_size
-    assert {"PIPELINING", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "STARTTLS"} <= keywords
-    assert f"SIZE {size}" in keywords
-    assert not any(k.startswith("AUTH") for k in keywords)  # port 25: no AUTH
-    assert c.cmd("AUTH PLAIN AGFsaWNlAHg=")[0].startswith("502 5.5.1 ")
+    assert {b"PIPELINING", b"8BITMIME", b"SMTPUTF8", b"ENHANCEDSTATUSCODES", b"STARTTLS"} <= keywords
+    assert f"SIZE {size}".encode() in keywords
+    assert not any(k.startswith(b"AUTH") for k in keywords)  # port 25: no AUTH
+    assert c.cmd("AUTH PLAIN AGFsaWNlAHg=")[0].startswith(b"502 5.5.1 ")
 
 
-def test_enhanced_code_on_every_reply(raw):
-    c = raw()
+def test_enhanced_code_on_every_reply(raw_smtp):
+    c = raw_smtp()
     c.reply()
     commands = [
         "NOOP",
@@ -132,8 +76,8 @@ def test_enhanced_code_on_every_reply(raw):
     assert c.eof()
 
 
-def test_pipelined_commands_are_answered_in_order(raw, server):
-    c = raw()
+def test_pipelined_commands_are_answered_in_order(raw_smtp, server):
+    c = raw_smtp()
     c.reply()
     c.cmd("EHLO client.test")
     c.send(
@@ -145,18 +89,18 @@ def test_pipelined_commands_are_answered_in_order(raw, server):
     )
     replies = [c.reply() for _ in range(5)]
     assert [r[0][:9] for r in replies] == [
-        "250 2.1.0",
-        "250 2.1.5",
-        "550 5.1.1",
-        "250 2.1.5",
-        "354 End d",
+        b"250 2.1.0",
+        b"250 2.1.5",
+        b"550 5.1.1",
+        b"250 2.1.5",
+        b"354 End d",
     ]
     # The message and the next commands in one write, too (RFC 2920 §3.1).
     c.send(b"Subject: p\r\n\r\npipelined\r\n.\r\nRSET\r\nNOOP\r\nQUIT\r\n")
-    assert c.reply()[0].startswith("250 2.0.0 Ok: queued as ")
-    assert c.reply() == ["250 2.0.0 OK"]
-    assert c.reply() == ["250 2.0.0 OK"]
-    assert c.reply()[0].startswith("221 2.0.0")
+    assert c.reply()[0].startswith(b"250 2.0.0 Ok: queued as ")
+    assert c.reply() == [b"250 2.0.0 OK"]
+    assert c.reply() == [b"250 2.0.0 OK"]
+    assert c.reply()[0].startswith(b"221 2.0.0")
     assert c.eof()
     for account in (ALICE, BOB):
         mailbox = server.call(server.store.get_mailbox, account, "INBOX")
@@ -165,7 +109,7 @@ def test_pipelined_commands_are_answered_in_order(raw, server):
 
 def test_starttls_then_mail(server):
     with smtplib.SMTP("127.0.0.1", server.port("smtp")) as client:
-        client.starttls(context=client_tls())
+        client.starttls(context=client_tls_context())
         code, text = client.ehlo("client.test")
         assert code == 250
         keywords = text.decode().split("\n")
@@ -179,16 +123,16 @@ def test_starttls_then_mail(server):
     assert b" with ESMTPS id " in blob.split(b";", 1)[0]
 
 
-def test_failed_starttls_handshake_closes_only_that_connection(raw):
-    c = raw()
+def test_failed_starttls_handshake_closes_only_that_connection(raw_smtp):
+    c = raw_smtp()
     c.reply()
     c.cmd("EHLO client.test")
-    assert c.cmd("STARTTLS")[0].startswith("220 2.0.0 ")
+    assert c.cmd("STARTTLS")[0].startswith(b"220 2.0.0 ")
     c.send(b"this is not a TLS ClientHello\r\n" * 20)
-    c.file.read()  # whatever alert comes back, the server must hang up
-    other = raw()
-    assert other.reply()[0].startswith("220 ")
-    assert other.cmd("NOOP") == ["250 2.0.0 OK"]
+    c.read_to_eof()  # whatever alert comes back, the server must hang up
+    other = raw_smtp()
+    assert other.reply()[0].startswith(b"220 ")
+    assert other.cmd("NOOP") == [b"250 2.0.0 OK"]
 
 
 def test_helo_and_plain_smtp(server):
@@ -203,51 +147,67 @@ def test_helo_and_plain_smtp(server):
     )
 
 
-def test_bad_commands_keep_the_connection_usable(raw):
-    c = raw()
+def test_bad_commands_keep_the_connection_usable(raw_smtp):
+    c = raw_smtp()
     c.reply()
-    assert c.cmd("EHLO client.test")[-1].startswith("250 ")
-    assert c.cmd("FROB")[0].startswith("500 5.5.2 ")
-    assert c.cmd("EXPN list")[0].startswith("502 5.5.1 ")
-    assert c.cmd("MAIL TO:<x@remote.test>")[0].startswith("501 5.5.4 ")
-    assert c.cmd("")[0].startswith("500 5.5.2 ")
-    assert c.cmd("\xe9t\xe9")[0].startswith("500 5.5.2 ")
-    assert c.cmd("NOOP") == ["250 2.0.0 OK"]
+    assert c.cmd("EHLO client.test")[-1].startswith(b"250 ")
+    assert c.cmd("FROB")[0].startswith(b"500 5.5.2 ")
+    assert c.cmd("EXPN list")[0].startswith(b"502 5.5.1 ")
+    assert c.cmd("MAIL TO:<x@remote.test>")[0].startswith(b"501 5.5.4 ")
+    assert c.cmd("")[0].startswith(b"500 5.5.2 ")
+    assert c.cmd("\xe9t\xe9")[0].startswith(b"500 5.5.2 ")
+    assert c.cmd("NOOP") == [b"250 2.0.0 OK"]
 
 
-def test_over_long_command_line(raw, server):
+def test_too_many_unknown_commands_closes_with_421(server) -> None:
+    """aiosmtpd hangs up after five unknown commands; the closing reply is a 421
+    (RFC 5321 §3.8), so a pipelining client knows the channel is gone."""
+    c = RawSmtp(server.port("smtp"))
+    try:
+        c.reply()
+        c.cmd(b"EHLO client.test")
+        c.sock.sendall(b"\x00EHLO x\r\n" * 5 + b"NOOP\r\n")
+        replies = [c.reply() for _ in range(5)]
+        assert all(r[0].startswith(b"500 5.5.2 ") for r in replies[:4])
+        assert replies[4] == [b"421 4.7.0 Too many unrecognized commands, closing connection"]
+        assert c.reply() == []  # closed; the pipelined NOOP is not answered
+    finally:
+        c.close()
+
+
+def test_over_long_command_line(raw_smtp, server):
     limit = server.config.limits.smtp_max_line_length
-    c = raw()
+    c = raw_smtp()
     c.reply()
     c.cmd("EHLO client.test")
-    assert c.cmd("NOOP " + "x" * (limit + 100))[0].startswith("500 5.5.2 ")
+    assert c.cmd("NOOP " + "x" * (limit + 100))[0].startswith(b"500 5.5.2 ")
     # Just under the limit (CRLF included) is still a command.
-    assert c.cmd("NOOP " + "x" * (limit - 7)) == ["250 2.0.0 OK"]
-    assert c.cmd("RCPT TO:<" + "a" * limit + "@example.test>")[0].startswith("500 5.5.2 ")
-    assert c.cmd("NOOP") == ["250 2.0.0 OK"]
+    assert c.cmd("NOOP " + "x" * (limit - 7)) == [b"250 2.0.0 OK"]
+    assert c.cmd("RCPT TO:<" + "a" * limit + "@example.test>")[0].startswith(b"500 5.5.2 ")
+    assert c.cmd("NOOP") == [b"250 2.0.0 OK"]
 
 
-def test_over_long_data_line_is_refused_then_usable(raw, server):
+def test_over_long_data_line_is_refused_then_usable(raw_smtp, server):
     limit = server.config.limits.smtp_max_data_line_length
-    c = raw()
+    c = raw_smtp()
     c.reply()
     c.cmd("EHLO client.test")
     c.cmd("MAIL FROM:<x@remote.test>")
     c.cmd("RCPT TO:<alice@example.test>")
-    assert c.cmd("DATA")[0].startswith("354 ")
+    assert c.cmd("DATA")[0].startswith(b"354 ")
     c.send(b"Subject: long\r\n\r\n" + b"y" * (limit * 3) + b"\r\nmore\r\n.\r\n")
-    assert c.reply()[0].startswith("500 5.5.2 ")
+    assert c.reply()[0].startswith(b"500 5.5.2 ")
     # The transaction is over; a new one works on the same connection.
     c.cmd("MAIL FROM:<x@remote.test>")
     c.cmd("RCPT TO:<alice@example.test>")
     c.cmd("DATA")
     c.send(b"Subject: short\r\n\r\nok\r\n.\r\n")
-    assert c.reply()[0].startswith("250 2.0.0 ")
+    assert c.reply()[0].startswith(b"250 2.0.0 ")
     mailbox = server.call(server.store.get_mailbox, ALICE, "INBOX")
     assert len(server.call(server.store.list_messages, mailbox.id)) == 1
 
 
-def test_data_bytes_are_kept_as_received(raw, server):
+def test_data_bytes_are_kept_as_received(raw_smtp, server):
     """Bare LF and bare CR are content, not line ends: "\\n.\\n" cannot end DATA
     (no SMTP smuggling) and nothing is normalised; only CRLF "." CRLF ends it."""
     body = (
@@ -255,31 +215,31 @@ def test_data_bytes_are_kept_as_received(raw, server):
         b"smuggle\n.\nMAIL FROM:<evil@remote.test>\r\n"
         b"..dot-stuffed line\r\n"
     )
-    c = raw()
+    c = raw_smtp()
     c.reply()
     c.cmd("EHLO client.test")
     c.cmd("MAIL FROM:<x@remote.test> BODY=8BITMIME")
     c.cmd("RCPT TO:<alice@example.test>")
     c.cmd("DATA")
     c.send(body + b".\r\n")
-    assert c.reply()[0].startswith("250 2.0.0 ")
-    assert c.cmd("QUIT")[0].startswith("221 ")
+    assert c.reply()[0].startswith(b"250 2.0.0 ")
+    assert c.cmd("QUIT")[0].startswith(b"221 ")
     mailbox = server.call(server.store.get_mailbox, ALICE, "INBOX")
     [record] = server.call(server.store.list_messages, mailbox.id)
     blob = server.call(server.store.get_blob, record.blob_id)
     assert blob.endswith(body.replace(b"\r\n..dot", b"\r\n.dot"))
 
 
-def test_smtputf8_addresses(raw, server):
+def test_smtputf8_addresses(raw_smtp, server):
     server.run(server.store.add_alias("j\u00f6rg@example.test", BOB))
-    c = raw()
+    c = raw_smtp()
     c.reply()
     c.cmd("EHLO client.test")
-    assert c.cmd("MAIL FROM:<s\u00e9nder@remote.test> SMTPUTF8")[0].startswith("250 2.1.0")
-    assert c.cmd("RCPT TO:<j\u00f6rg@example.test>")[0].startswith("250 2.1.5")
+    assert c.cmd("MAIL FROM:<s\u00e9nder@remote.test> SMTPUTF8")[0].startswith(b"250 2.1.0")
+    assert c.cmd("RCPT TO:<j\u00f6rg@example.test>")[0].startswith(b"250 2.1.5")
     c.cmd("DATA")
     c.send("Subject: gr\u00fc\u00dfe\r\n\r\nhi\r\n.\r\n".encode())
-    assert c.reply()[0].startswith("250 2.0.0 ")
+    assert c.reply()[0].startswith(b"250 2.0.0 ")
     mailbox = server.call(server.store.get_mailbox, BOB, "INBOX")
     [record] = server.call(server.store.list_messages, mailbox.id)
     assert (
@@ -292,12 +252,12 @@ def test_smtputf8_addresses(raw, server):
 
 def test_size_limit_at_mail_and_on_data(server_factory):
     server = server_factory(max_message_size=1000)
-    c = Raw(server.port("smtp"))
+    c = RawSmtp(server.port("smtp"))
     try:
         c.reply()
-        assert "SIZE 1000" in ehlo_keywords(c.cmd("EHLO client.test"))
-        assert c.cmd("MAIL FROM:<x@remote.test> SIZE=1001")[0].startswith("552 5.3.4 ")
-        assert c.cmd("MAIL FROM:<x@remote.test> SIZE=900")[0].startswith("250 2.1.0 ")
+        assert b"SIZE 1000" in ehlo_keywords(c.cmd("EHLO client.test"))
+        assert c.cmd("MAIL FROM:<x@remote.test> SIZE=1001")[0].startswith(b"552 5.3.4 ")
+        assert c.cmd("MAIL FROM:<x@remote.test> SIZE=900")[0].startswith(b"250 2.1.0 ")
         c.cmd("RCPT TO:<alice@example.test>")
         c.cmd("DATA")
         c.send(
@@ -307,8 +267,8 @@ def test_size_limit_at_mail_and_on_data(server_factory):
             + (b"z" * 70 + b"\r\n") * 20
             + b".\r\n"
         )
-        assert c.reply()[0].startswith("552 5.3.4 ")
-        assert c.cmd("NOOP") == ["250 2.0.0 OK"]
+        assert c.reply()[0].startswith(b"552 5.3.4 ")
+        assert c.cmd("NOOP") == [b"250 2.0.0 OK"]
     finally:
         c.close()
     with smtplib.SMTP("127.0.0.1", server.port("smtp")) as client:
@@ -335,13 +295,13 @@ def test_recipient_limit(server_factory):
 
 def test_idle_timeout(server_factory):
     server = server_factory(smtp_idle_timeout=0.5)
-    c = Raw(server.port("smtp"))
+    c = RawSmtp(server.port("smtp"))
     try:
         c.reply()
         c.cmd("EHLO client.test")
         # Say nothing: the server must give up on us with a 421 and close.
         [line] = c.reply()
-        assert line.startswith("421 4.4.2 ")
+        assert line.startswith(b"421 4.4.2 ")
         assert c.eof()
     finally:
         c.close()
@@ -349,16 +309,16 @@ def test_idle_timeout(server_factory):
 
 def test_connection_limits(server_factory):
     server = server_factory(max_connections_per_ip=1)
-    first = Raw(server.port("smtp"))
-    second = Raw(server.port("smtp"))
-    other_listener = Raw(server.port("submission"))  # limits are per listener
+    first = RawSmtp(server.port("smtp"))
+    second = RawSmtp(server.port("smtp"))
+    other_listener = RawSmtp(server.port("submission"))  # limits are per listener
     try:
-        assert first.reply()[0].startswith("220 ")
+        assert first.reply()[0].startswith(b"220 ")
         [line] = second.reply()
-        assert line.startswith("421 4.7.0 ")
+        assert line.startswith(b"421 4.7.0 ")
         assert second.eof()
-        assert other_listener.reply()[0].startswith("220 ")
-        assert first.cmd("NOOP") == ["250 2.0.0 OK"]
+        assert other_listener.reply()[0].startswith(b"220 ")
+        assert first.cmd("NOOP") == [b"250 2.0.0 OK"]
     finally:
         for c in (first, second, other_listener):
             c.close()
@@ -366,34 +326,34 @@ def test_connection_limits(server_factory):
 
 def test_total_connection_limit(server_factory):
     server = server_factory(max_connections=1)
-    first = Raw(server.port("smtp"))
-    second = Raw(server.port("smtp"))
+    first = RawSmtp(server.port("smtp"))
+    second = RawSmtp(server.port("smtp"))
     try:
-        assert first.reply()[0].startswith("220 ")
-        assert second.reply()[0].startswith("421 4.7.0 ")
+        assert first.reply()[0].startswith(b"220 ")
+        assert second.reply()[0].startswith(b"421 4.7.0 ")
     finally:
         first.close()
         second.close()
 
 
-def test_shutdown_lets_data_finish(server, raw):
-    idle = raw()
-    busy = raw()
+def test_shutdown_lets_data_finish(server, raw_smtp):
+    idle = raw_smtp()
+    busy = raw_smtp()
     idle.reply()
     busy.reply()
     idle.cmd("EHLO idle.test")
     busy.cmd("EHLO busy.test")
     busy.cmd("MAIL FROM:<x@remote.test>")
     busy.cmd("RCPT TO:<alice@example.test>")
-    assert busy.cmd("DATA")[0].startswith("354 ")
+    assert busy.cmd("DATA")[0].startswith(b"354 ")
     busy.send(b"Subject: in flight\r\n\r\nfirst half\r\n")
     handle = server.app.listeners["smtp"]
     done = asyncio.run_coroutine_threadsafe(handle.shutdown(30), server.loop)
-    assert idle.reply()[0].startswith("421 4.3.2 ")
+    assert idle.reply()[0].startswith(b"421 4.3.2 ")
     assert idle.eof()
     busy.send(b"second half\r\n.\r\n")
-    assert busy.reply()[0].startswith("250 2.0.0 ")
-    assert busy.reply()[0].startswith("421 4.3.2 ")
+    assert busy.reply()[0].startswith(b"250 2.0.0 ")
+    assert busy.reply()[0].startswith(b"421 4.3.2 ")
     assert busy.eof()
     done.result(30)
     with pytest.raises(OSError):

@@ -11,11 +11,11 @@ import smtplib
 from pathlib import Path
 
 import pytest
+from support.server import DOMAIN, USERS, ServerThread, make_config
 
 from mailserver.config import StoreSettings
 from mailserver.store.headroom import StoreFull
 from mailserver.store.store import Store
-from tests.conftest import DOMAIN, USERS, ServerThread, make_config
 
 A = "alice@example.org"
 MAP_SIZE = 4 << 20

@@ -3,7 +3,7 @@ recipients land in the store, remote ones travel through the real queue to a
 receiving SMTP server, with DNS (MX, A, DKIM TXT) from our loopback DNS server.
 
 The receiver runs on an event loop of its own (a thread), as a remote MX
-would; the server runs in ``conftest.ServerThread``.  Waiting is on events
+would; the server runs in ``support.server.ServerThread``.  Waiting is on events
 (``Receiver.wait_for``, ``QueueManager.wait_rounds``), never sleeps.
 """
 
@@ -26,12 +26,13 @@ from typing import Any
 import aiosmtplib
 import dkim
 import pytest
-from conftest import USERS, ServerThread, client_tls_context, make_config
 from structlog.testing import capture_logs
 from support.daemon import run_cli
 from support.dnsserver import DnsServer, dest_dns
 from support.outbound import outbound_settings
+from support.server import USERS, ServerThread, make_config
 from support.smtpreceiver import Receiver
+from support.wire import client_tls_context
 
 from mailserver.config import DkimSettings, LogSettings
 from mailserver.dkim.keys import write_key

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from conftest import USERS, ServerThread, corpus_messages
+from support.server import USERS, ServerThread, corpus_messages
 from support.synctools import (
     Scenario,
     State,

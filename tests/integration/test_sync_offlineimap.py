@@ -28,7 +28,7 @@ import email.policy
 from email.parser import BytesParser
 from pathlib import Path
 
-from conftest import USERS, ServerThread, corpus_messages
+from support.server import USERS, ServerThread, corpus_messages
 from support.synctools import (
     Scenario,
     State,

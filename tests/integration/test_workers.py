@@ -23,7 +23,7 @@ from typing import Protocol, TypeVar
 
 import pytest
 from support.daemon import Daemon, add_user, inbox_uids
-from support.wire import LineConn
+from support.wire import RawImap
 
 from mailserver.config import Listener
 from mailserver.workers import bind_group
@@ -137,31 +137,10 @@ def pid_of(conn_id: str) -> int:
     return int(conn_id.partition(".")[0], 16)
 
 
-class Imap(LineConn):
-    """A line-level IMAP client on a raw socket (enough for LOGIN, SELECT, IDLE)."""
-
-    def __init__(self, port: int) -> None:
-        super().__init__(port, TIMEOUT)
-        assert self.line().startswith(b"* OK")
-
-    def line(self) -> bytes:
-        data = self.readline()
-        assert data, "connection closed"
-        return data
-
-    def command(self, tag: str, text: str) -> list[bytes]:
-        self.send(f"{tag} {text}\r\n".encode())
-        out = []
-        while True:
-            line = self.line()
-            out.append(line)
-            if line.startswith(tag.encode() + b" "):
-                assert line.split()[1] == b"OK", out
-                return out
-
-
-def imap_on(d: Daemon, worker: int) -> Imap:
-    return connect_on(d, worker, lambda: Imap(d.ports["imap"]), "imap_connect")
+def imap_on(d: Daemon, worker: int) -> RawImap:
+    imap = connect_on(d, worker, lambda: RawImap(d.ports["imap"], TIMEOUT), "imap_connect")
+    assert imap.greeting.startswith(b"* OK")
+    return imap
 
 
 # -- tests ---------------------------------------------------------------------------
@@ -244,19 +223,18 @@ def test_delivery_on_one_worker_wakes_idle_on_the_other(daemon: Daemon) -> None:
     for idler_worker, sender_worker in ((0, 1), (1, 0)):
         imap = imap_on(daemon, idler_worker)
         try:
-            imap.command("a1", f'LOGIN alice@example.test "{PASSWORD}"')
-            exists = [x for x in imap.command("a2", "SELECT INBOX") if x.endswith(b"EXISTS\r\n")]
+            imap.ok("a1", f'LOGIN alice@example.test "{PASSWORD}"')
+            exists = [x for x in imap.ok("a2", "SELECT INBOX") if x.endswith(b"EXISTS\r\n")]
             count = int(exists[0].split()[1])
             imap.sock.sendall(b"a3 IDLE\r\n")
-            assert imap.line().startswith(b"+")
+            assert imap.readline().startswith(b"+")
             client = smtp_on(daemon, sender_worker)
             send(client, count + 1)
             client.quit()
             # No timing assertion: the socket timeout only bounds a failure.
-            assert imap.line() == f"* {count + 1} EXISTS\r\n".encode()
+            assert imap.readline() == f"* {count + 1} EXISTS\r\n".encode()
             imap.sock.sendall(b"DONE\r\n")
-            while not imap.line().startswith(b"a3 OK"):
-                pass
+            assert imap.until_tagged("a3")[-1].startswith(b"a3 OK")
         finally:
             imap.close()
     assert daemon.stop() == 0
@@ -415,7 +393,7 @@ def test_cli_writes_while_the_daemon_serves(daemon: Daemon, conf: Path) -> None:
     # The workers see the CLI's account; mail to it lands through the service.
     imap = imap_on(daemon, 1)
     try:
-        imap.command("a1", f'LOGIN carol@example.test "{PASSWORD}"')
+        imap.ok("a1", f'LOGIN carol@example.test "{PASSWORD}"')
     finally:
         imap.close()
     other = smtp_on(daemon, 1)

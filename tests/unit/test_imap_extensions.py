@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_imap_helpers import Err, feed_all_ways, parse_one
+from support.imap_receiver import Err, feed_all_ways, parse_one
 
 from mailserver.errors import ProtocolSyntaxError, UserError
 from mailserver.imap.commands.mailbox import _special_use

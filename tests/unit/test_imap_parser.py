@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from test_imap_helpers import Err, feed_all_ways, parse_one
+from support.imap_receiver import Err, feed_all_ways, parse_one
 
 from mailserver.protocol.imap.types import (
     Append,

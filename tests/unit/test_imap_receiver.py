@@ -7,7 +7,7 @@ Every case is fed whole, one byte at a time, and followed by another command
 from __future__ import annotations
 
 import pytest
-from test_imap_helpers import TRAILER, Err, corpus_messages, feed_all_ways, run
+from support.imap_receiver import TRAILER, Err, corpus_messages, feed_all_ways, run
 
 from mailserver.errors import ProtocolSyntaxError
 from mailserver.protocol.imap.receiver import Receiver, read_tag

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_imap_helpers import TRAILER, Err
+from support.imap_receiver import TRAILER, Err
 
 from mailserver.errors import ProtocolSyntaxError
 from mailserver.protocol.imap import utf7

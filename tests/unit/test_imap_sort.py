@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from test_imap_helpers import Err, feed_all_ways, parse_one
+from support.imap_receiver import Err, feed_all_ways, parse_one
 
 from mailserver.protocol.imap.quota import quota_response, quotaroot_response
 from mailserver.protocol.imap.seqset import format_sequence_set, parse_sequence_set

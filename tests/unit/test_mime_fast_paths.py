@@ -11,13 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailserver.protocol.mime import header_values, headers
-from mailserver.protocol.mime.envelope import _parse_list, parse_addresses
 from mailserver.protocol.mime.headers import (
     _WINDOW,
     HeaderFields,
     find_header_end,
     parse_fields,
 )
+from mailserver.protocol.mime.imap_envelope import _parse_list, parse_addresses
 from mailserver.protocol.mime.imapstr import MAX_QUOTED, string
 
 SETTINGS = settings(max_examples=300, deadline=None)

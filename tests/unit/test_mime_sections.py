@@ -162,3 +162,46 @@ def test_search_text_base64_and_charsets() -> None:
     assert search_text(msg, analyze(msg)) == "Привет"
     junk = b"Content-Type: text/plain; charset=x-nope\r\nContent-Transfer-Encoding: base64\r\n\r\n!!\r\n"
     assert search_text(junk, analyze(junk)) == ""
+
+
+# Parts that BODYSTRUCTURE lists but the blob does not hold are empty, not absent
+# (RFC 3501 §6.4.5, §7.4.2); SEARCH BODY text is the decoded content of leaf parts,
+# not MIME structure (both as Dovecot, bench/COMPARE.md).
+
+
+def test_empty_multipart_part_is_empty() -> None:
+    msg = b"Content-Type: multipart/mixed; boundary=b\r\n\r\nnothing\r\n"
+    f = analyze(msg)
+    assert b'"7bit" 0 0 NIL NIL NIL NIL) "mixed"' in f.bodystructure
+    assert section_bytes(msg, f, Section((1,))) == b""
+    assert section_bytes(msg, f, Section((1,), "MIME")) == b""
+    assert section_bytes(msg, f, Section((2,))) is None
+    assert section_bytes(msg, f, Section((1, 1))) is None
+
+
+def test_unparsed_message_rfc822_is_an_empty_message() -> None:
+    msg = (b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+           b"U3ViamVjdDogaGkNCg0KYm9keQ0K\r\n")
+    f = analyze(msg)
+    assert b'"7bit" 0 0 NIL NIL NIL NIL) 1 NIL NIL NIL NIL)' in f.bodystructure
+    for text in ("HEADER", "TEXT"):
+        assert section_bytes(msg, f, Section((1,), text)) == b""
+    assert section_bytes(msg, f, Section((1, 1))) == b""
+    assert section_bytes(msg, f, Section((1, 2))) is None
+    # A text part is no message: HEADER of it stays absent.
+    plain = b"Subject: x\r\n\r\nbody\r\n"
+    assert section_bytes(plain, analyze(plain), Section((1,), "HEADER")) is None
+
+
+def test_body_text_is_content_only() -> None:
+    msg = (b"Content-Type: multipart/mixed; boundary=zz\r\n\r\npreamble\r\n"
+           b"--zz\r\nContent-Type: text/plain\r\n\r\nfirst\r\n"
+           b"--zz\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\nsecond\r\n"
+           b"--zz\r\nContent-Type: message/external-body; access-type=x\r\n\r\n"
+           b"Content-Type: text/plain\r\n\r\nthird\r\n--zz--\r\nepilogue\r\n")
+    f = analyze(msg)
+    body = search_text(msg, f)
+    assert body.split("\n") == ["first", "second", "Content-Type: text/plain\r", "\r", "third"]
+    for structure in ("zz", "preamble", "epilogue", "message/rfc822", "Subject: inner"):
+        assert structure not in body
+    assert "Subject: inner" in search_text(msg, f, with_headers=True)

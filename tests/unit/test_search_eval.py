@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from mailserver.imap.search import _plan, needs_content, search
+from mailserver.imap.search_eval import _plan, needs_content, search
 from mailserver.protocol.imap.types import (
     SearchAll,
     SearchAnd,

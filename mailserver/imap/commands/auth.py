@@ -4,7 +4,7 @@ RFC 5161; RFC 4959 SASL-IR; RFC 4616 PLAIN), and COMPRESS (RFC 4978), which
 like STARTTLS changes the connection once its tagged OK is on the wire.
 
 Plaintext credentials are accepted only over TLS or from a loopback peer
-(``Session.plaintext_ok``); elsewhere LOGINDISABLED is advertised and both
+(``ImapSession.plaintext_ok``); elsewhere LOGINDISABLED is advertised and both
 LOGIN and AUTHENTICATE PLAIN answer ``NO [PRIVACYREQUIRED]`` (RFC 5530).
 After ``limits.max_auth_failures`` failed attempts the session ends with BYE.
 """
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from mailserver.auth.login import authenticate as check_password
 from mailserver.errors import ProtocolSyntaxError, UserError
-from mailserver.imap.state import Reply, State
+from mailserver.imap.state import State, TaggedOk
 from mailserver.protocol.imap.response import quote, untagged
 from mailserver.protocol.imap.types import (
     Authenticate,
@@ -29,32 +29,32 @@ from mailserver.protocol.imap.types import (
 )
 
 if TYPE_CHECKING:
-    from mailserver.imap.session import Session
+    from mailserver.imap.session import ImapSession
 
 #: What we tell a client that sends ID (RFC 2971 §3.3); no version, on purpose.
 _SERVER_ID = (("name", "mailserver"),)
 
 
-async def capability(session: Session, cmd: Command) -> Reply:
+async def capability(session: ImapSession, cmd: Command) -> TaggedOk:
     """CAPABILITY (RFC 3501 §6.1.1)."""
     session.write(untagged("CAPABILITY " + session.capabilities()))
-    return Reply("CAPABILITY completed")
+    return TaggedOk("CAPABILITY completed")
 
 
-async def noop(session: Session, cmd: Command) -> Reply:
-    """NOOP (§6.1.2): the pending-change report happens in ``Session.execute``."""
-    return Reply("NOOP completed")
+async def noop(session: ImapSession, cmd: Command) -> TaggedOk:
+    """NOOP (§6.1.2): the pending-change report happens in ``ImapSession.execute``."""
+    return TaggedOk("NOOP completed")
 
 
-async def logout(session: Session, cmd: Command) -> Reply:
+async def logout(session: ImapSession, cmd: Command) -> TaggedOk:
     """LOGOUT (§6.1.3): untagged BYE, then the tagged OK; the connection closes."""
     session.write(untagged("BYE Logging out"))
     session.state = State.LOGOUT
     session.selected = None
-    return Reply("LOGOUT completed")
+    return TaggedOk("LOGOUT completed")
 
 
-async def id_(session: Session, cmd: Command) -> Reply:
+async def id_(session: ImapSession, cmd: Command) -> TaggedOk:
     """ID (RFC 2971 §3.1): log what the client says about itself, answer our name."""
     args = cmd.args
     if isinstance(args, IdArgs) and args.params:
@@ -65,10 +65,10 @@ async def id_(session: Session, cmd: Command) -> Reply:
         )
     fields = b" ".join(quote(k) + b" " + quote(v) for k, v in _SERVER_ID)
     session.write(b"* ID (" + fields + b")\r\n")
-    return Reply("ID completed")
+    return TaggedOk("ID completed")
 
 
-async def enable(session: Session, cmd: Command) -> Reply:
+async def enable(session: ImapSession, cmd: Command) -> TaggedOk:
     """ENABLE (RFC 5161 §3.1): CONDSTORE and QRESYNC (RFC 7162 §3.1, §3.2.3),
     IMAP4rev2 (RFC 9051 §6.3.1) and UTF8=ACCEPT (RFC 6855 §3) can be enabled;
     ``* ENABLED`` lists those this command turned on (§3.2), spelt as
@@ -79,10 +79,10 @@ async def enable(session: Session, cmd: Command) -> Reply:
     spelt = {n.upper(): n for n in session.enabled}
     session.write(b"* ENABLED" + b"".join(b" " + spelt[n.upper()].encode() for n in newly)
                   + b"\r\n")
-    return Reply("ENABLE completed")
+    return TaggedOk("ENABLE completed")
 
 
-async def compress(session: Session, cmd: Command) -> Reply:
+async def compress(session: ImapSession, cmd: Command) -> TaggedOk:
     """COMPRESS (RFC 4978 §3): DEFLATE only.  Once compression is on, a second
     COMPRESS is ``NO [COMPRESSIONACTIVE]`` (§3); an unknown mechanism is NO.
     Compression starts after the tagged OK is sent (``after_reply``)."""
@@ -94,20 +94,20 @@ async def compress(session: Session, cmd: Command) -> Reply:
         raise UserError(f"Unsupported compression mechanism {args.mechanism[:30]}",
                         imap_code="CANNOT")
     session.after_reply = session.conn.start_compress
-    return Reply("DEFLATE active")
+    return TaggedOk("DEFLATE active")
 
 
-async def starttls(session: Session, cmd: Command) -> Reply:
+async def starttls(session: ImapSession, cmd: Command) -> TaggedOk:
     """STARTTLS (§6.2.1): OK, then the handshake.  Whatever the client sent
     after the command in plaintext is thrown away by the connection (the
     command-injection defence of RFC 3207 §6 / CVE-2011-0411 class bugs)."""
     if not session.conn.tls_available():
         raise UserError("TLS is not available here", imap_code="CANNOT")
     session.after_reply = session.conn.start_tls
-    return Reply("Begin TLS negotiation now")
+    return TaggedOk("Begin TLS negotiation now")
 
 
-async def login(session: Session, cmd: Command) -> Reply:
+async def login(session: ImapSession, cmd: Command) -> TaggedOk:
     """LOGIN (§6.2.3)."""
     args = cmd.args
     assert isinstance(args, Login)
@@ -117,7 +117,7 @@ async def login(session: Session, cmd: Command) -> Reply:
     return await _finish_login(session, args.user, args.password)
 
 
-async def authenticate(session: Session, cmd: Command) -> Reply:
+async def authenticate(session: ImapSession, cmd: Command) -> TaggedOk:
     """AUTHENTICATE (§6.2.2) with PLAIN (RFC 4616) and SASL-IR (RFC 4959).
 
     Without an initial response we send an empty continuation and read one
@@ -158,7 +158,7 @@ async def authenticate(session: Session, cmd: Command) -> Reply:
     return await _finish_login(session, authcid, password)
 
 
-async def _finish_login(session: Session, user: str, password: str) -> Reply:
+async def _finish_login(session: ImapSession, user: str, password: str) -> TaggedOk:
     address = await check_password(session.store, user, password)
     if address is None:
         return await _failed(session, user)
@@ -166,10 +166,10 @@ async def _finish_login(session: Session, user: str, password: str) -> Reply:
     session.state = State.AUTHENTICATED
     session.bind_log(user=address)
     session.log.info("imap_login")  # type: ignore[attr-defined]
-    return Reply("Logged in", code="CAPABILITY " + session.capabilities())
+    return TaggedOk("Logged in", code="CAPABILITY " + session.capabilities())
 
 
-async def _failed(session: Session, user: str) -> Reply:
+async def _failed(session: ImapSession, user: str) -> TaggedOk:
     session.auth_failures += 1
     session.log.info(  # type: ignore[attr-defined]
         "imap_login_failed", attempted=user[:100], failures=session.auth_failures
@@ -188,7 +188,7 @@ async def _failed(session: Session, user: str) -> Reply:
     raise UserError("Authentication failed", imap_code="AUTHENTICATIONFAILED")
 
 
-def _bye_after(session: Session):  # type: ignore[no-untyped-def]
+def _bye_after(session: ImapSession):  # type: ignore[no-untyped-def]
     async def bye() -> None:
         session.write(untagged("BYE Too many authentication failures"))
 

@@ -20,15 +20,15 @@ import contextlib
 from typing import TYPE_CHECKING
 
 from mailserver.errors import ProtocolSyntaxError
-from mailserver.imap.state import CloseConnection, Reply, State
+from mailserver.imap.state import CloseConnection, State, TaggedOk
 from mailserver.protocol.imap.response import continuation, untagged
 from mailserver.protocol.imap.types import Command
 
 if TYPE_CHECKING:
-    from mailserver.imap.session import Session
+    from mailserver.imap.session import ImapSession
 
 
-async def idle(session: Session, cmd: Command) -> Reply:
+async def idle(session: ImapSession, cmd: Command) -> TaggedOk:
     """IDLE (RFC 2177 §3).  Anything but ``DONE`` ends it with BAD."""
     conn = session.conn
     session.write(continuation("idling"))
@@ -76,4 +76,4 @@ async def idle(session: Session, cmd: Command) -> Reply:
         raise CloseConnection()
     if line.strip().upper() != b"DONE":
         raise ProtocolSyntaxError("Expected DONE to end IDLE")
-    return Reply("IDLE terminated")
+    return TaggedOk("IDLE terminated")

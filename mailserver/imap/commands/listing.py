@@ -25,13 +25,13 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from mailserver.errors import ProtocolSyntaxError, UserError
-from mailserver.imap.state import Reply
+from mailserver.imap.state import TaggedOk
 from mailserver.protocol.imap.response import mailbox_name
 from mailserver.protocol.imap.types import Command, ListArgs, StatusArgs
 from mailserver.store.model import DELIMITER, MailboxInfo
 
 if TYPE_CHECKING:
-    from mailserver.imap.session import Session
+    from mailserver.imap.session import ImapSession
 
 _DELIM = mailbox_name(DELIMITER)
 
@@ -80,7 +80,7 @@ def _attributes(info: MailboxInfo, has_children: bool, *, lsub_noselect: bool = 
     return ("(" + " ".join(attrs) + ")").encode()
 
 
-async def list_(session: Session, cmd: Command) -> Reply:
+async def list_(session: ImapSession, cmd: Command) -> TaggedOk:
     """LIST (§6.3.8), extended (RFC 5258 §3): several patterns, selection
     options SUBSCRIBED, REMOTE (no remote mailboxes here), RECURSIVEMATCH,
     SPECIAL-USE (RFC 6154 §5.1), return options SUBSCRIBED, CHILDREN,
@@ -95,7 +95,7 @@ async def list_(session: Session, cmd: Command) -> Reply:
     patterns = args.patterns or (args.pattern,)
     if patterns == ("",) and not select_opts:
         session.write(b"* LIST (\\Noselect) " + _DELIM + b' ""\r\n')
-        return Reply("LIST completed")
+        return TaggedOk("LIST completed")
     if "STATUS" in args.return_opts and "HIGHESTMODSEQ" in args.status_items:
         session.enable("CONDSTORE")  # RFC 7162 §3.1: STATUS (HIGHESTMODSEQ) enables it
     boxes = session.store.list_mailboxes(session.user)
@@ -133,17 +133,17 @@ async def list_(session: Session, cmd: Command) -> Reply:
         session.write(line + b"\r\n")
         if hit and "STATUS" in args.return_opts and not box.noselect:
             session.write(status_response(session, box, args.status_items))
-    return Reply("LIST completed")
+    return TaggedOk("LIST completed")
 
 
-async def lsub(session: Session, cmd: Command) -> Reply:
+async def lsub(session: ImapSession, cmd: Command) -> TaggedOk:
     """LSUB (§6.3.9): subscribed names; with ``%``, an unsubscribed parent of a
     subscribed child is listed ``\\Noselect`` (§6.3.9)."""
     args = cmd.args
     assert isinstance(args, ListArgs) and session.user is not None
     if args.pattern == "":
         session.write(b"* LSUB (\\Noselect) " + _DELIM + b' ""\r\n')
-        return Reply("LSUB completed")
+        return TaggedOk("LSUB completed")
     boxes = session.store.list_mailboxes(session.user)
     parents = _parents(boxes)
     regex = pattern_regex(args.reference, args.pattern)
@@ -167,13 +167,13 @@ async def lsub(session: Session, cmd: Command) -> Reply:
                 session.write(b"* LSUB " + _attributes(by_name[parent], True,
                                                       lsub_noselect=True) + b" " +
                               _DELIM + b" " + mailbox_name(parent, session.utf8) + b"\r\n")
-    return Reply("LSUB completed")
+    return TaggedOk("LSUB completed")
 
 
 # ------------------------------------------------------------------ STATUS
 
 
-async def status(session: Session, cmd: Command) -> Reply:
+async def status(session: ImapSession, cmd: Command) -> TaggedOk:
     """STATUS (§6.3.10).  RECENT counts messages no read-write SELECT has
     seen yet (RFC 3501 §2.3.2); UNSEEN counts messages without ``\\Seen``;
     HIGHESTMODSEQ (RFC 7162 §3.1.9; it enables CONDSTORE, §3.1), SIZE
@@ -187,10 +187,10 @@ async def status(session: Session, cmd: Command) -> Reply:
     if "HIGHESTMODSEQ" in args.items:
         session.enable("CONDSTORE")
     session.write(status_response(session, info, args.items))
-    return Reply("STATUS completed")
+    return TaggedOk("STATUS completed")
 
 
-def status_response(session: Session, info: MailboxInfo, items: Iterable[str]) -> bytes:
+def status_response(session: ImapSession, info: MailboxInfo, items: Iterable[str]) -> bytes:
     """``* STATUS name (item value ...)`` for a selectable mailbox (§7.2.4).
 
     Counting items (UNSEEN, DELETED, DELETED-STORAGE, RECENT) come from one

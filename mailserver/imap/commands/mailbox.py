@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from mailserver.delivery.local import cheap_to_analyze, message_facts
 from mailserver.errors import MailboxNotFound, ProtocolSyntaxError, UserError
-from mailserver.imap.state import Reply
+from mailserver.imap.state import TaggedOk
 from mailserver.protocol.imap.response import mailbox_name
 from mailserver.protocol.imap.types import (
     Append,
@@ -28,15 +28,15 @@ from mailserver.protocol.imap.types import (
 from mailserver.store.model import DELIMITER
 
 if TYPE_CHECKING:
-    from mailserver.imap.session import Session
+    from mailserver.imap.session import ImapSession
 
 _DELIM = mailbox_name(DELIMITER)
 
 
-async def namespace(session: Session, cmd: Command) -> Reply:
+async def namespace(session: ImapSession, cmd: Command) -> TaggedOk:
     """NAMESPACE (RFC 2342 §5): one personal namespace, no prefix, "/"."""
     session.write(b'* NAMESPACE (("" ' + _DELIM + b")) NIL NIL\r\n")
-    return Reply("NAMESPACE completed")
+    return TaggedOk("NAMESPACE completed")
 
 
 # ------------------------------------------------------- CREATE and friends
@@ -68,7 +68,7 @@ def _special_use(params: tuple) -> str | None:
     return use
 
 
-async def create(session: Session, cmd: Command) -> Reply:
+async def create(session: ImapSession, cmd: Command) -> TaggedOk:
     """CREATE (§6.3.3), with ``(USE (\\Sent))`` (RFC 6154 §3).  A trailing
     delimiter only declares intent to create children (§6.3.3), so it is
     dropped; creating INBOX is an error."""
@@ -81,10 +81,10 @@ async def create(session: Session, cmd: Command) -> Reply:
     if name.upper() == "INBOX":
         raise UserError("INBOX always exists", imap_code="ALREADYEXISTS")
     await session.store.create_mailbox(session.user, name, special_use=use)
-    return Reply("CREATE completed")
+    return TaggedOk("CREATE completed")
 
 
-async def delete(session: Session, cmd: Command) -> Reply:
+async def delete(session: ImapSession, cmd: Command) -> TaggedOk:
     """DELETE (§6.3.4).  Deleting the selected mailbox is refused: the session
     would be left selecting nothing (Dovecot and Cyrus refuse it too).  A
     ``\\Noselect`` name that still has children cannot go: ``NO
@@ -100,10 +100,10 @@ async def delete(session: Session, cmd: Command) -> Reply:
         if any(b.name.startswith(prefix) for b in session.store.list_mailboxes(session.user)):
             raise UserError("Mailbox has inferior hierarchical names", imap_code="HASCHILDREN")
     await session.store.delete_mailbox(session.user, args.mailbox)
-    return Reply("DELETE completed")
+    return TaggedOk("DELETE completed")
 
 
-async def rename(session: Session, cmd: Command) -> Reply:
+async def rename(session: ImapSession, cmd: Command) -> TaggedOk:
     """RENAME (§6.3.5); renaming INBOX moves its messages (the store does it)."""
     args = cmd.args
     assert isinstance(args, Rename) and session.user is not None
@@ -116,29 +116,29 @@ async def rename(session: Session, cmd: Command) -> Reply:
             view.name = session.store.get_mailbox_by_id(view.mailbox_id).name
         except MailboxNotFound:
             pass  # reported by the sync after this command
-    return Reply("RENAME completed")
+    return TaggedOk("RENAME completed")
 
 
-async def subscribe(session: Session, cmd: Command) -> Reply:
+async def subscribe(session: ImapSession, cmd: Command) -> TaggedOk:
     """SUBSCRIBE (§6.3.6)."""
     args = cmd.args
     assert isinstance(args, MailboxArg) and session.user is not None
     await session.store.set_subscribed(session.user, args.mailbox, True)
-    return Reply("SUBSCRIBE completed")
+    return TaggedOk("SUBSCRIBE completed")
 
 
-async def unsubscribe(session: Session, cmd: Command) -> Reply:
+async def unsubscribe(session: ImapSession, cmd: Command) -> TaggedOk:
     """UNSUBSCRIBE (§6.3.7)."""
     args = cmd.args
     assert isinstance(args, MailboxArg) and session.user is not None
     await session.store.set_subscribed(session.user, args.mailbox, False)
-    return Reply("UNSUBSCRIBE completed")
+    return TaggedOk("UNSUBSCRIBE completed")
 
 
 # ------------------------------------------------------------------ APPEND
 
 
-async def append(session: Session, cmd: Command) -> Reply:
+async def append(session: ImapSession, cmd: Command) -> TaggedOk:
     """APPEND (§6.3.11) with APPENDUID (RFC 4315 §3).
 
     The literal's size limit is enforced by the receiver (``NO [TOOBIG]``).
@@ -190,4 +190,4 @@ async def append(session: Session, cmd: Command) -> Reply:
     uidvalidity = info.uidvalidity
     if record.mailbox_id != info.id:  # deleted and re-created meanwhile
         uidvalidity = session.store.get_mailbox(session.user, args.mailbox).uidvalidity
-    return Reply("APPEND completed", code=f"APPENDUID {uidvalidity} {record.uid}")
+    return TaggedOk("APPEND completed", code=f"APPENDUID {uidvalidity} {record.uid}")

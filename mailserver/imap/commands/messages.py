@@ -7,7 +7,7 @@ Message numbers are resolved against the session's view
 by another session keeps its number until this session is told.  Such a
 message has no record any more; FETCH skips it, STORE/COPY ignore it.
 
-FETCH/SEARCH rendering lives in ``mailserver.imap.fetch`` / ``.search``; this
+FETCH/SEARCH rendering lives in ``mailserver.imap.fetch_render`` / ``.search_eval``; this
 module only decides what to read and when (off the event loop when message
 content is needed) and keeps the view's flag cache right.
 """
@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from mailserver.errors import MailboxNotFound, ProtocolSyntaxError, UserError
-from mailserver.imap import fetch as fetch_render
+from mailserver.imap import fetch_render
 from mailserver.imap.message import MessageAccess
 from mailserver.imap.selected import SelectedMailbox, compact_uids
-from mailserver.imap.state import Reply
+from mailserver.imap.state import TaggedOk
 from mailserver.protocol.imap.types import (
     Command,
     CopyArgs,
@@ -34,7 +34,7 @@ from mailserver.protocol.imap.types import (
 from mailserver.store.model import MessageRecord, WriteSpan
 
 if TYPE_CHECKING:
-    from mailserver.imap.session import Session
+    from mailserver.imap.session import ImapSession
 
 #: FETCH items answered from the record alone; anything else reads the blob or facts.
 _CHEAP_ATTS = frozenset({"FLAGS", "UID", "INTERNALDATE", "RFC822.SIZE", "MODSEQ"})
@@ -57,7 +57,7 @@ _CHARSETS = ("US-ASCII", "UTF-8")
 _RECENT = frozenset({"\\Recent"})
 
 
-def _view(session: Session) -> SelectedMailbox:
+def _view(session: ImapSession) -> SelectedMailbox:
     assert session.selected is not None
     return session.selected
 
@@ -70,12 +70,12 @@ def _writable(view: SelectedMailbox) -> None:
 # ------------------------------------------------------------ housekeeping
 
 
-async def check(session: Session, cmd: Command) -> Reply:
+async def check(session: ImapSession, cmd: Command) -> TaggedOk:
     """CHECK (§6.4.1): every change is already synced; acts like NOOP."""
-    return Reply("CHECK completed")
+    return TaggedOk("CHECK completed")
 
 
-async def close(session: Session, cmd: Command) -> Reply:
+async def close(session: ImapSession, cmd: Command) -> TaggedOk:
     """CLOSE (§6.4.2): expunge silently when read-write, then unselect."""
     view = _view(session)
     session.select(None)
@@ -84,16 +84,16 @@ async def close(session: Session, cmd: Command) -> Reply:
             await session.store.expunge(view.mailbox_id)
         except MailboxNotFound:
             pass  # deleted meanwhile: nothing left to expunge
-    return Reply("CLOSE completed")
+    return TaggedOk("CLOSE completed")
 
 
-async def unselect(session: Session, cmd: Command) -> Reply:
+async def unselect(session: ImapSession, cmd: Command) -> TaggedOk:
     """UNSELECT (RFC 3691 §2): unselect without expunging."""
     session.select(None)
-    return Reply("UNSELECT completed")
+    return TaggedOk("UNSELECT completed")
 
 
-async def expunge(session: Session, cmd: Command) -> Reply:
+async def expunge(session: ImapSession, cmd: Command) -> TaggedOk:
     """EXPUNGE (§6.4.3) and UID EXPUNGE (RFC 4315 §2.1).
 
     The ``* n EXPUNGE`` responses come from the view's sync after the command,
@@ -112,20 +112,20 @@ async def expunge(session: Session, cmd: Command) -> Reply:
     return _expunged(session, "UID EXPUNGE completed" if cmd.uid else "EXPUNGE completed")
 
 
-def _expunged(session: Session, text: str) -> Reply:
+def _expunged(session: ImapSession, text: str) -> TaggedOk:
     """The tagged OK of EXPUNGE: with CONDSTORE on it carries the mailbox's
     HIGHESTMODSEQ (RFC 7162 §3.2.10 example; §3.1.2.1)."""
     view = session.selected
     if view is None or not view.condstore:
-        return Reply(text)
+        return TaggedOk(text)
     try:
         modseq = session.store.get_mailbox_by_id(view.mailbox_id).highestmodseq
     except MailboxNotFound:
-        return Reply(text)
-    return Reply(text, code=f"HIGHESTMODSEQ {modseq}")
+        return TaggedOk(text)
+    return TaggedOk(text, code=f"HIGHESTMODSEQ {modseq}")
 
 
-def records(session: Session, view: SelectedMailbox,
+def records(session: ImapSession, view: SelectedMailbox,
             pairs: Sequence[tuple[int, int]],
             after: WriteSpan | None = None) -> list[tuple[int, MessageRecord]]:
     """``(seq, record)`` for the pairs whose message still exists, in order:
@@ -153,7 +153,7 @@ def records(session: Session, view: SelectedMailbox,
 # ------------------------------------------------------------------- FETCH
 
 
-async def fetch(session: Session, cmd: Command) -> Reply | None:
+async def fetch(session: ImapSession, cmd: Command) -> TaggedOk | None:
     """FETCH / UID FETCH (§6.4.5, §6.4.8) with CHANGEDSINCE and VANISHED
     (RFC 7162 §3.1.4.1, §3.2.6).
 
@@ -238,7 +238,7 @@ def _estimate_us(atts: Sequence[FetchAtt], messages: Sequence[tuple[int, Message
     return (_US_PER_MESSAGE + (_US_PER_FACTS if names else 0)) * len(messages)
 
 
-def _vanished_earlier(session: Session, view: SelectedMailbox, args: Fetch) -> None:
+def _vanished_earlier(session: ImapSession, view: SelectedMailbox, args: Fetch) -> None:
     """``* VANISHED (EARLIER) uids``: the UIDs of the set expunged after
     CHANGEDSINCE (RFC 7162 §3.2.6), exact because the store forgets none."""
     assert args.changedsince is not None
@@ -254,7 +254,7 @@ def _vanished_earlier(session: Session, view: SelectedMailbox, args: Fetch) -> N
 # ------------------------------------------------------------------- STORE
 
 
-async def store(session: Session, cmd: Command) -> Reply | None:
+async def store(session: ImapSession, cmd: Command) -> TaggedOk | None:
     """STORE / UID STORE (§6.4.6) with UNCHANGEDSINCE (RFC 7162 §3.1.3).
     ``\\Recent`` cannot be stored (§2.3.2).
 
@@ -303,26 +303,26 @@ async def store(session: Session, cmd: Command) -> Reply | None:
             modified = compact_uids(sorted(refused))
         else:
             modified = compact_uids(seq for seq, uid in pairs if uid in refused)
-        return Reply("Conditional STORE failed for some messages", code=f"MODIFIED {modified}")
+        return TaggedOk("Conditional STORE failed for some messages", code=f"MODIFIED {modified}")
     return None
 
 
 # ------------------------------------------------------------- COPY, MOVE
 
 
-async def copy(session: Session, cmd: Command) -> Reply | None:
+async def copy(session: ImapSession, cmd: Command) -> TaggedOk | None:
     """COPY / UID COPY (§6.4.7) with COPYUID (RFC 4315 §3)."""
     return await _transfer(session, cmd, move=False)
 
 
-async def move(session: Session, cmd: Command) -> Reply | None:
+async def move(session: ImapSession, cmd: Command) -> TaggedOk | None:
     """MOVE / UID MOVE (RFC 6851 §3): COPYUID in an untagged OK, then the
     EXPUNGE responses (from the sync), then the tagged OK (§3.3)."""
     _writable(_view(session))
     return await _transfer(session, cmd, move=True)
 
 
-async def _transfer(session: Session, cmd: Command, *, move: bool) -> Reply | None:
+async def _transfer(session: ImapSession, cmd: Command, *, move: bool) -> TaggedOk | None:
     view = _view(session)
     args = cmd.args
     assert isinstance(args, CopyArgs) and session.user is not None
@@ -350,4 +350,4 @@ async def _transfer(session: Session, cmd: Command, *, move: bool) -> Reply | No
     if move:
         session.write(f"* OK [{code}] Moved\r\n".encode())
         return None
-    return Reply("COPY completed", code=code)
+    return TaggedOk("COPY completed", code=code)

@@ -24,13 +24,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mailserver.errors import NotFound, UserError
-from mailserver.imap.state import Reply
+from mailserver.imap.state import TaggedOk
 from mailserver.protocol.imap.quota import quota_response, quotaroot_response
 from mailserver.protocol.imap.types import Command, QuotaArgs
 from mailserver.store.model import Account
 
 if TYPE_CHECKING:
-    from mailserver.imap.session import Session
+    from mailserver.imap.session import ImapSession
 
 #: The name of an account's quota root.
 ROOT = ""
@@ -42,7 +42,7 @@ def storage(account: Account) -> tuple[str, int, int]:
     return ("STORAGE", -(-account.used // _KIB), account.quota // _KIB)
 
 
-def _account(session: Session) -> Account:
+def _account(session: ImapSession) -> Account:
     assert session.user is not None
     acc = session.store.get_account(session.user)
     if acc is None:  # deleted while logged in
@@ -50,7 +50,7 @@ def _account(session: Session) -> Account:
     return acc
 
 
-async def getquotaroot(session: Session, cmd: Command) -> Reply:
+async def getquotaroot(session: ImapSession, cmd: Command) -> TaggedOk:
     """GETQUOTAROOT mailbox (RFC 9208 §4.3): ``* QUOTAROOT`` with the roots
     of the mailbox, then ``* QUOTA`` for each.  ``NO [NONEXISTENT]`` when
     the mailbox does not exist."""
@@ -63,10 +63,10 @@ async def getquotaroot(session: Session, cmd: Command) -> Reply:
     session.write(quotaroot_response(info.name, roots, utf8=session.utf8))
     for root in roots:
         session.write(quota_response(root, [storage(acc)]))
-    return Reply("GETQUOTAROOT completed")
+    return TaggedOk("GETQUOTAROOT completed")
 
 
-async def getquota(session: Session, cmd: Command) -> Reply:
+async def getquota(session: ImapSession, cmd: Command) -> TaggedOk:
     """GETQUOTA root (RFC 9208 §4.2): ``* QUOTA root (STORAGE used limit)``."""
     args = cmd.args
     assert isinstance(args, QuotaArgs) and args.root is not None
@@ -74,9 +74,9 @@ async def getquota(session: Session, cmd: Command) -> Reply:
     if args.root != ROOT or acc.quota <= 0:
         raise NotFound("No such quota root")
     session.write(quota_response(ROOT, [storage(acc)]))
-    return Reply("GETQUOTA completed")
+    return TaggedOk("GETQUOTA completed")
 
 
-async def setquota(session: Session, cmd: Command) -> Reply:
+async def setquota(session: ImapSession, cmd: Command) -> TaggedOk:
     """SETQUOTA (RFC 9208 §4.1.3): refused, quotas are the administrator's."""
     raise UserError("Quotas are set by the administrator", imap_code="NOPERM")

@@ -13,7 +13,7 @@ RECENT, NEW, OLD judged from the session's view).
                        *(SP search-return-data)
     search-correlator = SP "(" "TAG" SP tag-string ")"
 
-Evaluation is ``mailserver.imap.search``; this module decides where it runs
+Evaluation is ``mailserver.imap.search_eval``; this module decides where it runs
 (a worker thread when message content is needed) and how the result is told.
 
 SEARCHRES (RFC 5182 §2.1): SAVE keeps the result as UIDs in the view
@@ -29,7 +29,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from mailserver.errors import UserError
-from mailserver.imap import search as search_eval
+from mailserver.imap import search_eval
 from mailserver.imap.commands.messages import records
 from mailserver.imap.selected import SelectedMailbox, compact_uids
 from mailserver.protocol.imap.response import quote
@@ -45,7 +45,7 @@ from mailserver.protocol.imap.types import (
 from mailserver.store.model import MessageRecord
 
 if TYPE_CHECKING:
-    from mailserver.imap.session import Session
+    from mailserver.imap.session import ImapSession
 
 _CHARSETS = ("US-ASCII", "UTF-8")
 #: Work estimated above this (microseconds) runs in a worker thread; below it
@@ -61,7 +61,7 @@ def uses_modseq(key: SearchKey) -> bool:
     return any(isinstance(k, SearchModseq) for k in search_leaves(key))
 
 
-async def run_search(session: Session, view: SelectedMailbox,
+async def run_search(session: ImapSession, view: SelectedMailbox,
                      args: Search | SortArgs | ThreadArgs) -> list[tuple[int, MessageRecord]]:
     """The messages of the view the program matches, as ``(seq, record)`` in
     sequence order.  Raises ``NO [BADCHARSET]`` for a charset we cannot decode.
@@ -89,7 +89,7 @@ async def run_search(session: Session, view: SelectedMailbox,
     return [(seq, by_seq[seq]) for seq, _ in hits]
 
 
-async def search(session: Session, cmd: Command) -> None:
+async def search(session: ImapSession, cmd: Command) -> None:
     """SEARCH / UID SEARCH: ``* SEARCH`` lists sequence numbers or UIDs, and
     ``(MODSEQ n)`` after them when the program used MODSEQ; with ``RETURN
     (...)`` one ``* ESEARCH`` answers instead (RFC 4731 §3.1)."""

@@ -32,25 +32,25 @@ from typing import TYPE_CHECKING
 
 from mailserver.errors import ProtocolSyntaxError, UserError
 from mailserver.imap.selected import SYSTEM_FLAGS, SelectedMailbox, compact_uids
-from mailserver.imap.state import Reply
+from mailserver.imap.state import TaggedOk
 from mailserver.protocol.imap.response import flag_list, mailbox_name
 from mailserver.protocol.imap.seqset import parse_sequence_set
 from mailserver.protocol.imap.types import Command, MailboxArg, SequenceSet
 from mailserver.store.model import DELIMITER
 
 if TYPE_CHECKING:
-    from mailserver.imap.session import Session
+    from mailserver.imap.session import ImapSession
 
 _MAX_MODSEQ = (1 << 63) - 1
 _MAX_UID = 0xFFFFFFFF
 
 
-async def select(session: Session, cmd: Command) -> Reply:
+async def select(session: ImapSession, cmd: Command) -> TaggedOk:
     """SELECT (RFC 3501 §6.3.1)."""
     return await _open(session, cmd, readonly=False)
 
 
-async def examine(session: Session, cmd: Command) -> Reply:
+async def examine(session: ImapSession, cmd: Command) -> TaggedOk:
     """EXAMINE (§6.3.2): SELECT, read-only."""
     return await _open(session, cmd, readonly=True)
 
@@ -114,7 +114,7 @@ def parse_select_params(params: tuple) -> tuple[bool, QresyncArgs | None]:
     return condstore, qresync
 
 
-async def _open(session: Session, cmd: Command, *, readonly: bool) -> Reply:
+async def _open(session: ImapSession, cmd: Command, *, readonly: bool) -> TaggedOk:
     """The SELECT/EXAMINE responses (§6.3.1, §7.3.1, RFC 7162 §3.1.2.1, §3.2.5).
 
     A SELECT while a mailbox is selected closes it first, without expunging,
@@ -167,10 +167,10 @@ async def _open(session: Session, cmd: Command, *, readonly: bool) -> Reply:
         _resync(session, view, qresync, info.uidnext)
     session.select(view)
     name = "EXAMINE" if readonly else "SELECT"
-    return Reply(f"{name} completed", code="READ-ONLY" if readonly else "READ-WRITE")
+    return TaggedOk(f"{name} completed", code="READ-ONLY" if readonly else "READ-WRITE")
 
 
-def _resync(session: Session, view: SelectedMailbox, q: QresyncArgs, uidnext: int) -> None:
+def _resync(session: ImapSession, view: SelectedMailbox, q: QresyncArgs, uidnext: int) -> None:
     """``* VANISHED (EARLIER)`` and ``FETCH (UID FLAGS MODSEQ)`` for what
     changed after the client's mod-sequence (RFC 7162 §3.2.5.2).
 

@@ -26,7 +26,7 @@ from mailserver.protocol.imap.types import Command, SortArgs
 from mailserver.store.model import MessageRecord
 
 if TYPE_CHECKING:
-    from mailserver.imap.session import Session
+    from mailserver.imap.session import ImapSession
 
 #: Criteria answered from the record alone.
 _RECORD_KEYS = frozenset({"ARRIVAL", "SIZE"})
@@ -46,7 +46,7 @@ def headers_of(store: Source, record: MessageRecord) -> SortHeaders | None:
     return SortHeaders.parse(blob)
 
 
-async def sort(session: Session, cmd: Command) -> None:
+async def sort(session: ImapSession, cmd: Command) -> None:
     """SORT / UID SORT: ``* SORT`` with the sequence numbers (UIDs for UID
     SORT) of the matching messages in the asked order (RFC 5256 §3);
     ``NO [BADCHARSET]`` for a charset we cannot decode."""

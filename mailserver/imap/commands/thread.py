@@ -23,7 +23,7 @@ from mailserver.protocol.imap.types import Command, ThreadArgs
 from mailserver.protocol.mime.headers import bytes_to_text, unfold
 
 if TYPE_CHECKING:
-    from mailserver.imap.session import Session
+    from mailserver.imap.session import ImapSession
 
 
 def _text(raw: bytes | None) -> str | None:
@@ -31,7 +31,7 @@ def _text(raw: bytes | None) -> str | None:
     return None if raw is None else bytes_to_text(unfold(raw))
 
 
-async def thread(session: Session, cmd: Command) -> None:
+async def thread(session: ImapSession, cmd: Command) -> None:
     """THREAD / UID THREAD: one ``* THREAD`` response listing the threads of
     the matching messages, by sequence number (UID for UID THREAD);
     ``NO [BADCHARSET]`` for a charset we cannot decode."""

@@ -27,10 +27,10 @@ import re
 from collections.abc import Callable
 
 from mailserver.errors import ProtocolSyntaxError
-from mailserver.protocol.imap import fetch as fetch_grammar
+from mailserver.protocol.imap import fetch_items as fetch_grammar
 from mailserver.protocol.imap.flags import flag_list, flags_bare
 from mailserver.protocol.imap.quota import getquota_args, getquotaroot_args, setquota_args
-from mailserver.protocol.imap.search import MONTHS, search_args
+from mailserver.protocol.imap.search_keys import MONTHS, search_args
 from mailserver.protocol.imap.seqset import parse_sequence_set, sequence_set_chars
 from mailserver.protocol.imap.sortkeys import sort_args
 from mailserver.protocol.imap.thread import thread_args
@@ -350,7 +350,7 @@ def _search(cur: Cursor, uid: bool):  # -> Search
 
 def _fetch(cur: Cursor, uid: bool) -> Fetch:
     """fetch = "FETCH" SP sequence-set SP (macro / fetch-att / "(" fetch-att ... ")")
-    [fetch-modifiers]  (see fetch.py)"""
+    [fetch-modifiers]  (see fetch_items.py)"""
     cur.sp()
     seqset = _seqset(cur)
     cur.sp()

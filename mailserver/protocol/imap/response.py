@@ -10,7 +10,7 @@ quoted string cannot carry (CR, LF, NUL, 8-bit) are sent as literals
 (§4.3: "a literal [...] can contain any octet" except NUL in non-binary).
 
 ``literal`` sends its octets as given; message data that may hold NUL (not a
-CHAR8, RFC 3501 §9) is made NUL-free by the caller (``imap.fetch``) or sent as
+CHAR8, RFC 3501 §9) is made NUL-free by the caller (``imap.fetch_render``) or sent as
 a ``literal8`` (RFC 3516 §4.2).
 """
 

@@ -31,10 +31,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mailserver.protocol.imap.search import search_program
+from mailserver.protocol.imap.search_keys import search_program
 from mailserver.protocol.imap.tokens import Cursor
 from mailserver.protocol.imap.types import SortArgs
-from mailserver.protocol.mime.envelope import parse_addresses
 from mailserver.protocol.mime.facts import parse_sent_date
 from mailserver.protocol.mime.headers import (
     bytes_to_text,
@@ -43,6 +42,7 @@ from mailserver.protocol.mime.headers import (
     parse_fields,
     unfold,
 )
+from mailserver.protocol.mime.imap_envelope import parse_addresses
 
 SORT_KEYS = frozenset(
     {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}

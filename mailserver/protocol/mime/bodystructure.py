@@ -14,7 +14,7 @@ break counts as a line.
 
 from __future__ import annotations
 
-from .envelope import EMPTY_ENVELOPE, envelope
+from .imap_envelope import EMPTY_IMAP_ENVELOPE, imap_envelope
 from .imapstr import nstring, string
 from .params import parse_disposition, parse_languages
 from .structure import MESSAGE, MULTIPART, Node
@@ -107,13 +107,13 @@ def _render(node: Node, blob: bytes, body: list[bytes], ext: list[bytes]) -> Non
     if mtype == "message" and subtype == "rfc822":
         if node.kind == MESSAGE:
             inner = node.children[0]
-            env = b" " + envelope(inner.fields) + b" "
+            env = b" " + imap_envelope(inner.fields) + b" "
             body.append(env)
             ext.append(env)
             _render(inner, blob, body, ext)
         else:
-            body.append(b" " + EMPTY_ENVELOPE + b" " + EMPTY_BODY)
-            ext.append(b" " + EMPTY_ENVELOPE + b" " + EMPTY_BODY_EXT)
+            body.append(b" " + EMPTY_IMAP_ENVELOPE + b" " + EMPTY_BODY)
+            ext.append(b" " + EMPTY_IMAP_ENVELOPE + b" " + EMPTY_BODY_EXT)
         lines = b" %d" % count_lines(blob, node.body_start, node.end)
         body.append(lines)
         ext.append(lines)

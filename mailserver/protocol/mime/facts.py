@@ -24,8 +24,8 @@ import unicodedata
 from dataclasses import dataclass
 
 from .bodystructure import count_lines, render_both
-from .envelope import EMPTY_ENVELOPE, envelope
 from .headers import HeaderFields
+from .imap_envelope import EMPTY_IMAP_ENVELOPE, imap_envelope
 from .structure import LEAF, Node, build_tree, charset_of
 
 _COMMENT = re.compile(r"\([^()]*\)")
@@ -380,7 +380,7 @@ def compute_facts(blob: bytes) -> MessageFacts:
     body, bodystructure = render_both(tree, blob)
     return MessageFacts(
         size=len(blob),
-        envelope=envelope(tree.fields),
+        envelope=imap_envelope(tree.fields),
         body=body,
         bodystructure=bodystructure,
         sent_date=parse_sent_date(tree.field(b"date")),
@@ -394,7 +394,7 @@ def _fallback(blob: bytes) -> MessageFacts:
     body = b'("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" %d %d)' % (len(blob), lines)
     return MessageFacts(
         size=len(blob),
-        envelope=EMPTY_ENVELOPE,
+        envelope=EMPTY_IMAP_ENVELOPE,
         body=body,
         bodystructure=body,
         sent_date=None,

@@ -1,4 +1,4 @@
-"""Drivers shared by the IMAP protocol tests (no tests here): feed a Receiver and collect events,
+"""Drivers shared by the IMAP protocol unit tests: feed a Receiver and collect events,
 the way a server would (``expect_line`` after IDLE and a bare AUTHENTICATE)."""
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mailserver.protocol.mime import analyze, header_values, parse_sent_date
-from mailserver.protocol.mime.envelope import parse_addresses
+from mailserver.protocol.mime.imap_envelope import parse_addresses
 from mailserver.protocol.mime.imapstr import string
 
 

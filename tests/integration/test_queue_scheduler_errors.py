@@ -1,4 +1,4 @@
-"""Regression tests for review findings on the outbound queue's scheduler.
+"""The outbound queue's scheduler survives errors.
 
 The scheduler must survive what it cannot handle: an undecodable queue
 record is logged once and set aside (not retried in a hot loop, not fatal to
@@ -15,8 +15,8 @@ import dataclasses
 import time
 from pathlib import Path
 
-from conftest import LOOPBACK_ONLY_OUTBOUND
 from structlog.testing import capture_logs
+from support.server import LOOPBACK_ONLY_OUTBOUND
 
 from mailserver.queue.manager import QueueManager
 from mailserver.store.store import Store

@@ -207,7 +207,7 @@ def _raw(value: bytes | None) -> bytes:
     return nstring(unfold(value).strip(b" \t"))
 
 
-def envelope(fields: HeaderFields) -> bytes:
+def imap_envelope(fields: HeaderFields) -> bytes:
     """The ENVELOPE of a header (RFC 3501 §7.4.2), ready to send.
 
     Sender and Reply-To default to From when absent or empty.
@@ -231,5 +231,5 @@ def envelope(fields: HeaderFields) -> bytes:
     return b"(" + b" ".join(items) + b")"
 
 
-#: The envelope of a message we could not look into (all NIL).
-EMPTY_ENVELOPE = b"(" + b" ".join([b"NIL"] * 10) + b")"
+#: The ENVELOPE of a message we could not look into (all NIL).
+EMPTY_IMAP_ENVELOPE = b"(" + b" ".join([b"NIL"] * 10) + b")"

@@ -1,4 +1,5 @@
-"""A client that never reads cannot keep its connection (mailserver/imap/connection.py).
+"""An IMAP client that never reads cannot keep its connection (mailserver/imap/connection.py;
+the SMTP side of the same rule is in test_smtp_non_reading_client.py).
 
 A graceful close waits until the peer has read what is buffered; a client
 that stops reading never does.  The server closes gracefully but aborts the
@@ -18,7 +19,7 @@ import socket
 import weakref
 from typing import Any
 
-from conftest import ServerThread
+from support.server import ServerThread
 
 from mailserver.protocol.mime import analyze
 

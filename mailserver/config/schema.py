@@ -1,0 +1,120 @@
+"""The configuration's schema: frozen dataclasses every package reads.
+
+Durations are seconds, sizes octets.  ``loading`` builds them from TOML and
+checks every value; the defaults here are the ones a missing key gets.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mailserver.queue.settings import OutboundSettings
+
+PROTOCOLS = ("smtp", "submission", "imap")
+TLS_MODES = ("none", "starttls", "implicit")
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """One listening socket.  ``port`` 0 binds an ephemeral port (tests)."""
+
+    name: str  # the TOML table name, e.g. "smtp", "imap", "imaps"
+    protocol: str  # one of PROTOCOLS
+    address: str = "127.0.0.1"
+    port: int = 0
+    tls: str = "none"  # one of TLS_MODES
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    # SMTP (RFC 5321 §4.5.3.1 sizes are minimums we exceed; §4.5.3.2 timeouts)
+    max_message_size: int = 50 * 1024 * 1024  # SIZE (RFC 1870) and APPEND literal cap
+    max_recipients: int = 100  # per SMTP transaction (RFC 5321 §4.5.3.1.8)
+    smtp_max_line_length: int = 4096  # command lines, CRLF included
+    smtp_max_data_line_length: int = 1024 * 1024  # DATA lines, CRLF included
+    smtp_idle_timeout: float = 300.0  # RFC 5321 §4.5.3.2.7
+    # IMAP
+    imap_max_line_length: int = 65536  # one line of a command, literals excluded
+    imap_max_literal_size: int = 50 * 1024 * 1024  # largest literal (APPEND)
+    imap_idle_timeout: float = 1800.0  # autologout, RFC 3501 §5.4 (>= 30 min)
+    # both
+    max_connections: int = 2000  # per listener
+    max_connections_per_ip: int = 100
+    max_auth_failures: int = 3  # then the connection is closed
+    # Per client IP, across connections: the 2nd failed AUTH waits this long
+    # before its 535, each further one twice as long, up to the maximum.
+    auth_failure_delay: float = 0.5
+    auth_failure_delay_max: float = 8.0
+    shutdown_grace: float = 10.0  # seconds work in flight may take to finish on SIGTERM
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSettings:
+    """Certificate and key in PEM.  Both None: a self-signed certificate for
+    ``hostname`` is made on first start and kept in ``data_dir/tls/``."""
+
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+LOG_FORMATS = ("auto", "json", "console")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    format: str = "auto"  # "json", "console", or "auto" (console on a TTY, else JSON)
+    level: str = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    map_size: int = 1 << 34  # LMDB map size, octets (sparse on disk)
+    #: Fraction of ``map_size`` above which new mail is refused (452 4.3.1 /
+    #: NO [UNAVAILABLE]) so that flag changes, EXPUNGE and deletes still fit.
+    new_mail_limit: float = 0.95
+
+
+DKIM_ALGORITHMS = ("rsa", "ed25519")
+
+
+@dataclass(frozen=True, slots=True)
+class DkimSettings:
+    """DKIM signing (RFC 6376).  ``selector``: what ``mailserver dkim keygen`` uses
+    when none is given.  ``algorithms``: which of the stored keys sign outbound
+    mail ("rsa", and "ed25519" for RFC 8463 double signatures)."""
+
+    selector: str = "mail"
+    algorithms: tuple[str, ...] = ("rsa",)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    hostname: str = "localhost"
+    data_dir: Path = Path("var")
+    domains: tuple[str, ...] = ()  # created at start if missing
+    listeners: tuple[Listener, ...] = ()
+    limits: Limits = field(default_factory=Limits)
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    demo_account: bool = False  # create demo domain/account on first start and print them
+    #: Serving processes sharing the store (daemon.py): 1 = a single process;
+    #: N > 1 = a supervisor and N workers; 0 = one worker per CPU core.
+    workers: int = 1
+    # Outbound queue; its hostname is ``hostname`` and its resolver the [dns] table.
+    outbound: OutboundSettings = field(default_factory=OutboundSettings)
+    dkim: DkimSettings = field(default_factory=DkimSettings)
+    source: Path | None = None  # the file it was read from, for messages
+
+
+#: Most worker processes ``workers`` may ask for.
+MAX_WORKERS = 64
+
+
+def worker_count(config: Config) -> int:
+    """How many serving processes ``config`` asks for (``workers = 0``: one per core)."""
+    return config.workers or max(1, len(os.sched_getaffinity(0)))
+
