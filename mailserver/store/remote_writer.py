@@ -55,7 +55,7 @@ class _Connection(asyncio.Protocol):
         except wire.WireError as exc:
             self._fail(f"writer service sent a bad frame: {exc}")
 
-    def _reply(self, reply: wire.Reply) -> None:
+    def _reply(self, reply: wire.WriteReply) -> None:
         if reply.changed:
             self._owner.on_changes(reply.changed)
         fut = self.pending.pop(reply.rid, None)

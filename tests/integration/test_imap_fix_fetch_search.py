@@ -39,7 +39,7 @@ PARTIAL = (b"Subject: part\r\nContent-Type: message/partial; id=x; number=1\r\n\
 
 def put(server: ServerThread, blob: bytes, facts: bytes | None = None) -> int:
     facts = analyze(blob).to_bytes() if facts is None else facts
-    return server.run(server.store.append(ALICE[0], "INBOX", blob, facts, internal_date=1)).uid
+    return server.run(server.store.append(ALICE[0], "INBOX", blob, facts, internal_date=1))[0].uid
 
 
 def fetch(c: imaplib.IMAP4_SSL, uid: int, what: str) -> list:
