@@ -160,6 +160,7 @@ class DirectoryStore(StoreBase):
         if base and base != local:
             candidates.append(f"{base}@{domain}")
         dbs = self._dbs
+        target: bytes | None
         for cand in candidates:
             if txn.get(cand.encode(), db=dbs.accounts) is not None:
                 return cand

@@ -140,7 +140,7 @@ class MessageStore(StoreBase):
         Raises NotFound when no message references it any more.
         """
         with self._read() as txn:
-            data = txn.get(blob_id, db=self._dbs.blobs)
+            data: bytes | None = txn.get(blob_id, db=self._dbs.blobs)
         if data is None:
             raise NotFound("message content no longer exists")
         return data
@@ -184,11 +184,10 @@ class MessageStore(StoreBase):
         target = NewMessage(account=account, mailbox=mailbox, flags=frozenset(flags))
         blob = bytes(blob)
         blob_id = await content_address(blob)
-        result: tuple[MessageRecord, RecentClaim | None] = await self._writer.submit(
+        return await self._writer.submit(
             messages.append, target, blob, blob_id, bytes(facts), internal_date, tz_offset,
             claim_for, weight=len(blob) + len(facts),
         )
-        return result
 
     async def store_flags(
         self,
@@ -209,9 +208,6 @@ class MessageStore(StoreBase):
         flags are matched case-insensitively; ``\\Recent`` is ignored.
         Raises MailboxNotFound, ValueError for another ``mode``.
         """
-        updated: list[MessageRecord]
-        failed: list[int]
-        span: WriteSpan
         updated, failed, span = await self._writer.submit(
             messages.store_flags, mailbox_id, list(uids), mode, frozenset(flags), unchangedsince
         )
