@@ -101,6 +101,12 @@ class InvalidName(UserError):
     imap_code = "CANNOT"
 
 
+class InvalidPassword(UserError):
+    """The password does not meet the password policy (``admin/policy.py``)"""
+
+    imap_code = "CANNOT"
+
+
 class QuotaExceeded(UserError):
     """Quota exceeded"""
 

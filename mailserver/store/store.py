@@ -33,7 +33,7 @@ from mailserver.store import queue as queue_db
 from mailserver.store.base import content_address
 from mailserver.store.directory import DirectoryStore, RecipientStatus
 from mailserver.store.feed import ChangeFeed
-from mailserver.store.kv import Dbs, open_env
+from mailserver.store.kv import DATA_FILE, Dbs, open_env
 from mailserver.store.mailbox_store import MailboxStore
 from mailserver.store.message_store import MessageStore
 from mailserver.store.recordcache import RecordCache
@@ -65,6 +65,11 @@ class Store(DirectoryStore, MailboxStore, MessageStore):
         self.path = path
         self._closed = False
         self._records = RecordCache(self._read, dbs, self.changes_since)
+
+    @staticmethod
+    def exists(data_dir: Path) -> bool:
+        """Whether ``data_dir`` holds a store (what ``open(create=False)`` needs)."""
+        return (Path(data_dir) / "store" / DATA_FILE).is_file()
 
     @classmethod
     async def open(cls, data_dir: Path, *, map_size: int = 1 << 34,
