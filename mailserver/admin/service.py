@@ -30,7 +30,14 @@ from pathlib import Path
 
 import structlog
 
-from mailserver.admin import dns, policy
+from mailserver.admin.dns import dkim_record, domain_records
+from mailserver.admin.policy import (
+    account_address,
+    alias_address,
+    check_password,
+    check_public_hostname,
+    domain_name,
+)
 from mailserver.admin.views import (
     AccountInfo,
     AliasInfo,
@@ -92,7 +99,7 @@ class AdminService:
         self._store = store
         self.config = config
         self._clock = clock
-        self._configured = frozenset(policy.domain_name(d) for d in config.domains)
+        self._configured = frozenset(domain_name(d) for d in config.domains)
 
     @property
     def store(self) -> Store:
@@ -118,7 +125,7 @@ class AdminService:
 
     async def add_domain(self, name: str) -> DomainInfo:
         """Raises InvalidName, AlreadyExists."""
-        domain = await self._store.add_domain(policy.domain_name(name))
+        domain = await self._store.add_domain(domain_name(name))
         return DomainInfo(domain.name, domain.name in self._configured)
 
     async def delete_domain(self, name: str) -> None:
@@ -127,7 +134,7 @@ class AdminService:
         Raises Cannot for a configured domain (the daemon would add it back at
         its next start) or one that still has accounts, DomainNotFound.
         """
-        domain = policy.domain_name(name)
+        domain = domain_name(name)
         if domain in self._configured:
             where = self.config.source or "the built-in configuration"
             raise Cannot(f"{domain} is listed in domains of {where}; remove it there first")
@@ -140,7 +147,7 @@ class AdminService:
 
     async def _local_domain(self, name: str) -> str:
         """``name`` normalised; DomainNotFound unless it is a local domain."""
-        domain = policy.domain_name(name)
+        domain = domain_name(name)
         if not self._store.is_local_domain(domain):
             raise DomainNotFound(f"domain {domain!r} is not a local domain")
         return domain
@@ -154,8 +161,8 @@ class AdminService:
         ``local@domain``), InvalidPassword, DomainNotFound, AlreadyExists, Cannot
         (negative quota).
         """
-        address = policy.account_address(address)
-        policy.check_password(password)
+        address = account_address(address)
+        check_password(password)
         if quota < 0:
             raise Cannot("the quota must not be negative")
         await self._local_domain(address.rpartition("@")[2])
@@ -164,14 +171,14 @@ class AdminService:
 
     async def set_password(self, address: str, password: str) -> None:
         """Raises InvalidName, InvalidPassword, AccountNotFound."""
-        address = policy.account_address(address)
-        policy.check_password(password)
+        address = account_address(address)
+        check_password(password)
         await self._store.set_password_hash(address, await hash_async(password))
 
     async def set_quota(self, address: str, quota: int) -> AccountInfo:
         """Set the quota in octets (0 = unlimited); returns the account.
         Raises InvalidName, AccountNotFound, Cannot (negative)."""
-        address = policy.account_address(address)
+        address = account_address(address)
         if quota < 0:
             raise Cannot("the quota must not be negative")
         await self._store.set_quota(address, quota)
@@ -179,7 +186,7 @@ class AdminService:
 
     async def get_account(self, address: str) -> AccountInfo:
         """Raises InvalidName, AccountNotFound."""
-        address = policy.account_address(address)
+        address = account_address(address)
         account = self._store.get_account(address)
         if account is None:
             raise AccountNotFound(f"no account {address}")
@@ -188,11 +195,11 @@ class AdminService:
     async def delete_account(self, address: str) -> None:
         """Delete the account, all its mail and the aliases pointing at it.
         Raises InvalidName, AccountNotFound."""
-        await self._store.delete_account(policy.account_address(address))
+        await self._store.delete_account(account_address(address))
 
     async def list_accounts(self, domain: str | None = None) -> list[AccountInfo]:
         """Accounts by address, only those of ``domain`` if given."""
-        name = None if domain is None else policy.domain_name(domain)
+        name = None if domain is None else domain_name(domain)
         return [_account(a) for a in self._store.list_accounts(name)]
 
     # -- aliases -------------------------------------------------------------------
@@ -203,19 +210,19 @@ class AdminService:
 
         Raises InvalidName, DomainNotFound, AccountNotFound (target), AlreadyExists.
         """
-        address = policy.alias_address(address)
-        target = policy.account_address(target)
+        address = alias_address(address)
+        target = account_address(target)
         await self._local_domain(address.rpartition("@")[2])
         alias = await self._store.add_alias(address, target)
         return AliasInfo(alias.address, alias.target)
 
     async def delete_alias(self, address: str) -> None:
         """Raises InvalidName, NotFound."""
-        await self._store.delete_alias(policy.alias_address(address))
+        await self._store.delete_alias(alias_address(address))
 
     async def list_aliases(self, domain: str | None = None) -> list[AliasInfo]:
         """Aliases by address, only those of ``domain`` if given."""
-        name = None if domain is None else policy.domain_name(domain)
+        name = None if domain is None else domain_name(domain)
         return [AliasInfo(a.address, a.target) for a in self._store.list_aliases(name)]
 
     # -- outbound queue ------------------------------------------------------------
@@ -277,12 +284,12 @@ class AdminService:
         path, txt = await asyncio.to_thread(
             dkim_keys.write_key, self.data_dir, name, selector, algorithm)
         return DkimKeyInfo(name, selector, algorithm, path,
-                           dns.dkim_record(name, selector, txt),
+                           dkim_record(name, selector, txt),
                            algorithm in self.config.dkim.algorithms)
 
     async def list_dkim_keys(self, domain: str | None = None) -> list[DkimKeyInfo]:
         """The keys stored for ``domain`` (every domain if None), by domain and selector."""
-        name = None if domain is None else policy.domain_name(domain)
+        name = None if domain is None else domain_name(domain)
         return await asyncio.to_thread(self._read_keys, name)
 
     def _read_keys(self, domain: str | None) -> list[DkimKeyInfo]:
@@ -305,22 +312,22 @@ class AdminService:
                     txt = ""
                     algorithm = dkim_keys.algorithm_of(path.read_bytes())
                 out.append(DkimKeyInfo(directory.name, path.stem, algorithm, path,
-                                       dns.dkim_record(directory.name, path.stem, txt),
+                                       dkim_record(directory.name, path.stem, txt),
                                        algorithm in self.config.dkim.algorithms))
         return out
 
     async def dns_records(self, domain: str) -> list[DnsRecord]:
         """The records a local domain should publish: MX, SPF, DKIM, DMARC, SRV
-        (``dns.domain_records``).
+        (``admin.dns.domain_records``).
 
         Raises DomainNotFound for a domain that is not local, ConfigError when
         the configured hostname cannot be published (``localhost``, a bare
         name, an IP address).
         """
         name = await self._local_domain(domain)
-        hostname = policy.check_public_hostname(self.config.hostname, self.config.source)
+        hostname = check_public_hostname(self.config.hostname, self.config.source)
         dkim = [k.record for k in await self.list_dkim_keys(name) if k.record.value]
-        return dns.domain_records(name, hostname, self.config.listeners, dkim)
+        return domain_records(name, hostname, self.config.listeners, dkim)
 
 
 async def _open_store(config: Config, *, create: bool) -> Store:

@@ -27,8 +27,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mailserver import log as logsetup
-from mailserver.cli import directory, outbound, server
 from mailserver.cli.common import DEV_CONFIG, ENV_CONFIG, PROG, SYSTEM_CONFIG, error
+from mailserver.cli.directory import add_parsers as add_directory
+from mailserver.cli.outbound import add_parsers as add_outbound
+from mailserver.cli.server import add_parsers as add_server
+from mailserver.cli.server import cmd_run
 from mailserver.config import LogSettings
 from mailserver.errors import MailserverError, UserError
 
@@ -46,16 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, parents=[common],
                                      description="SMTP/IMAP mail server daemon and admin tool")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    server.add_parsers(sub, common)
-    directory.add_parsers(sub, common)
-    outbound.add_parsers(sub, common)
+    add_server(sub, common)
+    add_directory(sub, common)
+    add_outbound(sub, common)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mailserver`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
-    if args.func is not server.cmd_run:
+    if args.func is not cmd_run:
         # Admin commands print their own results; only problems should be logged.
         logsetup.configure(LogSettings(level="warning"))
     try:
