@@ -59,7 +59,7 @@ def build_queue(config: Config, store: Store) -> QueueManager:
         return [k for k in keyring.keys_for(domain) if k.algorithm in algorithms]
 
     def is_local(address: str) -> bool:
-        return store.resolve_recipient(address) is not None
+        return store.recipient_account(address) is not None
 
     async def deliver_local(message: bytes, address: str) -> None:
         await deliver_report(store, message, address, time.time())

@@ -26,6 +26,17 @@ class ConfigError(MailserverError):
     """The configuration file is unreadable or invalid; the message names file, key and problem."""
 
 
+class StoreNotFound(MailserverError):
+    """There is no store in the data directory (``Store.open(create=False)``).
+
+    ``data_dir`` is the directory looked in (the store would be its ``store/``).
+    """
+
+    def __init__(self, data_dir: object) -> None:
+        super().__init__(f"no store at {data_dir}")
+        self.data_dir = data_dir
+
+
 @dataclass(frozen=True, slots=True)
 class SmtpReply:
     """An SMTP reply: basic code (RFC 5321 §4.2), enhanced code (RFC 3463), text."""
@@ -86,6 +97,12 @@ class AlreadyExists(UserError):
 
 class InvalidName(UserError):
     """Invalid name"""
+
+    imap_code = "CANNOT"
+
+
+class InvalidPassword(UserError):
+    """The password does not meet the password policy (``admin/policy.py``)"""
 
     imap_code = "CANNOT"
 

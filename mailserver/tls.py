@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from mailserver.config import Config
+from mailserver.errors import ConfigError
 from mailserver.fsutil import write_atomic
 
 
@@ -61,19 +62,49 @@ def make_self_signed(hostname: str, cert_path: Path, key_path: Path) -> None:
     write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
 
 
+def load_cert_chain(ctx: ssl.SSLContext, cert: Path, key: Path, source: Path | None) -> None:
+    """``ctx.load_cert_chain(cert, key)``, failing with a message that names the file.
+
+    ``ssl`` reports a missing or unreadable file without its name (``[Errno 2]
+    No such file or directory``), and a bad one as ``[SSL] PEM lib``: each file
+    is opened first, so the error names it with the OS error.  Raises
+    ConfigError ``"<source>: tls: cannot read the certificate /path: <reason>"``.
+    """
+    where = f"{source}: " if source is not None else ""
+    for path, what in ((cert, "certificate"), (key, "private key")):
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(
+                f"{where}tls: cannot read the {what} {path}: {exc.strerror or exc}"
+            ) from None
+    try:
+        ctx.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
+        raise ConfigError(
+            f"{where}tls: cannot load the certificate {cert} with the private key {key}: {reason}"
+        ) from None
+
+
 def server_context(config: Config) -> ssl.SSLContext:
     """An ``ssl.SSLContext`` for our listeners (TLS 1.2+).
 
     Uses ``config.tls`` files when set; otherwise ``data_dir/tls/{cert,key}.pem``,
-    creating them on first use.  Raises ``OSError``/``ssl.SSLError`` on unreadable files.
+    creating them on first use.  Raises ConfigError naming the file that cannot
+    be read or loaded (``load_cert_chain``), ``OSError`` when the self-signed
+    pair cannot be written.
     """
     cert, key = config.tls.cert_file, config.tls.key_file
+    source = config.source
     if cert is None or key is None:
         tls_dir = config.data_dir / "tls"
         cert, key = tls_dir / "cert.pem", tls_dir / "key.pem"
+        source = None  # our own files: no configuration key to fix
         if not (cert.exists() and key.exists()):
             make_self_signed(config.hostname, cert, key)
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(cert, key)
+    load_cert_chain(ctx, cert, key, source)
     return ctx

@@ -117,7 +117,7 @@ async def _report_delivered(
             queue_id=queue_id,
             envid=dsn.mail.envid,
         )
-        if store.resolve_recipient(reverse_path) is not None:
+        if store.recipient_account(reverse_path) is not None:
             await deliver_report(store, report, reverse_path, time.time())
         elif queue is not None:
             await queue.enqueue("", [reverse_path], report)
@@ -141,7 +141,7 @@ async def deliver_report(store: Store, message: bytes, address: str, when: float
     ``AccountNotFound`` when the address no longer maps to an account, and
     whatever ``Store.deliver`` raises (e.g. ``QuotaExceeded``).
     """
-    account = store.resolve_recipient(address)
+    account = store.recipient_account(address)
     if account is None:
         raise AccountNotFound(f"no local account for {address}")
     await deliver_local(

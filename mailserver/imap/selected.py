@@ -276,7 +276,7 @@ class SelectedMailbox:
 
     def note_claim(self, claim: RecentClaim | None) -> None:
         """Take the ``\\Recent`` claim a write of this session made in its own
-        transaction (``Store.append_claiming``, ``Store.transfer``).  UIDs up
+        transaction (``Store.append``, ``Store.transfer``).  UIDs up
         to ``claim.old`` were claimed by others; ``old+1..upto`` are ours."""
         if claim is None or claim.mailbox_id != self.mailbox_id or self.readonly:
             return

@@ -185,7 +185,7 @@ class Handler:
         (or ``+tag`` form) resolving to it.  The null path is nobody's."""
         if address in ("", "<>") or "@" not in address:
             return False
-        owner = self.store.resolve_recipient(self._store_form(address))
+        owner = self.store.recipient_account(self._store_form(address))
         return owner is not None and owner.lower() == account.lower()
 
     def _check_recipient(
@@ -199,7 +199,7 @@ class Handler:
             local, domain = "postmaster", self.config.domains[0]
         if not local or not domain:
             return replies.RCPT_UNKNOWN, None
-        found = self.store.lookup_recipient(f"{local}@{_ascii_domain(domain)}")
+        found = self.store.recipient_status(f"{local}@{_ascii_domain(domain)}")
         if not found.local_domain:
             if not (self.submission and session.authenticated):
                 return replies.RELAY_DENIED, None  # RFC 5321 §3.6.2: no open relay

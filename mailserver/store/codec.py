@@ -139,7 +139,8 @@ _encoded: dict[frozenset[str], tuple[int, bytes]] = {}
 
 def message_modseq(data: bytes) -> int:
     """The MODSEQ of a record without decoding the rest (STORE's UNCHANGEDSINCE)."""
-    return _U64.unpack_from(data, _MODSEQ_AT)[0]
+    modseq: int = _U64.unpack_from(data, _MODSEQ_AT)[0]
+    return modseq
 
 
 def restamp_message(data: bytes, modseq: int, flags: frozenset[str]) -> bytes:

@@ -14,11 +14,13 @@ from typing import Any
 
 import lmdb
 
-from mailserver.errors import MailserverError
+from mailserver.errors import MailserverError, StoreNotFound
 from mailserver.store import keys
 
 #: Bump on any change to ``keys.py`` or ``codec.py`` layouts.
 SCHEMA_VERSION = 1
+#: The file LMDB keeps the data in, inside the environment's directory.
+DATA_FILE = "data.mdb"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,13 +42,18 @@ class Dbs:
     queuesched: Any
 
 
-def open_env(path: Path, map_size: int) -> tuple[lmdb.Environment, Dbs]:
-    """Open or create the environment at ``path`` (a directory); check the schema.
+def open_env(path: Path, map_size: int, *, create: bool = True) -> tuple[lmdb.Environment, Dbs]:
+    """Open the environment at ``path`` (a directory), creating it unless
+    ``create`` is False; check the schema.
 
     Blocking (creates files, may write and sync once): call it off the event loop.
-    Raises MailserverError when the stored schema version is not ``SCHEMA_VERSION``.
+    Raises StoreNotFound (``create=False``) when ``path`` holds no environment,
+    MailserverError when the stored schema version is not ``SCHEMA_VERSION``.
     """
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    elif not (path / DATA_FILE).is_file():
+        raise StoreNotFound(path.parent)
     env = lmdb.open(
         str(path),
         map_size=map_size,
@@ -57,6 +64,7 @@ def open_env(path: Path, map_size: int) -> tuple[lmdb.Environment, Dbs]:
         writemap=False,
         readahead=False,  # random access to a store larger than RAM
         subdir=True,
+        create=create,
     )
     try:
         with env.begin(write=True) as txn:

@@ -52,7 +52,7 @@ class Snapshot:
 
     def get_facts(self, blob_id: bytes) -> memoryview:
         """The opaque facts stored with the blob, as a view; NotFound as ``get_blob``."""
-        raw = self._txn.get(blob_id, db=self._dbs.blobrefs)
+        raw: memoryview | None = self._txn.get(blob_id, db=self._dbs.blobrefs)
         if raw is None:
             raise NotFound("message content no longer exists")
         return raw[8:]  # codec.encode_blobref: refcount (8 octets), then the facts

@@ -26,10 +26,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from mailserver.errors import MailserverError, TemporaryFailure
 from mailserver.store import writer_wire as wire
+
+T = TypeVar("T")
 
 #: Seconds a connect to the writer service may take.
 CONNECT_TIMEOUT = 10.0
@@ -55,7 +57,7 @@ class _Connection(asyncio.Protocol):
         except wire.WireError as exc:
             self._fail(f"writer service sent a bad frame: {exc}")
 
-    def _reply(self, reply: wire.Reply) -> None:
+    def _reply(self, reply: wire.WriteReply) -> None:
         if reply.changed:
             self._owner.on_changes(reply.changed)
         fut = self.pending.pop(reply.rid, None)
@@ -109,7 +111,7 @@ class RemoteWriter:
         #: Requests answered OK.
         self.requests = 0
 
-    async def submit(self, fn: Callable[..., Any], *args: Any, weight: int = 0) -> Any:
+    async def submit(self, fn: Callable[..., T], *args: Any, weight: int = 0) -> T:
         """Run ``fn(ctx, *args)`` in the service's next group commit; return its
         result once committed and synced, or raise what it raised."""
         if self._closed:
@@ -126,7 +128,7 @@ class RemoteWriter:
         conn.pending[rid] = fut
         # Head and message as they are: no concatenation of the message.
         transport.writelines(parts)
-        result = await fut
+        result: T = await fut
         self.requests += 1
         return result
 

@@ -56,13 +56,15 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import lmdb
 
 from mailserver.errors import MailserverError, TemporaryFailure
 from mailserver.store import headroom
 from mailserver.store.kv import Dbs
+
+T = TypeVar("T")
 
 #: Most requests folded into one transaction (bounds the latency of the first one).
 MAX_BATCH = 1000
@@ -163,15 +165,15 @@ class Writer:
             self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
             self._thread.start()
 
-    async def submit(self, fn: Callable[..., Any], *args: Any, weight: int = 0) -> Any:
+    async def submit(self, fn: Callable[..., T], *args: Any, weight: int = 0) -> T:
         """Run ``fn(ctx, *args)`` in the next group commit; return its result
         once committed and synced, or raise what it raised.
 
         ``weight`` is the octets the request writes (message size), so one
         transaction does not grow without bound.
         """
-        fut = self.enqueue(fn, args, weight=weight)
-        return await fut
+        result: T = await self.enqueue(fn, args, weight=weight)
+        return result
 
     def enqueue(self, fn: Callable[..., Any], args: tuple[Any, ...], *,
                 weight: int = 0) -> asyncio.Future[Any]:

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import socket
 import struct
@@ -137,7 +138,7 @@ class _Connection(asyncio.Protocol):
         try:
             self._service.writer.enqueue_call(
                 req.fn, req.args, weight=req.weight, origin=self._pid,
-                on_done=lambda outcome, rid=req.rid: self._settled(rid, outcome))
+                on_done=functools.partial(self._settled, req.rid))
         except MailserverError as exc:  # the writer is closing
             self._send(wire.encode_reply(req.rid, False, exc))
             return

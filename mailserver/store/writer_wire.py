@@ -72,7 +72,7 @@ OUT_OF_BAND = 64 * 1024
 
 #: Modules whose module-level functions may be sent as request functions.
 REQUEST_MODULES = frozenset({
-    "mailserver.store.admin",
+    "mailserver.store.directory_writes",
     "mailserver.store.mailboxes",
     "mailserver.store.messages",
     "mailserver.store.queue",
@@ -85,7 +85,9 @@ class WireError(MailserverError):
 
 
 @dataclass(frozen=True, slots=True)
-class Request:
+class WriteRequest:
+    """A decoded request frame: run ``fn(ctx, *args)`` in a group commit."""
+
     rid: int
     fn: Callable[..., Any]
     args: tuple[Any, ...]
@@ -93,7 +95,9 @@ class Request:
 
 
 @dataclass(frozen=True, slots=True)
-class Reply:
+class WriteReply:
+    """A decoded reply frame: the outcome of request ``rid`` and the mailboxes it changed."""
+
     rid: int
     ok: bool
     value: Any  # the result, or the exception to raise
@@ -212,7 +216,7 @@ def _out_of_band(_: pickle.PickleBuffer) -> bool:
     return False
 
 
-def decode_request(body: bytes | memoryview) -> Request:
+def decode_request(body: bytes | memoryview) -> WriteRequest:
     """A request frame's body.  ``WireError`` when even the id is unreadable;
     ``BadRequest`` (carrying the id) when the rest is."""
     if len(body) < _REQUEST_HEAD.size:
@@ -225,7 +229,7 @@ def decode_request(body: bytes | memoryview) -> Request:
     if getattr(fn, "__module__", None) not in REQUEST_MODULES or not callable(fn) \
             or not isinstance(args, tuple):
         raise BadRequest(rid, "not a write request function")
-    return Request(rid, fn, args, weight)
+    return WriteRequest(rid, fn, args, weight)
 
 
 def _request_parts(view: memoryview, size: int, count: int) -> tuple[bytes, list[bytes]]:
@@ -267,7 +271,7 @@ def encode_reply(rid: int, ok: bool, value: Any, changed: Iterable[int] = ()) ->
     return _frame(head, struct.pack(f">{len(ids)}Q", *ids), body)
 
 
-def decode_reply(body: bytes | memoryview) -> Reply:
+def decode_reply(body: bytes | memoryview) -> WriteReply:
     """A reply frame's body.  A value that does not unpickle becomes a
     ``TemporaryFailure`` (the request failed as far as the caller knows)."""
     if len(body) < _REPLY_HEAD.size:
@@ -280,10 +284,10 @@ def decode_reply(body: bytes | memoryview) -> Reply:
     try:
         value = _loads(bytes(memoryview(body)[start:]))
     except Exception as exc:
-        return Reply(rid, False, TemporaryFailure(f"writer reply unreadable: {exc}"), changed)
+        return WriteReply(rid, False, TemporaryFailure(f"writer reply unreadable: {exc}"), changed)
     if not ok and not isinstance(value, BaseException):
         value = TemporaryFailure("writer reply malformed")
-    return Reply(rid, bool(ok), value, changed)
+    return WriteReply(rid, bool(ok), value, changed)
 
 
 def _unpicklable(value: Any) -> TemporaryFailure:

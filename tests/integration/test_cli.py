@@ -14,16 +14,26 @@ from mailserver.store.store import Store
 
 @pytest.fixture
 def conf(tmp_path: Path) -> Path:
+    """A configuration whose data directory holds an empty store (``mailserver init``)."""
     path = tmp_path / "etc" / "mailserver.toml"
     path.parent.mkdir()
     path.write_text('hostname = "mx.example.test"\ndata_dir = "../data"\n', encoding="utf-8")
+    assert cli("init", "-c", path).returncode == 0
     return path
+
+
+USING = "mailserver: using data directory "
+
+
+def _ours(stderr: str) -> list[str]:
+    """stderr without the line naming the data directory."""
+    return [line for line in stderr.splitlines() if not line.startswith(USING)]
 
 
 def ok(*args: str | Path, stdin: str = "") -> str:
     result = cli(*args, stdin=stdin)
     assert result.returncode == 0, result.stderr
-    assert result.stderr == ""
+    assert _ours(result.stderr) == []
     return result.stdout
 
 
@@ -31,7 +41,7 @@ def fails(*args: str | Path, stdin: str = "", status: int = 1) -> str:
     """Run a command that must fail; return its one-line error message."""
     result = cli(*args, stdin=stdin)
     assert result.returncode == status, (result.stdout, result.stderr)
-    lines = result.stderr.splitlines()
+    lines = _ours(result.stderr)
     assert "Traceback" not in result.stderr
     if status == 1:  # ours: exactly one line
         assert len(lines) == 1 and lines[0].startswith("mailserver: error: "), result.stderr
@@ -141,10 +151,36 @@ def test_check_config(conf: Path) -> None:
 
 
 def test_check_config_unreadable_certificate(tmp_path: Path) -> None:
+    """Each TLS file is named with the OS error (``ssl`` alone names neither)."""
     path = tmp_path / "c.toml"
     path.write_text('[tls]\ncert_file = "nope.pem"\nkey_file = "nope.key"\n', encoding="utf-8")
     message = fails("check-config", "-c", path)
-    assert f"{path}: tls: cannot load" in message
+    assert message == (f"mailserver: error: {path}: tls: cannot read the certificate "
+                       f"{tmp_path / 'nope.pem'}: No such file or directory")
+    (tmp_path / "nope.pem").write_text("not a certificate\n")
+    (tmp_path / "nope.key").mkdir()
+    message = fails("check-config", "-c", path)
+    assert message.endswith(f"tls: cannot read the private key {tmp_path / 'nope.key'}: "
+                            "Is a directory")
+    (tmp_path / "nope.key").rmdir()
+    (tmp_path / "nope.key").write_text("not a key either\n")
+    message = fails("check-config", "-c", path)
+    assert (f"tls: cannot load the certificate {tmp_path / 'nope.pem'} with the private key "
+            f"{tmp_path / 'nope.key'}: ") in message
+
+
+def test_daemon_tls_error_names_the_file(tmp_path: Path) -> None:
+    """What ``mailserver run`` logs as ``start_failed`` when a TLS file is missing."""
+    from mailserver.config import load
+    from mailserver.errors import ConfigError
+    from mailserver.tls import server_context
+
+    path = tmp_path / "c.toml"
+    path.write_text('[tls]\ncert_file = "cert.pem"\nkey_file = "key.pem"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        server_context(load(path))
+    assert str(info.value) == (f"{path}: tls: cannot read the certificate {tmp_path / 'cert.pem'}"
+                               ": No such file or directory")
 
 
 def test_config_search_order(tmp_path: Path) -> None:
@@ -177,6 +213,7 @@ def test_config_search_order(tmp_path: Path) -> None:
 def test_configured_domains_exist_for_admin_commands(tmp_path: Path) -> None:
     conf = tmp_path / "c.toml"
     conf.write_text('data_dir = "data"\ndomains = ["conf.test"]\n', encoding="utf-8")
+    assert ok("init", "-c", conf) == f"created a new store in {tmp_path / 'data'}\n"
     assert ok("domain", "list", "-c", conf).split() == ["conf.test"]
     ok("user", "add", "x@conf.test", "--password-stdin", "-c", conf, stdin="x-password\n")
     assert "remove it there first" in fails("domain", "del", "conf.test", "-c", conf)
@@ -186,6 +223,8 @@ def test_configured_domains_exist_for_admin_commands(tmp_path: Path) -> None:
 
 
 def test_dkim_keygen_prints_the_txt_record(conf: Path, tmp_path: Path) -> None:
+    assert "not a local domain" in fails("dkim", "keygen", "example.test", "-c", conf)
+    ok("domain", "add", "example.test", "-c", conf)
     out = ok("dkim", "keygen", "Example.TEST", "-c", conf)
     key = tmp_path / "data" / "dkim" / "example.test" / "mail.key"
     assert key.stat().st_mode & 0o777 == 0o600
@@ -199,6 +238,12 @@ def test_dkim_keygen_prints_the_txt_record(conf: Path, tmp_path: Path) -> None:
     assert "exists" in fails("dkim", "keygen", "example.test", "-c", conf)
     assert "invalid choice" in fails("dkim", "keygen", "example.test", "--algorithm", "dsa",
                                      "-c", conf, status=2)
+    assert ok("dkim", "list", "-c", conf).splitlines() == [
+        f"example.test\ted\ted25519\t{key.parent / 'ed.key'}\tnot signing: add it to "
+        "[dkim] algorithms",
+        f"example.test\tmail\trsa\t{key}",
+    ]
+    assert ok("dkim", "list", "other.test", "-c", conf) == ""
 
 
 def test_dns_prints_every_record(conf: Path) -> None:
@@ -212,6 +257,7 @@ protocol = "imap"
 port = 993
 tls = "implicit"
 """, encoding="utf-8")
+    ok("domain", "add", "example.test", "-c", conf)
     before = ok("dns", "example.test", "-c", conf)
     assert "dkim keygen example.test" in before  # no key yet: says how to make one
     ok("dkim", "keygen", "example.test", "-c", conf)
@@ -246,6 +292,9 @@ def test_queue_list_show_retry_delete_flush(conf: Path, tmp_path: Path) -> None:
     listing = ok("queue", "list", "-c", conf)
     assert listing.startswith(qid + "\t") and "<alice@example.test>" in listing
     assert "2/2 to go" in listing and "1 message(s) queued" in listing
+    # Each message is followed by its recipients, one indented line each.
+    assert listing.splitlines()[1:3] == ["\tbob@remote.test\tpending",
+                                         "\tcarol@remote.test\tpending"]
     shown = ok("queue", "show", qid, "-c", conf)
     assert f"id            {qid}" in shown
     assert "rcpt          bob@remote.test\tpending" in shown
@@ -256,3 +305,76 @@ def test_queue_list_show_retry_delete_flush(conf: Path, tmp_path: Path) -> None:
     assert ok("queue", "list", "-c", conf).strip() == "0 message(s) queued"
     for action in ("show", "retry", "delete"):
         assert f"no queued message {qid}" in fails("queue", action, qid, "-c", conf)
+
+
+# -- the store is never created by an admin command ----------------------------------
+
+
+@pytest.mark.parametrize("command", [
+    ("user", "add", "x@example.test", "--password-stdin"),
+    ("domain", "list"),
+    ("alias", "list"),
+    ("queue", "list"),
+    ("dkim", "keygen", "example.test"),
+    ("dns", "example.test"),
+])
+def test_admin_commands_never_create_a_store(tmp_path: Path, command: tuple[str, ...]) -> None:
+    """Run from a directory without a store, an admin command fails and says
+    where it looked instead of making a new, empty store there."""
+    result = cli(*command, stdin="long-enough-pw\n", cwd=tmp_path, env=env_without_config())
+    assert result.returncode == 1, result
+    assert result.stdout == ""
+    assert result.stderr == (f"mailserver: error: no store at {tmp_path / 'var'} (start the "
+                             "daemon once or run 'mailserver init', or pass --data-dir/-c)\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_init_creates_the_store_once(tmp_path: Path) -> None:
+    env = env_without_config()
+    result = cli("init", "--data-dir", "d", cwd=tmp_path, env=env)
+    assert result.stdout == f"created a new store in {tmp_path / 'd'}\n"
+    assert (tmp_path / "d" / "store").is_dir()
+    result = cli("init", "--data-dir", "d", cwd=tmp_path, env=env)
+    assert result.stdout == f"a store exists in {tmp_path / 'd'}; left as it was\n"
+
+
+def test_admin_commands_name_their_data_directory(conf: Path, tmp_path: Path) -> None:
+    result = cli("domain", "list", "-c", conf)
+    assert result.returncode == 0
+    assert result.stderr == f"{USING}{tmp_path / 'data'}\n"
+
+
+# -- messages that name the real problem ---------------------------------------------
+
+
+def test_an_address_without_at_sign_is_invalid(conf: Path) -> None:
+    ok("domain", "add", "example.test", "-c", conf)
+    message = fails("user", "add", "no-at-sign", "--password-stdin", "-c", conf,
+                    stdin="long-enough-pw\n")
+    assert message == ("mailserver: error: invalid address 'no-at-sign': "
+                       "an address is local@domain")
+    message = fails("alias", "add", "no-at-sign", "carol@example.test", "-c", conf)
+    assert "invalid alias 'no-at-sign'" in message
+    message = fails("user", "add", "x@", "--password-stdin", "-c", conf, stdin="long-enough-pw\n")
+    assert "invalid address 'x@'" in message
+
+
+def test_dns_of_a_domain_that_is_not_local_fails(conf: Path) -> None:
+    message = fails("dns", "nosuch.org", "-c", conf)
+    assert message == "mailserver: error: domain 'nosuch.org' is not a local domain"
+
+
+@pytest.mark.parametrize(("hostname", "problem"), [
+    ("localhost", "it is not a fully qualified domain name"),
+    ("mx.localhost", "it is a name the public DNS never resolves"),
+    ("192.0.2.1", "it is an IP address"),
+])
+def test_dns_refuses_a_hostname_nobody_can_reach(tmp_path: Path, hostname: str,
+                                                 problem: str) -> None:
+    conf = tmp_path / "c.toml"
+    conf.write_text(f'hostname = "{hostname}"\ndata_dir = "data"\ndomains = ["example.test"]\n',
+                    encoding="utf-8")
+    ok("init", "-c", conf)
+    message = fails("dns", "example.test", "-c", conf)
+    assert message.startswith(f"mailserver: error: hostname {hostname!r} ({conf}) cannot be "
+                              f"published in DNS: {problem}")

@@ -80,9 +80,10 @@ async def put(
             tz_offset=tz,
         )
         return rec
-    return await store.append(
+    rec, _ = await store.append(
         ACCOUNT, "INBOX", blob, facts, flags=flags, internal_date=when, tz_offset=tz
     )
+    return rec
 
 
 _LITERAL_END = re.compile(rb"\{(\d+)\}\r\n")

@@ -34,7 +34,7 @@ SIMPLE = (
 
 def put(server: ServerThread, blob: bytes, flags: frozenset[str] = frozenset()) -> int:
     """Store ``blob`` unchanged in alice's INBOX; returns its UID."""
-    rec = server.run(
+    rec, _ = server.run(
         server.store.append(
             ALICE[0], "INBOX", blob, analyze(blob).to_bytes(), flags=flags, internal_date=WHEN
         )

@@ -125,7 +125,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 async def mailbox(store: Store) -> list[tuple[int, MessageRecord]]:
     out = []
     for seq, (blob, flags, when, tz) in enumerate(MESSAGES, 1):
-        rec = await store.append(
+        rec, _ = await store.append(
             ACCOUNT,
             "INBOX",
             blob,
@@ -316,7 +316,7 @@ async def test_corpus_subjects(store: Store) -> None:
     box = []
     for seq, p in enumerate(chosen, 1):
         blob = p.read_bytes()
-        rec = await store.append(
+        rec, _ = await store.append(
             ACCOUNT, "INBOX", blob, analyze(blob).to_bytes(), internal_date=ts(2024, 1, 1)
         )
         box.append((seq, rec))

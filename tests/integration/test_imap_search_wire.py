@@ -58,7 +58,7 @@ MESSAGES = [
 def uids(server: ServerThread) -> list[int]:
     out = []
     for blob, flags, when in MESSAGES:
-        rec = server.run(
+        rec, _ = server.run(
             server.store.append(
                 ALICE[0], "INBOX", blob, analyze(blob).to_bytes(), flags=flags, internal_date=when
             )

@@ -115,7 +115,7 @@ async def test_aliases_and_resolve_recipient(store: Store) -> None:
     with pytest.raises(DomainNotFound):
         await store.add_alias("x@other.test", "alice@example.org")
 
-    r = store.resolve_recipient
+    r = store.recipient_account
     assert r("alice@example.org") == "alice@example.org"
     assert r("ALICE@Example.Org") == "alice@example.org"
     assert r("postmaster@EXAMPLE.org") == "alice@example.org"
@@ -143,8 +143,8 @@ async def test_aliases_and_resolve_recipient(store: Store) -> None:
 
 async def test_plus_tag_exact_account_wins(store: Store) -> None:
     await store.add_account("alice+work@example.org", "h")
-    assert store.resolve_recipient("alice+work@example.org") == "alice+work@example.org"
-    assert store.resolve_recipient("alice+home@example.org") == "alice@example.org"
+    assert store.recipient_account("alice+work@example.org") == "alice+work@example.org"
+    assert store.recipient_account("alice+home@example.org") == "alice@example.org"
 
 
 async def test_delete_account_removes_everything(store: Store) -> None:
@@ -156,7 +156,7 @@ async def test_delete_account_removes_everything(store: Store) -> None:
     await store.delete_account("bob@example.org")
     assert store.get_account("bob@example.org") is None
     assert store.list_mailboxes("bob@example.org") == []
-    assert store.resolve_recipient("b@example.org") is None
+    assert store.recipient_account("b@example.org") is None
     assert store.list_aliases() == []
     assert store.blob_refcount(rec.blob_id) == 0
     assert store.list_messages(rec.mailbox_id) == []

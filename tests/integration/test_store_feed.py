@@ -49,7 +49,7 @@ async def test_woken_by_own_commit(store: Store) -> None:
     await asyncio.wait_for(w_inbox, 10)
     await _settle()
     assert not w_sent.done()  # other mailboxes do not wake
-    rec = await store.append(A, "Sent", b"y", b"", internal_date=1)
+    rec, _ = await store.append(A, "Sent", b"y", b"", internal_date=1)
     await asyncio.wait_for(w_sent, 10)
     # A flag change wakes too.
     hms = store.get_mailbox(A, "Sent").highestmodseq

@@ -48,7 +48,7 @@ async def test_full_store_refuses_new_mail_but_keeps_deleting(tmp_path: Path) ->
         with pytest.raises(StoreFull):
             await store.copy(inbox.id, range(1, 21), A, "Trash")
         # What frees space still works in the reserve.
-        updated, _ = await store.store_flags(inbox.id, range(1, 11), "add",
+        updated, _, _ = await store.store_flags(inbox.id, range(1, 11), "add",
                                              frozenset({"\\Seen", "\\Deleted"}))
         assert len(updated) == 10
         _, moved = await store.move(inbox.id, [11, 12], A, "Trash")

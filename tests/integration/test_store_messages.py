@@ -37,7 +37,7 @@ async def test_append_corpus_roundtrip(store: Store) -> None:
     inbox = store.get_mailbox(A, "INBOX")
     for n, path in enumerate(files, 1):
         data = path.read_bytes()
-        rec = await store.append(
+        rec, _ = await store.append(
             A, "INBOX", data, b"facts-" + str(n).encode(),
             flags=frozenset({"\\Seen"}) if n % 2 else frozenset(),
             internal_date=1_700_000_000 + n, tz_offset=-300,
@@ -106,25 +106,25 @@ async def test_store_flags_modes_and_unchangedsince(store: Store) -> None:
     for i in range(3):
         await store.append(A, "INBOX", MSG + bytes([65 + i]), b"", internal_date=1)
     hms = store.get_mailbox(A, "INBOX").highestmodseq
-    updated, failed = await store.store_flags(mb.id, [1, 2, 99], "add", frozenset({"\\seen", "k1"}))
+    updated, failed, _ = await store.store_flags(mb.id, [1, 2, 99], "add", frozenset({"\\seen", "k1"}))
     assert [r.uid for r in updated] == [1, 2] and failed == []
     assert updated[0].flags == frozenset({"\\Seen", "k1"})
     assert [r.modseq for r in updated] == [hms + 1, hms + 2]  # each change its own MODSEQ
     # No change: not reported, no new MODSEQ.
-    updated, _ = await store.store_flags(mb.id, [1], "add", frozenset({"\\Seen"}))
+    updated, _, _ = await store.store_flags(mb.id, [1], "add", frozenset({"\\Seen"}))
     assert updated == []
     assert store.get_mailbox(A, "INBOX").highestmodseq == hms + 2
-    updated, _ = await store.store_flags(mb.id, [1], "remove", frozenset({"k1", "\\Recent"}))
+    updated, _, _ = await store.store_flags(mb.id, [1], "remove", frozenset({"k1", "\\Recent"}))
     assert updated[0].flags == frozenset({"\\Seen"})
-    updated, _ = await store.store_flags(mb.id, [1, 3], "set", frozenset({"\\Draft", "\\Recent"}))
+    updated, _, _ = await store.store_flags(mb.id, [1, 3], "set", frozenset({"\\Draft", "\\Recent"}))
     assert [r.flags for r in updated] == [frozenset({"\\Draft"})] * 2
     # UNCHANGEDSINCE (RFC 7162 §3.1.3): 2 is older than the limit, 1 and 3 newer.
     m2 = store.get_messages(mb.id, [2])[0]
-    updated, failed = await store.store_flags(
+    updated, failed, _ = await store.store_flags(
         mb.id, [1, 2, 3], "add", frozenset({"\\Flagged"}), unchangedsince=m2.modseq
     )
     assert [r.uid for r in updated] == [2] and failed == [1, 3]
-    updated, failed = await store.store_flags(
+    updated, failed, _ = await store.store_flags(
         mb.id, [1], "add", frozenset({"\\Flagged"}), unchangedsince=0
     )
     assert updated == [] and failed == [1]
@@ -145,7 +145,7 @@ async def test_expunge_subset_and_uids(store: Store) -> None:
     assert await store.expunge(mb.id) == []
     after = store.get_mailbox(A, "INBOX")
     assert after.messages == 2 and after.uidnext == 6
-    rec = await store.append(A, "INBOX", b"new", b"", internal_date=1)
+    rec, _ = await store.append(A, "INBOX", b"new", b"", internal_date=1)
     assert rec.uid == 6  # never reused
 
 
@@ -196,7 +196,7 @@ async def test_changes_since_and_modseq_monotonic(store: Store) -> None:
     await store.store_flags(mb.id, [5], "add", frozenset({"\\Deleted"}))
     await store.expunge(mb.id)
     seen.append(store.get_mailbox(A, "INBOX").highestmodseq)
-    new = await store.append(A, "INBOX", b"late", b"", internal_date=1)
+    new, _ = await store.append(A, "INBOX", b"late", b"", internal_date=1)
     seen.append(store.get_mailbox(A, "INBOX").highestmodseq)
     assert seen == sorted(set(seen))  # strictly increasing
 
@@ -240,6 +240,6 @@ async def test_bad_keywords_are_refused(store: Store, bad: str) -> None:
 
 async def test_keywords_roundtrip(store: Store) -> None:
     flags = frozenset({"$Forwarded", "$MDNSent", "Work", "\\Seen", "ünïcode"})
-    rec = await store.append(A, "INBOX", MSG, b"", flags=flags, internal_date=1)
+    rec, _ = await store.append(A, "INBOX", MSG, b"", flags=flags, internal_date=1)
     assert rec.flags == flags
     assert store.list_messages(rec.mailbox_id)[0].flags == flags

@@ -60,7 +60,7 @@ async def test_expunge_without_cache_walks(store: Store) -> None:
 async def test_store_and_expunge_advance_the_cache(store: Store) -> None:
     mbid = await _inbox_with(store, 10)
     _same_as_store(store, mbid)
-    updated, failed, span = await store.store_flags_span(
+    updated, failed, span = await store.store_flags(
         mbid, [1, 2, 3], "add", frozenset({"\\Flagged", "\\Deleted"}))
     assert failed == [] and [r.uid for r in updated] == [1, 2, 3]
     assert span.after == span.before + 3 == store.get_mailbox_by_id(mbid).highestmodseq
@@ -75,6 +75,6 @@ async def test_store_and_expunge_advance_the_cache(store: Store) -> None:
 async def test_store_span_when_nothing_changes(store: Store) -> None:
     mbid = await _inbox_with(store, 3)
     await store.store_flags(mbid, [1], "add", frozenset({"\\Seen"}))
-    updated, _, span = await store.store_flags_span(mbid, [1], "add", frozenset({"\\Seen"}))
+    updated, _, span = await store.store_flags(mbid, [1], "add", frozenset({"\\Seen"}))
     assert updated == [] and span.before == span.after
     _same_as_store(store, mbid)

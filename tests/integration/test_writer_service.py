@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from mailserver.errors import AlreadyExists, MailserverError, TemporaryFailure
-from mailserver.store import admin, messages
+from mailserver.store import directory_writes, messages
 from mailserver.store import writer_wire as wire
 from mailserver.store.feed import ChangeFeed
 from mailserver.store.model import NewMessage
@@ -102,12 +102,12 @@ async def test_requests_commit_in_the_services_writer_and_wake_local_waiters_fir
         assert store.commits - before <= 20 and service.requests == 20
         assert remote.commits == 0 and remote.requests == 20
         with pytest.raises(AlreadyExists) as info:
-            await remote.submit(admin.add_domain, "example.test")
+            await remote.submit(directory_writes.add_domain, "example.test")
         assert info.value.imap_code == "ALREADYEXISTS"
     finally:
         await remote.close()
     with pytest.raises(MailserverError):
-        await remote.submit(admin.add_domain, "other.test")
+        await remote.submit(directory_writes.add_domain, "other.test")
 
 
 async def test_a_cut_line_fails_the_pending_requests_and_the_next_one_reconnects(
@@ -118,11 +118,11 @@ async def test_a_cut_line_fails_the_pending_requests_and_the_next_one_reconnects
     remote = RemoteWriter(proxy.path, asyncio.get_running_loop(), lambda ids: None)
     try:
         with pytest.raises(TemporaryFailure):
-            await remote.submit(admin.add_domain, "one.test")
+            await remote.submit(directory_writes.add_domain, "one.test")
         # The request may well have committed (here it did): nobody was told OK.
         assert store.is_local_domain("one.test")
         proxy.cut = False
-        assert (await remote.submit(admin.add_domain, "two.test")).name == "two.test"
+        assert (await remote.submit(directory_writes.add_domain, "two.test")).name == "two.test"
     finally:
         await remote.close()
         await proxy.close()
@@ -132,7 +132,7 @@ async def test_a_service_that_is_gone_is_a_temporary_failure(tmp_path: Path) -> 
     remote = RemoteWriter(str(tmp_path / "nobody.stream"), asyncio.get_running_loop(),
                           lambda ids: None)
     with pytest.raises(TemporaryFailure):
-        await remote.submit(admin.add_domain, "x.test")
+        await remote.submit(directory_writes.add_domain, "x.test")
     await remote.close()
 
 
@@ -143,7 +143,7 @@ async def test_dead_and_broken_peers_are_dropped_and_the_others_served(
     loop = asyncio.get_running_loop()
     # A peer that sends a request and dies before the reply.
     _, w = await asyncio.open_unix_connection(address(tmp_path))
-    w.writelines(wire.encode_request(1, admin.add_domain, ("dead.test",), 0))
+    w.writelines(wire.encode_request(1, directory_writes.add_domain, ("dead.test",), 0))
     await w.drain()
     w.transport.abort()
     # A peer whose frame announces more than the limit.
@@ -160,7 +160,7 @@ async def test_dead_and_broken_peers_are_dropped_and_the_others_served(
     w3.close()
     remote = RemoteWriter(address(tmp_path), loop, lambda ids: None)
     try:
-        assert (await remote.submit(admin.add_domain, "alive.test")).name == "alive.test"
+        assert (await remote.submit(directory_writes.add_domain, "alive.test")).name == "alive.test"
     finally:
         await remote.close()
     assert store.is_local_domain("alive.test")

@@ -52,7 +52,10 @@ def run_cli(*args: str | Path, stdin: str = "", cwd: Path | None = None,
 
 
 def add_user(conf: Path, address: str, password: str) -> None:
-    """``mailserver user add``, the password on stdin as an operator would."""
+    """``mailserver init`` (the admin commands never create a store) then
+    ``mailserver user add``, the password on stdin, as an operator would."""
+    result = run_cli("init", "-c", conf)
+    assert result.returncode == 0, result.stderr
     result = run_cli("user", "add", address, "--password-stdin", "-c", conf,
                      stdin=password + "\n")
     assert result.returncode == 0, result.stderr

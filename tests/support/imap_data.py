@@ -16,7 +16,7 @@ def put(server: Any, blob: bytes, facts: bytes | None = None) -> int:
     on ``server`` (``support.server.ServerThread``); ``facts`` default to
     ``analyze(blob)``'s.  Returns the UID."""
     facts = analyze(blob).to_bytes() if facts is None else facts
-    return server.run(server.store.append(ALICE[0], "INBOX", blob, facts, internal_date=1)).uid
+    return server.run(server.store.append(ALICE[0], "INBOX", blob, facts, internal_date=1))[0].uid
 
 
 def uid_fetch(c: imaplib.IMAP4, uid: int, what: str) -> list[Any]:

@@ -7,6 +7,7 @@ import inspect
 import os
 import pickle
 import struct
+import sys
 
 import pytest
 
@@ -24,7 +25,7 @@ from mailserver.errors import (
     TemporaryFailure,
     TooBig,
 )
-from mailserver.store import admin, messages, store
+from mailserver.store import directory_writes, messages, store
 from mailserver.store import writer_wire as wire
 from mailserver.store.headroom import StoreFull
 from mailserver.store.model import MessageRecord, NewMessage, RecentClaim, WriteSpan
@@ -56,11 +57,11 @@ REQUEST_ARGS = (
 @pytest.mark.parametrize("step", [None, 1, 7])
 def test_request_round_trips_whole_byte_by_byte_and_with_trailing_data(step: int | None) -> None:
     frame = request(42, messages.deliver, REQUEST_ARGS, 123)
-    trailing = request(43, admin.add_domain, ("example.test",))
+    trailing = request(43, directory_writes.add_domain, ("example.test",))
     got = [wire.decode_request(b) for b in bodies(frame + trailing + b"\x00\x00", step)]
     assert [(r.rid, r.fn, r.args, r.weight) for r in got] == [
         (42, messages.deliver, REQUEST_ARGS, 123),
-        (43, admin.add_domain, ("example.test",), 0),
+        (43, directory_writes.add_domain, ("example.test",), 0),
     ]
 
 
@@ -70,7 +71,7 @@ def test_reply_round_trips_with_changed_ids(step: int | None) -> None:
     value = ([rec], [4], WriteSpan(7, 11, 12), RecentClaim(7, 2, 3))
     frame = wire.encode_reply(9, True, value, {7, 1 << 63})
     (body,) = bodies(frame, step)
-    assert wire.decode_reply(body) == wire.Reply(9, True, value, frozenset({7, 1 << 63}))
+    assert wire.decode_reply(body) == wire.WriteReply(9, True, value, frozenset({7, 1 << 63}))
 
 
 EXCEPTIONS = [
@@ -193,16 +194,18 @@ def test_short_frames_are_wire_errors() -> None:
 
 
 def _submitted_functions() -> set[str]:
-    """``module.name`` of every function ``Store`` hands to ``self._writer.submit``."""
-    tree = ast.parse(inspect.getsource(store))
+    """``module.name`` of every function ``Store`` hands to ``self._writer.submit``
+    (in ``store.py`` and the modules ``Store`` is assembled from)."""
     out = set()
-    for node in ast.walk(tree):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "submit"):
-            fn = node.args[0]
-            assert isinstance(fn, ast.Attribute) and isinstance(fn.value, ast.Name)
-            module = getattr(store, fn.value.id)
-            out.add(f"{module.__name__}.{fn.attr}")
+    for part in {sys.modules[cls.__module__] for cls in store.Store.__mro__[:-1]}:
+        tree = ast.parse(inspect.getsource(part))
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "submit"):
+                fn = node.args[0]
+                assert isinstance(fn, ast.Attribute) and isinstance(fn.value, ast.Name)
+                module = getattr(part, fn.value.id)
+                out.add(f"{module.__name__}.{fn.attr}")
     return out
 
 

@@ -178,7 +178,7 @@ async def append(session: ImapSession, cmd: Command) -> TaggedOk:
     flags = frozenset(f for f in args.flags if f.lower() != "\\recent")
     view = session.selected
     try:
-        record, claim = await session.store.append_claiming(
+        record, claim = await session.store.append(
             session.user, info.name, args.message, facts,
             flags=flags, internal_date=internal_date, tz_offset=tz_offset,
             claim_for=session.claims_recent_in(info.id),

@@ -185,7 +185,7 @@ async def fetch(session: ImapSession, cmd: Command) -> TaggedOk | None:
     if fetch_render.sets_seen(atts) and not view.readonly:
         unseen = [rec.uid for _, rec in messages if "\\Seen" not in rec.flags]
         if unseen:
-            updated, _ = await session.store.store_flags(
+            updated, _, _ = await session.store.store_flags(
                 view.mailbox_id, unseen, "add", frozenset({"\\Seen"}))
             fresh = {r.uid: r for r in updated}
             seen_now = set(fresh)
@@ -277,7 +277,7 @@ async def store(session: ImapSession, cmd: Command) -> TaggedOk | None:
     flags = frozenset(f for f in args.flags if f.lower() != "\\recent")
     if not pairs:
         return None
-    updated, failed, span = await session.store.store_flags_span(
+    updated, failed, span = await session.store.store_flags(
         view.mailbox_id, [u for _, u in pairs], args.mode, flags,
         unchangedsince=args.unchangedsince)
     view.took_own_flags(span, updated)

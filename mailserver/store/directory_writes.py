@@ -1,4 +1,5 @@
-"""Write requests on domains, accounts and aliases, run by the writer thread."""
+"""Write requests on domains, accounts and aliases, run by the writer thread
+(``Store`` methods of ``directory.py`` submit them; see ``writer.py``)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,26 @@
+"""The admin service every front end calls (``service.py``), the rules it
+applies (``policy.py``) and the records it returns (``views.py``)."""
+
+from mailserver.admin.service import AdminService, initialise, open_admin
+from mailserver.admin.views import (
+    AccountInfo,
+    AliasInfo,
+    DkimKeyInfo,
+    DnsRecord,
+    DomainInfo,
+    QueueEntry,
+    QueueRecipient,
+)
+
+__all__ = [
+    "AccountInfo",
+    "AdminService",
+    "AliasInfo",
+    "DkimKeyInfo",
+    "DnsRecord",
+    "DomainInfo",
+    "QueueEntry",
+    "QueueRecipient",
+    "initialise",
+    "open_admin",
+]

@@ -1,0 +1,365 @@
+"""The admin service: domains, accounts, aliases, quotas, the outbound queue
+and DKIM keys, behind one class every front end calls.
+
+The command line (``mailserver.cli``) calls it today, the HTTP API will call
+it tomorrow: the rules live here once (the password policy, what an address
+is, which domains may be deleted, what may be published in DNS), the front
+ends only parse arguments and print or serialise the ``views`` it returns.
+
+Errors are our own (``mailserver.errors``): ``UserError`` subclasses for a
+request that cannot be honoured (``InvalidName``, ``InvalidPassword``,
+``DomainNotFound``, ``AccountNotFound``, ``NotFound``, ``AlreadyExists``,
+``Cannot``), ``ConfigError`` when the configuration stands in the way,
+``StoreNotFound`` from ``open_admin`` when the data directory holds no store.
+
+The queue actions work on the store's queue tables, not on a
+``QueueManager``: they are safe while the daemon runs (LMDB serialises
+writers across processes).  ``retry``/``flush`` move the next attempt to now
+and the store's change feed wakes the daemon's scheduler; ``delete_queued``
+drops the message without a DSN, and a delivery round in progress for it
+finishes without bringing it back (its record update finds it gone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import structlog
+
+from mailserver.admin.dns import dkim_record, domain_records
+from mailserver.admin.policy import (
+    account_address,
+    alias_address,
+    check_password,
+    check_public_hostname,
+    domain_name,
+)
+from mailserver.admin.views import (
+    AccountInfo,
+    AliasInfo,
+    DkimKeyInfo,
+    DnsRecord,
+    DomainInfo,
+    QueueEntry,
+    QueueRecipient,
+)
+from mailserver.auth.passwords import hash_async
+from mailserver.config import Config
+from mailserver.dkim import keys as dkim_keys
+from mailserver.errors import (
+    AccountNotFound,
+    AlreadyExists,
+    Cannot,
+    DomainNotFound,
+    NotFound,
+)
+from mailserver.queue import model as queue_model
+from mailserver.store.model import Account
+from mailserver.store.store import Store
+
+log = structlog.get_logger("mailserver.admin")
+
+
+def _account(account: Account) -> AccountInfo:
+    return AccountInfo(account.address, account.quota, account.used)
+
+
+def _queue_entry(raw: bytes, queue_id: str | None = None) -> QueueEntry | None:
+    """The record as a view, or None (logged) when it cannot be decoded
+    (damaged, or written by a newer version)."""
+    try:
+        msg = queue_model.decode(raw)
+    except Exception:  # json, unicode, key, type or value errors: all "unreadable"
+        log.warning("queue_record_unreadable", queue_id=queue_id, size=len(raw))
+        return None
+    return QueueEntry(
+        id=msg.id, sender=msg.reverse_path, created=msg.created, size=msg.size,
+        attempts=msg.attempts, next_attempt=msg.next_attempt,
+        recipients=tuple(
+            QueueRecipient(r.address, r.status.value, r.attempts, r.last_error)
+            for r in msg.recipients
+        ),
+    )
+
+
+class AdminService:
+    """Administration of one open store under one configuration.
+
+    ``clock``: Unix seconds (tests).  All methods are coroutines; the blocking
+    ones (hashing a password, making a DKIM key, reading key files) run off
+    the event loop.
+    """
+
+    def __init__(self, store: Store, config: Config, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self.config = config
+        self._clock = clock
+        self._configured = frozenset(domain_name(d) for d in config.domains)
+
+    @property
+    def store(self) -> Store:
+        """The store administered (for the daemon's wiring and tests)."""
+        return self._store
+
+    @property
+    def data_dir(self) -> Path:
+        return self.config.data_dir
+
+    # -- domains -------------------------------------------------------------------
+
+    async def ensure_configured_domains(self) -> list[str]:
+        """Add the configuration's ``domains`` missing from the store; returns those added."""
+        added = []
+        for name in sorted(self._configured):
+            if not self._store.is_local_domain(name):
+                # Another process (the daemon) may add it first.
+                with contextlib.suppress(AlreadyExists):
+                    await self._store.add_domain(name)
+                    added.append(name)
+        return added
+
+    async def add_domain(self, name: str) -> DomainInfo:
+        """Raises InvalidName, AlreadyExists."""
+        domain = await self._store.add_domain(domain_name(name))
+        return DomainInfo(domain.name, domain.name in self._configured)
+
+    async def delete_domain(self, name: str) -> None:
+        """Delete an empty domain and its aliases.
+
+        Raises Cannot for a configured domain (the daemon would add it back at
+        its next start) or one that still has accounts, DomainNotFound.
+        """
+        domain = domain_name(name)
+        if domain in self._configured:
+            where = self.config.source or "the built-in configuration"
+            raise Cannot(f"{domain} is listed in domains of {where}; remove it there first")
+        await self._store.delete_domain(domain)
+
+    async def list_domains(self) -> list[DomainInfo]:
+        """Every local domain, by name."""
+        return [DomainInfo(d.name, d.name in self._configured)
+                for d in self._store.list_domains()]
+
+    async def _local_domain(self, name: str) -> str:
+        """``name`` normalised; DomainNotFound unless it is a local domain."""
+        domain = domain_name(name)
+        if not self._store.is_local_domain(domain):
+            raise DomainNotFound(f"domain {domain!r} is not a local domain")
+        return domain
+
+    # -- accounts ------------------------------------------------------------------
+
+    async def add_account(self, address: str, password: str, *, quota: int = 0) -> AccountInfo:
+        """Create an account with the default mailboxes.
+
+        ``quota`` in octets, 0 = unlimited.  Raises InvalidName (not
+        ``local@domain``), InvalidPassword, DomainNotFound, AlreadyExists, Cannot
+        (negative quota).
+        """
+        address = account_address(address)
+        check_password(password)
+        if quota < 0:
+            raise Cannot("the quota must not be negative")
+        await self._local_domain(address.rpartition("@")[2])
+        account = await self._store.add_account(address, await hash_async(password), quota=quota)
+        return _account(account)
+
+    async def set_password(self, address: str, password: str) -> None:
+        """Raises InvalidName, InvalidPassword, AccountNotFound."""
+        address = account_address(address)
+        check_password(password)
+        await self._store.set_password_hash(address, await hash_async(password))
+
+    async def set_quota(self, address: str, quota: int) -> AccountInfo:
+        """Set the quota in octets (0 = unlimited); returns the account.
+        Raises InvalidName, AccountNotFound, Cannot (negative)."""
+        address = account_address(address)
+        if quota < 0:
+            raise Cannot("the quota must not be negative")
+        await self._store.set_quota(address, quota)
+        return await self.get_account(address)
+
+    async def get_account(self, address: str) -> AccountInfo:
+        """Raises InvalidName, AccountNotFound."""
+        address = account_address(address)
+        account = self._store.get_account(address)
+        if account is None:
+            raise AccountNotFound(f"no account {address}")
+        return _account(account)
+
+    async def delete_account(self, address: str) -> None:
+        """Delete the account, all its mail and the aliases pointing at it.
+        Raises InvalidName, AccountNotFound."""
+        await self._store.delete_account(account_address(address))
+
+    async def list_accounts(self, domain: str | None = None) -> list[AccountInfo]:
+        """Accounts by address, only those of ``domain`` if given."""
+        name = None if domain is None else domain_name(domain)
+        return [_account(a) for a in self._store.list_accounts(name)]
+
+    # -- aliases -------------------------------------------------------------------
+
+    async def add_alias(self, address: str, target: str) -> AliasInfo:
+        """Deliver mail for ``address`` (``@domain``: every address of the
+        domain without an account or alias) to the account ``target``.
+
+        Raises InvalidName, DomainNotFound, AccountNotFound (target), AlreadyExists.
+        """
+        address = alias_address(address)
+        target = account_address(target)
+        await self._local_domain(address.rpartition("@")[2])
+        alias = await self._store.add_alias(address, target)
+        return AliasInfo(alias.address, alias.target)
+
+    async def delete_alias(self, address: str) -> None:
+        """Raises InvalidName, NotFound."""
+        await self._store.delete_alias(alias_address(address))
+
+    async def list_aliases(self, domain: str | None = None) -> list[AliasInfo]:
+        """Aliases by address, only those of ``domain`` if given."""
+        name = None if domain is None else domain_name(domain)
+        return [AliasInfo(a.address, a.target) for a in self._store.list_aliases(name)]
+
+    # -- outbound queue ------------------------------------------------------------
+
+    async def list_queue(self) -> list[QueueEntry]:
+        """Every queued message, oldest first, with its recipients; records that
+        cannot be decoded are logged and left out."""
+        found = (_queue_entry(raw) for raw in self._store.queue_list())
+        return [entry for entry in found if entry is not None]
+
+    async def queued(self, queue_id: str) -> QueueEntry:
+        """One queued message.  Raises NotFound, Cannot (unreadable record)."""
+        raw = self._store.queue_get(queue_id)
+        if raw is None:
+            raise NotFound(f"no queued message {queue_id}")
+        entry = _queue_entry(raw, queue_id)
+        if entry is None:
+            raise Cannot(f"the record of queued message {queue_id} cannot be read; "
+                         "it can only be deleted")
+        return entry
+
+    async def retry(self, queue_id: str) -> None:
+        """Make the message due now.  Raises NotFound."""
+        if not await self._store.queue_reschedule([queue_id], self._clock()):
+            raise NotFound(f"no queued message {queue_id}")
+
+    async def flush(self) -> int:
+        """Make every queued message due now; returns how many there are."""
+        ids = [entry.id for entry in await self.list_queue()]
+        return len(await self._store.queue_reschedule(ids, self._clock())) if ids else 0
+
+    async def delete_queued(self, queue_id: str) -> None:
+        """Drop the message without a DSN.  Raises NotFound."""
+        if not await self._store.queue_remove(queue_id):
+            raise NotFound(f"no queued message {queue_id}")
+        log.info("queue_deleted", queue_id=queue_id)
+
+    # -- DKIM keys and DNS ---------------------------------------------------------
+
+    def default_selector(self, algorithm: str) -> str:
+        """``[dkim] selector`` for RSA, ``<selector>-<algorithm>`` otherwise (two
+        keys of one domain need two selectors, RFC 6376 §3.1)."""
+        selector = self.config.dkim.selector
+        return selector if algorithm == "rsa" else f"{selector}-{algorithm}"
+
+    async def generate_dkim_key(self, domain: str, *, selector: str | None = None,
+                                algorithm: str = "rsa") -> DkimKeyInfo:
+        """Make a key pair for a local domain and store it under ``data_dir/dkim``.
+
+        Raises DomainNotFound, AlreadyExists (that selector has a key: replacing
+        it would break the published record), MailserverError (bad selector or
+        algorithm).  The daemon reads new keys at its next start.
+        """
+        name = await self._local_domain(domain)
+        selector = selector or self.default_selector(algorithm)
+        existing = dkim_keys.key_dir(self.data_dir, name) / f"{selector}.key"
+        if existing.exists():
+            raise AlreadyExists(f"{existing} exists; choose another selector")
+        path, txt = await asyncio.to_thread(
+            dkim_keys.write_key, self.data_dir, name, selector, algorithm)
+        return DkimKeyInfo(name, selector, algorithm, path,
+                           dkim_record(name, selector, txt),
+                           algorithm in self.config.dkim.algorithms)
+
+    async def list_dkim_keys(self, domain: str | None = None) -> list[DkimKeyInfo]:
+        """The keys stored for ``domain`` (every domain if None), by domain and selector."""
+        name = None if domain is None else domain_name(domain)
+        return await asyncio.to_thread(self._read_keys, name)
+
+    def _read_keys(self, domain: str | None) -> list[DkimKeyInfo]:
+        root = self.data_dir / "dkim"
+        if domain is not None:
+            dirs = [dkim_keys.key_dir(self.data_dir, domain)]
+        else:
+            dirs = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        out = []
+        for directory in dirs:
+            if not directory.is_dir():
+                continue
+            for path in sorted(directory.glob("*.key")):
+                txt_path = path.with_suffix(".txt")
+                if txt_path.is_file():
+                    txt = txt_path.read_text("ascii").strip()
+                    tags = dict(t.strip().partition("=")[::2] for t in txt.split(";"))
+                    algorithm = tags.get("k", "rsa")
+                else:  # not written by keygen: the key itself says what it is
+                    txt = ""
+                    algorithm = dkim_keys.algorithm_of(path.read_bytes())
+                out.append(DkimKeyInfo(directory.name, path.stem, algorithm, path,
+                                       dkim_record(directory.name, path.stem, txt),
+                                       algorithm in self.config.dkim.algorithms))
+        return out
+
+    async def dns_records(self, domain: str) -> list[DnsRecord]:
+        """The records a local domain should publish: MX, SPF, DKIM, DMARC, SRV
+        (``admin.dns.domain_records``).
+
+        Raises DomainNotFound for a domain that is not local, ConfigError when
+        the configured hostname cannot be published (``localhost``, a bare
+        name, an IP address).
+        """
+        name = await self._local_domain(domain)
+        hostname = check_public_hostname(self.config.hostname, self.config.source)
+        dkim = [k.record for k in await self.list_dkim_keys(name) if k.record.value]
+        return domain_records(name, hostname, self.config.listeners, dkim)
+
+
+async def _open_store(config: Config, *, create: bool) -> Store:
+    return await Store.open(config.data_dir, map_size=config.store.map_size,
+                            new_mail_limit=config.store.new_mail_limit, create=create)
+
+
+@contextlib.asynccontextmanager
+async def open_admin(config: Config) -> AsyncIterator[AdminService]:
+    """The admin service over the existing store of ``config``; closes it after.
+
+    Never creates a store: raises StoreNotFound when ``data_dir`` holds none
+    (a command run from the wrong directory must not make an empty one).
+    The configured domains are added when missing, as the daemon does at start.
+    """
+    store = await _open_store(config, create=False)
+    try:
+        service = AdminService(store, config)
+        await service.ensure_configured_domains()
+        yield service
+    finally:
+        await store.close()
+
+
+async def initialise(config: Config) -> bool:
+    """Create the store of ``config`` (and ``data_dir``) unless it exists, and
+    its configured domains.  Returns True when the store is new."""
+    new = not Store.exists(config.data_dir)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    store = await _open_store(config, create=True)
+    try:
+        await AdminService(store, config).ensure_configured_domains()
+    finally:
+        await store.close()
+    return new

@@ -1,0 +1,94 @@
+"""What the admin service returns: frozen, slotted records with plain fields,
+ready to print (the command line) or to serialise (the HTTP API).
+
+They carry no secrets: an account's password hash and a DKIM private key
+never leave the service.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class DomainInfo:
+    name: str  # lower case, IDNA A-labels
+    configured: bool  # listed under ``domains`` in the configuration (cannot be deleted here)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountInfo:
+    address: str  # the login name, "local@domain"
+    quota: int  # octets; 0 = unlimited
+    used: int  # octets stored across all mailboxes
+
+
+@dataclass(frozen=True, slots=True)
+class AliasInfo:
+    address: str  # "local@domain", or "@domain" for a catch-all
+    target: str  # an account address
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRecipient:
+    address: str
+    status: str  # "pending", "deferred", "delivered" or "failed"
+    attempts: int
+    last_error: str  # the last remote reply or our diagnosis; "" while none
+
+    @property
+    def to_go(self) -> bool:
+        """Still to be delivered (pending or deferred)."""
+        return self.status in ("pending", "deferred")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEntry:
+    """One message of the outbound queue; times are Unix seconds."""
+
+    id: str  # the queue id (opaque)
+    sender: str  # the reverse-path, "" for the null one (a DSN)
+    created: float
+    size: int  # octets
+    attempts: int  # delivery rounds so far
+    next_attempt: float
+    recipients: tuple[QueueRecipient, ...]
+
+    @property
+    def to_go(self) -> int:
+        """How many recipients are still to be delivered."""
+        return sum(1 for r in self.recipients if r.to_go)
+
+
+@dataclass(frozen=True, slots=True)
+class DnsRecord:
+    """One resource record to publish, in zone-file terms (RFC 1035 §5.1)."""
+
+    purpose: str  # what it is for, with its RFC: a comment in a zone file
+    name: str  # owner name, fully qualified, without the final dot
+    type: str  # "MX", "TXT", "SRV"
+    value: str  # RDATA; for TXT the text itself, unquoted and unsplit
+    ttl: int = 3600
+
+    def zone_line(self) -> str:
+        """The record as one zone-file line.  TXT text over 255 octets is split
+        into several strings (RFC 1035 §3.3.14: one character-string holds 255)."""
+        if self.type == "TXT":
+            chunks = [self.value[i : i + 255] for i in range(0, len(self.value), 255)] or [""]
+            data = " ".join(f'"{c}"' for c in chunks)
+        else:
+            data = self.value
+        return f"{self.name}. {self.ttl} IN {self.type} {data}"
+
+
+@dataclass(frozen=True, slots=True)
+class DkimKeyInfo:
+    """A DKIM signing key stored for a domain (the private key stays on disk)."""
+
+    domain: str
+    selector: str
+    algorithm: str  # "rsa" or "ed25519"
+    path: Path  # the private key file (mode 0600)
+    record: DnsRecord  # the TXT record to publish (RFC 6376 §3.6.2.1)
+    signing: bool  # the configuration's [dkim] algorithms include this algorithm

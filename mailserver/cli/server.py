@@ -1,0 +1,61 @@
+"""``mailserver run | check-config | init``: the daemon and its set-up."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ssl
+
+from mailserver.cli.common import load_config
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from mailserver.daemon import serve  # imports uvloop and the servers: only for run
+
+    return serve(load_config(args))
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = load_config(args)
+    if config.tls.cert_file is not None and config.tls.key_file is not None:
+        from mailserver.tls import load_cert_chain
+
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        load_cert_chain(ctx, config.tls.cert_file, config.tls.key_file, config.source)
+    print(f"configuration OK: {config.source or '<built-in>'}")
+    print(f"  hostname  {config.hostname}")
+    print(f"  data_dir  {config.data_dir}")
+    print(f"  domains   {', '.join(config.domains) or '(none)'}")
+    for lst in config.listeners:
+        print(f"  listener  {lst.name}: {lst.protocol} on {lst.address}:{lst.port} tls={lst.tls}")
+    out = config.outbound
+    resolver = f"{out.resolver_address}:{out.resolver_port}" if out.resolver_address \
+        else "system"
+    relay = f"smart host {out.smart_host.host}:{out.smart_host.port}" if out.smart_host \
+        else f"MX hosts on port {out.smtp_port}"
+    print(f"  outbound  {relay}, DNS {resolver}, DKIM {'+'.join(config.dkim.algorithms)}")
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from mailserver.admin import initialise
+
+    config = load_config(args)
+    if asyncio.run(initialise(config)):
+        print(f"created a new store in {config.data_dir}")
+    else:
+        print(f"a store exists in {config.data_dir}; left as it was")
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
+                common: argparse.ArgumentParser) -> None:
+    """Add ``run``, ``check-config`` and ``init`` to ``sub``."""
+    p = sub.add_parser("run", parents=[common], help="run the daemon until SIGTERM/SIGINT")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("check-config", parents=[common], help="validate the configuration")
+    p.set_defaults(func=cmd_check_config)
+    p = sub.add_parser("init", parents=[common],
+                       help="create the data directory and an empty store (as the "
+                       "daemon's first start does)")
+    p.set_defaults(func=cmd_init)
