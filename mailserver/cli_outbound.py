@@ -142,12 +142,14 @@ def _when(ts: float) -> str:
 def cmd_queue(args: argparse.Namespace) -> int:
     from mailserver.cli import with_store
     from mailserver.queue.manager import QueueManager
+    from mailserver.queue.model import QueuedMessage
 
     config = _load(args)
 
     async def go(store: Any) -> None:
         # Never started: only its admin methods are used (no delivery here).
         mgr = QueueManager(store, config.outbound)
+        m: QueuedMessage | None
         if args.action == "list":
             messages = mgr.list()
             for m in messages:

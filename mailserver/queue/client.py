@@ -148,7 +148,7 @@ async def close_session(session: Session) -> None:
         if transport is not None:
             # After QUIT nothing is left to say: a graceful close would wait for
             # the peer's TLS close_notify and keep the socket open past shutdown.
-            transport.abort()
+            transport.abort()  # type: ignore[attr-defined]  # a Transport in fact
 
 
 def new_pool(settings: OutboundSettings) -> ConnectionPool:

@@ -44,6 +44,7 @@ shares a connection; ``stop`` closes them.
 from __future__ import annotations
 
 import asyncio
+import builtins  # the class has a list() method: annotations inside it say builtins.list
 import contextlib
 import dataclasses
 import hashlib
@@ -299,7 +300,7 @@ class QueueManager:
             async with asyncio.timeout(timeout):
                 await self._wake.wait()
 
-    async def _take(self, due: list[str], now: float) -> None:
+    async def _take(self, due: builtins.list[str], now: float) -> None:
         """Save each message's lease (next attempt) before starting its round.
 
         The rounds of the messages leased are started even when other leases
@@ -327,7 +328,7 @@ class QueueManager:
         for qid, rec in leased:
             task = asyncio.create_task(self._round(rec), name=f"queue-{qid}")
             self._inflight[qid] = task
-            task.add_done_callback(lambda t, q=qid: self._done(q, t))
+            task.add_done_callback(lambda t, q=qid: self._done(q, t))  # type: ignore[misc]
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
@@ -413,9 +414,9 @@ class QueueManager:
             return blob
 
     async def _deliver_group(
-        self, domain: str, rcpts: list[str], reverse_path: str, message: bytes,
+        self, domain: str, rcpts: builtins.list[str], reverse_path: str, message: bytes,
         request: DsnRequest | None = None,
-    ) -> list[RcptResult]:
+    ) -> builtins.list[RcptResult]:
         sem = self._per_domain.get(domain)
         if sem is None:
             sem = self._per_domain[domain] = asyncio.Semaphore(
@@ -483,7 +484,7 @@ class QueueManager:
             pass
 
     async def _send_dsn(
-        self, rec: QueuedMessage, rcpts: list[Recipient], action: str, blob: bytes, now: float
+        self, rec: QueuedMessage, rcpts: builtins.list[Recipient], action: str, blob: bytes, now: float
     ) -> None:
         """One DSN for ``rcpts`` to the reverse-path (never for a null one)."""
         if not rec.reverse_path or not rcpts:
