@@ -26,8 +26,8 @@ if [ ! -x "$VENV/bin/python" ]; then
     echo "mailserver: error: '$PYTHON -m venv $VENV' failed; on Debian: apt install python3-venv" >&2
     exit 1
   fi
-elif [ "$("$VENV/bin/python" -c 'import sys; print(sys.version)')" != \
-       "$("$PYTHON" -c 'import sys; print(sys.version)' 2>/dev/null || true)" ]; then
+elif want_version="$("$PYTHON" -c 'import sys; print(sys.version)' 2>/dev/null)" &&
+     [ "$("$VENV/bin/python" -c 'import sys; print(sys.version)')" != "$want_version" ]; then
   # An existing venv made by another interpreter would run the suite on the
   # wrong Python without a word: say so instead.
   echo "mailserver: error: $VENV was made by another Python than '$PYTHON';" \
