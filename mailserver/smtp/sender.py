@@ -42,10 +42,12 @@ import re
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _FROM_FIELD = re.compile(rb"^From[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
 
-#: RFC 5322 §3.2.3 atext, plus any non-ASCII character (RFC 6532 §3.2).
+#: RFC 5322 §3.2.3 atext (ASCII; any non-ASCII character is atext too, RFC 6532
+#: §3.2, and is tested for apart).
 _ATEXT = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
                    "!#$%&'*+-/=?^_`{|}~")
 _SPECIALS = frozenset('<>@,;:.')
+#: dot-atom-text (§3.2.3, with RFC 6532): a local part written bare when it matches.
 _DOT_ATOM = re.compile(r"[^\x00-\x20\x7f()<>\[\]:;@\\,.\"]+(?:\.[^\x00-\x20\x7f()<>\[\]:;@\\,.\"]+)*")
 #: Deepest comment nesting read; deeper is refused (no real header needs it).
 MAX_COMMENT_DEPTH = 32
