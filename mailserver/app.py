@@ -16,7 +16,7 @@ import contextlib
 import dataclasses
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
 
@@ -35,6 +35,7 @@ log = structlog.get_logger("mailserver.app")
 
 
 async def _start_listener(listener: Listener, services: Services) -> ListenerHandle:
+    start: Callable[[Listener, Services], Awaitable[ListenerHandle]]
     if listener.protocol in ("smtp", "submission"):
         from mailserver.smtp.server import start
     elif listener.protocol == "imap":

@@ -199,7 +199,8 @@ class Supervisor:
                        for s in self.slots]
         all_ready = asyncio.ensure_future(asyncio.gather(*(s.ready.wait() for s in self.slots)))
         failed = asyncio.ensure_future(self.failed.wait())
-        await asyncio.wait([all_ready, failed], return_when=asyncio.FIRST_COMPLETED)
+        waiters: list[asyncio.Future[Any]] = [all_ready, failed]
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         for fut in (all_ready, failed):
             fut.cancel()
             with contextlib.suppress(asyncio.CancelledError):

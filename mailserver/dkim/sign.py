@@ -58,7 +58,7 @@ def _dkimpy_key(key: DkimKey) -> bytes:
         return key.private_pem
     # dkimpy wants Ed25519 keys as base64 of the raw 32-byte seed (RFC 8463 §3).
     private = serialization.load_pem_private_key(key.private_pem, password=None)
-    raw = private.private_bytes(  # type: ignore[union-attr]
+    raw = private.private_bytes(
         serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
         serialization.NoEncryption(),
     )

@@ -313,7 +313,7 @@ class Connection:
                                        server_side=True)
         if new is None:
             raise ConnectionResetError("TLS handshake failed")
-        self.stream.transport = new  # type: ignore[assignment]
+        self.stream.transport = new
         self.tls = True
         self.log.info("imap_starttls")
 

@@ -33,7 +33,7 @@ class Conn(Protocol):
     async def start_tls(self) -> None: ...  # after the tagged OK of STARTTLS
     @property
     def compressing(self) -> bool: ...  # COMPRESS=DEFLATE is active (RFC 4978)
-    def start_compress(self) -> None: ...  # after the tagged OK of COMPRESS
+    async def start_compress(self) -> None: ...  # after the tagged OK of COMPRESS
     def enable_utf8(self) -> None: ...  # command text is UTF-8 from now on (RFC 6855 §3)
 
 

@@ -24,6 +24,7 @@ Invariants
 from __future__ import annotations
 
 import bisect
+import builtins  # the class has a set() method: annotations inside it say builtins.set
 from array import array
 from collections.abc import Iterable, Iterator
 
@@ -117,7 +118,7 @@ class MessageView:
         self._uids.append(uid)
         self._flags.append(_intern(flags))
 
-    def remove(self, uids: set[int] | frozenset[int]) -> None:
+    def remove(self, uids: builtins.set[int] | frozenset[int]) -> None:
         """Drop these UIDs (those absent are ignored), rebuilding once: O(n)."""
         if not uids:
             return

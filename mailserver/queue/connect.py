@@ -72,7 +72,7 @@ async def close_session(session: OutboundSession) -> None:
         if transport is not None:
             # After QUIT nothing is left to say: a graceful close would wait for
             # the peer's TLS close_notify and keep the socket open past shutdown.
-            transport.abort()
+            transport.abort()  # type: ignore[attr-defined]  # a Transport in fact
 
 
 async def open_session(

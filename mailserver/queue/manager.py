@@ -42,6 +42,7 @@ sessions the rounds keep for reuse.
 from __future__ import annotations
 
 import asyncio
+import builtins  # the class has a list() method: annotations inside it say builtins.list
 import contextlib
 import dataclasses
 import hashlib
@@ -293,7 +294,7 @@ class QueueManager:
             async with asyncio.timeout(timeout):
                 await self._wake.wait()
 
-    async def _take(self, due: list[str], now: float) -> None:
+    async def _take(self, due: builtins.list[str], now: float) -> None:
         """Save each message's lease (next attempt) before starting its round.
 
         The rounds of the messages leased are started even when other leases
@@ -321,7 +322,7 @@ class QueueManager:
         for qid, rec in leased:
             task = asyncio.create_task(self._rounds.run(rec), name=f"queue-{qid}")
             self._inflight[qid] = task
-            task.add_done_callback(lambda t, q=qid: self._done(q, t))
+            task.add_done_callback(lambda t, q=qid: self._done(q, t))  # type: ignore[misc]
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome

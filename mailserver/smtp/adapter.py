@@ -219,7 +219,7 @@ class SmtpConnection(AuthMechanisms, SMTP):
         )
         self._handle_hooks = _hooks_of(handler)
         self._ehlo_hook_ver = None  # our handler has no handle_EHLO
-        self._smtp_methods = _CommandTable(self)
+        self._smtp_methods = _CommandTable(self)  # type: ignore[assignment]
 
         self.settings = settings
         self.conn_id = next_conn_id()
@@ -235,7 +235,7 @@ class SmtpConnection(AuthMechanisms, SMTP):
     # -- facts for the handler -----------------------------------------------------
 
     @property
-    def is_tls(self) -> bool:
+    def is_tls(self) -> bool:  # type: ignore[override]  # AuthMechanisms only reads it
         """True once the connection is encrypted (implicit TLS or after STARTTLS)."""
         return self.settings.implicit_tls or self._tls_protocol is not None
 
@@ -297,7 +297,7 @@ class SmtpConnection(AuthMechanisms, SMTP):
         session = self.session = Session(loop)
         session.peer = transport.get_extra_info("peername")
         self._reset_timeout()
-        reader = self._strong_reader
+        reader = self._strong_reader  # type: ignore[has-type]  # asyncio private
         self._transport = transport
         reader.set_transport(transport)
         # An implicit-TLS listener's transport is the SSL one (its "sslcontext" is set).
@@ -533,7 +533,7 @@ class SmtpConnection(AuthMechanisms, SMTP):
         if self.is_tls:
             await self.push("503 5.5.1 TLS already active")
             return
-        await super().smtp_STARTTLS(arg)  # type: ignore[arg-type]
+        await super().smtp_STARTTLS(arg)
 
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
@@ -567,7 +567,7 @@ class SmtpConnection(AuthMechanisms, SMTP):
         """
         envelope = self.envelope
         if envelope is not None:
-            envelope.dsn_offered = None
+            envelope.dsn_offered = None  # type: ignore[attr-defined]  # a Transaction
         if (envelope is None or self.session is None or not self.session.extended_smtp
                 or not _DSN_PARAM.search(arg)):
             return arg
@@ -583,7 +583,7 @@ class SmtpConnection(AuthMechanisms, SMTP):
         ours = [t for t in tokens if t.partition("=")[0].upper() in allowed]
         others = [t for t in tokens if t.partition("=")[0].upper() not in allowed]
         try:
-            envelope.dsn_offered = (
+            envelope.dsn_offered = (  # type: ignore[attr-defined]
                 dsn_params.parse_mail(ours) if mail else dsn_params.parse_rcpt(ours)
             )
         except ProtocolSyntaxError as exc:

@@ -67,7 +67,7 @@ class AuthMechanisms:
         if arg:
             mechanism, sep, rest = arg.strip().partition(" ")
             arg = mechanism.upper() + sep + rest  # mechanism names are case-insensitive
-        await super().smtp_AUTH(arg)  # type: ignore[arg-type]
+        await super().smtp_AUTH(arg)  # type: ignore[misc]  # a mixin over aiosmtpd.SMTP
         if self._state.auth_failures >= self.settings.limits.max_auth_failures:
             self.log.warning("auth_too_many_failures", failures=self._state.auth_failures)
             self.close_with(replies.AUTH_TOO_MANY)
@@ -80,7 +80,8 @@ class AuthMechanisms:
         """aiosmtpd's 334 exchange, with an over-long answer refused rather than
         surfacing as an internal error (``StreamReader.readline`` raises ValueError)."""
         try:
-            answer = await super().challenge_auth(challenge, encode_to_b64, log_client_response)
+            answer = await super().challenge_auth(  # type: ignore[misc]  # mixin, as above
+                challenge, encode_to_b64, log_client_response)
         except ValueError:
             await self.push(str(replies.LINE_TOO_LONG))
             return MISSING
@@ -98,7 +99,7 @@ class AuthMechanisms:
         """
         if len(args) < 2:
             answer = await self.challenge_auth(challenge)
-            return None if answer is MISSING else answer  # type: ignore[return-value]
+            return None if answer is MISSING else answer
         if args[1] == "=":
             return b""
         try:
@@ -139,10 +140,10 @@ class AuthMechanisms:
         except UnicodeDecodeError:
             username = secret = ""
         if username:
-            account = await hooks.authenticate(self, username, secret)
+            account = await hooks.authenticate(self, username, secret)  # type: ignore[arg-type]
         if account is None:
             self._state.auth_failures += 1
-            delay = hooks.auth_failed(self)
+            delay = hooks.auth_failed(self)  # type: ignore[arg-type]  # self is the connection
             self.log.warning("auth_failed", failures=self._state.auth_failures,
                              delay_ms=int(delay * 1000))
             if delay > 0:

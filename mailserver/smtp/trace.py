@@ -26,7 +26,7 @@ def address_literal(ip: str) -> str:
     except ValueError:
         return "[" + _UNSAFE_HELO.sub("?", ip) + "]"
     if addr.version == 6:
-        mapped = addr.ipv4_mapped  # type: ignore[union-attr]
+        mapped = addr.ipv4_mapped
         return f"[{mapped}]" if mapped else f"[IPv6:{addr.compressed}]"
     return f"[{addr}]"
 

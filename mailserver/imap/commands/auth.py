@@ -29,6 +29,8 @@ from mailserver.protocol.imap.types import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from mailserver.imap.session import ImapSession
 
 #: What we tell a client that sends ID (RFC 2971 §3.3); no version, on purpose.
@@ -188,7 +190,7 @@ async def _failed(session: ImapSession, user: str) -> TaggedOk:
     raise UserError("Authentication failed", imap_code="AUTHENTICATIONFAILED")
 
 
-def _bye_after(session: ImapSession):  # type: ignore[no-untyped-def]
+def _bye_after(session: ImapSession) -> Callable[[], Awaitable[None]]:
     async def bye() -> None:
         session.write(untagged("BYE Too many authentication failures"))
 

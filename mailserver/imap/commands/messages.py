@@ -295,9 +295,9 @@ async def store(session: ImapSession, cmd: Command) -> TaggedOk | None:
             write(respond(seq, rec.uid, rec.flags, with_uid=cmd.uid, modseq=rec.modseq))
     elif view.condstore:
         for seq, uid in pairs:
-            rec = fresh.get(uid)
-            if rec is not None:
-                session.write(b"* %d FETCH (UID %d MODSEQ (%d))\r\n" % (seq, uid, rec.modseq))
+            changed = fresh.get(uid)
+            if changed is not None:
+                session.write(b"* %d FETCH (UID %d MODSEQ (%d))\r\n" % (seq, uid, changed.modseq))
     if failed:
         if cmd.uid:
             modified = compact_uids(sorted(refused))

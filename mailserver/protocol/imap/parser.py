@@ -50,6 +50,7 @@ from mailserver.protocol.imap.types import (
     MailboxArg,
     NoArgs,
     Rename,
+    Search,
     SequenceSet,
     StatusArgs,
     StoreArgs,
@@ -78,7 +79,7 @@ def _seqset(cur: Cursor) -> SequenceSet:
     return parse_sequence_set(raw.decode("ascii"))
 
 
-def _params(cur: Cursor) -> tuple:
+def _params(cur: Cursor) -> tuple[object, ...]:
     """[SP "(" param *(SP param) ")"] of SELECT/EXAMINE/CREATE (RFC 4466 §2):
     a flat tuple of generic values; top-level atoms (parameter names) upper-cased,
     e.g. ``("QRESYNC", (67890007, 90060115194045000, "41:211"))``."""
@@ -344,7 +345,7 @@ def _check_uid_only(cur: Cursor, uid: bool, what: str) -> None:
         raise cur.error(f"{what} is only valid with UID")
 
 
-def _search(cur: Cursor, uid: bool):  # -> Search
+def _search(cur: Cursor, uid: bool) -> Search:
     return search_args(cur)
 
 

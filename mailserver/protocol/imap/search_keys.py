@@ -61,6 +61,7 @@ from mailserver.protocol.imap.types import (
     SearchText,
     SearchUid,
     SearchWithin,
+    SequenceSet,
 )
 
 MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
@@ -203,7 +204,7 @@ class _KeyParser:
             return SearchModseq(cur.number(MAX_NUMBER64, "mod-sequence"))
         raise cur.error(f"Unknown search key {name[:40]}")
 
-    def seqset(self):  # -> SequenceSet
+    def seqset(self) -> SequenceSet:
         raw = self.cur.word(sequence_set_chars(), "sequence set")
         return parse_sequence_set(raw.decode("ascii"))
 

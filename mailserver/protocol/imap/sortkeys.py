@@ -30,6 +30,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from mailserver.protocol.imap.search_keys import search_program
 from mailserver.protocol.imap.tokens import Cursor
@@ -92,6 +93,13 @@ _BLOB = r"\[[^\[\]]*\] *"
 _BLOBS = re.compile(r"(?:" + _BLOB + r")*")
 _REFWD = re.compile(r"(?:re|fwd?) *(?:" + _BLOB + r")?:", re.IGNORECASE)
 _WS = re.compile(r"[ \t\r\n]+")
+
+
+def _blob_run_end(s: str, lo: int, hi: int) -> int:
+    """Where the run of blobs at ``s[lo:hi]`` ends (``lo`` when there is none)."""
+    m = _BLOBS.match(s, lo, hi)  # matches the empty string: never None in fact
+    return lo if m is None else m.end()
+
 _NON_SPACE = re.compile(r"[^ ]")
 
 
@@ -133,14 +141,14 @@ def base_subject(subject: str) -> tuple[str, bool]:
                 if s.startswith(" ", lo, hi):
                     lo += 1
                     continue
-                run = _BLOBS.match(s, lo, hi).end()
+                run = _blob_run_end(s, lo, hi)
                 refwd = _REFWD.match(s, run, hi)
                 if refwd is None:
                     break
                 lo = refwd.end()
                 reply = True
             # (4) Remove a leading blob when text remains after it; (5) repeat.
-            run = _BLOBS.match(s, lo, hi).end()
+            run = _blob_run_end(s, lo, hi)
             if run == lo:
                 break
             if _NON_SPACE.search(s, run, hi):
@@ -262,7 +270,7 @@ class SortItem:
     headers: SortHeaders
 
 
-def _key_of(key: str, item: SortItem) -> object:
+def _key_of(key: str, item: SortItem) -> Any:  # compared with keys of its own kind only
     h = item.headers
     if key == "ARRIVAL":
         return (item.internal_date, item.seq)

@@ -11,6 +11,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # sortkeys imports this module
+    from mailserver.protocol.imap.sortkeys import SortCriterion
 
 # --------------------------------------------------------------------------- sets
 
@@ -271,7 +275,7 @@ class MailboxArg:
     """CREATE, DELETE, SUBSCRIBE, UNSUBSCRIBE, SELECT, EXAMINE (and their parameters)."""
 
     mailbox: str
-    params: tuple = ()  # e.g. CONDSTORE / QRESYNC select params, CREATE (USE (...))
+    params: tuple[object, ...] = ()  # e.g. CONDSTORE / QRESYNC select params, CREATE (USE (...))
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,7 +383,7 @@ class SortArgs:
     ``sortkeys.SortCriterion``; the search part as in ``Search`` (the charset
     is mandatory in SORT's grammar, upper-cased)."""
 
-    criteria: tuple  # tuple[SortCriterion, ...]
+    criteria: tuple[SortCriterion, ...]
     key: SearchKey
     charset: str
     bad_charset: bool = False

@@ -85,9 +85,9 @@ def _render(node: Node, blob: bytes, body: list[bytes], ext: list[bytes]) -> Non
         else:
             body.append(EMPTY_BODY)
             ext.append(EMPTY_BODY_EXT)
-        subtype = b" " + string(node.subtype)
-        body.append(subtype + b")")
-        ext.append(subtype + b" " + _params(node.params) + b" " + _ext_common(node) + b")")
+        sub = b" " + string(node.subtype)
+        body.append(sub + b")")
+        ext.append(sub + b" " + _params(node.params) + b" " + _ext_common(node) + b")")
         return
     mtype, subtype = node.mtype.lower(), node.subtype.lower()
     params = node.params
