@@ -26,7 +26,7 @@ from support.daemon import Daemon, add_user, inbox_uids
 from support.wire import LineConn
 
 from mailserver.config import Listener
-from mailserver.workers import bind_group
+from mailserver.process.sockets import bind_group
 
 TIMEOUT = 45.0
 PASSWORD = "correct horse battery"
