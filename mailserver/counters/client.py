@@ -21,6 +21,10 @@ from mailserver.counters import wire
 
 log = structlog.get_logger("mailserver.counters")
 
+#: Bound on one answer (seconds): the service answers from memory at once,
+#: so only a supervisor that hangs or is gone gets near it.
+ANSWER_TIMEOUT = 5.0
+
 
 class _Link(asyncio.Protocol):
     def __init__(self) -> None:
@@ -79,7 +83,17 @@ class RemoteCounters:
         fut = self._ask(wire.acquire(scope, ip, max_total, max_per_ip))
         if fut is None:
             return True
-        return await fut != b"0"
+        return await self._answer(fut) != b"0"
+
+    @staticmethod
+    async def _answer(fut: asyncio.Future[bytes]) -> bytes:
+        try:
+            async with asyncio.timeout(ANSWER_TIMEOUT):
+                # shield: a timeout must not cancel the future the FIFO holds.
+                return await asyncio.shield(fut)
+        except TimeoutError:
+            log.warning("counters_answer_timeout")
+            return b""
 
     def release(self, scope: str, ip: str) -> None:
         transport = self._link.transport
@@ -88,7 +102,7 @@ class RemoteCounters:
 
     async def auth_failure(self, ip: str) -> float:
         fut = self._ask(wire.auth_failure(ip))
-        answer = b"" if fut is None else await fut
+        answer = b"" if fut is None else await self._answer(fut)
         try:
             return float(answer)
         except ValueError:

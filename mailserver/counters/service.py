@@ -42,8 +42,15 @@ class _Peer(asyncio.Protocol):
             log.warning("counters_peer_refused", peer_uid=uid)
             transport.abort()
             return
+        if self._service.closed:  # accepted just before the close
+            transport.abort()
+            return
         self._transport = transport
         self._service.peers.add(self)
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
@@ -109,6 +116,7 @@ class CounterService:
     def __init__(self, counters: LocalCounters, server: asyncio.Server, path: Path) -> None:
         self.counters = counters
         self.peers: set[_Peer] = set()
+        self.closed = False
         self.path = path
         self._server = server
 
@@ -128,9 +136,17 @@ class CounterService:
         return service
 
     async def close(self) -> None:
+        self.closed = True
         self._server.close()
-        for peer in list(self.peers):
-            if peer._transport is not None:
-                peer._transport.abort()
-        await self._server.wait_closed()
+        # wait_closed waits for every connection (Python >= 3.11.6): cut them,
+        # again for one accepted while we waited, as the workers are gone or going.
+        while True:
+            for peer in list(self.peers):
+                peer.abort()
+            try:
+                async with asyncio.timeout(0.1):
+                    await self._server.wait_closed()
+                break
+            except TimeoutError:
+                continue
         self.path.unlink(missing_ok=True)
