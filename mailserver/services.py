@@ -39,7 +39,7 @@ class Services:
     #: listener and every worker (``counters/``).
     #: None: this process's own table (``LocalCounters``), made at init.
     counters: Counters = None  # type: ignore[assignment]
-    #: Listening sockets bound by the supervisor (``workers.py``), by listener
+    #: Listening sockets bound by the supervisor (``process/``), by listener
     #: name.  When a listener's name is here, ``start`` must serve that socket
     #: (``loop.create_server(sock=...)``) instead of binding address and port:
     #: it is this worker's member of a SO_REUSEPORT group, one per worker.
