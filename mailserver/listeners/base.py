@@ -136,6 +136,8 @@ class ListenerBase:
             self.counters.release(self.listener.name, ip)
             return False
         self._admitted.add(conn)
+        if self.closing:  # accepted just before shutdown began: not in its list
+            conn.begin_shutdown()
         return True
 
     def release_slot(self, conn: Conn, ip: str) -> None:
