@@ -12,37 +12,26 @@ began, so they are retried after the restart), store.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 import structlog
 
-from mailserver.auth.throttle import AuthThrottle
-from mailserver.config import Config, Listener
+from mailserver.config import Config
+from mailserver.counters import Counters, LocalCounters
+from mailserver.counters.client import RemoteCounters
 from mailserver.delivery.route import deliver_report
 from mailserver.dkim.keys import DkimKey, DkimKeyring
-from mailserver.errors import AlreadyExists
+from mailserver.listeners.kinds import start_listener
 from mailserver.protocol.mime.facts import prepare_casemap
 from mailserver.queue.manager import QueueManager
-from mailserver.services import ListenerHandle, Services
+from mailserver.services import ListenerHandle, Services, ensure_domains
 from mailserver.store.store import Store
 from mailserver.tls import server_context
 
 log = structlog.get_logger("mailserver.app")
-
-
-async def _start_listener(listener: Listener, services: Services) -> ListenerHandle:
-    start: Callable[[Listener, Services], Awaitable[ListenerHandle]]
-    if listener.protocol in ("smtp", "submission"):
-        from mailserver.smtp.server import start
-    elif listener.protocol == "imap":
-        from mailserver.imap.server import start
-    else:  # config validation makes this unreachable
-        raise ValueError(f"unknown protocol {listener.protocol!r}")
-    return await start(listener, services)
 
 
 def build_queue(config: Config, store: Store) -> QueueManager:
@@ -76,13 +65,15 @@ class App:
     ``await start()`` opens everything and binds every listener (port 0 → an
     ephemeral port, see ``port(name)``); ``await stop()`` shuts down gracefully.
 
-    In a worker process of a multi-process daemon (``workers.py``):
+    In a worker process of a multi-process daemon (``process/``):
     ``listen_sockets`` are this worker's sockets, bound by the supervisor, by
     listener name (served instead of binding), and ``run_queue`` says whether this process
     runs the outbound queue's scheduler (one process only: the queue does not
     support several schedulers on one store).  Every process may *enqueue*.
     ``remote_writer``: the store's writes go to the supervisor's writer
-    service (one group commit for all workers, ``store/writer_service.py``).
+    service (one group commit for all workers, ``store/writer_service.py``);
+    ``shared_counters``: connection slots and failed logins are counted by the
+    supervisor's counter service (``counters/``), so limits hold across workers.
     """
 
     def __init__(
@@ -92,6 +83,7 @@ class App:
         listen_sockets: dict[str, socket.socket] | None = None,
         run_queue: bool = True,
         remote_writer: bool = False,
+        shared_counters: bool = False,
     ) -> None:
         self.config = config
         self.services: Services | None = None
@@ -99,6 +91,7 @@ class App:
         self._listen_sockets = dict(listen_sockets or {})
         self._run_queue = run_queue
         self._remote_writer = remote_writer
+        self._shared_counters = shared_counters
 
     @property
     def store(self) -> Store:
@@ -121,24 +114,23 @@ class App:
                                  new_mail_limit=cfg.store.new_mail_limit,
                                  remote_writer=self._remote_writer)
         queue: QueueManager | None = None
+        counters: Counters | None = None
         try:
-            for domain in cfg.domains:
-                if not store.is_local_domain(domain):
-                    # Another process on the same store may add it first.
-                    with contextlib.suppress(AlreadyExists):
-                        await store.add_domain(domain)
+            await ensure_domains(store, cfg.domains)
             ssl_context = await asyncio.to_thread(server_context, cfg)
             await asyncio.to_thread(prepare_casemap)
             queue = build_queue(cfg, store)
             if self._run_queue:
                 await queue.start()
-            throttle = AuthThrottle(cfg.limits.auth_failure_delay,
-                                    cfg.limits.auth_failure_delay_max)
+            if self._shared_counters:
+                counters = await RemoteCounters.open(cfg.data_dir / "run", cfg.limits)
+            else:
+                counters = LocalCounters(cfg.limits)
             self.services = Services(config=cfg, store=store, ssl_context=ssl_context,
-                                     queue=queue, auth_throttle=throttle,
+                                     queue=queue, counters=counters,
                                      listen_sockets=self._listen_sockets)
             for listener in cfg.listeners:
-                handle = await _start_listener(listener, self.services)
+                handle = await start_listener(listener, self.services)
                 self.listeners[listener.name] = handle
                 log.info(
                     "listener_started",
@@ -152,6 +144,8 @@ class App:
             await self._close_listeners(0)
             if queue is not None:
                 await queue.stop()
+            if counters is not None:
+                await counters.close()
             self.services = None
             await store.close()
             raise
@@ -172,5 +166,6 @@ class App:
         if self.services is not None:
             if self.services.queue is not None:
                 await self.services.queue.stop()
+            await self.services.counters.close()
             await self.services.store.close()
             self.services = None

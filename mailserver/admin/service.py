@@ -58,6 +58,7 @@ from mailserver.errors import (
     NotFound,
 )
 from mailserver.queue import model as queue_model
+from mailserver.services import ensure_domains
 from mailserver.store.model import Account
 from mailserver.store.store import Store
 
@@ -114,14 +115,7 @@ class AdminService:
 
     async def ensure_configured_domains(self) -> list[str]:
         """Add the configuration's ``domains`` missing from the store; returns those added."""
-        added = []
-        for name in sorted(self._configured):
-            if not self._store.is_local_domain(name):
-                # Another process (the daemon) may add it first.
-                with contextlib.suppress(AlreadyExists):
-                    await self._store.add_domain(name)
-                    added.append(name)
-        return added
+        return await ensure_domains(self._store, sorted(self._configured))
 
     async def add_domain(self, name: str) -> DomainInfo:
         """Raises InvalidName, AlreadyExists."""

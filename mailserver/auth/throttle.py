@@ -4,7 +4,8 @@ Shared by SMTP AUTH and IMAP LOGIN/AUTHENTICATE.  RFC 4954 §9, RFC 6409 §4.3
 and RFC 3501 §11 leave brute-force defences to the server.  Per connection
 both protocols hang up after ``max_auth_failures``; a client simply
 reconnects, so this table remembers failures per client IP address *across
-connections* (and listeners): the first failure costs nothing (typos), the
+connections* (and listeners, and workers: the one table lives in
+``counters/``, in the supervisor when there are several): the first failure costs nothing (typos), the
 n-th waits ``base * 2**(n-2)`` seconds, at most ``maximum``, before its 535.
 The count is forgotten ``FORGET_AFTER`` seconds after the last failure.
 

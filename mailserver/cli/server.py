@@ -10,7 +10,7 @@ from mailserver.cli.common import load_config
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from mailserver.daemon import serve  # imports uvloop and the servers: only for run
+    from mailserver.process.main import serve  # imports uvloop and the servers: only for run
 
     return serve(load_config(args))
 

@@ -128,7 +128,7 @@ class ConnectionSettings:
 class Registry(Protocol):
     """The listener's view of its connections (see ``server.py``)."""
 
-    def admit(self, conn: SmtpConnection) -> bool: ...
+    async def admit(self, conn: SmtpConnection) -> bool: ...
     def release(self, conn: SmtpConnection) -> None: ...
 
 
@@ -280,8 +280,6 @@ class SmtpConnection(AuthMechanisms, SMTP):
         self.log = self.log.bind(
             conn_id=self.conn_id, listener=self.settings.listener_name, peer=self.peer_ip
         )
-        self._state.admitted = self._registry.admit(self)
-        self.log.info("smtp_connect", admitted=self._state.admitted, tls=self.is_tls)
 
     def _start(self, transport: asyncio.BaseTransport) -> None:
         """aiosmtpd's first ``connection_made`` (and asyncio's ``StreamReaderProtocol``'s
@@ -405,6 +403,9 @@ class SmtpConnection(AuthMechanisms, SMTP):
             transport.abort()  # type: ignore[attr-defined]
 
     async def _handle_client(self) -> None:
+        # Limits are counted across workers (listeners/base.py): one await.
+        self._state.admitted = await self._registry.admit(self)
+        self.log.info("smtp_connect", admitted=self._state.admitted, tls=self.is_tls)
         if not self._state.admitted:
             self.log.warning("smtp_connection_refused", reason="connection limit")
             self.close_with(replies.GREETING_BUSY)

@@ -36,7 +36,7 @@ class SessionHooks(Protocol):
         self, conn: SmtpConnection, username: str, password: str
     ) -> str | None: ...
 
-    def auth_failed(self, conn: SmtpConnection) -> float:
+    async def auth_failed(self, conn: SmtpConnection) -> float:
         """Record a failed AUTH from ``conn.peer_ip``; seconds to wait before the 535."""
         ...
 
@@ -143,7 +143,7 @@ class AuthMechanisms:
             account = await hooks.authenticate(self, username, secret)  # type: ignore[arg-type]
         if account is None:
             self._state.auth_failures += 1
-            delay = hooks.auth_failed(self)  # type: ignore[arg-type]  # self is the connection
+            delay = await hooks.auth_failed(self)  # type: ignore[arg-type]  # self is the connection
             self.log.warning("auth_failed", failures=self._state.auth_failures,
                              delay_ms=int(delay * 1000))
             if delay > 0:

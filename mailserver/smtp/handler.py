@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from mailserver.auth.login import authenticate
-from mailserver.auth.throttle import AuthThrottle
 from mailserver.config import Config
+from mailserver.counters import Counters, LocalCounters
 from mailserver.delivery.local import LocalRecipient
 from mailserver.delivery.route import route_message
 from mailserver.errors import SmtpReply, UserError, smtp_reply
@@ -95,16 +95,13 @@ class Handler:
         config: Config,
         submission: bool,
         queue: QueueManager | None = None,
-        throttle: AuthThrottle | None = None,
+        counters: Counters | None = None,
     ) -> None:
         self.store = store
         self.config = config
         self.submission = submission
         self.queue = queue  # None: remote recipients are refused with 451 4.3.0
-        limits = config.limits
-        self.throttle = throttle or AuthThrottle(
-            limits.auth_failure_delay, limits.auth_failure_delay_max
-        )
+        self.counters = counters or LocalCounters(config.limits)
 
     # -- AUTH ----------------------------------------------------------------------
 
@@ -112,9 +109,9 @@ class Handler:
         """The account for these credentials, or None (RFC 4954 §4)."""
         return await authenticate(self.store, username, password)
 
-    def auth_failed(self, conn: SmtpConnection) -> float:
+    async def auth_failed(self, conn: SmtpConnection) -> float:
         """Count a failure of ``conn``'s client IP; the delay before the 535 (seconds)."""
-        return self.throttle.record_failure(conn.peer_ip)
+        return await self.counters.auth_failure(conn.peer_ip)
 
     # -- sender --------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ def _fail_login(server: ServerThread) -> None:
 
 def test_imap_failures_count_across_connections(server_factory) -> None:
     server = server_factory(auth_failure_delay=0.01)
-    throttle = server.app.services.auth_throttle
+    throttle = server.app.services.counters.throttle
     assert throttle.failures("127.0.0.1") == 0
     _fail_login(server)
     _fail_login(server)  # a new connection: the count goes on

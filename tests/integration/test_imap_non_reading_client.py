@@ -59,7 +59,8 @@ def _non_reading_client(srv: ServerThread) -> socket.socket:
 
 
 def _the_connection(srv: ServerThread) -> Any:
-    conns = srv.call(lambda: list(srv.app.listeners["imap"]._conns))
+    conns = srv.call(lambda: [s.conn for s in srv.app.listeners["imap"].connections
+                              if s.conn is not None])
     assert len(conns) == 1
     return conns[0]
 
@@ -109,7 +110,7 @@ def test_a_finished_connection_is_freed_by_reference_counting(server_factory: An
         refs.append(weakref.ref(_the_connection(srv)))
         client.logout()
         listener = srv.app.listeners["imap"]
-        srv.run(_until(lambda: not listener._conns and not listener._tasks))
+        srv.run(_until(lambda: not listener.connections))
         srv.run(asyncio.sleep(0.05))  # the transport's connection_lost
         alive = refs[0]() is not None
     finally:

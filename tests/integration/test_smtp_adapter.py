@@ -31,7 +31,7 @@ class _Handler:
 
 
 class _Registry:
-    def admit(self, conn: SmtpConnection) -> bool:
+    async def admit(self, conn: SmtpConnection) -> bool:
         return True
 
     def release(self, conn: SmtpConnection) -> None:

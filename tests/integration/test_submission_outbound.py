@@ -246,7 +246,7 @@ def test_auth_failures_are_counted_per_address_across_connections(env: Env) -> N
             client.starttls(context=client_tls_context())
             client.ehlo()
             assert client.docmd("AUTH", bad)[0] == 535
-    throttle = env.server.app.services.auth_throttle
+    throttle = env.server.app.services.counters.throttle
     assert throttle.failures("127.0.0.1") == 2
     assert throttle.delay(2) == env.server.config.limits.auth_failure_delay
 

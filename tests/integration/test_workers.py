@@ -16,6 +16,7 @@ import signal
 import smtplib
 import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +27,7 @@ from support.daemon import Daemon, add_user, inbox_uids
 from support.wire import RawImap
 
 from mailserver.config import Listener
-from mailserver.workers import bind_group
+from mailserver.process.sockets import bind_group
 
 TIMEOUT = 45.0
 PASSWORD = "correct horse battery"
@@ -403,3 +404,114 @@ def test_cli_writes_while_the_daemon_serves(daemon: Daemon, conf: Path) -> None:
     assert daemon.stop() == 0
     assert len(uids(conf.parent / "data")) == len(sent)
     assert len(inbox_uids(conf.parent / "data", "carol@example.test")) == 1
+
+
+# -- limits shared by every worker (counters/) ------------------------------------------
+
+PER_IP = 3
+
+
+@pytest.fixture
+def limited(tmp_path: Path) -> Iterator[Daemon]:
+    """Two workers, ``max_connections_per_ip = 3`` and a 1 s failed-login step."""
+    path = tmp_path / "mailserver.toml"
+    path.write_text(CONFIG.replace(
+        "shutdown_grace = 5.0",
+        f"shutdown_grace = 5.0\nmax_connections_per_ip = {PER_IP}\n"
+        "auth_failure_delay = 1.0\nauth_failure_delay_max = 8.0"), encoding="utf-8")
+    add_user(path, "alice@example.test", PASSWORD)
+    d = start(path)
+    d.wait_for("server_ready")
+    try:
+        yield d
+    finally:
+        d.kill()
+
+
+class Greeted:
+    """A raw connection and the first line the server sent on it."""
+
+    def __init__(self, port: int) -> None:
+        self.sock, self.first = greeting(port)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_per_ip_limit_holds_across_workers(limited: Daemon) -> None:
+    smtp, imap = limited.ports["smtp"], limited.ports["imap"]
+    held: list[Greeted] = []
+    try:
+        for _ in range(PER_IP):  # the whole allowance, wherever the kernel puts them
+            held.append(Greeted(smtp))
+            assert held[-1].first.startswith(b"220 "), held[-1].first
+            assert limited.wait_for("smtp_connect")["admitted"] is True
+        # Counted per worker, a worker holding fewer than PER_IP would let more
+        # in: every extra one is refused, on each worker.
+        refused_on: set[int] = set()
+        for _ in range(100):
+            extra = Greeted(smtp)
+            extra.close()
+            assert extra.first.startswith(b"421 4.7.0 "), extra.first
+            event = limited.wait_for("smtp_connect")
+            assert event["admitted"] is False
+            refused_on.add(event["worker"])
+            if refused_on == {0, 1}:
+                break
+        assert refused_on == {0, 1}
+        # Slots are per listener: IMAP has its own allowance, held the same way.
+        imaps = [Greeted(imap) for _ in range(PER_IP)]
+        held += imaps
+        assert all(c.first.startswith(b"* OK") for c in imaps)
+        extra = Greeted(imap)
+        extra.close()
+        assert extra.first == b"* BYE Too many connections\r\n"
+        # A closed connection gives its slot back, to whichever worker asks next.
+        held.pop(0).close()
+        limited.wait_for("smtp_disconnect")
+        for _ in range(20):  # the release is a one-way message: it may trail the connect
+            fresh = Greeted(smtp)
+            fresh.close()
+            if fresh.first.startswith(b"220 "):
+                break
+        assert fresh.first.startswith(b"220 "), fresh.first
+    finally:
+        for c in held:
+            c.close()
+
+
+def test_killed_worker_gives_its_slots_back(limited: Daemon) -> None:
+    smtp = limited.ports["smtp"]
+    held = [connect_on(limited, 1, lambda: Greeted(smtp), "smtp_connect")]
+    assert held[0].first.startswith(b"220 ")
+    try:
+        while len(held) < PER_IP:
+            held.append(Greeted(smtp))
+            assert held[-1].first.startswith(b"220 ")
+        os.kill(worker_pids(limited)[1], signal.SIGKILL)
+        limited.wait_for("worker_ready", worker=1)
+        # Worker 1's slots went with its connection to the counter service.
+        fresh = Greeted(smtp)
+        fresh.close()
+        assert fresh.first.startswith(b"220 "), fresh.first
+    finally:
+        for c in held:
+            c.close()
+
+
+def test_failed_logins_are_counted_across_workers(limited: Daemon) -> None:
+    """The n-th failure from one IP waits base * 2**(n-2) seconds, whichever
+    worker saw the earlier ones (auth/throttle.py)."""
+    delays = []
+    for worker in (0, 1, 0):
+        imap = imap_on(limited, worker)
+        try:
+            began = time.monotonic()
+            imap.send(b'a1 LOGIN alice@example.test "wrong"\r\n')
+            assert imap.readline().startswith(b"a1 NO ")
+            delays.append(time.monotonic() - began)
+        finally:
+            imap.close()
+    assert delays[0] < 0.9  # the first failure is free (a typo)
+    assert delays[1] >= 0.9  # second failure, first on worker 1: the base delay
+    assert delays[2] >= 1.9  # third: twice the base

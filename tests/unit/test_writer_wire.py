@@ -143,8 +143,8 @@ def test_only_request_functions_are_accepted(fn: object) -> None:
 
 
 def test_a_hand_made_pickle_reaching_an_import_is_refused() -> None:
-    # ``mailserver.workers.os`` is ``os``: imported, not defined there.
-    payload = b"\x80\x04cmailserver.workers\nos\n."
+    # ``mailserver.process.worker.os`` is ``os``: imported, not defined there.
+    payload = b"\x80\x04cmailserver.process.worker\nos\n."
     body = struct.pack(">QQII", 8, 0, len(payload), 0) + payload
     with pytest.raises(wire.BadRequest):
         wire.decode_request(body)
@@ -171,12 +171,12 @@ def test_buffer_lengths_that_do_not_add_up_are_a_bad_request() -> None:
 
 
 def test_a_refused_name_stays_refused_and_is_not_remembered() -> None:
-    payload = b"\x80\x04cmailserver.workers\nos\n."
+    payload = b"\x80\x04cmailserver.process.worker\nos\n."
     body = struct.pack(">QQII", 8, 0, len(payload), 0) + payload
     for _ in range(2):
         with pytest.raises(wire.BadRequest):
             wire.decode_request(body)
-    assert ("mailserver.workers", "os") not in wire._ALLOWED
+    assert ("mailserver.process.worker", "os") not in wire._ALLOWED
 
 
 def test_a_frame_over_the_limit_is_a_wire_error() -> None:

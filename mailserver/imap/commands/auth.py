@@ -176,13 +176,11 @@ async def _failed(session: ImapSession, user: str) -> TaggedOk:
     session.log.info(  # type: ignore[attr-defined]
         "imap_login_failed", attempted=user[:100], failures=session.auth_failures
     )
-    throttle = session.services.auth_throttle
-    if throttle is not None:
-        # Failures per client IP across connections (shared with SMTP AUTH):
-        # reconnecting after max_auth_failures does not reset the delay.
-        delay = throttle.record_failure(session.conn.peer)
-        if delay > 0:
-            await asyncio.sleep(delay)
+    # Failures per client IP across connections and workers (shared with SMTP
+    # AUTH): reconnecting after max_auth_failures does not reset the delay.
+    delay = await session.services.counters.auth_failure(session.conn.peer)
+    if delay > 0:
+        await asyncio.sleep(delay)
     if session.auth_failures >= session.limits.max_auth_failures:
         # The tagged NO goes first (queued by the dispatcher), BYE follows it.
         session.state = State.LOGOUT

@@ -27,9 +27,10 @@ Life of the supervisor (``supervise``):
    any worker exists.
 2. Makes the self-signed certificate if needed and opens the store (kept
    open until the end): configured domains, the demo account (so the
-   workers never race to create them); starts the writer service.  It is
-   closed after the last worker exited, so work in flight in a stopping
-   worker still commits.
+   workers never race to create them); starts the writer service and the
+   counter service (``counters/service.py``: connection slots and failed
+   logins per client IP, for every worker).  They are closed after the last
+   worker exited, so work in flight in a stopping worker still commits.
 3. Starts the workers as fresh interpreters (``subprocess``, never a bare
    ``fork`` of a process that has threads or an event loop): worker ``i``
    inherits its own sockets only; the rest of the spec (config, index, fd
@@ -66,101 +67,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import ipaddress
 import os
-import pickle
 import signal
 import socket
-import ssl
-import struct
 import sys
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
-import uvloop
 
-from mailserver import log as logsetup
-from mailserver.app import App
-from mailserver.config import Config, Listener
-from mailserver.daemon import (
-    _STOP_SLACK,
-    Notifier,
-    _shutdown,
-    ensure_demo_account,
-    freeze_startup_heap,
-    print_banner,
-)
-from mailserver.errors import AlreadyExists, MailserverError
+from mailserver.config import Config
+from mailserver.counters.service import CounterService
+from mailserver.process import lifecycle
+from mailserver.process.demo import DemoAccount, ensure_demo_account, print_banner
+from mailserver.process.sockets import bind_group, bound_config, close_groups
+from mailserver.process.worker import WORKER_CODE, WorkerSpec, send_spec
+from mailserver.services import ensure_domains
 from mailserver.store.store import Store
 from mailserver.store.writer_service import WriterService
 from mailserver.tls import server_context
 
 log = structlog.get_logger("mailserver.workers")
 
-#: listen(2) backlog of each worker's sockets.
-BACKLOG = 1024
 #: Restart backoff: first delay, cap, and the lifetime after which it resets (seconds).
 RESTART_DELAY = 0.1
 RESTART_DELAY_MAX = 10.0
 RESTART_RESET_AFTER = 30.0
-#: The command a worker runs (a fresh interpreter; see the module docstring).
-_WORKER_CODE = "from mailserver.workers import worker_main; raise SystemExit(worker_main())"
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerSpec:
-    """What the supervisor hands a worker on its stdin."""
-
-    config: Config  # listener ports are the real bound ports
-    index: int  # 0..N-1; worker 0 runs the outbound queue
-    fds: dict[str, int]  # listener name -> this worker's inherited listening socket fd
-    ready_fd: int  # write "<index> <pid>\\n" here once listening
-
-
-# -- sockets -------------------------------------------------------------------------
-
-
-def bind_listener(listener: Listener, port: int | None = None) -> socket.socket:
-    """A listening TCP socket for ``listener`` (on ``port`` if given), as asyncio
-    would make it (SO_REUSEADDR; IPv6 sockets IPv6-only), plus SO_REUSEPORT so
-    that several such sockets share the port.  Raises ``OSError``."""
-    family = socket.AF_INET6 if ipaddress.ip_address(listener.address).version == 6 \
-        else socket.AF_INET
-    sock = socket.create_server((listener.address, listener.port if port is None else port),
-                                family=family, backlog=BACKLOG, reuse_port=True)
-    sock.set_inheritable(True)
-    return sock
-
-
-def bind_group(listener: Listener, count: int) -> list[socket.socket]:
-    """``count`` SO_REUSEPORT sockets on ``listener``'s address, all on one port:
-    with port 0 the first gets an ephemeral port and the others join it.
-    Raises ``OSError`` (and closes what it bound)."""
-    group: list[socket.socket] = []
-    try:
-        group.append(bind_listener(listener))
-        port = int(group[0].getsockname()[1])
-        for _ in range(count - 1):
-            group.append(bind_listener(listener, port))
-    except OSError:
-        for sock in group:
-            sock.close()
-        raise
-    return group
-
-
-def _bound_config(config: Config, groups: dict[str, list[socket.socket]]) -> Config:
-    listeners = tuple(
-        dataclasses.replace(lst, port=int(groups[lst.name][0].getsockname()[1]))
-        for lst in config.listeners
-    )
-    return dataclasses.replace(config, listeners=listeners)
-
-
-# -- the supervisor ------------------------------------------------------------------
 
 
 class _Slot:
@@ -226,15 +158,14 @@ class Supervisor:
         fds = {name: group[slot.index].fileno() for name, group in self.groups.items()}
         spec = WorkerSpec(config=self.config, index=slot.index, fds=fds, ready_fd=self._ready_w)
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", _WORKER_CODE,
+            sys.executable, "-c", WORKER_CODE,
             stdin=asyncio.subprocess.PIPE,
             pass_fds=[*fds.values(), self._ready_w],
             env=self._env,
             start_new_session=True,
         )
         assert proc.stdin is not None
-        payload = pickle.dumps(spec)
-        proc.stdin.write(struct.pack(">I", len(payload)) + payload)
+        proc.stdin.write(send_spec(spec))
         with contextlib.suppress(ConnectionError):
             await proc.stdin.drain()
         # stdin stays open: the worker's lifeline (EOF = supervisor gone).
@@ -272,9 +203,7 @@ class Supervisor:
     async def stop(self, timeout: float) -> bool:
         """SIGTERM every worker, wait up to ``timeout`` s, then SIGKILL; True if all exited 0."""
         self.stopping.set()
-        for group in self.groups.values():
-            for sock in group:
-                sock.close()  # the workers' copies close with their listeners
+        close_groups(self.groups)  # the workers' copies close with their listeners
         self.signal_all(signal.SIGTERM)
         procs = [s.proc for s in self.slots if s.proc is not None]
         waits = [asyncio.ensure_future(p.wait()) for p in procs]
@@ -296,87 +225,84 @@ class Supervisor:
         return clean and all(p.returncode == 0 for p in procs)
 
 
-async def _prepare_store(config: Config, store: Store) -> Any:
+async def _prepare_store(config: Config, store: Store) -> DemoAccount | None:
     """Configured domains, the demo account and the self-signed certificate (when
     none is configured), made once by the supervisor: workers racing to create
     them would trip over each other's files."""
     await asyncio.to_thread(server_context, config)
-    for domain in config.domains:
-        if not store.is_local_domain(domain):
-            with contextlib.suppress(AlreadyExists):
-                await store.add_domain(domain)
+    await ensure_domains(store, config.domains)
     return await ensure_demo_account(config, store) if config.demo_account else None
 
 
-async def _open_writer(config: Config) -> tuple[Store, WriterService]:
-    """The supervisor's store and the writer service in front of its writer."""
-    # The supervisor's loop serves nothing but the writer service: rounds run
-    # on it, without a thread hand-over each way per commit.
-    store = await Store.open(config.data_dir, map_size=config.store.map_size,
-                             new_mail_limit=config.store.new_mail_limit, writer_on_loop=True)
-    try:
-        return store, await store.start_writer_service()
-    except BaseException:
-        await store.close()
-        raise
+class _Services:
+    """What the supervisor serves its workers: the store's writer and the counters."""
 
+    def __init__(self) -> None:
+        self.store: Store | None = None
+        self.writer: WriterService | None = None
+        self.counters: CounterService | None = None
 
-async def _close_writer(store: Store | None, service: WriterService | None) -> None:
-    if service is not None:
-        await service.close()
-    if store is not None:
-        await store.close()
+    async def open(self, config: Config) -> None:
+        # The supervisor's loop serves nothing but these services: rounds run
+        # on it, without a thread hand-over each way per commit.
+        self.store = await Store.open(config.data_dir, map_size=config.store.map_size,
+                                      new_mail_limit=config.store.new_mail_limit,
+                                      writer_on_loop=True)
+        self.writer = await self.store.start_writer_service()
+        self.counters = await CounterService.start(config.data_dir / "run", config.limits)
+
+    async def close(self) -> None:
+        if self.counters is not None:
+            await self.counters.close()
+        if self.writer is not None:
+            await self.writer.close()
+        if self.store is not None:
+            await self.store.close()
 
 
 async def supervise(config: Config, count: int) -> int:
     """Run ``count`` workers until SIGTERM/SIGINT; the process exit status."""
-    loop = asyncio.get_running_loop()
     sup: Supervisor | None = None
     stop = asyncio.Event()
 
-    def on_signal(signum: int) -> None:
-        name = signal.Signals(signum).name
-        if stop.is_set():
-            log.warning("shutdown_forced", signal=name)
-            if sup is not None:
-                sup.signal_all(signal.SIGKILL)
-            logsetup.flush_all()  # os._exit skips atexit
-            os._exit(128 + signum)
-        log.info("shutdown_requested", signal=name)
-        stop.set()
+    def force() -> None:
+        if sup is not None:
+            sup.signal_all(signal.SIGKILL)
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
-
+    lifecycle.on_stop_signals(stop, force=force, logger=log)
     groups: dict[str, list[socket.socket]] = {}
-    store: Store | None = None
-    service: WriterService | None = None
+    services = _Services()
     try:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         for listener in config.listeners:
             groups[listener.name] = bind_group(listener, count)
-        config = _bound_config(config, groups)
-        store, service = await _open_writer(config)
-        demo = await _prepare_store(config, store)
-    except (MailserverError, OSError, ssl.SSLError) as exc:
-        for group in groups.values():
-            for sock in group:
-                sock.close()
-        await _close_writer(store, service)
+        config = bound_config(config, groups)
+        await services.open(config)
+        assert services.store is not None
+        demo = await _prepare_store(config, services.store)
+    except lifecycle.START_ERRORS as exc:
+        close_groups(groups)
+        await services.close()
         log.error("start_failed", error=str(exc), error_type=type(exc).__name__)
         return 1
+    except BaseException:
+        close_groups(groups)
+        await services.close()
+        raise
     sup = Supervisor(config, groups, count)
     try:
         return await _serve(sup, count, demo, stop)
     finally:
         # After the last worker exited: their last writes went through it.
-        await _close_writer(store, service)
+        await services.close()
 
 
-async def _serve(sup: Supervisor, count: int, demo: Any, stop: asyncio.Event) -> int:
+async def _serve(sup: Supervisor, count: int, demo: DemoAccount | None,
+                 stop: asyncio.Event) -> int:
     """Start the workers, report readiness, wait for ``stop``, stop them."""
     config = sup.config
-    notifier = Notifier.from_environ()
+    timeout = config.limits.shutdown_grace + lifecycle.STOP_SLACK
+    notifier = lifecycle.Notifier.from_environ()
     started = asyncio.ensure_future(sup.start())
     stopped = asyncio.ensure_future(stop.wait())
     await asyncio.wait([started, stopped], return_when=asyncio.FIRST_COMPLETED)
@@ -385,103 +311,18 @@ async def _serve(sup: Supervisor, count: int, demo: Any, stop: asyncio.Event) ->
             started.cancel()
         else:
             log.error("start_failed", error="a worker exited during start")
-        await sup.stop(config.limits.shutdown_grace + _STOP_SLACK)
+        await sup.stop(timeout)
         return 1
     stopped.cancel()
     ports = {lst.name: lst.port for lst in config.listeners}
     if config.demo_account:
         print_banner(config, ports, demo)
-    freeze_startup_heap()
+    lifecycle.freeze_startup_heap()
     notifier.send("READY=1", f"STATUS=serving {len(ports)} listeners with {count} workers",
                   f"MAINPID={os.getpid()}")
     log.info("server_ready", listeners=len(ports), workers=count, pid=os.getpid())
     await stop.wait()
     notifier.send("STOPPING=1", "STATUS=shutting down")
-    clean = await sup.stop(config.limits.shutdown_grace + _STOP_SLACK)
+    clean = await sup.stop(timeout)
     log.info("server_stopped", clean=clean)
     return 0 if clean else 1
-
-
-# -- a worker ------------------------------------------------------------------------
-
-
-def _read_spec(fd: int) -> WorkerSpec:
-    def read_exactly(n: int) -> bytes:
-        buf = b""
-        while len(buf) < n:
-            chunk = os.read(fd, n - len(buf))
-            if not chunk:
-                raise EOFError("supervisor closed the spec pipe")
-            buf += chunk
-        return buf
-
-    (size,) = struct.unpack(">I", read_exactly(4))
-    spec = pickle.loads(read_exactly(size))  # from our own parent, over a private pipe
-    if not isinstance(spec, WorkerSpec):
-        raise TypeError("not a WorkerSpec")
-    return spec
-
-
-def _tag_worker(index: int) -> None:
-    """Add ``worker=index`` to every log line of this process (all threads)."""
-
-    def add(logger: Any, method: str, event_dict: Any) -> Any:
-        event_dict.setdefault("worker", index)
-        return event_dict
-
-    processors = list(structlog.get_config()["processors"])
-    structlog.configure(processors=[add, *processors])
-
-
-async def _work(spec: WorkerSpec, sockets: dict[str, socket.socket]) -> int:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-
-    def on_signal(signum: int) -> None:
-        # Repeats are ignored: the supervisor forwards a SIGTERM that systemd
-        # may already have sent us; it escalates with SIGKILL itself.
-        if not stop.is_set():
-            log.info("shutdown_requested", signal=signal.Signals(signum).name)
-            stop.set()
-
-    def on_lifeline() -> None:
-        with contextlib.suppress(OSError):
-            if os.read(0, 4096):
-                return
-        loop.remove_reader(0)
-        if not stop.is_set():
-            log.warning("supervisor_gone")
-            stop.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
-    loop.add_reader(0, on_lifeline)
-
-    config = spec.config
-    app = App(config, listen_sockets=sockets, run_queue=spec.index == 0, remote_writer=True)
-    try:
-        await app.start()
-    except (MailserverError, OSError, ssl.SSLError) as exc:
-        log.error("start_failed", error=str(exc), error_type=type(exc).__name__)
-        return 1
-    try:
-        freeze_startup_heap()
-        logsetup.flush_all()  # our lines so far before the supervisor's server_ready
-        os.write(spec.ready_fd, f"{spec.index} {os.getpid()}\n".encode("ascii"))
-        os.close(spec.ready_fd)
-        await stop.wait()
-    finally:
-        stopped = await _shutdown(app, config.limits.shutdown_grace)
-    log.info("worker_stopped", clean=stopped)
-    return 0 if stopped else 1
-
-
-def worker_main() -> int:
-    """Entry point of a worker process (see ``_WORKER_CODE``)."""
-    spec = _read_spec(0)
-    logsetup.configure(spec.config.log)
-    _tag_worker(spec.index)
-    os.set_blocking(0, False)
-    sockets = {name: socket.socket(fileno=fd) for name, fd in spec.fds.items()}
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(_work(spec, sockets))

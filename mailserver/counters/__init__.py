@@ -1,0 +1,105 @@
+"""Counters that protect the server, in one place for every worker.
+
+Two kinds (``Counters``):
+
+* connection slots, per listener and per client IP (``limits.max_connections``,
+  ``limits.max_connections_per_ip``; RFC 5321 §4.5.3.2 and RFC 3501 leave the
+  limits to us): ``acquire`` at accept, ``release`` at close;
+* failed logins per client IP (``auth/throttle.py``): ``auth_failure`` counts
+  one and answers the delay to impose before the failure reply.
+
+With ``workers = 1`` the table lives in the process (``LocalCounters``: no
+I/O, no await that suspends).  With more workers it lives in the supervisor
+(``service.py``) and each worker reaches it over one unix socket
+(``client.py``): one round trip at accept, a one-way message at close, one
+round trip per failed login only.  Slots a worker holds are released when its
+connection to the service ends, so a worker that dies gives its slots back.
+Counting per worker would multiply every limit by the number of workers.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from mailserver.auth.throttle import AuthThrottle
+from mailserver.config import Limits
+
+
+class Counters(Protocol):
+    """What listeners and AUTH/LOGIN use (in-process or the supervisor's)."""
+
+    async def acquire(self, scope: str, ip: str, max_total: int, max_per_ip: int) -> bool:
+        """Take one connection slot of ``scope`` (a listener name) for ``ip``:
+        False (and nothing taken) when ``scope`` already holds ``max_total``
+        or ``ip`` holds ``max_per_ip`` of it."""
+        ...
+
+    def release(self, scope: str, ip: str) -> None:
+        """Give back a slot ``acquire`` took (once per successful acquire)."""
+        ...
+
+    async def auth_failure(self, ip: str) -> float:
+        """Count one failed login of ``ip``; the delay (seconds) to impose now."""
+        ...
+
+    async def close(self) -> None:
+        """Let go of the counters (the in-process table: nothing to do)."""
+        ...
+
+
+class ConnectionSlots:
+    """The slot table: held slots per scope and per (scope, ip).  Sans-IO."""
+
+    def __init__(self) -> None:
+        # Plain dicts, not Counters: Counter.__missing__ is a Python call per new key.
+        self._total: dict[str, int] = {}
+        self._per_ip: dict[tuple[str, str], int] = {}
+
+    def acquire(self, scope: str, ip: str, max_total: int, max_per_ip: int) -> bool:
+        total = self._total.get(scope, 0)
+        key = (scope, ip)
+        count = self._per_ip.get(key, 0)
+        if total >= max_total or count >= max_per_ip:
+            return False
+        self._total[scope] = total + 1
+        self._per_ip[key] = count + 1
+        return True
+
+    def release(self, scope: str, ip: str, n: int = 1) -> None:
+        key = (scope, ip)
+        count = self._per_ip.get(key, 0) - n
+        if count > 0:
+            self._per_ip[key] = count
+        else:
+            self._per_ip.pop(key, None)
+        total = self._total.get(scope, 0) - n
+        if total > 0:
+            self._total[scope] = total
+        else:
+            self._total.pop(scope, None)
+
+    def held(self, scope: str, ip: str | None = None) -> int:
+        """Slots held in ``scope`` (by ``ip`` when given)."""
+        if ip is None:
+            return self._total.get(scope, 0)
+        return self._per_ip.get((scope, ip), 0)
+
+
+class LocalCounters:
+    """``Counters`` of a single-process daemon: the tables in this process."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.slots = ConnectionSlots()
+        self.throttle = AuthThrottle(limits.auth_failure_delay, limits.auth_failure_delay_max)
+
+    async def acquire(self, scope: str, ip: str, max_total: int, max_per_ip: int) -> bool:
+        return self.slots.acquire(scope, ip, max_total, max_per_ip)
+
+    def release(self, scope: str, ip: str) -> None:
+        self.slots.release(scope, ip)
+
+    async def auth_failure(self, ip: str) -> float:
+        return self.throttle.record_failure(ip)
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,152 @@
+"""The supervisor's counter service (see ``__init__.py`` and ``wire.py``).
+
+A unix stream socket ``data_dir/run/counters.stream``, apart from the store's
+writer service so a counter never waits behind a commit.  Only the daemon's
+user may connect (socket 0600, in the 0700 run directory; the peer's uid is
+checked with SO_PEERCRED).  Each connection (one per worker) remembers the
+slots it holds; when it ends (the worker exited or died) they are released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import cast
+
+import structlog
+
+from mailserver.config import Limits
+from mailserver.counters import LocalCounters, wire
+from mailserver.store.writer_service import make_private_dir, peer_uid
+
+log = structlog.get_logger("mailserver.counters")
+
+
+class _Peer(asyncio.Protocol):
+    """One worker's connection."""
+
+    def __init__(self, service: CounterService) -> None:
+        self._service = service
+        self._transport: asyncio.Transport | None = None
+        self._buf = b""
+        self._held: dict[tuple[str, str], int] = {}
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)
+        try:
+            uid = peer_uid(transport.get_extra_info("socket"))
+        except OSError:
+            uid = -1
+        if uid != os.geteuid():
+            log.warning("counters_peer_refused", peer_uid=uid)
+            transport.abort()
+            return
+        if self._service.closed:  # accepted just before the close
+            transport.abort()
+            return
+        self._transport = transport
+        self._service.peers.add(self)
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self._service.peers.discard(self)
+        slots = self._service.counters.slots
+        for (scope, ip), n in self._held.items():
+            slots.release(scope, ip, n)
+        self._held.clear()
+
+    def data_received(self, data: bytes) -> None:
+        if self._transport is None:
+            return
+        self._buf += data
+        *lines, self._buf = self._buf.split(b"\n")
+        if len(self._buf) > wire.MAX_LINE:
+            log.warning("counters_peer_dropped", error="line too long")
+            self._transport.abort()
+            return
+        out: list[bytes] = []
+        for line in lines:
+            try:
+                answer = self._request(line.decode("utf-8"))
+            except (ValueError, UnicodeDecodeError):
+                log.warning("counters_peer_dropped", error="bad request")
+                self._transport.abort()
+                return
+            if answer is not None:
+                out.append(answer)
+        if out:
+            self._transport.write(b"".join(out))
+
+    def _request(self, line: str) -> bytes | None:
+        counters = self._service.counters
+        kind = line[:1]
+        if kind == "A":
+            _, max_total, max_per_ip, ip, scope = line.split(" ", 4)
+            if not counters.slots.acquire(scope, ip, int(max_total), int(max_per_ip)):
+                return b"0\n"
+            key = (scope, ip)
+            self._held[key] = self._held.get(key, 0) + 1
+            return b"1\n"
+        if kind == "R":
+            _, ip, scope = line.split(" ", 2)
+            key = (scope, ip)
+            n = self._held.get(key, 0)
+            if n <= 0:
+                return None  # not ours to give back
+            if n == 1:
+                del self._held[key]
+            else:
+                self._held[key] = n - 1
+            counters.slots.release(scope, ip)
+            return None
+        if kind == "F":
+            _, ip = line.split(" ", 1)
+            return f"{counters.throttle.record_failure(ip)!r}\n".encode()
+        raise ValueError(f"unknown request {kind!r}")
+
+
+class CounterService:
+    """The tables, served on ``run_dir/counters.stream`` (``start``; ``close``)."""
+
+    def __init__(self, counters: LocalCounters, server: asyncio.Server, path: Path) -> None:
+        self.counters = counters
+        self.peers: set[_Peer] = set()
+        self.closed = False
+        self.path = path
+        self._server = server
+
+    @classmethod
+    async def start(cls, run_dir: Path, limits: Limits) -> CounterService:
+        """Listen on ``run_dir/counters.stream``.  Raises ``OSError``."""
+        make_private_dir(run_dir)
+        path = run_dir / wire.SERVICE_NAME
+        path.unlink(missing_ok=True)
+        counters = LocalCounters(limits)
+        holder: list[CounterService] = []
+        server = await asyncio.get_running_loop().create_unix_server(
+            lambda: _Peer(holder[0]), str(path))
+        os.chmod(path, 0o600)
+        service = cls(counters, server, path)
+        holder.append(service)
+        return service
+
+    async def close(self) -> None:
+        self.closed = True
+        self._server.close()
+        # wait_closed waits for every connection (Python >= 3.11.6): cut them,
+        # again for one accepted while we waited, as the workers are gone or going.
+        while True:
+            for peer in list(self.peers):
+                peer.abort()
+            try:
+                async with asyncio.timeout(0.1):
+                    await self._server.wait_closed()
+                break
+            except TimeoutError:
+                continue
+        self.path.unlink(missing_ok=True)

@@ -1,0 +1,36 @@
+"""The counter service's wire format: one ASCII line per message, pipelined.
+
+Requests (worker -> supervisor)::
+
+    A <max_total> <max_per_ip> <ip> <scope>\\n   acquire a slot; answered "1" or "0"
+    R <ip> <scope>\\n                           release a slot; no answer
+    F <ip>\\n                                   count a failed login; answered
+                                               with the delay in seconds
+
+Answers come back in the order of the requests that have one (A and F), so
+the client matches them with a FIFO of futures.  The scope (a listener name)
+is last, so it may hold spaces; newlines are replaced.
+"""
+
+from __future__ import annotations
+
+#: File name of the service's unix stream socket, in ``data_dir/run``.
+SERVICE_NAME = "counters.stream"
+#: Longest line the service reads (an IPv6 address and a listener name fit).
+MAX_LINE = 1024
+
+
+def _scope(scope: str) -> str:
+    return scope.replace("\n", " ")
+
+
+def acquire(scope: str, ip: str, max_total: int, max_per_ip: int) -> bytes:
+    return f"A {max_total} {max_per_ip} {ip} {_scope(scope)}\n".encode()
+
+
+def release(scope: str, ip: str) -> bytes:
+    return f"R {ip} {_scope(scope)}\n".encode()
+
+
+def auth_failure(ip: str) -> bytes:
+    return f"F {ip}\n".encode()

@@ -1,0 +1,34 @@
+"""The connection-slot table (counters/): per scope, per (scope, ip)."""
+
+from __future__ import annotations
+
+from mailserver.counters import ConnectionSlots
+
+
+def test_per_ip_and_total_limits() -> None:
+    slots = ConnectionSlots()
+    assert slots.acquire("smtp", "192.0.2.1", 3, 2)
+    assert slots.acquire("smtp", "192.0.2.1", 3, 2)
+    assert not slots.acquire("smtp", "192.0.2.1", 3, 2)  # per IP
+    assert slots.acquire("smtp", "192.0.2.2", 3, 2)
+    assert not slots.acquire("smtp", "192.0.2.3", 3, 2)  # per listener
+    assert slots.acquire("imap", "192.0.2.1", 3, 2)  # another scope
+    assert (slots.held("smtp"), slots.held("smtp", "192.0.2.1")) == (3, 2)
+
+
+def test_a_refusal_takes_nothing_and_a_release_frees() -> None:
+    slots = ConnectionSlots()
+    assert slots.acquire("s", "a", 1, 1)
+    assert not slots.acquire("s", "b", 1, 1)
+    assert slots.held("s", "b") == 0
+    slots.release("s", "a")
+    assert slots.held("s") == 0 and slots.held("s", "a") == 0
+    assert slots.acquire("s", "b", 1, 1)
+
+
+def test_release_of_several_at_once() -> None:
+    slots = ConnectionSlots()
+    for _ in range(3):
+        assert slots.acquire("s", "a", 5, 5)
+    slots.release("s", "a", 3)
+    assert slots.held("s") == 0
