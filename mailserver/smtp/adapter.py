@@ -81,11 +81,11 @@ from mailserver.delivery.local import LocalRecipient
 from mailserver.errors import ProtocolSyntaxError, SmtpReply, smtp_reply
 from mailserver.protocol import dsn_params
 from mailserver.protocol.dsn_params import MailDsn, RcptDsn
+from mailserver.protocol.smtp import replies
+from mailserver.protocol.smtp.data import DataDecoder, DataError
+from mailserver.protocol.smtp.replies import add_enhanced_code
 from mailserver.protocol.smtp_address import parse_path
-from mailserver.smtp import replies
 from mailserver.smtp.auth import AuthMechanisms
-from mailserver.smtp.data import DataDecoder, DataError
-from mailserver.smtp.replies import add_enhanced_code
 
 if TYPE_CHECKING:
     import ssl
@@ -110,6 +110,7 @@ _READ_ALL = 1 << 62
 _DATA_REFUSALS = {
     DataError.LINE_TOO_LONG: "500 Line too long (see RFC5321 4.5.3.1.6)",
     DataError.TOO_MUCH: "552 Error: Too much mail data",
+    DataError.BARE_LINE_ENDING: "550 5.5.2 Bare CR or LF not allowed (RFC 5321 2.3.8)",
 }
 
 

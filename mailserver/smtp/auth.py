@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from aiosmtpd.smtp import MISSING, AuthResult
 
-from mailserver.smtp import replies
+from mailserver.protocol.smtp import replies
 
 if TYPE_CHECKING:
     from mailserver.smtp.adapter import SmtpConnection

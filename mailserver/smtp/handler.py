@@ -39,16 +39,16 @@ from mailserver.delivery.local import LocalRecipient
 from mailserver.delivery.route import route_message
 from mailserver.errors import SmtpReply, UserError, smtp_reply
 from mailserver.protocol.dsn_params import DsnRequest, MailDsn, RcptDsn
-from mailserver.protocol.smtp_address import has_control_characters
-from mailserver.smtp import replies
-from mailserver.smtp.adapter import SmtpConnection, Transaction
-from mailserver.smtp.sender import from_addresses
-from mailserver.smtp.trace import (
+from mailserver.protocol.smtp import replies
+from mailserver.protocol.smtp.sender import from_addresses
+from mailserver.protocol.smtp.trace import (
     new_queue_id,
     received_field,
     submission_fixups,
     with_protocol,
 )
+from mailserver.protocol.smtp_address import has_control_characters
+from mailserver.smtp.adapter import SmtpConnection, Transaction
 from mailserver.store.store import Store
 
 if TYPE_CHECKING:
