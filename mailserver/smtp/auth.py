@@ -21,9 +21,8 @@ import binascii
 from base64 import b64decode
 from typing import TYPE_CHECKING, Any, Protocol
 
-from aiosmtpd.smtp import MISSING, AuthResult
-
 from mailserver.protocol.smtp import replies
+from mailserver.smtp.compat import MISSING, AuthResult
 
 if TYPE_CHECKING:
     from mailserver.smtp.adapter import SmtpConnection

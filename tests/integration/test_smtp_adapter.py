@@ -18,8 +18,9 @@ import uvloop
 from aiosmtpd.smtp import SMTP
 
 from mailserver.config import Limits
+from mailserver.log import next_conn_id
 from mailserver.protocol.smtp.trace import new_queue_id
-from mailserver.smtp.adapter import ConnectionSettings, SmtpConnection, next_conn_id
+from mailserver.smtp.adapter import ConnectionSettings, SmtpConnection
 
 OURS = {"settings", "conn_id", "peer_ip", "log", "_registry", "_state", "command_size_limit",
         "command_size_limits", "line_length_limit", "_idle_deadline", "_idle_armed"}
