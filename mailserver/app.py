@@ -21,6 +21,8 @@ from collections.abc import Sequence
 import structlog
 
 from mailserver.auth.throttle import AuthThrottle
+from mailserver.checks import rules
+from mailserver.checks.stage import Pipeline
 from mailserver.config import Config, Listener
 from mailserver.delivery.route import deliver_report
 from mailserver.dkim.keys import DkimKey, DkimKeyring
@@ -28,6 +30,7 @@ from mailserver.errors import AlreadyExists
 from mailserver.protocol.mime.facts import prepare_casemap
 from mailserver.queue.manager import QueueManager
 from mailserver.services import ListenerHandle, Services
+from mailserver.smtp.handler import SmtpHooks
 from mailserver.store.store import Store
 from mailserver.tls import server_context
 
@@ -67,6 +70,41 @@ def build_queue(config: Config, store: Store) -> QueueManager:
     return QueueManager(
         store, settings, dkim_keys=keys_for, is_local=is_local, deliver_local=deliver_local
     )
+
+
+def build_stages(config: Config, listener: Listener, store: Store, *,
+                 outbound: bool) -> list[object]:
+    """The check stages of ``listener`` (``mailserver.checks``), in order.
+
+    ``outbound``: remote recipients can be queued (a queue exists).  The order
+    decides which reply a command that breaks two rules gets (``checks.rules``).
+    """
+    limits = config.limits
+    stages: list[object] = [rules.PathSyntax()]
+    if listener.protocol == "submission":
+        stages += [rules.SubmissionAuth(), rules.SenderOwnership(store)]
+    stages += [
+        rules.MessageSize(limits.max_message_size),
+        rules.RecipientLimit(limits.max_recipients),
+        rules.Relay(outbound=outbound),
+        rules.KnownRecipient(),
+    ]
+    return stages
+
+
+def build_smtp_hooks(config: Config, *, store: Store, queue: QueueManager | None,
+                     throttle: AuthThrottle | None) -> dict[str, SmtpHooks]:
+    """One ``SmtpHooks`` (check pipeline + delivery) per SMTP/submission listener, by name."""
+    hooks: dict[str, SmtpHooks] = {}
+    for listener in config.listeners:
+        if listener.protocol not in ("smtp", "submission"):
+            continue
+        stages = build_stages(config, listener, store, outbound=queue is not None)
+        hooks[listener.name] = SmtpHooks(
+            store=store, config=config, submission=listener.protocol == "submission",
+            pipeline=Pipeline(stages), queue=queue, throttle=throttle,
+        )
+    return hooks
 
 
 class App:
@@ -135,7 +173,9 @@ class App:
                                     cfg.limits.auth_failure_delay_max)
             self.services = Services(config=cfg, store=store, ssl_context=ssl_context,
                                      queue=queue, auth_throttle=throttle,
-                                     listen_sockets=self._listen_sockets)
+                                     listen_sockets=self._listen_sockets,
+                                     smtp_hooks=build_smtp_hooks(cfg, store=store, queue=queue,
+                                                                 throttle=throttle))
             for listener in cfg.listeners:
                 handle = await _start_listener(listener, self.services)
                 self.listeners[listener.name] = handle

@@ -108,6 +108,7 @@ class _State:
     admitted: bool = False
     auth_failures: int = 0
     closed: bool = False
+    connection_checked: bool = False  # the connect and HELO stages ran (see checks.stage)
     # Futures of ``wait_closed`` callers, made only when someone waits (shutdown,
     # a write timeout): most connections never need one, so no Event per connection.
     waiters: list[asyncio.Future[None]] | None = None
@@ -153,6 +154,63 @@ class SmtpConnection(AuthMechanisms, SmtpCommands, AiosmtpdConnection):
     @property
     def in_data(self) -> bool:
         return self._state.in_data
+
+    def first_transaction(self) -> bool:
+        """True the first time it is asked: the connect and HELO stages run then."""
+        state = self._state
+        if state.connection_checked:
+            return False
+        state.connection_checked = True
+        return True
+
+    # -- checks.CheckContext: the read-only view stages get (no allocation per check) ---
+
+    @property
+    def listener(self) -> str:
+        return self.settings.listener_name
+
+    @property
+    def submission(self) -> bool:
+        return self.settings.submission
+
+    @property
+    def tls(self) -> bool:
+        return self.is_tls
+
+    @property
+    def helo(self) -> str | None:
+        session = self.session
+        return None if session is None else session.host_name
+
+    @property
+    def auth_user(self) -> str | None:
+        session = self.session
+        if session is None or not session.authenticated:
+            return None
+        return session.auth_data  # type: ignore[no-any-return]
+
+    @property
+    def mail_from(self) -> str | None:
+        envelope = self.envelope
+        return None if envelope is None else envelope.mail_from
+
+    @property
+    def mail_size(self) -> int | None:
+        envelope = self.envelope
+        for option in () if envelope is None else envelope.mail_options:
+            keyword, _, value = option.partition("=")
+            if keyword.upper() == "SIZE" and value.isdigit():
+                return int(value)
+        return None
+
+    @property
+    def rcpt_count(self) -> int:
+        envelope = self.envelope
+        return 0 if envelope is None else len(envelope.rcpt_tos)
+
+    @property
+    def resolver(self) -> Any:
+        return getattr(self.event_handler, "resolver", None)
 
     async def wait_closed(self) -> None:
         """Return once the connection is gone."""

@@ -1,7 +1,7 @@
 """Starting and stopping an SMTP or submission listener.
 
 ``start`` binds the socket and returns a handle; each accepted connection is
-an ``adapter.SmtpConnection`` sharing one ``handler.Handler``.  The listener
+an ``adapter.SmtpConnection`` sharing one ``handler.SmtpHooks``.  The listener
 keeps the set of its connections: for the connection limits (RFC 5321 §4.5.3
 leaves them to us; refused at the greeting with ``421 4.7.0``) and for the
 graceful shutdown (uvicorn's order: stop listening, ask each connection to
@@ -17,7 +17,6 @@ import structlog
 from mailserver.config import Listener
 from mailserver.services import Services
 from mailserver.smtp.adapter import ConnectionSettings, SmtpConnection
-from mailserver.smtp.handler import Handler
 
 log = structlog.get_logger("mailserver.smtp")
 
@@ -133,13 +132,7 @@ async def start(listener: Listener, services: Services) -> SmtpListener:
         starttls_context=services.ssl_context if listener.tls == "starttls" else None,
         implicit_tls=listener.tls == "implicit",
     )
-    handler = Handler(
-        store=services.store,
-        config=config,
-        submission=submission,
-        queue=services.queue,
-        throttle=services.auth_throttle,
-    )
+    handler = services.smtp_hooks[listener.name]  # check pipeline + delivery (app.py)
     registry = ConnectionRegistry(limits.max_connections, limits.max_connections_per_ip)
     loop = asyncio.get_running_loop()
     tls = services.ssl_context if listener.tls == "implicit" else None
