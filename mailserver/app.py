@@ -26,6 +26,7 @@ from mailserver.checks.stage import Pipeline
 from mailserver.config import Config, Listener
 from mailserver.delivery.route import deliver_report
 from mailserver.dkim.keys import DkimKey, DkimKeyring
+from mailserver.dns.resolver import DnsPythonResolver, Resolver
 from mailserver.errors import AlreadyExists
 from mailserver.protocol.mime.facts import prepare_casemap
 from mailserver.queue.manager import QueueManager
@@ -47,8 +48,17 @@ async def _start_listener(listener: Listener, services: Services) -> ListenerHan
     return await start(listener, services)
 
 
-def build_queue(config: Config, store: Store) -> QueueManager:
+def build_resolver(config: Config) -> Resolver:
+    """The process's one DNS resolver, shared by the outbound queue and the SMTP
+    stages: dnspython at ``outbound.resolver_address`` (the system's when None)."""
+    out = config.outbound
+    return DnsPythonResolver(out.resolver_address, out.resolver_port, timeout=out.dns_timeout)
+
+
+def build_queue(config: Config, store: Store, resolver: Resolver | None = None) -> QueueManager:
     """The outbound queue of ``store`` as ``config`` describes it (not started).
+
+    ``resolver``: the shared one (``build_resolver``; None: one of its own).
 
     Greets with ``config.hostname``; signs with the DKIM keys under
     ``data_dir/dkim`` whose algorithm ``config.dkim.algorithms`` lists; DSNs
@@ -68,7 +78,8 @@ def build_queue(config: Config, store: Store) -> QueueManager:
         await deliver_report(store, message, address, time.time())
 
     return QueueManager(
-        store, settings, dkim_keys=keys_for, is_local=is_local, deliver_local=deliver_local
+        store, settings, resolver=resolver or build_resolver(config), dkim_keys=keys_for,
+        is_local=is_local, deliver_local=deliver_local,
     )
 
 
@@ -93,7 +104,7 @@ def build_stages(config: Config, listener: Listener, store: Store, *,
 
 
 def build_smtp_hooks(config: Config, *, store: Store, queue: QueueManager | None,
-                     throttle: AuthThrottle | None) -> dict[str, SmtpHooks]:
+                     throttle: AuthThrottle | None, resolver: Resolver) -> dict[str, SmtpHooks]:
     """One ``SmtpHooks`` (check pipeline + delivery) per SMTP/submission listener, by name."""
     hooks: dict[str, SmtpHooks] = {}
     for listener in config.listeners:
@@ -102,7 +113,7 @@ def build_smtp_hooks(config: Config, *, store: Store, queue: QueueManager | None
         stages = build_stages(config, listener, store, outbound=queue is not None)
         hooks[listener.name] = SmtpHooks(
             store=store, config=config, submission=listener.protocol == "submission",
-            pipeline=Pipeline(stages), queue=queue, throttle=throttle,
+            pipeline=Pipeline(stages), queue=queue, throttle=throttle, resolver=resolver,
         )
     return hooks
 
@@ -166,7 +177,8 @@ class App:
                         await store.add_domain(domain)
             ssl_context = await asyncio.to_thread(server_context, cfg)
             await asyncio.to_thread(prepare_casemap)
-            queue = build_queue(cfg, store)
+            resolver = build_resolver(cfg)
+            queue = build_queue(cfg, store, resolver)
             if self._run_queue:
                 await queue.start()
             throttle = AuthThrottle(cfg.limits.auth_failure_delay,
@@ -175,7 +187,8 @@ class App:
                                      queue=queue, auth_throttle=throttle,
                                      listen_sockets=self._listen_sockets,
                                      smtp_hooks=build_smtp_hooks(cfg, store=store, queue=queue,
-                                                                 throttle=throttle))
+                                                                 throttle=throttle,
+                                                                 resolver=resolver))
             for listener in cfg.listeners:
                 handle = await _start_listener(listener, self.services)
                 self.listeners[listener.name] = handle

@@ -32,9 +32,12 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from mailserver.errors import SmtpReply
+
+if TYPE_CHECKING:
+    from mailserver.dns.resolver import Resolver
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +109,7 @@ class CheckContext(Protocol):
     @property
     def rcpt_count(self) -> int: ...  # recipients accepted so far
     @property
-    def resolver(self) -> Any: ...  # the shared DNS resolver (dns.resolver), or None
+    def resolver(self) -> Resolver | None: ...  # the process's shared DNS resolver
 
 
 _Check = Callable[..., Verdict | Awaitable[Verdict]]

@@ -54,6 +54,7 @@ from mailserver.smtp.adapter import SmtpConnection, Transaction
 from mailserver.store.store import Store
 
 if TYPE_CHECKING:
+    from mailserver.dns.resolver import Resolver
     from mailserver.queue.manager import QueueManager
 
 log = structlog.get_logger("mailserver.smtp")
@@ -88,7 +89,7 @@ class SmtpHooks:
         pipeline: Pipeline,
         queue: QueueManager | None = None,
         throttle: AuthThrottle | None = None,
-        resolver: Any = None,
+        resolver: Resolver | None = None,
     ) -> None:
         self.store = store
         self.config = config

@@ -66,3 +66,10 @@ def test_a_new_stage_needs_no_connection_code(server, recorder: Recorder) -> Non
     assert blob.startswith(b"Received: ")
     head, _, body = blob.partition(b"\r\n\r\n")
     assert b"\r\nX-Stage: listener=smtp\r\nSubject: hi" in head and body == b"body\r\n"
+
+
+def test_one_resolver_shared_by_queue_and_stages(server) -> None:
+    services = server.app.services
+    resolvers = {id(hooks.resolver) for hooks in services.smtp_hooks.values()}
+    assert resolvers == {id(services.queue._resolver)}
+    assert services.queue._resolver is not None
