@@ -20,15 +20,18 @@ from collections.abc import Sequence
 
 import structlog
 
+from mailserver.auth.login import authenticate
 from mailserver.auth.throttle import AuthThrottle
 from mailserver.checks import rules
 from mailserver.checks.stage import Pipeline
 from mailserver.config import Config, Listener
-from mailserver.delivery.route import deliver_report
+from mailserver.delivery.route import RoutedDelivery, deliver_report
 from mailserver.dkim.keys import DkimKey, DkimKeyring
 from mailserver.dns.resolver import DnsPythonResolver, Resolver
 from mailserver.errors import AlreadyExists
+from mailserver.protocol.dsn_params import RcptDsn
 from mailserver.protocol.mime.facts import prepare_casemap
+from mailserver.queue import dsn as reports
 from mailserver.queue.manager import QueueManager
 from mailserver.services import ListenerHandle, Services
 from mailserver.smtp.handler import SmtpHooks
@@ -103,17 +106,43 @@ def build_stages(config: Config, listener: Listener, store: Store, *,
     return stages
 
 
+def delivered_report(*, reporting_mta: str, reverse_path: str,
+                     recipients: Sequence[tuple[str, RcptDsn]], original: bytes,
+                     arrival_date: float, envid: str | None) -> bytes:
+    """A "delivered" DSN (RFC 3461 §6.2, RFC 3464 action "delivered") for local
+    recipients that asked for one: ``delivery.interface.DeliveredReport``."""
+    return reports.build_dsn(
+        reporting_mta=reporting_mta,
+        reverse_path=reverse_path,
+        recipients=[
+            reports.DsnRecipient(address, "delivered", "2.0.0", "250 2.0.0 delivered to mailbox",
+                                 orcpt=dsn.orcpt)
+            for address, dsn in recipients
+        ],
+        original=original,
+        arrival_date=arrival_date,
+        envid=envid,
+    )
+
+
 def build_smtp_hooks(config: Config, *, store: Store, queue: QueueManager | None,
                      throttle: AuthThrottle | None, resolver: Resolver) -> dict[str, SmtpHooks]:
     """One ``SmtpHooks`` (check pipeline + delivery) per SMTP/submission listener, by name."""
     hooks: dict[str, SmtpHooks] = {}
+    delivery = RoutedDelivery(store, queue, make_report=delivered_report,
+                              reporting_mta=config.hostname)
+
+    async def check_login(username: str, password: str) -> str | None:
+        return await authenticate(store, username, password)
+
     for listener in config.listeners:
         if listener.protocol not in ("smtp", "submission"):
             continue
         stages = build_stages(config, listener, store, outbound=queue is not None)
         hooks[listener.name] = SmtpHooks(
-            store=store, config=config, submission=listener.protocol == "submission",
-            pipeline=Pipeline(stages), queue=queue, throttle=throttle, resolver=resolver,
+            config=config, submission=listener.protocol == "submission",
+            pipeline=Pipeline(stages), directory=store, authenticator=check_login,
+            delivery=delivery, throttle=throttle, resolver=resolver,
         )
     return hooks
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mailserver.config_outbound import SMART_HOST_TLS, OutboundSettings, SmartHost
 from mailserver.errors import ConfigError
-from mailserver.queue.settings import SMART_HOST_TLS, OutboundSettings, SmartHost
 
 PROTOCOLS = ("smtp", "submission", "imap")
 TLS_MODES = ("none", "starttls", "implicit")

@@ -13,12 +13,12 @@ transactions to delivery:
   authenticated submission, a remote recipient for the queue.
 * DATA: the DATA stages; then trace fields (and the stages' header fields),
   the local recipients' synced store transaction and the outbound queue's
-  synced commit (``delivery.route``); the 250 is sent only after both
+  synced commit (the ``delivery`` target, ``delivery.interface``); the 250 is sent only after both
   (RFC 5321 §4.1.1.4: the reply means we took responsibility for the message).
 
 DSN parameters (RFC 3461): the adapter parses them into
 ``envelope.dsn_offered``; the MAIL and RCPT hooks keep them only when they
-accept the command, and DATA hands them to ``delivery.route`` (the queue
+accept the command, and hand them to the delivery (the queue
 for remote recipients, a "delivered" report for local ones).
 
 A hook that returns a reply string must record the accepted value in the
@@ -30,19 +30,18 @@ Every exception becomes a reply in one place: ``errors.smtp_reply``.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
-from mailserver.auth.login import authenticate
 from mailserver.auth.throttle import AuthThrottle
 from mailserver.checks.rules import store_form
 from mailserver.checks.stage import Outcome, Pipeline, RecipientFacts
 from mailserver.config import Config
-from mailserver.delivery.local import LocalRecipient
-from mailserver.delivery.route import route_message
+from mailserver.delivery.interface import DeliveryTarget, LocalRecipient
 from mailserver.errors import UserError, smtp_reply
-from mailserver.protocol.dsn_params import DsnRequest, MailDsn, RcptDsn
+from mailserver.protocol.dsn_params import MailDsn, RcptDsn
 from mailserver.protocol.smtp import replies
 from mailserver.protocol.smtp.trace import (
     new_queue_id,
@@ -51,11 +50,30 @@ from mailserver.protocol.smtp.trace import (
     with_protocol,
 )
 from mailserver.smtp.adapter import SmtpConnection, Transaction
-from mailserver.store.store import Store
 
 if TYPE_CHECKING:
     from mailserver.dns.resolver import Resolver
-    from mailserver.queue.manager import QueueManager
+
+
+class RecipientLookup(Protocol):
+    """The directory's answer for one forward-path (``store.RecipientLookup``)."""
+
+    @property
+    def local_domain(self) -> bool: ...
+    @property
+    def account(self) -> str | None: ...
+    @property
+    def full(self) -> bool: ...
+
+
+class RecipientDirectory(Protocol):
+    """What RCPT needs of the directory: one read per forward-path (domain in A-labels)."""
+
+    def lookup_recipient(self, address: str) -> RecipientLookup: ...
+
+
+#: Checks credentials (RFC 4954): the account, or None.
+Authenticator = Callable[[str, str], Awaitable["str | None"]]
 
 log = structlog.get_logger("mailserver.smtp")
 
@@ -65,37 +83,34 @@ def _header_fields(outcome: Outcome) -> bytes:
     return "".join(f"{name}: {value}\r\n" for name, value in outcome.headers).encode()
 
 
-def _dsn_request(envelope: Transaction) -> DsnRequest | None:
-    """The transaction's DSN parameters (RFC 3461), None when it had none."""
-    if envelope.mail_dsn is None and not envelope.rcpt_dsn:
-        return None
-    return DsnRequest(envelope.mail_dsn or MailDsn(), dict(envelope.rcpt_dsn))
-
-
 class SmtpHooks:
     """aiosmtpd hooks for one listener: runs its check ``pipeline``, then delivers.
 
     Stateless: per-connection state lives on the connection, per-transaction
-    state on the ``Transaction`` envelope.  ``resolver``: the shared DNS
-    resolver, for stages (``CheckContext.resolver``).
+    state on the ``Transaction`` envelope.  Narrow collaborators, wired in
+    ``app.py``: ``directory`` (RCPT lookups), ``authenticator`` (AUTH),
+    ``delivery`` (``delivery.interface.DeliveryTarget``), ``resolver`` (the
+    shared DNS resolver, for stages: ``CheckContext.resolver``).
     """
 
     def __init__(
         self,
         *,
-        store: Store,
         config: Config,
         submission: bool,
         pipeline: Pipeline,
-        queue: QueueManager | None = None,
+        directory: RecipientDirectory,
+        authenticator: Authenticator,
+        delivery: DeliveryTarget,
         throttle: AuthThrottle | None = None,
         resolver: Resolver | None = None,
     ) -> None:
-        self.store = store
         self.config = config
         self.submission = submission
         self.pipeline = pipeline
-        self.queue = queue  # None: remote recipients are refused with 451 4.3.0
+        self.directory = directory
+        self.authenticator = authenticator
+        self.delivery = delivery
         self.resolver = resolver
         limits = config.limits
         self.throttle = throttle or AuthThrottle(
@@ -106,7 +121,7 @@ class SmtpHooks:
 
     async def authenticate(self, conn: SmtpConnection, username: str, password: str) -> str | None:
         """The account for these credentials, or None (RFC 4954 §4)."""
-        return await authenticate(self.store, username, password)
+        return await self.authenticator(username, password)
 
     def auth_failed(self, conn: SmtpConnection) -> float:
         """Count a failure of ``conn``'s client IP; the delay before the 535 (seconds)."""
@@ -143,6 +158,8 @@ class SmtpHooks:
             return str(reply)
         if isinstance(envelope.dsn_offered, MailDsn):
             envelope.mail_dsn = envelope.dsn_offered
+        envelope.delivery = self.delivery.begin("" if address == "<>" else address,
+                                                envelope.mail_dsn)
         return str(replies.SENDER_OK)
 
     # -- recipients ----------------------------------------------------------------
@@ -166,8 +183,11 @@ class SmtpHooks:
             return str(reply)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
-        if isinstance(envelope.dsn_offered, RcptDsn):
-            envelope.rcpt_dsn.setdefault(address, envelope.dsn_offered)
+        dsn = envelope.dsn_offered if isinstance(envelope.dsn_offered, RcptDsn) else None
+        if dsn is not None:
+            envelope.rcpt_dsn.setdefault(address, dsn)
+        assert envelope.delivery is not None  # begun at MAIL (aiosmtpd: no RCPT before MAIL)
+        envelope.delivery.add_recipient(address, facts.account, dsn)
         if facts.account is None:
             envelope.remote_recipients.append(address)
         else:
@@ -184,7 +204,7 @@ class SmtpHooks:
             local, domain = "postmaster", self.config.domains[0]
         if not local or not domain:
             return RecipientFacts(address, "", local_domain=False, account=None)
-        found = self.store.lookup_recipient(store_form(f"{local}@{domain}"))
+        found = self.directory.lookup_recipient(store_form(f"{local}@{domain}"))
         return RecipientFacts(address, domain, found.local_domain, found.account, found.full)
 
     # -- body ----------------------------------------------------------------------
@@ -194,9 +214,12 @@ class SmtpHooks:
         rest, and only then say 250 (RFC 5321 §4.1.1.4)."""
         queue_id = new_queue_id()
         content = envelope.original_content or b""
+        delivery = envelope.delivery
+        assert delivery is not None  # begun at MAIL (aiosmtpd: no DATA before RCPT)
         outcome = await self.pipeline.run(self.pipeline.data, server, content)
         refusal = outcome.verdict.reply
         if refusal is not None:
+            delivery.abort()
             server.log.info("data_rejected", reason=outcome.verdict.reason, stage=outcome.stage,
                             reply=refusal.code)
             return str(refusal)
@@ -222,25 +245,20 @@ class SmtpHooks:
             else b""
         )
         blob = received + _header_fields(outcome) + fixups + content
-        reverse_path = "" if envelope.mail_from in (None, "<>") else str(envelope.mail_from)
         dlog = server.log
         fields: dict[str, object] = {"queue_id": queue_id, "size": len(blob)}  # one line on success
         if outcome.quarantine:
             fields["quarantine"] = True
         try:
-            outbound_id = await route_message(
-                self.store,
-                self.queue,
-                reverse_path=reverse_path,
-                local=recipients,
-                remote=envelope.remote_recipients,
-                blob=blob,
+            outbound_id = await delivery.commit(
+                blob,
+                queue_id=queue_id,
                 internal_date=int(now.timestamp()),
                 tz_offset=int((now.utcoffset() or dt.timedelta()).total_seconds() // 60),
-                dsn=_dsn_request(envelope),
-                reporting_mta=self.config.hostname,
+                quarantine=outcome.quarantine,
             )
         except Exception as exc:  # mapped in one place; our faults get a traceback
+            delivery.abort()
             reply = smtp_reply(exc)
             if isinstance(exc, UserError):
                 dlog.info("delivery_failed", **fields, reply=reply.code, reason=str(exc))

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from mailserver.smtp.compat import Envelope
 
 if TYPE_CHECKING:
-    from mailserver.delivery.local import LocalRecipient
+    from mailserver.delivery.interface import Delivery, LocalRecipient
     from mailserver.protocol.dsn_params import MailDsn, RcptDsn
 
 
@@ -31,3 +31,5 @@ class Transaction(Envelope):
         self.mail_dsn: MailDsn | None = None
         #: Accepted forward-path -> its RCPT's DSN parameters (only those that had some).
         self.rcpt_dsn: dict[str, RcptDsn] = {}
+        #: The message's delivery (``delivery.interface``), begun when MAIL is accepted.
+        self.delivery: Delivery | None = None
