@@ -19,23 +19,19 @@ from __future__ import annotations
 import asyncio
 import binascii
 from base64 import b64decode
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from mailserver.protocol.smtp import replies
 from mailserver.smtp.compat import MISSING, AuthResult
-
-if TYPE_CHECKING:
-    from mailserver.smtp.adapter import SmtpConnection
-
 
 class SessionHooks(Protocol):
     """What AUTH needs from the handler besides aiosmtpd's ``handle_*`` hooks."""
 
     async def authenticate(
-        self, conn: SmtpConnection, username: str, password: str
+        self, conn: Any, username: str, password: str
     ) -> str | None: ...
 
-    def auth_failed(self, conn: SmtpConnection) -> float:
+    def auth_failed(self, conn: Any) -> float:
         """Record a failed AUTH from ``conn.peer_ip``; seconds to wait before the 535."""
         ...
 
@@ -47,7 +43,7 @@ class AuthMechanisms:
 
     # The connection's attributes this mixin reads (set by SmtpConnection).
     settings: Any
-    is_tls: bool
+    is_tls: Any  # a property of the connection
     log: Any
     _state: Any
     command_size_limit: int
@@ -66,7 +62,7 @@ class AuthMechanisms:
         if arg:
             mechanism, sep, rest = arg.strip().partition(" ")
             arg = mechanism.upper() + sep + rest  # mechanism names are case-insensitive
-        await super().smtp_AUTH(arg)  # type: ignore[arg-type]
+        await super().smtp_AUTH(arg)  # type: ignore[misc]  # aiosmtpd's, via the MRO
         if self._state.auth_failures >= self.settings.limits.max_auth_failures:
             self.log.warning("auth_too_many_failures", failures=self._state.auth_failures)
             self.close_with(replies.AUTH_TOO_MANY)
@@ -79,7 +75,8 @@ class AuthMechanisms:
         """aiosmtpd's 334 exchange, with an over-long answer refused rather than
         surfacing as an internal error (``StreamReader.readline`` raises ValueError)."""
         try:
-            answer = await super().challenge_auth(challenge, encode_to_b64, log_client_response)
+            answer = await super().challenge_auth(  # type: ignore[misc]  # aiosmtpd's
+                challenge, encode_to_b64, log_client_response)
         except ValueError:
             await self.push(str(replies.LINE_TOO_LONG))
             return MISSING

@@ -25,7 +25,7 @@ from mailserver.protocol.smtp_address import parse_path
 from mailserver.smtp.compat import MISSING, syntax
 
 if TYPE_CHECKING:
-    from mailserver.smtp.transaction import Transaction
+    pass
 
 _AUTH_PARAM = re.compile(r"\s+AUTH=\S*", re.IGNORECASE)
 #: A DSN parameter (RFC 3461 §4) somewhere in a MAIL/RCPT argument: the cheap
@@ -54,13 +54,13 @@ class SmtpCommands:
     # The connection's attributes this mixin reads (set by SmtpConnection and aiosmtpd).
     settings: Any
     session: Any
-    envelope: Transaction | None
+    envelope: Any  # Transaction | None
     hostname: str
-    data_size_limit: int
+    data_size_limit: Any
     line_length_limit: int
     local_part_limit: int
     tls_context: Any
-    is_tls: bool
+    is_tls: Any  # a property of the connection
     auth_mechanism_names: list[str]
     push: Any
     _send: Any
@@ -108,7 +108,7 @@ class SmtpCommands:
         if self.is_tls:
             await self.push("503 5.5.1 TLS already active")
             return
-        await super().smtp_STARTTLS(arg)  # type: ignore[arg-type]
+        await super().smtp_STARTTLS(arg)  # type: ignore[misc]  # aiosmtpd's, via the MRO
 
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
@@ -118,7 +118,7 @@ class SmtpCommands:
             arg = await self._take_dsn(_AUTH_PARAM.sub("", arg), "FROM:")
             if arg is None:
                 return
-        await super().smtp_MAIL(arg)
+        await super().smtp_MAIL(arg)  # type: ignore[misc]  # aiosmtpd's, via the MRO
 
     @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_RCPT(self, arg: str | None) -> None:
@@ -128,7 +128,7 @@ class SmtpCommands:
             arg = await self._take_dsn(arg, "TO:")
             if arg is None:
                 return
-        await super().smtp_RCPT(arg)
+        await super().smtp_RCPT(arg)  # type: ignore[misc]  # aiosmtpd's, via the MRO
 
     async def _take_dsn(self, arg: str, keyword: str) -> str | None:
         """Take the DSN parameters (RFC 3461 §4) out of a MAIL (``keyword`` "FROM:")

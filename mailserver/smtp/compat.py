@@ -245,11 +245,11 @@ class AiosmtpdConnection(SMTP):
 
     def reset_transaction(self) -> None:
         """A new, empty transaction (RSET, EHLO: RFC 5321 §4.1.4)."""
-        self._set_rset_state()
+        self._set_rset_state()  # type: ignore[no-untyped-call]
 
     def end_data(self) -> None:
         """The transaction is over after DATA's reply (RFC 5321 §4.1.1.4)."""
-        self._set_post_data_state()
+        self._set_post_data_state()  # type: ignore[no-untyped-call]
 
     async def call_hook(self, command: str, *args: Any) -> Any:
         """The handler's ``handle_<command>`` (``MISSING`` when it has none)."""
