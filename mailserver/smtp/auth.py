@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from mailserver.protocol.smtp import replies
 from mailserver.smtp.compat import MISSING, AuthResult
 
+
 class SessionHooks(Protocol):
     """What AUTH needs from the handler besides aiosmtpd's ``handle_*`` hooks."""
 
