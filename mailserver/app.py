@@ -19,23 +19,39 @@ from collections.abc import Sequence
 
 import structlog
 
-from mailserver.config import Config
+from mailserver.auth.login import authenticate
+from mailserver.checks import rules
+from mailserver.checks.stage import Pipeline
+from mailserver.config import Config, Listener
 from mailserver.counters import Counters, LocalCounters
 from mailserver.counters.client import RemoteCounters
-from mailserver.delivery.route import deliver_report
+from mailserver.delivery.route import RoutedDelivery, deliver_report
 from mailserver.dkim.keys import DkimKey, DkimKeyring
+from mailserver.dns.resolver import DnsPythonResolver, Resolver
 from mailserver.listeners.kinds import start_listener
+from mailserver.protocol.dsn_params import RcptDsn
 from mailserver.protocol.mime.facts import prepare_casemap
+from mailserver.queue import dsn as reports
 from mailserver.queue.manager import QueueManager
 from mailserver.services import ListenerHandle, Services, ensure_domains
+from mailserver.smtp.handler import SmtpHooks
 from mailserver.store.store import Store
 from mailserver.tls import server_context
 
 log = structlog.get_logger("mailserver.app")
 
 
-def build_queue(config: Config, store: Store) -> QueueManager:
+def build_resolver(config: Config) -> Resolver:
+    """The process's one DNS resolver, shared by the outbound queue and the SMTP
+    stages: dnspython at ``outbound.resolver_address`` (the system's when None)."""
+    out = config.outbound
+    return DnsPythonResolver(out.resolver_address, out.resolver_port, timeout=out.dns_timeout)
+
+
+def build_queue(config: Config, store: Store, resolver: Resolver | None = None) -> QueueManager:
     """The outbound queue of ``store`` as ``config`` describes it (not started).
+
+    ``resolver``: the shared one (``build_resolver``; None: one of its own).
 
     Greets with ``config.hostname``; signs with the DKIM keys under
     ``data_dir/dkim`` whose algorithm ``config.dkim.algorithms`` lists; DSNs
@@ -55,8 +71,71 @@ def build_queue(config: Config, store: Store) -> QueueManager:
         await deliver_report(store, message, address, time.time())
 
     return QueueManager(
-        store, settings, dkim_keys=keys_for, is_local=is_local, deliver_local=deliver_local
+        store, settings, resolver=resolver or build_resolver(config), dkim_keys=keys_for,
+        is_local=is_local, deliver_local=deliver_local,
     )
+
+
+def build_stages(config: Config, listener: Listener, store: Store, *,
+                 outbound: bool) -> list[object]:
+    """The check stages of ``listener`` (``mailserver.checks``), in order.
+
+    ``outbound``: remote recipients can be queued (a queue exists).  The order
+    decides which reply a command that breaks two rules gets (``checks.rules``).
+    """
+    limits = config.limits
+    stages: list[object] = [rules.PathSyntax()]
+    if listener.protocol == "submission":
+        stages += [rules.SubmissionAuth(), rules.SenderOwnership(store)]
+    stages += [
+        rules.MessageSize(limits.max_message_size),
+        rules.RecipientLimit(limits.max_recipients),
+        rules.Relay(outbound=outbound),
+        rules.KnownRecipient(),
+    ]
+    return stages
+
+
+def delivered_report(*, reporting_mta: str, reverse_path: str,
+                     recipients: Sequence[tuple[str, RcptDsn]], original: bytes,
+                     arrival_date: float, queue_id: str, envid: str | None) -> bytes:
+    """A "delivered" DSN (RFC 3461 §6.2, RFC 3464 action "delivered") for local
+    recipients that asked for one: ``delivery.interface.DeliveredReport``."""
+    return reports.build_dsn(
+        reporting_mta=reporting_mta,
+        reverse_path=reverse_path,
+        recipients=[
+            reports.DsnRecipient(address, "delivered", "2.0.0", "250 2.0.0 delivered to mailbox",
+                                 orcpt=dsn.orcpt)
+            for address, dsn in recipients
+        ],
+        original=original,
+        arrival_date=arrival_date,
+        queue_id=queue_id,
+        envid=envid,
+    )
+
+
+def build_smtp_hooks(config: Config, *, store: Store, queue: QueueManager | None,
+                     counters: Counters, resolver: Resolver) -> dict[str, SmtpHooks]:
+    """One ``SmtpHooks`` (check pipeline + delivery) per SMTP/submission listener, by name."""
+    hooks: dict[str, SmtpHooks] = {}
+    delivery = RoutedDelivery(store, queue, make_report=delivered_report,
+                              reporting_mta=config.hostname)
+
+    async def check_login(username: str, password: str) -> str | None:
+        return await authenticate(store, username, password)
+
+    for listener in config.listeners:
+        if listener.protocol not in ("smtp", "submission"):
+            continue
+        stages = build_stages(config, listener, store, outbound=queue is not None)
+        hooks[listener.name] = SmtpHooks(
+            config=config, submission=listener.protocol == "submission",
+            pipeline=Pipeline(stages), directory=store, authenticator=check_login,
+            delivery=delivery, counters=counters, resolver=resolver,
+        )
+    return hooks
 
 
 class App:
@@ -119,7 +198,8 @@ class App:
             await ensure_domains(store, cfg.domains)
             ssl_context = await asyncio.to_thread(server_context, cfg)
             await asyncio.to_thread(prepare_casemap)
-            queue = build_queue(cfg, store)
+            resolver = build_resolver(cfg)
+            queue = build_queue(cfg, store, resolver)
             if self._run_queue:
                 await queue.start()
             if self._shared_counters:
@@ -128,7 +208,10 @@ class App:
                 counters = LocalCounters(cfg.limits)
             self.services = Services(config=cfg, store=store, ssl_context=ssl_context,
                                      queue=queue, counters=counters,
-                                     listen_sockets=self._listen_sockets)
+                                     listen_sockets=self._listen_sockets,
+                                     smtp_hooks=build_smtp_hooks(cfg, store=store, queue=queue,
+                                                                 counters=counters,
+                                                                 resolver=resolver))
             for listener in cfg.listeners:
                 handle = await start_listener(listener, self.services)
                 self.listeners[listener.name] = handle

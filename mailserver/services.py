@@ -15,7 +15,7 @@ import socket
 import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mailserver.config import Config
 from mailserver.counters import Counters, LocalCounters
@@ -44,6 +44,9 @@ class Services:
     #: (``loop.create_server(sock=...)``) instead of binding address and port:
     #: it is this worker's member of a SO_REUSEPORT group, one per worker.
     listen_sockets: dict[str, socket.socket] = field(default_factory=dict)
+    #: The SMTP hooks (``smtp.handler.SmtpHooks``: check pipeline + delivery) of each
+    #: "smtp"/"submission" listener, by name, built by ``app.build_smtp_hooks``.
+    smtp_hooks: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.counters is None:

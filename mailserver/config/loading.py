@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from mailserver.config.outbound import SMART_HOST_TLS, OutboundSettings, SmartHost
 from mailserver.config.schema import (
     DKIM_ALGORITHMS,
     LOG_FORMATS,
@@ -32,7 +33,6 @@ from mailserver.config.schema import (
     TlsSettings,
 )
 from mailserver.errors import ConfigError
-from mailserver.queue.settings import SMART_HOST_TLS, OutboundSettings, SmartHost
 
 # ---------------------------------------------------------------------------
 # The loader: TOML tables and keys -> the schema's dataclasses.

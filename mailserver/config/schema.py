@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mailserver.queue.settings import OutboundSettings
+from mailserver.config.outbound import OutboundSettings
 
 PROTOCOLS = ("smtp", "submission", "imap")
 TLS_MODES = ("none", "starttls", "implicit")

@@ -22,21 +22,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from mailserver.protocol.mime import analyze
+from mailserver.delivery.interface import LocalRecipient, LocalStore
+from mailserver.protocol.mime.cost import (  # noqa: F401 (INLINE_*: importable here too)
+    INLINE_HEADER_MAX,
+    INLINE_MAX,
+    cheap_to_analyze,
+    message_facts,
+)
 from mailserver.store.model import MessageRecord, NewMessage
-from mailserver.store.store import Store
 
 INBOX = "INBOX"
-
-
-@dataclass(frozen=True, slots=True)
-class LocalRecipient:
-    """One accepted RCPT: the forward-path as the client gave it and the account it maps to."""
-
-    forward_path: str
-    account: str
 
 
 def trace_prefix(reverse_path: str, forward_path: str) -> bytes:
@@ -63,40 +59,8 @@ def unique_accounts(recipients: Sequence[LocalRecipient]) -> list[LocalRecipient
     return out
 
 
-#: Messages analysed on the event loop (see ``cheap_to_analyze``): at most this
-#: many octets, and the header section within the first ``INLINE_HEADER_MAX``.
-INLINE_MAX = 16 * 1024
-INLINE_HEADER_MAX = 2 * 1024
-
-
-def message_facts(blob: bytes) -> bytes:
-    """Serialized MIME facts of ``blob`` for ``Store.deliver`` (CPU-bound: call in a
-    thread unless ``cheap_to_analyze``)."""
-    return analyze(blob).to_bytes()
-
-
-def cheap_to_analyze(blob: bytes) -> bool:
-    """Whether the MIME analysis of ``blob`` is short enough to run on the event loop.
-
-    A hop to a thread and back costs more than analysing a small single-part
-    message (~0.2 ms for 4 KB; the hop was ~4 % of SMTP ingress CPU).  What
-    makes the analysis slow is header fields (addresses above all: ~1.5 ms per
-    KB) and MIME parts (~50 us each), not body octets; so: a small message,
-    whose header section ends within ``INLINE_HEADER_MAX`` octets and which
-    is neither multipart nor an encapsulated message (RFC 2046 §5), checked
-    conservatively on those first octets.
-    """
-    if len(blob) > INLINE_MAX:
-        return False
-    head = blob[:INLINE_HEADER_MAX]
-    if b"\n\r\n" not in head and b"\n\n" not in head:
-        return False  # the header section goes on: maybe many fields
-    lowered = head.lower()
-    return b"multipart" not in lowered and b"message/" not in lowered
-
-
 async def deliver_local(
-    store: Store,
+    store: LocalStore,
     *,
     reverse_path: str,
     recipients: Sequence[LocalRecipient],

@@ -34,25 +34,93 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import structlog
 
-from mailserver.delivery.local import LocalRecipient, deliver_local
+from mailserver.delivery.interface import (
+    DeliveredReport,
+    LocalRecipient,
+    LocalStore,
+    Outbound,
+)
+from mailserver.delivery.local import deliver_local
 from mailserver.errors import AccountNotFound, MailserverError
-from mailserver.protocol.dsn_params import SUCCESS, DsnRequest
-from mailserver.queue import dsn as reports
-from mailserver.store.store import Store
+from mailserver.protocol.dsn_params import SUCCESS, DsnRequest, MailDsn, RcptDsn
 
 log = structlog.get_logger("mailserver.delivery")
 
-if TYPE_CHECKING:
-    from mailserver.queue.manager import QueueManager
+
+class RoutedDelivery:
+    """``DeliveryTarget`` over the store and the outbound queue (see module doc).
+
+    ``queue`` None: no remote recipients (the relay stage refuses them).
+    ``make_report``: builds "delivered" DSNs (None: none are sent).
+    ``reporting_mta``: our host name in those reports.
+    """
+
+    __slots__ = ("store", "queue", "make_report", "reporting_mta")
+
+    def __init__(self, store: LocalStore, queue: Outbound | None, *,
+                 make_report: DeliveredReport | None, reporting_mta: str) -> None:
+        self.store = store
+        self.queue = queue
+        self.make_report = make_report
+        self.reporting_mta = reporting_mta
+
+    @property
+    def outbound(self) -> bool:
+        return self.queue is not None
+
+    def begin(self, reverse_path: str, mail_dsn: MailDsn | None) -> _Routed:
+        return _Routed(self, reverse_path, mail_dsn)
+
+
+class _Routed:
+    """One message: recipients collected in memory, written at ``commit`` only."""
+
+    __slots__ = ("target", "reverse_path", "mail_dsn", "local", "remote", "rcpt_dsn")
+
+    def __init__(self, target: RoutedDelivery, reverse_path: str, mail_dsn: MailDsn | None) -> None:
+        self.target = target
+        self.reverse_path = reverse_path
+        self.mail_dsn = mail_dsn
+        self.local: list[LocalRecipient] = []
+        self.remote: list[str] = []
+        self.rcpt_dsn: dict[str, RcptDsn] = {}
+
+    def add_recipient(self, forward_path: str, account: str | None, dsn: RcptDsn | None) -> None:
+        if account is None:
+            self.remote.append(forward_path)
+        else:
+            self.local.append(LocalRecipient(forward_path, account))
+        if dsn is not None:
+            self.rcpt_dsn.setdefault(forward_path, dsn)
+
+    async def commit(self, blob: bytes, *, queue_id: str, internal_date: int, tz_offset: int,
+                     quarantine: bool = False) -> str | None:
+        # queue_id: the message's one id (250 reply, Received:, the outbound
+        # queue record, every log line); returned when remote recipients were
+        # queued, else None.  quarantine: no quarantine mailbox
+        # exists yet (the junk issue adds one); the caller logs it.
+        dsn = None
+        if self.mail_dsn is not None or self.rcpt_dsn:
+            dsn = DsnRequest(self.mail_dsn or MailDsn(), dict(self.rcpt_dsn))
+        target = self.target
+        return await route_message(
+            target.store, target.queue, reverse_path=self.reverse_path, local=self.local,
+            remote=self.remote, blob=blob, internal_date=internal_date, tz_offset=tz_offset,
+            dsn=dsn, reporting_mta=target.reporting_mta, make_report=target.make_report,
+            queue_id=queue_id,
+        )
+
+    def abort(self) -> None:
+        self.local.clear()
+        self.remote.clear()
 
 
 async def route_message(
-    store: Store,
-    queue: QueueManager | None,
+    store: LocalStore,
+    queue: Outbound | None,
     *,
     reverse_path: str,
     local: Sequence[LocalRecipient],
@@ -63,13 +131,14 @@ async def route_message(
     dsn: DsnRequest | None = None,
     reporting_mta: str = "",
     queue_id: str | None = None,
+    make_report: DeliveredReport | None = None,
 ) -> str | None:
     """Deliver ``blob`` to ``local`` (one synced commit), then queue it for ``remote``.
 
     ``reverse_path`` "" is the null reverse-path.  ``dsn``: the transaction's
     RFC 3461 parameters; ``reporting_mta`` names us in the reports it asks
     for (see the module docstring).  ``queue_id``: the message's id
-    (``mailserver.queue.ids``, already in its ``Received:`` field), kept by
+    (``mailserver.protocol.queue_id``, already in its ``Received:`` field), kept by
     the queue (a fresh one when None).  Returns the outbound queue
     id, or None when there were no remote recipients.  Raises what
     ``deliver_local`` raises (nothing stored), or, from the queue, a server
@@ -83,9 +152,10 @@ async def route_message(
             store, reverse_path=reverse_path, recipients=local, blob=blob,
             internal_date=internal_date, tz_offset=tz_offset,
         )
-        if dsn is not None and reverse_path:
+        if dsn is not None and reverse_path and make_report is not None:
             await _report_delivered(store, queue, reverse_path, local, blob, dsn,
-                                    reporting_mta, internal_date, queue_id or "")
+                                    reporting_mta, internal_date, make_report,
+                                    queue_id or "")
     if remote:
         assert queue is not None
         return await queue.enqueue(reverse_path, remote, blob, dsn=dsn, queue_id=queue_id)
@@ -93,9 +163,9 @@ async def route_message(
 
 
 async def _report_delivered(
-    store: Store, queue: QueueManager | None, reverse_path: str,
+    store: LocalStore, queue: Outbound | None, reverse_path: str,
     local: Sequence[LocalRecipient], blob: bytes, dsn: DsnRequest, reporting_mta: str,
-    arrival: int, queue_id: str,
+    arrival: int, make_report: DeliveredReport, queue_id: str,
 ) -> None:
     """RFC 3461 §6.2: a "delivered" DSN for the local recipients that asked for one."""
     qlog = log.bind(queue_id=queue_id)  # the message's id, as on every line about it
@@ -103,15 +173,10 @@ async def _report_delivered(
     if not asked:
         return
     try:
-        report = reports.build_dsn(
+        report = make_report(
             reporting_mta=reporting_mta or "localhost",
             reverse_path=reverse_path,
-            recipients=[
-                reports.DsnRecipient(r.forward_path, "delivered", "2.0.0",
-                                     "250 2.0.0 delivered to mailbox",
-                                     orcpt=dsn.rcpt(r.forward_path).orcpt)
-                for r in asked
-            ],
+            recipients=[(r.forward_path, dsn.rcpt(r.forward_path)) for r in asked],
             original=blob,
             arrival_date=arrival,
             queue_id=queue_id,
@@ -133,7 +198,7 @@ async def _report_delivered(
     qlog.info("dsn_sent", action="delivered", rcpts=len(asked))
 
 
-async def deliver_report(store: Store, message: bytes, address: str, when: float) -> None:
+async def deliver_report(store: LocalStore, message: bytes, address: str, when: float) -> None:
     """Deliver a DSN the queue made (``message``) to the local ``address``'s INBOX.
 
     The queue's ``deliver_local`` callback.  The reverse-path of a DSN is

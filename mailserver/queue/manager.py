@@ -55,8 +55,9 @@ import structlog
 
 from mailserver.dns.resolver import DnsPythonResolver, Resolver
 from mailserver.errors import MailserverError, NotFound
+from mailserver.protocol import queue_id as ids
 from mailserver.protocol.dsn_params import DsnRequest, MailDsn
-from mailserver.queue import ids, model
+from mailserver.queue import model
 from mailserver.queue.backoff import retry_delay
 from mailserver.queue.client import valid_path
 from mailserver.queue.model import QueuedMessage, Recipient

@@ -19,24 +19,20 @@ from __future__ import annotations
 import asyncio
 import binascii
 from base64 import b64decode
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from aiosmtpd.smtp import MISSING, AuthResult
-
-from mailserver.smtp import replies
-
-if TYPE_CHECKING:
-    from mailserver.smtp.adapter import SmtpConnection
+from mailserver.protocol.smtp import replies
+from mailserver.smtp.compat import MISSING, AuthResult
 
 
 class SessionHooks(Protocol):
     """What AUTH needs from the handler besides aiosmtpd's ``handle_*`` hooks."""
 
     async def authenticate(
-        self, conn: SmtpConnection, username: str, password: str
+        self, conn: Any, username: str, password: str
     ) -> str | None: ...
 
-    async def auth_failed(self, conn: SmtpConnection) -> float:
+    async def auth_failed(self, conn: Any) -> float:
         """Record a failed AUTH from ``conn.peer_ip``; seconds to wait before the 535."""
         ...
 
@@ -48,7 +44,7 @@ class AuthMechanisms:
 
     # The connection's attributes this mixin reads (set by SmtpConnection).
     settings: Any
-    is_tls: bool
+    is_tls: Any  # a property of the connection
     log: Any
     _state: Any
     command_size_limit: int
@@ -140,10 +136,10 @@ class AuthMechanisms:
         except UnicodeDecodeError:
             username = secret = ""
         if username:
-            account = await hooks.authenticate(self, username, secret)  # type: ignore[arg-type]
+            account = await hooks.authenticate(self, username, secret)
         if account is None:
             self._state.auth_failures += 1
-            delay = await hooks.auth_failed(self)  # type: ignore[arg-type]  # self is the connection
+            delay = await hooks.auth_failed(self)
             self.log.warning("auth_failed", failures=self._state.auth_failures,
                              delay_ms=int(delay * 1000))
             if delay > 0:

@@ -1,22 +1,24 @@
-"""Policy and delivery hooks called by the adapter (aiosmtpd's ``handle_*`` protocol).
+"""``SmtpHooks``: what aiosmtpd calls at MAIL, RCPT and DATA (its ``handle_*`` protocol).
 
-Checks run in named stages, after maddy:
+The hooks know no rule: they run the listener's check pipeline
+(``mailserver.checks``; the stages are built from the configuration in
+``app.build_stages``) and turn its outcome into a reply, then hand accepted
+transactions to delivery:
 
-* sender (``handle_MAIL``): on submission listeners the client must be
-  authenticated (RFC 6409 §4.3) and the reverse-path must be one of its own
-  addresses (RFC 6409 §6.1: the account or an alias resolving to it).
-* recipient (``handle_RCPT``): the recipient limit (RFC 5321 §4.5.3.1.8),
-  local domain or relay refusal (no open relay: other domains only for an
-  authenticated submission client), known user, mailbox not full.
-* body (``handle_DATA``): on submission every ``From:`` mailbox must be the
-  user's too (RFC 6409 §6.1); trace fields; then the local recipients'
-  synced store transaction and the outbound queue's synced commit
-  (``delivery.route``); the 250 is sent only after both (RFC 5321 §4.1.1.4:
-  the reply means we took responsibility for the message).
+* MAIL: the connect and HELO stages (once per connection, see
+  ``checks.stage``), then the MAIL stages; the reverse-path is set on the
+  transaction while they run (``ctx.mail_from``) and taken back on refusal.
+* RCPT: the forward-path is looked up once (``RecipientFacts``), the RCPT
+  stages judge it, and an accepted one is routed: a local account or, on
+  authenticated submission, a remote recipient for the queue.
+* DATA: the DATA stages; then trace fields (and the stages' header fields),
+  the local recipients' synced store transaction and the outbound queue's
+  synced commit (the ``delivery`` target, ``delivery.interface``); the 250 is sent only after both
+  (RFC 5321 §4.1.1.4: the reply means we took responsibility for the message).
 
 DSN parameters (RFC 3461): the adapter parses them into
 ``envelope.dsn_offered``; the MAIL and RCPT hooks keep them only when they
-accept the command, and DATA hands them to ``delivery.route`` (the queue
+accept the command, and hand them to the delivery (the queue
 for remote recipients, a "delivered" report for local ones).
 
 A hook that returns a reply string must record the accepted value in the
@@ -28,86 +30,95 @@ Every exception becomes a reply in one place: ``errors.smtp_reply``.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
-from mailserver.auth.login import authenticate
+from mailserver.checks.rules import store_form
+from mailserver.checks.stage import Outcome, Pipeline, RecipientFacts
 from mailserver.config import Config
 from mailserver.counters import Counters, LocalCounters
-from mailserver.delivery.local import LocalRecipient
-from mailserver.delivery.route import route_message
-from mailserver.errors import SmtpReply, UserError, smtp_reply
-from mailserver.protocol.dsn_params import DsnRequest, MailDsn, RcptDsn
-from mailserver.protocol.smtp_address import has_control_characters
-from mailserver.queue.ids import new_queue_id
-from mailserver.smtp import replies
-from mailserver.smtp.adapter import SmtpConnection, Transaction
-from mailserver.smtp.sender import from_addresses
-from mailserver.smtp.trace import (
+from mailserver.delivery.interface import DeliveryTarget, LocalRecipient
+from mailserver.errors import UserError, smtp_reply
+from mailserver.protocol.dsn_params import MailDsn, RcptDsn
+from mailserver.protocol.queue_id import new_queue_id
+from mailserver.protocol.smtp import replies
+from mailserver.protocol.smtp.trace import (
     received_field,
     submission_fixups,
     with_protocol,
 )
-from mailserver.store.store import Store
+from mailserver.smtp.adapter import SmtpConnection, Transaction
 
 if TYPE_CHECKING:
-    from mailserver.queue.manager import QueueManager
+    from mailserver.dns.resolver import Resolver
 
-#: RCPT reply when the account is already at or over its quota: temporary,
-#: space may be freed (RFC 5321 §4.5.3.1.10 treats a 552 at RCPT as 452 anyway).
+
+class RecipientStatus(Protocol):
+    """The directory's answer for one forward-path (``store.RecipientStatus``)."""
+
+    @property
+    def local_domain(self) -> bool: ...
+    @property
+    def account(self) -> str | None: ...
+    @property
+    def full(self) -> bool: ...
+
+
+class RecipientDirectory(Protocol):
+    """What RCPT needs of the directory: one read per forward-path (domain in A-labels)."""
+
+    def recipient_status(self, address: str) -> RecipientStatus: ...
+
+
+#: Checks credentials (RFC 4954): the account, or None.
+Authenticator = Callable[[str, str], Awaitable["str | None"]]
+
 log = structlog.get_logger("mailserver.smtp")
 
-MAILBOX_FULL = SmtpReply(452, "4.2.2", "Mailbox full, try again later")
-#: DATA reply when a From: mailbox is not the user's (RFC 6409 §6.1; RFC 3463 5.7.1).
-FROM_NOT_OWNED = SmtpReply(553, "5.7.1", "From: header address not owned by the authenticated user")
-#: RCPT reply for an address literal (RFC 5321 §4.1.3) on submission: the
-#: queue delivers by domain (MX lookup) only.
-LITERAL_REFUSED = SmtpReply(550, "5.1.2", "Address literals are not accepted as destinations")
+
+def _header_fields(outcome: Outcome) -> bytes:
+    """The stages' header fields, one ``Name: value`` CRLF each (RFC 5322 §2.2)."""
+    return "".join(f"{name}: {value}\r\n" for name, value in outcome.headers).encode()
 
 
-def _ascii_domain(domain: str) -> str:
-    """The domain as the store keys it: lower-case, IDNA A-labels (RFC 5891)."""
-    domain = domain.lower()
-    if domain.isascii():
-        return domain
-    try:
-        return domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        return domain
+class SmtpHooks:
+    """aiosmtpd hooks for one listener: runs its check ``pipeline``, then delivers.
 
-
-def _dsn_request(envelope: Transaction) -> DsnRequest | None:
-    """The transaction's DSN parameters (RFC 3461), None when it had none."""
-    if envelope.mail_dsn is None and not envelope.rcpt_dsn:
-        return None
-    return DsnRequest(envelope.mail_dsn or MailDsn(), dict(envelope.rcpt_dsn))
-
-
-class Handler:
-    """aiosmtpd hooks for one listener.  Stateless: per-connection state lives on
-    the connection, per-transaction state on the ``Transaction`` envelope."""
+    Stateless: per-connection state lives on the connection, per-transaction
+    state on the ``Transaction`` envelope.  Narrow collaborators, wired in
+    ``app.py``: ``directory`` (RCPT lookups), ``authenticator`` (AUTH),
+    ``delivery`` (``delivery.interface.DeliveryTarget``), ``resolver`` (the
+    shared DNS resolver, for stages: ``CheckContext.resolver``).
+    """
 
     def __init__(
         self,
         *,
-        store: Store,
         config: Config,
         submission: bool,
-        queue: QueueManager | None = None,
+        pipeline: Pipeline,
+        directory: RecipientDirectory,
+        authenticator: Authenticator,
+        delivery: DeliveryTarget,
         counters: Counters | None = None,
+        resolver: Resolver | None = None,
     ) -> None:
-        self.store = store
         self.config = config
         self.submission = submission
-        self.queue = queue  # None: remote recipients are refused with 451 4.3.0
+        self.pipeline = pipeline
+        self.directory = directory
+        self.authenticator = authenticator
+        self.delivery = delivery
+        self.resolver = resolver
         self.counters = counters or LocalCounters(config.limits)
 
     # -- AUTH ----------------------------------------------------------------------
 
     async def authenticate(self, conn: SmtpConnection, username: str, password: str) -> str | None:
         """The account for these credentials, or None (RFC 4954 §4)."""
-        return await authenticate(self.store, username, password)
+        return await self.authenticator(username, password)
 
     async def auth_failed(self, conn: SmtpConnection) -> float:
         """Count a failure of ``conn``'s client IP; the delay before the 535 (seconds)."""
@@ -123,25 +134,29 @@ class Handler:
         address: str,
         mail_options: list[str],
     ) -> str:
-        """Sender stage (RFC 5321 §4.1.1.2; RFC 6409 §4.3, §6.1 on submission).
-
-        A reverse-path with a control character is a syntax error (``501 5.1.7``,
-        RFC 5321 §4.1.2): it would end up in the ``Return-Path:`` field."""
-        if has_control_characters(address):
-            server.log.info("mail_rejected", reason="control character in path")
-            return str(replies.BAD_SENDER_SYNTAX)
-        if self.submission:
-            account: str | None = session.auth_data if session.authenticated else None
-            if account is None:
-                server.log.info("mail_rejected", reason="not authenticated")
-                return str(replies.AUTH_REQUIRED)
-            if not self._owns(account, address):
-                server.log.info("mail_rejected", reason="sender not owned", sender=address)
-                return str(replies.SENDER_NOT_OWNED)
-        envelope.mail_from = address
+        """Sender stage (RFC 5321 §4.1.1.2): the connect/HELO stages on the first MAIL,
+        then the MAIL stages."""
+        pipeline = self.pipeline
+        envelope.mail_from = address  # what the stages see as ctx.mail_from
         envelope.mail_options.extend(mail_options)
+        outcome = None
+        if server.first_transaction() and (pipeline.connect or pipeline.helo):
+            outcome = await pipeline.run(pipeline.connect, server)
+            if outcome.verdict.reply is None:
+                outcome = await pipeline.run(pipeline.helo, server)
+        if outcome is None or outcome.verdict.reply is None:
+            outcome = await pipeline.run(pipeline.mail, server)
+        reply = outcome.verdict.reply
+        if reply is not None:
+            envelope.mail_from = None
+            del envelope.mail_options[len(envelope.mail_options) - len(mail_options):]
+            server.log.info("mail_rejected", reason=outcome.verdict.reason, stage=outcome.stage,
+                            reply=reply.code)
+            return str(reply)
         if isinstance(envelope.dsn_offered, MailDsn):
             envelope.mail_dsn = envelope.dsn_offered
+        envelope.delivery = self.delivery.begin("" if address == "<>" else address,
+                                                envelope.mail_dsn)
         return str(replies.SENDER_OK)
 
     # -- recipients ----------------------------------------------------------------
@@ -154,62 +169,40 @@ class Handler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
-        """Recipient stage (RFC 5321 §4.1.1.3).  A forward-path with a control
-        character is a syntax error (``501 5.1.3``, RFC 5321 §4.1.2)."""
-        if has_control_characters(address):
-            server.log.info("rcpt_rejected", reason="control character in path")
-            return str(replies.BAD_RCPT_SYNTAX)
-        reply, account = self._check_recipient(session, envelope, address)
-        if reply.code != 250:
-            server.log.info("rcpt_rejected", rcpt=address, reply=reply.code)
+        """Recipient stage (RFC 5321 §4.1.1.3): one directory lookup, the RCPT stages,
+        then the route (local account or queue)."""
+        facts = self._recipient_facts(address)
+        outcome = await self.pipeline.run(self.pipeline.rcpt, server, facts)
+        reply = outcome.verdict.reply
+        if reply is not None:
+            server.log.info("rcpt_rejected", rcpt=address, reply=reply.code,
+                            reason=outcome.verdict.reason, stage=outcome.stage)
             return str(reply)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
-        if isinstance(envelope.dsn_offered, RcptDsn):
-            envelope.rcpt_dsn.setdefault(address, envelope.dsn_offered)
-        if account is None:
+        dsn = envelope.dsn_offered if isinstance(envelope.dsn_offered, RcptDsn) else None
+        if dsn is not None:
+            envelope.rcpt_dsn.setdefault(address, dsn)
+        assert envelope.delivery is not None  # begun at MAIL (aiosmtpd: no RCPT before MAIL)
+        envelope.delivery.add_recipient(address, facts.account, dsn)
+        if facts.account is None:
             envelope.remote_recipients.append(address)
         else:
-            envelope.local_recipients.append(LocalRecipient(forward_path=address, account=account))
-        return str(reply)
+            envelope.local_recipients.append(
+                LocalRecipient(forward_path=address, account=facts.account)
+            )
+        return str(replies.RCPT_OK)
 
-    def _store_form(self, address: str) -> str:
-        local, _, domain = address.rpartition("@")
-        return f"{local}@{_ascii_domain(domain)}"
-
-    def _owns(self, account: str, address: str) -> bool:
-        """Whether ``address`` is ``account``'s own: the account itself or an alias
-        (or ``+tag`` form) resolving to it.  The null path is nobody's."""
-        if address in ("", "<>") or "@" not in address:
-            return False
-        owner = self.store.recipient_account(self._store_form(address))
-        return owner is not None and owner.lower() == account.lower()
-
-    def _check_recipient(
-        self, session: Any, envelope: Transaction, address: str
-    ) -> tuple[SmtpReply, str | None]:
-        if len(envelope.rcpt_tos) >= self.config.limits.max_recipients:
-            return replies.TOO_MANY_RCPTS, None
+    def _recipient_facts(self, address: str) -> RecipientFacts:
+        """What the directory knows of ``address``, in one read (``Store.recipient_status``)."""
         local, at, domain = address.rpartition("@")
         if not at and address.lower() == "postmaster" and self.config.domains:
             # RFC 5321 §4.5.1: "postmaster" without a domain must be accepted.
             local, domain = "postmaster", self.config.domains[0]
         if not local or not domain:
-            return replies.RCPT_UNKNOWN, None
-        found = self.store.recipient_status(f"{local}@{_ascii_domain(domain)}")
-        if not found.local_domain:
-            if not (self.submission and session.authenticated):
-                return replies.RELAY_DENIED, None  # RFC 5321 §3.6.2: no open relay
-            if self.queue is None:
-                return replies.NO_OUTBOUND, None
-            if domain.startswith("["):
-                return LITERAL_REFUSED, None
-            return replies.RCPT_OK, None  # queued for the remote domain at DATA
-        if found.account is None:
-            return replies.RCPT_UNKNOWN, None
-        if found.full:
-            return MAILBOX_FULL, None
-        return replies.RCPT_OK, found.account
+            return RecipientFacts(address, "", local_domain=False, account=None)
+        found = self.directory.recipient_status(store_form(f"{local}@{domain}"))
+        return RecipientFacts(address, domain, found.local_domain, found.account, found.full)
 
     # -- body ----------------------------------------------------------------------
 
@@ -218,11 +211,15 @@ class Handler:
         rest, and only then say 250 (RFC 5321 §4.1.1.4)."""
         queue_id = new_queue_id()
         content = envelope.original_content or b""
-        if self.submission:
-            refusal = self._check_from(session.auth_data, content)
-            if refusal is not None:
-                server.log.info("data_rejected", reason=refusal.text)
-                return str(refusal)
+        delivery = envelope.delivery
+        assert delivery is not None  # begun at MAIL (aiosmtpd: no DATA before RCPT)
+        outcome = await self.pipeline.run(self.pipeline.data, server, content)
+        refusal = outcome.verdict.reply
+        if refusal is not None:
+            delivery.abort()
+            server.log.info("data_rejected", reason=outcome.verdict.reason, stage=outcome.stage,
+                            reply=refusal.code)
+            return str(refusal)
         now = dt.datetime.now().astimezone()
         recipients = list(envelope.local_recipients)
         received = received_field(
@@ -244,25 +241,21 @@ class Handler:
             if self.submission
             else b""
         )
-        blob = received + fixups + content
-        reverse_path = "" if envelope.mail_from in (None, "<>") else str(envelope.mail_from)
+        blob = received + _header_fields(outcome) + fixups + content
         dlog = server.log
-        fields = {"queue_id": queue_id, "size": len(blob)}  # not a bind: one line on success
+        fields: dict[str, object] = {"queue_id": queue_id, "size": len(blob)}  # one line on success
+        if outcome.quarantine:
+            fields["quarantine"] = True
         try:
-            await route_message(
-                self.store,
-                self.queue,
+            await delivery.commit(
+                blob,
                 queue_id=queue_id,
-                reverse_path=reverse_path,
-                local=recipients,
-                remote=envelope.remote_recipients,
-                blob=blob,
                 internal_date=int(now.timestamp()),
                 tz_offset=int((now.utcoffset() or dt.timedelta()).total_seconds() // 60),
-                dsn=_dsn_request(envelope),
-                reporting_mta=self.config.hostname,
+                quarantine=outcome.quarantine,
             )
         except Exception as exc:  # mapped in one place; our faults get a traceback
+            delivery.abort()
             reply = smtp_reply(exc)
             if isinstance(exc, UserError):
                 dlog.info("delivery_failed", **fields, reply=reply.code, reason=str(exc))
@@ -274,18 +267,6 @@ class Handler:
         dlog.info("message_accepted", **fields, delivered=len(recipients),
                   queued=len(envelope.remote_recipients))
         return f"250 2.0.0 Ok: queued as {queue_id}"
-
-    def _check_from(self, account: str | None, content: bytes) -> SmtpReply | None:
-        """RFC 6409 §6.1: every From: mailbox must be the user's; None when fine."""
-        if account is None:  # handle_MAIL makes this unreachable
-            return replies.AUTH_REQUIRED
-        # A message without From: (RFC 5322 §3.6 requires one) claims no author:
-        # accepted as is, like the MAIL FROM check it cannot impersonate anyone;
-        # the queue leaves it unsigned (RFC 6376 §5.4 signs From).
-        authors = from_addresses(content)
-        if not all(self._owns(account, a) for a in authors):
-            return FROM_NOT_OWNED
-        return None
 
     async def handle_exception(self, error: Exception) -> str:
         """A hook or aiosmtpd itself raised: log it, answer per ``errors.smtp_reply``."""

@@ -1,8 +1,8 @@
 """The SMTP and submission listener kind (``listeners.kinds``).
 
-Each accepted connection is an ``adapter.SmtpConnection`` sharing one
-``handler.Handler``.  The base (``listeners/base.py``) binds, counts the
-connection limits (RFC 5321 §4.5.3 leaves them to us; refused at the greeting
+Each accepted connection is an ``adapter.SmtpConnection`` sharing the
+listener's ``handler.SmtpHooks`` (its check pipeline and delivery, built in
+``app.py``).  The base (``listeners/base.py``) binds, counts the connection limits (RFC 5321 §4.5.3 leaves them to us; refused at the greeting
 with ``421 4.7.0``) and shuts down gracefully: idle connections get
 ``421 4.3.2`` at once, those in DATA may finish their transaction.
 """
@@ -17,7 +17,6 @@ from mailserver.config import Listener
 from mailserver.listeners.base import ListenerBase
 from mailserver.services import Services
 from mailserver.smtp.adapter import ConnectionSettings, SmtpConnection
-from mailserver.smtp.handler import Handler
 
 
 class SmtpListener(ListenerBase):
@@ -38,13 +37,7 @@ class SmtpListener(ListenerBase):
             starttls_context=services.ssl_context if listener.tls == "starttls" else None,
             implicit_tls=listener.tls == "implicit",
         )
-        self._handler = Handler(
-            store=services.store,
-            config=config,
-            submission=submission,
-            queue=services.queue,
-            counters=services.counters,
-        )
+        self._handler = services.smtp_hooks[listener.name]
 
     def protocol_factory(self) -> asyncio.BaseProtocol:
         return SmtpConnection(self._handler, self._settings, self)

@@ -22,8 +22,8 @@ from support.outbound import OutboundEnv, outbound_env
 from support.smtpreceiver import Receiver
 
 from mailserver.dkim.keys import write_key
+from mailserver.protocol.queue_id import new_queue_id
 from mailserver.queue import model
-from mailserver.queue.ids import new_queue_id
 from mailserver.queue.model import QueuedMessage, RcptStatus, Recipient
 from mailserver.store.store import Store
 

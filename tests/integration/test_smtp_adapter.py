@@ -18,8 +18,9 @@ import uvloop
 from aiosmtpd.smtp import SMTP
 
 from mailserver.config import Limits
-from mailserver.queue.ids import LENGTH, new_queue_id
-from mailserver.smtp.adapter import ConnectionSettings, SmtpConnection, next_conn_id
+from mailserver.log import next_conn_id
+from mailserver.protocol.queue_id import LENGTH, new_queue_id
+from mailserver.smtp.adapter import ConnectionSettings, SmtpConnection
 
 OURS = {"settings", "conn_id", "peer_ip", "log", "_registry", "_state", "command_size_limit",
         "command_size_limits", "line_length_limit", "_idle_deadline", "_idle_armed"}
@@ -173,3 +174,19 @@ def test_a_finished_connection_is_freed_by_reference_counting() -> None:
     finally:
         gc.enable()
     assert alive == [None, None, None]
+
+
+async def test_smtp_and_imap_share_one_conn_id_counter() -> None:
+    """Issue 10 §2: an SMTP and an IMAP connection of one process never get the
+    same ``conn_id`` (one counter in ``mailserver.log`` for both protocols)."""
+    import inspect
+
+    from mailserver.imap import server as imap_server
+
+    # The IMAP listener takes its ids from mailserver.log's counter too.
+    assert "next_conn_id" in inspect.getsource(imap_server)
+    ids = []
+    for _ in range(3):
+        ids.append(SmtpConnection(_Handler(), _settings(False), _Registry()).conn_id)
+        ids.append(next_conn_id())  # what the IMAP listener gives its next connection
+    assert len(set(ids)) == len(ids)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mailserver.auth.throttle import FORGET_AFTER, MAX_ENTRIES, AuthThrottle
-from mailserver.smtp.sender import from_addresses
+from mailserver.protocol.smtp.sender import from_addresses
 
 FROM_CASES = [
     (b"From: Alice <alice@example.test>\r\nSubject: x\r\n\r\nFrom: evil@x.test\r\n",

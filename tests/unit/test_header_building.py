@@ -19,9 +19,9 @@ from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from mailserver.smtp.trace import received_field
 
 from mailserver.queue.dsn import DsnRecipient, build_dsn
-from mailserver.smtp.trace import received_field
 
 PACKAGE = Path(__file__).resolve().parents[2] / "mailserver"
 #: The stdlib's serializers: what CVE-2026-1299 (and CVE-2024-6923) live in.

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from mailserver import log as logsetup
 from mailserver.config import LogSettings
 from mailserver.delivery.local import INLINE_HEADER_MAX, INLINE_MAX, cheap_to_analyze
-from mailserver.smtp.trace import rfc5322_date
+from mailserver.protocol.smtp.trace import rfc5322_date
 
 HEADER = b"From: a@example.test\r\nTo: b@example.test\r\nSubject: hi\r\n\r\n"
 

@@ -8,8 +8,8 @@ import re
 import pytest
 
 from mailserver.delivery.local import LocalRecipient, trace_prefix, unique_accounts
-from mailserver.smtp.replies import add_enhanced_code, enhanced_code
-from mailserver.smtp.trace import (
+from mailserver.protocol.smtp.replies import add_enhanced_code, enhanced_code
+from mailserver.protocol.smtp.trace import (
     address_literal,
     header_field_names,
     received_field,
@@ -163,3 +163,20 @@ def test_trace_prefix_and_unique_accounts():
         "alice+x@example.test",
         "bob@example.test",
     ]
+
+
+def test_format_reply_single_and_multi_line():
+    from mailserver.errors import SmtpReply
+    from mailserver.protocol.smtp.replies import format_reply, reply_bytes
+
+    assert format_reply(250, "2.0.0", ["Ok"]) == b"250 2.0.0 Ok\r\n"
+    assert format_reply(250, None, ["mx.example", "PIPELINING", "SIZE 10"]) == (
+        b"250-mx.example\r\n250-PIPELINING\r\n250 SIZE 10\r\n"
+    )
+    assert format_reply(550, "5.7.1", ["one", "two"]) == b"550-5.7.1 one\r\n550 5.7.1 two\r\n"
+    assert format_reply(354, None, []) == b"354\r\n"
+    assert reply_bytes(SmtpReply(451, "4.3.0", "a\nb")) == b"451-4.3.0 a\r\n451 4.3.0 b\r\n"
+    with pytest.raises(ValueError):
+        format_reply(250, None, ["injected\r\n250 more"])
+    with pytest.raises(ValueError):
+        format_reply(99, None, ["x"])

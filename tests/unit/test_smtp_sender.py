@@ -13,9 +13,9 @@ import inspect
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from mailserver.smtp.sender import MAX_COMMENT_DEPTH, from_addresses, parse_address_list
 
 from mailserver.smtp import sender
-from mailserver.smtp.sender import MAX_COMMENT_DEPTH, from_addresses, parse_address_list
 
 SETTINGS = settings(max_examples=300, deadline=None)
 

@@ -15,7 +15,6 @@ import datetime as dt
 import time
 from typing import TYPE_CHECKING
 
-from mailserver.delivery.local import cheap_to_analyze, message_facts
 from mailserver.errors import MailboxNotFound, ProtocolSyntaxError, UserError
 from mailserver.imap.state import TaggedOk
 from mailserver.protocol.imap.response import mailbox_name
@@ -25,6 +24,7 @@ from mailserver.protocol.imap.types import (
     MailboxArg,
     Rename,
 )
+from mailserver.protocol.mime.cost import cheap_to_analyze, message_facts
 from mailserver.store.model import DELIMITER
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailserver.smtp.data import DataDecoder, DataError
+from mailserver.protocol.smtp.data import DataDecoder, DataError
 
 CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus"
 
@@ -133,3 +133,32 @@ def test_fuzz_against_the_line_model(parts: list[bytes], step: int, max_size: in
         assert dec.error is not None
     else:
         assert dec.error is None and dec.content == expected
+
+
+@pytest.mark.parametrize("step", [None, 1, 3])
+@pytest.mark.parametrize(
+    ("body", "refused"),
+    [
+        (b"a\r\nb\r\n", False),
+        (b"a\nb\r\n", True),  # bare LF
+        (b"a\rb\r\n", True),  # bare CR
+        (b"a\r\nb\n.\nc\r\n", True),  # the smuggling attempt "LF . LF"
+        (b"", False),
+    ],
+)
+def test_bare_line_endings_refused_when_asked(body: bytes, refused: bool, step: int | None) -> None:
+    data = body + b".\r\nQUIT\r\n"
+    for strict in (False, True):
+        decoder = DataDecoder(max_size=0, max_line=1000, reject_bare_line_endings=strict)
+        chunks = [data] if step is None else [data[i : i + step] for i in range(0, len(data), step)]
+        rest = b""
+        for i, chunk in enumerate(chunks):
+            got = decoder.feed(chunk)
+            if got is not None:
+                rest = got + b"".join(chunks[i + 1 :])
+                break
+        assert decoder.done and rest == b"QUIT\r\n"
+        if strict and refused:
+            assert decoder.error is DataError.BARE_LINE_ENDING
+        else:
+            assert decoder.error is None and decoder.content == body

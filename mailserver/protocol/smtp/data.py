@@ -33,6 +33,13 @@ class DataError(enum.Enum):
 
     LINE_TOO_LONG = "line too long"
     TOO_MUCH = "too much data"
+    BARE_LINE_ENDING = "bare CR or LF"
+
+
+def _has_bare_line_ending(buf: bytearray) -> bool:
+    """Whether ``buf`` has a CR not followed by LF or an LF not after a CR."""
+    crlf = buf.count(_CRLF)
+    return buf.count(b"\r") != crlf or buf.count(b"\n") != crlf
 
 
 class DataDecoder:
@@ -40,17 +47,25 @@ class DataDecoder:
 
     ``max_size``: most content octets (dot-stuffing and CRLFs counted as
     sent, the final "." line not; None or 0: no limit).  ``max_line``: most
-    octets in one line, CRLF included.
+    octets in one line, CRLF included.  ``reject_bare_line_endings``: a CR or
+    LF outside a CRLF anywhere in the content fails the transaction
+    (``DataError.BARE_LINE_ENDING``, checked once at the end marker).
     """
 
-    __slots__ = ("_buf", "_line_start", "_max_line", "_max_size", "done", "error", "_content")
+    __slots__ = ("_buf", "_line_start", "_max_line", "_max_size", "_strict", "done", "error",
+                 "_content")
 
-    def __init__(self, *, max_size: int | None, max_line: int) -> None:
+    def __init__(self, *, max_size: int | None, max_line: int,
+                 reject_bare_line_endings: bool = False) -> None:
         # The CRLF that ended the DATA command: a first line "." is at a line start.
         self._buf = bytearray(_CRLF)
         self._line_start = len(_CRLF)  # start of the first line not yet length-checked
         self._max_size = max_size or 0
         self._max_line = max_line
+        # mox's rule (and Postfix's smtpd_forbid_bare_newline): refuse content
+        # with a CR or LF outside a CRLF.  Off by default: the end marker is
+        # CRLF.CRLF only, so accepting them is already smuggling-safe.
+        self._strict = reject_bare_line_endings
         self.done = False
         self.error: DataError | None = None
         self._content = b""
@@ -80,6 +95,10 @@ class DataDecoder:
         rest = bytes(buf[end + len(_END):])
         if self.error is None:
             del buf[stop:]
+            if self._strict and _has_bare_line_ending(buf):
+                self.error = DataError.BARE_LINE_ENDING
+                self._buf = bytearray()
+                return rest
             if buf.find(b"\r\n.") >= 0:
                 buf = buf.replace(b"\r\n.", _CRLF)  # §4.5.2: one leading "." per line
             self._content = bytes(buf[len(_CRLF):])

@@ -26,7 +26,7 @@ def address_literal(ip: str) -> str:
     except ValueError:
         return "[" + _UNSAFE_HELO.sub("?", ip) + "]"
     if addr.version == 6:
-        mapped = addr.ipv4_mapped
+        mapped = addr.ipv4_mapped if isinstance(addr, ipaddress.IPv6Address) else None
         return f"[{mapped}]" if mapped else f"[IPv6:{addr.compressed}]"
     return f"[{addr}]"
 

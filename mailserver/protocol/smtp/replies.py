@@ -14,6 +14,7 @@ basic reply code and the command being answered.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from mailserver.errors import SmtpReply
 
@@ -98,6 +99,36 @@ def add_enhanced_code(line: str, command: str | None) -> str:
     sep = m.group(2) or " "
     text = m.group(3)
     return f"{code}{sep}{enhanced} {text}" if text else f"{code}{sep}{enhanced}"
+
+
+def format_reply(code: int, enhanced: str | None, lines: Sequence[str]) -> bytes:
+    """One reply, ready to send: one line, or the multi-line form (RFC 5321 §4.2.1).
+
+    ``250-first CRLF 250-second CRLF 250 last CRLF``: every line but the last has
+    "-" after the code; the enhanced code (RFC 2034 §3), when given, starts every
+    line's text.  ``lines`` must not contain CR or LF (they would end the reply
+    early: reply injection); raises ``ValueError``.  An empty ``lines`` gives
+    one line without text.
+    """
+    if not 200 <= code <= 599:
+        raise ValueError(f"not a reply code: {code}")
+    texts = list(lines) or [""]
+    last = len(texts) - 1
+    out = []
+    for i, text in enumerate(texts):
+        if "\r" in text or "\n" in text:
+            raise ValueError("CR or LF inside a reply line")
+        words = " ".join(w for w in (enhanced, text) if w)
+        if i == last:
+            out.append(f"{code} {words}\r\n" if words else f"{code}\r\n")
+        else:
+            out.append(f"{code}-{words}\r\n")
+    return "".join(out).encode("utf-8", "surrogateescape")
+
+
+def reply_bytes(reply: SmtpReply) -> bytes:
+    """``SmtpReply`` -> its wire form (one line, CRLF; multi-line when its text has "\\n")."""
+    return format_reply(reply.code, reply.enhanced or None, reply.text.split("\n"))
 
 
 # Replies our own code sends.  One place, so that tests and docs agree.

@@ -1,12 +1,12 @@
-"""Queue ids (``mailserver.queue.ids``): unique, sortable by time, one format."""
+"""Queue ids (``mailserver.protocol.queue_id``): unique, sortable by time, one format."""
 
 from __future__ import annotations
 
 import os
 import re
 
-from mailserver.queue import ids
-from mailserver.queue.ids import LENGTH, QueueIds, created_ms, new_queue_id
+from mailserver.protocol import queue_id as ids
+from mailserver.protocol.queue_id import LENGTH, QueueIds, created_ms, new_queue_id
 
 SHAPE = re.compile(r"[0-9BCDFGHJKLMNPQRSTVWXZ]{17}")
 

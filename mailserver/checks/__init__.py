@@ -1,0 +1,24 @@
+"""SMTP checks as stages: connect, HELO, MAIL, RCPT, DATA (see ``stage.py``).
+
+``stage`` has the seam (``Verdict``, ``CheckContext``, ``Pipeline``); ``rules``
+the rules we ship.  Stages get a read-only context and return verdicts; the
+connection code runs the pipeline and never knows individual rules; the list
+of stages is built from the configuration in ``app.build_stages``.  New checks
+(SPF, DKIM, DMARC, rate limits, junk scoring) are new stages.
+"""
+
+from mailserver.checks.stage import (
+    ACCEPT,
+    CheckContext,
+    Outcome,
+    Pipeline,
+    RecipientFacts,
+    Verdict,
+    quarantine,
+    refuse,
+)
+
+__all__ = [
+    "ACCEPT", "CheckContext", "Outcome", "Pipeline", "RecipientFacts", "Verdict", "quarantine",
+    "refuse",
+]

@@ -1,0 +1,181 @@
+"""The SMTP check pipeline: stages, their verdicts, and the runner (after maddy).
+
+A *stage* is a small object with any of these methods, each taking a read-only
+``CheckContext`` and returning a ``Verdict`` (plain ``def`` for rules that need
+no I/O, ``async def`` for those that do, a DNS query say)::
+
+    check_connect(ctx)              once per connection, see below
+    check_helo(ctx)                 once per connection, see below
+    check_mail(ctx)                 MAIL FROM: ctx.mail_from is the reverse-path
+    check_rcpt(ctx, rcpt)           RCPT TO: ``rcpt`` is what the directory knows
+    check_data(ctx, content)        end of DATA: the message as received
+
+A verdict is accept (``ACCEPT``), a reply (refuse with code, enhanced code and
+text), or accept-but-quarantine; each may add header fields to the message and
+gives a reason for the log.  The first reply ends the phase; headers and
+quarantine requests of the stages before it accumulate.
+
+Connection and HELO stages run once, just before the first MAIL's stages
+(Postfix's ``smtpd_delay_reject``): the reply answers that MAIL, the client is
+never cut off before it can be told why, and a connection that only says QUIT
+costs nothing.
+
+Invariants that keep per-message cost tiny: a phase is a tuple of bound
+methods built once per listener (a stage without a method for a phase is not
+in that phase's tuple); synchronous checks are called, not awaited; no task
+is created; ``ACCEPT`` is a shared instance, so the common path allocates
+nothing.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from mailserver.errors import SmtpReply
+
+if TYPE_CHECKING:
+    from mailserver.dns.resolver import Resolver
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What one stage decided.
+
+    ``reply``: refuse with it (None: accept).  ``quarantine``: accept, but the
+    message is to be kept away from the inbox.  ``headers``: ``(name, value)``
+    fields to prepend to the message (DATA only; RFC 5322 §2.2, no CRLF).
+    ``reason``: for the log, never shown to the client.
+    """
+
+    reply: SmtpReply | None = None
+    quarantine: bool = False
+    headers: tuple[tuple[str, str], ...] = ()
+    reason: str = ""
+
+
+#: The verdict of a stage that has nothing to say (shared: no allocation).
+ACCEPT = Verdict()
+
+
+def refuse(reply: SmtpReply, reason: str) -> Verdict:
+    """A verdict that refuses the command with ``reply``; ``reason`` goes to the log."""
+    return Verdict(reply=reply, reason=reason)
+
+
+def quarantine(reason: str, headers: tuple[tuple[str, str], ...] = ()) -> Verdict:
+    """Accept, but keep the message out of the inbox."""
+    return Verdict(quarantine=True, headers=headers, reason=reason)
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientFacts:
+    """What the directory knows of one forward-path (looked up once per RCPT).
+
+    ``address``: as the client gave it.  ``domain``: its domain ("" when the
+    path has none).  ``local_domain``: the domain is one of ours.  ``account``:
+    the account it resolves to (None: nobody, or not a local domain).
+    ``full``: that account is at or over its quota.
+    """
+
+    address: str
+    domain: str
+    local_domain: bool
+    account: str | None
+    full: bool = False
+
+
+class CheckContext(Protocol):
+    """The read-only view of the connection and transaction a stage gets."""
+
+    @property
+    def listener(self) -> str: ...
+    @property
+    def submission(self) -> bool: ...  # RFC 6409 listener
+    @property
+    def peer_ip(self) -> str: ...
+    @property
+    def tls(self) -> bool: ...
+    @property
+    def helo(self) -> str | None: ...
+    @property
+    def auth_user(self) -> str | None: ...  # the authenticated account, if any
+    @property
+    def mail_from(self) -> str | None: ...  # "<>" for the null reverse-path
+    @property
+    def mail_size(self) -> int | None: ...  # MAIL's SIZE= (RFC 1870), if given
+    @property
+    def rcpt_count(self) -> int: ...  # recipients accepted so far
+    @property
+    def resolver(self) -> Resolver | None: ...  # the process's shared DNS resolver
+
+
+_Check = Callable[..., Verdict | Awaitable[Verdict]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    name: str
+    check: _Check
+    is_async: bool
+
+
+def _phase(stages: Sequence[object], method: str) -> tuple[_Step, ...]:
+    steps = []
+    for stage in stages:
+        check = getattr(stage, method, None)
+        if check is not None:
+            name = getattr(stage, "name", type(stage).__name__)
+            steps.append(_Step(name, check, inspect.iscoroutinefunction(check)))
+    return tuple(steps)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A phase's result: the refusing verdict (or ``ACCEPT``), which stage gave it,
+    and what the accepting stages asked for (quarantine, header fields)."""
+
+    verdict: Verdict
+    stage: str = ""
+    quarantine: bool = False
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+_ALL_ACCEPT = Outcome(ACCEPT)
+
+
+class Pipeline:
+    """The stages of one listener, by phase (built once, from the configuration in app.py)."""
+
+    __slots__ = ("stages", "connect", "helo", "mail", "rcpt", "data")
+
+    def __init__(self, stages: Sequence[object]) -> None:
+        self.stages = tuple(stages)
+        self.connect = _phase(stages, "check_connect")
+        self.helo = _phase(stages, "check_helo")
+        self.mail = _phase(stages, "check_mail")
+        self.rcpt = _phase(stages, "check_rcpt")
+        self.data = _phase(stages, "check_data")
+
+    @property
+    def names(self) -> list[str]:
+        return [getattr(s, "name", type(s).__name__) for s in self.stages]
+
+    async def run(self, phase: tuple[_Step, ...], ctx: CheckContext, *args: object) -> Outcome:
+        """Run ``phase``'s checks in order; stop at the first reply."""
+        quarantined = False
+        headers: tuple[tuple[str, str], ...] = ()
+        for step in phase:
+            result = step.check(ctx, *args)
+            verdict: Verdict = await result if step.is_async else result  # type: ignore[misc, assignment]
+            if verdict is ACCEPT:
+                continue
+            if verdict.reply is not None:
+                return Outcome(verdict, step.name, quarantined, headers)
+            quarantined = quarantined or verdict.quarantine
+            headers += verdict.headers
+        if not quarantined and not headers:
+            return _ALL_ACCEPT
+        return Outcome(ACCEPT, "", quarantined, headers)
