@@ -19,8 +19,8 @@ from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mailserver.smtp.trace import received_field
 
+from mailserver.protocol.smtp.trace import received_field
 from mailserver.queue.dsn import DsnRecipient, build_dsn
 
 PACKAGE = Path(__file__).resolve().parents[2] / "mailserver"

@@ -1,5 +1,5 @@
 """From: reading for RFC 6409 §6.1 sender ownership: the RFC 5322 §3.4
-address-list parser in ``mailserver.smtp.sender``, by table and by hypothesis.
+address-list parser in ``mailserver.protocol.smtp.sender``, by table and by hypothesis.
 
 Several rows are ones where the stdlib's parsers answer differently on
 3.11.2, 3.11.7 and 3.13 (the reason the module has its own parser): the
@@ -13,9 +13,9 @@ import inspect
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mailserver.smtp.sender import MAX_COMMENT_DEPTH, from_addresses, parse_address_list
 
-from mailserver.smtp import sender
+from mailserver.protocol.smtp import sender
+from mailserver.protocol.smtp.sender import MAX_COMMENT_DEPTH, from_addresses, parse_address_list
 
 SETTINGS = settings(max_examples=300, deadline=None)
 
