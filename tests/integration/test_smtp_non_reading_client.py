@@ -29,6 +29,10 @@ def _flood_without_reading(port: int) -> socket.socket:
             sent += s.send(chunk)
     except BlockingIOError:
         pass  # both directions are full: the server no longer reads us either
+    except (ConnectionResetError, BrokenPipeError):
+        # On a loaded machine the flood can outlast smtp_idle_timeout: the server
+        # has cut the line already, which is what the test waits for anyway.
+        pass
     return s
 
 
