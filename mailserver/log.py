@@ -36,7 +36,7 @@ from mailserver.config import LogSettings
 CONN_ID = "conn_id"  # str, unique per connection in this process
 PEER = "peer"  # "ip:port" of the remote end
 USER = "user"  # authenticated account address
-QUEUE_ID = "queue_id"  # id of a message in the outbound queue
+QUEUE_ID = "queue_id"  # a message's one id, from the 250 reply on (protocol/queue_id.py)
 MAILBOX = "mailbox"  # mailbox name
 DURATION_MS = "duration_ms"  # int, milliseconds
 
