@@ -30,6 +30,7 @@ nothing.
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -38,6 +39,9 @@ from mailserver.errors import SmtpReply
 
 if TYPE_CHECKING:
     from mailserver.dns.resolver import Resolver
+
+#: RFC 5322 §3.6.8: field-name = 1*ftext, printable US-ASCII except ":".
+_FIELD_NAME = re.compile(r"[!-9;-~]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,14 @@ class Verdict:
     quarantine: bool = False
     headers: tuple[tuple[str, str], ...] = ()
     reason: str = ""
+
+    def __post_init__(self) -> None:
+        # A stage must not be able to start a header field of its own (or end the
+        # header section) through a value: the same class of bug as
+        # CVE-2026-1299.  Raises ValueError, at the stage that made the verdict.
+        for name, value in self.headers:
+            if not _FIELD_NAME.fullmatch(name) or "\r" in value or "\n" in value:
+                raise ValueError(f"not a header field a stage may add: {name!r}")
 
 
 #: The verdict of a stage that has nothing to say (shared: no allocation).

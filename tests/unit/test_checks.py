@@ -180,3 +180,17 @@ def test_data_rules(content: bytes, expected: SmtpReply | None) -> None:
                          rules.MessageSize(1024)])
     ctx = Ctx(submission=True, auth_user="bob@ours.example", mail_from="bob@ours.example")
     assert asyncio.run(pipeline.run(pipeline.data, ctx, content)).verdict.reply == expected
+
+
+@pytest.mark.parametrize(
+    "field",
+    [("X-Tag", "a\r\nBcc: victim@example.org"), ("X-Tag", "a\nb"), ("X-Tag", "a\rb"),
+     ("Bad Name", "v"), ("X:Tag", "v"), ("", "v"), ("X-Tägg", "v")],
+)
+def test_a_stage_cannot_start_a_header_field_of_its_own(field: tuple[str, str]) -> None:
+    with pytest.raises(ValueError):
+        Verdict(headers=(field,))
+
+
+def test_header_fields_in_rfc5322_form_are_accepted() -> None:
+    assert Verdict(headers=(("Authentication-Results", "mx.example; spf=pass"),)).headers
