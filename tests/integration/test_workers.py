@@ -99,19 +99,20 @@ C = TypeVar("C", bound=_Closable)
 
 
 def connect_on(d: Daemon, worker: int, connect: Callable[[], C], event: str) -> C:
-    """A connection served by ``worker``, told by its ``event`` log line; the
-    others opened on the way are closed."""
-    extra: list[C] = []
-    try:
-        for _ in range(100):
-            client = connect()
-            if d.wait_for(event)["worker"] == worker:
-                return client
-            extra.append(client)
-        pytest.fail(f"no {event} landed on worker {worker}")
-    finally:
-        for c in extra:
-            c.close()
+    """A connection served by ``worker``, told by its ``event`` log line.
+
+    One that lands on another worker is closed at once, and its disconnect
+    awaited, before the next try: held open, such extras would use up the
+    slots of a small ``max_connections_per_ip`` (shared by the workers) and
+    the wanted connection would be refused."""
+    for _ in range(100):
+        client = connect()
+        landed = d.wait_for(event)
+        if landed["worker"] == worker:
+            return client
+        client.close()
+        d.wait_for(event.replace("connect", "disconnect"), conn_id=landed["conn_id"])
+    pytest.fail(f"no {event} landed on worker {worker}")
 
 
 def smtp_on(d: Daemon, worker: int) -> smtplib.SMTP:
