@@ -1,7 +1,8 @@
 # Sourced by scripts/run, scripts/test and scripts/bench: make the venv if
 # missing and install the package into it.
-# Usage: source scripts/_venv.sh [EXTRA]
-#   EXTRA: an optional-dependencies group ("test"), or nothing for the daemon alone.
+# Usage: source scripts/_venv.sh EXTRA
+#   EXTRA: an optional-dependencies group ("test"), or "base" for the daemon alone
+#   (always pass it: a sourced script without arguments sees the caller's).
 # Environment:
 #   PYTHON  the interpreter that makes the venv (default python3.11, else python3);
 #           needs Python >= 3.11 with venv (Debian 12: apt install python3 python3-venv)
