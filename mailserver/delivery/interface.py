@@ -75,16 +75,26 @@ class Outbound(Protocol):
     """What delivery needs of the outbound queue."""
 
     async def enqueue(self, reverse_path: str, recipients: Sequence[str], message: bytes, *,
-                      dsn: DsnRequest | None = None, queue_id: str | None = None) -> str: ...
+                      dsn: DsnRequest | None = None, queue_id: str | None = None) -> str:
+        """Queue ``message`` (bytes, CRLF) for ``recipients`` in one synced commit
+        under ``queue_id`` (the message's id; None: a new one); returns the id.
+        Raises ``ValueError`` (bad id or path), ``MailserverError`` (store)."""
+        ...
 
 
 class LocalStore(Protocol):
     """What delivery needs of the store."""
 
-    def recipient_account(self, address: str) -> str | None: ...
+    def recipient_account(self, address: str) -> str | None:
+        """The account ``address`` (domain in A-labels) delivers to, or None."""
+        ...
 
     async def deliver(self, targets: Sequence[NewMessage], blob: bytes, facts: bytes, *,
-                      internal_date: int, tz_offset: int) -> list[MessageRecord]: ...
+                      internal_date: int, tz_offset: int) -> list[MessageRecord]:
+        """Store ``blob`` in every target mailbox in one synced commit (seconds
+        since the epoch, offset in minutes); one record per target.  Raises
+        ``MailserverError`` (over quota, store full)."""
+        ...
 
 
 class DeliveredReport(Protocol):
