@@ -142,6 +142,9 @@ class ProtocolSyntaxError(MailserverError):
     after the reply (RFC 3501 §7.1.5 BYE).
     """
 
+    #: The SMTP reply, when not the default ``501 5.5.4`` (a subclass sets it).
+    smtp: SmtpReply | None = None
+
     def __init__(self, text: str, *, tag: str | None = None, fatal: bool = False) -> None:
         super().__init__(text)
         self.tag = tag
@@ -173,7 +176,7 @@ def smtp_reply(exc: BaseException) -> SmtpReply:
     Unexpected exceptions give ``451 4.3.0``; the caller logs their traceback.
     """
     if isinstance(exc, ProtocolSyntaxError):
-        return SmtpReply(501, "5.5.4", exc.text)
+        return exc.smtp or SmtpReply(501, "5.5.4", exc.text)
     if isinstance(exc, UserError):
         return exc.smtp if exc.text == (type(exc).__doc__ or "") else SmtpReply(
             exc.smtp.code, exc.smtp.enhanced, exc.text

@@ -194,6 +194,7 @@ _LIMIT_CHECKS: dict[str, Check] = {
     "smtp_max_line_length": _at_least(1000, " (RFC 5321 §4.5.3.1.6)"),
     "smtp_max_data_line_length": _at_least(1000, " (RFC 5321 §4.5.3.1.6)"),
     "smtp_idle_timeout": _at_least(1),
+    "smtp_max_unknown_commands": _at_least(1),
     "imap_max_line_length": _at_least(1000),
     "imap_max_literal_size": _at_least(1024),
     "imap_idle_timeout": _at_least(1800, " (RFC 3501 §5.4 autologout is at least 30 minutes)"),

@@ -35,6 +35,7 @@ class Limits:
     smtp_max_line_length: int = 4096  # command lines, CRLF included
     smtp_max_data_line_length: int = 1024 * 1024  # DATA lines, CRLF included
     smtp_idle_timeout: float = 300.0  # RFC 5321 §4.5.3.2.7
+    smtp_max_unknown_commands: int = 5  # unrecognised commands, then 421 and close
     # IMAP
     imap_max_line_length: int = 65536  # one line of a command, literals excluded
     imap_max_literal_size: int = 50 * 1024 * 1024  # largest literal (APPEND)

@@ -1,76 +1,57 @@
-"""One SMTP connection: aiosmtpd's command loop (through ``compat``) plus what it lacks.
+"""One SMTP connection: our command loop over aiosmtpd's transport (``compat``).
 
-aiosmtpd parses commands, does STARTTLS, and calls our hooks (``handler.py``,
-which runs the stage pipeline of ``mailserver.checks``).  Every use of
-aiosmtpd's private names lives in ``compat.py``; this module uses only its
-public ones.  The transaction's state is ``transaction.Transaction``; policy is
-never decided here.  What aiosmtpd lacks we add here, in one place:
+The bytes are parsed by the sans-IO core (``protocol.smtp.command`` for
+command lines and MAIL/RCPT parameters, ``protocol.smtp.data`` for DATA),
+the commands answered by ``commands.py`` and ``auth.py``, and policy is
+decided by the hooks (``handler.py``, which runs the stage pipeline of
+``mailserver.checks``); aiosmtpd only carries the bytes and upgrades to TLS
+(all of it in ``compat.py``).  The transaction's state is
+``transaction.Transaction``.  This module keeps the session going:
 
+* The command loop (``serve``): the greeting (or ``421 4.7.0`` when the
+  listener's connection limits refuse the client), then one command at a
+  time from the ``CommandReader``, which reads as much as the client sent:
+  pipelined commands (RFC 2920) are answered in order without a read per
+  line.  An over-long command line is answered at the limit (``500 5.5.2``)
+  and skipped to its end; a bare CR or LF in a command line is refused
+  (RFC 5321 §2.3.8); ``smtp_max_unknown_commands`` unrecognised commands end
+  the session with ``421 4.7.0`` (RFC 5321 §3.8).
 * ENHANCEDSTATUSCODES (RFC 2034): ``push`` adds an RFC 3463 code to every
   2xx/4xx/5xx reply that lacks one, from the table in ``replies.py``; the
-  greeting and EHLO/HELO replies are left alone (RFC 2034 §3).  To know which
-  command a reply answers, every ``smtp_*`` method is wrapped to record it.
-* PIPELINING (RFC 2920): aiosmtpd reads one command at a time from its
-  stream and answers it before reading the next, so replies already come in
-  order; we only advertise it (our own EHLO, which also drops aiosmtpd's
-  empty ``AUTH`` line on port 25).
-* Limits: line length for commands (``smtp_max_line_length``) and for DATA
-  lines (``smtp_max_data_line_length``: real mail has lines far over RFC 5321's
-  1000 octets, and Postfix accepts them), CRLF included, idle timeout with a ``421 4.4.2`` (aiosmtpd just hangs up),
-  connections per listener and per IP (``421 4.7.0`` instead of the
-  greeting), AUTH failures (``421 4.7.0`` and close).
+  greeting and EHLO/HELO replies are left alone (RFC 2034 §3).
+* Limits: command and DATA line lengths, message size, idle timeout with
+  ``421 4.4.2``, connections per listener and per IP, AUTH failures.
 * Clients that do not read: ``smtp_idle_timeout`` is also the write timeout
   (as Postfix's ``smtpd_timeout``).  A reply not taken within it drops the
   connection, and a closing connection whose last reply is not taken within
   it is aborted: ``transport.close()`` alone waits for the send buffer to
   drain, so a client that never reads would keep its connection slot forever.
-* DSN (RFC 3461): advertised; MAIL's RET/ENVID and RCPT's NOTIFY/ORCPT are
-  taken out of the argument before aiosmtpd sees it (it upper-cases
-  parameters, and xtext and addresses are case-sensitive; it also refuses
-  every RCPT parameter with 555), parsed by ``protocol.dsn_params`` (a
-  syntax error is ``501 5.5.4``) and left on the envelope as
-  ``dsn_offered`` for the handler's hook to keep once it accepts the command.
-* AUTH PLAIN/LOGIN (RFC 4954) checked against the store asynchronously
-  (aiosmtpd's authenticator callback is synchronous; argon2 must not run on
-  the loop), only on submission listeners and only under TLS: ``auth.py``.
 * Graceful shutdown: an idle connection gets ``421 4.3.2`` at once; one in
-  DATA finishes its transaction, then gets the 421.
+  a command (DATA, say) finishes it, then gets the 421.
+* Every exception of a command becomes a reply in one place: the handler's
+  ``handle_exception`` (``errors.smtp_reply``).
 
-DATA bytes are kept exactly as received: our ``smtp_DATA`` reads the content
-in chunks through ``data.DataDecoder``, which ends DATA only at CRLF.CRLF and
-leaves bare CR and bare LF inside lines untouched, so a smuggled "LF.LF" is
-just message content (never a second message), and the stored bytes are the
-client's.  We accept rather than reject bare line endings, as Postfix does by
-default; unlike Postfix we do not normalise them.  One consequence: the DATA
-line limit counts CRLF-terminated lines, so a message written with bare LF
-only (an RFC 5321 §2.3.8 violation) and bigger than that limit is one long
-line and is refused with ``500 5.5.2``.
-
-Per-connection cost: see ``compat`` (lean ``init_stock``/``start_stock``); ids
-come from ``log.next_conn_id`` (one counter for SMTP and IMAP); the command size
-limits are one shared read-only mapping; and ``wait_closed`` makes a future
-only for a caller that waits.
+Per-connection cost: see ``compat`` (lean ``init_stock``/``start_stock``);
+ids come from ``log.next_conn_id`` (one counter for SMTP and IMAP), and
+``wait_closed`` makes a future only for a caller that waits.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mailserver import log as logsetup
 from mailserver.config import Limits
-from mailserver.errors import SmtpReply
+from mailserver.errors import ProtocolSyntaxError, SmtpReply, smtp_reply
 from mailserver.protocol.smtp import replies
-from mailserver.protocol.smtp.replies import add_enhanced_code
+from mailserver.protocol.smtp.command import NEED_DATA, Command, CommandReader
+from mailserver.protocol.smtp.replies import add_enhanced_code, reply_bytes
 from mailserver.smtp.auth import AuthMechanisms
+from mailserver.smtp.commands import VERBS as _COMMAND_VERBS
 from mailserver.smtp.commands import SmtpCommands
-from mailserver.smtp.compat import (
-    AiosmtpdConnection,
-    TLSSetupException,
-    uniform_limits,
-)
+from mailserver.smtp.compat import AiosmtpdConnection
 from mailserver.smtp.transaction import Transaction
 
 if TYPE_CHECKING:
@@ -78,9 +59,12 @@ if TYPE_CHECKING:
 
 __all__ = ["ConnectionSettings", "Registry", "SmtpConnection", "Transaction"]
 
-#: aiosmtpd's reply (after our enhanced code) before it hangs up on a client
-#: that sent too many unknown commands; sent as ``replies.TOO_MANY_UNKNOWN``.
-_AIOSMTPD_BOGUS_CLOSE = "502 5.5.1 Too many unrecognized commands"
+#: Verb -> method, every command we answer (RFC 5321 §4.1.1, RFC 4954).
+VERBS = {**_COMMAND_VERBS, "AUTH": AuthMechanisms.smtp_AUTH}
+#: How much one read takes from the socket buffer (octets).
+_READ_SIZE = 1 << 16
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectionSettings:
     """What every connection of one listener shares."""
@@ -107,6 +91,8 @@ class _State:
     closing: bool = False
     admitted: bool = False
     auth_failures: int = 0
+    unknown_commands: int = 0
+    ended: bool = False  # QUIT answered or the session closed by us: read no more
     closed: bool = False
     connection_checked: bool = False  # the connect and HELO stages ran (see checks.stage)
     # Futures of ``wait_closed`` callers, made only when someone waits (shutdown,
@@ -121,17 +107,12 @@ class SmtpConnection(AuthMechanisms, SmtpCommands, AiosmtpdConnection):
 
     def __init__(self, handler: Any, settings: ConnectionSettings, registry: Registry) -> None:
         limits = settings.limits
-        # The StreamReader's limit: DATA lines longer than it (CRLF included)
-        # are refused after the data.  Command lines have their own, smaller
-        # limit (command_size_limit below).
         self.init_stock(
             handler,
             hostname=settings.hostname,
             data_size_limit=limits.max_message_size,
-            line_length_limit=max(limits.smtp_max_data_line_length, limits.smtp_max_line_length),
             idle_timeout=limits.smtp_idle_timeout,
             tls_context=settings.starttls_context,
-            auth_mechanisms=_AUTH_MECHANISMS if settings.submission else {},
         )
         self.settings = settings
         self.conn_id = logsetup.next_conn_id()
@@ -139,10 +120,8 @@ class SmtpConnection(AuthMechanisms, SmtpCommands, AiosmtpdConnection):
         self.log: Any = logsetup.get_logger("mailserver.smtp")  # bound in connection_made
         self._registry = registry
         self._state = _State()
-        # One command-line limit for every verb: aiosmtpd's class-level
-        # dictionary is shared by all instances and grows on every EHLO.
-        self.command_size_limit = limits.smtp_max_line_length - 2
-        self.command_size_limits = uniform_limits(self.command_size_limit)
+        #: The sans-IO command reader: everything read from the client goes through it.
+        self.lines = CommandReader(limits.smtp_max_line_length)
 
     # -- facts for the handler -----------------------------------------------------
 
@@ -196,12 +175,10 @@ class SmtpConnection(AuthMechanisms, SmtpCommands, AiosmtpdConnection):
 
     @property
     def mail_size(self) -> int | None:
+        """MAIL's SIZE= estimate in octets (RFC 1870 §6), None when not given."""
         envelope = self.envelope
-        for option in () if envelope is None else envelope.mail_options:
-            keyword, _, value = option.partition("=")
-            if keyword.upper() == "SIZE" and value.isdigit():
-                return int(value)
-        return None
+        args = None if envelope is None else envelope.mail_args
+        return None if args is None else args.size
 
     @property
     def rcpt_count(self) -> int:
@@ -312,9 +289,9 @@ class SmtpConnection(AuthMechanisms, SmtpCommands, AiosmtpdConnection):
             transport.abort()  # type: ignore[attr-defined]
 
     async def admit_session(self) -> bool:
-        """Whether the command loop may start: a refused connection gets a 421
-        instead of the greeting (``compat`` calls this).  Limits are counted
-        across workers (``listeners/base.py``): one await."""
+        """Whether the session may start: a refused connection gets a 421
+        instead of the greeting.  Limits are counted across workers
+        (``listeners/base.py``): one await."""
         self._state.admitted = await self._registry.admit(self)
         self.log.info("smtp_connect", admitted=self._state.admitted, tls=self.is_tls)
         if not self._state.admitted:
@@ -324,39 +301,114 @@ class SmtpConnection(AuthMechanisms, SmtpCommands, AiosmtpdConnection):
 
     def session_ended(self) -> None:
         """However the session ended (QUIT, a closing error, cancelled by
-        connection_lost), what aiosmtpd closed must not hang on a peer that does
+        connection_lost), what was sent must not hang on a peer that does
         not read its last replies."""
         self.close_soon()
         if self._state.closed:
             self.drop_cycles()
 
+    # -- the command loop ------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """The session (RFC 5321 §3.1, §4.1): greeting, then commands until QUIT,
+        a close of ours, or the end of the client's stream."""
+        state = self._state
+        try:
+            if not await self.admit_session():
+                return
+            await self._send(f"220 {self.hostname} ESMTP ready\r\n".encode())
+            reader = self.stream_reader
+            lines = self.lines
+            while not state.ended:
+                try:
+                    command = lines.next_command()
+                except ProtocolSyntaxError as exc:  # an over-long line, a bare CR or LF
+                    await self.reply(smtp_reply(exc))
+                    continue
+                if command == NEED_DATA:
+                    chunk = await reader.read(_READ_SIZE)
+                    if not chunk:
+                        return  # the client closed its side
+                    lines.feed(chunk)
+                    continue
+                assert isinstance(command, Command)
+                await self.dispatch(command)
+        except ConnectionError:
+            pass  # the peer went away; connection_lost does the rest
+        finally:
+            self.session_ended()
+
+    async def dispatch(self, command: Command) -> None:
+        """Answer one command (``commands.VERBS``), recording it for ``push``'s
+        enhanced codes; an exception becomes the reply ``handle_exception`` gives."""
+        state = self._state
+        method = VERBS.get(command.verb)
+        if method is None:
+            await self._unknown(command.verb)
+            return
+        state.command = command.verb
+        state.in_data = command.verb == "DATA"
+        try:
+            await method(self, command.arg)
+        except (asyncio.CancelledError, ConnectionError):
+            raise
+        except Exception as exc:
+            await self.push(await self.handle_exception(exc))
+        finally:
+            state.command = None
+            state.in_data = False
+        if state.closing and not state.ended:
+            self.end_session(replies.SHUTTING_DOWN)
+
+    async def _unknown(self, verb: str) -> None:
+        """RFC 5321 §4.2.4: ``500`` for an unrecognised command; after
+        ``smtp_max_unknown_commands`` of them, ``421`` and close (§3.8)."""
+        state = self._state
+        state.unknown_commands += 1
+        self.log.info("smtp_unknown_command", verb=verb[:16])
+        if state.unknown_commands >= self.settings.limits.smtp_max_unknown_commands:
+            self.end_session(replies.TOO_MANY_UNKNOWN)
+            return
+        if verb and verb.isascii() and verb.isalpha() and len(verb) <= 16:
+            await self.push(f'500 5.5.2 Error: command "{verb}" not recognized')
+        else:  # never echo what may be binary or a flood
+            await self.push("500 5.5.2 Error: bad syntax")
+
+    def end_session(self, reply: SmtpReply | None = None) -> None:
+        """Stop reading commands; send ``reply`` (if any) and close (``close_with``)."""
+        self._state.ended = True
+        if reply is None:
+            self.close_soon()
+        else:
+            self.close_with(reply)
+
     async def handle_exception(self, error: Exception) -> str:
-        """A failed STARTTLS handshake is the client's problem, not a server fault:
-        log it quietly (aiosmtpd closes the connection); the rest goes to the handler."""
-        if isinstance(error, TLSSetupException):
-            self.log.info("starttls_failed", error=repr(error.__cause__))
-            return "454 4.7.0 TLS handshake failed"
-        return await super().handle_exception(error)
+        """A command or a hook raised: the handler's mapping (``errors.smtp_reply``)."""
+        hook = getattr(self.event_handler, "handle_exception", None)
+        if hook is not None:
+            return str(await hook(error))
+        return str(smtp_reply(error))
 
     # -- replies -------------------------------------------------------------------
+
+    async def reply(self, reply: SmtpReply) -> None:
+        """Send ``reply`` as it is (it carries its own enhanced code)."""
+        await self._send(reply_bytes(reply))
 
     async def push(self, status: str | bytes) -> None:
         """Send one reply line, adding the enhanced status code (RFC 2034 §3)."""
         line = status.decode("utf-8", "surrogateescape") if isinstance(status, bytes) else status
         command = self._state.command
-        is_greeting = command is None and line.startswith("220")
-        if command not in ("EHLO", "HELO") and not is_greeting:
+        if command not in ("EHLO", "HELO"):
             line = add_enhanced_code(line, command)
-        if line.startswith(_AIOSMTPD_BOGUS_CLOSE):
-            line = str(replies.TOO_MANY_UNKNOWN)  # aiosmtpd closes right after it
         await self._send(line.encode("utf-8", "surrogateescape") + b"\r\n")
 
     async def _send(self, data: bytes) -> None:
         """Write ``data`` (whole reply lines) in one ``send``.
 
-        As aiosmtpd's ``push``, but the wait for the peer to read (``drain``) is
-        bounded by ``smtp_idle_timeout``: past it the connection is aborted and
-        this task waits to be cancelled by ``connection_lost``.
+        The wait for the peer to read (``drain``) is bounded by
+        ``smtp_idle_timeout``: past it the connection is aborted and this task
+        waits to be cancelled by ``connection_lost``.
         """
         transport = self.transport
         writer = self.stream_writer
@@ -376,28 +428,3 @@ class SmtpConnection(AuthMechanisms, SmtpCommands, AiosmtpdConnection):
             self.log.warning("smtp_write_timeout")
             self.abort()
             await self.wait_closed()  # connection_lost cancels this task
-
-    async def run_command(
-        self, name: str, method: Callable[[Any, str | None], Awaitable[None]], arg: str | None
-    ) -> None:
-        """Run ``smtp_<name>``, recording the command for ``push``'s enhanced codes."""
-        state = self._state
-        state.command = name
-        state.in_data = name == "DATA"
-        try:
-            await method(self, arg)
-        finally:
-            state.command = None
-            state.in_data = False
-        if state.closing:
-            self.close_with(replies.SHUTTING_DOWN)
-
-
-# -- tables built once (see SmtpConnection.__init__) --------------------------------
-
-#: AUTH mechanisms (RFC 4954): name -> method attribute, as aiosmtpd names them.
-_AUTH_MECHANISMS: dict[str, str] = {
-    getattr(fn, "__auth_mechanism_name__", attr[len("auth_"):].replace("__", "-")): attr
-    for attr, fn in sorted(vars(AuthMechanisms).items())
-    if attr.startswith("auth_") and callable(fn)
-}

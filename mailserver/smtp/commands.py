@@ -1,77 +1,119 @@
-"""The SMTP commands we implement over aiosmtpd's: EHLO, STARTTLS, MAIL, RCPT, DATA.
+"""The SMTP commands (RFC 5321 §4.1.1) but AUTH, answered for ``adapter.SmtpConnection``.
 
-A mixin of ``adapter.SmtpConnection`` (before ``compat.AiosmtpdConnection`` in
-its bases, so ``super()`` here is aiosmtpd's), as ``auth.py`` is for AUTH: the
-connection keeps the state, this module parses and answers the commands.
+A mixin of the connection, as ``auth.py`` is for AUTH: the connection keeps
+the state and the I/O, this module parses (through ``protocol.smtp.command``)
+and answers.  ``VERBS`` maps each verb to its method; the command loop
+(``adapter.serve``) looks commands up there.
 
-* EHLO lists our extensions (RFC 1869 §4.3) in one write.
-* MAIL/RCPT: the DSN parameters (RFC 3461 §4) are taken out of the argument
-  before aiosmtpd sees it (it upper-cases parameters, and xtext and addresses
-  are case-sensitive; it also refuses every RCPT parameter with 555), parsed
-  by ``protocol.dsn_params`` (a syntax error is ``501 5.5.4``) and left on the
-  envelope as ``dsn_offered`` for the hooks to keep once they accept the command.
-* DATA is read in chunks by ``protocol.smtp.data.DataDecoder``.
+* EHLO lists our extensions (RFC 1869 §4.3) in one write; HELO lists none.
+* MAIL/RCPT: ``parse_mail``/``parse_rcpt`` read the path (RFC 5321 §4.1.2)
+  and the ESMTP parameters we implement: SIZE (RFC 1870), BODY (RFC 6152),
+  SMTPUTF8 (RFC 6531), AUTH (RFC 4954 §5, ignored), and DSN's RET, ENVID,
+  NOTIFY and ORCPT (RFC 3461 §4), case kept where it matters (xtext,
+  addresses).  A bad path is ``501 5.1.7``/``501 5.1.3``, a bad parameter
+  ``501 5.5.4``, one we do not implement ``555 5.5.4`` (§4.1.1.11); after
+  HELO (no extensions) any parameter is a syntax error.  The hooks decide
+  the rest (``handler.SmtpHooks``).
+* DATA is read in chunks by ``protocol.smtp.data.DataDecoder``, starting with
+  what the command reader had already buffered (pipelining, RFC 2920), and
+  what follows the message goes back to the reader.
+* STARTTLS (RFC 3207) drops whatever the client pipelined after it (§4.2:
+  it was sent in the clear, before the handshake: the command-injection
+  attack of CVE-2011-0411) before the ``220``.
 """
 
 from __future__ import annotations
 
-import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from mailserver.errors import ProtocolSyntaxError, smtp_reply
-from mailserver.protocol import dsn_params
+from mailserver.protocol.smtp.command import BadPath, parse_mail, parse_rcpt
 from mailserver.protocol.smtp.data import DataDecoder, DataError
-from mailserver.protocol.smtp_address import parse_path
-from mailserver.smtp.compat import MISSING, syntax
+from mailserver.smtp.compat import TLSSetupException
 
-if TYPE_CHECKING:
-    pass
-
-_AUTH_PARAM = re.compile(r"\s+AUTH=\S*", re.IGNORECASE)
-#: A DSN parameter (RFC 3461 §4) somewhere in a MAIL/RCPT argument: the cheap
-#: test that keeps commands without one off the parsing path.
-_DSN_PARAM = re.compile(r"\s(?:RET|ENVID|NOTIFY|ORCPT)=", re.IGNORECASE)
 #: ``StreamReader.read`` size meaning "all that is buffered".
 _READ_ALL = 1 << 62
-#: Replies for refused content, as aiosmtpd words them (``push`` adds the
-#: enhanced codes 5.5.2 and 5.3.4).
+#: Replies for refused content (``push`` adds the enhanced codes 5.5.2 and 5.3.4).
 _DATA_REFUSALS = {
     DataError.LINE_TOO_LONG: "500 Line too long (see RFC5321 4.5.3.1.6)",
     DataError.TOO_MUCH: "552 Error: Too much mail data",
     DataError.BARE_LINE_ENDING: "550 5.5.2 Bare CR or LF not allowed (RFC 5321 2.3.8)",
 }
+#: Command syntax for HELP (RFC 5321 §4.1.1.8), and the verbs it lists.
+_SYNTAX = {
+    "AUTH": "AUTH <mechanism> [<initial-response>]",
+    "DATA": "DATA",
+    "EHLO": "EHLO hostname",
+    "HELO": "HELO hostname",
+    "HELP": "HELP [command]",
+    "MAIL": "MAIL FROM:<address> [SP <mail-parameters>]",
+    "NOOP": "NOOP [ignored]",
+    "QUIT": "QUIT",
+    "RCPT": "RCPT TO:<address> [SP <rcpt-parameters>]",
+    "RSET": "RSET",
+    "STARTTLS": "STARTTLS",
+    "VRFY": "VRFY <address>",
+}
 
 
 class SmtpCommands:
-    """``smtp_EHLO``, ``smtp_STARTTLS``, ``smtp_MAIL``, ``smtp_RCPT``, ``smtp_DATA``.
+    """``smtp_<VERB>`` for every verb but AUTH (``auth.py``).
 
     Uses the connection's ``settings``, ``is_tls``, ``push``, ``_send``,
-    ``session``, ``envelope``, ``hostname``, ``data_size_limit``,
-    ``line_length_limit``, ``local_part_limit``, ``tls_context`` and compat's
-    public helpers.
+    ``session``, ``envelope``, ``hostname``, ``data_size_limit``, ``lines``
+    (the command reader), ``stream_reader``, ``event_handler``, ``log``,
+    ``end_session`` and ``start_tls``.
     """
 
-    # The connection's attributes this mixin reads (set by SmtpConnection and aiosmtpd).
+    # The connection's attributes this mixin reads (set by SmtpConnection and compat).
     settings: Any
     session: Any
     envelope: Any  # Transaction | None
     hostname: str
     data_size_limit: Any
-    line_length_limit: int
-    local_part_limit: int
     tls_context: Any
     is_tls: Any  # a property of the connection
-    auth_mechanism_names: list[str]
+    event_handler: Any
+    log: Any
+    lines: Any  # protocol.smtp.command.CommandReader
+    stream_reader: Any
     push: Any
     _send: Any
-    reset_transaction: Any
-    end_data: Any
-    call_hook: Any
-    strip_keyword: Any
-    stock_getaddr: Any
-    stream_reader: Any
-    check_helo_needed: Any
-    check_auth_needed: Any
+    end_session: Any
+    start_tls: Any
+    new_envelope: Any
+    auth_mechanism_names: Any
+
+    def reset_transaction(self) -> None:
+        """A new, empty transaction (RSET, HELO/EHLO, after DATA: RFC 5321 §4.1.4)."""
+        self.envelope = self.new_envelope()
+
+    async def check_helo_needed(self, helo: str = "HELO") -> bool:
+        """``503`` (and True) when no HELO/EHLO came first (RFC 5321 §4.1.4)."""
+        if not self.session.host_name:
+            await self.push(f"503 Error: send {helo} first")
+            return True
+        return False
+
+    async def _hook(self, name: str, *args: Any) -> str | None:
+        """The handler's ``handle_<name>`` reply, None when it has no such hook."""
+        hook = getattr(self.event_handler, "handle_" + name, None)
+        if hook is None:
+            return None
+        return str(await hook(self, self.session, self.envelope, *args))
+
+    # -- session -----------------------------------------------------------------------
+
+    async def smtp_HELO(self, hostname: str | None) -> None:
+        """RFC 5321 §4.1.1.1 (no extensions)."""
+        if not hostname:
+            await self.push("501 Syntax: HELO hostname")
+            return
+        self.reset_transaction()
+        self.session.extended_smtp = False
+        self.session.host_name = hostname
+        await self.push(f"250 {self.hostname}")
 
     async def smtp_EHLO(self, hostname: str | None) -> None:
         """RFC 5321 §4.1.1.1, listing the extensions we support (RFC 1869 §4.3)."""
@@ -79,7 +121,6 @@ class SmtpCommands:
             await self.push("501 Syntax: EHLO hostname")
             return
         self.reset_transaction()
-        assert self.session is not None
         self.session.extended_smtp = True
         self.session.host_name = hostname
         keywords = [
@@ -104,129 +145,182 @@ class SmtpCommands:
         ).encode("utf-8", "surrogateescape"))
 
     async def smtp_STARTTLS(self, arg: str | None) -> None:
-        """RFC 3207 §4; a second STARTTLS on an encrypted connection is refused."""
+        """RFC 3207 §4: ``220``, the handshake, then a new session (§4.2)."""
+        if arg:
+            await self.push("501 Syntax: STARTTLS")
+            return
+        if self.tls_context is None:
+            await self.push("454 TLS not available")
+            return
         if self.is_tls:
             await self.push("503 5.5.1 TLS already active")
             return
-        await super().smtp_STARTTLS(arg)  # type: ignore[misc]  # aiosmtpd's, via the MRO
-
-    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
-    async def smtp_MAIL(self, arg: str | None) -> None:
-        """RFC 5321 §4.1.1.2.  The AUTH= parameter (RFC 4954 §5) is accepted and ignored;
-        RET= and ENVID= (RFC 3461 §4.3, §4.4) are ours (see ``_take_dsn``)."""
-        if arg is not None:
-            arg = await self._take_dsn(_AUTH_PARAM.sub("", arg), "FROM:")
-            if arg is None:
-                return
-        await super().smtp_MAIL(arg)  # type: ignore[misc]  # aiosmtpd's, via the MRO
-
-    @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
-    async def smtp_RCPT(self, arg: str | None) -> None:
-        """RFC 5321 §4.1.1.3, with NOTIFY= and ORCPT= (RFC 3461 §4.1, §4.2) taken
-        out first (see ``_take_dsn``); aiosmtpd refuses any other parameter (555)."""
-        if arg is not None:
-            arg = await self._take_dsn(arg, "TO:")
-            if arg is None:
-                return
-        await super().smtp_RCPT(arg)  # type: ignore[misc]  # aiosmtpd's, via the MRO
-
-    async def _take_dsn(self, arg: str, keyword: str) -> str | None:
-        """Take the DSN parameters (RFC 3461 §4) out of a MAIL (``keyword`` "FROM:")
-        or RCPT ("TO:") argument, parsed into ``envelope.dsn_offered``.
-
-        Returns the argument without them for aiosmtpd, or None once a syntax
-        error was answered (``501 5.5.4``).  After HELO (no extensions), or
-        when the path does not parse, the argument goes on untouched and
-        aiosmtpd refuses it as before.  The other command's DSN keywords stay
-        in, so aiosmtpd answers them ``555`` (RFC 5321 §4.2.2).
-        """
-        envelope = self.envelope
-        if envelope is not None:
-            envelope.dsn_offered = None
-        if (envelope is None or self.session is None or not self.session.extended_smtp
-                or not _DSN_PARAM.search(arg)):
-            return arg
-        rest = self.strip_keyword(keyword, arg)
-        if rest is None:
-            return arg
-        address, params = self.parse_path(rest)
-        if not address or not params or not rest.endswith(params):
-            return arg
-        mail = keyword == "FROM:"
-        allowed = dsn_params.MAIL_KEYWORDS if mail else dsn_params.RCPT_KEYWORDS
-        tokens = params.split()
-        ours = [t for t in tokens if t.partition("=")[0].upper() in allowed]
-        others = [t for t in tokens if t.partition("=")[0].upper() not in allowed]
+        dropped = self.lines.take_trailing_data()
+        if dropped:
+            self.log.info("starttls_pipelined_input_dropped", size=len(dropped))
         try:
-            envelope.dsn_offered = (
-                dsn_params.parse_mail(ours) if mail else dsn_params.parse_rcpt(ours)
-            )
-        except ProtocolSyntaxError as exc:
-            await self.push(str(smtp_reply(exc)))
-            return None
-        path = rest[: len(rest) - len(params)].rstrip()
-        return " ".join([keyword + path, *others])
+            await self.start_tls()
+        except TLSSetupException as exc:
+            # The client's problem, not a server fault: note it and hang up.
+            self.log.info("starttls_failed", error=repr(exc.__cause__))
+            self.end_session()
+            return
+        self.log.info("starttls_done")
 
-    @syntax("DATA")
-    async def smtp_DATA(self, arg: str | None) -> None:
-        """RFC 5321 §4.1.1.4, read in chunks by ``data.DataDecoder`` (same checks and
-        replies as aiosmtpd's line-by-line reader, without a ``readuntil`` per line)."""
+    async def smtp_NOOP(self, arg: str | None) -> None:
+        """RFC 5321 §4.1.1.9: the argument is ignored."""
+        await self.push("250 OK")
+
+    async def smtp_RSET(self, arg: str | None) -> None:
+        """RFC 5321 §4.1.1.5."""
+        if arg:
+            await self.push("501 Syntax: RSET")
+            return
+        self.reset_transaction()
+        await self.push("250 OK")
+
+    async def smtp_QUIT(self, arg: str | None) -> None:
+        """RFC 5321 §4.1.1.10: ``221``, then close."""
+        if arg:
+            await self.push("501 Syntax: QUIT")
+            return
+        await self.push("221 Bye")
+        self.end_session()
+
+    async def smtp_VRFY(self, arg: str | None) -> None:
+        """RFC 5321 §3.5.3, §7.3: we never confirm an address (``252``)."""
+        if not arg:
+            await self.push("501 Syntax: VRFY <address>")
+            return
+        await self.push("252 Cannot VRFY user, but will accept message and attempt delivery")
+
+    async def smtp_EXPN(self, arg: str | None) -> None:
+        """RFC 5321 §7.3: mailing lists are not expanded for strangers."""
+        await self.push("502 EXPN not implemented")
+
+    async def smtp_HELP(self, arg: str | None) -> None:
+        """RFC 5321 §4.1.1.8: the verbs offered here, or one verb's syntax."""
+        offered = sorted(v for v in _SYNTAX if self._offered(v))
+        if arg:
+            verb = arg.strip().upper()
+            if verb in offered:
+                await self.push(f"250 Syntax: {_SYNTAX[verb]}")
+                return
+            await self.push("501 Supported commands: " + " ".join(offered))
+            return
+        await self.push("250 Supported commands: " + " ".join(offered))
+
+    def _offered(self, verb: str) -> bool:
+        if verb == "STARTTLS":
+            return self.tls_context is not None
+        if verb == "AUTH":
+            return bool(self.settings.submission)
+        return True
+
+    # -- the mail transaction -------------------------------------------------------------
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        """RFC 5321 §4.1.1.2 with the parameters of the module doc."""
         if await self.check_helo_needed():
             return
-        if await self.check_auth_needed("DATA"):
+        envelope = self.envelope
+        if envelope.mail_from:
+            await self.push("503 Error: nested MAIL command")
             return
-        assert self.envelope is not None
-        if not self.envelope.rcpt_tos:
+        try:
+            args = parse_mail(arg)
+        except BadPath as exc:
+            await self.push(f"501 5.1.7 {exc.text}")
+            return
+        except ProtocolSyntaxError as exc:
+            await self.push(str(smtp_reply(exc)))
+            return
+        options = list(args.params)
+        if options and not self.session.extended_smtp:
+            await self.push("501 5.5.4 Syntax: MAIL FROM:<address> (no parameters after HELO)")
+            return
+        if args.body == "BINARYMIME":  # RFC 3030 §3: only with CHUNKING, not offered
+            await self.push("555 5.5.4 BODY=BINARYMIME needs CHUNKING, not offered")
+            return
+        if args.size is not None and self.data_size_limit and args.size > self.data_size_limit:
+            await self.push("552 Error: message size exceeds fixed maximum message size")
+            return
+        envelope.mail_args = args
+        envelope.smtp_utf8 = args.smtputf8
+        envelope.dsn_offered = args.dsn
+        status = await self._hook("MAIL", args.address, options)
+        if status is None:
+            envelope.mail_from = args.address
+            envelope.mail_options.extend(options)
+            status = "250 OK"
+        await self.push(status)
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        """RFC 5321 §4.1.1.3 with NOTIFY= and ORCPT= (RFC 3461 §4.1, §4.2)."""
+        if await self.check_helo_needed():
+            return
+        envelope = self.envelope
+        if not envelope.mail_from:
+            await self.push("503 Error: need MAIL command")
+            return
+        try:
+            args = parse_rcpt(arg)
+        except BadPath as exc:
+            await self.push(f"501 5.1.3 {exc.text}")
+            return
+        except ProtocolSyntaxError as exc:
+            await self.push(str(smtp_reply(exc)))
+            return
+        options = list(args.params)
+        if options and not self.session.extended_smtp:
+            await self.push("501 5.5.4 Syntax: RCPT TO:<address> (no parameters after HELO)")
+            return
+        envelope.dsn_offered = args.dsn
+        status = await self._hook("RCPT", args.address, options)
+        if status is None:
+            envelope.rcpt_tos.append(args.address)
+            envelope.rcpt_options.extend(options)
+            status = "250 OK"
+        await self.push(status)
+
+    async def smtp_DATA(self, arg: str | None) -> None:
+        """RFC 5321 §4.1.1.4, read in chunks by ``data.DataDecoder``."""
+        if await self.check_helo_needed():
+            return
+        envelope = self.envelope
+        if not envelope.rcpt_tos:
             await self.push("503 Error: need RCPT command")
             return
         if arg:
             await self.push("501 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
-        decoder = DataDecoder(max_size=self.data_size_limit, max_line=self.line_length_limit)
+        limits = self.settings.limits
+        decoder = DataDecoder(max_size=self.data_size_limit,
+                              max_line=limits.smtp_max_data_line_length)
         reader = self.stream_reader
-        while True:
-            # Everything buffered at once: after the end marker nothing is
-            # left in the reader, so what follows can be put back in order.
+        rest = decoder.feed(self.lines.take_trailing_data())  # pipelined with DATA
+        while rest is None:
             chunk = await reader.read(_READ_ALL)
             if not chunk:
-                return  # the client went away mid-DATA: nothing was accepted
+                self.end_session()  # the client went away mid-DATA: nothing was accepted
+                return
             rest = decoder.feed(chunk)
-            if rest is not None:
-                break
-        if rest and not reader.at_eof():
-            reader.feed_data(rest)  # pipelined commands after the message (RFC 2920)
+        if rest:
+            self.lines.feed(rest)  # pipelined commands after the message (RFC 2920)
         if decoder.error is not None:
             await self.push(_DATA_REFUSALS[decoder.error])
-            self.end_data()
+            self.reset_transaction()
             return
         content = decoder.content
-        self.envelope.content = content
-        self.envelope.original_content = content
-        status = await self.call_hook("DATA")
-        self.end_data()
-        await self.push("250 OK" if status is MISSING else status)
-
-    def parse_path(self, arg: str) -> tuple[str | None, str | None]:
-        """RFC 5321 §4.1.2: Path = "<" [ A-d-l ":" ] Mailbox ">".
-
-        Paths in the RFC 5321 grammar are split by ``smtp_address.parse_path``
-        (aiosmtpd's answer, without its RFC 5322 token trees and a class
-        created per call: ~11 % of ingress CPU).  Anything else goes to
-        aiosmtpd's lenient parser as before, except that a path opened with
-        "<" and never closed is a syntax error (501): aiosmtpd only notes the
-        missing ">" as a defect and accepts the address.
-        """
-        parsed = parse_path(arg)
-        if parsed is not None:
-            address, rest = parsed
-            limit = self.local_part_limit
-            if limit and len(address.rpartition("@")[0]) > limit:
-                return None, None
-            return address, rest
-        stripped = arg.lstrip()
-        if stripped.startswith("<") and ">" not in stripped:
-            return None, None
-        return self.stock_getaddr(arg)
+        envelope.content = content
+        envelope.original_content = content
+        status = await self._hook("DATA")
+        self.reset_transaction()
+        await self.push("250 OK" if status is None else status)
 
 
+#: Verb -> method: the command loop's table (``adapter.serve``), built once.
+VERBS: dict[str, Callable[[Any, str | None], Awaitable[None]]] = {
+    name[len("smtp_"):]: fn for name, fn in vars(SmtpCommands).items() if name.startswith("smtp_")
+}

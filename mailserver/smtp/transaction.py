@@ -15,6 +15,7 @@ from mailserver.smtp.compat import Envelope
 if TYPE_CHECKING:
     from mailserver.delivery.interface import Delivery, LocalRecipient
     from mailserver.protocol.dsn_params import MailDsn, RcptDsn
+    from mailserver.protocol.smtp.command import MailArgs
 
 
 class Transaction(Envelope):
@@ -31,5 +32,7 @@ class Transaction(Envelope):
         self.mail_dsn: MailDsn | None = None
         #: Accepted forward-path -> its RCPT's DSN parameters (only those that had some).
         self.rcpt_dsn: dict[str, RcptDsn] = {}
+        #: MAIL's parsed argument (``protocol.smtp.command.MailArgs``), once given.
+        self.mail_args: MailArgs | None = None
         #: The message's delivery (``delivery.interface``), begun when MAIL is accepted.
         self.delivery: Delivery | None = None

@@ -12,11 +12,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailserver.errors import ProtocolSyntaxError
+from mailserver.errors import ProtocolSyntaxError, SmtpReply, smtp_reply
 from mailserver.protocol.dsn_params import MailDsn, Orcpt, RcptDsn
 from mailserver.protocol.smtp.command import (
     NEED_DATA,
     BadLineEnding,
+    BadPath,
     Command,
     CommandReader,
     LineTooLong,
@@ -93,9 +94,33 @@ def test_bare_lf_and_bare_cr_are_refused_and_reading_goes_on(
 def test_line_over_the_limit_is_skipped_to_its_end(feed: Callable[[bytes], Iterator[bytes]]) -> None:
     long_line = b"NOOP " + b"x" * 100 + b"\r\n"
     out, rest = _read(long_line + b"RSET\r\n" + b"y" * 50, feed, max_line=32)
-    assert out == [LineTooLong, Command("RSET", None)]
+    # The unfinished "y" line is over the limit too: reported at once, not at its LF.
+    assert out == [LineTooLong, Command("RSET", None), LineTooLong]
     # The partial line beyond the limit is dropped as it comes: memory stays bounded.
-    assert len(rest) <= 32
+    assert rest == b""
+
+
+def test_a_line_that_never_ends_is_refused_at_the_limit_and_dropped() -> None:
+    """Issue 12 §3: the reply comes when the limit is reached, without an LF, and
+    the flood is never buffered (one reply per over-long line)."""
+    reader = CommandReader(64)
+    out: list[Outcome] = []
+    for _ in range(1000):
+        reader.feed(b"x" * 100)
+        _drain(reader, out)
+        assert len(reader.trailing_data) < 64
+    assert out == [LineTooLong]
+    reader.feed(b"tail\r\nNOOP\r\n")
+    _drain(reader, out)
+    assert out == [LineTooLong, Command("NOOP", None)]
+
+
+def test_next_line_returns_auth_responses_as_text() -> None:
+    reader = CommandReader(16)
+    reader.feed(b"dGVzdA==\r\n*\r\n")
+    assert reader.next_line() == "dGVzdA=="
+    assert reader.next_line() == "*"
+    assert reader.next_line() == NEED_DATA
 
 
 @pytest.mark.parametrize("feed", FEEDS)
@@ -179,9 +204,9 @@ def test_rcpt_params() -> None:
     [
         (None, ProtocolSyntaxError),
         ("<a@b>", ProtocolSyntaxError),  # no FROM:
-        ("FROM:", ProtocolSyntaxError),
-        ("FROM:<a@b", ProtocolSyntaxError),
-        ("FROM:<>SIZE=1", ProtocolSyntaxError),
+        ("FROM:", BadPath),
+        ("FROM:<a@b", BadPath),
+        ("FROM:<>SIZE=1", BadPath),
         ("FROM:<a@b> SIZE=x", ProtocolSyntaxError),
         ("FROM:<a@b> SIZE", ProtocolSyntaxError),
         ("FROM:<a@b> SIZE=1 SIZE=2", ProtocolSyntaxError),
@@ -206,7 +231,9 @@ def test_rcpt_errors() -> None:
         parse_rcpt("TO:<a@b> SIZE=1")
     with pytest.raises(UnknownParameter):
         parse_rcpt("TO:<a@b> RET=FULL")
-    assert UnknownParameter("x").reply.code == 555
+    assert smtp_reply(UnknownParameter("x")).code == 555
+    assert smtp_reply(LineTooLong("x")) == SmtpReply(500, "5.5.2", "Line too long")
+    assert smtp_reply(ProtocolSyntaxError("x")) == SmtpReply(501, "5.5.4", "x")
 
 
 def test_split_params() -> None:

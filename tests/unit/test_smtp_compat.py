@@ -24,8 +24,20 @@ def test_pinned_private_methods_have_the_expected_parameters(name: str) -> None:
     assert params[1:] == compat.PINNED[name], f"aiosmtpd.smtp.SMTP.{name}{params}"
 
 
-def test_auth_mech_attr_shape() -> None:
-    assert aiosmtpd.smtp._AuthMechAttr._fields == compat.PINNED_AUTH_MECH_FIELDS
+@pytest.mark.parametrize("name", compat.PINNED_ATTRIBUTES)
+def test_pinned_private_attributes_are_still_aiosmtpds(name: str) -> None:
+    """Each private attribute we read or set is one aiosmtpd's own code still uses."""
+    source = inspect.getsource(aiosmtpd.smtp.SMTP)
+    assert re.search(rf"self\.{name}\b", source), f"aiosmtpd.smtp.SMTP no longer uses {name}"
+
+
+def test_starttls_is_still_done_the_way_we_rely_on() -> None:
+    """``compat.start_tls`` calls aiosmtpd's ``smtp_STARTTLS``: it must still answer 220,
+    slide an SSLProtocol under the transport and wait for the handshake."""
+    source = inspect.getsource(aiosmtpd.smtp.SMTP.smtp_STARTTLS)
+    for needle in ("220 Ready to start TLS", "sslproto.SSLProtocol", "set_protocol",
+                   "_original_transport", "await waiter", "TLSSetupException"):
+        assert needle in source, needle
 
 
 def test_private_attributes_set_by_stock_init_are_the_ones_we_set() -> None:
@@ -50,10 +62,8 @@ def test_only_compat_imports_aiosmtpd() -> None:
 
 def test_no_private_aiosmtpd_names_outside_compat() -> None:
     """The private names of aiosmtpd we use appear in ``compat.py`` only."""
-    private = set(compat.PINNED) | {
-        "_AuthMechAttr", "_smtp_methods", "_handle_hooks", "_auth_methods", "_reader",
-        "_writer", "_tls_protocol", "_original_transport", "_handler_coroutine",
-        "_timeout_handle", "_strong_reader",
+    private = set(compat.PINNED) | set(compat.PINNED_ATTRIBUTES) | {
+        "_AuthMechAttr", "_smtp_methods", "_auth_methods", "_strong_reader",
     }
     pattern = re.compile(r"\.(" + "|".join(sorted(private)) + r")\b")
     offenders = []

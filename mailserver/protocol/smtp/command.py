@@ -38,7 +38,7 @@ not support raises ``UnknownParameter`` (``555 5.5.4``, RFC 5321 §4.1.1.11).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from mailserver.errors import ProtocolSyntaxError, SmtpReply
@@ -65,21 +65,26 @@ _BODY_VALUES = frozenset({"7BIT", "8BITMIME", "BINARYMIME"})
 class LineTooLong(ProtocolSyntaxError):
     """A command line over the limit (RFC 5321 §4.5.3.1.4); reply ``500 5.5.2``."""
 
-    reply = SmtpReply(500, "5.5.2", "Line too long")
+    smtp = SmtpReply(500, "5.5.2", "Line too long")
 
 
 class BadLineEnding(ProtocolSyntaxError):
     """A bare CR or LF in a command line (RFC 5321 §2.3.8); reply ``500 5.5.2``."""
 
-    reply = SmtpReply(500, "5.5.2", "Bare CR or LF not allowed")
+    smtp = SmtpReply(500, "5.5.2", "Bare CR or LF not allowed")
+
+
+class BadPath(ProtocolSyntaxError):
+    """A MAIL/RCPT path outside the RFC 5321 §4.1.2 grammar; the connection answers
+    ``501 5.1.7`` (sender) or ``501 5.1.3`` (recipient), RFC 3463 §3.2."""
 
 
 class UnknownParameter(ProtocolSyntaxError):
     """A MAIL/RCPT parameter we do not implement (RFC 5321 §4.1.1.11): ``555 5.5.4``."""
 
-    @property
-    def reply(self) -> SmtpReply:
-        return SmtpReply(555, "5.5.4", self.text)
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.smtp = SmtpReply(555, "5.5.4", text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +114,11 @@ class CommandReader:
     """Splits the client's bytes into command lines (see module doc).
 
     ``max_line`` counts octets, CRLF included.  The buffer never holds more
-    than ``max_line`` octets of an unfinished line: beyond, the rest of that
-    line is skipped as it arrives and ``LineTooLong`` is raised once its end
-    is seen (so the reply comes in order with the other commands' replies).
+    than ``max_line`` octets of an unfinished line: once an unfinished line
+    reaches the limit, ``LineTooLong`` is raised at once (the reply need not
+    wait for an LF that may never come) and the rest of that line is dropped
+    as it arrives, up to and including its LF.  Every complete line before it
+    has been returned already, so replies stay in order (RFC 2920 §3.1).
     """
 
     __slots__ = ("max_line", "_buf", "_skipping")
@@ -133,7 +140,8 @@ class CommandReader:
         return bytes(self._buf)
 
     def take_trailing_data(self) -> bytes:
-        """Return and forget what is buffered (the caller reads DATA content itself)."""
+        """Return and forget what is buffered (the caller reads DATA content itself,
+        or drops plaintext sent after STARTTLS: RFC 3207 §4.2)."""
         data = bytes(self._buf)
         self._buf.clear()
         return data
@@ -145,24 +153,43 @@ class CommandReader:
         the reader then goes on with the next.  Non-UTF-8 octets are kept as
         surrogate escapes (RFC 6531 allows UTF-8 in paths and parameters).
         """
-        buf = self._buf
-        end = buf.find(b"\n")
-        if end < 0:
-            if self._skipping or len(buf) >= self.max_line:
-                # Keep a last CR: it may be the first half of the CRLF.
-                keep = buf[-1:] if buf.endswith(b"\r") else b""
-                buf.clear()
-                buf += keep
-                self._skipping = True
+        line = self._next_line()
+        if line is None:
             return NEED_DATA
+        return parse_command(line.decode("utf-8", "surrogateescape"))
+
+    def next_line(self) -> str | Literal["NEED_DATA"]:
+        """The next whole line as text without its CRLF (an AUTH response,
+        RFC 4954 §4), or ``NEED_DATA``; same limits and errors as ``next_command``."""
+        line = self._next_line()
+        if line is None:
+            return NEED_DATA
+        return line.decode("utf-8", "surrogateescape")
+
+    def _next_line(self) -> bytes | None:
+        buf = self._buf
+        while True:
+            end = buf.find(b"\n")
+            if not self._skipping:
+                break
+            if end < 0:
+                buf.clear()  # still inside the over-long line
+                return None
+            del buf[: end + 1]
+            self._skipping = False
+        if end < 0:
+            if len(buf) >= self.max_line:
+                buf.clear()
+                self._skipping = True
+                raise LineTooLong(f"Line too long (over {self.max_line} octets)")
+            return None
         line = bytes(buf[: end + 1])
         del buf[: end + 1]
-        if self._skipping or len(line) > self.max_line:
-            self._skipping = False
+        if len(line) > self.max_line:
             raise LineTooLong(f"Line too long (over {self.max_line} octets)")
         if end == 0 or line[-2:-1] != b"\r" or b"\r" in line[:-2]:
             raise BadLineEnding("Bare CR or LF not allowed (RFC 5321 section 2.3.8)")
-        return parse_command(line[:-2].decode("utf-8", "surrogateescape"))
+        return line[:-2]
 
 
 # -- MAIL and RCPT arguments -------------------------------------------------------
@@ -174,7 +201,8 @@ class MailArgs:
 
     ``size`` is the SIZE= estimate in octets (RFC 1870 §6), ``body`` "7BIT",
     "8BITMIME" or "BINARYMIME" when given, ``smtputf8`` whether SMTPUTF8 was
-    given (RFC 6531 §3.4), ``dsn`` RET/ENVID (RFC 3461 §4.3, §4.4).
+    given (RFC 6531 §3.4), ``dsn`` RET/ENVID (RFC 3461 §4.3, §4.4);
+    ``params`` the parameters as sent, one token each.
     """
 
     address: str
@@ -182,14 +210,17 @@ class MailArgs:
     body: str | None = None
     smtputf8: bool = False
     dsn: MailDsn | None = None
+    params: tuple[str, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class RcptArgs:
-    """RCPT TO's argument: ``address`` and its NOTIFY/ORCPT (RFC 3461 §4.1, §4.2)."""
+    """RCPT TO's argument: ``address``, its NOTIFY/ORCPT (RFC 3461 §4.1, §4.2) and
+    ``params``, the parameters as sent, one token each."""
 
     address: str
     dsn: RcptDsn | None = None
+    params: tuple[str, ...] = field(default=(), compare=False)
 
 
 def split_params(text: str) -> list[tuple[str, str | None]]:
@@ -215,10 +246,10 @@ def _split_path(arg: str | None, keyword: str) -> tuple[str, str]:
         raise ProtocolSyntaxError(f"Syntax: {verb}:<address>")
     parsed = parse_path(arg[len(keyword):].lstrip())
     if parsed is None or not parsed[0]:
-        raise ProtocolSyntaxError("Bad address syntax")
+        raise BadPath("Bad address syntax")
     address, rest = parsed
     if address == "<>" and rest and not rest[0].isspace():
-        raise ProtocolSyntaxError("Bad address syntax")
+        raise BadPath("Bad address syntax")
     return address, rest.strip()
 
 
@@ -257,14 +288,14 @@ def parse_mail(arg: str | None) -> MailArgs:
         else:
             raise UnknownParameter(f"MAIL parameter not supported: {keyword}")
     dsn = _parse_mail_dsn(dsn_tokens) if dsn_tokens else None
-    return MailArgs(address, size, body, smtputf8, dsn)
+    return MailArgs(address, size, body, smtputf8, dsn, tuple(rest.split()))
 
 
 def parse_rcpt(arg: str | None) -> RcptArgs:
     """RCPT's argument (after the verb) -> ``RcptArgs`` (see module doc for errors)."""
     address, rest = _split_path(arg, "TO:")
     if address == "<>":
-        raise ProtocolSyntaxError("Bad address syntax")
+        raise BadPath("Bad address syntax")
     dsn_tokens: list[str] = []
     seen: set[str] = set()
     for keyword, value in split_params(rest):
@@ -274,4 +305,4 @@ def parse_rcpt(arg: str | None) -> RcptArgs:
         else:
             raise UnknownParameter(f"RCPT parameter not supported: {keyword}")
     dsn = _parse_rcpt_dsn(dsn_tokens) if dsn_tokens else None
-    return RcptArgs(address, dsn)
+    return RcptArgs(address, dsn, tuple(rest.split()))
