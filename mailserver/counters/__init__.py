@@ -11,10 +11,18 @@ Two kinds (``Counters``):
 With ``workers = 1`` the table lives in the process (``LocalCounters``: no
 I/O, no await that suspends).  With more workers it lives in the supervisor
 (``service.py``) and each worker reaches it over one unix socket
-(``client.py``): one round trip at accept, a one-way message at close, one
-round trip per failed login only.  Slots a worker holds are released when its
-connection to the service ends, so a worker that dies gives its slots back.
-Counting per worker would multiply every limit by the number of workers.
+(``client.py``).  Far from a limit, the service hands a worker a few spare
+slots with the one it asked for (``ConnectionSlots.acquire_many``); the
+worker spends them on the next connections of that client and keeps those
+given back at close, so a client that reconnects (one connection per
+message) costs no round trip; unused spares go back after a second.  Near a
+limit there are no spares: every slot is one round trip, and the limit is
+exact.  Spares are held slots in the service's table, so a limit is never
+exceeded; at worst a client near its limit is refused while another worker
+still holds a spare of its for up to a second.  One round trip per failed
+login.  Slots a worker holds are released when its connection to the
+service ends, so a worker that dies gives its slots back.  Counting per
+worker would multiply every limit by the number of workers.
 """
 
 from __future__ import annotations
@@ -64,6 +72,22 @@ class ConnectionSlots:
         self._total[scope] = total + 1
         self._per_ip[key] = count + 1
         return True
+
+    def acquire_many(self, scope: str, ip: str, max_total: int, max_per_ip: int,
+                     want: int) -> int:
+        """Take one slot as ``acquire`` does, plus up to ``want - 1`` spares while
+        the counts stay at or below half of each limit (spares never crowd a
+        limit).  Returns how many were taken: 0 (refused) to ``want``."""
+        if not self.acquire(scope, ip, max_total, max_per_ip):
+            return 0
+        total = self._total[scope]
+        key = (scope, ip)
+        count = self._per_ip[key]
+        spares = max(0, min(want - 1, max_total // 2 - total, max_per_ip // 2 - count))
+        if spares:
+            self._total[scope] = total + spares
+            self._per_ip[key] = count + spares
+        return 1 + spares
 
     def release(self, scope: str, ip: str, n: int = 1) -> None:
         key = (scope, ip)

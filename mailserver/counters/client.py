@@ -24,6 +24,11 @@ log = structlog.get_logger("mailserver.counters")
 #: Bound on one answer (seconds): the service answers from memory at once,
 #: so only a supervisor that hangs or is gone gets near it.
 ANSWER_TIMEOUT = 5.0
+#: Slots asked for at once (one used, the rest spare) and the most spares
+#: kept per (scope, client IP); see ``counters/__init__.py``.
+WANT = 4
+#: Spares unused this long (seconds) go back to the service.
+SPARE_TTL = 1.0
 
 
 class _Link(asyncio.Protocol):
@@ -62,6 +67,10 @@ class RemoteCounters:
         self._link = link
         self._loop = asyncio.get_running_loop()
         self._base_delay = limits.auth_failure_delay
+        #: (scope, ip) -> spare slots this worker holds, and when one was last used.
+        self._spares: dict[tuple[str, str], int] = {}
+        self._spare_used: dict[tuple[str, str], float] = {}
+        self._sweep: asyncio.TimerHandle | None = None
 
     @classmethod
     async def open(cls, run_dir: Path, limits: Limits) -> RemoteCounters:
@@ -80,10 +89,47 @@ class RemoteCounters:
         return fut
 
     async def acquire(self, scope: str, ip: str, max_total: int, max_per_ip: int) -> bool:
-        fut = self._ask(wire.acquire(scope, ip, max_total, max_per_ip))
+        key = (scope, ip)
+        spare = self._spares.get(key, 0)
+        if spare:  # no round trip: a slot the service gave us before
+            self._take_spare(key, spare)
+            return True
+        fut = self._ask(wire.acquire(scope, ip, max_total, max_per_ip, WANT))
         if fut is None:
             return True
-        return await self._answer(fut) != b"0"
+        try:
+            taken = int(await self._answer(fut))
+        except ValueError:
+            return True  # the service is gone: fail open
+        if taken > 1:
+            self._keep_spares(key, taken - 1)
+        return taken > 0
+
+    def _take_spare(self, key: tuple[str, str], spare: int) -> None:
+        if spare == 1:
+            del self._spares[key]
+        else:
+            self._spares[key] = spare - 1
+        self._spare_used[key] = self._loop.time()
+
+    def _keep_spares(self, key: tuple[str, str], n: int) -> None:
+        self._spares[key] = self._spares.get(key, 0) + n
+        self._spare_used[key] = self._loop.time()
+        if self._sweep is None:
+            self._sweep = self._loop.call_later(SPARE_TTL, self._return_idle_spares)
+
+    def _return_idle_spares(self) -> None:
+        """Give back the spares unused for ``SPARE_TTL`` seconds (one message per key)."""
+        self._sweep = None
+        cutoff = self._loop.time() - SPARE_TTL
+        transport = self._link.transport
+        for key in [k for k, used in self._spare_used.items() if used <= cutoff]:
+            del self._spare_used[key]
+            n = self._spares.pop(key, 0)
+            if n and transport is not None:
+                transport.write(wire.release(key[0], key[1], n))
+        if self._spare_used:
+            self._sweep = self._loop.call_later(SPARE_TTL, self._return_idle_spares)
 
     @staticmethod
     async def _answer(fut: asyncio.Future[bytes]) -> bytes:
@@ -96,6 +142,10 @@ class RemoteCounters:
             return b""
 
     def release(self, scope: str, ip: str) -> None:
+        key = (scope, ip)
+        if key in self._spare_used and self._spares.get(key, 0) < WANT:
+            self._keep_spares(key, 1)  # this client had spares: it may well come back
+            return
         transport = self._link.transport
         if transport is not None:
             transport.write(wire.release(scope, ip))
@@ -109,6 +159,9 @@ class RemoteCounters:
             return self._base_delay
 
     async def close(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         self._link.closing = True
         transport = self._link.transport
         if transport is not None:

@@ -86,23 +86,25 @@ class _Peer(asyncio.Protocol):
         counters = self._service.counters
         kind = line[:1]
         if kind == "A":
-            _, max_total, max_per_ip, ip, scope = line.split(" ", 4)
-            if not counters.slots.acquire(scope, ip, int(max_total), int(max_per_ip)):
-                return b"0\n"
-            key = (scope, ip)
-            self._held[key] = self._held.get(key, 0) + 1
-            return b"1\n"
+            _, max_total, max_per_ip, want, ip, scope = line.split(" ", 5)
+            taken = counters.slots.acquire_many(scope, ip, int(max_total), int(max_per_ip),
+                                                max(1, min(int(want), wire.MAX_WANT)))
+            if taken:
+                key = (scope, ip)
+                self._held[key] = self._held.get(key, 0) + taken
+            return b"%d\n" % taken
         if kind == "R":
-            _, ip, scope = line.split(" ", 2)
+            _, count, ip, scope = line.split(" ", 3)
             key = (scope, ip)
-            n = self._held.get(key, 0)
+            held = self._held.get(key, 0)
+            n = min(int(count), held)  # no more than this worker holds
             if n <= 0:
                 return None  # not ours to give back
-            if n == 1:
+            if n == held:
                 del self._held[key]
             else:
-                self._held[key] = n - 1
-            counters.slots.release(scope, ip)
+                self._held[key] = held - n
+            counters.slots.release(scope, ip, n)
             return None
         if kind == "F":
             _, ip = line.split(" ", 1)

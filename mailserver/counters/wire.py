@@ -2,8 +2,10 @@
 
 Requests (worker -> supervisor)::
 
-    A <max_total> <max_per_ip> <ip> <scope>\\n   acquire a slot; answered "1" or "0"
-    R <ip> <scope>\\n                           release a slot; no answer
+    A <max_total> <max_per_ip> <want> <ip> <scope>\\n
+                                 acquire a slot and up to want - 1 spares;
+                                 answered with the number taken (0: refused)
+    R <n> <ip> <scope>\\n        release n slots; no answer
     F <ip>\\n                                   count a failed login; answered
                                                with the delay in seconds
 
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 #: File name of the service's unix stream socket, in ``data_dir/run``.
 SERVICE_NAME = "counters.stream"
+#: Most slots one acquire may take (the one used and the spares).
+MAX_WANT = 8
 #: Longest line the service reads (an IPv6 address and a listener name fit).
 MAX_LINE = 1024
 
@@ -24,12 +28,12 @@ def _scope(scope: str) -> str:
     return scope.replace("\n", " ")
 
 
-def acquire(scope: str, ip: str, max_total: int, max_per_ip: int) -> bytes:
-    return f"A {max_total} {max_per_ip} {ip} {_scope(scope)}\n".encode()
+def acquire(scope: str, ip: str, max_total: int, max_per_ip: int, want: int = 1) -> bytes:
+    return f"A {max_total} {max_per_ip} {want} {ip} {_scope(scope)}\n".encode()
 
 
-def release(scope: str, ip: str) -> bytes:
-    return f"R {ip} {_scope(scope)}\n".encode()
+def release(scope: str, ip: str, n: int = 1) -> bytes:
+    return f"R {n} {ip} {_scope(scope)}\n".encode()
 
 
 def auth_failure(ip: str) -> bytes:

@@ -82,3 +82,33 @@ async def test_without_the_service_counters_fail_open(tmp_path: Path) -> None:
     assert await a.acquire("s", "192.0.2.1", 1, 1)
     assert await a.auth_failure("192.0.2.1") == 0.5
     await a.close()
+
+
+async def test_spare_slots_spare_the_round_trip_and_go_back(tmp_path: Path,
+                                                            monkeypatch: object) -> None:
+    """Far from the limits a worker gets spare slots: a client that reconnects costs
+    no round trip; unused spares go back to the service after ``SPARE_TTL``."""
+    from mailserver.counters import client
+
+    monkeypatch.setattr(client, "SPARE_TTL", 0.05)  # type: ignore[attr-defined]
+    run = tmp_path / "run"
+    service = await CounterService.start(run, LIMITS)
+    a = await RemoteCounters.open(run, LIMITS)
+    slots = service.counters.slots
+    try:
+        assert await a.acquire("smtp", "192.0.2.1", 100, 100)
+        assert slots.held("smtp", "192.0.2.1") == client.WANT  # one used, the rest spare
+        for _ in range(10):  # one connection per message: all from the spares
+            a.release("smtp", "192.0.2.1")
+            assert await a.acquire("smtp", "192.0.2.1", 100, 100)
+            assert not a._link.waiting
+        assert slots.held("smtp", "192.0.2.1") == client.WANT
+        a.release("smtp", "192.0.2.1")
+        for _ in range(100):  # the sweep gives every idle spare back
+            if slots.held("smtp") == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert slots.held("smtp") == 0
+    finally:
+        await a.close()
+        await service.close()

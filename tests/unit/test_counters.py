@@ -32,3 +32,18 @@ def test_release_of_several_at_once() -> None:
         assert slots.acquire("s", "a", 5, 5)
     slots.release("s", "a", 3)
     assert slots.held("s") == 0
+
+
+def test_spares_only_far_from_the_limits() -> None:
+    slots = ConnectionSlots()
+    # Far from both limits: the slot and 3 spares.
+    assert slots.acquire_many("s", "a", 100, 100, 4) == 4
+    assert slots.held("s", "a") == 4
+    # Spares stop at half of each limit: 10 // 2 = 5 for this IP.
+    assert slots.acquire_many("s", "b", 100, 10, 4) == 4
+    assert slots.acquire_many("s", "b", 100, 10, 4) == 1  # 5 held: no more spares
+    assert slots.held("s", "b") == 5
+    # Small limits (3 // 2 = 1): never a spare, the limit stays exact.
+    assert [slots.acquire_many("t", "c", 10, 3, 4) for _ in range(4)] == [1, 1, 1, 0]
+    assert slots.acquire_many("u", "d", 1, 1, 4) == 1
+    assert slots.acquire_many("u", "e", 1, 1, 4) == 0
