@@ -1,4 +1,4 @@
-"""``SmtpHooks``: what aiosmtpd calls at MAIL, RCPT and DATA (its ``handle_*`` protocol).
+"""``SmtpHooks``: what the connection calls at MAIL, RCPT and DATA (``handle_*``).
 
 The hooks know no rule: they run the listener's check pipeline
 (``mailserver.checks``; the stages are built from the configuration in
@@ -22,7 +22,7 @@ accept the command, and hand them to the delivery (the queue
 for remote recipients, a "delivered" report for local ones).
 
 A hook that returns a reply string must record the accepted value in the
-envelope itself (aiosmtpd only does so when a hook returns nothing).
+envelope itself (the connection only does so when there is no hook).
 
 Every exception becomes a reply in one place: ``errors.smtp_reply``.
 """
@@ -84,7 +84,7 @@ def _header_fields(outcome: Outcome) -> bytes:
 
 
 class SmtpHooks:
-    """aiosmtpd hooks for one listener: runs its check ``pipeline``, then delivers.
+    """The hooks of one listener: runs its check ``pipeline``, then delivers.
 
     Stateless: per-connection state lives on the connection, per-transaction
     state on the ``Transaction`` envelope.  Narrow collaborators, wired in
@@ -183,7 +183,7 @@ class SmtpHooks:
         dsn = envelope.dsn_offered if isinstance(envelope.dsn_offered, RcptDsn) else None
         if dsn is not None:
             envelope.rcpt_dsn.setdefault(address, dsn)
-        assert envelope.delivery is not None  # begun at MAIL (aiosmtpd: no RCPT before MAIL)
+        assert envelope.delivery is not None  # begun at MAIL (commands.py: no RCPT before MAIL)
         envelope.delivery.add_recipient(address, facts.account, dsn)
         if facts.account is None:
             envelope.remote_recipients.append(address)
@@ -212,7 +212,7 @@ class SmtpHooks:
         queue_id = new_queue_id()
         content = envelope.original_content or b""
         delivery = envelope.delivery
-        assert delivery is not None  # begun at MAIL (aiosmtpd: no DATA before RCPT)
+        assert delivery is not None  # begun at MAIL (commands.py: no DATA before RCPT)
         outcome = await self.pipeline.run(self.pipeline.data, server, content)
         refusal = outcome.verdict.reply
         if refusal is not None:
@@ -269,7 +269,7 @@ class SmtpHooks:
         return f"250 2.0.0 Ok: queued as {queue_id}"
 
     async def handle_exception(self, error: Exception) -> str:
-        """A hook or aiosmtpd itself raised: log it, answer per ``errors.smtp_reply``."""
+        """A command or a hook raised: log it, answer per ``errors.smtp_reply``."""
         reply = smtp_reply(error)
         if not isinstance(error, UserError):
             log.error("smtp_exception", exc_info=error, reply=reply.code)

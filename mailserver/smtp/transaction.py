@@ -1,9 +1,9 @@
 """One SMTP mail transaction's state (RFC 5321 §3.3): what MAIL, RCPT and DATA built.
 
-aiosmtpd's envelope (reverse-path, forward-paths, content) plus what our
+The envelope (reverse-path, forward-paths, content: aiosmtpd's class) plus what our
 stages resolved: local accounts and remote forward-paths, DSN parameters
 (RFC 3461), the header fields stages asked to add and whether a stage asked
-for quarantine.  Reset by RSET/EHLO and after DATA (``compat``).
+for quarantine.  Reset by RSET, HELO/EHLO and after DATA (``commands.py``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The SMTP protocol core: pure code, stdlib only, no asyncio (RFC 5321 and extensions).
 
-Fed strings and bytes, returns values and events; the aiosmtpd-based connection
-code in ``mailserver.smtp`` does the I/O.
+Fed strings and bytes, returns values and events; the connection code in
+``mailserver.smtp`` does the I/O (over aiosmtpd's transport, ``smtp/compat.py``).
 
 * ``command``: a command line -> verb and argument (RFC 5321 §4.1.1, §4.5.3.1.4);
   MAIL/RCPT arguments -> path and ESMTP parameters (RFC 5321 §4.1.2, RFC 1869).

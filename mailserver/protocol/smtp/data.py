@@ -5,7 +5,7 @@ CRLF "." CRLF, where the first CRLF ends the last content line (or the DATA
 command, for an empty message).  §4.5.2: a line that starts with "." had a
 "." added by the client; the receiver removes it.
 
-aiosmtpd reads DATA one line at a time (``readuntil`` and a Python loop
+aiosmtpd read DATA one line at a time (``readuntil`` and a Python loop
 per line).  This decoder takes the stream in chunks instead: it looks for
 the end marker with ``bytearray.find``, undoes the dot-stuffing with one
 ``replace`` and checks line lengths only when a region is long enough to

@@ -2,13 +2,13 @@
 
 Pure code: no aiosmtpd, no I/O.
 
-aiosmtpd writes many replies itself ("503 Error: need MAIL command", "552
+Many replies are written as plain text ("503 Error: need MAIL command", "552
 Error: Too much mail data") without enhanced codes.  Having advertised
 ENHANCEDSTATUSCODES (RFC 2034), every 2xx/4xx/5xx reply must carry one
-(RFC 2034 §3), except the greeting and the EHLO/HELO replies.  Rather than
-rewrite aiosmtpd's commands, the adapter passes every reply line through
-``add_enhanced_code``, which picks the code from one table keyed by the
-basic reply code and the command being answered.
+(RFC 2034 §3), except the greeting and the EHLO/HELO replies.  The adapter
+passes every reply line through ``add_enhanced_code``, which picks the code
+from one table keyed by the basic reply code and the command being answered,
+so the code for a reply is chosen in one place.
 """
 
 from __future__ import annotations
@@ -157,6 +157,6 @@ NO_OUTBOUND = SmtpReply(
     451, "4.3.0", "Remote delivery is not available yet (no outbound queue), try again later"
 )
 LINE_TOO_LONG = SmtpReply(500, "5.5.2", "Line too long")
-#: Replaces aiosmtpd's "502 5.5.1 Too many unrecognized commands, goodbye."
-#: before it hangs up: a server closing the channel says 421 (RFC 5321 §3.8, §4.2.3).
+#: Before hanging up on a client that sent ``smtp_max_unknown_commands``
+#: unrecognised commands: a server closing the channel says 421 (RFC 5321 §3.8, §4.2.3).
 TOO_MANY_UNKNOWN = SmtpReply(421, "4.7.0", "Too many unrecognized commands, closing connection")
