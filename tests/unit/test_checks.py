@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+from support.stores import open_store
 
 from mailserver.checks import rules
 from mailserver.checks.stage import (
@@ -19,6 +22,7 @@ from mailserver.checks.stage import (
 )
 from mailserver.errors import SmtpReply
 from mailserver.protocol.smtp import replies
+from mailserver.store.store import Store
 
 
 @dataclass
@@ -138,10 +142,12 @@ def test_recipient_rules(ctx: Ctx, facts: RecipientFacts, outbound: bool,
     assert got.verdict.reply == expected
 
 
-class Owners:
-    def recipient_account(self, address: str) -> str | None:
-        return {"bob@ours.example": "bob@ours.example",
-                "alias@ours.example": "bob@ours.example"}.get(address.lower())
+@pytest.fixture
+async def owners(tmp_path: Path) -> AsyncIterator[Store]:
+    """A real store: account bob@ours.example and its alias alias@ours.example."""
+    async with open_store(tmp_path, "bob@ours.example", domain="ours.example") as store:
+        await store.add_alias("alias@ours.example", "bob@ours.example")
+        yield store
 
 
 @pytest.mark.parametrize(
@@ -158,10 +164,10 @@ class Owners:
         (Ctx(mail_size=2000), rules.TOO_BIG),
     ],
 )
-def test_sender_rules(ctx: Ctx, expected: SmtpReply | None) -> None:
+async def test_sender_rules(ctx: Ctx, expected: SmtpReply | None, owners: Store) -> None:
     pipeline = Pipeline([rules.PathSyntax(), rules.SubmissionAuth(),
-                         rules.SenderOwnership(Owners()), rules.MessageSize(1024)])
-    assert asyncio.run(pipeline.run(pipeline.mail, ctx)).verdict.reply == expected
+                         rules.SenderOwnership(owners), rules.MessageSize(1024)])
+    assert (await pipeline.run(pipeline.mail, ctx)).verdict.reply == expected
 
 
 @pytest.mark.parametrize(
@@ -175,11 +181,11 @@ def test_sender_rules(ctx: Ctx, expected: SmtpReply | None) -> None:
         (b"From: bob@ours.example\r\n\r\n" + b"x" * 2000, rules.TOO_BIG),
     ],
 )
-def test_data_rules(content: bytes, expected: SmtpReply | None) -> None:
-    pipeline = Pipeline([rules.SubmissionAuth(), rules.SenderOwnership(Owners()),
+async def test_data_rules(content: bytes, expected: SmtpReply | None, owners: Store) -> None:
+    pipeline = Pipeline([rules.SubmissionAuth(), rules.SenderOwnership(owners),
                          rules.MessageSize(1024)])
     ctx = Ctx(submission=True, auth_user="bob@ours.example", mail_from="bob@ours.example")
-    assert asyncio.run(pipeline.run(pipeline.data, ctx, content)).verdict.reply == expected
+    assert (await pipeline.run(pipeline.data, ctx, content)).verdict.reply == expected
 
 
 @pytest.mark.parametrize(
