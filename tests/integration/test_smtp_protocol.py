@@ -363,3 +363,71 @@ def test_shutdown_lets_data_finish(server, raw_smtp):
     assert server.call(server.store.get_blob, record.blob_id).endswith(
         b"Subject: in flight\r\n\r\nfirst half\r\nsecond half\r\n"
     )
+
+
+def test_a_command_line_that_never_ends_is_answered_at_the_limit(raw_smtp, server):
+    """Issue 12 §3: the 500 comes when the limit is reached, not at an LF that may
+    never come; the rest of the line is dropped as it arrives, then the session goes on."""
+    limit = server.config.limits.smtp_max_line_length
+    c = raw_smtp()
+    c.reply()
+    c.cmd("EHLO client.test")
+    c.send(b"NOOP " + b"x" * limit)  # no LF
+    assert c.reply()[0].startswith(b"500 5.5.2 ")
+    for _ in range(20):
+        c.send(b"x" * 65536)  # still the same line: no second reply, nothing kept
+    assert c.cmd("\r\nNOOP")[0] == b"250 2.0.0 OK"
+
+
+def test_starttls_drops_what_was_pipelined_in_the_clear(raw_smtp):
+    """RFC 3207 §4.2 (CVE-2011-0411): commands sent with STARTTLS, before the
+    handshake, must not run inside the TLS session."""
+    c = raw_smtp()
+    c.reply()
+    c.cmd("EHLO client.test")
+    c.send(b"STARTTLS\r\nMAIL FROM:<injected@evil.test>\r\n")
+    assert c.reply()[0].startswith(b"220 ")
+    c.start_tls()
+    c.cmd("EHLO client.test")
+    assert c.cmd(f"RCPT TO:<{ALICE}>")[0].startswith(b"503 5.5.1 ")  # no MAIL ran
+
+
+def test_a_half_closed_client_gets_its_replies(server):
+    """A client that sends its commands and shuts down its side (nc -N) is answered."""
+    with socket.create_connection(("127.0.0.1", server.port("smtp")), timeout=10) as sock:
+        sock.sendall(b"EHLO client.test\r\nNOOP\r\nQUIT\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert b"\r\n250 2.0.0 OK\r\n" in data and data.endswith(b"221 2.0.0 Bye\r\n")
+
+
+def test_unknown_command_limit_is_configurable(server_factory):
+    srv = server_factory(smtp_max_unknown_commands=2)
+    c = RawSmtp(srv.port("smtp"))
+    try:
+        c.reply()
+        assert c.cmd("FROB")[0].startswith(b"500 5.5.2 ")
+        assert c.cmd("FROB")[0].startswith(b"421 4.7.0 ")
+        assert c.reply() == []
+    finally:
+        c.close()
+
+
+def test_help_vrfy_and_parameters_outside_esmtp(raw_smtp):
+    c = raw_smtp()
+    c.reply()
+    help_all = c.cmd("HELP")[0]
+    assert help_all.startswith(b"250 2.0.0 Supported commands: ") and b"MAIL" in help_all
+    assert c.cmd("HELP mail")[0].startswith(b"250 2.0.0 Syntax: MAIL FROM:<address>")
+    assert c.cmd("HELP FROB")[0].startswith(b"501 5.5.4 ")
+    assert c.cmd("VRFY alice")[0].startswith(b"252 2.5.0 ")
+    assert c.cmd("HELO old.client.test")[0] == b"250 mx.example.test"
+    # RFC 5321 §4.1.2: no ESMTP parameters without EHLO.
+    assert c.cmd("MAIL FROM:<a@remote.test> SIZE=10")[0].startswith(b"501 5.5.4 ")
+    c.cmd("EHLO client.test")
+    # RFC 3030 §3: BINARYMIME only with CHUNKING, which is not offered.
+    assert c.cmd("MAIL FROM:<a@remote.test> BODY=BINARYMIME")[0].startswith(b"555 5.5.4 ")
+    assert c.cmd("MAIL FROM:<a@remote.test> BODY=8BITMIME SIZE=10")[0].startswith(b"250 ")
+    assert c.cmd("MAIL FROM:<b@remote.test>")[0].startswith(b"503 5.5.1 ")  # nested
