@@ -13,7 +13,6 @@ import gc
 import weakref
 from collections.abc import Callable
 
-import pytest
 import uvloop
 from aiosmtpd.smtp import SMTP
 
