@@ -17,6 +17,12 @@ and answers.  ``VERBS`` maps each verb to its method; the command loop
 * DATA is read in chunks by ``protocol.smtp.data.DataDecoder``, starting with
   what the command reader had already buffered (pipelining, RFC 2920), and
   what follows the message goes back to the reader.
+* BDAT (CHUNKING, RFC 3030 §2) reads exactly the announced octets, from
+  the reader's buffer first; a refused chunk's octets are read and dropped
+  (§2), and once a chunk failed, the transaction's later chunks get ``503``
+  until RSET.  The last chunk ends the message as DATA's end marker does,
+  with the same hooks, limits and durability.  BODY=BINARYMIME (§3) is
+  accepted, and then only BDAT may carry the message.
 * STARTTLS (RFC 3207) drops whatever the client pipelined after it (§4.2:
   it was sent in the clear, before the handshake: the command-injection
   attack of CVE-2011-0411) before the ``220``.
@@ -28,7 +34,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mailserver.errors import ProtocolSyntaxError, smtp_reply
-from mailserver.protocol.smtp.command import BadPath, parse_mail, parse_rcpt
+from mailserver.protocol.smtp.command import BadPath, parse_bdat, parse_mail, parse_rcpt
 from mailserver.protocol.smtp.data import DataDecoder, DataError
 from mailserver.smtp.compat import TLSSetupException
 
@@ -40,9 +46,12 @@ _DATA_REFUSALS = {
     DataError.TOO_MUCH: "552 Error: Too much mail data",
     DataError.BARE_LINE_ENDING: "550 5.5.2 Bare CR or LF not allowed (RFC 5321 2.3.8)",
 }
+#: Most octets one read takes during BDAT.
+_CHUNK_READ = 1 << 16
 #: Command syntax for HELP (RFC 5321 §4.1.1.8), and the verbs it lists.
 _SYNTAX = {
     "AUTH": "AUTH <mechanism> [<initial-response>]",
+    "BDAT": "BDAT <chunk-size> [LAST]",
     "DATA": "DATA",
     "EHLO": "EHLO hostname",
     "HELO": "HELO hostname",
@@ -130,6 +139,8 @@ class SmtpCommands:
             "SMTPUTF8",  # RFC 6531
             "ENHANCEDSTATUSCODES",  # RFC 2034
             "DSN",  # RFC 3461
+            "CHUNKING",  # RFC 3030
+            "BINARYMIME",  # RFC 3030
         ]
         if self.tls_context is not None and not self.is_tls:
             keywords.append("STARTTLS")  # RFC 3207
@@ -239,9 +250,6 @@ class SmtpCommands:
         if options and not self.session.extended_smtp:
             await self.push("501 5.5.4 Syntax: MAIL FROM:<address> (no parameters after HELO)")
             return
-        if args.body == "BINARYMIME":  # RFC 3030 §3: only with CHUNKING, not offered
-            await self.push("555 5.5.4 BODY=BINARYMIME needs CHUNKING, not offered")
-            return
         if args.size is not None and self.data_size_limit and args.size > self.data_size_limit:
             await self.push("552 Error: message size exceeds fixed maximum message size")
             return
@@ -294,6 +302,13 @@ class SmtpCommands:
         if arg:
             await self.push("501 Syntax: DATA")
             return
+        if envelope.chunks is not None:  # RFC 3030 §2: not in one transaction with BDAT
+            await self.push("503 5.5.1 Error: DATA after BDAT; send RSET")
+            return
+        args = envelope.mail_args
+        if args is not None and args.body == "BINARYMIME":  # RFC 3030 §3
+            await self.push("503 5.5.1 Error: BODY=BINARYMIME needs BDAT, not DATA")
+            return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         limits = self.settings.limits
         decoder = DataDecoder(max_size=self.data_size_limit,
@@ -312,12 +327,75 @@ class SmtpCommands:
             await self.push(_DATA_REFUSALS[decoder.error])
             self.reset_transaction()
             return
-        content = decoder.content
+        await self._end_message(decoder.content)
+
+    async def _end_message(self, content: bytes) -> None:
+        """The whole message is in (DATA's end marker, BDAT LAST): the DATA hook
+        decides and delivers, then the transaction is over (RFC 5321 §4.1.1.4)."""
+        envelope = self.envelope
         envelope.content = content
         envelope.original_content = content
         status = await self._hook("DATA")
         self.reset_transaction()
         await self.push("250 OK" if status is None else status)
+
+    async def smtp_BDAT(self, arg: str | None) -> None:
+        """RFC 3030 §2 (see the module doc)."""
+        try:
+            size, last = parse_bdat(arg)
+        except ProtocolSyntaxError as exc:
+            # How many octets follow is unknown: reading on would run message
+            # content as commands.  Answer and hang up.
+            await self.push(str(smtp_reply(exc)))
+            self.end_session()
+            return
+        envelope = self.envelope
+        refusal = None
+        if not self.session.host_name:
+            refusal = "503 Error: send HELO first"
+        elif not envelope.mail_from:
+            refusal = "503 Error: need MAIL command"
+        elif not envelope.rcpt_tos:
+            refusal = "503 Error: need RCPT command"
+        elif envelope.chunks_failed is not None:
+            refusal = "503 5.5.1 Error: this transaction failed; send RSET"
+        if refusal is None and envelope.chunks is None:
+            envelope.chunks = bytearray()
+        total = envelope.chunks_size + size
+        keep = refusal is None and not (self.data_size_limit and total > self.data_size_limit)
+        if not await self._read_chunk(size, envelope.chunks if keep else None):
+            self.end_session()  # the client went away mid-chunk: nothing was accepted
+            return
+        if refusal is not None:
+            await self.push(refusal)
+            return
+        envelope.chunks_size = total
+        if not keep:
+            envelope.chunks = bytearray()  # the message is refused: keep nothing
+            envelope.chunks_failed = "552 5.3.4 Error: Too much mail data"
+            await self.push(envelope.chunks_failed)
+            return
+        if not last:
+            await self.push(f"250 2.0.0 {size} octets received")
+            return
+        await self._end_message(bytes(envelope.chunks))
+
+    async def _read_chunk(self, size: int, into: bytearray | None) -> bool:
+        """Read ``size`` octets (the reader's buffer first), appended to ``into``
+        or dropped when it is None.  False if the stream ended first."""
+        data = self.lines.take_bytes(size)
+        left = size - len(data)
+        if into is not None:
+            into += data
+        reader = self.stream_reader
+        while left:
+            chunk = await reader.read(min(left, _CHUNK_READ))
+            if not chunk:
+                return False
+            left -= len(chunk)
+            if into is not None:
+                into += chunk
+        return True
 
 
 #: Verb -> method: the command loop's table (``adapter.serve``), built once.

@@ -32,6 +32,11 @@ class Transaction(Envelope):
         self.mail_dsn: MailDsn | None = None
         #: Accepted forward-path -> its RCPT's DSN parameters (only those that had some).
         self.rcpt_dsn: dict[str, RcptDsn] = {}
+        #: BDAT (RFC 3030): the chunks so far (None: no BDAT yet), the octets
+        #: announced so far, and the reply that failed the transaction, if one did.
+        self.chunks: bytearray | None = None
+        self.chunks_size = 0
+        self.chunks_failed: str | None = None
         #: MAIL's parsed argument (``protocol.smtp.command.MailArgs``), once given.
         self.mail_args: MailArgs | None = None
         #: The message's delivery (``delivery.interface``), begun when MAIL is accepted.

@@ -57,7 +57,7 @@ async def test_every_verb_is_answered_by_our_code() -> None:
     """The command loop's table (``adapter.VERBS``): our methods, none of aiosmtpd's."""
     from mailserver.smtp.adapter import VERBS
 
-    assert set(VERBS) == {"AUTH", "DATA", "EHLO", "EXPN", "HELO", "HELP", "MAIL", "NOOP",
+    assert set(VERBS) == {"AUTH", "BDAT", "DATA", "EHLO", "EXPN", "HELO", "HELP", "MAIL", "NOOP",
                           "QUIT", "RCPT", "RSET", "STARTTLS", "VRFY"}
     assert all(fn.__module__.startswith("mailserver.smtp.") for fn in VERBS.values())
 

@@ -146,6 +146,13 @@ class CommandReader:
         self._buf.clear()
         return data
 
+    def take_bytes(self, n: int) -> bytes:
+        """Up to ``n`` buffered octets, removed from the buffer (a BDAT chunk's
+        start, RFC 3030 §2: chunk octets follow the command line at once)."""
+        data = bytes(self._buf[:n])
+        del self._buf[:n]
+        return data
+
     def next_command(self) -> Command | Literal["NEED_DATA"]:
         """The next whole command line, or ``NEED_DATA``.
 
@@ -190,6 +197,21 @@ class CommandReader:
         if end == 0 or line[-2:-1] != b"\r" or b"\r" in line[:-2]:
             raise BadLineEnding("Bare CR or LF not allowed (RFC 5321 section 2.3.8)")
         return line[:-2]
+
+
+def parse_bdat(arg: str | None) -> tuple[int, bool]:
+    """BDAT's argument (RFC 3030 §2: ``chunk-size [SP end-marker]``, end-marker
+    ``LAST``) -> (chunk size in octets, whether it is the last chunk).
+
+    Raises ``ProtocolSyntaxError``: the caller cannot know how many octets
+    follow, so the session cannot go on safely after it.
+    """
+    parts = (arg or "").split(" ")
+    size = parts[0]
+    if (not 1 <= len(parts) <= 2 or not size.isdigit() or not size.isascii() or len(size) > 20
+            or (len(parts) == 2 and parts[1].upper() != "LAST")):
+        raise ProtocolSyntaxError("Syntax: BDAT <chunk-size> [LAST]")
+    return int(size), len(parts) == 2
 
 
 # -- MAIL and RCPT arguments -------------------------------------------------------
