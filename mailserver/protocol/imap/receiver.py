@@ -64,6 +64,15 @@ _LITERAL_RE = re.compile(rb"(~?)\{([0-9]{1,20})(\+?)\}\Z")
 LITERAL_TOO_BIG = "Literal too big"
 
 
+class Receiving(enum.Enum):
+    """What the receiver is in the middle of (``Receiver.receiving``), for the
+    server's deadlines: the text of a command, a literal, or nothing."""
+
+    NOTHING = "nothing"  # between commands, no octet of the next one buffered
+    LINE = "line"  # part of a command's text (or a raw Line, or a line being discarded)
+    LITERAL = "literal"  # octets of an announced literal are still due
+
+
 class _State(enum.Enum):
     COMMAND = "command"  # reading a command line (first or continuation)
     LITERAL = "literal"  # reading the octets of a literal
@@ -129,6 +138,20 @@ class Receiver:
     def buffered(self) -> int:
         """Octets received but not yet consumed (for diagnostics and tests)."""
         return len(self._buf)
+
+    @property
+    def receiving(self) -> Receiving:
+        """What the input so far leaves unfinished: ``LITERAL`` while the
+        octets of a literal are due, ``LINE`` while a command (or a raw line,
+        or the rest of an over-long line being discarded) has begun but not
+        ended, ``NOTHING`` between commands.  Meaningful once ``next_event``
+        has returned ``NEED_DATA``."""
+        state = self._state
+        if state is _State.LITERAL:
+            return Receiving.LITERAL
+        if state is _State.DISCARD or self._parts or self._buf:
+            return Receiving.LINE
+        return Receiving.NOTHING
 
     @property
     def at_boundary(self) -> bool:
