@@ -198,6 +198,7 @@ _LIMIT_CHECKS: dict[str, Check] = {
     "imap_max_literal_size": _at_least(1024),
     "imap_idle_timeout": _at_least(1800, " (RFC 3501 §5.4 autologout is at least 30 minutes)"),
     "imap_line_timeout": _at_least(1),
+    "imap_max_nesting": lambda x: None if 8 <= x <= 256 else "must be from 8 to 256",
     "imap_literal_timeout": _at_least(1),
     "max_connections": _at_least(1),
     "max_connections_per_ip": _at_least(1),

@@ -38,6 +38,7 @@ class Limits:
     # IMAP
     imap_max_line_length: int = 65536  # one line of a command, literals excluded
     imap_max_literal_size: int = 50 * 1024 * 1024  # largest literal (APPEND)
+    imap_max_nesting: int = 64  # parenthesised lists / search keys (NOT, OR) in a command
     imap_idle_timeout: float = 1800.0  # autologout, RFC 3501 §5.4 (>= 30 min)
     # Total time the text of one command may take to arrive (all its lines,
     # literals excluded), and its literals together: a peer trickling octets

@@ -240,7 +240,8 @@ class Connection:
         self._inflate: zlib._Decompress | None = None
 
     def _new_receiver(self) -> Receiver:
-        return Receiver(self.limits.imap_max_line_length, self.limits.imap_max_literal_size)
+        return Receiver(self.limits.imap_max_line_length, self.limits.imap_max_literal_size,
+                        self.limits.imap_max_nesting)
 
     @property
     def compressing(self) -> bool:

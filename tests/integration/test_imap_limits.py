@@ -24,6 +24,7 @@ LINE = 1000
 LITERAL = 2048
 IDLE = 60.0  # autologout: far longer than any pause between the trickled octets
 DEADLINE = 0.4  # imap_line_timeout and imap_literal_timeout
+NESTING = 10
 TRICKLE = 0.05  # seconds between two octets of a slow peer
 
 
@@ -36,6 +37,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
         imap_idle_timeout=IDLE,
         imap_line_timeout=DEADLINE,
         imap_literal_timeout=DEADLINE,
+        imap_max_nesting=NESTING,
     )
     srv = ServerThread(config)
     try:
@@ -99,14 +101,18 @@ def test_line_without_end_is_answered_at_the_limit(server: ServerThread) -> None
 
 
 def test_nesting_depth(server: ServerThread) -> None:
-    """Parenthesised lists nested past the parser's depth bound are BAD (not a
+    """Lists or search keys nested past ``imap_max_nesting`` are BAD (not a
     crash, not a recursion error); the connection carries on."""
     with RawImap(server.port("imap")) as c:
         c.login()
         c.ok("s", "SELECT INBOX")
-        deep = "(" * 200 + "ALL" + ")" * 200
-        assert len(deep) < LINE
-        for i, line in enumerate([f"SEARCH {deep}", f"SEARCH {'NOT ' * 200}ALL",
+        c.ok("ok1", "SEARCH " + "(" * NESTING + "ALL" + ")" * NESTING)
+        c.ok("ok2", "SEARCH " + "NOT " * NESTING + "ALL")
+        over = NESTING + 1
+        for i, line in enumerate([f"SEARCH {'(' * over}ALL{')' * over}",
+                                  f"SEARCH {'NOT ' * over}ALL",
+                                  f"SEARCH {'OR ALL ' * over}ALL",
+                                  f"SEARCH {'(' * 300}ALL{')' * 300}",
                                   f"FETCH 1 {'(' * 400}FLAGS",
                                   f"STORE 1 +FLAGS {'(' * 400}",
                                   f"STATUS INBOX {'(' * 400}",
@@ -116,7 +122,7 @@ def test_nesting_depth(server: ServerThread) -> None:
             tag = f"d{i}"
             reply = c.cmd(tag, line)
             assert reply[-1].startswith(f"{tag} BAD".encode()), (line[:30], reply)
-        c.ok("ok", "SEARCH " + "(" * 20 + "ALL" + ")" * 20)
+        c.ok("ok3", "NOOP")
     next_client_works(server)
 
 

@@ -195,6 +195,17 @@ def test_memory_stays_bounded_whatever_arrives_without_a_line_end(chunks: list[b
         assert rx.receiving in (Receiving.LINE, Receiving.NOTHING)
 
 
+def test_nesting_bound() -> None:
+    rx = Receiver(max_depth=3)
+    rx.feed(b"a1 SEARCH (((ALL)))\r\na2 SEARCH ((((ALL))))\r\na3 SEARCH NOT NOT NOT NOT ALL\r\n")
+    assert isinstance(rx.next_event(), Command)
+    for tag in ("a2", "a3"):
+        with pytest.raises(ProtocolSyntaxError) as info:
+            rx.next_event()
+        assert info.value.tag == tag and not info.value.fatal
+    assert rx.next_event() is NEED_DATA
+
+
 def test_receiving_says_what_is_unfinished() -> None:
     rx = Receiver(max_line=64)
     assert rx.receiving is Receiving.NOTHING
