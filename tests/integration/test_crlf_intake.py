@@ -1,14 +1,15 @@
 """Bare LF becomes CRLF at intake (APPEND, SMTP DATA); CRLF input is kept octet for octet.
 
 Raw wire clients on purpose: imaplib's APPEND and smtplib's ``str`` messages
-rewrite line ends themselves, which would hide what the server does.
+rewrite line ends themselves, which would hide what the server does.  (Every
+corpus message APPENDed raw: test_imap_mailboxes.py.)
 """
 
 from __future__ import annotations
 
 import re
 
-from support.server import ServerThread, corpus_messages
+from support.server import ServerThread
 from support.wire import RawImap, RawSmtp
 
 from mailserver.protocol.line_endings import to_crlf
@@ -93,23 +94,3 @@ def test_smtp_data_bare_lf_is_stored_with_crlf(server: ServerThread) -> None:
     assert stored.endswith(to_crlf(body + b".\nmore\r\n")), stored
     assert stored.count(b"\n") == stored.count(b"\r\n")
 
-
-def test_every_corpus_message_appended_raw_comes_back_with_crlf(server: ServerThread) -> None:
-    """Each corpus message (most use bare LF) APPENDed as it is on disk:
-    BODY[] is its CRLF form, RFC822.SIZE that form's length; a CRLF-clean
-    message comes back octet for octet.  (NUL comes back as 0x80 in BODY[],
-    RFC 3501 §9; see test_acceptance_corpus.)"""
-    messages = [p.read_bytes() for p in corpus_messages()]
-    with RawImap(server.port("imap")) as c:
-        c.login()
-        c.ok("c", "CREATE Corpus")
-        for i, data in enumerate(messages):  # LITERAL+: no round trip per message
-            c.send(f"a{i} APPEND Corpus {{{len(data)}+}}\r\n".encode() + data + b"\r\n")
-        for i in range(len(messages)):
-            assert c.until_tagged(f"a{i}")[-1].startswith(f"a{i} OK".encode())
-        c.ok("s", "EXAMINE Corpus")
-        for i, data in enumerate(messages, start=1):
-            want = to_crlf(data)
-            out = fetch(c, f"f{i}", i, "RFC822.SIZE BODY.PEEK[]")
-            assert f"RFC822.SIZE {len(want)}".encode() in out, i
-            assert literal(out, b"BODY[]") == want.replace(b"\0", b"\x80"), i
