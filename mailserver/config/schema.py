@@ -39,7 +39,13 @@ class Limits:
     # IMAP
     imap_max_line_length: int = 65536  # one line of a command, literals excluded
     imap_max_literal_size: int = 50 * 1024 * 1024  # largest literal (APPEND)
+    imap_max_nesting: int = 64  # parenthesised lists / search keys (NOT, OR) in a command
     imap_idle_timeout: float = 1800.0  # autologout, RFC 3501 §5.4 (>= 30 min)
+    # Total time the text of one command may take to arrive (all its lines,
+    # literals excluded), and its literals together: a peer trickling octets
+    # cannot hold a connection beyond these, whatever the idle timeout.
+    imap_line_timeout: float = 300.0
+    imap_literal_timeout: float = 1800.0
     # both
     max_connections: int = 2000  # per listener
     max_connections_per_ip: int = 100

@@ -15,6 +15,17 @@ Design notes
   command, not per line.  Every network await is under a timeout: reads under
   the autologout timer (``limits.imap_idle_timeout``, RFC 3501 §5.4), drains
   and handshakes under fixed bounds.
+* Slow peers: besides autologout, each command has two total deadlines, one
+  for its text (``imap_line_timeout``: time spent waiting while a line of it
+  is unfinished, summed over its lines) and one for its literals
+  (``imap_literal_timeout``, summed likewise), the time counterparts of
+  ``imap_max_line_length`` and ``imap_max_literal_size``, which are also per
+  command.  Past one the peer gets BYE and the connection ends: a line
+  without its end cannot be resynchronised.  Time spent executing commands
+  or waiting between them does not count.  Memory is bounded by the same
+  receiver limits: an over-long line is answered BAD as soon as it crosses
+  ``imap_max_line_length`` (LF or not) and the rest of it is dropped as it
+  arrives (``protocol.imap.receiver``).
 * Closing never waits on the client: a graceful close (``transport.close``)
   sends what is buffered first, which a client that stops reading never lets
   happen, so ``_Stream.close`` aborts the transport if it is not gone within
@@ -51,7 +62,7 @@ from mailserver.config import Listener
 from mailserver.errors import ProtocolSyntaxError
 from mailserver.imap.session import ImapSession
 from mailserver.imap.state import CloseConnection, State
-from mailserver.protocol.imap.receiver import Receiver
+from mailserver.protocol.imap.receiver import Receiver, Receiving
 from mailserver.protocol.imap.response import continuation, tagged, untagged
 from mailserver.protocol.imap.types import NEED_DATA, Command, Line, NeedContinuation
 from mailserver.services import Services
@@ -215,6 +226,9 @@ class Connection:
         self.log = structlog.get_logger("mailserver.imap").bind(conn_id=conn_id, peer=peer)
         self.receiver = self._new_receiver()
         self.session = ImapSession(services, listener, self, self.log)
+        # Seconds spent waiting for the current command's text / literals.
+        self._line_spent = 0.0
+        self._literal_spent = 0.0
         self._out: list[bytes] = []
         self._out_size = 0
         self._shutdown = False
@@ -226,7 +240,8 @@ class Connection:
         self._inflate: zlib._Decompress | None = None
 
     def _new_receiver(self) -> Receiver:
-        return Receiver(self.limits.imap_max_line_length, self.limits.imap_max_literal_size)
+        return Receiver(self.limits.imap_max_line_length, self.limits.imap_max_literal_size,
+                        self.limits.imap_max_nesting)
 
     @property
     def compressing(self) -> bool:
@@ -289,6 +304,7 @@ class Connection:
         while True:
             event = self.receiver.next_event()
             if isinstance(event, Line):
+                self._command_done()
                 return event.data
             if event is not NEED_DATA:  # expect_line guarantees a Line next
                 raise RuntimeError(f"unexpected receiver event {event!r}")
@@ -304,6 +320,7 @@ class Connection:
         utf8 = self.receiver.utf8
         self.receiver = self._new_receiver()
         self.receiver.utf8 = utf8
+        self._command_done()
         self.stream.discard()
         transport = self.stream.transport
         assert transport is not None
@@ -319,8 +336,29 @@ class Connection:
 
     # -------------------------------------------------------------- serving
 
+    def _command_done(self) -> None:
+        """A command (or raw line) is complete: the next one has its own deadlines."""
+        self._line_spent = self._literal_spent = 0.0
+
+    def _wait_bound(self) -> tuple[float, Receiving]:
+        """How long the next read may wait, and what the receiver is in the
+        middle of: the autologout time, cut to what is left of the current
+        command's line or literal deadline."""
+        idle = self.limits.imap_idle_timeout
+        kind = self.receiver.receiving
+        if kind is Receiving.NOTHING:
+            self._command_done()
+            return idle, kind
+        if kind is Receiving.LITERAL:
+            left = self.limits.imap_literal_timeout - self._literal_spent
+        else:
+            left = self.limits.imap_line_timeout - self._line_spent
+        return max(0.0, min(idle, left)), kind
+
     async def _fill(self) -> bool:
-        """Read more input into the receiver; False at EOF.  Autologout timer.
+        """Read more input into the receiver; False at EOF.  Autologout timer
+        and the command's deadlines (``_wait_bound``): past a deadline the
+        peer gets BYE and ``CloseConnection`` is raised.
 
         Under COMPRESS the input is inflated one slice at a time; what is left
         of a slice is served by the next call before the socket is read again.
@@ -330,8 +368,24 @@ class Connection:
         if inflate is not None and inflate.unconsumed_tail:
             self.receiver.feed(self._inflated(inflate.unconsumed_tail))
             return True
-        async with asyncio.timeout(self.limits.imap_idle_timeout):
-            data = await self.stream.read()
+        bound, kind = self._wait_bound()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            async with asyncio.timeout(bound):
+                data = await self.stream.read()
+        except TimeoutError:
+            if kind is Receiving.NOTHING or bound >= self.limits.imap_idle_timeout:
+                raise  # autologout
+            what = "Literal" if kind is Receiving.LITERAL else "Command line"
+            self.log.info("imap_deadline", receiving=kind.value)
+            self.write(untagged(f"BYE {what} took too long"))
+            raise CloseConnection() from None
+        finally:
+            if kind is Receiving.LITERAL:
+                self._literal_spent += loop.time() - started
+            elif kind is Receiving.LINE:
+                self._line_spent += loop.time() - started
         if not data:
             return False
         if inflate is not None:
@@ -422,6 +476,7 @@ class Connection:
                 await self.flush()
                 continue
             in_command = False
+            self._command_done()
             if isinstance(event, Line):  # only after expect_line(); cannot happen here
                 continue
             assert isinstance(event, Command)

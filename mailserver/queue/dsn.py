@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mailserver.protocol.dsn_params import Orcpt, utf8_addr_xtext
+from mailserver.protocol.line_endings import to_crlf
 
 #: Most octets of the original header section quoted in a DSN.
 MAX_QUOTED_HEADERS = 64 * 1024
@@ -210,7 +211,9 @@ def build_dsn(
     lines += _per_message_fields(reporting_mta, queue_id, arrival_date, envid)
     for r in recipients:
         lines += ["", *_per_recipient_fields(r, date, retry_until)]
-    returned = original if full else header_section(original)
+    # The returned message is RFC 5322 text inside ours: CRLF lines, even if
+    # it was queued before intake converted bare LFs (protocol.line_endings).
+    returned = to_crlf(original) if full else header_section(original)
     cte = "7bit" if returned.isascii() else "8bit"
     lines += [
         "",

@@ -42,6 +42,7 @@ from mailserver.counters import Counters, LocalCounters
 from mailserver.delivery.interface import DeliveryTarget, LocalRecipient
 from mailserver.errors import UserError, smtp_reply
 from mailserver.protocol.dsn_params import MailDsn, RcptDsn
+from mailserver.protocol.line_endings import to_crlf
 from mailserver.protocol.queue_id import new_queue_id
 from mailserver.protocol.smtp import replies
 from mailserver.protocol.smtp.trace import (
@@ -210,7 +211,11 @@ class SmtpHooks:
         """Body stage: check From:, add trace fields, deliver locally and queue the
         rest, and only then say 250 (RFC 5321 §4.1.1.4)."""
         queue_id = new_queue_id()
-        content = envelope.original_content or b""
+        # Bare LF -> CRLF before any stage sees it (RFC 5322 §2.3, and DKIM
+        # verifies the CRLF form, RFC 6376 §5.3): stored and relayed octets,
+        # sizes and offsets all count CRLF (``protocol.line_endings``).  The
+        # DATA decoder still ends the content at CRLF "." CRLF only.
+        content = to_crlf(envelope.original_content or b"")
         delivery = envelope.delivery
         assert delivery is not None  # begun at MAIL (commands.py: no DATA before RCPT)
         outcome = await self.pipeline.run(self.pipeline.data, server, content)

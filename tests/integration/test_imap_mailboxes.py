@@ -11,6 +11,8 @@ from imapclient import IMAPClient
 from support.server import ServerThread, corpus_messages
 from support.wire import ALICE, RawImap, client_tls_context
 
+from mailserver.protocol.line_endings import to_crlf
+
 
 def listed(lines: list[bytes], kind: bytes = b"LIST") -> dict[bytes, bytes]:
     """name (as on the wire, unquoted) -> attribute list, from LIST/LSUB lines."""
@@ -164,9 +166,11 @@ def test_append_appenduid_trycreate_and_date(server: ServerThread, raw_imap: Raw
 
 
 def test_append_corpus_roundtrip_exact_bytes(server: ServerThread, raw_imap: RawImap) -> None:
-    """Every corpus message goes in by APPEND and comes back byte for byte:
-    BINARY[] exactly; BODY[] too, but for NUL, sent as 0x80 because an
-    ordinary literal may not carry it (RFC 3501 §9, RFC 3516 §4.2)."""
+    """Every corpus message goes in by APPEND and comes back as its CRLF form
+    (bare LF -> CRLF, issue #12; a CRLF-clean message byte for byte), with
+    RFC822.SIZE that form's length: BINARY[] exactly; BODY[] too, but for NUL,
+    sent as 0x80 because an ordinary literal may not carry it (RFC 3501 §9,
+    RFC 3516 §4.2)."""
     paths = corpus_messages()
     for i, path in enumerate(paths):
         blob = path.read_bytes()
@@ -174,7 +178,7 @@ def test_append_corpus_roundtrip_exact_bytes(server: ServerThread, raw_imap: Raw
         assert raw_imap.until_tagged(f"a{i}")[-1].startswith(b"a%d OK [APPENDUID" % i), path.name
     raw_imap.cmd("s", "EXAMINE INBOX")
     for i, path in enumerate(paths, start=1):
-        blob = path.read_bytes()
+        blob = to_crlf(path.read_bytes())
         lines = raw_imap.cmd("f", f"FETCH {i} (RFC822.SIZE BODY.PEEK[])")
         head = b"* %d FETCH (RFC822.SIZE %d BODY[] {%d}\r\n" % (i, len(blob), len(blob))
         assert lines[0] == head + blob.replace(b"\0", b"\x80") + b")\r\n", path.name

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import imaplib
+import time
 from pathlib import Path
 
 import pytest
@@ -220,6 +221,8 @@ def test_autologout(tmp_path: Path) -> None:
         c = RawImap(srv.port("imap"))
         assert c.read_all()[0].startswith(b"* BYE Autologout")
         c.close()
+        with RawImap(srv.port("imap")) as d:  # the next client is served
+            assert d.cmd("n", "NOOP")[-1].startswith(b"n OK")
     finally:
         srv.stop()
 
@@ -236,6 +239,16 @@ def test_connections_per_ip_limit(tmp_path: Path) -> None:
         a.read_all()
         for x in (a, b, c):
             x.close()
+        # The next client is served once the server has seen a slot freed
+        # (it may come a moment too early and retry).
+        for _ in range(100):
+            d = RawImap(srv.port("imap"))
+            if d.greeting.startswith(b"* OK"):
+                break
+            d.close()
+            time.sleep(0.02)
+        with d:
+            assert d.cmd("n", "NOOP")[-1].startswith(b"n OK")
     finally:
         srv.stop()
 

@@ -13,6 +13,8 @@ import socket
 import pytest
 from support.wire import RawSmtp, client_tls_context
 
+from mailserver.protocol.line_endings import to_crlf
+
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
 ENHANCED = re.compile(rb"^(\d)\d\d[ -](\d)\.\d{1,3}\.\d{1,3} ")
@@ -207,9 +209,11 @@ def test_over_long_data_line_is_refused_then_usable(raw_smtp, server):
     assert len(server.call(server.store.list_messages, mailbox.id)) == 1
 
 
-def test_data_bytes_are_kept_as_received(raw_smtp, server):
+def test_data_bytes_are_kept_as_received_but_bare_lf(raw_smtp, server):
     """Bare LF and bare CR are content, not line ends: "\\n.\\n" cannot end DATA
-    (no SMTP smuggling) and nothing is normalised; only CRLF "." CRLF ends it."""
+    (no SMTP smuggling); only CRLF "." CRLF ends it.  Once received, a bare LF
+    is stored as CRLF (issue #12: every size counts CRLF); everything else,
+    bare CR, NUL and 8-bit octets included, is kept as received."""
     body = (
         b"Subject: raw\r\n\r\nbare lf\nbare cr\rnul\x00 8bit \xe9\r\n"
         b"smuggle\n.\nMAIL FROM:<evil@remote.test>\r\n"
@@ -227,7 +231,8 @@ def test_data_bytes_are_kept_as_received(raw_smtp, server):
     mailbox = server.call(server.store.get_mailbox, ALICE, "INBOX")
     [record] = server.call(server.store.list_messages, mailbox.id)
     blob = server.call(server.store.get_blob, record.blob_id)
-    assert blob.endswith(body.replace(b"\r\n..dot", b"\r\n.dot"))
+    assert blob.endswith(to_crlf(body.replace(b"\r\n..dot", b"\r\n.dot")))
+    assert b"bare lf\r\nbare cr\rnul\x00 8bit \xe9\r\nsmuggle\r\n.\r\nMAIL" in blob
 
 
 def test_smtputf8_addresses(raw_smtp, server):

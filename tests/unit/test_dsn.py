@@ -139,3 +139,11 @@ def test_non_ascii_recipient_is_utf8_type_in_xtext_form() -> None:
 ])
 def test_recipient_field(address: str, field: str) -> None:
     assert recipient_field(address) == field
+
+
+def test_full_return_of_a_bare_lf_message_has_crlf_lines() -> None:
+    """A message queued before intake converted bare LFs comes back with CRLF lines."""
+    lf = ORIGINAL.replace(b"\r\n", b"\n")
+    raw = _build(original=lf, return_full=True)
+    assert b"\n" not in raw.replace(b"\r\n", b"")
+    assert ORIGINAL in raw

@@ -7,10 +7,12 @@ Every case is fed whole, one byte at a time, and followed by another command
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support.imap_receiver import TRAILER, Err, corpus_messages, feed_all_ways, run
 
 from mailserver.errors import ProtocolSyntaxError
-from mailserver.protocol.imap.receiver import Receiver, read_tag
+from mailserver.protocol.imap.receiver import Receiver, Receiving, read_tag
 from mailserver.protocol.imap.types import (
     NEED_DATA,
     Append,
@@ -170,6 +172,62 @@ def test_overlong_line_is_refused_before_its_end_arrives() -> None:
     assert rx.buffered == 0
     rx.feed(b"z\r\n" + TRAILER)
     assert rx.next_event() == Command("zz9", "NOOP")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.binary(min_size=1, max_size=3000).map(lambda b: b.replace(b"\n", b"x")),
+                min_size=1, max_size=30))
+def test_memory_stays_bounded_whatever_arrives_without_a_line_end(chunks: list[bytes]) -> None:
+    """Input without LF never piles up: at most ``max_line`` + 1 octets are held
+    (the +1: a CR waiting for its LF); errors are BAD, never fatal."""
+    rx = Receiver(max_line=64, max_literal=100)
+    for chunk in chunks:
+        rx.feed(chunk)
+        while True:
+            try:
+                event = rx.next_event()
+            except ProtocolSyntaxError as exc:
+                assert not exc.fatal
+                continue
+            assert event is NEED_DATA
+            break
+        assert rx.buffered <= 65
+        assert rx.receiving in (Receiving.LINE, Receiving.NOTHING)
+
+
+def test_nesting_bound() -> None:
+    rx = Receiver(max_depth=3)
+    rx.feed(b"a1 SEARCH (((ALL)))\r\na2 SEARCH ((((ALL))))\r\na3 SEARCH NOT NOT NOT NOT ALL\r\n")
+    assert isinstance(rx.next_event(), Command)
+    for tag in ("a2", "a3"):
+        with pytest.raises(ProtocolSyntaxError) as info:
+            rx.next_event()
+        assert info.value.tag == tag and not info.value.fatal
+    assert rx.next_event() is NEED_DATA
+
+
+def test_receiving_says_what_is_unfinished() -> None:
+    rx = Receiver(max_line=64)
+    assert rx.receiving is Receiving.NOTHING
+    rx.feed(b"a1 APP")
+    assert rx.next_event() is NEED_DATA
+    assert rx.receiving is Receiving.LINE
+    rx.feed(b"END INBOX {5}\r\n")
+    assert rx.next_event() == NeedContinuation("a1", 5)
+    assert rx.next_event() is NEED_DATA
+    assert rx.receiving is Receiving.LITERAL
+    rx.feed(b"hello")
+    assert rx.next_event() is NEED_DATA
+    assert rx.receiving is Receiving.LINE  # the line after the literal is due
+    rx.feed(b"\r\n")
+    assert rx.next_event() == Command("a1", "APPEND", Append("INBOX", b"hello"))
+    assert rx.next_event() is NEED_DATA
+    assert rx.receiving is Receiving.NOTHING
+    rx.feed(b"a2 NOOP " + b"x" * 100)
+    with pytest.raises(ProtocolSyntaxError):
+        rx.next_event()
+    assert rx.next_event() is NEED_DATA
+    assert rx.receiving is Receiving.LINE  # the rest of the bad line is being discarded
 
 
 def test_continuation_comes_before_the_literal() -> None:

@@ -24,6 +24,7 @@ from mailserver.protocol.imap.types import (
     MailboxArg,
     Rename,
 )
+from mailserver.protocol.line_endings import to_crlf
 from mailserver.protocol.mime.cost import cheap_to_analyze, message_facts
 from mailserver.store.model import DELIMITER
 
@@ -162,6 +163,9 @@ async def append(session: ImapSession, cmd: Command) -> TaggedOk:
     if len(args.message) > min(session.limits.imap_max_literal_size,
                                session.limits.max_message_size):
         raise UserError("Message too big", imap_code="TOOBIG")
+    # Stored with CRLF line ends (RFC 5322 §2.3; ``protocol.line_endings``):
+    # sizes and offsets then count CRLF; CRLF input is kept octet for octet.
+    message = to_crlf(args.message)
     if args.date is not None:
         offset = args.date.utcoffset() or dt.timedelta(0)
         internal_date = int(args.date.timestamp())
@@ -171,15 +175,15 @@ async def append(session: ImapSession, cmd: Command) -> TaggedOk:
         tz_offset = 0
     # As SMTP delivery does: a small single-part message is analysed on the
     # loop, where it costs less than the hop to a thread and back.
-    if cheap_to_analyze(args.message):
-        facts = message_facts(args.message)
+    if cheap_to_analyze(message):
+        facts = message_facts(message)
     else:
-        facts = await asyncio.to_thread(message_facts, args.message)
+        facts = await asyncio.to_thread(message_facts, message)
     flags = frozenset(f for f in args.flags if f.lower() != "\\recent")
     view = session.selected
     try:
         record, claim = await session.store.append(
-            session.user, info.name, args.message, facts,
+            session.user, info.name, message, facts,
             flags=flags, internal_date=internal_date, tz_offset=tz_offset,
             claim_for=session.claims_recent_in(info.id),
         )

@@ -34,7 +34,7 @@ from mailserver.protocol.imap.search_keys import MONTHS, search_args
 from mailserver.protocol.imap.seqset import parse_sequence_set, sequence_set_chars
 from mailserver.protocol.imap.sortkeys import sort_args
 from mailserver.protocol.imap.thread import thread_args
-from mailserver.protocol.imap.tokens import MAX_NUMBER64, Cursor
+from mailserver.protocol.imap.tokens import DEFAULT_MAX_DEPTH, MAX_NUMBER64, Cursor
 from mailserver.protocol.imap.types import (
     Append,
     Authenticate,
@@ -452,13 +452,16 @@ COMMANDS: dict[str, Handler] = {
 }
 
 
-def parse_command(parts: list[bytes], literals: list[bytes], *, utf8: bool = False) -> Command:
+def parse_command(parts: list[bytes], literals: list[bytes], *, utf8: bool = False,
+                  max_depth: int = DEFAULT_MAX_DEPTH) -> Command:
     """Parse one framed command (see ``tokens.Cursor``) into a ``Command``.
+
+    ``max_depth``: deepest nesting of parenthesised lists and search keys.
 
     Raises ``ProtocolSyntaxError`` (with ``tag`` once it was read) for
     anything outside the grammar, including unknown commands.
     """
-    cur = Cursor(parts, literals, utf8=utf8)
+    cur = Cursor(parts, literals, utf8=utf8, max_depth=max_depth)
     tag_raw = cur.word(_TAG_CHARS, "tag")
     tag = tag_raw.decode("ascii")
     try:

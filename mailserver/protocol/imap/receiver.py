@@ -49,6 +49,7 @@ import re
 
 from mailserver.errors import ProtocolSyntaxError
 from mailserver.protocol.imap.parser import parse_command
+from mailserver.protocol.imap.tokens import DEFAULT_MAX_DEPTH
 from mailserver.protocol.imap.types import NEED_DATA, Command, Line, NeedContinuation, _NeedData
 
 # tag = 1*<any ASTRING-CHAR except "+">  (RFC 3501 §9)
@@ -62,6 +63,15 @@ _LITERAL_RE = re.compile(rb"(~?)\{([0-9]{1,20})(\+?)\}\Z")
 #: Text of the error for a literal over ``max_literal``; stable, so the server
 #: can answer ``NO [TOOBIG]`` instead of BAD (RFC 5530 §3) when the tag is known.
 LITERAL_TOO_BIG = "Literal too big"
+
+
+class Receiving(enum.Enum):
+    """What the receiver is in the middle of (``Receiver.receiving``), for the
+    server's deadlines: the text of a command, a literal, or nothing."""
+
+    NOTHING = "nothing"  # between commands, no octet of the next one buffered
+    LINE = "line"  # part of a command's text (or a raw Line, or a line being discarded)
+    LITERAL = "literal"  # octets of an announced literal are still due
 
 
 class _State(enum.Enum):
@@ -87,18 +97,21 @@ class Receiver:
     ``max_line``: limit, in octets, on the text of one command outside its
     literals (lines joined, line ends excluded).  ``max_literal``: limit on the
     total size of the literals of one command.  Crossing either raises
-    ``ProtocolSyntaxError`` as described in the module notes.
+    ``ProtocolSyntaxError`` as described in the module notes.  ``max_depth``:
+    deepest nesting of parenthesised lists and search keys (a BAD beyond).
 
     ``utf8`` may be set by the server once the client has enabled
     ``UTF8=ACCEPT`` (RFC 6855 §3): mailbox names are then taken as UTF-8
     instead of being decoded from modified UTF-7.
     """
 
-    def __init__(self, max_line: int = 65536, max_literal: int = 50 * 1024 * 1024) -> None:
-        if max_line < 16 or max_literal < 0:
-            raise ValueError("max_line must be >= 16 and max_literal >= 0")
+    def __init__(self, max_line: int = 65536, max_literal: int = 50 * 1024 * 1024,
+                 max_depth: int = DEFAULT_MAX_DEPTH) -> None:
+        if max_line < 16 or max_literal < 0 or max_depth < 1:
+            raise ValueError("max_line must be >= 16, max_literal >= 0, max_depth >= 1")
         self.max_line = max_line
         self.max_literal = max_literal
+        self.max_depth = max_depth
         self.utf8 = False
         self._buf = bytearray()
         self._scan_from = 0  # where to resume looking for LF in _buf
@@ -129,6 +142,20 @@ class Receiver:
     def buffered(self) -> int:
         """Octets received but not yet consumed (for diagnostics and tests)."""
         return len(self._buf)
+
+    @property
+    def receiving(self) -> Receiving:
+        """What the input so far leaves unfinished: ``LITERAL`` while the
+        octets of a literal are due, ``LINE`` while a command (or a raw line,
+        or the rest of an over-long line being discarded) has begun but not
+        ended, ``NOTHING`` between commands.  Meaningful once ``next_event``
+        has returned ``NEED_DATA``."""
+        state = self._state
+        if state is _State.LITERAL:
+            return Receiving.LITERAL
+        if state is _State.DISCARD or self._parts or self._buf:
+            return Receiving.LINE
+        return Receiving.NOTHING
 
     @property
     def at_boundary(self) -> bool:
@@ -267,7 +294,7 @@ class Receiver:
             parts, literals = self._parts, self._literals
             self._reset()
             try:
-                return parse_command(parts, literals, utf8=self.utf8)
+                return parse_command(parts, literals, utf8=self.utf8, max_depth=self.max_depth)
             except ProtocolSyntaxError as exc:
                 if exc.tag is None:  # the tag is read only when a reply needs it
                     exc.tag = read_tag(parts[0])

@@ -66,7 +66,6 @@ from mailserver.protocol.imap.types import (
 
 MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 RETURN_OPTS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
-_MAX_DEPTH = 64  # nesting of NOT/OR/() — bounds recursion on hostile input
 
 _FLAG_KEYS = {
     "ANSWERED": ("\\Answered", True),
@@ -139,7 +138,7 @@ class _KeyParser:
 
     def key(self, depth: int = 0) -> SearchKey:
         cur = self.cur
-        if depth > _MAX_DEPTH:
+        if depth > cur.max_depth:  # nesting of NOT/OR/(): bounds recursion
             raise cur.error("Search keys nested too deeply")
         c = cur.peek()
         if c == 0x28:  # "("

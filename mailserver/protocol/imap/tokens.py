@@ -36,12 +36,18 @@ MAX_NUMBER = 2**32 - 1  # number = 1*DIGIT ; Unsigned 32-bit integer (RFC 3501 �
 MAX_NUMBER64 = 2**63 - 1  # mod-sequence-value (RFC 7162 §7)
 
 
+#: Default bound on nesting (``limits.imap_max_nesting``): parsers recurse
+#: once per level, so this also bounds recursion on hostile input.
+DEFAULT_MAX_DEPTH = 64
+
+
 class Cursor:
     """Reads the tokens of one framed command, left to right."""
 
-    __slots__ = ("parts", "literals", "i", "pos", "utf8")
+    __slots__ = ("parts", "literals", "i", "pos", "utf8", "max_depth")
 
-    def __init__(self, parts: list[bytes], literals: list[bytes], *, utf8: bool = False) -> None:
+    def __init__(self, parts: list[bytes], literals: list[bytes], *, utf8: bool = False,
+                 max_depth: int = DEFAULT_MAX_DEPTH) -> None:
         if len(literals) != len(parts) - 1:
             raise ValueError("a framed command has one literal fewer than parts")
         self.parts = parts
@@ -49,6 +55,9 @@ class Cursor:
         self.i = 0
         self.pos = 0
         self.utf8 = utf8
+        #: Deepest nesting of parenthesised lists (and of search keys: NOT, OR)
+        #: a parser may recurse into; deeper input is a syntax error.
+        self.max_depth = max_depth
 
     # ------------------------------------------------------------- primitives
 
@@ -280,7 +289,8 @@ class Cursor:
         """A generic value for extension parameters (RFC 4466 §2.1
         ``tagged-ext-val``): number -> int, atom -> str, string -> str,
         NIL -> None, parenthesised list -> tuple."""
-        if depth > 8:
+        # Extension values nest little in practice (RFC 4466 §2.1): 8 levels.
+        if depth > min(8, self.max_depth):
             raise self.error("Parameters nested too deeply")
         c = self.peek()
         if c == 0x28:
