@@ -215,7 +215,11 @@ class SmtpHooks:
         # verifies the CRLF form, RFC 6376 §5.3): stored and relayed octets,
         # sizes and offsets all count CRLF (``protocol.line_endings``).  The
         # DATA decoder still ends the content at CRLF "." CRLF only.
-        content = to_crlf(envelope.original_content or b"")
+        content = envelope.original_content or b""
+        args = envelope.mail_args
+        if args is None or args.body != "BINARYMIME":
+            # BODY=BINARYMIME content (RFC 3030 §3) is octets, not lines: kept as sent.
+            content = to_crlf(content)
         delivery = envelope.delivery
         assert delivery is not None  # begun at MAIL (commands.py: no DATA before RCPT)
         outcome = await self.pipeline.run(self.pipeline.data, server, content)
