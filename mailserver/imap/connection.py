@@ -42,6 +42,7 @@ import asyncio
 import contextlib
 import ipaddress
 import ssl
+import time
 import zlib
 from typing import Any
 
@@ -49,8 +50,9 @@ import structlog
 
 from mailserver.config import Listener
 from mailserver.errors import ProtocolSyntaxError
-from mailserver.imap.session import ImapSession
+from mailserver.imap.session import TABLE, ImapSession
 from mailserver.imap.state import CloseConnection, State
+from mailserver.metrics import instruments
 from mailserver.protocol.imap.receiver import Receiver
 from mailserver.protocol.imap.response import continuation, tagged, untagged
 from mailserver.protocol.imap.types import NEED_DATA, Command, Line, NeedContinuation
@@ -425,10 +427,12 @@ class Connection:
             if isinstance(event, Line):  # only after expect_line(); cannot happen here
                 continue
             assert isinstance(event, Command)
+            started = time.perf_counter()
             try:
                 await self.session.execute(event)
             finally:
                 after, self.session.after_reply = self.session.after_reply, None
+            _command_timer(event.name).observe(time.perf_counter() - started)
             await self.flush()
             if after is not None:
                 await after()
@@ -446,3 +450,17 @@ class Connection:
             self.write(untagged("BAD " + exc.text))
         if exc.fatal:
             self.write(untagged("BYE " + exc.text))
+
+
+#: ``mailserver_imap_command_seconds`` children by command name, bound on first use.
+_TIMERS: dict[str, Any] = {}
+
+
+def _command_timer(name: str) -> Any:
+    """The duration histogram of command ``name``; names we do not implement
+    share "OTHER" (a client cannot grow the label set)."""
+    timer = _TIMERS.get(name)
+    if timer is None:
+        label = name if name in TABLE else "OTHER"
+        timer = _TIMERS[name] = instruments().imap_command_seconds.labels(label)
+    return timer

@@ -28,6 +28,7 @@ import structlog
 
 from mailserver.config import Listener
 from mailserver.counters import Counters
+from mailserver.metrics import instruments
 from mailserver.services import Services
 
 log = structlog.get_logger("mailserver.listeners")
@@ -84,6 +85,12 @@ class ListenerBase:
         self._admitted: set[Conn] = set()
         self._server: asyncio.Server | None = None
         self._port = 0
+        # Metrics, bound once: connections by outcome, open ones by protocol.
+        m = instruments()
+        name, protocol = listener.name, listener.protocol
+        self._accepted_count = m.connections.labels(name, protocol, "accepted")
+        self._refused = m.connections.labels(name, protocol, "refused")
+        self._open = m.open_connections.labels(protocol)
 
     # -- kind hooks --------------------------------------------------------------
 
@@ -131,11 +138,14 @@ class ListenerBase:
         ok = await self.counters.acquire(self.listener.name, ip, limits.max_connections,
                                          limits.max_connections_per_ip)
         if not ok:
+            self._refused.inc()
             return False
         if conn not in self.connections:  # gone while we asked
             self.counters.release(self.listener.name, ip)
             return False
         self._admitted.add(conn)
+        self._accepted_count.inc()
+        self._open.inc()
         if self.closing:  # accepted just before shutdown began: not in its list
             conn.begin_shutdown()
         return True
@@ -147,6 +157,7 @@ class ListenerBase:
             self._admitted.remove(conn)
         except KeyError:
             return  # never admitted, or already released
+        self._open.dec()
         self.counters.release(self.listener.name, ip)
 
     # -- stop ----------------------------------------------------------------------

@@ -1,0 +1,112 @@
+"""The ``http`` listener in process (``workers = 1``): ``/metrics`` and problem
+details.  The multi-process view is tested with a real daemon in
+``test_http_workers.py``."""
+
+from __future__ import annotations
+
+import dataclasses
+import imaplib
+import json
+import smtplib
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from support.server import USERS, ServerThread, make_config, running_server
+
+from mailserver.config import Listener
+
+MESSAGE = b"From: bob@example.test\r\nTo: alice@example.test\r\nSubject: hi\r\n\r\nhello\r\n"
+
+
+@pytest.fixture
+def web(tmp_path: Path) -> Iterator[ServerThread]:
+    config = make_config(tmp_path / "data")
+    http = Listener(name="http", protocol="http")
+    config = dataclasses.replace(config, listeners=(*config.listeners, http))
+    with running_server(config) as srv:
+        yield srv
+
+
+def get(srv: ServerThread, path: str, method: str = "GET") -> tuple[int, str, bytes, dict[str, str]]:
+    """(status, content type, body, headers) of ``method path`` on the http listener."""
+    url = f"http://127.0.0.1:{srv.port('http')}{path}"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=30) as r:
+            return r.status, r.headers["Content-Type"], r.read(), dict(r.headers)
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers["Content-Type"], err.read(), dict(err.headers)
+
+
+def samples(body: bytes) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of an exposition, by (name, labels); parsed by prometheus-client."""
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+    }
+
+
+def value(found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
+          **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
+    want = set(labels.items())
+    return sum(v for (n, lbl), v in found.items() if n == name and want <= lbl)
+
+
+def test_metrics_count_mail_and_logins(web: ServerThread) -> None:
+    # The instruments belong to the process: other tests' servers counted too.
+    before = samples(get(web, "/metrics")[2])
+    with smtplib.SMTP("127.0.0.1", web.port("smtp"), timeout=30) as smtp:
+        smtp.sendmail("bob@example.test", ["alice@example.test"], MESSAGE)
+        with pytest.raises(smtplib.SMTPRecipientsRefused):
+            smtp.sendmail("bob@example.test", ["nobody@example.test"], MESSAGE)
+    imap = imaplib.IMAP4("127.0.0.1", web.port("imap"), timeout=30)
+    imap.starttls()
+    with pytest.raises(imaplib.IMAP4.error):
+        imap.login("alice@example.test", "wrong")
+    imap.login("alice@example.test", USERS["alice@example.test"])
+    imap.select("INBOX")
+    imap.logout()
+
+    status, ctype, body, _ = get(web, "/metrics")
+    assert status == 200 and ctype.startswith("text/plain; version=0.0.4")
+    after = samples(body)
+    found = {key: v - before.get(key, 0.0) for key, v in after.items()}
+    assert value(found, "mailserver_smtp_transactions_total", listener="smtp",
+                 reply_class="2xx", enhanced_code="2.0.0") == 1
+    assert value(found, "mailserver_smtp_data_seconds_count", listener="smtp") == 1
+    assert value(found, "mailserver_smtp_check_verdicts_total", listener="smtp", phase="rcpt",
+                 verdict="reject") == 1
+    assert value(found, "mailserver_smtp_check_verdicts_total", listener="smtp", phase="rcpt",
+                 verdict="accept") >= 1  # tallies flushed before the scrape
+    assert value(found, "mailserver_local_deliveries_total") == 1
+    assert value(found, "mailserver_auth_failures_total", protocol="imap") == 1
+    assert value(found, "mailserver_imap_command_seconds_count", command="LOGIN") == 2
+    assert value(found, "mailserver_imap_command_seconds_count", command="SELECT") == 1
+    assert value(found, "mailserver_connections_total", listener="smtp",
+                 outcome="accepted") == 1
+    assert value(found, "mailserver_store_commit_seconds_count") >= 1
+    assert value(found, "mailserver_store_commit_batch_requests_count") >= 1
+    assert value(after, "mailserver_queue_messages") == 0
+    assert 0 < value(after, "mailserver_store_map_fill_ratio") < 1
+    assert value(after, "mailserver_tls_certificate_expiry_timestamp_seconds") > 0
+    assert value(after, "mailserver_data_dir_free_bytes") > 0
+
+
+def test_unknown_path_is_a_problem(web: ServerThread) -> None:
+    status, ctype, body, _ = get(web, "/nope")
+    assert status == 404 and ctype == "application/problem+json"
+    problem = json.loads(body)
+    assert problem["status"] == 404 and problem["type"] == "about:blank"
+    assert problem["title"] == "Not Found"
+
+
+def test_wrong_method_is_a_problem_with_allow(web: ServerThread) -> None:
+    status, ctype, body, headers = get(web, "/metrics", method="POST")
+    assert status == 405 and ctype == "application/problem+json"
+    assert json.loads(body)["title"] == "Method Not Allowed"
+    assert "GET" in headers["Allow"]
