@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+from support.metrics import samples, value
 from support.server import USERS, ServerThread, make_config, running_server
 
 from mailserver.config import Listener
@@ -39,22 +39,6 @@ def get(srv: ServerThread, path: str, method: str = "GET") -> tuple[int, str, by
             return r.status, r.headers["Content-Type"], r.read(), dict(r.headers)
     except urllib.error.HTTPError as err:
         return err.code, err.headers["Content-Type"], err.read(), dict(err.headers)
-
-
-def samples(body: bytes) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """Every sample of an exposition, by (name, labels); parsed by prometheus-client."""
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(body.decode())
-        for s in family.samples
-    }
-
-
-def value(found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
-          **labels: str) -> float:
-    """Sum of the samples of ``name`` whose labels include ``labels``."""
-    want = set(labels.items())
-    return sum(v for (n, lbl), v in found.items() if n == name and want <= lbl)
 
 
 def test_metrics_count_mail_and_logins(web: ServerThread) -> None:
