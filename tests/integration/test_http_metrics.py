@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import imaplib
 import json
+import re
 import smtplib
 import urllib.error
 import urllib.request
@@ -14,11 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from support.metrics import samples, value
 from support.server import USERS, ServerThread, make_config, running_server
 
 from mailserver.config import Listener
 
+ALERT_RULES = Path(__file__).resolve().parents[2] / "conf" / "prometheus-alerts.yml"
 MESSAGE = b"From: bob@example.test\r\nTo: alice@example.test\r\nSubject: hi\r\n\r\nhello\r\n"
 
 
@@ -94,3 +97,14 @@ def test_wrong_method_is_a_problem_with_allow(web: ServerThread) -> None:
     assert status == 405 and ctype == "application/problem+json"
     assert json.loads(body)["title"] == "Method Not Allowed"
     assert "GET" in headers["Allow"]
+
+
+def test_alert_rules_name_only_exposed_metrics(web: ServerThread) -> None:
+    """Every ``mailserver_*`` series the shipped alert rules use is in ``/metrics``
+    (a renamed metric must not leave an alert that never fires)."""
+    names = set()
+    for family in text_string_to_metric_families(get(web, "/metrics")[2].decode()):
+        suffixes = {"counter": ("_total",), "histogram": ("_count", "_sum", "_bucket")}
+        names |= {family.name + s for s in suffixes.get(family.type, ("",))}
+    used = set(re.findall(r"\bmailserver_[a-z_]+", ALERT_RULES.read_text()))
+    assert used and used <= names, sorted(used - names)
