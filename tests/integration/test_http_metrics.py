@@ -18,6 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support.metrics import samples, value
 from support.server import USERS, ServerThread, make_config, running_server
+from support.wire import client_tls_context
 
 from mailserver.config import Listener
 
@@ -29,7 +30,8 @@ MESSAGE = b"From: bob@example.test\r\nTo: alice@example.test\r\nSubject: hi\r\n\
 def web(tmp_path: Path) -> Iterator[ServerThread]:
     config = make_config(tmp_path / "data")
     http = Listener(name="http", protocol="http")
-    config = dataclasses.replace(config, listeners=(*config.listeners, http))
+    https = Listener(name="https", protocol="http", tls="implicit")
+    config = dataclasses.replace(config, listeners=(*config.listeners, http, https))
     with running_server(config) as srv:
         yield srv
 
@@ -108,3 +110,10 @@ def test_alert_rules_name_only_exposed_metrics(web: ServerThread) -> None:
         names |= {family.name + s for s in suffixes.get(family.type, ("",))}
     used = set(re.findall(r"\bmailserver_[a-z_]+", ALERT_RULES.read_text()))
     assert used and used <= names, sorted(used - names)
+
+
+def test_https_listener(web: ServerThread) -> None:
+    url = f"https://127.0.0.1:{web.port('https')}/metrics"
+    with urllib.request.urlopen(url, timeout=30, context=client_tls_context()) as response:
+        assert response.status == 200
+        assert value(samples(response.read()), "mailserver_store_map_size_bytes") > 0

@@ -52,10 +52,15 @@ port = 0
 
 
 @pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Daemon]:
+def conf(tmp_path: Path) -> Path:
     conf = tmp_path / "mailserver.toml"
     conf.write_text(CONFIG, encoding="utf-8")
     add_user(conf, "alice@example.test", PASSWORD)
+    return conf
+
+
+@pytest.fixture
+def daemon(conf: Path) -> Iterator[Daemon]:
     d = Daemon("-c", conf, timeout=TIMEOUT)
     try:
         d.wait_for("server_ready")
@@ -90,7 +95,7 @@ def scrape(d: Daemon) -> Samples:
         return samples(response.read())
 
 
-def test_metrics_merge_both_workers(daemon: Daemon) -> None:
+def test_metrics_merge_both_workers(daemon: Daemon, conf: Path) -> None:
     for worker in (0, 1):
         smtp = connect_on(daemon, worker, lambda: smtplib.SMTP(
             "127.0.0.1", daemon.ports["smtp"], timeout=TIMEOUT), "smtp_connect")
@@ -125,3 +130,15 @@ def test_metrics_merge_both_workers(daemon: Daemon) -> None:
     daemon.wait_for("worker_ready", worker=1)
     for _ in range(2):
         check(scrape(daemon))
+    assert daemon.stop() == 0
+
+    # A new run starts from zero: the directory of values is emptied at start.
+    again = Daemon("-c", conf, timeout=TIMEOUT)
+    try:
+        again.wait_for("server_ready")
+        found = scrape(again)
+        assert value(found, "mailserver_smtp_transactions_total") == 0
+        assert value(found, "mailserver_local_deliveries_total") == 0
+        assert value(found, "mailserver_open_connections") == 0
+    finally:
+        again.kill()
