@@ -36,6 +36,7 @@ class HttpListener(ListenerBase):
     """A started ``http`` listener (``services.ListenerHandle``)."""
 
     log = log
+    counts_connections = False  # no slots taken (see the module docstring)
 
     def __init__(self, listener: Listener, services: Services) -> None:
         super().__init__(listener, services)

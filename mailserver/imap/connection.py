@@ -452,15 +452,15 @@ class Connection:
             self.write(untagged("BYE " + exc.text))
 
 
-#: ``mailserver_imap_command_seconds`` children by command name, bound on first use.
-_TIMERS: dict[str, Any] = {}
-
-
 def _command_timer(name: str) -> Any:
     """The duration histogram of command ``name``; names we do not implement
     share "OTHER" (a client cannot grow the label set)."""
-    timer = _TIMERS.get(name)
+    m = instruments()
+    timer = m.imap_commands.get(name)
     if timer is None:
+        # Keyed by the label only: a client's made-up names must not grow the dict.
         label = name if name in TABLE else "OTHER"
-        timer = _TIMERS[name] = instruments().imap_command_seconds.labels(label)
+        timer = m.imap_commands.get(label)
+        if timer is None:
+            timer = m.imap_commands[label] = m.imap_command_seconds.labels(label)
     return timer

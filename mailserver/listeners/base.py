@@ -73,6 +73,9 @@ class ListenerBase:
     close_slack = CLOSE_WAIT
     #: The kind's logger (``listener_stopped``).
     log = log
+    #: Whether the kind takes connection slots (``acquire_slot``), and so
+    #: appears in ``mailserver_connections_total`` / ``mailserver_open_connections``.
+    counts_connections = True
 
     def __init__(self, listener: Listener, services: Services) -> None:
         self.listener = listener
@@ -85,12 +88,14 @@ class ListenerBase:
         self._admitted: set[Conn] = set()
         self._server: asyncio.Server | None = None
         self._port = 0
-        # Metrics, bound once: connections by outcome, open ones by protocol.
-        m = instruments()
-        name, protocol = listener.name, listener.protocol
-        self._accepted_count = m.connections.labels(name, protocol, "accepted")
-        self._refused = m.connections.labels(name, protocol, "refused")
-        self._open = m.open_connections.labels(protocol)
+        # Metrics, bound once: connections by outcome, open ones by protocol
+        # (counted by ``acquire_slot``/``release_slot``).
+        if self.counts_connections:
+            m = instruments()
+            name, protocol = listener.name, listener.protocol
+            self._accepted_count = m.connections.labels(name, protocol, "accepted")
+            self._refused = m.connections.labels(name, protocol, "refused")
+            self._open = m.open_connections.labels(protocol)
 
     # -- kind hooks --------------------------------------------------------------
 

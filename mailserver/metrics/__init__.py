@@ -106,6 +106,8 @@ class Instruments:
         self.imap_command_seconds = Histogram(
             "mailserver_imap_command_seconds", "IMAP command duration, by command.",
             ["command"], registry=r, buckets=FAST_BUCKETS)
+        #: ``imap_command_seconds`` children by command name, bound on first use.
+        self.imap_commands: dict[str, Histogram] = {}
         self.store_commit_seconds = Histogram(
             "mailserver_store_commit_seconds", "Store group commit latency (write "
             "transaction and fsync).", registry=r, buckets=FAST_BUCKETS)
