@@ -17,6 +17,7 @@ the store: it runs in a thread, off the event loop.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -53,9 +54,15 @@ class StateCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         now = time.time()
-        created = [model.decode(raw).created for raw in self._store.queue_list()]
+        records = self._store.queue_list()
+        created = []
+        for raw in records:
+            # A damaged record is the queue's to report (it logs it when taken);
+            # here it still counts as queued, with no age.
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                created.append(model.decode(raw).created)
         yield GaugeMetricFamily("mailserver_queue_messages",
-                                "Messages in the outbound queue.", value=len(created))
+                                "Messages in the outbound queue.", value=len(records))
         yield GaugeMetricFamily(
             "mailserver_queue_oldest_message_age_seconds",
             "Age of the oldest message in the outbound queue (0 when empty).",
