@@ -4,6 +4,7 @@ details.  The multi-process view is tested with a real daemon in
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import imaplib
 import json
@@ -117,3 +118,17 @@ def test_https_listener(web: ServerThread) -> None:
     with urllib.request.urlopen(url, timeout=30, context=client_tls_context()) as response:
         assert response.status == 200
         assert value(samples(response.read()), "mailserver_store_map_size_bytes") > 0
+
+
+def test_queue_and_outbound_attempts(web: ServerThread) -> None:
+    """A message for a remote domain is tried (DNS on a dead loopback port:
+    deferred), stays queued, and shows in the queue gauges."""
+    before = samples(get(web, "/metrics")[2])
+    web.run(web.app.queue.enqueue("alice@example.test", ["carol@dest.test"], MESSAGE))
+    web.run(asyncio.wait_for(web.app.queue.wait_rounds(1), 30))
+    after = samples(get(web, "/metrics")[2])
+    assert value(after, "mailserver_queue_messages") == 1
+    assert value(after, "mailserver_queue_oldest_message_age_seconds") >= 0
+    delta = {key: v - before.get(key, 0.0) for key, v in after.items()}
+    assert value(delta, "mailserver_outbound_attempts_total", result="temporary") == 1
+    assert value(delta, "mailserver_outbound_attempt_seconds_count") == 1
