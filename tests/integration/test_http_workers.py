@@ -9,9 +9,11 @@ value files stay; its live gauges are dropped by the supervisor).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import smtplib
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -123,6 +125,13 @@ def test_metrics_merge_both_workers(daemon: Daemon, conf: Path) -> None:
     # Fresh connections: the kernel spreads them over both workers.
     for _ in range(4):
         check(scrape(daemon))
+
+    # Errors are problem details (RFC 9457) from every worker too.
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(f"http://127.0.0.1:{daemon.ports['http']}/nope", timeout=TIMEOUT)
+    assert err.value.code == 404
+    assert err.value.headers["Content-Type"] == "application/problem+json"
+    assert json.loads(err.value.read())["status"] == 404
 
     pids = {e["worker"]: e["worker_pid"] for e in daemon.logged("worker_ready")}
     os.kill(pids[1], signal.SIGKILL)
