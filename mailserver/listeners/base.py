@@ -1,6 +1,6 @@
 """One listener base for every protocol: accept, connection limits, TLS, graceful stop.
 
-A kind (``smtp``, ``imap``; ``http`` next) gives a protocol factory and its
+A kind (``smtp``, ``imap``, ``http``) gives a protocol factory and its
 connection objects; the base binds (or serves the socket the supervisor bound
 for this worker), wraps implicit TLS, counts connection slots per listener
 and per client IP in the shared ``Counters`` (so with several workers a limit
@@ -13,7 +13,10 @@ holds across all of them), and stops the way uvicorn does:
 4. cut what is left (``abort``) and wait briefly for the cut to land.
 
 Connection limits are checked once per connection, before the greeting; the
-kind sends its refusal (``421 4.7.0`` for SMTP, ``* BYE`` for IMAP).
+kind sends its refusal (``421 4.7.0`` for SMTP, ``* BYE`` for IMAP).  The
+same two calls count ``mailserver_connections_total`` (accepted / refused)
+and ``mailserver_open_connections`` (``mailserver.metrics``).  The ``http``
+kind takes no slots and stops through aiohttp's own shutdown.
 """
 
 from __future__ import annotations
