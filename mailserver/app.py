@@ -12,6 +12,7 @@ began, so they are retried after the restart), store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import socket
 import time
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 
 import structlog
 
+from mailserver import metrics
 from mailserver.auth.login import authenticate
 from mailserver.checks import rules
 from mailserver.checks.stage import Pipeline
@@ -132,8 +134,8 @@ def build_smtp_hooks(config: Config, *, store: Store, queue: QueueManager | None
         stages = build_stages(config, listener, store, outbound=queue is not None)
         hooks[listener.name] = SmtpHooks(
             config=config, submission=listener.protocol == "submission",
-            pipeline=Pipeline(stages), directory=store, authenticator=check_login,
-            delivery=delivery, counters=counters, resolver=resolver,
+            pipeline=Pipeline(stages, listener.name), directory=store, authenticator=check_login,
+            delivery=delivery, counters=counters, resolver=resolver, listener=listener.name,
         )
     return hooks
 
@@ -171,6 +173,7 @@ class App:
         self._run_queue = run_queue
         self._remote_writer = remote_writer
         self._shared_counters = shared_counters
+        self._flusher: asyncio.Task[None] | None = None
 
     @property
     def store(self) -> Store:
@@ -212,6 +215,7 @@ class App:
                                      smtp_hooks=build_smtp_hooks(cfg, store=store, queue=queue,
                                                                  counters=counters,
                                                                  resolver=resolver))
+            self._flusher = asyncio.create_task(_flush_metrics(), name="metrics-flush")
             for listener in cfg.listeners:
                 handle = await start_listener(listener, self.services)
                 self.listeners[listener.name] = handle
@@ -225,6 +229,7 @@ class App:
                 )
         except BaseException:
             await self._close_listeners(0)
+            await self._stop_flusher()
             if queue is not None:
                 await queue.stop()
             if counters is not None:
@@ -242,13 +247,33 @@ class App:
         self.listeners.clear()
         await asyncio.gather(*(h.shutdown(grace) for h in handles), return_exceptions=True)
 
+    async def _stop_flusher(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+        metrics.flush_all()  # the last tallies of this process
+
     async def stop(self, grace: float = 10.0) -> None:
         """Stop accepting, let work in flight finish for up to ``grace`` seconds, stop
         the queue, close the store."""
         await self._close_listeners(grace)
+        await self._stop_flusher()
         if self.services is not None:
             if self.services.queue is not None:
                 await self.services.queue.stop()
             await self.services.counters.close()
             await self.services.store.close()
             self.services = None
+
+
+#: Seconds between two flushes of the metric tallies (``metrics.Tally``).
+METRICS_FLUSH_INTERVAL = 1.0
+
+
+async def _flush_metrics() -> None:
+    """Add this process's tallies to the shared counters, once a second."""
+    while True:
+        await asyncio.sleep(METRICS_FLUSH_INTERVAL)
+        metrics.flush_all()

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from mailserver.errors import SmtpReply
+from mailserver.metrics import Tally, instruments
 
 if TYPE_CHECKING:
     from mailserver.dns.resolver import Resolver
@@ -127,20 +128,32 @@ class CheckContext(Protocol):
 _Check = Callable[..., Verdict | Awaitable[Verdict]]
 
 
-@dataclass(frozen=True, slots=True)
 class _Step:
-    name: str
-    check: _Check
-    is_async: bool
+    """One stage's check in one phase, with its verdict counters
+    (``mailserver_smtp_check_verdicts_total``) bound once: accepts are
+    tallied (``metrics.Tally``, the common path), the rare refusals and
+    quarantines counted at once."""
+
+    __slots__ = ("name", "check", "is_async", "accepted", "rejected", "quarantined")
+
+    def __init__(self, name: str, check: _Check, listener: str, phase: str) -> None:
+        self.name = name
+        self.check = check
+        self.is_async = inspect.iscoroutinefunction(check)
+        verdicts = instruments().check_verdicts
+        self.accepted = Tally(verdicts.labels(listener, phase, name, "accept"))
+        self.rejected = verdicts.labels(listener, phase, name, "reject")
+        self.quarantined = verdicts.labels(listener, phase, name, "quarantine")
 
 
-def _phase(stages: Sequence[object], method: str) -> tuple[_Step, ...]:
+def _phase(stages: Sequence[object], method: str, listener: str) -> tuple[_Step, ...]:
     steps = []
+    phase = method.removeprefix("check_")
     for stage in stages:
         check = getattr(stage, method, None)
         if check is not None:
             name = getattr(stage, "name", type(stage).__name__)
-            steps.append(_Step(name, check, inspect.iscoroutinefunction(check)))
+            steps.append(_Step(name, check, listener, phase))
     return tuple(steps)
 
 
@@ -159,17 +172,19 @@ _ALL_ACCEPT = Outcome(ACCEPT)
 
 
 class Pipeline:
-    """The stages of one listener, by phase (built once, from the configuration in app.py)."""
+    """The stages of one listener, by phase (built once, from the configuration in app.py).
+
+    ``listener``: the listener's name, the label of its verdict counters."""
 
     __slots__ = ("stages", "connect", "helo", "mail", "rcpt", "data")
 
-    def __init__(self, stages: Sequence[object]) -> None:
+    def __init__(self, stages: Sequence[object], listener: str = "") -> None:
         self.stages = tuple(stages)
-        self.connect = _phase(stages, "check_connect")
-        self.helo = _phase(stages, "check_helo")
-        self.mail = _phase(stages, "check_mail")
-        self.rcpt = _phase(stages, "check_rcpt")
-        self.data = _phase(stages, "check_data")
+        self.connect = _phase(stages, "check_connect", listener)
+        self.helo = _phase(stages, "check_helo", listener)
+        self.mail = _phase(stages, "check_mail", listener)
+        self.rcpt = _phase(stages, "check_rcpt", listener)
+        self.data = _phase(stages, "check_data", listener)
 
     @property
     def names(self) -> list[str]:
@@ -183,9 +198,15 @@ class Pipeline:
             result = step.check(ctx, *args)
             verdict: Verdict = await result if step.is_async else result  # type: ignore[misc, assignment]
             if verdict is ACCEPT:
+                step.accepted.n += 1
                 continue
             if verdict.reply is not None:
+                step.rejected.inc()
                 return Outcome(verdict, step.name, quarantined, headers)
+            if verdict.quarantine:
+                step.quarantined.inc()
+            else:
+                step.accepted.n += 1
             quarantined = quarantined or verdict.quarantine
             headers += verdict.headers
         if not quarantined and not headers:

@@ -54,6 +54,7 @@ DEV_LISTENERS: tuple[Listener, ...] = (
              tls="implicit"),
     Listener(name="imap", protocol="imap", address="127.0.0.1", port=1143, tls="starttls"),
     Listener(name="imaps", protocol="imap", address="127.0.0.1", port=1993, tls="implicit"),
+    Listener(name="http", protocol="http", address="127.0.0.1", port=2880, tls="none"),
 )
 
 
@@ -315,6 +316,9 @@ class _Validator:
             if tls not in TLS_MODES:
                 raise self.fail(key + ".tls", "must be one of "
                                 + ", ".join(repr(m) for m in TLS_MODES))
+            if protocol == "http" and tls == "starttls":
+                # HTTP has no STARTTLS (RFC 2817's Upgrade is not used by browsers).
+                raise self.fail(key + ".tls", "an http listener takes 'none' or 'implicit'")
             if port != 0:
                 if (address, port) in bound:
                     raise self.fail(key + ".port", f"{address} port {port} is also used by "

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from mailserver.config.outbound import OutboundSettings
 
-PROTOCOLS = ("smtp", "submission", "imap")
+PROTOCOLS = ("smtp", "submission", "imap", "http")
 TLS_MODES = ("none", "starttls", "implicit")
 
 
@@ -24,7 +24,7 @@ class Listener:
     protocol: str  # one of PROTOCOLS
     address: str = "127.0.0.1"
     port: int = 0
-    tls: str = "none"  # one of TLS_MODES
+    tls: str = "none"  # one of TLS_MODES ("http": "none" or "implicit", i.e. HTTPS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ import asyncio
 from collections.abc import Sequence
 
 from mailserver.delivery.interface import LocalRecipient, LocalStore
+from mailserver.metrics import instruments
 from mailserver.protocol.mime.cost import (  # noqa: F401 (INLINE_*: importable here too)
     INLINE_HEADER_MAX,
     INLINE_MAX,
@@ -86,6 +87,8 @@ async def deliver_local(
         facts = message_facts(blob)
     else:
         facts = await asyncio.to_thread(message_facts, blob)
-    return await store.deliver(
+    records = await store.deliver(
         targets, blob, facts, internal_date=internal_date, tz_offset=tz_offset
     )
+    instruments().local_deliveries.inc(len(records))
+    return records

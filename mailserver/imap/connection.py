@@ -53,6 +53,7 @@ import asyncio
 import contextlib
 import ipaddress
 import ssl
+import time
 import zlib
 from typing import Any
 
@@ -60,8 +61,9 @@ import structlog
 
 from mailserver.config import Listener
 from mailserver.errors import ProtocolSyntaxError
-from mailserver.imap.session import ImapSession
+from mailserver.imap.session import TABLE, ImapSession
 from mailserver.imap.state import CloseConnection, State
+from mailserver.metrics import instruments
 from mailserver.protocol.imap.receiver import Receiver, Receiving
 from mailserver.protocol.imap.response import continuation, tagged, untagged
 from mailserver.protocol.imap.types import NEED_DATA, Command, Line, NeedContinuation
@@ -480,10 +482,12 @@ class Connection:
             if isinstance(event, Line):  # only after expect_line(); cannot happen here
                 continue
             assert isinstance(event, Command)
+            started = time.perf_counter()
             try:
                 await self.session.execute(event)
             finally:
                 after, self.session.after_reply = self.session.after_reply, None
+            _command_timer(event.name).observe(time.perf_counter() - started)
             await self.flush()
             if after is not None:
                 await after()
@@ -501,3 +505,17 @@ class Connection:
             self.write(untagged("BAD " + exc.text))
         if exc.fatal:
             self.write(untagged("BYE " + exc.text))
+
+
+def _command_timer(name: str) -> Any:
+    """The duration histogram of command ``name``; names we do not implement
+    share "OTHER" (a client cannot grow the label set)."""
+    m = instruments()
+    timer = m.imap_commands.get(name)
+    if timer is None:
+        # Keyed by the label only: a client's made-up names must not grow the dict.
+        label = name if name in TABLE else "OTHER"
+        timer = m.imap_commands.get(label)
+        if timer is None:
+            timer = m.imap_commands[label] = m.imap_command_seconds.labels(label)
+    return timer

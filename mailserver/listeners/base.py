@@ -1,6 +1,6 @@
 """One listener base for every protocol: accept, connection limits, TLS, graceful stop.
 
-A kind (``smtp``, ``imap``; ``http`` next) gives a protocol factory and its
+A kind (``smtp``, ``imap``, ``http``) gives a protocol factory and its
 connection objects; the base binds (or serves the socket the supervisor bound
 for this worker), wraps implicit TLS, counts connection slots per listener
 and per client IP in the shared ``Counters`` (so with several workers a limit
@@ -13,7 +13,10 @@ holds across all of them), and stops the way uvicorn does:
 4. cut what is left (``abort``) and wait briefly for the cut to land.
 
 Connection limits are checked once per connection, before the greeting; the
-kind sends its refusal (``421 4.7.0`` for SMTP, ``* BYE`` for IMAP).
+kind sends its refusal (``421 4.7.0`` for SMTP, ``* BYE`` for IMAP).  The
+same two calls count ``mailserver_connections_total`` (accepted / refused)
+and ``mailserver_open_connections`` (``mailserver.metrics``).  The ``http``
+kind takes no slots and stops through aiohttp's own shutdown.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import structlog
 
 from mailserver.config import Listener
 from mailserver.counters import Counters
+from mailserver.metrics import instruments
 from mailserver.services import Services
 
 log = structlog.get_logger("mailserver.listeners")
@@ -72,6 +76,9 @@ class ListenerBase:
     close_slack = CLOSE_WAIT
     #: The kind's logger (``listener_stopped``).
     log = log
+    #: Whether the kind takes connection slots (``acquire_slot``), and so
+    #: appears in ``mailserver_connections_total`` / ``mailserver_open_connections``.
+    counts_connections = True
 
     def __init__(self, listener: Listener, services: Services) -> None:
         self.listener = listener
@@ -84,6 +91,14 @@ class ListenerBase:
         self._admitted: set[Conn] = set()
         self._server: asyncio.Server | None = None
         self._port = 0
+        # Metrics, bound once: connections by outcome, open ones by protocol
+        # (counted by ``acquire_slot``/``release_slot``).
+        if self.counts_connections:
+            m = instruments()
+            name, protocol = listener.name, listener.protocol
+            self._accepted_count = m.connections.labels(name, protocol, "accepted")
+            self._refused = m.connections.labels(name, protocol, "refused")
+            self._open = m.open_connections.labels(protocol)
 
     # -- kind hooks --------------------------------------------------------------
 
@@ -131,11 +146,14 @@ class ListenerBase:
         ok = await self.counters.acquire(self.listener.name, ip, limits.max_connections,
                                          limits.max_connections_per_ip)
         if not ok:
+            self._refused.inc()
             return False
         if conn not in self.connections:  # gone while we asked
             self.counters.release(self.listener.name, ip)
             return False
         self._admitted.add(conn)
+        self._accepted_count.inc()
+        self._open.inc()
         if self.closing:  # accepted just before shutdown began: not in its list
             conn.begin_shutdown()
         return True
@@ -147,6 +165,7 @@ class ListenerBase:
             self._admitted.remove(conn)
         except KeyError:
             return  # never admitted, or already released
+        self._open.dec()
         self.counters.release(self.listener.name, ip)
 
     # -- stop ----------------------------------------------------------------------

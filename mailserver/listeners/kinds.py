@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from mailserver.config import Listener
+from mailserver.http import server as http_server
 from mailserver.imap import server as imap_server
 from mailserver.services import ListenerHandle, Services
 from mailserver.smtp import server as smtp_server
@@ -18,6 +19,7 @@ KINDS: dict[str, Callable[[Listener, Services], Awaitable[ListenerHandle]]] = {
     "smtp": smtp_server.start,  # RFC 5321, the MX role
     "submission": smtp_server.start,  # RFC 6409 / RFC 8314
     "imap": imap_server.start,  # RFC 3501 / RFC 9051
+    "http": http_server.start,  # RFC 9110 (metrics; aiohttp, see the README)
 }
 
 

@@ -58,6 +58,11 @@ Life of the supervisor (``supervise``):
    exited 0.  A second signal SIGKILLs the workers at once: every reply they
    sent is already fsynced, so nothing acknowledged is lost.
 
+Metrics: the supervisor empties ``data_dir/run/metrics`` and shares it with
+every worker before any of them counts (``mailserver.metrics``: one view
+from whichever worker serves ``/metrics``); a worker that exits is marked
+dead there, so its open connections leave the gauge.
+
 Worker ``i`` logs with ``worker=i``; worker 0 also runs the outbound queue's
 scheduler (the queue supports one scheduler per store); every worker may
 enqueue, and the store's change feed wakes the scheduler at once.
@@ -76,6 +81,7 @@ from typing import Any
 
 import structlog
 
+from mailserver import metrics
 from mailserver.config import Config
 from mailserver.counters.service import CounterService
 from mailserver.process import lifecycle
@@ -88,6 +94,9 @@ from mailserver.store.writer_service import WriterService
 from mailserver.tls import server_context
 
 log = structlog.get_logger("mailserver.workers")
+
+#: Directory under ``data_dir/run`` where the processes' metric values meet.
+METRICS_DIR = "metrics"
 
 #: Restart backoff: first delay, cap, and the lifetime after which it resets (seconds).
 RESTART_DELAY = 0.1
@@ -178,6 +187,7 @@ class Supervisor:
             proc = await self._spawn(slot)
             code = await proc.wait()
             slot.exit_codes.append(code)
+            metrics.mark_dead(proc.pid)
             if self.stopping.is_set():
                 return
             lived = time.monotonic() - slot.started
@@ -274,6 +284,8 @@ async def supervise(config: Config, count: int) -> int:
     services = _Services()
     try:
         config.data_dir.mkdir(parents=True, exist_ok=True)
+        # Before anything counts, and before a worker inherits the directory.
+        metrics.enable_multiprocess(config.data_dir / "run" / METRICS_DIR)
         for listener in config.listeners:
             groups[listener.name] = bind_group(listener, count)
         config = bound_config(config, groups)

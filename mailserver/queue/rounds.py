@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -36,6 +37,7 @@ from mailserver.dkim.keys import DkimKey
 from mailserver.dkim.sign import from_domain, sign_async
 from mailserver.dns.resolver import Resolver
 from mailserver.errors import MailserverError, NotFound
+from mailserver.metrics import instruments
 from mailserver.protocol.dsn_params import DsnRequest, MailDsn
 from mailserver.queue import dsn, model
 from mailserver.queue.backoff import next_attempt
@@ -171,10 +173,16 @@ class DeliveryRounds:
                 self.settings.max_connections_per_domain
             )
         async with sem, self._total:
-            return await deliver_domain(
+            started = time.perf_counter()
+            results = await deliver_domain(
                 self.settings, self._resolver, domain, reverse_path, rcpts, message,
                 pool=self._pool, dsn=request, log=blog,
             )
+        m = instruments()
+        m.outbound_attempt_seconds.observe(time.perf_counter() - started)
+        for result in results:
+            m.outbound_attempts.labels(result.outcome.value).inc()
+        return results
 
     async def _apply(
         self, rec: QueuedMessage, results: dict[str, RcptResult], blob: bytes, blog: Any

@@ -30,6 +30,7 @@ Every exception becomes a reply in one place: ``errors.smtp_reply``.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -41,6 +42,7 @@ from mailserver.config import Config
 from mailserver.counters import Counters, LocalCounters
 from mailserver.delivery.interface import DeliveryTarget, LocalRecipient
 from mailserver.errors import UserError, smtp_reply
+from mailserver.metrics import instruments
 from mailserver.protocol.dsn_params import MailDsn, RcptDsn
 from mailserver.protocol.line_endings import to_crlf
 from mailserver.protocol.queue_id import new_queue_id
@@ -84,6 +86,14 @@ def _header_fields(outcome: Outcome) -> bytes:
     return "".join(f"{name}: {value}\r\n" for name, value in outcome.headers).encode()
 
 
+def _reply_labels(head: str) -> tuple[str, str]:
+    """``("2xx", "2.0.0")`` for ``"250 2.0.0"``; the enhanced code (RFC 3463 §2)
+    is "" when the reply has none."""
+    code, _, rest = head.partition(" ")
+    enhanced = rest if rest.count(".") == 2 and rest.replace(".", "").isdigit() else ""
+    return (code[:1] + "xx" if code[:1].isdigit() else "other"), enhanced
+
+
 class SmtpHooks:
     """The hooks of one listener: runs its check ``pipeline``, then delivers.
 
@@ -105,6 +115,7 @@ class SmtpHooks:
         delivery: DeliveryTarget,
         counters: Counters | None = None,
         resolver: Resolver | None = None,
+        listener: str = "",
     ) -> None:
         self.config = config
         self.submission = submission
@@ -114,6 +125,14 @@ class SmtpHooks:
         self.delivery = delivery
         self.resolver = resolver
         self.counters = counters or LocalCounters(config.limits)
+        # Metrics, bound once (``mailserver.metrics``): the transaction
+        # counter's children by the reply's first 9 characters ("250 2.0.0").
+        m = instruments()
+        self.listener = listener
+        self._data_seconds = m.smtp_data_seconds.labels(listener)
+        self._auth_failures = m.auth_failures.labels("smtp")
+        self._transactions = m.smtp_transactions
+        self._by_reply: dict[str, Any] = {}
 
     # -- AUTH ----------------------------------------------------------------------
 
@@ -123,6 +142,7 @@ class SmtpHooks:
 
     async def auth_failed(self, conn: SmtpConnection) -> float:
         """Count a failure of ``conn``'s client IP; the delay before the 535 (seconds)."""
+        self._auth_failures.inc()
         return await self.counters.auth_failure(conn.peer_ip)
 
     # -- sender --------------------------------------------------------------------
@@ -209,7 +229,21 @@ class SmtpHooks:
 
     async def handle_DATA(self, server: SmtpConnection, session: Any, envelope: Transaction) -> str:
         """Body stage: check From:, add trace fields, deliver locally and queue the
-        rest, and only then say 250 (RFC 5321 §4.1.1.4)."""
+        rest, and only then say 250 (RFC 5321 §4.1.1.4).  Counted by reply
+        (``mailserver_smtp_transactions_total``) and timed from the end of DATA
+        to the reply (``mailserver_smtp_data_seconds``)."""
+        started = time.perf_counter()
+        reply = await self._data(server, session, envelope)
+        self._data_seconds.observe(time.perf_counter() - started)
+        key = reply[:9]
+        child = self._by_reply.get(key)
+        if child is None:
+            child = self._by_reply[key] = self._transactions.labels(
+                self.listener, *_reply_labels(key))
+        child.inc()
+        return reply
+
+    async def _data(self, server: SmtpConnection, session: Any, envelope: Transaction) -> str:
         queue_id = new_queue_id()
         # Bare LF -> CRLF before any stage sees it (RFC 5322 §2.3, and DKIM
         # verifies the CRLF form, RFC 6376 §5.3): stored and relayed octets,

@@ -206,6 +206,13 @@ class Store(DirectoryStore, MailboxStore, MessageStore):
         with self._read() as txn:
             return queue_db.due(txn, self._dbs, queue_db.to_ms(now), limit)
 
+    def map_usage(self) -> tuple[int, int]:
+        """``(live, map_size)`` in octets: the pages the databases use now (what
+        ``headroom`` measures) and the LMDB map size.  For ``/metrics``."""
+        with self._read() as txn:
+            live = headroom.live_octets(txn, self._dbs)
+        return live, int(self._env.info()["map_size"])
+
     def queue_next_due(self) -> float | None:
         """The earliest scheduled attempt (Unix seconds), None for an empty queue."""
         with self._read() as txn:

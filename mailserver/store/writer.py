@@ -54,6 +54,7 @@ import asyncio
 import contextlib
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -61,6 +62,7 @@ from typing import Any, TypeVar
 import lmdb
 
 from mailserver.errors import MailserverError, TemporaryFailure
+from mailserver.metrics import instruments
 from mailserver.store import headroom
 from mailserver.store.kv import Dbs
 
@@ -148,6 +150,11 @@ class Writer:
         self._on_commit_loop = on_commit_loop
         self._new_mail_limit = new_mail_limit
         self._closed = False
+        # Metrics (``mailserver.metrics``), observed once per round, not per request.
+        m = instruments()
+        self._commit_seconds = m.store_commit_seconds
+        self._commit_batch = m.store_commit_batch
+        self._commit_failures = m.store_commit_failures
         #: Number of synced commits made (for tests and the benchmark).
         self.commits = 0
         #: Number of requests committed.
@@ -264,6 +271,7 @@ class Writer:
         outcomes: list[tuple[bool, Any]] = []
         changed: set[int] = set()
         room = headroom.Room(self._new_mail_limit)
+        started = time.perf_counter()
         try:
             with self._env.begin(write=True) as txn:
                 for req in batch:
@@ -273,9 +281,12 @@ class Writer:
             failure = _wrap(exc)
             outcomes = [(False, failure)] * len(batch)
             changed = set()
+            self._commit_failures.inc()
         else:
             self.commits += 1
             self.requests += len(batch)
+            self._commit_seconds.observe(time.perf_counter() - started)
+            self._commit_batch.observe(len(batch))
         # Peers first, then the callers: once a caller hears "done", every
         # waiter (here and in other processes) has been told.  A process that
         # gets a reply this round hears the ids in it instead of a datagram.

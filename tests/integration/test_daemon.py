@@ -214,14 +214,14 @@ def test_shipped_dev_config_starts(tmp_path: Path, daemons: list[Daemon]) -> Non
     """
     text = (ROOT / "conf" / "mailserver.toml").read_text()
     shipped_ports = [int(p) for p in re.findall(r"(?m)^port = (\d+)", text)]
-    assert sorted(shipped_ports) == [1143, 1993, 2465, 2525, 2587]
+    assert sorted(shipped_ports) == [1143, 1993, 2465, 2525, 2587, 2880]
     conf = tmp_path / "conf" / "mailserver.toml"
     conf.parent.mkdir()
     conf.write_text(re.sub(r"(?m)^port = \d+", "port = 0", text))
     d = Daemon("-c", conf, "--data-dir", tmp_path / "var")
     daemons.append(d)
     d.ready()
-    assert set(d.ports) == {"smtp", "submission", "submissions", "imap", "imaps"}
+    assert set(d.ports) == {"smtp", "submission", "submissions", "imap", "imaps", "http"}
     assert d.stop() == 0
     assert (tmp_path / "var" / "demo-credentials").exists()
     assert "demo@example.test" in "".join(d.stdout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from pathlib import Path
 
@@ -137,6 +138,7 @@ def test_shipped_dev_config_equals_builtin() -> None:
         "submissions": ("submission", "127.0.0.1", 2465, "implicit"),
         "imap": ("imap", "127.0.0.1", 1143, "starttls"),
         "imaps": ("imap", "127.0.0.1", 1993, "implicit"),
+        "http": ("http", "127.0.0.1", 2880, "none"),
     }
     # The built-in fallback is the same configuration, only its data_dir differs.
     assert dataclasses.replace(cfg, source=None) == builtin(ROOT / "var")
@@ -172,8 +174,12 @@ def test_shipped_production_config() -> None:
     cfg = load(PROD_CONF)
     assert cfg.data_dir == Path("/var/lib/mailserver")
     assert cfg.demo_account is False
-    assert {lst.port for lst in cfg.listeners} == {25, 587, 465, 143, 993}
-    assert {lst.address for lst in cfg.listeners} == {"0.0.0.0", "::"}
+    mail = [lst for lst in cfg.listeners if lst.protocol != "http"]
+    assert {lst.port for lst in mail} == {25, 587, 465, 143, 993}
+    assert {lst.address for lst in mail} == {"0.0.0.0", "::"}
+    # /metrics has no login: the template serves it on loopback only.
+    http = [lst for lst in cfg.listeners if lst.protocol == "http"]
+    assert http and all(ipaddress.ip_address(lst.address).is_loopback for lst in http)
     assert cfg.limits.shutdown_grace < 30  # systemd TimeoutStopSec
     assert cfg.outbound.smtp_port == 25 and cfg.outbound.hostname == cfg.hostname
 
@@ -230,6 +236,7 @@ ERRORS = [
     ("[listeners.x]\nprotocol = 'smtp'\naddress = 'localhost'", "listeners.x.address",
      "not an IPv4 or IPv6 address"),
     ("[listeners.x]\nprotocol = 'smtp'\ntls = 'yes'", "listeners.x.tls", "must be one of"),
+    ("[listeners.x]\nprotocol = 'http'\ntls = 'starttls'", "listeners.x.tls", "'none' or"),
     ("[listeners.x]\nprotocol = 'smtp'\nprot = 25", "listeners.x.prot", "unknown key"),
     ("[listeners.a]\nprotocol = 'smtp'\nport = 25\n[listeners.b]\nprotocol = 'imap'\nport = 25",
      "listeners.b.port", "also used by listeners.a"),

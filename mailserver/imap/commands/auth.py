@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from mailserver.auth.login import authenticate as check_password
 from mailserver.errors import ProtocolSyntaxError, UserError
 from mailserver.imap.state import State, TaggedOk
+from mailserver.metrics import instruments
 from mailserver.protocol.imap.response import quote, untagged
 from mailserver.protocol.imap.types import (
     Authenticate,
@@ -178,6 +179,7 @@ async def _failed(session: ImapSession, user: str) -> TaggedOk:
     )
     # Failures per client IP across connections and workers (shared with SMTP
     # AUTH): reconnecting after max_auth_failures does not reset the delay.
+    instruments().auth_failures.labels("imap").inc()
     delay = await session.services.counters.auth_failure(session.conn.peer)
     if delay > 0:
         await asyncio.sleep(delay)

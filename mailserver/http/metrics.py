@@ -1,0 +1,126 @@
+"""``GET /metrics``: the Prometheus text exposition format (version 0.0.4).
+
+What the response holds:
+
+* every instrument of ``mailserver.metrics``, merged across the daemon's
+  processes when they share a directory (``MultiProcessCollector``: any worker
+  answers, each gives the same figures), else this process's registry;
+* figures the store and files already hold, read at scrape time by
+  ``StateCollector`` so that nothing on a hot path counts them: queue size
+  and age of the oldest queued message, LMDB map use, free space on the data
+  directory's file system, the TLS certificate's expiry.
+
+Before collecting, this process's tallies are flushed (``metrics.flush_all``);
+the other workers flush theirs once a second.  The collection reads files and
+the store: it runs in a thread, off the event loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from cryptography import x509
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from mailserver import metrics
+from mailserver.config import Config
+from mailserver.queue import model
+from mailserver.store.store import Store
+
+#: The exposition format's media type (what prometheus-client writes).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def certificate_path(config: Config) -> Path:
+    """The served certificate: the configured one, else the self-signed one
+    (``tls.server_context`` makes it in ``data_dir/tls``)."""
+    return config.tls.cert_file or config.data_dir / "tls" / "cert.pem"
+
+
+class StateCollector(Collector):
+    """Gauges read at scrape time from the store and the file system."""
+
+    def __init__(self, config: Config, store: Store) -> None:
+        self._config = config
+        self._store = store
+        self._cert: tuple[float, float] | None = None  # (mtime, not-after), cached
+
+    def collect(self) -> Iterator[Metric]:
+        now = time.time()
+        records = self._store.queue_list()
+        created = []
+        for raw in records:
+            # A damaged record is the queue's to report (it logs it when taken);
+            # here it still counts as queued, with no age.
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                created.append(model.decode(raw).created)
+        yield GaugeMetricFamily("mailserver_queue_messages",
+                                "Messages in the outbound queue.", value=len(records))
+        yield GaugeMetricFamily(
+            "mailserver_queue_oldest_message_age_seconds",
+            "Age of the oldest message in the outbound queue (0 when empty).",
+            value=max(0.0, now - min(created)) if created else 0.0)
+        live, size = self._store.map_usage()
+        yield GaugeMetricFamily("mailserver_store_used_bytes",
+                                "Octets of the pages the store's databases use.", value=live)
+        yield GaugeMetricFamily("mailserver_store_map_size_bytes",
+                                "The LMDB map size (most the store can hold).", value=size)
+        yield GaugeMetricFamily("mailserver_store_map_fill_ratio",
+                                "Store use over map size; new mail is refused at "
+                                "[store] new_mail_limit.", value=live / size if size else 0.0)
+        yield GaugeMetricFamily("mailserver_store_new_mail_limit_ratio",
+                                "The fill ratio at which new mail is refused.",
+                                value=self._config.store.new_mail_limit)
+        fs = os.statvfs(self._config.data_dir)
+        yield GaugeMetricFamily("mailserver_data_dir_free_bytes",
+                                "Octets available to the daemon on the data directory's "
+                                "file system.", value=fs.f_bavail * fs.f_frsize)
+        yield GaugeMetricFamily("mailserver_data_dir_size_bytes",
+                                "Size of the data directory's file system.",
+                                value=fs.f_blocks * fs.f_frsize)
+        expiry = self._cert_expiry()
+        if expiry is not None:
+            yield GaugeMetricFamily("mailserver_tls_certificate_expiry_timestamp_seconds",
+                                    "When the served TLS certificate expires (Unix time).",
+                                    value=expiry)
+
+    def _cert_expiry(self) -> float | None:
+        path = certificate_path(self._config)
+        try:
+            mtime = path.stat().st_mtime
+            if self._cert is None or self._cert[0] != mtime:
+                cert = x509.load_pem_x509_certificate(path.read_bytes())
+                self._cert = (mtime, cert.not_valid_after_utc.timestamp())
+        except (OSError, ValueError):
+            return None  # unreadable now; the daemon started with it, so it was fine then
+        return self._cert[1]
+
+
+def exposition(state: Collector) -> bytes:
+    """The whole ``/metrics`` body (see the module docstring).  Blocking: run it
+    in a thread."""
+    registry = CollectorRegistry(auto_describe=False)
+    path = metrics.multiprocess_dir()
+    if path is None:
+        registry.register(_Registry(metrics.instruments().registry))
+    else:
+        MultiProcessCollector(registry, str(path))
+    registry.register(state)
+    return generate_latest(registry)
+
+
+class _Registry(Collector):
+    """Another registry's metrics, as one collector."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._registry.collect()
