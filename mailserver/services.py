@@ -17,7 +17,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from mailserver.config import Config
+from mailserver.auth.cache import CredentialCache
+from mailserver.auth.login import Authenticator
+from mailserver.auth.passwords import Argon2Params, Hasher, default_threads
+from mailserver.config import AuthSettings, Config, worker_count
 from mailserver.counters import Counters, LocalCounters
 from mailserver.errors import AlreadyExists
 from mailserver.store.store import Store
@@ -47,10 +50,34 @@ class Services:
     #: The SMTP hooks (``smtp.handler.SmtpHooks``: check pipeline + delivery) of each
     #: "smtp"/"submission" listener, by name, built by ``app.build_smtp_hooks``.
     smtp_hooks: dict[str, Any] = field(default_factory=dict)
+    #: Logins of IMAP and SMTP AUTH alike: hashing pool and credential cache
+    #: (``auth.login``).  None: made from ``config.auth`` at init.
+    authenticator: Authenticator = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.counters is None:
             self.counters = LocalCounters(self.config.limits)
+        if self.authenticator is None:
+            self.authenticator = build_authenticator(self.config, self.store)
+
+
+def argon2_params(settings: AuthSettings) -> Argon2Params:
+    """The configured argon2id parameters (``[auth]``)."""
+    return Argon2Params(memory_kib=settings.argon2_memory, time_cost=settings.argon2_time_cost,
+                        parallelism=settings.argon2_parallelism)
+
+
+def build_authenticator(config: Config, store: Store) -> Authenticator:
+    """The process's ``Authenticator`` as ``config.auth`` describes it.
+
+    ``hash_threads = 0``: the cores but one, shared out among the serving
+    processes (``worker_count``), at least one each — so with one process on
+    N cores, N - 1 hash and one is left to the event loop.
+    """
+    settings = config.auth
+    threads = settings.hash_threads or max(1, default_threads() // worker_count(config))
+    return Authenticator(store, Hasher(argon2_params(settings), threads),
+                         CredentialCache(settings.cache_ttl, settings.cache_size))
 
 
 class ListenerHandle(Protocol):
