@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from mailserver.auth.cache import CredentialCache
 from mailserver.auth.login import Authenticator
 from mailserver.auth.passwords import Argon2Params, Hasher, default_threads
+from mailserver.auth.slots import CoreSlots
 from mailserver.config import AuthSettings, Config, worker_count
 from mailserver.counters import Counters, LocalCounters
 from mailserver.errors import AlreadyExists
@@ -70,13 +71,18 @@ def argon2_params(settings: AuthSettings) -> Argon2Params:
 def build_authenticator(config: Config, store: Store) -> Authenticator:
     """The process's ``Authenticator`` as ``config.auth`` describes it.
 
-    ``hash_threads = 0``: the cores but one, shared out among the serving
-    processes (``worker_count``), at least one each — so with one process on
-    N cores, N - 1 hash and one is left to the event loop.
+    ``hash_threads`` (0: the cores but one, at least one) bound the hashes
+    running at once: in a single process, its pool's threads; with several
+    workers, each has that many threads but all share as many slots
+    (``auth.slots``, flock files in ``data_dir/run``), so N workers on N
+    cores still leave a core to the event loops.
     """
     settings = config.auth
-    threads = settings.hash_threads or max(1, default_threads() // worker_count(config))
-    return Authenticator(store, Hasher(argon2_params(settings), threads),
+    threads = settings.hash_threads or default_threads()
+    slots = None
+    if worker_count(config) > 1:
+        slots = CoreSlots(config.data_dir / "run", threads)
+    return Authenticator(store, Hasher(argon2_params(settings), threads, slots),
                          CredentialCache(settings.cache_ttl, settings.cache_size))
 
 

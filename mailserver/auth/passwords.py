@@ -18,12 +18,19 @@ without a configuration.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from mailserver.auth.slots import CoreSlots
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,13 +79,17 @@ def default_threads() -> int:
 class Hasher:
     """argon2id hashing and verifying with ``params``, on a pool of ``threads``.
 
-    The async methods run on the pool; the plain ones on the caller's thread.
-    ``close`` drops queued work (a stopping server) without waiting.
+    The async methods run on the pool, each inside one of ``slots`` when
+    given (``auth.slots``: the bound shared by several worker processes); the
+    plain ones on the caller's thread.  ``close`` drops queued work (a
+    stopping server) without waiting.
     """
 
-    def __init__(self, params: Argon2Params = DEFAULT_PARAMS, threads: int = 0) -> None:
+    def __init__(self, params: Argon2Params = DEFAULT_PARAMS, threads: int = 0,
+                 slots: CoreSlots | None = None) -> None:
         self.params = params
         self.threads = threads or default_threads()
+        self._slots = slots
         self._ph = PasswordHasher(time_cost=params.time_cost, memory_cost=params.memory_kib,
                                   parallelism=params.parallelism, type=Type.ID)
         self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="argon2")
@@ -105,12 +116,20 @@ class Hasher:
 
     async def hash_async(self, password: str) -> str:
         """``hash`` on the pool."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self.hash, password)
+        return await self._run(self.hash, password)
 
     async def verify_async(self, password_hash: str, password: str) -> bool:
         """``verify`` on the pool."""
-        return await asyncio.get_running_loop().run_in_executor(
-            self._pool, self.verify, password_hash, password)
+        return await self._run(self.verify, password_hash, password)
+
+    async def _run(self, fn: Callable[..., T], *args: str) -> T:
+        slots = self._slots
+
+        def job() -> T:
+            with slots.hold() if slots is not None else contextlib.nullcontext():
+                return fn(*args)
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, job)
 
     def close(self) -> None:
         """Stop the pool: queued work is cancelled, running hashes finish on their own."""
