@@ -1,0 +1,103 @@
+"""Login-storm load generator (part 7), run as its own process::
+
+    python bench/loginstorm.py --port P --workers u:pw,... [--stormers u:pw,...] --seconds S
+
+Each *worker* holds one connection: LOGIN, SELECT INBOX, then for
+``--seconds`` a loop of APPEND (a 4 KB message), STORE +FLAGS (\\Deleted) of
+it and EXPUNGE, each timed alone.  Each *stormer*, meanwhile, connects,
+sends LOGIN and LOGOUT, closes, and starts over (a client that reconnects
+every time; the same password each time, so a credential cache may answer).
+Prints one JSON object: per worker command count, p50 and p99 in ms; the
+stormers' logins per second and LOGIN p50/p99.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import percentile  # noqa: E402
+from bench.imapc import Client, exists_count  # noqa: E402
+
+MESSAGE = (b"From: bench@example.test\r\nTo: bench@example.test\r\n"
+           b"Subject: login storm\r\n\r\n" + b"x" * 76 + b"\r\n") * 50  # ~4 KB
+
+
+async def worker(host: str, port: int, user: str, password: str, until: float,
+                 lat: dict[str, list[float]]) -> None:
+    c = await Client.connect(host, port)
+    try:
+        await c.login(user, password)
+        exists = exists_count(await c.command(b"SELECT INBOX")) or 0
+        while True:  # at least one round, however short --seconds
+            t0 = time.perf_counter()
+            await c.command(b"APPEND INBOX", MESSAGE)
+            t1 = time.perf_counter()
+            exists += 1
+            await c.command(b"STORE %d +FLAGS (\\Deleted)" % exists)
+            t2 = time.perf_counter()
+            await c.command(b"EXPUNGE")
+            t3 = time.perf_counter()
+            exists -= 1
+            lat.setdefault("APPEND", []).append(t1 - t0)
+            lat.setdefault("STORE", []).append(t2 - t1)
+            lat.setdefault("EXPUNGE", []).append(t3 - t2)
+            if t3 >= until:
+                break
+    finally:
+        await c.close()
+
+
+async def stormer(host: str, port: int, user: str, password: str, until: float,
+                  logins: list[float]) -> None:
+    while True:  # at least one login
+        c = await Client.connect(host, port)
+        try:
+            t0 = time.perf_counter()
+            await c.login(user, password)
+            logins.append(time.perf_counter() - t0)
+        finally:
+            await c.close()
+        if time.perf_counter() >= until:
+            break
+
+
+def _pairs(text: str) -> list[tuple[str, str]]:
+    return [(u, p) for u, p in (x.split(":", 1) for x in text.split(",") if x)]
+
+
+async def main(args: argparse.Namespace) -> dict:
+    lat: dict[str, list[float]] = {}
+    logins: list[float] = []
+    t0 = time.perf_counter()
+    until = t0 + args.seconds
+    await asyncio.gather(
+        *(worker(args.host, args.port, u, p, until, lat) for u, p in _pairs(args.workers)),
+        *(stormer(args.host, args.port, u, p, until, logins) for u, p in _pairs(args.stormers)))
+    wall = time.perf_counter() - t0
+    out: dict = {
+        "seconds": wall,
+        "commands": {op: {"count": len(v), "p50_ms": percentile(v, 50) * 1000,
+                          "p99_ms": percentile(v, 99) * 1000} for op, v in sorted(lat.items())},
+        "logins": len(logins), "logins_per_s": len(logins) / wall,
+    }
+    if logins:
+        out["login_p50_ms"] = percentile(logins, 50) * 1000
+        out["login_p99_ms"] = percentile(logins, 99) * 1000
+    return out
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description="IMAP login-storm load generator")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--workers", required=True, help="user:password,... (working clients)")
+    ap.add_argument("--stormers", default="", help="user:password,... (login/logout loop)")
+    ap.add_argument("--seconds", type=float, default=10.0)
+    print(json.dumps(asyncio.run(main(ap.parse_args()))))
