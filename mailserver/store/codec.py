@@ -190,6 +190,9 @@ _DISABLED = "!"
 
 
 def encode_account(acc: Account) -> bytes:
+    """Raises ValueError for a hash that would read back as the disabled mark."""
+    if acc.password_hash.startswith(_DISABLED):
+        raise ValueError("a password hash must not start with '!'")
     stored = _DISABLED + acc.password_hash if acc.disabled else acc.password_hash
     return _ACCOUNT.pack(acc.quota, acc.used) + stored.encode()
 
