@@ -317,7 +317,7 @@ async def part7(report: Report, work: Path, quick: bool, reference: bool, worker
         finally:
             dv.stop()
     o, f = res["ours"], res.get("ref")
-    report.line(f"# [7] {n} clients in a LOGIN/LOGOUT loop + {n} working, {seconds:.0f} s "
+    report.line(f"[7] {n} clients in a LOGIN/LOGOUT loop + {n} working, {seconds:.0f} s "
                 "per phase; cold: first logins included; warm: each account logged in before")
 
     def p50(side: dict | None, phase: str, cmd: str) -> float | None:
