@@ -7,7 +7,8 @@ Each *worker* holds one connection: LOGIN, SELECT INBOX, then for
 it and EXPUNGE, each timed alone.  Each *stormer*, meanwhile, connects,
 sends LOGIN and LOGOUT, closes, and starts over (a client that reconnects
 every time; the same password each time, so a credential cache may answer).
-``--warmup N``: each stormer first logs in N times, untimed.
+``--warmup N``: each stormer first logs in N times, untimed.  ``--rate R``:
+the stormers together start at most R logins per second (else back to back).
 Prints one JSON object: per worker command count, p50 and p99 in ms; the
 stormers' logins per second (over the phase, and over its second half, when
 every account has logged in before) and LOGIN p50/p99.
@@ -57,8 +58,13 @@ async def worker(host: str, port: int, user: str, password: str, until: float,
 
 
 async def stormer(host: str, port: int, user: str, password: str, until: float,
-                  logins: list[float], done: list[float]) -> None:
+                  logins: list[float], done: list[float], period: float) -> None:
+    """Log in and out until ``until``; ``period`` > 0: start one login per
+    ``period`` seconds at most (an open loop), else back to back."""
+    start = time.perf_counter()
     while True:  # at least one login
+        if period:
+            start += period
         c = await Client.connect(host, port)
         try:
             t0 = time.perf_counter()
@@ -69,6 +75,8 @@ async def stormer(host: str, port: int, user: str, password: str, until: float,
             await c.close()
         if time.perf_counter() >= until:
             break
+        if period and start > time.perf_counter():
+            await asyncio.sleep(start - time.perf_counter())
 
 
 def _pairs(text: str) -> list[tuple[str, str]]:
@@ -91,6 +99,7 @@ async def main(args: argparse.Namespace) -> dict:
     if args.warmup:
         await asyncio.gather(*(warm_up(args.host, args.port, u, p, args.warmup)
                                for u, p in stormers))
+    period = len(stormers) / args.rate if args.rate else 0.0
     lat: dict[str, list[float]] = {}
     logins: list[float] = []
     done: list[float] = []
@@ -98,7 +107,7 @@ async def main(args: argparse.Namespace) -> dict:
     until = t0 + args.seconds
     await asyncio.gather(
         *(worker(args.host, args.port, u, p, until, lat) for u, p in _pairs(args.workers)),
-        *(stormer(args.host, args.port, u, p, until, logins, done) for u, p in stormers))
+        *(stormer(args.host, args.port, u, p, until, logins, done, period) for u, p in stormers))
     wall = time.perf_counter() - t0
     out: dict = {
         "seconds": wall,
@@ -122,6 +131,8 @@ if __name__ == "__main__":
     ap.add_argument("--workers", required=True, help="user:password,... (working clients)")
     ap.add_argument("--stormers", default="", help="user:password,... (login/logout loop)")
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--rate", type=float, default=0.0,
+                    help="logins/s of all stormers together at most (0: back to back)")
     ap.add_argument("--warmup", type=int, default=0,
                     help="untimed logins of each stormer before the clock starts")
     print(json.dumps(asyncio.run(main(ap.parse_args()))))

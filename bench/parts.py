@@ -133,17 +133,18 @@ async def imap_mix(t: Target, users: list[tuple[str, str]], seconds: float) -> d
 # -- part 7: login storm --------------------------------------------------------------
 
 async def login_storm(t: Target, workers: list[tuple[str, str]],
-                      stormers: list[tuple[str, str]], seconds: float, warmup: int = 0) -> dict:
+                      stormers: list[tuple[str, str]], seconds: float, warmup: int = 0,
+                      rate: float = 0.0) -> dict:
     """``bench/loginstorm.py`` against ``t``: ``workers`` APPEND/STORE/EXPUNGE
     while ``stormers`` (none: the unloaded baseline) log in and out in a loop,
-    after ``warmup`` untimed logins each."""
+    after ``warmup`` untimed logins each, at most ``rate`` logins/s (0: no cap)."""
     assert t.imap_port is not None
     cpu0 = cpu_seconds(t.pids())
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(ROOT / "bench" / "loginstorm.py"), "--port", str(t.imap_port),
         "--workers", ",".join(f"{u}:{p}" for u, p in workers),
         "--stormers", ",".join(f"{u}:{p}" for u, p in stormers), "--seconds", str(seconds),
-        "--warmup", str(warmup), stdout=asyncio.subprocess.PIPE)
+        "--warmup", str(warmup), "--rate", str(rate), stdout=asyncio.subprocess.PIPE)
     out, _ = await proc.communicate()
     if proc.returncode != 0:
         raise RuntimeError(f"loginstorm failed against {t.name}")
