@@ -130,6 +130,29 @@ async def imap_mix(t: Target, users: list[tuple[str, str]], seconds: float) -> d
     return res
 
 
+# -- part 7: login storm --------------------------------------------------------------
+
+async def login_storm(t: Target, workers: list[tuple[str, str]],
+                      stormers: list[tuple[str, str]], seconds: float, warmup: int = 0,
+                      rate: float = 0.0) -> dict:
+    """``bench/loginstorm.py`` against ``t``: ``workers`` APPEND/STORE/EXPUNGE
+    while ``stormers`` (none: the unloaded baseline) log in and out in a loop,
+    after ``warmup`` untimed logins each, at most ``rate`` logins/s (0: no cap)."""
+    assert t.imap_port is not None
+    cpu0 = cpu_seconds(t.pids())
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "bench" / "loginstorm.py"), "--port", str(t.imap_port),
+        "--workers", ",".join(f"{u}:{p}" for u, p in workers),
+        "--stormers", ",".join(f"{u}:{p}" for u, p in stormers), "--seconds", str(seconds),
+        "--warmup", str(warmup), "--rate", str(rate), stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"loginstorm failed against {t.name}")
+    res = json.loads(out)
+    res["cpu_s"] = cpu_seconds(t.pids()) - cpu0
+    return res
+
+
 # -- part 4: SMTP 250 -> IDLE EXISTS -------------------------------------------------
 
 async def idle_latency(t: Target, rate: float, seconds: float,

@@ -198,6 +198,8 @@ async def run(args: argparse.Namespace, work: Path, report: Report) -> None:
             fn()
     if 6 in sel:
         await part6(report, work, args.store_messages or (2000 if q else 100_000), rounds, dv)
+    if 7 in sel:
+        await part7(report, work, q, args.reference, args.workers, args.storm_seconds)
 
 
 async def part1(report: Report, targets: list[parts.Target], rounds: int, quick: bool,
@@ -261,6 +263,95 @@ async def part3(report: Report, targets: list[parts.Target], users: list[tuple[s
         report.add(f"[3]   {cmd} p99", m(o, "p99_ms"), m(f, "p99_ms"), "ms")
 
 
+#: Part 7's paced phase: logins/s of all stormers together (one per client per
+#: second at 20 clients): the workers' latency at a moderate login rate (the
+#: reference gets what its hashing allows).
+PACED_RATE = 20.0
+
+
+async def part7(report: Report, work: Path, quick: bool, reference: bool, workers: int,
+                seconds: float) -> None:
+    """Login storm (issue #13 §1): ``n`` clients in a LOGIN/LOGOUT loop while ``n``
+    others APPEND/STORE/EXPUNGE; their p50 against an unloaded run, and logins/s.
+    Production password cost on both sides: argon2id m=64 MiB, t=3, p=1 (our
+    shipped [auth] defaults; what ``doveadm pw -s ARGON2ID`` makes), the same
+    PHC strings in our store and in Dovecot's passwd-file."""
+    from argon2 import PasswordHasher  # the bench's venv is the project's
+
+    from mailserver.auth.passwords import DEFAULT_PARAMS
+
+    n = 2 if quick else 20
+    seconds = seconds or (2.0 if quick else 10.0)
+    stormers = [(f"storm{i}@{DOMAIN}", f"storm{i}-secret") for i in range(n)]
+    busy = [(f"busy{i}@{DOMAIN}", f"busy{i}-secret") for i in range(n)]
+    ph = PasswordHasher(time_cost=DEFAULT_PARAMS.time_cost, memory_cost=DEFAULT_PARAMS.memory_kib,
+                        parallelism=DEFAULT_PARAMS.parallelism)
+    hashes = {u: await asyncio.to_thread(ph.hash, p) for u, p in stormers + busy}
+    ours = Ours(work / "ours-login")
+    ours.workers = workers
+    ours.auth = None  # the shipped [auth]: production cost, cache on
+    await ours.add_users(stormers + busy, hashes)
+    ours.start()
+    res: dict[str, dict[str, dict]] = {}
+
+    async def phases(t: parts.Target, warmup: int) -> dict[str, dict]:
+        return {"idle": await parts.login_storm(t, busy, [], seconds),
+                "cold": await parts.login_storm(t, busy, stormers, seconds),
+                "warm": await parts.login_storm(t, busy, stormers, seconds, warmup),
+                "paced": await parts.login_storm(t, busy, stormers, seconds, 0, PACED_RATE)}
+
+    try:
+        # Warm: every stormer has logged in before on every worker process
+        # (6 untimed logins each land on both of 2 workers with p ~ 97 %).
+        res["ours"] = await phases(parts.Target("ours", None, ours.port("imap"),
+                                                lambda: ours.pids), 6)
+    finally:
+        ours.stop()
+    if reference:
+        vmail = work / "vmail-login"
+        (vmail / DOMAIN).mkdir(parents=True)
+        os.chown(vmail, VMAIL_UID, VMAIL_UID)
+        os.chown(vmail / DOMAIN, VMAIL_UID, VMAIL_UID)
+        dv = Dovecot(work / "dovecot-login", vmail, free_port())
+        dv.configure(stormers + busy, hashes)
+        dv.start()
+        try:
+            await wait_port(dv.imap_port)
+            # No warm-up: without an auth cache there is nothing to warm (and
+            # with one, Dovecot would still verify the hash per login).
+            res["ref"] = await phases(parts.Target("dovecot", None, dv.imap_port,
+                                                   lambda: dv.pids), 0)
+        finally:
+            dv.stop()
+    o, f = res["ours"], res.get("ref")
+    report.line(f"[7] {n} clients in a LOGIN/LOGOUT loop + {n} working, {seconds:g} s "
+                "per phase; cold: first logins included; warm: each account logged in before; "
+                f"paced: warm, at most {PACED_RATE:.0f} logins/s")
+
+    def p50(side: dict | None, phase: str, cmd: str) -> float | None:
+        return side[phase]["commands"].get(cmd, {}).get("p50_ms") if side else None
+
+    for cmd in ("APPEND", "STORE", "EXPUNGE"):
+        report.add(f"[7]   {cmd} p50 unloaded", p50(o, "idle", cmd), p50(f, "idle", cmd), "ms")
+    for phase in ("cold", "warm", "paced"):
+        per_login = o[phase]["cpu_s"] / max(1, o[phase]["logins"]) * 1000
+        report.add(f"[7] {phase} storm: logins/s", o[phase]["logins_per_s"],
+                   f and f[phase]["logins_per_s"], "logins/s",
+                   f"ours: server CPU {per_login:.1f} ms per login (workers' commands included)")
+        report.add(f"[7] {phase} storm: LOGIN p50", o[phase].get("login_p50_ms"),
+                   f and f[phase].get("login_p50_ms"), "ms")
+        for cmd in ("APPEND", "STORE", "EXPUNGE"):
+            loaded, base = p50(o, phase, cmd), p50(o, "idle", cmd)
+            ref_loaded, ref_base = p50(f, phase, cmd), p50(f, "idle", cmd)
+            ratios = []
+            if loaded and base:
+                ratios.append(f"ours {loaded / base:.2f}x unloaded")
+            if ref_loaded and ref_base:
+                ratios.append(f"ref {ref_loaded / ref_base:.2f}x")
+            report.add(f"[7]   {cmd} p50, {phase} storm", loaded, ref_loaded, "ms",
+                       "; ".join(ratios))
+
+
 async def part6(report: Report, work: Path, count: int, rounds: int,
                 dv: Dovecot | None) -> None:
     big = Ours(work / "ours-big")
@@ -309,13 +400,15 @@ async def part6(report: Report, work: Path, count: int, rounds: int,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny counts (seconds, for the smoke test)")
-    ap.add_argument("--parts", default="1,2,3,4,5,6", help="comma-separated part numbers")
+    ap.add_argument("--parts", default="1,2,3,4,5,6,7", help="comma-separated part numbers")
     ap.add_argument("--rounds", type=int, default=0, help="rounds per figure (median)")
     ap.add_argument("--no-reference", dest="reference", action="store_false",
                     help="measure ours only (no Postfix/Dovecot)")
     ap.add_argument("--idle-conns", type=int, default=0, help="part 5 connections")
     ap.add_argument("--mix-seconds", type=float, default=0.0, help="part 3 duration per round")
     ap.add_argument("--store-messages", type=int, default=0, help="part 6 mailbox size")
+    ap.add_argument("--storm-seconds", type=float, default=0.0,
+                    help="part 7 duration of each phase (unloaded, storm)")
     ap.add_argument("--workers", type=int, default=0,
                     help="our daemon's workers setting (default 0: one per core; 1: one process)")
     ap.add_argument("--profile", action="store_true",

@@ -34,6 +34,8 @@ from bench.common import ROOT
 
 DOMAIN = "example.test"
 VMAIL_UID = 65534
+#: Our [auth] for the cheap bench hashes (t=1, m=64 KiB, p=1): no rehash on login.
+CHEAP_AUTH = "argon2_memory = 64\nargon2_time_cost = 1\nargon2_parallelism = 1"
 
 
 def _wait(proc: subprocess.Popen, seconds: float) -> None:
@@ -61,12 +63,18 @@ class Ours:
         self.dir = workdir
         self.data_dir = data_dir or workdir / "data"
         self.workers = 1  # the ``workers`` setting (0: one per core); set before start()
+        #: The [auth] table (None: the shipped defaults, production cost).
+        #: The default matches the cheap hashes ``add_users`` makes, so no
+        #: login rehashes them to the production cost.
+        self.auth: str | None = CHEAP_AUTH
         self.proc: subprocess.Popen | None = None
         self.ports: dict[str, int] = {}
         self._ready = threading.Event()
 
-    async def add_users(self, users: list[tuple[str, str]]) -> None:
-        """Create the domain and accounts (cheap hashes, see module doc).  Server stopped."""
+    async def add_users(self, users: list[tuple[str, str]],
+                        hashes: dict[str, str] | None = None) -> None:
+        """Create the domain and accounts (cheap hashes, see module doc; or the
+        PHC strings of ``hashes``, by address).  Server stopped."""
         from argon2 import PasswordHasher
 
         from mailserver.store.store import Store
@@ -80,7 +88,8 @@ class Ours:
                 await store.add_domain(DOMAIN)
             for address, password in users:
                 if store.get_account(address) is None:
-                    await store.add_account(address, hasher.hash(password))
+                    phc = (hashes or {}).get(address) or hasher.hash(password)
+                    await store.add_account(address, phc)
         finally:
             await store.close()
 
@@ -103,7 +112,7 @@ max_connections_per_ip = 30000
 [log]
 format = "json"
 level = "info"
-""")
+""" + (f"[auth]\n{self.auth}\n" if self.auth else ""))
         return path
 
     def _drain(self) -> None:
@@ -300,14 +309,19 @@ class Dovecot:
         self.dir, self.vmail, self.imap_port = workdir, vmail, port
         self.proc: subprocess.Popen | None = None
 
-    def configure(self, users: list[tuple[str, str]]) -> None:
+    def configure(self, users: list[tuple[str, str]],
+                  hashes: dict[str, str] | None = None) -> None:
+        """``hashes``: argon2id PHC strings by address (an ARGON2ID passdb, as
+        ``doveadm pw -s ARGON2ID`` makes them); the others are PLAIN."""
         self.dir.mkdir(parents=True, exist_ok=True)
         self.vmail.mkdir(parents=True, exist_ok=True)
         os.chown(self.vmail, VMAIL_UID, VMAIL_UID)
         lines = []
         for address, password in users:
             home = self.vmail / DOMAIN / address.split("@")[0]
-            lines.append(f"{address}:{{PLAIN}}{password}:{VMAIL_UID}:{VMAIL_UID}::{home}::\n")
+            phc = (hashes or {}).get(address)
+            secret = f"{{ARGON2ID}}{phc}" if phc else f"{{PLAIN}}{password}"
+            lines.append(f"{address}:{secret}:{VMAIL_UID}:{VMAIL_UID}::{home}::\n")
         (self.dir / "users").write_text("".join(lines))
         (self.dir / "dovecot.conf").write_text(f"""\
 base_dir = {self.dir / 'run'}

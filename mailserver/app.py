@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import structlog
 
 from mailserver import metrics
-from mailserver.auth.login import authenticate
+from mailserver.auth.login import Authenticator
 from mailserver.checks import rules
 from mailserver.checks.stage import Pipeline
 from mailserver.config import Config, Listener
@@ -35,7 +35,7 @@ from mailserver.protocol.dsn_params import RcptDsn
 from mailserver.protocol.mime.facts import prepare_casemap
 from mailserver.queue import dsn as reports
 from mailserver.queue.manager import QueueManager
-from mailserver.services import ListenerHandle, Services, ensure_domains
+from mailserver.services import ListenerHandle, Services, build_authenticator, ensure_domains
 from mailserver.smtp.handler import SmtpHooks
 from mailserver.store.store import Store
 from mailserver.tls import server_context
@@ -119,14 +119,14 @@ def delivered_report(*, reporting_mta: str, reverse_path: str,
 
 
 def build_smtp_hooks(config: Config, *, store: Store, queue: QueueManager | None,
-                     counters: Counters, resolver: Resolver) -> dict[str, SmtpHooks]:
-    """One ``SmtpHooks`` (check pipeline + delivery) per SMTP/submission listener, by name."""
+                     counters: Counters, resolver: Resolver,
+                     authenticator: Authenticator) -> dict[str, SmtpHooks]:
+    """One ``SmtpHooks`` (check pipeline + delivery) per SMTP/submission listener, by name.
+    ``authenticator``: the one IMAP uses too (one cache, one hashing pool)."""
     hooks: dict[str, SmtpHooks] = {}
     delivery = RoutedDelivery(store, queue, make_report=delivered_report,
                               reporting_mta=config.hostname)
-
-    async def check_login(username: str, password: str) -> str | None:
-        return await authenticate(store, username, password)
+    check_login = authenticator.authenticate
 
     for listener in config.listeners:
         if listener.protocol not in ("smtp", "submission"):
@@ -197,6 +197,7 @@ class App:
                                  remote_writer=self._remote_writer)
         queue: QueueManager | None = None
         counters: Counters | None = None
+        authenticator = build_authenticator(cfg, store)
         try:
             await ensure_domains(store, cfg.domains)
             ssl_context = await asyncio.to_thread(server_context, cfg)
@@ -212,9 +213,11 @@ class App:
             self.services = Services(config=cfg, store=store, ssl_context=ssl_context,
                                      queue=queue, counters=counters,
                                      listen_sockets=self._listen_sockets,
+                                     authenticator=authenticator,
                                      smtp_hooks=build_smtp_hooks(cfg, store=store, queue=queue,
                                                                  counters=counters,
-                                                                 resolver=resolver))
+                                                                 resolver=resolver,
+                                                                 authenticator=authenticator))
             self._flusher = asyncio.create_task(_flush_metrics(), name="metrics-flush")
             for listener in cfg.listeners:
                 handle = await start_listener(listener, self.services)
@@ -234,6 +237,7 @@ class App:
                 await queue.stop()
             if counters is not None:
                 await counters.close()
+            authenticator.close()
             self.services = None
             await store.close()
             raise
@@ -264,6 +268,7 @@ class App:
             if self.services.queue is not None:
                 await self.services.queue.stop()
             await self.services.counters.close()
+            self.services.authenticator.close()
             await self.services.store.close()
             self.services = None
 

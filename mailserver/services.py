@@ -17,7 +17,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from mailserver.config import Config
+from mailserver.auth.cache import CredentialCache
+from mailserver.auth.login import Authenticator
+from mailserver.auth.passwords import Argon2Params, Hasher, default_threads
+from mailserver.auth.slots import CoreSlots
+from mailserver.config import AuthSettings, Config, worker_count
 from mailserver.counters import Counters, LocalCounters
 from mailserver.errors import AlreadyExists
 from mailserver.store.store import Store
@@ -47,10 +51,39 @@ class Services:
     #: The SMTP hooks (``smtp.handler.SmtpHooks``: check pipeline + delivery) of each
     #: "smtp"/"submission" listener, by name, built by ``app.build_smtp_hooks``.
     smtp_hooks: dict[str, Any] = field(default_factory=dict)
+    #: Logins of IMAP and SMTP AUTH alike: hashing pool and credential cache
+    #: (``auth.login``).  None: made from ``config.auth`` at init.
+    authenticator: Authenticator = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.counters is None:
             self.counters = LocalCounters(self.config.limits)
+        if self.authenticator is None:
+            self.authenticator = build_authenticator(self.config, self.store)
+
+
+def argon2_params(settings: AuthSettings) -> Argon2Params:
+    """The configured argon2id parameters (``[auth]``)."""
+    return Argon2Params(memory_kib=settings.argon2_memory, time_cost=settings.argon2_time_cost,
+                        parallelism=settings.argon2_parallelism)
+
+
+def build_authenticator(config: Config, store: Store) -> Authenticator:
+    """The process's ``Authenticator`` as ``config.auth`` describes it.
+
+    ``hash_threads`` (0: the cores but one, at least one) bound the hashes
+    running at once: in a single process, its pool's threads; with several
+    workers, each has that many threads but all share as many slots
+    (``auth.slots``, flock files in ``data_dir/run``), so N workers on N
+    cores still leave a core to the event loops.
+    """
+    settings = config.auth
+    threads = settings.hash_threads or default_threads()
+    slots = None
+    if worker_count(config) > 1:
+        slots = CoreSlots(config.data_dir / "run", threads)
+    return Authenticator(store, Hasher(argon2_params(settings), threads, slots),
+                         CredentialCache(settings.cache_ttl, settings.cache_size))
 
 
 class ListenerHandle(Protocol):

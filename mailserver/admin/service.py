@@ -58,7 +58,7 @@ from mailserver.errors import (
     NotFound,
 )
 from mailserver.queue import model as queue_model
-from mailserver.services import ensure_domains
+from mailserver.services import argon2_params, ensure_domains
 from mailserver.store.model import Account
 from mailserver.store.store import Store
 
@@ -66,7 +66,7 @@ log = structlog.get_logger("mailserver.admin")
 
 
 def _account(account: Account) -> AccountInfo:
-    return AccountInfo(account.address, account.quota, account.used)
+    return AccountInfo(account.address, account.quota, account.used, account.disabled)
 
 
 def _queue_entry(raw: bytes, queue_id: str | None = None) -> QueueEntry | None:
@@ -160,14 +160,27 @@ class AdminService:
         if quota < 0:
             raise Cannot("the quota must not be negative")
         await self._local_domain(address.rpartition("@")[2])
-        account = await self._store.add_account(address, await hash_async(password), quota=quota)
+        account = await self._store.add_account(address, await self._hash(password),
+                                                quota=quota)
         return _account(account)
 
     async def set_password(self, address: str, password: str) -> None:
         """Raises InvalidName, InvalidPassword, AccountNotFound."""
         address = account_address(address)
         check_password(password)
-        await self._store.set_password_hash(address, await hash_async(password))
+        await self._store.set_password_hash(address, await self._hash(password))
+
+    async def set_disabled(self, address: str, disabled: bool) -> AccountInfo:
+        """Disable an account (logins fail at once in every process, cached
+        ones too; mail is still delivered) or enable it again; returns it.
+        Raises InvalidName, AccountNotFound."""
+        address = account_address(address)
+        await self._store.set_disabled(address, disabled)
+        return await self.get_account(address)
+
+    async def _hash(self, password: str) -> str:
+        # The configured parameters ([auth]), so a new hash needs no rehash at login.
+        return await hash_async(password, argon2_params(self.config.auth))
 
     async def set_quota(self, address: str, quota: int) -> AccountInfo:
         """Set the quota in octets (0 = unlimited); returns the account.

@@ -22,6 +22,7 @@ class AccountInfo:
     address: str  # the login name, "local@domain"
     quota: int  # octets; 0 = unlimited
     used: int  # octets stored across all mailboxes
+    disabled: bool = False  # cannot log in (mail is still delivered)
 
 
 @dataclass(frozen=True, slots=True)

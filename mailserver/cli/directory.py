@@ -90,10 +90,14 @@ def cmd_user(args: argparse.Namespace) -> int:
         elif args.action == "del":
             await admin.delete_account(args.address)
             print(f"deleted user {args.address.strip().lower()}")
+        elif args.action in ("disable", "enable"):
+            account = await admin.set_disabled(args.address, args.action == "disable")
+            print(f"{args.action}d user {account.address}")
         else:
             for info in await admin.list_accounts(args.domain):
                 quota = str(info.quota) if info.quota else "unlimited"
-                print(f"{info.address}\tused={info.used}\tquota={quota}")
+                print(f"{info.address}\tused={info.used}\tquota={quota}"
+                      + ("\tdisabled" if info.disabled else ""))
 
     with_admin(config, go)
     return 0
@@ -156,6 +160,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     p.add_argument("address", metavar="ADDRESS")
     p.add_argument("bytes", type=non_negative, metavar="BYTES", help="0 = unlimited")
     p = usub.add_parser("del", parents=[common], help="delete an account and all its mail")
+    p.add_argument("address", metavar="ADDRESS")
+    p = usub.add_parser("disable", parents=[common],
+                        help="refuse an account's logins (its mail is still delivered)")
+    p.add_argument("address", metavar="ADDRESS")
+    p = usub.add_parser("enable", parents=[common], help="allow a disabled account's logins again")
     p.add_argument("address", metavar="ADDRESS")
     p = usub.add_parser("list", parents=[common], help="list accounts")
     p.add_argument("domain", nargs="?", metavar="DOMAIN")

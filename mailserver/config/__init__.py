@@ -19,6 +19,7 @@ from mailserver.config.schema import (
     MAX_WORKERS,
     PROTOCOLS,
     TLS_MODES,
+    AuthSettings,
     Config,
     DkimSettings,
     Limits,
@@ -31,6 +32,7 @@ from mailserver.config.schema import (
 from mailserver.errors import ConfigError
 
 __all__ = [
+    "AuthSettings",
     "DEV_LISTENERS",
     "DKIM_ALGORITHMS",
     "LOG_FORMATS",

@@ -24,6 +24,7 @@ from mailserver.config.schema import (
     MAX_WORKERS,
     PROTOCOLS,
     TLS_MODES,
+    AuthSettings,
     Config,
     DkimSettings,
     Limits,
@@ -135,6 +136,12 @@ def parse(data: Mapping[str, Any], source: Path | None) -> Config:
         kwargs["store"] = v.section(data["store"], "store", StoreSettings, _STORE_CHECKS)
     if "dkim" in data:
         kwargs["dkim"] = v.dkim(data["dkim"])
+    if "auth" in data:
+        auth = v.section(data["auth"], "auth", AuthSettings, _AUTH_CHECKS)
+        if auth.argon2_memory < 8 * auth.argon2_parallelism:
+            raise v.fail("auth.argon2_memory", "must be at least 8 KiB per lane "
+                         "(RFC 9106 §3.1)")
+        kwargs["auth"] = auth
     # The queue greets with our hostname (RFC 5321 §4.1.1.1 EHLO) and asks the
     # [dns] resolver: both live in OutboundSettings, filled in here.
     outbound = v.outbound(data.get("outbound", {}))
@@ -152,7 +159,7 @@ def with_data_dir(config: Config, data_dir: Path) -> Config:
 # -- validation helpers ------------------------------------------------------------
 
 _TOP_KEYS = ("hostname", "data_dir", "domains", "demo_account", "workers", "listeners", "limits",
-             "tls", "log", "store", "outbound", "dns", "dkim")
+             "tls", "log", "store", "outbound", "dns", "dkim", "auth")
 _OUTBOUND_KEYS = ("smtp_port", "connect_timeout", "command_timeout", "backoff", "jitter",
                   "max_age", "max_connections", "max_connections_per_domain", "require_tls",
                   "delay_warning", "reuse_idle", "smart_host")
@@ -213,6 +220,19 @@ _LOG_CHECKS: dict[str, Check] = {"format": _one_of(LOG_FORMATS), "level": _one_o
 _STORE_CHECKS: dict[str, Check] = {
     "map_size": _at_least(1 << 20),
     "new_mail_limit": lambda x: None if 0 < x <= 1 else "must be more than 0 and at most 1",
+}
+
+#: RFC 9106 §3.1: p in 1..2^24-1, m at least 8p KiB, t at least 1.  Below
+#: OWASP's floor (m = 19 MiB with t = 2) nothing stops an administrator who
+#: wants it; these bounds only keep argon2 from refusing the values.
+_AUTH_CHECKS: dict[str, Check] = {
+    "argon2_memory": _at_least(64, " KiB"),
+    "argon2_time_cost": _at_least(1),
+    "argon2_parallelism": lambda x: None if 1 <= x <= 64 else "must be 1 to 64",
+    "hash_threads": lambda x: None if 0 <= x <= 1024 else "must be 0 (one per core but one) "
+                                                           "to 1024",
+    "cache_ttl": _at_least(0),
+    "cache_size": _at_least(0),
 }
 
 

@@ -98,6 +98,22 @@ class DkimSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthSettings:
+    """Password checking (``auth/``).  argon2id parameters for new hashes and
+    for rehashing on login (``auth.passwords.Argon2Params``: why these
+    defaults); the hashing pool; the verified-credential cache (``auth.cache``)."""
+
+    argon2_memory: int = 65536  # m, KiB (64 MiB)
+    argon2_time_cost: int = 3  # t, passes
+    argon2_parallelism: int = 1  # p, lanes: 1 = one core per verification
+    #: Threads hashing at once in each serving process; 0: one per core but one.
+    hash_threads: int = 0
+    #: Seconds a verified login is remembered (0: no cache); entries kept at most.
+    cache_ttl: float = 3600.0
+    cache_size: int = 10000
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     hostname: str = "localhost"
     data_dir: Path = Path("var")
@@ -114,6 +130,7 @@ class Config:
     # Outbound queue; its hostname is ``hostname`` and its resolver the [dns] table.
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
     dkim: DkimSettings = field(default_factory=DkimSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
     source: Path | None = None  # the file it was read from, for messages
 
 

@@ -15,7 +15,7 @@ import structlog
 from mailserver.auth.passwords import hash_async
 from mailserver.config import Config
 from mailserver.fsutil import write_atomic
-from mailserver.services import ensure_domains
+from mailserver.services import argon2_params, ensure_domains
 from mailserver.store.store import Store
 
 log = structlog.get_logger("mailserver.daemon")
@@ -73,7 +73,7 @@ async def ensure_demo_account(config: Config, store: Store) -> DemoAccount | Non
         created = True
     if store.get_account(address) is None:
         await ensure_domains(store, (address.rpartition("@")[2],))
-        await store.add_account(address, await hash_async(password))
+        await store.add_account(address, await hash_async(password, argon2_params(config.auth)))
         created = True
         log.info("demo_account_created", user=address)
     return DemoAccount(address=address, password=password, created=created, path=path)

@@ -183,13 +183,26 @@ def message_is_deleted(data: bytes) -> bool:
 _ACCOUNT = struct.Struct(">QQ")
 
 
+# A disabled account's hash is stored behind "!" (as /etc/shadow locks one):
+# no PHC string starts with it, so records written before the flag existed
+# read as enabled and need no migration.
+_DISABLED = "!"
+
+
 def encode_account(acc: Account) -> bytes:
-    return _ACCOUNT.pack(acc.quota, acc.used) + acc.password_hash.encode()
+    """Raises ValueError for a hash that would read back as the disabled mark."""
+    if acc.password_hash.startswith(_DISABLED):
+        raise ValueError("a password hash must not start with '!'")
+    stored = _DISABLED + acc.password_hash if acc.disabled else acc.password_hash
+    return _ACCOUNT.pack(acc.quota, acc.used) + stored.encode()
 
 
 def decode_account(address: str, data: bytes) -> Account:
     quota, used = _ACCOUNT.unpack_from(data)
-    return Account(address, bytes(data[_ACCOUNT.size :]).decode(), quota, used)
+    stored = bytes(data[_ACCOUNT.size :]).decode()
+    if stored.startswith(_DISABLED):
+        return Account(address, stored[1:], quota, used, disabled=True)
+    return Account(address, stored, quota, used)
 
 
 # -- mailboxes ---------------------------------------------------------------------

@@ -72,6 +72,18 @@ class DirectoryStore(StoreBase):
         """Replace the argon2 PHC string.  Raises AccountNotFound."""
         await self._writer.submit(directory_writes.set_password_hash, address, password_hash)
 
+    async def rehash_password(self, address: str, old_hash: str, new_hash: str) -> bool:
+        """Replace the PHC string ``old_hash`` by ``new_hash`` (same password, new
+        parameters) unless it changed meanwhile; True when replaced.  Committed
+        and synced when it returns, like every write."""
+        return await self._writer.submit(directory_writes.rehash_password, address,
+                                         old_hash, new_hash)
+
+    async def set_disabled(self, address: str, disabled: bool) -> None:
+        """Disable (no login; mail still delivered) or enable an account.
+        Raises AccountNotFound."""
+        await self._writer.submit(directory_writes.set_disabled, address, disabled)
+
     async def set_quota(self, address: str, quota: int) -> None:
         """Set the quota in octets (0 = unlimited).  Raises AccountNotFound."""
         await self._writer.submit(directory_writes.set_quota, address, quota)

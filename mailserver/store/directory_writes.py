@@ -83,6 +83,20 @@ def set_password_hash(ctx: WriteCtx, address: str, password_hash: str) -> None:
     tx.put_account(ctx.txn, ctx.dbs, replace(acc, password_hash=password_hash))
 
 
+def rehash_password(ctx: WriteCtx, address: str, old_hash: str, new_hash: str) -> bool:
+    """Replace the hash only if it is still ``old_hash`` (a password set meanwhile wins)."""
+    acc = tx.get_account(ctx.txn, ctx.dbs, normalize_address(address))
+    if acc is None or acc.password_hash != old_hash:
+        return False
+    tx.put_account(ctx.txn, ctx.dbs, replace(acc, password_hash=new_hash))
+    return True
+
+
+def set_disabled(ctx: WriteCtx, address: str, disabled: bool) -> None:
+    acc = tx.require_account(ctx.txn, ctx.dbs, normalize_address(address))
+    tx.put_account(ctx.txn, ctx.dbs, replace(acc, disabled=disabled))
+
+
 def set_quota(ctx: WriteCtx, address: str, quota: int) -> None:
     if quota < 0:
         raise ValueError("quota must be >= 0")

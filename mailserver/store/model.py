@@ -28,6 +28,8 @@ class Account:
     password_hash: str  # argon2id PHC string (auth.passwords)
     quota: int  # bytes; 0 = unlimited
     used: int  # bytes of messages currently stored across all mailboxes
+    #: A disabled account keeps its mail and still receives it but cannot log in.
+    disabled: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from mailserver.config import (
+    AuthSettings,
     Config,
     ConfigError,
     DkimSettings,
@@ -146,16 +147,17 @@ def test_shipped_dev_config_equals_builtin() -> None:
 
 def test_shipped_dev_config_documents_every_key() -> None:
     text = DEV_CONF.read_text("utf-8")
-    for cls in (Limits, LogSettings, StoreSettings, TlsSettings):
+    for cls in (Limits, LogSettings, StoreSettings, TlsSettings, AuthSettings):
         for f in dataclasses.fields(cls):
             assert f"{f.name} =" in text, f"conf/mailserver.toml does not document {f.name}"
     for f in dataclasses.fields(Config):
         if f.name not in ("source", "listeners", "limits", "tls", "log", "store", "outbound",
-                          "dkim"):
+                          "dkim", "auth"):
             assert f"{f.name} =" in text, f"conf/mailserver.toml does not document {f.name}"
     # And the documented values are the defaults, except those marked dev.
     cfg = load(DEV_CONF)
     assert cfg.limits == Limits() and cfg.log == LogSettings() and cfg.store == StoreSettings()
+    assert cfg.auth == AuthSettings()
     # [outbound], [outbound.smart_host], [dns] and [dkim]: OutboundSettings minus
     # hostname (the top-level one), with the resolver fields under [dns].
     renamed = {"dns_timeout": "timeout"}
@@ -318,3 +320,14 @@ def test_workers(tmp_path: Path) -> None:
     for bad in (-1, MAX_WORKERS + 1, "2", True):
         with pytest.raises(ConfigError, match="workers"):
             parse({"workers": bad}, None)
+
+
+def test_auth_section() -> None:
+    cfg = parse({"auth": {"argon2_memory": 19456, "argon2_time_cost": 2, "cache_ttl": 0}}, None)
+    assert cfg.auth == AuthSettings(argon2_memory=19456, argon2_time_cost=2, cache_ttl=0.0)
+    with pytest.raises(ConfigError, match=r"auth.argon2_parallelism: must be 1 to 64"):
+        parse({"auth": {"argon2_parallelism": 0}}, None)
+    with pytest.raises(ConfigError, match=r"auth.argon2_memory: must be at least 8 KiB per lane"):
+        parse({"auth": {"argon2_memory": 64, "argon2_parallelism": 16}}, None)
+    with pytest.raises(ConfigError, match=r"auth.cache_size: must be at least 0"):
+        parse({"auth": {"cache_size": -1}}, None)

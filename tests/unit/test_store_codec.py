@@ -32,3 +32,17 @@ def test_restamp_equals_decode_change_encode(flags: frozenset[str], prefix: byte
     assert patched == codec.encode_message(want)
     assert codec.decode_message(7, 42, patched) == want
     assert codec.message_modseq(patched) == 100
+
+
+def test_account_round_trip_and_the_disabled_mark() -> None:
+    from mailserver.store.model import Account
+
+    phc = "$argon2id$v=19$m=65536,t=3,p=1$c2FsdA$dGFn"
+    for acc in (Account("a@example.test", phc, 10, 3),
+                Account("a@example.test", phc, 0, 0, disabled=True)):
+        assert codec.decode_account(acc.address, codec.encode_account(acc)) == acc
+    # A record written before the flag existed: quota, used, the bare hash.
+    old = codec._ACCOUNT.pack(5, 1) + phc.encode()
+    assert codec.decode_account("a@example.test", old) == Account("a@example.test", phc, 5, 1)
+    with pytest.raises(ValueError):
+        codec.encode_account(Account("a@example.test", "!" + phc, 0, 0))

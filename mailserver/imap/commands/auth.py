@@ -15,7 +15,6 @@ import asyncio
 import binascii
 from typing import TYPE_CHECKING
 
-from mailserver.auth.login import authenticate as check_password
 from mailserver.errors import ProtocolSyntaxError, UserError
 from mailserver.imap.state import State, TaggedOk
 from mailserver.metrics import instruments
@@ -162,7 +161,9 @@ async def authenticate(session: ImapSession, cmd: Command) -> TaggedOk:
 
 
 async def _finish_login(session: ImapSession, user: str, password: str) -> TaggedOk:
-    address = await check_password(session.store, user, password)
+    # The one login path of IMAP and SMTP AUTH (cache, bounded hashing pool,
+    # rehash): ``auth.login.Authenticator``.
+    address = await session.services.authenticator.authenticate(user, password)
     if address is None:
         return await _failed(session, user)
     session.user = address
