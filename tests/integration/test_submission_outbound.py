@@ -34,9 +34,11 @@ from support.server import USERS, ServerThread, make_config
 from support.smtpreceiver import Receiver
 from support.wire import client_tls_context
 
+from mailserver.admin import AdminService, QueueEntry
 from mailserver.config import DkimSettings, LogSettings
 from mailserver.dkim.keys import write_key
 from mailserver.log import configure as configure_logging
+from mailserver.queue import model as queue_model
 
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
@@ -70,6 +72,15 @@ class Env:
 
     def received(self, n: int) -> list[Any]:
         return self.rx_loop.run(self.rx.wait_for(n))
+
+    @property
+    def admin(self) -> AdminService:
+        """The admin service as the daemon builds one: its store, config and scheduler."""
+        return AdminService(self.server.store, self.server.config,
+                            queue_control=self.server.app.queue)
+
+    def list_queue(self) -> list[QueueEntry]:
+        return self.server.run(self.admin.list_queue())
 
     def wait_rounds(self, n: int) -> None:
         self.server.run(asyncio.wait_for(self.server.app.queue.wait_rounds(n), 30))
@@ -160,7 +171,7 @@ def test_starttls_submission_to_local_only(env: Env) -> None:
     with starttls_client(env) as client:
         assert client.sendmail(ALICE, [BOB], message("local", BOB)) == {}
     assert len(env.inbox(BOB)) == 1
-    assert env.server.app.queue.list() == []  # nothing queued
+    assert env.list_queue() == []  # nothing queued
 
 
 async def test_implicit_tls_submission_to_remote(env: Env) -> None:
@@ -190,7 +201,7 @@ def test_rejected_remote_recipient_bounces_to_senders_inbox(env: Env) -> None:
     assert msg.get_content_type() == "multipart/report"
     assert b"Final-Recipient: rfc822; nobody@dest.test" in report
     assert b"Action: failed" in report and b"Status: 5.1.1" in report
-    assert env.server.app.queue.list() == []
+    assert env.list_queue() == []
 
 
 def test_refusals(env: Env) -> None:
@@ -234,7 +245,7 @@ def test_refusals(env: Env) -> None:
         assert (code, text[:6]) == (550, b"5.7.1 ")
     [only] = env.inbox(BOB)  # just the alias message: nothing forged got through
     assert b"Subject: alias" in only
-    assert env.server.app.queue.list() == []
+    assert env.list_queue() == []
     assert env.rx.received == []
 
 
@@ -280,8 +291,8 @@ def test_one_id_from_the_250_reply_to_the_queue_the_cli_the_dsn_and_the_logs(
         qid = match.group(1).decode()
         env.wait_rounds(1)
     # The queue knows it by that id, in-process and through the CLI.
-    rec = env.server.app.queue.show(qid)
-    assert rec is not None and rec.id == qid
+    rec = env.server.run(env.admin.queued(qid))
+    assert rec.id == qid
     conf = tmp_path / "cli.toml"
     conf.write_text(f'hostname = "mx.example.test"\ndata_dir = "{env.server.config.data_dir}"\n',
                     encoding="utf-8")
@@ -291,7 +302,8 @@ def test_one_id_from_the_250_reply_to_the_queue_the_cli_the_dsn_and_the_logs(
     assert f"rcpt          {CAROL}\tdeferred" in shown.stdout
     assert qid in run_cli("queue", "list", "-c", conf).stdout
     # The Received: field of the queued content names it.
-    blob = env.server.call(env.server.store.get_blob, rec.blob_id)
+    blob_id = queue_model.decode(env.server.call(env.server.store.queue_get, qid)).blob_id
+    blob = env.server.call(env.server.store.get_blob, blob_id)
     assert f" with ESMTPSA id {qid};\r\n".encode() in blob.split(b"\r\n\r\n", 1)[0]
     # The failure report about it carries it as X-Queue-ID (RFC 3464 §2.2.5).
     [report] = env.inbox(ALICE)
