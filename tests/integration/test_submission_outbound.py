@@ -273,6 +273,28 @@ def info_logs() -> Iterator[list[dict[str, Any]]]:
         configure_logging(LogSettings(format="console", level="warning"))  # as conftest
 
 
+def test_cli_retry_reaches_the_running_daemons_scheduler(env: Env, tmp_path: Path) -> None:
+    """The CLI's admin service has no queue control (another process): its
+    retry reaches the daemon's scheduler through the store's change feed, long
+    before the backoff (an hour) would."""
+    env.rx.mode = "tempfail"
+    with starttls_client(env) as client:
+        assert client.sendmail(ALICE, [CAROL], message("retried", CAROL)) == {}
+    env.wait_rounds(1)
+    [entry] = env.list_queue()
+    assert [r.status for r in entry.recipients] == ["deferred"]
+    env.rx.mode = "accept"
+    conf = tmp_path / "cli.toml"
+    conf.write_text(f'hostname = "mx.example.test"\ndata_dir = "{env.server.config.data_dir}"\n',
+                    encoding="utf-8")
+    retried = run_cli("queue", "retry", entry.id, "-c", conf)
+    assert retried.returncode == 0, retried.stderr
+    [got] = env.received(1)
+    assert got.rcpt_tos == [CAROL]
+    env.wait_rounds(2)
+    assert env.list_queue() == []
+
+
 def test_one_id_from_the_250_reply_to_the_queue_the_cli_the_dsn_and_the_logs(
     env: Env, tmp_path: Path
 ) -> None:
