@@ -75,9 +75,8 @@ class Env:
 
     @property
     def admin(self) -> AdminService:
-        """The admin service as the daemon builds one: its store, config and scheduler."""
-        return AdminService(self.server.store, self.server.config,
-                            queue_control=self.server.app.queue)
+        """The daemon's own admin service: its store, config and scheduler."""
+        return self.server.app.admin()
 
     def list_queue(self) -> list[QueueEntry]:
         return self.server.run(self.admin.list_queue())
