@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import structlog
 
 from mailserver import metrics
+from mailserver.admin import AdminService
 from mailserver.auth.login import Authenticator
 from mailserver.checks import rules
 from mailserver.checks.stage import Pipeline
@@ -184,6 +185,14 @@ class App:
     def queue(self) -> QueueManager:
         assert self.services is not None and self.services.queue is not None, "App not started"
         return self.services.queue
+
+    def admin(self) -> AdminService:
+        """The admin service inside this process (for the HTTP admin API): its store
+        and configuration, and the queue scheduler when it runs here, so that a
+        retry is looked at at once and a deletion stops a round in flight."""
+        assert self.services is not None, "App not started"
+        control = self.services.queue if self._run_queue else None
+        return AdminService(self.services.store, self.config, queue_control=control)
 
     async def start(self) -> None:
         """Open the store, ensure configured domains, make TLS, bind listeners.

@@ -1,7 +1,7 @@
 """The admin service every front end calls (``service.py``), the rules it
 applies (``policy.py``) and the records it returns (``views.py``)."""
 
-from mailserver.admin.service import AdminService, initialise, open_admin
+from mailserver.admin.service import AdminService, QueueControl, initialise, open_admin
 from mailserver.admin.views import (
     AccountInfo,
     AliasInfo,
@@ -20,6 +20,7 @@ __all__ = [
     "DnsRecord",
     "DomainInfo",
     "QueueEntry",
+    "QueueControl",
     "QueueRecipient",
     "initialise",
     "open_admin",

@@ -12,12 +12,18 @@ request that cannot be honoured (``InvalidName``, ``InvalidPassword``,
 ``Cannot``), ``ConfigError`` when the configuration stands in the way,
 ``StoreNotFound`` from ``open_admin`` when the data directory holds no store.
 
-The queue actions work on the store's queue tables, not on a
-``QueueManager``: they are safe while the daemon runs (LMDB serialises
-writers across processes).  ``retry``/``flush`` move the next attempt to now
-and the store's change feed wakes the daemon's scheduler; ``delete_queued``
-drops the message without a DSN, and a delivery round in progress for it
-finishes without bringing it back (its record update finds it gone).
+The queue actions (``list_queue``, ``queued``, ``retry``, ``flush``,
+``delete_queued``) live here and nowhere else.  They work on the store's
+queue tables, so they are safe while the daemon runs (LMDB serialises
+writers across processes).  Given a ``QueueControl`` (the daemon's running
+scheduler: an admin service built inside the daemon, the HTTP API's), they
+also tell it: ``retry``/``flush`` wake it so that the message is looked at
+now, and ``delete_queued`` first cancels a delivery round in flight for the
+message.  Without one (the CLI, another process), ``retry``/``flush`` reach
+the daemon's scheduler through the store's change feed (the commit that
+reschedules wakes every process waiting on the queue), and a round in
+progress for a deleted message finishes without bringing it back (its record
+update finds it gone).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 
@@ -65,6 +72,22 @@ from mailserver.store.store import Store
 log = structlog.get_logger("mailserver.admin")
 
 
+class QueueControl(Protocol):
+    """What the admin service may ask of a running queue scheduler (the
+    daemon's ``QueueManager``), beyond the store's queue tables."""
+
+    def wake(self) -> None:
+        """Look at the schedule now: messages made due are started without
+        waiting for the scheduler's next pass."""
+        ...
+
+    async def cancel(self, queue_id: str) -> None:
+        """Stop the delivery round in flight for ``queue_id`` (none: nothing
+        to do) and return once it has ended, so that the message can be
+        deleted without a round writing it back or sending a DSN."""
+        ...
+
+
 def _account(account: Account) -> AccountInfo:
     return AccountInfo(account.address, account.quota, account.used, account.disabled)
 
@@ -90,15 +113,18 @@ def _queue_entry(raw: bytes, queue_id: str | None = None) -> QueueEntry | None:
 class AdminService:
     """Administration of one open store under one configuration.
 
-    ``clock``: Unix seconds (tests).  All methods are coroutines; the blocking
-    ones (hashing a password, making a DKIM key, reading key files) run off
-    the event loop.
+    ``queue_control``: the running scheduler of this process, if any (see the
+    module docstring; None in the CLI).  ``clock``: Unix seconds (tests).  All
+    methods are coroutines; the blocking ones (hashing a password, making a
+    DKIM key, reading key files) run off the event loop.
     """
 
     def __init__(self, store: Store, config: Config, *,
+                 queue_control: QueueControl | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self.config = config
+        self._queue_control = queue_control
         self._clock = clock
         self._configured = frozenset(domain_name(d) for d in config.domains)
 
@@ -253,19 +279,30 @@ class AdminService:
 
     async def retry(self, queue_id: str) -> None:
         """Make the message due now.  Raises NotFound."""
-        if not await self._store.queue_reschedule([queue_id], self._clock()):
+        found = await self._store.queue_reschedule([queue_id], self._clock())
+        if not found:
             raise NotFound(f"no queued message {queue_id}")
+        self._wake()
 
     async def flush(self) -> int:
         """Make every queued message due now; returns how many there are."""
         ids = [entry.id for entry in await self.list_queue()]
-        return len(await self._store.queue_reschedule(ids, self._clock())) if ids else 0
+        count = len(await self._store.queue_reschedule(ids, self._clock())) if ids else 0
+        self._wake()
+        return count
 
     async def delete_queued(self, queue_id: str) -> None:
-        """Drop the message without a DSN.  Raises NotFound."""
+        """Drop the message without a DSN (a round in flight for it is cancelled
+        first when this process runs the scheduler).  Raises NotFound."""
+        if self._queue_control is not None:
+            await self._queue_control.cancel(queue_id)
         if not await self._store.queue_remove(queue_id):
             raise NotFound(f"no queued message {queue_id}")
         log.info("queue_deleted", queue_id=queue_id)
+
+    def _wake(self) -> None:
+        if self._queue_control is not None:
+            self._queue_control.wake()
 
     # -- DKIM keys and DNS ---------------------------------------------------------
 

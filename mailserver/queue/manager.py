@@ -1,4 +1,4 @@
-"""The queue manager: enqueue, the scheduler, admin actions.
+"""The queue manager: enqueue and the scheduler.
 
 Life of a message: ``enqueue`` stores it (record + schedule entry + blob
 reference, one synced commit) and wakes the scheduler.  The scheduler takes
@@ -37,12 +37,17 @@ DSN (§5.2.2; when it does, reporting success is its job).
 Ids: a message keeps the id its SMTP transaction gave it (``ids.py``);
 ``enqueue`` draws one for a message of its own (a DSN).  ``stop`` closes the
 sessions the rounds keep for reuse.
+
+Admin actions (list, show, retry, flush, delete) are the admin service's
+(``mailserver.admin``), over the store's queue tables; of the manager it only
+asks what is the running scheduler's own business (``wake``, ``cancel``: the
+``admin.QueueControl`` protocol, which this class meets structurally, so the
+queue does not import the admin layer).
 """
 
 from __future__ import annotations
 
 import asyncio
-import builtins  # the class has a list() method: annotations inside it say builtins.list
 import contextlib
 import dataclasses
 import hashlib
@@ -212,40 +217,20 @@ class QueueManager:
         self._runner = None
         await self._rounds.close()
 
-    def list(self) -> list[QueuedMessage]:
-        """Every queued message, oldest first; unreadable records are logged and left out."""
-        found = (_decode_or_none(raw) for raw in self._store.queue_list())
-        return [rec for rec in found if rec is not None]
+    # -- what the admin service may ask (``admin.QueueControl``) -------------------
 
-    def show(self, queue_id: str) -> QueuedMessage | None:
-        """The message, or None if there is none (or its record is unreadable, logged)."""
-        raw = self._store.queue_get(queue_id)
-        return None if raw is None else _decode_or_none(raw, queue_id)
-
-    async def retry(self, queue_id: str) -> bool:
-        """Make the message due now.  False if there is no such message."""
-        found = await self._store.queue_reschedule([queue_id], self._clock())
+    def wake(self) -> None:
+        """Run a scheduler pass now (messages were made due: retry, flush)."""
         self._wake.set()
-        return bool(found)
 
-    async def flush(self) -> int:
-        """Make every queued message due now; returns how many there are."""
-        ids = [rec.id for rec in self.list()]
-        found = await self._store.queue_reschedule(ids, self._clock()) if ids else []
-        self._wake.set()
-        return len(found)
-
-    async def delete(self, queue_id: str) -> bool:
-        """Drop the message without a DSN.  False if there is no such message."""
+    async def cancel(self, queue_id: str) -> None:
+        """Cancel the round in flight for ``queue_id``, if any, and wait until it
+        has ended (its next attempt time was saved before it began)."""
         task = self._inflight.get(queue_id)
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        removed = await self._store.queue_remove(queue_id)
-        if removed:
-            log.info("queue_deleted", queue_id=queue_id)
-        return removed
 
     async def wait_rounds(self, n: int) -> None:
         """Wait until ``rounds`` >= ``n`` (tests; the CLI's "flush and wait")."""
@@ -295,7 +280,7 @@ class QueueManager:
             async with asyncio.timeout(timeout):
                 await self._wake.wait()
 
-    async def _take(self, due: builtins.list[str], now: float) -> None:
+    async def _take(self, due: list[str], now: float) -> None:
         """Save each message's lease (next attempt) before starting its round.
 
         The rounds of the messages leased are started even when other leases

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from support.outbound import OutboundEnv, outbound_env
+from support.outbound import OutboundEnv, outbound_env, queued_or_none
 
 from mailserver.queue.model import RcptStatus
 from mailserver.queue.pipeline import NextHopReply, NextHopReplyError, NextHopReplyParser
@@ -49,14 +49,14 @@ async def test_envelope_is_pipelined_and_rcpt_results_stay_per_recipient(env: Ou
     assert b"Final-Recipient: rfc822; nobody@dest.test" in env.local[0][0]
     assert b"later@dest.test" not in env.local[0][0].split(b"\r\n\r\n--")[0]
     await mgr.wait_idle()
-    rec = mgr.show(qid)
+    rec = await queued_or_none(env.admin, qid)
     assert rec is not None
     states = {r.address: (r.status, r.last_error[:3]) for r in rec.recipients}
     assert states == {
-        "bob@dest.test": (RcptStatus.DELIVERED, "250"),
-        "nobody@dest.test": (RcptStatus.FAILED, "550"),
-        "carol@dest.test": (RcptStatus.DELIVERED, "250"),
-        "later@dest.test": (RcptStatus.DEFERRED, "452"),
+        "bob@dest.test": (RcptStatus.DELIVERED.value, "250"),
+        "nobody@dest.test": (RcptStatus.FAILED.value, "550"),
+        "carol@dest.test": (RcptStatus.DELIVERED.value, "250"),
+        "later@dest.test": (RcptStatus.DEFERRED.value, "452"),
     }
     (conn,) = env.rx.reads
     # One read holds MAIL and all four RCPTs (RFC 2920 §3.1); DATA comes after their replies.
@@ -64,7 +64,7 @@ async def test_envelope_is_pipelined_and_rcpt_results_stay_per_recipient(env: Ou
     assert batch == [[b"MAIL"] + [b"RCPT"] * 4]
     after = _commands(conn)[_commands(conn).index(batch[0]) + 1]
     assert after == [b"DATA"]
-    await mgr.delete(qid)
+    await env.admin.delete_queued(qid)
 
 
 async def test_without_pipelining_one_command_per_round_trip(env: OutboundEnv) -> None:
@@ -122,7 +122,7 @@ async def test_a_pooled_connection_the_server_dropped_is_replaced(env: OutboundE
     assert got[1].rcpt_tos == ["b@dest.test"]
     assert env.rx.connections == 2
     await mgr.wait_idle()
-    assert mgr.list() == []
+    assert await env.admin.list_queue() == []
 
 
 async def test_idle_pooled_connection_is_closed_with_quit(env: OutboundEnv) -> None:

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from support.outbound import OutboundEnv, outbound_env, outbound_settings
+from support.outbound import OutboundEnv, outbound_env, outbound_settings, queued_or_none
 
 from mailserver.queue.manager import QueueManager
 from mailserver.queue.model import RcptStatus
@@ -53,7 +53,7 @@ async def test_smart_host_by_ip_is_not_looked_up(env: Env) -> None:
     assert sorted(r for g in got for r in g.rcpt_tos) == ["bob@far-away.test",
                                                            "carol@other.test"]
     await mgr.wait_idle()
-    assert mgr.list() == []
+    assert await env.admin.list_queue() == []
     assert env.dns.queries == []
 
 
@@ -71,7 +71,7 @@ async def test_many_domains_through_one_smart_host_stay_under_the_limit(
     got = await env.rx.wait_for(24)
     assert len({r for g in got for r in g.rcpt_tos}) == 24
     await mgr.wait_idle()
-    assert mgr.list() == []
+    assert await env.admin.list_queue() == []
     assert env.rx.peak == 2
     if reuse_idle:
         assert env.rx.connections == 2  # the two sessions carried every message
@@ -98,7 +98,7 @@ async def test_mx_record_holding_an_address_is_used_as_is(env: Env) -> None:
     (got,) = await env.rx.wait_for(1)
     assert got.rcpt_tos == ["bob@numeric.test"]
     await mgr.wait_idle()
-    assert mgr.show(qid) is None
+    assert await queued_or_none(env.admin, qid) is None
     assert env.dns.queries == [("numeric.test", "MX")]  # no A/AAAA for "127.0.0.1"
 
 
@@ -109,7 +109,7 @@ async def test_address_literal_recipient_goes_to_that_address(env: Env) -> None:
     (got,) = await env.rx.wait_for(1)
     assert got.rcpt_tos == ["bob@[127.0.0.1]"]
     await mgr.wait_idle()
-    assert mgr.list() == []
+    assert await env.admin.list_queue() == []
     assert env.dns.queries == []
 
 
@@ -120,7 +120,7 @@ async def test_malformed_address_literal_fails_without_dns(env: Env) -> None:
     await mgr.start()
     await env.wait_local(1)  # the DSN to our own sender
     await mgr.wait_idle()
-    assert mgr.show(qid) is None
+    assert await queued_or_none(env.admin, qid) is None
     dsn = env.local[0][0]
     assert b"bob@[300.1.2.3]" in dsn and b"carol@[2001:db8::1]" in dsn
     assert b"5.1.2" in dsn
@@ -135,8 +135,8 @@ async def test_server_refusing_ehlo_gets_helo(env: Env) -> None:
     (got,) = await env.rx.wait_for(1)
     assert got.rcpt_tos == ["bob@dest.test", "carol@dest.test"] and not got.tls
     await mgr.wait_idle()
-    rec = mgr.show(qid)
-    assert rec is None or all(r.status is RcptStatus.DELIVERED for r in rec.recipients)
+    rec = await queued_or_none(env.admin, qid)
+    assert rec is None or all(r.status == RcptStatus.DELIVERED.value for r in rec.recipients)
     verbs = [chunk.split(b" ")[0] for chunk in env.rx.reads[0]]
     assert verbs[:2] == [b"EHLO", b"HELO"]
     assert b"MAIL" in verbs and b"RCPT" in verbs  # one command per read: no PIPELINING

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 from support.dnsserver import DnsServer
-from support.outbound import outbound_settings
+from support.outbound import outbound_settings, queue_admin, queued_or_none
 from support.smtpreceiver import Receiver
 
+from mailserver.admin import QueueEntry, QueueRecipient
 from mailserver.queue.manager import QueueManager
-from mailserver.queue.model import QueuedMessage, RcptStatus, Recipient
+from mailserver.queue.model import RcptStatus
 from mailserver.queue.settings import SmartHost
 from mailserver.store.store import Store
 
@@ -72,11 +73,11 @@ async def running(mgr: QueueManager, rx: Receiver) -> AsyncIterator[QueueManager
         await rx.stop()
 
 
-async def one_round(mgr: QueueManager) -> tuple[QueuedMessage, Recipient]:
-    """Queue ``BODY`` to bob, let one delivery round run: the record and its recipient."""
+async def one_round(store: Store, mgr: QueueManager) -> tuple[QueueEntry, QueueRecipient]:
+    """Queue ``BODY`` to bob, let one delivery round run: the entry and its recipient."""
     qid = await mgr.enqueue(SENDER, ["bob@far-away.test"], BODY)
     await mgr.wait_rounds(1)
-    rec = mgr.show(qid)
+    rec = await queued_or_none(queue_admin(store, mgr), qid)
     assert rec is not None
     (r,) = rec.recipients
     return rec, r
@@ -97,7 +98,7 @@ async def test_all_mail_goes_to_the_smart_host_with_tls_and_auth(
         assert all(g.tls and g.data == BODY and g.mail_from == SENDER for g in got)
         assert rx.authenticated and set(rx.authenticated) == {USER}
         await mgr.wait_idle()
-        assert mgr.list() == []
+        assert await queue_admin(store, mgr).list_queue() == []
         # No MX (or address) lookups for the recipients' domains: only the relay's name.
         assert {name for name, _ in dns.queries} == {"smarthost.test"}
         if tls == "starttls":
@@ -111,8 +112,8 @@ async def test_wrong_credentials_defer_with_the_error_recorded(
     mgr = _manager(store, dns, SmartHost("smarthost.test", rx.port, "starttls", USER, "wrong",
                                          ca_file=str(rx.cert_path)))
     async with running(mgr, rx):
-        rec, r = await one_round(mgr)
-        assert r.status is RcptStatus.DEFERRED and r.attempts == 1
+        rec, r = await one_round(store, mgr)
+        assert r.status == RcptStatus.DEFERRED.value and r.attempts == 1
         assert r.last_error.startswith("535 ") and "smarthost.test" in r.last_error
         assert rx.received == [] and rx.authenticated == []
         assert rec.next_attempt > rec.created + 3000
@@ -125,8 +126,8 @@ async def test_untrusted_certificate_is_not_used(
     # No ca_file: the self-signed certificate does not chain to the system's trust store.
     mgr = _manager(store, dns, SmartHost("smarthost.test", rx.port, "starttls", USER, PASSWORD))
     async with running(mgr, rx):
-        rec, r = await one_round(mgr)
-        assert r.status is RcptStatus.DEFERRED and "STARTTLS" in r.last_error
+        rec, r = await one_round(store, mgr)
+        assert r.status == RcptStatus.DEFERRED.value and "STARTTLS" in r.last_error
         assert "CERTIFICATE_VERIFY_FAILED" in r.last_error
         assert rx.received == [] and rx.authenticated == []
 

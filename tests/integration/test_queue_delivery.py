@@ -18,10 +18,11 @@ from pathlib import Path
 
 import dkim
 import pytest
-from support.outbound import OutboundEnv, outbound_env
+from support.outbound import OutboundEnv, outbound_env, queued_or_none
 from support.smtpreceiver import Receiver
 
 from mailserver.dkim.keys import write_key
+from mailserver.errors import NotFound
 from mailserver.protocol.queue_id import new_queue_id
 from mailserver.queue import model
 from mailserver.queue.model import QueuedMessage, RcptStatus, Recipient
@@ -64,7 +65,7 @@ async def test_delivered_over_starttls_with_valid_rsa_and_ed25519_signatures(env
         assert await asyncio.to_thread(
             lambda i=idx: dkim.DKIM(got.data).verify(idx=i, dnsfunc=env.dns.txt_lookup))
     await mgr.wait_idle()
-    assert mgr.show(qid) is None  # done: removed, blob reference dropped
+    assert await queued_or_none(env.admin, qid) is None  # done: removed, blob reference dropped
     assert env.store.blob_refcount(_sha(original)) == 0
 
 
@@ -77,12 +78,12 @@ async def test_tempfail_then_accept_is_delivered_on_retry(env: OutboundEnv) -> N
     mgr = await env.manager()
     qid = await mgr.enqueue(SENDER, ["bob@dest.test"], message())
     await mgr.wait_rounds(1)
-    rec = mgr.show(qid)
-    assert rec is not None and rec.recipients[0].status is RcptStatus.DEFERRED
+    rec = await queued_or_none(env.admin, qid)
+    assert rec is not None and rec.recipients[0].status == RcptStatus.DEFERRED.value
     assert rec.recipients[0].last_error.startswith("451")
     await env.rx.wait_for(1)
     await mgr.wait_idle()
-    assert mgr.show(qid) is None
+    assert await queued_or_none(env.admin, qid) is None
     assert env.local == []  # no DSN for a delivered message
 
 
@@ -101,7 +102,7 @@ async def test_550_gives_one_dsn_for_the_failed_recipient_only(env: OutboundEnv)
     assert b"Status: 5.1.1" in report and b"Action: failed" in report
     assert b"bob@dest.test\r\nSubject: partial" in report  # original headers quoted
     await mgr.wait_idle()
-    assert mgr.list() == []
+    assert await env.admin.list_queue() == []
 
 
 async def test_null_mx_fails_at_once_with_dsn(env: OutboundEnv) -> None:
@@ -135,10 +136,10 @@ async def test_unreachable_host_is_deferred(env: OutboundEnv) -> None:
     mgr = await env.manager(backoff=(3600.0,))
     qid = await mgr.enqueue(SENDER, ["x@down.test"], message())
     await mgr.wait_rounds(1)
-    rec = mgr.show(qid)
+    rec = await queued_or_none(env.admin, qid)
     assert rec is not None
     (r,) = rec.recipients
-    assert r.status is RcptStatus.DEFERRED and r.attempts == 1
+    assert r.status == RcptStatus.DEFERRED.value and r.attempts == 1
     assert r.last_error.startswith("421 4.4.2")
     assert rec.next_attempt > rec.created + 3000
     assert env.store.queue_due(rec.created + 60) == []
@@ -163,10 +164,10 @@ async def test_require_tls_defers_when_starttls_is_not_offered(tmp_path: Path, e
         mgr = await env.manager(require_tls=frozenset({"tls.test"}))
         qid = await mgr.enqueue(SENDER, ["x@tls.test"], message())
         await mgr.wait_rounds(1)
-        rec = mgr.show(qid)
+        rec = await queued_or_none(env.admin, qid)
         assert rec is not None and "STARTTLS" in rec.recipients[0].last_error
         assert plain.received == []
-        await mgr.delete(qid)
+        await env.admin.delete_queued(qid)
     finally:
         await plain.stop()
 
@@ -180,7 +181,7 @@ async def test_remote_sender_gets_dsn_through_the_queue_and_dsn_never_bounces(en
     # that failure must not produce another DSN.
     await mgr.wait_rounds(2)
     await mgr.wait_idle()
-    assert mgr.list() == [] and env.local == []
+    assert await env.admin.list_queue() == [] and env.local == []
     assert env.rx.rcpt_attempts == 2
 
 
@@ -194,12 +195,12 @@ async def test_restart_resumes_the_queue(env: OutboundEnv) -> None:
     env.store = await Store.open(env.tmp)
     env.rx.mode = "accept"
     mgr2 = await env.manager(backoff=(3600.0,))
-    assert [m.id for m in mgr2.list()] == [qid]
-    assert await mgr2.flush() == 1
+    assert [m.id for m in await env.admin.list_queue()] == [qid]
+    assert await env.admin.flush() == 1
     (got,) = await env.rx.wait_for(1)
     assert b"Subject: resume" in got.data
     await mgr2.wait_idle()
-    assert mgr2.list() == []
+    assert await env.admin.list_queue() == []
 
 
 async def test_admin_retry_and_delete(env: OutboundEnv) -> None:
@@ -208,14 +209,42 @@ async def test_admin_retry_and_delete(env: OutboundEnv) -> None:
     data = message("admin")
     qid = await mgr.enqueue(SENDER, ["bob@dest.test"], data)
     await mgr.wait_rounds(1)
-    assert await mgr.retry(qid)
+    admin = env.admin
+    await admin.retry(qid)  # due now, though the backoff said in an hour
     await mgr.wait_rounds(2)
-    rec = mgr.show(qid)
-    assert rec is not None and rec.attempts == 2
-    assert env.store.blob_refcount(rec.blob_id) == 1
-    assert await mgr.delete(qid)
-    assert not await mgr.delete(qid) and not await mgr.retry(qid)
-    assert mgr.show(qid) is None and env.store.blob_refcount(rec.blob_id) == 0
+    rec = await admin.queued(qid)
+    assert rec.attempts == 2
+    assert env.store.blob_refcount(_sha(data)) == 1
+    await admin.delete_queued(qid)
+    for action in (admin.delete_queued, admin.retry):
+        with pytest.raises(NotFound):
+            await action(qid)
+    assert await queued_or_none(admin, qid) is None and env.store.blob_refcount(_sha(data)) == 0
+
+
+async def test_admin_delete_cancels_the_round_in_flight(env: OutboundEnv) -> None:
+    """Given the running manager as its queue control, the admin service stops a
+    delivery round in progress before deleting: no round writes the message
+    back or sends a DSN, and none is left waiting on the next hop."""
+    ehlo = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 hop ready\r\n")
+        await reader.readline()
+        ehlo.set()
+        await reader.read()  # never answers EHLO: the round waits for the reply
+        writer.close()
+
+    hop = await asyncio.start_server(silent, "127.0.0.1", 0)
+    try:
+        mgr = await env.manager(smtp_port=hop.sockets[0].getsockname()[1])
+        qid = await mgr.enqueue(SENDER, ["bob@dest.test"], message("held"))
+        await ehlo.wait()  # the round is in flight
+        await env.admin.delete_queued(qid)
+        assert mgr.rounds == 0 and not mgr._inflight  # cancelled, not finished
+        assert await env.admin.list_queue() == [] and env.local == []
+    finally:
+        hop.close()
 
 
 async def test_enqueue_refuses_bad_recipients(env: OutboundEnv) -> None:
@@ -232,17 +261,17 @@ async def test_enqueue_keeps_the_callers_id_and_refuses_a_bad_or_taken_one(
     mgr = env.unstarted_manager()
     qid = new_queue_id()  # as SMTP intake does: the id of its Received: and 250 reply
     assert await mgr.enqueue(SENDER, ["bob@dest.test"], message("given"), queue_id=qid) == qid
-    rec = mgr.show(qid)
+    rec = await queued_or_none(env.admin, qid)
     assert rec is not None and rec.id == qid
     for bad in ("", "a b", "x\r\nBcc: y", "../etc", "é"):
         with pytest.raises(ValueError):
             await mgr.enqueue(SENDER, ["bob@dest.test"], message(), queue_id=bad)
     with pytest.raises(RuntimeError):  # the store refuses a taken id
         await mgr.enqueue(SENDER, ["bob@dest.test"], message(), queue_id=qid)
-    assert [m.id for m in mgr.list()] == [qid]
+    assert [m.id for m in await env.admin.list_queue()] == [qid]
     # Ids sort by creation time, so "queue list" (store key order) is oldest first.
     later = await mgr.enqueue(SENDER, ["bob@dest.test"], message("later"))
-    assert [m.id for m in mgr.list()] == [qid, later]
+    assert [m.id for m in await env.admin.list_queue()] == [qid, later]
 
 
 async def test_records_of_the_previous_version_load_and_deliver(env: OutboundEnv) -> None:
@@ -259,14 +288,14 @@ async def test_records_of_the_previous_version_load_and_deliver(env: OutboundEnv
         await env.store.queue_add(old, model.encode(rec), data, created)
     mgr = env.unstarted_manager()
     new = await mgr.enqueue(SENDER, ["bob@dest.test"], message("new"))
-    assert [m.id for m in mgr.list()] == [*old_ids, new]  # the old ones first
-    shown = mgr.show(old_ids[0])
+    assert [m.id for m in await env.admin.list_queue()] == [*old_ids, new]  # the old ones first
+    shown = await queued_or_none(env.admin, old_ids[0])
     assert shown is not None and shown.id == old_ids[0]
     await mgr.start()
     got = await env.rx.wait_for(3)
     assert sorted(g.data.split(b"Subject: ")[1][:4] for g in got) == [b"new\r", b"old0", b"old1"]
     await mgr.wait_idle()
-    assert mgr.list() == [] and env.store.queue_due(time.time() + 1e6, 10) == []
+    assert await env.admin.list_queue() == [] and env.store.queue_due(time.time() + 1e6, 10) == []
 
 
 def test_mx_order_by_preference_with_shuffled_ties() -> None:
@@ -304,7 +333,7 @@ async def test_delay_warning_is_sent_once(env: OutboundEnv) -> None:
     mgr = await env.manager(backoff=(0.05,), delay_warning=0.0)
     qid = await mgr.enqueue(SENDER, ["bob@dest.test"], message("slow"))
     await mgr.wait_rounds(3)
-    await mgr.delete(qid)
+    await env.admin.delete_queued(qid)
     assert len(env.local) == 1
     report = env.local[0][0]
     assert b"Action: delayed" in report and b"Status: 4.3.0" in report

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from structlog.testing import capture_logs
-from support.outbound import LocalSink, is_local
+from support.outbound import LocalSink, is_local, queue_admin
 
 from mailserver.queue.manager import QueueManager
 from mailserver.queue.model import RcptStatus
@@ -36,15 +36,16 @@ async def test_crashing_round_counts_and_max_age_ends_it(tmp_path: Path) -> None
     store = await Store.open(tmp_path)
     mgr = QueueManager(store, settings, dkim_keys=broken_keys,  # type: ignore[arg-type]
                        is_local=is_local, deliver_local=local.deliver, clock=lambda: now[0])
+    admin = queue_admin(store, mgr, clock=lambda: now[0])
     try:
         with capture_logs() as logs:
             await mgr.start()
             qid = await mgr.enqueue(SENDER, ["bob@dest.test"], BODY)
             await mgr.wait_rounds(1)
-            rec = mgr.show(qid)
-            assert rec is not None and rec.attempts == 1
+            rec = await admin.queued(qid)
+            assert rec.attempts == 1
             (r,) = rec.recipients
-            assert r.status is RcptStatus.DEFERRED and r.attempts == 1
+            assert r.status == RcptStatus.DEFERRED.value and r.attempts == 1
             assert r.last_error.startswith("451 4.3.0")
             assert rec.next_attempt == now[0] + 60.0  # the backoff applies
             crashed = [e for e in logs if e["event"] == "queue_round_crashed"]
@@ -52,13 +53,13 @@ async def test_crashing_round_counts_and_max_age_ends_it(tmp_path: Path) -> None
             assert crashed[0]["exc_info"] is True and crashed[0]["queue_id"] == qid
 
             now[0] += 2 * 3600.0  # past the maximum age
-            assert await mgr.retry(qid)
+            await admin.retry(qid)
             await local.wait(1)
             await mgr.wait_idle()
         report, rcpt = local.messages[0]
         assert rcpt == SENDER and b"Action: failed" in report
         assert b"bob@dest.test" in report and b"gave up after 2 attempts" in report
-        assert mgr.list() == []
+        assert await admin.list_queue() == []
         assert len([e for e in logs if e["event"] == "queue_round_crashed"]) == 2
     finally:
         await mgr.stop()

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from structlog.testing import capture_logs
+from support.outbound import queue_admin
 from support.server import LOOPBACK_ONLY_OUTBOUND
 
 from mailserver.queue.manager import QueueManager
@@ -30,6 +31,7 @@ BODY = b"From: a@example.test\r\nSubject: q\r\n\r\nhi\r\n"
 async def test_undecodable_record_is_set_aside_and_the_rest_delivered(tmp_path: Path) -> None:
     store = await Store.open(tmp_path)
     mgr = QueueManager(store, SETTINGS)
+    admin = queue_admin(store, mgr)
     try:
         now = time.time()
         # E.g. written by a newer version, or torn by a bad schema change.
@@ -40,11 +42,10 @@ async def test_undecodable_record_is_set_aside_and_the_rest_delivered(tmp_path: 
             async with asyncio.timeout(30):
                 await mgr.wait_rounds(1)
             assert mgr._runner is not None and not mgr._runner.done()
-            rec = mgr.show(qid)
-            assert rec is not None and rec.attempts == 1
+            assert (await admin.queued(qid)).attempts == 1
             # Listing (CLI `queue list`, flush) skips it instead of failing.
-            assert [m.id for m in mgr.list()] == [qid]
-            assert await mgr.flush() == 1
+            assert [m.id for m in await admin.list_queue()] == [qid]
+            assert await admin.flush() == 1
             async with asyncio.timeout(30):
                 await mgr.wait_rounds(2)
         unreadable = [e for e in logs if e["event"] == "queue_record_unreadable"
@@ -83,8 +84,7 @@ async def test_scheduler_pass_error_is_logged_and_retried(tmp_path: Path) -> Non
         assert len(errors) == 1
         assert errors[0]["exc_info"] is True and errors[0]["failures"] == 1
         assert errors[0]["retry_in"] > 0  # backoff, not a hot loop
-        rec = mgr.show(qid)
-        assert rec is not None and rec.attempts == 1
+        assert (await queue_admin(store, mgr).queued(qid)).attempts == 1
         assert mgr._runner is not None and not mgr._runner.done()
     finally:
         await mgr.stop()

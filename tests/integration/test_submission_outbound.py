@@ -34,9 +34,11 @@ from support.server import USERS, ServerThread, make_config
 from support.smtpreceiver import Receiver
 from support.wire import client_tls_context
 
+from mailserver.admin import AdminService, QueueEntry
 from mailserver.config import DkimSettings, LogSettings
 from mailserver.dkim.keys import write_key
 from mailserver.log import configure as configure_logging
+from mailserver.queue import model as queue_model
 
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
@@ -70,6 +72,14 @@ class Env:
 
     def received(self, n: int) -> list[Any]:
         return self.rx_loop.run(self.rx.wait_for(n))
+
+    @property
+    def admin(self) -> AdminService:
+        """The daemon's own admin service: its store, config and scheduler."""
+        return self.server.app.admin()
+
+    def list_queue(self) -> list[QueueEntry]:
+        return self.server.run(self.admin.list_queue())
 
     def wait_rounds(self, n: int) -> None:
         self.server.run(asyncio.wait_for(self.server.app.queue.wait_rounds(n), 30))
@@ -160,7 +170,7 @@ def test_starttls_submission_to_local_only(env: Env) -> None:
     with starttls_client(env) as client:
         assert client.sendmail(ALICE, [BOB], message("local", BOB)) == {}
     assert len(env.inbox(BOB)) == 1
-    assert env.server.app.queue.list() == []  # nothing queued
+    assert env.list_queue() == []  # nothing queued
 
 
 async def test_implicit_tls_submission_to_remote(env: Env) -> None:
@@ -190,7 +200,7 @@ def test_rejected_remote_recipient_bounces_to_senders_inbox(env: Env) -> None:
     assert msg.get_content_type() == "multipart/report"
     assert b"Final-Recipient: rfc822; nobody@dest.test" in report
     assert b"Action: failed" in report and b"Status: 5.1.1" in report
-    assert env.server.app.queue.list() == []
+    assert env.list_queue() == []
 
 
 def test_refusals(env: Env) -> None:
@@ -234,7 +244,7 @@ def test_refusals(env: Env) -> None:
         assert (code, text[:6]) == (550, b"5.7.1 ")
     [only] = env.inbox(BOB)  # just the alias message: nothing forged got through
     assert b"Subject: alias" in only
-    assert env.server.app.queue.list() == []
+    assert env.list_queue() == []
     assert env.rx.received == []
 
 
@@ -262,6 +272,28 @@ def info_logs() -> Iterator[list[dict[str, Any]]]:
         configure_logging(LogSettings(format="console", level="warning"))  # as conftest
 
 
+def test_cli_retry_reaches_the_running_daemons_scheduler(env: Env, tmp_path: Path) -> None:
+    """The CLI's admin service has no queue control (another process): its
+    retry reaches the daemon's scheduler through the store's change feed, long
+    before the backoff (an hour) would."""
+    env.rx.mode = "tempfail"
+    with starttls_client(env) as client:
+        assert client.sendmail(ALICE, [CAROL], message("retried", CAROL)) == {}
+    env.wait_rounds(1)
+    [entry] = env.list_queue()
+    assert [r.status for r in entry.recipients] == ["deferred"]
+    env.rx.mode = "accept"
+    conf = tmp_path / "cli.toml"
+    conf.write_text(f'hostname = "mx.example.test"\ndata_dir = "{env.server.config.data_dir}"\n',
+                    encoding="utf-8")
+    retried = run_cli("queue", "retry", entry.id, "-c", conf)
+    assert retried.returncode == 0, retried.stderr
+    [got] = env.received(1)
+    assert got.rcpt_tos == [CAROL]
+    env.wait_rounds(2)
+    assert env.list_queue() == []
+
+
 def test_one_id_from_the_250_reply_to_the_queue_the_cli_the_dsn_and_the_logs(
     env: Env, tmp_path: Path
 ) -> None:
@@ -280,8 +312,8 @@ def test_one_id_from_the_250_reply_to_the_queue_the_cli_the_dsn_and_the_logs(
         qid = match.group(1).decode()
         env.wait_rounds(1)
     # The queue knows it by that id, in-process and through the CLI.
-    rec = env.server.app.queue.show(qid)
-    assert rec is not None and rec.id == qid
+    rec = env.server.run(env.admin.queued(qid))
+    assert rec.id == qid
     conf = tmp_path / "cli.toml"
     conf.write_text(f'hostname = "mx.example.test"\ndata_dir = "{env.server.config.data_dir}"\n',
                     encoding="utf-8")
@@ -291,7 +323,8 @@ def test_one_id_from_the_250_reply_to_the_queue_the_cli_the_dsn_and_the_logs(
     assert f"rcpt          {CAROL}\tdeferred" in shown.stdout
     assert qid in run_cli("queue", "list", "-c", conf).stdout
     # The Received: field of the queued content names it.
-    blob = env.server.call(env.server.store.get_blob, rec.blob_id)
+    blob_id = queue_model.decode(env.server.call(env.server.store.queue_get, qid)).blob_id
+    blob = env.server.call(env.server.store.get_blob, blob_id)
     assert f" with ESMTPSA id {qid};\r\n".encode() in blob.split(b"\r\n\r\n", 1)[0]
     # The failure report about it carries it as X-Queue-ID (RFC 3464 §2.2.5).
     [report] = env.inbox(ALICE)

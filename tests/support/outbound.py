@@ -6,18 +6,27 @@ it is about.  ``LocalSink`` stands where local delivery would be (DSNs to
 our own senders land there), and ``OutboundEnv`` bundles the DNS server
 (``dest_dns``), a receiver with STARTTLS, the store and the manager under
 test, torn down in reverse by ``outbound_env``.  Waiting is on events.
+
+Queue actions (list, show, retry, flush, delete) go through the admin
+service, as in the daemon: ``queue_admin`` builds one over the real store
+that tells the manager under test (its ``QueueControl``); ``queued_or_none``
+is ``AdminService.queued`` with None for a message that is not queued.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mailserver.admin import AdminService, QueueControl, QueueEntry
+from mailserver.config import Config
 from mailserver.dkim.keys import DkimKeyring
+from mailserver.errors import NotFound
 from mailserver.queue.manager import QueueManager
 from mailserver.queue.settings import OutboundSettings
 from mailserver.store.store import Store
@@ -34,6 +43,23 @@ def outbound_settings(dns: DnsServer, smtp_port: int, **kw: Any) -> OutboundSett
     )
     args.update(kw)
     return OutboundSettings(**args)
+
+
+def queue_admin(store: Store, queue: QueueControl | None, *,
+                clock: Callable[[], float] = time.time) -> AdminService:
+    """The admin service over ``store`` (a default configuration but for the
+    data directory: the queue actions need none) telling ``queue`` of
+    retries, flushes and deletions; ``clock`` as the manager's (tests)."""
+    return AdminService(store, Config(data_dir=store.path.parent), queue_control=queue,
+                        clock=clock)
+
+
+async def queued_or_none(admin: AdminService, queue_id: str) -> QueueEntry | None:
+    """``admin.queued(queue_id)``, or None when there is no such queued message."""
+    try:
+        return await admin.queued(queue_id)
+    except NotFound:
+        return None
 
 
 def is_local(address: str) -> bool:
@@ -75,6 +101,11 @@ class OutboundEnv:
 
     async def wait_local(self, n: int) -> None:
         await self.sink.wait(n)
+
+    @property
+    def admin(self) -> AdminService:
+        """The admin service over the store, controlling the latest manager."""
+        return queue_admin(self.store, self.mgr)
 
     def settings(self, **kw: Any) -> OutboundSettings:
         """``outbound_settings`` for this env's DNS and receiver; ``kw`` overrides
