@@ -202,13 +202,15 @@ resolver_port = {self.dns_port}
 
 async def _fill_ours(store: Any, count: int, size: int) -> list[str]:
     """Queue ``count`` messages (64 in flight: group commit) and hold them."""
+    from mailserver.app import resolver_for
     from mailserver.config import LogSettings
     from mailserver.log import configure
     from mailserver.queue.manager import QueueManager
     from mailserver.queue.settings import OutboundSettings
 
     configure(LogSettings(level="warning"))  # not a "queued" line per message on stdout
-    queue = QueueManager(store, OutboundSettings())  # never started: enqueue only
+    settings = OutboundSettings()
+    queue = QueueManager(store, settings, resolver=resolver_for(settings))  # enqueue only
     sem = asyncio.Semaphore(64)
 
     async def one(i: int) -> str:

@@ -36,6 +36,7 @@ from mailserver.protocol.dsn_params import RcptDsn
 from mailserver.protocol.mime.facts import prepare_casemap
 from mailserver.queue import dsn as reports
 from mailserver.queue.manager import QueueManager
+from mailserver.queue.settings import OutboundSettings
 from mailserver.services import ListenerHandle, Services, build_authenticator, ensure_domains
 from mailserver.smtp.handler import SmtpHooks
 from mailserver.store.store import Store
@@ -47,14 +48,19 @@ log = structlog.get_logger("mailserver.app")
 def build_resolver(config: Config) -> Resolver:
     """The process's one DNS resolver, shared by the outbound queue and the SMTP
     stages: dnspython at ``outbound.resolver_address`` (the system's when None)."""
-    out = config.outbound
+    return resolver_for(config.outbound)
+
+
+def resolver_for(out: OutboundSettings) -> Resolver:
+    """dnspython at ``out.resolver_address``/``resolver_port`` with ``out.dns_timeout``
+    (seconds); the system's nameservers when the address is None."""
     return DnsPythonResolver(out.resolver_address, out.resolver_port, timeout=out.dns_timeout)
 
 
-def build_queue(config: Config, store: Store, resolver: Resolver | None = None) -> QueueManager:
+def build_queue(config: Config, store: Store, resolver: Resolver) -> QueueManager:
     """The outbound queue of ``store`` as ``config`` describes it (not started).
 
-    ``resolver``: the shared one (``build_resolver``; None: one of its own).
+    ``resolver``: the process's one resolver (``build_resolver``).
 
     Greets with ``config.hostname``; signs with the DKIM keys under
     ``data_dir/dkim`` whose algorithm ``config.dkim.algorithms`` lists; DSNs
@@ -74,7 +80,7 @@ def build_queue(config: Config, store: Store, resolver: Resolver | None = None) 
         await deliver_report(store, message, address, time.time())
 
     return QueueManager(
-        store, settings, resolver=resolver or build_resolver(config), dkim_keys=keys_for,
+        store, settings, resolver=resolver, dkim_keys=keys_for,
         is_local=is_local, deliver_local=deliver_local,
     )
 

@@ -58,7 +58,7 @@ from typing import Any
 
 import structlog
 
-from mailserver.dns.resolver import DnsPythonResolver, Resolver
+from mailserver.dns.resolver import Resolver
 from mailserver.errors import MailserverError, NotFound
 from mailserver.protocol import queue_id as ids
 from mailserver.protocol.dsn_params import DsnRequest, MailDsn
@@ -90,7 +90,7 @@ __all__ = ["DeliverLocal", "KeysFor", "QueueManager"]
 class QueueManager:
     """Owns the outbound queue of one store.
 
-    ``resolver``: DNS (default: dnspython at the configured nameserver).
+    ``resolver``: DNS, the process's one resolver (``app.build_resolver``).
     ``dkim_keys(domain)``: signing keys for a From domain ([] = do not sign).
     ``is_local(address)`` / ``deliver_local(message, address)``: where DSNs for
     local senders go (straight into the store); DSNs to remote senders are
@@ -102,7 +102,7 @@ class QueueManager:
         store: Store,
         settings: OutboundSettings,
         *,
-        resolver: Resolver | None = None,
+        resolver: Resolver,
         dkim_keys: KeysFor | None = None,
         is_local: Callable[[str], bool] | None = None,
         deliver_local: DeliverLocal | None = None,
@@ -111,9 +111,7 @@ class QueueManager:
     ) -> None:
         self._store = store
         self.settings = settings
-        self._resolver: Resolver = resolver or DnsPythonResolver(
-            settings.resolver_address, settings.resolver_port, timeout=settings.dns_timeout
-        )
+        self._resolver = resolver
         self._clock = clock
         self._rounds = DeliveryRounds(
             store, settings, self._resolver, enqueue=self.enqueue, dkim_keys=dkim_keys,

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from mailserver.admin import AccountInfo, AliasInfo, DomainInfo, initialise, open_admin
+from mailserver.app import resolver_for
 from mailserver.auth.login import authenticate
 from mailserver.config import Config, builtin, with_data_dir
 from mailserver.errors import (
@@ -98,8 +99,8 @@ async def test_queue_actions_show_recipients(tmp_path: Path) -> None:
     await initialise(config)
     async with open_admin(config) as admin:
         # Never started: nothing is delivered.
-        mgr = QueueManager(admin.store, OutboundSettings(resolver_address="127.0.0.1",
-                                                          resolver_port=9))
+        settings = OutboundSettings(resolver_address="127.0.0.1", resolver_port=9)
+        mgr = QueueManager(admin.store, settings, resolver=resolver_for(settings))
         qid = await mgr.enqueue("alice@example.test", ["bob@remote.test", "carol@remote.test"],
                                 b"From: alice@example.test\r\nSubject: q\r\n\r\nq\r\n")
         [entry] = await admin.list_queue()

@@ -275,11 +275,13 @@ tls = "implicit"
 
 
 def _enqueue(data_dir: Path, recipients: list[str]) -> str:
+    from mailserver.app import resolver_for
     from mailserver.queue.manager import QueueManager
     from mailserver.queue.settings import OutboundSettings
 
     async def enqueue(store: Store) -> str:  # never started: nothing is delivered
-        mgr = QueueManager(store, OutboundSettings(resolver_address="127.0.0.1", resolver_port=9))
+        settings = OutboundSettings(resolver_address="127.0.0.1", resolver_port=9)
+        mgr = QueueManager(store, settings, resolver=resolver_for(settings))
         return await mgr.enqueue("alice@example.test", recipients,
                                  b"From: alice@example.test\r\nSubject: q\r\n\r\nq\r\n")
 

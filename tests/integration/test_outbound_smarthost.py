@@ -19,6 +19,7 @@ from support.outbound import outbound_settings, queue_admin, queued_or_none
 from support.smtpreceiver import Receiver
 
 from mailserver.admin import QueueEntry, QueueRecipient
+from mailserver.app import resolver_for
 from mailserver.queue.manager import QueueManager
 from mailserver.queue.model import RcptStatus
 from mailserver.queue.settings import SmartHost
@@ -59,7 +60,8 @@ async def _relay(tmp_path: Path, **kw: object) -> Receiver:
 
 def _manager(store: Store, dns: DnsServer, smart_host: SmartHost) -> QueueManager:
     # smtp_port 9 (discard): were MX delivery tried, it would fail, not reach the relay.
-    return QueueManager(store, outbound_settings(dns, 9, smart_host=smart_host))
+    settings = outbound_settings(dns, 9, smart_host=smart_host)
+    return QueueManager(store, settings, resolver=resolver_for(settings))
 
 
 @asynccontextmanager

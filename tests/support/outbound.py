@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mailserver.admin import AdminService, QueueControl, QueueEntry
+from mailserver.app import resolver_for
 from mailserver.config import Config
 from mailserver.dkim.keys import DkimKeyring
 from mailserver.errors import NotFound
@@ -114,7 +115,8 @@ class OutboundEnv:
 
     def new_manager(self, settings: OutboundSettings, **kw: Any) -> QueueManager:
         """A manager (not started) on this env's store; stopped at teardown."""
-        self.mgr = QueueManager(self.store, settings, is_local=is_local,
+        self.mgr = QueueManager(self.store, settings, resolver=resolver_for(settings),
+                                is_local=is_local,
                                 deliver_local=self.sink.deliver, **kw)
         return self.mgr
 
