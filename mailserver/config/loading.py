@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from mailserver.config.checks import parse_checks
 from mailserver.config.outbound import SMART_HOST_TLS, OutboundSettings, SmartHost
 from mailserver.config.schema import (
     DKIM_ALGORITHMS,
@@ -134,6 +135,8 @@ def parse(data: Mapping[str, Any], source: Path | None) -> Config:
         kwargs["store"] = v.section(data["store"], "store", StoreSettings, _STORE_CHECKS)
     if "dkim" in data:
         kwargs["dkim"] = v.dkim(data["dkim"])
+    if "checks" in data:
+        kwargs["checks"] = parse_checks(data["checks"], v, v.domain)
     # The queue greets with our hostname (RFC 5321 §4.1.1.1 EHLO) and asks the
     # [dns] resolver: both live in OutboundSettings, filled in here.
     outbound = v.outbound(data.get("outbound", {}))
@@ -151,7 +154,7 @@ def with_data_dir(config: Config, data_dir: Path) -> Config:
 # -- validation helpers ------------------------------------------------------------
 
 _TOP_KEYS = ("hostname", "data_dir", "domains", "demo_account", "workers", "listeners", "limits",
-             "tls", "log", "store", "outbound", "dns", "dkim")
+             "tls", "log", "store", "outbound", "dns", "dkim", "checks")
 _OUTBOUND_KEYS = ("smtp_port", "connect_timeout", "command_timeout", "backoff", "jitter",
                   "max_age", "max_connections", "max_connections_per_domain", "require_tls",
                   "delay_warning", "reuse_idle", "smart_host")
