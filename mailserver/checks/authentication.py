@@ -123,7 +123,9 @@ def strip_forged(message: bytes, authserv_id: str) -> bytes | None:
     """``message`` without the Authentication-Results fields that claim
     ``authserv_id`` (RFC 8601 §5), or None when there is none."""
     m = _HEADER_END.search(message)
-    end = m.start() + 1 if m else len(message)
+    # The header section with the last field's own line break.
+    end = (m.start() + (2 if message.startswith(b"\r\n", m.start()) else 1)) if m \
+        else len(message)
     head = message[:end]
     if b"authentication-results" not in head.lower():
         return None
