@@ -261,6 +261,11 @@ class App:
         the queue, close the store."""
         await self._close_listeners(grace)
         if self.services is not None:
+            for hooks in self.services.smtp_hooks.values():
+                for stage in hooks.pipeline.stages:  # stages with threads of their own
+                    close = getattr(stage, "close", None)
+                    if close is not None:
+                        close()
             if self.services.queue is not None:
                 await self.services.queue.stop()
             await self.services.counters.close()

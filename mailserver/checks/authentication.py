@@ -28,11 +28,13 @@ What the verdicts do (``decide``):
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 import authres
 import authres.arc
@@ -57,6 +59,8 @@ TEMPERROR = SmtpReply(451, "4.7.0", "Temporary DNS failure checking the sender, 
 
 #: Threads of the stage's pool: each waits on DNS, not on CPU.
 POOL_THREADS = 16
+
+_R = TypeVar("_R")
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _AR_FIELD = re.compile(rb"^Authentication-Results[ \t]*:(.*(?:\r?\n[ \t].*)*)(?:\r?\n|$)",
@@ -142,15 +146,31 @@ def strip_forged(message: bytes, authserv_id: str) -> bytes | None:
     return b"".join(parts)
 
 
+def _guarded(method: str, work: Callable[[], _R], failed: _R) -> _R:
+    """``work()``, or ``failed`` when a library raises what it should not (a bug
+    there must not make mail undeliverable: the method is a temperror, logged)."""
+    try:
+        return work()
+    except Exception:
+        log.exception("verdict_failed", method=method)
+        return failed
+
+
 def judge(dns: ThreadDns, message: bytes, facts: _Facts, into: _Partial,
           sample: Callable[[], float]) -> None:
     """Every method, in order, each result stored in ``into`` as it is known
     (so a timeout keeps the finished ones).  Runs on a worker thread."""
-    into.spf_helo = check_helo(dns, facts.ip, facts.helo, facts.hostname)
-    into.spf = check_mail_from(dns, facts.ip, facts.mail_from, facts.helo, facts.hostname,
-                               helo_result=into.spf_helo)
-    into.dkim = tuple(verify_dkim(message, dns.txt, max_signatures=facts.max_signatures))
-    into.arc = verify_arc(message, dns.txt)
+    broken = SpfResult("temperror", "", "internal error")
+    into.spf_helo = _guarded("spf", lambda: check_helo(dns, facts.ip, facts.helo,
+                                                       facts.hostname), broken)
+    into.spf = _guarded("spf", lambda: check_mail_from(
+        dns, facts.ip, facts.mail_from, facts.helo, facts.hostname,
+        helo_result=into.spf_helo), broken)
+    into.dkim = _guarded("dkim", lambda: tuple(verify_dkim(
+        message, dns.txt, max_signatures=facts.max_signatures)),
+        (DkimResult("temperror", reason="internal error"),))
+    into.arc = _guarded("arc", lambda: verify_arc(message, dns.txt),
+                        ArcResult("temperror", reason="internal error"))
     domains = from_domains(message)
     # RFC 7489 §4.1 / RFC 7208 §2.4: SPF's DMARC identity is MAIL FROM, or HELO for <>.
     spf_identity = (into.spf.result, into.spf.domain)
@@ -158,8 +178,13 @@ def judge(dns: ThreadDns, message: bytes, facts: _Facts, into: _Partial,
     if not domains:
         into.dmarc = (DmarcResult("permerror", "", reason="no From domain"),)
     else:
-        into.dmarc = tuple(evaluate(dns.txt, d, spf=spf_identity, dkim=dkim_ids, sample=sample)
-                           for d in domains)
+        def dmarc_of(domain: str) -> DmarcResult:
+            return evaluate(dns.txt, domain, spf=spf_identity, dkim=dkim_ids, sample=sample)
+
+        into.dmarc = tuple(
+            _guarded("dmarc", functools.partial(dmarc_of, d),
+                     DmarcResult("temperror", d, reason="internal error"))
+            for d in domains)
     into.done = True
 
 
@@ -223,6 +248,12 @@ class SenderAuthentication:
         if self._executor is None:  # made on first use: a listener that never gets mail has none
             self._executor = ThreadPoolExecutor(POOL_THREADS, thread_name_prefix="checks")
         return self._executor
+
+    def close(self) -> None:
+        """Let the pool's threads end (the listeners are closed; no check is running)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
 
     async def check_data(self, ctx: CheckContext, content: bytes) -> Verdict:
         resolver = ctx.resolver

@@ -108,6 +108,12 @@ def check_mail_from(dns: ThreadDns, ip: str, mail_from: str, helo: str, receiver
         if helo_result is not None:
             return helo_result
         return check_helo(dns, ip, helo, receiver)
-    domain = mail_from.rpartition("@")[2].lower()
-    result, reason = _check(dns, ip, mail_from, helo or domain, receiver)
+    local, _, domain = mail_from.rpartition("@")
+    domain = domain.lower().rstrip(".")
+    if not domain.isascii():  # SMTPUTF8: DNS asks A-labels (RFC 5890)
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            return SpfResult("none", domain, "domain is not a valid IDN")
+    result, reason = _check(dns, ip, f"{local}@{domain}", helo or domain, receiver)
     return SpfResult(result, domain, reason)

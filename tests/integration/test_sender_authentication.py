@@ -225,6 +225,21 @@ def test_dmarc_quarantine_goes_to_junk(world: World) -> None:
     assert "dmarc=fail (p=quarantine dis=quarantine)" in ar
 
 
+def test_quarantine_without_a_junk_mailbox_lands_in_inbox_marked(world: World) -> None:
+    srv = world.server
+    srv.run(srv.store.delete_mailbox("bob@example.test", "Junk"))
+    with smtplib.SMTP("127.0.0.1", srv.port("smtp")) as smtp:
+        smtp.ehlo("client.example")
+        smtp.mail("a@quarantine.test")
+        smtp.rcpt("alice@example.test")
+        smtp.rcpt("bob@example.test")
+        assert smtp.data(message("quarantine.test", "no junk box"))[0] == 250
+    for account in ("alice@example.test", "bob@example.test"):  # all-or-nothing: both INBOX
+        box = srv.call(srv.store.get_mailbox, account, "INBOX")
+        records = srv.call(srv.store.list_messages, box.id)
+        assert any("$Junk" in r.flags for r in records)
+
+
 @pytest.mark.parametrize(("domain", "comment"), [
     ("sampled.test", "p=reject dis=quarantine"),  # pct=0: the milder policy (§6.6.4)
     ("overridden.test", "p=reject dis=none"),      # our per-domain override
