@@ -22,6 +22,7 @@ import structlog
 from mailserver.auth.login import authenticate
 from mailserver.checks import rules
 from mailserver.checks.authentication import SenderAuthentication
+from mailserver.checks.dmarc_log import DmarcLog
 from mailserver.checks.stage import Pipeline
 from mailserver.config import Config, Listener
 from mailserver.counters import Counters, LocalCounters
@@ -135,7 +136,8 @@ def build_smtp_hooks(config: Config, *, store: Store, queue: QueueManager | None
         return await authenticate(store, username, password)
 
     # One stage (and thread pool) for every smtp listener.
-    authentication = (SenderAuthentication(config.checks, hostname=config.hostname)
+    authentication = (SenderAuthentication(config.checks, hostname=config.hostname,
+                                           dmarc_log=DmarcLog(config.data_dir / "dmarc"))
                       if config.checks.verify else None)
     directory = PostmasterDirectory(store, account=config.checks.postmaster,
                                     first_domain=config.domains[0] if config.domains else None)

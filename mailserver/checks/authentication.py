@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import random
 import re
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -42,6 +43,7 @@ import authres.dmarc
 import structlog
 
 from mailserver.checks.dmarc import DmarcResult, evaluate, organizational_domain
+from mailserver.checks.dmarc_log import DmarcLog
 from mailserver.checks.spf_eval import SpfResult, check_helo, check_mail_from
 from mailserver.checks.stage import ACCEPT, CheckContext, Verdict
 from mailserver.config.checks import ChecksSettings
@@ -236,8 +238,10 @@ class SenderAuthentication:
 
     def __init__(self, settings: ChecksSettings, *, hostname: str,
                  executor: Executor | None = None,
-                 sample: Callable[[], float] = random.random) -> None:
+                 sample: Callable[[], float] = random.random,
+                 dmarc_log: DmarcLog | None = None) -> None:
         self.settings = settings
+        self.dmarc_log = dmarc_log
         self.hostname = hostname.lower()
         self._executor = executor
         self.sample = sample
@@ -271,7 +275,29 @@ class SenderAuthentication:
             stripped = await in_thread(None, lambda: strip_forged(content, self.hostname))
         else:
             stripped = strip_forged(content, self.hostname)
-        return self.decide(ctx, replace(j, content=stripped))
+        verdict = self.decide(ctx, replace(j, content=stripped))
+        deferred = verdict.reply is not None and verdict.reply.code < 500  # comes again
+        if self.dmarc_log is not None and not deferred and any(
+                m.record is not None and m.record.rua for m in j.dmarc):
+            await in_thread(self.executor, functools.partial(
+                self._record, j, facts, verdict))
+        return verdict
+
+    def _record(self, j: Judgement, facts: _Facts, verdict: Verdict) -> None:
+        """Aggregate-report lines (``dmarc_log``); on a worker thread."""
+        assert self.dmarc_log is not None
+        arc_ok = j.arc.result == "pass" and j.arc.sealer in self.trusted
+        refused = verdict.reply is not None and verdict.reply.code >= 500
+        scope = "mfrom" if facts.mail_from not in ("", "<>") else "helo"
+        try:
+            for m in j.dmarc:
+                disposition = "reject" if refused else self._disposition(m, arc_ok)
+                self.dmarc_log.record(
+                    when=time.time(), source_ip=facts.ip, envelope_from=j.spf.domain,
+                    result=m, disposition=disposition, spf=(j.spf.domain, scope, j.spf.result),
+                    dkim=[(d.domain, d.selector, d.result) for d in j.dkim])
+        except OSError as exc:  # a statistic: never a reason to refuse mail
+            log.warning("dmarc_record_failed", error=str(exc))
 
     # -- policy ------------------------------------------------------------------
 

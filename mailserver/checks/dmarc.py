@@ -105,6 +105,9 @@ class DmarcResult:
     org_domain: str = ""
     reason: str = ""
     record: DmarcRecord | None = None
+    spf_aligned: bool = False  # an aligned SPF pass (§4.2), for aggregate reports
+    dkim_aligned: bool = False  # an aligned DKIM pass
+    record_domain: str = ""  # where the record was found (From or organizational domain)
 
 
 def _aligned(identifier: str, from_domain: str, mode: str) -> bool:
@@ -153,15 +156,18 @@ def evaluate(
         return DmarcResult("temperror", from_domain, org_domain=org, reason=str(exc))
     if record is None:
         return DmarcResult("none", from_domain, org_domain=org)
+    found_at = org if inherited else from_domain
     policy = record.policy
     if inherited and record.subdomain_policy is not None:
         policy = record.subdomain_policy
     spf_ok = spf[0] == "pass" and _aligned(spf[1], from_domain, record.aspf)
     dkim_ok = any(r == "pass" and _aligned(d, from_domain, record.adkim) for r, d in dkim)
     if spf_ok or dkim_ok:
-        return DmarcResult("pass", from_domain, policy, "none", org, record=record)
+        return DmarcResult("pass", from_domain, policy, "none", org, record=record,
+                           spf_aligned=spf_ok, dkim_aligned=dkim_ok, record_domain=found_at)
     disposition = policy
     if record.percent < 100 and sample() * 100 >= record.percent:
         disposition = _MILDER[policy]
     return DmarcResult("fail", from_domain, policy, disposition, org,
-                       reason="no aligned SPF or DKIM pass", record=record)
+                       reason="no aligned SPF or DKIM pass", record=record,
+                       record_domain=found_at)

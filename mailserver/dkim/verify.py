@@ -108,6 +108,16 @@ class _KeySource:
         return raw
 
 
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+
+
+def _head_has(message: bytes, name: bytes) -> bool:
+    """Whether the header section mentions ``name`` (lower case) at all: a cheap
+    test that spares dkimpy's parse of the whole message for unsigned mail."""
+    m = _HEADER_END.search(message)
+    return name in (message[: m.start()] if m else message).lower()
+
+
 def _body_length(verifier: dkim.DKIM, sig: dict[bytes, bytes]) -> int:
     policy = dkim.CanonicalizationPolicy.from_c_value(sig.get(b"c", b"simple/simple"))
     return len(policy.canonicalize_body(verifier.body))
@@ -117,6 +127,8 @@ def verify_dkim(message: bytes, txt: TxtLookup, *, max_signatures: int) -> list[
     """Verify the first ``max_signatures`` DKIM-Signature fields of ``message``
     (bytes as received, CRLF).  One result per signature, top first; ``[]``
     when there is none (RFC 8601 ``dkim=none``)."""
+    if not _head_has(message, b"dkim-signature"):
+        return []
     try:
         verifier = dkim.DKIM(message, logger=_QUIET, minkey=MIN_RSA_BITS)
     except dkim.DKIMException as exc:
@@ -168,6 +180,8 @@ def verify_dkim(message: bytes, txt: TxtLookup, *, max_signatures: int) -> list[
 def verify_arc(message: bytes, txt: TxtLookup) -> ArcResult:
     """Validate the ARC chain of ``message`` (RFC 8617 §5.2).  ``none`` without
     ARC sets; ``fail`` for a broken chain; ``pass`` names the newest sealer."""
+    if not _head_has(message, b"arc-seal"):
+        return ArcResult("none")
     try:
         arc = dkim.ARC(message, logger=_QUIET, minkey=MIN_RSA_BITS)
         cv, results, reason = arc.verify(dnsfunc=_KeySource(txt))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import datetime as dt
 import re
 import smtplib
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from support.dnsserver import DnsServer
 from support.server import CORPUS, ServerThread, make_config, running_server
 
+from mailserver.checks.dmarc_log import DmarcLog
 from mailserver.config import ChecksSettings
 from mailserver.dkim.keys import generate_key
 
@@ -214,6 +216,15 @@ def test_dmarc_reject_refuses_at_end_of_data(world: World) -> None:
     assert (code, text[:5]) == (550, b"5.7.1")
     with pytest.raises(AssertionError):
         delivered(world, "forged")
+    # Recorded for the aggregate report the domain asked for (rua=, RFC 7489 §7.2).
+    log = DmarcLog(world.server.config.data_dir / "dmarc")
+    today = dt.datetime.now(dt.UTC).date()
+    recorded = log.read(today - dt.timedelta(days=1)) + log.read(today)  # midnight-proof
+    lines = [r for r in recorded if r["header_from"] == "spf-fail.test"]
+    assert lines and lines[-1]["disposition"] == "reject"
+    assert lines[-1]["source_ip"] == "127.0.0.1" and lines[-1]["spf_aligned"] == "fail"
+    assert lines[-1]["policy_published"]["p"] == "reject"
+    assert not [r for r in recorded if r["header_from"] == "spf-pass.test"]  # no rua=
 
 
 def test_dmarc_quarantine_goes_to_junk(world: World) -> None:
