@@ -81,6 +81,7 @@ class Judgement:
     arc: ArcResult
     dmarc: tuple[DmarcResult, ...]
     content: bytes | None = None  # the message without forged A-R fields, if any
+    null_sender: bool = False  # MAIL FROM:<> (SPF then judges the HELO identity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,13 +199,14 @@ def _reason(text: str) -> str | None:
 def results_field(j: Judgement, authserv_id: str, *, dispositions: Sequence[str] = (),
                   arc_override: bool = False) -> str:
     """The Authentication-Results value (RFC 8601 §2.2), folded before each method."""
-    results: list[object] = [
-        authres.SPFAuthenticationResult(result=j.spf.result, smtp_mailfrom=j.spf.domain or None,
-                                        reason=_reason(j.spf.reason) if j.spf.result != "pass"
-                                        else None)
-        if j.spf.domain or j.spf is not j.spf_helo
-        else authres.SPFAuthenticationResult(result="none", reason="no MAIL FROM domain"),
-    ]
+    results: list[object] = []
+    if not j.null_sender:  # for <> the HELO identity below is SPF's (RFC 7208 §2.4)
+        results.append(authres.SPFAuthenticationResult(
+            result=j.spf.result, smtp_mailfrom=j.spf.domain or None,
+            reason=_reason(j.spf.reason) if j.spf.result != "pass" else None))
+    elif not j.spf_helo.domain:
+        results.append(authres.SPFAuthenticationResult(result="none", reason="null sender, "
+                                                       "HELO is not a domain"))
     if j.spf_helo.domain:
         results.append(authres.SPFAuthenticationResult(result=j.spf_helo.result,
                                                        smtp_helo=j.spf_helo.domain))
@@ -270,7 +272,8 @@ class SenderAuthentication:
         sample = self.sample
         await run_with_dns(resolver, self.executor, settings.timeout,
                            lambda dns: judge(dns, content, facts, partial, sample))
-        j = Judgement(partial.spf_helo, partial.spf, partial.dkim, partial.arc, partial.dmarc)
+        j = Judgement(partial.spf_helo, partial.spf, partial.dkim, partial.arc, partial.dmarc,
+                      null_sender=facts.mail_from in ("", "<>"))
         if len(content) > 65536:
             stripped = await in_thread(None, lambda: strip_forged(content, self.hostname))
         else:
@@ -320,9 +323,11 @@ class SenderAuthentication:
         temp_dkim = any(d.result == "temperror" for d in j.dkim)
         if mode == "always":
             return temp_spf or temp_dkim or any(m.result == "temperror" for m in j.dmarc)
-        # "policy": a failure under quarantine/reject that a retry might turn into a pass.
+        # "policy": a failure we would act on (after pct=, overrides and ARC) that a
+        # retry might turn into a pass.
         return (temp_spf or temp_dkim) and any(
-            m.result == "fail" and m.policy in ("quarantine", "reject") for m in j.dmarc)
+            m.result == "fail" and dis != "none"
+            for m, dis in zip(j.dmarc, dispositions, strict=True))
 
     def decide(self, ctx: CheckContext, j: Judgement) -> Verdict:
         """The verdict for judgement ``j`` (pure; see the module doc)."""

@@ -218,3 +218,24 @@ def test_received_count() -> None:
     assert received_count(b"Received: a\r\nreceived : b\r\nX: y\r\n\r\nReceived: body\r\n") == 2
     assert received_count(b"\r\nReceived: only body\r\n") == 0
     assert received_count(b"Received: a\r\n") == 1
+
+
+_FIELDS = st.sampled_from([
+    b"Authentication-Results: mx.example.test; spf=pass\r\n",
+    b"Authentication-Results:(c) mx.example.test;\r\n\tdkim=pass\r\n",
+    b"authentication-results: MX.EXAMPLE.TEST\r\n",
+    b"Authentication-Results: other.example; spf=pass\r\n",
+    b"Authentication-Results: mx.example.test.evil; spf=pass\r\n",
+    b"Subject: Authentication-Results: mx.example.test;\r\n",
+    b"X-Folded: a\r\n Authentication-Results: mx.example.test\r\n",
+])
+
+
+@given(st.lists(_FIELDS, max_size=8), st.binary(max_size=60))
+def test_strip_forged_removes_exactly_the_claims(fields: list[bytes], body: bytes) -> None:
+    msg = b"".join(fields) + b"\r\n" + body
+    out = strip_forged(msg, "mx.example.test")
+    result = msg if out is None else out
+    kept = [f for f in fields if not f.lower().startswith(b"authentication-results:")
+            or _authserv_id(f.split(b":", 1)[1]) != "mx.example.test"]
+    assert result == b"".join(kept) + b"\r\n" + body
