@@ -24,10 +24,13 @@ from mailserver import metrics
 from mailserver.admin import AdminService
 from mailserver.auth.login import Authenticator
 from mailserver.checks import rules
+from mailserver.checks.authentication import SenderAuthentication
+from mailserver.checks.dmarc_log import DmarcLog
 from mailserver.checks.stage import Pipeline
 from mailserver.config import Config, Listener
 from mailserver.counters import Counters, LocalCounters
 from mailserver.counters.client import RemoteCounters
+from mailserver.delivery.postmaster import PostmasterDirectory
 from mailserver.delivery.route import RoutedDelivery, deliver_report
 from mailserver.dkim.keys import DkimKey, DkimKeyring
 from mailserver.dns.resolver import DnsPythonResolver, Resolver
@@ -86,11 +89,13 @@ def build_queue(config: Config, store: Store, resolver: Resolver) -> QueueManage
 
 
 def build_stages(config: Config, listener: Listener, store: Store, *,
-                 outbound: bool) -> list[object]:
+                 outbound: bool, authentication: object | None = None) -> list[object]:
     """The check stages of ``listener`` (``mailserver.checks``), in order.
 
     ``outbound``: remote recipients can be queued (a queue exists).  The order
     decides which reply a command that breaks two rules gets (``checks.rules``).
+    ``authentication``: the smtp listeners' shared sender-authentication stage
+    (SPF, DKIM, ARC, DMARC; None: ``checks.verify`` is off).
     """
     limits = config.limits
     stages: list[object] = [rules.PathSyntax()]
@@ -102,6 +107,10 @@ def build_stages(config: Config, listener: Listener, store: Store, *,
         rules.Relay(outbound=outbound),
         rules.KnownRecipient(),
     ]
+    if listener.protocol == "smtp":  # the MX: loops and verdicts (submission skips them)
+        stages.append(rules.ReceivedLoop(config.checks.max_received))
+        if authentication is not None:
+            stages.append(authentication)
     return stages
 
 
@@ -135,14 +144,22 @@ def build_smtp_hooks(config: Config, *, store: Store, queue: QueueManager | None
                               reporting_mta=config.hostname)
     check_login = authenticator.authenticate
 
+    # One stage (and thread pool) for every smtp listener.
+    authentication = (SenderAuthentication(config.checks, hostname=config.hostname,
+                                           dmarc_log=DmarcLog(config.data_dir / "dmarc"))
+                      if config.checks.verify else None)
+    directory = PostmasterDirectory(store, account=config.checks.postmaster,
+                                    first_domain=config.domains[0] if config.domains else None)
     for listener in config.listeners:
         if listener.protocol not in ("smtp", "submission"):
             continue
-        stages = build_stages(config, listener, store, outbound=queue is not None)
+        stages = build_stages(config, listener, store, outbound=queue is not None,
+                              authentication=authentication)
         hooks[listener.name] = SmtpHooks(
             config=config, submission=listener.protocol == "submission",
-            pipeline=Pipeline(stages, listener.name), directory=store, authenticator=check_login,
-            delivery=delivery, counters=counters, resolver=resolver, listener=listener.name,
+            pipeline=Pipeline(stages, listener.name), directory=directory,
+            authenticator=check_login, delivery=delivery, counters=counters, resolver=resolver,
+            listener=listener.name,
         )
     return hooks
 
@@ -280,6 +297,11 @@ class App:
         await self._close_listeners(grace)
         await self._stop_flusher()
         if self.services is not None:
+            for hooks in self.services.smtp_hooks.values():
+                for stage in hooks.pipeline.stages:  # stages with threads of their own
+                    close = getattr(stage, "close", None)
+                    if close is not None:
+                        close()
             if self.services.queue is not None:
                 await self.services.queue.stop()
             await self.services.counters.close()

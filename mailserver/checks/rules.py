@@ -5,13 +5,16 @@ the order of the list ``app.build_stages`` makes, and it decides which reply
 a command that breaks two rules gets:
 
     PathSyntax, SubmissionAuth, SenderOwnership, MessageSize,
-    RecipientLimit, Relay, KnownRecipient
+    RecipientLimit, Relay, KnownRecipient, ReceivedLoop
+
+(and, on smtp listeners with ``checks.verify``, ``authentication.SenderAuthentication``).
 
 RFC references sit on the lines they justify.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Protocol
 
 from mailserver.checks.stage import ACCEPT, CheckContext, RecipientFacts, Verdict, refuse
@@ -192,4 +195,35 @@ class KnownRecipient:
             return refuse(replies.RCPT_UNKNOWN, "no such user")
         if rcpt.full:
             return refuse(MAILBOX_FULL, "mailbox full")
+        return ACCEPT
+
+
+#: RFC 5321 §6.3 / RFC 3463 5.4.6: the message has passed through too many hops.
+LOOP_DETECTED = SmtpReply(554, "5.4.6", "Too many Received: fields, mail loop suspected")
+
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_RECEIVED = re.compile(rb"^Received[ \t]*:", re.IGNORECASE | re.MULTILINE)
+
+
+def received_count(content: bytes) -> int:
+    """How many ``Received:`` fields (RFC 5321 §4.4) the header section holds."""
+    m = _HEADER_END.search(content)
+    head = content[: m.start() + 1] if m else content
+    if head[:1] in (b"\r", b"\n"):
+        return 0
+    return len(_RECEIVED.findall(head))
+
+
+class ReceivedLoop:
+    """More than ``max_received`` ``Received:`` fields is a loop (RFC 5321 §6.3:
+    a simple hop count is the usual detection): ``554 5.4.6``."""
+
+    name = "received_loop"
+
+    def __init__(self, max_received: int) -> None:
+        self.max_received = max_received
+
+    def check_data(self, ctx: CheckContext, content: bytes) -> Verdict:
+        if received_count(content) > self.max_received:
+            return refuse(LOOP_DETECTED, "mail loop: too many Received fields")
         return ACCEPT

@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 #: RFC 5322 §3.6.8: field-name = 1*ftext, printable US-ASCII except ":".
 _FIELD_NAME = re.compile(r"[!-9;-~]+")
+#: A field value: no CR or LF except folding (§3.2.2: CRLF, then WSP and more text).
+_FIELD_VALUE = re.compile(r"[^\r\n]*(?:\r\n[ \t]+[^\r\n \t][^\r\n]*)*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,21 +53,26 @@ class Verdict:
 
     ``reply``: refuse with it (None: accept).  ``quarantine``: accept, but the
     message is to be kept away from the inbox.  ``headers``: ``(name, value)``
-    fields to prepend to the message (DATA only; RFC 5322 §2.2, no CRLF).
-    ``reason``: for the log, never shown to the client.
+    fields to prepend to the message (DATA only; RFC 5322 §2.2: a value may be
+    folded, CRLF followed by a space or tab, but never ends a line otherwise).
+    ``reason``: for the log, never shown to the client.  ``content``: DATA
+    only, the message bytes that later stages and delivery get instead of
+    the received ones (a stage that removes forged fields, RFC 8601 §5);
+    None: unchanged.
     """
 
     reply: SmtpReply | None = None
     quarantine: bool = False
     headers: tuple[tuple[str, str], ...] = ()
     reason: str = ""
+    content: bytes | None = None
 
     def __post_init__(self) -> None:
         # A stage must not be able to start a header field of its own (or end the
         # header section) through a value: the same class of bug as
         # CVE-2026-1299.  Raises ValueError, at the stage that made the verdict.
         for name, value in self.headers:
-            if not _FIELD_NAME.fullmatch(name) or "\r" in value or "\n" in value:
+            if not _FIELD_NAME.fullmatch(name) or not _FIELD_VALUE.fullmatch(value):
                 raise ValueError(f"not a header field a stage may add: {name!r}")
 
 
@@ -160,12 +167,14 @@ def _phase(stages: Sequence[object], method: str, listener: str) -> tuple[_Step,
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """A phase's result: the refusing verdict (or ``ACCEPT``), which stage gave it,
-    and what the accepting stages asked for (quarantine, header fields)."""
+    and what the accepting stages asked for (quarantine, header fields, the
+    message bytes to deliver instead of the received ones: ``content``)."""
 
     verdict: Verdict
     stage: str = ""
     quarantine: bool = False
     headers: tuple[tuple[str, str], ...] = ()
+    content: bytes | None = None
 
 
 _ALL_ACCEPT = Outcome(ACCEPT)
@@ -194,6 +203,7 @@ class Pipeline:
         """Run ``phase``'s checks in order; stop at the first reply."""
         quarantined = False
         headers: tuple[tuple[str, str], ...] = ()
+        content: bytes | None = None
         for step in phase:
             result = step.check(ctx, *args)
             verdict: Verdict = await result if step.is_async else result  # type: ignore[misc, assignment]
@@ -202,13 +212,16 @@ class Pipeline:
                 continue
             if verdict.reply is not None:
                 step.rejected.inc()
-                return Outcome(verdict, step.name, quarantined, headers)
+                return Outcome(verdict, step.name, quarantined, headers, content)
             if verdict.quarantine:
                 step.quarantined.inc()
             else:
                 step.accepted.n += 1
             quarantined = quarantined or verdict.quarantine
             headers += verdict.headers
-        if not quarantined and not headers:
+            if verdict.content is not None:  # DATA: later stages judge what is delivered
+                content = verdict.content
+                args = (*args[:-1], content)
+        if not quarantined and not headers and content is None:
             return _ALL_ACCEPT
-        return Outcome(ACCEPT, "", quarantined, headers)
+        return Outcome(ACCEPT, "", quarantined, headers, content)

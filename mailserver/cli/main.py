@@ -7,6 +7,7 @@
     mailserver init           [-c FILE] [--data-dir DIR]
     mailserver domain|user|alias ...                          (directory.py)
     mailserver dkim|dns|queue ...                             (outbound.py)
+    mailserver dmarc report DATE                              (dmarc.py)
 
 Argument parsing and printing only: every rule is the admin service's
 (``mailserver.admin``).  The configuration is found as ``common.py`` says.
@@ -29,6 +30,7 @@ from pathlib import Path
 from mailserver import log as logsetup
 from mailserver.cli.common import DEV_CONFIG, ENV_CONFIG, PROG, SYSTEM_CONFIG, error
 from mailserver.cli.directory import add_parsers as add_directory
+from mailserver.cli.dmarc import add_parsers as add_dmarc
 from mailserver.cli.outbound import add_parsers as add_outbound
 from mailserver.cli.server import add_parsers as add_server
 from mailserver.cli.server import cmd_run
@@ -52,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_server(sub, common)
     add_directory(sub, common)
     add_outbound(sub, common)
+    add_dmarc(sub, common)
     return parser
 
 

@@ -11,6 +11,7 @@ Every public name of both is re-exported here: import from ``mailserver.config``
 
 from __future__ import annotations
 
+from mailserver.config.checks import ChecksSettings
 from mailserver.config.loading import DEV_LISTENERS, builtin, load, parse, with_data_dir
 from mailserver.config.schema import (
     DKIM_ALGORITHMS,
@@ -40,6 +41,7 @@ __all__ = [
     "MAX_WORKERS",
     "PROTOCOLS",
     "TLS_MODES",
+    "ChecksSettings",
     "Config",
     "ConfigError",
     "DkimSettings",

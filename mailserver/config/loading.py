@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from mailserver.config.checks import parse_checks
 from mailserver.config.outbound import SMART_HOST_TLS, OutboundSettings, SmartHost
 from mailserver.config.schema import (
     DKIM_ALGORITHMS,
@@ -142,6 +143,8 @@ def parse(data: Mapping[str, Any], source: Path | None) -> Config:
             raise v.fail("auth.argon2_memory", "must be at least 8 KiB per lane "
                          "(RFC 9106 §3.1)")
         kwargs["auth"] = auth
+    if "checks" in data:
+        kwargs["checks"] = parse_checks(data["checks"], v, v.domain)
     # The queue greets with our hostname (RFC 5321 §4.1.1.1 EHLO) and asks the
     # [dns] resolver: both live in OutboundSettings, filled in here.
     outbound = v.outbound(data.get("outbound", {}))
@@ -159,7 +162,7 @@ def with_data_dir(config: Config, data_dir: Path) -> Config:
 # -- validation helpers ------------------------------------------------------------
 
 _TOP_KEYS = ("hostname", "data_dir", "domains", "demo_account", "workers", "listeners", "limits",
-             "tls", "log", "store", "outbound", "dns", "dkim", "auth")
+             "tls", "log", "store", "outbound", "dns", "dkim", "auth", "checks")
 _OUTBOUND_KEYS = ("smtp_port", "connect_timeout", "command_timeout", "backoff", "jitter",
                   "max_age", "max_connections", "max_connections_per_domain", "require_tls",
                   "delay_warning", "reuse_idle", "smart_host")

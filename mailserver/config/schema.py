@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mailserver.config.checks import ChecksSettings
 from mailserver.config.outbound import OutboundSettings
 
 PROTOCOLS = ("smtp", "submission", "imap", "http")
@@ -131,6 +132,8 @@ class Config:
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
     dkim: DkimSettings = field(default_factory=DkimSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
+    #: Sender authentication (SPF, DKIM, DMARC, ARC), loops, postmaster.
+    checks: ChecksSettings = field(default_factory=ChecksSettings)
     source: Path | None = None  # the file it was read from, for messages
 
 

@@ -21,9 +21,11 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 
 from mailserver.delivery.interface import LocalRecipient, LocalStore
+from mailserver.errors import MailboxNotFound
 from mailserver.metrics import instruments
 from mailserver.protocol.mime.cost import (  # noqa: F401 (INLINE_*: importable here too)
     INLINE_HEADER_MAX,
@@ -34,6 +36,10 @@ from mailserver.protocol.mime.cost import (  # noqa: F401 (INLINE_*: importable 
 from mailserver.store.model import MessageRecord, NewMessage
 
 INBOX = "INBOX"
+#: Where quarantined mail goes (a default mailbox of every account, special-use
+#: ``\\Junk``, RFC 6154) and the keyword mail clients read as "junk" (RFC 5788).
+JUNK = "Junk"
+JUNK_KEYWORD = "$Junk"
 
 
 def trace_prefix(reverse_path: str, forward_path: str) -> bytes:
@@ -68,17 +74,23 @@ async def deliver_local(
     blob: bytes,
     internal_date: int,
     tz_offset: int,
+    quarantine: bool = False,
 ) -> list[MessageRecord]:
     """Deliver ``blob`` to every recipient's INBOX in one synced store transaction.
 
     ``internal_date`` is POSIX seconds, ``tz_offset`` minutes east of UTC.
+    ``quarantine``: into each recipient's Junk mailbox with the ``$Junk``
+    keyword instead (a DMARC quarantine, RFC 7489 §6.3); an account whose
+    Junk mailbox was deleted gets it in INBOX, still marked ``$Junk``.
     Returns one record per distinct account, in recipient order.  Raises what
     ``Store.deliver`` raises (``QuotaExceeded``, ``MailboxNotFound``, server
     faults); then nothing was stored.
     """
+    mailbox, flags = (JUNK, frozenset({JUNK_KEYWORD})) if quarantine else (INBOX, frozenset())
     targets = [
         NewMessage(
-            account=r.account, mailbox=INBOX, prefix=trace_prefix(reverse_path, r.forward_path)
+            account=r.account, mailbox=mailbox, flags=flags,
+            prefix=trace_prefix(reverse_path, r.forward_path),
         )
         for r in unique_accounts(recipients)
     ]
@@ -87,8 +99,17 @@ async def deliver_local(
         facts = message_facts(blob)
     else:
         facts = await asyncio.to_thread(message_facts, blob)
-    records = await store.deliver(
-        targets, blob, facts, internal_date=internal_date, tz_offset=tz_offset
-    )
+    try:
+        records = await store.deliver(
+            targets, blob, facts, internal_date=internal_date, tz_offset=tz_offset
+        )
+    except MailboxNotFound:
+        if not quarantine:
+            raise
+        # Some recipient has no Junk mailbox: all-or-nothing, so all get INBOX + $Junk.
+        targets = [dataclasses.replace(t, mailbox=INBOX) for t in targets]
+        records = await store.deliver(
+            targets, blob, facts, internal_date=internal_date, tz_offset=tz_offset
+        )
     instruments().local_deliveries.inc(len(records))
     return records

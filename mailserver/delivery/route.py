@@ -100,8 +100,8 @@ class _Routed:
                      quarantine: bool = False) -> str | None:
         # queue_id: the message's one id (250 reply, Received:, the outbound
         # queue record, every log line); returned when remote recipients were
-        # queued, else None.  quarantine: no quarantine mailbox
-        # exists yet (the junk issue adds one); the caller logs it.
+        # queued, else None.  quarantine: local copies go to Junk with
+        # $Junk (``deliver_local``); remote ones are queued as they are.
         dsn = None
         if self.mail_dsn is not None or self.rcpt_dsn:
             dsn = DsnRequest(self.mail_dsn or MailDsn(), dict(self.rcpt_dsn))
@@ -110,7 +110,7 @@ class _Routed:
             target.store, target.queue, reverse_path=self.reverse_path, local=self.local,
             remote=self.remote, blob=blob, internal_date=internal_date, tz_offset=tz_offset,
             dsn=dsn, reporting_mta=target.reporting_mta, make_report=target.make_report,
-            queue_id=queue_id,
+            queue_id=queue_id, quarantine=quarantine,
         )
 
     def abort(self) -> None:
@@ -132,6 +132,7 @@ async def route_message(
     reporting_mta: str = "",
     queue_id: str | None = None,
     make_report: DeliveredReport | None = None,
+    quarantine: bool = False,
 ) -> str | None:
     """Deliver ``blob`` to ``local`` (one synced commit), then queue it for ``remote``.
 
@@ -144,13 +145,14 @@ async def route_message(
     ``deliver_local`` raises (nothing stored), or, from the queue, a server
     fault after the local copies are durable (see the module docstring).
     Raises ``RuntimeError`` for remote recipients without a queue.
+    ``quarantine``: local copies go to each recipient's Junk mailbox.
     """
     if remote and queue is None:
         raise RuntimeError("remote recipients but no outbound queue")
     if local:
         await deliver_local(
             store, reverse_path=reverse_path, recipients=local, blob=blob,
-            internal_date=internal_date, tz_offset=tz_offset,
+            internal_date=internal_date, tz_offset=tz_offset, quarantine=quarantine,
         )
         if dsn is not None and reverse_path and make_report is not None:
             await _report_delivered(store, queue, reverse_path, local, blob, dsn,

@@ -1,4 +1,4 @@
-"""Signing with dkimpy (the only importer of ``dkim``).
+"""Signing with dkimpy (with ``verify.py``, the only importers of ``dkim``).
 
 RFC 6376 §3.4 relaxed/relaxed canonicalization survives the header
 re-folding and whitespace changes relays commonly make.  The header list is

@@ -63,6 +63,18 @@ class Resolver(Protocol):
         """Each TXT record's character-strings joined (RFC 7208 §3.3 style)."""
         ...
 
+    async def a(self, host: str) -> list[str]:
+        """IPv4 addresses (A records) as strings (SPF's ``a``/``mx`` terms, RFC 7208 §5)."""
+        ...
+
+    async def aaaa(self, host: str) -> list[str]:
+        """IPv6 addresses (AAAA records) as strings."""
+        ...
+
+    async def ptr(self, name: str) -> list[str]:
+        """PTR targets of ``name`` (an ``in-addr.arpa``/``ip6.arpa`` name), without final dot."""
+        ...
+
 
 class DnsPythonResolver:
     """``Resolver`` on ``dns.asyncresolver`` with a TTL cache.
@@ -152,3 +164,18 @@ class DnsPythonResolver:
             b"".join(r.strings).decode("utf-8", "replace")  # type: ignore[attr-defined]
             for r in records
         ]
+
+    async def _addresses_of(self, host: str, rdtype: str) -> list[str]:
+        records, _ = await self._query(host, rdtype)
+        return [r.address for r in records]  # type: ignore[attr-defined]
+
+    async def a(self, host: str) -> list[str]:
+        return await self._addresses_of(host, "A")
+
+    async def aaaa(self, host: str) -> list[str]:
+        return await self._addresses_of(host, "AAAA")
+
+    async def ptr(self, name: str) -> list[str]:
+        records, _ = await self._query(name, "PTR")
+        return [r.target.to_text(omit_final_dot=True)  # type: ignore[attr-defined]
+                for r in records]

@@ -263,6 +263,8 @@ class SmtpHooks:
             server.log.info("data_rejected", reason=outcome.verdict.reason, stage=outcome.stage,
                             reply=refusal.code)
             return str(refusal)
+        if outcome.content is not None:  # a stage removed forged fields (RFC 8601 §5)
+            content = outcome.content
         now = dt.datetime.now().astimezone()
         recipients = list(envelope.local_recipients)
         received = received_field(

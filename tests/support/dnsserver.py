@@ -47,6 +47,7 @@ class DnsServer:
     def __init__(self) -> None:
         self.records: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
         self.queries: list[tuple[str, str]] = []
+        self.failing: set[str] = set()  # names answered with SERVFAIL (``fail``)
         self._lock = threading.Lock()
         self._udp: socketserver.UDPServer | None = None
         self._tcp: socketserver.TCPServer | None = None
@@ -65,6 +66,11 @@ class DnsServer:
                 else:
                     rd = dns.rdata.from_text(dns.rdataclass.IN, rdtype, v)
                 self.records[name][rdtype].append(rd)
+
+    def fail(self, name: str) -> None:
+        """Answer every question about ``name`` with SERVFAIL (a broken zone)."""
+        with self._lock:
+            self.failing.add(name.lower().rstrip("."))
 
     def txt_lookup(self, name: bytes, timeout: int = 5) -> bytes:
         """dkimpy's ``dnsfunc``: the TXT record of ``name``, asked over the wire."""
@@ -86,7 +92,10 @@ class DnsServer:
             self.queries.append((name, rdtype))
             known = name in self.records
             rds = list(self.records[name].get(rdtype, [])) if known else []
-        if not known:
+            failing = name in self.failing
+        if failing:
+            response.set_rcode(dns.rcode.SERVFAIL)
+        elif not known:
             response.set_rcode(dns.rcode.NXDOMAIN)
         elif rds:
             rrset = dns.rrset.RRset(q.name, dns.rdataclass.IN, q.rdtype)

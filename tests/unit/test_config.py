@@ -11,6 +11,7 @@ import pytest
 
 from mailserver.config import (
     AuthSettings,
+    ChecksSettings,
     Config,
     ConfigError,
     DkimSettings,
@@ -152,7 +153,7 @@ def test_shipped_dev_config_documents_every_key() -> None:
             assert f"{f.name} =" in text, f"conf/mailserver.toml does not document {f.name}"
     for f in dataclasses.fields(Config):
         if f.name not in ("source", "listeners", "limits", "tls", "log", "store", "outbound",
-                          "dkim", "auth"):
+                          "dkim", "auth", "checks"):
             assert f"{f.name} =" in text, f"conf/mailserver.toml does not document {f.name}"
     # And the documented values are the defaults, except those marked dev.
     cfg = load(DEV_CONF)
@@ -170,6 +171,9 @@ def test_shipped_dev_config_documents_every_key() -> None:
             assert f"{f.name} =" in text, f"conf/mailserver.toml does not document {f.name}"
     assert cfg.outbound == OutboundSettings(hostname="localhost")
     assert cfg.dkim == DkimSettings()
+    for f in dataclasses.fields(ChecksSettings):
+        assert f"{f.name} =" in text, f"conf/mailserver.toml does not document {f.name}"
+    assert cfg.checks == ChecksSettings()
 
 
 def test_shipped_production_config() -> None:
@@ -276,7 +280,31 @@ ERRORS = [
     ("[dns]\nresolver_port = 70000", "dns.resolver_port", "between 1 and 65535"),
     ("[dkim]\nalgorithms = ['dsa']", "dkim.algorithms[0]", "must be one of"),
     ("[dkim]\nselector = 'bad selector'", "dkim.selector", "not a valid selector"),
+    ("[checks]\nverify = 1", "checks.verify", "true or false"),
+    ("[checks]\nspf = true", "checks.spf", "unknown key"),
+    ("[checks]\ntemperror = 'sometimes'", "checks.temperror", "must be one of"),
+    ("[checks]\nmax_received = 0", "checks.max_received", "at least 1"),
+    ("[checks]\ndmarc_override = { 'a.example' = 'drop' }", "checks.dmarc_override.a.example",
+     "must be one of"),
+    ("[checks]\narc_trusted_sealers = ['bad domain']", "checks.arc_trusted_sealers[0]",
+     "not a valid"),
+    ("[checks]\npostmaster = 'admin'", "checks.postmaster", "account address"),
 ]
+
+
+def test_checks_section(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        "[checks]\nverify = true\ndkim_max_signatures = 3\ntemperror = 'Never'\n"
+        "arc_trusted_sealers = ['Lists.Example.org']\npostmaster = 'Admin@Example.org'\n"
+        "dmarc_override = { 'Partner.example' = 'NONE' }\n"
+    )
+    checks = load(path).checks
+    assert checks == ChecksSettings(
+        verify=True, dkim_max_signatures=3, temperror="never",
+        arc_trusted_sealers=("lists.example.org",), postmaster="admin@example.org",
+        dmarc_override={"partner.example": "none"},
+    )
 
 
 @pytest.mark.parametrize(("text", "key", "problem"), ERRORS)
