@@ -90,6 +90,7 @@ _BITS_OFFSET = struct.calcsize(">qhQQ32s")
 
 
 def encode_message(rec: MessageRecord) -> bytes:
+    """The message record as bytes (layout in the module docstring); flags must be normalised."""
     bits, keywords = encode_flags(rec.flags)
     return (
         _MSG.pack(
@@ -184,10 +185,12 @@ _ACCOUNT = struct.Struct(">QQ")
 
 
 def encode_account(acc: Account) -> bytes:
+    """``quota u64 | used u64 | password hash (UTF-8)``; the address is the key, not stored."""
     return _ACCOUNT.pack(acc.quota, acc.used) + acc.password_hash.encode()
 
 
 def decode_account(address: str, data: bytes) -> Account:
+    """The account record read back; ``address`` is its key.  ``data``: bytes or a buffer."""
     quota, used = _ACCOUNT.unpack_from(data)
     return Account(address, bytes(data[_ACCOUNT.size :]).decode(), quota, used)
 
@@ -200,6 +203,7 @@ _NOSELECT = 2
 
 
 def encode_mailbox(mb: MailboxInfo) -> bytes:
+    """The mailbox record: counters, subscribed/noselect bits, special-use, account, name."""
     special = (mb.special_use or "").encode()
     account = mb.account.encode()
     bits = (_SUBSCRIBED if mb.subscribed else 0) | (_NOSELECT if mb.noselect else 0)
@@ -226,6 +230,7 @@ def mailbox_highestmodseq(data: bytes) -> int:
 
 
 def decode_mailbox(mailbox_id: int, data: bytes) -> MailboxInfo:
+    """The mailbox record read back; ``mailbox_id`` is its key.  ``data``: bytes or a buffer."""
     uidvalidity, uidnext, hms, messages, size, bits, slen, alen = _MAILBOX.unpack_from(data)
     data = bytes(data)
     h = _MAILBOX.size
@@ -251,8 +256,10 @@ def decode_mailbox(mailbox_id: int, data: bytes) -> MailboxInfo:
 
 
 def encode_blobref(refcount: int, facts: bytes) -> bytes:
+    """A blobrefs value: ``refcount u64`` then the blob's facts bytes as they are."""
     return _U64.pack(refcount) + facts
 
 
 def decode_blobref(data: bytes) -> tuple[int, bytes]:
+    """``(refcount, facts bytes)`` of a blobrefs value."""
     return _U64.unpack_from(data)[0], bytes(data[8:])
