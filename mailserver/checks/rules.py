@@ -182,8 +182,8 @@ class Relay:
         self.outbound = outbound
 
     def check_rcpt(self, ctx: CheckContext, rcpt: RecipientFacts) -> Verdict:
-        """Refuse a remote forward-path unless relaying is allowed (550 5.7.1), possible, and
-        not to an address literal (550 5.1.2).
+        """Refuse a remote forward-path unless the client may relay (550 5.7.1), there
+        is an outbound queue (451 4.3.0), and it is no address literal (550 5.1.2).
         """
         if not rcpt.domain or rcpt.local_domain:
             return ACCEPT

@@ -17,7 +17,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    """``mailserver check-config``: load the configuration and TLS key pair, print a summary.
+    """``mailserver check-config``: load the config (and TLS key pair, if set); print a summary.
 
     Exit status 0; ConfigError (bad file, unreadable certificate) goes to ``main``: exit 1.
     """
