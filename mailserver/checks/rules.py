@@ -118,7 +118,7 @@ class SenderOwnership:
         return ACCEPT
 
     def check_data(self, ctx: CheckContext, content: bytes) -> Verdict:
-        """On submission, refuse a message whose ``From:`` names a mailbox not the user's: 553 5.7.1.
+        """On submission, refuse a message whose ``From:`` has a mailbox not the user's: 553 5.7.1.
 
         ``content``: the message as received, bytes.
         """
@@ -202,7 +202,7 @@ class KnownRecipient:
     name = "known_recipient"
 
     def check_rcpt(self, ctx: CheckContext, rcpt: RecipientFacts) -> Verdict:
-        """Refuse an unknown local recipient (550 5.1.1) or one whose account is full (452 4.2.2)."""
+        """Refuse an unknown local recipient (550 5.1.1) or a full account's (452 4.2.2)."""
         if rcpt.domain and not rcpt.local_domain:
             return ACCEPT  # remote: the relay stage's business
         if rcpt.account is None:

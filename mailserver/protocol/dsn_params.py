@@ -151,7 +151,7 @@ class DsnRequest:
     rcpts: Mapping[str, RcptDsn] = field(default_factory=dict)
 
     def rcpt(self, address: str) -> RcptDsn:
-        """The DSN parameters of forward-path ``address`` (as RCPT gave it); none given: defaults."""
+        """The DSN parameters of forward-path ``address`` (as RCPT gave it), or the defaults."""
         return self.rcpts.get(address, NO_RCPT_DSN)
 
 
