@@ -135,6 +135,7 @@ class AdminService:
 
     @property
     def data_dir(self) -> Path:
+        """The store's directory: ``config.data_dir``."""
         return self.config.data_dir
 
     # -- domains -------------------------------------------------------------------

@@ -13,12 +13,16 @@ from pathlib import Path
 
 @dataclass(frozen=True, slots=True)
 class DomainInfo:
+    """A local domain as the admin API shows it."""
+
     name: str  # lower case, IDNA A-labels
     configured: bool  # listed under ``domains`` in the configuration (cannot be deleted here)
 
 
 @dataclass(frozen=True, slots=True)
 class AccountInfo:
+    """An account as the admin API shows it (sizes in octets; no password hash)."""
+
     address: str  # the login name, "local@domain"
     quota: int  # octets; 0 = unlimited
     used: int  # octets stored across all mailboxes
@@ -27,12 +31,16 @@ class AccountInfo:
 
 @dataclass(frozen=True, slots=True)
 class AliasInfo:
+    """An alias as the admin API shows it."""
+
     address: str  # "local@domain", or "@domain" for a catch-all
     target: str  # an account address
 
 
 @dataclass(frozen=True, slots=True)
 class QueueRecipient:
+    """One recipient of a queued message and its delivery state."""
+
     address: str
     status: str  # "pending", "deferred", "delivered" or "failed"
     attempts: int

@@ -251,6 +251,7 @@ class SenderAuthentication:
 
     @property
     def executor(self) -> Executor:
+        """The stage's thread pool for pyspf and dkimpy (their DNS goes back to the loop)."""
         if self._executor is None:  # made on first use: a listener that never gets mail has none
             self._executor = ThreadPoolExecutor(POOL_THREADS, thread_name_prefix="checks")
         return self._executor
@@ -262,6 +263,9 @@ class SenderAuthentication:
             self._executor = None
 
     async def check_data(self, ctx: CheckContext, content: bytes) -> Verdict:
+        """SPF, DKIM, ARC and DMARC of the message (bytes, CRLF) on the MX listener:
+        an Authentication-Results field (RFC 8601), and the DMARC action
+        (``550 5.7.1``, quarantine) or ``451 4.7.0`` per ``checks.temperror``."""
         resolver = ctx.resolver
         if ctx.submission or resolver is None:
             return ACCEPT

@@ -32,6 +32,7 @@ class DmarcLog:
         self.directory = directory
 
     def path_for(self, day: dt.date) -> Path:
+        """The file of ``day``'s verdicts (JSON lines, UTC days)."""
         return self.directory / f"{day.isoformat()}.jsonl"
 
     def record(self, *, when: float, source_ip: str, envelope_from: str, result: DmarcResult,

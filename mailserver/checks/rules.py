@@ -38,7 +38,8 @@ TOO_BIG = SmtpReply(552, "5.3.4", "Message size exceeds fixed maximum message si
 class Owners(Protocol):
     """Who an address belongs to: the account it resolves to (alias, +tag), or None."""
 
-    def recipient_account(self, address: str) -> str | None: ...
+    def recipient_account(self, address: str) -> str | None:
+        """The account ``address`` (store form, see ``store_form``) delivers to, or None."""
 
 
 def _ascii_domain(domain: str) -> str:
@@ -65,11 +66,13 @@ class PathSyntax:
     name = "path_syntax"
 
     def check_mail(self, ctx: CheckContext) -> Verdict:
+        """Refuse a reverse-path with a control character: 501 5.1.7."""
         if has_control_characters(ctx.mail_from or ""):
             return refuse(replies.BAD_SENDER_SYNTAX, "control character in path")
         return ACCEPT
 
     def check_rcpt(self, ctx: CheckContext, rcpt: RecipientFacts) -> Verdict:
+        """Refuse a forward-path with a control character: 501 5.1.3."""
         if has_control_characters(rcpt.address):
             return refuse(replies.BAD_RCPT_SYNTAX, "control character in path")
         return ACCEPT
@@ -81,11 +84,13 @@ class SubmissionAuth:
     name = "submission_auth"
 
     def check_mail(self, ctx: CheckContext) -> Verdict:
+        """Refuse MAIL on a submission listener before AUTH: 530 5.7.0 (RFC 4954 §6)."""
         if ctx.submission and ctx.auth_user is None:
             return refuse(replies.AUTH_REQUIRED, "not authenticated")
         return ACCEPT
 
     def check_data(self, ctx: CheckContext, content: bytes) -> Verdict:
+        """The same at end of DATA, should a transaction ever get there unauthenticated."""
         if ctx.submission and ctx.auth_user is None:  # check_mail makes this unreachable
             return refuse(replies.AUTH_REQUIRED, "not authenticated")
         return ACCEPT
@@ -107,6 +112,7 @@ class SenderOwnership:
         return owner is not None and owner.lower() == account.lower()
 
     def check_mail(self, ctx: CheckContext) -> Verdict:
+        """On submission, refuse a reverse-path not owned by the user: 553 5.7.1."""
         account = ctx.auth_user
         if not ctx.submission or account is None:
             return ACCEPT
@@ -115,6 +121,10 @@ class SenderOwnership:
         return ACCEPT
 
     def check_data(self, ctx: CheckContext, content: bytes) -> Verdict:
+        """On submission, refuse a message whose ``From:`` has a mailbox not the user's: 553 5.7.1.
+
+        ``content``: the message as received, bytes.
+        """
         account = ctx.auth_user
         if not ctx.submission or account is None:
             return ACCEPT
@@ -136,12 +146,14 @@ class MessageSize:
         self.max_size = max_size
 
     def check_mail(self, ctx: CheckContext) -> Verdict:
+        """Refuse MAIL whose SIZE= (octets) is over ``max_size``: 552 5.3.4 (RFC 1870 §6.1)."""
         size = ctx.mail_size
         if self.max_size and size is not None and size > self.max_size:
             return refuse(TOO_BIG, "declared size over the limit")
         return ACCEPT
 
     def check_data(self, ctx: CheckContext, content: bytes) -> Verdict:
+        """Refuse a message of more than ``max_size`` octets: 552 5.3.4 (RFC 1870 §6.3)."""
         if self.max_size and len(content) > self.max_size:
             return refuse(TOO_BIG, "message over the size limit")
         return ACCEPT
@@ -156,6 +168,7 @@ class RecipientLimit:
         self.max_recipients = max_recipients
 
     def check_rcpt(self, ctx: CheckContext, rcpt: RecipientFacts) -> Verdict:
+        """Refuse the recipient past ``max_recipients``: 452 4.5.3."""
         if ctx.rcpt_count >= self.max_recipients:
             return refuse(replies.TOO_MANY_RCPTS, "too many recipients")
         return ACCEPT
@@ -172,6 +185,9 @@ class Relay:
         self.outbound = outbound
 
     def check_rcpt(self, ctx: CheckContext, rcpt: RecipientFacts) -> Verdict:
+        """Refuse a remote forward-path unless the client may relay (550 5.7.1), there
+        is an outbound queue (451 4.3.0), and it is no address literal (550 5.1.2).
+        """
         if not rcpt.domain or rcpt.local_domain:
             return ACCEPT
         if not (ctx.submission and ctx.auth_user is not None):
@@ -189,6 +205,7 @@ class KnownRecipient:
     name = "known_recipient"
 
     def check_rcpt(self, ctx: CheckContext, rcpt: RecipientFacts) -> Verdict:
+        """Refuse an unknown local recipient (550 5.1.1) or a full account's (452 4.2.2)."""
         if rcpt.domain and not rcpt.local_domain:
             return ACCEPT  # remote: the relay stage's business
         if rcpt.account is None:
@@ -224,6 +241,8 @@ class ReceivedLoop:
         self.max_received = max_received
 
     def check_data(self, ctx: CheckContext, content: bytes) -> Verdict:
+        """``554 5.4.6`` when the message (bytes) has more Received: fields than
+        ``max_received`` (RFC 5321 §6.3)."""
         if received_count(content) > self.max_received:
             return refuse(LOOP_DETECTED, "mail loop: too many Received fields")
         return ACCEPT

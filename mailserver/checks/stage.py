@@ -111,25 +111,54 @@ class CheckContext(Protocol):
     """The read-only view of the connection and transaction a stage gets."""
 
     @property
-    def listener(self) -> str: ...
+    def listener(self) -> str:
+        """The listener's name from the configuration (for logs and per-listener rules)."""
+        ...
+
     @property
-    def submission(self) -> bool: ...  # RFC 6409 listener
+    def submission(self) -> bool:
+        """True on a submission listener (RFC 6409): AUTH required, relaying for the user."""
+        ...
+
     @property
-    def peer_ip(self) -> str: ...
+    def peer_ip(self) -> str:
+        """The client's IP address as text (IPv4 dotted or IPv6), "" if unknown."""
+        ...
+
     @property
-    def tls(self) -> bool: ...
+    def tls(self) -> bool:
+        """True once the connection is encrypted (implicit TLS, RFC 8314, or STARTTLS)."""
+        ...
+
     @property
-    def helo(self) -> str | None: ...
+    def helo(self) -> str | None:
+        """The name the client gave in HELO/EHLO, None before it did."""
+        ...
+
     @property
-    def auth_user(self) -> str | None: ...  # the authenticated account, if any
+    def auth_user(self) -> str | None:
+        """The authenticated account (RFC 4954), None when the client has not authenticated."""
+        ...
+
     @property
-    def mail_from(self) -> str | None: ...  # "<>" for the null reverse-path
+    def mail_from(self) -> str | None:
+        """MAIL FROM's reverse-path, ``"<>"`` for the null path; None outside a transaction."""
+        ...
+
     @property
-    def mail_size(self) -> int | None: ...  # MAIL's SIZE= (RFC 1870), if given
+    def mail_size(self) -> int | None:
+        """MAIL's SIZE= estimate in octets (RFC 1870), None when not given."""
+        ...
+
     @property
-    def rcpt_count(self) -> int: ...  # recipients accepted so far
+    def rcpt_count(self) -> int:
+        """Recipients accepted so far in this transaction."""
+        ...
+
     @property
-    def resolver(self) -> Resolver | None: ...  # the process's shared DNS resolver
+    def resolver(self) -> Resolver | None:
+        """The process's shared DNS resolver, None when the server runs without one."""
+        ...
 
 
 _Check = Callable[..., Verdict | Awaitable[Verdict]]
@@ -197,6 +226,7 @@ class Pipeline:
 
     @property
     def names(self) -> list[str]:
+        """The stage names in pipeline order (a stage's ``name``, else its class name)."""
         return [getattr(s, "name", type(s).__name__) for s in self.stages]
 
     async def run(self, phase: tuple[_Step, ...], ctx: CheckContext, *args: object) -> Outcome:

@@ -54,6 +54,11 @@ async def _hinting(address: str, call: Awaitable[T]) -> T:
 
 
 def cmd_domain(args: argparse.Namespace) -> int:
+    """``mailserver domain add|del|list``: add or delete a local domain, or print one per line.
+
+    Exit status 0; errors (UserError, MailserverError, OSError) are raised for ``main``,
+    which prints one ``mailserver: error:`` line and exits 1.
+    """
     config = admin_config(args)
 
     async def go(admin: AdminService) -> None:
@@ -72,6 +77,15 @@ def cmd_domain(args: argparse.Namespace) -> int:
 
 
 def cmd_user(args: argparse.Namespace) -> int:
+    """``mailserver user add|passwd|quota|del|list``: manage accounts.
+
+    ``add``/``passwd`` read the password (prompt or ``--password-stdin``: ``read_password``)
+    before the store is opened; ``quota`` takes bytes (0: unlimited); ``list``
+    prints ``address<TAB>used=N<TAB>quota=N|unlimited``.
+
+    Exit status 0; errors (UserError, MailserverError, OSError) are raised for ``main``,
+    which prints one ``mailserver: error:`` line and exits 1.
+    """
     config = admin_config(args)
     # Ask for the password before opening the store: a prompt must not hold it open.
     password = read_password(args) if args.action in ("add", "passwd") else ""
@@ -104,6 +118,11 @@ def cmd_user(args: argparse.Namespace) -> int:
 
 
 def cmd_alias(args: argparse.Namespace) -> int:
+    """``mailserver alias add|del|list``: manage aliases (``@domain`` is a catch-all).
+
+    Exit status 0; errors (UserError, MailserverError, OSError) are raised for ``main``,
+    which prints one ``mailserver: error:`` line and exits 1.
+    """
     config = admin_config(args)
 
     async def go(admin: AdminService) -> None:

@@ -11,6 +11,8 @@ from mailserver.cli.common import CliError, load_config
 
 
 def cmd_dmarc(args: argparse.Namespace) -> int:
+    """``mailserver dmarc report DATE``: print the aggregate reports (RFC 7489 §7.2
+    XML) of the verdicts recorded on DATE; exit 0, or 1 through ``main``'s error line."""
     config = load_config(args)
     try:
         day = dt.date.fromisoformat(args.date)
@@ -27,6 +29,7 @@ def cmd_dmarc(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                 common: argparse.ArgumentParser) -> None:
+    """Add the ``dmarc`` command and its ``report`` action to ``sub``."""
     dmarc = sub.add_parser("dmarc", help="DMARC aggregate reports")
     dsub = dmarc.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = dsub.add_parser("report", parents=[common],

@@ -39,6 +39,7 @@ from mailserver.errors import MailserverError, UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``mailserver`` argument parser: every subcommand sets ``func`` to its ``cmd_*``."""
     # SUPPRESS lets -c/--data-dir appear before or after the subcommand without
     # the subcommand's default wiping the value given before it.
     common = argparse.ArgumentParser(add_help=False)

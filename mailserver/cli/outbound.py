@@ -41,6 +41,12 @@ def _print_key(key: DkimKeyInfo) -> None:
 
 
 def cmd_dkim(args: argparse.Namespace) -> int:
+    """``mailserver dkim keygen|list``: make a DKIM key (mode 0600) and print its DNS TXT
+    record (RFC 6376 §3.6.2.1), or list the stored keys.
+
+    Exit status 0; errors (UserError, MailserverError, OSError) are raised for ``main``,
+    which prints one ``mailserver: error:`` line and exits 1.
+    """
     config = admin_config(args)
 
     async def go(admin: AdminService) -> None:
@@ -81,6 +87,11 @@ def print_zone(domain: str, records: list[DnsRecord]) -> None:
 
 
 def cmd_dns(args: argparse.Namespace) -> int:
+    """``mailserver dns DOMAIN``: print the DNS records to publish for it, as zone-file lines.
+
+    Exit status 0; errors (UserError, MailserverError, OSError) are raised for ``main``,
+    which prints one ``mailserver: error:`` line and exits 1.
+    """
     config = admin_config(args)
 
     async def go(admin: AdminService) -> None:
@@ -103,6 +114,13 @@ def _print_entry(m: QueueEntry) -> None:
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
+    """``mailserver queue list|show|retry|delete|flush``: inspect or manage the outbound queue.
+
+    ``retry`` and ``flush`` make messages due now.
+
+    Exit status 0; errors (UserError, MailserverError, OSError) are raised for ``main``,
+    which prints one ``mailserver: error:`` line and exits 1.
+    """
     config = admin_config(args)
 
     async def go(admin: AdminService) -> None:

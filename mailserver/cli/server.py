@@ -10,12 +10,17 @@ from mailserver.cli.common import load_config
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """``mailserver run``: run the daemon until signalled; exit status as ``serve`` returns it."""
     from mailserver.process.main import serve  # imports uvloop and the servers: only for run
 
     return serve(load_config(args))
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    """``mailserver check-config``: load the config (and TLS key pair, if set); print a summary.
+
+    Exit status 0; ConfigError (bad file, unreadable certificate) goes to ``main``: exit 1.
+    """
     config = load_config(args)
     if config.tls.cert_file is not None and config.tls.key_file is not None:
         from mailserver.tls import load_cert_chain
@@ -38,6 +43,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    """``mailserver init``: create the store in ``data_dir`` if there is none (else leave it).
+
+    Exit status 0; errors (UserError, MailserverError, OSError) are raised for ``main``,
+    which prints one ``mailserver: error:`` line and exits 1.
+    """
     from mailserver.admin import initialise
 
     config = load_config(args)

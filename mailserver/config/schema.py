@@ -30,6 +30,8 @@ class Listener:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
+    """The ``[limits]`` table: sizes in octets, durations in seconds (RFC sections inline)."""
+
     # SMTP (RFC 5321 §4.5.3.1 sizes are minimums we exceed; §4.5.3.2 timeouts)
     max_message_size: int = 50 * 1024 * 1024  # SIZE (RFC 1870) and APPEND literal cap
     max_recipients: int = 100  # per SMTP transaction (RFC 5321 §4.5.3.1.8)
@@ -73,12 +75,16 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 @dataclass(frozen=True, slots=True)
 class LogSettings:
+    """The ``[log]`` table: output format and level (one of ``LOG_LEVELS``)."""
+
     format: str = "auto"  # "json", "console", or "auto" (console on a TTY, else JSON)
     level: str = "info"
 
 
 @dataclass(frozen=True, slots=True)
 class StoreSettings:
+    """The ``[store]`` table: LMDB sizing."""
+
     map_size: int = 1 << 34  # LMDB map size, octets (sparse on disk)
     #: Fraction of ``map_size`` above which new mail is refused (452 4.3.1 /
     #: NO [UNAVAILABLE]) so that flag changes, EXPUNGE and deletes still fit.
@@ -116,6 +122,8 @@ class AuthSettings:
 
 @dataclass(frozen=True, slots=True)
 class Config:
+    """The whole configuration; ``loading.load`` builds it from TOML (defaults here)."""
+
     hostname: str = "localhost"
     data_dir: Path = Path("var")
     domains: tuple[str, ...] = ()  # created at start if missing

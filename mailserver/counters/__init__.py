@@ -64,6 +64,9 @@ class ConnectionSlots:
         self._per_ip: dict[tuple[str, str], int] = {}
 
     def acquire(self, scope: str, ip: str, max_total: int, max_per_ip: int) -> bool:
+        """Take one slot of ``scope`` for ``ip``; False (nothing taken) when either count
+        is already at its limit.
+        """
         total = self._total.get(scope, 0)
         key = (scope, ip)
         count = self._per_ip.get(key, 0)
@@ -90,6 +93,7 @@ class ConnectionSlots:
         return 1 + spares
 
     def release(self, scope: str, ip: str, n: int = 1) -> None:
+        """Give back ``n`` slots of ``scope`` held by ``ip`` (counts never go below zero)."""
         key = (scope, ip)
         count = self._per_ip.get(key, 0) - n
         if count > 0:
@@ -117,13 +121,17 @@ class LocalCounters:
         self.throttle = AuthThrottle(limits.auth_failure_delay, limits.auth_failure_delay_max)
 
     async def acquire(self, scope: str, ip: str, max_total: int, max_per_ip: int) -> bool:
+        """``Counters.acquire``: the in-process table, no suspension."""
         return self.slots.acquire(scope, ip, max_total, max_per_ip)
 
     def release(self, scope: str, ip: str) -> None:
+        """``Counters.release``."""
         self.slots.release(scope, ip)
 
     async def auth_failure(self, ip: str) -> float:
+        """``Counters.auth_failure``: the delay in seconds from ``AuthThrottle``."""
         return self.throttle.record_failure(ip)
 
     async def close(self) -> None:
+        """``Counters.close``: nothing to let go of."""
         return None

@@ -89,6 +89,10 @@ class RemoteCounters:
         return fut
 
     async def acquire(self, scope: str, ip: str, max_total: int, max_per_ip: int) -> bool:
+        """``Counters.acquire``: a spare slot if this worker holds one, else one round trip.
+
+        Fails open (True) when the service cannot be reached.
+        """
         key = (scope, ip)
         spare = self._spares.get(key, 0)
         if spare:  # no round trip: a slot the service gave us before
@@ -142,6 +146,9 @@ class RemoteCounters:
             return b""
 
     def release(self, scope: str, ip: str) -> None:
+        """``Counters.release``: kept as a spare for the same client when this worker had
+        spares for it, else sent to the service (no answer awaited).
+        """
         key = (scope, ip)
         if key in self._spare_used and self._spares.get(key, 0) < WANT:
             self._keep_spares(key, 1)  # this client had spares: it may well come back
@@ -151,6 +158,9 @@ class RemoteCounters:
             transport.write(wire.release(scope, ip))
 
     async def auth_failure(self, ip: str) -> float:
+        """``Counters.auth_failure``: the service's delay in seconds; the base delay
+        (``limits.auth_failure_delay``) when the service cannot answer.
+        """
         fut = self._ask(wire.auth_failure(ip))
         answer = b"" if fut is None else await self._answer(fut)
         try:
@@ -159,6 +169,9 @@ class RemoteCounters:
             return self._base_delay
 
     async def close(self) -> None:
+        """``Counters.close``: stop the spare sweep and close the socket (the service
+        then releases every slot this worker held).
+        """
         if self._sweep is not None:
             self._sweep.cancel()
             self._sweep = None

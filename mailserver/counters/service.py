@@ -138,6 +138,7 @@ class CounterService:
         return service
 
     async def close(self) -> None:
+        """Stop listening, cut every worker's connection and remove the socket file."""
         self.closed = True
         self._server.close()
         # wait_closed waits for every connection (Python >= 3.11.6): cut them,

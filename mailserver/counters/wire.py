@@ -29,12 +29,15 @@ def _scope(scope: str) -> str:
 
 
 def acquire(scope: str, ip: str, max_total: int, max_per_ip: int, want: int = 1) -> bytes:
+    """An ``A`` request line (ASCII bytes): take a slot plus up to ``want - 1`` spares."""
     return f"A {max_total} {max_per_ip} {want} {ip} {_scope(scope)}\n".encode()
 
 
 def release(scope: str, ip: str, n: int = 1) -> bytes:
+    """An ``R`` request line (ASCII bytes): give back ``n`` slots; not answered."""
     return f"R {n} {ip} {_scope(scope)}\n".encode()
 
 
 def auth_failure(ip: str) -> bytes:
+    """An ``F`` request line (ASCII bytes): count a failed login; answered with the delay."""
     return f"F {ip}\n".encode()

@@ -102,4 +102,10 @@ class DeliveredReport(Protocol):
 
     def __call__(self, *, reporting_mta: str, reverse_path: str,
                  recipients: Sequence[tuple[str, RcptDsn]], original: bytes,
-                 arrival_date: float, queue_id: str, envid: str | None) -> bytes: ...
+                 arrival_date: float, queue_id: str, envid: str | None) -> bytes:
+        """The DSN message (bytes, CRLF) for ``recipients`` (address, RCPT's DSN parameters).
+
+        ``original``: the message as received; ``arrival_date``: seconds since the
+        epoch; ``envid``: MAIL's ENVID= (RFC 3461 §4.4), None when not given.
+        """
+        ...

@@ -21,9 +21,17 @@ from mailserver.store.model import Account
 class Directory(Protocol):
     """The store's directory reads this wrapper needs."""
 
-    def recipient_status(self, address: str) -> RecipientStatus: ...
-    def recipient_account(self, address: str) -> str | None: ...
-    def list_accounts(self, domain: str | None = None) -> Sequence[Account]: ...
+    def recipient_status(self, address: str) -> RecipientStatus:
+        """The directory's answer for one forward-path (``store.RecipientStatus``)."""
+        ...
+
+    def recipient_account(self, address: str) -> str | None:
+        """The account ``address`` delivers to, or None."""
+        ...
+
+    def list_accounts(self, domain: str | None = None) -> Sequence[Account]:
+        """Accounts by address, only those of ``domain`` if given."""
+        ...
 
 
 class PostmasterDirectory:
@@ -48,6 +56,8 @@ class PostmasterDirectory:
         return accounts[0].address if accounts else None
 
     def recipient_status(self, address: str) -> RecipientStatus:
+        """The store's answer, with postmaster@<local domain> reaching the
+        postmaster account when no account or alias of that name exists."""
         status = self.store.recipient_status(address)
         if status.account is not None or not status.local_domain:
             return status
@@ -60,6 +70,7 @@ class PostmasterDirectory:
                                full=self.store.recipient_status(target).full)
 
     def recipient_account(self, address: str) -> str | None:
+        """As ``recipient_status``, the account only (None: not deliverable here)."""
         account = self.store.recipient_account(address)
         if account is not None or address.rpartition("@")[0].lower() != "postmaster":
             return account

@@ -69,9 +69,11 @@ class RoutedDelivery:
 
     @property
     def outbound(self) -> bool:
+        """``DeliveryTarget.outbound``: True when there is an outbound queue."""
         return self.queue is not None
 
     def begin(self, reverse_path: str, mail_dsn: MailDsn | None) -> _Routed:
+        """``DeliveryTarget.begin``: a delivery collecting recipients until ``commit``."""
         return _Routed(self, reverse_path, mail_dsn)
 
 

@@ -103,6 +103,7 @@ class ListenerBase:
     # -- kind hooks --------------------------------------------------------------
 
     def protocol_factory(self) -> asyncio.BaseProtocol:
+        """A new asyncio protocol for one accepted connection; every kind overrides it."""
         raise NotImplementedError
 
     # -- start ---------------------------------------------------------------------

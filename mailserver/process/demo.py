@@ -30,6 +30,8 @@ DEMO_DOMAIN = "example.test"
 
 @dataclass(frozen=True, slots=True)
 class DemoAccount:
+    """The demo account (``demo_account = true``) and where its credentials are kept."""
+
     address: str
     password: str
     created: bool  # made by this start (so the password is worth printing)

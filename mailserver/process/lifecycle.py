@@ -51,6 +51,7 @@ class Notifier:
 
     @classmethod
     def from_environ(cls) -> Notifier:
+        """A notifier for ``$NOTIFY_SOCKET`` (a no-op one when it is unset)."""
         return cls(os.environ.get("NOTIFY_SOCKET"))
 
     def send(self, *assignments: str) -> bool:

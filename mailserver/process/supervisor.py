@@ -205,6 +205,7 @@ class Supervisor:
             slot.delay = min(slot.delay * 2, RESTART_DELAY_MAX)
 
     def signal_all(self, signum: int) -> None:
+        """Send ``signum`` to every worker still running (one that just exited is skipped)."""
         for slot in self.slots:
             if slot.proc is not None and slot.proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):

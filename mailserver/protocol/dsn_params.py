@@ -109,6 +109,7 @@ class MailDsn:
     envid: str | None = None
 
     def to_params(self) -> list[str]:
+        """MAIL FROM parameters to pass on (RFC 3461 §4.3-4.4): ``RET=``, ``ENVID=``; [] if none."""
         params = [] if self.ret is None else [f"RET={self.ret}"]
         if self.envid is not None:
             params.append(f"ENVID={xtext_encode(self.envid)}")
@@ -127,6 +128,9 @@ class RcptDsn:
         return kind in (DEFAULT_NOTIFY if self.notify is None else self.notify)
 
     def to_params(self) -> list[str]:
+        """RCPT TO parameters to pass on (RFC 3461 §4.1-4.2): ``NOTIFY=`` (NEVER when empty),
+        ``ORCPT=``; [] if none were given.
+        """
         params = []
         if self.notify is not None:
             order = [k for k in (SUCCESS, FAILURE, DELAY) if k in self.notify]
@@ -147,6 +151,7 @@ class DsnRequest:
     rcpts: Mapping[str, RcptDsn] = field(default_factory=dict)
 
     def rcpt(self, address: str) -> RcptDsn:
+        """The DSN parameters of forward-path ``address`` (as RCPT gave it), or the defaults."""
         return self.rcpts.get(address, NO_RCPT_DSN)
 
 

@@ -97,6 +97,7 @@ class QueueIds:
         self._seq = 0
 
     def __call__(self) -> str:
+        """A new queue id: 17 ASCII characters that sort by creation time (module doc)."""
         ms = int(self._clock() * 1000)
         if ms > self._last_ms:
             self._last_ms, self._seq = ms, 0

@@ -80,8 +80,13 @@ class ConnectionSettings:
 class Registry(Protocol):
     """The listener's view of its connections (see ``server.py``)."""
 
-    async def admit(self, conn: SmtpConnection) -> bool: ...
-    def release(self, conn: SmtpConnection) -> None: ...
+    async def admit(self, conn: SmtpConnection) -> bool:
+        """Count ``conn`` against the listener's connection limits; False: refuse it (421)."""
+        ...
+
+    def release(self, conn: SmtpConnection) -> None:
+        """Give back ``conn``'s slot when it closes (idempotent)."""
+        ...
 
 
 @dataclass(slots=True)
@@ -132,6 +137,7 @@ class SmtpConnection(AuthMechanisms, SmtpCommands, AiosmtpdConnection):
 
     @property
     def in_data(self) -> bool:
+        """True while a DATA transfer is being read (shutdown lets it finish)."""
         return self._state.in_data
 
     def first_transaction(self) -> bool:
@@ -146,23 +152,28 @@ class SmtpConnection(AuthMechanisms, SmtpCommands, AiosmtpdConnection):
 
     @property
     def listener(self) -> str:
+        """``CheckContext.listener``: this listener's configured name."""
         return self.settings.listener_name
 
     @property
     def submission(self) -> bool:
+        """``CheckContext.submission``: True on a submission listener (RFC 6409)."""
         return self.settings.submission
 
     @property
     def tls(self) -> bool:
+        """``CheckContext.tls``: the same as ``is_tls``."""
         return self.is_tls
 
     @property
     def helo(self) -> str | None:
+        """``CheckContext.helo``: the HELO/EHLO name, None before one."""
         session = self.session
         return None if session is None else session.host_name
 
     @property
     def auth_user(self) -> str | None:
+        """``CheckContext.auth_user``: the account AUTH succeeded for (RFC 4954), else None."""
         session = self.session
         if session is None or not session.authenticated:
             return None
@@ -170,6 +181,7 @@ class SmtpConnection(AuthMechanisms, SmtpCommands, AiosmtpdConnection):
 
     @property
     def mail_from(self) -> str | None:
+        """``CheckContext.mail_from``: MAIL FROM's reverse-path, None outside a transaction."""
         envelope = self.envelope
         return None if envelope is None else envelope.mail_from
 
@@ -182,11 +194,13 @@ class SmtpConnection(AuthMechanisms, SmtpCommands, AiosmtpdConnection):
 
     @property
     def rcpt_count(self) -> int:
+        """``CheckContext.rcpt_count``: recipients accepted in this transaction so far."""
         envelope = self.envelope
         return 0 if envelope is None else len(envelope.rcpt_tos)
 
     @property
     def resolver(self) -> Any:
+        """``CheckContext.resolver``: the handler's shared DNS resolver, or None."""
         return getattr(self.event_handler, "resolver", None)
 
     async def wait_closed(self) -> None:
@@ -211,11 +225,15 @@ class SmtpConnection(AuthMechanisms, SmtpCommands, AiosmtpdConnection):
         state.waiters = None
 
     def new_envelope(self) -> Transaction:
+        """A fresh, empty ``Transaction`` (``reset_transaction``; aiosmtpd after STARTTLS)."""
         return Transaction()
 
     # -- connection life -----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Start the session on a new connection; after STARTTLS, start it afresh on the
+        TLS transport (RFC 3207 §4.2: what was said before is forgotten).
+        """
         if self.transport is not None:
             # STARTTLS finished: same connection, new session (RFC 3207 §4.2).
             super().connection_made(transport)
@@ -228,6 +246,7 @@ class SmtpConnection(AuthMechanisms, SmtpCommands, AiosmtpdConnection):
         )
 
     def connection_lost(self, error: Exception | None) -> None:
+        """The connection is gone: give back its slot, wake ``wait_closed`` callers, log."""
         if self._state.closed:
             return
         if self._state.abort_timer is not None:
@@ -242,6 +261,7 @@ class SmtpConnection(AuthMechanisms, SmtpCommands, AiosmtpdConnection):
                 self.drop_cycles()
 
     def on_idle_timeout(self) -> None:
+        """No bytes from the client for ``smtp_idle_timeout`` seconds: 421 4.4.2, then close."""
         self.log.info("smtp_idle_timeout")
         self.close_with(replies.IDLE_TIMEOUT)
 

@@ -48,7 +48,9 @@ class SessionHooks(Protocol):
 
     async def authenticate(
         self, conn: Any, username: str, password: str
-    ) -> str | None: ...
+    ) -> str | None:
+        """The account for ``username``/``password`` (RFC 4954 §4), or None when they are wrong."""
+        ...
 
     async def auth_failed(self, conn: Any) -> float:
         """Record a failed AUTH from ``conn.peer_ip``; seconds to wait before the 535."""
@@ -77,6 +79,7 @@ class AuthMechanisms:
 
     @property
     def auth_mechanism_names(self) -> list[str]:
+        """The SASL mechanisms we implement (LOGIN, PLAIN), sorted, for the EHLO AUTH line."""
         return sorted(MECHANISMS)
 
     async def smtp_AUTH(self, arg: str | None) -> None:

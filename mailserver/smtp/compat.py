@@ -84,9 +84,11 @@ class AiosmtpdConnection(SMTP):
         raise NotImplementedError
 
     def on_idle_timeout(self) -> None:
+        """Called when the client sent nothing for the idle timeout (seconds); subclass hook."""
         raise NotImplementedError
 
     def new_envelope(self) -> Envelope:
+        """A fresh, empty envelope (RSET, HELO/EHLO, after DATA, after STARTTLS); subclass hook."""
         raise NotImplementedError
 
     def init_stock(
@@ -194,10 +196,12 @@ class AiosmtpdConnection(SMTP):
 
     @property
     def stream_reader(self) -> asyncio.StreamReader:
+        """The connection's ``StreamReader`` (what the command loop reads from)."""
         return self._reader
 
     @property
     def stream_writer(self) -> asyncio.StreamWriter:
+        """The connection's ``StreamWriter`` (what replies are written to)."""
         return self._writer
 
     @property
@@ -207,6 +211,7 @@ class AiosmtpdConnection(SMTP):
         return task is None or task.done()
 
     def data_received(self, data: bytes) -> None:
+        """Bytes from the client: restart the idle timer, then buffer them for the reader."""
         # Idle means no bytes at all, so a long DATA transfer keeps the connection alive.
         self._reset_timeout()
         super().data_received(data)

@@ -62,17 +62,27 @@ class RecipientStatus(Protocol):
     """The directory's answer for one forward-path (``store.RecipientStatus``)."""
 
     @property
-    def local_domain(self) -> bool: ...
+    def local_domain(self) -> bool:
+        """True when the forward-path's domain is one of ours."""
+        ...
+
     @property
-    def account(self) -> str | None: ...
+    def account(self) -> str | None:
+        """The account it delivers to; None: nobody (or not a local domain)."""
+        ...
+
     @property
-    def full(self) -> bool: ...
+    def full(self) -> bool:
+        """True when that account is at or over its quota."""
+        ...
 
 
 class RecipientDirectory(Protocol):
     """What RCPT needs of the directory: one read per forward-path (domain in A-labels)."""
 
-    def recipient_status(self, address: str) -> RecipientStatus: ...
+    def recipient_status(self, address: str) -> RecipientStatus:
+        """The directory's answer for ``address`` (``local@domain``, domain in A-labels)."""
+        ...
 
 
 #: Checks credentials (RFC 4954): the account, or None.

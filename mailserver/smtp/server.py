@@ -40,12 +40,15 @@ class SmtpListener(ListenerBase):
         self._handler = services.smtp_hooks[listener.name]
 
     def protocol_factory(self) -> asyncio.BaseProtocol:
+        """``ListenerBase.protocol_factory``: a new ``SmtpConnection`` for this listener."""
         return SmtpConnection(self._handler, self._settings, self)
 
     async def admit(self, conn: SmtpConnection) -> bool:
+        """``adapter.Registry.admit``: take a connection slot for ``conn``'s client IP."""
         return await self.acquire_slot(conn, conn.peer_ip)
 
     def release(self, conn: SmtpConnection) -> None:
+        """``adapter.Registry.release``: give back ``conn``'s slot (idempotent)."""
         self.release_slot(conn, conn.peer_ip)
 
 

@@ -90,6 +90,7 @@ _BITS_OFFSET = struct.calcsize(">qhQQ32s")
 
 
 def encode_message(rec: MessageRecord) -> bytes:
+    """The message record as bytes (layout in the module docstring); flags must be normalised."""
     bits, keywords = encode_flags(rec.flags)
     return (
         _MSG.pack(
@@ -190,7 +191,9 @@ _DISABLED = "!"
 
 
 def encode_account(acc: Account) -> bytes:
-    """Raises ValueError for a hash that would read back as the disabled mark."""
+    """``quota u64 | used u64 | ["!"] password hash (UTF-8)``; "!" marks a disabled
+    account; the address is the key, not stored.  Raises ValueError for a hash
+    that would read back as the disabled mark."""
     if acc.password_hash.startswith(_DISABLED):
         raise ValueError("a password hash must not start with '!'")
     stored = _DISABLED + acc.password_hash if acc.disabled else acc.password_hash
@@ -198,6 +201,7 @@ def encode_account(acc: Account) -> bytes:
 
 
 def decode_account(address: str, data: bytes) -> Account:
+    """The account record read back; ``address`` is its key.  ``data``: bytes or a buffer."""
     quota, used = _ACCOUNT.unpack_from(data)
     stored = bytes(data[_ACCOUNT.size :]).decode()
     if stored.startswith(_DISABLED):
@@ -213,6 +217,7 @@ _NOSELECT = 2
 
 
 def encode_mailbox(mb: MailboxInfo) -> bytes:
+    """The mailbox record: counters, subscribed/noselect bits, special-use, account, name."""
     special = (mb.special_use or "").encode()
     account = mb.account.encode()
     bits = (_SUBSCRIBED if mb.subscribed else 0) | (_NOSELECT if mb.noselect else 0)
@@ -239,6 +244,7 @@ def mailbox_highestmodseq(data: bytes) -> int:
 
 
 def decode_mailbox(mailbox_id: int, data: bytes) -> MailboxInfo:
+    """The mailbox record read back; ``mailbox_id`` is its key.  ``data``: bytes or a buffer."""
     uidvalidity, uidnext, hms, messages, size, bits, slen, alen = _MAILBOX.unpack_from(data)
     data = bytes(data)
     h = _MAILBOX.size
@@ -264,8 +270,10 @@ def decode_mailbox(mailbox_id: int, data: bytes) -> MailboxInfo:
 
 
 def encode_blobref(refcount: int, facts: bytes) -> bytes:
+    """A blobrefs value: ``refcount u64`` then the blob's facts bytes as they are."""
     return _U64.pack(refcount) + facts
 
 
 def decode_blobref(data: bytes) -> tuple[int, bytes]:
+    """``(refcount, facts bytes)`` of a blobrefs value."""
     return _U64.unpack_from(data)[0], bytes(data[8:])

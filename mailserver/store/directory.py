@@ -43,10 +43,12 @@ class DirectoryStore(StoreBase):
         await self._writer.submit(directory_writes.delete_domain, name)
 
     def list_domains(self) -> list[Domain]:
+        """Every local domain, in key (byte) order."""
         with self._read() as txn:
             return [Domain(k.decode()) for k, _ in txn.cursor(db=self._dbs.domains)]
 
     def is_local_domain(self, name: str) -> bool:
+        """True when ``name`` is one of our domains (any case); False for an invalid name."""
         try:
             key = normalize_domain(name).encode()
         except InvalidName:
@@ -89,6 +91,7 @@ class DirectoryStore(StoreBase):
         await self._writer.submit(directory_writes.set_quota, address, quota)
 
     def get_account(self, address: str) -> Account | None:
+        """The account of ``address`` (any case), or None (also for an invalid address)."""
         try:
             address = normalize_address(address)
         except InvalidName:
@@ -119,6 +122,7 @@ class DirectoryStore(StoreBase):
         await self._writer.submit(directory_writes.delete_alias, address)
 
     def list_aliases(self, domain: str | None = None) -> list[Alias]:
+        """The aliases (catch-alls included), those of ``domain`` only when given; key order."""
         dom = None if domain is None else domain.strip().lower()
         out = []
         with self._read() as txn:

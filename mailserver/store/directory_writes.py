@@ -25,6 +25,7 @@ def _require_domain(ctx: WriteCtx, domain: str) -> None:
 
 
 def add_domain(ctx: WriteCtx, name: str) -> Domain:
+    """Add a local domain (normalised).  Raises InvalidName, AlreadyExists."""
     name = normalize_domain(name)
     if not ctx.txn.put(name.encode(), b"", db=ctx.dbs.domains, overwrite=False):
         raise AlreadyExists(f"domain {name} already exists")
@@ -48,6 +49,10 @@ def delete_domain(ctx: WriteCtx, name: str) -> None:
 
 
 def add_account(ctx: WriteCtx, address: str, password_hash: str, quota: int) -> Account:
+    """Create an account with its default mailboxes; ``quota`` in bytes, 0 unlimited.
+
+    Raises InvalidName, ValueError (negative quota), DomainNotFound, AlreadyExists.
+    """
     address = normalize_address(address)
     if quota < 0:
         raise ValueError("quota must be >= 0")
@@ -79,6 +84,7 @@ def delete_account(ctx: WriteCtx, address: str) -> None:
 
 
 def set_password_hash(ctx: WriteCtx, address: str, password_hash: str) -> None:
+    """Replace the account's password hash (argon2id PHC string).  Raises AccountNotFound."""
     acc = tx.require_account(ctx.txn, ctx.dbs, normalize_address(address))
     tx.put_account(ctx.txn, ctx.dbs, replace(acc, password_hash=password_hash))
 
@@ -93,11 +99,13 @@ def rehash_password(ctx: WriteCtx, address: str, old_hash: str, new_hash: str) -
 
 
 def set_disabled(ctx: WriteCtx, address: str, disabled: bool) -> None:
+    """Mark the account disabled (no login) or enabled.  Raises AccountNotFound."""
     acc = tx.require_account(ctx.txn, ctx.dbs, normalize_address(address))
     tx.put_account(ctx.txn, ctx.dbs, replace(acc, disabled=disabled))
 
 
 def set_quota(ctx: WriteCtx, address: str, quota: int) -> None:
+    """Set the account's quota in bytes (0: unlimited).  Raises ValueError, AccountNotFound."""
     if quota < 0:
         raise ValueError("quota must be >= 0")
     acc = tx.require_account(ctx.txn, ctx.dbs, normalize_address(address))
@@ -119,6 +127,10 @@ def add_alias(ctx: WriteCtx, address: str, target: str) -> Alias:
 
 
 def delete_alias(ctx: WriteCtx, address: str) -> None:
+    """Remove an alias (``local@domain`` or catch-all ``@domain``).
+
+    Raises InvalidName, NotFound.
+    """
     address = normalize_alias(address)
     if not ctx.txn.delete(address.encode(), db=ctx.dbs.aliases):
         raise NotFound(f"no alias {address}")

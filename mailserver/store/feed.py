@@ -102,6 +102,7 @@ class ChangeFeed:
         return fut
 
     def unregister(self, mailbox_id: int, fut: asyncio.Future[None]) -> None:
+        """Forget a future ``register`` returned (whether or not it is done)."""
         waiters = self._waiters.get(mailbox_id)
         if waiters is not None:
             waiters.discard(fut)
@@ -184,6 +185,10 @@ class ChangeFeed:
         return self._peers
 
     def close(self) -> None:
+        """Stop listening and remove our socket; waiters still pending fail with MailserverError.
+
+        Idempotent.
+        """
         if self._closed:
             return
         self._closed = True

@@ -75,34 +75,42 @@ def mbname_key(account: str, name: str) -> bytes:
 
 
 def mbname_prefix(account: str) -> bytes:
+    """``account NUL``: the mbnames prefix of every mailbox of the account."""
     return account.encode() + b"\0"
 
 
 def mailbox_key(mailbox_id: int) -> bytes:
+    """The mailboxes key (and messages/modseq/expunged prefix): mailbox id as u64."""
     return U64.pack(mailbox_id)
 
 
 def message_key(mailbox_id: int, uid: int) -> bytes:
+    """``mailbox id u64 | uid u32``: 12 bytes, ordered by UID within the mailbox."""
     return _MSG.pack(mailbox_id, uid)
 
 
 def unpack_message_key(key: bytes) -> tuple[int, int]:
+    """``(mailbox id, uid)`` of a messages key; ``struct.error`` unless 12 bytes."""
     return _MSG.unpack(key)
 
 
 def modseq_key(mailbox_id: int, modseq: int, uid: int) -> bytes:
+    """``mailbox id u64 | modseq u64 | uid u32``: a mailbox's changes in MODSEQ order (RFC 7162)."""
     return _MODSEQ.pack(mailbox_id, modseq, uid)
 
 
 def unpack_modseq_key(key: bytes) -> tuple[int, int, int]:
+    """``(mailbox id, modseq, uid)`` of a modseq key; ``struct.error`` unless 20 bytes."""
     return _MODSEQ.unpack(key)
 
 
 def expunged_key(mailbox_id: int, modseq: int) -> bytes:
+    """``mailbox id u64 | modseq u64``: the expunged log, walked from a MODSEQ (RFC 7162 §3.2.5)."""
     return _EXPUNGED.pack(mailbox_id, modseq)
 
 
 def unpack_expunged_key(key: bytes) -> tuple[int, int]:
+    """``(mailbox id, modseq)`` of an expunged key; ``struct.error`` unless 16 bytes."""
     return _EXPUNGED.unpack(key)
 
 
@@ -125,4 +133,5 @@ def queue_sched_key(next_ms: int, queue_id: str) -> bytes:
 
 
 def unpack_queue_sched_key(key: bytes) -> tuple[int, str]:
+    """``(next attempt in ms since the epoch, queue id)`` of a queuesched key."""
     return U64.unpack_from(key)[0], bytes(key[8:]).decode("ascii")

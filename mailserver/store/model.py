@@ -19,11 +19,15 @@ DEFAULT_MAILBOXES: tuple[tuple[str, str | None], ...] = (
 
 @dataclass(frozen=True, slots=True)
 class Domain:
+    """A local domain: mail to it is delivered here."""
+
     name: str  # lower-case, IDNA A-label or ASCII
 
 
 @dataclass(frozen=True, slots=True)
 class Account:
+    """A mailbox account: its login address, password hash and quota (bytes)."""
+
     address: str  # "local@domain", domain lower-case; the account's login name
     password_hash: str  # argon2id PHC string (auth.passwords)
     quota: int  # bytes; 0 = unlimited
@@ -34,6 +38,8 @@ class Account:
 
 @dataclass(frozen=True, slots=True)
 class Alias:
+    """An address (or ``@domain`` catch-all) delivered to an account."""
+
     address: str  # "local@domain" or "@domain" (catch-all)
     target: str  # account address
 

@@ -47,6 +47,7 @@ def normalize_alias(address: str) -> str:
 
 
 def domain_of(address: str) -> str:
+    """What follows the last ``@`` (the whole string when there is none); no normalising."""
     return address.rpartition("@")[2]
 
 

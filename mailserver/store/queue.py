@@ -105,11 +105,13 @@ def remove(ctx: WriteCtx, queue_id: str) -> bool:
 
 
 def get(txn: Any, dbs: Dbs, queue_id: str) -> bytes | None:
+    """The queue record bytes of ``queue_id`` (ASCII), or None when there is none."""
     raw = txn.get(queue_id.encode("ascii"), db=dbs.queue)
     return None if raw is None else _split(raw)[2]
 
 
 def list_all(txn: Any, dbs: Dbs) -> list[bytes]:
+    """Every queue record's bytes, in queue id order."""
     return [_split(v)[2] for _, v in txn.cursor(db=dbs.queue)]
 
 

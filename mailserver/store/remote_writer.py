@@ -148,6 +148,7 @@ class RemoteWriter:
             return self._conn
 
     def lost(self, conn: _Connection) -> None:
+        """Called by ``conn`` when its socket closes: the next submit connects again."""
         if self._conn is conn:
             self._conn = None
 

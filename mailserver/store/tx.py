@@ -25,6 +25,7 @@ MAX_UID = 0xFFFFFFFF
 
 
 def next_mailbox_id(txn: Any, dbs: Dbs) -> int:
+    """Allocate the next mailbox id (from 1, never reused); write transactions only."""
     raw = txn.get(keys.NEXT_MAILBOX_ID_KEY, db=dbs.meta)
     mbid = keys.U64.unpack(raw)[0] if raw else 1
     txn.put(keys.NEXT_MAILBOX_ID_KEY, keys.U64.pack(mbid + 1), db=dbs.meta)
@@ -50,11 +51,13 @@ def new_uidvalidity(txn: Any, dbs: Dbs) -> int:
 
 
 def get_account(txn: Any, dbs: Dbs, address: str) -> Account | None:
+    """The account keyed by ``address`` (already normalised), or None."""
     raw = txn.get(address.encode(), db=dbs.accounts)
     return None if raw is None else codec.decode_account(address, raw)
 
 
 def require_account(txn: Any, dbs: Dbs, address: str) -> Account:
+    """Like ``get_account``, but raises AccountNotFound when absent."""
     acc = get_account(txn, dbs, address)
     if acc is None:
         raise AccountNotFound(f"no account {address}")
@@ -62,6 +65,7 @@ def require_account(txn: Any, dbs: Dbs, address: str) -> Account:
 
 
 def put_account(txn: Any, dbs: Dbs, acc: Account) -> None:
+    """Write the account record (insert or replace); write transactions only."""
     txn.put(acc.address.encode(), codec.encode_account(acc), db=dbs.accounts)
 
 
@@ -69,11 +73,13 @@ def put_account(txn: Any, dbs: Dbs, acc: Account) -> None:
 
 
 def mailbox_by_id(txn: Any, dbs: Dbs, mailbox_id: int) -> MailboxInfo | None:
+    """The mailbox with this id, or None (deleted, or never made)."""
     raw = txn.get(keys.mailbox_key(mailbox_id), db=dbs.mailboxes)
     return None if raw is None else codec.decode_mailbox(mailbox_id, raw)
 
 
 def require_mailbox_id(txn: Any, dbs: Dbs, mailbox_id: int) -> MailboxInfo:
+    """Like ``mailbox_by_id``, but raises MailboxNotFound when absent."""
     mb = mailbox_by_id(txn, dbs, mailbox_id)
     if mb is None:
         raise MailboxNotFound("mailbox no longer exists")
@@ -81,6 +87,7 @@ def require_mailbox_id(txn: Any, dbs: Dbs, mailbox_id: int) -> MailboxInfo:
 
 
 def mailbox_id_by_name(txn: Any, dbs: Dbs, account: str, name: str) -> int | None:
+    """The id of the account's mailbox ``name`` (already normalised), or None."""
     raw = txn.get(keys.mbname_key(account, name), db=dbs.mbnames)
     return None if raw is None else keys.U64.unpack(raw)[0]
 
@@ -121,6 +128,7 @@ def put_mailbox(txn: Any, dbs: Dbs, mb: MailboxInfo) -> None:
 
 
 def put_mailbox_name(txn: Any, dbs: Dbs, mb: MailboxInfo) -> None:
+    """Write the name index entry ``account NUL name -> id`` (see ``put_mailbox``)."""
     txn.put(keys.mbname_key(mb.account, mb.name), keys.U64.pack(mb.id), db=dbs.mbnames)
 
 
@@ -128,6 +136,7 @@ def put_mailbox_name(txn: Any, dbs: Dbs, mb: MailboxInfo) -> None:
 
 
 def get_message(txn: Any, dbs: Dbs, mailbox_id: int, uid: int) -> MessageRecord | None:
+    """The record of message ``uid`` in the mailbox, or None (expunged or never there)."""
     raw = txn.get(keys.message_key(mailbox_id, uid), db=dbs.messages)
     return None if raw is None else codec.decode_message(mailbox_id, uid, raw)
 
@@ -223,6 +232,7 @@ def uids_changed_since(txn: Any, dbs: Dbs, mailbox_id: int, modseq: int,
 
 
 def put_message(txn: Any, dbs: Dbs, rec: MessageRecord) -> None:
+    """Write the message record (insert or replace); write transactions only."""
     txn.put(keys.message_key(rec.mailbox_id, rec.uid), codec.encode_message(rec), db=dbs.messages)
 
 
@@ -266,5 +276,6 @@ def blob_unref(txn: Any, dbs: Dbs, blob_id: bytes, count: int = 1) -> None:
 
 
 def blob_refcount(txn: Any, dbs: Dbs, blob_id: bytes) -> int:
+    """How many message records use the blob (``blob_id``: SHA-256, 32 bytes); 0 if none."""
     raw = txn.get(blob_id, db=dbs.blobrefs)
     return 0 if raw is None else codec.decode_blobref(raw)[0]

@@ -302,6 +302,7 @@ class FrameDecoder:
         self._max = max_frame
 
     def feed(self, data: bytes) -> None:
+        """Append bytes read from the socket; ``next_frame`` takes whole frames out."""
         self._buf += data
 
     def next_frame(self) -> bytes | None:

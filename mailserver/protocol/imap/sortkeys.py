@@ -222,6 +222,7 @@ class SortHeaders:
         return parse_sent_date(bytes_to_text(unfold(self.date)))
 
     def subject_text(self) -> str:
+        """The Subject: field as text (``decode_header_text``: RFC 2047 decoded); "" if absent."""
         return "" if self.subject is None else decode_header_text(self.subject)
 
 

@@ -63,6 +63,7 @@ class Cursor:
 
     @staticmethod
     def error(text: str) -> ProtocolSyntaxError:
+        """The syntax error (IMAP BAD) to raise, with ``text`` for the client."""
         return ProtocolSyntaxError(text)
 
     @property
@@ -75,6 +76,7 @@ class Cursor:
         return text[self.pos] if self.pos < len(text) else None
 
     def at_end(self) -> bool:
+        """True at the end of the command (last part, nothing left of it)."""
         return self.i == len(self.parts) - 1 and self.pos == len(self.parts[self.i])
 
     def end(self) -> None:
@@ -98,6 +100,7 @@ class Cursor:
         return False
 
     def expect(self, s: bytes, what: str | None = None) -> None:
+        """Consume ``s`` (any case); ProtocolSyntaxError naming ``what`` if it is not next."""
         if not self.take(s):
             raise self.error(f"Expected {what or s.decode()}")
 
@@ -108,6 +111,7 @@ class Cursor:
         self.pos += 1
 
     def take_sp(self) -> bool:
+        """Consume one SP if it comes next; False (nothing consumed) otherwise."""
         if self.peek() == 0x20:
             self.pos += 1
             return True
@@ -137,6 +141,9 @@ class Cursor:
         return self.atom().upper()
 
     def word(self, chars: frozenset[int], what: str) -> bytes:
+        """One or more octets of ``chars`` (returned as bytes); ProtocolSyntaxError naming
+        ``what`` when there is none.
+        """
         raw = self._run(chars)
         if not raw:
             raise self.error(f"Expected {what}")
@@ -241,6 +248,7 @@ class Cursor:
             raise self.error("String is not valid UTF-8") from None
 
     def astr(self) -> str:
+        """astring (RFC 3501 §9) decoded from UTF-8 to ``str``; ProtocolSyntaxError if invalid."""
         return self.text(self.astring())
 
     # -------------------------------------------------------------- mailboxes
@@ -280,9 +288,11 @@ class Cursor:
     # ------------------------------------------------------------------ lists
 
     def open_paren(self) -> None:
+        """Consume ``(``; ProtocolSyntaxError if it is not next."""
         self.expect(b"(", '"("')
 
     def close_paren(self) -> bool:
+        """Consume ``)`` if it comes next; False (nothing consumed) otherwise."""
         return self.take(b")")
 
     def generic(self, depth: int = 0) -> object:

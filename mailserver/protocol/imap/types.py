@@ -50,6 +50,7 @@ class SequenceSet:
         return sorted(out)
 
     def contains(self, n: int, largest: int) -> bool:
+        """Whether ``n`` is in the set, ``*`` being ``largest`` (ranges in either order)."""
         for lo, hi in self.ranges:
             a = largest if lo is None else lo
             b = largest if hi is None else hi
@@ -67,6 +68,7 @@ class SequenceSet:
         )
 
     def iter_numbers(self, largest: int) -> Iterator[int]:
+        """``resolve(largest)`` one number at a time (ascending, no duplicates)."""
         yield from self.resolve(largest)
 
 
@@ -126,6 +128,8 @@ class FetchAtt:
 
 @dataclass(frozen=True, slots=True)
 class SearchAll:
+    """ALL: every message matches (RFC 3501 §6.4.4)."""
+
     pass
 
 
@@ -138,6 +142,8 @@ class SearchSeq:
 
 @dataclass(frozen=True, slots=True)
 class SearchUid:
+    """UID sequence-set as a key (RFC 3501 §6.4.4): matches the messages with those UIDs."""
+
     seqset: SequenceSet
 
 
@@ -206,11 +212,15 @@ class SearchWithin:
 
 @dataclass(frozen=True, slots=True)
 class SearchNot:
+    """NOT key: matches when ``key`` does not."""
+
     key: SearchKey
 
 
 @dataclass(frozen=True, slots=True)
 class SearchOr:
+    """OR key1 key2: matches when either matches."""
+
     left: SearchKey
     right: SearchKey
 
@@ -260,12 +270,16 @@ def search_leaves(key: SearchKey) -> Iterator[SearchKey]:
 
 @dataclass(frozen=True, slots=True)
 class Login:
+    """LOGIN (RFC 3501 §6.2.3): user name and password, as the client sent them."""
+
     user: str
     password: str
 
 
 @dataclass(frozen=True, slots=True)
 class Authenticate:
+    """AUTHENTICATE (RFC 3501 §6.2.2), with the SASL-IR initial response (RFC 4959) if any."""
+
     mechanism: str  # upper-cased
     initial: bytes | None = None  # SASL-IR initial response, base64-decoded; b"" for "="
 
@@ -280,6 +294,8 @@ class MailboxArg:
 
 @dataclass(frozen=True, slots=True)
 class Rename:
+    """RENAME (RFC 3501 §6.3.5): existing and new mailbox names, decoded."""
+
     old: str
     new: str
 
@@ -300,12 +316,16 @@ class ListArgs:
 
 @dataclass(frozen=True, slots=True)
 class StatusArgs:
+    """STATUS (RFC 3501 §6.3.10): the mailbox and the items asked for."""
+
     mailbox: str
     items: tuple[str, ...]  # upper-cased: MESSAGES, RECENT, UIDNEXT, UIDVALIDITY, UNSEEN, ...
 
 
 @dataclass(frozen=True, slots=True)
 class Append:
+    """APPEND (RFC 3501 §6.3.11): target mailbox, message octets, flags and INTERNALDATE."""
+
     mailbox: str
     message: bytes
     flags: frozenset[str] = frozenset()
@@ -315,6 +335,8 @@ class Append:
 
 @dataclass(frozen=True, slots=True)
 class Fetch:
+    """FETCH / UID FETCH (RFC 3501 §6.4.5), with CHANGEDSINCE (RFC 7162 §3.1.4.1)."""
+
     seqset: SequenceSet
     atts: tuple[FetchAtt, ...]  # macros ALL/FAST/FULL already expanded
     changedsince: int | None = None
@@ -323,6 +345,10 @@ class Fetch:
 
 @dataclass(frozen=True, slots=True)
 class StoreArgs:
+    """STORE / UID STORE (RFC 3501 §6.4.6): FLAGS (``set``), +FLAGS (``add``) or -FLAGS
+    (``remove``), .SILENT, and UNCHANGEDSINCE (RFC 7162 §3.1.3).
+    """
+
     seqset: SequenceSet
     mode: str  # "set", "add", "remove"
     silent: bool
@@ -340,6 +366,8 @@ class CopyArgs:
 
 @dataclass(frozen=True, slots=True)
 class Search:
+    """SEARCH / UID SEARCH (RFC 3501 §6.4.4), ESEARCH's RETURN options (RFC 4731)."""
+
     key: SearchKey
     charset: str | None = None
     return_opts: tuple[str, ...] | None = None  # ESEARCH (RFC 4731); None for plain SEARCH
@@ -350,6 +378,8 @@ class Search:
 
 @dataclass(frozen=True, slots=True)
 class ExpungeArgs:
+    """EXPUNGE, or UID EXPUNGE with its UID set (RFC 4315 §2.1)."""
+
     uids: SequenceSet | None = None  # UID EXPUNGE (RFC 4315)
 
 
