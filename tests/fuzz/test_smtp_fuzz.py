@@ -16,12 +16,15 @@ import smtplib
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from support.fuzzing import LINE_BYTES, mutated
 from support.fuzzing import WIRE_FUZZ as FUZZ
 from support.server import ServerThread, make_config, running_server
 from support.wire import RawSmtp
+
+from mailserver.errors import ProtocolSyntaxError
+from mailserver.protocol.smtp.command import parse_bdat
 
 LINE_LIMIT = 1000
 REPLY = re.compile(rb"^(\d{3})([ -])(.*)$", re.DOTALL)
@@ -86,11 +89,41 @@ def check_reply(line: bytes, reply: list[bytes]) -> None:
         assert ENHANCED.match(text[4:]), f"{line!r} -> reply without enhanced code {reply!r}"
 
 
+#: Largest BDAT chunk the fuzzer sends after a BDAT line it generated.
+MAX_CHUNK = 100_000
+
+
+def bdat_octets(line: bytes) -> int | None:
+    """The octets the server reads after ``line`` if it is a BDAT command it parses
+    (RFC 3030 §2: they follow the line at once); -1 for a BDAT line it cannot
+    parse (answered, then the session ends: what follows is unknowable); None
+    for any other line."""
+    verb, _, arg = line.partition(b" ")
+    if (verb.strip().upper() != b"BDAT" or len(line) + 2 > LINE_LIMIT
+            or b"\r" in line or b"\n" in line):
+        return None
+    try:
+        size, _ = parse_bdat(arg.decode("utf-8", "surrogateescape").strip() or None)
+    except ProtocolSyntaxError:
+        return -1
+    return size
+
+
 def exercise(port: int, state: str, line: bytes) -> None:
     """Send ``line`` in ``state``; check the reply and that the session goes on."""
     c = open_in_state(port, state)
     try:
-        reply = c.cmd(line)
+        octets = bdat_octets(line)
+        if octets is not None and octets > MAX_CHUNK:
+            return  # the server would wait for that many octets; nothing to learn
+        if octets is not None and octets >= 0:
+            c.send(line + b"\r\n" + b"x" * octets)
+            reply = c.reply()
+        else:
+            reply = c.cmd(line)
+        if octets == -1:
+            assert reply[-1][:3] == b"501" and c.eof(), (line, reply)
+            return
         code = reply[-1][:3]
         if code in (b"221", b"421"):
             assert c.eof(), f"{line!r}: {code!r} must close the connection"
@@ -122,6 +155,10 @@ STATES = st.sampled_from(["greeted", "ehlo", "mail", "rcpt"])
 
 @FUZZ
 @given(state=STATES, line=LINES)
+@example(state="greeted", line=b"BDAT 10 LAST")  # read and dropped, then 503
+@example(state="mail", line=b"BDAT 10")
+@example(state="rcpt", line=b"BDAT 3 LAST")
+@example(state="greeted", line=b"BDAT \x0110 LAST")  # unparseable: 501 and hang up
 def test_fuzzed_lines_in_every_state(server: ServerThread, state: str, line: bytes) -> None:
     exercise(server.port("smtp"), state, line)
 
