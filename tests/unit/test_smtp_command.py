@@ -24,6 +24,7 @@ from mailserver.protocol.smtp.command import (
     MailArgs,
     RcptArgs,
     UnknownParameter,
+    parse_bdat,
     parse_command,
     parse_mail,
     parse_rcpt,
@@ -251,3 +252,24 @@ def test_mail_and_rcpt_parse_or_raise_protocol_errors(text: str) -> None:
                 parse(prefix + text)
             except ProtocolSyntaxError:
                 pass
+
+
+@pytest.mark.parametrize(
+    ("arg", "expected"),
+    [("10", (10, False)), ("0 LAST", (0, True)), ("123 last", (123, True)),
+     ("00007", (7, False))],
+)
+def test_parse_bdat(arg: str, expected: tuple[int, bool]) -> None:
+    assert parse_bdat(arg) == expected
+
+
+@pytest.mark.parametrize("arg", [None, "", "x", "-1", "10 LAS", "10 LAST x", "10  LAST",
+                                 "١٠", "1" * 21, "10 LAST "])
+def test_parse_bdat_refuses(arg: str | None) -> None:
+    with pytest.raises(ProtocolSyntaxError):
+        parse_bdat(arg)
+
+
+@given(st.integers(min_value=0, max_value=10**19), st.sampled_from(["", " LAST", " last"]))
+def test_parse_bdat_reads_every_size(size: int, last: str) -> None:
+    assert parse_bdat(f"{size}{last}") == (size, bool(last))
