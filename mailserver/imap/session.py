@@ -32,7 +32,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 
 from mailserver.config import Listener
-from mailserver.errors import MailboxNotFound, ProtocolSyntaxError, imap_status
+from mailserver.errors import MailboxNotFound, ProtocolSyntaxError, UserError, imap_status
 from mailserver.imap.commands import (
     auth,
     idle,
@@ -48,7 +48,7 @@ from mailserver.imap.commands import (
 from mailserver.imap.selected import SelectedMailbox
 from mailserver.imap.state import CloseConnection, Conn, State, TaggedOk
 from mailserver.protocol.imap.response import tagged
-from mailserver.protocol.imap.types import Command, Search
+from mailserver.protocol.imap.types import Command, InvalidMailboxName, Rename, Search
 from mailserver.services import Services
 
 Handler = Callable[["ImapSession", Command], Awaitable[TaggedOk | None]]
@@ -222,6 +222,7 @@ class ImapSession:
           ``* ESEARCH`` with ALL, which is what ``RETURN ()`` means (RFC 4731 §3.1).
         """
         args = cmd.args
+        _check_names(cmd)
         if cmd.name == "SEARCH" and isinstance(args, Search):
             if "UTF8=ACCEPT" in self.enabled and args.charset is not None:
                 raise ProtocolSyntaxError("SEARCH CHARSET is not allowed after UTF8=ACCEPT")
@@ -284,6 +285,32 @@ class ImapSession:
             self.apply_enabled(view)
             self.state = State.SELECTED
             self.bind_log(mailbox=view.name)
+
+
+#: Commands whose mailbox argument names a mailbox to make (RFC 3501 §6.3.3-4).
+_MAKES = frozenset({"CREATE", "RENAME"})
+
+
+def _check_names(cmd: Command) -> None:
+    """A mailbox name that is not modified UTF-7 (``InvalidMailboxName``,
+    RFC 3501 §5.1.3) is still a valid astring: no mailbox has it, so the
+    command fails with NO rather than BAD.  CREATE and RENAME cannot make it
+    (``[CANNOT]``); the others do not find it (``[NONEXISTENT]``), COPY/MOVE/
+    APPEND without TRYCREATE, as it could not be created (§6.4.7).  SELECT and
+    EXAMINE check in their handler (the old mailbox is closed first, §6.3.1);
+    LIST/LSUB patterns of it match nothing (``listing``)."""
+    if cmd.name in ("SELECT", "EXAMINE", "LIST", "LSUB"):
+        return
+    args = cmd.args
+    names = [getattr(args, "mailbox", None)]
+    if isinstance(args, Rename):
+        names = [args.old, args.new]
+    for name in names:
+        if not isinstance(name, InvalidMailboxName):
+            continue
+        if cmd.name in _MAKES and name is names[-1]:
+            raise UserError("Mailbox name is not valid modified UTF-7", imap_code="CANNOT")
+        raise MailboxNotFound("Mailbox does not exist")
 
 
 def _label(cmd: Command) -> str:

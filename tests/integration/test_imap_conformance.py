@@ -126,3 +126,31 @@ def test_recent_reported_with_exists(raw_imap: RawImap, other: RawImap) -> None:
     assert lines[:2] == [b"* 4 EXISTS\r\n", b"* 4 RECENT\r\n"], lines
     # Nothing new: no RECENT.
     assert raw_imap.ok("n4", "NOOP") == [b"n4 OK NOOP completed\r\n"]
+
+
+# ------------------------------------------------- 3. names of atom-specials
+
+ATOM_NAME = "!#$&'+,-.0123456789:;<=>?@^_`|[}"  # an atom, but not modified UTF-7
+
+
+def test_names_not_modified_utf7_are_no_not_bad(raw_imap: RawImap) -> None:
+    raw_imap.ok("s", "SELECT INBOX")
+    for cmd in (f"SELECT {ATOM_NAME}", f'EXAMINE "{ATOM_NAME}"', f"STATUS {ATOM_NAME} (MESSAGES)",
+                f"DELETE {ATOM_NAME}", f"SUBSCRIBE {ATOM_NAME}", f"RENAME {ATOM_NAME} x",
+                'SELECT "&Jjo!"', "SELECT ~foo"):
+        assert raw_imap.cmd("a", cmd)[-1].startswith(b"a NO [NONEXISTENT] "), cmd
+    assert raw_imap.cmd("c", f"CREATE {ATOM_NAME}")[-1].startswith(b"c NO [CANNOT]")
+    assert raw_imap.cmd("r", f"RENAME INBOX {ATOM_NAME}")[-1].startswith(b"r NO [CANNOT]")
+    # The failed SELECT left the session unselected (RFC 3501 §6.3.1).
+    assert raw_imap.cmd("n", "FETCH 1 FLAGS")[-1].startswith(b"n BAD")
+    # LIST patterns of them are answered, match nothing, and the session goes on.
+    for pattern in (ATOM_NAME, ATOM_NAME + "%*", '"~foo%*"', '"&Jjo!*"'):
+        assert raw_imap.cmd("l", f'LIST "" {pattern}') == [b"l OK LIST completed\r\n"]
+        assert raw_imap.cmd("m", f'LSUB "" {pattern}') == [b"m OK LSUB completed\r\n"]
+    assert raw_imap.cmd("n2", "NOOP") == [b"n2 OK NOOP completed\r\n"]
+    # The same characters spelt in modified UTF-7 ("&" as "&-") make a mailbox.
+    spelt = ATOM_NAME.replace("&", "&-")
+    raw_imap.ok("c2", f'CREATE "{spelt}"')
+    assert raw_imap.ok("l2", f'LIST "" "{spelt}"')[0] == (
+        b'* LIST (\\HasNoChildren) "/" "' + spelt.encode() + b'"\r\n')
+    raw_imap.ok("s2", f'SELECT "{spelt}"')

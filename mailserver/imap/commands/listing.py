@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from mailserver.errors import ProtocolSyntaxError, UserError
 from mailserver.imap.state import TaggedOk
 from mailserver.protocol.imap.response import mailbox_name
-from mailserver.protocol.imap.types import Command, ListArgs, StatusArgs
+from mailserver.protocol.imap.types import Command, InvalidMailboxName, ListArgs, StatusArgs
 from mailserver.store.model import DELIMITER, MailboxInfo
 
 if TYPE_CHECKING:
@@ -100,7 +100,10 @@ async def list_(session: ImapSession, cmd: Command) -> TaggedOk:
         session.enable("CONDSTORE")  # RFC 7162 §3.1: STATUS (HIGHESTMODSEQ) enables it
     boxes = session.store.list_mailboxes(session.user)
     parents = _parents(boxes)
-    regexes = [pattern_regex(args.reference, p) for p in patterns if p]
+    # A pattern (or reference) that is not modified UTF-7 names no mailbox.
+    regexes = [pattern_regex(args.reference, p) for p in patterns
+               if p and not isinstance(p, InvalidMailboxName)
+               and not isinstance(args.reference, InvalidMailboxName)]
     by_subscription = "SUBSCRIBED" in select_opts
     by_use = "SPECIAL-USE" in select_opts
     show_subscribed = by_subscription or "SUBSCRIBED" in args.return_opts
@@ -144,6 +147,9 @@ async def lsub(session: ImapSession, cmd: Command) -> TaggedOk:
     if args.pattern == "":
         session.write(b"* LSUB (\\Noselect) " + _DELIM + b' ""\r\n')
         return TaggedOk("LSUB completed")
+    if isinstance(args.pattern, InvalidMailboxName) or isinstance(args.reference,
+                                                                  InvalidMailboxName):
+        return TaggedOk("LSUB completed")  # not modified UTF-7: names no mailbox
     boxes = session.store.list_mailboxes(session.user)
     parents = _parents(boxes)
     regex = pattern_regex(args.reference, args.pattern)

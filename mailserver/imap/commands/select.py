@@ -30,12 +30,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mailserver.errors import ProtocolSyntaxError, UserError
+from mailserver.errors import MailboxNotFound, ProtocolSyntaxError, UserError
 from mailserver.imap.selected import SelectedMailbox, compact_uids
 from mailserver.imap.state import TaggedOk
 from mailserver.protocol.imap.response import mailbox_name
 from mailserver.protocol.imap.seqset import parse_sequence_set
-from mailserver.protocol.imap.types import Command, MailboxArg, SequenceSet
+from mailserver.protocol.imap.types import Command, InvalidMailboxName, MailboxArg, SequenceSet
 from mailserver.store.model import DELIMITER
 
 if TYPE_CHECKING:
@@ -132,6 +132,8 @@ async def _open(session: ImapSession, cmd: Command, *, readonly: bool) -> Tagged
         session.write(b"* OK [CLOSED] Previous mailbox closed\r\n")
     if condstore:
         session.enable("CONDSTORE")  # RFC 7162 §3.1: a CONDSTORE enabling command
+    if isinstance(args.mailbox, InvalidMailboxName):  # not modified UTF-7: no such mailbox
+        raise MailboxNotFound("Mailbox does not exist")
     info = session.store.get_mailbox(session.user, args.mailbox)
     if info.noselect:
         raise UserError("Mailbox is not selectable (\\Noselect)", imap_code="CANNOT")

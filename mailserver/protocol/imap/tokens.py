@@ -16,6 +16,7 @@ import re
 
 from mailserver.errors import ProtocolSyntaxError
 from mailserver.protocol.imap import utf7
+from mailserver.protocol.imap.types import InvalidMailboxName
 
 # ATOM-CHAR = <any CHAR except atom-specials>
 # atom-specials = "(" / ")" / "{" / SP / CTL / list-wildcards / quoted-specials / resp-specials
@@ -250,7 +251,11 @@ class Cursor:
                 ascii_name = raw.decode("ascii")
             except UnicodeDecodeError:
                 raise self.error("8-bit mailbox name without UTF8=ACCEPT") from None
-            name = utf7.decode(ascii_name)
+            try:
+                name = utf7.decode(ascii_name)
+            except ProtocolSyntaxError:
+                # A valid astring naming no mailbox: the command decides (NO, not BAD).
+                return InvalidMailboxName(ascii_name)
         if normalise_inbox and name.upper() == "INBOX":
             return "INBOX"
         return name
