@@ -86,6 +86,9 @@ class ImapSession:
         #: (spelt as in ``ENABLEABLE``).  They last until logout.
         self.enabled: set[str] = set()
         self.after_reply: Callable[[], Awaitable[None]] | None = None
+        #: CONDSTORE was turned on by a command run while a mailbox was
+        #: selected: its tagged OK carries [HIGHESTMODSEQ n] (RFC 7162 §3.1).
+        self._tell_modseq = False
 
     # ------------------------------------------------------------- helpers
 
@@ -151,9 +154,12 @@ class ImapSession:
         if canonical is None or canonical in self.enabled:
             return False
         was_utf8 = self.utf8
+        had_condstore = self.condstore
         self.enabled.add(canonical)
         if canonical == "QRESYNC":
             self.enabled.add("CONDSTORE")
+        if "CONDSTORE" in self.enabled and not had_condstore and self.selected is not None:
+            self._tell_modseq = True
         if self.utf8 and not was_utf8:
             self.conn.enable_utf8()
         if self.selected is not None:
@@ -186,6 +192,7 @@ class ImapSession:
 
         Never raises for the command's own failures; ``CancelledError`` passes.
         """
+        self._tell_modseq = False
         try:
             entry = TABLE.get(cmd.name)
             if entry is None:
@@ -198,6 +205,8 @@ class ImapSession:
             await self._sync(cmd)
             if reply is None:
                 reply = TaggedOk(f"{_label(cmd)} completed")
+            if self._tell_modseq:
+                reply = self._with_modseq(reply)
             self.write(tagged(cmd.tag, "OK", reply.text, reply.code))
         except (CloseConnection, TimeoutError, ConnectionError):
             raise  # the connection's business: autologout, client gone
@@ -229,6 +238,21 @@ class ImapSession:
             if self.rev2 and args.return_opts is None:
                 return dataclasses.replace(cmd, args=dataclasses.replace(args, return_opts=()))
         return cmd
+
+    def _with_modseq(self, reply: TaggedOk) -> TaggedOk:
+        """The tagged OK of the command that enabled CONDSTORE while a mailbox
+        was selected carries ``[HIGHESTMODSEQ n]`` (RFC 7162 §3.1); when it has
+        a code of its own, an untagged OK says it just before."""
+        self._tell_modseq = False
+        view = self.selected
+        if view is None:
+            return reply
+        # With expunges held back, the HIGHESTMODSEQ below the oldest (§3.2).
+        modseq = view.pending_floor if view.pending else view.modseq
+        if reply.code is not None:
+            self.write(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % modseq)
+            return reply
+        return TaggedOk(reply.text, f"HIGHESTMODSEQ {modseq}")
 
     def _mailbox_name(self) -> str | None:
         return self.selected.name if self.selected is not None else None

@@ -154,3 +154,53 @@ def test_names_not_modified_utf7_are_no_not_bad(raw_imap: RawImap) -> None:
     assert raw_imap.ok("l2", f'LIST "" "{spelt}"')[0] == (
         b'* LIST (\\HasNoChildren) "/" "' + spelt.encode() + b'"\r\n')
     raw_imap.ok("s2", f'SELECT "{spelt}"')
+
+
+# ------------------------------------------------- 4. ESEARCH with CONDSTORE
+
+
+def _modseqs(c: RawImap) -> list[int]:
+    return [int(m) for m in re.findall(rb"MODSEQ \((\d+)\)", b"".join(c.ok("m", "FETCH 1:* MODSEQ")))]
+
+
+def test_fetch_modseq_enabling_condstore_tags_highestmodseq(server: ServerThread,
+                                                           raw_imap: RawImap) -> None:
+    for _ in range(2):
+        append(raw_imap, MSG)
+    high = int(re.search(rb"HIGHESTMODSEQ (\d+)", b"".join(raw_imap.ok("s", "SELECT INBOX")))[1])
+    # The command that enables CONDSTORE in a selected mailbox (RFC 7162 §3.1).
+    lines = raw_imap.ok("f", "FETCH 1 (FLAGS MODSEQ)")
+    assert lines[-1] == b"f OK [HIGHESTMODSEQ %d] FETCH completed\r\n" % high
+    # Only that one: later commands do not repeat it.
+    assert raw_imap.ok("g", "FETCH 1 MODSEQ")[-1] == b"g OK FETCH completed\r\n"
+    # CHANGEDSINCE enables it as well, in a fresh session.
+    with RawImap(server.port("imap")) as c:
+        c.login()
+        c.ok("s", "SELECT INBOX")
+        assert c.ok("f", "FETCH 1:* FLAGS (CHANGEDSINCE 1)")[-1] == (
+            b"f OK [HIGHESTMODSEQ %d] FETCH completed\r\n" % high)
+
+
+def test_esearch_min_max_modseq_of_returned_message(raw_imap: RawImap) -> None:
+    for _ in range(3):
+        append(raw_imap, MSG)
+    raw_imap.ok("s", "SELECT INBOX")
+    raw_imap.ok("t", "STORE 1 +FLAGS (\\Flagged)")  # message 1 now has the highest MODSEQ
+    m1, m2, m3 = _modseqs(raw_imap)
+    assert m1 > m3 > m2
+
+    def esearch(opts: str) -> bytes:
+        return raw_imap.ok("e", f"SEARCH RETURN ({opts}) MODSEQ 1")[0]
+
+    # RFC 4731 §3.2 / RFC 7162 §3.1.5: MIN or MAX alone: that message's MODSEQ.
+    assert esearch("MIN") == b'* ESEARCH (TAG "e") MIN 1 MODSEQ %d\r\n' % m1
+    assert esearch("MAX") == b'* ESEARCH (TAG "e") MAX 3 MODSEQ %d\r\n' % m3
+    # Both, no ALL/COUNT: the higher of the two; with ALL or COUNT: of every match.
+    assert esearch("MIN MAX") == b'* ESEARCH (TAG "e") MIN 1 MAX 3 MODSEQ %d\r\n' % m1
+    assert esearch("COUNT") == b'* ESEARCH (TAG "e") COUNT 3 MODSEQ %d\r\n' % m1
+    raw_imap.ok("u", "STORE 2 +FLAGS (\\Seen)")
+    m2 = _modseqs(raw_imap)[1]
+    assert esearch("MAX") == b'* ESEARCH (TAG "e") MAX 3 MODSEQ %d\r\n' % m3
+    assert esearch("ALL") == b'* ESEARCH (TAG "e") ALL 1:3 MODSEQ %d\r\n' % m2
+    line = raw_imap.ok("e2", "UID SEARCH RETURN (MAX) MODSEQ 1 NOT SEEN")[0]
+    assert line == b'* ESEARCH (TAG "e2") UID MAX 3 MODSEQ %d\r\n' % m3
