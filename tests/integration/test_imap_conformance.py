@@ -204,3 +204,59 @@ def test_esearch_min_max_modseq_of_returned_message(raw_imap: RawImap) -> None:
     assert esearch("ALL") == b'* ESEARCH (TAG "e") ALL 1:3 MODSEQ %d\r\n' % m2
     line = raw_imap.ok("e2", "UID SEARCH RETURN (MAX) MODSEQ 1 NOT SEEN")[0]
     assert line == b'* ESEARCH (TAG "e2") UID MAX 3 MODSEQ %d\r\n' % m3
+
+
+# ------------------------------------------------- 5. LIST-EXTENDED
+
+
+def _listed(lines: list[bytes]) -> list[bytes]:
+    return [x[len(b"* LIST "):].rstrip(b"\r\n") for x in lines if x.startswith(b"* LIST ")]
+
+
+def test_list_subscribed_shows_deleted_mailbox_nonexistent(raw_imap: RawImap) -> None:
+    raw_imap.ok("c", "CREATE Gone")
+    raw_imap.ok("s", "SUBSCRIBE Gone")
+    raw_imap.ok("d", "DELETE Gone")
+    lines = raw_imap.ok("l", 'LIST (SUBSCRIBED) "" "G*"')
+    assert _listed(lines) == [b'(\\NonExistent \\HasNoChildren \\Subscribed) "/" "Gone"']
+    assert b'* LSUB () "/" "Gone"\r\n' in raw_imap.ok("m", 'LSUB "" "*"')
+    # A plain LIST does not show it (§3.1: only with the SUBSCRIBED selection).
+    assert _listed(raw_imap.ok("p", 'LIST "" "G*"')) == []
+    # Created again, the name is subscribed again; UNSUBSCRIBE of a gone name works.
+    raw_imap.ok("c2", "CREATE Gone")
+    assert _listed(raw_imap.ok("l2", 'LIST (SUBSCRIBED) "" "G*"')) == [
+        b'(\\HasNoChildren \\Subscribed) "/" "Gone"']
+    raw_imap.ok("d2", "DELETE Gone")
+    raw_imap.ok("u", "UNSUBSCRIBE Gone")
+    assert _listed(raw_imap.ok("l3", 'LIST (SUBSCRIBED) "" "G*"')) == []
+    assert raw_imap.cmd("u2", "UNSUBSCRIBE Gone")[-1].startswith(b"u2 NO")
+
+
+def test_recursivematch_childinfo_as_rfc5258_example_9(raw_imap: RawImap) -> None:
+    """RFC 5258 §5 example 9: the hierarchy and subscriptions given there."""
+    for name in ("foo2/bar1", "foo2/bar2", "baz2/bar2", "baz2/bar22", "baz2/bar222",
+                 "eps2/mamba", "qux2/bar2"):
+        raw_imap.ok("c", f"CREATE {name}")
+    for name in ("foo2/bar1", "foo2/bar2", "baz2/bar2", "baz2/bar22", "baz2/bar222",
+                 "eps2", "eps2/mamba", "qux2/bar2"):
+        raw_imap.ok("s", f"SUBSCRIBE {name}")
+    raw_imap.ok("u", "SUBSCRIBE qux2")
+    raw_imap.ok("d", "DELETE qux2")  # has a child: stays as a \Noselect level
+    raw_imap.ok("u2", "UNSUBSCRIBE qux2")
+    got = _listed(raw_imap.ok("l", 'LIST (SUBSCRIBED RECURSIVEMATCH) "" "*2"'))
+    assert got == [
+        b'(\\HasNoChildren \\Subscribed) "/" "baz2/bar2"',
+        b'(\\HasNoChildren \\Subscribed) "/" "baz2/bar22"',
+        b'(\\HasNoChildren \\Subscribed) "/" "baz2/bar222"',
+        b'(\\HasChildren \\Subscribed) "/" "eps2" ("CHILDINFO" ("SUBSCRIBED"))',
+        b'(\\HasChildren) "/" "foo2" ("CHILDINFO" ("SUBSCRIBED"))',
+        b'(\\HasNoChildren \\Subscribed) "/" "foo2/bar2"',
+        b'(\\HasNoChildren \\Subscribed) "/" "qux2/bar2"',
+    ]
+    got = _listed(raw_imap.ok("m", 'LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"'))
+    assert b'(\\HasChildren) "/" "baz2" ("CHILDINFO" ("SUBSCRIBED"))' in got
+    assert b'(\\Noselect \\HasChildren) "/" "qux2" ("CHILDINFO" ("SUBSCRIBED"))' in got
+    # "*": every passing descendant is listed itself, so no CHILDINFO at all.
+    got = _listed(raw_imap.ok("n", 'LIST (SUBSCRIBED RECURSIVEMATCH) "" "*"'))
+    assert not any(b"CHILDINFO" in x for x in got)
+    assert b'(\\HasChildren \\Subscribed) "/" "eps2"' in got
