@@ -260,3 +260,35 @@ def test_recursivematch_childinfo_as_rfc5258_example_9(raw_imap: RawImap) -> Non
     got = _listed(raw_imap.ok("n", 'LIST (SUBSCRIBED RECURSIVEMATCH) "" "*"'))
     assert not any(b"CHILDINFO" in x for x in got)
     assert b'(\\HasChildren \\Subscribed) "/" "eps2"' in got
+
+
+# ------------------------------------------------- 6. address SEARCH
+
+
+ADDRESSED = [
+    b"From: =?utf-8?q?J=C3=B6rg_M=C3=BCller?= <joerg@example.com>\r\nTo: x@y.org\r\n",
+    b'From: "=?iso-8859-1?q?Ren=E9?= Dupont" <rene@example.fr>\r\n'
+    b"Cc: Team: alice@example.org, Bob (the boss) Smith <bob@example.org>;\r\n",
+    b"From: carol(work)@example.net (Carol Jones)\r\nBcc: dave@example.net\r\n",
+]
+
+
+def test_search_address_fields_match_decoded_names_and_addresses(raw_imap: RawImap) -> None:
+    for head in ADDRESSED:
+        append(raw_imap, head + b"Subject: s\r\n\r\nbody\r\n")
+    raw_imap.ok("s", "SELECT INBOX")
+
+    def hits(criteria: str) -> bytes:
+        line = raw_imap.ok("q", f"SEARCH CHARSET UTF-8 {criteria}".encode())[0]
+        return line.rstrip(b"\r\n")
+
+    assert hits('FROM "jörg müller"') == b"* SEARCH 1"  # encoded words
+    assert hits('FROM "Müller <joerg@"') == b"* SEARCH 1"  # name and address as one
+    assert hits('FROM "René Dupont"') == b"* SEARCH 2"  # encoded word in a quoted string
+    assert hits('CC "Bob Smith"') == b"* SEARCH 2"  # a comment inside the name
+    assert hits('CC "alice@example.org"') == b"* SEARCH 2"  # in a group
+    assert hits('CC "team:"') == b"* SEARCH 2"  # the group's name
+    assert hits('FROM "carol@example.net"') == b"* SEARCH 3"  # a comment inside the address
+    assert hits('FROM "Carol Jones"') == b"* SEARCH 3"  # the comment as the name
+    assert hits('BCC "dave@"') == b"* SEARCH 3"
+    assert hits('TO "joerg"') == b"* SEARCH"
