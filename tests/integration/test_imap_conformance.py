@@ -292,3 +292,33 @@ def test_search_address_fields_match_decoded_names_and_addresses(raw_imap: RawIm
     assert hits('FROM "Carol Jones"') == b"* SEARCH 3"  # the comment as the name
     assert hits('BCC "dave@"') == b"* SEARCH 3"
     assert hits('TO "joerg"') == b"* SEARCH"
+
+
+# ------------------------------------------------- 7. SORT and THREAD
+
+
+def _append_at(c: RawImap, date: str, head: bytes) -> None:
+    msg = head + b"Subject: s\r\n\r\nbody\r\n"
+    c.ok("ap", f'APPEND INBOX "{date}" {{{len(msg)}+}}\r\n'.encode() + msg)
+
+
+def test_sort_reverse_arrival_cc_displayto(raw_imap: RawImap) -> None:
+    early, late = "01-Jan-2024 10:00:00 +0000", "02-Jan-2024 10:00:00 +0000"
+    _append_at(raw_imap, early, b"To: Zed <zed@x.org>\r\nCc: undisclosed-recipients:;\r\n")
+    _append_at(raw_imap, late, b"To: =?utf-8?q?=C3=A9mile?= <e@x.org>\r\nCc: bob@x.org\r\n")
+    _append_at(raw_imap, early, b"To: <adam@x.org>\r\nCc: Amy <amy@x.org>\r\n")
+    _append_at(raw_imap, late, b"To: Friends: a@x.org;\r\n")
+    raw_imap.ok("s", "SELECT INBOX")
+
+    def sort(criteria: str) -> bytes:
+        return raw_imap.ok("o", f"SORT ({criteria}) UTF-8 ALL")[0].rstrip(b"\r\n")
+
+    # Same-second arrivals keep sequence order whichever way ARRIVAL runs.
+    assert sort("ARRIVAL") == b"* SORT 1 3 2 4"
+    assert sort("REVERSE ARRIVAL") == b"* SORT 2 4 1 3"
+    # CC: addr-mailbox of the first address structure; a group's is its name.
+    assert sort("CC") == b"* SORT 4 3 2 1"
+    assert sort("REVERSE CC") == b"* SORT 1 2 3 4"
+    # DISPLAYTO: name, else mailbox@host, else the group's name (RFC 5957 §3).
+    assert sort("DISPLAYTO") == b"* SORT 3 2 4 1"
+    assert sort("REVERSE DISPLAYTO") == b"* SORT 1 4 2 3"
