@@ -254,7 +254,10 @@ class Cursor:
             try:
                 name = utf7.decode(ascii_name)
             except ProtocolSyntaxError:
-                # A valid astring naming no mailbox: the command decides (NO, not BAD).
+                if not all(" " <= ch <= "~" for ch in ascii_name):
+                    raise  # control characters: no name at all (BAD)
+                # Printable, but a shift that is not modified UTF-7 ("&'+,-"):
+                # a name no mailbox has; the command says NO, not BAD.
                 return InvalidMailboxName(ascii_name)
         if normalise_inbox and name.upper() == "INBOX":
             return "INBOX"
