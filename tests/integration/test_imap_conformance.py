@@ -322,3 +322,18 @@ def test_sort_reverse_arrival_cc_displayto(raw_imap: RawImap) -> None:
     # DISPLAYTO: name, else mailbox@host, else the group's name (RFC 5957 §3).
     assert sort("DISPLAYTO") == b"* SORT 3 2 4 1"
     assert sort("REVERSE DISPLAYTO") == b"* SORT 1 4 2 3"
+
+
+def test_thread_references_links_valid_msg_ids_only(raw_imap: RawImap) -> None:
+    """RFC 5256 §4 step 1 follows *valid* msg-ids (RFC 5322 §3.6.4 needs the
+    "@"): "<1>" referenced by "<1>" leaves two threads, as Dovecot has them."""
+    date = "01-Jan-2024 10:00:00 +0000"
+    _append_at(raw_imap, date, b"Message-ID: <1>\r\n")
+    _append_at(raw_imap, date, b"Message-ID: <2>\r\nReferences: <1>\r\n")
+    _append_at(raw_imap, date, b"Message-ID: <3@x>\r\n")
+    _append_at(raw_imap, date, b"Message-ID: <4@x>\r\nIn-Reply-To: <3 @x> (comment)\r\n")
+    raw_imap.ok("s", "SELECT INBOX")
+    # All share the subject "s", so step 5 gathers the roots under one dummy;
+    # linking "<2>" under "<1>" would have given ((1 2)(3 4)).
+    line = raw_imap.ok("t", "THREAD REFERENCES UTF-8 ALL")[0]
+    assert line == b"* THREAD ((1)(2)(3 4))\r\n"
