@@ -74,7 +74,14 @@ from mailserver.protocol.imap.types import (
     SearchWithin,
     search_leaves,
 )
-from mailserver.protocol.mime import SEARCH_FIELDS, header_values, search_norm, search_text
+from mailserver.protocol.mime import (
+    SEARCH_FIELDS,
+    HeaderFields,
+    field_search_values,
+    header_values,
+    search_norm,
+    search_text,
+)
 from mailserver.store.model import MessageRecord
 
 #: A header field's name at the start of an unfolded line (RFC 5322 §2.2).
@@ -167,7 +174,7 @@ class _Candidate:
     """One message under test, with whatever of it was already loaded."""
 
     __slots__ = ("seq", "record", "_store", "_access", "_header_fields", "_body_text",
-                 "_full_text", "_sent_day")
+                 "_full_text", "_sent_day", "_fields")
 
     def __init__(self, seq: int, record: MessageRecord, store: Source) -> None:
         self.seq = seq
@@ -179,6 +186,7 @@ class _Candidate:
         self._body_text: str | None = None
         self._full_text: str | None = None
         self._sent_day: dt.date | None | bool = False  # False: not computed yet
+        self._fields: HeaderFields | None = None
 
     @property
     def access(self) -> MessageAccess:
@@ -195,9 +203,20 @@ class _Candidate:
         if got is None:
             got = self._from_facts(name)
             if got is None:
-                got = [_norm(v) for v in header_values(self.access.header, name)]
+                got = self._from_header(name)
             self._header_fields[name] = got
         return got
+
+    def _from_header(self, name: str) -> list[str]:
+        """The values of field ``name`` parsed from the header itself, as the
+        facts would keep them (addresses included, ``field_search_values``)."""
+        if self._fields is None:
+            self._fields = HeaderFields.parse(self.access.header)
+        try:
+            key = name.encode("ascii")
+        except UnicodeEncodeError:
+            return []
+        return list(field_search_values(self._fields, key))
 
     def _from_facts(self, name: str) -> list[str] | None:
         """The facts' values of a ``SEARCH_FIELDS`` field, or None when they

@@ -30,6 +30,12 @@ Invariants
   flag cache keeps the stored flags.  The session's own APPEND/COPY/MOVE into
   the view's mailbox claims in its own transaction (``note_claim``): the
   claimed UIDs are held in ``_owned`` until the sync brings them into the view.
+* ``announced`` holds the keywords the client has been told of in a
+  ``* FLAGS`` (and ``PERMANENTFLAGS``) response (RFC 3501 §7.2.6).  Before
+  any FETCH shows a keyword outside it (set by this or another session, or
+  brought by APPEND/COPY), ``announce`` sends both responses again with the
+  keyword added, so a client that tracks FLAGS never meets an unknown one.
+  The list only grows while the mailbox is selected (as Dovecot's).
 * Once CONDSTORE is enabled (RFC 7162 §3.1) every unsolicited FETCH carries
   UID and MODSEQ; once QRESYNC is, expunges are reported as ``* VANISHED``
   (§3.2.10) instead of ``* n EXPUNGE``.
@@ -61,7 +67,7 @@ class SelectedMailbox:
 
     __slots__ = ("store", "mailbox_id", "name", "readonly", "uidvalidity", "messages",
                  "modseq", "pending", "pending_floor", "recent", "condstore", "qresync",
-                 "_claimed", "_owned", "saved")
+                 "_claimed", "_owned", "saved", "announced", "_announced_sets", "grew")
 
     def __init__(self, store: Store, info: MailboxInfo,
                  records: Iterable[MessageRecord] | tuple[list[int], list[frozenset[str]]],
@@ -95,6 +101,14 @@ class SelectedMailbox:
         #: new view starts empty, which is the reset SELECT/EXAMINE require.
         #: Expunged UIDs may linger here; ``resolve`` only names live ones.
         self.saved: frozenset[int] = frozenset()
+        #: Keywords told to the client by ``* FLAGS`` (RFC 3501 §7.2.6); set by
+        #: ``flags_lines`` at SELECT, grown by ``announce``.
+        self.announced: frozenset[str] = frozenset()
+        #: Flag sets already known to hold announced keywords only (the store
+        #: interns sets, so most checks are one lookup); bounded.
+        self._announced_sets: set[frozenset[str]] = set()
+        #: The last ``sync`` reported EXISTS (new messages): RECENT follows.
+        self.grew = False
 
     @classmethod
     def open(cls, store: Store, account: str, name: str, *, readonly: bool) -> SelectedMailbox:
@@ -155,6 +169,42 @@ class SelectedMailbox:
             out.update(f for f in fl if not f.startswith("\\"))
         return out
 
+    def flags_lines(self) -> list[bytes]:
+        """``* FLAGS`` and ``* OK [PERMANENTFLAGS ...]`` for the system flags
+        and every keyword announced or in use (RFC 3501 §7.2.6, §7.1); the
+        keywords in use count as announced from now on.  A read-only view
+        permits nothing (§6.3.2: ``PERMANENTFLAGS ()``)."""
+        self.announced = self.announced | self.keywords()
+        flags = list(SYSTEM_FLAGS) + sorted(self.announced)
+        if self.readonly:
+            perm = b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n"
+        else:
+            perm = b"* OK [PERMANENTFLAGS " + flag_list(flags + ["\\*"]) + b"] Flags permitted\r\n"
+        return [b"* FLAGS " + flag_list(flags) + b"\r\n", perm]
+
+    def announce(self, flag_sets: Iterable[frozenset[str]]) -> list[bytes]:
+        """The ``* FLAGS`` / ``PERMANENTFLAGS`` responses to send before a
+        FETCH shows these flag sets, when one holds a keyword the client has
+        not been told of (RFC 3501 §7.2.6); else nothing.  Cheap for sets
+        seen before."""
+        known = self._announced_sets
+        new: set[str] = set()
+        for fl in flag_sets:
+            if fl in known:
+                continue
+            new.update(f for f in fl if not f.startswith("\\") and f not in self.announced)
+            if len(known) < 4096:
+                known.add(fl)
+        if not new:
+            return []
+        self.announced = self.announced | new
+        flags = list(SYSTEM_FLAGS) + sorted(self.announced)
+        lines = [b"* FLAGS " + flag_list(flags) + b"\r\n"]
+        if not self.readonly:
+            lines.append(b"* OK [PERMANENTFLAGS " + flag_list(flags + ["\\*"]) +
+                         b"] Flags permitted\r\n")
+        return lines
+
     def first_unseen(self) -> int | None:
         for i, fl in enumerate(self.messages.flag_sets()):
             if "\\Seen" not in fl:
@@ -182,11 +232,13 @@ class SelectedMailbox:
 
         Order (RFC 3501 §7.4.1, §7.3.1): ``EXPUNGE`` (only when
         ``allow_expunge``; otherwise the messages are held, keeping their
-        numbers), then ``EXISTS`` if new messages arrived, then
+        numbers), ``FLAGS``/``PERMANENTFLAGS`` when a new keyword appears
+        (§7.2.6), then ``EXISTS`` if new messages arrived (``grew``), then
         ``FETCH (UID n FLAGS (...))`` for flags that differ from the cache.
         Raises MailboxNotFound when the mailbox was deleted meanwhile.
         """
         out: list[bytes] = []
+        self.grew = False
         if not self.pending:
             self.pending_floor = self.modseq
         if self._unchanged():
@@ -209,7 +261,10 @@ class SelectedMailbox:
             if r.uid <= largest and r.uid not in self.pending
             and _differs(messages.get(r.uid), r.flags)
         ]
+        out.extend(self.announce(r.flags for r in arrived))
+        out.extend(self.announce(r.flags for r in flag_changes))
         if arrived:
+            self.grew = True
             for rec in arrived:
                 if rec.uid <= messages.largest:  # duplicate in one Changes: be tolerant
                     continue

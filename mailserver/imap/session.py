@@ -32,7 +32,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 
 from mailserver.config import Listener
-from mailserver.errors import MailboxNotFound, ProtocolSyntaxError, imap_status
+from mailserver.errors import MailboxNotFound, ProtocolSyntaxError, UserError, imap_status
 from mailserver.imap.commands import (
     auth,
     idle,
@@ -48,7 +48,7 @@ from mailserver.imap.commands import (
 from mailserver.imap.selected import SelectedMailbox
 from mailserver.imap.state import CloseConnection, Conn, State, TaggedOk
 from mailserver.protocol.imap.response import tagged
-from mailserver.protocol.imap.types import Command, Search
+from mailserver.protocol.imap.types import Command, InvalidMailboxName, Rename, Search
 from mailserver.services import Services
 
 Handler = Callable[["ImapSession", Command], Awaitable[TaggedOk | None]]
@@ -86,6 +86,9 @@ class ImapSession:
         #: (spelt as in ``ENABLEABLE``).  They last until logout.
         self.enabled: set[str] = set()
         self.after_reply: Callable[[], Awaitable[None]] | None = None
+        #: CONDSTORE was turned on by a command run while a mailbox was
+        #: selected: its tagged OK carries [HIGHESTMODSEQ n] (RFC 7162 §3.1).
+        self._tell_modseq = False
 
     # ------------------------------------------------------------- helpers
 
@@ -151,9 +154,12 @@ class ImapSession:
         if canonical is None or canonical in self.enabled:
             return False
         was_utf8 = self.utf8
+        had_condstore = self.condstore
         self.enabled.add(canonical)
         if canonical == "QRESYNC":
             self.enabled.add("CONDSTORE")
+        if "CONDSTORE" in self.enabled and not had_condstore and self.selected is not None:
+            self._tell_modseq = True
         if self.utf8 and not was_utf8:
             self.conn.enable_utf8()
         if self.selected is not None:
@@ -186,6 +192,7 @@ class ImapSession:
 
         Never raises for the command's own failures; ``CancelledError`` passes.
         """
+        self._tell_modseq = False
         try:
             entry = TABLE.get(cmd.name)
             if entry is None:
@@ -198,6 +205,8 @@ class ImapSession:
             await self._sync(cmd)
             if reply is None:
                 reply = TaggedOk(f"{_label(cmd)} completed")
+            if self._tell_modseq:
+                reply = self._with_modseq(reply)
             self.write(tagged(cmd.tag, "OK", reply.text, reply.code))
         except (CloseConnection, TimeoutError, ConnectionError):
             raise  # the connection's business: autologout, client gone
@@ -222,12 +231,28 @@ class ImapSession:
           ``* ESEARCH`` with ALL, which is what ``RETURN ()`` means (RFC 4731 §3.1).
         """
         args = cmd.args
+        _check_names(cmd)
         if cmd.name == "SEARCH" and isinstance(args, Search):
             if "UTF8=ACCEPT" in self.enabled and args.charset is not None:
                 raise ProtocolSyntaxError("SEARCH CHARSET is not allowed after UTF8=ACCEPT")
             if self.rev2 and args.return_opts is None:
                 return dataclasses.replace(cmd, args=dataclasses.replace(args, return_opts=()))
         return cmd
+
+    def _with_modseq(self, reply: TaggedOk) -> TaggedOk:
+        """The tagged OK of the command that enabled CONDSTORE while a mailbox
+        was selected carries ``[HIGHESTMODSEQ n]`` (RFC 7162 §3.1); when it has
+        a code of its own, an untagged OK says it just before."""
+        self._tell_modseq = False
+        view = self.selected
+        if view is None:
+            return reply
+        # With expunges held back, the HIGHESTMODSEQ below the oldest (§3.2).
+        modseq = view.pending_floor if view.pending else view.modseq
+        if reply.code is not None:
+            self.write(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % modseq)
+            return reply
+        return TaggedOk(reply.text, f"HIGHESTMODSEQ {modseq}")
 
     def _mailbox_name(self) -> str | None:
         return self.selected.name if self.selected is not None else None
@@ -251,6 +276,8 @@ class ImapSession:
                 self.write(line)
             if not self.rev2:  # rev2 has no \Recent: claim nothing from rev1 sessions
                 await view.claim_recent()
+                if view.grew:  # RFC 3501 §7.3.2: RECENT follows the EXISTS it changed with
+                    self.write(b"* %d RECENT\r\n" % len(view.recent))
             if view.pending and view.condstore:
                 # RFC 7162 §3.2: MODSEQs above a held-back expunge were sent, so
                 # tell the client a HIGHESTMODSEQ below that expunge's.
@@ -282,6 +309,32 @@ class ImapSession:
             self.apply_enabled(view)
             self.state = State.SELECTED
             self.bind_log(mailbox=view.name)
+
+
+#: Commands whose mailbox argument names a mailbox to make (RFC 3501 §6.3.3-4).
+_MAKES = frozenset({"CREATE", "RENAME"})
+
+
+def _check_names(cmd: Command) -> None:
+    """A mailbox name that is not modified UTF-7 (``InvalidMailboxName``,
+    RFC 3501 §5.1.3) is still a valid astring: no mailbox has it, so the
+    command fails with NO rather than BAD.  CREATE and RENAME cannot make it
+    (``[CANNOT]``); the others do not find it (``[NONEXISTENT]``), COPY/MOVE/
+    APPEND without TRYCREATE, as it could not be created (§6.4.7).  SELECT and
+    EXAMINE check in their handler (the old mailbox is closed first, §6.3.1);
+    LIST/LSUB patterns of it match nothing (``listing``)."""
+    if cmd.name in ("SELECT", "EXAMINE", "LIST", "LSUB"):
+        return
+    args = cmd.args
+    names = [getattr(args, "mailbox", None)]
+    if isinstance(args, Rename):
+        names = [args.old, args.new]
+    for name in names:
+        if not isinstance(name, InvalidMailboxName):
+            continue
+        if cmd.name in _MAKES and name is names[-1]:
+            raise UserError("Mailbox name is not valid modified UTF-7", imap_code="CANNOT")
+        raise MailboxNotFound("Mailbox does not exist")
 
 
 def _label(cmd: Command) -> str:

@@ -76,6 +76,16 @@ def delete_account(ctx: WriteCtx, address: str) -> None:
             purge_mailbox(ctx, mb, keep_log=False)
             txn.delete(keys.mailbox_key(mbid), db=dbs.mailboxes)
         txn.delete(keys.mbname_key(address, name), db=dbs.mbnames)
+    prefix = keys.gone_sub_prefix(address)
+    cur = txn.cursor(db=dbs.meta)
+    gone_subs = []
+    if cur.set_range(prefix):
+        for k in cur.iternext(values=False):
+            if not bytes(k).startswith(prefix):
+                break
+            gone_subs.append(bytes(k))
+    for k in gone_subs:
+        txn.delete(k, db=dbs.meta)
     target = address.encode()
     doomed = [bytes(k) for k, v in txn.cursor(db=dbs.aliases) if bytes(v) == target]
     for k in doomed:

@@ -11,6 +11,8 @@ meta           b"schema_version", b"next_mailbox_id",           u32 / u64 counte
                b"last_uidvalidity"
 meta           b"recent" mailbox id (u64)                       u32: highest UID a
                                                                read-write SELECT saw
+meta           b"gonesub\0" account NUL name                   b"": a subscription
+                                                               whose mailbox is gone
 domains        domain name (UTF-8, lower-case)                 b""
 accounts       address (lower-case)                            account record
 aliases        address or "@domain" (lower-case)               target address
@@ -120,6 +122,22 @@ def recent_key(mailbox_id: int) -> bytes:
     Added after schema version 1 without changing any layout: a missing key reads as 0.
     """
     return b"recent" + U64.pack(mailbox_id)
+
+
+_GONE_SUB = b"gonesub\0"
+
+
+def gone_sub_key(account: str, name: str) -> bytes:
+    """Meta key of a subscription that outlived its mailbox (RFC 3501 §6.3.6: a
+    server MUST NOT remove a name from the subscriptions because the mailbox
+    went; RFC 5258 §3.1 lists it ``\\NonExistent``).  The subscriptions of
+    existing mailboxes stay a bit of their record.  Added after schema version
+    1 without changing any layout: no key, no such subscription."""
+    return _GONE_SUB + mbname_key(account, name)
+
+
+def gone_sub_prefix(account: str) -> bytes:
+    return _GONE_SUB + mbname_prefix(account)
 
 
 def mailbox_prefix(mailbox_id: int) -> bytes:

@@ -7,7 +7,7 @@ The writes are requests of ``mailboxes.py``, run by the writer.
 from __future__ import annotations
 
 from mailserver.errors import InvalidName
-from mailserver.store import mailboxes, tx
+from mailserver.store import keys, mailboxes, tx
 from mailserver.store.base import StoreBase
 from mailserver.store.model import MailboxInfo
 from mailserver.store.names import normalize_address, normalize_mailbox
@@ -32,6 +32,27 @@ class MailboxStore(StoreBase):
                 if mb is not None:
                     out.append(mb)
         out.sort(key=lambda m: m.name)
+        return out
+
+    def gone_subscriptions(self, account: str) -> list[str]:
+        """Subscribed names whose mailbox no longer exists (RFC 3501 §6.3.6;
+        LIST shows them ``\\NonExistent``, RFC 5258 §3.1), sorted.  An
+        unknown account has none."""
+        try:
+            account = normalize_address(account)
+        except InvalidName:
+            return []
+        prefix = keys.gone_sub_prefix(account)
+        out = []
+        with self._read() as txn:
+            cur = txn.cursor(db=self._dbs.meta)
+            if cur.set_range(prefix):
+                for k in cur.iternext(values=False):
+                    k = bytes(k)
+                    if not k.startswith(prefix):
+                        break
+                    out.append(k[len(prefix):].decode())
+        out.sort()
         return out
 
     def get_mailbox(self, account: str, name: str) -> MailboxInfo:

@@ -45,7 +45,10 @@ def _new_mailbox(
 
 
 def _retire(ctx: WriteCtx, mb: MailboxInfo) -> None:
-    """Remove the mailbox id and everything keyed by it, and its name entry."""
+    """Remove the mailbox id and everything keyed by it, and its name entry.
+    A subscription outlives it (``keys.gone_sub_key``, RFC 3501 §6.3.6)."""
+    if mb.subscribed:
+        ctx.txn.put(keys.gone_sub_key(mb.account, mb.name), b"", db=ctx.dbs.meta)
     purge_mailbox(ctx, mb, keep_log=False)
     ctx.txn.delete(keys.mailbox_key(mb.id), db=ctx.dbs.mailboxes)
     ctx.txn.delete(keys.mbname_key(mb.account, mb.name), db=ctx.dbs.mbnames)
@@ -81,7 +84,9 @@ def create(ctx: WriteCtx, account: str, name: str, special_use: str | None) -> M
             raise AlreadyExists(f"mailbox {name!r} already exists")
         _retire(ctx, old)
     _ensure_parents(ctx, account, name)
-    return _new_mailbox(ctx, account, name, special_use=special_use, subscribed=False)
+    # A name still subscribed from a deleted mailbox is subscribed again.
+    subscribed = ctx.txn.delete(keys.gone_sub_key(account, name), db=ctx.dbs.meta)
+    return _new_mailbox(ctx, account, name, special_use=special_use, subscribed=subscribed)
 
 
 def delete(ctx: WriteCtx, account: str, name: str) -> None:
@@ -153,7 +158,8 @@ def _rename_inbox(ctx: WriteCtx, inbox: MailboxInfo, new: str) -> None:
 
 
 def set_subscribed(ctx: WriteCtx, account: str, name: str, subscribed: bool) -> None:
-    """RFC 3501 §6.3.6/§6.3.7 SUBSCRIBE/UNSUBSCRIBE of an existing mailbox."""
+    """RFC 3501 §6.3.6/§6.3.7 SUBSCRIBE/UNSUBSCRIBE of an existing mailbox;
+    UNSUBSCRIBE also of a subscription whose mailbox is gone."""
     account = normalize_address(account)
     name = normalize_mailbox(name)
     try:
@@ -161,6 +167,8 @@ def set_subscribed(ctx: WriteCtx, account: str, name: str, subscribed: bool) -> 
     except MailboxNotFound:
         if tx.get_account(ctx.txn, ctx.dbs, account) is None:
             raise AccountNotFound(f"no account {account}") from None
+        if not subscribed and ctx.txn.delete(keys.gone_sub_key(account, name), db=ctx.dbs.meta):
+            return
         raise
     if mb.subscribed != subscribed:
         tx.put_mailbox(ctx.txn, ctx.dbs, replace(mb, subscribed=subscribed))

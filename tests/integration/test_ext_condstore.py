@@ -72,8 +72,9 @@ def test_modseq_fetch_changedsince_and_unsolicited(server: ServerThread, raw_ima
     other.cmd("x", "STORE 1 +FLAGS.SILENT ($Done)")
     other.close()
     got = raw_imap.cmd("n", "NOOP")
+    assert got[0].startswith(b"* FLAGS (") and b"$Done" in got[0]  # RFC 3501 §7.2.6
     assert re.fullmatch(rb"\* 1 FETCH \(UID 1 FLAGS \(\\Recent \$Done\) MODSEQ \(\d+\)\)\r\n",
-                        got[0])
+                        got[2])
 
 
 def test_store_unchangedsince_modified(raw_imap: RawImap) -> None:

@@ -45,7 +45,9 @@ def test_save_then_use_everywhere(raw: RawImap) -> None:
         b"* 5 FETCH (UID 5 FLAGS (\\Flagged \\Recent))\r\n"]
     assert ok(raw.cmd("d", "SEARCH $"), "d") == [b"* SEARCH 2 4 5\r\n"]
     assert ok(raw.cmd("e", "UID SEARCH UID $ NOT 4"), "e") == [b"* SEARCH 2 5\r\n"]
-    assert ok(raw.cmd("f", "SORT (REVERSE ARRIVAL) UTF-8 $"), "f") == [b"* SORT 5 4 2\r\n"]
+    # (APPENDs in one second share an ARRIVAL, which REVERSE leaves in
+    # sequence order, RFC 5256 §3: SUBJECT orders these.)
+    assert ok(raw.cmd("f", "SORT (REVERSE SUBJECT) UTF-8 $"), "f") == [b"* SORT 5 4 2\r\n"]
     assert ok(raw.cmd("g", "THREAD REFERENCES UTF-8 $"), "g") == [b"* THREAD (2)(4)(5)\r\n"]
     assert ok(raw.cmd("h", "STORE $ +FLAGS (\\Seen)"), "h") == [
         b"* 2 FETCH (FLAGS (\\Flagged \\Seen \\Recent))\r\n",

@@ -56,7 +56,9 @@ def test_store_seen_by_other_session_once(pair: tuple[RawImap, RawImap]) -> None
 def test_append_by_other_session_gives_exists(pair: tuple[RawImap, RawImap]) -> None:
     a, b = pair
     append(b)
-    assert a.cmd("n", "NOOP") == [b"* 4 EXISTS\r\n", b"n OK NOOP completed\r\n"]
+    # RECENT follows EXISTS (RFC 3501 §7.3.2); b's own APPEND claimed it (§2.3.2).
+    assert a.cmd("n", "NOOP") == [b"* 4 EXISTS\r\n", b"* 0 RECENT\r\n",
+                                  b"n OK NOOP completed\r\n"]
     # Also reported after a FETCH (new messages may be announced any time).
     append(b)
     lines = a.cmd("f", "FETCH 1 UID")
@@ -108,6 +110,7 @@ def test_idle_woken_by_smtp_delivery(server: ServerThread) -> None:
         smtp.sendmail("someone@remote.test", ["alice@example.test"],
                       b"From: someone@remote.test\r\nSubject: hi\r\n\r\nhello\r\n")
     assert a.readline() == b"* 1 EXISTS\r\n"
+    assert a.readline() == b"* 1 RECENT\r\n"
     a.send(b"DONE\r\n")
     assert a.readline() == b"i OK IDLE terminated\r\n"
     assert b"Subject: hi" in a.cmd("f", "FETCH 1 BODY.PEEK[HEADER]")[0]
@@ -125,6 +128,7 @@ def test_idle_reports_store_and_expunge_of_other_session(
     assert a.readline() == b"* 2 EXPUNGE\r\n"
     append(b)
     assert a.readline() == b"* 3 EXISTS\r\n"
+    assert a.readline() == b"* 0 RECENT\r\n"
     a.send(b"DONE\r\n")
     assert a.readline() == b"i OK IDLE terminated\r\n"
     assert a.cmd("f", "FETCH 3 UID")[0] == b"* 3 FETCH (UID 4)\r\n"

@@ -31,7 +31,10 @@ def raw(raw_imap: RawImap) -> RawImap:
 
 def test_store_forms(raw: RawImap) -> None:
     lines = raw.cmd("a", "STORE 1 +FLAGS (\\Flagged $Custom)")
-    assert lines == [b"* 1 FETCH (FLAGS (\\Flagged $Custom))\r\n", b"a OK STORE completed\r\n"]
+    # The new keyword is announced first (RFC 3501 §7.2.6).
+    assert lines[0].startswith(b"* FLAGS (") and b"$Custom" in lines[0]
+    assert lines[1].startswith(b"* OK [PERMANENTFLAGS (") and b"$Custom" in lines[1]
+    assert lines[2:] == [b"* 1 FETCH (FLAGS (\\Flagged $Custom))\r\n", b"a OK STORE completed\r\n"]
     lines = raw.cmd("b", "STORE 1:2 FLAGS (\\Seen)")
     assert lines[:2] == [b"* 1 FETCH (FLAGS (\\Seen))\r\n", b"* 2 FETCH (FLAGS (\\Seen))\r\n"]
     lines = raw.cmd("c", "STORE 1 -FLAGS (\\Seen)")

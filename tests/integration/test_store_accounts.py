@@ -153,7 +153,12 @@ async def test_delete_account_removes_everything(store: Store) -> None:
     (rec,) = await store.deliver(
         [NewMessage("bob@example.org", "INBOX")], b"Subject: x\r\n\r\nx\r\n", b"", internal_date=1
     )
+    await store.create_mailbox("bob@example.org", "Gone")
+    await store.set_subscribed("bob@example.org", "Gone", True)
+    await store.delete_mailbox("bob@example.org", "Gone")
+    assert store.gone_subscriptions("bob@example.org") == ["Gone"]
     await store.delete_account("bob@example.org")
+    assert store.gone_subscriptions("bob@example.org") == []
     assert store.get_account("bob@example.org") is None
     assert store.list_mailboxes("bob@example.org") == []
     assert store.recipient_account("b@example.org") is None

@@ -104,11 +104,16 @@ def test_ascii_casemap_folds_ascii_only() -> None:
 
 def test_address_and_display_keys() -> None:
     assert address_key(b"Ann Example <ann@example.org>, bob@x") == "ANN"
-    assert address_key(b"undisclosed-recipients:;, zed@x") == "ZED"
+    # The first address structure of a group is its start: the group's name
+    # (RFC 5256 §3 "[IMAP] addr-mailbox", RFC 3501 §7.4.2), as Dovecot sorts it.
+    assert address_key(b"undisclosed-recipients:;, zed@x") == "UNDISCLOSED-RECIPIENTS"
+    assert display_key(b"Friends: ann@x, bob@y;") == "FRIENDS"
     assert address_key(None) == ""
-    assert display_key(b'"Zoe" <a@b>') == "zoe"
-    assert display_key(b"<Ann@Example.org>") == "ann@example.org"
-    assert display_key(b"=?utf-8?q?=C3=89mile?= <e@x>") == "émile"
+    # i;unicode-casemap (RFC 5957 §4): simple titlecase, then NFKD.
+    assert display_key(b'"Zoe" <a@b>') == "ZOE"
+    assert display_key(b"<Ann@Example.org>") == "ANN@EXAMPLE.ORG"
+    assert display_key(b"=?utf-8?q?=C3=89mile?= <e@x>") == "E\u0301MILE"
+    assert display_key(b'"" <e@x>') == "E@X"  # an empty name: the address
     assert display_key(b"") == ""
 
 
@@ -127,6 +132,8 @@ ITEMS = [
 @pytest.mark.parametrize(("criteria", "expected"), [
     ([SortCriterion("ARRIVAL")], [30, 40, 20, 10]),
     ([SortCriterion("ARRIVAL", True)], [10, 20, 40, 30]),
+    # Equal INTERNALDATEs keep sequence order, REVERSE or not (RFC 5256 §3).
+    ([SortCriterion("ARRIVAL", True), SortCriterion("SIZE")], [10, 20, 40, 30]),
     ([SortCriterion("SIZE")], [20, 30, 40, 10]),  # ties by sequence number
     ([SortCriterion("SIZE", True)], [10, 40, 20, 30]),  # ties stay ascending
     ([SortCriterion("SUBJECT")], [20, 40, 10, 30]),
@@ -230,3 +237,18 @@ def test_quota_responses() -> None:
     assert quotaroot_response("Caf\u00e9", []) == b'* QUOTAROOT "Caf&AOk-"\r\n'
     with pytest.raises(ValueError):
         quota_response("", [])
+
+
+def test_reverse_leaves_the_sequence_tie_break_alone() -> None:
+    """RFC 5256 §3: REVERSE turns its own criterion only; messages received in
+    the same second stay in sequence order under REVERSE ARRIVAL."""
+    items = [_item(1, b"Cc: b@x", 10, 5), _item(2, b"Cc: a@x", 20, 1),
+             _item(3, b"Cc: b@x", 10, 9), _item(4, b"Cc: a@x", 20, 7)]
+    assert sort_items(items, [SortCriterion("ARRIVAL")]) == [10, 30, 20, 40]
+    assert sort_items(items, [SortCriterion("ARRIVAL", True)]) == [20, 40, 10, 30]
+    assert sort_items(items, [SortCriterion("ARRIVAL"), SortCriterion("SIZE", True)]) == [
+        30, 10, 40, 20]
+    assert sort_items(items, [SortCriterion("CC")]) == [20, 40, 10, 30]
+    assert sort_items(items, [SortCriterion("CC", True)]) == [10, 30, 20, 40]
+    assert sort_items(items, [SortCriterion("CC"), SortCriterion("ARRIVAL", True)]) == [
+        20, 40, 10, 30]

@@ -38,7 +38,10 @@ def osub(*items: ThreadItem) -> bytes:
 def test_parse_msg_ids() -> None:
     assert parse_msg_ids("<a@b> <c@d>\r\n\t<e@f>") == ["a@b", "c@d", "e@f"]
     assert parse_msg_ids("(comment <x@y>) <a@b>") == ["a@b"]
-    assert parse_msg_ids("junk <a b@c> <ok@x>") == ["ok@x"]
+    # White space inside an id (obsolete CFWS) goes, as Dovecot does it.
+    assert parse_msg_ids("junk <a b@c> <ok@x>") == ["ab@c", "ok@x"]
+    # Not a msg-id without "@" and both halves (RFC 5322 §3.6.4): nothing to link.
+    assert parse_msg_ids("<1234> <@x> <y@> <ok@x>") == ["ok@x"]
     assert parse_msg_ids(None) == [] and parse_msg_ids("no ids") == []
     # §4 step 1: In-Reply-To only when References has no id, and only its first.
     assert references_of("<a@b> <c@d>", "<z@z>") == ("a@b", "c@d")

@@ -8,14 +8,16 @@ Choices where the RFCs leave room:
 * ``\\HasChildren``/``\\HasNoChildren`` (RFC 3348) and special-use attributes
   (RFC 6154 §2) are always sent, asked for or not (RFC 5258 §4 and RFC 6154
   §2 allow it); ``\\Subscribed`` only when SUBSCRIBED is selected or returned.
-* Subscriptions belong to existing mailboxes in our store, so
-  ``\\NonExistent`` never occurs.
+* A subscription outlives its mailbox (RFC 3501 §6.3.6): ``LIST
+  (SUBSCRIBED)`` shows such a name ``\\NonExistent \\Subscribed`` (RFC 5258
+  §3.1), and LSUB shows it too.
 * Names go out in modified UTF-7, or in UTF-8 once the client enabled
   UTF8=ACCEPT or IMAP4rev2 (RFC 6855 §3, RFC 9051 §5.1): ``session.utf8``.
-* RECURSIVEMATCH (RFC 5258 §3.5) reports a matching mailbox that fails the
-  selection but has a descendant that passes it, with
-  ``("CHILDINFO" ("SUBSCRIBED"))`` (or ``"SPECIAL-USE"``), and adds the same
-  data to a passing mailbox with passing descendants.
+* RECURSIVEMATCH (RFC 5258 §3.5, example 9 of §5): a mailbox matching the
+  pattern gets ``("CHILDINFO" ("SUBSCRIBED"))`` (or ``"SPECIAL-USE"``) when
+  a descendant passes the selection but matches no pattern, so is not
+  listed itself; it is listed for that even when it fails the selection
+  (``\\NonExistent`` when no mailbox has the name).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import TYPE_CHECKING
 from mailserver.errors import ProtocolSyntaxError, UserError
 from mailserver.imap.state import TaggedOk
 from mailserver.protocol.imap.response import mailbox_name
-from mailserver.protocol.imap.types import Command, ListArgs, StatusArgs
+from mailserver.protocol.imap.types import Command, InvalidMailboxName, ListArgs, StatusArgs
 from mailserver.store.model import DELIMITER, MailboxInfo
 
 if TYPE_CHECKING:
@@ -100,38 +102,71 @@ async def list_(session: ImapSession, cmd: Command) -> TaggedOk:
         session.enable("CONDSTORE")  # RFC 7162 §3.1: STATUS (HIGHESTMODSEQ) enables it
     boxes = session.store.list_mailboxes(session.user)
     parents = _parents(boxes)
-    regexes = [pattern_regex(args.reference, p) for p in patterns if p]
+    # A pattern (or reference) that is not modified UTF-7 names no mailbox.
+    regexes = [pattern_regex(args.reference, p) for p in patterns
+               if p and not isinstance(p, InvalidMailboxName)
+               and not isinstance(args.reference, InvalidMailboxName)]
     by_subscription = "SUBSCRIBED" in select_opts
     by_use = "SPECIAL-USE" in select_opts
     show_subscribed = by_subscription or "SUBSCRIBED" in args.return_opts
+
+    def matches(name: str) -> bool:
+        return any(r.fullmatch(name) for r in regexes)
 
     def passes(box: MailboxInfo) -> bool:
         if by_subscription and not box.subscribed:
             return False
         return not (by_use and not box.special_use)
 
+    # RFC 5258 §3.1: with SUBSCRIBED, subscribed names whose mailbox is gone
+    # are listed too, ``\NonExistent``; they pass the selection as well.
+    gone = session.store.gone_subscriptions(session.user) if by_subscription and not by_use else []
+    passing = [b.name for b in boxes if passes(b)] + gone
     recursive = "RECURSIVEMATCH" in select_opts and (by_subscription or by_use)
     childinfo: set[str] = set()
     if recursive:
-        for box in boxes:
-            if passes(box):
-                levels = box.name.split(DELIMITER)
-                childinfo.update(DELIMITER.join(levels[:i]) for i in range(1, len(levels)))
+        # RFC 5258 §3.5 and the example 9 of §5: CHILDINFO marks a matching
+        # mailbox with a descendant that passes the selection but is not
+        # returned itself, as it matches no pattern ("foo2" and "eps2" for
+        # "*2", not "baz2", whose passing children all match and are listed).
+        for name in passing:
+            if matches(name):
+                continue
+            levels = name.split(DELIMITER)
+            childinfo.update(DELIMITER.join(levels[:i]) for i in range(1, len(levels)))
     info_items = " ".join(f'"{o}"' for o in ("SUBSCRIBED", "SPECIAL-USE")
                           if o in select_opts)
-    for box in boxes:
-        if not any(r.fullmatch(box.name) for r in regexes):
+    by_name = {b.name: b for b in boxes}
+    gone_set = set(gone)
+    # Names in LIST order: the mailboxes, the gone subscriptions, and parent
+    # levels that exist only as the ancestors of passing names (RFC 5258 §3.5:
+    # listed ``\NonExistent`` with their CHILDINFO).
+    names = sorted(set(by_name) | gone_set | (childinfo - set(by_name)))
+    for name in names:
+        if not matches(name):
             continue
-        hit = passes(box)
-        if not hit and box.name not in childinfo:
-            continue
-        line = (b"* LIST " + _attributes(box, box.name in parents,
-                                         subscribed=show_subscribed and box.subscribed) +
-                b" " + _DELIM + b" " + mailbox_name(box.name, session.utf8))
-        if box.name in childinfo:
+        box = by_name.get(name)
+        if box is None:
+            hit = name in gone_set
+            if not hit and name not in childinfo:
+                continue
+            attrs = ["\\NonExistent",
+                     "\\HasChildren" if name in parents else "\\HasNoChildren"]
+            if hit:
+                attrs.append("\\Subscribed")
+            line = (b"* LIST (" + " ".join(attrs).encode() + b") " + _DELIM + b" " +
+                    mailbox_name(name, session.utf8))
+        else:
+            hit = passes(box)
+            if not hit and name not in childinfo:
+                continue
+            line = (b"* LIST " + _attributes(box, name in parents,
+                                             subscribed=show_subscribed and box.subscribed) +
+                    b" " + _DELIM + b" " + mailbox_name(name, session.utf8))
+        if name in childinfo:
             line += b' ("CHILDINFO" (' + info_items.encode() + b"))"
         session.write(line + b"\r\n")
-        if hit and "STATUS" in args.return_opts and not box.noselect:
+        if hit and box is not None and "STATUS" in args.return_opts and not box.noselect:
             session.write(status_response(session, box, args.status_items))
     return TaggedOk("LIST completed")
 
@@ -144,6 +179,9 @@ async def lsub(session: ImapSession, cmd: Command) -> TaggedOk:
     if args.pattern == "":
         session.write(b"* LSUB (\\Noselect) " + _DELIM + b' ""\r\n')
         return TaggedOk("LSUB completed")
+    if isinstance(args.pattern, InvalidMailboxName) or isinstance(args.reference,
+                                                                  InvalidMailboxName):
+        return TaggedOk("LSUB completed")  # not modified UTF-7: names no mailbox
     boxes = session.store.list_mailboxes(session.user)
     parents = _parents(boxes)
     regex = pattern_regex(args.reference, args.pattern)
@@ -155,6 +193,11 @@ async def lsub(session: ImapSession, cmd: Command) -> TaggedOk:
             session.write(b"* LSUB " + _attributes(box, box.name in parents) + b" " +
                           _DELIM + b" " + mailbox_name(box.name, session.utf8) + b"\r\n")
             shown.add(box.name)
+    for name in session.store.gone_subscriptions(session.user):
+        if regex.fullmatch(name):  # still subscribed, mailbox gone (RFC 3501 §6.3.6)
+            session.write(b"* LSUB () " + _DELIM + b" " + mailbox_name(name, session.utf8) +
+                          b"\r\n")
+            shown.add(name)
     if "%" in args.pattern:
         by_name = {b.name: b for b in boxes}
         for name in sorted(sub_names):

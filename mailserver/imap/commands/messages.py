@@ -182,6 +182,7 @@ async def fetch(session: ImapSession, cmd: Command) -> TaggedOk | None:
         if not any(a.name == "MODSEQ" for a in atts):
             atts.append(FetchAtt("MODSEQ"))  # RFC 7162 §3.1.4.1: implied
     seen_now: set[int] = set()
+    wants_flags = any(a.name == "FLAGS" for a in atts)
     if fetch_render.sets_seen(atts) and not view.readonly:
         unseen = [rec.uid for _, rec in messages if "\\Seen" not in rec.flags]
         if unseen:
@@ -190,11 +191,13 @@ async def fetch(session: ImapSession, cmd: Command) -> TaggedOk | None:
             fresh = {r.uid: r for r in updated}
             seen_now = set(fresh)
             messages = [(seq, fresh.get(rec.uid, rec)) for seq, rec in messages]
+    if wants_flags or seen_now:  # RFC 3501 §7.2.6: keywords told before they are shown
+        for line in view.announce(rec.flags for _, rec in messages):
+            session.write(line)
     extra = [FetchAtt("FLAGS")]
     if view.condstore:
         extra += [FetchAtt("UID"), FetchAtt("MODSEQ")]
     with_flags = atts + extra
-    wants_flags = any(a.name == "FLAGS" for a in atts)
     cheap = all(a.name in _CHEAP_ATTS for a in atts)
 
     plain = fetch_render.plan_fetch(atts, uid_always=cmd.uid)
@@ -283,6 +286,10 @@ async def store(session: ImapSession, cmd: Command) -> TaggedOk | None:
     view.took_own_flags(span, updated)
     refused = set(failed)
     fresh = {r.uid: r for r in updated}
+    # RFC 3501 §7.2.6: a new keyword is announced before a FETCH shows it
+    # (and before a later FETCH would, after .SILENT).
+    for line in view.announce(r.flags for r in updated):
+        session.write(line)
     if not args.silent:
         write, respond = session.write, view.flags_response
         # The flags as this STORE left them (RFC 3501 §6.4.6); later changes

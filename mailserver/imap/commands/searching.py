@@ -105,7 +105,7 @@ async def search(session: ImapSession, cmd: Command) -> None:
         session.enable("CONDSTORE")  # RFC 7162 §3.1: a CONDSTORE enabling command
     hits = await run_search(session, view, args)
     numbers = [rec.uid if cmd.uid else seq for seq, rec in hits]
-    highest = max((rec.modseq for _, rec in hits), default=None) if modseq else None
+    highest = returned_modseq(args.return_opts, [rec.modseq for _, rec in hits]) if modseq else None
     if save:
         assert args.return_opts is not None
         view.saved = saved_result(args.return_opts, [rec.uid for _, rec in hits])
@@ -118,6 +118,25 @@ async def search(session: ImapSession, cmd: Command) -> None:
         session.write(line + b"\r\n")
         return
     session.write(esearch_response(cmd.tag, cmd.uid, args.return_opts, numbers, highest))
+
+
+def returned_modseq(opts: tuple[str, ...] | None, modseqs: list[int]) -> int | None:
+    """The MODSEQ to report for a search with a MODSEQ criterion (RFC 7162
+    §3.1.5; RFC 4731 §3.2): with MIN or MAX alone, that message's; with MIN
+    and MAX and neither ALL nor COUNT, the higher of the two; otherwise (plain
+    SEARCH, ALL, COUNT, ``RETURN ()``) the highest of every match.  ``modseqs``
+    in sequence order; None when nothing matched."""
+    if not modseqs:
+        return None
+    wanted = set(opts or ()) - {"SAVE"}
+    if wanted and not wanted & {"ALL", "COUNT"}:
+        picked = []
+        if "MIN" in wanted:
+            picked.append(modseqs[0])
+        if "MAX" in wanted:
+            picked.append(modseqs[-1])
+        return max(picked)
+    return max(modseqs)
 
 
 def saved_result(opts: tuple[str, ...], uids: list[int]) -> frozenset[int]:

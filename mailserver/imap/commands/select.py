@@ -30,12 +30,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mailserver.errors import ProtocolSyntaxError, UserError
-from mailserver.imap.selected import SYSTEM_FLAGS, SelectedMailbox, compact_uids
+from mailserver.errors import MailboxNotFound, ProtocolSyntaxError, UserError
+from mailserver.imap.selected import SelectedMailbox, compact_uids
 from mailserver.imap.state import TaggedOk
-from mailserver.protocol.imap.response import flag_list, mailbox_name
+from mailserver.protocol.imap.response import mailbox_name
 from mailserver.protocol.imap.seqset import parse_sequence_set
-from mailserver.protocol.imap.types import Command, MailboxArg, SequenceSet
+from mailserver.protocol.imap.types import Command, InvalidMailboxName, MailboxArg, SequenceSet
 from mailserver.store.model import DELIMITER
 
 if TYPE_CHECKING:
@@ -132,6 +132,8 @@ async def _open(session: ImapSession, cmd: Command, *, readonly: bool) -> Tagged
         session.write(b"* OK [CLOSED] Previous mailbox closed\r\n")
     if condstore:
         session.enable("CONDSTORE")  # RFC 7162 §3.1: a CONDSTORE enabling command
+    if isinstance(args.mailbox, InvalidMailboxName):  # not modified UTF-7: no such mailbox
+        raise MailboxNotFound("Mailbox does not exist")
     info = session.store.get_mailbox(session.user, args.mailbox)
     if info.noselect:
         raise UserError("Mailbox is not selectable (\\Noselect)", imap_code="CANNOT")
@@ -142,13 +144,8 @@ async def _open(session: ImapSession, cmd: Command, *, readonly: bool) -> Tagged
     rev2 = session.rev2
     if not rev2:
         await view.claim_recent()
-    flags = list(SYSTEM_FLAGS) + sorted(view.keywords())
-    session.write(b"* FLAGS " + flag_list(flags) + b"\r\n")
-    if readonly:
-        session.write(b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n")
-    else:
-        session.write(b"* OK [PERMANENTFLAGS " + flag_list(flags + ["\\*"]) +
-                      b"] Flags permitted\r\n")
+    for line in view.flags_lines():
+        session.write(line)
     if rev2:
         session.write(b"* %d EXISTS\r\n" % view.exists)
         # RFC 9051 §6.3.2: the LIST response for the mailbox, canonical name.
@@ -187,6 +184,8 @@ def _resync(session: ImapSession, view: SelectedMailbox, q: QresyncArgs, uidnext
     gone = [u for u in changes.expunged if wanted(u) and u not in view.messages]
     if gone:
         session.write(b"* VANISHED (EARLIER) " + compact_uids(gone).encode() + b"\r\n")
+    for line in view.announce(r.flags for r in changes.updated):
+        session.write(line)  # RFC 3501 §7.2.6: keywords told before they are shown
     for rec in changes.updated:
         if not wanted(rec.uid):
             continue

@@ -17,12 +17,14 @@ Design notes
   only the first occurrence of each field counts, as in ENVELOPE.
 * String keys follow the comparators the RFCs name: ``i;ascii-casemap`` for
   SUBJECT/FROM/TO/CC (RFC 5256 §3: only ASCII letters fold), Unicode case
-  folding for DISPLAYFROM/DISPLAYTO (RFC 5957 §2, ``i;unicode-casemap``
-  approximated by ``str.casefold``).  Python compares ``str`` by code point,
+  casemap for DISPLAYFROM/DISPLAYTO (RFC 5957 §4, ``i;unicode-casemap`` as
+  SEARCH uses it, RFC 5051).  Python compares ``str`` by code point,
   which is the octet order of their UTF-8 form (RFC 5256 §2.1 step 1).
-* The final tie-break is the sequence number, ascending (RFC 5256 §3); only
-  ARRIVAL treats mailbox order as part of the key (arrival order), so
-  ``REVERSE ARRIVAL`` lists the newest message first even within one second.
+* The final tie-break is the sequence number, ascending, whatever REVERSE
+  said (RFC 5256 §3: "REVERSE only reverses a single criterion, and does not
+  affect the implicit 'sequence number' sort criterion"); ARRIVAL is the
+  INTERNALDATE alone, so messages received in the same second keep their
+  mailbox order under ``REVERSE ARRIVAL`` too, as Dovecot's do.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from typing import Any
 from mailserver.protocol.imap.search_keys import search_program
 from mailserver.protocol.imap.tokens import Cursor
 from mailserver.protocol.imap.types import SortArgs
-from mailserver.protocol.mime.facts import parse_sent_date
+from mailserver.protocol.mime.facts import casemap, parse_sent_date
 from mailserver.protocol.mime.headers import (
     bytes_to_text,
     decode_words,
@@ -226,33 +228,45 @@ class SortHeaders:
         return "" if self.subject is None else decode_header_text(self.subject)
 
 
-def _first_address(raw: bytes | None) -> tuple[str | None, str, str] | None:
-    """(display name, mailbox, host) of the first address (group names skipped)."""
+def _first_address(raw: bytes | None) -> tuple[str | None, str, str | None] | None:
+    """(display name, mailbox, host) of the first [IMAP] address structure
+    (RFC 3501 §7.4.2) of a field: a group's start counts, as its structure
+    (name NIL, mailbox the group name, host NIL), as RFC 5256 §3 and RFC 5957
+    §3 speak of the first address structure, and as Dovecot takes it.  A
+    missing local part or domain is the ``MISSING_*`` fill-in ENVELOPE sends
+    (``imap_envelope``, Dovecot's too).  None without any address."""
     if raw is None:
         return None
     for name, _adl, mailbox, host in parse_addresses(bytes_to_text(unfold(raw))):
-        if host is None:  # group start or end (RFC 3501 §7.4.2)
+        if mailbox is None:  # a group's end: never first in practice
             continue
-        return name, mailbox or "", host
+        if host is None:  # a group's start
+            return None, mailbox, None
+        return name, mailbox, host
     return None
 
 
 def address_key(raw: bytes | None) -> str:
-    """FROM/TO/CC: the addr-mailbox of the first address, ``i;ascii-casemap``
-    (RFC 5256 §3); the empty string when there is none."""
+    """FROM/TO/CC: the addr-mailbox of the first address (a group's name when
+    the field starts with a group), ``i;ascii-casemap`` (RFC 5256 §3); the
+    empty string when there is none."""
     first = _first_address(raw)
     return "" if first is None else ascii_casemap(first[1])
 
 
 def display_key(raw: bytes | None) -> str:
-    """DISPLAYFROM/DISPLAYTO (RFC 5957 §2): the decoded display name of the
-    first address, or its addr-spec when the name is empty; case-folded."""
+    """DISPLAYFROM/DISPLAYTO (RFC 5957 §3): the first address's display name,
+    RFC 2047-decoded, when not empty; else ``mailbox@host``; else the
+    mailbox alone (a group's name); else "".  Compared by
+    ``i;unicode-casemap`` (RFC 5957 §4, RFC 5051)."""
     first = _first_address(raw)
     if first is None:
         return ""
     name, mailbox, host = first
     shown = decode_words(name).strip() if name else ""
-    return (shown or f"{mailbox}@{host}").casefold()
+    if not shown:
+        shown = f"{mailbox}@{host}" if mailbox and host else mailbox
+    return casemap(shown)
 
 
 # ------------------------------------------------------------------- sorting
@@ -274,7 +288,9 @@ class SortItem:
 def _key_of(key: str, item: SortItem) -> Any:  # compared with keys of its own kind only
     h = item.headers
     if key == "ARRIVAL":
-        return (item.internal_date, item.seq)
+        # The INTERNALDATE alone: equal ones fall to the sequence number, which
+        # REVERSE does not turn (RFC 5256 §3).
+        return item.internal_date
     if key == "DATE":
         # RFC 5256 §2.2: no usable Date: means the INTERNALDATE is the sent date.
         sent = h.sent_date()

@@ -83,18 +83,21 @@ _WSP = re.compile(r"[ \t\r\n]+")
 
 
 def parse_msg_ids(value: str | None) -> list[str]:
-    """The msg-ids of a Message-ID/References/In-Reply-To value (RFC 5322
-    §3.6.4), in order, without their angle brackets and white space.
-    Comments are dropped; junk between ids is skipped; an id must contain
-    no white space inside once unfolded."""
+    """The valid msg-ids of a Message-ID/References/In-Reply-To value (RFC
+    5322 §3.6.4: ``"<" id-left "@" id-right ">"``), in order, without their
+    angle brackets.  RFC 5256 §4 step 1 threads by *valid* msg-ids only, so
+    ``<1234>`` (no "@") links nothing, as in Dovecot, whose reading we follow
+    otherwise too: comments are dropped, white space inside an id (obsolete
+    CFWS) is removed, junk between ids is skipped."""
     if not value:
         return []
     for _ in range(3):  # nested comments, shallowly
         value = _COMMENT.sub(" ", value)
     out = []
     for m in _MSG_ID.finditer(value):
-        ident = m.group(1).strip(" \t\r\n")
-        if ident and not _WSP.search(ident):
+        ident = _WSP.sub("", m.group(1))
+        left, at, right = ident.partition("@")
+        if at and left and right:
             out.append(ident)
     return out
 

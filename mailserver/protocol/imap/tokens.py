@@ -16,6 +16,7 @@ import re
 
 from mailserver.errors import ProtocolSyntaxError
 from mailserver.protocol.imap import utf7
+from mailserver.protocol.imap.types import InvalidMailboxName
 
 # ATOM-CHAR = <any CHAR except atom-specials>
 # atom-specials = "(" / ")" / "{" / SP / CTL / list-wildcards / quoted-specials / resp-specials
@@ -267,7 +268,14 @@ class Cursor:
                 ascii_name = raw.decode("ascii")
             except UnicodeDecodeError:
                 raise self.error("8-bit mailbox name without UTF8=ACCEPT") from None
-            name = utf7.decode(ascii_name)
+            try:
+                name = utf7.decode(ascii_name)
+            except ProtocolSyntaxError:
+                if not all(" " <= ch <= "~" for ch in ascii_name):
+                    raise  # control characters: no name at all (BAD)
+                # Printable, but a shift that is not modified UTF-7 ("&'+,-"):
+                # a name no mailbox has; the command says NO, not BAD.
+                return InvalidMailboxName(ascii_name)
         if normalise_inbox and name.upper() == "INBOX":
             return "INBOX"
         return name

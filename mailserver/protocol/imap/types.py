@@ -16,6 +16,21 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # sortkeys imports this module
     from mailserver.protocol.imap.sortkeys import SortCriterion
 
+# ------------------------------------------------------------------ mailbox names
+
+
+class InvalidMailboxName(str):
+    """A mailbox name (or LIST pattern) as the client sent it, which is not the
+    modified UTF-7 of any name (RFC 3501 §5.1.3), e.g. ``"&'+,-"``.
+
+    It is a valid ``astring`` (RFC 3501 §9), so the command is not a BAD: no
+    mailbox has that name, so the server answers ``NO [NONEXISTENT]`` (or
+    ``NO [CANNOT]`` to CREATE and RENAME, which would have to invent one), and
+    a LIST pattern of it matches nothing.  The text is the name as sent."""
+
+    __slots__ = ()
+
+
 # --------------------------------------------------------------------------- sets
 
 

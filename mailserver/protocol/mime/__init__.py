@@ -21,17 +21,19 @@ from .facts import (
     MessageFacts,
     Part,
     analyze,
+    field_search_values,
     items_from_bytes,
     parse_sent_date,
     search_norm,
     search_values_from_bytes,
 )
-from .headers import header_values
+from .headers import HeaderFields, header_values
 from .sections import resolve, section_bytes
 from .structure import LEAF, MESSAGE, MULTIPART
 from .text import search_text
 
 __all__ = [
+    "HeaderFields",
     "LEAF",
     "MESSAGE",
     "MULTIPART",
@@ -39,6 +41,7 @@ __all__ = [
     "SEARCH_FIELDS",
     "Part",
     "analyze",
+    "field_search_values",
     "header_values",
     "items_from_bytes",
     "parse_sent_date",

@@ -10,7 +10,9 @@ SEARCH then never loads the blob (version 1 facts still read; they have none).
 Version 3 changed only the normalisation of those values (``search_norm``:
 i;unicode-casemap instead of ``str.casefold``); version 2 facts still read, but
 their search values are ignored (SEARCH then parses the header), since they
-were normalised the old way.  All offsets are into the blob as analyzed; the per-recipient prefix (Return-Path, Delivered-To) is not in them
+were normalised the old way.  Version 4 adds, for the address fields, the
+addresses as parsed (``field_search_values``); version 3 search values are
+ignored the same way.  All offsets are into the blob as analyzed; the per-recipient prefix (Return-Path, Delivered-To) is not in them
 (see ``sections.section_bytes``).
 """
 
@@ -24,15 +26,16 @@ import unicodedata
 from dataclasses import dataclass
 
 from .bodystructure import count_lines, render_both
-from .headers import HeaderFields
-from .imap_envelope import EMPTY_IMAP_ENVELOPE, imap_envelope
+from .headers import HeaderFields, bytes_to_text, decode_value, decode_words, unfold
+from .imap_envelope import EMPTY_IMAP_ENVELOPE, imap_envelope, parse_addresses
 from .structure import LEAF, Node, build_tree, charset_of
 
 _COMMENT = re.compile(r"\([^()]*\)")
 _COLON_WSP = re.compile(r"\s*:\s*")
 _MAGIC_V1 = b"MF\x01"
 _MAGIC_V2 = b"MF\x02"  # search values normalised with str.casefold: ignored
-_MAGIC = b"MF\x03"
+_MAGIC_V3 = b"MF\x03"  # search values without the address forms: ignored
+_MAGIC = b"MF\x04"
 _SIZE = struct.Struct("<Q")
 _HEAD = struct.Struct("<BqIII")  # has_date, sent_date, len(envelope), len(body), len(bodystructure)
 _SEARCH_LEN = struct.Struct("<I")  # v2: length of the search section, right after _HEAD
@@ -133,8 +136,8 @@ class MessageFacts:
         if not isinstance(b, bytes):
             b = bytes(b)
         try:
-            v3 = b.startswith(_MAGIC)
-            v2 = v3 or b.startswith(_MAGIC_V2)
+            current = b.startswith(_MAGIC)
+            v2 = current or b.startswith(_MAGIC_V3) or b.startswith(_MAGIC_V2)
             if not v2 and not b.startswith(_MAGIC_V1):
                 raise ValueError("not serialized MessageFacts")
             pos = len(_MAGIC)
@@ -148,7 +151,7 @@ class MessageFacts:
                 pos += _SEARCH_LEN.size
                 search = _decode_search(b, pos, pos + ls)
                 pos += ls
-                if not v3:
+                if not current:
                     search = ()
             env = b[pos : pos + le]
             pos += le
@@ -170,7 +173,7 @@ def search_values_from_bytes(b: bytes | memoryview) -> tuple[tuple[str, ...], ..
     and 2 facts.  ``b`` may be any bytes-like object (a zero-copy view).
     Raises ValueError on bytes ``to_bytes`` did not write."""
     if b[:3] != _MAGIC:
-        if b[:3] == _MAGIC_V1 or b[:3] == _MAGIC_V2:
+        if b[:3] in (_MAGIC_V1, _MAGIC_V2, _MAGIC_V3):
             return ()
         raise ValueError("not serialized MessageFacts")
     try:
@@ -188,7 +191,7 @@ def items_from_bytes(b: bytes | memoryview) -> tuple[bytes, bytes, bytes, int | 
     FETCH ENVELOPE/BODY/BODYSTRUCTURE need only these slices.  ``b`` may be
     any bytes-like object (a zero-copy view); the results are ``bytes``.
     Raises ValueError on bytes ``to_bytes`` did not write."""
-    v2 = b[:3] == _MAGIC or b[:3] == _MAGIC_V2
+    v2 = b[:3] in (_MAGIC, _MAGIC_V3, _MAGIC_V2)
     if not v2 and b[:3] != _MAGIC_V1:
         raise ValueError("not serialized MessageFacts")
     try:
@@ -275,9 +278,61 @@ def search_values_of(header: bytes | HeaderFields) -> tuple[tuple[str, ...], ...
     """The ``search`` tuple for a top-level header block (raw, or already split:
     ``analyze`` passes the fields it parsed for the part tree)."""
     fields = header if isinstance(header, HeaderFields) else HeaderFields.parse(header)
-    return tuple(
-        tuple(search_norm(v) for v in fields.values(name)) for name in _SEARCH_KEYS
-    )
+    return tuple(field_search_values(fields, name) for name in _SEARCH_KEYS)
+
+
+#: Address fields SEARCH FROM/TO/CC/BCC also match as parsed addresses.
+_ADDRESS_KEYS = frozenset({b"from", b"to", b"cc", b"bcc"})
+
+
+def field_search_values(fields: HeaderFields, name: bytes) -> tuple[str, ...]:
+    """What SEARCH compares for field ``name`` (lower-case): each occurrence's
+    decoded value (``HeaderFields.values``) in ``search_norm`` form.  For an
+    address field, also its addresses as Dovecot searches them
+    (``address_search_form``): display names decoded (RFC 2047 words in
+    quoted strings too), comments and quoting gone, ``name <local@domain>``
+    and ``group: ...;``, so neither an encoded word nor a comment nor a
+    group hides the name or address searched for."""
+    group = fields.by_name.get(name)
+    if not group:
+        return ()
+    out: list[str] = []
+    for f in group:
+        plain = search_norm(decode_value(f.value))
+        out.append(plain)
+        if name in _ADDRESS_KEYS:
+            parsed = search_norm(address_search_form(f.value))
+            if parsed and parsed != plain:
+                out.append(parsed)
+    return tuple(out)
+
+
+def address_search_form(raw: bytes) -> str:
+    """An address-list field value written back from its parse (RFC 5322
+    §3.4) the way Dovecot matches address SEARCH keys: ``Name <a@b>``, ``a@b``
+    without a name, ``group: ...;``, joined by ", ", RFC 2047 words of names
+    decoded.  Missing halves (``MISSING_MAILBOX``) are left out.  Never raises."""
+    try:
+        addrs = parse_addresses(bytes_to_text(unfold(raw)))
+    except Exception:  # junk must not break delivery or SEARCH
+        return ""
+    out: list[str] = []
+    for addr_name, _adl, mailbox, host in addrs:
+        if mailbox is None:  # end of a group
+            out.append(";")
+            continue
+        if host is None:  # start of a group: its display name
+            out.append(decode_words(mailbox) + ":")
+            continue
+        local = "" if mailbox == "MISSING_MAILBOX" else mailbox
+        domain = "" if host == "MISSING_DOMAIN" else host
+        spec = f"{local}@{domain}" if local and domain else local or domain
+        if addr_name:
+            shown = decode_words(addr_name)
+            out.append(f"{shown} <{spec}>," if spec else f"{shown},")
+        elif spec:
+            out.append(spec + ",")
+    return " ".join(out).replace(", ;", ";").rstrip(",")
 
 
 def _encode_search(search: tuple[tuple[str, ...], ...]) -> bytes:
