@@ -137,6 +137,7 @@ def gone_sub_key(account: str, name: str) -> bytes:
 
 
 def gone_sub_prefix(account: str) -> bytes:
+    """The prefix of every subscription of ``account`` whose mailbox is gone (RFC 5258 §3.1)."""
     return _GONE_SUB + mbname_prefix(account)
 
 
