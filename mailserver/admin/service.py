@@ -37,6 +37,8 @@ from typing import Protocol
 
 import structlog
 
+from mailserver.admin import backup as backup_mod
+from mailserver.admin.backup import BackupReport
 from mailserver.admin.dns import dkim_record, domain_records
 from mailserver.admin.policy import (
     account_address,
@@ -373,6 +375,18 @@ class AdminService:
         hostname = check_public_hostname(self.config.hostname, self.config.source)
         dkim = [k.record for k in await self.list_dkim_keys(name) if k.record.value]
         return domain_records(name, hostname, self.config.listeners, dkim)
+
+
+    # -- backup --------------------------------------------------------------------
+
+    async def backup(self, dest: Path) -> BackupReport:
+        """Back up the store and the configuration's files into ``dest``
+        (missing or empty; else ``Cannot``), while the daemon runs: see
+        ``admin/backup.py`` for the layout and the manifest."""
+        report = await backup_mod.backup(self._store, self.config, dest)
+        log.info("backup_written", path=str(report.path), files=report.files,
+                 size=report.size, duration_ms=round(report.seconds * 1000))
+        return report
 
 
 async def _open_store(config: Config, *, create: bool) -> Store:

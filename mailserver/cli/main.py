@@ -8,6 +8,7 @@
     mailserver domain|user|alias ...                          (directory.py)
     mailserver dkim|dns|queue ...                             (outbound.py)
     mailserver dmarc report DATE                              (dmarc.py)
+    mailserver backup DIR | verify [DIR] | restore DIR        (backup.py)
 
 Argument parsing and printing only: every rule is the admin service's
 (``mailserver.admin``).  The configuration is found as ``common.py`` says.
@@ -28,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mailserver import log as logsetup
+from mailserver.cli.backup import add_parsers as add_backup
 from mailserver.cli.common import DEV_CONFIG, ENV_CONFIG, PROG, SYSTEM_CONFIG, error
 from mailserver.cli.directory import add_parsers as add_directory
 from mailserver.cli.dmarc import add_parsers as add_dmarc
@@ -56,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_directory(sub, common)
     add_outbound(sub, common)
     add_dmarc(sub, common)
+    add_backup(sub, common)
     return parser
 
 

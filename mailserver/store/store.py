@@ -213,6 +213,20 @@ class Store(DirectoryStore, MailboxStore, MessageStore):
             live = headroom.live_octets(txn, self._dbs)
         return live, int(self._env.info()["map_size"])
 
+    async def copy_to(self, dest: Path) -> None:
+        """Write a consistent, compacted copy of the environment into the
+        directory ``dest`` (must exist and hold no ``data.mdb``): ``backup``.
+
+        LMDB's copy runs in one read transaction (a snapshot; writers go on)
+        and streams pages through a fixed buffer, so memory stays bounded
+        whatever the store's size; free pages are left out (``compact``).
+        Raises ``lmdb.Error`` (a ``MailserverError`` is not needed: the admin
+        service reports it) or OSError.
+        """
+        if self._closed:
+            raise MailserverError("store is closed")
+        await asyncio.to_thread(self._env.copy, str(dest), compact=True)
+
     def queue_next_due(self) -> float | None:
         """The earliest scheduled attempt (Unix seconds), None for an empty queue."""
         with self._read() as txn:
