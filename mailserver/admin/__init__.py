@@ -2,6 +2,7 @@
 applies (``policy.py``) and the records it returns (``views.py``)."""
 
 from mailserver.admin.backup import BackupReport, RestoreReport, VerifyReport, restore, verify
+from mailserver.admin.mailio import Progress, TransferReport
 from mailserver.admin.service import AdminService, QueueControl, initialise, open_admin
 from mailserver.admin.views import (
     AccountInfo,
@@ -22,9 +23,11 @@ __all__ = [
     "DnsRecord",
     "DomainInfo",
     "QueueEntry",
+    "Progress",
     "QueueControl",
     "QueueRecipient",
     "RestoreReport",
+    "TransferReport",
     "VerifyReport",
     "initialise",
     "open_admin",

@@ -38,8 +38,10 @@ from typing import Protocol
 import structlog
 
 from mailserver.admin import backup as backup_mod
+from mailserver.admin import mailio
 from mailserver.admin.backup import BackupReport
 from mailserver.admin.dns import dkim_record, domain_records
+from mailserver.admin.mailio import ProgressFn, TransferReport
 from mailserver.admin.policy import (
     account_address,
     alias_address,
@@ -387,6 +389,26 @@ class AdminService:
         log.info("backup_written", path=str(report.path), files=report.files,
                  size=report.size, duration_ms=round(report.seconds * 1000))
         return report
+
+
+    # -- import and export -----------------------------------------------------------
+
+    async def import_mail(self, kind: str, path: Path, account: str, *,
+                          mailbox: str | None = None,
+                          progress: ProgressFn | None = None) -> TransferReport:
+        """Import an mbox file or directory, or a Maildir (``kind``), into
+        ``account`` through the store's APPEND path; see ``admin/mailio.py``."""
+        report = await mailio.import_mail(self._store, self.config, kind, path, account,
+                                          mailbox=mailbox, progress=progress)
+        log.info("mail_imported", account=account, format=kind, messages=report.messages,
+                 skipped=report.skipped, duration_ms=round(report.seconds * 1000))
+        return report
+
+    async def export_mail(self, account: str, kind: str, path: Path, *,
+                          progress: ProgressFn | None = None) -> TransferReport:
+        """Export every mailbox of ``account`` as mbox files or a Maildir
+        (``kind``) into ``path``; see ``admin/mailio.py``."""
+        return await mailio.export_mail(self._store, account, kind, path, progress=progress)
 
 
 async def _open_store(config: Config, *, create: bool) -> Store:
