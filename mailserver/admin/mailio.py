@@ -46,7 +46,7 @@ from mailserver.store.store import Store
 FORMATS = ("mbox", "maildir")
 #: Appends in flight at once, and their octets: what one group commit may take.
 WINDOW = 64
-WINDOW_OCTETS = 32 << 20
+WINDOW_OCTETS = 8 << 20
 #: At or above this size ``Store.append`` hashes in a thread (``store/base.py``
 #: does from 256 KiB): such a message is appended alone to keep file order.
 ALONE_OCTETS = 128 << 10

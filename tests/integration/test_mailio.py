@@ -179,3 +179,45 @@ async def test_interrupted_import_keeps_what_it_reported(tmp_path: Path,
         assert 50 <= stored < 400
         assert stored == reports[-1].messages
     assert (await verify(tmp_path / "data")).ok
+
+
+RSS_PROBE = ("import resource, sys\n"
+             "from mailserver.cli import main\n"
+             "rc = main(sys.argv[1:])\n"
+             "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+             "sys.exit(rc)\n")
+
+
+def import_rss(tmp: Path, mbox: Path, data_dir: Path) -> int:
+    """Peak RSS (KiB) of ``mailserver import mbox`` in a process of its own."""
+    import subprocess
+    import sys
+
+    from support.daemon import cli_env
+
+    result = subprocess.run(
+        [sys.executable, "-c", RSS_PROBE, "import", "mbox", str(mbox), ALICE,
+         "--data-dir", str(data_dir)],
+        capture_output=True, text=True, cwd=tmp, env=cli_env(), timeout=120)
+    assert result.returncode == 0, result.stderr
+    return int(result.stderr.split("MAXRSS ")[1].split()[0])
+
+
+def test_import_streams_in_bounded_memory(tmp_path: Path) -> None:
+    """A 40 MiB mbox costs the importer far less than 40 MiB more than a tiny one."""
+    line = b"x" * 76 + b"\n"
+    with (tmp_path / "big.mbox").open("wb") as f:
+        for i in range(400):  # 400 messages of 100 KiB, all distinct
+            f.write(f"From a@b Mon Feb  3 10:11:12 2025\nSubject: {i}\n\n".encode())
+            f.write(line * 1300 + f"{i}\n\n".encode())
+    with (tmp_path / "small.mbox").open("wb") as f:
+        f.write(b"From a@b Mon Feb  3 10:11:12 2025\nSubject: s\n\n" + line * 1300 + b"\n")
+
+    async def make_store() -> None:
+        async with open_store(tmp_path / "data", ALICE, domain="example.test"):
+            pass
+
+    asyncio.run(make_store())
+    small = import_rss(tmp_path, tmp_path / "small.mbox", tmp_path / "data")
+    big = import_rss(tmp_path, tmp_path / "big.mbox", tmp_path / "data")
+    assert big - small < 24 * 1024, (small, big)
