@@ -202,6 +202,8 @@ async def backup(store: Store, config: Config, dest: Path) -> BackupReport:
     dest = Path(dest)
     if not _is_empty(dest):
         raise Cannot(f"backup directory {dest} is not empty")
+    if dest.resolve().is_relative_to(config.data_dir.resolve()):
+        raise Cannot(f"backup directory {dest} is inside the data directory")
     started = time.time()
     t0 = time.monotonic()
     dest.mkdir(parents=True, exist_ok=True, mode=0o700)

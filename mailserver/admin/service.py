@@ -70,6 +70,7 @@ from mailserver.errors import (
 )
 from mailserver.queue import model as queue_model
 from mailserver.services import argon2_params, ensure_domains
+from mailserver.store.fsck import FsckReport
 from mailserver.store.model import Account
 from mailserver.store.store import Store
 
@@ -390,6 +391,11 @@ class AdminService:
                  size=report.size, duration_ms=round(report.seconds * 1000))
         return report
 
+    async def verify_store(self) -> FsckReport:
+        """Check the open store for damage (``store/fsck.py``), in one read
+        transaction: what ``admin.verify`` does for a directory, for a process
+        that has the store open (the daemon's HTTP API)."""
+        return await asyncio.to_thread(self._store.check, queue_model.decode)
 
     # -- import and export -----------------------------------------------------------
 

@@ -77,6 +77,8 @@ QueueDecoder = Callable[[bytes], object]
 def check_path(store_dir: Path, decode_queue: QueueDecoder) -> FsckReport:
     """Check the environment in ``store_dir`` (``data_dir/store`` or a
     backup's ``store``), opened read-only.  Blocking: run it in a thread.
+    Not in a process that has that store open already (LMDB forbids two
+    opens in one process): ``Store.check`` is for those.
 
     ``decode_queue`` decodes a queue record and raises on a bad one.
     Raises StoreNotFound or MailserverError when it cannot be opened at all.

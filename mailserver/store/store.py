@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from mailserver.errors import MailserverError
-from mailserver.store import headroom, keys
+from mailserver.store import fsck, headroom, keys
 from mailserver.store import queue as queue_db
 from mailserver.store.base import content_address
 from mailserver.store.directory import DirectoryStore, RecipientStatus
@@ -226,6 +226,16 @@ class Store(DirectoryStore, MailboxStore, MessageStore):
         if self._closed:
             raise MailserverError("store is closed")
         await asyncio.to_thread(self._env.copy, str(dest), compact=True)
+
+    def check(self, decode_queue: fsck.QueueDecoder) -> fsck.FsckReport:
+        """Check this open store for damage (``fsck.py``) in one read
+        transaction: for a process that has the store open (LMDB forbids
+        opening an environment twice in one process; ``fsck.check_path`` is
+        for the others).  Blocking and long: run it in a thread."""
+        if self._closed:
+            raise MailserverError("store is closed")
+        with self._env.begin(buffers=True) as txn:
+            return fsck.check_txn(txn, self._dbs, decode_queue)
 
     def queue_next_due(self) -> float | None:
         """The earliest scheduled attempt (Unix seconds), None for an empty queue."""

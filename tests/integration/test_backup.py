@@ -133,6 +133,8 @@ def test_restore_and_backup_refuse(server: ServerThread, tmp_path: Path) -> None
     assert rc == 1 and "not empty" in err
     rc, _, err = cli(tmp_path, "backup", tmp_path / "bk", "--data-dir", tmp_path / "nothing")
     assert rc == 1 and "no store" in err and not (tmp_path / "nothing").exists()
+    rc, _, err = cli(tmp_path, "backup", data_dir / "bk", "--data-dir", data_dir)
+    assert rc == 1 and "inside the data directory" in err
     assert cli(tmp_path, "backup", tmp_path / "bk", "--data-dir", data_dir)[0] == 0
     rc, _, err = cli(tmp_path, "restore", tmp_path / "bk", "--data-dir", tmp_path / "full")
     assert rc == 1 and "not empty" in err
@@ -245,3 +247,18 @@ def test_verify_cli_exit_status(good_store: Path, tmp_path: Path) -> None:
     rc, out, err = cli(tmp_path, "verify", copy)
     assert rc == 1, err
     assert "missing_blob" in out and "problems found" in out
+
+
+def test_open_store_checks_itself(good_store: Path, tmp_path: Path) -> None:
+    """``Store.check``: the same checks inside a process that has the store open."""
+    from support.daemon import on_store
+
+    from mailserver.queue import model as queue_model
+
+    copy = damaged(good_store, tmp_path, bump_refcount)
+
+    async def check(store: Any) -> Any:
+        return await asyncio.to_thread(store.check, queue_model.decode)
+
+    report = on_store(copy, check)
+    assert [f.kind for f in report.findings] == ["blob_refcount"]
