@@ -50,6 +50,8 @@ MAILDIR_FLAGS = (("D", "\\Draft"), ("F", "\\Flagged"), ("P", "$Forwarded"),
                  ("R", "\\Answered"), ("S", "\\Seen"), ("T", "\\Deleted"))
 _X_STATUS = (("A", "\\Answered"), ("F", "\\Flagged"), ("T", "\\Draft"), ("D", "\\Deleted"))
 _STATUS_HEADERS = (b"status:", b"x-status:", b"x-keywords:")
+#: Dovecot's and UW-IMAP's own mbox bookkeeping: dropped, meaning nothing here.
+_BOOKKEEPING = (b"x-uid:", b"x-imapbase:", b"x-imap:")
 KEYWORDS_FILE = "dovecot-keywords"
 
 
@@ -88,7 +90,8 @@ def from_line(sender: str, date: int) -> bytes:
 def read_mbox(f: BinaryIO) -> Iterator[DiskMessage]:
     """The messages of an mboxrd file, one at a time (memory: one message).
 
-    A message whose ``From `` line has no date gets ``date`` None.
+    A message whose ``From `` line has no date gets ``date`` None.  The
+    folder-data pseudo message of UW-IMAP comes as an empty ``data``: skip it.
     """
     lines: list[bytes] = []
     date: int | None = None
@@ -115,8 +118,19 @@ def read_mbox(f: BinaryIO) -> Iterator[DiskMessage]:
 def _mbox_message(lines: list[bytes], date: int | None) -> DiskMessage:
     if lines and lines[-1] in (b"\n", b"\r\n"):
         lines.pop()  # the empty line that separates messages
-    data, flags = split_status(b"".join(lines))
+    data = b"".join(lines)
+    if _is_folder_data(data):
+        return DiskMessage(b"", frozenset(), date)
+    data, flags = split_status(data)
     return DiskMessage(data, flags, date)
+
+
+def _is_folder_data(data: bytes) -> bool:
+    """UW-IMAP's (and Dovecot's, with ``mbox_lazy_writes`` off) first pseudo
+    message, "DON'T DELETE THIS MESSAGE -- FOLDER INTERNAL DATA", which
+    holds its ``X-IMAP:`` header: not mail."""
+    head = data[:_header_end(data)].lower()
+    return head.startswith(b"x-imap:") or b"\nx-imap:" in head
 
 
 def write_mbox_message(out: BinaryIO, data: bytes, flags: Iterable[str], date: int,
@@ -153,7 +167,10 @@ def split_status(data: bytes) -> tuple[bytes, frozenset[str]]:
         if line[:1] in (b" ", b"\t") and dropping:
             continue
         low = line.lower()
-        dropping = low.startswith(_STATUS_HEADERS)
+        dropping = low.startswith(_STATUS_HEADERS + _BOOKKEEPING)
+        if low.startswith(_BOOKKEEPING):
+            removed = True
+            continue
         if not dropping:
             kept.append(line)
             continue

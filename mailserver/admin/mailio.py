@@ -110,6 +110,8 @@ def _source(kind: str, path: Path) -> Iterator[tuple[str, fmt.DiskMessage | None
             with file.open("rb") as f:
                 try:
                     for msg in fmt.read_mbox(f):
+                        if not msg.data:  # UW-IMAP's folder data, or nothing at all
+                            continue
                         yield folder, msg if msg.date is not None else \
                             fmt.DiskMessage(msg.data, msg.flags, mtime)
                 except ValueError as exc:

@@ -93,3 +93,14 @@ def test_folder_names_map_both_ways(levels: list[str]) -> None:
     assert fmt.maildir_folder(fmt.maildir_dir(name)) == name
     assert fmt.mbox_folder(fmt.mbox_path(name)) == name
     assert fmt.maildir_dir("INBOX") == "" and fmt.maildir_folder("") == "INBOX"
+
+
+def test_dovecot_and_uw_bookkeeping_dropped() -> None:
+    raw = (b"From MAILER-DAEMON Thu Jan  1 00:00:10 1970\n"
+           b"Date: 01 Jan 1970\nSubject: DON'T DELETE THIS MESSAGE -- FOLDER INTERNAL DATA\n"
+           b"X-IMAP: 1234 0000000002\n\nThis text is part of the internal format.\n\n"
+           b"From a@b Thu Jan  1 00:00:20 1970\n"
+           b"Subject: s\nX-IMAPbase: 1 2\nX-UID: 7\nStatus: RO\n\nbody\n\n")
+    folder, msg = list(fmt.read_mbox(io.BytesIO(raw)))
+    assert folder.data == b""
+    assert msg.data == b"Subject: s\n\nbody\n" and msg.flags == {"\\Seen"} and msg.date == 20
