@@ -1,6 +1,8 @@
 """The admin service every front end calls (``service.py``), the rules it
 applies (``policy.py``) and the records it returns (``views.py``)."""
 
+from mailserver.admin.backup import BackupReport, RestoreReport, VerifyReport, restore, verify
+from mailserver.admin.mailio import Progress, TransferReport
 from mailserver.admin.service import AdminService, QueueControl, initialise, open_admin
 from mailserver.admin.views import (
     AccountInfo,
@@ -16,12 +18,19 @@ __all__ = [
     "AccountInfo",
     "AdminService",
     "AliasInfo",
+    "BackupReport",
     "DkimKeyInfo",
     "DnsRecord",
     "DomainInfo",
     "QueueEntry",
+    "Progress",
     "QueueControl",
     "QueueRecipient",
+    "RestoreReport",
+    "TransferReport",
+    "VerifyReport",
     "initialise",
     "open_admin",
+    "restore",
+    "verify",
 ]

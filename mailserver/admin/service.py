@@ -37,7 +37,11 @@ from typing import Protocol
 
 import structlog
 
+from mailserver.admin import backup as backup_mod
+from mailserver.admin import mailio
+from mailserver.admin.backup import BackupReport
 from mailserver.admin.dns import dkim_record, domain_records
+from mailserver.admin.mailio import ProgressFn, TransferReport
 from mailserver.admin.policy import (
     account_address,
     alias_address,
@@ -66,6 +70,7 @@ from mailserver.errors import (
 )
 from mailserver.queue import model as queue_model
 from mailserver.services import argon2_params, ensure_domains
+from mailserver.store.fsck import FsckReport
 from mailserver.store.model import Account
 from mailserver.store.store import Store
 
@@ -373,6 +378,43 @@ class AdminService:
         hostname = check_public_hostname(self.config.hostname, self.config.source)
         dkim = [k.record for k in await self.list_dkim_keys(name) if k.record.value]
         return domain_records(name, hostname, self.config.listeners, dkim)
+
+
+    # -- backup --------------------------------------------------------------------
+
+    async def backup(self, dest: Path) -> BackupReport:
+        """Back up the store and the configuration's files into ``dest``
+        (missing or empty; else ``Cannot``), while the daemon runs: see
+        ``admin/backup.py`` for the layout and the manifest."""
+        report = await backup_mod.backup(self._store, self.config, dest)
+        log.info("backup_written", path=str(report.path), files=report.files,
+                 size=report.size, duration_ms=round(report.seconds * 1000))
+        return report
+
+    async def verify_store(self) -> FsckReport:
+        """Check the open store for damage (``store/fsck.py``), in one read
+        transaction: what ``admin.verify`` does for a directory, for a process
+        that has the store open (the daemon's HTTP API)."""
+        return await asyncio.to_thread(self._store.check, queue_model.decode)
+
+    # -- import and export -----------------------------------------------------------
+
+    async def import_mail(self, kind: str, path: Path, account: str, *,
+                          mailbox: str | None = None,
+                          progress: ProgressFn | None = None) -> TransferReport:
+        """Import an mbox file or directory, or a Maildir (``kind``), into
+        ``account`` through the store's APPEND path; see ``admin/mailio.py``."""
+        report = await mailio.import_mail(self._store, self.config, kind, path, account,
+                                          mailbox=mailbox, progress=progress)
+        log.info("mail_imported", account=account, format=kind, messages=report.messages,
+                 skipped=report.skipped, duration_ms=round(report.seconds * 1000))
+        return report
+
+    async def export_mail(self, account: str, kind: str, path: Path, *,
+                          progress: ProgressFn | None = None) -> TransferReport:
+        """Export every mailbox of ``account`` as mbox files or a Maildir
+        (``kind``) into ``path``; see ``admin/mailio.py``."""
+        return await mailio.export_mail(self._store, account, kind, path, progress=progress)
 
 
 async def _open_store(config: Config, *, create: bool) -> Store:

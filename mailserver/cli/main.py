@@ -8,6 +8,8 @@
     mailserver domain|user|alias ...                          (directory.py)
     mailserver dkim|dns|queue ...                             (outbound.py)
     mailserver dmarc report DATE                              (dmarc.py)
+    mailserver backup DIR | verify [DIR] | restore DIR        (backup.py)
+    mailserver import mbox|maildir PATH ACCOUNT | export ACCOUNT mbox|maildir PATH  (mailio.py)
 
 Argument parsing and printing only: every rule is the admin service's
 (``mailserver.admin``).  The configuration is found as ``common.py`` says.
@@ -28,9 +30,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mailserver import log as logsetup
+from mailserver.cli.backup import add_parsers as add_backup
 from mailserver.cli.common import DEV_CONFIG, ENV_CONFIG, PROG, SYSTEM_CONFIG, error
 from mailserver.cli.directory import add_parsers as add_directory
 from mailserver.cli.dmarc import add_parsers as add_dmarc
+from mailserver.cli.mailio import add_parsers as add_mailio
 from mailserver.cli.outbound import add_parsers as add_outbound
 from mailserver.cli.server import add_parsers as add_server
 from mailserver.cli.server import cmd_run
@@ -56,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_directory(sub, common)
     add_outbound(sub, common)
     add_dmarc(sub, common)
+    add_backup(sub, common)
+    add_mailio(sub, common)
     return parser
 
 

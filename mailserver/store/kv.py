@@ -84,3 +84,41 @@ def open_env(path: Path, map_size: int, *, create: bool = True) -> tuple[lmdb.En
         env.close()
         raise
     return env, Dbs(**handles)
+
+
+def open_env_readonly(path: Path) -> tuple[lmdb.Environment, Dbs]:
+    """Open the environment at ``path`` for reading only (``verify``, ``restore``).
+
+    Nothing is written to ``data.mdb``, so a backup's checksums stay valid.
+    A directory with a ``lock.mdb`` may have a live writer (the daemon): its
+    lock table is used, so a read transaction pins a consistent snapshot.  One
+    without (a backup made by ``copy``) has no other user: no lock is taken
+    and none is created.  Blocking.  Raises StoreNotFound when ``path`` holds
+    no environment, MailserverError on a missing database or schema version.
+    """
+    if not (path / DATA_FILE).is_file():
+        raise StoreNotFound(path.parent)
+    env = lmdb.open(str(path), readonly=True, lock=(path / "lock.mdb").exists(),
+                    max_dbs=len(keys.DB_NAMES) + 2, max_readers=510, readahead=False,
+                    subdir=True, create=False)
+    try:
+        handles: dict[str, Any] = {}
+        for name in keys.DB_NAMES:
+            try:  # own transaction: handles opened in a read one die with it
+                handles[name] = env.open_db(name.encode(), create=False)
+            except lmdb.NotFoundError:
+                raise MailserverError(f"store at {path} has no database {name!r}") from None
+        with env.begin() as txn:
+            stored = txn.get(keys.SCHEMA_VERSION_KEY, db=handles["meta"])
+            if stored != keys.U32.pack(SCHEMA_VERSION):
+                raise MailserverError(f"store at {path} has schema version {stored!r}, "
+                                      f"this program knows only {SCHEMA_VERSION}")
+    except BaseException:
+        env.close()
+        raise
+    return env, Dbs(**handles)
+
+
+def lmdb_version() -> str:
+    """The LMDB library version, ``"0.9.31"`` (recorded in backup manifests)."""
+    return ".".join(str(n) for n in lmdb.version())

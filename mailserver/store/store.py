@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from mailserver.errors import MailserverError
-from mailserver.store import headroom, keys
+from mailserver.store import fsck, headroom, keys
 from mailserver.store import queue as queue_db
 from mailserver.store.base import content_address
 from mailserver.store.directory import DirectoryStore, RecipientStatus
@@ -212,6 +212,30 @@ class Store(DirectoryStore, MailboxStore, MessageStore):
         with self._read() as txn:
             live = headroom.live_octets(txn, self._dbs)
         return live, int(self._env.info()["map_size"])
+
+    async def copy_to(self, dest: Path) -> None:
+        """Write a consistent, compacted copy of the environment into the
+        directory ``dest`` (must exist and hold no ``data.mdb``): ``backup``.
+
+        LMDB's copy runs in one read transaction (a snapshot; writers go on)
+        and streams pages through a fixed buffer, so memory stays bounded
+        whatever the store's size; free pages are left out (``compact``).
+        Raises ``lmdb.Error`` (a ``MailserverError`` is not needed: the admin
+        service reports it) or OSError.
+        """
+        if self._closed:
+            raise MailserverError("store is closed")
+        await asyncio.to_thread(self._env.copy, str(dest), compact=True)
+
+    def check(self, decode_queue: fsck.QueueDecoder) -> fsck.FsckReport:
+        """Check this open store for damage (``fsck.py``) in one read
+        transaction: for a process that has the store open (LMDB forbids
+        opening an environment twice in one process; ``fsck.check_path`` is
+        for the others).  Blocking and long: run it in a thread."""
+        if self._closed:
+            raise MailserverError("store is closed")
+        with self._env.begin(buffers=True) as txn:
+            return fsck.check_txn(txn, self._dbs, decode_queue)
 
     def queue_next_due(self) -> float | None:
         """The earliest scheduled attempt (Unix seconds), None for an empty queue."""
