@@ -14,7 +14,7 @@ import smtplib
 from collections.abc import Iterator
 
 import pytest
-from support.server import USERS, ServerThread, make_config
+from support.server import USERS, ServerThread, make_config, running_server
 from support.wire import RawImap, RawSmtp
 
 ALICE = "alice@example.test"
@@ -38,13 +38,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
         imap_max_line_length=IMAP_LINE,
         imap_max_literal_size=IMAP_LITERAL,
     )
-    srv = ServerThread(config)
-    try:
-        for address, password in USERS.items():
-            srv.add_user(address, password)
+    with running_server(config) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def inbox_count(server: ServerThread, account: str = ALICE) -> int:

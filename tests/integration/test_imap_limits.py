@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.server import USERS, ServerThread, make_config
+from support.server import USERS, ServerThread, make_config, running_server
 from support.wire import RawImap
 
 ALICE = "alice@example.test"
@@ -39,13 +39,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
         imap_literal_timeout=DEADLINE,
         imap_max_nesting=NESTING,
     )
-    srv = ServerThread(config)
-    try:
-        for address, password in USERS.items():
-            srv.add_user(address, password)
+    with running_server(config) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def inbox_count(server: ServerThread) -> int:
