@@ -103,6 +103,7 @@ def build_stages(config: Config, listener: Listener, store: Store, *,
         stages += [rules.SubmissionAuth(), rules.SenderOwnership(store)]
     stages += [
         rules.MessageSize(limits.max_message_size),
+        rules.StoreRoom(store.headroom),
         rules.RecipientLimit(limits.max_recipients),
         rules.Relay(outbound=outbound),
         rules.KnownRecipient(),

@@ -9,10 +9,12 @@ delivery, APPEND, COPY, queueing outbound mail) therefore ask for room first
 (``Room.require``) and are refused with ``StoreFull`` once the live data
 plus the request would pass ``new_mail_limit`` of the store's *capacity*:
 
-    capacity = min(map_size, size of data.mdb + octets free on its file system)
+    capacity = min(map_size, size of data.mdb + octets free on its file system
+                             - half the pages freed inside data.mdb)
 
 (pages inside the file that LMDB has freed are reused before the file grows,
-so they count as room).  Flag changes, EXPUNGE, MOVE and deletes never ask,
+so they are room, but only once no reader sees them any more: pages freed by
+the last commits are often still held, so they count half).  Flag changes, EXPUNGE, MOVE and deletes never ask,
 so they keep working in the reserve.  MOVE does not ask: it adds as much as it
 frees, and it is how clients delete (to Trash).
 
@@ -39,8 +41,9 @@ leaf + overflow, ``txn.stat``, one call per database), plus one ``stat`` and
 one ``statvfs``, read once per writer round (``Room``) in the transaction of
 the round's first request that asks, so the requests committed before it in
 that round count exactly; each later request of the round adds the octets
-the requests before it asked for (an estimate of their pages, counted even
-when such a request then failed: the error is on the safe side).  A
+the requests before it asked for, rounded up to whole pages plus one (an
+estimate of their pages, counted even when such a request then failed: the
+error is on the safe side).  A
 ``txn.stat`` of every database per request was ~2 % of the CPU of SMTP
 ingress.  Pages still held for old readers are what the reserve covers.
 
@@ -82,6 +85,8 @@ DISK_SLACK = 1 << 20
 #: Octets assumed for a message of unknown size (SMTP MAIL without SIZE=):
 #: a message record and the smallest blob take about a page.
 MIN_MESSAGE = 4096
+#: LMDB's page size (the OS page size on Linux/x86-64), for estimates.
+PAGE = 4096
 #: Seconds a measure stays good for ``Headroom.has_room`` (SMTP MAIL).
 FRESH = 1.0
 
@@ -134,7 +139,10 @@ def measure(txn: Any, dbs: Dbs, path: Path, map_size: int) -> Space:
     live = live_octets(txn, dbs)
     try:
         free = disk_free(path)
-        capacity = min(map_size, os.stat(path / DATA_FILE).st_size + free)
+        size = os.stat(path / DATA_FILE).st_size
+        # Pages LMDB freed inside the file count half: those a reader still
+        # sees (freed by the last commits) cannot be reused yet.
+        capacity = min(map_size, size + free - max(0, size - live) // 2)
     except OSError:  # cannot tell: the map is the limit
         free, capacity = map_size, map_size
     return Space(live, capacity, map_size, free)
@@ -266,6 +274,10 @@ class Room:
             self.space = space = headroom.measure(txn)
             self._live = space.live
             self._limit = headroom.limit(space)
+        # LMDB keeps a value past ~2 KiB in whole overflow pages, and the
+        # record, index entries and copied branch pages take more: an estimate
+        # short of the pages really written would let a round run into ENOSPC.
+        octets = -(-octets // PAGE) * PAGE + PAGE
         if self._live + octets > self._limit:
             raise _full()
         self._live += octets

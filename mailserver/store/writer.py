@@ -63,7 +63,7 @@ import lmdb
 
 from mailserver.errors import MailserverError, TemporaryFailure
 from mailserver.metrics import instruments
-from mailserver.store import headroom
+from mailserver.store import headroom, keys
 from mailserver.store.kv import Dbs
 
 T = TypeVar("T")
@@ -285,6 +285,7 @@ class Writer:
                 # LMDB reports ENOSPC as a short write (EIO): see headroom.py.
                 failure = headroom.StoreFull("Not enough disk space: no new mail accepted "
                                              "until space is freed")
+                self._tick()
             outcomes = [(False, failure)] * len(batch)
             changed = set()
             self._commit_failures.inc()
@@ -307,6 +308,16 @@ class Writer:
         # One hand-over to the loop per round, not per request: each
         # ``call_soon_threadsafe`` is a self-pipe write and a loop wake-up.
         self._call_soon(self._settle, ids, batch, outcomes)
+
+    def _tick(self) -> None:
+        """One tiny commit after a round failed on a full disk.  LMDB reuses
+        the pages a commit freed only from the commit after the next one (the
+        previous snapshot stays whole), so after a big EXPUNGE the next round
+        may find its space still held; this commit releases it (and fails
+        harmlessly when not even its two pages are free)."""
+        with contextlib.suppress(Exception), self._env.begin(write=True) as txn:
+            txn.put(keys.DISK_TICK_KEY, keys.U64.pack(int(time.time() * 1000)),
+                    db=self._dbs.meta)
 
     def _settle(self, ids: frozenset[int], batch: list[_Request],
                 outcomes: list[tuple[bool, Any]]) -> None:

@@ -1,5 +1,5 @@
 """``headroom.Room``: the space measured once per writer round, then counted
-up by what each request of the round asks for; ``headroom.FillWatch``: each
+up by what each request of the round asks for (whole pages, plus one); ``headroom.FillWatch``: each
 warning level once per crossing (``store/headroom.py``)."""
 
 from __future__ import annotations
@@ -31,17 +31,17 @@ def test_requests_of_one_round_count_against_the_limit(tmp_path: Path) -> None:
     try:
         with env.begin(write=True) as txn:
             live = live_octets(txn, dbs)
-            fixed = _Fixed(env, dbs, tmp_path / "store", live + 10_000)
+            fixed = _Fixed(env, dbs, tmp_path / "store", live + 4 * 4096)
             room = fixed.room()
-            room.require(txn, dbs, 6_000)  # measures, then counts the 6,000
-            room.require(txn, dbs, 4_000)  # exactly at the limit
+            room.require(txn, dbs, 1_000)  # measures, then counts 2 pages
+            room.require(txn, dbs, 4_096)  # 2 pages: at the limit
             with pytest.raises(StoreFull):
                 room.require(txn, dbs, 1)
             assert fixed.measured == 1 and room.space is not None
             Room().require(txn, dbs, 1 << 40)  # no headroom: no limit
             txn.abort()
         with env.begin(write=True) as txn:  # a new round measures again
-            fixed.room().require(txn, dbs, 10_000)
+            fixed.room().require(txn, dbs, 3 * 4096)
             assert fixed.measured == 2
             txn.abort()
         real = Headroom(env, dbs, tmp_path / "store", warn=False)
