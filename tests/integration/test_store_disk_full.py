@@ -4,9 +4,9 @@ the map-size tests in ``test_store_headroom.py`` still run).
 
 * New mail is refused (``StoreFull``) before the file system is full, while
   flag changes, EXPUNGE, MOVE and deletes still work in the reserve.
-* Without headroom (``new_mail_limit = 1``) the commit itself fails on
-  ENOSPC: that round is ``StoreFull`` too, nothing acknowledged is lost, and
-  once space is freed the same store takes mail again, no restart.
+* When the disk fills between a round's measure and its commit, the commit
+  fails on ENOSPC: that round is ``StoreFull`` too, nothing acknowledged is
+  lost, and once space is freed the same store takes mail again, no restart.
 """
 
 from __future__ import annotations
@@ -16,11 +16,16 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
-from mailserver.store.headroom import StoreFull
+from mailserver.store.feed import ChangeFeed
+from mailserver.store.headroom import Headroom, Space, StoreFull
+from mailserver.store.kv import open_env
 from mailserver.store.store import Store
+from mailserver.store.writer import Writer
 
 A = "alice@example.org"
 FS_SIZE = 4 << 20
@@ -82,9 +87,12 @@ def _uids(store: Store) -> list[int]:
 async def test_full_disk_refuses_new_mail_but_keeps_deleting(small_fs: Path) -> None:
     store = await _open(small_fs / "data")
     try:
-        acked, refusals = await _fill(store, 0)
+        with capture_logs() as logs:
+            acked, refusals = await _fill(store, 0)
+            space = store.space()  # measures (and observes) the fill after the last round
+        warned = [e["level"] for e in logs if e["event"] == "store_fill_high"]
+        assert warned == [0.8, 0.9]  # once per crossing
         assert refusals == {NEARLY_FULL}  # the headroom refused, not a failed commit
-        space = store.space()
         assert space.capacity < FS_SIZE < MAP_SIZE and space.ratio > 0.9
         assert _uids(store) == acked
         inbox = store.get_mailbox(A, "INBOX")
@@ -112,22 +120,67 @@ async def test_full_disk_refuses_new_mail_but_keeps_deleting(small_fs: Path) -> 
         await store.close()
 
 
-async def test_enospc_at_commit_loses_nothing_and_recovers(small_fs: Path) -> None:
-    filler = small_fs / "filler"
-    filler.write_bytes(b"\0" * (512 << 10))  # what the "administrator" frees later
-    store = await _open(small_fs / "data", limit=1.0)  # no headroom: the commit fails
+async def _round(store: Store, first: int, count: int) -> tuple[list[int], set[str]]:
+    """``count`` APPENDs in one group commit: UIDs acknowledged, refusal texts."""
+    got = await asyncio.gather(*(store.append(A, "INBOX", _message(first + i), b"",
+                                              internal_date=1) for i in range(count)),
+                               return_exceptions=True)
+    assert all(isinstance(x, StoreFull) for x in got if isinstance(x, BaseException)), got
+    return ([x[0].uid for x in got if not isinstance(x, BaseException)],
+            {str(x) for x in got if isinstance(x, BaseException)})
+
+
+def _fill_disk(path: Path) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
-        acked, refusals = await _fill(store, 0)
-        assert refusals == {NO_DISK}
-        assert store.space().disk_free < 1 << 20
-        assert _uids(store) == acked  # every acknowledged message, nothing else
-        filler.unlink()
-        uid = (await store.append(A, "INBOX", _message(10**6), b"", internal_date=1))[0].uid
-        acked.append(uid)
+        while os.write(fd, b"\0" * 4096):
+            pass
+    except OSError:
+        pass  # ENOSPC: full
+    finally:
+        os.close(fd)
+
+
+class _Stale(Headroom):
+    """Measures the map only, not the file system: what the writer sees when
+    another program fills the disk between a round's measure and its commit
+    (a race no test can time, so the measure is made stale on purpose)."""
+
+    def measure(self, txn: Any) -> Space:
+        space = super().measure(txn)
+        return Space(space.live, space.map_size, space.map_size, space.map_size)
+
+
+async def _open_stale(data_dir: Path) -> Store:
+    path = data_dir / "store"
+    env, dbs = await asyncio.to_thread(open_env, path, MAP_SIZE)
+    stale = _Stale(env, dbs, path)
+    feed = ChangeFeed(data_dir / "run", asyncio.get_running_loop())
+    writer = Writer(env, dbs, asyncio.get_running_loop(), on_commit=feed.broadcast,
+                    on_commit_loop=feed.notify, headroom=stale)
+    return Store(env, dbs, writer, feed, path, stale)
+
+
+async def test_enospc_at_commit_loses_nothing_and_recovers(small_fs: Path) -> None:
+    store = await _open(small_fs / "data")
+    await store.close()
+    store = await _open_stale(small_fs / "data")
+    filler = small_fs / "filler"
+    try:
+        acked, refusals = await _round(store, 0, 100)
+        assert len(acked) == 100 and not refusals
+        _fill_disk(filler)
+        got, refusals = await _round(store, 1000, 100)
+        assert (got, refusals) == ([], {NO_DISK})  # the commit failed: nothing acknowledged
+        assert _uids(store) == acked
+        filler.unlink()  # space freed: mail is taken again, same process, same store
+        got, refusals = await _round(store, 2000, 50)
+        assert len(got) == 50 and not refusals
+        acked += got
         assert _uids(store) == acked
     finally:
         await store.close()
-    store = await _open(small_fs / "data", limit=1.0)  # and all of it is on disk
+    store = await _open(small_fs / "data")  # and every acknowledged message is on disk
     try:
         assert _uids(store) == acked
     finally:
