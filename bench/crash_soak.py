@@ -274,8 +274,9 @@ class Soak:
             if before != token:
                 led.violation("uid_reused", f"UID {uid} was {before}, now {token}")
         for token in delivered - expunged:
-            if token not in seen and token not in doomed:
-                led.violation("acknowledged_message_missing", token)
+            if token not in seen:
+                if token not in doomed:
+                    led.violation("acknowledged_message_missing", token)
             elif token in uid_of and seen[token][0] != uid_of[token]:
                 led.violation("uid_changed", f"{token}: APPENDUID {uid_of[token]}, "
                                              f"now {seen[token][0]}")
