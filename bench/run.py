@@ -200,6 +200,22 @@ async def run(args: argparse.Namespace, work: Path, report: Report) -> None:
         await part6(report, work, args.store_messages or (2000 if q else 100_000), rounds, dv)
     if 7 in sel:
         await part7(report, work, q, args.reference, args.workers, args.storm_seconds)
+    if 9 in sel:  # not in the default parts: it kills the daemon (issue 12 §4)
+        await part9(report, work, args.soak_seconds or (5.0 if q else 90.0), args.workers)
+
+
+async def part9(report: Report, work: Path, seconds: float, workers: int) -> None:
+    """The crash soak (bench/crash_soak.py): ours only, no reference."""
+    from bench import crash_soak
+
+    workers = workers if workers in (1, 2) else 2
+    ledger = await crash_soak.soak(seconds, workers, int(time.time()), work / "soak")
+    print(crash_soak.report(ledger, seconds, workers), flush=True)
+    for key in ("smtp_acked", "append_acked", "store_acked", "expunge_acked",
+                "daemon_kills", "worker_kills", "checks"):
+        report.add(f"[9] crash soak {key}", ledger.counts[key], None, "count")
+    report.add("[9] crash soak violations", sum(ledger.violations.values()), None, "count",
+               ", ".join(f"{k}={v}" for k, v in sorted(ledger.violations.items())))
 
 
 async def part1(report: Report, targets: list[parts.Target], rounds: int, quick: bool,
@@ -409,6 +425,8 @@ def main() -> None:
     ap.add_argument("--store-messages", type=int, default=0, help="part 6 mailbox size")
     ap.add_argument("--storm-seconds", type=float, default=0.0,
                     help="part 7 duration of each phase (unloaded, storm)")
+    ap.add_argument("--soak-seconds", type=float, default=0.0,
+                    help="part 9 (crash soak) duration (default 90; 5 with --quick)")
     ap.add_argument("--workers", type=int, default=0,
                     help="our daemon's workers setting (default 0: one per core; 1: one process)")
     ap.add_argument("--profile", action="store_true",

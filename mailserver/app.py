@@ -103,6 +103,7 @@ def build_stages(config: Config, listener: Listener, store: Store, *,
         stages += [rules.SubmissionAuth(), rules.SenderOwnership(store)]
     stages += [
         rules.MessageSize(limits.max_message_size),
+        rules.StoreRoom(store.headroom),
         rules.RecipientLimit(limits.max_recipients),
         rules.Relay(outbound=outbound),
         rules.KnownRecipient(),
@@ -226,6 +227,7 @@ class App:
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         store = await Store.open(cfg.data_dir, map_size=cfg.store.map_size,
                                  new_mail_limit=cfg.store.new_mail_limit,
+                                 fill_warning_levels=cfg.store.fill_warning_levels,
                                  remote_writer=self._remote_writer)
         queue: QueueManager | None = None
         counters: Counters | None = None

@@ -128,8 +128,12 @@ class Cannot(UserError):
 
 
 class TemporaryFailure(MailserverError):
-    """A transient failure the peer should retry (SMTP 4xx, IMAP NO [UNAVAILABLE])."""
+    """A transient failure the peer should retry (SMTP 4xx, IMAP NO [UNAVAILABLE]).
 
+    ``imap_code``: the RFC 5530 response code of the tagged NO (a subclass may
+    name another, e.g. the full store's ``OVERQUOTA``)."""
+
+    imap_code = "UNAVAILABLE"
     smtp = SmtpReply(451, "4.3.0", "Temporary failure, try again later")
 
 
@@ -166,7 +170,7 @@ def imap_status(exc: BaseException) -> tuple[str, str | None, str]:
     if isinstance(exc, UserError):
         return "NO", exc.imap_code, exc.text
     if isinstance(exc, TemporaryFailure):
-        return "NO", "UNAVAILABLE", str(exc) or "Temporary failure"
+        return "NO", exc.imap_code, str(exc) or "Temporary failure"
     return "NO", "SERVERBUG", "Internal error, the incident has been logged"
 
 

@@ -419,7 +419,8 @@ class AdminService:
 
 async def _open_store(config: Config, *, create: bool) -> Store:
     return await Store.open(config.data_dir, map_size=config.store.map_size,
-                            new_mail_limit=config.store.new_mail_limit, create=create)
+                            new_mail_limit=config.store.new_mail_limit,
+                            fill_warning_levels=config.store.fill_warning_levels, create=create)
 
 
 @contextlib.asynccontextmanager

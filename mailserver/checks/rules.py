@@ -4,7 +4,7 @@ Each is a few lines with no I/O (plain ``def`` checks).  Order matters: it is
 the order of the list ``app.build_stages`` makes, and it decides which reply
 a command that breaks two rules gets:
 
-    PathSyntax, SubmissionAuth, SenderOwnership, MessageSize,
+    PathSyntax, SubmissionAuth, SenderOwnership, MessageSize, StoreRoom,
     RecipientLimit, Relay, KnownRecipient, ReceivedLoop
 
 (and, on smtp listeners with ``checks.verify``, ``authentication.SenderAuthentication``).
@@ -156,6 +156,36 @@ class MessageSize:
         """Refuse a message of more than ``max_size`` octets: 552 5.3.4 (RFC 1870 §6.3)."""
         if self.max_size and len(content) > self.max_size:
             return refuse(TOO_BIG, "message over the size limit")
+        return ACCEPT
+
+
+#: MAIL reply while the store is above its new-mail limit (RFC 5321 §4.3.2
+#: allows 452 to MAIL; RFC 1870 §6.1 for a SIZE= that does not fit now;
+#: RFC 3463 X.3.1 "mail system full").  The same reply as at end of DATA.
+STORE_FULL = SmtpReply(452, "4.3.1", "Insufficient system storage, try again later")
+
+
+class Room(Protocol):
+    """The store's headroom (``store.headroom.Headroom``)."""
+
+    def has_room(self, octets: int = 0) -> bool:
+        """Whether ``octets`` more of new mail fit below the new-mail limit now."""
+
+
+class StoreRoom:
+    """Refuse MAIL while the store has no room for the message (its SIZE=,
+    else a small one): the client learns it before it sends the content,
+    which DATA would refuse anyway (``store/headroom.py``)."""
+
+    name = "store_room"
+
+    def __init__(self, room: Room) -> None:
+        self.room = room
+
+    def check_mail(self, ctx: CheckContext) -> Verdict:
+        """452 4.3.1 when the store is above its new-mail limit."""
+        if not self.room.has_room(ctx.mail_size or 0):
+            return refuse(STORE_FULL, "store above its new-mail limit")
         return ACCEPT
 
 

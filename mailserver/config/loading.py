@@ -223,6 +223,8 @@ _LOG_CHECKS: dict[str, Check] = {"format": _one_of(LOG_FORMATS), "level": _one_o
 _STORE_CHECKS: dict[str, Check] = {
     "map_size": _at_least(1 << 20),
     "new_mail_limit": lambda x: None if 0 < x <= 1 else "must be more than 0 and at most 1",
+    "fill_warning_levels": lambda xs: None if all(0 < x <= 1 for x in xs)
+    else "each must be more than 0 and at most 1",
 }
 
 #: RFC 9106 §3.1: p in 1..2^24-1, m at least 8p KiB, t at least 1.  Below
@@ -365,6 +367,10 @@ class _Validator:
                 value = self.integer(value, dotted)
             elif isinstance(default, float):
                 value = self.number(value, dotted)
+            elif isinstance(default, tuple):  # a list of numbers
+                if not isinstance(value, list):
+                    raise self.fail(dotted, "must be a list of numbers")
+                value = tuple(self.number(v, f"{dotted}[{i}]") for i, v in enumerate(value))
             else:
                 value = self.string(value, dotted)
             check = checks.get(key)

@@ -86,9 +86,12 @@ class StoreSettings:
     """The ``[store]`` table: LMDB sizing."""
 
     map_size: int = 1 << 34  # LMDB map size, octets (sparse on disk)
-    #: Fraction of ``map_size`` above which new mail is refused (452 4.3.1 /
-    #: NO [UNAVAILABLE]) so that flag changes, EXPUNGE and deletes still fit.
+    #: Fraction of the store's capacity (``map_size``, or less when the file
+    #: system has less room) above which new mail is refused (452 4.3.1 /
+    #: NO [OVERQUOTA]) so that flag changes, EXPUNGE and deletes still fit.
     new_mail_limit: float = 0.95
+    #: Fill ratios at which a warning is logged, once per crossing (``store/headroom.py``).
+    fill_warning_levels: tuple[float, ...] = (0.8, 0.9)
 
 
 DKIM_ALGORITHMS = ("rsa", "ed25519")

@@ -67,14 +67,20 @@ class StateCollector(Collector):
             "mailserver_queue_oldest_message_age_seconds",
             "Age of the oldest message in the outbound queue (0 when empty).",
             value=max(0.0, now - min(created)) if created else 0.0)
-        live, size = self._store.map_usage()
+        space = self._store.space()
         yield GaugeMetricFamily("mailserver_store_used_bytes",
-                                "Octets of the pages the store's databases use.", value=live)
+                                "Octets of the pages the store's databases use.",
+                                value=space.live)
         yield GaugeMetricFamily("mailserver_store_map_size_bytes",
-                                "The LMDB map size (most the store can hold).", value=size)
+                                "The LMDB map size (most the store can hold).",
+                                value=space.map_size)
+        yield GaugeMetricFamily("mailserver_store_capacity_bytes",
+                                "Octets the store can grow to: the map size, or less when "
+                                "the file system has less room.", value=space.capacity)
         yield GaugeMetricFamily("mailserver_store_map_fill_ratio",
-                                "Store use over map size; new mail is refused at "
-                                "[store] new_mail_limit.", value=live / size if size else 0.0)
+                                "Store use over its capacity (the map, or the file system "
+                                "when that has less room); new mail is refused at "
+                                "[store] new_mail_limit.", value=space.ratio)
         yield GaugeMetricFamily("mailserver_store_new_mail_limit_ratio",
                                 "The fill ratio at which new mail is refused.",
                                 value=self._config.store.new_mail_limit)

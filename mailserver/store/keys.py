@@ -59,6 +59,10 @@ NEXT_MAILBOX_ID_KEY = b"next_mailbox_id"
 #: queueing or rescheduling wakes the scheduler, in whichever process it runs.
 QUEUE_FEED_ID = 0
 LAST_UIDVALIDITY_KEY = b"last_uidvalidity"
+#: Meta key the writer rewrites after a commit failed on a full disk (its
+#: value: Unix ms, of no use): one small commit, so that the pages the last
+#: commit freed can be reused (``writer.py``, ``headroom.py``).
+DISK_TICK_KEY = b"disk_tick"
 
 U32 = struct.Struct(">I")
 U64 = struct.Struct(">Q")

@@ -44,6 +44,10 @@ from mailserver.store.writer_wire import SERVICE_NAME
 
 __all__ = ["RecipientStatus", "Store"]
 
+#: Seconds between two measures of the fill by the process running the writer
+#: (besides the one of each round that adds mail, ``headroom.py``).
+FILL_WATCH_INTERVAL = 30.0
+
 
 class Store(DirectoryStore, MailboxStore, MessageStore):
     """An open LMDB environment under ``data_dir / "store"``.
@@ -56,14 +60,18 @@ class Store(DirectoryStore, MailboxStore, MessageStore):
     """
 
     def __init__(self, env: Any, dbs: Dbs, writer: Writer | RemoteWriter, feed: ChangeFeed,
-                 path: Path) -> None:
+                 path: Path, room: headroom.Headroom | None = None) -> None:
         # Use ``Store.open``; this only assembles the parts.
         self._env = env
+        self.headroom = room or headroom.Headroom(env, dbs, path, warn=False)
         self._dbs = dbs
         self._writer = writer
         self._feed = feed
         self.path = path
         self._closed = False
+        self._watch: asyncio.TimerHandle | None = None
+        if isinstance(writer, Writer):  # the writer's process watches the fill
+            self._watch_fill()
         self._records = RecordCache(self._read, dbs, self.changes_since)
 
     @staticmethod
@@ -74,6 +82,7 @@ class Store(DirectoryStore, MailboxStore, MessageStore):
     @classmethod
     async def open(cls, data_dir: Path, *, map_size: int = 1 << 34,
                    new_mail_limit: float = headroom.NEW_MAIL_LIMIT,
+                   fill_warning_levels: Sequence[float] = headroom.WARN_LEVELS,
                    remote_writer: bool = False, writer_on_loop: bool = False,
                    create: bool = True) -> Store:
         """Open the store, creating it if needed unless ``create`` is False;
@@ -81,8 +90,11 @@ class Store(DirectoryStore, MailboxStore, MessageStore):
 
         ``map_size`` is the LMDB map size in bytes (sparse on disk).  New mail
         (deliver, APPEND, COPY, queueing) is refused with ``StoreFull`` once
-        live data would pass ``new_mail_limit`` of the map, keeping the rest
-        for flag changes, EXPUNGE and deletes (``headroom.py``).
+        live data would pass ``new_mail_limit`` of the store's capacity (the
+        map, or less when the file system has less room), keeping the rest
+        for flag changes, EXPUNGE and deletes (``headroom.py``); the process
+        that runs the writer logs a warning as the fill passes each of
+        ``fill_warning_levels``.
         ``remote_writer``: send writes to the writer service of the daemon's
         supervisor (``data_dir/run/writer.stream``, see ``start_writer_service``)
         instead of running a writer thread here.  ``writer_on_loop``: run the
@@ -103,16 +115,16 @@ class Store(DirectoryStore, MailboxStore, MessageStore):
         except BaseException:
             env.close()
             raise
-        # Another process may have opened the map bigger: LMDB then uses its size.
-        limit = int(env.info()["map_size"] * new_mail_limit)
+        room = headroom.Headroom(env, dbs, path, new_mail_limit, fill_warning_levels,
+                                 warn=not remote_writer)
         writer: Writer | RemoteWriter
         if remote_writer:
             writer = RemoteWriter(feed.address(SERVICE_NAME), loop, feed.notify, feed.notify_all)
         else:
             writer = Writer(env, dbs, loop, on_commit=feed.broadcast,
-                            on_commit_loop=feed.notify, new_mail_limit=limit,
+                            on_commit_loop=feed.notify, headroom=room,
                             on_loop=writer_on_loop)
-        return cls(env, dbs, writer, feed, path)
+        return cls(env, dbs, writer, feed, path, room)
 
     async def start_writer_service(self) -> WriterService:
         """Serve this store's writer to the workers on ``data_dir/run/writer.stream``
@@ -127,6 +139,8 @@ class Store(DirectoryStore, MailboxStore, MessageStore):
         if self._closed:
             return
         self._closed = True
+        if self._watch is not None:
+            self._watch.cancel()
         await self._writer.close()
         self._feed.close()
         self._env.close()
@@ -236,6 +250,24 @@ class Store(DirectoryStore, MailboxStore, MessageStore):
             raise MailserverError("store is closed")
         with self._env.begin(buffers=True) as txn:
             return fsck.check_txn(txn, self._dbs, decode_queue)
+
+    def _watch_fill(self) -> None:
+        """Measure now and every ``FILL_WATCH_INTERVAL`` seconds, so a file
+        system filled by something else is noticed (and logged) without mail."""
+        if self._closed:
+            return
+        try:
+            self.headroom.space()
+        except Exception:  # noqa: BLE001 - a watch must not end; the next one tries again
+            pass
+        self._watch = asyncio.get_running_loop().call_later(FILL_WATCH_INTERVAL,
+                                                            self._watch_fill)
+
+    def space(self) -> headroom.Space:
+        """A fresh measure of the store's fill (``headroom.Space``: live octets,
+        capacity from the map and the file system).  For ``/metrics``; the
+        process running the writer also logs a crossed warning level."""
+        return self.headroom.space()
 
     def queue_next_due(self) -> float | None:
         """The earliest scheduled attempt (Unix seconds), None for an empty queue."""

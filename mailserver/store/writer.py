@@ -63,7 +63,7 @@ import lmdb
 
 from mailserver.errors import MailserverError, TemporaryFailure
 from mailserver.metrics import instruments
-from mailserver.store import headroom
+from mailserver.store import headroom, keys
 from mailserver.store.kv import Dbs
 
 T = TypeVar("T")
@@ -85,7 +85,7 @@ class WriteCtx:
     txn: Any
     dbs: Dbs
     changed: set[int] = field(default_factory=set)
-    room: headroom.Room = field(default_factory=lambda: headroom.Room(0))
+    room: headroom.Room = field(default_factory=headroom.Room)
 
     def need_room(self, octets: int) -> None:
         """Called by requests that add mail: ``StoreFull`` when the store is
@@ -125,9 +125,10 @@ class Writer:
     ``on_commit(changed_ids, told_pids)`` runs in the writer thread after each
     successful commit (the change feed's cross-process broadcast, skipping the
     processes whose replies carry the ids); ``on_commit_loop``
-    runs on the event loop (waking local waiters).  ``new_mail_limit`` is
-    the octets of live data past which requests adding mail are refused
-    (``WriteCtx.need_room``; 0: no limit).  ``on_loop``: rounds run on
+    runs on the event loop (waking local waiters).  ``headroom`` measures
+    the store once per round that adds mail and refuses what would pass its
+    new-mail limit (``WriteCtx.need_room``; None: no limit), and hears each
+    round's measure (its fill warnings).  ``on_loop``: rounds run on
     ``loop`` instead of a thread (see the module docstring).
     """
 
@@ -139,7 +140,7 @@ class Writer:
         *,
         on_commit: Callable[[frozenset[int], frozenset[int]], None] | None = None,
         on_commit_loop: Callable[[frozenset[int]], None] | None = None,
-        new_mail_limit: int = 0,
+        headroom: headroom.Headroom | None = None,
         on_loop: bool = False,
     ) -> None:
         self._env = env
@@ -148,7 +149,7 @@ class Writer:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._on_commit = on_commit
         self._on_commit_loop = on_commit_loop
-        self._new_mail_limit = new_mail_limit
+        self._headroom = headroom
         self._closed = False
         # Metrics (``mailserver.metrics``), observed once per round, not per request.
         m = instruments()
@@ -270,7 +271,7 @@ class Writer:
     def _round(self, batch: list[_Request]) -> None:
         outcomes: list[tuple[bool, Any]] = []
         changed: set[int] = set()
-        room = headroom.Room(self._new_mail_limit)
+        room = headroom.Room(self._headroom)
         started = time.perf_counter()
         try:
             with self._env.begin(write=True) as txn:
@@ -279,6 +280,12 @@ class Writer:
             # Leaving the ``with`` committed and, with sync=True, fsynced.
         except BaseException as exc:  # the commit itself failed: nothing is written
             failure = _wrap(exc)
+            if (self._headroom is not None and type(failure) is TemporaryFailure
+                    and self._headroom.disk_full(sum(req.weight for req in batch))):
+                # LMDB reports ENOSPC as a short write (EIO): see headroom.py.
+                failure = headroom.StoreFull("Not enough disk space: no new mail accepted "
+                                             "until space is freed")
+                self._tick()
             outcomes = [(False, failure)] * len(batch)
             changed = set()
             self._commit_failures.inc()
@@ -287,6 +294,9 @@ class Writer:
             self.requests += len(batch)
             self._commit_seconds.observe(time.perf_counter() - started)
             self._commit_batch.observe(len(batch))
+            if room.space is not None and self._headroom is not None:
+                with contextlib.suppress(Exception):  # a log line must not strand the round
+                    self._headroom.observe(room.space)
         # Peers first, then the callers: once a caller hears "done", every
         # waiter (here and in other processes) has been told.  A process that
         # gets a reply this round hears the ids in it instead of a datagram.
@@ -298,6 +308,16 @@ class Writer:
         # One hand-over to the loop per round, not per request: each
         # ``call_soon_threadsafe`` is a self-pipe write and a loop wake-up.
         self._call_soon(self._settle, ids, batch, outcomes)
+
+    def _tick(self) -> None:
+        """One tiny commit after a round failed on a full disk.  LMDB reuses
+        the pages a commit freed only from the commit after the next one (the
+        previous snapshot stays whole), so after a big EXPUNGE the next round
+        may find its space still held; this commit releases it (and fails
+        harmlessly when not even its two pages are free)."""
+        with contextlib.suppress(Exception), self._env.begin(write=True) as txn:
+            txn.put(keys.DISK_TICK_KEY, keys.U64.pack(int(time.time() * 1000)),
+                    db=self._dbs.meta)
 
     def _settle(self, ids: frozenset[int], batch: list[_Request],
                 outcomes: list[tuple[bool, Any]]) -> None:

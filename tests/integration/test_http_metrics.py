@@ -88,6 +88,8 @@ def test_metrics_count_mail_and_logins(web: ServerThread) -> None:
     assert value(found, "mailserver_store_commit_batch_requests_count") >= 1
     assert value(after, "mailserver_queue_messages") >= 0
     assert 0 < value(after, "mailserver_store_map_fill_ratio") < 1
+    assert 0 < value(after, "mailserver_store_capacity_bytes") <= value(
+        after, "mailserver_store_map_size_bytes")
     assert value(after, "mailserver_tls_certificate_expiry_timestamp_seconds") > 0
     assert value(after, "mailserver_data_dir_free_bytes") > 0
 

@@ -1,6 +1,6 @@
 """Headroom in a tiny LMDB map (``store/headroom.py``): once live data nears
 the map size, new mail is refused (``StoreFull``: SMTP 452 4.3.1, IMAP NO
-[UNAVAILABLE]) while flag changes, EXPUNGE, MOVE and deletes still succeed,
+[OVERQUOTA]) while flag changes, EXPUNGE, MOVE and deletes still succeed,
 and new mail is taken again once space is freed."""
 
 from __future__ import annotations
@@ -86,9 +86,13 @@ def test_full_store_over_imap_and_smtp(tmp_path: Path) -> None:
             if typ != "OK":
                 refused = data[0]
                 break
-        assert refused is not None and refused.startswith(b"[UNAVAILABLE] Mail store is nearly full")
+        assert refused is not None and refused.startswith(b"[OVERQUOTA] Mail store is nearly full")
         with smtplib.SMTP("127.0.0.1", srv.port("smtp")) as smtp:
             smtp.ehlo("client.example.net")
+            # SIZE= that does not fit: refused at MAIL (RFC 1870 §6.1).
+            code, text = smtp.mail("someone@example.net", [f"SIZE={len(BODY) * 2}"])
+            assert code == 452 and text.startswith(b"4.3.1"), (code, text)
+            smtp.rset()
             smtp.mail("someone@example.net")
             smtp.rcpt(f"bob@{DOMAIN}")
             code, text = smtp.data(_message(0))

@@ -226,6 +226,10 @@ algorithms = ["rsa", "ed25519"]
 ERRORS = [
     # (TOML text, dotted key expected in the message, words of the problem)
     ("hostnme = 'x'", "hostnme", "unknown key (did you mean 'hostname'?)"),
+    ("[store]\nfill_warning_levels = [0.8, 1.5]", "store.fill_warning_levels",
+     "each must be more than 0 and at most 1"),
+    ("[store]\nfill_warning_levels = 0.8", "store.fill_warning_levels",
+     "must be a list of numbers"),
     ("hostname = 3", "hostname", "must be a string, not an integer"),
     ("hostname = 'bad_name!'", "hostname", "not a valid domain name"),
     ("data_dir = ''", "data_dir", "must not be empty"),
@@ -305,6 +309,13 @@ def test_checks_section(tmp_path: Path) -> None:
         arc_trusted_sealers=("lists.example.org",), postmaster="admin@example.org",
         dmarc_override={"partner.example": "none"},
     )
+
+
+def test_store_fill_warning_levels(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[store]\nnew_mail_limit = 0.9\nfill_warning_levels = [0.7, 0.85]\n")
+    store = load(path).store
+    assert (store.new_mail_limit, store.fill_warning_levels) == (0.9, (0.7, 0.85))
 
 
 @pytest.mark.parametrize(("text", "key", "problem"), ERRORS)
