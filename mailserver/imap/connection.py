@@ -74,6 +74,9 @@ from mailserver.services import Services
 _PUSH_AT = 256 * 1024
 #: Input buffered beyond this pauses reading from the socket (back-pressure).
 _READ_HIGH_WATER = 1 << 20
+#: After our last reply, how long (seconds) the peer's input is read and
+#: dropped before the socket closes (see ``_Stream.close``).
+_LINGER = 2.0
 #: Bounds on writing to a client that does not read, and on TLS handshakes.
 _WRITE_TIMEOUT = 120.0
 _HANDSHAKE_TIMEOUT = 30.0
@@ -110,6 +113,8 @@ class _Stream(asyncio.Protocol):
         #: Set once the transport is really gone (``connection_lost``).
         self.lost = asyncio.Event()
         self._abort_timer: asyncio.TimerHandle | None = None
+        #: Half-closed by us: input is dropped until the peer closes (``close``).
+        self._lingering: asyncio.TimerHandle | None = None
 
     # -- protocol callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -117,6 +122,8 @@ class _Stream(asyncio.Protocol):
         self._on_made(self)  # type: ignore[operator]
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering is not None:
+            return  # after our last reply: dropped unread
         self._buf += data
         self._readable.set()
         if len(self._buf) > _READ_HIGH_WATER and not self._paused and self.transport:
@@ -126,6 +133,8 @@ class _Stream(asyncio.Protocol):
     def eof_received(self) -> bool:
         self._eof = True
         self._readable.set()
+        if self._lingering is not None:
+            return False  # the peer has closed too: close now
         # Keep a plain socket open after the client's half-close so the
         # replies to what it sent last (e.g. LOGOUT) still go out; we close it.
         # TLS transports cannot stay half-open (asyncio would only warn).
@@ -139,6 +148,8 @@ class _Stream(asyncio.Protocol):
         if self._abort_timer is not None:
             self._abort_timer.cancel()
             self._abort_timer = None
+        if self._lingering is not None:
+            self._lingering.cancel()
 
     def pause_writing(self) -> None:
         self._writable.clear()
@@ -187,9 +198,24 @@ class _Stream(asyncio.Protocol):
     def close(self, within: float | None = None) -> None:
         """Close gracefully (buffered output goes first); with ``within``, abort
         the transport if it is still there that many seconds later."""
-        if self.transport is None:
+        transport = self.transport
+        if transport is None:
             return
-        self.transport.close()
+        if (self._lingering is None and not self._eof and not transport.is_closing()
+                and transport.can_write_eof()):
+            # A lingering close: closing a socket whose input was not all read
+            # sends RST, and an RST can destroy our last reply (a BYE) in the
+            # peer's receive buffer before it is read (RFC 9112 §9.6 says the
+            # same for HTTP).  So half-close (the peer sees our FIN after the
+            # BYE), drop its input until it closes or ``_LINGER`` passes, then close.
+            self._buf.clear()
+            if self._paused:
+                self._paused = False
+                transport.resume_reading()
+            transport.write_eof()
+            self._lingering = asyncio.get_running_loop().call_later(_LINGER, transport.close)
+        else:
+            transport.close()
         if within is not None and not self.lost.is_set() and self._abort_timer is None:
             loop = asyncio.get_running_loop()
             self._abort_timer = loop.call_later(within, self._close_timed_out)
