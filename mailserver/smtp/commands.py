@@ -31,12 +31,21 @@ and answers.  ``VERBS`` maps each verb to its method; the command loop
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from mailserver.errors import ProtocolSyntaxError, smtp_reply
-from mailserver.protocol.smtp.command import BadPath, parse_bdat, parse_mail, parse_rcpt
+from mailserver.protocol.smtp.command import (
+    BadPath,
+    MailArgs,
+    RcptArgs,
+    parse_bdat,
+    parse_mail,
+    parse_rcpt,
+)
 from mailserver.protocol.smtp.data import DataDecoder, DataError
 from mailserver.smtp.compat import TLSSetupException
+
+_Args = TypeVar("_Args", MailArgs, RcptArgs)
 
 #: ``StreamReader.read`` size meaning "all that is buffered".
 _READ_ALL = 1 << 62
@@ -230,6 +239,25 @@ class SmtpCommands:
 
     # -- the mail transaction -------------------------------------------------------------
 
+    async def _parsed(self, parse: Callable[[str | None], _Args], arg: str | None,
+                      path_code: str, syntax: str) -> _Args | None:
+        """MAIL's or RCPT's argument parsed by ``parse``, or None once the error was
+        answered: ``501 <path_code>`` for a bad path (RFC 3463 §3.2: 5.1.7 sender,
+        5.1.3 recipient), ``501``/``555 5.5.4`` for a bad or unknown parameter, and
+        ``501 5.5.4`` for any parameter after HELO (RFC 5321 §4.1.2: no extensions)."""
+        try:
+            args = parse(arg)
+        except BadPath as exc:
+            await self.push(f"501 {path_code} {exc.text}")
+            return None
+        except ProtocolSyntaxError as exc:
+            await self.push(str(smtp_reply(exc)))
+            return None
+        if args.params and not self.session.extended_smtp:
+            await self.push(f"501 5.5.4 Syntax: {syntax}:<address> (no parameters after HELO)")
+            return None
+        return args
+
     async def smtp_MAIL(self, arg: str | None) -> None:
         """RFC 5321 §4.1.1.2 with the parameters of the module doc."""
         if await self.check_helo_needed():
@@ -238,18 +266,10 @@ class SmtpCommands:
         if envelope.mail_from:
             await self.push("503 Error: nested MAIL command")
             return
-        try:
-            args = parse_mail(arg)
-        except BadPath as exc:
-            await self.push(f"501 5.1.7 {exc.text}")
-            return
-        except ProtocolSyntaxError as exc:
-            await self.push(str(smtp_reply(exc)))
+        args = await self._parsed(parse_mail, arg, "5.1.7", "MAIL FROM")
+        if args is None:
             return
         options = list(args.params)
-        if options and not self.session.extended_smtp:
-            await self.push("501 5.5.4 Syntax: MAIL FROM:<address> (no parameters after HELO)")
-            return
         if args.size is not None and self.data_size_limit and args.size > self.data_size_limit:
             await self.push("552 Error: message size exceeds fixed maximum message size")
             return
@@ -271,18 +291,10 @@ class SmtpCommands:
         if not envelope.mail_from:
             await self.push("503 Error: need MAIL command")
             return
-        try:
-            args = parse_rcpt(arg)
-        except BadPath as exc:
-            await self.push(f"501 5.1.3 {exc.text}")
-            return
-        except ProtocolSyntaxError as exc:
-            await self.push(str(smtp_reply(exc)))
+        args = await self._parsed(parse_rcpt, arg, "5.1.3", "RCPT TO")
+        if args is None:
             return
         options = list(args.params)
-        if options and not self.session.extended_smtp:
-            await self.push("501 5.5.4 Syntax: RCPT TO:<address> (no parameters after HELO)")
-            return
         envelope.dsn_offered = args.dsn
         status = await self._hook("RCPT", args.address, options)
         if status is None:
