@@ -5,6 +5,13 @@ Two kinds (``Counters``):
 * connection slots, per listener and per client IP (``limits.max_connections``,
   ``limits.max_connections_per_ip``; RFC 5321 §4.5.3.2 and RFC 3501 leave the
   limits to us): ``acquire`` at accept, ``release`` at close;
+* new connections per minute per client IP and per network (``ConnectionRate``
+  over ``rate.RateTable``; ``limits.connections_per_minute_per_ip`` /
+  ``_per_network``, ``limits.trusted_networks`` skip them), checked with the
+  slot.  A worker spends its spare slots only on the rate credit the service
+  gave with them (connections counted in the rate in advance, granted only
+  while the rate is at or below half its limits); once spent, a spare costs a
+  ``C`` round trip for the rate alone, so the rate holds across workers;
 * failed logins per client IP (``auth/throttle.py``): ``auth_failure`` counts
   one and answers the delay to impose before the failure reply.
 
@@ -27,10 +34,14 @@ worker would multiply every limit by the number of workers.
 
 from __future__ import annotations
 
+import ipaddress
+import time
+from collections.abc import Callable
 from typing import Protocol
 
 from mailserver.auth.throttle import AuthThrottle
 from mailserver.config import Limits
+from mailserver.counters.rate import RateTable
 
 
 class Counters(Protocol):
@@ -55,22 +66,100 @@ class Counters(Protocol):
         ...
 
 
-class ConnectionSlots:
-    """The slot table: held slots per scope and per (scope, ip).  Sans-IO."""
+def network_of(ip: str) -> str:
+    """The network ``ip`` belongs to for rate limits: IPv4 /24, IPv6 /64 (mox's
+    masks for the first tier; a host rarely owns less).  ``ip`` itself when it
+    does not parse (a unix socket peer)."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    prefix = 24 if addr.version == 4 else 64
+    return str(ipaddress.ip_network((addr, prefix), strict=False))
 
-    def __init__(self) -> None:
+
+class ConnectionRate:
+    """New connections per minute per IP and per network (``limits.
+    connections_per_minute_per_ip`` / ``_per_network``; 0 turns one off).  Sans-IO
+    over ``RateTable``; ``clock`` gives wall seconds."""
+
+    def __init__(self, per_ip: int, per_network: int, max_keys: int = 100_000,
+                 clock: Callable[[], float] = time.time,
+                 trusted: tuple[str, ...] = ()) -> None:
+        self.trusted = tuple(ipaddress.ip_network(n, strict=False) for n in trusted)
+        self._trusted_cache: dict[str, bool] = {}
+        self.per_ip = per_ip
+        self.per_network = per_network
+        self.table = RateTable(60.0, max_keys)
+        self._clock = clock
+
+    def admit(self, ip: str, n: int = 1) -> bool:
+        """Count ``n`` new connections of ``ip`` unless that passes a limit (then
+        count nothing and answer False).  Trusted clients are always admitted."""
+        if self.is_trusted(ip):
+            return True
+        now = self._clock()
+        table = self.table
+        net = "net:" + network_of(ip) if self.per_network else ""
+        if net and table.peek(net, now) + n > self.per_network:
+            return False
+        if self.per_ip and not table.count("ip:" + ip, now, self.per_ip, n):
+            return False
+        if net:
+            table.count(net, now, None, n)
+        return True
+
+    def is_trusted(self, ip: str) -> bool:
+        """Whether ``ip`` is in ``limits.trusted_networks``."""
+        if not self.trusted:
+            return False
+        hit = self._trusted_cache.get(ip)
+        if hit is None:
+            try:
+                addr = ipaddress.ip_address(ip)
+                hit = any(addr in net for net in self.trusted)
+            except ValueError:
+                hit = False
+            if len(self._trusted_cache) >= 4096:  # bounded under a spray
+                self._trusted_cache.clear()
+            self._trusted_cache[ip] = hit
+        return hit
+
+    def headroom(self, ip: str) -> int:
+        """How many more connections ``ip`` may open while staying at or below half
+        of each rate limit (spares are granted only within it)."""
+        room = 1 << 30
+        if self.is_trusted(ip):
+            return room
+        now = self._clock()
+        if self.per_ip:
+            room = min(room, int(self.per_ip // 2 - self.table.peek("ip:" + ip, now)))
+        if self.per_network:
+            net = "net:" + network_of(ip)
+            room = min(room, int(self.per_network // 2 - self.table.peek(net, now)))
+        return max(0, room)
+
+
+class ConnectionSlots:
+    """The slot table: held slots per scope and per (scope, ip), and the rate of new
+    connections (``ConnectionRate``, when given).  Sans-IO."""
+
+    def __init__(self, rate: ConnectionRate | None = None) -> None:
         # Plain dicts, not Counters: Counter.__missing__ is a Python call per new key.
         self._total: dict[str, int] = {}
         self._per_ip: dict[tuple[str, str], int] = {}
+        self.rate = rate
 
     def acquire(self, scope: str, ip: str, max_total: int, max_per_ip: int) -> bool:
         """Take one slot of ``scope`` for ``ip``; False (nothing taken) when either count
-        is already at its limit.
+        is already at its limit, or ``ip`` opens connections too fast.
         """
         total = self._total.get(scope, 0)
         key = (scope, ip)
         count = self._per_ip.get(key, 0)
         if total >= max_total or count >= max_per_ip:
+            return False
+        if self.rate is not None and not self.rate.admit(ip):
             return False
         self._total[scope] = total + 1
         self._per_ip[key] = count + 1
@@ -91,6 +180,29 @@ class ConnectionSlots:
             self._total[scope] = total + spares
             self._per_ip[key] = count + spares
         return 1 + spares
+
+    def rate_credit(self, ip: str, want: int) -> int:
+        """Connections ``ip`` may open on a worker's spare slots without asking again
+        (``-1``: no rate applies): up to ``want``, only while the rate stays at or
+        below half its limits, and counted in the rate now (a credit left unused
+        over-counts a little, far from the limit)."""
+        rate = self.rate
+        if rate is None or rate.is_trusted(ip):
+            return -1
+        credit = min(want, rate.headroom(ip))
+        if credit:
+            rate.admit(ip, credit)
+        return credit
+
+    def rate_admit(self, ip: str, want: int) -> tuple[bool, int]:
+        """Count one new connection of ``ip`` that a worker serves on a spare slot it
+        holds, plus a fresh ``rate_credit``: (admitted, credit)."""
+        rate = self.rate
+        if rate is None or rate.is_trusted(ip):
+            return True, -1
+        if not rate.admit(ip):
+            return False, 0
+        return True, self.rate_credit(ip, want)
 
     def release(self, scope: str, ip: str, n: int = 1) -> None:
         """Give back ``n`` slots of ``scope`` held by ``ip`` (counts never go below zero)."""
@@ -117,7 +229,12 @@ class LocalCounters:
     """``Counters`` of a single-process daemon: the tables in this process."""
 
     def __init__(self, limits: Limits) -> None:
-        self.slots = ConnectionSlots()
+        rate = None
+        if limits.connections_per_minute_per_ip or limits.connections_per_minute_per_network:
+            rate = ConnectionRate(limits.connections_per_minute_per_ip,
+                                  limits.connections_per_minute_per_network,
+                                  trusted=limits.trusted_networks)
+        self.slots = ConnectionSlots(rate)
         self.throttle = AuthThrottle(limits.auth_failure_delay, limits.auth_failure_delay_max)
 
     async def acquire(self, scope: str, ip: str, max_total: int, max_per_ip: int) -> bool:

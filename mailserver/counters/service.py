@@ -92,7 +92,8 @@ class _Peer(asyncio.Protocol):
             if taken:
                 key = (scope, ip)
                 self._held[key] = self._held.get(key, 0) + taken
-            return b"%d\n" % taken
+            credit = counters.slots.rate_credit(ip, wire.MAX_WANT) if taken > 1 else 0
+            return b"%d %d\n" % (taken, credit)
         if kind == "R":
             _, count, ip, scope = line.split(" ", 3)
             key = (scope, ip)
@@ -106,6 +107,10 @@ class _Peer(asyncio.Protocol):
                 self._held[key] = held - n
             counters.slots.release(scope, ip, n)
             return None
+        if kind == "C":
+            _, ip = line.split(" ", 1)
+            ok, credit = counters.slots.rate_admit(ip, wire.MAX_WANT)
+            return b"%d %d\n" % (ok, credit)
         if kind == "F":
             _, ip = line.split(" ", 1)
             return f"{counters.throttle.record_failure(ip)!r}\n".encode()

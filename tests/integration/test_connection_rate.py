@@ -1,0 +1,86 @@
+"""New connections per minute per IP, counted once for every worker (issue 11 §3).
+
+Two workers, ``connections_per_minute_per_ip = 4`` and loopback not trusted:
+whichever worker the kernel hands each connection to, no more than 4 are
+greeted in the minute; the rest get ``421 4.7.0`` (SMTP) or ``* BYE`` (IMAP).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.daemon import Daemon
+
+from mailserver.counters import ConnectionRate, ConnectionSlots
+
+CONFIG = """\
+hostname = "mx.example.test"
+data_dir = "data"
+domains = ["example.test"]
+workers = 2
+
+[log]
+format = "json"
+
+[limits]
+shutdown_grace = 2.0
+connections_per_minute_per_ip = 4
+connections_per_minute_per_network = 0
+trusted_networks = []
+
+[listeners.smtp]
+protocol = "smtp"
+address = "127.0.0.1"
+port = 0
+
+[listeners.imap]
+protocol = "imap"
+address = "127.0.0.1"
+port = 0
+"""
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    conf = tmp_path / "mailserver.toml"
+    conf.write_text(CONFIG, encoding="utf-8")
+    d = Daemon("-c", conf, timeout=45.0)
+    try:
+        d.wait_for("server_ready")
+        yield d
+    finally:
+        d.kill()
+
+
+def first_line(port: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=45.0) as s:
+        return s.makefile("rb").readline()
+
+
+def test_the_rate_holds_across_two_workers(daemon: Daemon) -> None:
+    lines = [first_line(daemon.ports["smtp"]) for _ in range(8)]
+    greeted = [x for x in lines if x.startswith(b"220 ")]
+    refused = [x for x in lines if x.startswith(b"421 4.7.0")]
+    assert 1 <= len(greeted) <= 4 and len(greeted) + len(refused) == 8
+    # The same client's IMAP connections count in the same per-IP rate.
+    assert first_line(daemon.ports["imap"]).startswith(b"* BYE")
+
+
+def test_rate_in_the_slot_table_and_trusted_networks() -> None:
+    now = [0.0]
+    slots = ConnectionSlots(ConnectionRate(4, 6, clock=lambda: now[0], trusted=("10.0.0.0/8",)))
+    assert slots.acquire_many("s", "192.0.2.1", 100, 100, 4) == 4  # the slot + 3 spares
+    assert slots.rate_credit("192.0.2.1", 8) == 1  # only up to half the rate: 1 + 1 of 4
+    assert slots.acquire("s", "192.0.2.1", 100, 100)
+    assert slots.acquire("s", "192.0.2.1", 100, 100)
+    assert not slots.acquire("s", "192.0.2.1", 100, 100)  # 4 this minute
+    assert slots.acquire("s", "192.0.2.2", 100, 100)  # same /24: 5 of 6
+    assert slots.acquire("s", "192.0.2.3", 100, 100)
+    assert not slots.acquire("s", "192.0.2.4", 100, 100)  # the /24 is at 6
+    assert all(slots.acquire("s", "10.1.2.3", 100, 100) for _ in range(10))  # trusted
+    assert slots.rate_credit("10.1.2.3", 8) == -1
+    now[0] = 200.0
+    assert slots.acquire("s", "192.0.2.1", 100, 100)  # a new minute
