@@ -61,6 +61,12 @@ class Counters(Protocol):
         """Count one failed login of ``ip``; the delay (seconds) to impose now."""
         ...
 
+    async def rate(self, checks: tuple[tuple[str, int, str], ...], n: int = 1) -> bool:
+        """Count ``n`` events under every ``(window, limit, key)`` of ``checks``
+        (window: ``"minute"`` or ``"day"``) unless one would pass its limit: then
+        count nothing and answer False (``RateLimits.take``)."""
+        ...
+
     async def close(self) -> None:
         """Let go of the counters (the in-process table: nothing to do)."""
         ...
@@ -138,6 +144,33 @@ class ConnectionRate:
             net = "net:" + network_of(ip)
             room = min(room, int(self.per_network // 2 - self.table.peek(net, now)))
         return max(0, room)
+
+
+#: Windows of ``RateLimits``, in seconds.
+WINDOWS = {"minute": 60.0, "day": 86400.0}
+
+
+class RateLimits:
+    """Message and recipient rates (per IP, per account) in a few ``RateTable``s, one
+    per window in ``WINDOWS``.  Sans-IO; ``clock`` gives wall seconds."""
+
+    def __init__(self, max_keys: int = 100_000,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.tables = {name: RateTable(w, max_keys) for name, w in WINDOWS.items()}
+        self._clock = clock
+
+    def take(self, checks: tuple[tuple[str, int, str], ...], n: int = 1) -> bool:
+        """Count ``n`` under each ``(window, limit, key)`` unless one would pass its
+        limit (then nothing is counted: False).  Raises ``KeyError`` for an unknown
+        window."""
+        now = self._clock()
+        tables = self.tables
+        for window, limit, key in checks:
+            if tables[window].peek(key, now) + n > limit:
+                return False
+        for window, _, key in checks:
+            tables[window].count(key, now, None, n)
+        return True
 
 
 class ConnectionSlots:
@@ -235,6 +268,7 @@ class LocalCounters:
                                   limits.connections_per_minute_per_network,
                                   trusted=limits.trusted_networks)
         self.slots = ConnectionSlots(rate)
+        self.rates = RateLimits()
         self.throttle = AuthThrottle(limits.auth_failure_delay, limits.auth_failure_delay_max)
 
     async def acquire(self, scope: str, ip: str, max_total: int, max_per_ip: int) -> bool:
@@ -248,6 +282,10 @@ class LocalCounters:
     async def auth_failure(self, ip: str) -> float:
         """``Counters.auth_failure``: the delay in seconds from ``AuthThrottle``."""
         return self.throttle.record_failure(ip)
+
+    async def rate(self, checks: tuple[tuple[str, int, str], ...], n: int = 1) -> bool:
+        """``Counters.rate``: the in-process tables, no suspension."""
+        return self.rates.take(checks, n)
 
     async def close(self) -> None:
         """``Counters.close``: nothing to let go of."""

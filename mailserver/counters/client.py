@@ -202,6 +202,12 @@ class RemoteCounters:
         except ValueError:
             return self._base_delay
 
+    async def rate(self, checks: tuple[tuple[str, int, str], ...], n: int = 1) -> bool:
+        """``Counters.rate``: one round trip; fails open (True) when the service is gone."""
+        fut = self._ask(wire.rate(checks, n))
+        answer = b"" if fut is None else await self._answer(fut)
+        return answer[:1] != b"0"
+
     async def close(self) -> None:
         """``Counters.close``: stop the spare sweep and close the socket (the service
         then releases every slot this worker held).

@@ -107,6 +107,17 @@ class _Peer(asyncio.Protocol):
                 self._held[key] = held - n
             counters.slots.release(scope, ip, n)
             return None
+        if kind == "T":
+            _, count, *items = line.split(" ")
+            checks: list[tuple[str, int, str]] = []
+            for item in items:
+                window, limit, name = item.split(":", 2)  # name may hold ":" (IPv6)
+                checks.append((window, int(limit), name))
+            try:
+                ok = counters.rates.take(tuple(checks), int(count))
+            except KeyError:
+                raise ValueError("unknown rate window") from None
+            return b"1\n" if ok else b"0\n"
         if kind == "C":
             _, ip = line.split(" ", 1)
             ok, credit = counters.slots.rate_admit(ip, wire.MAX_WANT)

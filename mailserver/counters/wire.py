@@ -49,3 +49,9 @@ def auth_failure(ip: str) -> bytes:
 def rate_admit(ip: str) -> bytes:
     """A ``C`` request line (ASCII bytes): count a connection served on a spare slot."""
     return f"C {ip}\n".encode()
+
+
+def rate(checks: tuple[tuple[str, int, str], ...], n: int = 1) -> bytes:
+    """A ``T`` request line (ASCII bytes): ``Counters.rate``; answered ``1`` or ``0``."""
+    items = " ".join(f"{w}:{limit}:{key.replace(' ', '_')}" for w, limit, key in checks)
+    return f"T {n} {items}\n".encode()

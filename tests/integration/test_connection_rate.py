@@ -7,12 +7,13 @@ greeted in the minute; the rest get ``421 4.7.0`` (SMTP) or ``* BYE`` (IMAP).
 
 from __future__ import annotations
 
+import smtplib
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.daemon import Daemon
+from support.daemon import Daemon, add_user
 
 from mailserver.counters import ConnectionRate, ConnectionSlots
 
@@ -84,3 +85,40 @@ def test_rate_in_the_slot_table_and_trusted_networks() -> None:
     assert slots.rate_credit("10.1.2.3", 8) == -1
     now[0] = 200.0
     assert slots.acquire("s", "192.0.2.1", 100, 100)  # a new minute
+
+
+RATE_CONFIG = CONFIG.replace("connections_per_minute_per_ip = 4", """\
+connections_per_minute_per_ip = 0
+messages_per_minute_per_ip = 3
+recipients_per_minute_per_ip = 4""")
+
+
+@pytest.fixture
+def rate_daemon(tmp_path: Path) -> Iterator[Daemon]:
+    conf = tmp_path / "mailserver.toml"
+    conf.write_text(RATE_CONFIG, encoding="utf-8")
+    add_user(conf, "alice@example.test", "correct horse battery")
+    d = Daemon("-c", conf, timeout=45.0)
+    try:
+        d.wait_for("server_ready")
+        yield d
+    finally:
+        d.kill()
+
+
+def test_message_and_recipient_rates_hold_across_two_workers(rate_daemon: Daemon) -> None:
+    """One connection per message, so the kernel spreads them over both workers."""
+    port = rate_daemon.ports["smtp"]
+    mail_codes, rcpt_replies = [], []
+    for _ in range(5):
+        with smtplib.SMTP("127.0.0.1", port, timeout=45.0) as c:
+            c.ehlo("client.example")
+            code, _ = c.mail("bob@remote.test")
+            mail_codes.append(code)
+            if code == 250:
+                for _ in range(2):
+                    rcpt_replies.append(c.rcpt("alice@example.test"))
+    assert mail_codes[:3] == [250, 250, 250] and mail_codes[3:] == [451, 451]
+    codes = [code for code, _ in rcpt_replies]
+    assert codes == [250, 250, 250, 250, 452, 452]
+    assert rcpt_replies[-1][1].startswith(b"4.5.3")
