@@ -29,7 +29,7 @@ from mailserver.checks.dmarc_log import DmarcLog
 from mailserver.checks.limits import SenderRate
 from mailserver.checks.stage import Pipeline
 from mailserver.config import Config, Listener
-from mailserver.counters import Counters, LocalCounters
+from mailserver.counters import STATE_FILE, Counters, LocalCounters
 from mailserver.counters.client import RemoteCounters
 from mailserver.delivery.postmaster import PostmasterDirectory
 from mailserver.delivery.route import RoutedDelivery, deliver_report
@@ -246,7 +246,7 @@ class App:
             if self._shared_counters:
                 counters = await RemoteCounters.open(cfg.data_dir / "run", cfg.limits)
             else:
-                counters = LocalCounters(cfg.limits)
+                counters = LocalCounters(cfg.limits, cfg.data_dir / "state" / STATE_FILE)
             self.services = Services(config=cfg, store=store, ssl_context=ssl_context,
                                      queue=queue, counters=counters,
                                      listen_sockets=self._listen_sockets,

@@ -35,13 +35,16 @@ worker would multiply every limit by the number of workers.
 from __future__ import annotations
 
 import ipaddress
+import json
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 from mailserver.auth.throttle import AuthThrottle
 from mailserver.config import Limits
-from mailserver.counters.rate import RateTable
+from mailserver.counters.rate import RateEntry, RateTable
 
 
 class Counters(Protocol):
@@ -258,10 +261,43 @@ class ConnectionSlots:
         return self._per_ip.get((scope, ip), 0)
 
 
-class LocalCounters:
-    """``Counters`` of a single-process daemon: the tables in this process."""
+#: File (under ``data_dir/state``) of the day windows kept across restarts.
+STATE_FILE = "limits.json"
 
-    def __init__(self, limits: Limits) -> None:
+
+def save_rates(rates: RateLimits, path: Path) -> None:
+    """Write the windows longer than a minute (``day``) to ``path`` (JSON; written to
+    a temporary file, synced and renamed, so a crash leaves the old file or the
+    new).  Raises ``OSError``."""
+    now = rates._clock()
+    saved = {"day": [[e.key, e.start, e.previous, e.current]
+                     for e in rates.tables["day"].dump(now)]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(saved, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_rates(rates: RateLimits, path: Path) -> None:
+    """Read what ``save_rates`` wrote (a missing or damaged file: start from zero)."""
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        entries = [RateEntry(str(k), float(t), int(p), int(c)) for k, t, p, c in saved["day"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    rates.tables["day"].restore(entries)
+
+
+class LocalCounters:
+    """``Counters`` of a single-process daemon: the tables in this process.
+
+    ``state_file``: where the day windows are kept across restarts (read now,
+    written by ``close``); None keeps nothing."""
+
+    def __init__(self, limits: Limits, state_file: Path | None = None) -> None:
         rate = None
         if limits.connections_per_minute_per_ip or limits.connections_per_minute_per_network:
             rate = ConnectionRate(limits.connections_per_minute_per_ip,
@@ -269,6 +305,9 @@ class LocalCounters:
                                   trusted=limits.trusted_networks)
         self.slots = ConnectionSlots(rate)
         self.rates = RateLimits()
+        self.state_file = state_file
+        if state_file is not None:
+            load_rates(self.rates, state_file)
         self.throttle = AuthThrottle(limits.auth_failure_delay, limits.auth_failure_delay_max)
 
     async def acquire(self, scope: str, ip: str, max_total: int, max_per_ip: int) -> bool:
@@ -288,5 +327,10 @@ class LocalCounters:
         return self.rates.take(checks, n)
 
     async def close(self) -> None:
-        """``Counters.close``: nothing to let go of."""
+        """``Counters.close``: keep the day windows in ``state_file`` (if any)."""
+        if self.state_file is not None:
+            try:
+                save_rates(self.rates, self.state_file)
+            except OSError:
+                pass  # a limit forgotten errs towards letting clients through
         return None

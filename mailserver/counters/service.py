@@ -17,7 +17,7 @@ from typing import cast
 import structlog
 
 from mailserver.config import Limits
-from mailserver.counters import LocalCounters, wire
+from mailserver.counters import STATE_FILE, LocalCounters, wire
 from mailserver.store.writer_service import make_private_dir, peer_uid
 
 log = structlog.get_logger("mailserver.counters")
@@ -144,7 +144,7 @@ class CounterService:
         make_private_dir(run_dir)
         path = run_dir / wire.SERVICE_NAME
         path.unlink(missing_ok=True)
-        counters = LocalCounters(limits)
+        counters = LocalCounters(limits, run_dir.parent / "state" / STATE_FILE)
         holder: list[CounterService] = []
         server = await asyncio.get_running_loop().create_unix_server(
             lambda: _Peer(holder[0]), str(path))
@@ -169,3 +169,4 @@ class CounterService:
             except TimeoutError:
                 continue
         self.path.unlink(missing_ok=True)
+        await self.counters.close()  # the day windows, kept for the next start

@@ -122,3 +122,23 @@ def test_message_and_recipient_rates_hold_across_two_workers(rate_daemon: Daemon
     codes = [code for code, _ in rcpt_replies]
     assert codes == [250, 250, 250, 250, 452, 452]
     assert rcpt_replies[-1][1].startswith(b"4.5.3")
+
+
+def test_day_windows_survive_a_restart(tmp_path: Path) -> None:
+    conf = tmp_path / "mailserver.toml"
+    conf.write_text(RATE_CONFIG.replace("messages_per_minute_per_ip = 3",
+                                        "messages_per_day_per_ip = 2"), encoding="utf-8")
+    codes = []
+    for _ in range(2):  # two daemon lifetimes, two messages each
+        d = Daemon("-c", conf, timeout=45.0)
+        try:
+            d.wait_for("server_ready")
+            for _ in range(2):
+                with smtplib.SMTP("127.0.0.1", d.ports["smtp"], timeout=45.0) as c:
+                    c.ehlo("client.example")
+                    codes.append(c.mail("bob@remote.test")[0])
+            assert d.stop() == 0
+        finally:
+            d.kill()
+    assert codes == [250, 250, 451, 451]
+    assert (tmp_path / "data" / "state" / "limits.json").exists()
