@@ -31,6 +31,7 @@ from mailserver import log as logsetup
 from mailserver.cli.common import DEV_CONFIG, ENV_CONFIG, PROG, SYSTEM_CONFIG, error
 from mailserver.cli.directory import add_parsers as add_directory
 from mailserver.cli.dmarc import add_parsers as add_dmarc
+from mailserver.cli.limits import add_parsers as add_limits
 from mailserver.cli.outbound import add_parsers as add_outbound
 from mailserver.cli.server import add_parsers as add_server
 from mailserver.cli.server import cmd_run
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_directory(sub, common)
     add_outbound(sub, common)
     add_dmarc(sub, common)
+    add_limits(sub, common)
     return parser
 
 

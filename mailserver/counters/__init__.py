@@ -291,6 +291,40 @@ def load_rates(rates: RateLimits, path: Path) -> None:
     rates.tables["day"].restore(entries)
 
 
+def _name_of(key: str) -> str:
+    return key.split(":", 1)[1] if ":" in key else key
+
+
+def show(counters: LocalCounters, name: str = "") -> list[dict[str, object]]:
+    """Live rate entries (``limits show``): every one, or those of ``name`` (an IP,
+    a network such as ``192.0.2.0/24``, or an account).  Each: ``window``,
+    ``kind`` (ip/net: connections, msg, rcpt, acct), ``name``, ``count`` (the
+    sliding estimate)."""
+    tables = [("minute", counters.slots.rate.table)] if counters.slots.rate else []
+    tables += list(counters.rates.tables.items())
+    now = time.time()
+    out: list[dict[str, object]] = []
+    for window, table in tables:
+        for e in table.entries(now):
+            if name and _name_of(e.key) != name:
+                continue
+            out.append({"window": window, "kind": e.key.split(":", 1)[0],
+                        "name": _name_of(e.key), "count": round(table.peek(e.key, now), 2)})
+    return out
+
+
+def reset(counters: LocalCounters, name: str) -> int:
+    """Forget every rate entry of ``name`` (``limits reset``); how many were dropped."""
+    tables = [counters.slots.rate.table] if counters.slots.rate else []
+    tables += list(counters.rates.tables.values())
+    dropped = 0
+    for table in tables:
+        for e in table.entries(time.time()):
+            if _name_of(e.key) == name:
+                dropped += table.reset(e.key)
+    return dropped
+
+
 class LocalCounters:
     """``Counters`` of a single-process daemon: the tables in this process.
 

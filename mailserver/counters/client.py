@@ -219,3 +219,22 @@ class RemoteCounters:
         transport = self._link.transport
         if transport is not None:
             transport.close()
+
+
+def ask_service(run_dir: Path, request: bytes, timeout: float = 5.0) -> bytes:
+    """One request to a running daemon's counter service, blocking (admin tools):
+    the answer line without its newline.  Raises ``ConnectionError`` (or another
+    ``OSError``) when no daemon serves ``run_dir/counters.stream``."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(run_dir / wire.SERVICE_NAME))
+        s.sendall(request)
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                raise ConnectionError("the counter service closed the connection")
+            buf += chunk
+    return buf[:-1]

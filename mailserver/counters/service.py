@@ -10,6 +10,7 @@ slots it holds; when it ends (the worker exited or died) they are released.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from pathlib import Path
 from typing import cast
@@ -17,7 +18,7 @@ from typing import cast
 import structlog
 
 from mailserver.config import Limits
-from mailserver.counters import STATE_FILE, LocalCounters, wire
+from mailserver.counters import STATE_FILE, LocalCounters, reset, show, wire
 from mailserver.store.writer_service import make_private_dir, peer_uid
 
 log = structlog.get_logger("mailserver.counters")
@@ -118,6 +119,10 @@ class _Peer(asyncio.Protocol):
             except KeyError:
                 raise ValueError("unknown rate window") from None
             return b"1\n" if ok else b"0\n"
+        if kind == "S":  # limits show [NAME]: one JSON line
+            return json.dumps(show(counters, line[2:].strip())).encode() + b"\n"
+        if kind == "X":  # limits reset NAME
+            return b"%d\n" % reset(counters, line[2:].strip())
         if kind == "C":
             _, ip = line.split(" ", 1)
             ok, credit = counters.slots.rate_admit(ip, wire.MAX_WANT)

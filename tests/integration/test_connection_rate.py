@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.daemon import Daemon, add_user
+from support.daemon import Daemon, add_user, run_cli
 
 from mailserver.counters import ConnectionRate, ConnectionSlots
 
@@ -94,8 +94,13 @@ recipients_per_minute_per_ip = 4""")
 
 
 @pytest.fixture
-def rate_daemon(tmp_path: Path) -> Iterator[Daemon]:
-    conf = tmp_path / "mailserver.toml"
+def rate_conf(tmp_path: Path) -> Path:
+    return tmp_path / "mailserver.toml"
+
+
+@pytest.fixture
+def rate_daemon(rate_conf: Path) -> Iterator[Daemon]:
+    conf = rate_conf
     conf.write_text(RATE_CONFIG, encoding="utf-8")
     add_user(conf, "alice@example.test", "correct horse battery")
     d = Daemon("-c", conf, timeout=45.0)
@@ -142,3 +147,29 @@ def test_day_windows_survive_a_restart(tmp_path: Path) -> None:
             d.kill()
     assert codes == [250, 250, 451, 451]
     assert (tmp_path / "data" / "state" / "limits.json").exists()
+
+
+def test_limits_show_and_reset_on_the_running_daemon(rate_daemon: Daemon,
+                                                      rate_conf: Path) -> None:
+    port = rate_daemon.ports["smtp"]
+
+    def mail() -> int:
+        with smtplib.SMTP("127.0.0.1", port, timeout=45.0) as c:
+            c.ehlo("client.example")
+            return c.mail("bob@remote.test")[0]
+
+    assert [mail() for _ in range(4)] == [250, 250, 250, 451]
+    shown = run_cli("-c", rate_conf, "limits", "show", "127.0.0.1")
+    assert shown.returncode == 0, shown.stderr
+    assert "msg" in shown.stdout and "127.0.0.1" in shown.stdout and " 3" in shown.stdout
+    reset = run_cli("-c", rate_conf, "limits", "reset", "127.0.0.1")
+    # the minute and the day window of its messages
+    assert reset.returncode == 0 and "reset 2 counter" in reset.stdout, reset.stdout
+    assert mail() == 250
+
+
+def test_limits_show_says_when_the_daemon_is_not_running(tmp_path: Path) -> None:
+    conf = tmp_path / "mailserver.toml"
+    conf.write_text(RATE_CONFIG, encoding="utf-8")
+    shown = run_cli("-c", conf, "limits", "show")
+    assert shown.returncode == 1 and "not running" in shown.stderr
