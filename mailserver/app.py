@@ -26,9 +26,10 @@ from mailserver.auth.login import Authenticator
 from mailserver.checks import rules
 from mailserver.checks.authentication import SenderAuthentication
 from mailserver.checks.dmarc_log import DmarcLog
+from mailserver.checks.limits import SenderRate
 from mailserver.checks.stage import Pipeline
 from mailserver.config import Config, Listener
-from mailserver.counters import Counters, LocalCounters
+from mailserver.counters import STATE_FILE, Counters, LocalCounters
 from mailserver.counters.client import RemoteCounters
 from mailserver.delivery.postmaster import PostmasterDirectory
 from mailserver.delivery.route import RoutedDelivery, deliver_report
@@ -89,18 +90,22 @@ def build_queue(config: Config, store: Store, resolver: Resolver) -> QueueManage
 
 
 def build_stages(config: Config, listener: Listener, store: Store, *,
-                 outbound: bool, authentication: object | None = None) -> list[object]:
+                 outbound: bool, authentication: object | None = None,
+                 counters: Counters | None = None) -> list[object]:
     """The check stages of ``listener`` (``mailserver.checks``), in order.
 
     ``outbound``: remote recipients can be queued (a queue exists).  The order
     decides which reply a command that breaks two rules gets (``checks.rules``).
     ``authentication``: the smtp listeners' shared sender-authentication stage
-    (SPF, DKIM, ARC, DMARC; None: ``checks.verify`` is off).
+    (SPF, DKIM, ARC, DMARC; None: ``checks.verify`` is off).  ``counters``: where
+    message and recipient rates are counted (None: no rate stage).
     """
     limits = config.limits
     stages: list[object] = [rules.PathSyntax()]
     if listener.protocol == "submission":
         stages += [rules.SubmissionAuth(), rules.SenderOwnership(store)]
+    if counters is not None:
+        stages.append(SenderRate(counters, limits))
     stages += [
         rules.MessageSize(limits.max_message_size),
         rules.StoreRoom(store.headroom),
@@ -155,7 +160,7 @@ def build_smtp_hooks(config: Config, *, store: Store, queue: QueueManager | None
         if listener.protocol not in ("smtp", "submission"):
             continue
         stages = build_stages(config, listener, store, outbound=queue is not None,
-                              authentication=authentication)
+                              authentication=authentication, counters=counters)
         hooks[listener.name] = SmtpHooks(
             config=config, submission=listener.protocol == "submission",
             pipeline=Pipeline(stages, listener.name), directory=directory,
@@ -243,7 +248,7 @@ class App:
             if self._shared_counters:
                 counters = await RemoteCounters.open(cfg.data_dir / "run", cfg.limits)
             else:
-                counters = LocalCounters(cfg.limits)
+                counters = LocalCounters(cfg.limits, cfg.data_dir / "state" / STATE_FILE)
             self.services = Services(config=cfg, store=store, ssl_context=ssl_context,
                                      queue=queue, counters=counters,
                                      listen_sockets=self._listen_sockets,

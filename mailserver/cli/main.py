@@ -34,6 +34,7 @@ from mailserver.cli.backup import add_parsers as add_backup
 from mailserver.cli.common import DEV_CONFIG, ENV_CONFIG, PROG, SYSTEM_CONFIG, error
 from mailserver.cli.directory import add_parsers as add_directory
 from mailserver.cli.dmarc import add_parsers as add_dmarc
+from mailserver.cli.limits import add_parsers as add_limits
 from mailserver.cli.mailio import add_parsers as add_mailio
 from mailserver.cli.outbound import add_parsers as add_outbound
 from mailserver.cli.server import add_parsers as add_server
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dmarc(sub, common)
     add_backup(sub, common)
     add_mailio(sub, common)
+    add_limits(sub, common)
     return parser
 
 

@@ -214,6 +214,13 @@ _LIMIT_CHECKS: dict[str, Check] = {
     "imap_literal_timeout": _at_least(1),
     "max_connections": _at_least(1),
     "max_connections_per_ip": _at_least(1),
+    "connections_per_minute_per_ip": _at_least(0),
+    "connections_per_minute_per_network": _at_least(0),
+    "messages_per_minute_per_ip": _at_least(0),
+    "messages_per_day_per_ip": _at_least(0),
+    "recipients_per_minute_per_ip": _at_least(0),
+    "recipients_per_day_per_ip": _at_least(0),
+    "account_messages_per_day": _at_least(0),
     "max_auth_failures": _at_least(1),
     "shutdown_grace": _at_least(0),
     "auth_failure_delay": _at_least(0),
@@ -367,6 +374,17 @@ class _Validator:
                 value = self.integer(value, dotted)
             elif isinstance(default, float):
                 value = self.number(value, dotted)
+            elif isinstance(default, tuple) and key == "trusted_networks":  # CIDRs
+                if not isinstance(value, list):
+                    raise self.fail(dotted, f"must be a list of networks, not {_kind(value)}")
+                nets = [self.string(v, f"{dotted}[{i}]") for i, v in enumerate(value)]
+                for i, net in enumerate(nets):
+                    try:
+                        ipaddress.ip_network(net, strict=False)
+                    except ValueError:
+                        raise self.fail(f"{dotted}[{i}]", "must be a network (CIDR)") from None
+                kwargs[key] = tuple(nets)
+                continue
             elif isinstance(default, tuple):  # a list of numbers
                 if not isinstance(value, list):
                     raise self.fail(dotted, "must be a list of numbers")

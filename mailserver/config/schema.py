@@ -52,6 +52,19 @@ class Limits:
     # both
     max_connections: int = 2000  # per listener
     max_connections_per_ip: int = 100
+    # New connections per minute (mox's ratelimit tiers as a guide), refused with
+    # 421 4.7.0 / IMAP BYE; network = IPv4 /24, IPv6 /64; 0 turns a limit off.
+    connections_per_minute_per_ip: int = 300
+    connections_per_minute_per_network: int = 900
+    # Per client IP (451 4.7.1 at MAIL / 452 4.5.3 at RCPT) and per authenticated
+    # account (451 4.7.1), across workers; 0 turns one off.
+    messages_per_minute_per_ip: int = 100
+    messages_per_day_per_ip: int = 10000
+    recipients_per_minute_per_ip: int = 500
+    recipients_per_day_per_ip: int = 50000
+    account_messages_per_day: int = 1000
+    # Clients in these networks (CIDRs) skip the rate limits above.
+    trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     max_auth_failures: int = 3  # then the connection is closed
     # Per client IP, across connections: the 2nd failed AUTH waits this long
     # before its 535, each further one twice as long, up to the maximum.

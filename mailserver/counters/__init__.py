@@ -5,6 +5,13 @@ Two kinds (``Counters``):
 * connection slots, per listener and per client IP (``limits.max_connections``,
   ``limits.max_connections_per_ip``; RFC 5321 §4.5.3.2 and RFC 3501 leave the
   limits to us): ``acquire`` at accept, ``release`` at close;
+* new connections per minute per client IP and per network (``ConnectionRate``
+  over ``rate.RateTable``; ``limits.connections_per_minute_per_ip`` /
+  ``_per_network``, ``limits.trusted_networks`` skip them), checked with the
+  slot.  A worker spends its spare slots only on the rate credit the service
+  gave with them (connections counted in the rate in advance, granted only
+  while the rate is at or below half its limits); once spent, a spare costs a
+  ``C`` round trip for the rate alone, so the rate holds across workers;
 * failed logins per client IP (``auth/throttle.py``): ``auth_failure`` counts
   one and answers the delay to impose before the failure reply.
 
@@ -27,10 +34,17 @@ worker would multiply every limit by the number of workers.
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 from mailserver.auth.throttle import AuthThrottle
 from mailserver.config import Limits
+from mailserver.counters.rate import RateEntry, RateTable
 
 
 class Counters(Protocol):
@@ -50,27 +64,138 @@ class Counters(Protocol):
         """Count one failed login of ``ip``; the delay (seconds) to impose now."""
         ...
 
+    async def rate(self, checks: tuple[tuple[str, int, str], ...], n: int = 1) -> bool:
+        """Count ``n`` events under every ``(window, limit, key)`` of ``checks``
+        (window: ``"minute"`` or ``"day"``) unless one would pass its limit: then
+        count nothing and answer False (``RateLimits.take``)."""
+        ...
+
     async def close(self) -> None:
         """Let go of the counters (the in-process table: nothing to do)."""
         ...
 
 
-class ConnectionSlots:
-    """The slot table: held slots per scope and per (scope, ip).  Sans-IO."""
+def network_of(ip: str) -> str:
+    """The network ``ip`` belongs to for rate limits: IPv4 /24, IPv6 /64 (mox's
+    masks for the first tier; a host rarely owns less).  ``ip`` itself when it
+    does not parse (a unix socket peer)."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    prefix = 24 if addr.version == 4 else 64
+    return str(ipaddress.ip_network((addr, prefix), strict=False))
 
-    def __init__(self) -> None:
+
+class ConnectionRate:
+    """New connections per minute per IP and per network (``limits.
+    connections_per_minute_per_ip`` / ``_per_network``; 0 turns one off).  Sans-IO
+    over ``RateTable``; ``clock`` gives wall seconds."""
+
+    def __init__(self, per_ip: int, per_network: int, max_keys: int = 100_000,
+                 clock: Callable[[], float] = time.time,
+                 trusted: tuple[str, ...] = ()) -> None:
+        self.trusted = tuple(ipaddress.ip_network(n, strict=False) for n in trusted)
+        self._trusted_cache: dict[str, bool] = {}
+        self.per_ip = per_ip
+        self.per_network = per_network
+        self.table = RateTable(60.0, max_keys)
+        self._clock = clock
+
+    def admit(self, ip: str, n: int = 1) -> bool:
+        """Count ``n`` new connections of ``ip`` unless that passes a limit (then
+        count nothing and answer False).  Trusted clients are always admitted."""
+        if self.is_trusted(ip):
+            return True
+        now = self._clock()
+        table = self.table
+        net = "net:" + network_of(ip) if self.per_network else ""
+        if net and table.peek(net, now) + n > self.per_network:
+            return False
+        if self.per_ip and not table.count("ip:" + ip, now, self.per_ip, n):
+            return False
+        if net:
+            table.count(net, now, None, n)
+        return True
+
+    def is_trusted(self, ip: str) -> bool:
+        """Whether ``ip`` is in ``limits.trusted_networks``."""
+        if not self.trusted:
+            return False
+        hit = self._trusted_cache.get(ip)
+        if hit is None:
+            try:
+                addr = ipaddress.ip_address(ip)
+                hit = any(addr in net for net in self.trusted)
+            except ValueError:
+                hit = False
+            if len(self._trusted_cache) >= 4096:  # bounded under a spray
+                self._trusted_cache.clear()
+            self._trusted_cache[ip] = hit
+        return hit
+
+    def headroom(self, ip: str) -> int:
+        """How many more connections ``ip`` may open while staying at or below half
+        of each rate limit (spares are granted only within it)."""
+        room = 1 << 30
+        if self.is_trusted(ip):
+            return room
+        now = self._clock()
+        if self.per_ip:
+            room = min(room, int(self.per_ip // 2 - self.table.peek("ip:" + ip, now)))
+        if self.per_network:
+            net = "net:" + network_of(ip)
+            room = min(room, int(self.per_network // 2 - self.table.peek(net, now)))
+        return max(0, room)
+
+
+#: Windows of ``RateLimits``, in seconds.
+WINDOWS = {"minute": 60.0, "day": 86400.0}
+
+
+class RateLimits:
+    """Message and recipient rates (per IP, per account) in a few ``RateTable``s, one
+    per window in ``WINDOWS``.  Sans-IO; ``clock`` gives wall seconds."""
+
+    def __init__(self, max_keys: int = 100_000,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.tables = {name: RateTable(w, max_keys) for name, w in WINDOWS.items()}
+        self._clock = clock
+
+    def take(self, checks: tuple[tuple[str, int, str], ...], n: int = 1) -> bool:
+        """Count ``n`` under each ``(window, limit, key)`` unless one would pass its
+        limit (then nothing is counted: False).  Raises ``KeyError`` for an unknown
+        window."""
+        now = self._clock()
+        tables = self.tables
+        for window, limit, key in checks:
+            if tables[window].peek(key, now) + n > limit:
+                return False
+        for window, _, key in checks:
+            tables[window].count(key, now, None, n)
+        return True
+
+
+class ConnectionSlots:
+    """The slot table: held slots per scope and per (scope, ip), and the rate of new
+    connections (``ConnectionRate``, when given).  Sans-IO."""
+
+    def __init__(self, rate: ConnectionRate | None = None) -> None:
         # Plain dicts, not Counters: Counter.__missing__ is a Python call per new key.
         self._total: dict[str, int] = {}
         self._per_ip: dict[tuple[str, str], int] = {}
+        self.rate = rate
 
     def acquire(self, scope: str, ip: str, max_total: int, max_per_ip: int) -> bool:
         """Take one slot of ``scope`` for ``ip``; False (nothing taken) when either count
-        is already at its limit.
+        is already at its limit, or ``ip`` opens connections too fast.
         """
         total = self._total.get(scope, 0)
         key = (scope, ip)
         count = self._per_ip.get(key, 0)
         if total >= max_total or count >= max_per_ip:
+            return False
+        if self.rate is not None and not self.rate.admit(ip):
             return False
         self._total[scope] = total + 1
         self._per_ip[key] = count + 1
@@ -91,6 +216,29 @@ class ConnectionSlots:
             self._total[scope] = total + spares
             self._per_ip[key] = count + spares
         return 1 + spares
+
+    def rate_credit(self, ip: str, want: int) -> int:
+        """Connections ``ip`` may open on a worker's spare slots without asking again
+        (``-1``: no rate applies): up to ``want``, only while the rate stays at or
+        below half its limits, and counted in the rate now (a credit left unused
+        over-counts a little, far from the limit)."""
+        rate = self.rate
+        if rate is None or rate.is_trusted(ip):
+            return -1
+        credit = min(want, rate.headroom(ip))
+        if credit:
+            rate.admit(ip, credit)
+        return credit
+
+    def rate_admit(self, ip: str, want: int) -> tuple[bool, int]:
+        """Count one new connection of ``ip`` that a worker serves on a spare slot it
+        holds, plus a fresh ``rate_credit``: (admitted, credit)."""
+        rate = self.rate
+        if rate is None or rate.is_trusted(ip):
+            return True, -1
+        if not rate.admit(ip):
+            return False, 0
+        return True, self.rate_credit(ip, want)
 
     def release(self, scope: str, ip: str, n: int = 1) -> None:
         """Give back ``n`` slots of ``scope`` held by ``ip`` (counts never go below zero)."""
@@ -113,11 +261,87 @@ class ConnectionSlots:
         return self._per_ip.get((scope, ip), 0)
 
 
-class LocalCounters:
-    """``Counters`` of a single-process daemon: the tables in this process."""
+#: File (under ``data_dir/state``) of the day windows kept across restarts.
+STATE_FILE = "limits.json"
 
-    def __init__(self, limits: Limits) -> None:
-        self.slots = ConnectionSlots()
+
+def save_rates(rates: RateLimits, path: Path) -> None:
+    """Write the windows longer than a minute (``day``) to ``path`` (JSON; written to
+    a temporary file, synced and renamed, so a crash leaves the old file or the
+    new).  Raises ``OSError``."""
+    now = rates._clock()
+    saved = {"day": [[e.key, e.start, e.previous, e.current]
+                     for e in rates.tables["day"].dump(now)]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(saved, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_rates(rates: RateLimits, path: Path) -> None:
+    """Read what ``save_rates`` wrote (a missing or damaged file: start from zero)."""
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        entries = [RateEntry(str(k), float(t), int(p), int(c)) for k, t, p, c in saved["day"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    rates.tables["day"].restore(entries)
+
+
+def _name_of(key: str) -> str:
+    return key.split(":", 1)[1] if ":" in key else key
+
+
+def show(counters: LocalCounters, name: str = "") -> list[dict[str, object]]:
+    """Live rate entries (``limits show``): every one, or those of ``name`` (an IP,
+    a network such as ``192.0.2.0/24``, or an account).  Each: ``window``,
+    ``kind`` (ip/net: connections, msg, rcpt, acct), ``name``, ``count`` (the
+    sliding estimate)."""
+    tables = [("minute", counters.slots.rate.table)] if counters.slots.rate else []
+    tables += list(counters.rates.tables.items())
+    now = time.time()
+    out: list[dict[str, object]] = []
+    for window, table in tables:
+        for e in table.entries(now):
+            if name and _name_of(e.key) != name:
+                continue
+            out.append({"window": window, "kind": e.key.split(":", 1)[0],
+                        "name": _name_of(e.key), "count": round(table.peek(e.key, now), 2)})
+    return out
+
+
+def reset(counters: LocalCounters, name: str) -> int:
+    """Forget every rate entry of ``name`` (``limits reset``); how many were dropped."""
+    tables = [counters.slots.rate.table] if counters.slots.rate else []
+    tables += list(counters.rates.tables.values())
+    dropped = 0
+    for table in tables:
+        for e in table.entries(time.time()):
+            if _name_of(e.key) == name:
+                dropped += table.reset(e.key)
+    return dropped
+
+
+class LocalCounters:
+    """``Counters`` of a single-process daemon: the tables in this process.
+
+    ``state_file``: where the day windows are kept across restarts (read now,
+    written by ``close``); None keeps nothing."""
+
+    def __init__(self, limits: Limits, state_file: Path | None = None) -> None:
+        rate = None
+        if limits.connections_per_minute_per_ip or limits.connections_per_minute_per_network:
+            rate = ConnectionRate(limits.connections_per_minute_per_ip,
+                                  limits.connections_per_minute_per_network,
+                                  trusted=limits.trusted_networks)
+        self.slots = ConnectionSlots(rate)
+        self.rates = RateLimits()
+        self.state_file = state_file
+        if state_file is not None:
+            load_rates(self.rates, state_file)
         self.throttle = AuthThrottle(limits.auth_failure_delay, limits.auth_failure_delay_max)
 
     async def acquire(self, scope: str, ip: str, max_total: int, max_per_ip: int) -> bool:
@@ -132,6 +356,15 @@ class LocalCounters:
         """``Counters.auth_failure``: the delay in seconds from ``AuthThrottle``."""
         return self.throttle.record_failure(ip)
 
+    async def rate(self, checks: tuple[tuple[str, int, str], ...], n: int = 1) -> bool:
+        """``Counters.rate``: the in-process tables, no suspension."""
+        return self.rates.take(checks, n)
+
     async def close(self) -> None:
-        """``Counters.close``: nothing to let go of."""
+        """``Counters.close``: keep the day windows in ``state_file`` (if any)."""
+        if self.state_file is not None:
+            try:
+                save_rates(self.rates, self.state_file)
+            except OSError:
+                pass  # a limit forgotten errs towards letting clients through
         return None

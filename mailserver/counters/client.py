@@ -70,6 +70,9 @@ class RemoteCounters:
         #: (scope, ip) -> spare slots this worker holds, and when one was last used.
         self._spares: dict[tuple[str, str], int] = {}
         self._spare_used: dict[tuple[str, str], float] = {}
+        #: (scope, ip) -> new connections the service let us admit on spares without
+        #: asking (the connection rate, counted there already); -1: no limit.
+        self._credit: dict[tuple[str, str], int] = {}
         self._sweep: asyncio.TimerHandle | None = None
 
     @classmethod
@@ -95,19 +98,49 @@ class RemoteCounters:
         """
         key = (scope, ip)
         spare = self._spares.get(key, 0)
-        if spare:  # no round trip: a slot the service gave us before
+        credit = self._credit.get(key, 0)
+        if spare and credit:  # no round trip: a slot and a rate credit given before
             self._take_spare(key, spare)
+            if credit > 0:
+                self._credit[key] = credit - 1
             return True
+        if spare:  # a slot but no rate credit left: ask for the rate only
+            return await self._rate_admit(key, max_total, max_per_ip)
         fut = self._ask(wire.acquire(scope, ip, max_total, max_per_ip, WANT))
         if fut is None:
             return True
         try:
-            taken = int(await self._answer(fut))
+            taken_s, _, credit_s = (await self._answer(fut)).partition(b" ")
+            taken, credit = int(taken_s), int(credit_s or 0)
         except ValueError:
             return True  # the service is gone: fail open
         if taken > 1:
             self._keep_spares(key, taken - 1)
+        if taken:
+            self._credit[key] = credit
         return taken > 0
+
+    async def _rate_admit(self, key: tuple[str, str], max_total: int, max_per_ip: int) -> bool:
+        """One round trip to count a connection on a spare slot (and get new credit)."""
+        fut = self._ask(wire.rate_admit(key[1]))
+        if fut is None:
+            return True
+        try:
+            ok_s, _, credit_s = (await self._answer(fut)).partition(b" ")
+            ok, credit = int(ok_s), int(credit_s or 0)
+        except ValueError:
+            return True  # the service is gone: fail open
+        if not ok:
+            return False
+        spare = self._spares.get(key, 0)
+        if spare:
+            self._take_spare(key, spare)
+            self._credit[key] = credit
+            return True
+        # Our spare went back while we asked: take a slot the usual way (this counts
+        # the connection in the rate a second time: errs towards the limit).
+        fut = self._ask(wire.acquire(key[0], key[1], max_total, max_per_ip, 1))
+        return fut is None or (await self._answer(fut))[:1] != b"0"
 
     def _take_spare(self, key: tuple[str, str], spare: int) -> None:
         if spare == 1:
@@ -129,6 +162,7 @@ class RemoteCounters:
         transport = self._link.transport
         for key in [k for k, used in self._spare_used.items() if used <= cutoff]:
             del self._spare_used[key]
+            self._credit.pop(key, None)
             n = self._spares.pop(key, 0)
             if n and transport is not None:
                 transport.write(wire.release(key[0], key[1], n))
@@ -168,6 +202,12 @@ class RemoteCounters:
         except ValueError:
             return self._base_delay
 
+    async def rate(self, checks: tuple[tuple[str, int, str], ...], n: int = 1) -> bool:
+        """``Counters.rate``: one round trip; fails open (True) when the service is gone."""
+        fut = self._ask(wire.rate(checks, n))
+        answer = b"" if fut is None else await self._answer(fut)
+        return answer[:1] != b"0"
+
     async def close(self) -> None:
         """``Counters.close``: stop the spare sweep and close the socket (the service
         then releases every slot this worker held).
@@ -179,3 +219,22 @@ class RemoteCounters:
         transport = self._link.transport
         if transport is not None:
             transport.close()
+
+
+def ask_service(run_dir: Path, request: bytes, timeout: float = 5.0) -> bytes:
+    """One request to a running daemon's counter service, blocking (admin tools):
+    the answer line without its newline.  Raises ``ConnectionError`` (or another
+    ``OSError``) when no daemon serves ``run_dir/counters.stream``."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(run_dir / wire.SERVICE_NAME))
+        s.sendall(request)
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                raise ConnectionError("the counter service closed the connection")
+            buf += chunk
+    return buf[:-1]

@@ -10,6 +10,7 @@ slots it holds; when it ends (the worker exited or died) they are released.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from pathlib import Path
 from typing import cast
@@ -17,7 +18,7 @@ from typing import cast
 import structlog
 
 from mailserver.config import Limits
-from mailserver.counters import LocalCounters, wire
+from mailserver.counters import STATE_FILE, LocalCounters, reset, show, wire
 from mailserver.store.writer_service import make_private_dir, peer_uid
 
 log = structlog.get_logger("mailserver.counters")
@@ -92,7 +93,8 @@ class _Peer(asyncio.Protocol):
             if taken:
                 key = (scope, ip)
                 self._held[key] = self._held.get(key, 0) + taken
-            return b"%d\n" % taken
+            credit = counters.slots.rate_credit(ip, wire.MAX_WANT) if taken > 1 else 0
+            return b"%d %d\n" % (taken, credit)
         if kind == "R":
             _, count, ip, scope = line.split(" ", 3)
             key = (scope, ip)
@@ -106,6 +108,25 @@ class _Peer(asyncio.Protocol):
                 self._held[key] = held - n
             counters.slots.release(scope, ip, n)
             return None
+        if kind == "T":
+            _, count, *items = line.split(" ")
+            checks: list[tuple[str, int, str]] = []
+            for item in items:
+                window, limit, name = item.split(":", 2)  # name may hold ":" (IPv6)
+                checks.append((window, int(limit), name))
+            try:
+                ok = counters.rates.take(tuple(checks), int(count))
+            except KeyError:
+                raise ValueError("unknown rate window") from None
+            return b"1\n" if ok else b"0\n"
+        if kind == "S":  # limits show [NAME]: one JSON line
+            return json.dumps(show(counters, line[2:].strip())).encode() + b"\n"
+        if kind == "X":  # limits reset NAME
+            return b"%d\n" % reset(counters, line[2:].strip())
+        if kind == "C":
+            _, ip = line.split(" ", 1)
+            ok, credit = counters.slots.rate_admit(ip, wire.MAX_WANT)
+            return b"%d %d\n" % (ok, credit)
         if kind == "F":
             _, ip = line.split(" ", 1)
             return f"{counters.throttle.record_failure(ip)!r}\n".encode()
@@ -128,7 +149,7 @@ class CounterService:
         make_private_dir(run_dir)
         path = run_dir / wire.SERVICE_NAME
         path.unlink(missing_ok=True)
-        counters = LocalCounters(limits)
+        counters = LocalCounters(limits, run_dir.parent / "state" / STATE_FILE)
         holder: list[CounterService] = []
         server = await asyncio.get_running_loop().create_unix_server(
             lambda: _Peer(holder[0]), str(path))
@@ -153,3 +174,4 @@ class CounterService:
             except TimeoutError:
                 continue
         self.path.unlink(missing_ok=True)
+        await self.counters.close()  # the day windows, kept for the next start

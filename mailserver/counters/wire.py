@@ -4,7 +4,10 @@ Requests (worker -> supervisor)::
 
     A <max_total> <max_per_ip> <want> <ip> <scope>\\n
                                  acquire a slot and up to want - 1 spares;
-                                 answered with the number taken (0: refused)
+                                 answered with "<taken> <credit>": the number
+                                 taken (0: refused) and how many connections
+                                 the worker may admit on spares without asking
+                                 (-1: no rate limit applies; counted already)
     R <n> <ip> <scope>\\n        release n slots; no answer
     F <ip>\\n                                   count a failed login; answered
                                                with the delay in seconds
@@ -41,3 +44,14 @@ def release(scope: str, ip: str, n: int = 1) -> bytes:
 def auth_failure(ip: str) -> bytes:
     """An ``F`` request line (ASCII bytes): count a failed login; answered with the delay."""
     return f"F {ip}\n".encode()
+
+
+def rate_admit(ip: str) -> bytes:
+    """A ``C`` request line (ASCII bytes): count a connection served on a spare slot."""
+    return f"C {ip}\n".encode()
+
+
+def rate(checks: tuple[tuple[str, int, str], ...], n: int = 1) -> bytes:
+    """A ``T`` request line (ASCII bytes): ``Counters.rate``; answered ``1`` or ``0``."""
+    items = " ".join(f"{w}:{limit}:{key.replace(' ', '_')}" for w, limit, key in checks)
+    return f"T {n} {items}\n".encode()

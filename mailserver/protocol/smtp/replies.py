@@ -153,6 +153,9 @@ RELAY_DENIED = SmtpReply(550, "5.7.1", "Relay access denied")
 BAD_SENDER_SYNTAX = SmtpReply(501, "5.1.7", "Bad sender address syntax")
 BAD_RCPT_SYNTAX = SmtpReply(501, "5.1.3", "Bad recipient address syntax")
 TOO_MANY_RCPTS = SmtpReply(452, "4.5.3", "Too many recipients")
+#: Rate limits (issue 11 §3; RFC 3463 4.7.1 "delivery not authorized", temporary).
+MESSAGE_RATE = SmtpReply(451, "4.7.1", "Too many messages, try again later")
+RECIPIENT_RATE = SmtpReply(452, "4.5.3", "Too many recipients lately, try again later")
 NO_OUTBOUND = SmtpReply(
     451, "4.3.0", "Remote delivery is not available yet (no outbound queue), try again later"
 )

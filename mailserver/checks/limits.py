@@ -1,0 +1,85 @@
+"""Rate limits as a stage: messages and recipients per client IP and per account.
+
+Counted in ``Counters.rate`` (the process's tables, or the supervisor's for
+every worker).  A message is counted at MAIL (an attempt: the client is told
+before it sends the body), a recipient at RCPT, one round trip each with
+more than one worker.  Clients in ``limits.trusted_networks`` skip them.
+Replies: ``451 4.7.1`` for messages (per IP and per account), ``452 4.5.3``
+for recipients (RFC 5321 §4.5.3.1.10 lets a server defer recipients with
+452; RFC 3463 4.5.3 "too many recipients").
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from mailserver.checks.stage import ACCEPT, CheckContext, RecipientFacts, Verdict, refuse
+from mailserver.config import Limits
+from mailserver.counters import Counters
+from mailserver.protocol.smtp import replies
+
+
+class TrustedNetworks:
+    """``limits.trusted_networks``: membership of an IP, cached (bounded)."""
+
+    def __init__(self, networks: tuple[str, ...]) -> None:
+        self.networks = tuple(ipaddress.ip_network(n, strict=False) for n in networks)
+        self._cache: dict[str, bool] = {}
+
+    def __contains__(self, ip: object) -> bool:
+        if not self.networks or not isinstance(ip, str):
+            return False
+        hit = self._cache.get(ip)
+        if hit is None:
+            try:
+                addr = ipaddress.ip_address(ip)
+                hit = any(addr in net for net in self.networks)
+            except ValueError:
+                hit = False
+            if len(self._cache) >= 4096:  # bounded under an address spray
+                self._cache.clear()
+            self._cache[ip] = hit
+        return hit
+
+
+class SenderRate:
+    """Messages per minute/day per IP and per day per account; recipients per
+    minute/day per IP (``[limits]``; 0 turns one off)."""
+
+    name = "sender_rate"
+
+    def __init__(self, counters: Counters, limits: Limits) -> None:
+        self.counters = counters
+        self.trusted = TrustedNetworks(limits.trusted_networks)
+        self.message_checks = tuple(
+            (window, limit) for window, limit in (
+                ("minute", limits.messages_per_minute_per_ip),
+                ("day", limits.messages_per_day_per_ip)) if limit)
+        self.account_limit = limits.account_messages_per_day
+        self.rcpt_checks = tuple(
+            (window, limit) for window, limit in (
+                ("minute", limits.recipients_per_minute_per_ip),
+                ("day", limits.recipients_per_day_per_ip)) if limit)
+
+    async def check_mail(self, ctx: CheckContext) -> Verdict:
+        """Count one message of the client IP (and its account): 451 4.7.1 past a limit."""
+        ip = ctx.peer_ip
+        if ip in self.trusted:
+            return ACCEPT
+        checks = tuple((w, limit, "msg:" + ip) for w, limit in self.message_checks)
+        user = ctx.auth_user
+        if user and self.account_limit:
+            checks += (("day", self.account_limit, "acct:" + user.lower()),)
+        if checks and not await self.counters.rate(checks):
+            return refuse(replies.MESSAGE_RATE, "message rate limit")
+        return ACCEPT
+
+    async def check_rcpt(self, ctx: CheckContext, rcpt: RecipientFacts) -> Verdict:
+        """Count one recipient of the client IP: 452 4.5.3 past a limit."""
+        ip = ctx.peer_ip
+        if not self.rcpt_checks or ip in self.trusted:
+            return ACCEPT
+        checks = tuple((w, limit, "rcpt:" + ip) for w, limit in self.rcpt_checks)
+        if not await self.counters.rate(checks):
+            return refuse(replies.RECIPIENT_RATE, "recipient rate limit")
+        return ACCEPT
