@@ -10,6 +10,7 @@ from mailserver.admin.views import (
     DomainInfo,
     QueueEntry,
     QueueRecipient,
+    TokenInfo,
 )
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "QueueEntry",
     "QueueControl",
     "QueueRecipient",
+    "TokenInfo",
     "initialise",
     "open_admin",
 ]

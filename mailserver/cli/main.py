@@ -8,6 +8,7 @@
     mailserver domain|user|alias ...                          (directory.py)
     mailserver dkim|dns|queue ...                             (outbound.py)
     mailserver dmarc report DATE                              (dmarc.py)
+    mailserver token create NAME [--read-only] | list | revoke NAME   (tokens.py)
 
 Argument parsing and printing only: every rule is the admin service's
 (``mailserver.admin``).  The configuration is found as ``common.py`` says.
@@ -34,6 +35,7 @@ from mailserver.cli.dmarc import add_parsers as add_dmarc
 from mailserver.cli.outbound import add_parsers as add_outbound
 from mailserver.cli.server import add_parsers as add_server
 from mailserver.cli.server import cmd_run
+from mailserver.cli.tokens import add_parsers as add_tokens
 from mailserver.config import LogSettings
 from mailserver.errors import MailserverError, UserError
 
@@ -56,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_directory(sub, common)
     add_outbound(sub, common)
     add_dmarc(sub, common)
+    add_tokens(sub, common)
     return parser
 
 
