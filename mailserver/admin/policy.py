@@ -69,6 +69,18 @@ _LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
 _SELECTOR = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
 
 
+def new_domain_name(name: str) -> str:
+    """``domain_name(name)`` for a domain being added: also a host name that
+    mail can reach, dot-separated labels of letters, digits and inner hyphens
+    (RFC 5321 §4.1.2 ``Domain``, after IDNA).  Lookups take any stored name
+    (``domain_name``); only new ones must be valid.  Raises InvalidName."""
+    domain = domain_name(name)
+    if not _SELECTOR.match(domain):
+        raise InvalidName(f"invalid domain name {name!r}: use labels of letters, digits "
+                          "and inner hyphens, separated by dots (RFC 5321 §4.1.2)")
+    return domain
+
+
 def dkim_selector(selector: str) -> str:
     """``selector`` if it is a valid DKIM selector (RFC 6376 §3.1:
     dot-separated labels of letters, digits and inner hyphens, at most 253

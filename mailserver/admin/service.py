@@ -49,6 +49,7 @@ from mailserver.admin.policy import (
     check_public_hostname,
     dkim_selector,
     domain_name,
+    new_domain_name,
 )
 from mailserver.admin.tokens import TokenFile
 from mailserver.admin.views import (
@@ -168,8 +169,8 @@ class AdminService:
         return await ensure_domains(self._store, sorted(self._configured))
 
     async def add_domain(self, name: str) -> DomainInfo:
-        """Raises InvalidName, AlreadyExists."""
-        domain = await self._store.add_domain(domain_name(name))
+        """Raises InvalidName (``policy.new_domain_name``), AlreadyExists."""
+        domain = await self._store.add_domain(new_domain_name(name))
         return DomainInfo(domain.name, domain.name in self._configured)
 
     async def delete_domain(self, name: str) -> None:
@@ -370,7 +371,7 @@ class AdminService:
         if algorithm not in dkim_keys.ALGORITHMS:
             raise InvalidName(f"DKIM algorithm must be one of {', '.join(dkim_keys.ALGORITHMS)},"
                               f" not {algorithm!r}")
-        name = await self._local_domain(domain)
+        name = new_domain_name(await self._local_domain(domain))  # a key names a host
         selector = dkim_selector(selector or self.default_selector(algorithm))
         existing = dkim_keys.key_dir(self.data_dir, name) / f"{selector}.key"
         if existing.exists():

@@ -98,6 +98,13 @@ def test_cli_tokens_work_on_the_running_server(srv: ServerThread, ops: ApiClient
     api_users = ops.all_items("/api/v1/accounts?domain=example.test")
     assert [line.split("\t")[0] for line in users.splitlines()] == [
         a["address"] for a in api_users]
+    assert ops.post("/api/v1/domains", {"name": "cli.test"}).status == 201
+    keygen = run_cli("dkim", "keygen", "cli.test", "--dated", "--algorithm", "ed25519", *data,
+                     cwd=tmp_path)
+    assert keygen.returncode == 0, keygen.stderr
+    [key] = ops.all_items("/api/v1/dkim-keys?domain=cli.test")
+    assert re.fullmatch(r"mail-\d{8}-ed25519", key["selector"])
+    assert key["record"]["zone_line"] in keygen.stdout  # the same record, either way
     assert run_cli("token", "revoke", "cli-made", *data, cwd=tmp_path).returncode == 0
     assert ops.with_token(token).get("/api/v1/accounts").status == 401
 
@@ -148,6 +155,8 @@ def test_domain_lifecycle(ops: ApiClient) -> None:
     assert again.status == 409 and again.problem_type == "already-exists"
     bad = ops.post("/api/v1/domains", {"name": "no spaces.test"})
     assert bad.status == 422 and bad.problem_type == "invalid-name"
+    odd = ops.post("/api/v1/domains", {"name": "semi;colon.test"})  # not a host name
+    assert odd.status == 422 and odd.problem_type == "invalid-name"
     configured = ops.call("DELETE", "/api/v1/domains/example.test")
     assert configured.status == 409 and configured.problem_type == "cannot"
     assert ops.call("DELETE", "/api/v1/domains/lifecycle.test").status == 204
@@ -277,6 +286,9 @@ def test_pages_are_stable_while_items_are_added(ops: ApiClient) -> None:
         reply = ops.get(f"/api/v1/domains?{bad}")
         assert reply.status == 400, bad
     assert ops.get("/api/v1/domains?cursor=nope").problem_type == "invalid-cursor"
+    misspelt = ops.get("/api/v1/accounts?domian=example.test")
+    assert misspelt.status == 400 and "domian" in misspelt.body["detail"]
+    assert ops.get("/api/v1/accounts?domain=a.test&domain=b.test").status == 400
 
 
 # -- the outbound queue ------------------------------------------------------------

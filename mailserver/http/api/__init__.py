@@ -21,9 +21,9 @@ from aiohttp import web
 
 from mailserver import errors
 from mailserver.admin import AdminService
-from mailserver.errors import NotFound
+from mailserver.errors import InvalidRequest, NotFound
 from mailserver.http.api import directory, openapi, outbound
-from mailserver.http.api.base import ADMIN, auth_middleware, json_response
+from mailserver.http.api.base import ADMIN, Handler, auth_middleware, json_response
 
 PREFIX = "/api/v1"
 
@@ -45,6 +45,30 @@ def problem_types() -> dict[str, tuple[errors.HttpProblem, str]]:
     return found
 
 
+#: The query parameters each operation takes, from the document's table: a
+#: misspelt filter (``?domian=``) is refused, not silently ignored.
+_QUERY_NAMES = {(op.method.upper(), PREFIX + op.path): openapi.query_names(op)
+                for op in openapi.OPERATIONS}
+
+
+@web.middleware
+async def query_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """400 for a query parameter the operation does not take (or one given twice)."""
+    resource = request.match_info.route.resource
+    if request.query and resource is not None and request.match_info.http_exception is None:
+        method = "GET" if request.method == "HEAD" else request.method
+        allowed = _QUERY_NAMES.get((method, resource.canonical), frozenset())
+        unknown = sorted(set(request.query) - allowed)
+        if unknown:
+            raise InvalidRequest(f"unknown query parameter(s): {', '.join(unknown)}; "
+                                 f"allowed: {', '.join(sorted(allowed)) or 'none'}")
+        repeated = sorted(k for k in set(request.query) if len(request.query.getall(k)) > 1)
+        if repeated:
+            raise InvalidRequest(f"query parameter(s) given more than once: "
+                                 f"{', '.join(repeated)}")
+    return await handler(request)
+
+
 async def _openapi(request: web.Request) -> web.Response:
     return json_response(openapi.document())
 
@@ -61,7 +85,7 @@ async def _problem_type(request: web.Request) -> web.Response:
 def application(admin: AdminService) -> web.Application:
     """The ``/api/v1`` sub-application over ``admin`` (add it with
     ``app.add_subapp(PREFIX, ...)``)."""
-    app = web.Application(middlewares=[auth_middleware])
+    app = web.Application(middlewares=[auth_middleware, query_middleware])
     app[ADMIN] = admin
     app.router.add_get("/openapi.json", _openapi)
     app.router.add_get("/problems/{slug}", _problem_type)

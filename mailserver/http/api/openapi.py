@@ -66,6 +66,11 @@ _QUERY: dict[str, Json] = {
 _PAGED = ("limit", "cursor")
 
 
+def query_names(op: Operation) -> frozenset[str]:
+    """The names of the query parameters ``op`` takes."""
+    return frozenset(_QUERY[q]["name"] for q in op.query)
+
+
 def _body(properties: dict[str, Any], required: list[str]) -> Json:
     return {"type": "object", "properties": properties, "required": required,
             "additionalProperties": False}
