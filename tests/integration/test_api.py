@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 from support.api import ApiClient
-from support.daemon import run_cli
+from support.daemon import Daemon, run_cli
 from support.server import ServerThread, make_config, running_server
 
 from mailserver.config import Listener
@@ -348,3 +348,56 @@ def test_dkim_key_with_a_dated_selector(ops: ApiClient) -> None:
     assert bad.status == 422 and bad.problem_type == "invalid-name"
     assert ops.post("/api/v1/dkim-keys", {"domain": "nowhere.test"}).status == 404
     assert ops.get("/api/v1/dkim-keys/example.test/none").status == 404
+
+
+# -- several workers ---------------------------------------------------------------
+
+WORKERS_CONFIG = """\
+hostname = "mx.example.test"
+data_dir = "data"
+domains = ["example.test"]
+workers = 2
+
+[log]
+format = "json"
+
+[listeners.smtp]
+protocol = "smtp"
+port = 0
+
+[listeners.http]
+protocol = "http"
+port = 0
+"""
+
+
+def test_every_worker_serves_the_same_api(tmp_path: Path) -> None:
+    """``workers = 2``: whichever worker the kernel hands a request to, a token
+    made by the CLI works and a change made through one worker is seen by
+    the other (the store is shared; writes go through the supervisor)."""
+    conf = tmp_path / "mailserver.toml"
+    conf.write_text(WORKERS_CONFIG, encoding="utf-8")
+    assert run_cli("init", "-c", conf).returncode == 0
+    made = run_cli("token", "create", "ops", "-c", conf)
+    assert made.returncode == 0, made.stderr
+    daemon = Daemon("-c", conf, timeout=45.0)
+    try:
+        daemon.wait_for("server_ready")
+        client = ApiClient(daemon.ports["http"], made.stdout.strip())
+        served_by: set[int] = set()
+        names: list[str] = []
+        for n in range(60):  # each request on a new connection: spread over the workers
+            name = f"w{n}.workers.test"
+            assert client.post("/api/v1/domains", {"name": name}).status == 201
+            names.append(name)
+            served_by.add(daemon.wait_for("audit", target=name)["worker"])
+            listed = [d["name"] for d in client.all_items("/api/v1/domains")]
+            assert [x for x in listed if x.endswith(".workers.test")] == sorted(names)
+            if served_by == {0, 1}:
+                break
+        assert served_by == {0, 1}
+        # The queue runs in worker 0; a queue action from worker 1 works too.
+        assert client.get("/api/v1/queue").body == {"items": [], "next": None}
+        assert daemon.stop() == 0
+    finally:
+        daemon.kill()
