@@ -257,6 +257,7 @@ class App:
                                                                  counters=counters,
                                                                  resolver=resolver,
                                                                  authenticator=authenticator))
+            self.services.admin = self.admin()  # the http listener's /api/v1
             self._flusher = asyncio.create_task(_flush_metrics(), name="metrics-flush")
             for listener in cfg.listeners:
                 handle = await start_listener(listener, self.services)

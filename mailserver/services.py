@@ -27,6 +27,7 @@ from mailserver.errors import AlreadyExists
 from mailserver.store.store import Store
 
 if TYPE_CHECKING:
+    from mailserver.admin import AdminService
     from mailserver.queue.manager import QueueManager
 
 
@@ -54,6 +55,9 @@ class Services:
     #: Logins of IMAP and SMTP AUTH alike: hashing pool and credential cache
     #: (``auth.login``).  None: made from ``config.auth`` at init.
     authenticator: Authenticator = None  # type: ignore[assignment]
+    #: The admin service of this process (``App.admin()``): what the HTTP admin
+    #: API calls.  None where no App made one (the http listener then has no API).
+    admin: AdminService | None = None
 
     def __post_init__(self) -> None:
         if self.counters is None:

@@ -12,6 +12,7 @@ from mailserver.admin.views import (
     DomainInfo,
     QueueEntry,
     QueueRecipient,
+    TokenInfo,
 )
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "RestoreReport",
     "TransferReport",
     "VerifyReport",
+    "TokenInfo",
     "initialise",
     "open_admin",
     "restore",

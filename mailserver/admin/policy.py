@@ -9,6 +9,7 @@ answer because only ``AdminService`` calls these; each raises a ``UserError``
 from __future__ import annotations
 
 import ipaddress
+import re
 
 from mailserver.errors import ConfigError, InvalidName, InvalidPassword
 from mailserver.store.names import normalize_address, normalize_domain
@@ -61,6 +62,33 @@ def alias_address(address: str) -> str:
             f"invalid alias {address!r}: an alias is local@domain, or @domain for a catch-all"
         )
     return account_address(text)
+
+
+#: RFC 6376 §3.1: a selector is dot-separated sub-domain labels (RFC 5321 §4.1.2).
+_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
+_SELECTOR = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
+
+
+def new_domain_name(name: str) -> str:
+    """``domain_name(name)`` for a domain being added: also a host name that
+    mail can reach, dot-separated labels of letters, digits and inner hyphens
+    (RFC 5321 §4.1.2 ``Domain``, after IDNA).  Lookups take any stored name
+    (``domain_name``); only new ones must be valid.  Raises InvalidName."""
+    domain = domain_name(name)
+    if not _SELECTOR.match(domain):
+        raise InvalidName(f"invalid domain name {name!r}: use labels of letters, digits "
+                          "and inner hyphens, separated by dots (RFC 5321 §4.1.2)")
+    return domain
+
+
+def dkim_selector(selector: str) -> str:
+    """``selector`` if it is a valid DKIM selector (RFC 6376 §3.1:
+    dot-separated labels of letters, digits and inner hyphens, at most 253
+    characters); raises InvalidName."""
+    if len(selector) > 253 or not _SELECTOR.match(selector):
+        raise InvalidName(f"invalid DKIM selector {selector!r}: use labels of letters, "
+                          "digits and inner hyphens, separated by dots")
+    return selector
 
 
 def check_password(password: str) -> None:

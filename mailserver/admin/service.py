@@ -12,6 +12,10 @@ request that cannot be honoured (``InvalidName``, ``InvalidPassword``,
 ``Cannot``), ``ConfigError`` when the configuration stands in the way,
 ``StoreNotFound`` from ``open_admin`` when the data directory holds no store.
 
+Bearer tokens of the HTTP API (``create_token``, ``list_tokens``,
+``revoke_token``, ``check_token``) live in a file of the data directory
+(``admin.tokens``), hashed.
+
 The queue actions (``list_queue``, ``queued``, ``retry``, ``flush``,
 ``delete_queued``) live here and nowhere else.  They work on the store's
 queue tables, so they are safe while the daemon runs (LMDB serialises
@@ -47,8 +51,11 @@ from mailserver.admin.policy import (
     alias_address,
     check_password,
     check_public_hostname,
+    dkim_selector,
     domain_name,
+    new_domain_name,
 )
+from mailserver.admin.tokens import TokenFile
 from mailserver.admin.views import (
     AccountInfo,
     AliasInfo,
@@ -57,6 +64,7 @@ from mailserver.admin.views import (
     DomainInfo,
     QueueEntry,
     QueueRecipient,
+    TokenInfo,
 )
 from mailserver.auth.passwords import hash_async
 from mailserver.config import Config
@@ -66,6 +74,7 @@ from mailserver.errors import (
     AlreadyExists,
     Cannot,
     DomainNotFound,
+    InvalidName,
     NotFound,
 )
 from mailserver.queue import model as queue_model
@@ -95,6 +104,20 @@ class QueueControl(Protocol):
 
 def _account(account: Account) -> AccountInfo:
     return AccountInfo(account.address, account.quota, account.used, account.disabled)
+
+
+#: Longest queue id looked up: ours have 17 characters, older ones 20; LMDB
+#: refuses keys over 511 octets and empty ones.
+_MAX_QUEUE_ID = 64
+
+
+def _queue_id(queue_id: str) -> str:
+    """``queue_id`` if it can name a queued message (1 to 64 printable ASCII
+    characters); NotFound otherwise: no message has such an id."""
+    if not (0 < len(queue_id) <= _MAX_QUEUE_ID and queue_id.isascii()
+            and queue_id.isprintable() and " " not in queue_id):
+        raise NotFound(f"no queued message {queue_id!r}")
+    return queue_id
 
 
 def _queue_entry(raw: bytes, queue_id: str | None = None) -> QueueEntry | None:
@@ -132,6 +155,7 @@ class AdminService:
         self._queue_control = queue_control
         self._clock = clock
         self._configured = frozenset(domain_name(d) for d in config.domains)
+        self._tokens = TokenFile(config.data_dir)
 
     @property
     def store(self) -> Store:
@@ -150,8 +174,8 @@ class AdminService:
         return await ensure_domains(self._store, sorted(self._configured))
 
     async def add_domain(self, name: str) -> DomainInfo:
-        """Raises InvalidName, AlreadyExists."""
-        domain = await self._store.add_domain(domain_name(name))
+        """Raises InvalidName (``policy.new_domain_name``), AlreadyExists."""
+        domain = await self._store.add_domain(new_domain_name(name))
         return DomainInfo(domain.name, domain.name in self._configured)
 
     async def delete_domain(self, name: str) -> None:
@@ -165,6 +189,11 @@ class AdminService:
             where = self.config.source or "the built-in configuration"
             raise Cannot(f"{domain} is listed in domains of {where}; remove it there first")
         await self._store.delete_domain(domain)
+
+    async def get_domain(self, name: str) -> DomainInfo:
+        """Raises InvalidName, DomainNotFound."""
+        domain = await self._local_domain(name)
+        return DomainInfo(domain, domain in self._configured)
 
     async def list_domains(self) -> list[DomainInfo]:
         """Every local domain, by name."""
@@ -255,6 +284,14 @@ class AdminService:
         alias = await self._store.add_alias(address, target)
         return AliasInfo(alias.address, alias.target)
 
+    async def get_alias(self, address: str) -> AliasInfo:
+        """Raises InvalidName, NotFound."""
+        address = alias_address(address)
+        for alias in self._store.list_aliases(address.rpartition("@")[2]):
+            if alias.address == address:
+                return AliasInfo(alias.address, alias.target)
+        raise NotFound(f"no alias {address}")
+
     async def delete_alias(self, address: str) -> None:
         """Raises InvalidName, NotFound."""
         await self._store.delete_alias(alias_address(address))
@@ -274,7 +311,7 @@ class AdminService:
 
     async def queued(self, queue_id: str) -> QueueEntry:
         """One queued message.  Raises NotFound, Cannot (unreadable record)."""
-        raw = self._store.queue_get(queue_id)
+        raw = self._store.queue_get(_queue_id(queue_id))
         if raw is None:
             raise NotFound(f"no queued message {queue_id}")
         entry = _queue_entry(raw, queue_id)
@@ -285,7 +322,7 @@ class AdminService:
 
     async def retry(self, queue_id: str) -> None:
         """Make the message due now.  Raises NotFound."""
-        found = await self._store.queue_reschedule([queue_id], self._clock())
+        found = await self._store.queue_reschedule([_queue_id(queue_id)], self._clock())
         if not found:
             raise NotFound(f"no queued message {queue_id}")
         self._wake()
@@ -300,6 +337,7 @@ class AdminService:
     async def delete_queued(self, queue_id: str) -> None:
         """Drop the message without a DSN (a round in flight for it is cancelled
         first when this process runs the scheduler).  Raises NotFound."""
+        queue_id = _queue_id(queue_id)
         if self._queue_control is not None:
             await self._queue_control.cancel(queue_id)
         if not await self._store.queue_remove(queue_id):
@@ -318,16 +356,28 @@ class AdminService:
         selector = self.config.dkim.selector
         return selector if algorithm == "rsa" else f"{selector}-{algorithm}"
 
+    def dated_selector(self, algorithm: str, when: float | None = None) -> str:
+        """``<[dkim] selector>-YYYYMMDD`` (UTC, ``when`` or now), then
+        ``-<algorithm>`` for a key other than RSA: a new selector per key, so
+        that a rotation publishes the new record next to the old one
+        (M3AAWG DKIM key rotation practice)."""
+        day = time.strftime("%Y%m%d", time.gmtime(self._clock() if when is None else when))
+        selector = f"{self.config.dkim.selector}-{day}"
+        return selector if algorithm == "rsa" else f"{selector}-{algorithm}"
+
     async def generate_dkim_key(self, domain: str, *, selector: str | None = None,
                                 algorithm: str = "rsa") -> DkimKeyInfo:
         """Make a key pair for a local domain and store it under ``data_dir/dkim``.
 
-        Raises DomainNotFound, AlreadyExists (that selector has a key: replacing
-        it would break the published record), MailserverError (bad selector or
-        algorithm).  The daemon reads new keys at its next start.
+        Raises DomainNotFound, InvalidName (bad selector or algorithm),
+        AlreadyExists (that selector has a key: replacing it would break the
+        published record).  The daemon reads new keys at its next start.
         """
-        name = await self._local_domain(domain)
-        selector = selector or self.default_selector(algorithm)
+        if algorithm not in dkim_keys.ALGORITHMS:
+            raise InvalidName(f"DKIM algorithm must be one of {', '.join(dkim_keys.ALGORITHMS)},"
+                              f" not {algorithm!r}")
+        name = new_domain_name(await self._local_domain(domain))  # a key names a host
+        selector = dkim_selector(selector or self.default_selector(algorithm))
         existing = dkim_keys.key_dir(self.data_dir, name) / f"{selector}.key"
         if existing.exists():
             raise AlreadyExists(f"{existing} exists; choose another selector")
@@ -415,6 +465,32 @@ class AdminService:
         """Export every mailbox of ``account`` as mbox files or a Maildir
         (``kind``) into ``path``; see ``admin/mailio.py``."""
         return await mailio.export_mail(self._store, account, kind, path, progress=progress)
+    # -- API tokens ------------------------------------------------------------------
+
+    async def create_token(self, name: str, *, read_only: bool = False) -> tuple[TokenInfo, str]:
+        """Make a bearer token for the HTTP API; returns its record and the
+        token (shown once: only its SHA-256 is kept).  Raises InvalidName,
+        AlreadyExists, OSError."""
+        info, token = await asyncio.to_thread(self._tokens.create, name, read_only=read_only,
+                                              now=self._clock())
+        log.info("api_token_created", token=info.name, read_only=info.read_only)
+        return info, token
+
+    async def list_tokens(self) -> list[TokenInfo]:
+        """Every token's record, by name."""
+        return await asyncio.to_thread(self._tokens.list)
+
+    async def revoke_token(self, name: str) -> TokenInfo:
+        """Remove a token (refused at the next request, in every worker); returns
+        its record.  Raises NotFound, OSError."""
+        info = await asyncio.to_thread(self._tokens.revoke, name)
+        log.info("api_token_revoked", token=info.name)
+        return info
+
+    def check_token(self, token: str) -> TokenInfo | None:
+        """The record of ``token`` (the whole ``msv1_...`` string), None when
+        it is unknown or revoked.  Cheap (a ``stat``): runs on the event loop."""
+        return self._tokens.check(token)
 
 
 async def _open_store(config: Config, *, create: bool) -> Store:

@@ -101,3 +101,12 @@ class DkimKeyInfo:
     path: Path  # the private key file (mode 0600)
     record: DnsRecord  # the TXT record to publish (RFC 6376 §3.6.2.1)
     signing: bool  # the configuration's [dkim] algorithms include this algorithm
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """A bearer token of the HTTP API (``admin.tokens``); the token itself is never kept."""
+
+    name: str  # who the audit log names for the token's changes
+    read_only: bool  # may only read (GET); a change is refused with 403
+    created: float  # Unix seconds

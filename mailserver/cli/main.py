@@ -10,6 +10,7 @@
     mailserver dmarc report DATE                              (dmarc.py)
     mailserver backup DIR | verify [DIR] | restore DIR        (backup.py)
     mailserver import mbox|maildir PATH ACCOUNT | export ACCOUNT mbox|maildir PATH  (mailio.py)
+    mailserver token create NAME [--read-only] | list | revoke NAME   (tokens.py)
 
 Argument parsing and printing only: every rule is the admin service's
 (``mailserver.admin``).  The configuration is found as ``common.py`` says.
@@ -39,6 +40,7 @@ from mailserver.cli.mailio import add_parsers as add_mailio
 from mailserver.cli.outbound import add_parsers as add_outbound
 from mailserver.cli.server import add_parsers as add_server
 from mailserver.cli.server import cmd_run
+from mailserver.cli.tokens import add_parsers as add_tokens
 from mailserver.config import LogSettings
 from mailserver.errors import MailserverError, UserError
 
@@ -64,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_backup(sub, common)
     add_mailio(sub, common)
     add_limits(sub, common)
+    add_tokens(sub, common)
     return parser
 
 

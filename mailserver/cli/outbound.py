@@ -3,7 +3,7 @@ through the admin service.
 
 ::
 
-    mailserver dkim keygen DOMAIN [--selector S] [--algorithm rsa|ed25519]
+    mailserver dkim keygen DOMAIN [--selector S | --dated] [--algorithm rsa|ed25519]
     mailserver dkim list [DOMAIN]
     mailserver dns DOMAIN
     mailserver queue list | show ID | retry ID | delete ID | flush
@@ -54,7 +54,8 @@ def cmd_dkim(args: argparse.Namespace) -> int:
             for key in await admin.list_dkim_keys(args.domain):
                 _print_key(key)
             return
-        key = await admin.generate_dkim_key(args.domain, selector=args.selector,
+        selector = admin.dated_selector(args.algorithm) if args.dated else args.selector
+        key = await admin.generate_dkim_key(args.domain, selector=selector,
                                             algorithm=args.algorithm)
         print(f"# {key.algorithm} key written to {key.path} (mode 0600)")
         if not key.signing:
@@ -164,9 +165,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     p = ksub.add_parser("keygen", parents=[common],
                         help="make a key pair and print the DNS TXT record to publish")
     p.add_argument("domain", metavar="DOMAIN")
-    p.add_argument("--selector", metavar="S",
-                   help="DNS selector (default: [dkim] selector; '-ed25519' appended for "
-                   "ed25519 keys)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--selector", metavar="S",
+                       help="DNS selector (default: [dkim] selector; '-ed25519' appended for "
+                       "ed25519 keys)")
+    which.add_argument("--dated", action="store_true",
+                       help="selector '<[dkim] selector>-YYYYMMDD' (today, UTC), as the HTTP "
+                       "API makes by default: a new selector for a key rotation")
     p.add_argument("--algorithm", choices=("rsa", "ed25519"), default="rsa",
                    help="rsa (2048 bits, default) or ed25519 (RFC 8463)")
     p = ksub.add_parser("list", parents=[common], help="list the stored keys")

@@ -1,7 +1,8 @@
 """The ``http`` listener kind: aiohttp's server on our event loop.
 
 Routes: ``GET /metrics`` (``metrics.py``; HEAD too, as aiohttp adds it to a
-GET route).  Anything else is a problem response (RFC 9457, ``problem.py``):
+GET route); the admin API under ``/api/v1`` (``api/``), over the process's
+admin service (``Services.admin``).  Anything else is a problem response (RFC 9457, ``problem.py``):
 404 for an unknown path, 405 with ``Allow`` for a known path and another
 method (RFC 9110 §15.5.6).
 
@@ -24,7 +25,7 @@ from aiohttp import web
 
 from mailserver import metrics as process_metrics
 from mailserver.config import Listener
-from mailserver.http import metrics
+from mailserver.http import api, metrics
 from mailserver.http.problem import problem_middleware
 from mailserver.listeners.base import ListenerBase
 from mailserver.services import Services
@@ -43,6 +44,8 @@ class HttpListener(ListenerBase):
         self._state = metrics.StateCollector(services.config, services.store)
         app = web.Application(middlewares=[problem_middleware])
         app.router.add_get("/metrics", self._metrics)
+        if services.admin is not None:
+            app.add_subapp(api.PREFIX, api.application(services.admin))
         # No access log (a scrape every few seconds is not news); no signal
         # handlers (the process model owns SIGTERM/SIGINT).
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None,

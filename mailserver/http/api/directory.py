@@ -1,0 +1,177 @@
+"""``/api/v1/domains``, ``/api/v1/accounts``, ``/api/v1/aliases``: the directory.
+
+Each handler parses the request, calls the admin service (the one the CLI's
+``domain``, ``user`` and ``alias`` verbs call) and writes the representation
+(``representations.py``); the rules are the service's.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from mailserver.http.api import representations as rep
+from mailserver.http.api.base import (
+    admin_of,
+    audit,
+    check_if_match,
+    fields,
+    page,
+    path_of,
+    read_object,
+    resource,
+)
+
+routes = web.RouteTableDef()
+
+
+def _domain_filter(request: web.Request) -> str | None:
+    return request.query.get("domain")
+
+
+# -- domains -----------------------------------------------------------------------
+
+
+@routes.get("/domains")
+async def list_domains(request: web.Request) -> web.Response:
+    """The local domains, by name."""
+    items = await admin_of(request).list_domains()
+    return page(request, items, lambda d: d.name, rep.domain)
+
+
+@routes.post("/domains")
+async def create_domain(request: web.Request) -> web.Response:
+    """Add a local domain: ``{"name"}``.  201 with Location."""
+    body = fields(await read_object(request), {"name": str})
+    info = await admin_of(request).add_domain(body["name"])
+    after = rep.domain(info)
+    audit(request, "domain.create", info.name, None, after)
+    return resource(after, status=201, location=path_of("domains", info.name))
+
+
+@routes.get("/domains/{name}")
+async def get_domain(request: web.Request) -> web.Response:
+    """One local domain."""
+    info = await admin_of(request).get_domain(request.match_info["name"])
+    return resource(rep.domain(info))
+
+
+@routes.delete("/domains/{name}")
+async def delete_domain(request: web.Request) -> web.Response:
+    """Delete an empty domain and its aliases (not a configured one: 409)."""
+    admin = admin_of(request)
+    before = rep.domain(await admin.get_domain(request.match_info["name"]))
+    check_if_match(request, before)
+    await admin.delete_domain(before["name"])
+    audit(request, "domain.delete", before["name"], before, None)
+    return web.Response(status=204)
+
+
+# -- accounts ----------------------------------------------------------------------
+
+
+@routes.get("/accounts")
+async def list_accounts(request: web.Request) -> web.Response:
+    """Accounts by address; ``domain`` keeps those of one domain."""
+    items = await admin_of(request).list_accounts(_domain_filter(request))
+    return page(request, items, lambda a: a.address, rep.account)
+
+
+@routes.post("/accounts")
+async def create_account(request: web.Request) -> web.Response:
+    """Create an account with the default mailboxes: ``{"address", "password",
+    "quota"?}``.  201 with Location."""
+    body = fields(await read_object(request), {"address": str, "password": str},
+                  {"quota": int})
+    info = await admin_of(request).add_account(body["address"], body["password"],
+                                               quota=body.get("quota", 0))
+    after = rep.account(info)
+    audit(request, "account.create", info.address, None, after)
+    return resource(after, status=201, location=path_of("accounts", info.address))
+
+
+@routes.get("/accounts/{address}")
+async def get_account(request: web.Request) -> web.Response:
+    """One account, with its usage."""
+    info = await admin_of(request).get_account(request.match_info["address"])
+    return resource(rep.account(info))
+
+
+@routes.patch("/accounts/{address}")
+async def update_account(request: web.Request) -> web.Response:
+    """Change ``quota`` (octets, 0 = unlimited) and/or ``disabled``; If-Match honoured."""
+    body = fields(await read_object(request), {}, {"quota": int, "disabled": bool})
+    admin = admin_of(request)
+    info = await admin.get_account(request.match_info["address"])
+    before = rep.account(info)
+    check_if_match(request, before)
+    if "quota" in body:
+        info = await admin.set_quota(info.address, body["quota"])
+    if "disabled" in body:
+        info = await admin.set_disabled(info.address, body["disabled"])
+    after = rep.account(info)
+    audit(request, "account.update", info.address, before, after)
+    return resource(after)
+
+
+@routes.put("/accounts/{address}/password")
+async def set_password(request: web.Request) -> web.Response:
+    """Set the password: ``{"password"}``.  204; If-Match (the account's ETag) honoured."""
+    body = fields(await read_object(request), {"password": str})
+    admin = admin_of(request)
+    info = await admin.get_account(request.match_info["address"])
+    before = rep.account(info)
+    check_if_match(request, before)
+    await admin.set_password(info.address, body["password"])
+    audit(request, "account.set_password", info.address, before, before)
+    return web.Response(status=204)
+
+
+@routes.delete("/accounts/{address}")
+async def delete_account(request: web.Request) -> web.Response:
+    """Delete the account, all its mail and the aliases pointing at it."""
+    admin = admin_of(request)
+    before = rep.account(await admin.get_account(request.match_info["address"]))
+    check_if_match(request, before)
+    await admin.delete_account(before["address"])
+    audit(request, "account.delete", before["address"], before, None)
+    return web.Response(status=204)
+
+
+# -- aliases -----------------------------------------------------------------------
+
+
+@routes.get("/aliases")
+async def list_aliases(request: web.Request) -> web.Response:
+    """Aliases by address; ``domain`` keeps those of one domain."""
+    items = await admin_of(request).list_aliases(_domain_filter(request))
+    return page(request, items, lambda a: a.address, rep.alias)
+
+
+@routes.post("/aliases")
+async def create_alias(request: web.Request) -> web.Response:
+    """Deliver mail for ``address`` (``@domain``: a catch-all) to the account
+    ``target``.  201 with Location."""
+    body = fields(await read_object(request), {"address": str, "target": str})
+    info = await admin_of(request).add_alias(body["address"], body["target"])
+    after = rep.alias(info)
+    audit(request, "alias.create", info.address, None, after)
+    return resource(after, status=201, location=path_of("aliases", info.address))
+
+
+@routes.get("/aliases/{address}")
+async def get_alias(request: web.Request) -> web.Response:
+    """One alias."""
+    info = await admin_of(request).get_alias(request.match_info["address"])
+    return resource(rep.alias(info))
+
+
+@routes.delete("/aliases/{address}")
+async def delete_alias(request: web.Request) -> web.Response:
+    """Delete an alias."""
+    admin = admin_of(request)
+    before = rep.alias(await admin.get_alias(request.match_info["address"]))
+    check_if_match(request, before)
+    await admin.delete_alias(before["address"])
+    audit(request, "alias.delete", before["address"], before, None)
+    return web.Response(status=204)
+
