@@ -179,6 +179,21 @@ def message_is_deleted(data: bytes) -> bool:
     return bool(data[_BITS_OFFSET] & DELETED_BIT)
 
 
+_COUNTS = struct.Struct(">QQQ")
+
+
+def encode_counts(unseen: int, deleted: int, deleted_size: int) -> bytes:
+    """A mailbox's flag counters (``keys.counts_key``): messages without
+    ``\\Seen``, with ``\\Deleted``, and the octets of the latter; 3 u64."""
+    return _COUNTS.pack(unseen, deleted, deleted_size)
+
+
+def decode_counts(data: bytes) -> tuple[int, int, int]:
+    """``(unseen, deleted, deleted octets)``; ``struct.error`` unless 24 bytes."""
+    unseen, deleted, deleted_size = _COUNTS.unpack(data)
+    return unseen, deleted, deleted_size
+
+
 # -- accounts ----------------------------------------------------------------------
 
 _ACCOUNT = struct.Struct(">QQ")

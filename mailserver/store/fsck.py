@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from mailserver.errors import MailserverError
-from mailserver.store import codec, keys
+from mailserver.store import codec, keys, reader
 from mailserver.store.kv import Dbs, open_env_readonly
 
 #: Findings kept for the report; more are counted, not listed.
@@ -139,7 +139,7 @@ def _check_mailboxes(txn: Any, dbs: Dbs, report: FsckReport) -> dict[int, Any]:
 
 def _check_messages(txn: Any, dbs: Dbs, boxes: dict[int, Any], refs: Counter[bytes],
                     report: FsckReport) -> None:
-    seen: dict[int, list[int]] = {}  # mailbox id: [messages, size]
+    seen: dict[int, list[int]] = {}  # mailbox id: [messages, size, unseen, deleted, octets]
     n = 0
     for k, v in txn.cursor(db=dbs.messages):
         n += 1
@@ -155,9 +155,14 @@ def _check_messages(txn: Any, dbs: Dbs, boxes: dict[int, Any], refs: Counter[byt
         if mb is None:
             report.add("orphan_message", f"{where}: no such mailbox")
             continue
-        tally = seen.setdefault(mbid, [0, 0])
+        tally = seen.setdefault(mbid, [0, 0, 0, 0, 0])
         tally[0] += 1
         tally[1] += rec.size
+        if "\\Seen" not in rec.flags:
+            tally[2] += 1
+        if "\\Deleted" in rec.flags:
+            tally[3] += 1
+            tally[4] += rec.size
         if uid >= mb.uidnext:
             report.add("uid_above_uidnext", f"{where}: UIDNEXT is {mb.uidnext}")
         if rec.modseq > mb.highestmodseq:
@@ -169,10 +174,14 @@ def _check_messages(txn: Any, dbs: Dbs, boxes: dict[int, Any], refs: Counter[byt
             report.add("missing_blob", f"{where}: blob {rec.blob_id.hex()} is missing")
     report.counts["messages"] = n
     for mbid, mb in boxes.items():
-        count, size = seen.get(mbid, (0, 0))
+        count, size, *flagged = seen.get(mbid, (0, 0, 0, 0, 0))
         if (count, size) != (mb.messages, mb.size):
             report.add("mailbox_counts", f"mailbox {mbid} {mb.account} {mb.name!r}: record says "
                        f"{mb.messages} messages/{mb.size} octets, found {count}/{size}")
+        kept = reader.stored_counts(txn, dbs, mbid)
+        if kept is not None and list(kept) != flagged:
+            report.add("mailbox_counts", f"mailbox {mbid} {mb.account} {mb.name!r}: kept "
+                       f"unseen/deleted/octets {list(kept)}, found {flagged}")
 
 
 def _check_modseq_index(txn: Any, dbs: Dbs, report: FsckReport) -> None:

@@ -13,6 +13,8 @@ meta           b"recent" mailbox id (u64)                       u32: highest UID
                                                                read-write SELECT saw
 meta           b"gonesub\0" account NUL name                   b"": a subscription
                                                                whose mailbox is gone
+meta           b"counts" mailbox id (u64)                       unseen, deleted,
+                                                               deleted octets (3 u64)
 domains        domain name (UTF-8, lower-case)                 b""
 accounts       address (lower-case)                            account record
 aliases        address or "@domain" (lower-case)               target address
@@ -126,6 +128,15 @@ def recent_key(mailbox_id: int) -> bytes:
     Added after schema version 1 without changing any layout: a missing key reads as 0.
     """
     return b"recent" + U64.pack(mailbox_id)
+
+
+def counts_key(mailbox_id: int) -> bytes:
+    """Meta key of a mailbox's flag counters (``codec.encode_counts``): kept by
+    every write that changes them (``messages._Box``), so STATUS and SELECT
+    answer without walking the messages.  Added after schema version 1 without
+    changing any layout: a mailbox without the key is counted by a walk, and
+    its first write stores the result."""
+    return b"counts" + U64.pack(mailbox_id)
 
 
 _GONE_SUB = b"gonesub\0"

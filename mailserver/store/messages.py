@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 from mailserver.errors import Cannot, QuotaExceeded
-from mailserver.store import codec, keys, tx
+from mailserver.store import codec, keys, reader, tx
 from mailserver.store.model import (
     MailboxInfo,
     MessageRecord,
@@ -42,16 +42,36 @@ _RECORD_OCTETS = 256
 
 class _Box:
     """A mailbox's counters while a request runs (written back once by ``finish``:
-    a frozen ``MailboxInfo`` rebuilt per message was a measurable cost of STORE)."""
+    a frozen ``MailboxInfo`` rebuilt per message was a measurable cost of STORE).
 
-    __slots__ = ("info", "uidnext", "modseq", "messages", "size")
+    ``unseen``/``deleted``/``deleted_size`` are the flag counters kept beside
+    the record (``keys.counts_key``; walked once for a mailbox that has none
+    yet), so STATUS and SELECT need no walk over the messages."""
 
-    def __init__(self, info: MailboxInfo) -> None:
+    __slots__ = ("info", "uidnext", "modseq", "messages", "size",
+                 "counts", "unseen", "deleted", "deleted_size")
+
+    def __init__(self, info: MailboxInfo, counts: tuple[int, int, int] | None) -> None:
         self.info = info
         self.uidnext = info.uidnext
         self.modseq = info.highestmodseq
         self.messages = info.messages
         self.size = info.size
+        self.counts = counts  # as stored; None: not stored yet
+        self.unseen, self.deleted, self.deleted_size = counts or (0, 0, 0)
+
+    def count(self, flags: frozenset[str], size: int, sign: int) -> None:
+        """Add (``sign`` 1) or take away (-1) a message with ``flags`` and ``size``."""
+        if "\\Seen" not in flags:
+            self.unseen += sign
+        if "\\Deleted" in flags:
+            self.deleted += sign
+            self.deleted_size += sign * size
+
+    def kept_counts(self) -> tuple[int, int, int] | None:
+        """The counters to store, None when they are what is stored."""
+        now = (self.unseen, self.deleted, self.deleted_size)
+        return None if now == self.counts else now
 
     def current(self) -> MailboxInfo:
         info = self.info
@@ -75,7 +95,11 @@ class _Batch:
     def _box(self, mb: MailboxInfo) -> _Box:
         box = self.boxes.get(mb.id)
         if box is None:
-            box = self.boxes[mb.id] = _Box(mb)
+            txn, dbs = self.ctx.txn, self.ctx.dbs
+            counts = reader.stored_counts(txn, dbs, mb.id)
+            box = self.boxes[mb.id] = _Box(mb, counts)
+            if counts is None:
+                box.unseen, box.deleted, box.deleted_size = reader.walk_counts(txn, dbs, mb.id)
         return box
 
     def span(self, mb: MailboxInfo) -> WriteSpan:
@@ -115,6 +139,7 @@ class _Batch:
         box.modseq = modseq
         box.messages += 1
         box.size += new.size
+        box.count(new.flags, new.size, 1)
         self.usage[mb.account] = self.usage.get(mb.account, 0) + new.size
         ctx.changed.add(mb.id)
         return new
@@ -133,6 +158,7 @@ class _Batch:
         box.modseq = modseq
         box.messages -= 1
         box.size -= rec.size
+        box.count(rec.flags, rec.size, -1)
         self.usage[mb.account] = self.usage.get(mb.account, 0) - rec.size
         ctx.changed.add(mb.id)
 
@@ -150,13 +176,19 @@ class _Batch:
         txn.put(keys.message_key(mb.id, uid), new_raw, db=dbs.messages)
         box.modseq = new_modseq
         ctx.changed.add(mb.id)
-        return codec.decode_message(mb.id, uid, new_raw)
+        new = codec.decode_message(mb.id, uid, new_raw)
+        box.count(codec.decode_message_flags(raw), new.size, -1)
+        box.count(flags, new.size, 1)
+        return new
 
     def finish(self) -> None:
         """Write mailbox records and usage; QuotaExceeded aborts the whole request."""
         txn, dbs = self.ctx.txn, self.ctx.dbs
         for box in self.boxes.values():
             tx.put_mailbox(txn, dbs, box.current())
+            kept = box.kept_counts()
+            if kept is not None:
+                txn.put(keys.counts_key(box.info.id), codec.encode_counts(*kept), db=dbs.meta)
         for address, delta in self.usage.items():
             if delta == 0:
                 continue
@@ -366,6 +398,7 @@ def purge_mailbox(ctx: WriteCtx, mb: MailboxInfo, *, keep_log: bool) -> int:
         freed += rec.size
     for db in (dbs.messages, dbs.modseq, dbs.expunged):
         _delete_prefix(txn, db, prefix)
+    txn.delete(keys.counts_key(mb.id), db=dbs.meta)
     ctx.changed.add(mb.id)
     if freed:
         acc = tx.get_account(txn, dbs, mb.account)

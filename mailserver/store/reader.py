@@ -15,7 +15,6 @@ command is done (a long-lived read transaction pins old pages: the file grows).
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,27 +106,61 @@ def flag_list(txn: Any, dbs: Dbs, mailbox_id: int) -> tuple[list[int], list[froz
     return uids, flags
 
 
-def counts(txn: Any, dbs: Dbs, mailbox_id: int) -> MailboxCounts:
-    """One walk over the mailbox's records, reading only their fixed part."""
+def stored_counts(txn: Any, dbs: Dbs, mailbox_id: int) -> tuple[int, int, int] | None:
+    """The mailbox's kept ``(unseen, deleted, deleted octets)`` (``keys.counts_key``),
+    None when no write has stored them yet (a store from before they existed)."""
+    raw = txn.get(keys.counts_key(mailbox_id), db=dbs.meta)
+    return None if raw is None else codec.decode_counts(bytes(raw))
+
+
+def walk_counts(txn: Any, dbs: Dbs, mailbox_id: int) -> tuple[int, int, int]:
+    """``(unseen, deleted, deleted octets)`` by one walk over the fixed part of
+    the mailbox's records: what ``stored_counts`` keeps, for a mailbox that
+    has none yet and for ``fsck``."""
     prefix = keys.mailbox_prefix(mailbox_id)
-    uids: list[int] = []
     unseen = deleted = deleted_size = 0
     cur = txn.cursor(db=dbs.messages)
     if cur.set_range(prefix):
-        uid_at = keys.U32.unpack_from
         bits_size = codec.message_bits_and_size
         seen_bit, deleted_bit = codec.SEEN_BIT, codec.DELETED_BIT
         for k, v in cur.iternext():
             if k[:8] != prefix:
                 break
-            uids.append(uid_at(k, 8)[0])
             bits, size = bits_size(v)
             if not bits & seen_bit:
                 unseen += 1
             if bits & deleted_bit:
                 deleted += 1
                 deleted_size += size
+    return unseen, deleted, deleted_size
+
+
+def counts(txn: Any, dbs: Dbs, mailbox_id: int) -> MailboxCounts:
+    """STATUS's counts from the mailbox record and its kept counters: no walk
+    over the messages except the UIDs above the ``\\Recent`` boundary (few,
+    once any session has selected the mailbox read-write).  A mailbox whose
+    counters were never stored is walked once per call until its next write.
+    An unknown id counts zeros."""
+    raw_mb = txn.get(keys.mailbox_key(mailbox_id), db=dbs.mailboxes)
+    if raw_mb is None:
+        return MailboxCounts(0, 0, 0, 0, 0)
+    messages = codec.decode_mailbox(mailbox_id, bytes(raw_mb)).messages
+    kept = stored_counts(txn, dbs, mailbox_id)
+    unseen, deleted, deleted_size = kept if kept is not None else walk_counts(txn, dbs, mailbox_id)
     raw = txn.get(keys.recent_key(mailbox_id), db=dbs.meta)
     boundary = keys.U32.unpack(raw)[0] if raw else 0
-    recent = len(uids) - bisect.bisect_right(uids, boundary)
-    return MailboxCounts(len(uids), unseen, deleted, deleted_size, recent)
+    return MailboxCounts(messages, unseen, deleted, deleted_size,
+                         _above(txn, dbs, mailbox_id, boundary) if boundary else messages)
+
+
+def _above(txn: Any, dbs: Dbs, mailbox_id: int, boundary: int) -> int:
+    """How many messages of the mailbox have a UID above ``boundary`` (keys only)."""
+    prefix = keys.mailbox_prefix(mailbox_id)
+    cur = txn.cursor(db=dbs.messages)
+    n = 0
+    if boundary < 0xFFFFFFFF and cur.set_range(keys.message_key(mailbox_id, boundary + 1)):
+        for k in cur.iternext(keys=True, values=False):
+            if k[:8] != prefix:
+                break
+            n += 1
+    return n
