@@ -36,13 +36,14 @@ from __future__ import annotations
 
 import binascii
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from mailserver.errors import UserError
 from mailserver.imap.message import MessageAccess
 from mailserver.protocol.imap.response import flag_list, internal_date, literal, literal8
 from mailserver.protocol.imap.types import FetchAtt, Section
 from mailserver.protocol.mime import LEAF, resolve
+from mailserver.store.model import MessageRecord
 
 _TEXT = Section(text="TEXT")
 
@@ -240,6 +241,50 @@ def plan_fetch(atts: Sequence[FetchAtt], *, uid_always: bool = False) -> tuple[
             seen.add(key)
             out.append((key, att))
     return tuple(out)
+
+
+#: Items ``render_records`` answers from the record alone, as ``%`` formats.
+_RECORD_FORMATS = {"FLAGS": b"FLAGS %s", "UID": b"UID %d", "MODSEQ": b"MODSEQ (%d)",
+                   "RFC822.SIZE": b"RFC822.SIZE %d"}
+_RECENT_FLAG = frozenset({"\\Recent"})
+
+
+def record_only(plan: tuple[tuple[bytes, FetchAtt], ...]) -> bool:
+    """Whether ``render_records`` can answer ``plan``: only FLAGS, UID, MODSEQ
+    and RFC822.SIZE (what clients fetch for every message to sync: ``FETCH
+    1:* (FLAGS)``, ``UID FETCH 1:* (UID FLAGS)``)."""
+    return bool(plan) and all(att.name in _RECORD_FORMATS for _, att in plan)
+
+
+def render_records(messages: Sequence[tuple[int, MessageRecord]],
+                   plan: tuple[tuple[bytes, FetchAtt], ...],
+                   recent: Collection[int]) -> list[bytes]:
+    """The FETCH responses of a ``record_only`` plan, one format per command
+    instead of a plan walk per message.  ``recent``: the UIDs to show with
+    ``\\Recent``.  Same output as ``render_planned`` (RFC 3501 §7.4.2;
+    MODSEQ: RFC 7162 §3.1.4.1)."""
+    names = [att.name for _, att in plan]
+    fmt = b"* %d FETCH (" + b" ".join(_RECORD_FORMATS[n] for n in names) + b")\r\n"
+    fl = flag_list
+    if names == ["FLAGS"]:
+        if not recent:
+            return [fmt % (seq, fl(rec.flags)) for seq, rec in messages]
+        return [fmt % (seq, fl(rec.flags | _RECENT_FLAG if rec.uid in recent else rec.flags))
+                for seq, rec in messages]
+    out = []
+    for seq, rec in messages:
+        values: list[int | bytes] = [seq]
+        for n in names:
+            if n == "FLAGS":
+                values.append(fl(rec.flags | _RECENT_FLAG if rec.uid in recent else rec.flags))
+            elif n == "UID":
+                values.append(rec.uid)
+            elif n == "MODSEQ":
+                values.append(rec.modseq)
+            else:
+                values.append(rec.size)
+        out.append(fmt % tuple(values))
+    return out
 
 
 def render_planned(seq: int, access: MessageAccess,

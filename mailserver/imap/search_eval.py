@@ -409,25 +409,50 @@ def search(
     A message whose blob vanished meanwhile (expunged by another session)
     simply does not match.
     """
+    return [(seq, rec.uid) for seq, rec in search_records(
+        key, messages, store, largest_uid=largest_uid, recent=recent, saved=saved)]
+
+
+def search_records(
+    key: SearchKey,
+    messages: Sequence[tuple[int, MessageRecord]],
+    store: Source,
+    *,
+    largest_uid: int,
+    recent: Collection[int] | None = None,
+    saved: Collection[int] = frozenset(),
+) -> list[tuple[int, MessageRecord]]:
+    """``search``, answering with the matching items of ``messages``
+    themselves (the same ``(seq, record)`` tuples, in order): the IMAP
+    commands need the records of the hits, and finding them again by
+    sequence number cost a dict over the whole mailbox."""
     if isinstance(key, SearchFlag) and key.flag.startswith("\\") and key.flag != "\\Recent":
         return _system_flag_hits(key.flag, key.present, messages)
     test = _Evaluator(len(messages), largest_uid, recent, saved).compile(_plan(key))
-    out: list[tuple[int, int]] = []
-    for seq, record in messages:
+    out: list[tuple[int, MessageRecord]] = []
+    for item in messages:
         try:
-            hit = test(_Candidate(seq, record, store))
+            hit = test(_Candidate(item[0], item[1], store))
         except NotFound:
             hit = False
         if hit:
-            out.append((seq, record.uid))
+            out.append(item)
     return out
 
 
-def _system_flag_hits(flag: str, present: bool,
-                      messages: Sequence[tuple[int, MessageRecord]]) -> list[tuple[int, int]]:
+def _system_flag_hits(flag: str, present: bool, messages: Sequence[tuple[int, MessageRecord]],
+                      ) -> list[tuple[int, MessageRecord]]:
     """A program that is one system-flag key (SEEN, UNSEEN, FLAGGED, DELETED...,
     RFC 3501 §6.4.4), the commonest SEARCH: answered from the records alone,
-    without a candidate and a predicate call per message."""
-    if present:
-        return [(seq, r.uid) for seq, r in messages if flag in r.flags]
-    return [(seq, r.uid) for seq, r in messages if flag not in r.flags]
+    without a candidate and a predicate call per message.  Mailboxes share
+    few distinct flag sets (interned), so each set is tested once."""
+    verdict: dict[frozenset[str], bool] = {}
+    out = []
+    for item in messages:
+        flags = item[1].flags
+        hit = verdict.get(flags)
+        if hit is None:
+            hit = verdict[flags] = (flag in flags) == present
+        if hit:
+            out.append(item)
+    return out

@@ -44,6 +44,8 @@ _FACTS_ATTS = frozenset({"ENVELOPE", "BODY", "BODYSTRUCTURE"})
 #: us hand the buffered responses to the transport (bounded memory).
 _BATCH = 64
 _FLUSH_AT = 1 << 20
+#: Messages per slice of a FETCH answered from the records alone (~200 KiB).
+_SLICE = 4096
 #: A FETCH estimated to take longer than this (microseconds) renders in worker
 #: threads; a shorter one renders on the event loop, where it costs less than
 #: the hop to a thread and back (see ``searching.ON_LOOP_US``).
@@ -150,6 +152,30 @@ def records(session: ImapSession, view: SelectedMailbox,
     return out
 
 
+def all_records(session: ImapSession, view: SelectedMailbox) -> list[tuple[int, MessageRecord]]:
+    """``records`` for every message of the view (SEARCH, SORT, THREAD), in
+    one pass over its UIDs: no ``(seq, uid)`` list built first."""
+    try:
+        recs = session.store.current_records(view.mailbox_id)
+    except MailboxNotFound:
+        return []
+    pending = view.pending
+    get = recs.get
+    out: list[tuple[int, MessageRecord]] = []
+    append = out.append
+    if pending:
+        for seq, uid in enumerate(view.messages, 1):
+            rec = get(uid)
+            if rec is not None and uid not in pending:
+                append((seq, rec))
+    else:
+        for seq, uid in enumerate(view.messages, 1):
+            rec = get(uid)
+            if rec is not None:
+                append((seq, rec))
+    return out
+
+
 # ------------------------------------------------------------------- FETCH
 
 
@@ -171,11 +197,13 @@ async def fetch(session: ImapSession, cmd: Command) -> TaggedOk | None:
         raise ProtocolSyntaxError("VANISHED requires ENABLE QRESYNC")  # RFC 7162 §3.2.6
     if args.changedsince is not None or any(a.name == "MODSEQ" for a in atts):
         session.enable("CONDSTORE")  # RFC 7162 §3.1: a CONDSTORE enabling command
-    pairs = view.resolve(args.seqset, uid=cmd.uid)
+    # ``1:*`` (a client's sync) skips the (seq, uid) list of every message.
+    whole = args.seqset.names_all() and len(view.messages) > 0
+    pairs = [] if whole else view.resolve(args.seqset, uid=cmd.uid)
     if args.vanished:
         assert args.changedsince is not None
         _vanished_earlier(session, view, args)
-    messages = records(session, view, pairs)
+    messages = all_records(session, view) if whole else records(session, view, pairs)
     if args.changedsince is not None:
         since = args.changedsince
         messages = [(seq, rec) for seq, rec in messages if rec.modseq > since]
@@ -215,6 +243,9 @@ async def fetch(session: ImapSession, cmd: Command) -> TaggedOk | None:
                                    flagged if uid in seen_now else plain, flags))
         return out
 
+    if not seen_now and fetch_render.record_only(plain):
+        await _fetch_records(session, view, messages, plain, note=wants_flags)
+        return None
     size = 0
     on_loop = cheap or _estimate_us(atts, messages) <= _ON_LOOP_US
     step = (len(messages) or 1) if on_loop else _BATCH
@@ -230,6 +261,24 @@ async def fetch(session: ImapSession, cmd: Command) -> TaggedOk | None:
             await session.conn.flush()
             size = 0
     return None
+
+
+async def _fetch_records(session: ImapSession, view: SelectedMailbox,
+                         messages: Sequence[tuple[int, MessageRecord]],
+                         plan: tuple[tuple[bytes, FetchAtt], ...], *, note: bool) -> None:
+    """FETCH of a ``record_only`` plan on the event loop, in slices (each
+    handed to the transport before the next is made: bounded memory),
+    noting the flags told (``note``) in the view as the general path does."""
+    told = view.messages.set
+    recent = view.recent
+    for start in range(0, len(messages), _SLICE):
+        part = messages[start:start + _SLICE]
+        if note:
+            for seq, rec in part:
+                told(rec.uid, rec.flags, seq)
+        session.write(b"".join(fetch_render.render_records(part, plan, recent)))
+        if start + _SLICE < len(messages):
+            await session.conn.flush()  # at once unless the client is slow to read
 
 
 def _estimate_us(atts: Sequence[FetchAtt], messages: Sequence[tuple[int, MessageRecord]]) -> int:

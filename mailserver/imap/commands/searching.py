@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from mailserver.errors import UserError
 from mailserver.imap import search_eval
-from mailserver.imap.commands.messages import records
+from mailserver.imap.commands.messages import all_records
 from mailserver.imap.selected import SelectedMailbox, compact_uids
 from mailserver.protocol.imap.response import quote
 from mailserver.protocol.imap.types import (
@@ -70,23 +70,21 @@ async def run_search(session: ImapSession, view: SelectedMailbox,
     if args.bad_charset or (args.charset is not None and args.charset.upper() not in _CHARSETS):
         raise UserError("Unsupported charset",
                         imap_code="BADCHARSET (" + " ".join(_CHARSETS) + ")")
-    messages = records(session, view, [(i + 1, u) for i, u in enumerate(view.messages)])
+    messages = all_records(session, view)
     recent = frozenset(view.recent)
 
     saved = view.saved
 
-    def run() -> list[tuple[int, int]]:
+    def run() -> list[tuple[int, MessageRecord]]:
         # One read transaction for every message the search opens.
         with session.store.snapshot() as snap:
-            return search_eval.search(args.key, messages, snap, largest_uid=view.largest_uid,
-                                      recent=recent, saved=saved)
+            return search_eval.search_records(args.key, messages, snap,
+                                              largest_uid=view.largest_uid,
+                                              recent=recent, saved=saved)
 
     if search_eval.estimate_us(args.key, messages) > ON_LOOP_US:
-        hits = await asyncio.to_thread(run)
-    else:
-        hits = run()  # cheaper than the hop to a thread and back
-    by_seq = dict(messages)
-    return [(seq, by_seq[seq]) for seq, _ in hits]
+        return await asyncio.to_thread(run)
+    return run()  # cheaper than the hop to a thread and back
 
 
 async def search(session: ImapSession, cmd: Command) -> None:
@@ -112,7 +110,7 @@ async def search(session: ImapSession, cmd: Command) -> None:
         if args.return_opts == ("SAVE",):
             return  # RFC 5182 §2.1: SAVE alone gives no ESEARCH response
     if args.return_opts is None:
-        line = b"* SEARCH" + b"".join(b" %d" % n for n in numbers)
+        line = b"* SEARCH " + " ".join(map(str, numbers)).encode() if numbers else b"* SEARCH"
         if highest is not None:
             line += b" (MODSEQ %d)" % highest
         session.write(line + b"\r\n")

@@ -82,6 +82,13 @@ class SequenceSet:
             (x is None or 1 <= x <= count) for rng in self.ranges for x in rng
         )
 
+    def names_all(self) -> bool:
+        """True for a set that names every message whatever the mailbox holds:
+        a range from 1 to ``*`` (``1:*``, ``*:1``), as a sequence set or a
+        UID set (every UID is at least 1, RFC 3501 §2.3.1.1)."""
+        return not self.saved and any(
+            rng in ((1, None), (None, 1)) for rng in self.ranges)
+
     def iter_numbers(self, largest: int) -> Iterator[int]:
         """``resolve(largest)`` one number at a time (ascending, no duplicates)."""
         yield from self.resolve(largest)
