@@ -279,6 +279,7 @@ async def _fetch_records(session: ImapSession, view: SelectedMailbox,
         session.write(b"".join(fetch_render.render_records(part, plan, recent)))
         if start + _SLICE < len(messages):
             await session.conn.flush()  # at once unless the client is slow to read
+            await asyncio.sleep(0)  # other sessions run between slices (no long stall)
 
 
 def _estimate_us(atts: Sequence[FetchAtt], messages: Sequence[tuple[int, MessageRecord]]) -> int:
