@@ -18,7 +18,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from mailserver.errors import MailboxNotFound, ProtocolSyntaxError, UserError
+from mailserver.errors import Cannot, MailboxNotFound, ProtocolSyntaxError, UserError
 from mailserver.imap import fetch_render
 from mailserver.imap.message import MessageAccess
 from mailserver.imap.selected import SelectedMailbox, compact_uids
@@ -31,6 +31,7 @@ from mailserver.protocol.imap.types import (
     FetchAtt,
     StoreArgs,
 )
+from mailserver.store import codec
 from mailserver.store.model import MessageRecord, WriteSpan
 
 if TYPE_CHECKING:
@@ -307,6 +308,40 @@ def _vanished_earlier(session: ImapSession, view: SelectedMailbox, args: Fetch) 
 # ------------------------------------------------------------------- STORE
 
 
+def _would_change(session: ImapSession, view: SelectedMailbox, uids: list[int], mode: str,
+                  flags: frozenset[str]) -> list[int] | None:
+    """The UIDs among ``uids`` whose flags the STORE changes, judged on the
+    committed records now (``current_records``): a STORE that changes nothing
+    for a message is the same whether it runs now or in the writer, so only
+    the others go to the writer (``STORE 1:* +FLAGS`` on a big mailbox, run
+    again, writes nothing).  None when the records cannot tell (invalid
+    flags, deleted mailbox): the writer then judges all, and raises."""
+    try:
+        wanted = codec.normalize_flags(flags)
+        recs = session.store.current_records(view.mailbox_id)
+    except (Cannot, MailboxNotFound):
+        return None
+    verdict: dict[frozenset[str], bool] = {}
+    out = []
+    for uid in uids:
+        rec = recs.get(uid)
+        if rec is None:
+            continue  # expunged meanwhile: the writer would skip it too
+        old = rec.flags
+        change = verdict.get(old)
+        if change is None:
+            if mode == "add":
+                change = not wanted <= old
+            elif mode == "remove":
+                change = not wanted.isdisjoint(old)
+            else:
+                change = wanted != old
+            verdict[old] = change
+        if change:
+            out.append(uid)
+    return out
+
+
 async def store(session: ImapSession, cmd: Command) -> TaggedOk | None:
     """STORE / UID STORE (§6.4.6) with UNCHANGEDSINCE (RFC 7162 §3.1.3).
     ``\\Recent`` cannot be stored (§2.3.2).
@@ -330,10 +365,17 @@ async def store(session: ImapSession, cmd: Command) -> TaggedOk | None:
     flags = frozenset(f for f in args.flags if f.lower() != "\\recent")
     if not pairs:
         return None
-    updated, failed, span = await session.store.store_flags(
-        view.mailbox_id, [u for _, u in pairs], args.mode, flags,
-        unchangedsince=args.unchangedsince)
-    view.took_own_flags(span, updated)
+    targets: list[int] | None = None  # None: every named message
+    if args.unchangedsince is None:
+        targets = _would_change(session, view, [u for _, u in pairs], args.mode, flags)
+    span: WriteSpan | None = None
+    updated: list[MessageRecord] = []
+    failed: list[int] = []
+    if targets is None or targets:
+        updated, failed, span = await session.store.store_flags(
+            view.mailbox_id, [u for _, u in pairs] if targets is None else targets,
+            args.mode, flags, unchangedsince=args.unchangedsince)
+        view.took_own_flags(span, updated)
     refused = set(failed)
     fresh = {r.uid: r for r in updated}
     # RFC 3501 §7.2.6: a new keyword is announced before a FETCH shows it
@@ -344,7 +386,7 @@ async def store(session: ImapSession, cmd: Command) -> TaggedOk | None:
         write, respond = session.write, view.flags_response
         # The flags as this STORE left them (RFC 3501 §6.4.6); later changes
         # by others follow in the sync.
-        for seq, rec in records(session, view, pairs, span):
+        for seq, rec in records(session, view, pairs, span):  # span None: current
             if rec.uid in refused:
                 continue
             rec = fresh.get(rec.uid, rec)
