@@ -66,7 +66,7 @@ def _the_connection(srv: ServerThread) -> Any:
 
 
 def _wait_gone(srv: ServerThread, conn: Any) -> None:
-    srv.run(asyncio.wait_for(conn.stream.lost.wait(), GONE_WITHIN))
+    srv.run(asyncio.wait_for(conn.stream.wait_lost(), GONE_WITHIN))
 
 
 def test_logout_of_a_non_reading_client_ends_its_connection(server_factory: Any) -> None:
