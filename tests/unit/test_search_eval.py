@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mailserver.imap.search_eval import _plan, needs_content, search
 from mailserver.protocol.imap.types import (
@@ -96,3 +98,18 @@ def test_single_system_flag_key_matches_the_general_evaluator(flag: str, present
                      largest_uid=18)
     assert fast == general
     assert fast == [(s, r.uid) for s, r in messages if (flag in r.flags) == present]
+
+
+@given(st.integers(0, 4_102_444_800), st.integers(-720, 840),
+       st.sampled_from(["BEFORE", "ON", "SINCE"]), st.dates(dt.date(1970, 1, 2), dt.date(2099, 12, 31)))
+def test_internaldate_keys_judge_the_day_in_its_own_zone(ts: int, tz: int, op: str,
+                                                          day: dt.date) -> None:
+    """BEFORE/ON/SINCE (RFC 3501 §6.4.4) compare the day of INTERNALDATE in the
+    zone it was received in; compiled to second bounds, they agree with the
+    date arithmetic."""
+    rec = MessageRecord(1, 1, frozenset(), ts, tz, 10, 1, bytes(32), b"")
+    local = dt.datetime.fromtimestamp(ts + 60 * tz, dt.UTC).date()
+    expected = {"BEFORE": local < day, "ON": local == day, "SINCE": local >= day}[op]
+    for key in (SearchDate(op, day), SearchAnd((SearchDate(op, day), SearchAll()))):
+        hits = search(key, [(1, rec)], None, largest_uid=1)  # type: ignore[arg-type]
+        assert bool(hits) == expected
