@@ -243,12 +243,19 @@ async def big_mailbox(port: int, user: str, password: str, mailbox: str, rounds:
             (f"FETCH {head.decode()} (BODYSTRUCTURE)", b"FETCH " + head + b" (BODYSTRUCTURE)"),
             ("SEARCH UNSEEN", b"SEARCH UNSEEN"),
             ('SEARCH SUBJECT "zzzz"', b'SEARCH SUBJECT "zzzz"'),
+            ("UID SEARCH SINCE d BEFORE d", b"UID SEARCH SINCE 1-Jan-2000 BEFORE 1-Jan-2100"),
+            # Alternating, so that every round changes every message.
+            ("STORE 1:* +FLAGS / -FLAGS", b"STORE 1:* %sFLAGS.SILENT (\\Flagged)"),
         ]
         for label, cmd in tests:
             times = []
-            for _ in range(rounds):
+            for r in range(rounds):
+                if b"%s" in cmd:
+                    cmd_r = cmd % (b"-" if r % 2 else b"+")
+                else:
+                    cmd_r = cmd
                 t0 = time.perf_counter()
-                await c.command(cmd)
+                await c.command(cmd_r)
                 times.append(time.perf_counter() - t0)
             out[label] = median(times) * 1000
     finally:

@@ -219,11 +219,11 @@ class SelectedMailbox:
         self.messages.set(uid, flags, seq)
 
     def took_own_flags(self, span: WriteSpan, updated: Iterable[MessageRecord]) -> None:
-        """Note the records this session's own STORE changed; when the view was
+        """Note the records this session's own STORE changed (ascending UID,
+        as ``Store.store_flags`` returns them); when the view was
         current just before it (``span.before``) it is current after it, as
         the ``sync`` that would read them back would only find them noted."""
-        for rec in updated:
-            self.note_flags(rec.uid, rec.flags)
+        self.messages.set_ascending((rec.uid, rec.flags) for rec in updated)
         if span.mailbox_id == self.mailbox_id and self.modseq == span.before:
             self.modseq = span.after
 

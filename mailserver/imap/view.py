@@ -111,6 +111,20 @@ class MessageView:
             self._flags[i] = _intern(flags)
         return True
 
+    def set_ascending(self, items: Iterable[tuple[int, frozenset[str]]]) -> None:
+        """``set`` for ``(uid, flags)`` in ascending UID order (a STORE's
+        result): each search starts where the last one ended."""
+        uids, flag_list = self._uids, self._flags
+        lo, n = 0, len(uids)
+        for uid, flags in items:
+            i = bisect.bisect_left(uids, uid, lo, n)
+            if i < n and uids[i] == uid:
+                if flag_list[i] is not flags:
+                    flag_list[i] = _intern(flags)
+                lo = i + 1
+            else:
+                lo = i
+
     def append(self, uid: int, flags: frozenset[str]) -> None:
         """Add a message above the largest UID (RFC 3501 §2.3.1.1: UIDs ascend)."""
         if self._uids and uid <= self._uids[-1]:

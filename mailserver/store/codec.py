@@ -129,6 +129,16 @@ def decode_message(mailbox_id: int, uid: int, data: bytes) -> MessageRecord:
     )
 
 
+def restamped_record(mailbox_id: int, uid: int, data: bytes, modseq: int,
+                     flags: frozenset[str]) -> MessageRecord:
+    """The record ``restamp_message(data, modseq, flags)`` encodes, built from
+    ``data`` (the record before) without decoding its flags again."""
+    date, tz, size, _, blob_id, _, klen, plen = _unpack_msg(data)
+    start = MSG_HEADER_SIZE + klen
+    return MessageRecord(mailbox_id, uid, flags, date, tz, size, modseq, blob_id,
+                         data[start:start + plen] if plen else b"")
+
+
 _FLAGS_PART = struct.Struct(">BH")  # system flags, keywords length
 _SIZE_AT = struct.calcsize(">qh")
 _U64 = struct.Struct(">Q")

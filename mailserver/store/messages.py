@@ -176,7 +176,7 @@ class _Batch:
         txn.put(keys.message_key(mb.id, uid), new_raw, db=dbs.messages)
         box.modseq = new_modseq
         ctx.changed.add(mb.id)
-        new = codec.decode_message(mb.id, uid, new_raw)
+        new = codec.restamped_record(mb.id, uid, raw, new_modseq, flags)
         box.count(codec.decode_message_flags(raw), new.size, -1)
         box.count(flags, new.size, 1)
         return new

@@ -31,6 +31,7 @@ def test_restamp_equals_decode_change_encode(flags: frozenset[str], prefix: byte
     want = replace(rec, flags=flags, modseq=100)
     assert patched == codec.encode_message(want)
     assert codec.decode_message(7, 42, patched) == want
+    assert codec.restamped_record(7, 42, raw, 100, flags) == want
     assert codec.message_modseq(patched) == 100
 
 
