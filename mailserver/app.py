@@ -23,6 +23,7 @@ import structlog
 from mailserver import metrics
 from mailserver.admin import AdminService
 from mailserver.auth.login import Authenticator
+from mailserver.auth.scram import ScramLogins
 from mailserver.checks import rules
 from mailserver.checks.authentication import SenderAuthentication
 from mailserver.checks.dmarc_log import DmarcLog
@@ -41,10 +42,16 @@ from mailserver.protocol.mime.facts import prepare_casemap
 from mailserver.queue import dsn as reports
 from mailserver.queue.manager import QueueManager
 from mailserver.queue.settings import OutboundSettings
-from mailserver.services import ListenerHandle, Services, build_authenticator, ensure_domains
+from mailserver.services import (
+    ListenerHandle,
+    Services,
+    build_authenticator,
+    build_scram,
+    ensure_domains,
+)
 from mailserver.smtp.handler import SmtpHooks
 from mailserver.store.store import Store
-from mailserver.tls import server_context
+from mailserver.tls import server_context, server_end_point
 
 log = structlog.get_logger("mailserver.app")
 
@@ -142,9 +149,11 @@ def delivered_report(*, reporting_mta: str, reverse_path: str,
 
 def build_smtp_hooks(config: Config, *, store: Store, queue: QueueManager | None,
                      counters: Counters, resolver: Resolver,
-                     authenticator: Authenticator) -> dict[str, SmtpHooks]:
+                     authenticator: Authenticator,
+                     scram: ScramLogins | None = None) -> dict[str, SmtpHooks]:
     """One ``SmtpHooks`` (check pipeline + delivery) per SMTP/submission listener, by name.
-    ``authenticator``: the one IMAP uses too (one cache, one hashing pool)."""
+    ``authenticator``: the one IMAP uses too (one cache, one hashing pool);
+    ``scram``: SCRAM logins (IMAP's too; None: not offered)."""
     hooks: dict[str, SmtpHooks] = {}
     delivery = RoutedDelivery(store, queue, make_report=delivered_report,
                               reporting_mta=config.hostname)
@@ -165,7 +174,7 @@ def build_smtp_hooks(config: Config, *, store: Store, queue: QueueManager | None
             config=config, submission=listener.protocol == "submission",
             pipeline=Pipeline(stages, listener.name), directory=directory,
             authenticator=check_login, delivery=delivery, counters=counters, resolver=resolver,
-            listener=listener.name,
+            listener=listener.name, scram=scram,
         )
     return hooks
 
@@ -240,6 +249,8 @@ class App:
         try:
             await ensure_domains(store, cfg.domains)
             ssl_context = await asyncio.to_thread(server_context, cfg)
+            scram = await asyncio.to_thread(
+                lambda: build_scram(cfg, store, server_end_point(cfg)))
             await asyncio.to_thread(prepare_casemap)
             resolver = build_resolver(cfg)
             queue = build_queue(cfg, store, resolver)
@@ -252,11 +263,12 @@ class App:
             self.services = Services(config=cfg, store=store, ssl_context=ssl_context,
                                      queue=queue, counters=counters,
                                      listen_sockets=self._listen_sockets,
-                                     authenticator=authenticator,
+                                     authenticator=authenticator, scram=scram,
                                      smtp_hooks=build_smtp_hooks(cfg, store=store, queue=queue,
                                                                  counters=counters,
                                                                  resolver=resolver,
-                                                                 authenticator=authenticator))
+                                                                 authenticator=authenticator,
+                                                                 scram=scram))
             self.services.admin = self.admin()  # the http listener's /api/v1
             self._flusher = asyncio.create_task(_flush_metrics(), name="metrics-flush")
             for listener in cfg.listeners:

@@ -174,6 +174,15 @@ class Cannot(UserError):
     http = HttpProblem(409, "cannot", "Operation not possible in the present state")
 
 
+class AuthenticationFailed(UserError):
+    """Authentication failed (wrong credentials, or a SASL exchange that did
+    not verify): IMAP ``NO [AUTHENTICATIONFAILED]`` (RFC 5530), SMTP ``535
+    5.7.8`` (RFC 4954 §6)."""
+
+    imap_code = "AUTHENTICATIONFAILED"
+    smtp = SmtpReply(535, "5.7.8", "Authentication credentials invalid")
+
+
 class TemporaryFailure(MailserverError):
     """A transient failure the peer should retry (SMTP 4xx, IMAP NO [UNAVAILABLE]).
 

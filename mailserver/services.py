@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from mailserver.auth.cache import CredentialCache
 from mailserver.auth.login import Authenticator
 from mailserver.auth.passwords import Argon2Params, Hasher, default_threads
+from mailserver.auth.scram import SECRET_FILE, ScramLogins, load_secret
 from mailserver.auth.slots import CoreSlots
 from mailserver.config import AuthSettings, Config, worker_count
 from mailserver.counters import Counters, LocalCounters
@@ -58,6 +59,9 @@ class Services:
     #: The admin service of this process (``App.admin()``): what the HTTP admin
     #: API calls.  None where no App made one (the http listener then has no API).
     admin: AdminService | None = None
+    #: SCRAM-SHA-256(-PLUS) logins of IMAP and SMTP AUTH (``auth.scram``);
+    #: None: the mechanisms are not offered.
+    scram: ScramLogins | None = None
 
     def __post_init__(self) -> None:
         if self.counters is None:
@@ -87,7 +91,18 @@ def build_authenticator(config: Config, store: Store) -> Authenticator:
     if worker_count(config) > 1:
         slots = CoreSlots(config.data_dir / "run", threads)
     return Authenticator(store, Hasher(argon2_params(settings), threads, slots),
-                         CredentialCache(settings.cache_ttl, settings.cache_size))
+                         CredentialCache(settings.cache_ttl, settings.cache_size),
+                         scram_iterations=settings.scram_iterations)
+
+
+def build_scram(config: Config, store: Store, end_point: bytes | None) -> ScramLogins:
+    """The process's ``ScramLogins``: ``[auth] scram_iterations``, the secret in
+    ``data_dir`` (made once, shared by every worker), ``end_point`` the
+    ``tls-server-end-point`` data of our certificate (``tls.server_end_point``).
+    Raises OSError when the secret cannot be read or made (blocking: call
+    off the event loop)."""
+    return ScramLogins(store, config.auth.scram_iterations,
+                       load_secret(config.data_dir / SECRET_FILE), end_point)
 
 
 class ListenerHandle(Protocol):

@@ -10,6 +10,7 @@ only, and reused on later starts.  Both files are written atomically
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import ipaddress
 import ssl
 from pathlib import Path
@@ -96,15 +97,47 @@ def server_context(config: Config) -> ssl.SSLContext:
     be read or loaded (``load_cert_chain``), ``OSError`` when the self-signed
     pair cannot be written.
     """
-    cert, key = config.tls.cert_file, config.tls.key_file
-    source = config.source
-    if cert is None or key is None:
-        tls_dir = config.data_dir / "tls"
-        cert, key = tls_dir / "cert.pem", tls_dir / "key.pem"
-        source = None  # our own files: no configuration key to fix
-        if not (cert.exists() and key.exists()):
-            make_self_signed(config.hostname, cert, key)
+    cert, key, source = _cert_files(config)
+    own = config.tls.cert_file is None or config.tls.key_file is None
+    if own and not (cert.exists() and key.exists()):
+        make_self_signed(config.hostname, cert, key)
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     load_cert_chain(ctx, cert, key, source)
     return ctx
+
+
+def _cert_files(config: Config) -> tuple[Path, Path, Path | None]:
+    """``(certificate, key, source)``: the configured files, or our own in
+    ``data_dir/tls`` (source None: no configuration key to fix)."""
+    cert, key = config.tls.cert_file, config.tls.key_file
+    if cert is None or key is None:
+        tls_dir = config.data_dir / "tls"
+        return tls_dir / "cert.pem", tls_dir / "key.pem", None
+    return cert, key, config.source
+
+
+def server_end_point(config: Config) -> bytes | None:
+    """The ``tls-server-end-point`` channel binding data of the certificate
+    ``server_context`` serves (RFC 5929 §4.1: the first certificate of the
+    file, hashed with the hash of its signature algorithm, SHA-256 for MD5
+    and SHA-1); call after ``server_context``.  None when the file cannot be
+    read or parsed (then no SCRAM-SHA-256-PLUS is offered)."""
+    cert_path = _cert_files(config)[0]
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    algorithm = cert.signature_hash_algorithm
+    return end_point_hash(cert.public_bytes(serialization.Encoding.DER),
+                          None if algorithm is None else algorithm.name)
+
+
+def end_point_hash(cert_der: bytes, hash_name: str | None) -> bytes:
+    """``tls-server-end-point`` data of a DER certificate (RFC 5929 §4.1): hashed
+    with its signature's hash function ``hash_name`` (``hashlib`` name), SHA-256
+    when that is MD5 or SHA-1, or when there is none (Ed25519: RFC 5929 leaves
+    it open; SHA-256 is what OpenSSL-based peers use)."""
+    if hash_name is None or hash_name.lower() in ("md5", "sha1"):
+        hash_name = "sha256"
+    return hashlib.new(hash_name.lower(), cert_der).digest()

@@ -67,6 +67,7 @@ from mailserver.admin.views import (
     TokenInfo,
 )
 from mailserver.auth.passwords import hash_async
+from mailserver.auth.scram import make_keys
 from mailserver.config import Config
 from mailserver.dkim import keys as dkim_keys
 from mailserver.errors import (
@@ -80,7 +81,7 @@ from mailserver.errors import (
 from mailserver.queue import model as queue_model
 from mailserver.services import argon2_params, ensure_domains
 from mailserver.store.fsck import FsckReport
-from mailserver.store.model import Account
+from mailserver.store.model import Account, ScramKeys
 from mailserver.store.store import Store
 
 log = structlog.get_logger("mailserver.admin")
@@ -221,15 +222,17 @@ class AdminService:
         if quota < 0:
             raise Cannot("the quota must not be negative")
         await self._local_domain(address.rpartition("@")[2])
-        account = await self._store.add_account(address, await self._hash(password),
-                                                quota=quota)
+        password_hash, scram = await self._hash(password)
+        account = await self._store.add_account(address, password_hash, quota=quota,
+                                                scram=scram)
         return _account(account)
 
     async def set_password(self, address: str, password: str) -> None:
         """Raises InvalidName, InvalidPassword, AccountNotFound."""
         address = account_address(address)
         check_password(password)
-        await self._store.set_password_hash(address, await self._hash(password))
+        password_hash, scram = await self._hash(password)
+        await self._store.set_password_hash(address, password_hash, scram)
 
     async def set_disabled(self, address: str, disabled: bool) -> AccountInfo:
         """Disable an account (logins fail at once in every process, cached
@@ -239,9 +242,12 @@ class AdminService:
         await self._store.set_disabled(address, disabled)
         return await self.get_account(address)
 
-    async def _hash(self, password: str) -> str:
-        # The configured parameters ([auth]), so a new hash needs no rehash at login.
-        return await hash_async(password, argon2_params(self.config.auth))
+    async def _hash(self, password: str) -> tuple[str, ScramKeys | None]:
+        # The configured parameters ([auth]), so a new hash needs no rehash at
+        # login; the SCRAM keys beside it (None: SASLprep refuses the password).
+        auth = self.config.auth
+        return (await hash_async(password, argon2_params(auth)),
+                await asyncio.to_thread(make_keys, password, auth.scram_iterations))
 
     async def set_quota(self, address: str, quota: int) -> AccountInfo:
         """Set the quota in octets (0 = unlimited); returns the account.

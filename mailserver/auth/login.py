@@ -16,7 +16,12 @@ One login, in order:
    committed and synced before the login answers) — RFC 9106 §4 leaves
    parameter upgrades to the application; this is the only moment the
    password is at hand;
-5. remember the success in the cache.
+5. when the account has no SCRAM keys (set before they existed) or has them
+   with another iteration count than ``[auth] scram_iterations``, make them
+   from the password (PBKDF2 on the pool) and store them, compare-and-set
+   on the hash like the rehash, committed and synced before the login
+   answers (``auth.scram``);
+6. remember the success in the cache.
 
 Failed-login throttling (``auth.throttle``, ``counters/``) is the protocol
 front ends' business and unchanged.
@@ -30,7 +35,9 @@ import structlog
 
 from mailserver.auth.cache import CredentialCache
 from mailserver.auth.passwords import Hasher, verify_async
+from mailserver.auth.scram import make_keys
 from mailserver.errors import MailserverError
+from mailserver.store.model import Account
 from mailserver.store.store import Store
 
 log = structlog.get_logger("mailserver.auth")
@@ -48,13 +55,17 @@ class Authenticator:
     """Logins against ``store`` (see the module docstring).
 
     ``hasher``: the configured parameters and pool; ``cache``: verified
-    credentials (its ``stats`` are the hit/miss counters for metrics).
+    credentials (its ``stats`` are the hit/miss counters for metrics);
+    ``scram_iterations``: the PBKDF2 count of SCRAM keys made at login
+    (None: none are made).
     """
 
-    def __init__(self, store: Store, hasher: Hasher, cache: CredentialCache) -> None:
+    def __init__(self, store: Store, hasher: Hasher, cache: CredentialCache,
+                 scram_iterations: int | None = None) -> None:
         self.store = store
         self.hasher = hasher
         self.cache = cache
+        self.scram_iterations = scram_iterations
         self._dummy: str | None = None
 
     async def authenticate(self, username: str, password: str) -> str | None:
@@ -69,13 +80,31 @@ class Authenticator:
             return None
         address, stored = account.address, account.password_hash
         if self.cache.check(address, stored, password):
+            await self._scram_keys(account, stored, password)
             return address
         if not await self.hasher.verify_async(stored, password):
             return None
         if self.hasher.needs_rehash(stored):
             stored = await self._rehash(address, stored, password)
+        await self._scram_keys(account, stored, password)
         self.cache.remember(address, stored, password)
         return address
+
+    async def _scram_keys(self, account: Account, stored: str, password: str) -> None:
+        """Make and store the account's SCRAM keys when it lacks them (or they
+        have another iteration count): the password is at hand only now."""
+        iterations = self.scram_iterations
+        keys = account.scram
+        if iterations is None or (keys is not None and keys.iterations == iterations):
+            return
+        fresh = await self.hasher.run_async(make_keys, password, iterations)
+        if fresh is None:  # SASLprep refuses the password: no SCRAM for it
+            return
+        try:
+            if await self.store.set_scram_keys(account.address, stored, fresh):
+                log.info("scram_keys_made", user=account.address, iterations=iterations)
+        except MailserverError as exc:
+            log.warning("scram_keys_failed", user=account.address, error=str(exc))
 
     async def _rehash(self, address: str, stored: str, password: str) -> str:
         """The hash to remember: the new one once stored, else the old one."""

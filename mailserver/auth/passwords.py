@@ -122,7 +122,12 @@ class Hasher:
         """``verify`` on the pool."""
         return await self._run(self.verify, password_hash, password)
 
-    async def _run(self, fn: Callable[..., T], *args: str) -> T:
+    async def run_async(self, fn: Callable[..., T], *args: object) -> T:
+        """``fn(*args)`` on the pool, inside a slot: other CPU-bound work of the
+        login path (PBKDF2 of SCRAM keys, ``auth.scram.make_keys``)."""
+        return await self._run(fn, *args)
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
         slots = self._slots
 
         def job() -> T:

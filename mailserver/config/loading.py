@@ -245,6 +245,8 @@ _AUTH_CHECKS: dict[str, Check] = {
                                                            "to 1024",
     "cache_ttl": _at_least(0),
     "cache_size": _at_least(0),
+    "scram_iterations": lambda x: None if 4096 <= x <= 10_000_000 else (
+        "must be 4096 (RFC 7677 §4) to 10000000"),
 }
 
 

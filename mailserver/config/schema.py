@@ -134,6 +134,8 @@ class AuthSettings:
     #: Seconds a verified login is remembered (0: no cache); entries kept at most.
     cache_ttl: float = 3600.0
     cache_size: int = 10000
+    #: PBKDF2 iterations of new SCRAM-SHA-256 keys (RFC 7677 §4: at least 4096).
+    scram_iterations: int = 4096
 
 
 @dataclass(frozen=True, slots=True)

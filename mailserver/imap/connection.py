@@ -326,6 +326,11 @@ class Connection:
     def tls_available(self) -> bool:
         return self.listener.tls == "starttls" and not self.tls
 
+    def ssl_object(self) -> Any:
+        """The connection's ``ssl.SSLObject`` (SCRAM channel binding), None without TLS."""
+        transport = self.stream.transport
+        return None if transport is None else transport.get_extra_info("ssl_object")
+
     def write(self, data: bytes) -> None:
         self._out.append(data)
         self._out_size += len(data)

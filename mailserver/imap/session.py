@@ -106,8 +106,8 @@ class ImapSession:
         """The CAPABILITY list for the current state (RFC 3501 §7.2.1).
 
         Only what is fully implemented.  Before login: STARTTLS when the
-        listener offers it and TLS is not on yet (§6.2.1), and AUTH=PLAIN or
-        LOGINDISABLED (§6.2.3).  APPENDLIMIT (RFC 7889 §4) is the largest
+        listener offers it and TLS is not on yet (§6.2.1), and AUTH=PLAIN,
+        AUTH=SCRAM-SHA-256 (and -PLUS under TLS) or LOGINDISABLED (§6.2.3).  APPENDLIMIT (RFC 7889 §4) is the largest
         message APPEND takes.
         """
         caps = ["IMAP4rev1", "LITERAL+", "SASL-IR", "IDLE", "UNSELECT", "ID", "NAMESPACE",
@@ -124,7 +124,15 @@ class ImapSession:
         if self.state is State.NOT_AUTHENTICATED:
             if self.conn.tls_available():
                 caps.append("STARTTLS")
-            caps.append("AUTH=PLAIN" if self.plaintext_ok() else "LOGINDISABLED")
+            if self.plaintext_ok():
+                caps.append("AUTH=PLAIN")
+                scram = self.services.scram
+                if scram is not None:  # RFC 7677; -PLUS: RFC 5802 §6 channel binding
+                    caps.append("AUTH=SCRAM-SHA-256")
+                    if scram.plus_available(self.conn.ssl_object()):
+                        caps.append("AUTH=SCRAM-SHA-256-PLUS")
+            else:
+                caps.append("LOGINDISABLED")
         return " ".join(caps)
 
     def append_limit(self) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class State(enum.Enum):
@@ -30,6 +30,7 @@ class Conn(Protocol):
     async def flush(self) -> None: ...
     async def read_line(self) -> bytes | None: ...  # None at EOF
     def tls_available(self) -> bool: ...  # STARTTLS may be offered
+    def ssl_object(self) -> Any: ...  # the TLS object (channel binding), None without TLS
     async def start_tls(self) -> None: ...  # after the tagged OK of STARTTLS
     @property
     def compressing(self) -> bool: ...  # COMPRESS=DEFLATE is active (RFC 4978)

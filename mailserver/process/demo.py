@@ -13,6 +13,7 @@ from typing import TextIO
 import structlog
 
 from mailserver.auth.passwords import hash_async
+from mailserver.auth.scram import make_keys
 from mailserver.config import Config
 from mailserver.fsutil import write_atomic
 from mailserver.services import argon2_params, ensure_domains
@@ -75,7 +76,9 @@ async def ensure_demo_account(config: Config, store: Store) -> DemoAccount | Non
         created = True
     if store.get_account(address) is None:
         await ensure_domains(store, (address.rpartition("@")[2],))
-        await store.add_account(address, await hash_async(password, argon2_params(config.auth)))
+        await store.add_account(address, await hash_async(password, argon2_params(config.auth)),
+                                scram=await asyncio.to_thread(make_keys, password,
+                                                              config.auth.scram_iterations))
         created = True
         log.info("demo_account_created", user=address)
     return DemoAccount(address=address, password=password, created=created, path=path)

@@ -10,6 +10,14 @@ and I/O, this module what AUTH does with it.
   response may be ``=`` (empty, RFC 4954 §4); a ``334`` challenge is answered
   by one line, ``*`` cancels it (``501 5.7.0``); bad base64 is ``501 5.5.2``;
   a line longer than ``smtp_max_line_length`` is ``500 5.5.2``.
+* SCRAM-SHA-256 and SCRAM-SHA-256-PLUS (RFC 7677, RFC 5802; the exchange is
+  ``protocol.sasl.scram``, the keys ``auth.scram``): offered when the
+  handler has ``scram``, -PLUS when this TLS connection has channel binding
+  data.  The server-final-message goes in a last ``334``, answered by an
+  empty line, then ``235`` (RFC 4954 §4: no data with the 235).  A message
+  that does not parse is ``501 5.5.2``; a failed exchange (wrong password,
+  no such account, account without SCRAM keys, channel binding) is ``535``
+  and counted like a wrong PLAIN password.
 * The password is checked by the handler's ``authenticate`` off the loop
   (argon2); a failure is counted per connection (``max_auth_failures``, then
   ``421 4.7.0`` and close) and delayed per client address by the handler's
@@ -26,6 +34,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from mailserver.errors import ProtocolSyntaxError
+from mailserver.protocol.sasl.scram import (
+    SCRAM_SHA_256,
+    SCRAM_SHA_256_PLUS,
+    ScramFailed,
+    ScramServer,
+    ScramSyntaxError,
+)
 from mailserver.protocol.smtp import replies
 from mailserver.protocol.smtp.command import NEED_DATA
 
@@ -79,8 +94,22 @@ class AuthMechanisms:
 
     @property
     def auth_mechanism_names(self) -> list[str]:
-        """The SASL mechanisms we implement (LOGIN, PLAIN), sorted, for the EHLO AUTH line."""
-        return sorted(MECHANISMS)
+        """The SASL mechanisms offered on this connection, sorted, for the EHLO
+        AUTH line: LOGIN, PLAIN, and SCRAM-SHA-256(-PLUS) when available."""
+        return sorted(name for name in MECHANISMS if self._offers(name))
+
+    def _offers(self, name: str) -> bool:
+        """Whether mechanism ``name`` (upper case) may be used on this connection."""
+        if not name.startswith("SCRAM-"):
+            return True
+        scram = getattr(self.event_handler, "scram", None)
+        if scram is None:
+            return False
+        return name != SCRAM_SHA_256_PLUS or scram.plus_available(self._ssl_object())
+
+    def _ssl_object(self) -> Any:
+        transport = getattr(self, "transport", None)  # the TLS layer's, after STARTTLS
+        return None if transport is None else transport.get_extra_info("ssl_object")
 
     async def smtp_AUTH(self, arg: str | None) -> None:
         """RFC 4954 §4: only on submission listeners, only under TLS (RFC 8314 §3)."""
@@ -110,8 +139,9 @@ class AuthMechanisms:
         if len(args) > 2:
             await self.push("501 Too many values")
             return
-        mechanism = MECHANISMS.get(args[0].upper())  # names are case-insensitive
-        if mechanism is None:
+        name = args[0].upper()  # names are case-insensitive
+        mechanism = MECHANISMS.get(name)
+        if mechanism is None or not self._offers(name):
             await self.push("504 5.5.4 Unrecognized authentication type")
             return
         outcome = await mechanism(self, args[1] if len(args) == 2 else None)
@@ -191,6 +221,52 @@ class AuthMechanisms:
             return ANSWERED
         return await self._check_login(login, password)
 
+    async def sasl_scram_sha_256(self, initial: str | None) -> AuthOutcome:
+        """SCRAM-SHA-256 (RFC 7677): no channel binding."""
+        return await self._scram(initial, plus=False)
+
+    async def sasl_scram_sha_256_plus(self, initial: str | None) -> AuthOutcome:
+        """SCRAM-SHA-256-PLUS (RFC 7677, RFC 5802 §6): bound to this TLS connection."""
+        return await self._scram(initial, plus=True)
+
+    async def _scram(self, initial: str | None, *, plus: bool) -> AuthOutcome:
+        """One SCRAM exchange (see the module docstring); the handler's ``scram``
+        (``auth.scram.ScramLogins``) gives the keys and the channel binding."""
+        scram = self.event_handler.scram
+        ssl_object = self._ssl_object()
+        server = ScramServer(plus=plus, plus_offered=scram.plus_available(ssl_object),
+                             channel_binding=scram.channel_binding(ssl_object))
+        client_first = await self._response(initial, b"")
+        if client_first is None:
+            return ANSWERED
+        try:
+            first = server.receive_client_first(client_first)
+            found = scram.lookup(first.username)
+            keys = found.keys
+            client_final = await self._response(None, server.server_first(keys.salt,
+                                                                          keys.iterations))
+            if client_final is None:
+                return ANSWERED
+            verifier = server.receive_client_final(client_final, keys.stored_key,
+                                                   keys.server_key)
+            if found.account is None:  # fake keys cannot verify; never trust that
+                raise ScramFailed("invalid-proof")
+        except ScramSyntaxError as exc:
+            assert exc.smtp is not None
+            await self.reply(exc.smtp)
+            return ANSWERED
+        except ScramFailed as exc:
+            return await self._failed(mechanism=SCRAM_SHA_256_PLUS if plus else SCRAM_SHA_256,
+                                      reason=exc.value)
+        # RFC 4954 §4: the server-final-message in a 334; the client answers "".
+        last = await self._response(None, verifier)
+        if last is None:
+            return ANSWERED
+        if last:
+            await self.push("501 5.5.2 Expected an empty response")
+            return ANSWERED
+        return self._succeeded(found.account)
+
     async def _check_login(self, login: bytes, password: bytes) -> AuthOutcome:
         """The account (str) for these credentials, or ``FAILED`` after the delay."""
         hooks: SessionHooks = self.event_handler
@@ -202,15 +278,24 @@ class AuthMechanisms:
         if username:
             account = await hooks.authenticate(self, username, secret)
         if account is None:
-            self._state.auth_failures += 1
-            delay = await hooks.auth_failed(self)
-            self.log.warning("auth_failed", failures=self._state.auth_failures,
-                             delay_ms=int(delay * 1000))
-            if delay > 0:
-                # Slows a guesser down across connections (see throttle.py);
-                # a shutdown's abort cancels this wait with the connection.
-                await asyncio.sleep(delay)
-            return FAILED
+            return await self._failed()
+        return self._succeeded(account)
+
+    async def _failed(self, **fields: str) -> AuthOutcome:
+        """Count a failure (per connection and per client address) and wait
+        the throttle's delay; ``FAILED`` (the caller sends 535)."""
+        hooks: SessionHooks = self.event_handler
+        self._state.auth_failures += 1
+        delay = await hooks.auth_failed(self)
+        self.log.warning("auth_failed", failures=self._state.auth_failures,
+                         delay_ms=int(delay * 1000), **fields)
+        if delay > 0:
+            # Slows a guesser down across connections (see throttle.py);
+            # a shutdown's abort cancels this wait with the connection.
+            await asyncio.sleep(delay)
+        return FAILED
+
+    def _succeeded(self, account: str) -> AuthOutcome:
         self.log = self.log.bind(user=account)
         self.log.info("auth_success")
         return account
@@ -220,4 +305,6 @@ class AuthMechanisms:
 MECHANISMS: dict[str, Callable[[Any, str | None], Awaitable[AuthOutcome]]] = {
     "LOGIN": AuthMechanisms.sasl_login,
     "PLAIN": AuthMechanisms.sasl_plain,
+    SCRAM_SHA_256: AuthMechanisms.sasl_scram_sha_256,
+    SCRAM_SHA_256_PLUS: AuthMechanisms.sasl_scram_sha_256_plus,
 }

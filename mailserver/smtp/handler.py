@@ -55,6 +55,7 @@ from mailserver.protocol.smtp.trace import (
 from mailserver.smtp.adapter import SmtpConnection, Transaction
 
 if TYPE_CHECKING:
+    from mailserver.auth.scram import ScramLogins
     from mailserver.dns.resolver import Resolver
 
 
@@ -126,12 +127,15 @@ class SmtpHooks:
         counters: Counters | None = None,
         resolver: Resolver | None = None,
         listener: str = "",
+        scram: ScramLogins | None = None,
     ) -> None:
         self.config = config
         self.submission = submission
         self.pipeline = pipeline
         self.directory = directory
         self.authenticator = authenticator
+        #: SCRAM-SHA-256(-PLUS) logins (``auth.scram``); None: not offered.
+        self.scram = scram
         self.delivery = delivery
         self.resolver = resolver
         self.counters = counters or LocalCounters(config.limits)

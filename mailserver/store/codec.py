@@ -16,7 +16,7 @@ from __future__ import annotations
 import struct
 
 from mailserver.errors import Cannot
-from mailserver.store.model import Account, MailboxInfo, MessageRecord
+from mailserver.store.model import Account, MailboxInfo, MessageRecord, ScramKeys
 
 # -- flags -------------------------------------------------------------------------
 
@@ -213,25 +213,54 @@ _ACCOUNT = struct.Struct(">QQ")
 # no PHC string starts with it, so records written before the flag existed
 # read as enabled and need no migration.
 _DISABLED = "!"
+# The SCRAM keys follow the hash behind a NUL, which no PHC string contains:
+# records written before them end with the hash and read back without keys.
+_SCRAM_MARK = b"\0"
+_SCRAM = struct.Struct(">BIB")  # kind (1: SCRAM-SHA-256), iterations, salt length
+_SCRAM_SHA_256 = 1
+_SCRAM_KEY = 32
 
 
 def encode_account(acc: Account) -> bytes:
-    """``quota u64 | used u64 | ["!"] password hash (UTF-8)``; "!" marks a disabled
-    account; the address is the key, not stored.  Raises ValueError for a hash
-    that would read back as the disabled mark."""
-    if acc.password_hash.startswith(_DISABLED):
-        raise ValueError("a password hash must not start with '!'")
+    """``quota u64 | used u64 | ["!"] password hash (UTF-8) | [NUL scram]``; "!"
+    marks a disabled account; scram is ``kind u8 | iterations u32 | salt
+    length u8 | salt | StoredKey 32 | ServerKey 32``; the address is the key,
+    not stored.  Raises ValueError for a hash that would read back as the
+    disabled mark or holds a NUL, or malformed keys."""
+    if acc.password_hash.startswith(_DISABLED) or "\0" in acc.password_hash:
+        raise ValueError("a password hash must not start with '!' nor hold a NUL")
     stored = _DISABLED + acc.password_hash if acc.disabled else acc.password_hash
-    return _ACCOUNT.pack(acc.quota, acc.used) + stored.encode()
+    out = _ACCOUNT.pack(acc.quota, acc.used) + stored.encode()
+    keys = acc.scram
+    if keys is not None:
+        if len(keys.stored_key) != _SCRAM_KEY or len(keys.server_key) != _SCRAM_KEY:
+            raise ValueError("SCRAM-SHA-256 keys are 32 octets")
+        out += (_SCRAM_MARK + _SCRAM.pack(_SCRAM_SHA_256, keys.iterations, len(keys.salt))
+                + keys.salt + keys.stored_key + keys.server_key)
+    return out
+
+
+def _decode_scram(data: bytes) -> ScramKeys | None:
+    kind, iterations, salt_len = _SCRAM.unpack_from(data)
+    if kind != _SCRAM_SHA_256:  # written by a newer version: not ours to use
+        return None
+    at = _SCRAM.size
+    salt = data[at : at + salt_len]
+    at += salt_len
+    return ScramKeys(salt, iterations, data[at : at + _SCRAM_KEY],
+                     data[at + _SCRAM_KEY : at + 2 * _SCRAM_KEY])
 
 
 def decode_account(address: str, data: bytes) -> Account:
     """The account record read back; ``address`` is its key.  ``data``: bytes or a buffer."""
     quota, used = _ACCOUNT.unpack_from(data)
-    stored = bytes(data[_ACCOUNT.size :]).decode()
+    raw = bytes(data[_ACCOUNT.size :])
+    text, mark, scram_part = raw.partition(_SCRAM_MARK)
+    scram = _decode_scram(scram_part) if mark else None
+    stored = text.decode()
     if stored.startswith(_DISABLED):
-        return Account(address, stored[1:], quota, used, disabled=True)
-    return Account(address, stored, quota, used)
+        return Account(address, stored[1:], quota, used, disabled=True, scram=scram)
+    return Account(address, stored, quota, used, scram=scram)
 
 
 # -- mailboxes ---------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 from mailserver.errors import InvalidName
 from mailserver.store import codec, directory_writes, tx
 from mailserver.store.base import StoreBase
-from mailserver.store.model import Account, Alias, Domain
+from mailserver.store.model import Account, Alias, Domain, ScramKeys
 from mailserver.store.names import domain_of, normalize_address, normalize_domain
 
 
@@ -56,12 +56,15 @@ class DirectoryStore(StoreBase):
         with self._read() as txn:
             return txn.get(key, db=self._dbs.domains) is not None
 
-    async def add_account(self, address: str, password_hash: str, *, quota: int = 0) -> Account:
+    async def add_account(self, address: str, password_hash: str, *, quota: int = 0,
+                          scram: ScramKeys | None = None) -> Account:
         """Create an account (its domain must exist) with ``DEFAULT_MAILBOXES``, subscribed.
 
-        Raises DomainNotFound, AlreadyExists, InvalidName.  ``quota`` in octets, 0 = none.
+        Raises DomainNotFound, AlreadyExists, InvalidName.  ``quota`` in octets, 0 = none;
+        ``scram``: the SCRAM keys of the same password (None: SCRAM fails until made).
         """
-        return await self._writer.submit(directory_writes.add_account, address, password_hash, quota)
+        return await self._writer.submit(directory_writes.add_account, address, password_hash,
+                                         quota, scram)
 
     async def delete_account(self, address: str) -> None:
         """Remove the account, its mailboxes and messages (dropping blob references).
@@ -70,9 +73,12 @@ class DirectoryStore(StoreBase):
         """
         await self._writer.submit(directory_writes.delete_account, address)
 
-    async def set_password_hash(self, address: str, password_hash: str) -> None:
-        """Replace the argon2 PHC string.  Raises AccountNotFound."""
-        await self._writer.submit(directory_writes.set_password_hash, address, password_hash)
+    async def set_password_hash(self, address: str, password_hash: str,
+                                scram: ScramKeys | None = None) -> None:
+        """Replace the argon2 PHC string and the SCRAM keys (None: the account
+        has none until they are made).  Raises AccountNotFound."""
+        await self._writer.submit(directory_writes.set_password_hash, address, password_hash,
+                                  scram)
 
     async def rehash_password(self, address: str, old_hash: str, new_hash: str) -> bool:
         """Replace the PHC string ``old_hash`` by ``new_hash`` (same password, new
@@ -80,6 +86,13 @@ class DirectoryStore(StoreBase):
         and synced when it returns, like every write."""
         return await self._writer.submit(directory_writes.rehash_password, address,
                                          old_hash, new_hash)
+
+    async def set_scram_keys(self, address: str, password_hash: str, scram: ScramKeys) -> bool:
+        """Store SCRAM keys made from the password just verified against
+        ``password_hash``, unless the hash changed meanwhile; True when stored.
+        Committed and synced when it returns."""
+        return await self._writer.submit(directory_writes.set_scram_keys, address,
+                                         password_hash, scram)
 
     async def set_disabled(self, address: str, disabled: bool) -> None:
         """Disable (no login; mail still delivered) or enable an account.

@@ -9,7 +9,7 @@ from mailserver.errors import AccountNotFound, AlreadyExists, Cannot, DomainNotF
 from mailserver.store import keys, tx
 from mailserver.store.mailboxes import create_defaults
 from mailserver.store.messages import purge_mailbox
-from mailserver.store.model import Account, Alias, Domain
+from mailserver.store.model import Account, Alias, Domain, ScramKeys
 from mailserver.store.names import (
     domain_of,
     normalize_address,
@@ -48,8 +48,10 @@ def delete_domain(ctx: WriteCtx, name: str) -> None:
     ctx.txn.delete(name.encode(), db=ctx.dbs.domains)
 
 
-def add_account(ctx: WriteCtx, address: str, password_hash: str, quota: int) -> Account:
-    """Create an account with its default mailboxes; ``quota`` in bytes, 0 unlimited.
+def add_account(ctx: WriteCtx, address: str, password_hash: str, quota: int,
+                scram: ScramKeys | None = None) -> Account:
+    """Create an account with its default mailboxes; ``quota`` in bytes, 0 unlimited;
+    ``scram``: the SCRAM keys of the same password, if made.
 
     Raises InvalidName, ValueError (negative quota), DomainNotFound, AlreadyExists.
     """
@@ -59,7 +61,7 @@ def add_account(ctx: WriteCtx, address: str, password_hash: str, quota: int) -> 
     _require_domain(ctx, domain_of(address))
     if tx.get_account(ctx.txn, ctx.dbs, address) is not None:
         raise AlreadyExists(f"account {address} already exists")
-    acc = Account(address, password_hash, quota, 0)
+    acc = Account(address, password_hash, quota, 0, scram=scram)
     tx.put_account(ctx.txn, ctx.dbs, acc)
     create_defaults(ctx, address)
     return acc
@@ -93,10 +95,12 @@ def delete_account(ctx: WriteCtx, address: str) -> None:
     txn.delete(address.encode(), db=dbs.accounts)
 
 
-def set_password_hash(ctx: WriteCtx, address: str, password_hash: str) -> None:
-    """Replace the account's password hash (argon2id PHC string).  Raises AccountNotFound."""
+def set_password_hash(ctx: WriteCtx, address: str, password_hash: str,
+                      scram: ScramKeys | None = None) -> None:
+    """Replace the account's password hash (argon2id PHC string) and SCRAM keys
+    (None: none; the old ones belong to the old password).  Raises AccountNotFound."""
     acc = tx.require_account(ctx.txn, ctx.dbs, normalize_address(address))
-    tx.put_account(ctx.txn, ctx.dbs, replace(acc, password_hash=password_hash))
+    tx.put_account(ctx.txn, ctx.dbs, replace(acc, password_hash=password_hash, scram=scram))
 
 
 def rehash_password(ctx: WriteCtx, address: str, old_hash: str, new_hash: str) -> bool:
@@ -105,6 +109,16 @@ def rehash_password(ctx: WriteCtx, address: str, old_hash: str, new_hash: str) -
     if acc is None or acc.password_hash != old_hash:
         return False
     tx.put_account(ctx.txn, ctx.dbs, replace(acc, password_hash=new_hash))
+    return True
+
+
+def set_scram_keys(ctx: WriteCtx, address: str, password_hash: str, scram: ScramKeys) -> bool:
+    """Store SCRAM keys made from the password that matched ``password_hash``,
+    only if the hash is still that one (a password set meanwhile wins)."""
+    acc = tx.get_account(ctx.txn, ctx.dbs, normalize_address(address))
+    if acc is None or acc.password_hash != password_hash:
+        return False
+    tx.put_account(ctx.txn, ctx.dbs, replace(acc, scram=scram))
     return True
 
 

@@ -25,8 +25,27 @@ class Domain:
 
 
 @dataclass(frozen=True, slots=True)
+class ScramKeys:
+    """What SCRAM-SHA-256 needs of a password (RFC 5802 §3, §9; RFC 7677), kept
+    beside the argon2id hash: ``salt`` (octets), ``iterations`` (PBKDF2 count),
+    ``stored_key`` = H(ClientKey) and ``server_key`` (32 octets each).  Not the
+    password, but a stolen pair lets the thief pose as the server (RFC 5802
+    §9): kept as closely as the hash."""
+
+    salt: bytes
+    iterations: int
+    stored_key: bytes
+    server_key: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Account:
-    """A mailbox account: its login address, password hash and quota (bytes)."""
+    """A mailbox account: its login address, password hash and quota (bytes).
+
+    ``scram``: the SCRAM-SHA-256 keys of the same password, None for an
+    account whose password was set before they existed (made at its next
+    password change or successful PLAIN/LOGIN login, ``auth.login``).
+    """
 
     address: str  # "local@domain", domain lower-case; the account's login name
     password_hash: str  # argon2id PHC string (auth.passwords)
@@ -34,6 +53,7 @@ class Account:
     used: int  # bytes of messages currently stored across all mailboxes
     #: A disabled account keeps its mail and still receives it but cannot log in.
     disabled: bool = False
+    scram: ScramKeys | None = None
 
 
 @dataclass(frozen=True, slots=True)

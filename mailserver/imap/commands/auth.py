@@ -1,7 +1,15 @@
 """Any-state and not-authenticated commands: CAPABILITY, NOOP, LOGOUT, ID,
 ENABLE, STARTTLS, LOGIN, AUTHENTICATE (RFC 3501 §6.1, §6.2; RFC 2971;
-RFC 5161; RFC 4959 SASL-IR; RFC 4616 PLAIN), and COMPRESS (RFC 4978), which
-like STARTTLS changes the connection once its tagged OK is on the wire.
+RFC 5161; RFC 4959 SASL-IR; RFC 4616 PLAIN; RFC 7677 SCRAM-SHA-256 and
+-PLUS), and COMPRESS (RFC 4978), which like STARTTLS changes the connection
+once its tagged OK is on the wire.
+
+SCRAM (``protocol.sasl.scram`` with ``auth.scram``'s keys): the
+server-final-message goes in a last continuation, answered by an empty line,
+then the tagged OK (RFC 3501 §6.2.2).  A message that does not parse is BAD;
+a failed exchange (wrong password, no such account, no SCRAM keys yet,
+channel binding) is ``NO [AUTHENTICATIONFAILED]``, counted like a wrong
+LOGIN.  The credential cache plays no part (nothing to hash).
 
 Plaintext credentials are accepted only over TLS or from a loopback peer
 (``ImapSession.plaintext_ok``); elsewhere LOGINDISABLED is advertised and both
@@ -26,6 +34,12 @@ from mailserver.protocol.imap.types import (
     Enable,
     IdArgs,
     Login,
+)
+from mailserver.protocol.sasl.scram import (
+    SCRAM_SHA_256,
+    SCRAM_SHA_256_PLUS,
+    ScramFailed,
+    ScramServer,
 )
 
 if TYPE_CHECKING:
@@ -120,33 +134,30 @@ async def login(session: ImapSession, cmd: Command) -> TaggedOk:
 
 
 async def authenticate(session: ImapSession, cmd: Command) -> TaggedOk:
-    """AUTHENTICATE (§6.2.2) with PLAIN (RFC 4616) and SASL-IR (RFC 4959).
+    """AUTHENTICATE (§6.2.2) with PLAIN (RFC 4616), SCRAM-SHA-256 and
+    SCRAM-SHA-256-PLUS (RFC 7677) and SASL-IR (RFC 4959).
 
     Without an initial response we send an empty continuation and read one
     line: ``*`` cancels (BAD, §6.2.2), otherwise it must be base64.
     """
     args = cmd.args
     assert isinstance(args, Authenticate)
-    if args.mechanism != "PLAIN":
-        raise UserError(f"Unsupported mechanism {args.mechanism}", imap_code="CANNOT")
+    mechanism = args.mechanism
+    scram = session.services.scram
+    known = mechanism == "PLAIN" or (
+        scram is not None and (mechanism == SCRAM_SHA_256 or (
+            mechanism == SCRAM_SHA_256_PLUS and scram.plus_available(session.conn.ssl_object()))))
+    if not known:
+        raise UserError(f"Unsupported mechanism {mechanism}", imap_code="CANNOT")
     if not session.plaintext_ok():
         raise UserError("Plaintext authentication requires TLS (use STARTTLS)",
                         imap_code="PRIVACYREQUIRED")
     response = args.initial
     if response is None:
-        # An empty challenge (RFC 4616 §2): "+ " and nothing else, which
-        # ``continuation`` would fill with text a SASL client would decode.
-        session.write(b"+ \r\n")
-        await session.conn.flush()
-        line = await session.conn.read_line()
-        if line is None:
-            raise ConnectionResetError("client went away during AUTHENTICATE")
-        if line.strip() == b"*":
-            raise ProtocolSyntaxError("AUTHENTICATE cancelled")
-        try:
-            response = binascii.a2b_base64(line.strip(), strict_mode=True)
-        except binascii.Error:
-            raise ProtocolSyntaxError("Invalid base64 in AUTHENTICATE response") from None
+        # An empty challenge (RFC 4616 §2, RFC 5802 §5): "+ " and nothing else.
+        response = await _sasl_response(session, b"")
+    if mechanism != "PLAIN":
+        return await _scram(session, response, plus=mechanism == SCRAM_SHA_256_PLUS)
     parts = response.split(b"\x00")
     if len(parts) != 3:
         raise ProtocolSyntaxError("Invalid PLAIN response")
@@ -160,12 +171,61 @@ async def authenticate(session: ImapSession, cmd: Command) -> TaggedOk:
     return await _finish_login(session, authcid, password)
 
 
+async def _sasl_response(session: ImapSession, challenge: bytes) -> bytes:
+    """Send ``challenge`` in a continuation (``+ `` and base64; the bare "+ "
+    for an empty one, which ``continuation`` would fill with text a SASL
+    client would decode) and read the client's answer, decoded.  ``*``
+    cancels (BAD, RFC 3501 §6.2.2); bad base64 is BAD."""
+    session.write(b"+ " + binascii.b2a_base64(challenge, newline=False) + b"\r\n")
+    await session.conn.flush()
+    line = await session.conn.read_line()
+    if line is None:
+        raise ConnectionResetError("client went away during AUTHENTICATE")
+    line = line.strip()
+    if line == b"*":
+        raise ProtocolSyntaxError("AUTHENTICATE cancelled")
+    try:
+        return binascii.a2b_base64(line, strict_mode=True)
+    except binascii.Error:
+        raise ProtocolSyntaxError("Invalid base64 in AUTHENTICATE response") from None
+
+
+async def _scram(session: ImapSession, client_first: bytes, *, plus: bool) -> TaggedOk:
+    """One SCRAM exchange after the client-first-message (module docstring)."""
+    scram = session.services.scram
+    assert scram is not None
+    ssl_object = session.conn.ssl_object()
+    server = ScramServer(plus=plus, plus_offered=scram.plus_available(ssl_object),
+                         channel_binding=scram.channel_binding(ssl_object))
+    user = ""
+    try:
+        first = server.receive_client_first(client_first)
+        user = first.username
+        found = scram.lookup(user)
+        keys = found.keys
+        client_final = await _sasl_response(session, server.server_first(keys.salt,
+                                                                          keys.iterations))
+        verifier = server.receive_client_final(client_final, keys.stored_key, keys.server_key)
+        if found.account is None:  # fake keys cannot verify; never trust that
+            raise ScramFailed("invalid-proof")
+    except ScramFailed as exc:
+        session.log.info("imap_scram_failed", reason=exc.value)  # type: ignore[attr-defined]
+        return await _failed(session, user)
+    if await _sasl_response(session, verifier):
+        raise ProtocolSyntaxError("Expected an empty response")
+    return _logged_in(session, found.account)
+
+
 async def _finish_login(session: ImapSession, user: str, password: str) -> TaggedOk:
     # The one login path of IMAP and SMTP AUTH (cache, bounded hashing pool,
     # rehash): ``auth.login.Authenticator``.
     address = await session.services.authenticator.authenticate(user, password)
     if address is None:
         return await _failed(session, user)
+    return _logged_in(session, address)
+
+
+def _logged_in(session: ImapSession, address: str) -> TaggedOk:
     session.user = address
     session.state = State.AUTHENTICATED
     session.bind_log(user=address)
