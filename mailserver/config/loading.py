@@ -165,7 +165,7 @@ _TOP_KEYS = ("hostname", "data_dir", "domains", "demo_account", "workers", "list
              "tls", "log", "store", "outbound", "dns", "dkim", "auth", "checks")
 _OUTBOUND_KEYS = ("smtp_port", "connect_timeout", "command_timeout", "backoff", "jitter",
                   "max_age", "max_connections", "max_connections_per_domain", "require_tls",
-                  "delay_warning", "reuse_idle", "smart_host")
+                  "delay_warning", "reuse_idle", "smart_host", "ca_file")
 _OUTBOUND_CHECKS: dict[str, Check] = {
     "connect_timeout": lambda x: None if x > 0 else "must be more than 0",
     "command_timeout": lambda x: None if x > 0 else "must be more than 0",
@@ -443,6 +443,11 @@ class _Validator:
                 continue
             elif key == "smart_host":
                 out[key] = self.smart_host(value)
+                continue
+            elif key == "ca_file":
+                if not isinstance(value, str) or not value:
+                    raise self.fail(dotted, "must be the path of a PEM file")
+                out[key] = value
                 continue
             else:
                 out[key] = self.number(value, dotted)

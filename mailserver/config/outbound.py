@@ -57,6 +57,8 @@ class OutboundSettings:
     count.  ``command_timeout``: seconds for each reply (RFC 5321 §4.5.3.2:
     5 minutes); twice that for the reply to the end of the message, transfer
     included (RFC 5321 §4.5.3.2.6: 10 minutes).
+    ``ca_file``: PEM trust anchors for verifying MX hosts' certificates where a
+    message requires it (REQUIRETLS, RFC 8689); None: the system's store.
     """
 
     hostname: str = "localhost"
@@ -75,6 +77,7 @@ class OutboundSettings:
     delay_warning: float | None = 4 * 3600.0
     dns_timeout: float = 10.0
     reuse_idle: float = 5.0
+    ca_file: str | None = None
 
     def __post_init__(self) -> None:
         if not self.backoff or any(d <= 0 for d in self.backoff):

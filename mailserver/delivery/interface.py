@@ -66,8 +66,11 @@ class DeliveryTarget(Protocol):
         """Whether remote recipients can be taken (an outbound queue exists)."""
         ...
 
-    def begin(self, reverse_path: str, mail_dsn: MailDsn | None) -> Delivery:
-        """A delivery from ``reverse_path`` ("" for the null reverse-path)."""
+    def begin(self, reverse_path: str, mail_dsn: MailDsn | None, *,
+              requiretls: bool = False) -> Delivery:
+        """A delivery from ``reverse_path`` ("" for the null reverse-path);
+        ``requiretls``: MAIL carried REQUIRETLS (RFC 8689 §4.1), the queue must
+        send it to remote recipients over verified TLS only."""
         ...
 
 
@@ -75,9 +78,11 @@ class Outbound(Protocol):
     """What delivery needs of the outbound queue."""
 
     async def enqueue(self, reverse_path: str, recipients: Sequence[str], message: bytes, *,
-                      dsn: DsnRequest | None = None, queue_id: str | None = None) -> str:
+                      dsn: DsnRequest | None = None, queue_id: str | None = None,
+                      requiretls: bool = False) -> str:
         """Queue ``message`` (bytes, CRLF) for ``recipients`` in one synced commit
         under ``queue_id`` (the message's id; None: a new one); returns the id.
+        ``requiretls``: the message came with REQUIRETLS (RFC 8689 §4.1).
         Raises ``ValueError`` (bad id or path), ``MailserverError`` (store)."""
         ...
 

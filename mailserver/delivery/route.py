@@ -72,18 +72,22 @@ class RoutedDelivery:
         """``DeliveryTarget.outbound``: True when there is an outbound queue."""
         return self.queue is not None
 
-    def begin(self, reverse_path: str, mail_dsn: MailDsn | None) -> _Routed:
+    def begin(self, reverse_path: str, mail_dsn: MailDsn | None, *,
+              requiretls: bool = False) -> _Routed:
         """``DeliveryTarget.begin``: a delivery collecting recipients until ``commit``."""
-        return _Routed(self, reverse_path, mail_dsn)
+        return _Routed(self, reverse_path, mail_dsn, requiretls)
 
 
 class _Routed:
     """One message: recipients collected in memory, written at ``commit`` only."""
 
-    __slots__ = ("target", "reverse_path", "mail_dsn", "local", "remote", "rcpt_dsn")
+    __slots__ = ("target", "reverse_path", "mail_dsn", "local", "remote", "rcpt_dsn",
+                 "requiretls")
 
-    def __init__(self, target: RoutedDelivery, reverse_path: str, mail_dsn: MailDsn | None) -> None:
+    def __init__(self, target: RoutedDelivery, reverse_path: str, mail_dsn: MailDsn | None,
+                 requiretls: bool = False) -> None:
         self.target = target
+        self.requiretls = requiretls
         self.reverse_path = reverse_path
         self.mail_dsn = mail_dsn
         self.local: list[LocalRecipient] = []
@@ -112,7 +116,7 @@ class _Routed:
             target.store, target.queue, reverse_path=self.reverse_path, local=self.local,
             remote=self.remote, blob=blob, internal_date=internal_date, tz_offset=tz_offset,
             dsn=dsn, reporting_mta=target.reporting_mta, make_report=target.make_report,
-            queue_id=queue_id, quarantine=quarantine,
+            queue_id=queue_id, quarantine=quarantine, requiretls=self.requiretls,
         )
 
     def abort(self) -> None:
@@ -135,6 +139,7 @@ async def route_message(
     queue_id: str | None = None,
     make_report: DeliveredReport | None = None,
     quarantine: bool = False,
+    requiretls: bool = False,
 ) -> str | None:
     """Deliver ``blob`` to ``local`` (one synced commit), then queue it for ``remote``.
 
@@ -148,6 +153,7 @@ async def route_message(
     fault after the local copies are durable (see the module docstring).
     Raises ``RuntimeError`` for remote recipients without a queue.
     ``quarantine``: local copies go to each recipient's Junk mailbox.
+    ``requiretls``: MAIL carried REQUIRETLS (RFC 8689 §4.1), kept by the queue.
     """
     if remote and queue is None:
         raise RuntimeError("remote recipients but no outbound queue")
@@ -162,7 +168,8 @@ async def route_message(
                                     queue_id or "")
     if remote:
         assert queue is not None
-        return await queue.enqueue(reverse_path, remote, blob, dsn=dsn, queue_id=queue_id)
+        return await queue.enqueue(reverse_path, remote, blob, dsn=dsn, queue_id=queue_id,
+                                   requiretls=requiretls)
     return None
 
 

@@ -13,6 +13,10 @@ of its route (``routing.route_key``: the smart host, shared by every
 recipient domain, or else the recipient domain) from before it takes or
 opens a session until the session is pooled or closed.
 
+REQUIRETLS (RFC 8689, ``requiretls.py``): such a message only goes over a
+new session with a verified host that offers REQUIRETLS, never in clear;
+``TLS-Required: No`` turns a ``require_tls`` domain opportunistic for it.
+
 With a ``ConnectionPool`` a session that finished a transaction cleanly is
 kept for the next message on the same route (RSET before reuse, RFC 5321
 §4.1.1.5); a reused session that fails before any recipient was accepted is
@@ -22,6 +26,7 @@ dropped and a fresh connection made.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +37,7 @@ from mailserver.protocol.dsn_params import DsnRequest
 from mailserver.queue.connect import HostFailed, OutboundSession, close_session, open_session
 from mailserver.queue.outcome import Outcome, RcptResult
 from mailserver.queue.pool import ConnectionPool, Lease
+from mailserver.queue.requiretls import NO_DEMAND, NOT_SUPPORTED, TlsDemand
 from mailserver.queue.routing import NoRoute, Route, resolve_route, route_key
 from mailserver.queue.settings import OutboundSettings
 from mailserver.queue.transaction import run_transaction, valid_path
@@ -70,6 +76,7 @@ async def deliver_domain(
     pool: ConnectionPool | None = None,
     dsn: DsnRequest | None = None,
     log: Any = None,
+    tls: TlsDemand = NO_DEMAND,
 ) -> list[RcptResult]:
     """Try to deliver ``message`` to ``recipients`` (all at ``domain``).
 
@@ -80,6 +87,7 @@ async def deliver_domain(
     afterwards (the caller closes the pool).  ``dsn``: the message's DSN
     parameters, passed on to a next hop that offers DSN (RFC 3461 §5.2.1).
     ``log``: the caller's logger, bound to the message's ``queue_id``.
+    ``tls``: what the message asks of TLS (REQUIRETLS, ``TLS-Required: No``).
     """
     if not valid_path(reverse_path):
         return _all(recipients, Outcome.PERMANENT,
@@ -92,28 +100,37 @@ async def deliver_domain(
         if good:
             done.update((r.address, r) for r in await deliver_domain(
                 settings, resolver, domain, reverse_path, good, message, pool=pool, dsn=dsn,
-                log=log))
+                log=log, tls=tls))
         return [done[r] for r in recipients]
     if pool is None:
         return await _deliver(settings, resolver, domain, reverse_path, recipients, message,
-                              None, dsn, log)
+                              None, dsn, log, tls)
     async with pool.lease(route_key(settings, domain)) as lease:
         return await _deliver(settings, resolver, domain, reverse_path, recipients, message,
-                              lease, dsn, log)
+                              lease, dsn, log, tls)
 
 
 async def _deliver(
     settings: OutboundSettings, resolver: Resolver, domain: str, reverse_path: str,
     recipients: Sequence[str], message: bytes, lease: Lease | None, dsn: DsnRequest | None,
-    log: Any,
+    log: Any, tls: TlsDemand,
 ) -> list[RcptResult]:
-    reused = await _reuse(settings, lease, reverse_path, recipients, message, dsn)
-    if reused is not None:
-        return reused
+    # A pooled session may have been opened without verifying the host: a
+    # REQUIRETLS message always gets a session of its own (RFC 8689 §4.2.2).
+    if not tls.requiretls:
+        reused = await _reuse(settings, lease, reverse_path, recipients, message, dsn)
+        if reused is not None:
+            return reused
     try:
         route = await resolve_route(settings, resolver, domain, log)
     except NoRoute as exc:
         return _all(recipients, exc.outcome, exc.reply)
+    if tls.tls_optional and route.smart_host is None:
+        # RFC 8689 §4.2.1: the sender waives our TLS policy for this message.
+        route = dataclasses.replace(route, require_tls=False)
+    if tls.requiretls:
+        return await _try_targets_requiretls(settings, route, reverse_path, recipients,
+                                             message, lease=lease, dsn=dsn)
     return await _try_targets(settings, route, reverse_path, recipients, message,
                               lease=lease, dsn=dsn)
 
@@ -150,6 +167,54 @@ async def _release(lease: Lease | None, session: OutboundSession, reusable: bool
         lease.keep(session)
     else:
         await close_session(session)
+
+
+async def _try_targets_requiretls(
+    settings: OutboundSettings,
+    route: Route,
+    reverse_path: str,
+    recipients: Sequence[str],
+    message: bytes,
+    *,
+    lease: Lease | None,
+    dsn: DsnRequest | None,
+) -> list[RcptResult]:
+    """``_try_targets`` for a REQUIRETLS message (RFC 8689 §4.2.2, see ``requiretls``):
+    STARTTLS with a verified certificate and REQUIRETLS offered, or the host
+    counts as failed; when every host failed for these reasons the message
+    bounces with ``5.7.30`` (§5), when some could not be reached it waits."""
+    last = "451 4.4.1 no host could be reached"
+    unqualified = 0
+    for host, addr, port in route.targets:
+        try:
+            session = await open_session(settings, host, addr, port, use_tls=True,
+                                         require_tls=True, smart_host=route.smart_host,
+                                         authenticate=True)
+        except HostFailed as exc:
+            last = exc.reply
+            unqualified += exc.tls
+            continue
+        if not session.smtp.supports_extension("requiretls"):
+            unqualified += 1
+            last = f"{NOT_SUPPORTED}: {session.where} does not offer REQUIRETLS"
+            await close_session(session)
+            continue
+        try:
+            results, reusable = await run_transaction(settings, session, reverse_path,
+                                                      recipients, message, dsn, requiretls=True)
+        except HostFailed as exc:
+            session.smtp.close()
+            if exc.permanent:
+                return _all(recipients, Outcome.PERMANENT, exc.reply, host)
+            last = exc.reply
+            continue
+        await _release(lease, session, reusable)
+        return results
+    if route.targets and unqualified == len(route.targets):
+        if not last.startswith(NOT_SUPPORTED):
+            last = f"{NOT_SUPPORTED}: {last}"
+        return _all(recipients, Outcome.PERMANENT, last)
+    return _all(recipients, Outcome.TEMPORARY, last)
 
 
 async def _try_targets(

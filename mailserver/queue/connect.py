@@ -29,10 +29,13 @@ from mailserver.queue.settings import OutboundSettings, SmartHost
 class HostFailed(Exception):
     """This host/address could not take the message: try the next one."""
 
-    def __init__(self, reply: str, *, permanent: bool = False) -> None:
+    def __init__(self, reply: str, *, permanent: bool = False, tls: bool = False) -> None:
         super().__init__(reply)
         self.reply = reply
         self.permanent = permanent
+        #: The host failed for want of (authenticated) TLS: no STARTTLS, a failed
+        #: handshake or certificate check (REQUIRETLS, RFC 8689 §4.2.2, tells these apart).
+        self.tls = tls
 
 
 def format_reply(code: int, message: str) -> str:
@@ -84,12 +87,18 @@ async def open_session(
     use_tls: bool,
     require_tls: bool,
     smart_host: SmartHost | None,
+    authenticate: bool = False,
 ) -> OutboundSession:
-    """Connect to ``addr``:``port``, EHLO, STARTTLS, AUTH.  Raises ``HostFailed``."""
+    """Connect to ``addr``:``port``, EHLO, STARTTLS, AUTH.  Raises ``HostFailed``.
+
+    ``authenticate``: the host's certificate must verify (PKIX, RFC 6125) for
+    ``host`` against ``settings.ca_file`` or the system's trust store (the
+    smart host's ``ca_file`` for a smart host): REQUIRETLS (RFC 8689 §4.2.2).
+    """
     implicit = smart_host is not None and smart_host.tls == "implicit"
-    verify = smart_host is not None and smart_host.tls != "none"
-    ctx = _verifying_context(smart_host.ca_file) if smart_host is not None and verify \
-        else _no_verify_context()
+    verify = authenticate or (smart_host is not None and smart_host.tls != "none")
+    ca_file = smart_host.ca_file if smart_host is not None else settings.ca_file
+    ctx = _verifying_context(ca_file) if verify else _no_verify_context()
     where = f"{host} [{addr}]:{port}"
     sock: socket.socket | None = None
     smtp: aiosmtplib.SMTP | None = None
@@ -114,12 +123,12 @@ async def open_session(
                         await smtp.starttls(server_hostname=host, validate_certs=verify,
                                             tls_context=ctx)
                     except (aiosmtplib.SMTPException, ssl.SSLError, OSError) as exc:
-                        raise HostFailed(f"421 4.7.0 STARTTLS with {where} failed: {exc}") \
-                            from None
+                        raise HostFailed(f"421 4.7.0 STARTTLS with {where} failed: {exc}",
+                                         tls=True) from None
                     await smtp.ehlo()  # RFC 3207 §4.2: forget what was said in plain text
                 elif require_tls:
                     raise HostFailed(f"421 4.7.10 {where} does not offer STARTTLS "
-                                     "(TLS is required for this destination)")
+                                     "(TLS is required for this destination)", tls=True)
             if smart_host is not None and smart_host.username:
                 await smtp.login(smart_host.username, smart_host.password or "")  # RFC 4954
         except aiosmtplib.SMTPResponseException as exc:

@@ -66,6 +66,7 @@ from mailserver.queue import model
 from mailserver.queue.backoff import retry_delay
 from mailserver.queue.client import valid_path
 from mailserver.queue.model import QueuedMessage, Recipient
+from mailserver.queue.requiretls import tls_required_no
 from mailserver.queue.rounds import DeliverLocal, DeliveryRounds, KeysFor
 from mailserver.queue.settings import OutboundSettings
 from mailserver.store.store import Store
@@ -134,6 +135,7 @@ class QueueManager:
     async def enqueue(
         self, reverse_path: str, recipients: Sequence[str], message: bytes, *,
         dsn: DsnRequest | None = None, queue_id: str | None = None,
+        requiretls: bool = False,
     ) -> str:
         """Queue ``message`` for ``recipients``; durable (fsynced) when it returns.
 
@@ -142,7 +144,10 @@ class QueueManager:
         parameters given with MAIL and RCPT.  ``queue_id``: the message's id
         when the caller already gave it one (SMTP intake: the id of its
         ``Received:`` field and 250 reply, see ``ids``); None draws a fresh
-        one.  Returns the queue id.
+        one.  ``requiretls``: MAIL carried REQUIRETLS (RFC 8689 §4.1): the
+        message goes over verified TLS to a next hop offering REQUIRETLS, or
+        bounces; without it a ``TLS-Required: No`` header field (§4.2.1) waives
+        our TLS policy for the message.  Returns the queue id.
         Raises ValueError for no recipients, an address without "@", an
         address that cannot go on an SMTP command line (RFC 5321 §4.1.2: no
         spaces, angle brackets or control characters outside a quoted local
@@ -171,6 +176,9 @@ class QueueManager:
             recipients=tuple(
                 Recipient(r, dsn=None if dsn is None else dsn.rcpts.get(r)) for r in rcpts),
             dsn=None if dsn is None or dsn.mail == MailDsn() else dsn.mail,
+            requiretls=requiretls,
+            # RFC 8689 §4.2.1: REQUIRETLS wins over the header field.
+            tls_optional=not requiretls and tls_required_no(message),
         )
         await self._store.queue_add(qid, model.encode(rec), message, now)
         log.info("queued", queue_id=qid, recipients=len(rcpts), size=len(message))

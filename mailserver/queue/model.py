@@ -10,6 +10,11 @@ message, and ``dsn`` mapping a recipient's address to its ``notify`` list
 (``[]`` is NEVER) and ``orcpt`` ``[addr-type, address]``.  They are kept
 apart from the positional ``rcpts`` rows so that an older reader still
 decodes a newer record.
+
+REQUIRETLS (RFC 8689) is the optional key ``requiretls`` (true when MAIL
+carried it, §4.1) and ``tls_optional`` (the message's ``TLS-Required: No``
+header field, §4.2.1; never set together with ``requiretls``, which wins);
+records without them decode as False.
 """
 
 from __future__ import annotations
@@ -80,6 +85,8 @@ class QueuedMessage:
     attempts: int = 0
     warned: bool = False
     dsn: MailDsn | None = None  # MAIL's RET/ENVID (RFC 3461 §4.3, §4.4)
+    requiretls: bool = False  # MAIL's REQUIRETLS (RFC 8689 §4.1): verified TLS only
+    tls_optional: bool = False  # "TLS-Required: No" (RFC 8689 §4.2.1): TLS policy waived
 
     @property
     def active(self) -> tuple[Recipient, ...]:
@@ -116,6 +123,10 @@ def encode(msg: QueuedMessage) -> bytes:
             record["ret"] = msg.dsn.ret
         if msg.dsn.envid is not None:
             record["envid"] = msg.dsn.envid
+    if msg.requiretls:
+        record["requiretls"] = True
+    if msg.tls_optional:
+        record["tls_optional"] = True
     rcpt_dsn = {r.address: _encode_rcpt_dsn(r.dsn) for r in msg.recipients if r.dsn is not None}
     if rcpt_dsn:
         record["dsn"] = rcpt_dsn
@@ -161,4 +172,6 @@ def decode(data: bytes) -> QueuedMessage:
             for a, s, n, e, m in d["rcpts"]
         ),
         dsn=None if ret is None and envid is None else MailDsn(ret, envid),
+        requiretls=bool(d.get("requiretls", False)),
+        tls_optional=bool(d.get("tls_optional", False)),
     )

@@ -44,6 +44,7 @@ from mailserver.queue.backoff import next_attempt
 from mailserver.queue.client import deliver_domain, new_pool
 from mailserver.queue.model import QueuedMessage, Recipient
 from mailserver.queue.outcome import Action, Outcome, RcptResult, decide
+from mailserver.queue.requiretls import TlsDemand
 from mailserver.queue.settings import OutboundSettings
 from mailserver.store.store import Store
 
@@ -141,8 +142,9 @@ class DeliveryRounds:
         for r in rec.active:
             groups.setdefault(r.domain, []).append(r.address)
         request = _dsn_request(rec)
+        tls = TlsDemand(rec.requiretls, rec.tls_optional)
         outcome_lists = await asyncio.gather(
-            *(self._deliver_group(d, rcpts, rec.reverse_path, message, request, blog)
+            *(self._deliver_group(d, rcpts, rec.reverse_path, message, request, tls, blog)
               for d, rcpts in groups.items())
         )
         results = {r.address: r for rs in outcome_lists for r in rs}
@@ -165,7 +167,7 @@ class DeliveryRounds:
 
     async def _deliver_group(
         self, domain: str, rcpts: list[str], reverse_path: str, message: bytes,
-        request: DsnRequest | None, blog: Any,
+        request: DsnRequest | None, tls: TlsDemand, blog: Any,
     ) -> list[RcptResult]:
         sem = self._per_domain.get(domain)
         if sem is None:
@@ -176,7 +178,7 @@ class DeliveryRounds:
             started = time.perf_counter()
             results = await deliver_domain(
                 self.settings, self._resolver, domain, reverse_path, rcpts, message,
-                pool=self._pool, dsn=request, log=blog,
+                pool=self._pool, dsn=request, log=blog, tls=tls,
             )
         m = instruments()
         m.outbound_attempt_seconds.observe(time.perf_counter() - started)
@@ -233,7 +235,9 @@ class DeliveryRounds:
             now=now,
             retry_until=rec.created + self.settings.max_age,
             envid=None if rec.dsn is None else rec.dsn.envid,
-            return_full=rec.dsn is not None and rec.dsn.ret == "FULL",
+            # RFC 8689 §5: the report of a REQUIRETLS message may travel in
+            # clear, so it returns the header section only.
+            return_full=rec.dsn is not None and rec.dsn.ret == "FULL" and not rec.requiretls,
         )
         sender = rec.reverse_path
         dsn_id = None

@@ -6,7 +6,8 @@ answered RCPT, its answers are the result of the attempt, per recipient, so
 one RCPT can fail while others succeed.  The reply to the end of the message
 may take twice ``command_timeout`` (RFC 5321 §4.5.3.2.6).  Extensions used
 when offered: SMTPUTF8 (RFC 6531), 8BITMIME (RFC 6152), SIZE (RFC 1870),
-DSN (RFC 3461 §5.2.1: the message's parameters are passed on).
+DSN (RFC 3461 §5.2.1: the message's parameters are passed on); REQUIRETLS
+(RFC 8689 §4.2.2) when the caller says the message carries it.
 """
 
 from __future__ import annotations
@@ -44,13 +45,16 @@ def valid_path(address: str) -> bool:
 
 async def run_transaction(
     settings: OutboundSettings, session: OutboundSession, reverse_path: str,
-    recipients: Sequence[str], message: bytes, dsn: DsnRequest | None,
+    recipients: Sequence[str], message: bytes, dsn: DsnRequest | None, *,
+    requiretls: bool = False,
 ) -> tuple[list[RcptResult], bool]:
     """MAIL, RCPT per recipient, DATA (RFC 5321 §3.3); the envelope pipelined when offered.
 
     Returns the per-recipient results and whether the session is in a known
     state (fit for reuse after RSET).  Raises ``HostFailed`` when MAIL was
     refused (permanent for 5xx) or the line failed before any RCPT answer.
+    ``requiretls``: MAIL carries REQUIRETLS (RFC 8689 §4.2.2; the caller has
+    checked that the session qualifies).
     """
     smtp, host = session.smtp, session.host
     options = []
@@ -61,6 +65,8 @@ async def run_transaction(
         options.append(b"BODY=8BITMIME")  # RFC 6152
     if smtp.supports_extension("size"):
         options.append(f"SIZE={len(message)}".encode())  # RFC 1870
+    if requiretls:
+        options.append(b"REQUIRETLS")  # RFC 8689 §4.2.2
     if utf8 and not smtp.supports_extension("smtputf8"):
         # RFC 6531 §3.2: non-ASCII addresses only to a server that offers SMTPUTF8.
         raise HostFailed(f"553 5.6.7 {session.where} does not support SMTPUTF8 addresses",

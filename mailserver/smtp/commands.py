@@ -8,7 +8,8 @@ and answers.  ``VERBS`` maps each verb to its method; the command loop
 * EHLO lists our extensions (RFC 1869 §4.3) in one write; HELO lists none.
 * MAIL/RCPT: ``parse_mail``/``parse_rcpt`` read the path (RFC 5321 §4.1.2)
   and the ESMTP parameters we implement: SIZE (RFC 1870), BODY (RFC 6152),
-  SMTPUTF8 (RFC 6531), AUTH (RFC 4954 §5, ignored), and DSN's RET, ENVID,
+  SMTPUTF8 (RFC 6531), REQUIRETLS (RFC 8689, on a TLS session only: ``530
+  5.7.10`` otherwise), AUTH (RFC 4954 §5, ignored), and DSN's RET, ENVID,
   NOTIFY and ORCPT (RFC 3461 §4), case kept where it matters (xtext,
   addresses).  A bad path is ``501 5.1.7``/``501 5.1.3``, a bad parameter
   ``501 5.5.4``, one we do not implement ``555 5.5.4`` (§4.1.1.11); after
@@ -153,6 +154,9 @@ class SmtpCommands:
         ]
         if self.tls_context is not None and not self.is_tls:
             keywords.append("STARTTLS")  # RFC 3207
+        if self.is_tls:
+            # RFC 8689 §3: offered only where the session itself is protected.
+            keywords.append("REQUIRETLS")
         if self.settings.submission and self.is_tls:
             keywords.append("AUTH " + " ".join(self.auth_mechanism_names))  # RFC 4954
         keywords.append("HELP")
@@ -270,6 +274,11 @@ class SmtpCommands:
         if args is None:
             return
         options = list(args.params)
+        if args.requiretls and not self.is_tls:
+            # RFC 8689 §3: REQUIRETLS only on a TLS session (and it is not even
+            # advertised before STARTTLS).  5.7.10 "Encryption needed" (RFC 5248).
+            await self.push("530 5.7.10 REQUIRETLS needs a TLS session: STARTTLS first")
+            return
         if args.size is not None and self.data_size_limit and args.size > self.data_size_limit:
             await self.push("552 Error: message size exceeds fixed maximum message size")
             return

@@ -190,8 +190,10 @@ class SmtpHooks:
             return str(reply)
         if isinstance(envelope.dsn_offered, MailDsn):
             envelope.mail_dsn = envelope.dsn_offered
-        envelope.delivery = self.delivery.begin("" if address == "<>" else address,
-                                                envelope.mail_dsn)
+        args = envelope.mail_args
+        envelope.delivery = self.delivery.begin(
+            "" if address == "<>" else address, envelope.mail_dsn,
+            requiretls=args is not None and args.requiretls)  # RFC 8689 §4.1
         return str(replies.SENDER_OK)
 
     # -- recipients ----------------------------------------------------------------

@@ -21,6 +21,9 @@ For the outbound client's own behaviour on the wire:
   before MAIL; ``authenticated`` lists who logged in.
 * ``implicit_tls``: TLS from the first byte (RFC 8314) instead of STARTTLS;
   needs ``tls_dir``.  ``cert_name`` is the certificate's host name.
+* ``requiretls`` advertises REQUIRETLS (RFC 8689 §3) once the session is
+  under TLS and accepts the MAIL parameter; ``Received.requiretls`` says
+  whether MAIL carried it.
 * ``drop_connections()`` closes every open connection from the server side.
 """
 
@@ -43,6 +46,7 @@ class Received:
     rcpt_tos: list[str]
     data: bytes
     tls: bool
+    requiretls: bool = False
 
 
 @dataclass
@@ -58,6 +62,7 @@ class Receiver:
     ehlo: bool = True
     pipelining: bool = True
     auth: dict[str, str] | None = None
+    requiretls: bool = False
     received: list[Received] = field(default_factory=list)
     rcpt_attempts: int = 0
     reads: list[list[bytes]] = field(default_factory=list)
@@ -153,6 +158,17 @@ class _RecordingSMTP(SMTP):
             self._rx._transports.add(transport)
             self._rx.peak = max(self._rx.peak, len(self._rx._transports))
 
+    async def smtp_MAIL(self, arg: str) -> None:
+        # aiosmtpd refuses parameters it does not know: REQUIRETLS is taken off
+        # here and remembered for the transaction (RFC 8689 §4.1).
+        self._requiretls = False
+        if self._rx.requiretls and arg and self._tls_protocol is not None:
+            words = arg.split()
+            if any(w.upper() == "REQUIRETLS" for w in words[1:]):
+                self._requiretls = True
+                arg = " ".join([words[0]] + [w for w in words[1:] if w.upper() != "REQUIRETLS"])
+        await super().smtp_MAIL(arg)
+
     def data_received(self, data: bytes) -> None:
         assert self._reads is not None
         self._reads.append(bytes(data))
@@ -187,6 +203,8 @@ class _Handler:
         session.host_name = hostname
         if self.rx.pipelining:
             responses.insert(1, "250-PIPELINING")
+        if self.rx.requiretls and server._tls_protocol is not None:
+            responses.insert(1, "250-REQUIRETLS")
         return responses
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
@@ -210,5 +228,6 @@ class _Handler:
         tls = session.ssl is not None or server.transport.get_extra_info("ssl_object") \
             is not None
         self.rx._record(Received(envelope.mail_from, list(envelope.rcpt_tos),
-                                 bytes(envelope.original_content or envelope.content), tls))
+                                 bytes(envelope.original_content or envelope.content), tls,
+                                 getattr(server, "_requiretls", False)))
         return "250 2.0.0 queued"

@@ -224,7 +224,8 @@ class MailArgs:
     ``size`` is the SIZE= estimate in octets (RFC 1870 §6), ``body`` "7BIT",
     "8BITMIME" or "BINARYMIME" when given, ``smtputf8`` whether SMTPUTF8 was
     given (RFC 6531 §3.4), ``dsn`` RET/ENVID (RFC 3461 §4.3, §4.4);
-    ``params`` the parameters as sent, one token each.
+    ``params`` the parameters as sent, one token each; ``requiretls`` whether
+    REQUIRETLS was given (RFC 8689 §4.1; the caller checks the session is TLS).
     """
 
     address: str
@@ -233,6 +234,7 @@ class MailArgs:
     smtputf8: bool = False
     dsn: MailDsn | None = None
     params: tuple[str, ...] = field(default=(), compare=False)
+    requiretls: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +289,7 @@ def parse_mail(arg: str | None) -> MailArgs:
     size: int | None = None
     body: str | None = None
     smtputf8 = False
+    requiretls = False
     dsn_tokens: list[str] = []
     seen: set[str] = set()
     for keyword, value in split_params(rest):
@@ -303,6 +306,10 @@ def parse_mail(arg: str | None) -> MailArgs:
             if value is not None:
                 raise ProtocolSyntaxError("SMTPUTF8 takes no value (RFC 6531 section 3.4)")
             smtputf8 = True
+        elif keyword == "REQUIRETLS":
+            if value is not None:
+                raise ProtocolSyntaxError("REQUIRETLS takes no value (RFC 8689 section 4.1)")
+            requiretls = True
         elif keyword == "AUTH":
             pass  # RFC 4954 §5: accepted, ignored (we never relay with it)
         elif keyword in MAIL_KEYWORDS:
@@ -310,7 +317,7 @@ def parse_mail(arg: str | None) -> MailArgs:
         else:
             raise UnknownParameter(f"MAIL parameter not supported: {keyword}")
     dsn = _parse_mail_dsn(dsn_tokens) if dsn_tokens else None
-    return MailArgs(address, size, body, smtputf8, dsn, tuple(rest.split()))
+    return MailArgs(address, size, body, smtputf8, dsn, tuple(rest.split()), requiretls)
 
 
 def parse_rcpt(arg: str | None) -> RcptArgs:
