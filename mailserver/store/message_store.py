@@ -189,6 +189,30 @@ class MessageStore(StoreBase):
             claim_for, weight=len(blob) + len(facts),
         )
 
+    async def append_many(
+        self,
+        account: str,
+        mailbox: str,
+        entries: Sequence[tuple[bytes, bytes, frozenset[str], int, int]],
+        *,
+        claim_for: int | None = None,
+    ) -> tuple[list[MessageRecord], RecentClaim | None]:
+        """MULTIAPPEND (RFC 3502): ``entries`` as ``(blob, facts, flags,
+        internal date, tz offset)`` appended to one mailbox in one synced
+        commit, all or none; records in the client's order (ascending UIDs),
+        and the ``\\Recent`` claim as ``append``.  Raises MailboxNotFound,
+        QuotaExceeded (nothing stored)."""
+        target = NewMessage(account=account, mailbox=mailbox)
+        items = []
+        for blob, facts, flags, internal_date, tz_offset in entries:
+            blob = bytes(blob)
+            items.append((blob, await content_address(blob), bytes(facts), frozenset(flags),
+                          internal_date, tz_offset))
+        return await self._writer.submit(
+            messages.append_many, target, items, claim_for,
+            weight=sum(len(i[0]) + len(i[2]) for i in items),
+        )
+
     async def store_flags(
         self,
         mailbox_id: int,

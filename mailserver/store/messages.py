@@ -252,6 +252,34 @@ def append(
     return rec, _claim_for(ctx, claim_for, rec.mailbox_id, rec.uid)
 
 
+def append_many(
+    ctx: WriteCtx,
+    target: NewMessage,
+    items: Sequence[tuple[bytes, bytes, bytes, frozenset[str], int, int]],
+    claim_for: int | None,
+) -> tuple[list[MessageRecord], RecentClaim | None]:
+    """``Store.append_many`` in the writer thread: every message of a
+    MULTIAPPEND (RFC 3502 §6.3.11) into one mailbox in this one request (one
+    transaction, one synced commit: all or nothing), UIDs ascending in the
+    client's order.  ``items``: ``(blob, blob_id, facts, flags, internal
+    date, tz offset)``; ``target``'s flags are unused."""
+    ctx.need_room(sum(len(b) + len(f) + _RECORD_OCTETS for b, _, f, _, _, _ in items))
+    batch = _Batch(ctx)
+    mb = tx.selectable_by_name(ctx.txn, ctx.dbs, normalize_address(target.account),
+                               normalize_mailbox(target.mailbox))
+    out = []
+    for blob, blob_id, facts, flags, internal_date, tz_offset in items:
+        uid, modseq = batch.slot(mb)
+        out.append(batch.put(mb, MessageRecord(
+            mailbox_id=mb.id, uid=uid, flags=codec.normalize_flags(flags),
+            internal_date=internal_date, tz_offset=tz_offset, size=len(blob),
+            modseq=modseq, blob_id=blob_id, prefix=b"")))
+        tx.blob_ref(ctx.txn, ctx.dbs, blob_id, 1, blob, facts)
+    batch.finish()
+    claim = _claim_for(ctx, claim_for, mb.id, out[-1].uid) if out else None
+    return out, claim
+
+
 def claim_recent(ctx: WriteCtx, mailbox_id: int, upto_uid: int) -> int:
     """Move the mailbox's ``\\Recent`` boundary up to ``upto_uid`` (never down);
     return the boundary before (RFC 3501 §2.3.2, ``Store.claim_recent``)."""

@@ -186,6 +186,15 @@ GOOD: list[tuple[bytes, str, object, bool]] = [
         Append("x", b".", date=dt.datetime(2024, 2, 7, 10, 0, tzinfo=CEST)),
         False,
     ),
+    # MULTIAPPEND (RFC 3502 §6.3.11): several messages, each with its own flags and date.
+    (
+        b'a APPEND x {1}\r\n1 (\\Seen) {1}\r\n2 "7-feb-2024 10:00:00 +0200" ~{1}\r\n3',
+        "APPEND",
+        Append("x", b"1", more=(
+            Append("x", b"2", frozenset({"\\Seen"})),
+            Append("x", b"3", date=dt.datetime(2024, 2, 7, 10, 0, tzinfo=CEST), binary=True))),
+        False,
+    ),
     # ---- selected
     (b"a CHECK", "CHECK", NoArgs(), False),
     (b"a CLOSE", "CLOSE", NoArgs(), False),

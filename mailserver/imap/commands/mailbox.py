@@ -16,6 +16,7 @@ import time
 from typing import TYPE_CHECKING
 
 from mailserver.errors import MailboxNotFound, ProtocolSyntaxError, UserError
+from mailserver.imap.selected import compact_uids
 from mailserver.imap.state import TaggedOk
 from mailserver.protocol.imap.response import mailbox_name
 from mailserver.protocol.imap.types import (
@@ -140,7 +141,7 @@ async def unsubscribe(session: ImapSession, cmd: Command) -> TaggedOk:
 
 
 async def append(session: ImapSession, cmd: Command) -> TaggedOk:
-    """APPEND (§6.3.11) with APPENDUID (RFC 4315 §3).
+    """APPEND (§6.3.11) with APPENDUID (RFC 4315 §3) and MULTIAPPEND (RFC 3502).
 
     The literal's size limit is enforced by the receiver (``NO [TOOBIG]``).
     MIME facts are computed off the event loop unless the message is small
@@ -149,7 +150,9 @@ async def append(session: ImapSession, cmd: Command) -> TaggedOk:
     ``NO [TRYCREATE]`` (§6.3.11).  ``\\Recent`` cannot be set by a client;
     an APPEND to the mailbox the session has selected claims the message as
     ``\\Recent`` for the session in the same commit (RFC 3501 §2.3.2), so the
-    sync that reports ``EXISTS`` needs no second write.
+    sync that reports ``EXISTS`` needs no second write.  A MULTIAPPEND is one
+    synced commit: every message is stored or none (RFC 3502 §6.3.11), and
+    APPENDUID gives their UIDs as a set in the client's order (RFC 4315 §3).
     """
     args = cmd.args
     assert isinstance(args, Append) and session.user is not None
@@ -159,16 +162,45 @@ async def append(session: ImapSession, cmd: Command) -> TaggedOk:
         raise MailboxNotFound("Mailbox does not exist", imap_code="TRYCREATE") from None
     if info.noselect:
         raise UserError("Mailbox is not selectable (\\Noselect)", imap_code="CANNOT")
+    prepared = [await _prepare(session, one) for one in args.messages()]
+    view = session.selected
+    try:
+        if len(prepared) == 1:
+            message, facts, flags, internal_date, tz_offset = prepared[0]
+            record, claim = await session.store.append(
+                session.user, info.name, message, facts,
+                flags=flags, internal_date=internal_date, tz_offset=tz_offset,
+                claim_for=session.claims_recent_in(info.id),
+            )
+            records = [record]
+        else:
+            records, claim = await session.store.append_many(
+                session.user, info.name, prepared, claim_for=session.claims_recent_in(info.id))
+    except MailboxNotFound:
+        raise MailboxNotFound("Mailbox does not exist", imap_code="TRYCREATE") from None
+    if view is not None and view is session.selected:
+        view.note_claim(claim)
+    uidvalidity = info.uidvalidity
+    if records[0].mailbox_id != info.id:  # deleted and re-created meanwhile
+        uidvalidity = session.store.get_mailbox(session.user, args.mailbox).uidvalidity
+    uids = compact_uids([r.uid for r in records])
+    return TaggedOk("APPEND completed", code=f"APPENDUID {uidvalidity} {uids}")
+
+
+async def _prepare(session: ImapSession, one: Append,
+                   ) -> tuple[bytes, bytes, frozenset[str], int, int]:
+    """One message of an APPEND as the store takes it: ``(message, facts,
+    flags, internal date, tz offset in minutes)``.  Raises ``NO [TOOBIG]``."""
     # max_message_size caps stored messages whichever way they come (SMTP SIZE too).
-    if len(args.message) > min(session.limits.imap_max_literal_size,
-                               session.limits.max_message_size):
+    if len(one.message) > min(session.limits.imap_max_literal_size,
+                              session.limits.max_message_size):
         raise UserError("Message too big", imap_code="TOOBIG")
     # Stored with CRLF line ends (RFC 5322 §2.3; ``protocol.line_endings``):
     # sizes and offsets then count CRLF; CRLF input is kept octet for octet.
-    message = to_crlf(args.message)
-    if args.date is not None:
-        offset = args.date.utcoffset() or dt.timedelta(0)
-        internal_date = int(args.date.timestamp())
+    message = to_crlf(one.message)
+    if one.date is not None:
+        offset = one.date.utcoffset() or dt.timedelta(0)
+        internal_date = int(one.date.timestamp())
         tz_offset = int(offset.total_seconds() // 60)
     else:
         internal_date = int(time.time())
@@ -179,19 +211,5 @@ async def append(session: ImapSession, cmd: Command) -> TaggedOk:
         facts = message_facts(message)
     else:
         facts = await asyncio.to_thread(message_facts, message)
-    flags = frozenset(f for f in args.flags if f.lower() != "\\recent")
-    view = session.selected
-    try:
-        record, claim = await session.store.append(
-            session.user, info.name, message, facts,
-            flags=flags, internal_date=internal_date, tz_offset=tz_offset,
-            claim_for=session.claims_recent_in(info.id),
-        )
-    except MailboxNotFound:
-        raise MailboxNotFound("Mailbox does not exist", imap_code="TRYCREATE") from None
-    if view is not None and view is session.selected:
-        view.note_claim(claim)
-    uidvalidity = info.uidvalidity
-    if record.mailbox_id != info.id:  # deleted and re-created meanwhile
-        uidvalidity = session.store.get_mailbox(session.user, args.mailbox).uidvalidity
-    return TaggedOk("APPEND completed", code=f"APPENDUID {uidvalidity} {record.uid}")
+    flags = frozenset(f for f in one.flags if f.lower() != "\\recent")
+    return message, facts, flags, internal_date, tz_offset

@@ -316,11 +316,23 @@ def parse_date_time(cur: Cursor, raw: bytes) -> dt.datetime:
 
 
 def _append(cur: Cursor, uid: bool) -> Append:
-    """append = "APPEND" SP mailbox [SP flag-list] [SP date-time] SP literal
-    (literal8 accepted too, RFC 3516 §4.4; the UTF8 form of RFC 6855 §4
-    once the receiver is in UTF-8 mode)"""
+    """append = "APPEND" SP mailbox 1*append-message       ; RFC 3502 §6.3.11
+    append-message = [SP flag-list] [SP date-time] SP append-data
+    append-data    = literal / literal8 (RFC 3516 §4.4) / the UTF8 form of
+                     RFC 6855 §4 (once the receiver is in UTF-8 mode)
+    More than one message is a MULTIAPPEND: one ``Append`` with ``more``."""
     cur.sp()
     mailbox = cur.mailbox()
+    first = _append_message(cur, mailbox)
+    more = []
+    while cur.peek() == 0x20:  # SP: another message (MULTIAPPEND)
+        more.append(_append_message(cur, mailbox))
+    if not more:
+        return first
+    return Append(mailbox, first.message, first.flags, first.date, first.binary, tuple(more))
+
+
+def _append_message(cur: Cursor, mailbox: str) -> Append:
     cur.sp()
     flags: frozenset[str] = frozenset()
     date: dt.datetime | None = None

@@ -346,13 +346,22 @@ class StatusArgs:
 
 @dataclass(frozen=True, slots=True)
 class Append:
-    """APPEND (RFC 3501 §6.3.11): target mailbox, message octets, flags and INTERNALDATE."""
+    """APPEND (RFC 3501 §6.3.11): target mailbox, message octets, flags and INTERNALDATE.
+
+    ``more``: the further messages of a MULTIAPPEND (RFC 3502 §6.3.11), each
+    an ``Append`` of the same mailbox with an empty ``more``; ``messages()``
+    lists them all in order."""
 
     mailbox: str
     message: bytes
     flags: frozenset[str] = frozenset()
     date: dt.datetime | None = None  # aware datetime from date-time
     binary: bool = False  # the message came as literal8 "~{n}" (RFC 3516 §4.4)
+    more: tuple[Append, ...] = ()
+
+    def messages(self) -> tuple[Append, ...]:
+        """This message and those of ``more``, in the client's order."""
+        return (self, *self.more)
 
 
 @dataclass(frozen=True, slots=True)
