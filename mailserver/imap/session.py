@@ -113,7 +113,7 @@ class ImapSession:
         caps = ["IMAP4rev1", "LITERAL+", "SASL-IR", "IDLE", "UNSELECT", "ID", "NAMESPACE",
                 "ENABLE", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "CREATE-SPECIAL-USE",
                 "LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "ESEARCH", "WITHIN", "CONDSTORE", "QRESYNC", f"APPENDLIMIT={self.append_limit()}",
-                "MULTIAPPEND", "BINARY"]  # RFC 3502; RFC 3516
+                "MULTIAPPEND", "BINARY", "ESORT", "PARTIAL"]  # RFC 3502; 3516; 5267; 9394
         # RFC 9051 §7.2.2 (with IMAP4rev1, RFC 9051 Appendix A), RFC 6855 §3.
         caps[1:1] = ["IMAP4rev2"]
         caps.append("UTF8=ACCEPT")

@@ -115,7 +115,8 @@ async def search(session: ImapSession, cmd: Command) -> None:
             line += b" (MODSEQ %d)" % highest
         session.write(line + b"\r\n")
         return
-    session.write(esearch_response(cmd.tag, cmd.uid, args.return_opts, numbers, highest))
+    session.write(esearch_response(cmd.tag, cmd.uid, args.return_opts, numbers, highest,
+                                   partial=args.partial))
 
 
 def returned_modseq(opts: tuple[str, ...] | None, modseqs: list[int]) -> int | None:
@@ -152,12 +153,17 @@ def saved_result(opts: tuple[str, ...], uids: list[int]) -> frozenset[int]:
 
 
 def esearch_response(tag: str, uid: bool, opts: tuple[str, ...], numbers: list[int],
-                     highest: int | None) -> bytes:
+                     highest: int | None, *, partial: tuple[int, int] | None = None,
+                     ordered: bool = False) -> bytes:
     """``* ESEARCH (TAG "t") [UID] ...`` (RFC 4731 §3.1).
 
     ``RETURN ()`` means ALL (§3.1).  MIN, MAX and ALL are left out when
     nothing matched; COUNT is always given when asked.  ``MODSEQ`` (RFC 7162
     §3.1.5) follows when the program used it and something matched.
+    ``partial``: PARTIAL's range (RFC 9394 §3.1), answered as ``PARTIAL
+    (range set-or-NIL)``.  ``ordered``: ``numbers`` are in a SORT's order
+    (ESORT, RFC 5267 §3.2): MIN and MAX are then the first and the last in
+    that order and ALL keeps it, as Dovecot answers.
     """
     wanted = (set(opts) - {"SAVE"}) or {"ALL"}
     out = b"* ESEARCH (TAG " + quote(tag) + b")"
@@ -165,13 +171,46 @@ def esearch_response(tag: str, uid: bool, opts: tuple[str, ...], numbers: list[i
         out += b" UID"
     if numbers:
         if "MIN" in wanted:
-            out += b" MIN %d" % min(numbers)
+            out += b" MIN %d" % (numbers[0] if ordered else min(numbers))
         if "MAX" in wanted:
-            out += b" MAX %d" % max(numbers)
+            out += b" MAX %d" % (numbers[-1] if ordered else max(numbers))
         if "ALL" in wanted:
-            out += b" ALL " + compact_uids(sorted(numbers)).encode()
+            out += b" ALL " + (ordered_set(numbers) if ordered
+                               else compact_uids(sorted(numbers)).encode())
+    if partial is not None:
+        picked = partial_slice(numbers if ordered else sorted(numbers), partial)
+        first, last = partial
+        rng = b"%d:%d" % (first, last)
+        out += b" PARTIAL (" + rng + b" " + (ordered_set(picked) if picked else b"NIL") + b")"
     if "COUNT" in wanted:
         out += b" COUNT %d" % len(numbers)
     if numbers and highest is not None:
         out += b" MODSEQ %d" % highest
     return out + b"\r\n"
+
+
+def ordered_set(numbers: list[int]) -> bytes:
+    """``numbers`` as a sequence-set that keeps their order (ESORT, RFC 5267
+    §3.2): only ascending runs ``n, n+1, ...`` become ranges."""
+    parts: list[bytes] = []
+    i = 0
+    while i < len(numbers):
+        j = i
+        while j + 1 < len(numbers) and numbers[j + 1] == numbers[j] + 1:
+            j += 1
+        parts.append(b"%d" % numbers[i] if i == j else b"%d:%d" % (numbers[i], numbers[j]))
+        i = j + 1
+    return b",".join(parts)
+
+
+def partial_slice(numbers: list[int], partial: tuple[int, int]) -> list[int]:
+    """The matches at positions ``partial`` (RFC 9394 §3.1): ``(a, b)``
+    1-based from the first, or ``(-a, -b)`` counted from the last (-1 is the
+    last); positions past the end select nothing."""
+    first, last = partial
+    if first > 0:
+        return numbers[first - 1:last]
+    n = len(numbers)
+    # -1:-100: the last 100, in the result's own order.
+    start, stop = max(n + last, 0), n + first + 1
+    return numbers[start:stop] if stop > 0 else []

@@ -1,4 +1,5 @@
-"""SORT and UID SORT (RFC 5256 §3; DISPLAYFROM/DISPLAYTO, RFC 5957).
+"""SORT and UID SORT (RFC 5256 §3; DISPLAYFROM/DISPLAYTO, RFC 5957; ESORT's
+RETURN options, RFC 5267 §3.2, and PARTIAL, RFC 9394).
 
 ::
 
@@ -19,7 +20,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from mailserver.errors import NotFound
-from mailserver.imap.commands.searching import run_search, uses_modseq
+from mailserver.imap.commands.searching import esearch_response, run_search, uses_modseq
 from mailserver.imap.message import Source
 from mailserver.protocol.imap.sortkeys import SortHeaders, SortItem, sort_items
 from mailserver.protocol.imap.types import Command, SortArgs
@@ -73,7 +74,12 @@ async def sort(session: ImapSession, cmd: Command) -> None:
         return sort_items(items, args.criteria)
 
     numbers = await asyncio.to_thread(build) if needs_headers and hits else build()
+    highest = max(rec.modseq for _, rec in hits) if modseq and hits else None
+    if args.return_opts is not None:  # ESORT (RFC 5267 §3.2): one ESEARCH, in sort order
+        session.write(esearch_response(cmd.tag, cmd.uid, args.return_opts, numbers, highest,
+                                       partial=args.partial, ordered=True))
+        return
     line = b"* SORT" + b"".join(b" %d" % n for n in numbers)
-    if modseq and hits:
-        line += b" (MODSEQ %d)" % max(rec.modseq for _, rec in hits)
+    if highest is not None:
+        line += b" (MODSEQ %d)" % highest
     session.write(line + b"\r\n")

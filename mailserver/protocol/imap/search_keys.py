@@ -5,6 +5,10 @@
     search         = "SEARCH" [search-return-opts] SP search-program     ; RFC 4731/4466
     search-return-opts = SP "RETURN" SP "(" [search-return-opt *(SP search-return-opt)] ")"
     search-return-opt  = "MIN" / "MAX" / "ALL" / "COUNT" / "SAVE"       ; SAVE: RFC 5182
+                       / "PARTIAL" SP partial-range                     ; RFC 9394 §3
+    partial-range  = partial-range-first / partial-range-last
+    partial-range-first = nz-number ":" nz-number                       ; from the first
+    partial-range-last  = "-" nz-number ":" "-" nz-number               ; from the last
     search-program = ["CHARSET" SP charset SP] search-key *(SP search-key)
     search-key     = "ALL" / "ANSWERED" / "BCC" SP astring /
                      "BEFORE" SP date / "BODY" SP astring /
@@ -41,6 +45,7 @@ from __future__ import annotations
 
 import codecs
 import datetime as dt
+import re
 
 from mailserver.protocol.imap.flags import keyword
 from mailserver.protocol.imap.seqset import parse_sequence_set, sequence_set_chars
@@ -208,24 +213,60 @@ class _KeyParser:
         return parse_sequence_set(raw.decode("ascii"))
 
 
+def return_options(cur: Cursor) -> tuple[tuple[str, ...], tuple[int, int] | None]:
+    """``"(" [search-return-opt *(SP search-return-opt)] ")"`` after RETURN SP:
+    the option names (each once, in order) and the PARTIAL range (RFC 9394
+    §3: ``(first, last)``, 1-based, negative counting from the last match;
+    None without PARTIAL).  PARTIAL with ALL, or twice, is a syntax error
+    (§3.1)."""
+    cur.open_paren()
+    opts: list[str] = []
+    partial: tuple[int, int] | None = None
+    if not cur.close_paren():
+        while True:
+            opt = cur.keyword()
+            if opt == "PARTIAL":
+                if partial is not None:
+                    raise cur.error("PARTIAL given twice")
+                cur.sp()
+                partial = _partial_range(cur)
+            elif opt not in RETURN_OPTS:
+                raise cur.error(f"Unknown search return option {opt[:40]}")
+            if opt not in opts:
+                opts.append(opt)
+            if cur.close_paren():
+                break
+            cur.sp()
+    if partial is not None and "ALL" in opts:
+        raise cur.error("PARTIAL conflicts with ALL")
+    return tuple(opts), partial
+
+
+def _partial_range(cur: Cursor) -> tuple[int, int]:
+    raw = cur.word(_PARTIAL_CHARS, "partial range").decode("ascii")
+    m = _PARTIAL.fullmatch(raw)
+    if m is None:
+        raise cur.error("Invalid PARTIAL range")
+    a, b = int(m.group(2)), int(m.group(4))
+    if a == 0 or b == 0 or a > 0xFFFFFFFF or b > 0xFFFFFFFF:
+        raise cur.error("Invalid PARTIAL range")
+    if bool(m.group(1)) != bool(m.group(3)):
+        raise cur.error("Invalid PARTIAL range")  # both from the first, or both from the last
+    lo, hi = min(a, b), max(a, b)
+    return (-lo, -hi) if m.group(1) else (lo, hi)
+
+
+_PARTIAL = re.compile(r"(-?)([0-9]{1,10}):(-?)([0-9]{1,10})")
+_PARTIAL_CHARS = frozenset(b"-0123456789:")
+
+
 def search_args(cur: Cursor) -> Search:
     """Everything after ``SEARCH`` (see the module grammar)."""
     cur.sp()
     return_opts: tuple[str, ...] | None = None
+    partial: tuple[int, int] | None = None
     if cur.take(b"RETURN "):
-        cur.open_paren()
-        opts: list[str] = []
-        if not cur.close_paren():
-            while True:
-                opt = cur.keyword()
-                if opt not in RETURN_OPTS:
-                    raise cur.error(f"Unknown search return option {opt[:40]}")
-                if opt not in opts:
-                    opts.append(opt)
-                if cur.close_paren():
-                    break
-                cur.sp()
-        return_opts = tuple(opts)
+        return_opts, partial = return_options(cur)
         cur.sp()
     charset: str | None = None
     save = cur.pos
@@ -235,8 +276,7 @@ def search_args(cur: Cursor) -> Search:
     else:
         cur.pos = save
     key, bad_charset = search_program(cur, charset)
-    return Search(key, charset, return_opts, bad_charset)
-
+    return Search(key, charset, return_opts, bad_charset, partial)
 
 def search_program(cur: Cursor, charset: str | None) -> tuple[SearchKey, bool]:
     """``1*(SP search-key)`` without its first SP, strings decoded with

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mailserver.protocol.imap.search_keys import search_program
+from mailserver.protocol.imap.search_keys import return_options, search_program
 from mailserver.protocol.imap.tokens import Cursor
 from mailserver.protocol.imap.types import SortArgs
 from mailserver.protocol.mime.facts import casemap, parse_sent_date
@@ -342,7 +342,14 @@ def search_criteria(cur: Cursor) -> tuple[object, str, bool]:
 def sort_args(cur: Cursor, uid: bool) -> SortArgs:
     """Everything after ``SORT`` (see the module grammar)."""
     cur.sp()
+    return_opts: tuple[str, ...] | None = None
+    partial: tuple[int, int] | None = None
+    if cur.take(b"RETURN "):  # ESORT, RFC 5267 §3.2
+        return_opts, partial = return_options(cur)
+        if "SAVE" in return_opts:
+            raise cur.error("SORT RETURN (SAVE) is not supported")
+        cur.sp()
     criteria = sort_criteria(cur)
     cur.sp()
     key, charset, bad = search_criteria(cur)
-    return SortArgs(criteria, key, charset, bad)  # type: ignore[arg-type]
+    return SortArgs(criteria, key, charset, bad, return_opts, partial)  # type: ignore[arg-type]

@@ -405,6 +405,9 @@ class Search:
     # True when CHARSET names a charset we cannot decode: answer NO [BADCHARSET]
     # (RFC 3501 §6.4.4); the strings were then decoded as latin-1 placeholders.
     bad_charset: bool = False
+    # PARTIAL (RFC 9394 §3): positions (first, last) of the matches to return,
+    # 1-based; negative count from the last match.  None: not asked.
+    partial: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,6 +451,9 @@ class SortArgs:
     key: SearchKey
     charset: str
     bad_charset: bool = False
+    # ESORT (RFC 5267 §3): RETURN options as for SEARCH; None for plain SORT.
+    return_opts: tuple[str, ...] | None = None
+    partial: tuple[int, int] | None = None  # RFC 9394 §3, as ``Search.partial``
 
 
 @dataclass(frozen=True, slots=True)
