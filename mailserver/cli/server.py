@@ -1,10 +1,13 @@
-"""``mailserver run | check-config | init``: the daemon and its set-up."""
+"""``mailserver run | stop | check-config | init``: the daemon and its set-up."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import signal
 import ssl
+import time
 
 from mailserver.cli.common import load_config
 
@@ -14,6 +17,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mailserver.process.main import serve  # imports uvloop and the servers: only for run
 
     return serve(load_config(args))
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    """``mailserver stop``: SIGTERM to the daemon of the configuration's data
+    directory (its pid file, ``process/pidfile.py``), then wait until it has
+    exited (``--timeout`` seconds).  Exit status 0 when it stopped or was not
+    running, 1 when it is still running after the timeout."""
+    from mailserver.process import pidfile
+
+    config = load_config(args)
+    path = pidfile.path_for(config.data_dir)
+    pid = pidfile.read_running(path)
+    if pid is None:
+        print(f"not running ({path} held by no process)")
+        return 0
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        print(f"not running (pid {pid} is gone)")
+        return 0
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        if pidfile.read_running(path) is None:
+            print(f"stopped (pid {pid})")
+            return 0
+        time.sleep(0.1)
+    print(f"still running after {args.timeout:g} s (pid {pid})")
+    return 1
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -60,9 +91,14 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                 common: argparse.ArgumentParser) -> None:
-    """Add ``run``, ``check-config`` and ``init`` to ``sub``."""
+    """Add ``run``, ``stop``, ``check-config`` and ``init`` to ``sub``."""
     p = sub.add_parser("run", parents=[common], help="run the daemon until SIGTERM/SIGINT")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("stop", parents=[common],
+                       help="stop the running daemon (SIGTERM) and wait until it has exited")
+    p.add_argument("--timeout", type=float, default=60.0,
+                   help="seconds to wait for the daemon to exit (default 60)")
+    p.set_defaults(func=cmd_stop)
     p = sub.add_parser("check-config", parents=[common], help="validate the configuration")
     p.set_defaults(func=cmd_check_config)
     p = sub.add_parser("init", parents=[common],

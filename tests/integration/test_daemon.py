@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.daemon import ROOT, TIMEOUT, Daemon, add_user, check_login, inbox_uids
+from support.daemon import ROOT, TIMEOUT, Daemon, add_user, check_login, inbox_uids, run_cli
 from support.wire import client_tls_context
 
 
@@ -353,3 +353,28 @@ def test_second_sigterm_exits_at_once(tmp_path: Path, daemons: list[Daemon]) -> 
         smtp.close()
     d.join()
     assert any(json.loads(line)["event"] == "shutdown_forced" for line in d.stderr)
+
+
+def test_pid_file_and_mailserver_stop(tmp_path: Path, daemons: list[Daemon]) -> None:
+    """The daemon holds ``data_dir/run/mailserver.pid`` (a stale one, left by
+    a killed daemon, is taken over); a second daemon on the same data
+    directory refuses to start; ``mailserver stop`` stops it and waits."""
+    conf = write_config(tmp_path)
+    pid_path = tmp_path / "data" / "run" / "mailserver.pid"
+    pid_path.parent.mkdir(parents=True)
+    pid_path.write_text("999999\n")  # stale: nobody holds its lock
+    d = Daemon("-c", conf)
+    daemons.append(d)
+    d.ready()
+    assert pid_path.read_text() == f"{d.proc.pid}\n"
+    second = Daemon("-c", conf)
+    daemons.append(second)
+    assert second.proc.wait(TIMEOUT) == 1
+    second.join()
+    assert "already serves this data directory" in "".join(second.stderr)
+    out = run_cli("stop", "-c", conf, "--timeout", str(TIMEOUT))
+    assert out.returncode == 0 and out.stdout == f"stopped (pid {d.proc.pid})\n", out
+    assert d.proc.wait(TIMEOUT) == 0
+    assert not pid_path.exists()
+    out = run_cli("stop", "-c", conf)
+    assert out.returncode == 0 and out.stdout.startswith("not running")
