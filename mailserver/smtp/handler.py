@@ -92,6 +92,19 @@ Authenticator = Callable[[str, str], Awaitable["str | None"]]
 log = structlog.get_logger("mailserver.smtp")
 
 
+def _tls_info(server: Any) -> tuple[str, str, int] | None:
+    """``(version, cipher, secret bits)`` of the session's TLS, None in clear."""
+    transport = getattr(server, "transport", None)
+    ssl_object = None if transport is None else transport.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return None
+    cipher = ssl_object.cipher()
+    if not cipher:
+        return None
+    name, version, bits = cipher
+    return (ssl_object.version() or version or "TLS", name, int(bits or 0))
+
+
 def _header_fields(outcome: Outcome) -> bytes:
     """The stages' header fields, one ``Name: value`` CRLF each (RFC 5322 §2.2)."""
     return "".join(f"{name}: {value}\r\n" for name, value in outcome.headers).encode()
@@ -296,6 +309,7 @@ class SmtpHooks:
             queue_id=queue_id,
             recipients=[r.forward_path for r in recipients] + list(envelope.remote_recipients),
             when=now,
+            tls=_tls_info(server),
         )
         fixups = (
             submission_fixups(content, hostname=self.config.hostname, when=now)

@@ -11,6 +11,7 @@ import smtplib
 from pathlib import Path
 
 import pytest
+from support.wire import client_tls_context
 
 CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus"
 
@@ -18,6 +19,7 @@ ALICE = "alice@example.test"
 BOB = "bob@example.test"
 RECEIVED = re.compile(
     rb"\AReceived: from \S+ \(\[127\.0\.0\.1\]\)\r\n"
+    rb"(?:\t\(using TLSv1\.[23] with cipher [A-Z0-9_-]+ \(\d+/\d+ bits\)\)\r\n)?"
     rb"\tby mx\.example\.test with (ESMTPS?A?|SMTP) id ([0-9A-Z]{17})(?:\r\n\tfor <[^>]+>)?;\r\n"
     rb"\t[A-Z][a-z]{2}, \d{1,2} [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4}\r\n"
 )
@@ -68,6 +70,21 @@ def test_delivery_to_local_user(server):
     assert b"for <alice@example.test>;" in blob[: m.end()]
     assert blob.startswith(b"Received: from client.remote.test ([127.0.0.1])")
     assert record.size == len(record.prefix) + len(blob)
+
+
+def test_received_records_tls_version_and_cipher(server):
+    """Under STARTTLS the Received field says which TLS, as Postfix does."""
+    body = b"Subject: tls\r\n\r\nHello.\r\n"
+    with smtplib.SMTP("127.0.0.1", server.port("smtp")) as client:
+        client.starttls(context=client_tls_context())
+        version, (cipher, _, bits) = client.sock.version(), client.sock.cipher()
+        client.sendmail("x@remote.test", [ALICE], body)
+    [record] = inbox(server, ALICE)
+    blob = server.call(server.store.get_blob, record.blob_id)
+    m, rest = split_received(blob)
+    assert rest == body and m.group(1) == b"ESMTPS"
+    assert f"\t(using {version} with cipher {cipher} ({bits}/{bits} bits))\r\n".encode() \
+        in blob[: m.end()]
 
 
 def test_multiple_recipients_share_one_blob(server):

@@ -79,6 +79,20 @@ def test_received_field_one_recipient():
     )
 
 
+def test_received_field_records_tls_as_postfix_does():
+    when = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    field = received_field(
+        helo="client.test", peer_ip="192.0.2.7", hostname="mx.example.test",
+        protocol="ESMTPS", queue_id="Q", recipients=[], when=when,
+        tls=("TLSv1.3", "TLS_AES_256_GCM_SHA384", 256),
+    )
+    assert field.split(b"\r\n")[:3] == [
+        b"Received: from client.test ([192.0.2.7])",
+        b"\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits))",
+        b"\tby mx.example.test with ESMTPS id Q;",
+    ]
+
+
 def test_received_field_hides_recipients_and_sanitises_helo():
     when = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     field = received_field(

@@ -72,10 +72,15 @@ def received_field(
     queue_id: str,
     recipients: list[str],
     when: dt.datetime,
+    tls: tuple[str, str, int] | None = None,
 ) -> bytes:
     """The ``Received:`` trace field (RFC 5321 §4.4), CRLF-terminated, folded.
 
     ``from HELO ([ip])`` (no reverse DNS: the address literal is the TCP-info),
+    then, for a session under TLS, ``tls`` = ``(version, cipher, bits)`` as a
+    comment the way Postfix writes it: ``(using TLSv1.3 with cipher
+    TLS_AES_256_GCM_SHA384 (256/256 bits))`` (RFC 5322 §3.2.2 comment;
+    characters outside the comment's safe set are replaced by "?"),
     ``by hostname with PROTOCOL id QUEUEID``, ``for <rcpt>`` only when there is
     exactly one recipient (naming several would disclose Bcc recipients to each
     other), then the date.  ``when`` must be timezone-aware.  Encoded UTF-8
@@ -84,8 +89,12 @@ def received_field(
     helo_safe = _UNSAFE_HELO.sub("?", helo)[:255] or "unknown"
     lines = [
         f"Received: from {helo_safe} ({address_literal(peer_ip)})",
-        f"\tby {hostname} with {protocol} id {queue_id}",
     ]
+    if tls is not None:
+        version, cipher, bits = tls
+        lines.append(f"\t(using {_UNSAFE_HELO.sub('?', version)} with cipher "
+                     f"{_UNSAFE_HELO.sub('?', cipher)} ({bits:d}/{bits:d} bits))")
+    lines.append(f"\tby {hostname} with {protocol} id {queue_id}")
     if len(recipients) == 1:
         lines.append(f"\tfor <{recipients[0]}>;")
     else:
