@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -89,6 +90,24 @@ def inbox_uids(data_dir: Path, account: str) -> list[int]:
     return on_store(data_dir, read)
 
 
+_CONSOLE = re.compile(r"^\S+ \[(\w+)\s*\] (\S+)\s+\[(\S+)\](.*)$")
+
+
+def console_event(line: str) -> dict[str, Any] | None:
+    """A ``format = "console"`` log line as the JSON form's dict (``event``,
+    ``level``, ``logger`` and the ``key=value`` fields; digits as ints), None
+    for any other line.  Values with spaces are not split right: not needed."""
+    m = _CONSOLE.match(line.rstrip("\n"))
+    if m is None:
+        return None
+    event: dict[str, Any] = {"level": m.group(1), "event": m.group(2), "logger": m.group(3)}
+    for part in m.group(4).split():
+        key, sep, value = part.partition("=")
+        if sep:
+            event[key] = int(value) if value.isdigit() else value
+    return event
+
+
 class Daemon:
     """``mailserver run ARGS`` in a subprocess.
 
@@ -122,7 +141,7 @@ class Daemon:
             try:
                 event = json.loads(line)
             except ValueError:
-                continue
+                event = console_event(line)
             if isinstance(event, dict):
                 self.events.put(event)
         self.events.put(None)  # EOF: the process is gone

@@ -64,6 +64,7 @@ async def noop(session: ImapSession, cmd: Command) -> TaggedOk:
 
 async def logout(session: ImapSession, cmd: Command) -> TaggedOk:
     """LOGOUT (§6.1.3): untagged BYE, then the tagged OK; the connection closes."""
+    session.log.info("imap_logout")  # type: ignore[attr-defined]  # bound with the user
     session.write(untagged("BYE Logging out"))
     session.state = State.LOGOUT
     session.selected = None
@@ -235,7 +236,9 @@ def _logged_in(session: ImapSession, address: str) -> TaggedOk:
 
 async def _failed(session: ImapSession, user: str) -> TaggedOk:
     session.auth_failures += 1
-    session.log.info(  # type: ignore[attr-defined]
+    # The level of SMTP's ``auth_failed`` (warning): one fail2ban filter and
+    # one alert rule catch both (conf/fail2ban/).
+    session.log.warning(  # type: ignore[attr-defined]
         "imap_login_failed", attempted=user[:100], failures=session.auth_failures
     )
     # Failures per client IP across connections and workers (shared with SMTP
