@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 import socket
 import time
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ import structlog
 
 from mailserver import metrics
 from mailserver.admin import AdminService
+from mailserver.admin.views import ListenerView, Runtime
 from mailserver.auth.login import Authenticator
 from mailserver.auth.scram import ScramLogins
 from mailserver.checks import rules
@@ -29,7 +31,7 @@ from mailserver.checks.authentication import SenderAuthentication
 from mailserver.checks.dmarc_log import DmarcLog
 from mailserver.checks.limits import SenderRate
 from mailserver.checks.stage import Pipeline
-from mailserver.config import Config, Listener
+from mailserver.config import Config, Listener, worker_count
 from mailserver.counters import STATE_FILE, Counters, LocalCounters
 from mailserver.counters.client import RemoteCounters
 from mailserver.delivery.postmaster import PostmasterDirectory
@@ -213,6 +215,8 @@ class App:
         self._remote_writer = remote_writer
         self._shared_counters = shared_counters
         self._flusher: asyncio.Task[None] | None = None
+        #: When ``start`` ran (Unix seconds): the daemon's uptime in ``status``.
+        self.started = time.time()
 
     @property
     def store(self) -> Store:
@@ -230,7 +234,21 @@ class App:
         retry is looked at at once and a deletion stops a round in flight."""
         assert self.services is not None, "App not started"
         control = self.services.queue if self._run_queue else None
-        return AdminService(self.services.store, self.config, queue_control=control)
+        return AdminService(self.services.store, self.config, queue_control=control,
+                            runtime=self.runtime)
+
+    def runtime(self) -> Runtime:
+        """This daemon as ``status`` shows it: pid, start, workers, the listeners
+        bound so far (asked at each ``status``: the admin service is made
+        before the listeners are bound)."""
+        cfg = self.config
+        return Runtime(
+            # A worker (remote writer) answers for the daemon: its supervisor.
+            pid=os.getppid() if self._remote_writer else os.getpid(),
+            started=self.started, workers=worker_count(cfg),
+            listeners=tuple(ListenerView(lst.name, lst.protocol, lst.address,
+                                         self.port(lst.name), lst.tls)
+                            for lst in cfg.listeners if lst.name in self.listeners))
 
     async def start(self) -> None:
         """Open the store, ensure configured domains, make TLS, bind listeners.
@@ -238,6 +256,7 @@ class App:
         Raises ``MailserverError`` (store), ``OSError`` (bind, TLS files).
         """
         cfg = self.config
+        self.started = time.time()
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         store = await Store.open(cfg.data_dir, map_size=cfg.store.map_size,
                                  new_mail_limit=cfg.store.new_mail_limit,

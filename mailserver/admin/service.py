@@ -62,8 +62,11 @@ from mailserver.admin.views import (
     DkimKeyInfo,
     DnsRecord,
     DomainInfo,
+    MailboxView,
     QueueEntry,
     QueueRecipient,
+    Runtime,
+    StatusInfo,
     TokenInfo,
 )
 from mailserver.auth.passwords import hash_async
@@ -150,7 +153,9 @@ class AdminService:
 
     def __init__(self, store: Store, config: Config, *,
                  queue_control: QueueControl | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 runtime: Callable[[], Runtime] | None = None) -> None:
+        self._runtime = runtime
         self._store = store
         self.config = config
         self._queue_control = queue_control
@@ -265,6 +270,35 @@ class AdminService:
         if account is None:
             raise AccountNotFound(f"no account {address}")
         return _account(account)
+
+    async def list_mailboxes(self, address: str) -> list[MailboxView]:
+        """The account's selectable mailboxes by name, with their counts (kept
+        by the store: no walk over the messages).  Raises InvalidName,
+        AccountNotFound."""
+        address = account_address(address)
+        if self._store.get_account(address) is None:
+            raise AccountNotFound(f"no account {address}")
+        out = []
+        for mb in sorted(self._store.list_mailboxes(address), key=lambda m: m.name):
+            if mb.noselect:
+                continue
+            counts = self._store.mailbox_counts(mb.id)
+            out.append(MailboxView(mb.name, mb.messages, counts.unseen, mb.size,
+                                   mb.uidvalidity, mb.uidnext, mb.special_use, mb.subscribed))
+        return out
+
+    async def status(self) -> StatusInfo:
+        """The running daemon, its queue and its store (``mailserver status``).
+        Raises Cannot outside a daemon (no ``runtime`` given)."""
+        if self._runtime is None:
+            raise Cannot("no running daemon here")
+        raws = self._store.queue_list()
+        oldest = None
+        entries = [e for e in (_queue_entry(raw) for raw in raws) if e is not None]
+        if entries:
+            oldest = max(0.0, self._clock() - min(e.created for e in entries))
+        used, map_size = self._store.map_usage()
+        return StatusInfo(self._runtime(), len(entries), oldest, used, map_size)
 
     async def delete_account(self, address: str) -> None:
         """Delete the account, all its mail and the aliases pointing at it.

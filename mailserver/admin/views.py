@@ -110,3 +110,54 @@ class TokenInfo:
     name: str  # who the audit log names for the token's changes
     read_only: bool  # may only read (GET); a change is refused with 403
     created: float  # Unix seconds
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxView:
+    """One mailbox of an account (RFC 3501 §6.3.10 STATUS's figures, RFC 6154
+    special use); sizes in octets."""
+
+    name: str  # UTF-8, levels joined by "/"
+    messages: int
+    unseen: int
+    size: int
+    uidvalidity: int
+    uidnext: int
+    special_use: str | None
+    subscribed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerView:
+    """A listener as the running daemon has bound it."""
+
+    name: str
+    protocol: str
+    address: str
+    port: int
+    tls: str
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """What only the running daemon knows about itself: ``pid``, ``started``
+    (Unix seconds), ``workers`` and the bound listeners."""
+
+    pid: int
+    started: float
+    workers: int
+    listeners: tuple[ListenerView, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StatusInfo:
+    """``mailserver status`` / ``GET /api/v1/status``: the daemon
+    (``runtime``), the outbound queue (messages, age of the oldest in
+    seconds, None when empty) and the store (octets used of the LMDB map,
+    and their ratio)."""
+
+    runtime: Runtime
+    queue_messages: int
+    queue_oldest_age: float | None
+    store_used: int
+    store_map_size: int

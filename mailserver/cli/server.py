@@ -1,4 +1,4 @@
-"""``mailserver run | stop | check-config | init``: the daemon and its set-up."""
+"""``mailserver run | stop | status | check-config | init``: the daemon and its set-up."""
 
 from __future__ import annotations
 
@@ -47,6 +47,61 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """``mailserver status``: whether the daemon runs (its pid file), and with
+    an API token (``--token`` or ``$MAILSERVER_TOKEN``) and an ``http``
+    listener, what ``GET /api/v1/status`` says: uptime, listeners, queue,
+    store fill.  Never opens the store.  Exit status 0 when running, 3 when
+    not (as LSB's ``status``), 1 when the API cannot be asked."""
+    import json
+    import ssl as ssl_mod
+    import urllib.error
+    import urllib.request
+
+    from mailserver.process import pidfile
+
+    config = load_config(args)
+    pid = pidfile.read_running(pidfile.path_for(config.data_dir))
+    if pid is None:
+        print("not running")
+        return 3
+    print(f"running (pid {pid})")
+    token = args.token or os.environ.get("MAILSERVER_TOKEN")
+    http = next((x for x in config.listeners if x.protocol == "http"), None)
+    if token is None or http is None:
+        print("  (for uptime, queue and store: an http listener and an API token, "
+              "--token or MAILSERVER_TOKEN; see mailserver token create)")
+        return 0
+    host = "127.0.0.1" if http.address in ("", "0.0.0.0", "::") else http.address
+    scheme = "http" if http.tls == "none" else "https"
+    host = f"[{host}]" if ":" in host else host
+    request = urllib.request.Request(f"{scheme}://{host}:{http.port}/api/v1/status",
+                                     headers={"Authorization": f"Bearer {token}"})
+    context = None
+    if scheme == "https":  # our own daemon on this machine: its certificate may be self-signed
+        context = ssl_mod.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl_mod.CERT_NONE
+    try:
+        with urllib.request.urlopen(request, timeout=10, context=context) as reply:
+            status = json.loads(reply.read())
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        print(f"  the API at {request.full_url} did not answer: {exc}")
+        return 1
+    hours, rest = divmod(int(status["uptime"]), 3600)
+    print(f"  up {hours}h{rest // 60:02d}m since {status['started']}, "
+          f"{status['workers']} worker(s)")
+    for x in status["listeners"]:
+        print(f"  listener  {x['name']}: {x['protocol']} on {x['address']}:{x['port']} "
+              f"tls={x['tls']}")
+    queue, store = status["queue"], status["store"]
+    oldest = "" if queue["oldest_age"] is None else f", oldest {queue['oldest_age']} s"
+    print(f"  queue     {queue['messages']} message(s){oldest}")
+    print(f"  store     {store['used']} of {store['map_size']} octets "
+          f"({store['fill'] * 100:.1f} %)")
+    return 0
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     """``mailserver check-config``: load the config (and TLS key pair, if set); print a summary.
 
@@ -91,7 +146,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                 common: argparse.ArgumentParser) -> None:
-    """Add ``run``, ``stop``, ``check-config`` and ``init`` to ``sub``."""
+    """Add ``run``, ``stop``, ``status``, ``check-config`` and ``init`` to ``sub``."""
     p = sub.add_parser("run", parents=[common], help="run the daemon until SIGTERM/SIGINT")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("stop", parents=[common],
@@ -99,6 +154,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     p.add_argument("--timeout", type=float, default=60.0,
                    help="seconds to wait for the daemon to exit (default 60)")
     p.set_defaults(func=cmd_stop)
+    p = sub.add_parser("status", parents=[common],
+                       help="whether the daemon runs; with an API token, its uptime, "
+                       "listeners, queue and store")
+    p.add_argument("--token", help="an API token (default: $MAILSERVER_TOKEN)")
+    p.set_defaults(func=cmd_status)
     p = sub.add_parser("check-config", parents=[common], help="validate the configuration")
     p.set_defaults(func=cmd_check_config)
     p = sub.add_parser("init", parents=[common],

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import imaplib
+import os
 import re
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -401,3 +403,55 @@ def test_every_worker_serves_the_same_api(tmp_path: Path) -> None:
         assert daemon.stop() == 0
     finally:
         daemon.kill()
+
+
+def test_mailboxes_of_an_account(srv: ServerThread, ops: ApiClient) -> None:
+    srv.run(srv.store.append("alice@example.test", "INBOX", b"Subject: x\r\n\r\nbody\r\n",
+                             b"", internal_date=1))
+    reply = ops.get("/api/v1/accounts/alice@example.test/mailboxes")
+    assert reply.status == 200
+    boxes = {m["name"]: m for m in reply.body["items"]}
+    assert {"INBOX", "Sent", "Trash", "Junk", "Drafts"} <= set(boxes)
+    inbox = boxes["INBOX"]
+    assert inbox["messages"] >= 1 and inbox["unseen"] == inbox["messages"] and inbox["size"] > 0
+    assert boxes["Junk"]["special_use"] == "\\Junk" and inbox["special_use"] is None
+    assert ops.get("/api/v1/accounts/nobody@example.test/mailboxes").status == 404
+
+
+def test_status_of_the_running_daemon(srv: ServerThread, ops: ApiClient) -> None:
+    reply = ops.get("/api/v1/status")
+    assert reply.status == 200
+    body = reply.body
+    assert body["pid"] == os.getpid() and body["workers"] == 1 and body["uptime"] >= 0
+    ports = {x["name"]: x["port"] for x in body["listeners"]}
+    assert ports["http"] == srv.port("http") and ports["imap"] == srv.port("imap")
+    assert body["queue"]["messages"] >= 0
+    assert 0 < body["store"]["used"] <= body["store"]["map_size"]
+
+
+def test_mailserver_status_asks_the_api(tmp_path: Path) -> None:
+    """``mailserver status``: running or not from the pid file; uptime,
+    listeners, queue and store from ``GET /api/v1/status`` with a token; with
+    ``workers = 2`` the pid is the supervisor's."""
+    with socket.socket() as s:  # a free port for the http listener, named in the file
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conf = tmp_path / "mailserver.toml"
+    conf.write_text(WORKERS_CONFIG.replace('protocol = "http"\nport = 0',
+                                           f'protocol = "http"\naddress = "127.0.0.1"\n'
+                                           f"port = {port}"), encoding="utf-8")
+    assert run_cli("init", "-c", conf).returncode == 0
+    token = run_cli("token", "create", "ops", "-c", conf).stdout.strip()
+    daemon = Daemon("-c", conf, timeout=45.0)
+    try:
+        daemon.wait_for("server_ready")
+        out = run_cli("status", "-c", conf)
+        assert out.returncode == 0 and out.stdout.startswith(f"running (pid {daemon.proc.pid})")
+        out = run_cli("status", "-c", conf, "--token", token)
+        assert out.returncode == 0, out.stderr
+        assert f"listener  http: http on 127.0.0.1:{port} tls=none" in out.stdout
+        assert "2 worker(s)" in out.stdout and "queue     0 message(s)" in out.stdout
+        assert re.search(r"store     \d+ of \d+ octets \(\d+\.\d %\)", out.stdout), out.stdout
+    finally:
+        daemon.stop()
+    assert run_cli("status", "-c", conf).returncode == 3

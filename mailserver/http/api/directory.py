@@ -1,4 +1,5 @@
-"""``/api/v1/domains``, ``/api/v1/accounts``, ``/api/v1/aliases``: the directory.
+"""``/api/v1/domains``, ``/api/v1/accounts`` (and their mailboxes),
+``/api/v1/aliases``: the directory; ``/api/v1/status``: the daemon.
 
 Each handler parses the request, calls the admin service (the one the CLI's
 ``domain``, ``user`` and ``alias`` verbs call) and writes the representation
@@ -6,6 +7,8 @@ Each handler parses the request, calls the admin service (the one the CLI's
 """
 
 from __future__ import annotations
+
+import time
 
 from aiohttp import web
 
@@ -74,6 +77,20 @@ async def list_accounts(request: web.Request) -> web.Response:
     """Accounts by address; ``domain`` keeps those of one domain."""
     items = await admin_of(request).list_accounts(_domain_filter(request))
     return page(request, items, lambda a: a.address, rep.account)
+
+
+@routes.get("/accounts/{address}/mailboxes")
+async def list_mailboxes(request: web.Request) -> web.Response:
+    """The account's mailboxes by name, with their counts."""
+    items = await admin_of(request).list_mailboxes(request.match_info["address"])
+    return page(request, items, lambda m: m.name, rep.mailbox)
+
+
+@routes.get("/status")
+async def get_status(request: web.Request) -> web.Response:
+    """The running daemon, its queue and its store (``mailserver status``)."""
+    info = await admin_of(request).status()
+    return resource(rep.status(info, time.time()))
 
 
 @routes.post("/accounts")

@@ -120,6 +120,13 @@ OPERATIONS: tuple[Operation, ...] = (
               "accounts", 204, body=_body({"password": _PASSWORD}, ["password"]),
               errors=(400, 404, 415, 422), if_match=True,
               description="If-Match takes the account's ETag."),
+    Operation("get", "/accounts/{address}/mailboxes", "listMailboxes",
+              "List an account's mailboxes with their counts", "accounts", 200,
+              "page:Mailbox", query=_PAGED, errors=(400, 404, 422)),
+    Operation("get", "/status", "getStatus", "The running daemon, its queue and its store",
+              "meta", 200, "Status",
+              description="What mailserver status prints: pid, uptime, workers, bound "
+              "listeners, queue size and age of the oldest message, store fill."),
     Operation("delete", "/accounts/{address}", "deleteAccount",
               "Delete an account, all its mail and the aliases pointing at it", "accounts",
               204, errors=(404, 422), if_match=True),

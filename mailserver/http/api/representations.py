@@ -18,6 +18,7 @@ from mailserver.admin import (
     QueueEntry,
     QueueRecipient,
 )
+from mailserver.admin.views import MailboxView, StatusInfo
 
 Json = dict[str, Any]
 
@@ -69,6 +70,30 @@ def dkim_key(key: DkimKeyInfo) -> Json:
     """A DKIM key (the private key never leaves the server)."""
     return {"domain": key.domain, "selector": key.selector, "algorithm": key.algorithm,
             "signing": key.signing, "record": dns_record(key.record)}
+
+
+def mailbox(view: MailboxView) -> Json:
+    """A mailbox of an account, with its counts."""
+    return {"name": view.name, "messages": view.messages, "unseen": view.unseen,
+            "size": view.size, "uidvalidity": view.uidvalidity, "uidnext": view.uidnext,
+            "special_use": view.special_use, "subscribed": view.subscribed}
+
+
+def status(info: StatusInfo, now: float) -> Json:
+    """The running daemon, its queue and its store."""
+    rt = info.runtime
+    return {
+        "pid": rt.pid, "started": timestamp(rt.started),
+        "uptime": max(0, int(now - rt.started)), "workers": rt.workers,
+        "listeners": [{"name": x.name, "protocol": x.protocol, "address": x.address,
+                       "port": x.port, "tls": x.tls} for x in rt.listeners],
+        "queue": {"messages": info.queue_messages,
+                  "oldest_age": None if info.queue_oldest_age is None
+                  else int(info.queue_oldest_age)},
+        "store": {"used": info.store_used, "map_size": info.store_map_size,
+                  "fill": round(info.store_used / info.store_map_size, 4)
+                  if info.store_map_size else 0.0},
+    }
 
 
 # -- JSON Schemas (OpenAPI 3.1 components) -----------------------------------------
@@ -130,6 +155,36 @@ SCHEMAS: dict[str, Json] = {
                     "the key's algorithm (keys are read at the daemon's start)"},
         "record": {"$ref": "#/components/schemas/DnsRecord"},
     }, "A DKIM signing key of a local domain (RFC 6376); the private key stays on the server."),
+    "Mailbox": _object({
+        "name": {**_STR, "description": "UTF-8, levels separated by /"},
+        "messages": _COUNT,
+        "unseen": {**_COUNT, "description": "messages without \\Seen"},
+        "size": {**_COUNT, "description": "octets"},
+        "uidvalidity": _COUNT,
+        "uidnext": _COUNT,
+        "special_use": {"type": ["string", "null"],
+                        "description": "RFC 6154 attribute (\\Sent, \\Junk, ...) or null"},
+        "subscribed": _BOOL,
+    }, "A mailbox of an account (IMAP STATUS figures)."),
+    "Status": _object({
+        "pid": {**_COUNT, "description": "the daemon's process id"},
+        "started": _TIME,
+        "uptime": {**_COUNT, "description": "seconds"},
+        "workers": _COUNT,
+        "listeners": {"type": "array", "items": _object({
+            "name": _STR, "protocol": _STR, "address": _STR, "port": _COUNT, "tls": _STR,
+        }, "A bound listener.")},
+        "queue": _object({
+            "messages": _COUNT,
+            "oldest_age": {"type": ["integer", "null"], "minimum": 0,
+                           "description": "seconds since the oldest was queued"},
+        }, "The outbound queue."),
+        "store": _object({
+            "used": {**_COUNT, "description": "octets of the LMDB map in use"},
+            "map_size": {**_COUNT, "description": "octets"},
+            "fill": {"type": "number", "minimum": 0, "description": "used / map_size"},
+        }, "The store."),
+    }, "The running daemon (mailserver status)."),
     "Problem": {
         "type": "object", "description": "Problem details (RFC 9457).",
         "properties": {"type": _STR, "title": _STR, "status": {"type": "integer"},
