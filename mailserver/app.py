@@ -16,11 +16,13 @@ import contextlib
 import dataclasses
 import os
 import socket
+import ssl
 import time
 from collections.abc import Sequence
 
 import structlog
 
+from mailserver import log as logsetup
 from mailserver import metrics
 from mailserver.admin import AdminService
 from mailserver.admin.views import ListenerView, Runtime
@@ -53,7 +55,7 @@ from mailserver.services import (
 )
 from mailserver.smtp.handler import SmtpHooks
 from mailserver.store.store import Store
-from mailserver.tls import server_context, server_end_point
+from mailserver.tls import reload_context, server_context, server_end_point
 
 log = structlog.get_logger("mailserver.app")
 
@@ -70,7 +72,8 @@ def resolver_for(out: OutboundSettings) -> Resolver:
     return DnsPythonResolver(out.resolver_address, out.resolver_port, timeout=out.dns_timeout)
 
 
-def build_queue(config: Config, store: Store, resolver: Resolver) -> QueueManager:
+def build_queue(config: Config, store: Store, resolver: Resolver,
+                keyring: DkimKeyring | None = None) -> QueueManager:
     """The outbound queue of ``store`` as ``config`` describes it (not started).
 
     ``resolver``: the process's one resolver (``build_resolver``).
@@ -80,7 +83,7 @@ def build_queue(config: Config, store: Store, resolver: Resolver) -> QueueManage
     for local senders go straight into their INBOX.
     """
     settings = dataclasses.replace(config.outbound, hostname=config.hostname)
-    keyring = DkimKeyring(config.data_dir)
+    keyring = keyring or DkimKeyring(config.data_dir)
     algorithms = config.dkim.algorithms
 
     def keys_for(domain: str) -> Sequence[DkimKey]:
@@ -217,6 +220,9 @@ class App:
         self._flusher: asyncio.Task[None] | None = None
         #: When ``start`` ran (Unix seconds): the daemon's uptime in ``status``.
         self.started = time.time()
+        #: The DKIM keys the queue signs with (``reload`` re-reads them).
+        self.keyring = DkimKeyring(config.data_dir)
+        self._ssl_context: ssl.SSLContext | None = None
 
     @property
     def store(self) -> Store:
@@ -236,6 +242,33 @@ class App:
         control = self.services.queue if self._run_queue else None
         return AdminService(self.services.store, self.config, queue_control=control,
                             runtime=self.runtime)
+
+    async def reload(self, config: Config) -> list[str]:
+        """SIGHUP: apply what can change without dropping a connection, from
+        ``config`` (the file read again); returns what was reloaded.
+
+        * ``log``: level and format (``log.configure``); lines of connections
+          already open keep the level their logger was bound with;
+        * ``tls``: the certificate and key, loaded into the listeners' one
+          context: the next handshake presents them (``tls.reload_context``),
+          and SCRAM's ``tls-server-end-point`` follows;
+        * ``dkim``: the signing keys under ``data_dir/dkim`` are read again.
+
+        Limits, check settings and listeners take a restart.  Raises
+        ``ConfigError`` / ``OSError`` (TLS files): what came before the
+        failing part is applied, the rest is as it was."""
+        done = []
+        logsetup.configure(config.log)
+        done.append("log")
+        if self._ssl_context is not None:
+            await asyncio.to_thread(reload_context, self._ssl_context, config)
+            if self.services is not None and self.services.scram is not None:
+                self.services.scram.end_point = await asyncio.to_thread(
+                    server_end_point, config)
+            done.append("tls")
+        self.keyring.reload()
+        done.append("dkim")
+        return done
 
     def runtime(self) -> Runtime:
         """This daemon as ``status`` shows it: pid, start, workers, the listeners
@@ -268,11 +301,12 @@ class App:
         try:
             await ensure_domains(store, cfg.domains)
             ssl_context = await asyncio.to_thread(server_context, cfg)
+            self._ssl_context = ssl_context
             scram = await asyncio.to_thread(
                 lambda: build_scram(cfg, store, server_end_point(cfg)))
             await asyncio.to_thread(prepare_casemap)
             resolver = build_resolver(cfg)
-            queue = build_queue(cfg, store, resolver)
+            queue = build_queue(cfg, store, resolver, self.keyring)
             if self._run_queue:
                 await queue.start()
             if self._shared_counters:

@@ -107,6 +107,20 @@ def server_context(config: Config) -> ssl.SSLContext:
     return ctx
 
 
+def reload_context(ctx: ssl.SSLContext, config: Config) -> None:
+    """Load ``config``'s certificate and key into the existing ``ctx`` (SIGHUP):
+    every listener holding ``ctx`` presents them from the next handshake on;
+    sessions already under TLS keep theirs.  Raises as ``server_context``;
+    on an error ``ctx`` keeps its old pair."""
+    cert, key, source = _cert_files(config)
+    own = config.tls.cert_file is None or config.tls.key_file is None
+    if own and not (cert.exists() and key.exists()):
+        make_self_signed(config.hostname, cert, key)
+    # Checked on a scratch context first: a bad pair must not half-replace ours.
+    load_cert_chain(ssl.create_default_context(ssl.Purpose.CLIENT_AUTH), cert, key, source)
+    load_cert_chain(ctx, cert, key, source)
+
+
 def _cert_files(config: Config) -> tuple[Path, Path, Path | None]:
     """``(certificate, key, source)``: the configured files, or our own in
     ``data_dir/tls`` (source None: no configuration key to fix)."""

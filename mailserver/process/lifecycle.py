@@ -21,6 +21,8 @@ import uvloop
 
 from mailserver import log as logsetup
 from mailserver.app import App
+from mailserver.config import Config
+from mailserver.config.loading import load, with_data_dir
 from mailserver.errors import MailserverError
 
 log = structlog.get_logger("mailserver.daemon")
@@ -93,6 +95,45 @@ def on_stop_signals(stop: asyncio.Event, *, force: Callable[[], None] | None,
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
+
+
+def reread_config(config: Config) -> Config:
+    """The configuration file of ``config`` read again (SIGHUP), with the same
+    data directory (it cannot move under a running daemon, and ``--data-dir``
+    may have set it).  ``config`` itself when it has no file.  Raises
+    ``ConfigError``."""
+    if config.source is None:
+        return config
+    return with_data_dir(load(config.source), config.data_dir)
+
+
+def on_reload_signal(reload: Callable[[], Awaitable[object]], logger: Any = log) -> None:
+    """SIGHUP runs ``reload()`` as a task (one at a time: a SIGHUP during a
+    reload runs it once more after).  A failure is logged (``reload_failed``),
+    never fatal: the daemon keeps serving with what it had.  The callers log
+    ``config_reloaded`` at level warning, so that it shows whatever level the
+    new configuration sets."""
+    loop = asyncio.get_running_loop()
+    state: dict[str, Any] = {"task": None, "again": False}
+
+    async def run() -> None:
+        while True:
+            state["again"] = False
+            try:
+                await reload()
+            except Exception as exc:
+                logger.error("reload_failed", error=str(exc), error_type=type(exc).__name__)
+            if not state["again"]:
+                break
+        state["task"] = None
+
+    def on_signal() -> None:
+        if state["task"] is not None:
+            state["again"] = True
+            return
+        state["task"] = loop.create_task(run(), name="reload")
+
+    loop.add_signal_handler(signal.SIGHUP, on_signal)
 
 
 def freeze_startup_heap() -> None:

@@ -7,7 +7,10 @@ Life of the process (``run_single``):
 2. With ``demo_account = true`` a demo account is ensured and a friendly block
    with host, ports and credentials is printed on stdout.
 3. ``READY=1`` goes to systemd (``sd_notify``, when ``NOTIFY_SOCKET`` is set).
-4. SIGTERM or SIGINT: ``STOPPING=1``; the listeners stop accepting, work in
+4. SIGHUP: the configuration file is read again and the log settings, the
+   TLS certificate and the DKIM keys reloaded (``App.reload``), without
+   dropping a connection.
+5. SIGTERM or SIGINT: ``STOPPING=1``; the listeners stop accepting, work in
    flight gets ``limits.shutdown_grace`` seconds (``App.stop``), the store is
    closed, exit status 0.  A second signal exits at once: every reply we
    already sent is fsynced, so nothing acknowledged is lost.
@@ -43,8 +46,15 @@ async def run_single(config: Config) -> int:
                       f"MAINPID={os.getpid()}")
         log.info("server_ready", listeners=len(app.listeners), pid=os.getpid())
 
+    app = App(config)
+
+    async def reload() -> None:
+        parts = await app.reload(lifecycle.reread_config(config))
+        log.warning("config_reloaded", parts=parts)
+
+    lifecycle.on_reload_signal(reload)
     clean = await lifecycle.serve_app(
-        App(config), stop, ready,
+        app, stop, ready,
         stopping=lambda: notifier.send("STOPPING=1", "STATUS=shutting down"))
     if clean is None:
         return 1

@@ -81,6 +81,7 @@ from typing import Any
 
 import structlog
 
+from mailserver import log as logsetup
 from mailserver import metrics
 from mailserver.config import Config
 from mailserver.counters.service import CounterService
@@ -282,6 +283,15 @@ async def supervise(config: Config, count: int) -> int:
             sup.signal_all(signal.SIGKILL)
 
     lifecycle.on_stop_signals(stop, force=force, logger=log)
+
+    async def reload() -> None:
+        # Our own log settings, then each worker reloads itself (App.reload).
+        logsetup.configure(lifecycle.reread_config(config).log)
+        if sup is not None:
+            sup.signal_all(signal.SIGHUP)
+        log.warning("config_reloaded", parts=["log"], workers_signalled=sup is not None)
+
+    lifecycle.on_reload_signal(reload, logger=log)
     groups: dict[str, list[socket.socket]] = {}
     services = _Services()
     try:

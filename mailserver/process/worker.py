@@ -103,6 +103,13 @@ async def _work(spec: WorkerSpec, sockets: dict[str, socket.socket]) -> int:
 
     app = App(spec.config, listen_sockets=sockets, run_queue=spec.index == 0,
               remote_writer=True, shared_counters=True)
+
+    async def reload() -> None:  # SIGHUP, forwarded by the supervisor
+        parts = await app.reload(lifecycle.reread_config(spec.config))
+        _tag_worker(spec.index)  # log.configure replaced the processors that tag our lines
+        log.warning("config_reloaded", parts=parts)
+
+    lifecycle.on_reload_signal(reload)
     clean = await lifecycle.serve_app(app, stop, ready)
     if clean is None:
         return 1
