@@ -2,7 +2,8 @@
 
 Routes: ``GET /metrics`` (``metrics.py``; HEAD too, as aiohttp adds it to a
 GET route); the admin API under ``/api/v1`` (``api/``), over the process's
-admin service (``Services.admin``).  Anything else is a problem response (RFC 9457, ``problem.py``):
+admin service (``Services.admin``); client autoconfiguration for Thunderbird,
+Outlook and Apple devices (``autoconfig.py``).  Anything else is a problem response (RFC 9457, ``problem.py``):
 404 for an unknown path, 405 with ``Allow`` for a known path and another
 method (RFC 9110 §15.5.6).
 
@@ -25,7 +26,7 @@ from aiohttp import web
 
 from mailserver import metrics as process_metrics
 from mailserver.config import Listener
-from mailserver.http import api, metrics
+from mailserver.http import api, autoconfig, metrics
 from mailserver.http.problem import problem_middleware
 from mailserver.listeners.base import ListenerBase
 from mailserver.services import Services
@@ -44,6 +45,8 @@ class HttpListener(ListenerBase):
         self._state = metrics.StateCollector(services.config, services.store)
         app = web.Application(middlewares=[problem_middleware])
         app.router.add_get("/metrics", self._metrics)
+        store = services.store
+        autoconfig.add_routes(app, services.config, store.is_local_domain)
         if services.admin is not None:
             app.add_subapp(api.PREFIX, api.application(services.admin))
         # No access log (a scrape every few seconds is not news); no signal
