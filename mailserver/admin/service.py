@@ -42,9 +42,10 @@ from typing import Protocol
 import structlog
 
 from mailserver.admin import backup as backup_mod
-from mailserver.admin import mailio
+from mailserver.admin import dns_check, mailio
 from mailserver.admin.backup import BackupReport
 from mailserver.admin.dns import dkim_record, domain_records
+from mailserver.admin.dns_check import Verdict
 from mailserver.admin.mailio import ProgressFn, TransferReport
 from mailserver.admin.policy import (
     account_address,
@@ -73,6 +74,7 @@ from mailserver.auth.passwords import hash_async
 from mailserver.auth.scram import make_keys
 from mailserver.config import Config
 from mailserver.dkim import keys as dkim_keys
+from mailserver.dns.resolver import DnsPythonResolver, Resolver
 from mailserver.errors import (
     AccountNotFound,
     AlreadyExists,
@@ -469,6 +471,21 @@ class AdminService:
         dkim = [k.record for k in await self.list_dkim_keys(name) if k.record.value]
         return domain_records(name, hostname, self.config.listeners, dkim)
 
+
+    async def dns_check(self, domain: str,
+                        resolver: Resolver | None = None) -> list[Verdict]:
+        """``dns_records`` checked against what the configured resolver
+        (``[dns]`` settings; or ``resolver``) answers, then the
+        host's addresses, reverse DNS and MX agreement (``admin/dns_check.py``).
+        Raises as ``dns_records``."""
+        records = await self.dns_records(domain)
+        if resolver is None:
+            out = self.config.outbound
+            resolver = DnsPythonResolver(out.resolver_address, out.resolver_port,
+                                         timeout=out.dns_timeout)
+        hostname = check_public_hostname(self.config.hostname, self.config.source)
+        verdicts = await dns_check.check_records(records, resolver, hostname)
+        return verdicts + await dns_check.check_host(records[0].name, hostname, resolver)
 
     # -- backup --------------------------------------------------------------------
 

@@ -22,10 +22,11 @@ import argparse
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from mailserver.cli.common import PROG, admin_config, with_admin
+from mailserver.cli.common import PROG, CliError, admin_config, with_admin
 
 if TYPE_CHECKING:
     from mailserver.admin import AdminService, DkimKeyInfo, DnsRecord, QueueEntry
+    from mailserver.config import Config
 
 
 def _when(ts: float) -> str:
@@ -94,6 +95,10 @@ def cmd_dns(args: argparse.Namespace) -> int:
     which prints one ``mailserver: error:`` line and exits 1.
     """
     config = admin_config(args)
+    if args.domain == "check" and args.target:
+        return _dns_check(config, args.target)
+    if args.target:
+        raise CliError(f"usage: {PROG} dns DOMAIN | {PROG} dns check DOMAIN")
 
     async def go(admin: AdminService) -> None:
         records = await admin.dns_records(args.domain)
@@ -101,6 +106,32 @@ def cmd_dns(args: argparse.Namespace) -> int:
 
     with_admin(config, go)
     return 0
+
+
+def _dns_check(config: Config, domain: str) -> int:
+    """``mailserver dns check DOMAIN``: one line per expected record and host
+    check (``admin/dns_check.py``); exit status 1 when something is missing
+    or different, 2 when only lookups failed, else 0."""
+    from mailserver.admin import dns_check
+
+    verdicts: list[dns_check.Verdict] = []
+
+    async def go(admin: AdminService) -> None:
+        verdicts.extend(await admin.dns_check(domain))
+
+    with_admin(config, go)
+    for v in verdicts:
+        print(f"{v.state:<9} {v.what}")
+        if v.state != dns_check.PRESENT or v.note:
+            print(f"          expected: {v.expected}")
+            for found in v.found:
+                print(f"          found:    {found}")
+            if v.note:
+                print(f"          {v.note}")
+    states = {v.state for v in verdicts}
+    if states & {dns_check.MISSING, dns_check.DIFFERENT}:
+        return 1
+    return 2 if dns_check.ERROR in states else 0
 
 
 # -- queue -------------------------------------------------------------------------
@@ -179,8 +210,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     dkim.set_defaults(func=cmd_dkim)
 
     p = sub.add_parser("dns", parents=[common],
-                       help="print the DNS records a local domain should publish")
-    p.add_argument("domain", metavar="DOMAIN")
+                       help="print the DNS records a local domain should publish; "
+                       "'dns check DOMAIN' asks the resolver whether they are there")
+    p.add_argument("domain", metavar="DOMAIN", help="the domain, or 'check'")
+    p.add_argument("target", nargs="?", metavar="DOMAIN",
+                   help="with 'check': the domain to check")
     p.set_defaults(func=cmd_dns)
 
     queue = sub.add_parser("queue", help="inspect and manage the outbound queue")

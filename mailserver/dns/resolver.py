@@ -75,6 +75,10 @@ class Resolver(Protocol):
         """PTR targets of ``name`` (an ``in-addr.arpa``/``ip6.arpa`` name), without final dot."""
         ...
 
+    async def srv(self, name: str) -> list[str]:
+        """SRV records of ``name`` as ``"priority weight port target."`` (RFC 2782)."""
+        ...
+
 
 class DnsPythonResolver:
     """``Resolver`` on ``dns.asyncresolver`` with a TTL cache.
@@ -179,3 +183,7 @@ class DnsPythonResolver:
         records, _ = await self._query(name, "PTR")
         return [r.target.to_text(omit_final_dot=True)  # type: ignore[attr-defined]
                 for r in records]
+
+    async def srv(self, name: str) -> list[str]:
+        records, _ = await self._query(name, "SRV")
+        return [r.to_text() for r in records]  # type: ignore[attr-defined]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 from support.daemon import ROOT, check_login, on_store
 from support.daemon import cli_env as env_without_config
 from support.daemon import run_cli as cli
+from support.dnsserver import DnsServer
 
 from mailserver.store.store import Store
 
@@ -380,3 +382,60 @@ def test_dns_refuses_a_hostname_nobody_can_reach(tmp_path: Path, hostname: str,
     message = fails("dns", "example.test", "-c", conf)
     assert message.startswith(f"mailserver: error: hostname {hostname!r} ({conf}) cannot be "
                               f"published in DNS: {problem}")
+
+
+def _publish(dns: DnsServer, zone: str, skip: tuple[str, ...] = ()) -> None:
+    """Serve the zone-file lines ``mailserver dns`` printed (but ``skip``)."""
+    for line in zone.splitlines():
+        if line.startswith(";") or not line.strip() or any(s in line for s in skip):
+            continue
+        name, _ttl, _in, rtype, data = line.split(None, 4)
+        if rtype == "TXT":
+            data = "".join(re.findall(r'"([^"]*)"', data))
+        dns.add(name, rtype, data)
+
+
+def test_dns_check_against_a_loopback_resolver(conf: Path) -> None:
+    """``dns check``: one verdict per expected record and for the host (its
+    address, reverse DNS, MX agreement), asked of the configured resolver;
+    non-zero while something is missing or different."""
+    dns = DnsServer()
+    dns.start()
+    try:
+        conf.write_text(conf.read_text("utf-8") + f"""
+[dns]
+resolver_address = "127.0.0.1"
+resolver_port = {dns.port}
+timeout = 5
+[listeners.submissions]
+protocol = "submission"
+port = 465
+tls = "implicit"
+""", encoding="utf-8")
+        ok("domain", "add", "example.test", "-c", conf)
+        ok("dkim", "keygen", "example.test", "-c", conf)
+        zone = ok("dns", "example.test", "-c", conf)
+        _publish(dns, zone, skip=("_dmarc.", "_imaps."))
+        dns.add("example.test", "TXT", "v=spf1 a -all")  # a second, different SPF record
+        dns.add("mx.example.test", "A", "127.0.0.1")
+        result = cli("dns", "check", "example.test", "-c", conf)
+        assert result.returncode == 1, result.stderr
+        lines = result.stdout.splitlines()
+        assert "present   example.test MX" in lines
+        assert "missing   _dmarc.example.test TXT" in lines
+        assert "different example.test TXT" in lines  # two SPF records: a permerror
+        assert any(x.startswith("present   mail._domainkey.example.test TXT") for x in lines)
+        assert "present   _submissions._tcp.example.test SRV" in lines
+        assert "missing   _imaps._tcp.example.test SRV" in lines
+        assert "missing   1.0.0.127.in-addr.arpa PTR" in lines
+        # Everything published as printed, and the reverse DNS: all present, exit 0.
+        dns.records.clear()
+        _publish(dns, zone)
+        dns.add("mx.example.test", "A", "127.0.0.1")
+        dns.add("1.0.0.127.in-addr.arpa", "PTR", "mx.example.test.")
+        result = cli("dns", "check", "example.test", "-c", conf)
+        assert result.returncode == 0, result.stdout
+        assert all(x.startswith(("present", " ")) for x in result.stdout.splitlines())
+        assert "present   example.test MX -> A/AAAA" in result.stdout.splitlines()
+    finally:
+        dns.stop()
