@@ -85,7 +85,26 @@ async def check_records(records: Sequence[DnsRecord], resolver: Resolver,
             state = PRESENT if record.value.lower() in norm else (MISSING if not found
                                                                    else DIFFERENT)
             out.append(Verdict(what, state, record.value, tuple(found)))
+        elif record.type == "CNAME":
+            out.append(await _alias(record, what, resolver, hostname))
     return out
+
+
+async def _alias(record: DnsRecord, what: str, resolver: Resolver, hostname: str) -> Verdict:
+    """A name that must lead to this server: compared by address (a CNAME or
+    the same A/AAAA records do equally well)."""
+    try:
+        theirs = set(await resolver.addresses(record.name))
+        ours = set(await resolver.addresses(hostname))
+    except DnsError as exc:
+        if exc.temporary:
+            return Verdict(what, ERROR, record.value, note=str(exc))
+        theirs, ours = set(), set()
+    if not theirs:
+        return Verdict(what, MISSING, record.value)
+    state = PRESENT if theirs & ours else DIFFERENT
+    return Verdict(what, state, record.value, tuple(sorted(theirs)),
+                   "" if state == PRESENT else f"does not lead to {hostname}'s addresses")
 
 
 async def _mx(record: DnsRecord, what: str, resolver: Resolver, hostname: str) -> Verdict:
@@ -139,6 +158,15 @@ async def _txt(record: DnsRecord, what: str, resolver: Resolver) -> Verdict:
         want = _tags(record.value)
         note = "" if tags.get("rua") == want.get("rua") else "reports go elsewhere (rua)"
         return Verdict(what, PRESENT, record.value, tuple(dmarc), note)
+    if record.purpose in (dns.MTA_STS, dns.TLSRPT):
+        version = "STSv1" if record.purpose == dns.MTA_STS else "TLSRPTv1"
+        mine = [t for t in found if _tags(t).get("v", "") == version]
+        if not mine:
+            return Verdict(what, MISSING, record.value, tuple(found))
+        key = "id" if record.purpose == dns.MTA_STS else "rua"
+        same = _tags(mine[0]).get(key) == _tags(record.value).get(key)
+        return Verdict(what, PRESENT if same else DIFFERENT, record.value, tuple(mine),
+                       "" if same else f"another {key}= than this server's")
     same = any(" ".join(t.split()) == " ".join(record.value.split()) for t in found)
     return Verdict(what, PRESENT if same else (MISSING if not found else DIFFERENT),
                    record.value, tuple(found))

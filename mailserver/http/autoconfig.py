@@ -8,7 +8,9 @@ before it knows our host names and ports.
   with the request XML naming ``EMailAddress``, GET with ``?email=``; the
   Outlook 2006 schemas);
 * an Apple configuration profile (``/profile.mobileconfig?email=``,
-  ``com.apple.mail.managed`` payload, a property list).
+  ``com.apple.mail.managed`` payload, a property list);
+* the MTA-STS policy (RFC 8461 §3.2, ``/.well-known/mta-sts.txt``), the one
+  ``mailserver dns`` publishes the id of.
 
 Every answer names ``config.hostname`` and the ports of the configured
 ``imap`` and ``submission`` listeners, implicit TLS first (RFC 8314 §3:
@@ -28,6 +30,7 @@ from xml.etree import ElementTree as ET
 
 from aiohttp import web
 
+from mailserver.admin import dns
 from mailserver.config import Config
 from mailserver.errors import InvalidRequest, NotFound
 
@@ -204,3 +207,9 @@ def add_routes(app: web.Application, config: Config,
         app.router.add_get(path, ad)
         app.router.add_post(path, ad)
     app.router.add_get("/profile.mobileconfig", apple)
+
+    async def mta_sts(request: web.Request) -> web.Response:
+        # RFC 8461 §3.3: text/plain at https://mta-sts.DOMAIN/.well-known/mta-sts.txt.
+        return web.Response(text=dns.mta_sts_policy(config.hostname), content_type="text/plain")
+
+    app.router.add_get("/.well-known/mta-sts.txt", mta_sts)

@@ -102,6 +102,10 @@ def test_served_on_the_http_listener(srv: ServerThread) -> None:
     status, ctype, body = fetch(srv, "/profile.mobileconfig?email=alice%40example.test")
     assert status == 200 and ctype == autoconfig.MOBILECONFIG
     assert plistlib.loads(body)["PayloadContent"][0]["EmailAddress"] == "alice@example.test"
+    status, ctype, body = fetch(srv, "/.well-known/mta-sts.txt")
+    assert status == 200 and ctype.startswith("text/plain")
+    assert body.decode().split("\r\n")[:3] == ["version: STSv1", "mode: testing",
+                                               "mx: mx.example.test"]
     # Not ours, missing, or not XML: a problem response, never a crash.
     assert fetch(srv, "/mail/config-v1.1.xml?emailaddress=x%40other.test")[0] == 404
     assert fetch(srv, "/mail/config-v1.1.xml")[0] == 400

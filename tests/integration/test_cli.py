@@ -417,7 +417,9 @@ tls = "implicit"
         zone = ok("dns", "example.test", "-c", conf)
         _publish(dns, zone, skip=("_dmarc.", "_imaps."))
         dns.add("example.test", "TXT", "v=spf1 a -all")  # a second, different SPF record
-        dns.add("mx.example.test", "A", "127.0.0.1")
+        for host in ("mx", "mta-sts", "autoconfig", "autodiscover"):
+            # The loopback server does not chase CNAMEs: the addresses they lead to.
+            dns.add(f"{host}.example.test", "A", "127.0.0.1")
         result = cli("dns", "check", "example.test", "-c", conf)
         assert result.returncode == 1, result.stderr
         lines = result.stdout.splitlines()
@@ -428,10 +430,14 @@ tls = "implicit"
         assert "present   _submissions._tcp.example.test SRV" in lines
         assert "missing   _imaps._tcp.example.test SRV" in lines
         assert "missing   1.0.0.127.in-addr.arpa PTR" in lines
+        assert "present   _mta-sts.example.test TXT" in lines
+        assert "present   _smtp._tls.example.test TXT" in lines
+        assert "present   autoconfig.example.test CNAME" in lines
         # Everything published as printed, and the reverse DNS: all present, exit 0.
         dns.records.clear()
         _publish(dns, zone)
-        dns.add("mx.example.test", "A", "127.0.0.1")
+        for host in ("mx", "mta-sts", "autoconfig", "autodiscover"):
+            dns.add(f"{host}.example.test", "A", "127.0.0.1")
         dns.add("1.0.0.127.in-addr.arpa", "PTR", "mx.example.test.")
         result = cli("dns", "check", "example.test", "-c", conf)
         assert result.returncode == 0, result.stdout
