@@ -11,6 +11,7 @@
     mailserver backup DIR | verify [DIR] | restore DIR        (backup.py)
     mailserver import mbox|maildir PATH ACCOUNT | export ACCOUNT mbox|maildir PATH  (mailio.py)
     mailserver token create NAME [--read-only] | list | revoke NAME   (tokens.py)
+    mailserver quickstart ADDRESS [--hostname H] [-c DIR] [--data-dir DIR]  (quickstart.py)
 
 Argument parsing and printing only: every rule is the admin service's
 (``mailserver.admin``).  The configuration is found as ``common.py`` says.
@@ -38,6 +39,7 @@ from mailserver.cli.dmarc import add_parsers as add_dmarc
 from mailserver.cli.limits import add_parsers as add_limits
 from mailserver.cli.mailio import add_parsers as add_mailio
 from mailserver.cli.outbound import add_parsers as add_outbound
+from mailserver.cli.quickstart import add_parsers as add_quickstart
 from mailserver.cli.server import add_parsers as add_server
 from mailserver.cli.server import cmd_run
 from mailserver.cli.tokens import add_parsers as add_tokens
@@ -67,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_mailio(sub, common)
     add_limits(sub, common)
     add_tokens(sub, common)
+    add_quickstart(sub)
     return parser
 
 
