@@ -42,10 +42,11 @@ from typing import Protocol
 import structlog
 
 from mailserver.admin import backup as backup_mod
-from mailserver.admin import dns_check, mailio
+from mailserver.admin import dns_check, imapimport, mailio
 from mailserver.admin.backup import BackupReport
 from mailserver.admin.dns import dkim_record, domain_records
 from mailserver.admin.dns_check import Verdict
+from mailserver.admin.imapimport import Remote
 from mailserver.admin.mailio import ProgressFn, TransferReport
 from mailserver.admin.policy import (
     account_address,
@@ -515,6 +516,17 @@ class AdminService:
                                           mailbox=mailbox, progress=progress)
         log.info("mail_imported", account=account, format=kind, messages=report.messages,
                  skipped=report.skipped, duration_ms=round(report.seconds * 1000))
+        return report
+
+    async def import_imap(self, remote: Remote, account: str, *,
+                          progress: ProgressFn | None = None) -> TransferReport:
+        """Copy every folder of a remote IMAP account into ``account``,
+        resumable; see ``admin/imapimport.py`` (errors there)."""
+        report = await imapimport.import_imap(self._store, self.config, remote, account,
+                                              progress=progress)
+        log.info("mail_imported", account=account, format="imap", remote=remote.host,
+                 messages=report.messages, skipped=report.skipped,
+                 duration_ms=round(report.seconds * 1000))
         return report
 
     async def export_mail(self, account: str, kind: str, path: Path, *,

@@ -1,4 +1,6 @@
-"""``mailserver import mbox|maildir PATH ACCOUNT [--mailbox NAME]`` and
+"""``mailserver import mbox|maildir PATH ACCOUNT [--mailbox NAME]``,
+``mailserver import imap --host H [--port P] [--tls|--starttls] --user U
+[--password-stdin] ACCOUNT`` and
 ``mailserver export ACCOUNT mbox|maildir PATH``: argument parsing and the
 progress display; the work is the admin service's (``admin/mailio.py``).
 
@@ -86,6 +88,29 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_imap(args: argparse.Namespace) -> int:
+    """``mailserver import imap``: copy a remote account; print what was copied; exit 0."""
+    from mailserver.admin.imapimport import Remote
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        import getpass
+
+        password = getpass.getpass(f"password of {args.user} at {args.host}: ")
+    tls = "implicit" if args.tls else "starttls" if args.starttls else "none"
+    port = args.port or (993 if tls == "implicit" else 143)
+    remote = Remote(args.host, port, tls, args.user, password)
+    config = admin_config(args)
+    with progress_display("imported") as show:
+        report = with_admin(config, lambda admin: admin.import_imap(
+            remote, args.account, progress=show))
+    skipped = f", {report.skipped} skipped (over max_message_size)" if report.skipped else ""
+    print(f"imported {report.messages} messages ({_mib(report.octets)}) into "
+          f"{report.mailboxes} mailboxes of {args.account} in {report.seconds:.1f} s{skipped}")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """``mailserver export``: print what was exported; exit 0."""
     config = admin_config(args)
@@ -101,15 +126,31 @@ def cmd_export(args: argparse.Namespace) -> int:
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                 common: argparse.ArgumentParser) -> None:
     """Add ``import`` and ``export`` to ``sub``."""
-    p = sub.add_parser("import", parents=[common],
-                       help="import an mbox file or directory, or a Maildir, into an account")
-    p.add_argument("format", choices=FORMATS)
-    p.add_argument("path", type=Path, metavar="PATH")
+    imp = sub.add_parser("import", help="import an mbox file or directory, a Maildir, or a "
+                         "remote IMAP account into an account")
+    isub = imp.add_subparsers(dest="format", required=True, metavar="SOURCE")
+    for kind in FORMATS:
+        p = isub.add_parser(kind, parents=[common], help=f"import {kind}")
+        p.add_argument("path", type=Path, metavar="PATH")
+        p.add_argument("account", metavar="ACCOUNT")
+        p.add_argument("--mailbox", metavar="NAME",
+                       help="target mailbox of a single mbox file (default INBOX); for a "
+                       "directory, the parent of its folders")
+        p.set_defaults(func=cmd_import)
+    p = isub.add_parser("imap", parents=[common],
+                        help="copy every folder of a remote IMAP account (flags, keywords, "
+                        "INTERNALDATE); run again, it resumes without duplicates")
+    p.add_argument("--host", required=True)
+    p.add_argument("--port", type=int, default=None,
+                   help="default 993 with --tls, else 143")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--tls", action="store_true", help="implicit TLS (RFC 8314)")
+    mode.add_argument("--starttls", action="store_true", help="STARTTLS (RFC 3501 §6.2.1)")
+    p.add_argument("--user", required=True)
+    p.add_argument("--password-stdin", action="store_true",
+                   help="read the password from the first line of stdin (else prompt)")
     p.add_argument("account", metavar="ACCOUNT")
-    p.add_argument("--mailbox", metavar="NAME",
-                   help="target mailbox of a single mbox file (default INBOX); for a "
-                   "directory, the parent of its folders")
-    p.set_defaults(func=cmd_import)
+    p.set_defaults(func=cmd_import_imap)
     p = sub.add_parser("export", parents=[common],
                        help="export every mailbox of an account as mbox files or a Maildir")
     p.add_argument("account", metavar="ACCOUNT")
