@@ -167,7 +167,7 @@ async def import_imap(store: Store, config: Config, remote: Remote, account: str
     if store.get_account(account) is None:
         raise AccountNotFound(f"no account {account}")
     state = _State(config.data_dir / "state" / "imap-import" / account
-                   / f"{remote.user}@{remote.host}:{remote.port}.json".replace("/", "_"))
+                   / f"{remote.user}@{remote.host}.json".replace("/", "_"))
     conn = await asyncio.to_thread(_connect, remote)
     imp = _Importer(store, config, account, progress, None)
     skipped_folders: list[str] = []
@@ -216,8 +216,9 @@ async def import_imap(store: Store, config: Config, remote: Remote, account: str
             await imp.drain(0)
             commit_state(len(current[2]))
             current = None
-    except asyncio.CancelledError:
-        # Ctrl-C: the queued appends commit; the state says so, then stop.
+    except BaseException as exc:
+        # Ctrl-C, a lost connection, a refused command: the queued appends
+        # commit; the state says so, then stop.
         tasks = [t for t, _ in imp.inflight]
         await asyncio.gather(*tasks, return_exceptions=True)
         ok = next((i for i, t in enumerate(tasks) if t.cancelled() or t.exception()),
@@ -225,7 +226,7 @@ async def import_imap(store: Store, config: Config, remote: Remote, account: str
         imp.messages += ok
         if current is not None:
             commit_state(len(current[2]) - len(tasks) + ok)
-        imp.report(done=True, interrupted=True)
+        imp.report(done=True, interrupted=isinstance(exc, asyncio.CancelledError))
         raise
     finally:
         with contextlib.suppress(Exception):

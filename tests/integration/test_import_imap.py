@@ -5,6 +5,9 @@ exact octets; run again, only what is new comes (no duplicates)."""
 from __future__ import annotations
 
 import imaplib
+import select
+import socket
+import threading
 from pathlib import Path
 
 from support.daemon import run_cli
@@ -34,27 +37,76 @@ def _append(srv: ServerThread, folder: str, n: int, start: int = 0) -> None:
         c.logout()
 
 
-def _import(tmp: Path, src: ServerThread, dst: ServerThread) -> str:
-    result = run_cli("import", "imap", "--host", "127.0.0.1", "--port", str(src.port("imap")),
+def _import(tmp: Path, port: int, dst: ServerThread, ok: bool = True) -> str:
+    result = run_cli("import", "imap", "--host", "127.0.0.1", "--port", str(port),
                      "--user", ALICE, "--password-stdin", ALICE,
                      "--data-dir", dst.config.data_dir, stdin=USERS[ALICE] + "\n", cwd=tmp)
-    assert result.returncode == 0, result.stderr
+    assert (result.returncode == 0) is ok, result.stderr
     return result.stdout
+
+
+class CuttingProxy:
+    """One TCP connection to ``port``, passed through until the client sends
+    its ``cut_at``-th ``UID FETCH``: then both sides are dropped (the line
+    dies in the middle of an import)."""
+
+    def __init__(self, port: int, cut_at: int) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.target, self.cut_at = port, cut_at
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        client, _ = self.listener.accept()
+        server = socket.create_connection(("127.0.0.1", self.target))
+        fetches = 0
+        with client, server, self.listener:
+            socks = [client, server]
+            while True:
+                ready, _, _ = select.select(socks, [], [], 30)
+                if not ready:
+                    return
+                for sock in ready:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    if sock is client:
+                        fetches += data.count(b"UID FETCH")
+                        if fetches >= self.cut_at:
+                            return
+                        server.sendall(data)
+                    else:
+                        client.sendall(data)
 
 
 def test_import_imap_copies_and_resumes(server: ServerThread, tmp_path: Path) -> None:
     for folder in FOLDERS:
         _append(server, folder, 3)
     with running_server(make_config(tmp_path / "second")) as second:
-        out = _import(tmp_path, server, second)
+        out = _import(tmp_path, server.port("imap"), second)
         assert f"imported {3 * len(FOLDERS)} messages" in out
         for folder in FOLDERS:
             assert imap_view(second, ALICE, folder) == imap_view(server, ALICE, folder), folder
         # New mail at the source; the second run copies only that.
         _append(server, "INBOX", 2, start=3)
-        assert "imported 2 messages" in _import(tmp_path, server, second)
-        assert "imported 0 messages" in _import(tmp_path, server, second)
+        assert "imported 2 messages" in _import(tmp_path, server.port("imap"), second)
+        assert "imported 0 messages" in _import(tmp_path, server.port("imap"), second)
         for folder in FOLDERS:
+            assert imap_view(second, ALICE, folder) == imap_view(server, ALICE, folder), folder
+
+
+def test_import_imap_resumes_after_a_cut(server: ServerThread, tmp_path: Path) -> None:
+    _append(server, "INBOX", 4)
+    _append(server, "Work", 4)
+    with running_server(make_config(tmp_path / "second")) as second:
+        proxy = CuttingProxy(server.port("imap"), cut_at=6)  # in Work, after 5 messages
+        _import(tmp_path, proxy.port, second, ok=False)
+        proxy.thread.join(30)
+        assert len(imap_view(second, ALICE, "INBOX")) == 4
+        assert len(imap_view(second, ALICE, "Work")) == 1
+        assert "imported 3 messages" in _import(tmp_path, server.port("imap"), second)
+        for folder in ("INBOX", "Work"):
             assert imap_view(second, ALICE, folder) == imap_view(server, ALICE, folder), folder
 
 
