@@ -72,6 +72,10 @@ def resolver_for(out: OutboundSettings) -> Resolver:
     return DnsPythonResolver(out.resolver_address, out.resolver_port, timeout=out.dns_timeout)
 
 
+#: The configuration sections SIGHUP reloads (``App.reload``); the rest needs a restart.
+RELOADED = ("tls", "dkim", "limits", "checks", "log")
+
+
 def build_queue(config: Config, store: Store, resolver: Resolver,
                 keyring: DkimKeyring | None = None) -> QueueManager:
     """The outbound queue of ``store`` as ``config`` describes it (not started).
@@ -223,6 +227,10 @@ class App:
         #: The DKIM keys the queue signs with (``reload`` re-reads them).
         self.keyring = DkimKeyring(config.data_dir)
         self._ssl_context: ssl.SSLContext | None = None
+        self._resolver: Resolver | None = None
+        #: SMTP hooks a reload replaced: connections made before it still use
+        #: them, so their stages' threads are closed only at stop.
+        self._retired_hooks: list[dict[str, SmtpHooks]] = []
 
     @property
     def store(self) -> Store:
@@ -243,31 +251,49 @@ class App:
         return AdminService(self.services.store, self.config, queue_control=control,
                             runtime=self.runtime)
 
-    async def reload(self, config: Config) -> list[str]:
-        """SIGHUP: apply what can change without dropping a connection, from
-        ``config`` (the file read again); returns what was reloaded.
+    async def reload(self, new: Config) -> list[str]:
+        """SIGHUP: take the reloadable sections (``RELOADED``) of ``new`` (the
+        file read again) without dropping a connection; returns what was
+        reloaded.
 
         * ``log``: level and format (``log.configure``); lines of connections
           already open keep the level their logger was bound with;
         * ``tls``: the certificate and key, loaded into the listeners' one
           context: the next handshake presents them (``tls.reload_context``),
           and SCRAM's ``tls-server-end-point`` follows;
-        * ``dkim``: the signing keys under ``data_dir/dkim`` are read again.
+        * ``dkim``: the signing keys under ``data_dir/dkim`` are read again;
+        * ``limits`` and ``checks``: new connections get the new limits and a
+          new SMTP check pipeline; open ones keep what they started with.
 
-        Limits, check settings and listeners take a restart.  Raises
-        ``ConfigError`` / ``OSError`` (TLS files): what came before the
-        failing part is applied, the rest is as it was."""
+        The counter service's own settings, listeners, workers, store, auth
+        and outbound take a restart.  Raises ``ConfigError`` / ``OSError``
+        (TLS files): what came before the failing part is applied, the rest
+        is as it was."""
+        config = dataclasses.replace(self.config, **{k: getattr(new, k) for k in RELOADED})
         done = []
         logsetup.configure(config.log)
         done.append("log")
+        services = self.services
         if self._ssl_context is not None:
             await asyncio.to_thread(reload_context, self._ssl_context, config)
-            if self.services is not None and self.services.scram is not None:
-                self.services.scram.end_point = await asyncio.to_thread(
-                    server_end_point, config)
+            if services is not None and services.scram is not None:
+                services.scram.end_point = await asyncio.to_thread(server_end_point, config)
             done.append("tls")
         self.keyring.reload()
         done.append("dkim")
+        if services is not None and self._resolver is not None:
+            self._retired_hooks.append(services.smtp_hooks)
+            services.config = config
+            services.smtp_hooks = build_smtp_hooks(
+                config, store=services.store, queue=services.queue, counters=services.counters,
+                resolver=self._resolver, authenticator=services.authenticator,
+                scram=services.scram)
+            for handle in self.listeners.values():
+                reconfigure = getattr(handle, "reconfigure", None)
+                if reconfigure is not None:
+                    reconfigure()
+            done += ["limits", "checks"]
+        self.config = config
         return done
 
     def runtime(self) -> Runtime:
@@ -305,7 +331,7 @@ class App:
             scram = await asyncio.to_thread(
                 lambda: build_scram(cfg, store, server_end_point(cfg)))
             await asyncio.to_thread(prepare_casemap)
-            resolver = build_resolver(cfg)
+            resolver = self._resolver = build_resolver(cfg)
             queue = build_queue(cfg, store, resolver, self.keyring)
             if self._run_queue:
                 await queue.start()
@@ -370,7 +396,8 @@ class App:
         await self._close_listeners(grace)
         await self._stop_flusher()
         if self.services is not None:
-            for hooks in self.services.smtp_hooks.values():
+            every = [h for old in self._retired_hooks for h in old.values()]
+            for hooks in every + list(self.services.smtp_hooks.values()):
                 for stage in hooks.pipeline.stages:  # stages with threads of their own
                     close = getattr(stage, "close", None)
                     if close is not None:

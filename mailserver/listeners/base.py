@@ -106,6 +106,11 @@ class ListenerBase:
         """A new asyncio protocol for one accepted connection; every kind overrides it."""
         raise NotImplementedError
 
+    def reconfigure(self) -> None:
+        """After a reload (``App.reload``): new connections get
+        ``services.config``'s limits; open ones keep theirs."""
+        self.limits = self.services.config.limits
+
     # -- start ---------------------------------------------------------------------
 
     @property

@@ -10,6 +10,7 @@ with ``421 4.7.0``) and shuts down gracefully: idle connections get
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import structlog
 
@@ -27,9 +28,13 @@ class SmtpListener(ListenerBase):
 
     def __init__(self, listener: Listener, services: Services) -> None:
         super().__init__(listener, services)
+        self._settings, self._handler = self._build()
+
+    def _build(self) -> tuple[ConnectionSettings, Any]:
+        listener, services = self.listener, self.services
         config = services.config
         submission = listener.protocol == "submission"
-        self._settings = ConnectionSettings(
+        settings = ConnectionSettings(
             listener_name=listener.name,
             hostname=config.hostname,
             limits=config.limits,
@@ -37,7 +42,13 @@ class SmtpListener(ListenerBase):
             starttls_context=services.ssl_context if listener.tls == "starttls" else None,
             implicit_tls=listener.tls == "implicit",
         )
-        self._handler = services.smtp_hooks[listener.name]
+        return settings, services.smtp_hooks[listener.name]
+
+    def reconfigure(self) -> None:
+        """``ListenerBase.reconfigure``: new connections get the reloaded limits
+        and hooks (checks); open ones keep the pair they were made with."""
+        super().reconfigure()
+        self._settings, self._handler = self._build()
 
     def protocol_factory(self) -> asyncio.BaseProtocol:
         """``ListenerBase.protocol_factory``: a new ``SmtpConnection`` for this listener."""

@@ -1,5 +1,5 @@
-"""SIGHUP reloads the configuration's log settings, TLS certificate and DKIM
-keys without dropping a connection, with one process and with workers: an
+"""SIGHUP reloads the configuration's log settings, TLS certificate, DKIM
+keys, limits and checks without dropping a connection, with one process and with workers: an
 IMAP IDLE session and an SMTP session held open across the reload keep
 working, the next TLS handshake presents the new certificate, and the new
 log level holds for new connections."""
@@ -61,8 +61,8 @@ def test_sighup_reloads_without_dropping_connections(tmp_path: Path, workers: in
     make_self_signed("old.example.test", cert, key)
     conf = tmp_path / "mailserver.toml"
 
-    def write(level: str) -> None:
-        conf.write_text(CONFIG.format(workers=workers, level=level, cert=cert, key=key))
+    def write(level: str, limits: str = "") -> None:
+        conf.write_text(CONFIG.format(workers=workers, level=level, cert=cert, key=key) + limits)
 
     write("info")
     add_user(conf, "alice@example.test", "alice-secret")
@@ -81,13 +81,13 @@ def test_sighup_reloads_without_dropping_connections(tmp_path: Path, workers: in
         smtp.ehlo("client.example.net")
 
         make_self_signed("new.example.test", cert, key)  # the renewed certificate
-        write("warning")
+        write("warning", "[limits]\nmax_message_size = 1234567\n")
         d.proc.send_signal(signal.SIGHUP)
         reloaded: set[int] = set()
         while len(reloaded) < workers:  # each worker (or the one process) says so
             event = d.wait_for("config_reloaded")
             if workers == 1 or "worker" in event:
-                assert {"log", "tls", "dkim"} <= set(event["parts"])
+                assert {"log", "tls", "dkim", "limits", "checks"} <= set(event["parts"])
                 reloaded.add(event.get("worker", 0))
         new = fingerprint(cert)
         assert new != old and served_cert(d.ports["imaps"]) == new
@@ -101,10 +101,12 @@ def test_sighup_reloads_without_dropping_connections(tmp_path: Path, workers: in
         smtp.quit()
         imap.ok("z", "LOGOUT")
         imap.close()
-        # The new level: a new connection's info line is not written any more.
+        # The new level: a new connection's info line is not written any more;
+        # and it gets the new limits (SIZE, RFC 1870).
         seen = len(d.logged("smtp_connect"))
         with smtplib.SMTP("127.0.0.1", d.ports["smtp"], timeout=10) as c:
-            c.noop()
+            c.ehlo("client.example.net")
+            assert c.esmtp_features["size"] == "1234567"
         assert d.stop() == 0
         assert len(d.logged("smtp_connect")) == seen
     finally:
