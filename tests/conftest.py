@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.daemon import Daemon
 from support.server import USERS, ServerThread, make_config, running_server
 from support.wire import RawImap, RawSmtp, client_tls_context
 
@@ -78,3 +79,12 @@ def server_factory(tmp_path: Path) -> Iterator[Any]:
     yield factory
     for srv in started:
         srv.stop()
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[Daemon]]:
+    """Daemons a test starts (append them): killed at the end, whatever happened."""
+    started: list[Daemon] = []
+    yield started
+    for d in started:
+        d.kill()

@@ -25,15 +25,6 @@ from support.daemon import ROOT, TIMEOUT, Daemon, add_user, check_login, inbox_u
 from support.wire import client_tls_context
 
 
-@pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
-    """Started daemons are killed at the end of the test, whatever happened."""
-    started: list[Daemon] = []
-    yield started
-    for d in started:
-        d.kill()
-
-
 def write_config(tmp_path: Path, listeners: str = "", extra: str = "") -> Path:
     path = tmp_path / "mailserver.toml"
     path.write_text(

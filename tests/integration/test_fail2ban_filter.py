@@ -15,7 +15,6 @@ import imaplib
 import json
 import re
 import smtplib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,13 +48,6 @@ def failregexes() -> list[re.Pattern[str]]:
     assert len(lines) == 2
     return [re.compile(x.replace("<HOST>", HOST)) for x in lines]
 
-
-@pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
-    started: list[Daemon] = []
-    yield started
-    for d in started:
-        d.kill()
 
 
 @pytest.mark.parametrize("fmt", ["json", "console"])
