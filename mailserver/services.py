@@ -58,6 +58,9 @@ class Services:
     #: The admin service of this process (``App.admin()``): what the HTTP admin
     #: API calls.  None where no App made one (the http listener then has no API).
     admin: AdminService | None = None
+    #: Mail-flow statistics and events for the API (``analytics.remote.FlowSource``:
+    #: this process's hub, or the supervisor's).  None: analytics off.
+    flow: Any = None
 
     def __post_init__(self) -> None:
         if self.counters is None:
