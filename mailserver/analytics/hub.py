@@ -274,9 +274,10 @@ class FlowHub:
 
     # -- files ---------------------------------------------------------------------
 
-    def flush(self) -> None:
-        """Append new events and closed minutes to the files; prune old days.
-        Raises ``OSError``."""
+    def flush(self, final: bool = False) -> None:
+        """Append new events and closed minutes to the files (``final``: the current
+        minute too, as at shutdown: a restart reads it back, and the line written
+        when it closes later replaces it); prune old days.  Raises ``OSError``."""
         if self.directory is None:
             return
         now = self._clock()
@@ -291,7 +292,8 @@ class FlowHub:
                 with open(self.directory / f"events-{day}.jsonl", "a", encoding="utf-8") as f:
                     f.write("\n".join(group) + "\n")
         current = int(now // 60 * 60)
-        closed = [m for s, m in self.minutes.items() if self._written_minute <= s < current]
+        end = current + 60 if final else current
+        closed = [m for s, m in self.minutes.items() if self._written_minute <= s < end]
         if closed:
             by_day2: dict[str, list[str]] = {}
             for m in closed:
@@ -336,7 +338,7 @@ class FlowHub:
                     m = Minute.from_json(json.loads(line))
                 except (ValueError, KeyError, TypeError):
                     continue
-                if m.start >= since and m.start not in self.minutes:
+                if m.start >= since:  # a later line of a minute replaces an earlier one
                     self.minutes[m.start] = m
         self.minutes = collections.OrderedDict(sorted(self.minutes.items()))
         self._written_minute = int(now // 60 * 60)  # earlier minutes are in the files
@@ -364,7 +366,7 @@ class FlowHub:
                     pass  # a full disk: the next flush tries again
         finally:
             try:
-                self.flush()
+                self.flush(final=True)
             except OSError:
                 pass
 

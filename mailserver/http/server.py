@@ -45,7 +45,7 @@ class HttpListener(ListenerBase):
         app = web.Application(middlewares=[problem_middleware])
         app.router.add_get("/metrics", self._metrics)
         if services.admin is not None:
-            app.add_subapp(api.PREFIX, api.application(services.admin))
+            app.add_subapp(api.PREFIX, api.application(services.admin, services.flow))
         # No access log (a scrape every few seconds is not news); no signal
         # handlers (the process model owns SIGTERM/SIGINT).
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None,
