@@ -11,6 +11,7 @@
     mailserver backup DIR | verify [DIR] | restore DIR        (backup.py)
     mailserver import mbox|maildir PATH ACCOUNT | export ACCOUNT mbox|maildir PATH  (mailio.py)
     mailserver token create NAME [--read-only] | list | revoke NAME   (tokens.py)
+    mailserver top [--url URL] [--token T] [--once]                 (top.py)
 
 Argument parsing and printing only: every rule is the admin service's
 (``mailserver.admin``).  The configuration is found as ``common.py`` says.
@@ -41,6 +42,7 @@ from mailserver.cli.outbound import add_parsers as add_outbound
 from mailserver.cli.server import add_parsers as add_server
 from mailserver.cli.server import cmd_run
 from mailserver.cli.tokens import add_parsers as add_tokens
+from mailserver.cli.top import add_parsers as add_top
 from mailserver.config import LogSettings
 from mailserver.errors import MailserverError, UserError
 
@@ -67,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_mailio(sub, common)
     add_limits(sub, common)
     add_tokens(sub, common)
+    add_top(sub, common)
     return parser
 
 

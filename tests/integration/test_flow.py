@@ -136,6 +136,11 @@ def test_flow_events_stats_and_stream(tmp_path: Path, workers: int) -> None:
         assert [e["id"] for e in paged] == sorted(e["id"] for e in seen)
         assert client.get("/api/v1/events?until=1").body["items"] == []
         assert client.get("/api/v1/events?kind=nope").status == 400
+        if workers == 1:  # mailserver top reads the same API
+            top = run_cli("top", "--once", "--url", f"http://127.0.0.1:{daemon.ports['http']}",
+                          "--token", token, "-c", conf)
+            assert top.returncode == 0, top.stderr
+            assert "received" in top.stdout and "example.test" in top.stdout
         assert daemon.stop() == 0
 
         # A restart keeps the windows (per-minute aggregates) and the raw events.
