@@ -16,12 +16,13 @@ import contextlib
 import dataclasses
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import structlog
 
 from mailserver import analytics, metrics
 from mailserver.admin import AdminService
+from mailserver.analytics import FlowEvent
 from mailserver.analytics.hub import FlowHub
 from mailserver.analytics.remote import BatchSink, FlowSource, LocalFlow, RemoteFlow
 from mailserver.auth.login import Authenticator
@@ -208,6 +209,7 @@ class App:
         self._flusher: asyncio.Task[None] | None = None
         self._flow_task: asyncio.Task[None] | None = None
         self._flow_sink: BatchSink | None = None
+        self._flow_add: Callable[[FlowEvent], None] | None = None  # the sink we set
 
     @property
     def store(self) -> Store:
@@ -296,16 +298,20 @@ class App:
             return None
         if isinstance(counters, RemoteCounters):
             self._flow_sink = BatchSink(counters.send)
+            self._flow_add = self._flow_sink
             analytics.set_sink(self._flow_sink)
             return RemoteFlow(cfg.data_dir / "run")
         hub = FlowHub(cfg.data_dir / "analytics", retention_days=cfg.analytics.retention_days,
                       raw_days=cfg.analytics.raw_days)
+        self._flow_add = hub.add
         analytics.set_sink(hub.add)
         self._flow_task = asyncio.create_task(hub.run(), name="analytics-flush")
         return LocalFlow(hub)
 
     async def _stop_flow(self) -> None:
-        analytics.set_sink(None)
+        if self._flow_add is not None:
+            analytics.clear_sink(self._flow_add)
+            self._flow_add = None
         if self._flow_sink is not None:
             self._flow_sink.flush()  # the last events, before the counter link closes
             self._flow_sink = None

@@ -107,6 +107,14 @@ def set_sink(sink: Callable[[FlowEvent], None] | None) -> None:
     _sink = sink
 
 
+def clear_sink(sink: Callable[[FlowEvent], None]) -> None:
+    """Unset ``sink`` if it is still the one set (several in-process servers, as in
+    tests, each clear only their own)."""
+    global _sink
+    if _sink == sink:
+        _sink = None
+
+
 def emit(event: FlowEvent) -> None:
     """Hand one event to this process's sink (no I/O here)."""
     if _sink is not None:

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from mailserver import metrics as process_metrics
 from mailserver.config import Listener
-from mailserver.http import api, metrics
+from mailserver.http import api, dashboard, metrics
 from mailserver.http.problem import problem_middleware
 from mailserver.listeners.base import ListenerBase
 from mailserver.services import Services
@@ -46,6 +46,7 @@ class HttpListener(ListenerBase):
         app.router.add_get("/metrics", self._metrics)
         if services.admin is not None:
             app.add_subapp(api.PREFIX, api.application(services.admin, services.flow))
+            dashboard.add_routes(app)
         # No access log (a scrape every few seconds is not news); no signal
         # handlers (the process model owns SIGTERM/SIGINT).
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None,
