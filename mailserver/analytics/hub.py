@@ -152,7 +152,7 @@ class FlowHub:
         self.minutes: collections.OrderedDict[int, Minute] = collections.OrderedDict()
         self.ring: collections.deque[tuple[int, dict[str, Any]]] = collections.deque(maxlen=RING)
         self.last_id = 0
-        self._pending: list[str] = []  # event lines not yet written
+        self._pending: list[tuple[float, str]] = []  # (time, line) not yet written
         self._written_minute = 0  # minutes before this one are in the files
         self._changed: asyncio.Event | None = None
         self._day = ""
@@ -176,7 +176,7 @@ class FlowHub:
         obj["id"] = eid
         self.ring.append((eid, obj))
         if self.directory is not None:
-            self._pending.append(json.dumps(obj, separators=(",", ":")))
+            self._pending.append((e.time, json.dumps(obj, separators=(",", ":"))))
         ev = self._changed
         if ev is not None and not ev.is_set():
             ev.set()
@@ -237,7 +237,8 @@ class FlowHub:
         """Events with ``since <= time < until`` and an id above ``after`` (the
         cursor), matching ``filters``, oldest first, at most ``limit``."""
         out: list[dict[str, Any]] = []
-        for obj in self._all_events(since, until):
+        # Ids are microseconds at least: no event after the cursor is older than it.
+        for obj in self._all_events(max(since, after / 1e6 - 1), until):
             if obj["id"] > after and since <= obj["time"] < until and matches(obj, filters):
                 out.append(obj)
                 if len(out) >= limit:
@@ -285,8 +286,7 @@ class FlowHub:
         if self._pending:
             lines, self._pending = self._pending, []
             by_day: dict[str, list[str]] = {}
-            for line in lines:
-                t = json.loads(line)["time"]
+            for t, line in lines:
                 by_day.setdefault(_day(t), []).append(line)
             for day, group in by_day.items():
                 with open(self.directory / f"events-{day}.jsonl", "a", encoding="utf-8") as f:
