@@ -46,6 +46,9 @@ class Kind(enum.StrEnum):
 class FlowEvent:
     """One mail-flow event.
 
+    ``received`` is a message accepted (250 after DATA); a message not
+    accepted is one ``refused`` (at MAIL, RCPT or DATA, or when delivery
+    failed) with the reply it got.
     ``time``: POSIX seconds; ``direction``: ``"in"`` (mail for us, port 25),
     ``"out"`` (submission, outbound queue) or ``""``; ``domain``: the peer's
     domain of the flow (recipient domain for mail in and out); ``account``: the

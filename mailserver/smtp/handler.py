@@ -254,11 +254,11 @@ class SmtpHooks:
         reply = await self._data(server, session, envelope)
         elapsed = time.perf_counter() - started
         self._data_seconds.observe(elapsed)
-        if analytics.enabled():
+        if reply[:1] == "2" and analytics.enabled():  # refusals have their own event
             analytics.emit(FlowEvent(
                 Kind.RECEIVED, time.time(), self._direction, _first_domain(envelope),
-                server.auth_user or "", result_of(reply),
-                reply[:9], size=len(envelope.original_content or b""), latency=elapsed,
+                server.auth_user or "", "ok", reply[:9],
+                size=len(envelope.original_content or b""), latency=elapsed,
                 source=server.peer_ip))
         key = reply[:9]
         child = self._by_reply.get(key)
@@ -332,6 +332,7 @@ class SmtpHooks:
                 dlog.info("delivery_failed", **fields, reply=reply.code, reason=str(exc))
             else:
                 dlog.exception("delivery_failed", **fields, reply=reply.code)
+            self._refused(server, _first_domain(envelope), reply, "delivery_failed")
             return str(reply)
         # Accepted: ``delivered`` recipients are in their mailboxes, ``queued``
         # ones are in the outbound queue under this same queue_id.
