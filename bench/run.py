@@ -200,8 +200,39 @@ async def run(args: argparse.Namespace, work: Path, report: Report) -> None:
         await part6(report, work, args.store_messages or (2000 if q else 100_000), rounds, dv)
     if 7 in sel:
         await part7(report, work, q, args.reference, args.workers, args.storm_seconds)
+    if 10 in sel:
+        await part10(report, work, rounds, q, args.workers)
     if 9 in sel:  # not in the default parts: it kills the daemon (issue 12 §4)
         await part9(report, work, args.soak_seconds or (5.0 if q else 90.0), args.workers)
+
+
+async def part10(report: Report, work: Path, rounds: int, quick: bool, workers: int) -> None:
+    """Ingress with mail-flow analytics on and off (issue 14 §4: the cost stays under
+    5 %): the same daemon, ``[analytics] enabled`` switched; rounds alternate."""
+    sessions, size, count = 20, 4096, 40 if quick else 2000
+    res: dict[bool, list[dict]] = {True: [], False: []}
+    for r in range(rounds):
+        for enabled in (True, False) if r % 2 == 0 else (False, True):
+            d = Ours(work / f"ours-analytics-{enabled}")
+            d.workers, d.analytics = workers, enabled
+            await d.add_users([ALICE])
+            d.start()
+            try:
+                counter = parts.ImapCounter(d.port("imap"))
+                t = parts.Target("ours", d.port("smtp"), d.port("imap"),
+                                 lambda d=d: d.pids, counter)  # type: ignore[misc]
+                res[enabled].append(await parts.ingress_once(t, sessions, size, count))
+                await counter.close()
+            finally:
+                d.stop()
+    on, off = _med(res[True], "rate"), _med(res[False], "rate")
+    label = f"[10] ingress {sessions} sess {size // 1024} KB"
+    report.add(f"{label} analytics on", on, None, "msg/s", f"{count} msgs x {rounds}")
+    report.add(f"{label} analytics off", off, None, "msg/s")
+    report.add(f"{label} analytics cost", (1 - on / off) * 100 if off else None, None, "%",
+               "target < 5 %")
+    report.add(f"{label} CPU/msg on/off", _med(res[True], "cpu_ms_per_msg"),
+               _med(res[False], "cpu_ms_per_msg"), "ms")
 
 
 async def part9(report: Report, work: Path, seconds: float, workers: int) -> None:
@@ -416,7 +447,8 @@ async def part6(report: Report, work: Path, count: int, rounds: int,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny counts (seconds, for the smoke test)")
-    ap.add_argument("--parts", default="1,2,3,4,5,6,7", help="comma-separated part numbers")
+    ap.add_argument("--parts", default="1,2,3,4,5,6,7,10",
+                    help="comma-separated part numbers")
     ap.add_argument("--rounds", type=int, default=0, help="rounds per figure (median)")
     ap.add_argument("--no-reference", dest="reference", action="store_false",
                     help="measure ours only (no Postfix/Dovecot)")

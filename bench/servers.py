@@ -63,6 +63,7 @@ class Ours:
         self.dir = workdir
         self.data_dir = data_dir or workdir / "data"
         self.workers = 1  # the ``workers`` setting (0: one per core); set before start()
+        self.analytics = True  # [analytics] enabled (part 10 measures both)
         #: The [auth] table (None: the shipped defaults, production cost).
         #: The default matches the cheap hashes ``add_users`` makes, so no
         #: login rehashes them to the production cost.
@@ -112,6 +113,8 @@ max_connections_per_ip = 30000
 [log]
 format = "json"
 level = "info"
+[analytics]
+enabled = {"true" if self.analytics else "false"}
 """ + (f"[auth]\n{self.auth}\n" if self.auth else ""))
         return path
 

@@ -18,14 +18,17 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import structlog
 
+from mailserver import analytics, metrics
 from mailserver import log as logsetup
-from mailserver import metrics
 from mailserver.admin import AdminService
 from mailserver.admin.views import ListenerView, Runtime
+from mailserver.analytics import FlowEvent
+from mailserver.analytics.hub import FlowHub
+from mailserver.analytics.remote import BatchSink, FlowSource, LocalFlow, RemoteFlow
 from mailserver.auth.login import Authenticator
 from mailserver.auth.scram import ScramLogins
 from mailserver.checks import rules
@@ -231,6 +234,9 @@ class App:
         #: SMTP hooks a reload replaced: connections made before it still use
         #: them, so their stages' threads are closed only at stop.
         self._retired_hooks: list[dict[str, SmtpHooks]] = []
+        self._flow_task: asyncio.Task[None] | None = None
+        self._flow_sink: BatchSink | None = None
+        self._flow_add: Callable[[FlowEvent], None] | None = None  # the sink we set
 
     @property
     def store(self) -> Store:
@@ -349,6 +355,7 @@ class App:
                                                                  authenticator=authenticator,
                                                                  scram=scram))
             self.services.admin = self.admin()  # the http listener's /api/v1
+            self.services.flow = self._start_flow(counters)
             self._flusher = asyncio.create_task(_flush_metrics(), name="metrics-flush")
             for listener in cfg.listeners:
                 handle = await start_listener(listener, self.services)
@@ -364,6 +371,7 @@ class App:
         except BaseException:
             await self._close_listeners(0)
             await self._stop_flusher()
+            await self._stop_flow()
             if queue is not None:
                 await queue.stop()
             if counters is not None:
@@ -372,6 +380,37 @@ class App:
             self.services = None
             await store.close()
             raise
+
+    def _start_flow(self, counters: Counters) -> FlowSource | None:
+        """The mail-flow sink of this process and what the API reads (``analytics/``):
+        the supervisor's hub when counters are shared, else one of our own."""
+        cfg = self.config
+        if not cfg.analytics.enabled:
+            return None
+        if isinstance(counters, RemoteCounters):
+            self._flow_sink = BatchSink(counters.send)
+            self._flow_add = self._flow_sink
+            analytics.set_sink(self._flow_sink)
+            return RemoteFlow(cfg.data_dir / "run")
+        hub = FlowHub(cfg.data_dir / "analytics", retention_days=cfg.analytics.retention_days,
+                      raw_days=cfg.analytics.raw_days)
+        self._flow_add = hub.add
+        analytics.set_sink(hub.add)
+        self._flow_task = asyncio.create_task(hub.run(), name="analytics-flush")
+        return LocalFlow(hub)
+
+    async def _stop_flow(self) -> None:
+        if self._flow_add is not None:
+            analytics.clear_sink(self._flow_add)
+            self._flow_add = None
+        if self._flow_sink is not None:
+            self._flow_sink.flush()  # the last events, before the counter link closes
+            self._flow_sink = None
+        if self._flow_task is not None:
+            self._flow_task.cancel()  # it flushes once more on its way out
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flow_task
+            self._flow_task = None
 
     def port(self, name: str) -> int:
         """The bound port of the listener called ``name`` in the config."""
@@ -395,7 +434,9 @@ class App:
         the queue, close the store."""
         await self._close_listeners(grace)
         await self._stop_flusher()
-        if self.services is not None:
+        if self.services is None:
+            await self._stop_flow()
+        else:
             every = [h for old in self._retired_hooks for h in old.values()]
             for hooks in every + list(self.services.smtp_hooks.values()):
                 for stage in hooks.pipeline.stages:  # stages with threads of their own
@@ -404,6 +445,7 @@ class App:
                         close()
             if self.services.queue is not None:
                 await self.services.queue.stop()
+            await self._stop_flow()  # the last events, before the counter link closes
             await self.services.counters.close()
             self.services.authenticator.close()
             await self.services.store.close()

@@ -62,6 +62,9 @@ class Services:
     #: SCRAM-SHA-256(-PLUS) logins of IMAP and SMTP AUTH (``auth.scram``);
     #: None: the mechanisms are not offered.
     scram: ScramLogins | None = None
+    #: Mail-flow statistics and events for the API (``analytics.remote.FlowSource``:
+    #: this process's hub, or the supervisor's).  None: analytics off.
+    flow: Any = None
 
     def __post_init__(self) -> None:
         if self.counters is None:

@@ -12,6 +12,7 @@
     mailserver import mbox|maildir PATH ACCOUNT | export ACCOUNT mbox|maildir PATH  (mailio.py)
     mailserver token create NAME [--read-only] | list | revoke NAME   (tokens.py)
     mailserver quickstart ADDRESS [--hostname H] [-c DIR] [--data-dir DIR]  (quickstart.py)
+    mailserver top [--url URL] [--token T] [--once]                 (top.py)
 
 Argument parsing and printing only: every rule is the admin service's
 (``mailserver.admin``).  The configuration is found as ``common.py`` says.
@@ -43,6 +44,7 @@ from mailserver.cli.quickstart import add_parsers as add_quickstart
 from mailserver.cli.server import add_parsers as add_server
 from mailserver.cli.server import cmd_run
 from mailserver.cli.tokens import add_parsers as add_tokens
+from mailserver.cli.top import add_parsers as add_top
 from mailserver.config import LogSettings
 from mailserver.errors import MailserverError, UserError
 
@@ -70,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_limits(sub, common)
     add_tokens(sub, common)
     add_quickstart(sub)
+    add_top(sub, common)
     return parser
 
 

@@ -20,6 +20,7 @@ from mailserver.config.schema import (
     MAX_WORKERS,
     PROTOCOLS,
     TLS_MODES,
+    AnalyticsSettings,
     AuthSettings,
     Config,
     DkimSettings,
@@ -33,6 +34,7 @@ from mailserver.config.schema import (
 from mailserver.errors import ConfigError
 
 __all__ = [
+    "AnalyticsSettings",
     "AuthSettings",
     "DEV_LISTENERS",
     "DKIM_ALGORITHMS",

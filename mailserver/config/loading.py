@@ -25,6 +25,7 @@ from mailserver.config.schema import (
     MAX_WORKERS,
     PROTOCOLS,
     TLS_MODES,
+    AnalyticsSettings,
     AuthSettings,
     Config,
     DkimSettings,
@@ -143,6 +144,9 @@ def parse(data: Mapping[str, Any], source: Path | None) -> Config:
             raise v.fail("auth.argon2_memory", "must be at least 8 KiB per lane "
                          "(RFC 9106 §3.1)")
         kwargs["auth"] = auth
+    if "analytics" in data:
+        kwargs["analytics"] = v.section(data["analytics"], "analytics", AnalyticsSettings,
+                                        _ANALYTICS_CHECKS)
     if "checks" in data:
         kwargs["checks"] = parse_checks(data["checks"], v, v.domain)
     # The queue greets with our hostname (RFC 5321 §4.1.1.1 EHLO) and asks the
@@ -162,7 +166,7 @@ def with_data_dir(config: Config, data_dir: Path) -> Config:
 # -- validation helpers ------------------------------------------------------------
 
 _TOP_KEYS = ("hostname", "data_dir", "domains", "demo_account", "workers", "listeners", "limits",
-             "tls", "log", "store", "outbound", "dns", "dkim", "auth", "checks")
+             "tls", "log", "store", "outbound", "dns", "dkim", "auth", "checks", "analytics")
 _OUTBOUND_KEYS = ("smtp_port", "connect_timeout", "command_timeout", "backoff", "jitter",
                   "max_age", "max_connections", "max_connections_per_domain", "require_tls",
                   "delay_warning", "reuse_idle", "smart_host", "ca_file")
@@ -199,6 +203,10 @@ def _one_of(choices: tuple[str, ...]) -> Check:
 
 
 #: Lower bounds worth enforcing: below them a conforming peer cannot work.
+_ANALYTICS_CHECKS: dict[str, Check] = {
+    "retention_days": lambda x: None if x >= 1 else "must be at least 1",
+    "raw_days": lambda x: None if x >= 1 else "must be at least 1",
+}
 _LIMIT_CHECKS: dict[str, Check] = {
     "max_message_size": _at_least(1024),
     "max_recipients": _at_least(100, " (RFC 5321 §4.5.3.1.8)"),

@@ -139,6 +139,16 @@ class AuthSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AnalyticsSettings:
+    """The ``[analytics]`` table: mail-flow events, windows and their files
+    (``analytics/``).  Days are whole UTC days of files kept."""
+
+    enabled: bool = True
+    retention_days: int = 30  # per-minute aggregates
+    raw_days: int = 7  # raw events, for /api/v1/events
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration; ``loading.load`` builds it from TOML (defaults here)."""
 
@@ -160,6 +170,7 @@ class Config:
     auth: AuthSettings = field(default_factory=AuthSettings)
     #: Sender authentication (SPF, DKIM, DMARC, ARC), loops, postmaster.
     checks: ChecksSettings = field(default_factory=ChecksSettings)
+    analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
     source: Path | None = None  # the file it was read from, for messages
 
 

@@ -208,6 +208,15 @@ class RemoteCounters:
         answer = b"" if fut is None else await self._answer(fut)
         return answer[:1] != b"0"
 
+    def send(self, data: bytes) -> bool:
+        """Write request lines that have no answer (mail-flow ``E`` lines); False
+        when the service is gone (they are dropped)."""
+        transport = self._link.transport
+        if transport is None:
+            return False
+        transport.write(data)
+        return True
+
     async def close(self) -> None:
         """``Counters.close``: stop the spare sweep and close the socket (the service
         then releases every slot this worker held).

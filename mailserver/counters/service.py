@@ -10,14 +10,18 @@ slots it holds; when it ends (the worker exited or died) they are released.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import structlog
 
-from mailserver.config import Limits
+from mailserver.analytics import FlowEvent
+from mailserver.analytics.hub import FlowHub
+from mailserver.analytics.remote import follow
+from mailserver.config import AnalyticsSettings, Limits
 from mailserver.counters import STATE_FILE, LocalCounters, reset, show, wire
 from mailserver.store.writer_service import make_private_dir, peer_uid
 
@@ -32,6 +36,7 @@ class _Peer(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._buf = b""
         self._held: dict[tuple[str, str], int] = {}
+        self._follow: asyncio.Task[None] | None = None  # a W connection's writer
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)
@@ -55,6 +60,8 @@ class _Peer(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        if self._follow is not None:
+            self._follow.cancel()
         self._service.peers.discard(self)
         slots = self._service.counters.slots
         for (scope, ip), n in self._held.items():
@@ -66,7 +73,7 @@ class _Peer(asyncio.Protocol):
             return
         self._buf += data
         *lines, self._buf = self._buf.split(b"\n")
-        if len(self._buf) > wire.MAX_LINE:
+        if len(self._buf) > (wire.MAX_EVENT_LINE if self._buf[:1] in b"EQW" else wire.MAX_LINE):
             log.warning("counters_peer_dropped", error="line too long")
             self._transport.abort()
             return
@@ -127,25 +134,65 @@ class _Peer(asyncio.Protocol):
             _, ip = line.split(" ", 1)
             ok, credit = counters.slots.rate_admit(ip, wire.MAX_WANT)
             return b"%d %d\n" % (ok, credit)
+        if kind in "EQW":
+            return self._flow(kind, line[2:])
         if kind == "F":
             _, ip = line.split(" ", 1)
             return f"{counters.throttle.record_failure(ip)!r}\n".encode()
         raise ValueError(f"unknown request {kind!r}")
 
+    def _flow(self, kind: str, payload: str) -> bytes | None:
+        """``E``/``Q``/``W`` (``wire.py``): the mail-flow hub (``analytics/``)."""
+        hub = self._service.hub
+        obj = json.loads(payload)  # ValueError: the peer is dropped
+        if hub is None:  # analytics off: events dropped, empty answers
+            return None if kind == "E" else b"null\n" if kind == "Q" else None
+        if kind == "E":
+            try:
+                hub.add_many([FlowEvent.from_json(e) for e in obj])
+            except (KeyError, TypeError) as exc:
+                raise ValueError("bad event") from exc
+            return None
+        if kind == "Q":
+            if obj.get("op") == "stats":
+                answer: Any = hub.stats()
+            else:
+                answer = hub.query(float(obj["since"]), float(obj["until"]),
+                                   dict(obj.get("filters") or {}), int(obj.get("after", 0)),
+                                   int(obj.get("limit", 100)))
+            return json.dumps(answer, separators=(",", ":")).encode() + b"\n"
+        if self._follow is None:
+            self._follow = asyncio.ensure_future(self._stream(
+                hub, int(obj.get("after", 0)), dict(obj.get("filters") or {})))
+        return None
+
+    async def _stream(self, hub: FlowHub, after: int, filters: dict[str, str]) -> None:
+        async for event in follow(hub, after, filters):
+            transport = self._transport
+            if transport is None:
+                return
+            transport.write(json.dumps(event, separators=(",", ":")).encode() + b"\n")
+
 
 class CounterService:
     """The tables, served on ``run_dir/counters.stream`` (``start``; ``close``)."""
 
-    def __init__(self, counters: LocalCounters, server: asyncio.Server, path: Path) -> None:
+    def __init__(self, counters: LocalCounters, server: asyncio.Server, path: Path,
+                 hub: FlowHub | None = None) -> None:
         self.counters = counters
+        self.hub = hub  # every worker's mail-flow events (None: analytics off)
+        self._flusher: asyncio.Task[None] | None = (
+            None if hub is None else asyncio.ensure_future(hub.run()))
         self.peers: set[_Peer] = set()
         self.closed = False
         self.path = path
         self._server = server
 
     @classmethod
-    async def start(cls, run_dir: Path, limits: Limits) -> CounterService:
-        """Listen on ``run_dir/counters.stream``.  Raises ``OSError``."""
+    async def start(cls, run_dir: Path, limits: Limits,
+                    analytics: AnalyticsSettings | None = None) -> CounterService:
+        """Listen on ``run_dir/counters.stream``; with ``analytics`` enabled, keep
+        the daemon's ``FlowHub`` (files in ``data_dir/analytics``).  Raises ``OSError``."""
         make_private_dir(run_dir)
         path = run_dir / wire.SERVICE_NAME
         path.unlink(missing_ok=True)
@@ -154,7 +201,11 @@ class CounterService:
         server = await asyncio.get_running_loop().create_unix_server(
             lambda: _Peer(holder[0]), str(path))
         os.chmod(path, 0o600)
-        service = cls(counters, server, path)
+        hub = None
+        if analytics is not None and analytics.enabled:
+            hub = FlowHub(run_dir.parent / "analytics", retention_days=analytics.retention_days,
+                          raw_days=analytics.raw_days)
+        service = cls(counters, server, path, hub)
         holder.append(service)
         return service
 
@@ -174,4 +225,8 @@ class CounterService:
             except TimeoutError:
                 continue
         self.path.unlink(missing_ok=True)
+        if self._flusher is not None:
+            self._flusher.cancel()  # it flushes once more on its way out
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
         await self.counters.close()  # the day windows, kept for the next start

@@ -11,6 +11,9 @@ Requests (worker -> supervisor)::
     R <n> <ip> <scope>\\n        release n slots; no answer
     F <ip>\\n                                   count a failed login; answered
                                                with the delay in seconds
+    E <json array>\\n   mail-flow events for the hub; no answer
+    Q <json>\\n         a hub query (stats, events); one JSON line back
+    W <json>\\n         follow the hub: JSON event lines until closed
 
 Answers come back in the order of the requests that have one (A and F), so
 the client matches them with a FIFO of futures.  The scope (a listener name)
@@ -18,6 +21,8 @@ is last, so it may hold spaces; newlines are replaced.
 """
 
 from __future__ import annotations
+
+import json
 
 #: File name of the service's unix stream socket, in ``data_dir/run``.
 SERVICE_NAME = "counters.stream"
@@ -55,3 +60,24 @@ def rate(checks: tuple[tuple[str, int, str], ...], n: int = 1) -> bytes:
     """A ``T`` request line (ASCII bytes): ``Counters.rate``; answered ``1`` or ``0``."""
     items = " ".join(f"{w}:{limit}:{key.replace(' ', '_')}" for w, limit, key in checks)
     return f"T {n} {items}\n".encode()
+
+
+#: Longest ``E``/``Q``/``W`` line (mail-flow events, ``analytics/``).
+MAX_EVENT_LINE = 1 << 20
+
+
+def flow_events(events: list[dict[str, object]]) -> bytes:
+    """An ``E`` request line: mail-flow events (JSON array) for the hub; no answer."""
+    return b"E " + json.dumps(events, separators=(",", ":")).encode() + b"\n"
+
+
+def flow_query(request: dict[str, object]) -> bytes:
+    """A ``Q`` request line: ``{"op": "stats"}`` or ``{"op": "events", ...}``;
+    answered with one JSON line."""
+    return b"Q " + json.dumps(request, separators=(",", ":")).encode() + b"\n"
+
+
+def flow_watch(request: dict[str, object]) -> bytes:
+    """A ``W`` request line (``{"after": id, "filters": {...}}``): from then on the
+    connection carries one JSON event per line, for as long as it is open."""
+    return b"W " + json.dumps(request, separators=(",", ":")).encode() + b"\n"

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from mailserver import metrics as process_metrics
 from mailserver.config import Listener
-from mailserver.http import api, autoconfig, metrics
+from mailserver.http import api, autoconfig, dashboard, metrics
 from mailserver.http.problem import problem_middleware
 from mailserver.listeners.base import ListenerBase
 from mailserver.services import Services
@@ -48,7 +48,8 @@ class HttpListener(ListenerBase):
         store = services.store
         autoconfig.add_routes(app, services.config, store.is_local_domain)
         if services.admin is not None:
-            app.add_subapp(api.PREFIX, api.application(services.admin))
+            app.add_subapp(api.PREFIX, api.application(services.admin, services.flow))
+            dashboard.add_routes(app)
         # No access log (a scrape every few seconds is not news); no signal
         # handlers (the process model owns SIGTERM/SIGINT).
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None,

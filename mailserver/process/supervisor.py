@@ -262,7 +262,8 @@ class _Services:
                                       fill_warning_levels=config.store.fill_warning_levels,
                                       writer_on_loop=True)
         self.writer = await self.store.start_writer_service()
-        self.counters = await CounterService.start(config.data_dir / "run", config.limits)
+        self.counters = await CounterService.start(config.data_dir / "run", config.limits,
+                                                     config.analytics)
 
     async def close(self) -> None:
         if self.counters is not None:

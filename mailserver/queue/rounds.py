@@ -33,6 +33,8 @@ from typing import Any
 
 import structlog
 
+from mailserver import analytics
+from mailserver.analytics import FlowEvent, Kind, domain_of, result_of
 from mailserver.dkim.keys import DkimKey
 from mailserver.dkim.sign import from_domain, sign_async
 from mailserver.dns.resolver import Resolver
@@ -62,6 +64,9 @@ _EVENTS = {
     Action.BOUNCE: "delivery_failed",
     Action.EXPIRE: "delivery_failed",
 }
+
+#: Mail-flow events of the decisions (a delivery is the ``attempt`` event already).
+_FLOW = {Action.RETRY: Kind.DEFERRED, Action.BOUNCE: Kind.BOUNCED, Action.EXPIRE: Kind.EXPIRED}
 
 
 class DeliveryRounds:
@@ -144,7 +149,8 @@ class DeliveryRounds:
         request = _dsn_request(rec)
         tls = TlsDemand(rec.requiretls, rec.tls_optional)
         outcome_lists = await asyncio.gather(
-            *(self._deliver_group(d, rcpts, rec.reverse_path, message, request, tls, blog)
+            *(self._deliver_group(d, rcpts, rec.reverse_path, message, request, tls, blog,
+                                  rec.created)
               for d, rcpts in groups.items())
         )
         results = {r.address: r for rs in outcome_lists for r in rs}
@@ -167,7 +173,7 @@ class DeliveryRounds:
 
     async def _deliver_group(
         self, domain: str, rcpts: list[str], reverse_path: str, message: bytes,
-        request: DsnRequest | None, tls: TlsDemand, blog: Any,
+        request: DsnRequest | None, tls: TlsDemand, blog: Any, queued_at: float = 0.0,
     ) -> list[RcptResult]:
         sem = self._per_domain.get(domain)
         if sem is None:
@@ -184,6 +190,15 @@ class DeliveryRounds:
         m.outbound_attempt_seconds.observe(time.perf_counter() - started)
         for result in results:
             m.outbound_attempts.labels(result.outcome.value).inc()
+        if analytics.enabled():
+            now = time.time()
+            for result in results:
+                res = result_of(result.reply)
+                analytics.emit(FlowEvent(
+                    Kind.ATTEMPT, now, "out", domain, result=res, code=result.reply[:9],
+                    reason=result.outcome.value, size=len(message),
+                    latency=now - queued_at if res == "ok" and queued_at else None,
+                    source=result.remote_mta))
         return results
 
     async def _apply(
@@ -197,6 +212,11 @@ class DeliveryRounds:
                           delay_warning=self.settings.delay_warning)
         for d in decision.rcpts:
             blog.info(_EVENTS[d.action], rcpt=d.address, reply=d.reply)
+            kind = _FLOW.get(d.action)
+            if kind is not None:
+                analytics.emit(FlowEvent(kind, now, "out", domain_of(d.address),
+                                         result=result_of(d.reply or ""),
+                                         code=(d.reply or "")[:9], reason=_EVENTS[d.action]))
         # Reports first: once the record changes, the results they tell are forgotten.
         await self._send_dsn(rec, decision.failed, "failed", blob, now, blog)
         # RFC 3461 §5.2.2: "relayed" when the next hop took it but does not offer DSN.

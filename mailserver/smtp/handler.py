@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
+from mailserver import analytics
+from mailserver.analytics import FlowEvent, Kind, domain_of, result_of
 from mailserver.checks.rules import store_form
 from mailserver.checks.stage import Outcome, Pipeline, RecipientFacts
 from mailserver.config import Config
@@ -160,6 +162,7 @@ class SmtpHooks:
         self._auth_failures = m.auth_failures.labels("smtp")
         self._transactions = m.smtp_transactions
         self._by_reply: dict[str, Any] = {}
+        self._direction = "out" if submission else "in"  # of mail-flow events
 
     # -- AUTH ----------------------------------------------------------------------
 
@@ -170,6 +173,9 @@ class SmtpHooks:
     async def auth_failed(self, conn: SmtpConnection) -> float:
         """Count a failure of ``conn``'s client IP; the delay before the 535 (seconds)."""
         self._auth_failures.inc()
+        analytics.emit(FlowEvent(Kind.AUTH_FAILURE, time.time(), self._direction,
+                                 result="perm", code="535", reason="smtp",
+                                 source=conn.peer_ip))
         return await self.counters.auth_failure(conn.peer_ip)
 
     # -- sender --------------------------------------------------------------------
@@ -200,6 +206,7 @@ class SmtpHooks:
             del envelope.mail_options[len(envelope.mail_options) - len(mail_options):]
             server.log.info("mail_rejected", reason=outcome.verdict.reason, stage=outcome.stage,
                             reply=reply.code)
+            self._refused(server, domain_of(address), reply, outcome.verdict.reason)
             return str(reply)
         if isinstance(envelope.dsn_offered, MailDsn):
             envelope.mail_dsn = envelope.dsn_offered
@@ -227,6 +234,7 @@ class SmtpHooks:
         if reply is not None:
             server.log.info("rcpt_rejected", rcpt=address, reply=reply.code,
                             reason=outcome.verdict.reason, stage=outcome.stage)
+            self._refused(server, domain_of(address), reply, outcome.verdict.reason)
             return str(reply)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
@@ -263,7 +271,14 @@ class SmtpHooks:
         to the reply (``mailserver_smtp_data_seconds``)."""
         started = time.perf_counter()
         reply = await self._data(server, session, envelope)
-        self._data_seconds.observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        self._data_seconds.observe(elapsed)
+        if reply[:1] == "2" and analytics.enabled():  # refusals have their own event
+            analytics.emit(FlowEvent(
+                Kind.RECEIVED, time.time(), self._direction, _first_domain(envelope),
+                server.auth_user or "", "ok", reply[:9],
+                size=len(envelope.original_content or b""), latency=elapsed,
+                source=server.peer_ip))
         key = reply[:9]
         child = self._by_reply.get(key)
         if child is None:
@@ -291,6 +306,7 @@ class SmtpHooks:
             delivery.abort()
             server.log.info("data_rejected", reason=outcome.verdict.reason, stage=outcome.stage,
                             reply=refusal.code)
+            self._refused(server, _first_domain(envelope), refusal, outcome.verdict.reason)
             return str(refusal)
         if outcome.content is not None:  # a stage removed forged fields (RFC 8601 §5)
             content = outcome.content
@@ -336,12 +352,34 @@ class SmtpHooks:
                 dlog.info("delivery_failed", **fields, reply=reply.code, reason=str(exc))
             else:
                 dlog.exception("delivery_failed", **fields, reply=reply.code)
+            self._refused(server, _first_domain(envelope), reply, "delivery_failed")
             return str(reply)
         # Accepted: ``delivered`` recipients are in their mailboxes, ``queued``
         # ones are in the outbound queue under this same queue_id.
         dlog.info("message_accepted", **fields, delivered=len(recipients),
                   queued=len(envelope.remote_recipients))
+        if analytics.enabled():
+            self._accepted(envelope, len(blob), recipients)
         return f"250 2.0.0 Ok: queued as {queue_id}"
+
+    def _refused(self, server: SmtpConnection, domain: str, reply: Any, reason: str) -> None:
+        """A ``refused`` mail-flow event for a stage's reply."""
+        code = str(reply)[:9]
+        analytics.emit(FlowEvent(Kind.REFUSED, time.time(), self._direction, domain,
+                                 result=result_of(code), code=code, reason=reason or "",
+                                 source=server.peer_ip))
+
+    def _accepted(self, envelope: Transaction, size: int,
+                  recipients: list[LocalRecipient]) -> None:
+        """``delivered`` per local account and ``queued`` per remote recipient."""
+        now = time.time()
+        direction = self._direction
+        for r in recipients:
+            analytics.emit(FlowEvent(Kind.DELIVERED, now, direction, domain_of(r.forward_path),
+                                     r.account, "ok", size=size))
+        for address in envelope.remote_recipients:
+            analytics.emit(FlowEvent(Kind.QUEUED, now, "out", domain_of(address),
+                                     result="ok", size=size))
 
     async def handle_exception(self, error: Exception) -> str:
         """A command or a hook raised: log it, answer per ``errors.smtp_reply``."""
@@ -349,3 +387,8 @@ class SmtpHooks:
         if not isinstance(error, UserError):
             log.error("smtp_exception", exc_info=error, reply=reply.code)
         return str(reply)
+
+
+def _first_domain(envelope: Transaction) -> str:
+    """The domain of the first recipient (what a mail-flow event is counted under)."""
+    return domain_of(envelope.rcpt_tos[0]) if envelope.rcpt_tos else ""

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from mailserver.config import (
+    AnalyticsSettings,
     AuthSettings,
     ChecksSettings,
     Config,
@@ -148,17 +149,19 @@ def test_shipped_dev_config_equals_builtin() -> None:
 
 def test_shipped_dev_config_documents_every_key() -> None:
     text = DEV_CONF.read_text("utf-8")
-    for cls in (Limits, LogSettings, StoreSettings, TlsSettings, AuthSettings):
+    for cls in (Limits, LogSettings, StoreSettings, TlsSettings, AuthSettings,
+                AnalyticsSettings):
         for f in dataclasses.fields(cls):
             assert f"{f.name} =" in text, f"conf/mailserver.toml does not document {f.name}"
     for f in dataclasses.fields(Config):
         if f.name not in ("source", "listeners", "limits", "tls", "log", "store", "outbound",
-                          "dkim", "auth", "checks"):
+                          "dkim", "auth", "checks", "analytics"):
             assert f"{f.name} =" in text, f"conf/mailserver.toml does not document {f.name}"
     # And the documented values are the defaults, except those marked dev.
     cfg = load(DEV_CONF)
     assert cfg.limits == Limits() and cfg.log == LogSettings() and cfg.store == StoreSettings()
     assert cfg.auth == AuthSettings()
+    assert cfg.analytics == AnalyticsSettings()
     # [outbound], [outbound.smart_host], [dns] and [dkim]: OutboundSettings minus
     # hostname (the top-level one), with the resolver fields under [dns].
     renamed = {"dns_timeout": "timeout"}
@@ -370,3 +373,12 @@ def test_auth_section() -> None:
         parse({"auth": {"argon2_memory": 64, "argon2_parallelism": 16}}, None)
     with pytest.raises(ConfigError, match=r"auth.cache_size: must be at least 0"):
         parse({"auth": {"cache_size": -1}}, None)
+
+
+def test_analytics_section() -> None:
+    cfg = parse({"analytics": {"enabled": False, "retention_days": 3, "raw_days": 1}}, None)
+    assert cfg.analytics == AnalyticsSettings(enabled=False, retention_days=3, raw_days=1)
+    with pytest.raises(ConfigError, match="analytics.raw_days"):
+        parse({"analytics": {"raw_days": 0}}, None)
+    with pytest.raises(ConfigError, match="analytics.nope"):
+        parse({"analytics": {"nope": 1}}, None)

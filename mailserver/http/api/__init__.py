@@ -22,7 +22,7 @@ from aiohttp import web
 from mailserver import errors
 from mailserver.admin import AdminService
 from mailserver.errors import InvalidRequest, NotFound
-from mailserver.http.api import directory, openapi, outbound
+from mailserver.http.api import directory, flow, openapi, outbound
 from mailserver.http.api.base import ADMIN, Handler, auth_middleware, json_response
 
 PREFIX = "/api/v1"
@@ -82,13 +82,16 @@ async def _problem_type(request: web.Request) -> web.Response:
                           "status": kind[0].status, "description": kind[1]})
 
 
-def application(admin: AdminService) -> web.Application:
+def application(admin: AdminService, flows: object | None = None) -> web.Application:
     """The ``/api/v1`` sub-application over ``admin`` (add it with
-    ``app.add_subapp(PREFIX, ...)``)."""
+    ``app.add_subapp(PREFIX, ...)``); ``flows``: the mail-flow source
+    (``analytics.remote.FlowSource``; None: those routes answer 404)."""
     app = web.Application(middlewares=[auth_middleware, query_middleware])
     app[ADMIN] = admin
+    app[flow.FLOW] = flows
     app.router.add_get("/openapi.json", _openapi)
     app.router.add_get("/problems/{slug}", _problem_type)
     app.router.add_routes(directory.routes)
     app.router.add_routes(outbound.routes)
+    app.router.add_routes(flow.routes)
     return app

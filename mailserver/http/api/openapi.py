@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from mailserver.analytics import Kind
 from mailserver.errors import PROBLEM_BASE
 from mailserver.http.api.base import DEFAULT_LIMIT, MAX_INT, MAX_LIMIT
 from mailserver.http.api.representations import RECIPIENT_STATES, SCHEMAS, Json
@@ -39,6 +40,7 @@ class Operation:
     if_match: bool = False  # honours If-Match (412)
     body_types: tuple[str, ...] = ("application/json",)
     description: str = field(default="")
+    stream: bool = False  # text/event-stream that never ends (not for schemathesis)
 
 
 _DOMAIN_Q = {"name": "domain", "in": "query", "required": False,
@@ -63,7 +65,60 @@ _QUERY: dict[str, Json] = {
                 "description": "only messages queued at most this many seconds ago",
                 "schema": {"type": "integer", "minimum": 0, "maximum": MAX_INT}},
 }
+_NUM = {"type": "number", "minimum": 0, "maximum": 1e11}
+_QUERY.update({
+    "since": {"name": "since", "in": "query", "required": False,
+              "description": "only events at or after this time (POSIX seconds)", "schema": _NUM},
+    "until": {"name": "until", "in": "query", "required": False,
+              "description": "only events before this time (POSIX seconds)", "schema": _NUM},
+    "kind": {"name": "kind", "in": "query", "required": False,
+             "description": "only events of this kind",
+             "schema": {"type": "string", "enum": [k.value for k in Kind]}},
+    "direction": {"name": "direction", "in": "query", "required": False,
+                  "description": "in: mail for us; out: submission and the outbound queue",
+                  "schema": {"type": "string", "enum": ["in", "out"]}},
+    "result": {"name": "result", "in": "query", "required": False,
+               "description": "ok, temp (4xx) or perm (5xx)",
+               "schema": {"type": "string", "enum": ["ok", "temp", "perm"]}},
+    "account": {"name": "account", "in": "query", "required": False,
+                "description": "only events of this account", "schema": {"type": "string"}},
+    "last_event_id": {"name": "last_event_id", "in": "query", "required": False,
+                      "description": "resume after this event id (like Last-Event-ID)",
+                      "schema": {"type": "string", "pattern": "^[0-9]{1,20}$"}},
+})
 _PAGED = ("limit", "cursor")
+_NULLNUM = {"type": ["number", "null"]}
+_LATENCY = {"type": "object", "properties": {"p50": _NULLNUM, "p95": _NULLNUM, "p99": _NULLNUM,
+                                             "count": {"type": "integer"}}}
+FLOW_SCHEMAS: dict[str, Json] = {
+    "FlowEvent": {"type": "object", "description": "A mail-flow event.", "properties": {
+        "id": {"type": "integer", "description": "grows with time (microseconds)"},
+        "kind": {"type": "string", "enum": [k.value for k in Kind]},
+        "time": {"type": "number", "description": "POSIX seconds"},
+        "direction": {"type": "string"}, "domain": {"type": "string"},
+        "account": {"type": "string"}, "result": {"type": "string"},
+        "code": {"type": "string"}, "reason": {"type": "string"},
+        "size": {"type": "integer", "description": "octets"},
+        "latency": {**_NULLNUM, "description": "seconds"}, "source": {"type": "string"}},
+        "required": ["id", "kind", "time"]},
+    "FlowStats": {"type": "object", "description": "Rolling windows of the mail flow.",
+                  "properties": {"time": {"type": "number"}, "windows": {
+                      "type": "object", "additionalProperties": {
+                          "type": "object", "properties": {
+                              "minutes": {"type": "integer"},
+                              "totals": {"type": "object",
+                                         "additionalProperties": {"type": "integer"}},
+                              "bytes": {"type": "integer"},
+                              "by": {"type": "array", "description":
+                                     "[kind, direction, domain, result, count] rows",
+                                     "items": {"type": "array"}},
+                              "latency": {"type": "object", "description":
+                                          "seconds: data (end of DATA -> 250), local "
+                                          "(end of DATA -> delivered), remote (queued -> "
+                                          "accepted remotely)",
+                                          "additionalProperties": _LATENCY}}}}},
+                  "required": ["time", "windows"]},
+}
 
 
 def query_names(op: Operation) -> frozenset[str]:
@@ -173,6 +228,18 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("get", "/dkim-keys/{domain}/{selector}", "getDkimKey",
               "Show a DKIM key and its TXT record", "dkim", 200, "DkimKey",
               errors=(404, 422)),
+    # mail flow (analytics/)
+    Operation("get", "/events", "listEvents", "Mail-flow events, oldest first", "flow", 200,
+              "page:FlowEvent", query=(*_PAGED, "since", "until", "kind", "direction",
+                                       "domain", "result", "account"),
+              errors=(400, 404)),
+    Operation("get", "/stats", "getStats", "Mail-flow windows: 1 min, 1 h, 24 h", "flow",
+              200, "FlowStats", errors=(404,)),
+    Operation("get", "/events/stream", "streamEvents",
+              "Mail-flow events as Server-Sent Events", "flow", 200,
+              query=("kind", "domain", "account", "last_event_id"), errors=(400, 404),
+              stream=True, description="One SSE event per mail-flow event (event: kind, "
+              "id: event id, data: the FlowEvent as JSON); Last-Event-ID resumes."),
 )
 
 _TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
@@ -188,6 +255,9 @@ def _problem(status: int) -> Json:
 def _success(op: Operation) -> Json:
     if op.ok == 204:
         return {"description": "Done"}
+    if op.stream:
+        return {"description": "An endless event stream", "content": {"text/event-stream": {
+            "schema": {"type": "string"}}}}
     if op.path == "/openapi.json":
         return {"description": "The OpenAPI document", "content": {"application/json": {
             "schema": {"type": "object"}}}}
@@ -263,7 +333,7 @@ def document() -> Json:
         paths.setdefault("/api/v1" + op.path, {})[op.method] = _operation(op)
     listed = sorted({op.schema[5:] for op in OPERATIONS
                      if op.schema and op.schema.startswith("page:")})
-    schemas = {**SCHEMAS, **{f"Page{name}": _page(name) for name in listed},
+    schemas = {**SCHEMAS, **FLOW_SCHEMAS, **{f"Page{name}": _page(name) for name in listed},
                "ProblemType": {"type": "object", "properties": {
                    "type": {"type": "string"}, "title": {"type": "string"},
                    "status": {"type": "integer"}, "description": {"type": "string"}},

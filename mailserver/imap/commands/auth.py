@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import time
 from typing import TYPE_CHECKING
 
+from mailserver import analytics
+from mailserver.analytics import FlowEvent, Kind, domain_of
 from mailserver.errors import ProtocolSyntaxError, UserError
 from mailserver.imap.state import State, TaggedOk
 from mailserver.metrics import instruments
@@ -231,6 +234,8 @@ def _logged_in(session: ImapSession, address: str) -> TaggedOk:
     session.state = State.AUTHENTICATED
     session.bind_log(user=address)
     session.log.info("imap_login")  # type: ignore[attr-defined]
+    analytics.emit(FlowEvent(Kind.IMAP_LOGIN, time.time(), domain=domain_of(address),
+                             account=address, result="ok", source=session.conn.peer))
     return TaggedOk("Logged in", code="CAPABILITY " + session.capabilities())
 
 
@@ -244,6 +249,8 @@ async def _failed(session: ImapSession, user: str) -> TaggedOk:
     # Failures per client IP across connections and workers (shared with SMTP
     # AUTH): reconnecting after max_auth_failures does not reset the delay.
     instruments().auth_failures.labels("imap").inc()
+    analytics.emit(FlowEvent(Kind.AUTH_FAILURE, time.time(), result="perm",
+                             code="NO", reason="imap", source=session.conn.peer))
     delay = await session.services.counters.auth_failure(session.conn.peer)
     if delay > 0:
         await asyncio.sleep(delay)
