@@ -113,7 +113,8 @@ class ImapSession:
         caps = ["IMAP4rev1", "LITERAL+", "SASL-IR", "IDLE", "UNSELECT", "ID", "NAMESPACE",
                 "ENABLE", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "CREATE-SPECIAL-USE",
                 "LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "ESEARCH", "WITHIN", "CONDSTORE", "QRESYNC", f"APPENDLIMIT={self.append_limit()}",
-                "MULTIAPPEND", "BINARY", "ESORT", "PARTIAL"]  # RFC 3502; 3516; 5267; 9394
+                "MULTIAPPEND", "BINARY", "ESORT", "PARTIAL", "CATENATE"]  # RFC 3502; 3516; 5267;
+        # 9394; 4469
         # RFC 9051 §7.2.2 (with IMAP4rev1, RFC 9051 Appendix A), RFC 6855 §3.
         caps[1:1] = ["IMAP4rev2"]
         caps.append("UTF8=ACCEPT")

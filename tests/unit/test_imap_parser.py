@@ -195,6 +195,13 @@ GOOD: list[tuple[bytes, str, object, bool]] = [
             Append("x", b"3", date=dt.datetime(2024, 2, 7, 10, 0, tzinfo=CEST), binary=True))),
         False,
     ),
+    # CATENATE (RFC 4469 §5): TEXT literals and URLs, joined by the server.
+    (
+        b'a APPEND x CATENATE (TEXT {2}\r\nhi URL "/INBOX/;UID=1")',
+        "APPEND",
+        Append("x", b"", catenate=(("TEXT", b"hi"), ("URL", "/INBOX/;UID=1"))),
+        False,
+    ),
     # ---- selected
     (b"a CHECK", "CHECK", NoArgs(), False),
     (b"a CLOSE", "CLOSE", NoArgs(), False),

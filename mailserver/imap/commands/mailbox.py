@@ -15,7 +15,8 @@ import datetime as dt
 import time
 from typing import TYPE_CHECKING
 
-from mailserver.errors import MailboxNotFound, ProtocolSyntaxError, UserError
+from mailserver.errors import MailboxNotFound, NotFound, ProtocolSyntaxError, UserError
+from mailserver.imap.message import MessageAccess
 from mailserver.imap.selected import compact_uids
 from mailserver.imap.state import TaggedOk
 from mailserver.protocol.imap.response import mailbox_name
@@ -25,6 +26,7 @@ from mailserver.protocol.imap.types import (
     MailboxArg,
     Rename,
 )
+from mailserver.protocol.imap.url import parse_message_url
 from mailserver.protocol.line_endings import to_crlf
 from mailserver.protocol.mime.cost import cheap_to_analyze, message_facts
 from mailserver.store.model import DELIMITER
@@ -187,17 +189,67 @@ async def append(session: ImapSession, cmd: Command) -> TaggedOk:
     return TaggedOk("APPEND completed", code=f"APPENDUID {uidvalidity} {uids}")
 
 
+def _catenate(session: ImapSession, parts: tuple[tuple[str, bytes | str], ...]) -> bytes:
+    """The message CATENATE (RFC 4469 §5) builds: its TEXT parts as given and
+    its URL parts (RFC 5092, ``protocol.imap.url``) read from this account's
+    mailboxes, in order.  A URL that does not parse, names another account's
+    or a missing mailbox, a changed UIDVALIDITY, a missing message or part,
+    is ``NO [BADURL url]`` (§5); nothing is appended then.  The joined size
+    is bounded as a literal's (the caller checks TOOBIG; a URL part is read
+    only while the total is under the limit)."""
+    limit = min(session.limits.imap_max_literal_size, session.limits.max_message_size)
+    out: list[bytes] = []
+    size = 0
+    assert session.user is not None
+    for kind, value in parts:
+        if kind == "TEXT":
+            assert isinstance(value, bytes)
+            data = value
+        else:
+            assert isinstance(value, str)
+            data = _url_part(session, session.user, value)
+        size += len(data)
+        if size > limit:
+            raise UserError("Message too big", imap_code="TOOBIG")
+        out.append(data)
+    return b"".join(out)
+
+
+def _url_part(session: ImapSession, user: str, url: str) -> bytes:
+    bad = UserError("Bad URL in CATENATE", imap_code="BADURL " + url[:1000])
+    try:
+        where = parse_message_url(url)
+        info = session.store.get_mailbox(user, where.mailbox)
+    except (ValueError, MailboxNotFound, UserError):
+        raise bad from None
+    if where.uidvalidity is not None and where.uidvalidity != info.uidvalidity:
+        raise bad
+    records = session.store.get_messages(info.id, [where.uid])
+    if not records:
+        raise bad
+    with session.store.snapshot() as snap:
+        try:
+            data = MessageAccess(snap, records[0]).section(where.section)
+        except NotFound:
+            data = None
+        data = None if data is None else bytes(data)
+    if data is None:
+        raise bad
+    return data
+
+
 async def _prepare(session: ImapSession, one: Append,
                    ) -> tuple[bytes, bytes, frozenset[str], int, int]:
     """One message of an APPEND as the store takes it: ``(message, facts,
     flags, internal date, tz offset in minutes)``.  Raises ``NO [TOOBIG]``."""
+    raw = _catenate(session, one.catenate) if one.catenate else one.message
     # max_message_size caps stored messages whichever way they come (SMTP SIZE too).
-    if len(one.message) > min(session.limits.imap_max_literal_size,
-                              session.limits.max_message_size):
+    if len(raw) > min(session.limits.imap_max_literal_size,
+                      session.limits.max_message_size):
         raise UserError("Message too big", imap_code="TOOBIG")
     # Stored with CRLF line ends (RFC 5322 §2.3; ``protocol.line_endings``):
     # sizes and offsets then count CRLF; CRLF input is kept octet for octet.
-    message = to_crlf(one.message)
+    message = to_crlf(raw)
     if one.date is not None:
         offset = one.date.utcoffset() or dt.timedelta(0)
         internal_date = int(one.date.timestamp())

@@ -342,6 +342,21 @@ def _append_message(cur: Cursor, mailbox: str) -> Append:
     if cur.peek() == 0x22:
         date = parse_date_time(cur, cur.quoted())
         cur.sp()
+    if cur.take(b"CATENATE ("):
+        # RFC 4469 §5: append-data-ext = "CATENATE" SP "(" cat-part *(SP cat-part) ")"
+        #              cat-part = "TEXT" SP literal / "URL" SP astring
+        parts: list[tuple[str, bytes | str]] = []
+        while True:
+            if cur.take(b"TEXT "):
+                parts.append(("TEXT", cur.literal(allow8=True)))
+            elif cur.take(b"URL "):
+                parts.append(("URL", cur.astr()))
+            else:
+                raise cur.error("Expected TEXT or URL in CATENATE")
+            if cur.take(b")"):
+                break
+            cur.sp()
+        return Append(mailbox, b"", flags, date, False, catenate=tuple(parts))
     if cur.utf8 and cur.take(b"UTF8 ("):
         # RFC 6855 §4: append-data =/ "UTF8" SP "(" literal8 ")"  (after UTF8=ACCEPT)
         message = cur.literal(allow8=True)

@@ -358,6 +358,9 @@ class Append:
     date: dt.datetime | None = None  # aware datetime from date-time
     binary: bool = False  # the message came as literal8 "~{n}" (RFC 3516 §4.4)
     more: tuple[Append, ...] = ()
+    #: CATENATE (RFC 4469 §5): the parts, in order, ``("TEXT", octets)`` or
+    #: ``("URL", url)``; ``message`` is then empty until the server joins them.
+    catenate: tuple[tuple[str, bytes | str], ...] = ()
 
     def messages(self) -> tuple[Append, ...]:
         """This message and those of ``more``, in the client's order."""
