@@ -127,7 +127,8 @@ def _queue_id(queue_id: str) -> str:
     return queue_id
 
 
-def _queue_entry(raw: bytes, queue_id: str | None = None) -> QueueEntry | None:
+def _queue_entry(raw: bytes, queue_id: str | None = None,
+                 held: set[str] | frozenset[str] = frozenset()) -> QueueEntry | None:
     """The record as a view, or None (logged) when it cannot be decoded
     (damaged, or written by a newer version)."""
     try:
@@ -142,6 +143,7 @@ def _queue_entry(raw: bytes, queue_id: str | None = None) -> QueueEntry | None:
             QueueRecipient(r.address, r.status.value, r.attempts, r.last_error)
             for r in msg.recipients
         ),
+        held=msg.id in held,
     )
 
 
@@ -349,7 +351,8 @@ class AdminService:
     async def list_queue(self) -> list[QueueEntry]:
         """Every queued message, oldest first, with its recipients; records that
         cannot be decoded are logged and left out."""
-        found = (_queue_entry(raw) for raw in self._store.queue_list())
+        held = self._store.queue_held()
+        found = (_queue_entry(raw, None, held) for raw in self._store.queue_list())
         return [entry for entry in found if entry is not None]
 
     async def queued(self, queue_id: str) -> QueueEntry:
@@ -357,7 +360,7 @@ class AdminService:
         raw = self._store.queue_get(_queue_id(queue_id))
         if raw is None:
             raise NotFound(f"no queued message {queue_id}")
-        entry = _queue_entry(raw, queue_id)
+        entry = _queue_entry(raw, queue_id, self._store.queue_held())
         if entry is None:
             raise Cannot(f"the record of queued message {queue_id} cannot be read; "
                          "it can only be deleted")
@@ -370,9 +373,29 @@ class AdminService:
             raise NotFound(f"no queued message {queue_id}")
         self._wake()
 
+    async def hold(self, queue_id: str) -> None:
+        """Take the message off the schedule until ``release`` (as Postfix's
+        ``postsuper -h``): no delivery attempt, no expiry, ``flush`` leaves it.
+        A round already in flight finishes.  Raises NotFound."""
+        if not await self._store.queue_hold([_queue_id(queue_id)]):
+            raise NotFound(f"no queued message {queue_id}")
+        log.info("queue_held", queue_id=queue_id)
+
+    async def release(self, queue_id: str) -> None:
+        """Put a held message back on the schedule, due now.  Raises NotFound,
+        Cannot (it is not held)."""
+        queue_id = _queue_id(queue_id)
+        if queue_id not in self._store.queue_held():
+            if self._store.queue_get(queue_id) is None:
+                raise NotFound(f"no queued message {queue_id}")
+            raise Cannot(f"queued message {queue_id} is not held")
+        await self._store.queue_reschedule([queue_id], self._clock(), only_later=False)
+        log.info("queue_released", queue_id=queue_id)
+        self._wake()
+
     async def flush(self) -> int:
-        """Make every queued message due now; returns how many there are."""
-        ids = [entry.id for entry in await self.list_queue()]
+        """Make every queued message due now, held ones aside; returns how many."""
+        ids = [entry.id for entry in await self.list_queue() if not entry.held]
         count = len(await self._store.queue_reschedule(ids, self._clock())) if ids else 0
         self._wake()
         return count

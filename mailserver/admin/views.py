@@ -63,6 +63,7 @@ class QueueEntry:
     attempts: int  # delivery rounds so far
     next_attempt: float
     recipients: tuple[QueueRecipient, ...]
+    held: bool = False  # taken off the schedule (``hold``) until ``release``
 
     @property
     def to_go(self) -> int:

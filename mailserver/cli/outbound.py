@@ -6,7 +6,7 @@ through the admin service.
     mailserver dkim keygen DOMAIN [--selector S | --dated] [--algorithm rsa|ed25519]
     mailserver dkim list [DOMAIN]
     mailserver dns DOMAIN
-    mailserver queue list | show ID | retry ID | delete ID | flush
+    mailserver queue list | show ID | retry ID | hold ID | release ID | delete ID | flush
 
 The queue commands are safe while the daemon runs.  ``retry`` and ``flush``
 move the message's next attempt to now; the daemon's scheduler hears of it
@@ -146,9 +146,10 @@ def _print_entry(m: QueueEntry) -> None:
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
-    """``mailserver queue list|show|retry|delete|flush``: inspect or manage the outbound queue.
+    """``mailserver queue list|show|retry|hold|release|delete|flush``: inspect or
+    manage the outbound queue.
 
-    ``retry`` and ``flush`` make messages due now.
+    ``retry`` and ``flush`` make messages due now (``flush`` leaves held ones).
 
     Exit status 0; errors (UserError, MailserverError, OSError) are raised for ``main``,
     which prints one ``mailserver: error:`` line and exits 1.
@@ -168,13 +169,19 @@ def cmd_queue(args: argparse.Namespace) -> int:
             print(f"created       {_when(m.created)}")
             print(f"size          {m.size}")
             print(f"attempts      {m.attempts}")
-            print(f"next attempt  {_when(m.next_attempt)}")
+            print(f"next attempt  {'held' if m.held else _when(m.next_attempt)}")
             for r in m.recipients:
                 extra = f"\t{r.last_error}" if r.last_error else ""
                 print(f"rcpt          {r.address}\t{r.status}\tattempts={r.attempts}{extra}")
         elif args.action == "retry":
             await admin.retry(args.id)
             print(f"{args.id} is due now")
+        elif args.action == "hold":
+            await admin.hold(args.id)
+            print(f"{args.id} is held (no delivery attempt until release)")
+        elif args.action == "release":
+            await admin.release(args.id)
+            print(f"{args.id} is released and due now")
         elif args.action == "delete":
             await admin.delete_queued(args.id)
             print(f"deleted {args.id}")
@@ -223,6 +230,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                     help="list queued messages, each with its recipients")
     for action, text in (("show", "show a message's envelope and recipients"),
                          ("retry", "make a message due now"),
+                         ("hold", "take a message off the schedule until release"),
+                         ("release", "put a held message back on the schedule, due now"),
                          ("delete", "drop a message without a bounce")):
         p = qsub.add_parser(action, parents=[common], help=text)
         p.add_argument("id", metavar="ID")

@@ -110,6 +110,26 @@ def get(txn: Any, dbs: Dbs, queue_id: str) -> bytes | None:
     return None if raw is None else _split(raw)[2]
 
 
+def held_ids(txn: Any, dbs: Dbs) -> set[str]:
+    """The ids scheduled at ``HELD_MS`` or later (``queue hold``): the end of
+    the schedule index, so a walk backwards stops at the first one that is not."""
+    out: set[str] = set()
+    cur = txn.cursor(db=dbs.queuesched)
+    if not cur.last():
+        return out
+    while True:
+        ms, queue_id = keys.unpack_queue_sched_key(cur.key())
+        if ms < HELD_MS:
+            return out
+        out.add(queue_id)
+        if not cur.prev():
+            return out
+
+
+#: The schedule time of a held message (ms): year 9999, past any retry or expiry.
+HELD_MS = 253_402_300_799_000
+
+
 def list_all(txn: Any, dbs: Dbs) -> list[bytes]:
     """Every queue record's bytes, in queue id order."""
     return [_split(v)[2] for _, v in txn.cursor(db=dbs.queue)]

@@ -197,6 +197,18 @@ class Store(DirectoryStore, MailboxStore, MessageStore):
             queue_db.reschedule, list(queue_ids), queue_db.to_ms(next_attempt), only_later
         )
 
+    async def queue_hold(self, queue_ids: Sequence[str]) -> list[str]:
+        """Take messages off the schedule until ``queue_release`` (``mailserver
+        queue hold``): their schedule entry moves to ``queue_db.HELD_MS``.
+        Returns the ids that exist."""
+        return await self._writer.submit(
+            queue_db.reschedule, list(queue_ids), queue_db.HELD_MS, False)
+
+    def queue_held(self) -> set[str]:
+        """The ids of the held messages."""
+        with self._read() as txn:
+            return queue_db.held_ids(txn, self._dbs)
+
     async def queue_remove(self, queue_id: str) -> bool:
         """Delete a queued message and drop its blob reference.  False if absent."""
         return await self._writer.submit(queue_db.remove, queue_id)

@@ -329,6 +329,29 @@ def test_queue_list_filters_show_retry_delete(srv: ServerThread, ops: ApiClient)
     assert ops.call("DELETE", f"/api/v1/queue/{two}").status == 204
 
 
+def test_queue_hold_and_release(srv: ServerThread, ops: ApiClient) -> None:
+    """hold takes a message off the schedule (no round, flush leaves it) until
+    release makes it due again (as Postfix's postsuper -h / -H)."""
+    queue = srv.app.queue
+    rounds = queue.rounds
+    qid = srv.run(queue.enqueue("alice@example.test", ["h@dest.test"], MESSAGE))
+    srv.run(asyncio.wait_for(queue.wait_rounds(rounds + 1), 30))  # DNS fails: deferred
+    held = ops.post(f"/api/v1/queue/{qid}/hold")
+    assert held.status == 200 and held.body["held"] is True
+    assert ops.get(f"/api/v1/queue/{qid}").body["held"] is True
+    srv.run(srv.app.admin().flush())
+    attempts = ops.get(f"/api/v1/queue/{qid}").body["attempts"]
+    assert srv.store.queue_held() == {qid}
+    released = ops.post(f"/api/v1/queue/{qid}/release")
+    assert released.status == 200 and released.body["held"] is False
+    srv.run(asyncio.wait_for(queue.wait_rounds(queue.rounds + 1), 30))
+    assert ops.get(f"/api/v1/queue/{qid}").body["attempts"] > attempts  # tried again
+    again = ops.post(f"/api/v1/queue/{qid}/release")
+    assert again.status == 409 and again.problem_type == "cannot"
+    assert ops.post("/api/v1/queue/NOSUCHID/hold").status == 404
+    assert ops.call("DELETE", f"/api/v1/queue/{qid}").status == 204
+
+
 # -- DKIM keys ---------------------------------------------------------------------
 
 

@@ -77,13 +77,29 @@ async def get_queued(request: web.Request) -> web.Response:
 @routes.post("/queue/{id}/retry")
 async def retry_queued(request: web.Request) -> web.Response:
     """Make the message due now (the scheduler is woken); returns it."""
+    return await _queue_action(request, "retry")
+
+
+async def _queue_action(request: web.Request, action: str) -> web.Response:
     admin = admin_of(request)
     before = rep.queued(await admin.queued(request.match_info["id"]))
     check_if_match(request, before)
-    await admin.retry(before["id"])
+    await getattr(admin, action)(before["id"])
     after = rep.queued(await admin.queued(before["id"]))
-    audit(request, "queue.retry", before["id"], before, after)
+    audit(request, f"queue.{action}", before["id"], before, after)
     return resource(after)
+
+
+@routes.post("/queue/{id}/hold")
+async def hold_queued(request: web.Request) -> web.Response:
+    """Take the message off the schedule until released; returns it."""
+    return await _queue_action(request, "hold")
+
+
+@routes.post("/queue/{id}/release")
+async def release_queued(request: web.Request) -> web.Response:
+    """Put a held message back on the schedule, due now; returns it (409: not held)."""
+    return await _queue_action(request, "release")
 
 
 @routes.delete("/queue/{id}")

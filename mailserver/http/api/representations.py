@@ -56,7 +56,7 @@ def queued(entry: QueueEntry) -> Json:
     """A message of the outbound queue, with its recipients."""
     return {"id": entry.id, "sender": entry.sender, "created": timestamp(entry.created),
             "size": entry.size, "attempts": entry.attempts,
-            "next_attempt": timestamp(entry.next_attempt),
+            "next_attempt": timestamp(entry.next_attempt), "held": entry.held,
             "recipients": [_recipient(r) for r in entry.recipients]}
 
 
@@ -138,6 +138,7 @@ SCHEMAS: dict[str, Json] = {
         "size": {**_COUNT, "description": "octets"},
         "attempts": {**_COUNT, "description": "delivery rounds so far"},
         "next_attempt": _TIME,
+        "held": {**_BOOL, "description": "off the schedule until released (hold)"},
         "recipients": {"type": "array", "items": {"$ref": "#/components/schemas/QueueRecipient"}},
     }, "A message of the outbound queue."),
     "DnsRecord": _object({
