@@ -1,5 +1,6 @@
 """``mailserver limits show [NAME]`` / ``limits reset NAME``: the abuse-limit counters of
-the running daemon (its counter service, ``data_dir/run/counters.stream``)."""
+the running daemon (its counter service, ``data_dir/run/counters.stream``; a
+daemon with ``workers = 1`` answers there itself, ``counters/admin_socket.py``)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ def _ask(args: argparse.Namespace, request: bytes) -> bytes:
     except OSError:
         raise CliError(
             "the daemon is not running (no counter service in "
-            f"{config.data_dir / 'run'}; a daemon with workers = 1 serves none)") from None
+            f"{config.data_dir / 'run'})") from None
 
 
 def cmd_limits(args: argparse.Namespace) -> int:

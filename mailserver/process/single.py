@@ -25,6 +25,8 @@ import structlog
 
 from mailserver.app import App
 from mailserver.config import Config
+from mailserver.counters import LocalCounters
+from mailserver.counters.admin_socket import serve_admin
 from mailserver.process import lifecycle
 from mailserver.process.demo import ensure_demo_account, print_banner
 
@@ -36,8 +38,13 @@ async def run_single(config: Config) -> int:
     stop = asyncio.Event()
     lifecycle.on_stop_signals(stop, force=lambda: None)
     notifier = lifecycle.Notifier.from_environ()
+    servers: list[asyncio.AbstractServer] = []
 
     async def ready(app: App) -> None:
+        # ``mailserver limits`` talks to the counters as it would to a supervisor.
+        assert app.services is not None
+        if isinstance(app.services.counters, LocalCounters):
+            servers.append(await serve_admin(config.data_dir / "run", app.services.counters))
         demo = await ensure_demo_account(config, app.store) if config.demo_account else None
         if config.demo_account:
             print_banner(config, {name: app.port(name) for name in app.listeners}, demo)
@@ -56,6 +63,8 @@ async def run_single(config: Config) -> int:
     clean = await lifecycle.serve_app(
         app, stop, ready,
         stopping=lambda: notifier.send("STOPPING=1", "STATUS=shutting down"))
+    for server in servers:
+        server.close()
     if clean is None:
         return 1
     log.info("server_stopped", clean=clean)

@@ -98,10 +98,13 @@ def rate_conf(tmp_path: Path) -> Path:
     return tmp_path / "mailserver.toml"
 
 
-@pytest.fixture
-def rate_daemon(rate_conf: Path) -> Iterator[Daemon]:
+@pytest.fixture(params=[2, 1], ids=["workers=2", "workers=1"])
+def rate_daemon(rate_conf: Path, request: pytest.FixtureRequest) -> Iterator[Daemon]:
+    """A daemon with the rate limits; with workers = 1 its own process answers
+    ``mailserver limits`` (``counters/admin_socket.py``)."""
     conf = rate_conf
-    conf.write_text(RATE_CONFIG, encoding="utf-8")
+    conf.write_text(RATE_CONFIG.replace("workers = 2", f"workers = {request.param}"),
+                    encoding="utf-8")
     add_user(conf, "alice@example.test", "correct horse battery")
     d = Daemon("-c", conf, timeout=45.0)
     try:
