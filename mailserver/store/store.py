@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from mailserver.errors import MailserverError
-from mailserver.store import fsck, headroom, keys
+from mailserver.store import fsck, headroom, keys, mapping
 from mailserver.store import queue as queue_db
 from mailserver.store.base import content_address
 from mailserver.store.directory import DirectoryStore, RecipientStatus
@@ -238,6 +238,16 @@ class Store(DirectoryStore, MailboxStore, MessageStore):
         with self._read() as txn:
             live = headroom.live_octets(txn, self._dbs)
         return live, int(self._env.info()["map_size"])
+
+    def release_map_pages(self) -> int:
+        """Drop the store's memory-map pages from this process's RSS (bulk
+        jobs: ``import``, ``export``; see ``mapping.py``).  Returns the
+        octets of address space advised.  Only while the store is open:
+        after ``close`` the addresses may belong to another mapping.
+        Raises OSError."""
+        if self._closed:
+            return 0
+        return mapping.release_map_pages(self.path / DATA_FILE)
 
     async def copy_to(self, dest: Path) -> None:
         """Write a consistent, compacted copy of the environment into the
