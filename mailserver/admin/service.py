@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -144,6 +145,7 @@ def _queue_entry(raw: bytes, queue_id: str | None = None,
             for r in msg.recipients
         ),
         held=msg.id in held,
+        bounce=msg.bounce,
     )
 
 
@@ -409,6 +411,38 @@ class AdminService:
         if not await self._store.queue_remove(queue_id):
             raise NotFound(f"no queued message {queue_id}")
         log.info("queue_deleted", queue_id=queue_id)
+
+    async def bounce(self, queue_id: str, reason: str = "") -> str:
+        """Return the message to its sender: the next delivery round (due now,
+        a hold lifted) sends nothing and fails every recipient still active
+        with ``550 5.0.0 <reason>``, so the sender gets a DSN (RFC 3464,
+        action "failed"; none for a null reverse-path or NOTIFY=NEVER) and
+        the message leaves the queue.  Exim's ``-Mg``; Postfix has no such
+        verb.  ``reason``: printable text for the DSN's Diagnostic-Code
+        (whitespace folded, at most 200 characters; default: "returned by
+        the postmaster").  A round in flight is stopped first when this
+        process runs the scheduler (the API in the daemon); from the command
+        line, a round already in flight may still end with its own outcome.
+        Returns the reply.  Raises NotFound, Cannot (an unreadable record)."""
+        queue_id = _queue_id(queue_id)
+        text = "".join(c for c in " ".join(reason.split()) if c.isprintable())[:200]
+        reply = f"550 5.0.0 {text or 'returned by the postmaster'}"
+        if self._queue_control is not None:
+            await self._queue_control.cancel(queue_id)
+        raw = self._store.queue_get(queue_id)
+        if raw is None:
+            raise NotFound(f"no queued message {queue_id}")
+        try:
+            record = queue_model.decode(raw)
+        except Exception:  # as _queue_entry: unreadable, whatever the error
+            raise Cannot(f"the record of queued message {queue_id} cannot be read; "
+                         "it can only be deleted") from None
+        now = self._clock()
+        await self._store.queue_put(queue_id, queue_model.encode(
+            dataclasses.replace(record, bounce=reply, next_attempt=now)), now)
+        log.info("queue_bounce_requested", queue_id=queue_id, reply=reply)
+        self._wake()
+        return reply
 
     def _wake(self) -> None:
         if self._queue_control is not None:

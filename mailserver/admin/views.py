@@ -64,6 +64,7 @@ class QueueEntry:
     next_attempt: float
     recipients: tuple[QueueRecipient, ...]
     held: bool = False  # taken off the schedule (``hold``) until ``release``
+    bounce: str = ""  # the reply of a requested ``bounce``, "" when none
 
     @property
     def to_go(self) -> int:

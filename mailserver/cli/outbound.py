@@ -146,10 +146,12 @@ def _print_entry(m: QueueEntry) -> None:
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
-    """``mailserver queue list|show|retry|hold|release|delete|flush``: inspect or
-    manage the outbound queue.
+    """``mailserver queue list|show|retry|hold|release|delete|bounce|flush``:
+    inspect or manage the outbound queue.
 
-    ``retry`` and ``flush`` make messages due now (``flush`` leaves held ones).
+    ``retry`` and ``flush`` make messages due now (``flush`` leaves held ones);
+    ``bounce`` returns a message to its sender with a DSN
+    (``AdminService.bounce``).
 
     Exit status 0; errors (UserError, MailserverError, OSError) are raised for ``main``,
     which prints one ``mailserver: error:`` line and exits 1.
@@ -170,6 +172,8 @@ def cmd_queue(args: argparse.Namespace) -> int:
             print(f"size          {m.size}")
             print(f"attempts      {m.attempts}")
             print(f"next attempt  {'held' if m.held else _when(m.next_attempt)}")
+            if m.bounce:
+                print(f"bounce        {m.bounce}")
             for r in m.recipients:
                 extra = f"\t{r.last_error}" if r.last_error else ""
                 print(f"rcpt          {r.address}\t{r.status}\tattempts={r.attempts}{extra}")
@@ -185,6 +189,9 @@ def cmd_queue(args: argparse.Namespace) -> int:
         elif args.action == "delete":
             await admin.delete_queued(args.id)
             print(f"deleted {args.id}")
+        elif args.action == "bounce":
+            await admin.bounce(args.id, args.reason or "")
+            print(f"{args.id} goes back to its sender with a DSN at its next round (now)")
         else:
             print(f"{await admin.flush()} message(s) due now")
 
@@ -235,5 +242,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                          ("delete", "drop a message without a bounce")):
         p = qsub.add_parser(action, parents=[common], help=text)
         p.add_argument("id", metavar="ID")
+    p = qsub.add_parser("bounce", parents=[common],
+                        help="return a message to its sender with a DSN (550 5.0.0)")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("--reason", help="text for the DSN's Diagnostic-Code "
+                   "(default: returned by the postmaster)")
     qsub.add_parser("flush", parents=[common], help="make every queued message due now")
     queue.set_defaults(func=cmd_queue)

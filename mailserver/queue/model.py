@@ -15,6 +15,10 @@ REQUIRETLS (RFC 8689) is the optional key ``requiretls`` (true when MAIL
 carried it, §4.1) and ``tls_optional`` (the message's ``TLS-Required: No``
 header field, §4.2.1; never set together with ``requiretls``, which wins);
 records without them decode as False.
+
+``bounce`` (optional, ``""`` when absent) is the reply an administrator
+asked the message to be returned with (``mailserver queue bounce``): the
+next round sends no mail and fails every recipient still active with it.
 """
 
 from __future__ import annotations
@@ -87,6 +91,7 @@ class QueuedMessage:
     dsn: MailDsn | None = None  # MAIL's RET/ENVID (RFC 3461 §4.3, §4.4)
     requiretls: bool = False  # MAIL's REQUIRETLS (RFC 8689 §4.1): verified TLS only
     tls_optional: bool = False  # "TLS-Required: No" (RFC 8689 §4.2.1): TLS policy waived
+    bounce: str = ""  # an administrator's "return it" reply, e.g. "550 5.0.0 ..."
 
     @property
     def active(self) -> tuple[Recipient, ...]:
@@ -127,6 +132,8 @@ def encode(msg: QueuedMessage) -> bytes:
         record["requiretls"] = True
     if msg.tls_optional:
         record["tls_optional"] = True
+    if msg.bounce:
+        record["bounce"] = msg.bounce
     rcpt_dsn = {r.address: _encode_rcpt_dsn(r.dsn) for r in msg.recipients if r.dsn is not None}
     if rcpt_dsn:
         record["dsn"] = rcpt_dsn
@@ -174,4 +181,5 @@ def decode(data: bytes) -> QueuedMessage:
         dsn=None if ret is None and envid is None else MailDsn(ret, envid),
         requiretls=bool(d.get("requiretls", False)),
         tls_optional=bool(d.get("tls_optional", False)),
+        bounce=str(d.get("bounce", "")),
     )

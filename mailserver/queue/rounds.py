@@ -142,6 +142,12 @@ class DeliveryRounds:
             blog.error("queue_blob_missing")
             await self._store.queue_remove(rec.id)
             return
+        if rec.bounce:  # an administrator returned it: no delivery, a DSN
+            blog.info("queue_bounce", reply=rec.bounce)
+            await self._apply(rec, {r.address: RcptResult(r.address, Outcome.PERMANENT,
+                                                          rec.bounce)
+                                    for r in rec.active}, blob, blog)
+            return
         message = await self._signed(blob, blog)
         groups: dict[str, list[str]] = {}
         for r in rec.active:

@@ -352,6 +352,39 @@ def test_queue_hold_and_release(srv: ServerThread, ops: ApiClient) -> None:
     assert ops.call("DELETE", f"/api/v1/queue/{qid}").status == 204
 
 
+def test_queue_bounce_returns_the_message_with_a_dsn(srv: ServerThread, ops: ApiClient) -> None:
+    """bounce: the next round (now) fails every recipient still to go with
+    550 5.0.0 and the reason, the local sender gets the DSN, the message
+    leaves the queue; a held message is bounced too."""
+    queue = srv.app.queue
+    rounds = queue.rounds
+    qid = srv.run(queue.enqueue("alice@example.test", ["b@dest.test", "c@dest.test"], MESSAGE))
+    srv.run(asyncio.wait_for(queue.wait_rounds(rounds + 1), 30))  # DNS fails: deferred
+    assert ops.post(f"/api/v1/queue/{qid}/hold").status == 200
+    shown = ops.get(f"/api/v1/queue/{qid}")
+    assert shown.body["bounce"] is None
+    stale = ops.post(f"/api/v1/queue/{qid}/bounce", {"reason": "x"},
+                     headers={"If-Match": '"stale"'})
+    assert stale.status == 412
+    inbox = srv.store.get_mailbox("alice@example.test", "INBOX").id
+    before = len(srv.store.list_messages(inbox))
+    rounds = queue.rounds
+    reply = ops.post(f"/api/v1/queue/{qid}/bounce", {"reason": "spam\r\nrun  from   a\x00 bot"},
+                     headers={"If-Match": shown.headers["ETag"]})
+    assert reply.status == 202, reply.body
+    assert reply.body["bounce"] == "550 5.0.0 spam run from a bot"
+    srv.run(asyncio.wait_for(queue.wait_rounds(rounds + 1), 30))
+    assert ops.get(f"/api/v1/queue/{qid}").status == 404
+    records = srv.store.list_messages(inbox)
+    assert len(records) == before + 1
+    report = srv.store.get_blob(records[-1].blob_id)
+    assert b"multipart/report; report-type=delivery-status" in report
+    assert report.count(b"Action: failed") == 2
+    assert b"Diagnostic-Code: smtp; 550 5.0.0 spam run from a bot" in report
+    assert ops.post("/api/v1/queue/NOSUCHID/bounce").status == 404
+    assert ops.post(f"/api/v1/queue/{qid}/bounce", {"why": "x"}).status in (400, 404)
+
+
 # -- DKIM keys ---------------------------------------------------------------------
 
 

@@ -167,8 +167,11 @@ def audit(request: web.Request, what: str, target: str,
 _TYPES: dict[type, str] = {str: "a string", bool: "true or false", int: "a whole number"}
 
 
-async def read_object(request: web.Request) -> dict[str, Any]:
-    """The request body: a JSON object.  Raises UnsupportedMediaType, InvalidRequest."""
+async def read_object(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
+    """The request body: a JSON object (``optional``: no body at all reads as
+    ``{}``).  Raises UnsupportedMediaType, InvalidRequest."""
+    if optional and not request.can_read_body:
+        return {}
     if request.content_type not in ("application/json", "application/merge-patch+json"):
         raise UnsupportedMediaType(f"the body must be application/json, not "
                                    f"{request.content_type}")

@@ -39,6 +39,7 @@ class Operation:
     public: bool = False  # no token needed
     if_match: bool = False  # honours If-Match (412)
     body_types: tuple[str, ...] = ("application/json",)
+    body_required: bool = True  # False: the request may have no body at all
     description: str = field(default="")
     stream: bool = False  # text/event-stream that never ends (not for schemathesis)
 
@@ -214,6 +215,17 @@ OPERATIONS: tuple[Operation, ...] = (
               "Put a held message back on the schedule, due now", "queue", 200,
               "QueuedMessage", errors=(404, 409), if_match=True,
               description="409 when the message is not held."),
+    Operation("post", "/queue/{id}/bounce", "bounceQueued",
+              "Return a queued message to its sender with a DSN", "queue", 202,
+              "QueuedMessage", body=_body({"reason": {
+                  "type": "string", "maxLength": 1000,
+                  "description": "the DSN's Diagnostic-Code text after 550 5.0.0 (at most "
+                  "200 characters are kept; default: returned by the postmaster)"}}, []),
+              body_required=False, errors=(400, 404, 409, 415), if_match=True,
+              description="Every recipient still to go fails with 550 5.0.0 at the next "
+              "delivery round, started now (a round in flight is stopped, a hold lifted); "
+              "the sender gets one DSN (RFC 3464) unless the reverse-path is null or "
+              "NOTIFY=NEVER, and the message leaves the queue."),
     Operation("delete", "/queue/{id}", "deleteQueued",
               "Drop a queued message without a DSN", "queue", 204, errors=(404, 409),
               if_match=True),
@@ -263,6 +275,12 @@ def _problem(status: int) -> Json:
 def _success(op: Operation) -> Json:
     if op.ok == 204:
         return {"description": "Done"}
+    if op.ok == 202:
+        return {"description": "Accepted: carried out by the queue at once", "headers": {
+            "ETag": {"required": True, "description": "the entity tag of the body",
+                     "schema": {"type": "string"}}},
+            "content": {"application/json": {"schema": {
+                "$ref": f"#/components/schemas/{op.schema}"}}}}
     if op.stream:
         return {"description": "An endless event stream", "content": {"text/event-stream": {
             "schema": {"type": "string"}}}}
@@ -314,7 +332,7 @@ def _operation(op: Operation) -> Json:
     if op.description:
         out["description"] = op.description
     if op.body is not None:
-        out["requestBody"] = {"required": True, "content": {
+        out["requestBody"] = {"required": op.body_required, "content": {
             t: {"schema": op.body} for t in op.body_types}}
     if op.public:
         out["security"] = []

@@ -102,6 +102,21 @@ async def release_queued(request: web.Request) -> web.Response:
     return await _queue_action(request, "release")
 
 
+@routes.post("/queue/{id}/bounce")
+async def bounce_queued(request: web.Request) -> web.Response:
+    """Return the message to its sender with a DSN: ``{"reason"?}`` (an
+    empty body or ``{}`` for the default text); a round in flight is
+    stopped, the next one (now) sends the DSN and removes the message.
+    202 with the message as it is when accepted."""
+    admin = admin_of(request)
+    before = rep.queued(await admin.queued(request.match_info["id"]))
+    check_if_match(request, before)
+    body = fields(await read_object(request, optional=True), {}, {"reason": str})
+    after = {**before, "bounce": await admin.bounce(before["id"], body.get("reason", ""))}
+    audit(request, "queue.bounce", before["id"], before, after)
+    return resource(after, status=202)
+
+
 @routes.delete("/queue/{id}")
 async def delete_queued(request: web.Request) -> web.Response:
     """Drop the message without a DSN (a round in flight is stopped first)."""

@@ -57,6 +57,7 @@ def queued(entry: QueueEntry) -> Json:
     return {"id": entry.id, "sender": entry.sender, "created": timestamp(entry.created),
             "size": entry.size, "attempts": entry.attempts,
             "next_attempt": timestamp(entry.next_attempt), "held": entry.held,
+            "bounce": entry.bounce or None,
             "recipients": [_recipient(r) for r in entry.recipients]}
 
 
@@ -139,6 +140,8 @@ SCHEMAS: dict[str, Json] = {
         "attempts": {**_COUNT, "description": "delivery rounds so far"},
         "next_attempt": _TIME,
         "held": {**_BOOL, "description": "off the schedule until released (hold)"},
+        "bounce": {"type": ["string", "null"], "description": "the reply every recipient "
+                   "still to go fails with at the next round (a requested bounce); null: none"},
         "recipients": {"type": "array", "items": {"$ref": "#/components/schemas/QueueRecipient"}},
     }, "A message of the outbound queue."),
     "DnsRecord": _object({
