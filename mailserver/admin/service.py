@@ -471,24 +471,69 @@ class AdminService:
 
         Raises DomainNotFound, InvalidName (bad selector or algorithm),
         AlreadyExists (that selector has a key: replacing it would break the
-        published record).  The daemon reads new keys at its next start.
+        published record).  The daemon signs with it from its next message
+        (``DkimKeyring`` notices the change), once the configuration's
+        ``[dkim] algorithms`` lists its algorithm.
         """
         if algorithm not in dkim_keys.ALGORITHMS:
             raise InvalidName(f"DKIM algorithm must be one of {', '.join(dkim_keys.ALGORITHMS)},"
                               f" not {algorithm!r}")
         name = new_domain_name(await self._local_domain(domain))  # a key names a host
         selector = dkim_selector(selector or self.default_selector(algorithm))
-        existing = dkim_keys.key_dir(self.data_dir, name) / f"{selector}.key"
-        if existing.exists():
-            raise AlreadyExists(f"{existing} exists; choose another selector")
+        directory = dkim_keys.key_dir(self.data_dir, name)
+        for existing in (directory / f"{selector}.key", directory / f"{selector}.retired"):
+            if existing.exists():
+                raise AlreadyExists(f"{existing} exists; choose another selector")
         path, txt = await asyncio.to_thread(
             dkim_keys.write_key, self.data_dir, name, selector, algorithm)
         return DkimKeyInfo(name, selector, algorithm, path,
                            dkim_record(name, selector, txt),
                            algorithm in self.config.dkim.algorithms)
 
+    async def rotate_dkim_key(self, domain: str, algorithm: str = "rsa"
+                              ) -> tuple[DkimKeyInfo, list[DkimKeyInfo]]:
+        """Rotate a local domain's key of ``algorithm``: make a new key with a
+        dated selector (``dated_selector``), then retire every other active
+        key of that algorithm (they sign no more; their records stay listed
+        and published until ``delete_dkim_key``), as M3AAWG's DKIM key
+        rotation practice says.  Publish the new record before rotating
+        where DNS caching matters: the new key signs from the next message.
+        Returns ``(new key, retired keys)``.  Raises DomainNotFound,
+        InvalidName, AlreadyExists (already rotated today: that selector
+        has a key)."""
+        key = await self.generate_dkim_key(domain, selector=self.dated_selector(algorithm),
+                                           algorithm=algorithm)
+        retired = []
+        for old in await self.list_dkim_keys(key.domain):
+            if old.algorithm == algorithm and not old.retired and old.selector != key.selector:
+                path = await asyncio.to_thread(dkim_keys.retire_key, self.data_dir,
+                                               old.domain, old.selector)
+                retired.append(dataclasses.replace(old, path=path, signing=False,
+                                                   retired=True))
+        log.info("dkim_key_rotated", domain=key.domain, selector=key.selector,
+                 algorithm=algorithm, retired=[k.selector for k in retired])
+        return key, retired
+
+    async def delete_dkim_key(self, domain: str, selector: str) -> DkimKeyInfo:
+        """Delete a retired key and its record files (withdraw its DNS record
+        first).  Returns what was deleted.  Raises NotFound, Cannot (an
+        active key: rotate it out first, a signing key is never removed
+        by mistake)."""
+        name = domain_name(domain)
+        for key in await self.list_dkim_keys(name):
+            if key.selector == selector:
+                if not key.retired:
+                    raise Cannot(f"DKIM key {selector!r} of {name} is active; "
+                                 "rotate it out before deleting it")
+                await asyncio.to_thread(dkim_keys.delete_retired_key, self.data_dir,
+                                        key.domain, selector)
+                log.info("dkim_key_deleted", domain=key.domain, selector=selector)
+                return key
+        raise NotFound(f"no DKIM key {selector!r} for {name}")
+
     async def list_dkim_keys(self, domain: str | None = None) -> list[DkimKeyInfo]:
-        """The keys stored for ``domain`` (every domain if None), by domain and selector."""
+        """The keys stored for ``domain`` (every domain if None), active and
+        retired, by domain and selector."""
         name = None if domain is None else domain_name(domain)
         return await asyncio.to_thread(self._read_keys, name)
 
@@ -502,7 +547,8 @@ class AdminService:
         for directory in dirs:
             if not directory.is_dir():
                 continue
-            for path in sorted(directory.glob("*.key")):
+            paths = [*directory.glob("*.key"), *directory.glob(f"*{dkim_keys.RETIRED}")]
+            for path in sorted(paths, key=lambda p: p.stem):
                 txt_path = path.with_suffix(".txt")
                 if txt_path.is_file():
                     txt = txt_path.read_text("ascii").strip()
@@ -511,9 +557,11 @@ class AdminService:
                 else:  # not written by keygen: the key itself says what it is
                     txt = ""
                     algorithm = dkim_keys.algorithm_of(path.read_bytes())
+                retired = path.suffix == dkim_keys.RETIRED
                 out.append(DkimKeyInfo(directory.name, path.stem, algorithm, path,
                                        dkim_record(directory.name, path.stem, txt),
-                                       algorithm in self.config.dkim.algorithms))
+                                       algorithm in self.config.dkim.algorithms
+                                       and not retired, retired=retired))
         return out
 
     async def dns_records(self, domain: str) -> list[DnsRecord]:

@@ -103,6 +103,7 @@ class DkimKeyInfo:
     path: Path  # the private key file (mode 0600)
     record: DnsRecord  # the TXT record to publish (RFC 6376 §3.6.2.1)
     signing: bool  # the configuration's [dkim] algorithms include this algorithm
+    retired: bool = False  # rotated out: signs no more, its record stays until deleted
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,13 +37,16 @@ def _when(ts: float) -> str:
 
 
 def _print_key(key: DkimKeyInfo) -> None:
-    note = "" if key.signing else "\tnot signing: add it to [dkim] algorithms"
+    note = ("\tretired: signs no more; delete it once its record is withdrawn" if key.retired
+            else "" if key.signing else "\tnot signing: add it to [dkim] algorithms")
     print(f"{key.domain}\t{key.selector}\t{key.algorithm}\t{key.path}{note}")
 
 
 def cmd_dkim(args: argparse.Namespace) -> int:
-    """``mailserver dkim keygen|list``: make a DKIM key (mode 0600) and print its DNS TXT
-    record (RFC 6376 §3.6.2.1), or list the stored keys.
+    """``mailserver dkim keygen|list|rotate|delete``: make a DKIM key (mode
+    0600) and print its DNS TXT record (RFC 6376 §3.6.2.1), list the stored
+    keys, rotate a domain's key (a new dated key; the old ones retired: they
+    sign no more, their records stay listed), or delete a retired key.
 
     Exit status 0; errors (UserError, MailserverError, OSError) are raised for ``main``,
     which prints one ``mailserver: error:`` line and exits 1.
@@ -55,6 +58,22 @@ def cmd_dkim(args: argparse.Namespace) -> int:
             for key in await admin.list_dkim_keys(args.domain):
                 _print_key(key)
             return
+        if args.action == "delete":
+            gone = await admin.delete_dkim_key(args.domain, args.selector)
+            print(f"deleted the retired key {gone.selector} of {gone.domain}; "
+                  f"its record {gone.record.name} can go from DNS")
+            return
+        if args.action == "rotate":
+            key, retired = await admin.rotate_dkim_key(args.domain, args.algorithm)
+            print(f"# new {key.algorithm} key {key.selector} written to {key.path}; "
+                  "it signs from the next message")
+            for old in retired:
+                print(f"# retired {old.selector}: it signs no more; keep its record "
+                      "published a few days, then `mailserver dkim delete "
+                      f"{old.domain} {old.selector}`")
+            print("# publish this DNS record (RFC 6376 §3.6.2.1):")
+            print(key.record.zone_line())
+            return
         selector = admin.dated_selector(args.algorithm) if args.dated else args.selector
         key = await admin.generate_dkim_key(args.domain, selector=selector,
                                             algorithm=args.algorithm)
@@ -62,7 +81,8 @@ def cmd_dkim(args: argparse.Namespace) -> int:
         if not key.signing:
             print(f"# note: [dkim] algorithms in the config does not list {key.algorithm!r}; "
                   "add it to sign with this key")
-        print("# publish this DNS record (RFC 6376 §3.6.2.1), then restart the daemon:")
+        print("# publish this DNS record (RFC 6376 §3.6.2.1); the daemon signs with the key "
+              "from its next message:")
         print(key.record.zone_line())
 
     with_admin(config, go)
@@ -221,6 +241,14 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                    help="rsa (2048 bits, default) or ed25519 (RFC 8463)")
     p = ksub.add_parser("list", parents=[common], help="list the stored keys")
     p.add_argument("domain", nargs="?", metavar="DOMAIN")
+    p = ksub.add_parser("rotate", parents=[common],
+                        help="make a new dated key and retire the domain's old ones")
+    p.add_argument("domain", metavar="DOMAIN")
+    p.add_argument("--algorithm", choices=("rsa", "ed25519"), default="rsa",
+                   help="which key to rotate (default rsa)")
+    p = ksub.add_parser("delete", parents=[common], help="delete a retired key")
+    p.add_argument("domain", metavar="DOMAIN")
+    p.add_argument("selector", metavar="SELECTOR")
     dkim.set_defaults(func=cmd_dkim)
 
     p = sub.add_parser("dns", parents=[common],

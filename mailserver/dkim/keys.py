@@ -2,13 +2,17 @@
 
 Files: ``data_dir/dkim/<domain>/<selector>.key`` (private key, PEM, mode 0600)
 and ``<selector>.txt`` (the TXT value to publish at
-``<selector>._domainkey.<domain>``, RFC 6376 §3.6.2.1).  RSA keys are 2048
+``<selector>._domainkey.<domain>``, RFC 6376 §3.6.2.1).  A key retired by a
+rotation is renamed ``<selector>.retired``: it signs no more, while its
+record stays published (and listed) until it is deleted, so that mail it
+signed still verifies on its way (M3AAWG DKIM key rotation practice).  RSA keys are 2048
 bits (RFC 8301 §3.2: at least 1024, 2048 recommended); Ed25519 per RFC 8463.
 """
 
 from __future__ import annotations
 
 import base64
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +24,8 @@ from mailserver.errors import MailserverError
 from mailserver.fsutil import write_atomic
 
 ALGORITHMS = ("rsa", "ed25519")
+#: The suffix of a retired key's file (an active key's is ``.key``).
+RETIRED = ".retired"
 RSA_BITS = 2048
 
 # RFC 6376 §3.1: a selector is dot-separated sub-domain labels.
@@ -101,6 +107,34 @@ def write_key(data_dir: Path, domain: str, selector: str, algorithm: str = "rsa"
     return key_path, txt
 
 
+def retire_key(data_dir: Path, domain: str, selector: str) -> Path:
+    """Stop signing with a key, keeping its record: ``<selector>.key`` becomes
+    ``<selector>.retired`` (an atomic rename, synced).  Returns the new path.
+    Raises FileNotFoundError when there is no such active key."""
+    directory = key_dir(data_dir, domain)
+    target = directory / f"{selector}{RETIRED}"
+    os.replace(directory / f"{selector}.key", target)
+    _sync_dir(directory)
+    return target
+
+
+def delete_retired_key(data_dir: Path, domain: str, selector: str) -> None:
+    """Remove a retired key and its record files (after its DNS record is
+    withdrawn).  Raises FileNotFoundError when there is no such retired key."""
+    directory = key_dir(data_dir, domain)
+    (directory / f"{selector}{RETIRED}").unlink()
+    (directory / f"{selector}.txt").unlink(missing_ok=True)
+    _sync_dir(directory)
+
+
+def _sync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def algorithm_of(pem: bytes) -> str:
     """"rsa" or "ed25519" for a private key PEM.  Raises MailserverError otherwise."""
     try:
@@ -132,21 +166,32 @@ def load_keys(data_dir: Path, domain: str) -> list[DkimKey]:
 
 
 class DkimKeyring:
-    """The keys under ``data_dir/dkim``, read once per domain and kept.
+    """The active keys under ``data_dir/dkim``, read per domain and kept.
 
-    ``keys_for(domain)`` is what the queue calls for each outbound message;
-    ``reload()`` forgets the cache (after ``mailserver dkim keygen``).
+    ``keys_for(domain)`` is what the queue calls for each outbound message.
+    It re-reads a domain's keys when its directory changed (its mtime: a key
+    made, retired or deleted renames or unlinks a file there), so every
+    process signs with a rotated key from the next message on, without a
+    restart or a signal; the check is one ``stat`` per call.  ``reload()``
+    forgets everything (SIGHUP).
     """
 
     def __init__(self, data_dir: Path) -> None:
         self._data_dir = Path(data_dir)
-        self._cache: dict[str, list[DkimKey]] = {}
+        self._cache: dict[str, tuple[int, list[DkimKey]]] = {}
 
     def keys_for(self, domain: str) -> list[DkimKey]:
+        """The active keys of ``domain`` (see ``load_keys``); [] when it has none.
+        Raises MailserverError (an unreadable key file)."""
         domain = domain.lower().rstrip(".")
-        if domain not in self._cache:
-            self._cache[domain] = load_keys(self._data_dir, domain)
-        return self._cache[domain]
+        try:
+            stamp = os.stat(key_dir(self._data_dir, domain)).st_mtime_ns
+        except OSError:
+            stamp = -1
+        cached = self._cache.get(domain)
+        if cached is None or cached[0] != stamp:
+            cached = self._cache[domain] = (stamp, load_keys(self._data_dir, domain))
+        return cached[1]
 
     def reload(self) -> None:
         self._cache.clear()

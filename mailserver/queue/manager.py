@@ -305,7 +305,8 @@ class QueueManager:
             until = now + retry_delay(rec.attempts + 1, self.settings.backoff)
             rec = _replace(rec, next_attempt=until)
             try:
-                await self._store.queue_put(qid, model.encode(rec), until)
+                if await self._store.queue_put(qid, model.encode(rec), until, keep_hold=True):
+                    return  # held since it was found due: no round
             except NotFound:
                 return
             leased.append((qid, rec))

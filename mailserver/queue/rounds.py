@@ -234,7 +234,9 @@ class DeliveryRounds:
         await self._send_dsn(rec, decision.delayed, "delayed", blob, now, blog)
         updated = decision.record
         try:
-            await self._store.queue_put(rec.id, model.encode(updated), updated.next_attempt)
+            # A hold made while the round ran stays (``keep_hold``).
+            await self._store.queue_put(rec.id, model.encode(updated), updated.next_attempt,
+                                        keep_hold=True)
         except NotFound:  # deleted by an admin meanwhile
             pass
 

@@ -46,17 +46,24 @@ def add(ctx: WriteCtx, queue_id: str, record: bytes, blob: bytes, blob_id: bytes
     ctx.changed.add(keys.QUEUE_FEED_ID)
 
 
-def put(ctx: WriteCtx, queue_id: str, record: bytes, next_ms: int) -> None:
-    """Replace the record and move its schedule entry.  NotFound if it was deleted."""
+def put(ctx: WriteCtx, queue_id: str, record: bytes, next_ms: int,
+        keep_hold: bool = False) -> bool:
+    """Replace the record and move its schedule entry.  With ``keep_hold`` a
+    held message (``HELD_MS``) stays held: the scheduler's lease and a
+    round's result must not lift a hold made while they ran.  Returns
+    whether the message is held now.  NotFound if it was deleted."""
     txn, dbs = ctx.txn, ctx.dbs
     key = queue_id.encode("ascii")
     raw = txn.get(key, db=dbs.queue)
     if raw is None:
         raise NotFound(f"no queued message {queue_id}")
     old_ms, blob_id, _ = _split(raw)
+    if keep_hold and old_ms >= HELD_MS:
+        next_ms = old_ms
     txn.delete(keys.queue_sched_key(old_ms, queue_id), db=dbs.queuesched)
     txn.put(key, keys.U64.pack(next_ms) + blob_id + record, db=dbs.queue)
     txn.put(keys.queue_sched_key(next_ms, queue_id), b"", db=dbs.queuesched)
+    return next_ms >= HELD_MS
 
 
 def reschedule(ctx: WriteCtx, queue_ids: list[str], next_ms: int, only_later: bool) -> list[str]:

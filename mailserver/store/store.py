@@ -183,11 +183,14 @@ class Store(DirectoryStore, MailboxStore, MessageStore):
         )
         return blob_id
 
-    async def queue_put(self, queue_id: str, record: bytes, next_attempt: float) -> None:
-        """Replace a queued record and move it to ``next_attempt``.  Raises NotFound."""
-        await self._writer.submit(
-            queue_db.put, queue_id, bytes(record), queue_db.to_ms(next_attempt)
-        )
+    async def queue_put(self, queue_id: str, record: bytes, next_attempt: float, *,
+                        keep_hold: bool = False) -> bool:
+        """Replace a queued record and move it to ``next_attempt``, or, with
+        ``keep_hold``, leave a held message held (``queue_db.put``).  Returns
+        whether it is held now.  Raises NotFound."""
+        return bool(await self._writer.submit(
+            queue_db.put, queue_id, bytes(record), queue_db.to_ms(next_attempt), keep_hold
+        ))
 
     async def queue_reschedule(
         self, queue_ids: Sequence[str], next_attempt: float, *, only_later: bool = True

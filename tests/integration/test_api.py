@@ -408,6 +408,35 @@ def test_dkim_key_with_a_dated_selector(ops: ApiClient) -> None:
     assert ops.get("/api/v1/dkim-keys/example.test/none").status == 404
 
 
+def test_dkim_key_rotation_retires_the_old_key(srv: ServerThread, ops: ApiClient) -> None:
+    """rotate: a new dated key signs from the next message (the keyring
+    notices the directory change), the old one is retired but keeps its
+    record until deleted; an active key cannot be deleted."""
+    assert ops.post("/api/v1/domains", {"name": "rotate.test"}).status == 201
+    old = ops.post("/api/v1/dkim-keys", {"domain": "rotate.test", "selector": "old"}).body
+    assert old["signing"] is True and old["retired"] is False
+    assert [k.selector for k in srv.app.keyring.keys_for("rotate.test")] == ["old"]
+    made = ops.post("/api/v1/dkim-keys/rotate.test/rotate")
+    assert made.status == 201, made.body
+    new = made.body
+    assert re.fullmatch(r"mail-\d{8}", new["selector"]) and new["signing"] is True
+    assert made.headers["Location"] == f"/api/v1/dkim-keys/rotate.test/{new['selector']}"
+    assert [k.selector for k in srv.app.keyring.keys_for("rotate.test")] == [new["selector"]]
+    retired = ops.get("/api/v1/dkim-keys/rotate.test/old")
+    assert retired.body == {**old, "signing": False, "retired": True}
+    listed = ops.all_items("/api/v1/dkim-keys?domain=rotate.test")
+    assert [k["selector"] for k in listed] == sorted(["old", new["selector"]])
+    assert ops.post("/api/v1/dkim-keys/rotate.test/rotate", {}).status == 409  # today's exists
+    active = ops.call("DELETE", f"/api/v1/dkim-keys/rotate.test/{new['selector']}")
+    assert active.status == 409 and active.problem_type == "cannot"
+    assert ops.call("DELETE", "/api/v1/dkim-keys/rotate.test/old",
+                    headers={"If-Match": retired.headers["ETag"]}).status == 204
+    assert ops.get("/api/v1/dkim-keys/rotate.test/old").status == 404
+    assert ops.post("/api/v1/dkim-keys/nowhere.test/rotate").status == 404
+    bad = ops.post("/api/v1/dkim-keys/rotate.test/rotate", {"algorithm": "dsa"})
+    assert bad.status == 422
+
+
 # -- several workers ---------------------------------------------------------------
 
 WORKERS_CONFIG = """\

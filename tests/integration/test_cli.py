@@ -311,6 +311,48 @@ def test_queue_list_show_retry_delete_flush(conf: Path, tmp_path: Path) -> None:
         assert f"no queued message {qid}" in fails("queue", action, qid, "-c", conf)
 
 
+def test_queue_bounce_and_holds_that_outlive_a_round(conf: Path, tmp_path: Path) -> None:
+    """``queue bounce`` marks the message for a DSN round, due now, lifting a
+    hold; a hold made while a round runs survives the round's write-back
+    (``keep_hold``)."""
+    qid = _enqueue(tmp_path / "data", ["bob@remote.test"])
+    ok("queue", "hold", qid, "-c", conf)
+
+    async def round_writes_back(store: Store) -> bool:
+        raw = store.queue_get(qid)
+        assert raw is not None
+        return await store.queue_put(qid, raw, 0.0, keep_hold=True)
+
+    assert on_store(tmp_path / "data", round_writes_back) is True  # still held
+    assert "next attempt  held" in ok("queue", "show", qid, "-c", conf)
+    out = ok("queue", "bounce", qid, "--reason", "not wanted", "-c", conf)
+    assert out.strip() == f"{qid} goes back to its sender with a DSN at its next round (now)"
+    shown = ok("queue", "show", qid, "-c", conf)
+    assert "bounce        550 5.0.0 not wanted" in shown
+    assert "next attempt  held" not in shown
+    assert "no queued message NOPE" in fails("queue", "bounce", "NOPE", "-c", conf)
+
+
+def test_dkim_rotate_and_delete(conf: Path, tmp_path: Path) -> None:
+    ok("domain", "add", "example.test", "-c", conf)
+    ok("dkim", "keygen", "example.test", "--selector", "first", "-c", conf)
+    out = ok("dkim", "rotate", "example.test", "-c", conf)
+    [record] = [line for line in out.splitlines() if not line.startswith("#")]
+    selector = record.split("._domainkey.")[0]
+    assert selector.startswith("mail-") and "retired first" in out
+    keys = tmp_path / "data" / "dkim" / "example.test"
+    assert sorted(p.name for p in keys.iterdir()) == sorted(
+        ["first.retired", "first.txt", f"{selector}.key", f"{selector}.txt"])
+    listing = ok("dkim", "list", "-c", conf).splitlines()
+    assert listing[0].startswith("example.test\tfirst\trsa\t") and "retired" in listing[0]
+    assert "exists" in fails("dkim", "rotate", "example.test", "-c", conf)  # once a day
+    assert "is active" in fails("dkim", "delete", "example.test", selector, "-c", conf)
+    assert "deleted the retired key first" in ok("dkim", "delete", "example.test", "first",
+                                                 "-c", conf)
+    assert sorted(p.name for p in keys.iterdir()) == [f"{selector}.key", f"{selector}.txt"]
+    assert "no DKIM key" in fails("dkim", "delete", "example.test", "first", "-c", conf)
+
+
 # -- the store is never created by an admin command ----------------------------------
 
 

@@ -244,10 +244,26 @@ OPERATIONS: tuple[Operation, ...] = (
                          ["domain"]),
               errors=(400, 404, 409, 415, 422),
               description="RSA keys have 2048 bits; Ed25519 follows RFC 8463.  The daemon "
-              "signs with a new key from its next start."),
+              "signs with a new key from its next message, as long as [dkim] algorithms "
+              "lists its algorithm."),
     Operation("get", "/dkim-keys/{domain}/{selector}", "getDkimKey",
               "Show a DKIM key and its TXT record", "dkim", 200, "DkimKey",
               errors=(404, 422)),
+    Operation("post", "/dkim-keys/{domain}/rotate", "rotateDkimKey",
+              "Rotate a domain's DKIM key: a new dated key, the old ones retired", "dkim",
+              201, "DkimKey",
+              body=_body({"algorithm": {"type": "string", "enum": ["rsa", "ed25519"],
+                                        "default": "rsa"}}, []),
+              body_required=False, errors=(400, 404, 409, 415, 422),
+              description="Makes a key with the selector <[dkim] selector>-YYYYMMDD (today, "
+              "UTC; -ed25519 appended for Ed25519) and retires the domain's other active "
+              "keys of that algorithm: they sign no more, their records stay listed until "
+              "deleted.  Every process signs with the new key from its next message.  "
+              "409 when today's selector already has a key."),
+    Operation("delete", "/dkim-keys/{domain}/{selector}", "deleteDkimKey",
+              "Delete a retired DKIM key", "dkim", 204, errors=(404, 409, 422),
+              if_match=True, description="Withdraw its DNS record first.  409 for an "
+              "active key: rotate it out before deleting it."),
     # mail flow (analytics/)
     Operation("get", "/events", "listEvents", "Mail-flow events, oldest first", "flow", 200,
               "page:FlowEvent", query=(*_PAGED, "since", "until", "kind", "direction",

@@ -155,12 +155,43 @@ async def create_dkim_key(request: web.Request) -> web.Response:
     return resource(after, status=201, location=path_of("dkim-keys", key.domain, key.selector))
 
 
-@routes.get("/dkim-keys/{domain}/{selector}")
-async def get_dkim_key(request: web.Request) -> web.Response:
-    """One key and its TXT record."""
+@routes.post("/dkim-keys/{domain}/rotate")
+async def rotate_dkim_key(request: web.Request) -> web.Response:
+    """Rotate: ``{"algorithm"?}`` (rsa by default); a new key with a dated
+    selector, and the domain's other active keys of that algorithm retired.
+    201 with the new key and its Location."""
+    body = fields(await read_object(request, optional=True), {}, {"algorithm": str})
+    admin = admin_of(request)
+    key, retired = await admin.rotate_dkim_key(request.match_info["domain"],
+                                               body.get("algorithm", "rsa"))
+    after = rep.dkim_key(key)
+    audit(request, "dkim_key.rotate", f"{key.domain}/{key.selector}",
+          [rep.dkim_key(k) for k in retired], after)
+    return resource(after, status=201, location=path_of("dkim-keys", key.domain, key.selector))
+
+
+@routes.delete("/dkim-keys/{domain}/{selector}")
+async def delete_dkim_key(request: web.Request) -> web.Response:
+    """Delete a retired key (409 for an active one)."""
+    admin = admin_of(request)
+    domain, selector = request.match_info["domain"], request.match_info["selector"]
+    before = await _dkim_key(request)
+    check_if_match(request, before)
+    await admin.delete_dkim_key(domain, selector)
+    audit(request, "dkim_key.delete", f"{before['domain']}/{selector}", before, None)
+    return web.Response(status=204)
+
+
+async def _dkim_key(request: web.Request) -> dict[str, object]:
     admin = admin_of(request)
     domain, selector = request.match_info["domain"], request.match_info["selector"]
     for key in await admin.list_dkim_keys((await admin.get_domain(domain)).name):
         if key.selector == selector:
-            return resource(rep.dkim_key(key))
+            return rep.dkim_key(key)
     raise NotFound(f"no DKIM key {selector!r} for {domain}")
+
+
+@routes.get("/dkim-keys/{domain}/{selector}")
+async def get_dkim_key(request: web.Request) -> web.Response:
+    """One key and its TXT record."""
+    return resource(await _dkim_key(request))

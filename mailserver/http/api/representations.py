@@ -70,7 +70,7 @@ def dns_record(record: DnsRecord) -> Json:
 def dkim_key(key: DkimKeyInfo) -> Json:
     """A DKIM key (the private key never leaves the server)."""
     return {"domain": key.domain, "selector": key.selector, "algorithm": key.algorithm,
-            "signing": key.signing, "record": dns_record(key.record)}
+            "signing": key.signing, "retired": key.retired, "record": dns_record(key.record)}
 
 
 def mailbox(view: MailboxView) -> Json:
@@ -155,8 +155,10 @@ SCHEMAS: dict[str, Json] = {
         "domain": _STR,
         "selector": _STR,
         "algorithm": {"type": "string", "enum": ["rsa", "ed25519"]},
-        "signing": {**_BOOL, "description": "[dkim] algorithms in the configuration lists "
-                    "the key's algorithm (keys are read at the daemon's start)"},
+        "signing": {**_BOOL, "description": "the key signs outbound mail: it is not "
+                    "retired and [dkim] algorithms in the configuration lists its algorithm"},
+        "retired": {**_BOOL, "description": "rotated out: signs no more; keep its record "
+                    "published until mail it signed has arrived, then delete the key"},
         "record": {"$ref": "#/components/schemas/DnsRecord"},
     }, "A DKIM signing key of a local domain (RFC 6376); the private key stays on the server."),
     "Mailbox": _object({
