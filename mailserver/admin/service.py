@@ -44,6 +44,7 @@ import structlog
 
 from mailserver.admin import backup as backup_mod
 from mailserver.admin import dns_check, imapimport, mailio
+from mailserver.admin import limits as limits_mod
 from mailserver.admin.backup import BackupReport
 from mailserver.admin.dns import dkim_record, domain_records
 from mailserver.admin.dns_check import Verdict
@@ -65,6 +66,7 @@ from mailserver.admin.views import (
     DkimKeyInfo,
     DnsRecord,
     DomainInfo,
+    LimitCounter,
     MailboxView,
     QueueEntry,
     QueueRecipient,
@@ -640,6 +642,20 @@ class AdminService:
         (``kind``) into ``path``; see ``admin/mailio.py``."""
         return await mailio.export_mail(self._store, account, kind, path, progress=progress)
     # -- API tokens ------------------------------------------------------------------
+
+    # -- abuse limits ------------------------------------------------------------
+
+    async def limits(self, name: str = "") -> list[LimitCounter]:
+        """The running daemon's abuse-limit counters, every one or ``name``'s
+        (``admin/limits.py``).  Raises InvalidName, Cannot (no daemon)."""
+        return await asyncio.to_thread(limits_mod.show_limits, self.data_dir / "run", name)
+
+    async def reset_limits(self, name: str) -> int:
+        """Forget ``name``'s counters in every worker; how many were dropped.
+        Raises InvalidName, Cannot (no daemon)."""
+        dropped = await asyncio.to_thread(limits_mod.reset_limits, self.data_dir / "run", name)
+        log.info("limits_reset", name=name, counters=dropped)
+        return dropped
 
     async def create_token(self, name: str, *, read_only: bool = False) -> tuple[TokenInfo, str]:
         """Make a bearer token for the HTTP API; returns its record and the

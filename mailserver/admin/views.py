@@ -107,6 +107,16 @@ class DkimKeyInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class LimitCounter:
+    """One live abuse-limit counter of the daemon (``limits show``)."""
+
+    window: str  # "minute", "hour" or "day": the sliding window it counts in
+    kind: str  # what it counts: ip/net (connections), msg, rcpt, acct, ...
+    name: str  # the IP, network (a.b.c.0/24, x:y::/64) or account
+    count: float  # the sliding estimate of events in the window
+
+
+@dataclass(frozen=True, slots=True)
 class TokenInfo:
     """A bearer token of the HTTP API (``admin.tokens``); the token itself is never kept."""
 

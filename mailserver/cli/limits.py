@@ -5,33 +5,26 @@ daemon with ``workers = 1`` answers there itself, ``counters/admin_socket.py``).
 from __future__ import annotations
 
 import argparse
-import json
 
-from mailserver.cli.common import CliError, load_config
-from mailserver.counters.client import ask_service
-
-
-def _ask(args: argparse.Namespace, request: bytes) -> bytes:
-    config = load_config(args)
-    try:
-        return ask_service(config.data_dir / "run", request)
-    except OSError:
-        raise CliError(
-            "the daemon is not running (no counter service in "
-            f"{config.data_dir / 'run'})") from None
+from mailserver.admin.limits import reset_limits, show_limits
+from mailserver.cli.common import load_config
 
 
 def cmd_limits(args: argparse.Namespace) -> int:
     """``limits show [NAME]``: one line per live counter (window, kind, name, count);
-    ``limits reset NAME``: forget NAME's counters (an IP, a network, an account)."""
-    name = (args.name or "").replace("\n", "")
+    ``limits reset NAME``: forget NAME's counters (an IP, a network, an account).
+    The same functions as ``/api/v1/limits`` (``admin/limits.py``); errors
+    (InvalidName, Cannot: no daemon) are raised for ``main``."""
+    name = args.name or ""
+    run_dir = load_config(args).data_dir / "run"
     if args.action == "reset":
-        dropped = int(_ask(args, f"X {name}\n".encode()))
+        dropped = reset_limits(run_dir, name)
         print(f"reset {dropped} counter(s) of {name}")
         return 0
-    entries = json.loads(_ask(args, f"S {name}\n".encode()))
+    entries = show_limits(run_dir, name)
     for e in entries:
-        print(f"{e['window']:<6} {e['kind']:<5} {e['name']:<40} {e['count']}")
+        count = int(e.count) if e.count == int(e.count) else e.count
+        print(f"{e.window:<6} {e.kind:<5} {e.name:<40} {count}")
     if not entries:
         print("no counters" + (f" for {name}" if name else ""))
     return 0

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.api import ApiClient
 from support.daemon import Daemon, add_user, run_cli
 
 from mailserver.counters import ConnectionRate, ConnectionSlots
@@ -90,7 +91,12 @@ def test_rate_in_the_slot_table_and_trusted_networks() -> None:
 RATE_CONFIG = CONFIG.replace("connections_per_minute_per_ip = 4", """\
 connections_per_minute_per_ip = 0
 messages_per_minute_per_ip = 3
-recipients_per_minute_per_ip = 4""")
+recipients_per_minute_per_ip = 4""") + """
+[listeners.http]
+protocol = "http"
+address = "127.0.0.1"
+port = 0
+"""
 
 
 @pytest.fixture
@@ -165,10 +171,22 @@ def test_limits_show_and_reset_on_the_running_daemon(rate_daemon: Daemon,
     shown = run_cli("-c", rate_conf, "limits", "show", "127.0.0.1")
     assert shown.returncode == 0, shown.stderr
     assert "msg" in shown.stdout and "127.0.0.1" in shown.stdout and " 3" in shown.stdout
+    # The API answers the same from whichever worker serves it.
+    made = run_cli("token", "create", "ops", "-c", rate_conf)
+    assert made.returncode == 0, made.stderr
+    api = ApiClient(rate_daemon.ports["http"], made.stdout.strip())
+    counters = api.all_items("/api/v1/limits?name=127.0.0.1")
+    [msg] = [c for c in counters if c["window"] == "minute" and c["kind"] == "msg"]
+    assert 0 < msg["count"] <= 3  # a sliding estimate: less once a minute boundary passed
+    assert all(c["name"] == "127.0.0.1" for c in counters)
+    assert api.get("/api/v1/limits?name=a%20b").status == 422
     reset = run_cli("-c", rate_conf, "limits", "reset", "127.0.0.1")
     # the minute and the day window of its messages
     assert reset.returncode == 0 and "reset 2 counter" in reset.stdout, reset.stdout
     assert mail() == 250
+    again = api.post("/api/v1/limits/reset", {"name": "127.0.0.1"})
+    assert again.status == 200 and again.body == {"name": "127.0.0.1", "reset": 2}
+    assert api.all_items("/api/v1/limits?name=127.0.0.1") == []
 
 
 def test_limits_show_says_when_the_daemon_is_not_running(tmp_path: Path) -> None:

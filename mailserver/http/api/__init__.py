@@ -22,7 +22,7 @@ from aiohttp import web
 from mailserver import errors
 from mailserver.admin import AdminService
 from mailserver.errors import InvalidRequest, NotFound
-from mailserver.http.api import directory, flow, openapi, outbound
+from mailserver.http.api import abuse, directory, flow, openapi, outbound
 from mailserver.http.api.base import ADMIN, Handler, auth_middleware, json_response
 
 PREFIX = "/api/v1"
@@ -94,4 +94,5 @@ def application(admin: AdminService, flows: object | None = None) -> web.Applica
     app.router.add_routes(directory.routes)
     app.router.add_routes(outbound.routes)
     app.router.add_routes(flow.routes)
+    app.router.add_routes(abuse.routes)
     return app

@@ -87,6 +87,9 @@ _QUERY.update({
                       "description": "resume after this event id (like Last-Event-ID)",
                       "schema": {"type": "string", "pattern": "^[0-9]{1,20}$"}},
 })
+_QUERY["name"] = {"name": "name", "in": "query", "required": False,
+                  "description": "only the counters of this IP address, network or account",
+                  "schema": {"type": "string", "maxLength": 320}}
 _PAGED = ("limit", "cursor")
 _NULLNUM = {"type": ["number", "null"]}
 _LATENCY = {"type": "object", "properties": {"p50": _NULLNUM, "p95": _NULLNUM, "p99": _NULLNUM,
@@ -264,6 +267,20 @@ OPERATIONS: tuple[Operation, ...] = (
               "Delete a retired DKIM key", "dkim", 204, errors=(404, 409, 422),
               if_match=True, description="Withdraw its DNS record first.  409 for an "
               "active key: rotate it out before deleting it."),
+    # abuse limits (admin/limits.py)
+    Operation("get", "/limits", "listLimits", "Live abuse-limit counters of every worker",
+              "limits", 200, "page:LimitCounter", query=(*_PAGED, "name"),
+              errors=(400, 409, 422),
+              description="What mailserver limits show prints: each sliding-window counter "
+              "(connections, messages, recipients per IP, network or account) with its "
+              "estimate.  409 when the counter service does not answer."),
+    Operation("post", "/limits/reset", "resetLimits",
+              "Forget the counters of an IP address, network or account", "limits", 200,
+              "LimitReset", body=_body({"name": {"type": "string", "maxLength": 320}},
+                                       ["name"]),
+              errors=(400, 409, 415, 422),
+              description="In every worker at once: the name may connect and send again "
+              "at once (mailserver limits reset)."),
     # mail flow (analytics/)
     Operation("get", "/events", "listEvents", "Mail-flow events, oldest first", "flow", 200,
               "page:FlowEvent", query=(*_PAGED, "since", "until", "kind", "direction",

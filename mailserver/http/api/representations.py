@@ -18,7 +18,7 @@ from mailserver.admin import (
     QueueEntry,
     QueueRecipient,
 )
-from mailserver.admin.views import MailboxView, StatusInfo
+from mailserver.admin.views import LimitCounter, MailboxView, StatusInfo
 
 Json = dict[str, Any]
 
@@ -71,6 +71,12 @@ def dkim_key(key: DkimKeyInfo) -> Json:
     """A DKIM key (the private key never leaves the server)."""
     return {"domain": key.domain, "selector": key.selector, "algorithm": key.algorithm,
             "signing": key.signing, "retired": key.retired, "record": dns_record(key.record)}
+
+
+def limit_counter(counter: LimitCounter) -> Json:
+    """A live abuse-limit counter."""
+    return {"window": counter.window, "kind": counter.kind, "name": counter.name,
+            "count": counter.count}
 
 
 def mailbox(view: MailboxView) -> Json:
@@ -161,6 +167,19 @@ SCHEMAS: dict[str, Json] = {
                     "published until mail it signed has arrived, then delete the key"},
         "record": {"$ref": "#/components/schemas/DnsRecord"},
     }, "A DKIM signing key of a local domain (RFC 6376); the private key stays on the server."),
+    "LimitCounter": _object({
+        "window": {"type": "string", "enum": ["minute", "hour", "day"]},
+        "kind": {**_STR, "description": "what is counted: ip or net (connections), msg, "
+                 "rcpt, acct (messages of an account), ..."},
+        "name": {**_STR, "description": "the IP address, network (a.b.c.0/24, x:y::/64) "
+                 "or account"},
+        "count": {"type": "number", "minimum": 0, "description": "the sliding estimate of "
+                  "events in the window"},
+    }, "A live abuse-limit counter of the daemon (shared by every worker)."),
+    "LimitReset": _object({
+        "name": _STR,
+        "reset": {**_COUNT, "description": "how many counters were dropped"},
+    }, "The counters of a name forgotten."),
     "Mailbox": _object({
         "name": {**_STR, "description": "UTF-8, levels separated by /"},
         "messages": _COUNT,
