@@ -42,6 +42,7 @@ from typing import Protocol
 
 import structlog
 
+from mailserver import metrics
 from mailserver.admin import backup as backup_mod
 from mailserver.admin import dns_check, imapimport, mailio
 from mailserver.admin import limits as limits_mod
@@ -307,7 +308,8 @@ class AdminService:
         if entries:
             oldest = max(0.0, self._clock() - min(e.created for e in entries))
         used, map_size = self._store.map_usage()
-        return StatusInfo(self._runtime(), len(entries), oldest, used, map_size)
+        connections = await asyncio.to_thread(metrics.open_connections)
+        return StatusInfo(self._runtime(), len(entries), oldest, used, map_size, connections)
 
     async def delete_account(self, address: str) -> None:
         """Delete the account, all its mail and the aliases pointing at it.

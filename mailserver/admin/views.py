@@ -7,7 +7,8 @@ never leave the service.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -166,11 +167,13 @@ class Runtime:
 class StatusInfo:
     """``mailserver status`` / ``GET /api/v1/status``: the daemon
     (``runtime``), the outbound queue (messages, age of the oldest in
-    seconds, None when empty) and the store (octets used of the LMDB map,
-    and their ratio)."""
+    seconds, None when empty), the store (octets used of the LMDB map,
+    and their ratio) and the connections open now by protocol, across
+    every worker."""
 
     runtime: Runtime
     queue_messages: int
     queue_oldest_age: float | None
     store_used: int
     store_map_size: int
+    connections: Mapping[str, int] = field(default_factory=dict)

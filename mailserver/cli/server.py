@@ -99,6 +99,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"  queue     {queue['messages']} message(s){oldest}")
     print(f"  store     {store['used']} of {store['map_size']} octets "
           f"({store['fill'] * 100:.1f} %)")
+    open_now = {p: n for p, n in status.get("connections", {}).items() if n}
+    print("  open      " + (", ".join(f"{p} {n}" for p, n in open_now.items())
+                            or "no connections"))
     return 0
 
 

@@ -147,6 +147,28 @@ def enable_multiprocess(path: Path) -> None:
     _instruments = None
 
 
+def open_connections() -> dict[str, int]:
+    """Connections open now by protocol (``smtp``, ``imap``, ...), summed over
+    the daemon's processes: the ``mailserver_open_connections`` gauge, read
+    from the shared files in multiprocess mode (blocking file reads: call it
+    off the event loop), else from this process.  Protocols with none open
+    may be missing."""
+    path = multiprocess_dir()
+    if path is None:
+        families = instruments().registry.collect()
+    else:
+        registry = CollectorRegistry(auto_describe=False)
+        _mp.MultiProcessCollector(registry, str(path))
+        families = registry.collect()
+    out: dict[str, int] = {}
+    for family in families:
+        if family.name == "mailserver_open_connections":
+            for sample in family.samples:
+                protocol = sample.labels.get("protocol", "")
+                out[protocol] = out.get(protocol, 0) + int(sample.value)
+    return out
+
+
 def mark_dead(pid: int) -> None:
     """Drop the live gauges of the exited process ``pid`` (multiprocess mode only)."""
     path = multiprocess_dir()

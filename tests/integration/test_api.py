@@ -8,6 +8,7 @@ import dataclasses
 import imaplib
 import os
 import re
+import smtplib
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -511,6 +512,7 @@ def test_status_of_the_running_daemon(srv: ServerThread, ops: ApiClient) -> None
     ports = {x["name"]: x["port"] for x in body["listeners"]}
     assert ports["http"] == srv.port("http") and ports["imap"] == srv.port("imap")
     assert body["queue"]["messages"] >= 0
+    assert set(body["connections"]) <= {"smtp", "submission", "imap", "http"}
     assert 0 < body["store"]["used"] <= body["store"]["map_size"]
 
 
@@ -532,8 +534,11 @@ def test_mailserver_status_asks_the_api(tmp_path: Path) -> None:
         daemon.wait_for("server_ready")
         out = run_cli("status", "-c", conf)
         assert out.returncode == 0 and out.stdout.startswith(f"running (pid {daemon.proc.pid})")
-        out = run_cli("status", "-c", conf, "--token", token)
+        with smtplib.SMTP("127.0.0.1", daemon.ports["smtp"], timeout=30) as held:
+            held.ehlo("client.test")  # open in whichever worker took it
+            out = run_cli("status", "-c", conf, "--token", token)
         assert out.returncode == 0, out.stderr
+        assert "open      smtp 1" in out.stdout, out.stdout
         assert f"listener  http: http on 127.0.0.1:{port} tls=none" in out.stdout
         assert "2 worker(s)" in out.stdout and "queue     0 message(s)" in out.stdout
         assert re.search(r"store     \d+ of \d+ octets \(\d+\.\d %\)", out.stdout), out.stdout

@@ -6,6 +6,7 @@ a second, and a screenshot is written to ``test-artifacts/dashboard.png``."""
 from __future__ import annotations
 
 import dataclasses
+import imaplib
 import smtplib
 from pathlib import Path
 
@@ -38,12 +39,18 @@ def test_dashboard_in_a_browser(tmp_path: Path) -> None:
                         if m.type == "error" else None)
                 page.on("pageerror", lambda e: problems.append(str(e)))
                 page.goto(base + "/")
+                imap = imaplib.IMAP4("127.0.0.1", srv.port("imap"), timeout=10)
                 page.fill("#token", token)
                 page.click("#login button")
                 # Locator checks run in Playwright's own world, so the page keeps its
                 # Content-Security-Policy (no eval) during the test.
                 expect = sync_api.expect
                 expect(page.locator("#status")).to_have_text("live", timeout=10_000)
+                # From /api/v1/status: the store's queue and every worker's connections.
+                expect(page.locator("#queue-size")).to_have_text("0")
+                expect(page.locator("#queue-age")).to_have_text("empty")
+                expect(page.locator("#connections-by")).to_contain_text("imap 1")
+                imap.logout()
                 before = page.text_content("#received-total") or ""
                 with smtplib.SMTP("127.0.0.1", srv.port("smtp"), timeout=10) as s:
                     s.sendmail("a@sender.test", ["alice@example.test"],

@@ -97,6 +97,7 @@ def status(info: StatusInfo, now: float) -> Json:
         "queue": {"messages": info.queue_messages,
                   "oldest_age": None if info.queue_oldest_age is None
                   else int(info.queue_oldest_age)},
+        "connections": dict(sorted(info.connections.items())),
         "store": {"used": info.store_used, "map_size": info.store_map_size,
                   "fill": round(info.store_used / info.store_map_size, 4)
                   if info.store_map_size else 0.0},
@@ -204,6 +205,9 @@ SCHEMAS: dict[str, Json] = {
             "oldest_age": {"type": ["integer", "null"], "minimum": 0,
                            "description": "seconds since the oldest was queued"},
         }, "The outbound queue."),
+        "connections": {"type": "object", "additionalProperties": _COUNT,
+                        "description": "connections open now by protocol (smtp, "
+                        "submission, imap, http, ...), across every worker"},
         "store": _object({
             "used": {**_COUNT, "description": "octets of the LMDB map in use"},
             "map_size": {**_COUNT, "description": "octets"},

@@ -1,4 +1,5 @@
-// The mailserver dashboard: /api/v1/stats every 5 s, /api/v1/events/stream live.
+// The mailserver dashboard: /api/v1/stats and /api/v1/status every 5 s,
+// /api/v1/events/stream live.
 // No build step, no framework: uPlot (uPlot.iife.min.js) draws the charts.
 "use strict";
 (function () {
@@ -43,7 +44,25 @@
     $("received-total").textContent = String(totals.received);
     $("refused-total").textContent = String(totals.refused);
     $("deferred-total").textContent = String(totals.deferred);
-    $("queue-size").textContent = String(Math.max(0, totals.queued - totals.sent));
+  }
+
+  function age(seconds) {
+    if (seconds < 120) return seconds + " s";
+    if (seconds < 7200) return Math.floor(seconds / 60) + " min";
+    if (seconds < 172800) return Math.floor(seconds / 3600) + " h";
+    return Math.floor(seconds / 86400) + " d";
+  }
+
+  // The queue's size and the open connections: from the daemon itself (the
+  // store and every worker's gauges), not counted from events.
+  async function refreshStatus() {
+    const s = await api("/api/v1/status");
+    $("queue-size").textContent = String(s.queue.messages);
+    $("queue-age").textContent =
+      s.queue.oldest_age === null ? "empty" : "oldest " + age(s.queue.oldest_age);
+    const open = Object.entries(s.connections).filter(([, n]) => n > 0);
+    $("connections").textContent = String(open.reduce((a, [, n]) => a + n, 0));
+    $("connections-by").textContent = open.map(([p, n]) => p + " " + n).join(", ");
   }
 
   async function refreshStats(first) {
@@ -145,7 +164,11 @@
     const width = Math.min(640, window.innerWidth - 60);
     rateChart = new uPlot({ width, height: 220, series: [{}, { label: "in", stroke: "#1a7" },
       { label: "out", stroke: "#27c" }] }, [[], [], []], $("chart-rate"));
-    latencyChart = new uPlot({ width, height: 220, series: [{}, { label: "p50", stroke: "#1a7" },
+    // The last hour (720 points, one per refresh): without a fixed range one
+    // point would stretch the time axis over years.
+    const lastHour = () => { const now = Date.now() / 1000; return [now - 3600, now]; };
+    latencyChart = new uPlot({ width, height: 220, scales: { x: { time: true, range: lastHour } },
+      series: [{}, { label: "p50", stroke: "#1a7" },
       { label: "p95", stroke: "#e90" }, { label: "p99", stroke: "#c33" }] }, latency,
     $("chart-latency"));
   }
@@ -153,10 +176,11 @@
   async function start() {
     $("login").hidden = true; $("board").hidden = false; $("logout").hidden = false;
     if (!rateChart) charts();
-    try { await refreshStats(true); } catch (e) { return; }
+    try { await refreshStats(true); await refreshStatus(); } catch (e) { return; }
     follow();
     setInterval(drawRates, 1000);
     setInterval(() => refreshStats(false).catch(() => {}), 5000);
+    setInterval(() => refreshStatus().catch(() => {}), 5000);
     drawRates();
   }
 
