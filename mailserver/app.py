@@ -271,8 +271,10 @@ class App:
         * ``limits`` and ``checks``: new connections get the new limits and a
           new SMTP check pipeline; open ones keep what they started with.
 
-        The counter service's own settings, listeners, workers, store, auth
-        and outbound take a restart.  Raises ``ConfigError`` / ``OSError``
+        The counters' own limits (connection rate, trusted networks, AUTH
+        delays) are set here with ``workers = 1`` and by the supervisor's
+        reload otherwise.  Listeners, workers, store, auth and outbound take
+        a restart.  Raises ``ConfigError`` / ``OSError``
         (TLS files): what came before the failing part is applied, the rest
         is as it was."""
         config = dataclasses.replace(self.config, **{k: getattr(new, k) for k in RELOADED})
@@ -298,6 +300,7 @@ class App:
                 reconfigure = getattr(handle, "reconfigure", None)
                 if reconfigure is not None:
                     reconfigure()
+            services.counters.reconfigure(config.limits)
             done += ["limits", "checks"]
         self.config = config
         return done

@@ -70,6 +70,10 @@ class Counters(Protocol):
         count nothing and answer False (``RateLimits.take``)."""
         ...
 
+    def reconfigure(self, limits: Limits) -> None:
+        """SIGHUP: apply the reloaded ``[limits]`` from the next connection on."""
+        ...
+
     async def close(self) -> None:
         """Let go of the counters (the in-process table: nothing to do)."""
         ...
@@ -95,8 +99,7 @@ class ConnectionRate:
     def __init__(self, per_ip: int, per_network: int, max_keys: int = 100_000,
                  clock: Callable[[], float] = time.time,
                  trusted: tuple[str, ...] = ()) -> None:
-        self.trusted = tuple(ipaddress.ip_network(n, strict=False) for n in trusted)
-        self._trusted_cache: dict[str, bool] = {}
+        self.set_trusted(trusted)
         self.per_ip = per_ip
         self.per_network = per_network
         self.table = RateTable(60.0, max_keys)
@@ -117,6 +120,11 @@ class ConnectionRate:
         if net:
             table.count(net, now, None, n)
         return True
+
+    def set_trusted(self, trusted: tuple[str, ...]) -> None:
+        """The networks (CIDR strings) whose clients are never limited."""
+        self.trusted = tuple(ipaddress.ip_network(n, strict=False) for n in trusted)
+        self._trusted_cache: dict[str, bool] = {}
 
     def is_trusted(self, ip: str) -> bool:
         """Whether ``ip`` is in ``limits.trusted_networks``."""
@@ -343,6 +351,25 @@ class LocalCounters:
         if state_file is not None:
             load_rates(self.rates, state_file)
         self.throttle = AuthThrottle(limits.auth_failure_delay, limits.auth_failure_delay_max)
+
+    def reconfigure(self, limits: Limits) -> None:
+        """SIGHUP: take the new ``[limits]`` that these tables enforce
+        themselves (connections per minute per IP and per network, trusted
+        networks, AUTH failure delays); the counts so far are kept.  The
+        other limits travel with each worker's request and follow its own
+        reload."""
+        per_ip = limits.connections_per_minute_per_ip
+        per_net = limits.connections_per_minute_per_network
+        rate = self.slots.rate
+        if not (per_ip or per_net):
+            self.slots.rate = None
+        elif rate is None:
+            self.slots.rate = ConnectionRate(per_ip, per_net, trusted=limits.trusted_networks)
+        else:
+            rate.per_ip, rate.per_network = per_ip, per_net
+            rate.set_trusted(limits.trusted_networks)
+        self.throttle.base = limits.auth_failure_delay
+        self.throttle.maximum = limits.auth_failure_delay_max
 
     async def acquire(self, scope: str, ip: str, max_total: int, max_per_ip: int) -> bool:
         """``Counters.acquire``: the in-process table, no suspension."""

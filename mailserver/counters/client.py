@@ -82,6 +82,13 @@ class RemoteCounters:
             _Link, str(run_dir / wire.SERVICE_NAME))
         return cls(link, limits)
 
+    def reconfigure(self, limits: Limits) -> None:
+        """SIGHUP in a worker: forget the rate credit the service gave under
+        the old limits (an unlimited "-1" would outlive a new rate); spare
+        slots stay.  The service's own limits are the supervisor's to reload."""
+        self._credit.clear()
+        self._base_delay = limits.auth_failure_delay
+
     def _ask(self, request: bytes) -> asyncio.Future[bytes] | None:
         link = self._link
         if link.transport is None:

@@ -286,11 +286,17 @@ async def supervise(config: Config, count: int) -> int:
     lifecycle.on_stop_signals(stop, force=force, logger=log)
 
     async def reload() -> None:
-        # Our own log settings, then each worker reloads itself (App.reload).
-        logsetup.configure(lifecycle.reread_config(config).log)
+        # Our own log settings and the counter service's limits, then each
+        # worker reloads itself (App.reload).
+        new = lifecycle.reread_config(config)
+        logsetup.configure(new.log)
+        parts = ["log"]
+        if services.counters is not None:
+            services.counters.counters.reconfigure(new.limits)
+            parts.append("limits")
         if sup is not None:
             sup.signal_all(signal.SIGHUP)
-        log.warning("config_reloaded", parts=["log"], workers_signalled=sup is not None)
+        log.warning("config_reloaded", parts=parts, workers_signalled=sup is not None)
 
     lifecycle.on_reload_signal(reload, logger=log)
     groups: dict[str, list[socket.socket]] = {}

@@ -81,7 +81,8 @@ def test_sighup_reloads_without_dropping_connections(tmp_path: Path, workers: in
         smtp.ehlo("client.example.net")
 
         make_self_signed("new.example.test", cert, key)  # the renewed certificate
-        write("warning", "[limits]\nmax_message_size = 1234567\n")
+        write("warning", "[limits]\nmax_message_size = 1234567\n"
+              "connections_per_minute_per_ip = 3\ntrusted_networks = []\n")
         d.proc.send_signal(signal.SIGHUP)
         reloaded: set[int] = set()
         while len(reloaded) < workers:  # each worker (or the one process) says so
@@ -107,6 +108,15 @@ def test_sighup_reloads_without_dropping_connections(tmp_path: Path, workers: in
         with smtplib.SMTP("127.0.0.1", d.ports["smtp"], timeout=10) as c:
             c.ehlo("client.example.net")
             assert c.esmtp_features["size"] == "1234567"
+        # The connection rate, kept by the counter service (the supervisor's,
+        # with workers): the certificate check and that connection were 2 of
+        # the 3 allowed in the minute (IMAP and SMTP count together).
+        greetings = []
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", d.ports["smtp"]), timeout=10) as s:
+                greetings.append(s.makefile("rb").readline()[:9])
+        assert greetings[1:] == [b"421 4.7.0"] * 2, greetings
+        assert greetings[0] in (b"220 mx.ex", b"421 4.7.0")  # spare credit of the other worker
         assert d.stop() == 0
         assert len(d.logged("smtp_connect")) == seen
     finally:
