@@ -57,7 +57,9 @@ class FlowEvent:
     ``code``: the reply such as ``"550 5.1.1"``; ``reason``: a short log
     reason; ``size``: octets; ``latency``: seconds (end of DATA -> 250 for
     received, end of DATA -> committed for delivered, queued -> accepted
-    remotely for attempt), None when it does not apply.
+    remotely for attempt), None when it does not apply; ``sender``: the
+    reverse-path's domain of a received message ("" for the null
+    reverse-path and the other kinds).
     """
 
     kind: Kind
@@ -71,13 +73,14 @@ class FlowEvent:
     size: int = 0
     latency: float | None = None
     source: str = ""  # the client IP, or the remote MTA of an attempt
+    sender: str = ""  # the reverse-path's domain (received)
 
     def to_json(self) -> dict[str, Any]:
         """The event as a JSON object (the API's and the files' shape)."""
         return {"kind": self.kind.value, "time": self.time, "direction": self.direction,
                 "domain": self.domain, "account": self.account, "result": self.result,
                 "code": self.code, "reason": self.reason, "size": self.size,
-                "latency": self.latency, "source": self.source}
+                "latency": self.latency, "source": self.source, "sender": self.sender}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> FlowEvent:
@@ -87,7 +90,8 @@ class FlowEvent:
                    str(obj.get("domain", "")), str(obj.get("account", "")),
                    str(obj.get("result", "")), str(obj.get("code", "")),
                    str(obj.get("reason", "")), int(obj.get("size", 0)),
-                   None if lat is None else float(lat), str(obj.get("source", "")))
+                   None if lat is None else float(lat), str(obj.get("source", "")),
+                   str(obj.get("sender", "")))
 
 
 def result_of(reply: str) -> str:

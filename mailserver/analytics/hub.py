@@ -11,7 +11,8 @@ what is new to two append-only JSON-lines files per UTC day under
   0.5 GB per million messages, bounded by the retention;
 * ``minutes-YYYYMMDD.jsonl``: one line per closed minute (kept
   ``retention_days``, 30 by default): counts by (kind, direction, domain,
-  result) — at most ``MAX_KEYS`` keys — and a DDSketch per latency.  Its size
+  result) — at most ``MAX_KEYS`` keys —, received messages by reverse-path
+  domain (as many at most), and a DDSketch per latency.  Its size
   grows with minutes, not messages: at most ~1440 lines a day (a few MB a
   day at the key bound, far less in practice), so about 0 bytes per million
   messages beyond the day's bound.
@@ -48,6 +49,8 @@ LATENCIES = {"data": Kind.RECEIVED, "local": Kind.DELIVERED, "remote": Kind.ATTE
 #: Most distinct (kind, direction, domain, result) keys in one minute; past it the
 #: domain is counted as "(other)" (a spray of domains must not grow memory or files).
 MAX_KEYS = 2000
+#: Sender domains a window lists (the most frequent first).
+TOP = 20
 #: Raw events kept in memory for SSE resumption and fresh queries.
 RING = 10_000
 QUANTILES = (0.5, 0.95, 0.99)
@@ -77,13 +80,15 @@ def sketch_load(obj: dict[str, Any]) -> DDSketch:
 class Minute:
     """The aggregate of one minute: counts by key and one sketch per latency."""
 
-    __slots__ = ("start", "counts", "sketches", "bytes")
+    __slots__ = ("start", "counts", "sketches", "bytes", "senders")
 
     def __init__(self, start: int) -> None:
         self.start = start  # POSIX seconds, a multiple of 60
         self.counts: dict[tuple[str, str, str, str], int] = {}
         self.sketches: dict[str, DDSketch] = {}
         self.bytes = 0
+        #: Received messages by reverse-path domain (at most ``MAX_KEYS``).
+        self.senders: dict[str, int] = {}
 
     def add(self, e: FlowEvent) -> None:
         """Count ``e`` (and its latency in the matching sketch)."""
@@ -94,6 +99,11 @@ class Minute:
         counts[key] = counts.get(key, 0) + 1
         if e.kind is Kind.RECEIVED:
             self.bytes += e.size
+            if e.sender:
+                senders = self.senders
+                sender = e.sender if e.sender in senders or len(senders) < MAX_KEYS \
+                    else "(other)"
+                senders[sender] = senders.get(sender, 0) + 1
         if e.latency is not None:
             for name, kind in LATENCIES.items():
                 if kind is e.kind and (kind is not Kind.ATTEMPT or e.result == "ok"):
@@ -106,6 +116,7 @@ class Minute:
         """One line of ``minutes-*.jsonl``."""
         return {"start": self.start, "bytes": self.bytes,
                 "counts": [[*k, n] for k, n in self.counts.items()],
+                "senders": [[d, n] for d, n in self.senders.items()],
                 "sketches": {n: sketch_dump(s) for n, s in self.sketches.items()}}
 
     @classmethod
@@ -113,6 +124,7 @@ class Minute:
         """The inverse of ``to_json``."""
         m = cls(int(obj["start"]))
         m.bytes = int(obj.get("bytes", 0))
+        m.senders = {str(d): int(n) for d, n in obj.get("senders", [])}
         for kind, direction, domain, result, n in obj["counts"]:
             m.counts[(kind, direction, domain, result)] = int(n)
         m.sketches = {n: sketch_load(s) for n, s in obj["sketches"].items()}
@@ -191,8 +203,10 @@ class FlowHub:
     def stats(self) -> dict[str, Any]:
         """The rolling windows (``WINDOWS``): per window, totals by kind, counts by
         direction, domain and result (``by``: ``[kind, direction, domain, result,
-        count]`` rows), received bytes, and p50/p95/p99 of each latency (seconds;
-        null without samples), merged from the minutes' sketches."""
+        count]`` rows), received bytes, the ``TOP`` reverse-path domains of
+        received mail (``senders``: ``[domain, count]``, most first), and
+        p50/p95/p99 of each latency (seconds; null without samples), merged
+        from the minutes' sketches."""
         now = self._clock()
         self._expire(now)
         out: dict[str, Any] = {"time": now, "windows": {}}
@@ -200,11 +214,14 @@ class FlowHub:
             since = now - span * 60
             counts: dict[tuple[str, str, str, str], int] = {}
             sketches: dict[str, DDSketch] = {}
+            senders: dict[str, int] = {}
             nbytes = 0
             for start, m in self.minutes.items():
                 if start + 60 <= since:
                     continue
                 nbytes += m.bytes
+                for d, n in m.senders.items():
+                    senders[d] = senders.get(d, 0) + n
                 for k, n in m.counts.items():
                     counts[k] = counts.get(k, 0) + n
                 for sname, s in m.sketches.items():
@@ -225,7 +242,9 @@ class FlowHub:
                 latency[sname]["count"] = 0 if found is None else int(found.count)
             out["windows"][name] = {
                 "minutes": span, "totals": totals, "bytes": nbytes,
-                "by": [[*k, n] for k, n in sorted(counts.items())], "latency": latency}
+                "by": [[*k, n] for k, n in sorted(counts.items())], "latency": latency,
+                "senders": [[d, n] for d, n in sorted(senders.items(),
+                                                      key=lambda x: (-x[1], x[0]))[:TOP]]}
         return out
 
     def recent(self, after: int, filters: dict[str, str]) -> list[dict[str, Any]]:

@@ -58,7 +58,8 @@ def _ms(value: float | None) -> str:
 
 
 def render(stats: dict[str, Any]) -> Group:
-    """The view of one ``/stats`` answer: totals per window, latencies, top domains."""
+    """The view of one ``/stats`` answer: totals per window, latencies, top
+    domains by flow and the top sender domains."""
     windows = stats["windows"]
     names = list(windows)
     totals = Table(title="mail flow", expand=False)
@@ -85,7 +86,12 @@ def render(stats: dict[str, Any]) -> Group:
     rows = sorted(windows.get("1h", windows[names[-1]])["by"], key=lambda r: -r[4])[:10]
     for kind, direction, domain, result, count in rows:
         top.add_row(domain or "-", direction or "-", kind, result or "-", str(count))
-    return Group(totals, lat, top)
+    senders = Table(title="top sender domains (1h)")
+    senders.add_column("reverse-path domain")
+    senders.add_column("received", justify="right")
+    for domain, count in windows.get("1h", windows[names[-1]]).get("senders", [])[:10]:
+        senders.add_row(domain, str(count))
+    return Group(totals, lat, top, senders)
 
 
 def cmd_top(args: argparse.Namespace) -> int:

@@ -278,7 +278,7 @@ class SmtpHooks:
                 Kind.RECEIVED, time.time(), self._direction, _first_domain(envelope),
                 server.auth_user or "", "ok", reply[:9],
                 size=len(envelope.original_content or b""), latency=elapsed,
-                source=server.peer_ip))
+                source=server.peer_ip, sender=domain_of(envelope.mail_from or "")))
         key = reply[:9]
         child = self._by_reply.get(key)
         if child is None:

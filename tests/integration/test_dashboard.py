@@ -57,6 +57,9 @@ def test_dashboard_in_a_browser(tmp_path: Path) -> None:
                                b"Subject: dashboard\r\n\r\nhello\r\n")
                 expect(page.locator("#received-total")).not_to_have_text(before, timeout=1000)
                 assert int(page.text_content("#received-total") or 0) == int(before or 0) + 1
+                # The next /api/v1/stats (every 5 s) names both domains.
+                expect(page.locator("#senders")).to_contain_text("sender.test", timeout=7000)
+                expect(page.locator("#domains")).to_contain_text("example.test")
                 ARTIFACTS.mkdir(exist_ok=True)
                 page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
             finally:

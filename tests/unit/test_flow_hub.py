@@ -82,5 +82,19 @@ def test_ids_grow_and_files_keep_minutes_and_events(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("events-*"))
 
 
+def test_sender_domains_rank_and_survive_a_restart(tmp_path: Path) -> None:
+    clock = Clock(1_000_020.0)
+    hub = FlowHub(tmp_path, clock=clock)
+    for sender in ["b.test", "a.test", "b.test", ""]:  # "": the null reverse-path
+        hub.add(FlowEvent(Kind.RECEIVED, clock.t, "in", "example.test", result="ok",
+                          sender=sender))
+    assert hub.stats()["windows"]["1h"]["senders"] == [["b.test", 2], ["a.test", 1]]
+    hub.flush(final=True)
+    again = FlowHub(tmp_path, clock=clock)
+    assert again.stats()["windows"]["24h"]["senders"] == [["b.test", 2], ["a.test", 1]]
+    [event] = again.query(0, clock.t + 1, {"kind": "received"}, 0, 1)
+    assert event["sender"] == "b.test"
+
+
 def test_result_of_reply_class() -> None:
     assert [result_of(r) for r in ("250 ok", "451 x", "550 x", "")] == ["ok", "temp", "perm", ""]

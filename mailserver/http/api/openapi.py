@@ -103,7 +103,8 @@ FLOW_SCHEMAS: dict[str, Json] = {
         "account": {"type": "string"}, "result": {"type": "string"},
         "code": {"type": "string"}, "reason": {"type": "string"},
         "size": {"type": "integer", "description": "octets"},
-        "latency": {**_NULLNUM, "description": "seconds"}, "source": {"type": "string"}},
+        "latency": {**_NULLNUM, "description": "seconds"}, "source": {"type": "string"},
+        "sender": {"type": "string", "description": "reverse-path domain (received)"}},
         "required": ["id", "kind", "time"]},
     "FlowStats": {"type": "object", "description": "Rolling windows of the mail flow.",
                   "properties": {"time": {"type": "number"}, "windows": {
@@ -113,6 +114,10 @@ FLOW_SCHEMAS: dict[str, Json] = {
                               "totals": {"type": "object",
                                          "additionalProperties": {"type": "integer"}},
                               "bytes": {"type": "integer"},
+                              "senders": {"type": "array", "description":
+                                          "[domain, count] rows: the reverse-path domains "
+                                          "of received mail, most first (at most 20)",
+                                          "items": {"type": "array"}},
                               "by": {"type": "array", "description":
                                      "[kind, direction, domain, result, count] rows",
                                      "items": {"type": "array"}},

@@ -90,6 +90,7 @@
       doms.set(r[2], (doms.get(r[2]) || 0) + r[4]);
     }
     table($("domains"), [...doms.entries()].sort((a, b) => b[1] - a[1]).slice(0, 10));
+    table($("senders"), hour.senders.slice(0, 10));
     const q = minute.latency.data;
     const ms = (v) => (v === null ? null : v * 1000);
     latency[0].push(s.time); latency[1].push(ms(q.p50)); latency[2].push(ms(q.p95));
