@@ -400,6 +400,13 @@ class Report:
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.kinds: dict[str, set[int]] = defaultdict(set)
+        #: family -> [answers compared, answers the same]: the agreement figure.
+        self.tallies: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+
+    def tally(self, family: str, same: bool) -> None:
+        t = self.tallies[family]
+        t[0] += 1
+        t[1] += same
 
     def msg(self, text: str) -> None:
         self.lines.append(text)
@@ -445,6 +452,7 @@ async def compare_message(rep: Report, n: int, name: str, raw: bytes, ours: Side
                 rep.diff(n, f"FETCH failed ({side})", got[k][:300])
     for key in ("ENVELOPE", "BODYSTRUCTURE", "BODY"):
         va, vb = a.get(key), b.get(key)
+        rep.tally(f"FETCH {key}", va == vb)
         if va == vb:
             continue
         ds = leaf_diffs(va, vb)
@@ -472,17 +480,20 @@ async def compare_message(rep: Report, n: int, name: str, raw: bytes, ours: Side
         if interesting:  # more than sizes: the two trees side by side
             rep.msg(f"    ours:    {show(va, 2000)}\n    dovecot: {show(vb, 2000)}")
     sa, sb = a.get("RFC822.SIZE"), b.get("RFC822.SIZE")
+    rep.tally("FETCH RFC822.SIZE", sa == sb)
     if sa != sb:
         crlf = len(re.sub(rb"\r?\n", b"\r\n", raw))
         rep.diff(n, "RFC822.SIZE", f"ours {sa} / dovecot {sb} (file {len(raw)} B, "
                  f"with every line ending as CRLF {crlf} B)")
     ia, ib = a.get("INTERNALDATE"), b.get("INTERNALDATE")
+    rep.tally("FETCH INTERNALDATE", ia == ib)
     if ia != ib:
         same = isinstance(ia, bytes) and isinstance(ib, bytes) and _when(ia) == _when(ib)
         rep.diff(n, "INTERNALDATE spelling (same instant)" if same else "INTERNALDATE", f"ours {show(a.get('INTERNALDATE'))} / "
                  f"dovecot {show(b.get('INTERNALDATE'))}")
     for sec in ("", "HEADER", "TEXT"):
         key = f"BODY[{sec}]"
+        rep.tally("FETCH BODY[], [HEADER], [TEXT]", a.get(key, MISSING) == b.get(key, MISSING))
         if a.get(key, MISSING) != b.get(key, MISSING):
             kind, detail = _section_kind(a.get(key, MISSING), b.get(key, MISSING))
             rep.diff(n, f"BODY[{sec or ''}] {kind}", detail)
@@ -518,6 +529,7 @@ async def compare_message(rep: Report, n: int, name: str, raw: bytes, ours: Side
                     rep.diff(n, f"FETCH section failed ({side})", got[e][:300])
         for item in chunk:
             key = item.replace("BODY.PEEK[", "BODY[")
+            rep.tally("FETCH BODY[part], [part.MIME] ...", fa.get(key, MISSING) == fb.get(key, MISSING))
             if fa.get(key, MISSING) != fb.get(key, MISSING):
                 kind, detail = _section_kind(fa.get(key, MISSING), fb.get(key, MISSING))
                 num = re.match(r"BODY\[([\d.]*\d)", key)
@@ -550,6 +562,8 @@ async def compare_searches(rep: Report, ours: Side, dove: Side, first: dt.date) 
             continue
         na = {back_o[u] for u in parse_search(ua) if u in back_o} & both
         nb = {back_d[u] for u in parse_search(ub) if u in back_d} & both
+        for n in both:  # one answer per message: in the result or not
+            rep.tally("SEARCH (query x message)", (n in na) == (n in nb))
         if na == nb:
             rep.msg(f"  {label}: same ({len(na)} hits)")
             continue
@@ -612,6 +626,14 @@ async def run(args: argparse.Namespace, work: Path, rep: Report) -> None:
 
 
 def summary(rep: Report) -> None:
+    rep.msg("\n== AGREEMENT: answers compared, the same on both sides")
+    total = [0, 0]
+    for family, (n, same) in sorted(rep.tallies.items()):
+        total[0] += n
+        total[1] += same
+        rep.msg(f"  {family:<40} {same:6d} / {n:6d}  {100 * same / max(n, 1):6.2f} %")
+    rep.msg(f"  {'all':<40} {total[1]:6d} / {total[0]:6d}  "
+            f"{100 * total[1] / max(total[0], 1):6.2f} %")
     rep.msg("\n== SUMMARY: kind of difference -> corpus messages")
     for kind, ns in sorted(rep.kinds.items(), key=lambda kv: (-len(kv[1]), kv[0])):
         rep.msg(f"{len(ns):4d}  {kind}: {' '.join(f'{n:03d}' for n in sorted(ns))}")

@@ -36,7 +36,7 @@ def test_multiappend_stores_all_in_order(raw_imap: RawImap) -> None:
     assert b"* 3 EXISTS\r\n" in out and b"* 3 RECENT\r\n" in out
     lines = raw_imap.ok("f", "FETCH 1:3 (FLAGS INTERNALDATE BINARY.PEEK[])")
     assert b"FLAGS (\\Seen \\Recent)" in lines[0] and msg(1) in lines[0]
-    assert b"$Work" in lines[1] and b'" 7-Feb-2024 10:00:00 +0200"' in lines[1]
+    assert b"$Work" in lines[1] and b'"07-Feb-2024 10:00:00 +0200"' in lines[1]
     assert b"~{%d}\r\n" % len(msg(3) + b"\0nul\r\n") in lines[2]  # NUL: literal8
 
 

@@ -156,7 +156,7 @@ def test_append_appenduid_trycreate_and_date(server: ServerThread, raw_imap: Raw
     assert lines[-1] == b"a OK [APPENDUID %d 1] APPEND completed\r\n" % info.uidvalidity
     raw_imap.cmd("b", "SELECT Drafts")
     got = raw_imap.cmd("c", "FETCH 1 (FLAGS INTERNALDATE UID)")[0]
-    assert got == b'* 1 FETCH (FLAGS (\\Draft \\Recent) INTERNALDATE " 5-Mar-2024 10:11:12 +0100" UID 1)\r\n'
+    assert got == b'* 1 FETCH (FLAGS (\\Draft \\Recent) INTERNALDATE "05-Mar-2024 10:11:12 +0100" UID 1)\r\n'
     assert raw_imap.cmd("d", "APPEND Nowhere {14+}\r\nSubject: d\r\n\r\n")[-1].startswith(
         b"d NO [TRYCREATE]")
     # Synchronizing literal: "+" first.

@@ -40,7 +40,9 @@ def test_single_part_defaults() -> None:
 
 def test_sizes_and_lines_are_of_stored_bytes() -> None:
     lf = analyze(b"Subject: x\n\na\nb\nc")
-    assert lf.body.endswith(b" 5 3)")  # 5 octets, 3 lines (last one unterminated)
+    # 5 octets, 2 lines: line breaks are counted, not an unterminated last line
+    # (RFC 3501 §7.4.2 body-fld-lines; as Dovecot counts).
+    assert lf.body.endswith(b" 5 2)")
     crlf = analyze(b"Subject: x\r\n\r\na\r\nb\r\n")
     assert crlf.body.endswith(b" 6 2)")
 
@@ -65,14 +67,14 @@ def test_invalid_content_type_defaults_to_text_plain() -> None:
 def test_multipart_bodystructure_exact() -> None:
     f = analyze(MIXED)
     assert f.bodystructure == (
-        b'(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 10 1 NIL NIL NIL NIL)'
-        b'("text" "html" ("charset" "UTF-8") "<id1>" "the html" "quoted-printable" 14 2'
+        b'(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 10 0 NIL NIL NIL NIL)'
+        b'("text" "html" ("charset" "UTF-8") "<id1>" "the html" "quoted-printable" 14 1'
         b' NIL ("inline" ("filename" "a.html")) ("en" "de") "http://x.example/a.html")'
         b' "mixed" ("boundary" "XX") NIL NIL NIL)'
     )
     assert f.body == (
-        b'(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 10 1)'
-        b'("text" "html" ("charset" "UTF-8") "<id1>" "the html" "quoted-printable" 14 2)'
+        b'(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 10 0)'
+        b'("text" "html" ("charset" "UTF-8") "<id1>" "the html" "quoted-printable" 14 1)'
         b' "mixed")'
     )
     root = f.root
@@ -175,7 +177,7 @@ def test_message_rfc822_is_parsed() -> None:
         b'("message" "rfc822" NIL NIL NIL "7bit" 35 (NIL "inner" ((NIL NIL "in" "x"))'
         in f.bodystructure
     )
-    assert b'("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 5 1 NIL NIL NIL NIL) 4 ' in (
+    assert b'("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 5 0 NIL NIL NIL NIL) 3 ' in (
         f.bodystructure
     )
 

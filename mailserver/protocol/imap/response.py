@@ -117,9 +117,10 @@ def internal_date(ts: int, tz_offset_minutes: int = 0) -> bytes:
     local = dt.datetime.fromtimestamp(ts, dt.UTC) + dt.timedelta(minutes=tz_offset_minutes)
     sign = "-" if tz_offset_minutes < 0 else "+"
     hours, minutes = divmod(abs(tz_offset_minutes), 60)
-    # date-day-fixed = (SP DIGIT) / 2DIGIT
+    # date-day-fixed = (SP DIGIT) / 2DIGIT: the 2DIGIT form, as Dovecot sends
+    # it, for clients that parse with strptime("%d-%b-%Y") and choke on a space.
     text = (
-        f"{local.day:2d}-{_MONTHS[local.month - 1]}-{local.year:04d} "
+        f"{local.day:02d}-{_MONTHS[local.month - 1]}-{local.year:04d} "
         f"{local.hour:02d}:{local.minute:02d}:{local.second:02d} {sign}{hours:02d}{minutes:02d}"
     )
     return b'"' + text.encode("ascii") + b'"'

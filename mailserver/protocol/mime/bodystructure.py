@@ -27,11 +27,13 @@ EMPTY_BODY_EXT = EMPTY_BODY[:-1] + b" NIL NIL NIL NIL)"
 
 
 def count_lines(blob: bytes, start: int, end: int) -> int:
-    """Text lines in ``blob[start:end]``: LFs, plus one for an unterminated last line."""
+    """Text lines in ``blob[start:end]`` (RFC 3501 §7.4.2 body-fld-lines):
+    its line breaks.  A last line without one (a part that ends right before
+    its boundary's CRLF, which belongs to the boundary, RFC 2046 §5.1.1) is
+    not counted, as Dovecot and Cyrus count."""
     if end <= start:
         return 0
-    n = blob.count(b"\n", start, end)
-    return n if blob[end - 1] == 0x0A else n + 1
+    return blob.count(b"\n", start, end)
 
 
 def _params(params: list[tuple[str, str]]) -> bytes:
