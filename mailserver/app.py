@@ -39,6 +39,7 @@ from mailserver.checks.stage import Pipeline
 from mailserver.config import Config, Listener, worker_count
 from mailserver.counters import STATE_FILE, Counters, LocalCounters
 from mailserver.counters.client import RemoteCounters
+from mailserver.delivery.forward import Forwarder, SrsDirectory, load_secret
 from mailserver.delivery.postmaster import PostmasterDirectory
 from mailserver.delivery.route import RoutedDelivery, deliver_report
 from mailserver.dkim.keys import DkimKey, DkimKeyring
@@ -46,6 +47,7 @@ from mailserver.dns.resolver import DnsPythonResolver, Resolver
 from mailserver.listeners.kinds import start_listener
 from mailserver.protocol.dsn_params import RcptDsn
 from mailserver.protocol.mime.facts import prepare_casemap
+from mailserver.protocol.srs import SrsCodec
 from mailserver.queue import dsn as reports
 from mailserver.queue.manager import QueueManager
 from mailserver.queue.settings import OutboundSettings
@@ -162,21 +164,30 @@ def delivered_report(*, reporting_mta: str, reverse_path: str,
 def build_smtp_hooks(config: Config, *, store: Store, queue: QueueManager | None,
                      counters: Counters, resolver: Resolver,
                      authenticator: Authenticator,
-                     scram: ScramLogins | None = None) -> dict[str, SmtpHooks]:
+                     scram: ScramLogins | None = None,
+                     keys_for: Callable[[str], Sequence[DkimKey]] | None = None,
+                     ) -> dict[str, SmtpHooks]:
     """One ``SmtpHooks`` (check pipeline + delivery) per SMTP/submission listener, by name.
     ``authenticator``: the one IMAP uses too (one cache, one hashing pool);
-    ``scram``: SCRAM logins (IMAP's too; None: not offered)."""
+    ``scram``: SCRAM logins (IMAP's too; None: not offered); ``keys_for``:
+    a domain's DKIM keys, for the ARC seal of forwarded mail (None: none).
+    Raises OSError (the SRS secret)."""
     hooks: dict[str, SmtpHooks] = {}
+    forwarder = Forwarder(SrsCodec(load_secret(config.data_dir)),
+                          None if queue is None else queue.enqueue,
+                          keys_for or (lambda domain: ()), config.hostname)
     delivery = RoutedDelivery(store, queue, make_report=delivered_report,
-                              reporting_mta=config.hostname)
+                              reporting_mta=config.hostname, forwarder=forwarder)
     check_login = authenticator.authenticate
 
     # One stage (and thread pool) for every smtp listener.
     authentication = (SenderAuthentication(config.checks, hostname=config.hostname,
                                            dmarc_log=DmarcLog(config.data_dir / "dmarc"))
                       if config.checks.verify else None)
-    directory = PostmasterDirectory(store, account=config.checks.postmaster,
-                                    first_domain=config.domains[0] if config.domains else None)
+    directory = SrsDirectory(
+        PostmasterDirectory(store, account=config.checks.postmaster,
+                            first_domain=config.domains[0] if config.domains else None),
+        forwarder)
     for listener in config.listeners:
         if listener.protocol not in ("smtp", "submission"):
             continue
@@ -295,7 +306,7 @@ class App:
             services.smtp_hooks = build_smtp_hooks(
                 config, store=services.store, queue=services.queue, counters=services.counters,
                 resolver=self._resolver, authenticator=services.authenticator,
-                scram=services.scram)
+                scram=services.scram, keys_for=self.keyring.keys_for)
             for handle in self.listeners.values():
                 reconfigure = getattr(handle, "reconfigure", None)
                 if reconfigure is not None:
@@ -356,7 +367,8 @@ class App:
                                                                  counters=counters,
                                                                  resolver=resolver,
                                                                  authenticator=authenticator,
-                                                                 scram=scram))
+                                                                 scram=scram,
+                                                                 keys_for=self.keyring.keys_for))
             self.services.admin = self.admin()  # the http listener's /api/v1
             self.services.flow = self._start_flow(counters)
             self._flusher = asyncio.create_task(_flush_metrics(), name="metrics-flush")

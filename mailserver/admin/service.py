@@ -36,7 +36,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -91,7 +91,7 @@ from mailserver.errors import (
 from mailserver.queue import model as queue_model
 from mailserver.services import argon2_params, ensure_domains
 from mailserver.store.fsck import FsckReport
-from mailserver.store.model import Account, ScramKeys
+from mailserver.store.model import MAX_ALIAS_TARGETS, Account, Alias, ScramKeys
 from mailserver.store.store import Store
 
 log = structlog.get_logger("mailserver.admin")
@@ -111,6 +111,10 @@ class QueueControl(Protocol):
         to do) and return once it has ended, so that the message can be
         deleted without a round writing it back or sending a DSN."""
         ...
+
+
+def _alias(alias: Alias) -> AliasInfo:
+    return AliasInfo(alias.address, alias.target, alias.targets)
 
 
 def _account(account: Account) -> AccountInfo:
@@ -323,24 +327,32 @@ class AdminService:
 
     # -- aliases -------------------------------------------------------------------
 
-    async def add_alias(self, address: str, target: str) -> AliasInfo:
+    async def add_alias(self, address: str, targets: str | Sequence[str]) -> AliasInfo:
         """Deliver mail for ``address`` (``@domain``: every address of the
-        domain without an account or alias) to the account ``target``.
+        domain without an account or alias) to ``targets``: accounts of
+        ours, and addresses elsewhere, to which it is forwarded with an SRS
+        reverse-path and an ARC seal (``delivery/forward.py``).
 
-        Raises InvalidName, DomainNotFound, AccountNotFound (target), AlreadyExists.
+        Raises InvalidName, DomainNotFound, AccountNotFound (a target in a
+        local domain that is no account), AlreadyExists, Cannot (no target,
+        more than ``MAX_ALIAS_TARGETS``).
         """
         address = alias_address(address)
-        target = account_address(target)
+        wanted = [targets] if isinstance(targets, str) else list(targets)
+        if not wanted or len(wanted) > MAX_ALIAS_TARGETS:
+            raise Cannot(f"an alias needs 1 to {MAX_ALIAS_TARGETS} targets")
+        found = [account_address(t) for t in wanted]
         await self._local_domain(address.rpartition("@")[2])
-        alias = await self._store.add_alias(address, target)
-        return AliasInfo(alias.address, alias.target)
+        alias = await self._store.add_alias(address, found)
+        log.info("alias_added", alias=alias.address, targets=list(alias.targets))
+        return _alias(alias)
 
     async def get_alias(self, address: str) -> AliasInfo:
         """Raises InvalidName, NotFound."""
         address = alias_address(address)
         for alias in self._store.list_aliases(address.rpartition("@")[2]):
             if alias.address == address:
-                return AliasInfo(alias.address, alias.target)
+                return _alias(alias)
         raise NotFound(f"no alias {address}")
 
     async def delete_alias(self, address: str) -> None:
@@ -350,7 +362,7 @@ class AdminService:
     async def list_aliases(self, domain: str | None = None) -> list[AliasInfo]:
         """Aliases by address, only those of ``domain`` if given."""
         name = None if domain is None else domain_name(domain)
-        return [AliasInfo(a.address, a.target) for a in self._store.list_aliases(name)]
+        return [_alias(a) for a in self._store.list_aliases(name)]
 
     # -- outbound queue ------------------------------------------------------------
 

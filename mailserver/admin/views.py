@@ -35,7 +35,8 @@ class AliasInfo:
     """An alias as the admin API shows it."""
 
     address: str  # "local@domain", or "@domain" for a catch-all
-    target: str  # an account address
+    target: str  # the first target
+    targets: tuple[str, ...] = ()  # every target: accounts and forwarded-to addresses
 
 
 @dataclass(frozen=True, slots=True)

@@ -238,7 +238,7 @@ class KnownRecipient:
         """Refuse an unknown local recipient (550 5.1.1) or a full account's (452 4.2.2)."""
         if rcpt.domain and not rcpt.local_domain:
             return ACCEPT  # remote: the relay stage's business
-        if rcpt.account is None:
+        if rcpt.account is None and not rcpt.forwards:
             return refuse(replies.RCPT_UNKNOWN, "no such user")
         if rcpt.full:
             return refuse(MAILBOX_FULL, "mailbox full")

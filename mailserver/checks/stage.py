@@ -97,7 +97,9 @@ class RecipientFacts:
     ``address``: as the client gave it.  ``domain``: its domain ("" when the
     path has none).  ``local_domain``: the domain is one of ours.  ``account``:
     the account it resolves to (None: nobody, or not a local domain).
-    ``full``: that account is at or over its quota.
+    ``full``: that account is at or over its quota.  An alias of several
+    targets: every account in ``accounts``, its remote targets in
+    ``forwards`` (then ``account`` is the first account, or None).
     """
 
     address: str
@@ -105,6 +107,8 @@ class RecipientFacts:
     local_domain: bool
     account: str | None
     full: bool = False
+    accounts: tuple[str, ...] = ()
+    forwards: tuple[str, ...] = ()
 
 
 class CheckContext(Protocol):

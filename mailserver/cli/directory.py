@@ -127,14 +127,14 @@ def cmd_alias(args: argparse.Namespace) -> int:
 
     async def go(admin: AdminService) -> None:
         if args.action == "add":
-            alias = await _hinting(args.address, admin.add_alias(args.address, args.target))
-            print(f"added alias {alias.address} -> {alias.target}")
+            alias = await _hinting(args.address, admin.add_alias(args.address, args.targets))
+            print(f"added alias {alias.address} -> {', '.join(alias.targets)}")
         elif args.action == "del":
             await admin.delete_alias(args.address)
             print(f"deleted alias {args.address.strip().lower()}")
         else:
             for info in await admin.list_aliases(args.domain):
-                print(f"{info.address} -> {info.target}")
+                print(f"{info.address} -> {', '.join(info.targets)}")
 
     with_admin(config, go)
     return 0
@@ -191,9 +191,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
 
     alias = sub.add_parser("alias", help="manage aliases (ADDRESS may be @domain: catch-all)")
     asub = alias.add_subparsers(dest="action", required=True, metavar="ACTION")
-    p = asub.add_parser("add", parents=[common], help="deliver mail for ADDRESS to TARGET")
+    p = asub.add_parser("add", parents=[common],
+                        help="deliver mail for ADDRESS to each TARGET")
     p.add_argument("address", metavar="ADDRESS")
-    p.add_argument("target", metavar="TARGET", help="an account address")
+    p.add_argument("targets", metavar="TARGET", nargs="+",
+                   help="an account, or an address elsewhere (forwarded with SRS and ARC)")
     p = asub.add_parser("del", parents=[common], help="delete an alias")
     p.add_argument("address", metavar="ADDRESS")
     p = asub.add_parser("list", parents=[common], help="list aliases")

@@ -44,6 +44,11 @@ class Delivery(Protocol):
         remote one (the outbound queue's).  ``dsn``: its RFC 3461 NOTIFY/ORCPT."""
         ...
 
+    def add_forward(self, forward_path: str, targets: Sequence[str]) -> None:
+        """An alias's remote ``targets`` for the accepted ``forward_path``: a
+        copy is forwarded to them (``delivery/forward.py``) at ``commit``."""
+        ...
+
     async def commit(self, blob: bytes, *, queue_id: str, internal_date: int, tz_offset: int,
                      quarantine: bool = False) -> str | None:
         """Store and queue ``blob`` durably; returns the outbound queue's id (None: no

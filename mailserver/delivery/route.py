@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -44,6 +45,9 @@ from mailserver.delivery.interface import (
     Outbound,
 )
 from mailserver.delivery.local import deliver_local
+
+if TYPE_CHECKING:
+    from mailserver.delivery.forward import Forwarder
 from mailserver.errors import AccountNotFound, MailserverError
 from mailserver.protocol.dsn_params import SUCCESS, DsnRequest, MailDsn, RcptDsn
 
@@ -58,14 +62,16 @@ class RoutedDelivery:
     ``reporting_mta``: our host name in those reports.
     """
 
-    __slots__ = ("store", "queue", "make_report", "reporting_mta")
+    __slots__ = ("store", "queue", "make_report", "reporting_mta", "forwarder")
 
     def __init__(self, store: LocalStore, queue: Outbound | None, *,
-                 make_report: DeliveredReport | None, reporting_mta: str) -> None:
+                 make_report: DeliveredReport | None, reporting_mta: str,
+                 forwarder: Forwarder | None = None) -> None:
         self.store = store
         self.queue = queue
         self.make_report = make_report
         self.reporting_mta = reporting_mta
+        self.forwarder = forwarder  # an alias's remote copies (None: refused at commit)
 
     @property
     def outbound(self) -> bool:
@@ -82,7 +88,7 @@ class _Routed:
     """One message: recipients collected in memory, written at ``commit`` only."""
 
     __slots__ = ("target", "reverse_path", "mail_dsn", "local", "remote", "rcpt_dsn",
-                 "requiretls")
+                 "requiretls", "forwards")
 
     def __init__(self, target: RoutedDelivery, reverse_path: str, mail_dsn: MailDsn | None,
                  requiretls: bool = False) -> None:
@@ -93,6 +99,10 @@ class _Routed:
         self.local: list[LocalRecipient] = []
         self.remote: list[str] = []
         self.rcpt_dsn: dict[str, RcptDsn] = {}
+        self.forwards: dict[str, list[str]] = {}  # alias -> its remote targets
+
+    def add_forward(self, forward_path: str, targets: Sequence[str]) -> None:
+        self.forwards.setdefault(forward_path, []).extend(targets)
 
     def add_recipient(self, forward_path: str, account: str | None, dsn: RcptDsn | None) -> None:
         if account is None:
@@ -112,16 +122,30 @@ class _Routed:
         if self.mail_dsn is not None or self.rcpt_dsn:
             dsn = DsnRequest(self.mail_dsn or MailDsn(), dict(self.rcpt_dsn))
         target = self.target
-        return await route_message(
+        queued = await route_message(
             target.store, target.queue, reverse_path=self.reverse_path, local=self.local,
             remote=self.remote, blob=blob, internal_date=internal_date, tz_offset=tz_offset,
             dsn=dsn, reporting_mta=target.reporting_mta, make_report=target.make_report,
             queue_id=queue_id, quarantine=quarantine, requiretls=self.requiretls,
         )
+        if self.forwards:
+            # After the local copies and the queue, as a remote recipient's copy
+            # (the module docstring's order); one copy per target, whichever
+            # aliases lead there.
+            if target.forwarder is None:
+                raise RuntimeError("an alias forwards, but forwarding is not set up")
+            sent: set[str] = set()
+            for alias, targets in self.forwards.items():
+                fresh = [t for t in dict.fromkeys(targets) if t.lower() not in sent]
+                sent.update(t.lower() for t in fresh)
+                if fresh:
+                    await target.forwarder.forward(self.reverse_path, alias, fresh, blob)
+        return queued
 
     def abort(self) -> None:
         self.local.clear()
         self.remote.clear()
+        self.forwards.clear()
 
 
 async def route_message(

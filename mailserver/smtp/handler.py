@@ -79,6 +79,16 @@ class RecipientStatus(Protocol):
         """True when that account is at or over its quota."""
         ...
 
+    @property
+    def accounts(self) -> tuple[str, ...]:
+        """Every account an alias of several targets reaches."""
+        ...
+
+    @property
+    def forwards(self) -> tuple[str, ...]:
+        """The remote addresses an alias forwards to."""
+        ...
+
 
 class RecipientDirectory(Protocol):
     """What RCPT needs of the directory: one read per forward-path (domain in A-labels)."""
@@ -242,7 +252,15 @@ class SmtpHooks:
         if dsn is not None:
             envelope.rcpt_dsn.setdefault(address, dsn)
         assert envelope.delivery is not None  # begun at MAIL (commands.py: no RCPT before MAIL)
-        envelope.delivery.add_recipient(address, facts.account, dsn)
+        delivery = envelope.delivery
+        if facts.forwards or len(facts.accounts) > 1:  # an alias of several targets
+            for account in facts.accounts:
+                delivery.add_recipient(address, account, dsn)
+                envelope.local_recipients.append(LocalRecipient(address, account))
+            if facts.forwards:
+                delivery.add_forward(address, facts.forwards)
+            return str(replies.RCPT_OK)
+        delivery.add_recipient(address, facts.account, dsn)
         if facts.account is None:
             envelope.remote_recipients.append(address)
         else:
@@ -260,7 +278,8 @@ class SmtpHooks:
         if not local or not domain:
             return RecipientFacts(address, "", local_domain=False, account=None)
         found = self.directory.recipient_status(store_form(f"{local}@{domain}"))
-        return RecipientFacts(address, domain, found.local_domain, found.account, found.full)
+        return RecipientFacts(address, domain, found.local_domain, found.account, found.full,
+                              found.accounts, found.forwards)
 
     # -- body ----------------------------------------------------------------------
 

@@ -14,17 +14,28 @@ from typing import Any
 from mailserver.errors import InvalidName
 from mailserver.store import codec, directory_writes, tx
 from mailserver.store.base import StoreBase
-from mailserver.store.model import Account, Alias, Domain, ScramKeys
+from mailserver.store.model import Account, Alias, Domain, ScramKeys, decode_targets
 from mailserver.store.names import domain_of, normalize_address, normalize_domain
 
 
 @dataclass(frozen=True, slots=True)
 class RecipientStatus:
-    """``Store.recipient_status``'s answer for one forward-path: what RCPT needs."""
+    """``Store.recipient_status``'s answer for one forward-path: what RCPT needs.
+
+    An alias of several targets gives every account in ``accounts`` (the
+    first also in ``account``) and its remote targets in ``forwards``.
+    """
 
     local_domain: bool
-    account: str | None  # None: no such local recipient (or not a local domain)
-    full: bool = False  # the account is at or over its quota
+    account: str | None  # None: no local account (or not a local domain)
+    full: bool = False  # the account is at or over its quota (one account only)
+    accounts: tuple[str, ...] = ()  # every account reached (an alias's several)
+    forwards: tuple[str, ...] = ()  # remote addresses an alias forwards to
+
+    @property
+    def known(self) -> bool:
+        """Someone takes the mail: an account, or an alias's forward."""
+        return self.account is not None or bool(self.forwards)
 
 
 _NOT_LOCAL = RecipientStatus(local_domain=False, account=None)
@@ -123,12 +134,15 @@ class DirectoryStore(StoreBase):
                     out.append(codec.decode_account(address, v))
         return out
 
-    async def add_alias(self, address: str, target: str) -> Alias:
-        """Alias ``local@domain`` or catch-all ``@domain`` (a local domain) to an account.
+    async def add_alias(self, address: str, targets: str | list[str]) -> Alias:
+        """Alias ``local@domain`` or catch-all ``@domain`` (a local domain) to
+        accounts and remote addresses (``directory_writes.add_alias``).
 
-        Raises DomainNotFound, AccountNotFound (target), AlreadyExists, InvalidName.
+        Raises DomainNotFound, AccountNotFound (a local target), AlreadyExists,
+        InvalidName, ValueError (no target, too many).
         """
-        return await self._writer.submit(directory_writes.add_alias, address, target)
+        found = [targets] if isinstance(targets, str) else list(targets)
+        return await self._writer.submit(directory_writes.add_alias, address, found)
 
     async def delete_alias(self, address: str) -> None:
         """Raises NotFound."""
@@ -142,7 +156,7 @@ class DirectoryStore(StoreBase):
             for k, v in txn.cursor(db=self._dbs.aliases):
                 address = k.decode()
                 if dom is None or domain_of(address) == dom:
-                    out.append(Alias(address, v.decode()))
+                    out.append(Alias(address, decode_targets(v)))
         return out
 
     def recipient_account(self, address: str) -> str | None:
@@ -174,29 +188,54 @@ class DirectoryStore(StoreBase):
         with self._read() as txn:
             if txn.get(key, db=self._dbs.domains) is None:
                 return _NOT_LOCAL
-            account = None if normalized is None else self._account_in(txn, normalized)
-            if account is None:
+            found = None if normalized is None else self._targets_in(txn, normalized)
+            if found is None:
                 return _UNKNOWN
-            record = tx.get_account(txn, self._dbs, account)
+            accounts, forwards = found
+            if len(accounts) != 1 or forwards:
+                return RecipientStatus(local_domain=True, account=accounts[0] if accounts
+                                       else None, accounts=accounts, forwards=forwards)
+            record = tx.get_account(txn, self._dbs, accounts[0])
         full = record is not None and bool(record.quota) and record.used >= record.quota
-        return RecipientStatus(local_domain=True, account=account, full=full)
+        return RecipientStatus(local_domain=True, account=accounts[0], full=full,
+                               accounts=accounts)
 
     def _account_in(self, txn: Any, address: str) -> str | None:
-        """``recipient_account`` of a normalized address in ``txn``."""
+        """``recipient_account`` of a normalized address in ``txn``: the first
+        account it reaches."""
+        found = self._targets_in(txn, address)
+        return found[0][0] if found is not None and found[0] else None
+
+    def _targets_in(self, txn: Any, address: str
+                    ) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        """``(accounts, remote addresses)`` a normalized address reaches in
+        ``txn``, None when nobody (order: exact account; alias;
+        ``local+tag`` without the tag, account then alias; catch-all)."""
         local, _, domain = address.rpartition("@")
         candidates = [address]
         base = local.split("+", 1)[0]
         if base and base != local:
             candidates.append(f"{base}@{domain}")
         dbs = self._dbs
-        target: bytes | None
         for cand in candidates:
             if txn.get(cand.encode(), db=dbs.accounts) is not None:
-                return cand
-            target = txn.get(cand.encode(), db=dbs.aliases)
-            if target is not None and txn.get(target, db=dbs.accounts) is not None:
-                return target.decode()
-        target = txn.get(("@" + domain).encode(), db=dbs.aliases)
-        if target is not None and txn.get(target, db=dbs.accounts) is not None:
-            return target.decode()
-        return None
+                return (cand,), ()
+            found = self._alias_in(txn, cand)
+            if found is not None:
+                return found
+        return self._alias_in(txn, "@" + domain)
+
+    def _alias_in(self, txn: Any, alias: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        value = txn.get(alias.encode(), db=self._dbs.aliases)
+        if value is None:
+            return None
+        accounts, forwards = [], []
+        for target in decode_targets(value):
+            if txn.get(target.encode(), db=self._dbs.accounts) is not None:
+                accounts.append(target)
+            elif txn.get(domain_of(target).encode(), db=self._dbs.domains) is None:
+                forwards.append(target)
+            # else: an account of ours deleted since (its alias entry went with it)
+        if not accounts and not forwards:
+            return None
+        return tuple(accounts), tuple(forwards)

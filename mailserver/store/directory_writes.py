@@ -9,7 +9,15 @@ from mailserver.errors import AccountNotFound, AlreadyExists, Cannot, DomainNotF
 from mailserver.store import keys, tx
 from mailserver.store.mailboxes import create_defaults
 from mailserver.store.messages import purge_mailbox
-from mailserver.store.model import Account, Alias, Domain, ScramKeys
+from mailserver.store.model import (
+    MAX_ALIAS_TARGETS,
+    Account,
+    Alias,
+    Domain,
+    ScramKeys,
+    decode_targets,
+    encode_targets,
+)
 from mailserver.store.names import (
     domain_of,
     normalize_address,
@@ -88,10 +96,17 @@ def delete_account(ctx: WriteCtx, address: str) -> None:
             gone_subs.append(bytes(k))
     for k in gone_subs:
         txn.delete(k, db=dbs.meta)
-    target = address.encode()
-    doomed = [bytes(k) for k, v in txn.cursor(db=dbs.aliases) if bytes(v) == target]
-    for k in doomed:
-        txn.delete(k, db=dbs.aliases)
+    # Aliases lose the account as a target; those left without one go.
+    changed = []
+    for k, v in txn.cursor(db=dbs.aliases):
+        targets = decode_targets(v)
+        if address in targets:
+            changed.append((bytes(k), tuple(t for t in targets if t != address)))
+    for k, rest in changed:
+        if rest:
+            txn.put(k, encode_targets(rest), db=dbs.aliases)
+        else:
+            txn.delete(k, db=dbs.aliases)
     txn.delete(address.encode(), db=dbs.accounts)
 
 
@@ -136,18 +151,27 @@ def set_quota(ctx: WriteCtx, address: str, quota: int) -> None:
     tx.put_account(ctx.txn, ctx.dbs, replace(acc, quota=quota))
 
 
-def add_alias(ctx: WriteCtx, address: str, target: str) -> Alias:
-    """An alias ``local@domain`` or catch-all ``@domain`` of a local domain to an account."""
+def add_alias(ctx: WriteCtx, address: str, targets: list[str]) -> Alias:
+    """An alias ``local@domain`` or catch-all ``@domain`` of a local domain to
+    ``targets``: accounts (an address of a local domain must be one) and
+    addresses of other domains, forwarded to.  Duplicates are dropped.
+    Raises InvalidName, DomainNotFound, AccountNotFound, AlreadyExists,
+    ValueError (no target, or more than ``MAX_ALIAS_TARGETS``)."""
     address = normalize_alias(address)
-    target = normalize_address(target)
     _require_domain(ctx, domain_of(address))
-    if tx.get_account(ctx.txn, ctx.dbs, target) is None:
-        raise AccountNotFound(f"alias target {target} is not an account")
+    found = list(dict.fromkeys(normalize_address(t) for t in targets))
+    if not found or len(found) > MAX_ALIAS_TARGETS:
+        raise ValueError(f"an alias needs 1 to {MAX_ALIAS_TARGETS} targets")
+    for target in found:
+        local_domain = ctx.txn.get(domain_of(target).encode(), db=ctx.dbs.domains) is not None
+        if local_domain and tx.get_account(ctx.txn, ctx.dbs, target) is None:
+            raise AccountNotFound(f"alias target {target} is not an account")
     if tx.get_account(ctx.txn, ctx.dbs, address) is not None:
         raise AlreadyExists(f"{address} is an account")
-    if not ctx.txn.put(address.encode(), target.encode(), db=ctx.dbs.aliases, overwrite=False):
+    if not ctx.txn.put(address.encode(), encode_targets(found), db=ctx.dbs.aliases,
+                       overwrite=False):
         raise AlreadyExists(f"alias {address} already exists")
-    return Alias(address, target)
+    return Alias(address, tuple(found))
 
 
 def delete_alias(ctx: WriteCtx, address: str) -> None:

@@ -58,10 +58,31 @@ class Account:
 
 @dataclass(frozen=True, slots=True)
 class Alias:
-    """An address (or ``@domain`` catch-all) delivered to an account."""
+    """An address (or ``@domain`` catch-all) delivered to one or more
+    targets: local accounts, and addresses elsewhere it is forwarded to."""
 
     address: str  # "local@domain" or "@domain" (catch-all)
-    target: str  # account address
+    targets: tuple[str, ...]  # account addresses and remote addresses, in order
+
+    @property
+    def target(self) -> str:
+        """The first target (an alias of one account: that account)."""
+        return self.targets[0]
+
+
+#: Most targets one alias may have (a mailing list belongs in a list manager).
+MAX_ALIAS_TARGETS = 1000
+
+
+def encode_targets(targets: tuple[str, ...] | list[str]) -> bytes:
+    """An alias record's value: the targets, one per line (one target: the
+    address alone, the format of aliases written before several were allowed)."""
+    return "\n".join(targets).encode()
+
+
+def decode_targets(value: bytes) -> tuple[str, ...]:
+    """Inverse of ``encode_targets``."""
+    return tuple(t for t in bytes(value).decode().split("\n") if t)
 
 
 @dataclass(frozen=True, slots=True)

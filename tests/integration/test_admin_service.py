@@ -81,10 +81,9 @@ async def test_directory_returns_records_without_secrets(tmp_path: Path) -> None
         assert await authenticate(admin.store, "carol@example.test", "carol-secret-2") \
             == "carol@example.test"
 
-        assert await admin.add_alias("@example.test", "carol@example.test") == AliasInfo(
-            "@example.test", "carol@example.test")
-        assert await admin.list_aliases("example.test") == [
-            AliasInfo("@example.test", "carol@example.test")]
+        carol = AliasInfo("@example.test", "carol@example.test", ("carol@example.test",))
+        assert await admin.add_alias("@example.test", "carol@example.test") == carol
+        assert await admin.list_aliases("example.test") == [carol]
         with pytest.raises(DomainNotFound):
             await admin.add_alias("x@nowhere.test", "carol@example.test")
         await admin.delete_alias("@example.test")

@@ -250,7 +250,18 @@ def test_aliases(ops: ApiClient) -> None:
                                         "target": "alice@example.test"})
     assert made.status == 201 and made.headers["Location"] == "/api/v1/aliases/@example.test"
     assert ops.get(made.headers["Location"]).body == {"address": "@example.test",
-                                                      "target": "alice@example.test"}
+                                                      "target": "alice@example.test",
+                                                      "targets": ["alice@example.test"]}
+    team = ops.post("/api/v1/aliases", {"address": "team@example.test", "targets": [
+        "alice@example.test", "bob@example.test", "Far@Elsewhere.TEST"]})
+    assert team.status == 201 and team.body["targets"] == [
+        "alice@example.test", "bob@example.test", "far@elsewhere.test"]
+    assert ops.call("DELETE", "/api/v1/aliases/team@example.test").status == 204
+    both = ops.post("/api/v1/aliases", {"address": "y@example.test", "target": "a@b.test",
+                                        "targets": ["a@b.test"]})
+    assert both.status == 400
+    assert ops.post("/api/v1/aliases", {"address": "y@example.test", "targets": []}).status \
+        in (400, 409)
     ops.post("/api/v1/aliases", {"address": "info@example.test", "target": "bob@example.test"})
     listed = ops.all_items("/api/v1/aliases?domain=example.test")
     assert [a["address"] for a in listed] == ["@example.test", "info@example.test"]

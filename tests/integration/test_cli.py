@@ -108,6 +108,12 @@ def test_alias_lifecycle(conf: Path) -> None:
     ]
     message = fails("alias", "add", "x@nowhere.test", "carol@example.test", "-c", conf)
     assert "domain add nowhere.test" in message
+    # Several targets, local and elsewhere (forwarded with SRS and an ARC seal).
+    out = ok("alias", "add", "team@example.test", "carol@example.test", "someone@gmail.example",
+             "-c", conf)
+    assert out == "added alias team@example.test -> carol@example.test, someone@gmail.example\n"
+    assert "not an account" in fails("alias", "add", "t2@example.test", "nobody@example.test",
+                                     "-c", conf)
 
 
 def test_user_errors(conf: Path) -> None:

@@ -12,6 +12,7 @@ import time
 
 from aiohttp import web
 
+from mailserver.errors import InvalidRequest
 from mailserver.http.api import representations as rep
 from mailserver.http.api.base import (
     admin_of,
@@ -166,10 +167,17 @@ async def list_aliases(request: web.Request) -> web.Response:
 
 @routes.post("/aliases")
 async def create_alias(request: web.Request) -> web.Response:
-    """Deliver mail for ``address`` (``@domain``: a catch-all) to the account
-    ``target``.  201 with Location."""
-    body = fields(await read_object(request), {"address": str, "target": str})
-    info = await admin_of(request).add_alias(body["address"], body["target"])
+    """Deliver mail for ``address`` (``@domain``: a catch-all) to ``target``
+    (one) or ``targets`` (a list): accounts, and addresses elsewhere that
+    mail is forwarded to.  201 with Location."""
+    body = fields(await read_object(request), {"address": str},
+                  {"target": str, "targets": list})
+    if ("target" in body) == ("targets" in body):
+        raise InvalidRequest("give target or targets, not both and not neither")
+    wanted = [body["target"]] if "target" in body else body["targets"]
+    if not all(isinstance(t, str) for t in wanted):
+        raise InvalidRequest("targets must be strings")
+    info = await admin_of(request).add_alias(body["address"], wanted)
     after = rep.alias(info)
     audit(request, "alias.create", info.address, None, after)
     return resource(after, status=201, location=path_of("aliases", info.address))

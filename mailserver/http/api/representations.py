@@ -44,7 +44,8 @@ def account(info: AccountInfo) -> Json:
 
 def alias(info: AliasInfo) -> Json:
     """An alias."""
-    return {"address": info.address, "target": info.target}
+    return {"address": info.address, "target": info.target,
+            "targets": list(info.targets or (info.target,))}
 
 
 def _recipient(r: QueueRecipient) -> Json:
@@ -131,7 +132,9 @@ SCHEMAS: dict[str, Json] = {
     }, "An account."),
     "Alias": _object({
         "address": {**_STR, "description": "local@domain, or @domain for a catch-all"},
-        "target": {**_STR, "description": "an account address"},
+        "target": {**_STR, "description": "the first target"},
+        "targets": {"type": "array", "items": _STR, "description": "accounts, and "
+                    "addresses elsewhere that mail is forwarded to (SRS, ARC)"},
     }, "An alias."),
     "QueueRecipient": _object({
         "address": _STR,
