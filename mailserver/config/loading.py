@@ -233,6 +233,10 @@ _LIMIT_CHECKS: dict[str, Check] = {
     "shutdown_grace": _at_least(0),
     "auth_failure_delay": _at_least(0),
     "auth_failure_delay_max": _at_least(0),
+    "auth_failures_per_minute_per_ip": _at_least(0),
+    "auth_failures_per_day_per_ip": _at_least(0),
+    "auth_failures_per_minute_per_account": _at_least(0),
+    "auth_failures_per_day_per_account": _at_least(0),
 }
 _LOG_CHECKS: dict[str, Check] = {"format": _one_of(LOG_FORMATS), "level": _one_of(LOG_LEVELS)}
 _STORE_CHECKS: dict[str, Check] = {

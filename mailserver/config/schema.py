@@ -70,6 +70,15 @@ class Limits:
     # before its 535, each further one twice as long, up to the maximum.
     auth_failure_delay: float = 0.5
     auth_failure_delay_max: float = 8.0
+    # Past these failed logins (SMTP AUTH and IMAP LOGIN/AUTHENTICATE
+    # together, across workers) in the window, further logins from the IP or
+    # for the account are refused without checking the password (SMTP 421
+    # 4.7.0, IMAP NO [UNAVAILABLE]) until the window slides past; 0 turns
+    # one off; trusted_networks skip them.
+    auth_failures_per_minute_per_ip: int = 10
+    auth_failures_per_day_per_ip: int = 100
+    auth_failures_per_minute_per_account: int = 10
+    auth_failures_per_day_per_account: int = 200
     shutdown_grace: float = 10.0  # seconds work in flight may take to finish on SIGTERM
 
 

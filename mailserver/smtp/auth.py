@@ -67,8 +67,14 @@ class SessionHooks(Protocol):
         """The account for ``username``/``password`` (RFC 4954 §4), or None when they are wrong."""
         ...
 
-    async def auth_failed(self, conn: Any) -> float:
-        """Record a failed AUTH from ``conn.peer_ip``; seconds to wait before the 535."""
+    async def auth_failed(self, conn: Any, username: str = "") -> float:
+        """Record a failed AUTH from ``conn.peer_ip`` for ``username``; seconds
+        to wait before the 535."""
+        ...
+
+    async def login_blocked(self, conn: Any, username: str) -> bool:
+        """Whether ``conn.peer_ip`` or ``username`` has too many failed logins
+        (``counters/logins.py``): refuse without checking the password."""
         ...
 
 
@@ -239,8 +245,12 @@ class AuthMechanisms:
         client_first = await self._response(initial, b"")
         if client_first is None:
             return ANSWERED
+        username = ""
         try:
             first = server.receive_client_first(client_first)
+            username = first.username
+            if await self.event_handler.login_blocked(self, username):
+                return self._blocked(username)
             found = scram.lookup(first.username)
             keys = found.keys
             client_final = await self._response(None, server.server_first(keys.salt,
@@ -256,7 +266,8 @@ class AuthMechanisms:
             await self.reply(exc.smtp)
             return ANSWERED
         except ScramFailed as exc:
-            return await self._failed(mechanism=SCRAM_SHA_256_PLUS if plus else SCRAM_SHA_256,
+            return await self._failed(username[:100],
+                                      mechanism=SCRAM_SHA_256_PLUS if plus else SCRAM_SHA_256,
                                       reason=exc.value)
         # RFC 4954 §4: the server-final-message in a 334; the client answers "".
         last = await self._response(None, verifier)
@@ -275,18 +286,28 @@ class AuthMechanisms:
             username, secret = login.decode("utf-8"), password.decode("utf-8")
         except UnicodeDecodeError:
             username = secret = ""
+        if username and await hooks.login_blocked(self, username):
+            return self._blocked(username)
         if username:
             account = await hooks.authenticate(self, username, secret)
         if account is None:
-            return await self._failed()
+            return await self._failed(username=username[:100])
         return self._succeeded(account)
 
-    async def _failed(self, **fields: str) -> AuthOutcome:
-        """Count a failure (per connection and per client address) and wait
-        the throttle's delay; ``FAILED`` (the caller sends 535)."""
+    def _blocked(self, username: str) -> AuthOutcome:
+        """Refuse a blocked login (421 4.7.0, closing): ``ANSWERED``."""
+        self.log.warning("auth_blocked", username=username[:100])
+        self.end_session(replies.LOGIN_BLOCKED)
+        return ANSWERED
+
+    async def _failed(self, username: str = "", **fields: str) -> AuthOutcome:
+        """Count a failure (per connection, per client address and per
+        account) and wait the throttle's delay; ``FAILED`` (the caller sends 535)."""
         hooks: SessionHooks = self.event_handler
         self._state.auth_failures += 1
-        delay = await hooks.auth_failed(self)
+        delay = await hooks.auth_failed(self, username)
+        if username:
+            fields["username"] = username
         self.log.warning("auth_failed", failures=self._state.auth_failures,
                          delay_ms=int(delay * 1000), **fields)
         if delay > 0:

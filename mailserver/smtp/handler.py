@@ -42,6 +42,7 @@ from mailserver.checks.rules import store_form
 from mailserver.checks.stage import Outcome, Pipeline, RecipientFacts
 from mailserver.config import Config
 from mailserver.counters import Counters, LocalCounters
+from mailserver.counters.logins import LoginGuard
 from mailserver.delivery.interface import DeliveryTarget, LocalRecipient
 from mailserver.errors import UserError, smtp_reply
 from mailserver.metrics import instruments
@@ -164,6 +165,7 @@ class SmtpHooks:
         self.delivery = delivery
         self.resolver = resolver
         self.counters = counters or LocalCounters(config.limits)
+        self.logins = LoginGuard(self.counters, config.limits)  # blocks after failed AUTHs
         # Metrics, bound once (``mailserver.metrics``): the transaction
         # counter's children by the reply's first 9 characters ("250 2.0.0").
         m = instruments()
@@ -180,9 +182,15 @@ class SmtpHooks:
         """The account for these credentials, or None (RFC 4954 §4)."""
         return await self.authenticator(username, password)
 
-    async def auth_failed(self, conn: SmtpConnection) -> float:
-        """Count a failure of ``conn``'s client IP; the delay before the 535 (seconds)."""
+    async def login_blocked(self, conn: SmtpConnection, username: str) -> bool:
+        """``counters/logins.py``: too many failed logins from the IP or for ``username``."""
+        return await self.logins.blocked(conn.peer_ip, username)
+
+    async def auth_failed(self, conn: SmtpConnection, username: str = "") -> float:
+        """Count a failure of ``conn``'s client IP and of ``username``; the
+        delay before the 535 (seconds)."""
         self._auth_failures.inc()
+        await self.logins.failed(conn.peer_ip, username)
         analytics.emit(FlowEvent(Kind.AUTH_FAILURE, time.time(), self._direction,
                                  result="perm", code="535", reason="smtp",
                                  source=conn.peer_ip))

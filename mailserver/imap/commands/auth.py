@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from mailserver import analytics
 from mailserver.analytics import FlowEvent, Kind, domain_of
+from mailserver.counters.logins import LoginGuard
 from mailserver.errors import ProtocolSyntaxError, UserError
 from mailserver.imap.state import State, TaggedOk
 from mailserver.metrics import instruments
@@ -205,6 +206,7 @@ async def _scram(session: ImapSession, client_first: bytes, *, plus: bool) -> Ta
     try:
         first = server.receive_client_first(client_first)
         user = first.username
+        await _refuse_if_blocked(session, user)
         found = scram.lookup(user)
         keys = found.keys
         client_final = await _sasl_response(session, server.server_first(keys.salt,
@@ -223,10 +225,21 @@ async def _scram(session: ImapSession, client_first: bytes, *, plus: bool) -> Ta
 async def _finish_login(session: ImapSession, user: str, password: str) -> TaggedOk:
     # The one login path of IMAP and SMTP AUTH (cache, bounded hashing pool,
     # rehash): ``auth.login.Authenticator``.
+    await _refuse_if_blocked(session, user)
     address = await session.services.authenticator.authenticate(user, password)
     if address is None:
         return await _failed(session, user)
     return _logged_in(session, address)
+
+
+async def _refuse_if_blocked(session: ImapSession, user: str) -> None:
+    """``NO [UNAVAILABLE]`` (RFC 5530), without a password check, when the
+    client IP or ``user`` has too many failed logins (``counters/logins.py``).
+    Raises UserError."""
+    guard = LoginGuard(session.services.counters, session.limits)
+    if user and await guard.blocked(session.conn.peer, user):
+        session.log.warning("imap_login_blocked", attempted=user[:100])  # type: ignore[attr-defined]
+        raise UserError("Too many failed logins, try again later", imap_code="UNAVAILABLE")
 
 
 def _logged_in(session: ImapSession, address: str) -> TaggedOk:
@@ -251,6 +264,7 @@ async def _failed(session: ImapSession, user: str) -> TaggedOk:
     instruments().auth_failures.labels("imap").inc()
     analytics.emit(FlowEvent(Kind.AUTH_FAILURE, time.time(), result="perm",
                              code="NO", reason="imap", source=session.conn.peer))
+    await LoginGuard(session.services.counters, session.limits).failed(session.conn.peer, user)
     delay = await session.services.counters.auth_failure(session.conn.peer)
     if delay > 0:
         await asyncio.sleep(delay)

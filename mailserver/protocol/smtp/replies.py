@@ -136,6 +136,8 @@ GREETING_BUSY = SmtpReply(421, "4.7.0", "Too many connections, try again later")
 SHUTTING_DOWN = SmtpReply(421, "4.3.2", "Service shutting down, try again later")
 IDLE_TIMEOUT = SmtpReply(421, "4.4.2", "Idle timeout, closing connection")
 AUTH_TOO_MANY = SmtpReply(421, "4.7.0", "Too many authentication failures, closing connection")
+#: Too many failed logins from this IP or for this account (counters/logins.py).
+LOGIN_BLOCKED = SmtpReply(421, "4.7.0", "Too many failed logins, try again later")
 AUTH_NOT_OFFERED = SmtpReply(502, "5.5.1", "AUTH is not available on this port")
 AUTH_NEEDS_TLS = SmtpReply(
     538, "5.7.11", "Encryption required for requested authentication mechanism"
