@@ -15,7 +15,7 @@ import ipaddress
 
 from mailserver.checks.stage import ACCEPT, CheckContext, RecipientFacts, Verdict, refuse
 from mailserver.config import Limits
-from mailserver.counters import Counters
+from mailserver.counters import Counters, host_of
 from mailserver.protocol.smtp import replies
 
 
@@ -66,7 +66,7 @@ class SenderRate:
         ip = ctx.peer_ip
         if ip in self.trusted:
             return ACCEPT
-        checks = tuple((w, limit, "msg:" + ip) for w, limit in self.message_checks)
+        checks = tuple((w, limit, "msg:" + host_of(ip)) for w, limit in self.message_checks)
         user = ctx.auth_user
         if user and self.account_limit:
             checks += (("day", self.account_limit, "acct:" + user.lower()),)
@@ -79,7 +79,7 @@ class SenderRate:
         ip = ctx.peer_ip
         if not self.rcpt_checks or ip in self.trusted:
             return ACCEPT
-        checks = tuple((w, limit, "rcpt:" + ip) for w, limit in self.rcpt_checks)
+        checks = tuple((w, limit, "rcpt:" + host_of(ip)) for w, limit in self.rcpt_checks)
         if not await self.counters.rate(checks):
             return refuse(replies.RECIPIENT_RATE, "recipient rate limit")
         return ACCEPT

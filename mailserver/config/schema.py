@@ -53,7 +53,8 @@ class Limits:
     max_connections: int = 2000  # per listener
     max_connections_per_ip: int = 100
     # New connections per minute (mox's ratelimit tiers as a guide), refused with
-    # 421 4.7.0 / IMAP BYE; network = IPv4 /24, IPv6 /64; 0 turns a limit off.
+    # 421 4.7.0 / IMAP BYE; an IP = an IPv4 address or an IPv6 /64, a network =
+    # IPv4 /24 or IPv6 /48 (counters.host_of/network_of); 0 turns a limit off.
     connections_per_minute_per_ip: int = 300
     connections_per_minute_per_network: int = 900
     # Per client IP (451 4.7.1 at MAIL / 452 4.5.3 at RCPT) and per authenticated

@@ -34,6 +34,7 @@ worker would multiply every limit by the number of workers.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import os
@@ -79,15 +80,31 @@ class Counters(Protocol):
         ...
 
 
+@functools.lru_cache(maxsize=4096)
+def host_of(ip: str) -> str:
+    """What counts as one client for the per-IP limits: an IPv4 address (/32),
+    or the IPv6 /64 it lies in (a host is routinely given a whole /64, RFC
+    7421, and could otherwise take a fresh address for every connection).
+    ``ip`` itself when it does not parse (a unix socket peer)."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if addr.version == 4:
+        return ip
+    return str(ipaddress.ip_network((addr, 64), strict=False))
+
+
+@functools.lru_cache(maxsize=4096)
 def network_of(ip: str) -> str:
-    """The network ``ip`` belongs to for rate limits: IPv4 /24, IPv6 /64 (mox's
-    masks for the first tier; a host rarely owns less).  ``ip`` itself when it
+    """The network ``ip`` belongs to for rate limits: IPv4 /24, IPv6 /48 (the
+    tier above ``host_of``: a site's usual allocation).  ``ip`` itself when it
     does not parse (a unix socket peer)."""
     try:
         addr = ipaddress.ip_address(ip)
     except ValueError:
         return ip
-    prefix = 24 if addr.version == 4 else 64
+    prefix = 24 if addr.version == 4 else 48
     return str(ipaddress.ip_network((addr, prefix), strict=False))
 
 
@@ -115,7 +132,7 @@ class ConnectionRate:
         net = "net:" + network_of(ip) if self.per_network else ""
         if net and table.peek(net, now) + n > self.per_network:
             return False
-        if self.per_ip and not table.count("ip:" + ip, now, self.per_ip, n):
+        if self.per_ip and not table.count("ip:" + host_of(ip), now, self.per_ip, n):
             return False
         if net:
             table.count(net, now, None, n)
@@ -150,7 +167,7 @@ class ConnectionRate:
             return room
         now = self._clock()
         if self.per_ip:
-            room = min(room, int(self.per_ip // 2 - self.table.peek("ip:" + ip, now)))
+            room = min(room, int(self.per_ip // 2 - self.table.peek("ip:" + host_of(ip), now)))
         if self.per_network:
             net = "net:" + network_of(ip)
             room = min(room, int(self.per_network // 2 - self.table.peek(net, now)))

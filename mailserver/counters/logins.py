@@ -23,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 
 from mailserver.config import Limits
-from mailserver.counters import Counters
+from mailserver.counters import Counters, host_of
 
 #: Rate-table key prefixes of the failure counts.
 IP_KEY = "authip:"
@@ -57,8 +57,9 @@ class LoginGuard:
         # One token of printable characters: the counter wire is a text line.
         account = "".join(c if c.isprintable() and not c.isspace() else "_"
                           for c in username.strip().lower()[:320])
-        out = [("minute", lim.auth_failures_per_minute_per_ip, IP_KEY + ip),
-               ("day", lim.auth_failures_per_day_per_ip, IP_KEY + ip)]
+        host = host_of(ip)
+        out = [("minute", lim.auth_failures_per_minute_per_ip, IP_KEY + host),
+               ("day", lim.auth_failures_per_day_per_ip, IP_KEY + host)]
         if account:
             out += [("minute", lim.auth_failures_per_minute_per_account, ACCOUNT_KEY + account),
                     ("day", lim.auth_failures_per_day_per_account, ACCOUNT_KEY + account)]

@@ -47,3 +47,21 @@ def test_spares_only_far_from_the_limits() -> None:
     assert [slots.acquire_many("t", "c", 10, 3, 4) for _ in range(4)] == [1, 1, 1, 0]
     assert slots.acquire_many("u", "d", 1, 1, 4) == 1
     assert slots.acquire_many("u", "e", 1, 1, 4) == 0
+
+
+def test_ipv6_clients_count_by_64_and_networks_by_48() -> None:
+    from mailserver.counters import ConnectionRate, host_of, network_of
+
+    assert host_of("192.0.2.7") == "192.0.2.7"
+    assert network_of("192.0.2.7") == "192.0.2.0/24"
+    assert host_of("2001:db8:1:2:aaaa::1") == "2001:db8:1:2::/64"
+    assert network_of("2001:db8:1:2:aaaa::1") == "2001:db8:1::/48"
+    assert host_of("not-an-ip") == network_of("not-an-ip") == "not-an-ip"
+    # A client hopping through the addresses of its /64 is one client.
+    rate = ConnectionRate(3, 100, clock=lambda: 1000.0)
+    admitted = [rate.admit(f"2001:db8:1:2::{n:x}") for n in range(1, 6)]
+    assert admitted == [True, True, True, False, False]
+    assert rate.admit("2001:db8:1:3::1")  # the next /64: another client
+    # ... and a /48 is one network.
+    net = ConnectionRate(0, 4, clock=lambda: 1000.0)
+    assert [net.admit(f"2001:db8:7:{n:x}::1") for n in range(6)] == [True] * 4 + [False] * 2
