@@ -34,7 +34,7 @@ from mailserver.auth.scram import ScramLogins
 from mailserver.checks import rules
 from mailserver.checks.authentication import SenderAuthentication
 from mailserver.checks.dmarc_log import DmarcLog
-from mailserver.checks.limits import SenderRate
+from mailserver.checks.limits import FirstTimeRecipients, SenderRate
 from mailserver.checks.stage import Pipeline
 from mailserver.config import Config, Listener, worker_count
 from mailserver.counters import STATE_FILE, Counters, LocalCounters
@@ -134,6 +134,8 @@ def build_stages(config: Config, listener: Listener, store: Store, *,
         rules.Relay(outbound=outbound),
         rules.KnownRecipient(),
     ]
+    if listener.protocol == "submission" and counters is not None:
+        stages.append(FirstTimeRecipients(store, counters, limits))
     if listener.protocol == "smtp":  # the MX: loops and verdicts (submission skips them)
         stages.append(rules.ReceivedLoop(config.checks.max_received))
         if authentication is not None:
@@ -198,6 +200,8 @@ def build_smtp_hooks(config: Config, *, store: Store, queue: QueueManager | None
             pipeline=Pipeline(stages, listener.name), directory=directory,
             authenticator=check_login, delivery=delivery, counters=counters, resolver=resolver,
             listener=listener.name, scram=scram,
+            sent_to=store if listener.protocol == "submission"
+            and config.limits.first_time_recipients_per_day else None,
         )
     return hooks
 

@@ -12,6 +12,7 @@ for recipients (RFC 5321 §4.5.3.1.10 lets a server defer recipients with
 from __future__ import annotations
 
 import ipaddress
+from typing import Protocol
 
 from mailserver.checks.stage import ACCEPT, CheckContext, RecipientFacts, Verdict, refuse
 from mailserver.config import Limits
@@ -82,4 +83,40 @@ class SenderRate:
         checks = tuple((w, limit, "rcpt:" + host_of(ip)) for w, limit in self.rcpt_checks)
         if not await self.counters.rate(checks):
             return refuse(replies.RECIPIENT_RATE, "recipient rate limit")
+        return ACCEPT
+
+
+class SentTo(Protocol):
+    """The store's memory of whom an account has sent to."""
+
+    def has_sent_to(self, account: str, recipient: str) -> bool:
+        """Whether ``account`` sent mail to ``recipient`` before."""
+        ...
+
+
+class FirstTimeRecipients:
+    """Remote recipients an authenticated account never sent to before, per
+    day (``limits.first_time_recipients_per_day``; 0: off): ``451 4.7.1`` at
+    RCPT past it.  A stolen password is used to mail strangers; the account's
+    own correspondents stay unlimited.  The marks are written after each
+    accepted message (``SmtpHooks``, ``Store.remember_sent``)."""
+
+    name = "first_time_recipients"
+
+    def __init__(self, store: SentTo, counters: Counters, limits: Limits) -> None:
+        self.store = store
+        self.counters = counters
+        self.limit = limits.first_time_recipients_per_day
+        self.trusted = TrustedNetworks(limits.trusted_networks)
+
+    async def check_rcpt(self, ctx: CheckContext, rcpt: RecipientFacts) -> Verdict:
+        """Count a recipient new to the account; refuse past the day's limit."""
+        user = ctx.auth_user
+        if not self.limit or not user or rcpt.local_domain or not rcpt.domain \
+                or ctx.peer_ip in self.trusted:
+            return ACCEPT
+        if self.store.has_sent_to(user, rcpt.address):
+            return ACCEPT
+        if not await self.counters.rate((("day", self.limit, "newrcpt:" + user.lower()),)):
+            return refuse(replies.FIRST_TIME_RATE, "first-time recipient limit")
         return ACCEPT

@@ -229,6 +229,7 @@ _LIMIT_CHECKS: dict[str, Check] = {
     "recipients_per_minute_per_ip": _at_least(0),
     "recipients_per_day_per_ip": _at_least(0),
     "account_messages_per_day": _at_least(0),
+    "first_time_recipients_per_day": _at_least(0),
     "max_auth_failures": _at_least(1),
     "shutdown_grace": _at_least(0),
     "auth_failure_delay": _at_least(0),

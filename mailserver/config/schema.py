@@ -64,6 +64,9 @@ class Limits:
     recipients_per_minute_per_ip: int = 500
     recipients_per_day_per_ip: int = 50000
     account_messages_per_day: int = 1000
+    # Recipients an authenticated account has never sent to before, per day
+    # (451 4.7.1 at RCPT): what a stolen password is used for.
+    first_time_recipients_per_day: int = 200
     # Clients in these networks (CIDRs) skip the rate limits above.
     trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     max_auth_failures: int = 3  # then the connection is closed

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
@@ -44,7 +44,7 @@ from mailserver.config import Config
 from mailserver.counters import Counters, LocalCounters
 from mailserver.counters.logins import LoginGuard
 from mailserver.delivery.interface import DeliveryTarget, LocalRecipient
-from mailserver.errors import UserError, smtp_reply
+from mailserver.errors import MailserverError, UserError, smtp_reply
 from mailserver.metrics import instruments
 from mailserver.protocol.dsn_params import MailDsn, RcptDsn
 from mailserver.protocol.line_endings import to_crlf
@@ -88,6 +88,18 @@ class RecipientStatus(Protocol):
     @property
     def forwards(self) -> tuple[str, ...]:
         """The remote addresses an alias forwards to."""
+        ...
+
+
+class SentToMemory(Protocol):
+    """Whom an account has sent to (``Store.has_sent_to``/``remember_sent``)."""
+
+    def has_sent_to(self, account: str, recipient: str) -> bool:
+        """Whether ``account`` sent mail to ``recipient`` before."""
+        ...
+
+    async def remember_sent(self, account: str, recipients: Sequence[str]) -> None:
+        """Mark ``recipients`` as sent to by ``account``."""
         ...
 
 
@@ -154,8 +166,12 @@ class SmtpHooks:
         resolver: Resolver | None = None,
         listener: str = "",
         scram: ScramLogins | None = None,
+        sent_to: SentToMemory | None = None,
     ) -> None:
         self.config = config
+        #: Whom each account has sent to (the first-time recipient limit);
+        #: None: not remembered.
+        self.sent_to = sent_to
         self.submission = submission
         self.pipeline = pipeline
         self.directory = directory
@@ -381,6 +397,14 @@ class SmtpHooks:
                 dlog.exception("delivery_failed", **fields, reply=reply.code)
             self._refused(server, _first_domain(envelope), reply, "delivery_failed")
             return str(reply)
+        user = server.auth_user
+        if self.sent_to is not None and user and envelope.remote_recipients:
+            new = [r for r in envelope.remote_recipients if not self.sent_to.has_sent_to(user, r)]
+            if new:  # the message is stored: a failure here only forgets the marks
+                try:
+                    await self.sent_to.remember_sent(user, new)
+                except MailserverError as exc:
+                    dlog.warning("sent_to_not_recorded", error=str(exc))
         # Accepted: ``delivered`` recipients are in their mailboxes, ``queued``
         # ones are in the outbound queue under this same queue_id.
         dlog.info("message_accepted", **fields, delivered=len(recipients),

@@ -8,11 +8,12 @@ by the lower-cased address.  The writes are requests of ``directory_writes.py``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from mailserver.errors import InvalidName
-from mailserver.store import codec, directory_writes, tx
+from mailserver.store import codec, directory_writes, keys, tx
 from mailserver.store.base import StoreBase
 from mailserver.store.model import Account, Alias, Domain, ScramKeys, decode_targets
 from mailserver.store.names import domain_of, normalize_address, normalize_domain
@@ -158,6 +159,20 @@ class DirectoryStore(StoreBase):
                 if dom is None or domain_of(address) == dom:
                     out.append(Alias(address, decode_targets(v)))
         return out
+
+    def has_sent_to(self, account: str, recipient: str) -> bool:
+        """Whether ``account`` has sent mail to ``recipient`` before (the
+        first-time recipient limit, ``checks/limits.py``)."""
+        key = keys.sent_to_key(account, recipient)
+        if len(key) > 511:
+            return False
+        with self._read() as txn:
+            return txn.get(key, db=self._dbs.meta) is not None
+
+    async def remember_sent(self, account: str, recipients: Sequence[str]) -> None:
+        """Mark ``recipients`` as sent to by ``account`` (one synced commit)."""
+        if recipients:
+            await self._writer.submit(directory_writes.remember_sent, account, list(recipients))
 
     def recipient_account(self, address: str) -> str | None:
         """The account a forward-path address delivers to, or ``None``.

@@ -96,6 +96,16 @@ def delete_account(ctx: WriteCtx, address: str) -> None:
             gone_subs.append(bytes(k))
     for k in gone_subs:
         txn.delete(k, db=dbs.meta)
+    sent = keys.sent_to_key(address, "")  # the prefix of its first-time marks
+    cur = txn.cursor(db=dbs.meta)
+    marks = []
+    if cur.set_range(sent):
+        for k in cur.iternext(values=False):
+            if not bytes(k).startswith(sent):
+                break
+            marks.append(bytes(k))
+    for k in marks:
+        txn.delete(k, db=dbs.meta)
     # Aliases lose the account as a target; those left without one go.
     changed = []
     for k, v in txn.cursor(db=dbs.aliases):
@@ -183,3 +193,12 @@ def delete_alias(ctx: WriteCtx, address: str) -> None:
     if not ctx.txn.delete(address.encode(), db=ctx.dbs.aliases):
         raise NotFound(f"no alias {address}")
 
+
+
+def remember_sent(ctx: WriteCtx, account: str, recipients: list[str]) -> None:
+    """Mark that ``account`` has sent mail to each of ``recipients`` (keys
+    over LMDB's 511-octet limit are skipped: such an address is always new)."""
+    for rcpt in recipients:
+        key = keys.sent_to_key(account, rcpt)
+        if len(key) <= 511:
+            ctx.txn.put(key, b"", db=ctx.dbs.meta)

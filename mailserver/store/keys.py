@@ -15,6 +15,8 @@ meta           b"gonesub\0" account NUL name                   b"": a subscripti
                                                                whose mailbox is gone
 meta           b"counts" mailbox id (u64)                       unseen, deleted,
                                                                deleted octets (3 u64)
+meta           b"sentto\0" account NUL recipient (lower-case)  b"": the account has
+                                                               sent to it (limits)
 domains        domain name (UTF-8, lower-case)                 b""
 accounts       address (lower-case)                            account record
 aliases        address or "@domain" (lower-case)               target address
@@ -149,6 +151,12 @@ def gone_sub_key(account: str, name: str) -> bytes:
     existing mailboxes stay a bit of their record.  Added after schema version
     1 without changing any layout: no key, no such subscription."""
     return _GONE_SUB + mbname_key(account, name)
+
+
+def sent_to_key(account: str, recipient: str) -> bytes:
+    """The mark that ``account`` has sent mail to ``recipient`` (both lower-cased;
+    first-time recipient limits, ``checks/limits.py``)."""
+    return b"sentto\0" + account.lower().encode() + b"\0" + recipient.lower().encode()
 
 
 def gone_sub_prefix(account: str) -> bytes:

@@ -158,6 +158,7 @@ TOO_MANY_RCPTS = SmtpReply(452, "4.5.3", "Too many recipients")
 #: Rate limits (issue 11 §3; RFC 3463 4.7.1 "delivery not authorized", temporary).
 MESSAGE_RATE = SmtpReply(451, "4.7.1", "Too many messages, try again later")
 RECIPIENT_RATE = SmtpReply(452, "4.5.3", "Too many recipients lately, try again later")
+FIRST_TIME_RATE = SmtpReply(451, "4.7.1", "Too many new recipients today, try again later")
 NO_OUTBOUND = SmtpReply(
     451, "4.3.0", "Remote delivery is not available yet (no outbound queue), try again later"
 )
