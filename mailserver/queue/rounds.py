@@ -48,6 +48,7 @@ from mailserver.queue.model import QueuedMessage, Recipient
 from mailserver.queue.outcome import Action, Outcome, RcptResult, decide
 from mailserver.queue.requiretls import TlsDemand
 from mailserver.queue.settings import OutboundSettings
+from mailserver.queue.throttle import DestinationThrottle
 from mailserver.store.store import Store
 
 log = structlog.get_logger("mailserver.queue")
@@ -102,7 +103,8 @@ class DeliveryRounds:
         self._clock = clock
         self._rng = rng
         self._total = asyncio.Semaphore(settings.max_connections)
-        self._per_domain: dict[str, asyncio.Semaphore] = {}
+        #: Sessions per destination, halved and paused when it says 421/4.7.x.
+        self.throttle = DestinationThrottle(settings.max_connections_per_domain)
         self._pool = new_pool(settings)
 
     async def close(self) -> None:
@@ -181,17 +183,28 @@ class DeliveryRounds:
         self, domain: str, rcpts: list[str], reverse_path: str, message: bytes,
         request: DsnRequest | None, tls: TlsDemand, blog: Any, queued_at: float = 0.0,
     ) -> list[RcptResult]:
-        sem = self._per_domain.get(domain)
-        if sem is None:
-            sem = self._per_domain[domain] = asyncio.Semaphore(
-                self.settings.max_connections_per_domain
-            )
-        async with sem, self._total:
-            started = time.perf_counter()
-            results = await deliver_domain(
-                self.settings, self._resolver, domain, reverse_path, rcpts, message,
-                pool=self._pool, dsn=request, log=blog, tls=tls,
-            )
+        throttle = self.throttle
+        wait = throttle.paused(domain)
+        if wait > 0:  # it asked us to slow down: no session until the pause ends
+            blog.info("delivery_paused", domain=domain, seconds=int(wait))
+            reply = (f"451 4.4.5 {domain} asked us to slow down; "
+                     f"not tried for another {int(wait) + 1} s")
+            return [RcptResult(r, Outcome.TEMPORARY, reply) for r in rcpts]
+        await throttle.acquire(domain)
+        results: list[RcptResult] = []
+        try:
+            async with self._total:
+                started = time.perf_counter()
+                results = await deliver_domain(
+                    self.settings, self._resolver, domain, reverse_path, rcpts, message,
+                    pool=self._pool, dsn=request, log=blog, tls=tls,
+                )
+        finally:
+            await throttle.release(domain, [r.reply for r in results],
+                                   any(r.outcome is Outcome.DELIVERED for r in results))
+        if throttle.paused(domain):
+            blog.warning("destination_throttled", domain=domain,
+                         sessions=throttle.limit(domain), pause_s=int(throttle.paused(domain)))
         m = instruments()
         m.outbound_attempt_seconds.observe(time.perf_counter() - started)
         for result in results:

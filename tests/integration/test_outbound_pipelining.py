@@ -184,3 +184,23 @@ def test_reply_parser_refuses_malformed_or_endless_replies(bad: bytes) -> None:
     p.feed(bad)
     with pytest.raises(NextHopReplyError):
         _drain(p)
+
+
+async def test_a_destination_that_says_slow_down_is_paused(env: OutboundEnv) -> None:
+    """421 4.7.x from the receiver: the domain's sessions are halved and it is
+    paused; a message due meanwhile is deferred without a connection."""
+    env.rx.rcpt_replies["busy@dest.test"] = "421 4.7.28 Unusual rate of mail, slow down"
+    mgr = await env.manager()
+    first = await mgr.enqueue(SENDER, ["busy@dest.test"], message("first"))
+    await mgr.wait_rounds(1)
+    entry = await queued_or_none(env.admin, first)
+    assert entry is not None and entry.recipients[0].last_error.startswith("421 4.7.28")
+    throttle = mgr._rounds.throttle
+    assert throttle.paused("dest.test") > 0 and throttle.limit("dest.test") == 1
+    connections = env.rx.connections
+    second = await mgr.enqueue(SENDER, ["bob@dest.test"], message("second"))
+    await mgr.wait_rounds(2)
+    entry = await queued_or_none(env.admin, second)
+    assert entry is not None
+    assert entry.recipients[0].last_error.startswith("451 4.4.5 dest.test asked us to slow down")
+    assert env.rx.connections == connections  # not contacted while paused
