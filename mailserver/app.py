@@ -34,6 +34,7 @@ from mailserver.auth.scram import ScramLogins
 from mailserver.checks import rules
 from mailserver.checks.authentication import SenderAuthentication
 from mailserver.checks.dmarc_log import DmarcLog
+from mailserver.checks.dnsbl import DnsblCheck
 from mailserver.checks.limits import FirstTimeRecipients, SenderRate
 from mailserver.checks.stage import Pipeline
 from mailserver.config import Config, Listener, worker_count
@@ -112,7 +113,8 @@ def build_queue(config: Config, store: Store, resolver: Resolver,
 
 def build_stages(config: Config, listener: Listener, store: Store, *,
                  outbound: bool, authentication: object | None = None,
-                 counters: Counters | None = None) -> list[object]:
+                 counters: Counters | None = None,
+                 resolver: Resolver | None = None) -> list[object]:
     """The check stages of ``listener`` (``mailserver.checks``), in order.
 
     ``outbound``: remote recipients can be queued (a queue exists).  The order
@@ -120,6 +122,7 @@ def build_stages(config: Config, listener: Listener, store: Store, *,
     ``authentication``: the smtp listeners' shared sender-authentication stage
     (SPF, DKIM, ARC, DMARC; None: ``checks.verify`` is off).  ``counters``: where
     message and recipient rates are counted (None: no rate stage).
+    ``resolver``: for the DNSBL stage (None: none, whatever the configuration).
     """
     limits = config.limits
     stages: list[object] = [rules.PathSyntax()]
@@ -136,6 +139,11 @@ def build_stages(config: Config, listener: Listener, store: Store, *,
     ]
     if listener.protocol == "submission" and counters is not None:
         stages.append(FirstTimeRecipients(store, counters, limits))
+    checks = config.checks
+    if listener.protocol == "smtp" and resolver is not None and (
+            checks.dnsbl_reject or checks.dnsbl_mark):
+        stages.append(DnsblCheck(resolver, reject=checks.dnsbl_reject, mark=checks.dnsbl_mark,
+                                 trusted=limits.trusted_networks))
     if listener.protocol == "smtp":  # the MX: loops and verdicts (submission skips them)
         stages.append(rules.ReceivedLoop(config.checks.max_received))
         if authentication is not None:
@@ -194,7 +202,8 @@ def build_smtp_hooks(config: Config, *, store: Store, queue: QueueManager | None
         if listener.protocol not in ("smtp", "submission"):
             continue
         stages = build_stages(config, listener, store, outbound=queue is not None,
-                              authentication=authentication, counters=counters)
+                              authentication=authentication, counters=counters,
+                              resolver=resolver)
         hooks[listener.name] = SmtpHooks(
             config=config, submission=listener.protocol == "submission",
             pipeline=Pipeline(stages, listener.name), directory=directory,

@@ -36,6 +36,9 @@ class ChecksSettings:
     ``postmaster``: the account that ``postmaster`` and ``postmaster@`` each
     local domain reach (RFC 5321 §4.5.1) when no account or alias of that name
     exists; "" means the first account (by address) of the first domain.
+    ``dnsbl_reject`` / ``dnsbl_mark``: DNS blocklist zones (RFC 5782) whose
+    listing refuses the client (``550 5.7.1`` at RCPT) or marks its message
+    (``X-DNSBL``); empty: no lookups (``checks/dnsbl.py``).
     """
 
     verify: bool = False
@@ -47,10 +50,13 @@ class ChecksSettings:
     timeout: float = 30.0
     max_received: int = 100
     postmaster: str = ""
+    dnsbl_reject: tuple[str, ...] = ()
+    dnsbl_mark: tuple[str, ...] = ()
 
 
 CHECKS_KEYS = ("verify", "dkim_max_signatures", "dmarc_enforce", "dmarc_override", "temperror",
-               "arc_trusted_sealers", "timeout", "max_received", "postmaster")
+               "arc_trusted_sealers", "timeout", "max_received", "postmaster", "dnsbl_reject",
+               "dnsbl_mark")
 
 
 def parse_checks(table: Any, v: Any, domain: Callable[[Any, str], str]) -> ChecksSettings:
@@ -78,12 +84,12 @@ def parse_checks(table: Any, v: Any, domain: Callable[[Any, str], str]) -> Check
             raise v.fail("checks.temperror", "must be one of "
                          + ", ".join(repr(m) for m in TEMPERROR_MODES))
         kwargs["temperror"] = mode
-    if "arc_trusted_sealers" in table:
-        value = table["arc_trusted_sealers"]
-        if not isinstance(value, list):
-            raise v.fail("checks.arc_trusted_sealers", "must be a list of domain names")
-        kwargs["arc_trusted_sealers"] = tuple(
-            domain(d, f"checks.arc_trusted_sealers[{i}]") for i, d in enumerate(value))
+    for key in ("arc_trusted_sealers", "dnsbl_reject", "dnsbl_mark"):
+        if key in table:
+            value = table[key]
+            if not isinstance(value, list):
+                raise v.fail(f"checks.{key}", "must be a list of domain names")
+            kwargs[key] = tuple(domain(d, f"checks.{key}[{i}]") for i, d in enumerate(value))
     if "dmarc_override" in table:
         value = table["dmarc_override"]
         v.only(value, "checks.dmarc_override.", list(value) if isinstance(value, Mapping) else [])
