@@ -202,6 +202,8 @@ async def run(args: argparse.Namespace, work: Path, report: Report) -> None:
         await part7(report, work, q, args.reference, args.workers, args.storm_seconds)
     if 10 in sel:
         await part10(report, work, rounds, q, args.workers)
+    if 11 in sel:
+        await part11(report, work, rounds, q, args.workers)
     if 9 in sel:  # not in the default parts: it kills the daemon (issue 12 §4)
         await part9(report, work, args.soak_seconds or (5.0 if q else 90.0), args.workers)
 
@@ -231,6 +233,50 @@ async def part10(report: Report, work: Path, rounds: int, quick: bool, workers: 
     report.add(f"{label} analytics off", off, None, "msg/s")
     report.add(f"{label} analytics cost", (1 - on / off) * 100 if off else None, None, "%",
                "target < 5 %")
+    report.add(f"{label} CPU/msg on/off", _med(res[True], "cpu_ms_per_msg"),
+               _med(res[False], "cpu_ms_per_msg"), "ms")
+
+
+async def part11(report: Report, work: Path, rounds: int, quick: bool, workers: int) -> None:
+    """Ingress with every check on (SPF for MAIL FROM and HELO, DKIM, ARC,
+    DMARC, Authentication-Results) against the same with them off (issue 11
+    §4): a loopback DNS server (tests/support/dnsserver.py) that answers at
+    once serves the sender's SPF and DMARC records; rounds alternate.  The
+    target is checks on >= 2x Postfix's rate (which runs no checks; part 1
+    measures it, so ``--parts 1,11`` reports the ratio)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from support.dnsserver import DnsServer
+
+    dns = DnsServer()
+    dns.start()
+    dns.add("example.net", "TXT", "v=spf1 ip4:127.0.0.0/8 -all")
+    dns.add("_dmarc.example.net", "TXT", "v=DMARC1; p=reject")
+    sessions, size, count = 20, 4096, 40 if quick else 2000
+    res: dict[bool, list[dict]] = {True: [], False: []}
+    try:
+        for r in range(rounds):
+            for on in (True, False) if r % 2 == 0 else (False, True):
+                d = Ours(work / f"ours-checks-{on}")
+                d.workers = workers
+                d.extra = (f"[checks]\nverify = {'true' if on else 'false'}\n"
+                           f"[dns]\nresolver_address = \"{dns.address}\"\n"
+                           f"resolver_port = {dns.port}\n")
+                await d.add_users([ALICE])
+                d.start()
+                try:
+                    counter = parts.ImapCounter(d.port("imap"))
+                    t = parts.Target("ours", d.port("smtp"), d.port("imap"),
+                                     lambda d=d: d.pids, counter)  # type: ignore[misc]
+                    res[on].append(await parts.ingress_once(t, sessions, size, count))
+                    await counter.close()
+                finally:
+                    d.stop()
+    finally:
+        dns.stop()
+    on, off = _med(res[True], "rate"), _med(res[False], "rate")
+    label = f"[11] ingress {sessions} sess {size // 1024} KB"
+    report.add(f"{label} checks on", on, None, "msg/s", f"{count} msgs x {rounds}")
+    report.add(f"{label} checks off", off, None, "msg/s")
     report.add(f"{label} CPU/msg on/off", _med(res[True], "cpu_ms_per_msg"),
                _med(res[False], "cpu_ms_per_msg"), "ms")
 
@@ -447,7 +493,7 @@ async def part6(report: Report, work: Path, count: int, rounds: int,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny counts (seconds, for the smoke test)")
-    ap.add_argument("--parts", default="1,2,3,4,5,6,7,10",
+    ap.add_argument("--parts", default="1,2,3,4,5,6,7,10,11",
                     help="comma-separated part numbers")
     ap.add_argument("--rounds", type=int, default=0, help="rounds per figure (median)")
     ap.add_argument("--no-reference", dest="reference", action="store_false",

@@ -64,6 +64,8 @@ class Ours:
         self.data_dir = data_dir or workdir / "data"
         self.workers = 1  # the ``workers`` setting (0: one per core); set before start()
         self.analytics = True  # [analytics] enabled (part 10 measures both)
+        #: More TOML after the generated tables (part 11: [checks] and [dns]).
+        self.extra = ""
         #: The [auth] table (None: the shipped defaults, production cost).
         #: The default matches the cheap hashes ``add_users`` makes, so no
         #: login rehashes them to the production cost.
@@ -115,7 +117,7 @@ format = "json"
 level = "info"
 [analytics]
 enabled = {"true" if self.analytics else "false"}
-""" + (f"[auth]\n{self.auth}\n" if self.auth else ""))
+""" + (f"[auth]\n{self.auth}\n" if self.auth else "") + self.extra)
         return path
 
     def _drain(self) -> None:
