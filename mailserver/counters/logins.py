@@ -24,6 +24,7 @@ import ipaddress
 
 from mailserver.config import Limits
 from mailserver.counters import Counters, host_of
+from mailserver.metrics import instruments
 
 #: Rate-table key prefixes of the failure counts.
 IP_KEY = "authip:"
@@ -73,7 +74,10 @@ class LoginGuard:
         checks = tuple((w, limit - 1, key) for w, limit, key in self._keys(ip, username))
         # n = 0 counts nothing: "would 0 more pass limit - 1", i.e. are there
         # already ``limit`` failures.
-        return bool(checks) and not await self.counters.rate(checks, 0)
+        blocked = bool(checks) and not await self.counters.rate(checks, 0)
+        if blocked:
+            instruments().limit_hits.labels("auth_failures").inc()
+        return blocked
 
     async def failed(self, ip: str, username: str) -> None:
         """Count one failed login of ``username`` from ``ip``."""

@@ -93,6 +93,12 @@ class Instruments:
         self.auth_failures = Counter(
             "mailserver_auth_failures", "Failed logins (SMTP AUTH, IMAP LOGIN/AUTHENTICATE).",
             ["protocol"], registry=r)
+        self.limit_hits = Counter(
+            "mailserver_limit_hits", "Logins refused by the failed-login limits "
+            "(limit=auth_failures; the connection, message and recipient limits are "
+            "mailserver_connections_total{outcome=\"refused\"} and the sender_rate and "
+            "first_time_recipients stages of mailserver_smtp_check_verdicts_total).",
+            ["limit"], registry=r)
         self.local_deliveries = Counter(
             "mailserver_local_deliveries", "Messages stored in a local mailbox (one per "
             "account reached).", registry=r)
