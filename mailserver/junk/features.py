@@ -79,7 +79,7 @@ def html_text(html: str) -> str:
         parser.close()
     except Exception:  # html.parser is lenient; anything else: what it got so far
         pass
-    return " ".join(parts for parts in parser.parts)
+    return " ".join(" ".join(parser.parts).split())
 
 
 def _payload(part: Message) -> str:
