@@ -45,6 +45,7 @@ from mailserver.delivery.postmaster import PostmasterDirectory
 from mailserver.delivery.route import RoutedDelivery, deliver_report
 from mailserver.dkim.keys import DkimKey, DkimKeyring
 from mailserver.dns.resolver import DnsPythonResolver, Resolver
+from mailserver.junk.filter import JunkFilter
 from mailserver.listeners.kinds import start_listener
 from mailserver.protocol.dsn_params import RcptDsn
 from mailserver.protocol.mime.facts import prepare_casemap
@@ -187,7 +188,9 @@ def build_smtp_hooks(config: Config, *, store: Store, queue: QueueManager | None
                           None if queue is None else queue.enqueue,
                           keys_for or (lambda domain: ()), config.hostname)
     delivery = RoutedDelivery(store, queue, make_report=delivered_report,
-                              reporting_mta=config.hostname, forwarder=forwarder)
+                              reporting_mta=config.hostname, forwarder=forwarder,
+                              junk=JunkFilter(store, config.junk) if config.junk.enabled
+                              else None)
     check_login = authenticator.authenticate
 
     # One stage (and thread pool) for every smtp listener.
@@ -383,6 +386,8 @@ class App:
                                                                  scram=scram,
                                                                  keys_for=self.keyring.keys_for))
             self.services.admin = self.admin()  # the http listener's /api/v1
+            if cfg.junk.enabled:  # IMAP's Junk moves train it
+                self.services.junk = JunkFilter(store, cfg.junk)
             self.services.flow = self._start_flow(counters)
             self._flusher = asyncio.create_task(_flush_metrics(), name="metrics-flush")
             for listener in cfg.listeners:

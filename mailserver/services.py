@@ -65,6 +65,9 @@ class Services:
     #: Mail-flow statistics and events for the API (``analytics.remote.FlowSource``:
     #: this process's hub, or the supervisor's).  None: analytics off.
     flow: Any = None
+    #: The junk filter (``junk.filter.JunkFilter``) IMAP trains from users'
+    #: Junk moves; None: ``[junk] enabled = false``.
+    junk: Any = None
 
     def __post_init__(self) -> None:
         if self.counters is None:

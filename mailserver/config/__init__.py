@@ -24,6 +24,7 @@ from mailserver.config.schema import (
     AuthSettings,
     Config,
     DkimSettings,
+    JunkSettings,
     Limits,
     Listener,
     LogSettings,
@@ -35,6 +36,7 @@ from mailserver.errors import ConfigError
 
 __all__ = [
     "AnalyticsSettings",
+    "JunkSettings",
     "AuthSettings",
     "DEV_LISTENERS",
     "DKIM_ALGORITHMS",

@@ -29,6 +29,7 @@ from mailserver.config.schema import (
     AuthSettings,
     Config,
     DkimSettings,
+    JunkSettings,
     Limits,
     Listener,
     LogSettings,
@@ -149,6 +150,8 @@ def parse(data: Mapping[str, Any], source: Path | None) -> Config:
                                         _ANALYTICS_CHECKS)
     if "checks" in data:
         kwargs["checks"] = parse_checks(data["checks"], v, v.domain)
+    if "junk" in data:
+        kwargs["junk"] = v.section(data["junk"], "junk", JunkSettings, _JUNK_CHECKS)
     # The queue greets with our hostname (RFC 5321 §4.1.1.1 EHLO) and asks the
     # [dns] resolver: both live in OutboundSettings, filled in here.
     outbound = v.outbound(data.get("outbound", {}))
@@ -166,7 +169,8 @@ def with_data_dir(config: Config, data_dir: Path) -> Config:
 # -- validation helpers ------------------------------------------------------------
 
 _TOP_KEYS = ("hostname", "data_dir", "domains", "demo_account", "workers", "listeners", "limits",
-             "tls", "log", "store", "outbound", "dns", "dkim", "auth", "checks", "analytics")
+             "tls", "log", "store", "outbound", "dns", "dkim", "auth", "checks", "analytics",
+             "junk")
 _OUTBOUND_KEYS = ("smtp_port", "connect_timeout", "command_timeout", "backoff", "jitter",
                   "max_age", "max_connections", "max_connections_per_domain", "require_tls",
                   "delay_warning", "reuse_idle", "smart_host", "ca_file")
@@ -206,6 +210,10 @@ def _one_of(choices: tuple[str, ...]) -> Check:
 _ANALYTICS_CHECKS: dict[str, Check] = {
     "retention_days": lambda x: None if x >= 1 else "must be at least 1",
     "raw_days": lambda x: None if x >= 1 else "must be at least 1",
+}
+_JUNK_CHECKS: dict[str, Check] = {
+    "threshold": lambda x: None if 0 < x <= 1 else "must be more than 0 and at most 1",
+    "min_own_samples": lambda x: None if x >= 0 else "must be at least 0",
 }
 _LIMIT_CHECKS: dict[str, Check] = {
     "max_message_size": _at_least(1024),

@@ -162,6 +162,19 @@ class AnalyticsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class JunkSettings:
+    """The ``[junk]`` table (``junk/filter.py``): ``enabled`` (score mail of
+    the smtp listeners), ``threshold`` (a score at or above it is junk; 0.8
+    was chosen on the SpamAssassin corpus, bench/RESULTS-junk.md),
+    ``min_own_samples`` (trained messages before an account's own model
+    counts; until then the global model decides)."""
+
+    enabled: bool = True
+    threshold: float = 0.8
+    min_own_samples: int = 50
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration; ``loading.load`` builds it from TOML (defaults here)."""
 
@@ -184,6 +197,7 @@ class Config:
     #: Sender authentication (SPF, DKIM, DMARC, ARC), loops, postmaster.
     checks: ChecksSettings = field(default_factory=ChecksSettings)
     analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
+    junk: JunkSettings = field(default_factory=JunkSettings)
     source: Path | None = None  # the file it was read from, for messages
 
 

@@ -50,11 +50,13 @@ class Delivery(Protocol):
         ...
 
     async def commit(self, blob: bytes, *, queue_id: str, internal_date: int, tz_offset: int,
-                     quarantine: bool = False) -> str | None:
+                     quarantine: bool = False, score_junk: bool = False) -> str | None:
         """Store and queue ``blob`` durably; returns the outbound queue's id (None: no
         remote recipients).  ``queue_id``: the message's id in our logs and trace
         fields; ``internal_date`` POSIX seconds; ``tz_offset`` minutes east of UTC;
-        ``quarantine``: a stage asked to keep it away from the inbox.  Raises
+        ``quarantine``: a stage asked to keep it away from the inbox;
+        ``score_junk``: the junk filter scores the local copies (mail from the
+        MX, not submissions).  Raises
         ``MailserverError`` (mapped to a reply); then nothing local was stored."""
         ...
 

@@ -23,6 +23,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import structlog
 
 from mailserver.delivery.interface import LocalRecipient, LocalStore
 from mailserver.errors import MailboxNotFound
@@ -34,6 +37,11 @@ from mailserver.protocol.mime.cost import (  # noqa: F401 (INLINE_*: importable 
     message_facts,
 )
 from mailserver.store.model import MessageRecord, NewMessage
+
+if TYPE_CHECKING:
+    from mailserver.junk.filter import JunkFilter
+
+log = structlog.get_logger("mailserver.delivery")
 
 INBOX = "INBOX"
 #: Where quarantined mail goes (a default mailbox of every account, special-use
@@ -75,6 +83,7 @@ async def deliver_local(
     internal_date: int,
     tz_offset: int,
     quarantine: bool = False,
+    junk: JunkFilter | None = None,
 ) -> list[MessageRecord]:
     """Deliver ``blob`` to every recipient's INBOX in one synced store transaction.
 
@@ -82,6 +91,10 @@ async def deliver_local(
     ``quarantine``: into each recipient's Junk mailbox with the ``$Junk``
     keyword instead (a DMARC quarantine, RFC 7489 §6.3); an account whose
     Junk mailbox was deleted gets it in INBOX, still marked ``$Junk``.
+    ``junk``: score the message for each account (``junk/filter.py``; once
+    the model has learnt anything): its copy gets ``X-Spam-Status``/
+    ``X-Spam-Score`` and, at or above the threshold, goes to that account's
+    Junk with ``$Junk``.
     Returns one record per distinct account, in recipient order.  Raises what
     ``Store.deliver`` raises (``QuotaExceeded``, ``MailboxNotFound``, server
     faults); then nothing was stored.
@@ -94,6 +107,17 @@ async def deliver_local(
         )
         for r in unique_accounts(recipients)
     ]
+    if junk is not None and junk.trained():
+        feats = await junk.features_of(blob)
+        scored = []
+        for t in targets:
+            v = junk.verdict(t.account, feats)
+            log.info("junk_scored", account=t.account, score=round(v.score.value, 3),
+                     junk=v.junk, features=[f for f, _ in v.score.top[:5]])
+            if v.junk:
+                t = dataclasses.replace(t, mailbox=JUNK, flags=t.flags | {JUNK_KEYWORD})
+            scored.append(dataclasses.replace(t, prefix=t.prefix + v.fields()))
+        targets = scored
     # MIME parsing of a big message would stall every other connection: off the loop.
     if cheap_to_analyze(blob):
         facts = message_facts(blob)
@@ -104,10 +128,10 @@ async def deliver_local(
             targets, blob, facts, internal_date=internal_date, tz_offset=tz_offset
         )
     except MailboxNotFound:
-        if not quarantine:
+        if not any(t.mailbox == JUNK for t in targets):
             raise
         # Some recipient has no Junk mailbox: all-or-nothing, so all get INBOX + $Junk.
-        targets = [dataclasses.replace(t, mailbox=INBOX) for t in targets]
+        targets = [dataclasses.replace(t, mailbox=INBOX) for t in targets]  # $Junk kept
         records = await store.deliver(
             targets, blob, facts, internal_date=internal_date, tz_offset=tz_offset
         )

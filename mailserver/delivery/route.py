@@ -48,6 +48,7 @@ from mailserver.delivery.local import deliver_local
 
 if TYPE_CHECKING:
     from mailserver.delivery.forward import Forwarder
+    from mailserver.junk.filter import JunkFilter
 from mailserver.errors import AccountNotFound, MailserverError
 from mailserver.protocol.dsn_params import SUCCESS, DsnRequest, MailDsn, RcptDsn
 
@@ -62,16 +63,17 @@ class RoutedDelivery:
     ``reporting_mta``: our host name in those reports.
     """
 
-    __slots__ = ("store", "queue", "make_report", "reporting_mta", "forwarder")
+    __slots__ = ("store", "queue", "make_report", "reporting_mta", "forwarder", "junk")
 
     def __init__(self, store: LocalStore, queue: Outbound | None, *,
                  make_report: DeliveredReport | None, reporting_mta: str,
-                 forwarder: Forwarder | None = None) -> None:
+                 forwarder: Forwarder | None = None, junk: JunkFilter | None = None) -> None:
         self.store = store
         self.queue = queue
         self.make_report = make_report
         self.reporting_mta = reporting_mta
         self.forwarder = forwarder  # an alias's remote copies (None: refused at commit)
+        self.junk = junk  # scores local copies of mail from the MX (None: off)
 
     @property
     def outbound(self) -> bool:
@@ -113,7 +115,7 @@ class _Routed:
             self.rcpt_dsn.setdefault(forward_path, dsn)
 
     async def commit(self, blob: bytes, *, queue_id: str, internal_date: int, tz_offset: int,
-                     quarantine: bool = False) -> str | None:
+                     quarantine: bool = False, score_junk: bool = False) -> str | None:
         # queue_id: the message's one id (250 reply, Received:, the outbound
         # queue record, every log line); returned when remote recipients were
         # queued, else None.  quarantine: local copies go to Junk with
@@ -127,6 +129,7 @@ class _Routed:
             remote=self.remote, blob=blob, internal_date=internal_date, tz_offset=tz_offset,
             dsn=dsn, reporting_mta=target.reporting_mta, make_report=target.make_report,
             queue_id=queue_id, quarantine=quarantine, requiretls=self.requiretls,
+            junk=target.junk if score_junk else None,
         )
         if self.forwards:
             # After the local copies and the queue, as a remote recipient's copy
@@ -164,6 +167,7 @@ async def route_message(
     make_report: DeliveredReport | None = None,
     quarantine: bool = False,
     requiretls: bool = False,
+    junk: JunkFilter | None = None,
 ) -> str | None:
     """Deliver ``blob`` to ``local`` (one synced commit), then queue it for ``remote``.
 
@@ -185,6 +189,7 @@ async def route_message(
         await deliver_local(
             store, reverse_path=reverse_path, recipients=local, blob=blob,
             internal_date=internal_date, tz_offset=tz_offset, quarantine=quarantine,
+            junk=junk,
         )
         if dsn is not None and reverse_path and make_report is not None:
             await _report_delivered(store, queue, reverse_path, local, blob, dsn,

@@ -387,6 +387,7 @@ class SmtpHooks:
                 internal_date=int(now.timestamp()),
                 tz_offset=int((now.utcoffset() or dt.timedelta()).total_seconds() // 60),
                 quarantine=outcome.quarantine,
+                score_junk=not self.submission,
             )
         except Exception as exc:  # mapped in one place; our faults get a traceback
             delivery.abort()

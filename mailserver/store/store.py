@@ -33,6 +33,7 @@ from mailserver.store import queue as queue_db
 from mailserver.store.base import content_address
 from mailserver.store.directory import DirectoryStore, RecipientStatus
 from mailserver.store.feed import ChangeFeed
+from mailserver.store.junk_store import JunkStore
 from mailserver.store.kv import DATA_FILE, Dbs, open_env
 from mailserver.store.mailbox_store import MailboxStore
 from mailserver.store.message_store import MessageStore
@@ -49,7 +50,7 @@ __all__ = ["RecipientStatus", "Store"]
 FILL_WATCH_INTERVAL = 30.0
 
 
-class Store(DirectoryStore, MailboxStore, MessageStore):
+class Store(DirectoryStore, MailboxStore, MessageStore, JunkStore):
     """An open LMDB environment under ``data_dir / "store"``.
 
     One ``Store`` per process; several processes may open the same directory

@@ -16,6 +16,7 @@ from mailserver.config import (
     Config,
     ConfigError,
     DkimSettings,
+    JunkSettings,
     Limits,
     Listener,
     LogSettings,
@@ -150,18 +151,18 @@ def test_shipped_dev_config_equals_builtin() -> None:
 def test_shipped_dev_config_documents_every_key() -> None:
     text = DEV_CONF.read_text("utf-8")
     for cls in (Limits, LogSettings, StoreSettings, TlsSettings, AuthSettings,
-                AnalyticsSettings):
+                AnalyticsSettings, JunkSettings):
         for f in dataclasses.fields(cls):
             assert f"{f.name} =" in text, f"conf/mailserver.toml does not document {f.name}"
     for f in dataclasses.fields(Config):
         if f.name not in ("source", "listeners", "limits", "tls", "log", "store", "outbound",
-                          "dkim", "auth", "checks", "analytics"):
+                          "dkim", "auth", "checks", "analytics", "junk"):
             assert f"{f.name} =" in text, f"conf/mailserver.toml does not document {f.name}"
     # And the documented values are the defaults, except those marked dev.
     cfg = load(DEV_CONF)
     assert cfg.limits == Limits() and cfg.log == LogSettings() and cfg.store == StoreSettings()
     assert cfg.auth == AuthSettings()
-    assert cfg.analytics == AnalyticsSettings()
+    assert cfg.analytics == AnalyticsSettings() and cfg.junk == JunkSettings()
     # [outbound], [outbound.smart_host], [dns] and [dkim]: OutboundSettings minus
     # hostname (the top-level one), with the resolver fields under [dns].
     renamed = {"dns_timeout": "timeout"}

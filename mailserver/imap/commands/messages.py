@@ -15,7 +15,7 @@ content is needed) and keeps the view's flag cache right.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from mailserver.errors import Cannot, MailboxNotFound, ProtocolSyntaxError, UserError
@@ -378,6 +378,10 @@ async def store(session: ImapSession, cmd: Command) -> TaggedOk | None:
         view.took_own_flags(span, updated)
     refused = set(failed)
     fresh = {r.uid: r for r in updated}
+    if args.mode in ("add", "set") and updated:  # $Junk / $NotJunk set: the user's verdict
+        lowered = {f.lower() for f in flags}
+        if _JUNK_FLAG in lowered or _NOT_JUNK_FLAG in lowered:
+            _train_records(session, updated, _JUNK_FLAG in lowered)
     # RFC 3501 §7.2.6: a new keyword is announced before a FETCH shows it
     # (and before a later FETCH would, after .SILENT).
     for line in view.announce(r.flags for r in updated):
@@ -409,6 +413,42 @@ async def store(session: ImapSession, cmd: Command) -> TaggedOk | None:
 # ------------------------------------------------------------- COPY, MOVE
 
 
+_JUNK_FLAG, _NOT_JUNK_FLAG = "$junk", "$notjunk"
+
+
+def _train_records(session: ImapSession, recs: Sequence[MessageRecord], spam: bool) -> None:
+    """Hand ``recs`` to the junk filter's training (``junk/filter.py``), if on."""
+    junk = getattr(session.services, "junk", None)
+    if junk is None or not recs or session.user is None:
+        return
+    store = session.store
+    junk.train_soon(session.user, [(r.blob_id, lambda r=r: store.get_blob(r.blob_id))
+                                   for r in recs], spam)
+
+
+def _junk_training(session: ImapSession, view: SelectedMailbox,
+                   pairs: Sequence[tuple[int, int]], dest: str,
+                   move: bool) -> Callable[[], None] | None:
+    """What a COPY/MOVE teaches the junk filter (issue #16 §1): into Junk is
+    spam; moved out of Junk into anything but Trash is ham.  Returns the
+    training to start once the transfer is committed, or None."""
+    if getattr(session.services, "junk", None) is None or session.user is None:
+        return None
+    try:
+        target = session.store.get_mailbox(session.user, dest).special_use
+        source = session.store.get_mailbox(session.user, view.name).special_use
+    except MailboxNotFound:
+        return None
+    if target == "\\Junk" and source != "\\Junk":
+        spam = True
+    elif move and source == "\\Junk" and target not in ("\\Junk", "\\Trash"):
+        spam = False
+    else:
+        return None
+    recs = [rec for _, rec in records(session, view, pairs, None)]
+    return lambda: _train_records(session, recs, spam)
+
+
 async def copy(session: ImapSession, cmd: Command) -> TaggedOk | None:
     """COPY / UID COPY (§6.4.7) with COPYUID (RFC 4315 §3)."""
     return await _transfer(session, cmd, move=False)
@@ -434,6 +474,7 @@ async def _transfer(session: ImapSession, cmd: Command, *, move: bool) -> Tagged
         raise MailboxNotFound("Mailbox does not exist", imap_code="TRYCREATE") from None
     if not uids:
         return None
+    training = _junk_training(session, view, pairs, args.mailbox, move)
     try:
         uidvalidity, mapping, claim = await session.store.transfer(
             view.mailbox_id, uids, session.user, args.mailbox, move=move,
@@ -442,6 +483,8 @@ async def _transfer(session: ImapSession, cmd: Command, *, move: bool) -> Tagged
         raise MailboxNotFound("Mailbox does not exist", imap_code="TRYCREATE") from None
     if view is session.selected:
         view.note_claim(claim)
+    if training is not None:
+        training()
     if not mapping:
         return None
     code = (f"COPYUID {uidvalidity} {compact_uids(s for s, _ in mapping)} "
