@@ -136,6 +136,19 @@ def _source(kind: str, path: Path) -> Iterator[tuple[str, fmt.DiskMessage | None
                                           int(file.stat().st_mtime))
 
 
+def messages_in(path: Path) -> Iterator[bytes]:
+    """Every message (bytes, CRLF line ends) of the mbox file or directory,
+    or the Maildir (a directory with ``cur``/``new``), at ``path``, one at
+    a time.  Raises Cannot when ``path`` does not exist, OSError."""
+    path = Path(path)
+    if not path.exists():
+        raise Cannot(f"{path} does not exist")
+    kind = "maildir" if (path / "cur").is_dir() or (path / "new").is_dir() else "mbox"
+    for _, msg in _source(kind, path):
+        if msg is not None:
+            yield to_crlf(msg.data)
+
+
 def _source_size(kind: str, path: Path) -> int:
     if path.is_file():
         return path.stat().st_size

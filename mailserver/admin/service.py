@@ -88,8 +88,10 @@ from mailserver.errors import (
     InvalidName,
     NotFound,
 )
+from mailserver.junk.filter import JunkFilter, JunkVerdict
 from mailserver.queue import model as queue_model
 from mailserver.services import argon2_params, ensure_domains
+from mailserver.store.base import content_address
 from mailserver.store.fsck import FsckReport
 from mailserver.store.model import MAX_ALIAS_TARGETS, Account, Alias, ScramKeys
 from mailserver.store.store import Store
@@ -656,6 +658,56 @@ class AdminService:
         (``kind``) into ``path``; see ``admin/mailio.py``."""
         return await mailio.export_mail(self._store, account, kind, path, progress=progress)
     # -- API tokens ------------------------------------------------------------------
+
+    # -- junk filter -------------------------------------------------------------
+
+    async def junk_train(self, address: str, spam: Path | None = None,
+                         ham: Path | None = None,
+                         progress: Callable[[int], None] | None = None) -> tuple[int, int]:
+        """Train ``address``'s junk model (and the global one) on the mbox
+        files or Maildirs ``spam`` and ``ham`` (``admin/mailformats``
+        readers); returns ``(spam, ham)`` messages trained.  Raises
+        AccountNotFound, Cannot (a path that is no mbox or Maildir), OSError."""
+        address = account_address(address)
+        if self._store.get_account(address) is None:
+            raise AccountNotFound(f"no account {address}")
+        junk = JunkFilter(self._store, self.config.junk)
+        done = [0, 0]
+        for path, is_spam in ((spam, True), (ham, False)):
+            if path is None:
+                continue
+            for data in mailio.messages_in(Path(path)):
+                await junk.train(address, await content_address(data), data, is_spam)
+                done[0 if is_spam else 1] += 1
+                if progress is not None:
+                    progress(done[0] + done[1])
+        return done[0], done[1]
+
+    async def junk_test(self, address: str, data: bytes) -> JunkVerdict:
+        """How ``address``'s filter would score the message ``data`` (bytes):
+        the verdict with its score and deciding features.  Raises AccountNotFound."""
+        address = account_address(address)
+        if self._store.get_account(address) is None:
+            raise AccountNotFound(f"no account {address}")
+        junk = JunkFilter(self._store, self.config.junk)
+        return junk.verdict(address, await junk.features_of(data))
+
+    async def junk_stats(self, address: str) -> dict[str, int]:
+        """Messages trained as spam and ham, the account's and the global model's."""
+        address = account_address(address)
+        if self._store.get_account(address) is None:
+            raise AccountNotFound(f"no account {address}")
+        own, glob = self._store.junk_totals(address), self._store.junk_totals("")
+        return {"spam": own[0], "ham": own[1], "global_spam": glob[0], "global_ham": glob[1]}
+
+    async def junk_reset(self, address: str) -> int:
+        """Forget ``address``'s own model (the global one keeps what it learnt)."""
+        address = account_address(address)
+        if self._store.get_account(address) is None:
+            raise AccountNotFound(f"no account {address}")
+        removed = await self._store.junk_reset(address)
+        log.info("junk_reset", account=address, keys=removed)
+        return removed
 
     # -- abuse limits ------------------------------------------------------------
 

@@ -37,6 +37,7 @@ from mailserver.cli.backup import add_parsers as add_backup
 from mailserver.cli.common import DEV_CONFIG, ENV_CONFIG, PROG, SYSTEM_CONFIG, error
 from mailserver.cli.directory import add_parsers as add_directory
 from mailserver.cli.dmarc import add_parsers as add_dmarc
+from mailserver.cli.junk import add_parsers as add_junk
 from mailserver.cli.limits import add_parsers as add_limits
 from mailserver.cli.mailio import add_parsers as add_mailio
 from mailserver.cli.outbound import add_parsers as add_outbound
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_backup(sub, common)
     add_mailio(sub, common)
     add_limits(sub, common)
+    add_junk(sub, common)
     add_tokens(sub, common)
     add_quickstart(sub)
     add_top(sub, common)

@@ -97,3 +97,33 @@ def test_retraining_undoes_exactly(srv: ServerThread) -> None:
     assert totals == (0, 1) and all(v == (0, 1) for v in own.values())
     assert srv.run(store.junk_reset(ALICE)) > 0
     assert store.junk_totals(ALICE) == (0, 0) and store.junk_totals() == (0, 1)
+
+
+def test_junk_commands(tmp_path: Path) -> None:
+    from support.daemon import run_cli
+
+    conf = tmp_path / "mailserver.toml"
+    conf.write_text('data_dir = "data"\ndomains = ["example.test"]\n', encoding="utf-8")
+    assert run_cli("init", "-c", conf).returncode == 0
+    assert run_cli("user", "add", ALICE, "--password-stdin", "-c", conf,
+                   stdin="alice-secret-1\n").returncode == 0
+    rng = random.Random(5)
+    for kind in ("spam", "ham"):
+        with (tmp_path / f"{kind}.mbox").open("wb") as f:
+            for _ in range(30):
+                f.write(b"From x@y Mon Feb  3 10:11:12 2025\n"
+                        + message(kind, rng).replace(b"\r\n", b"\n") + b"\n")
+    out = run_cli("junk", "train", ALICE, "--spam", tmp_path / "spam.mbox", "--ham",
+                  tmp_path / "ham.mbox", "-c", conf)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"trained 30 spam and 30 ham message(s) for {ALICE}"
+    stats = run_cli("junk", "stats", ALICE, "-c", conf).stdout
+    assert "30 spam, 30 ham trained; global model: 30 spam, 30 ham" in stats
+    (tmp_path / "test.eml").write_bytes(message("spam", rng))
+    tested = run_cli("junk", "test", ALICE, tmp_path / "test.eml", "-c", conf)
+    assert tested.returncode == 0 and tested.stdout.startswith("X-Spam-Status: Yes, score=")
+    assert "w:" in tested.stdout  # the deciding features
+    assert run_cli("junk", "reset", ALICE, "-c", conf).returncode == 0
+    assert "0 spam, 0 ham trained; global model: 30 spam" in run_cli(
+        "junk", "stats", ALICE, "-c", conf).stdout
+    assert "no account" in run_cli("junk", "stats", "bob@example.test", "-c", conf).stderr
