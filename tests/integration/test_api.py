@@ -556,3 +556,15 @@ def test_mailserver_status_asks_the_api(tmp_path: Path) -> None:
     finally:
         daemon.stop()
     assert run_cli("status", "-c", conf).returncode == 3
+
+
+def test_junk_of_an_account(ops: ApiClient) -> None:
+    stats = ops.get("/api/v1/accounts/alice@example.test/junk")
+    assert stats.status == 200 and set(stats.body) == {"spam", "ham", "global_spam",
+                                                      "global_ham"}
+    tested = ops.post("/api/v1/accounts/alice@example.test/junk/test",
+                      {"message": "Subject: hello\r\n\r\nlunch tomorrow?\r\n"})
+    assert tested.status == 200 and 0 <= tested.body["score"] <= 1
+    assert tested.body["threshold"] == 0.8 and isinstance(tested.body["features"], list)
+    assert ops.call("DELETE", "/api/v1/accounts/alice@example.test/junk").status == 204
+    assert ops.get("/api/v1/accounts/nobody@example.test/junk").status == 404

@@ -19,6 +19,7 @@ from mailserver.http.api.base import (
     audit,
     check_if_match,
     fields,
+    json_response,
     page,
     path_of,
     read_object,
@@ -85,6 +86,36 @@ async def list_mailboxes(request: web.Request) -> web.Response:
     """The account's mailboxes by name, with their counts."""
     items = await admin_of(request).list_mailboxes(request.match_info["address"])
     return page(request, items, lambda m: m.name, rep.mailbox)
+
+
+@routes.get("/accounts/{address}/junk")
+async def junk_stats(request: web.Request) -> web.Response:
+    """Messages the account's junk model (and the global one) trained on."""
+    stats = await admin_of(request).junk_stats(request.match_info["address"])
+    return resource(stats)
+
+
+@routes.post("/accounts/{address}/junk/test")
+async def junk_test(request: web.Request) -> web.Response:
+    """Score a message (``{"message": text}``) as the account's filter would:
+    score (0-1), verdict, threshold and the deciding features."""
+    body = fields(await read_object(request), {"message": str})
+    data = body["message"].encode("utf-8", "surrogateescape")
+    v = await admin_of(request).junk_test(request.match_info["address"], data)
+    return json_response({"score": round(v.score.value, 4), "junk": v.junk,
+                          "threshold": v.threshold,
+                          "features": [{"feature": f, "probability": round(p, 4)}
+                                       for f, p in v.score.top]})
+
+
+@routes.delete("/accounts/{address}/junk")
+async def junk_reset(request: web.Request) -> web.Response:
+    """Forget the account's own junk model (the global one keeps what it learnt)."""
+    address = request.match_info["address"]
+    before = await admin_of(request).junk_stats(address)
+    await admin_of(request).junk_reset(address)
+    audit(request, "junk.reset", address, before, None)
+    return web.Response(status=204)
 
 
 @routes.get("/status")

@@ -171,6 +171,20 @@ SCHEMAS: dict[str, Json] = {
                     "published until mail it signed has arrived, then delete the key"},
         "record": {"$ref": "#/components/schemas/DnsRecord"},
     }, "A DKIM signing key of a local domain (RFC 6376); the private key stays on the server."),
+    "JunkStats": _object({
+        "spam": {**_COUNT, "description": "messages the account trained as spam"},
+        "ham": {**_COUNT, "description": "messages the account trained as ham"},
+        "global_spam": _COUNT,
+        "global_ham": _COUNT,
+    }, "What the account's junk model (and the global one) learnt from."),
+    "JunkTest": _object({
+        "score": {"type": "number", "minimum": 0, "maximum": 1},
+        "junk": _BOOL,
+        "threshold": {"type": "number"},
+        "features": {"type": "array", "items": _object({
+            "feature": _STR, "probability": {"type": "number"}},
+            "A feature and its spam probability.")},
+    }, "How the account's junk filter scores a message."),
     "LimitCounter": _object({
         "window": {"type": "string", "enum": ["minute", "hour", "day"]},
         "kind": {**_STR, "description": "what is counted: ip or net (connections), msg, "
