@@ -112,6 +112,7 @@ async def deliver_local(
         scored = []
         for t in targets:
             v = junk.verdict(t.account, feats)
+            instruments().junk_verdicts.labels("junk" if v.junk else "ham").inc()
             log.info("junk_scored", account=t.account, score=round(v.score.value, 3),
                      junk=v.junk, features=[f for f, _ in v.score.top[:5]])
             if v.junk:

@@ -27,6 +27,7 @@ import structlog
 from mailserver.config import JunkSettings
 from mailserver.junk.features import features
 from mailserver.junk.model import Score, Totals, score
+from mailserver.metrics import instruments
 
 log = structlog.get_logger("mailserver.junk")
 
@@ -110,6 +111,9 @@ class JunkFilter:
         """Train ``messages`` (``(blob id, a function giving its bytes)``) in
         a task of their own: the IMAP command that asked answers at once.
         A failure is logged (the move itself is done and committed)."""
+        instruments().junk_corrections.labels(
+            "false_negative" if spam else "false_positive").inc(len(messages))
+
         async def run() -> None:
             for blob_id, load in messages:
                 try:

@@ -93,6 +93,13 @@ class Instruments:
         self.auth_failures = Counter(
             "mailserver_auth_failures", "Failed logins (SMTP AUTH, IMAP LOGIN/AUTHENTICATE).",
             ["protocol"], registry=r)
+        self.junk_verdicts = Counter(
+            "mailserver_junk_verdicts", "Local copies scored by the junk filter, by verdict "
+            "(junk, ham).", ["verdict"], registry=r)
+        self.junk_corrections = Counter(
+            "mailserver_junk_corrections", "Users' corrections of the junk filter seen in "
+            "IMAP: false_positive (moved out of Junk, $NotJunk), false_negative (moved "
+            "into Junk, $Junk).", ["kind"], registry=r)
         self.limit_hits = Counter(
             "mailserver_limit_hits", "Logins refused by the failed-login limits "
             "(limit=auth_failures; the connection, message and recipient limits are "
