@@ -209,7 +209,10 @@ async def _report_delivered(
 ) -> None:
     """RFC 3461 §6.2: a "delivered" DSN for the local recipients that asked for one."""
     qlog = log.bind(queue_id=queue_id)  # the message's id, as on every line about it
-    asked = [r for r in local if dsn.rcpt(r.forward_path).wants(SUCCESS)]
+    # One entry per forward-path: an alias reaching several accounts is one
+    # recipient of the sender's (RFC 3464 §2.3).
+    asked = list({r.forward_path: r for r in local
+                  if dsn.rcpt(r.forward_path).wants(SUCCESS)}.values())
     if not asked:
         return
     try:
