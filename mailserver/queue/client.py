@@ -17,6 +17,16 @@ REQUIRETLS (RFC 8689, ``requiretls.py``): such a message only goes over a
 new session with a verified host that offers REQUIRETLS, never in clear;
 ``TLS-Required: No`` turns a ``require_tls`` domain opportunistic for it.
 
+MTA-STS (RFC 8461, ``mtasts.py``, ``stspolicy.py``): for MX delivery the
+recipient domain's policy is looked up first.  ``enforce``: only MX hosts
+the policy names are tried, each over STARTTLS with a certificate verified
+for the MX name (§4.2, PKIX against ``ca_file`` or the system's store), no
+pooled session is reused, and when no host qualifies the message waits
+(4.7.5) and at the queue's ``max_age`` bounces (§5).  ``testing``: the same
+verified attempt first; when it fails the failure is recorded and the host
+is tried as without a policy (§5: deliver anyway).  Every MX session's TLS
+outcome goes to the TLS-RPT log (RFC 8460, ``tlsrpt.py``) when it is on.
+
 With a ``ConnectionPool`` a session that finished a transaction cleanly is
 kept for the next message on the same route (RSET before reuse, RFC 5321
 §4.1.1.5); a reused session that fails before any recipient was accepted is
@@ -35,11 +45,13 @@ import aiosmtplib
 from mailserver.dns.resolver import Resolver
 from mailserver.protocol.dsn_params import DsnRequest
 from mailserver.queue.connect import HostFailed, OutboundSession, close_session, open_session
+from mailserver.queue.mtasts import Policy
 from mailserver.queue.outcome import Outcome, RcptResult
 from mailserver.queue.pool import ConnectionPool, Lease
 from mailserver.queue.requiretls import NO_DEMAND, NOT_SUPPORTED, TlsDemand
 from mailserver.queue.routing import NoRoute, Route, resolve_route, route_key
 from mailserver.queue.settings import OutboundSettings
+from mailserver.queue.tlspolicy import NO_TLS_POLICY, OutboundTls
 from mailserver.queue.transaction import run_transaction, valid_path
 
 # Names other modules import from here.
@@ -77,6 +89,7 @@ async def deliver_domain(
     dsn: DsnRequest | None = None,
     log: Any = None,
     tls: TlsDemand = NO_DEMAND,
+    tls_policy: OutboundTls = NO_TLS_POLICY,
 ) -> list[RcptResult]:
     """Try to deliver ``message`` to ``recipients`` (all at ``domain``).
 
@@ -88,6 +101,7 @@ async def deliver_domain(
     parameters, passed on to a next hop that offers DSN (RFC 3461 §5.2.1).
     ``log``: the caller's logger, bound to the message's ``queue_id``.
     ``tls``: what the message asks of TLS (REQUIRETLS, ``TLS-Required: No``).
+    ``tls_policy``: MTA-STS policies and the TLS-RPT log (both off by default).
     """
     if not valid_path(reverse_path):
         return _all(recipients, Outcome.PERMANENT,
@@ -100,24 +114,31 @@ async def deliver_domain(
         if good:
             done.update((r.address, r) for r in await deliver_domain(
                 settings, resolver, domain, reverse_path, good, message, pool=pool, dsn=dsn,
-                log=log, tls=tls))
+                log=log, tls=tls, tls_policy=tls_policy))
         return [done[r] for r in recipients]
     if pool is None:
         return await _deliver(settings, resolver, domain, reverse_path, recipients, message,
-                              None, dsn, log, tls)
+                              None, dsn, log, tls, tls_policy)
     async with pool.lease(route_key(settings, domain)) as lease:
         return await _deliver(settings, resolver, domain, reverse_path, recipients, message,
-                              lease, dsn, log, tls)
+                              lease, dsn, log, tls, tls_policy)
 
 
 async def _deliver(
     settings: OutboundSettings, resolver: Resolver, domain: str, reverse_path: str,
     recipients: Sequence[str], message: bytes, lease: Lease | None, dsn: DsnRequest | None,
-    log: Any, tls: TlsDemand,
+    log: Any, tls: TlsDemand, tls_policy: OutboundTls,
 ) -> list[RcptResult]:
+    policy: Policy | None = None
+    if settings.smart_host is None and not domain.startswith("["):
+        found = await tls_policy.policy(domain)
+        if found.policy is not None and found.policy.mode != "none":
+            policy = found.policy
+    enforce = policy is not None and policy.mode == "enforce"
     # A pooled session may have been opened without verifying the host: a
-    # REQUIRETLS message always gets a session of its own (RFC 8689 §4.2.2).
-    if not tls.requiretls:
+    # REQUIRETLS message (RFC 8689 §4.2.2) or an enforced MTA-STS policy
+    # (RFC 8461 §4.2) always gets a session of its own.
+    if not tls.requiretls and not enforce:
         reused = await _reuse(settings, lease, reverse_path, recipients, message, dsn)
         if reused is not None:
             return reused
@@ -125,6 +146,14 @@ async def _deliver(
         route = await resolve_route(settings, resolver, domain, log)
     except NoRoute as exc:
         return _all(recipients, exc.outcome, exc.reply)
+    if enforce and route.smart_host is None:
+        assert policy is not None
+        allowed = [t for t in route.targets if policy.matches(t[0])]
+        if not allowed:
+            # RFC 8461 §4.1: an MX host the policy does not name is not tried.
+            return _all(recipients, Outcome.TEMPORARY,
+                        f"451 4.7.5 no MX host of {domain} matches its MTA-STS policy")
+        route = dataclasses.replace(route, targets=allowed)
     if tls.tls_optional and route.smart_host is None:
         # RFC 8689 §4.2.1: the sender waives our TLS policy for this message.
         route = dataclasses.replace(route, require_tls=False)
@@ -132,7 +161,8 @@ async def _deliver(
         return await _try_targets_requiretls(settings, route, reverse_path, recipients,
                                              message, lease=lease, dsn=dsn)
     return await _try_targets(settings, route, reverse_path, recipients, message,
-                              lease=lease, dsn=dsn)
+                              lease=lease, dsn=dsn, domain=domain, policy=policy,
+                              tls_policy=tls_policy)
 
 
 async def _reuse(
@@ -217,6 +247,24 @@ async def _try_targets_requiretls(
     return _all(recipients, Outcome.TEMPORARY, last)
 
 
+async def _send(
+    settings: OutboundSettings, session: OutboundSession, host: str, reverse_path: str,
+    recipients: Sequence[str], message: bytes, lease: Lease | None, dsn: DsnRequest | None,
+) -> tuple[list[RcptResult] | None, str]:
+    """Run the transaction on ``session``: ``(results, "")``, or ``(None, reply)`` when
+    the host failed temporarily (the caller tries the next one)."""
+    try:
+        results, reusable = await run_transaction(settings, session, reverse_path,
+                                                  recipients, message, dsn)
+    except HostFailed as exc:
+        session.smtp.close()
+        if exc.permanent:
+            return _all(recipients, Outcome.PERMANENT, exc.reply, host), exc.reply
+        return None, exc.reply
+    await _release(lease, session, reusable)
+    return results, ""
+
+
 async def _try_targets(
     settings: OutboundSettings,
     route: Route,
@@ -226,10 +274,38 @@ async def _try_targets(
     *,
     lease: Lease | None,
     dsn: DsnRequest | None,
+    domain: str = "",
+    policy: Policy | None = None,
+    tls_policy: OutboundTls = NO_TLS_POLICY,
 ) -> list[RcptResult]:
     last = "451 4.4.1 no host could be reached"
     require_tls, smart_host = route.require_tls, route.smart_host
+    record = smart_host is None and tls_policy.reports is not None
     for host, addr, port in route.targets:
+        if policy is not None:
+            # MTA-STS (RFC 8461 §4.2): STARTTLS, certificate verified for the MX name.
+            try:
+                session = await open_session(settings, host, addr, port, use_tls=True,
+                                             require_tls=True, smart_host=None,
+                                             authenticate=True)
+            except HostFailed as exc:
+                last = exc.reply
+                if not exc.tls:
+                    continue  # not reached: the next host
+                await tls_policy.session(domain, policy, host, addr,
+                                         exc.result or "validation-failure")
+                if policy.mode == "enforce":
+                    last = f"451 4.7.5 MTA-STS policy of {domain}: {exc.reply}"
+                    continue
+                # "testing" (RFC 8461 §5): deliver anyway, as without a policy.
+            else:
+                if record:
+                    await tls_policy.session(domain, policy, host, addr, "success")
+                done, last = await _send(settings, session, host, reverse_path, recipients,
+                                         message, lease, dsn)
+                if done is not None:
+                    return done
+                continue
         # Opportunistic STARTTLS: if the handshake fails, one more try in plain text.
         for use_tls in (True, False) if not require_tls else (True,):
             try:
@@ -237,18 +313,18 @@ async def _try_targets(
                                              require_tls=require_tls, smart_host=smart_host)
             except HostFailed as exc:
                 last = exc.reply
+                if record and policy is None and exc.tls and use_tls:
+                    await tls_policy.session(domain, None, host, addr,
+                                             exc.result or "validation-failure")
                 if "STARTTLS" in exc.reply:
                     continue
                 break
-            try:
-                results, reusable = await run_transaction(settings, session, reverse_path,
-                                                          recipients, message, dsn)
-            except HostFailed as exc:
-                session.smtp.close()
-                if exc.permanent:
-                    return _all(recipients, Outcome.PERMANENT, exc.reply, host)
-                last = exc.reply
-                break
-            await _release(lease, session, reusable)
-            return results
+            if record and policy is None and use_tls:
+                await tls_policy.session(domain, None, host, addr,
+                                         "success" if session.tls else "starttls-not-supported")
+            done, last = await _send(settings, session, host, reverse_path, recipients,
+                                     message, lease, dsn)
+            if done is not None:
+                return done
+            break
     return _all(recipients, Outcome.TEMPORARY, last)

@@ -48,6 +48,7 @@ from mailserver.queue.model import QueuedMessage, Recipient
 from mailserver.queue.outcome import Action, Outcome, RcptResult, decide
 from mailserver.queue.requiretls import TlsDemand
 from mailserver.queue.settings import OutboundSettings
+from mailserver.queue.tlspolicy import NO_TLS_POLICY, OutboundTls
 from mailserver.store.store import Store
 
 log = structlog.get_logger("mailserver.queue")
@@ -91,6 +92,7 @@ class DeliveryRounds:
         deliver_local: DeliverLocal | None,
         clock: Callable[[], float],
         rng: random.Random,
+        tls_policy: OutboundTls = NO_TLS_POLICY,
     ) -> None:
         self._store = store
         self.settings = settings
@@ -101,6 +103,7 @@ class DeliveryRounds:
         self._deliver_local = deliver_local
         self._clock = clock
         self._rng = rng
+        self._tls_policy = tls_policy
         self._total = asyncio.Semaphore(settings.max_connections)
         self._per_domain: dict[str, asyncio.Semaphore] = {}
         self._pool = new_pool(settings)
@@ -185,6 +188,7 @@ class DeliveryRounds:
             results = await deliver_domain(
                 self.settings, self._resolver, domain, reverse_path, rcpts, message,
                 pool=self._pool, dsn=request, log=blog, tls=tls,
+                tls_policy=self._tls_policy,
             )
         m = instruments()
         m.outbound_attempt_seconds.observe(time.perf_counter() - started)
