@@ -170,7 +170,8 @@ _TOP_KEYS = ("hostname", "data_dir", "domains", "demo_account", "workers", "list
 _OUTBOUND_KEYS = ("smtp_port", "connect_timeout", "command_timeout", "backoff", "jitter",
                   "max_age", "max_connections", "max_connections_per_domain", "require_tls",
                   "delay_warning", "reuse_idle", "smart_host", "ca_file",
-                  "mta_sts", "mta_sts_port", "mta_sts_ca_file", "tlsrpt", "tlsrpt_send")
+                  "mta_sts", "mta_sts_port", "mta_sts_ca_file", "tlsrpt", "tlsrpt_send",
+                  "dane")
 _OUTBOUND_CHECKS: dict[str, Check] = {
     "connect_timeout": lambda x: None if x > 0 else "must be more than 0",
     "command_timeout": lambda x: None if x > 0 else "must be more than 0",
@@ -436,7 +437,7 @@ class _Validator:
             dotted = f"outbound.{key}"
             if key in ("smtp_port", "mta_sts_port"):
                 out[key] = self.port(value, dotted)
-            elif key in ("mta_sts", "tlsrpt", "tlsrpt_send"):
+            elif key in ("mta_sts", "tlsrpt", "tlsrpt_send", "dane"):
                 out[key] = self.boolean(value, dotted)
                 continue
             elif key in ("max_connections", "max_connections_per_domain"):

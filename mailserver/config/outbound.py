@@ -68,6 +68,10 @@ class OutboundSettings:
     domain and day for TLS-RPT reports (RFC 8460; ``mailserver tlsrpt report``,
     under ``<data_dir>/tlsrpt``).  ``tlsrpt_send``: mail the reports to the
     domains' ``rua`` (RFC 8460 §3) — reserved, not implemented; must stay off.
+    ``dane``: DANE for SMTP (RFC 7672, ``queue/dane.py``): TLSA records at
+    ``_25._tcp.<mx>`` that the resolver marks validated (AD bit) decide how an
+    MX host is authenticated, before MTA-STS (RFC 8461 §2).  Only meaningful
+    with a validating resolver you trust (a local one) as ``resolver_address``.
     """
 
     hostname: str = "localhost"
@@ -92,6 +96,7 @@ class OutboundSettings:
     mta_sts_ca_file: str | None = None
     tlsrpt: bool = False
     tlsrpt_send: bool = False
+    dane: bool = False
 
     def __post_init__(self) -> None:
         if not self.backoff or any(d <= 0 for d in self.backoff):

@@ -27,6 +27,15 @@ verified attempt first; when it fails the failure is recorded and the host
 is tried as without a policy (§5: deliver anyway).  Every MX session's TLS
 outcome goes to the TLS-RPT log (RFC 8460, ``tlsrpt.py``) when it is on.
 
+DANE (RFC 7672, ``dane.py``; ``outbound.dane``): before anything else, each
+MX host's TLSA records at ``_25._tcp.<host>`` are asked; when the resolver
+marks the answer validated (AD bit) and a record is usable, that host is
+only used over STARTTLS with a certificate matching a record (§2.2, §3.1),
+and MTA-STS does not apply to it (RFC 8461 §2).  Python 3.11's ``ssl`` gives
+us the leaf certificate only, so DANE-TA(2) records match only a leaf that
+is itself the trust anchor; DANE-EE(3) works fully.  A REQUIRETLS message
+still needs a PKIX-valid certificate.
+
 With a ``ConnectionPool`` a session that finished a transaction cleanly is
 kept for the next message on the same route (RSET before reuse, RFC 5321
 §4.1.1.5); a reused session that fails before any recipient was accepted is
@@ -42,8 +51,9 @@ from typing import Any
 
 import aiosmtplib
 
-from mailserver.dns.resolver import Resolver
+from mailserver.dns.resolver import DnsError, Resolver
 from mailserver.protocol.dsn_params import DsnRequest
+from mailserver.queue import dane
 from mailserver.queue.connect import HostFailed, OutboundSession, close_session, open_session
 from mailserver.queue.mtasts import Policy
 from mailserver.queue.outcome import Outcome, RcptResult
@@ -52,6 +62,7 @@ from mailserver.queue.requiretls import NO_DEMAND, NOT_SUPPORTED, TlsDemand
 from mailserver.queue.routing import NoRoute, Route, resolve_route, route_key
 from mailserver.queue.settings import OutboundSettings
 from mailserver.queue.tlspolicy import NO_TLS_POLICY, OutboundTls
+from mailserver.queue.tlsrpt import TlsAttempt
 from mailserver.queue.transaction import run_transaction, valid_path
 
 # Names other modules import from here.
@@ -162,7 +173,8 @@ async def _deliver(
                                              message, lease=lease, dsn=dsn)
     return await _try_targets(settings, route, reverse_path, recipients, message,
                               lease=lease, dsn=dsn, domain=domain, policy=policy,
-                              tls_policy=tls_policy)
+                              tls_policy=tls_policy,
+                              resolver=resolver if settings.dane else None)
 
 
 async def _reuse(
@@ -277,11 +289,26 @@ async def _try_targets(
     domain: str = "",
     policy: Policy | None = None,
     tls_policy: OutboundTls = NO_TLS_POLICY,
+    resolver: Resolver | None = None,
 ) -> list[RcptResult]:
+    """Try ``route``'s hosts in order.  ``resolver``: given when DANE is on."""
     last = "451 4.4.1 no host could be reached"
     require_tls, smart_host = route.require_tls, route.smart_host
     record = smart_host is None and tls_policy.reports is not None
     for host, addr, port in route.targets:
+        if resolver is not None and smart_host is None and host != addr:
+            try:
+                records = await _tlsa(resolver, host)
+            except HostFailed as exc:
+                last = exc.reply
+                continue
+            if records:
+                done, last = await _try_dane(settings, records, domain, host, addr, port,
+                                             reverse_path, recipients, message, lease, dsn,
+                                             tls_policy)
+                if done is not None:
+                    return done
+                continue
         if policy is not None:
             # MTA-STS (RFC 8461 §4.2): STARTTLS, certificate verified for the MX name.
             try:
@@ -328,3 +355,66 @@ async def _try_targets(
                 return done
             break
     return _all(recipients, Outcome.TEMPORARY, last)
+
+
+async def _tlsa(resolver: Resolver, host: str) -> list[dane.Tlsa]:
+    """The usable TLSA records of MX ``host`` (RFC 7672 §2.2, §3.1.3): [] when there
+    are none or the answer is not validated (no AD bit).  Raises ``HostFailed``
+    when the lookup fails temporarily (§2.2: the host is not to be used then)."""
+    try:
+        texts, secure = await resolver.tlsa(f"_25._tcp.{host}")
+    except DnsError as exc:
+        if exc.temporary:
+            raise HostFailed(f"451 4.4.3 TLSA lookup for {host} failed: {exc}") from None
+        return []
+    if not secure:
+        return []
+    records = []
+    for text in texts:
+        try:
+            records.append(dane.Tlsa.from_text(text))
+        except ValueError:
+            continue  # a malformed record is not usable
+    return dane.usable(records)
+
+
+def _peer_certificate(session: OutboundSession) -> bytes | None:
+    """The DER certificate the next hop presented, None without TLS."""
+    transport = session.smtp.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    if ssl_object is None:
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    return der if isinstance(der, bytes) else None
+
+
+async def _try_dane(
+    settings: OutboundSettings, records: list[dane.Tlsa], domain: str, host: str, addr: str,
+    port: int, reverse_path: str, recipients: Sequence[str], message: bytes,
+    lease: Lease | None, dsn: DsnRequest | None, tls_policy: OutboundTls,
+) -> tuple[list[RcptResult] | None, str]:
+    """Deliver to a host with usable TLSA records (RFC 7672 §2.2): STARTTLS is
+    required and the certificate must match a record (§3.1), else the host is
+    skipped: ``(None, reply)``."""
+    lines = tuple(f"{r.usage} {r.selector} {r.mtype} {r.data.hex()}" for r in records)
+
+    async def note(result: str) -> None:
+        await tls_policy.record(TlsAttempt(domain, "tlsa", result, host, addr, lines))
+
+    try:
+        # Not PKIX: the TLSA records authenticate the host (RFC 7672 §3.1).
+        session = await open_session(settings, host, addr, port, use_tls=True,
+                                     require_tls=True, smart_host=None)
+    except HostFailed as exc:
+        if exc.tls:
+            await note("dane-required" if exc.result == "starttls-not-supported"
+                       else "validation-failure")
+        return None, exc.reply
+    der = _peer_certificate(session)
+    if der is None or not dane.verify(records, [der], [host]):
+        await note("tlsa-invalid")
+        await close_session(session)
+        return None, (f"451 4.7.5 {session.where}: certificate does not match "
+                      "its TLSA records (DANE, RFC 7672 §3)")
+    await note("success")
+    return await _send(settings, session, host, reverse_path, recipients, message, lease, dsn)

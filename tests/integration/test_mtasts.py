@@ -9,6 +9,7 @@ receiver's certificate is for ``mx.dest.test`` and verifies against
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from support.outbound import OutboundEnv, outbound_env
 
 from mailserver.app import build_tls_policy, resolver_for
@@ -140,3 +143,37 @@ async def test_fetch_failures_fall_back_and_are_recorded(env: StsEnv, why: str) 
     results = env.results()
     assert ("sts", why) in results
     assert ("no-policy-found", "success") in results
+
+
+# -- DANE (RFC 7672): our DNS server sets the AD bit as a validating resolver would --
+
+
+def _tlsa_of(cert_pem: Path) -> str:
+    cert = x509.load_pem_x509_certificate(cert_pem.read_bytes())
+    spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return f"3 1 1 {hashlib.sha256(spki).hexdigest()}"
+
+
+@pytest.mark.parametrize("case", ["match", "mismatch", "not-validated"])
+async def test_dane_ee_decides_before_mta_sts(env: StsEnv, case: str) -> None:
+    name = "_25._tcp.mx.dest.test"
+    cert = env.tmp / ("sts.crt" if case == "mismatch" else "rx.crt")
+    env.dns.add(name, "TLSA", _tlsa_of(cert))
+    if case != "not-validated":
+        env.dns.secure.add(name)
+    # The MX certificate does not verify by PKIX (ca_file is another CA), so under
+    # the enforced MTA-STS policy only DANE can authenticate it.
+    mgr = await env.start_manager(dane=True, ca_file=str(env.tmp / "sts.crt"))
+    qid = await mgr.enqueue("alice@example.test", ["bob@dest.test"], MSG)
+    if case == "match":
+        (got,) = await env.rx.wait_for(1)
+        assert got.tls and ("tlsa", "success") in env.results()
+        return
+    await mgr.wait_rounds(1)
+    (rcpt,) = (await env.admin.queued(qid)).recipients
+    assert rcpt.status == "deferred" and env.rx.received == []
+    if case == "mismatch":
+        assert "TLSA" in rcpt.last_error and ("tlsa", "tlsa-invalid") in env.results()
+    else:  # no AD bit: the records do not count, MTA-STS decides
+        assert all(t != "tlsa" for t, _ in env.results())
+        assert ("sts", "certificate-not-trusted") in env.results()
