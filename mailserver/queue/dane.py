@@ -22,10 +22,11 @@ that lookup (``DnsPythonResolver.tlsa``) is the caller's.
 Matching types (RFC 6698 §2.1.3): 0 exact, 1 SHA-256, 2 SHA-512.
 
 Status: wired into delivery (``client.py``, ``outbound.dane``) and tested end
-to end with our loopback DNS server setting the AD bit as a validating
-resolver would; not tested against a real validating resolver (unbound with
-a signed zone).  Python 3.11's ``ssl`` hands over the leaf certificate only,
-so in delivery DANE-TA(2) matches only a leaf that is its own trust anchor.
+to end, through Debian's unbound validating a zone signed on the fly
+(``tests/support/unbound.py``; skipped where unbound is not installed) and
+through our loopback DNS server setting the AD bit.  Python 3.11's ``ssl``
+hands over the leaf certificate only, so in delivery DANE-TA(2) matches only
+a leaf that is its own trust anchor.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from support.outbound import OutboundEnv, outbound_env
+from support.unbound import UNBOUND, validating_resolver
 
 from mailserver.app import build_tls_policy, resolver_for
 from mailserver.queue.manager import QueueManager
@@ -177,3 +178,23 @@ async def test_dane_ee_decides_before_mta_sts(env: StsEnv, case: str) -> None:
     else:  # no AD bit: the records do not count, MTA-STS decides
         assert all(t != "tlsa" for t, _ in env.results())
         assert ("sts", "certificate-not-trusted") in env.results()
+
+
+@pytest.mark.skipif(UNBOUND is None, reason="unbound (Debian package) is not installed")
+@pytest.mark.parametrize("case", ["match", "mismatch"])
+async def test_dane_through_a_validating_unbound(env: StsEnv, case: str) -> None:
+    cert = env.tmp / ("rx.crt" if case == "match" else "sts.crt")
+    records = ["@ MX 10 mx.dest.test.", "mx A 127.0.0.1", f"_25._tcp.mx TLSA {_tlsa_of(cert)}"]
+    with validating_resolver(env.tmp, "dest.test", records) as (address, port):
+        mgr = await env.start_manager(dane=True, mta_sts=False, resolver_address=address,
+                                      resolver_port=port, ca_file=str(env.tmp / "sts.crt"))
+        qid = await mgr.enqueue("alice@example.test", ["bob@dest.test"], MSG)
+        if case == "match":
+            (got,) = await env.rx.wait_for(1)
+            assert got.tls and ("tlsa", "success") in env.results()
+        else:
+            await mgr.wait_rounds(1)
+            (rcpt,) = (await env.admin.queued(qid)).recipients
+            assert rcpt.status == "deferred" and env.rx.received == []
+            assert ("tlsa", "tlsa-invalid") in env.results()
+        await mgr.stop()
