@@ -7,7 +7,9 @@ the zone's trust anchor and the zone as an ``auth-zone`` it treats as
 upstream data, so every answer goes through unbound's validator: the AD bit
 means validated, a bad signature means SERVFAIL.  Yields ``(address, port)``;
 unbound runs in the foreground as our child and is stopped by its PID.
-``UNBOUND`` is None where unbound is not installed (tests skip).
+``UNBOUND`` is None where unbound is not installed: those tests skip.
+Unlike the sync tools, ``scripts/test`` does not install it: Debian's
+package starts a system-wide resolver on port 53 at install time.
 """
 
 from __future__ import annotations
