@@ -104,9 +104,15 @@ class DnsPythonResolver:
             self._resolver.nameservers = [nameserver]
             self._resolver.port = port
         self._resolver.lifetime = timeout
-        # AD in queries (RFC 6840 §5.7): a validating resolver reports validation.
-        self._resolver.flags = dns.flags.RD | dns.flags.AD
         self._resolver.timeout = min(timeout, 3.0)
+        # TLSA queries (DANE) ask with AD set (RFC 6840 §5.7), so that a validating
+        # resolver reports validation; the other queries stay as they were.
+        self._dnssec = dns.asyncresolver.Resolver(configure=False)
+        self._dnssec.nameservers = list(self._resolver.nameservers)
+        self._dnssec.port = self._resolver.port
+        self._dnssec.lifetime = self._resolver.lifetime
+        self._dnssec.timeout = self._resolver.timeout
+        self._dnssec.flags = dns.flags.RD | dns.flags.AD
         self._cache: dict[tuple[str, str], tuple[float, object]] = {}
 
     async def _query(self, name: str, rdtype: str) -> tuple[list[object], float]:
@@ -206,7 +212,7 @@ class DnsPythonResolver:
                 raise hit[1]
             return hit[1]  # type: ignore[return-value]
         try:
-            answer = await self._resolver.resolve(
+            answer = await self._dnssec.resolve(
                 dns.name.from_text(key[0]), "TLSA", search=False, raise_on_no_answer=False
             )
         except dns.resolver.NXDOMAIN:
