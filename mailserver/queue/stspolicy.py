@@ -162,7 +162,12 @@ class StsPolicies:
                 raise aiohttp.ClientError(f"{host}: HTTP {resp.status}")  # §3.3: 200 only
             if resp.content_type != "text/plain":
                 raise PolicyError(f"{host}: media type {resp.content_type}, not text/plain")
-            body = await resp.content.read(MAX_POLICY + 1)
+            body = b""
+            while len(body) <= MAX_POLICY:  # read() may return any part of the body
+                chunk = await resp.content.read(MAX_POLICY + 1 - len(body))
+                if not chunk:
+                    break
+                body += chunk
         if len(body) > MAX_POLICY:
             raise PolicyError(f"{host}: policy larger than {MAX_POLICY} octets")
         try:
