@@ -19,6 +19,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import structlog
 
@@ -53,6 +54,9 @@ from mailserver.protocol.srs import SrsCodec
 from mailserver.queue import dsn as reports
 from mailserver.queue.manager import QueueManager
 from mailserver.queue.settings import OutboundSettings
+from mailserver.queue.stspolicy import StsPolicies
+from mailserver.queue.tlspolicy import OutboundTls
+from mailserver.queue.tlsrpt import TlsReportLog
 from mailserver.services import (
     ListenerHandle,
     Services,
@@ -109,7 +113,18 @@ def build_queue(config: Config, store: Store, resolver: Resolver,
     return QueueManager(
         store, settings, resolver=resolver, dkim_keys=keys_for,
         is_local=is_local, deliver_local=deliver_local,
+        tls_policy=build_tls_policy(settings, resolver, config.data_dir),
     )
+
+
+def build_tls_policy(settings: OutboundSettings, resolver: Resolver,
+                     data_dir: Path) -> OutboundTls:
+    """MTA-STS policies (cached under ``data_dir/mta-sts``) and the TLS-RPT log
+    (``data_dir/tlsrpt``), each when ``settings`` turns it on."""
+    sts = (StsPolicies(resolver, data_dir / "mta-sts", port=settings.mta_sts_port,
+                       ca_file=settings.mta_sts_ca_file) if settings.mta_sts else None)
+    reports = TlsReportLog(data_dir / "tlsrpt") if settings.tlsrpt else None
+    return OutboundTls(sts, reports)
 
 
 def build_stages(config: Config, listener: Listener, store: Store, *,

@@ -8,6 +8,7 @@
     mailserver domain|user|alias ...                          (directory.py)
     mailserver dkim|dns|queue ...                             (outbound.py)
     mailserver dmarc report DATE                              (dmarc.py)
+    mailserver tlsrpt report DATE                             (tlsrpt.py)
     mailserver backup DIR | verify [DIR] | restore DIR        (backup.py)
     mailserver import mbox|maildir PATH ACCOUNT | export ACCOUNT mbox|maildir PATH  (mailio.py)
     mailserver token create NAME [--read-only] | list | revoke NAME   (tokens.py)
@@ -44,6 +45,7 @@ from mailserver.cli.outbound import add_parsers as add_outbound
 from mailserver.cli.quickstart import add_parsers as add_quickstart
 from mailserver.cli.server import add_parsers as add_server
 from mailserver.cli.server import cmd_run
+from mailserver.cli.tlsrpt import add_parsers as add_tlsrpt
 from mailserver.cli.tokens import add_parsers as add_tokens
 from mailserver.cli.top import add_parsers as add_top
 from mailserver.config import LogSettings
@@ -68,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_directory(sub, common)
     add_outbound(sub, common)
     add_dmarc(sub, common)
+    add_tlsrpt(sub, common)
     add_backup(sub, common)
     add_mailio(sub, common)
     add_limits(sub, common)

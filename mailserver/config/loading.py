@@ -173,7 +173,9 @@ _TOP_KEYS = ("hostname", "data_dir", "domains", "demo_account", "workers", "list
              "junk")
 _OUTBOUND_KEYS = ("smtp_port", "connect_timeout", "command_timeout", "backoff", "jitter",
                   "max_age", "max_connections", "max_connections_per_domain", "require_tls",
-                  "delay_warning", "reuse_idle", "smart_host", "ca_file")
+                  "delay_warning", "reuse_idle", "smart_host", "ca_file",
+                  "mta_sts", "mta_sts_port", "mta_sts_ca_file", "tlsrpt", "tlsrpt_send",
+                  "dane")
 _OUTBOUND_CHECKS: dict[str, Check] = {
     "connect_timeout": lambda x: None if x > 0 else "must be more than 0",
     "command_timeout": lambda x: None if x > 0 else "must be more than 0",
@@ -446,8 +448,11 @@ class _Validator:
         out: dict[str, Any] = {}
         for key, value in table.items():
             dotted = f"outbound.{key}"
-            if key == "smtp_port":
+            if key in ("smtp_port", "mta_sts_port"):
                 out[key] = self.port(value, dotted)
+            elif key in ("mta_sts", "tlsrpt", "tlsrpt_send", "dane"):
+                out[key] = self.boolean(value, dotted)
+                continue
             elif key in ("max_connections", "max_connections_per_domain"):
                 out[key] = self.integer(value, dotted)
             elif key == "backoff":
@@ -465,7 +470,7 @@ class _Validator:
             elif key == "smart_host":
                 out[key] = self.smart_host(value)
                 continue
-            elif key == "ca_file":
+            elif key in ("ca_file", "mta_sts_ca_file"):
                 if not isinstance(value, str) or not value:
                     raise self.fail(dotted, "must be the path of a PEM file")
                 out[key] = value

@@ -59,6 +59,19 @@ class OutboundSettings:
     included (RFC 5321 §4.5.3.2.6: 10 minutes).
     ``ca_file``: PEM trust anchors for verifying MX hosts' certificates where a
     message requires it (REQUIRETLS, RFC 8689); None: the system's store.
+    ``mta_sts``: look up and apply recipient domains' MTA-STS policies (RFC
+    8461; ``queue/stspolicy.py``, cached under ``<data_dir>/mta-sts``).
+    ``mta_sts_port``/``mta_sts_ca_file``: test and operations knobs: the HTTPS
+    port policies are fetched from (443 per RFC 8461 §3.3) and PEM trust
+    anchors for that HTTPS server instead of the system's store.
+    ``tlsrpt``: record each outbound session's TLS outcome per recipient
+    domain and day for TLS-RPT reports (RFC 8460; ``mailserver tlsrpt report``,
+    under ``<data_dir>/tlsrpt``).  ``tlsrpt_send``: mail the reports to the
+    domains' ``rua`` (RFC 8460 §3) — reserved, not implemented; must stay off.
+    ``dane``: DANE for SMTP (RFC 7672, ``queue/dane.py``): TLSA records at
+    ``_25._tcp.<mx>`` that the resolver marks validated (AD bit) decide how an
+    MX host is authenticated, before MTA-STS (RFC 8461 §2).  Only meaningful
+    with a validating resolver you trust (a local one) as ``resolver_address``.
     """
 
     hostname: str = "localhost"
@@ -78,6 +91,12 @@ class OutboundSettings:
     dns_timeout: float = 10.0
     reuse_idle: float = 5.0
     ca_file: str | None = None
+    mta_sts: bool = False
+    mta_sts_port: int = 443
+    mta_sts_ca_file: str | None = None
+    tlsrpt: bool = False
+    tlsrpt_send: bool = False
+    dane: bool = False
 
     def __post_init__(self) -> None:
         if not self.backoff or any(d <= 0 for d in self.backoff):
@@ -90,5 +109,7 @@ class OutboundSettings:
             raise ValueError("reuse_idle must not be negative")
         if not 0 <= self.jitter < 1:
             raise ValueError("jitter is a fraction in [0, 1)")
+        if self.tlsrpt_send:
+            raise ValueError("tlsrpt_send (sending TLS-RPT reports) is not implemented yet")
         if self.smart_host is not None and self.smart_host.tls not in SMART_HOST_TLS:
             raise ValueError(f"smart host tls must be one of {SMART_HOST_TLS}")

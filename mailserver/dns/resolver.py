@@ -13,6 +13,7 @@ from typing import Protocol
 
 import dns.asyncresolver
 import dns.exception
+import dns.flags
 import dns.name
 import dns.rdatatype
 import dns.resolver
@@ -79,6 +80,12 @@ class Resolver(Protocol):
         """SRV records of ``name`` as ``"priority weight port target."`` (RFC 2782)."""
         ...
 
+    async def tlsa(self, name: str) -> tuple[list[str], bool]:
+        """TLSA records of ``name`` in presentation format (``"3 1 1 ab12..."``, RFC
+        6698 §2.2) and whether the answer came with the AD bit (RFC 4035 §3.2.3:
+        the configured resolver validated it; DANE, RFC 7672 §2.1)."""
+        ...
+
 
 class DnsPythonResolver:
     """``Resolver`` on ``dns.asyncresolver`` with a TTL cache.
@@ -98,6 +105,14 @@ class DnsPythonResolver:
             self._resolver.port = port
         self._resolver.lifetime = timeout
         self._resolver.timeout = min(timeout, 3.0)
+        # TLSA queries (DANE) ask with AD set (RFC 6840 §5.7), so that a validating
+        # resolver reports validation; the other queries stay as they were.
+        self._dnssec = dns.asyncresolver.Resolver(configure=False)
+        self._dnssec.nameservers = list(self._resolver.nameservers)
+        self._dnssec.port = self._resolver.port
+        self._dnssec.lifetime = self._resolver.lifetime
+        self._dnssec.timeout = self._resolver.timeout
+        self._dnssec.flags = dns.flags.RD | dns.flags.AD
         self._cache: dict[tuple[str, str], tuple[float, object]] = {}
 
     async def _query(self, name: str, rdtype: str) -> tuple[list[object], float]:
@@ -187,3 +202,31 @@ class DnsPythonResolver:
     async def srv(self, name: str) -> list[str]:
         records, _ = await self._query(name, "SRV")
         return [r.to_text() for r in records]  # type: ignore[attr-defined]
+
+    async def tlsa(self, name: str) -> tuple[list[str], bool]:
+        key = (name.lower().rstrip("."), "TLSA+AD")
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] > now:
+            if isinstance(hit[1], DnsError):
+                raise hit[1]
+            return hit[1]  # type: ignore[return-value]
+        try:
+            answer = await self._dnssec.resolve(
+                dns.name.from_text(key[0]), "TLSA", search=False, raise_on_no_answer=False
+            )
+        except dns.resolver.NXDOMAIN:
+            err = DnsError(f"{key[0]}: no such domain", temporary=False)
+            self._remember(key, now + NEGATIVE_TTL_MAX, err)
+            raise err from None
+        except dns.exception.DNSException as exc:
+            raise DnsError(f"{key[0]} TLSA: {exc}", temporary=True) from None
+        secure = bool(answer.response.flags & dns.flags.AD)
+        if answer.rrset is None:
+            result: tuple[list[str], bool] = ([], secure)
+            ttl = NEGATIVE_TTL_MAX
+        else:
+            result = ([r.to_text() for r in answer.rrset], secure)
+            ttl = min(float(answer.rrset.ttl), TTL_MAX)
+        self._remember(key, now + ttl, result)
+        return result

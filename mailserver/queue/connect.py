@@ -29,13 +29,35 @@ from mailserver.queue.settings import OutboundSettings, SmartHost
 class HostFailed(Exception):
     """This host/address could not take the message: try the next one."""
 
-    def __init__(self, reply: str, *, permanent: bool = False, tls: bool = False) -> None:
+    def __init__(self, reply: str, *, permanent: bool = False, tls: bool = False,
+                 result: str | None = None) -> None:
         super().__init__(reply)
         self.reply = reply
         self.permanent = permanent
         #: The host failed for want of (authenticated) TLS: no STARTTLS, a failed
         #: handshake or certificate check (REQUIRETLS, RFC 8689 §4.2.2, tells these apart).
         self.tls = tls
+        #: With ``tls``: the TLS-RPT result type (RFC 8460 §4.3), see ``tls_result``.
+        self.result = result
+
+
+def tls_result(exc: BaseException) -> str:
+    """The RFC 8460 §4.3.2.2 result type of a failed handshake: the certificate
+    error's OpenSSL code decides (expired, host mismatch, untrusted chain), any
+    other failure is ``validation-failure``."""
+    seen: BaseException | None = exc
+    while seen is not None and not isinstance(seen, ssl.SSLCertVerificationError):
+        seen = seen.__cause__ or seen.__context__
+    if seen is None:
+        return "validation-failure"
+    code = seen.verify_code
+    if code == 10:  # X509_V_ERR_CERT_HAS_EXPIRED
+        return "certificate-expired"
+    if code == 62:  # X509_V_ERR_HOSTNAME_MISMATCH
+        return "certificate-host-mismatch"
+    if code in (2, 18, 19, 20, 21):  # no issuer / self-signed / untrusted chain
+        return "certificate-not-trusted"
+    return "validation-failure"
 
 
 def format_reply(code: int, message: str) -> str:
@@ -60,6 +82,8 @@ class OutboundSession:
     smtp: aiosmtplib.SMTP
     host: str
     where: str
+    #: The session runs under TLS (STARTTLS done, or implicit TLS).
+    tls: bool = False
 
 
 async def close_session(session: OutboundSession) -> None:
@@ -103,6 +127,7 @@ async def open_session(
     sock: socket.socket | None = None
     smtp: aiosmtplib.SMTP | None = None
     handed_over = False  # from connect() on, the socket belongs to the transport
+    under_tls = implicit
     try:
         try:
             async with asyncio.timeout(settings.connect_timeout):
@@ -124,11 +149,13 @@ async def open_session(
                                             tls_context=ctx)
                     except (aiosmtplib.SMTPException, ssl.SSLError, OSError) as exc:
                         raise HostFailed(f"421 4.7.0 STARTTLS with {where} failed: {exc}",
-                                         tls=True) from None
+                                         tls=True, result=tls_result(exc)) from None
                     await smtp.ehlo()  # RFC 3207 §4.2: forget what was said in plain text
+                    under_tls = True
                 elif require_tls:
                     raise HostFailed(f"421 4.7.10 {where} does not offer STARTTLS "
-                                     "(TLS is required for this destination)", tls=True)
+                                     "(TLS is required for this destination)", tls=True,
+                                     result="starttls-not-supported")
             if smart_host is not None and smart_host.username:
                 await smtp.login(smart_host.username, smart_host.password or "")  # RFC 4954
         except aiosmtplib.SMTPResponseException as exc:
@@ -143,7 +170,7 @@ async def open_session(
         elif sock is not None:
             sock.close()
         raise
-    return OutboundSession(smtp, host, where)
+    return OutboundSession(smtp, host, where, under_tls)
 
 
 async def _hello(smtp: aiosmtplib.SMTP) -> None:

@@ -69,6 +69,7 @@ from mailserver.queue.model import QueuedMessage, Recipient
 from mailserver.queue.requiretls import tls_required_no
 from mailserver.queue.rounds import DeliverLocal, DeliveryRounds, KeysFor
 from mailserver.queue.settings import OutboundSettings
+from mailserver.queue.tlspolicy import NO_TLS_POLICY, OutboundTls
 from mailserver.store.store import Store
 
 log = structlog.get_logger("mailserver.queue")
@@ -96,6 +97,7 @@ class QueueManager:
     ``is_local(address)`` / ``deliver_local(message, address)``: where DSNs for
     local senders go (straight into the store); DSNs to remote senders are
     queued with the null reverse-path.  ``clock``: Unix seconds (tests).
+    ``tls_policy``: MTA-STS policies and the TLS-RPT log (``app.build_queue``).
     """
 
     def __init__(
@@ -109,6 +111,7 @@ class QueueManager:
         deliver_local: DeliverLocal | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        tls_policy: OutboundTls | None = None,
     ) -> None:
         self._store = store
         self.settings = settings
@@ -117,7 +120,7 @@ class QueueManager:
         self._rounds = DeliveryRounds(
             store, settings, self._resolver, enqueue=self.enqueue, dkim_keys=dkim_keys,
             is_local=is_local, deliver_local=deliver_local, clock=clock,
-            rng=rng or random.Random(),
+            rng=rng or random.Random(), tls_policy=tls_policy or NO_TLS_POLICY,
         )
         self._wake = asyncio.Event()
         self._inflight: dict[str, asyncio.Task[None]] = {}

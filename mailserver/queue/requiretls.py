@@ -6,8 +6,8 @@ certificate that verifies, and advertise REQUIRETLS, and our MAIL carries
 REQUIRETLS again (§4.2.2).  The certificate is checked by PKIX against the
 MX host name (RFC 6125), with the system's trust store (or
 ``OutboundSettings.ca_file``): §4.2.2 also allows MTA-STS (RFC 8461) or
-DANE (RFC 7672) instead, which are not implemented yet, so a host that
-only they would authenticate fails here.  A host that does not qualify
+DANE (RFC 7672) instead; we do not let them stand in for PKIX here, so a
+host that only DANE would authenticate fails here.  A host that does not qualify
 counts as failed for this message; when none qualifies the message bounces
 with ``5.7.30`` "REQUIRETLS support required" (§5, §7.2).
 

@@ -49,6 +49,7 @@ from mailserver.queue.outcome import Action, Outcome, RcptResult, decide
 from mailserver.queue.requiretls import TlsDemand
 from mailserver.queue.settings import OutboundSettings
 from mailserver.queue.throttle import DestinationThrottle
+from mailserver.queue.tlspolicy import NO_TLS_POLICY, OutboundTls
 from mailserver.store.store import Store
 
 log = structlog.get_logger("mailserver.queue")
@@ -92,6 +93,7 @@ class DeliveryRounds:
         deliver_local: DeliverLocal | None,
         clock: Callable[[], float],
         rng: random.Random,
+        tls_policy: OutboundTls = NO_TLS_POLICY,
     ) -> None:
         self._store = store
         self.settings = settings
@@ -102,6 +104,7 @@ class DeliveryRounds:
         self._deliver_local = deliver_local
         self._clock = clock
         self._rng = rng
+        self._tls_policy = tls_policy
         self._total = asyncio.Semaphore(settings.max_connections)
         #: Sessions per destination, halved and paused when it says 421/4.7.x.
         self.throttle = DestinationThrottle(settings.max_connections_per_domain)
@@ -198,6 +201,7 @@ class DeliveryRounds:
                 results = await deliver_domain(
                     self.settings, self._resolver, domain, reverse_path, rcpts, message,
                     pool=self._pool, dsn=request, log=blog, tls=tls,
+                    tls_policy=self._tls_policy,
                 )
         finally:
             await throttle.release(domain, [r.reply for r in results],

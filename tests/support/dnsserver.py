@@ -48,6 +48,8 @@ class DnsServer:
         self.records: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
         self.queries: list[tuple[str, str]] = []
         self.failing: set[str] = set()  # names answered with SERVFAIL (``fail``)
+        #: Names whose answers carry the AD bit, as a validating resolver's would (DANE).
+        self.secure: set[str] = set()
         self._lock = threading.Lock()
         self._udp: socketserver.UDPServer | None = None
         self._tcp: socketserver.TCPServer | None = None
@@ -93,6 +95,8 @@ class DnsServer:
             known = name in self.records
             rds = list(self.records[name].get(rdtype, [])) if known else []
             failing = name in self.failing
+            if name in self.secure:
+                response.flags |= dns.flags.AD
         if failing:
             response.set_rcode(dns.rcode.SERVFAIL)
         elif not known:
