@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from mailserver.errors import AccountNotFound, AlreadyExists, Cannot, DomainNotFound, NotFound
-from mailserver.store import junk_store, keys, tx
+from mailserver.store import junk_writes, keys, tx
 from mailserver.store.mailboxes import create_defaults
 from mailserver.store.messages import purge_mailbox
 from mailserver.store.model import (
@@ -106,7 +106,7 @@ def delete_account(ctx: WriteCtx, address: str) -> None:
             marks.append(bytes(k))
     for k in marks:
         txn.delete(k, db=dbs.meta)
-    junk_store.reset(ctx, address)  # its own junk model (the global one keeps its share)
+    junk_writes.reset(ctx, address)  # its own junk model (the global one keeps its share)
     # Aliases lose the account as a target; those left without one go.
     changed = []
     for k, v in txn.cursor(db=dbs.aliases):

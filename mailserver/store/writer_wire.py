@@ -73,7 +73,7 @@ OUT_OF_BAND = 64 * 1024
 #: Modules whose module-level functions may be sent as request functions.
 REQUEST_MODULES = frozenset({
     "mailserver.store.directory_writes",
-    "mailserver.store.junk_store",
+    "mailserver.store.junk_writes",
     "mailserver.store.mailboxes",
     "mailserver.store.messages",
     "mailserver.store.queue",
