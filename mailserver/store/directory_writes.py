@@ -86,26 +86,8 @@ def delete_account(ctx: WriteCtx, address: str) -> None:
             purge_mailbox(ctx, mb, keep_log=False)
             txn.delete(keys.mailbox_key(mbid), db=dbs.mailboxes)
         txn.delete(keys.mbname_key(address, name), db=dbs.mbnames)
-    prefix = keys.gone_sub_prefix(address)
-    cur = txn.cursor(db=dbs.meta)
-    gone_subs = []
-    if cur.set_range(prefix):
-        for k in cur.iternext(values=False):
-            if not bytes(k).startswith(prefix):
-                break
-            gone_subs.append(bytes(k))
-    for k in gone_subs:
-        txn.delete(k, db=dbs.meta)
-    sent = keys.sent_to_key(address, "")  # the prefix of its first-time marks
-    cur = txn.cursor(db=dbs.meta)
-    marks = []
-    if cur.set_range(sent):
-        for k in cur.iternext(values=False):
-            if not bytes(k).startswith(sent):
-                break
-            marks.append(bytes(k))
-    for k in marks:
-        txn.delete(k, db=dbs.meta)
+    tx.delete_prefix(txn, dbs.meta, keys.gone_sub_prefix(address))
+    tx.delete_prefix(txn, dbs.meta, keys.sent_to_key(address, ""))  # first-time marks
     junk_writes.reset(ctx, address)  # its own junk model (the global one keeps its share)
     # Aliases lose the account as a target; those left without one go.
     changed = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 
+from mailserver.store import tx
 from mailserver.store.writer import WriteCtx
 
 #: A spam count and a ham count.
@@ -72,15 +73,6 @@ def reset(ctx: WriteCtx, account: str) -> int:
     """Writer request: forget ``account``'s own model (counts, totals and
     marks; the global model keeps what it learnt).  Returns keys removed."""
     account = account.lower()
-    doomed = []
-    cur = ctx.txn.cursor(db=ctx.dbs.meta)
-    for prefix in (b"junk\0" + account.encode() + b"\0", totals_key(account),
-                   b"junkmsg\0" + account.encode() + b"\0"):
-        if cur.set_range(prefix):
-            for k in cur.iternext(values=False):
-                if not bytes(k).startswith(prefix):
-                    break
-                doomed.append(bytes(k))
-    for k in doomed:
-        ctx.txn.delete(k, db=ctx.dbs.meta)
-    return len(doomed)
+    return sum(tx.delete_prefix(ctx.txn, ctx.dbs.meta, prefix) for prefix in (
+        b"junk\0" + account.encode() + b"\0", totals_key(account),
+        b"junkmsg\0" + account.encode() + b"\0"))

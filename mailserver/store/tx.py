@@ -279,3 +279,17 @@ def blob_refcount(txn: Any, dbs: Dbs, blob_id: bytes) -> int:
     """How many message records use the blob (``blob_id``: SHA-256, 32 bytes); 0 if none."""
     raw = txn.get(blob_id, db=dbs.blobrefs)
     return 0 if raw is None else codec.decode_blobref(raw)[0]
+
+
+def delete_prefix(txn: Any, db: Any, prefix: bytes) -> int:
+    """Delete every key of ``db`` starting with ``prefix``; how many went."""
+    doomed = []
+    cur = txn.cursor(db=db)
+    if cur.set_range(prefix):
+        for k in cur.iternext(values=False):
+            if not bytes(k).startswith(prefix):
+                break
+            doomed.append(bytes(k))
+    for k in doomed:
+        txn.delete(k, db=db)
+    return len(doomed)

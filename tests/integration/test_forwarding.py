@@ -6,19 +6,17 @@ to the original sender; a forged SRS address is an unknown user."""
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import dataclasses
 import smtplib
-import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import dkim
 import pytest
 from support.dnsserver import DnsServer, dest_dns
+from support.loopthread import LoopThread
 from support.outbound import outbound_settings
 from support.server import USERS, ServerThread, make_config
 from support.smtpreceiver import Receiver
@@ -32,24 +30,6 @@ from mailserver.protocol.srs import SrsCodec
 ALICE, BOB = "alice@example.test", "bob@example.test"
 FAR = "far@dest.test"
 SENDER = "someone@sender.test"
-
-
-class LoopThread:
-    """An event loop in a thread of its own, for the receiving server."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, Any], timeout: float = 30) -> Any:
-        fut: concurrent.futures.Future[Any] = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        return fut.result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        self.loop.close()
 
 
 @dataclasses.dataclass

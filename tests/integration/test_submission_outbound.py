@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import concurrent.futures
 import contextlib
 import dataclasses
 import email
 import email.policy
 import re
 import smtplib
-import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ import pytest
 from structlog.testing import capture_logs
 from support.daemon import run_cli
 from support.dnsserver import DnsServer, dest_dns
+from support.loopthread import LoopThread
 from support.outbound import outbound_settings
 from support.server import USERS, ServerThread, make_config
 from support.smtpreceiver import Receiver
@@ -43,24 +42,6 @@ from mailserver.queue import model as queue_model
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
 CAROL = "carol@dest.test"
-
-
-class LoopThread:
-    """An event loop in a daemon thread, for the receiving server."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, Any], timeout: float = 30) -> Any:
-        fut: concurrent.futures.Future[Any] = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        return fut.result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        self.loop.close()
 
 
 @dataclasses.dataclass
