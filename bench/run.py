@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -208,25 +209,40 @@ async def run(args: argparse.Namespace, work: Path, report: Report) -> None:
         await part9(report, work, args.soak_seconds or (5.0 if q else 90.0), args.workers)
 
 
-async def part10(report: Report, work: Path, rounds: int, quick: bool, workers: int) -> None:
-    """Ingress with mail-flow analytics on and off (issue 14 §4: the cost stays under
-    5 %): the same daemon, ``[analytics] enabled`` switched; rounds alternate."""
-    sessions, size, count = 20, 4096, 40 if quick else 2000
+async def _ingress_on_off(work: Path, what: str, rounds: int, workers: int,
+                          switch: Callable[[Ours, bool], None], sessions: int, size: int,
+                          count: int) -> dict[bool, list[dict]]:
+    """Part 1's ingress on a daemon of its own with ``switch(daemon, on)``
+    turning a feature on and off, rounds alternating which goes first."""
     res: dict[bool, list[dict]] = {True: [], False: []}
     for r in range(rounds):
-        for enabled in (True, False) if r % 2 == 0 else (False, True):
-            d = Ours(work / f"ours-analytics-{enabled}")
-            d.workers, d.analytics = workers, enabled
+        for on in (True, False) if r % 2 == 0 else (False, True):
+            d = Ours(work / f"ours-{what}-{on}")
+            d.workers = workers
+            switch(d, on)
             await d.add_users([ALICE])
             d.start()
             try:
                 counter = parts.ImapCounter(d.port("imap"))
                 t = parts.Target("ours", d.port("smtp"), d.port("imap"),
                                  lambda d=d: d.pids, counter)  # type: ignore[misc]
-                res[enabled].append(await parts.ingress_once(t, sessions, size, count))
+                res[on].append(await parts.ingress_once(t, sessions, size, count))
                 await counter.close()
             finally:
                 d.stop()
+    return res
+
+
+async def part10(report: Report, work: Path, rounds: int, quick: bool, workers: int) -> None:
+    """Ingress with mail-flow analytics on and off (issue 14 §4: the cost stays under
+    5 %): the same daemon, ``[analytics] enabled`` switched; rounds alternate."""
+    sessions, size, count = 20, 4096, 40 if quick else 2000
+
+    def analytics(d: Ours, on: bool) -> None:
+        d.analytics = on
+
+    res = await _ingress_on_off(work, "analytics", rounds, workers, analytics,
+                                sessions, size, count)
     on, off = _med(res[True], "rate"), _med(res[False], "rate")
     label = f"[10] ingress {sessions} sess {size // 1024} KB"
     report.add(f"{label} analytics on", on, None, "msg/s", f"{count} msgs x {rounds}")
@@ -252,25 +268,15 @@ async def part11(report: Report, work: Path, rounds: int, quick: bool, workers: 
     dns.add("example.net", "TXT", "v=spf1 ip4:127.0.0.0/8 -all")
     dns.add("_dmarc.example.net", "TXT", "v=DMARC1; p=reject")
     sessions, size, count = 20, 4096, 40 if quick else 2000
-    res: dict[bool, list[dict]] = {True: [], False: []}
+
+    def checks(d: Ours, on: bool) -> None:
+        d.extra = (f"[checks]\nverify = {'true' if on else 'false'}\n"
+                   f"[dns]\nresolver_address = \"{dns.address}\"\n"
+                   f"resolver_port = {dns.port}\n")
+
     try:
-        for r in range(rounds):
-            for on in (True, False) if r % 2 == 0 else (False, True):
-                d = Ours(work / f"ours-checks-{on}")
-                d.workers = workers
-                d.extra = (f"[checks]\nverify = {'true' if on else 'false'}\n"
-                           f"[dns]\nresolver_address = \"{dns.address}\"\n"
-                           f"resolver_port = {dns.port}\n")
-                await d.add_users([ALICE])
-                d.start()
-                try:
-                    counter = parts.ImapCounter(d.port("imap"))
-                    t = parts.Target("ours", d.port("smtp"), d.port("imap"),
-                                     lambda d=d: d.pids, counter)  # type: ignore[misc]
-                    res[on].append(await parts.ingress_once(t, sessions, size, count))
-                    await counter.close()
-                finally:
-                    d.stop()
+        res = await _ingress_on_off(work, "checks", rounds, workers, checks,
+                                    sessions, size, count)
     finally:
         dns.stop()
     on, off = _med(res[True], "rate"), _med(res[False], "rate")
