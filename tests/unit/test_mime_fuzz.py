@@ -105,3 +105,15 @@ def test_random_bytes(blob: bytes) -> None:
 @given(MIMEISH)
 def test_mime_shaped_junk(blob: bytes) -> None:
     check(blob)
+
+
+def test_long_non_ascii_media_type_survives_storage() -> None:
+    """Found by bench/fuzz.py (mime): a media type over 255 UTF-8 octets was
+    cut inside a character, and the stored facts could not be read back."""
+    for n in (122, 123, 200):
+        blob = b"Content-Type: multipart/" + b"\xff" * n + b"; boundary=ab\n\nbody\n"
+        facts = compute_facts(blob)
+        back = MessageFacts.from_bytes(facts.to_bytes())
+        assert back.bodystructure == facts.bodystructure
+        assert len(back.root.media_type.encode()) <= 255
+        assert facts.root.media_type.startswith(back.root.media_type)
