@@ -8,10 +8,10 @@
   to send BDAT, the test requires it to end with LAST and the message to
   arrive the same).  BDAT itself is driven on the wire by
   test_smtp_chunking.py.
-* REQUIRETLS (RFC 8689): with Postfix (3.7: no REQUIRETLS) as the receiving
-  MX, our queue sends an ordinary message over STARTTLS, but a REQUIRETLS
-  message never: after STARTTLS and EHLO it quits, and the sender gets a
-  5.7.30 bounce (§5)."""
+* With Postfix (3.7: CHUNKING, no REQUIRETLS) as the receiving MX, our
+  queue sends an ordinary message over STARTTLS in one ``BDAT <size> LAST``
+  (RFC 3030), but a REQUIRETLS message (RFC 8689) never: no MAIL is sent
+  for it, and the sender gets a 5.7.30 bounce (§5)."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ async def env(tmp_path: Path) -> AsyncIterator[OutboundEnv]:
         yield e
 
 
-async def test_requiretls_to_a_postfix_mx(env: OutboundEnv, tmp_path: Path) -> None:
+async def test_bdat_and_requiretls_to_a_postfix_mx(env: OutboundEnv, tmp_path: Path) -> None:
     cert, key = tmp_path / "mx.crt", tmp_path / "mx.key"
     make_self_signed("mx.dest.test", cert, key)  # verifies against ca_file = cert
     extra = (f"smtpd_tls_security_level = may\nsmtpd_tls_cert_file = {cert}\n"
@@ -79,7 +79,13 @@ async def test_requiretls_to_a_postfix_mx(env: OutboundEnv, tmp_path: Path) -> N
         await asyncio.to_thread(pf.wait_log, r"postfix/discard\[\d+\]: .*to=<bob@dest.test>.*status=sent")
         log = pf.log()
         assert re.search(r"TLS connection established from", log), log[-2000:]
-        assert "REQUIRETLS" not in "\n".join(x for x in pf.dialogue("smtpd") if x.startswith("> 250"))
+        said = pf.dialogue("smtpd")
+        assert "> 250-CHUNKING" in said or "> 250 CHUNKING" in said, said
+        assert not any("REQUIRETLS" in x for x in said if x.startswith("> 250"))
+        (bdat,) = [x for x in said if x.startswith("< BDAT ")]
+        size = int(bdat.split()[2])
+        assert bdat == f"< BDAT {size} LAST" and size >= len(plain) and "< DATA" not in said
+        assert re.search(rf"postfix/qmgr\[\d+\]: \w+: from=<alice@example.test>, size=\d+", log)
         secret = (b"From: <alice@example.test>\r\nTo: <bob@dest.test>\r\nSubject: rt\r\n"
                   b"Message-ID: <rt1@example.test>\r\n\r\nsecret body\r\n")
         await mgr.enqueue(ALICE, ["bob@dest.test"], secret, requiretls=True)
