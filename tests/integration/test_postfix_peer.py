@@ -85,7 +85,7 @@ async def test_bdat_and_requiretls_to_a_postfix_mx(env: OutboundEnv, tmp_path: P
         (bdat,) = [x for x in said if x.startswith("< BDAT ")]
         size = int(bdat.split()[2])
         assert bdat == f"< BDAT {size} LAST" and size >= len(plain) and "< DATA" not in said
-        assert re.search(rf"postfix/qmgr\[\d+\]: \w+: from=<alice@example.test>, size=\d+", log)
+        assert re.search(r"postfix/qmgr\[\d+\]: \w+: from=<alice@example.test>, size=\d+", log)
         secret = (b"From: <alice@example.test>\r\nTo: <bob@dest.test>\r\nSubject: rt\r\n"
                   b"Message-ID: <rt1@example.test>\r\n\r\nsecret body\r\n")
         await mgr.enqueue(ALICE, ["bob@dest.test"], secret, requiretls=True)

@@ -423,9 +423,13 @@ def parse_sent_date(value: str | None) -> int | None:
         t = email.utils.parsedate_tz(value)
         if t is None:
             return None
-        return int(email.utils.mktime_tz(t))
+        seconds = int(email.utils.mktime_tz(t))
     except Exception:  # parsedate_tz has raised odd errors on junk in the past
         return None
+    # A zone offset of any size parses ("-0555555555555555200"): what the
+    # stored facts cannot hold (a signed 64-bit field) is no date (found by
+    # bench/fuzz.py; to_bytes failed and analyze fell back to no facts).
+    return seconds if -(2**63) <= seconds < 2**63 else None
 
 
 def analyze(blob: bytes) -> MessageFacts:
