@@ -210,7 +210,9 @@ class Postfix:
         self.etc = workdir / "etc"
         self.master_pid: int | None = None
 
-    def configure(self, users: list[str]) -> None:
+    def configure(self, users: list[str], extra: str = "") -> None:
+        """Write main.cf and master.cf; ``extra``: main.cf lines appended
+        (parameters not set above: Postfix warns about a repeated one)."""
         for d in (self.etc, self.dir / "queue", self.dir / "data", self.vmail):
             d.mkdir(parents=True, exist_ok=True)
         os.chown(self.vmail, VMAIL_UID, VMAIL_UID)
@@ -245,7 +247,7 @@ maillog_file = {self.dir / 'maillog'}
 maillog_file_prefixes = {self.dir}
 biff = no
 append_dot_mydomain = no
-""")
+""" + extra)
         (self.etc / "master.cf").write_text(
             _MASTER_CF.format(address=f"127.0.0.1:{self.smtp_port}"))
 

@@ -46,6 +46,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from mailserver.errors import ProtocolSyntaxError
+from mailserver.imap.contexts import UpdateContexts
 from mailserver.imap.view import MessageView
 from mailserver.protocol.imap.response import flag_list
 from mailserver.protocol.imap.seqset import compact
@@ -67,7 +68,8 @@ class SelectedMailbox:
 
     __slots__ = ("store", "mailbox_id", "name", "readonly", "uidvalidity", "messages",
                  "modseq", "pending", "pending_floor", "recent", "condstore", "qresync",
-                 "_claimed", "_owned", "saved", "announced", "_announced_sets", "grew")
+                 "_claimed", "_owned", "saved", "announced", "_announced_sets", "grew",
+                 "contexts")
 
     def __init__(self, store: Store, info: MailboxInfo,
                  records: Iterable[MessageRecord] | tuple[list[int], list[frozenset[str]]],
@@ -109,6 +111,8 @@ class SelectedMailbox:
         self._announced_sets: set[frozenset[str]] = set()
         #: The last ``sync`` reported EXISTS (new messages): RECENT follows.
         self.grew = False
+        #: Updating SEARCH/SORT contexts (RFC 5267 §4.3); they end with the view.
+        self.contexts = UpdateContexts()
 
     @classmethod
     def open(cls, store: Store, account: str, name: str, *, readonly: bool) -> SelectedMailbox:
@@ -131,6 +135,13 @@ class SelectedMailbox:
     @property
     def largest_uid(self) -> int:
         return self.messages.largest
+
+    @property
+    def state_key(self) -> tuple[int, ...]:
+        """Changes whenever a search over the view may answer differently:
+        a commit to the mailbox (HIGHESTMODSEQ), messages joining or leaving
+        the view, expunges held back, \\Recent claims."""
+        return (self.modseq, len(self.messages), len(self.pending), len(self.recent))
 
     def seq_of(self, uid: int) -> int | None:
         return self.messages.seq_of(uid)
@@ -298,11 +309,13 @@ class SelectedMailbox:
         self.pending.clear()
         if not gone:
             return []
+        # RFC 5267 §4.3.4: REMOVEFROM before the EXPUNGE, while numbers hold.
+        out = self.contexts.expunged(set(gone), self.seq_of) if self.contexts else []
         if self.qresync:
-            out = [b"* VANISHED " + compact_uids(gone).encode() + b"\r\n"]
+            out += [b"* VANISHED " + compact_uids(gone).encode() + b"\r\n"]
         else:
             seqs = [self.seq_of(u) for u in reversed(gone)]
-            out = [b"* %d EXPUNGE\r\n" % seq for seq in seqs if seq is not None]
+            out += [b"* %d EXPUNGE\r\n" % seq for seq in seqs if seq is not None]
         self.messages.remove(set(gone))
         self.recent.difference_update(gone)
         return out

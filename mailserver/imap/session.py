@@ -35,6 +35,7 @@ from mailserver.config import Listener
 from mailserver.errors import MailboxNotFound, ProtocolSyntaxError, UserError, imap_status
 from mailserver.imap.commands import (
     auth,
+    context,
     idle,
     listing,
     mailbox,
@@ -113,8 +114,8 @@ class ImapSession:
         caps = ["IMAP4rev1", "LITERAL+", "SASL-IR", "IDLE", "UNSELECT", "ID", "NAMESPACE",
                 "ENABLE", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "CREATE-SPECIAL-USE",
                 "LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "ESEARCH", "WITHIN", "CONDSTORE", "QRESYNC", f"APPENDLIMIT={self.append_limit()}",
-                "MULTIAPPEND", "BINARY", "ESORT", "PARTIAL", "CATENATE"]  # RFC 3502; 3516; 5267;
-        # 9394; 4469
+                "MULTIAPPEND", "BINARY", "ESORT", "PARTIAL", "CATENATE",  # RFC 3502; 3516; 5267;
+                "CONTEXT=SEARCH", "CONTEXT=SORT"]  # 9394; 4469; RFC 5267 §4
         # RFC 9051 §7.2.2 (with IMAP4rev1, RFC 9051 Appendix A), RFC 6855 §3.
         caps[1:1] = ["IMAP4rev2"]
         caps.append("UTF8=ACCEPT")
@@ -288,6 +289,8 @@ class ImapSession:
                 await view.claim_recent()
                 if view.grew:  # RFC 3501 §7.3.2: RECENT follows the EXISTS it changed with
                     self.write(b"* %d RECENT\r\n" % len(view.recent))
+            if view.contexts:  # RFC 5267 §4.3: ADDTO after the EXISTS it refers to
+                await context.refresh(self, view)
             if view.pending and view.condstore:
                 # RFC 7162 §3.2: MODSEQs above a held-back expunge were sent, so
                 # tell the client a HIGHESTMODSEQ below that expunge's.
@@ -400,4 +403,5 @@ TABLE: dict[str, tuple[Handler, frozenset[State]]] = {
     "MOVE": (messages.move, _SEL),  # RFC 6851
     "SORT": (sort.sort, _SEL),  # RFC 5256 §3
     "THREAD": (thread.thread, _SEL),  # RFC 5256 §4
+    "CANCELUPDATE": (context.cancelupdate, _SEL),  # RFC 5267 §4.3.5
 }

@@ -14,6 +14,10 @@ fails a server may still answer DATA with 354 and the client must then send
 an empty message to get out of the data state.  We do the safe thing: DATA
 is sent only after all RCPT replies were read, and only if one was positive.
 
+The message itself goes the same way when the server offers CHUNKING
+(RFC 3030 §2): ``bdat_last`` sends ``BDAT <size> LAST`` and the octets as
+they are (no dot-stuffing, no end-of-data line) and reads the one reply.
+
 ``NextHopReplyParser`` is pure (feed bytes, take replies) and bounded: a reply line
 longer than ``MAX_LINE`` or a reply longer than ``MAX_REPLY`` is a protocol
 error, as is a line that does not start with a three-digit code or a
@@ -185,6 +189,29 @@ async def exchange(protocol: Any, commands: Sequence[bytes], timeout: float) -> 
             # More than one reply per command: the server is out of step with us.
             raise NextHopReplyError("unexpected data after the last reply")
         return replies
+    finally:
+        if not transport.is_closing():
+            transport.set_protocol(protocol)
+
+
+async def bdat_last(protocol: Any, message: bytes, timeout: float) -> NextHopReply:
+    """Send ``message`` as one ``BDAT <size> LAST`` chunk (RFC 3030 §2) and
+    read its reply; the transport is lent as for ``exchange``.  ``timeout``:
+    seconds for the reply (the end of data's, RFC 5321 §4.5.3.2.6).  Raises
+    ``NextHopReplyError``, ``Disconnected`` or ``TimeoutError``."""
+    transport = protocol.transport
+    if transport is None or transport.is_closing():
+        raise Disconnected("not connected")
+    reader = _ReplyReader(protocol)
+    transport.set_protocol(reader)
+    try:
+        transport.write(b"BDAT %d LAST\r\n" % len(message))
+        transport.write(message)
+        async with asyncio.timeout(timeout):
+            reply = await reader.wait_reply()
+        if reader.leftover:
+            raise NextHopReplyError("unexpected data after the BDAT reply")
+        return reply
     finally:
         if not transport.is_closing():
             transport.set_protocol(protocol)

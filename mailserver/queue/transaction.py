@@ -6,8 +6,9 @@ answered RCPT, its answers are the result of the attempt, per recipient, so
 one RCPT can fail while others succeed.  The reply to the end of the message
 may take twice ``command_timeout`` (RFC 5321 §4.5.3.2.6).  Extensions used
 when offered: SMTPUTF8 (RFC 6531), 8BITMIME (RFC 6152), SIZE (RFC 1870),
-DSN (RFC 3461 §5.2.1: the message's parameters are passed on); REQUIRETLS
-(RFC 8689 §4.2.2) when the caller says the message carries it.
+DSN (RFC 3461 §5.2.1: the message's parameters are passed on), CHUNKING
+(RFC 3030: the message in one ``BDAT <size> LAST``, see ``pipeline``);
+REQUIRETLS (RFC 8689 §4.2.2) when the caller says the message carries it.
 """
 
 from __future__ import annotations
@@ -98,15 +99,19 @@ async def run_transaction(
             results[rcpt] = RcptResult(rcpt, outcome, text, host)
     reusable = True
     if accepted:
+        # RFC 5321 §4.5.3.2.6: the end of data gets twice a command's time.
+        end_timeout = DATA_END_FACTOR * settings.command_timeout
         try:
-            # RFC 5321 §4.5.3.2.6: the end of data gets twice a command's time.
-            resp = await smtp.data(message, timeout=DATA_END_FACTOR * settings.command_timeout)
+            if smtp.supports_extension("chunking"):  # RFC 3030: one BDAT ... LAST
+                reply = await pipeline.bdat_last(smtp.protocol, message, end_timeout)
+                code, reply_text = reply.code, reply.text
+            else:
+                resp = await smtp.data(message, timeout=end_timeout)
+                code, reply_text = resp.code, resp.message
         except aiosmtplib.SMTPResponseException as exc:
-            outcome = Outcome.PERMANENT if 500 <= exc.code < 600 else Outcome.TEMPORARY
-            text = format_reply(exc.code, exc.message)
-            for rcpt in accepted:
-                results[rcpt] = RcptResult(rcpt, outcome, text, host)
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            code, reply_text = exc.code, exc.message
+        except (aiosmtplib.SMTPException, OSError, TimeoutError, pipeline.NextHopReplyError,
+                pipeline.Disconnected) as exc:
             # Lost after DATA: we cannot know whether it was taken; retrying risks a
             # duplicate, not a loss (RFC 5321 §6.1 prefers that).
             reusable = False
@@ -114,10 +119,15 @@ async def run_transaction(
                 results[rcpt] = RcptResult(
                     rcpt, Outcome.TEMPORARY, f"421 4.4.2 {host}: connection lost: {exc}", host
                 )
-        else:
-            text = format_reply(resp.code, resp.message)
+            return [results[r] for r in recipients], reusable
+        text = format_reply(code, reply_text)
+        if code // 100 == 2:
             for rcpt in accepted:
                 results[rcpt] = RcptResult(rcpt, Outcome.DELIVERED, text, host, next_hop_dsn)
+        else:
+            outcome = Outcome.PERMANENT if 500 <= code < 600 else Outcome.TEMPORARY
+            for rcpt in accepted:
+                results[rcpt] = RcptResult(rcpt, outcome, text, host)
     return [results[r] for r in recipients], reusable
 
 

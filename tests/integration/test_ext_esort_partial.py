@@ -70,3 +70,10 @@ def test_partial_slice() -> None:
     assert partial_slice(nums, (-11, -20)) == []
     assert partial_slice(nums, (-10, -20)) == [1]
     assert partial_slice(nums, (-9, -20)) == [1, 2]
+
+
+def test_partial_alone_with_modseq(box: RawImap) -> None:
+    """RETURN (PARTIAL ...) with a MODSEQ criterion used to fail (no MIN or
+    MAX picked, then max() of nothing): the MODSEQ is the highest match's."""
+    out = box.ok("m", "SEARCH RETURN (PARTIAL 1:2) MODSEQ 1")
+    assert esearch(out).startswith(b'* ESEARCH (TAG "m") PARTIAL (1:2 1:2) MODSEQ ')

@@ -52,3 +52,13 @@ def test_multipart_without_boundary_is_text_plain(server: ServerThread,
     data = uid_fetch(imaps, uid, "(BODYSTRUCTURE)")
     assert b'BODYSTRUCTURE ("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 13 3 ' in data[0]
     assert uid_search(imaps, "BODY", "body") == [uid]
+
+
+def test_long_non_ascii_media_type(server: ServerThread, imaps: imaplib.IMAP4_SSL) -> None:
+    """bench/fuzz.py found stored facts that could not be read back (a media
+    type cut inside a UTF-8 character at 255 octets)."""
+    msg = b"Subject: t\r\nContent-Type: multipart/" + b"\xff" * 123 + b"; boundary=ab\r\n\r\nx\r\n"
+    uid = put(server, msg)
+    data = uid_fetch(imaps, uid, "(BODYSTRUCTURE BODY.PEEK[1])")
+    assert b"BODYSTRUCTURE (" in data[0][0]
+    assert uid_search(imaps, "SUBJECT t") == [uid]

@@ -147,3 +147,23 @@ def test_parameters_for_the_next_hop_round_trip() -> None:
     assert param.isascii()
     assert parse_rcpt([param]) == utf8
     assert DsnRequest().rcpt("nobody@x.test") == RcptDsn()
+
+
+def test_parameters_for_the_next_hop_stay_within_the_limits() -> None:
+    """Found by bench/fuzz.py (dsn): values we accepted could grow past RFC
+    3461's limits when encoded for the next hop, which would refuse them."""
+    wide = parse_rcpt(["ORCPT=utf-8;" + "中" * 100 + "@example.test"])
+    assert wide.orcpt is not None and wide.orcpt.address.startswith("中")
+    assert wide.to_params() == []  # 100 x "\x{4E2D}" is over 500
+    bad_utf8 = parse_mail(["ENVID=" + "+FF" * 33])  # 99 characters, each octet -> U+FFFD
+    assert bad_utf8.envid == "\ufffd" * 33
+    assert bad_utf8.to_params() == []
+
+
+@given(TEXT.filter(bool))
+def test_next_hop_parameters_parse_back(text: str) -> None:
+    for rcpt in (RcptDsn(orcpt=Orcpt("utf-8", text)), RcptDsn(orcpt=Orcpt("rfc822", text))):
+        for param in rcpt.to_params():
+            assert parse_rcpt([param]).orcpt is not None
+    for param in MailDsn(envid=text).to_params():
+        parse_mail([param])

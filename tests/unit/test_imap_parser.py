@@ -636,3 +636,20 @@ def test_response_name_round_trips_sections() -> None:
         b"BINARY[3]",
         b"RFC822",
     ]
+
+
+# ------------------------------------------------ CONTEXT (RFC 5267 §4)
+
+
+def test_context_return_options_and_cancelupdate() -> None:
+    from mailserver.protocol.imap.types import CancelUpdate, SortArgs
+
+    cmd = parse_one(b"B01 UID SEARCH RETURN (UPDATE CONTEXT COUNT) UNSEEN\r\n")
+    assert isinstance(cmd.args, Search) and cmd.args.return_opts == ("UPDATE", "CONTEXT", "COUNT")
+    cmd = parse_one(b"S1 SORT RETURN (UPDATE PARTIAL 1:10) (SUBJECT) UTF-8 ALL\r\n")
+    assert isinstance(cmd.args, SortArgs) and cmd.args.return_opts == ("UPDATE", "PARTIAL")
+    cmd = parse_one(b'x CANCELUPDATE "B01" "S1"\r\n')
+    assert cmd.name == "CANCELUPDATE" and cmd.args == CancelUpdate(("B01", "S1"))
+    for bad in (b"x CANCELUPDATE\r\n", b"x CANCELUPDATE B01\r\n", b'x CANCELUPDATE "B01" \r\n',
+                b"x UID CANCELUPDATE \"a\"\r\n"):
+        assert feed_all_ways(bad) == [Err("x")], bad

@@ -105,3 +105,34 @@ def test_random_bytes(blob: bytes) -> None:
 @given(MIMEISH)
 def test_mime_shaped_junk(blob: bytes) -> None:
     check(blob)
+
+
+def test_long_non_ascii_media_type_survives_storage() -> None:
+    """Found by bench/fuzz.py (mime): a media type over 255 UTF-8 octets was
+    cut inside a character, and the stored facts could not be read back."""
+    for n in (122, 123, 200):
+        blob = b"Content-Type: multipart/" + b"\xff" * n + b"; boundary=ab\n\nbody\n"
+        facts = compute_facts(blob)
+        back = MessageFacts.from_bytes(facts.to_bytes())
+        assert back.bodystructure == facts.bodystructure
+        assert len(back.root.media_type.encode()) <= 255
+        assert facts.root.media_type.startswith(back.root.media_type)
+
+
+def test_date_with_a_huge_zone_offset() -> None:
+    """Found by bench/fuzz.py (mime): the sent date did not fit the stored
+    facts, so the facts could not be written (analyze fell back to none)."""
+    blob = b"Subject: d\r\nDate: Fri, 13 Jul 2012 10:06:49 -0555555555555555200\r\n\r\nx\r\n"
+    facts = compute_facts(blob)
+    assert facts.sent_date is None
+    assert MessageFacts.from_bytes(facts.to_bytes()) == facts
+    assert analyze(blob).envelope == facts.envelope != b"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)"
+
+
+def test_rfc2231_section_number_that_is_not_ascii() -> None:
+    """Found by bench/fuzz.py (mime): a parameter section "*²" was taken as a
+    number ("²".isdigit()) and int() failed."""
+    blob = (b"Content-Type: text/plain; name*\xb2=a; name*0=b\r\n"
+            b"Subject: p\r\n\r\nx\r\n")
+    facts = compute_facts(blob)
+    assert facts.bodystructure.startswith(b'("text" "plain"')

@@ -28,9 +28,10 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from mailserver.errors import UserError
+from mailserver.errors import ProtocolSyntaxError, UserError
 from mailserver.imap import search_eval
 from mailserver.imap.commands.messages import all_records
+from mailserver.imap.contexts import UpdateContext, tell_noupdate
 from mailserver.imap.selected import SelectedMailbox, compact_uids
 from mailserver.protocol.imap.response import quote
 from mailserver.protocol.imap.types import (
@@ -48,6 +49,8 @@ if TYPE_CHECKING:
     from mailserver.imap.session import ImapSession
 
 _CHARSETS = ("US-ASCII", "UTF-8")
+#: Return options that ask for no result data (RFC 5182; RFC 5267 §4.2, §4.3).
+NO_DATA = frozenset({"SAVE", "CONTEXT", "UPDATE"})
 #: Work estimated above this (microseconds) runs in a worker thread; below it
 #: the hop (a thread hand-over and a loop wake-up, and the GIL passed back and
 #: forth) costs about as much as the work, and other sessions wait no longer
@@ -96,6 +99,9 @@ async def search(session: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, Search)
     save = args.return_opts is not None and "SAVE" in args.return_opts
+    update = args.return_opts is not None and "UPDATE" in args.return_opts
+    if update:
+        check_update_tag(view, cmd.tag)
     if save:
         view.saved = frozenset()  # RFC 5182 §2.1: a failed SAVE search leaves $ empty
     modseq = uses_modseq(args.key)
@@ -103,6 +109,9 @@ async def search(session: ImapSession, cmd: Command) -> None:
         session.enable("CONDSTORE")  # RFC 7162 §3.1: a CONDSTORE enabling command
     hits = await run_search(session, view, args)
     numbers = [rec.uid if cmd.uid else seq for seq, rec in hits]
+    if update:
+        start_context(session, view, UpdateContext(cmd.tag, cmd.uid, args,
+                                                   [rec.uid for _, rec in hits]))
     highest = returned_modseq(args.return_opts, [rec.modseq for _, rec in hits]) if modseq else None
     if save:
         assert args.return_opts is not None
@@ -119,6 +128,22 @@ async def search(session: ImapSession, cmd: Command) -> None:
                                    partial=args.partial))
 
 
+def check_update_tag(view: SelectedMailbox, tag: str) -> None:
+    """RFC 5267 §4.3: UPDATE with the tag of a command whose updates still
+    run "SHALL result in ... a BAD response"."""
+    if tag in view.contexts.by_tag:
+        raise ProtocolSyntaxError("Tag reuse: an updating search has this tag")
+
+
+def start_context(session: ImapSession, view: SelectedMailbox, ctx: UpdateContext) -> None:
+    """Keep ``ctx`` updating (RFC 5267 §4.3), or refuse with ``* NO
+    [NOUPDATE]`` when the session holds ``MAX_CONTEXTS`` (§4.3.1)."""
+    if view.contexts.full():
+        session.write(tell_noupdate(ctx.tag))
+        return
+    view.contexts.add(ctx, view.state_key)
+
+
 def returned_modseq(opts: tuple[str, ...] | None, modseqs: list[int]) -> int | None:
     """The MODSEQ to report for a search with a MODSEQ criterion (RFC 7162
     §3.1.5; RFC 4731 §3.2): with MIN or MAX alone, that message's; with MIN
@@ -127,14 +152,15 @@ def returned_modseq(opts: tuple[str, ...] | None, modseqs: list[int]) -> int | N
     in sequence order; None when nothing matched."""
     if not modseqs:
         return None
-    wanted = set(opts or ()) - {"SAVE"}
+    wanted = set(opts or ()) - NO_DATA
     if wanted and not wanted & {"ALL", "COUNT"}:
         picked = []
         if "MIN" in wanted:
             picked.append(modseqs[0])
         if "MAX" in wanted:
             picked.append(modseqs[-1])
-        return max(picked)
+        if picked:  # PARTIAL alone picks neither
+            return max(picked)
     return max(modseqs)
 
 
@@ -160,12 +186,14 @@ def esearch_response(tag: str, uid: bool, opts: tuple[str, ...], numbers: list[i
     ``RETURN ()`` means ALL (§3.1).  MIN, MAX and ALL are left out when
     nothing matched; COUNT is always given when asked.  ``MODSEQ`` (RFC 7162
     §3.1.5) follows when the program used it and something matched.
+    CONTEXT is a hint only and UPDATE asks for no data of its own (RFC 5267
+    §4.2, §4.3): ``RETURN (UPDATE)`` gives the correlator alone.
     ``partial``: PARTIAL's range (RFC 9394 §3.1), answered as ``PARTIAL
     (range set-or-NIL)``.  ``ordered``: ``numbers`` are in a SORT's order
     (ESORT, RFC 5267 §3.2): MIN and MAX are then the first and the last in
     that order and ALL keeps it, as Dovecot answers.
     """
-    wanted = (set(opts) - {"SAVE"}) or {"ALL"}
+    wanted = (set(opts) - {"SAVE", "CONTEXT"}) or {"ALL"}
     out = b"* ESEARCH (TAG " + quote(tag) + b")"
     if uid:
         out += b" UID"

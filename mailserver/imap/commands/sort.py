@@ -20,8 +20,16 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from mailserver.errors import NotFound
-from mailserver.imap.commands.searching import esearch_response, run_search, uses_modseq
+from mailserver.imap.commands.searching import (
+    check_update_tag,
+    esearch_response,
+    run_search,
+    start_context,
+    uses_modseq,
+)
+from mailserver.imap.contexts import UpdateContext
 from mailserver.imap.message import Source
+from mailserver.imap.selected import SelectedMailbox
 from mailserver.protocol.imap.sortkeys import SortHeaders, SortItem, sort_items
 from mailserver.protocol.imap.types import Command, SortArgs
 from mailserver.store.model import MessageRecord
@@ -55,10 +63,39 @@ async def sort(session: ImapSession, cmd: Command) -> None:
     assert view is not None
     args = cmd.args
     assert isinstance(args, SortArgs)
+    update = args.return_opts is not None and "UPDATE" in args.return_opts
+    if update:
+        check_update_tag(view, cmd.tag)  # CONTEXT=SORT, RFC 5267 §4.3
     modseq = uses_modseq(args.key)
     if modseq:
         session.enable("CONDSTORE")  # RFC 7162 §3.1: a CONDSTORE enabling command
     hits = await run_search(session, view, args)
+    uids = await sort_uids(session, hits, args)
+    numbers = uids if cmd.uid else _seqs(view, uids)
+    if update:
+        start_context(session, view, UpdateContext(cmd.tag, cmd.uid, args, uids))
+    highest = max(rec.modseq for _, rec in hits) if modseq and hits else None
+    if args.return_opts is not None:  # ESORT (RFC 5267 §3.2): one ESEARCH, in sort order
+        session.write(esearch_response(cmd.tag, cmd.uid, args.return_opts, numbers, highest,
+                                       partial=args.partial, ordered=True))
+        return
+    line = b"* SORT" + b"".join(b" %d" % n for n in numbers)
+    if highest is not None:
+        line += b" (MODSEQ %d)" % highest
+    session.write(line + b"\r\n")
+
+
+def _seqs(view: SelectedMailbox, uids: list[int]) -> list[int]:
+    seq_of = view.seq_of
+    return [n for n in map(seq_of, uids) if n is not None]
+
+
+async def sort_uids(session: ImapSession, hits: list[tuple[int, MessageRecord]],
+                    args: SortArgs) -> list[int]:
+    """The UIDs of ``hits`` (``(seq, record)`` in sequence order, as
+    ``run_search`` returns them) in ``args.criteria``'s order; messages whose
+    content vanished meanwhile are left out.  Header fields are read in a
+    worker thread, and only when a criterion needs them."""
     needs_headers = any(c.key not in _RECORD_KEYS for c in args.criteria)
     store = session.store
 
@@ -69,17 +106,7 @@ async def sort(session: ImapSession, cmd: Command) -> None:
                 headers = headers_of(snap, rec) if needs_headers else _NO_HEADERS
                 if headers is None:
                     continue
-                items.append(SortItem(seq, rec.uid if cmd.uid else seq, rec.internal_date,
-                                      rec.size, headers))
+                items.append(SortItem(seq, rec.uid, rec.internal_date, rec.size, headers))
         return sort_items(items, args.criteria)
 
-    numbers = await asyncio.to_thread(build) if needs_headers and hits else build()
-    highest = max(rec.modseq for _, rec in hits) if modseq and hits else None
-    if args.return_opts is not None:  # ESORT (RFC 5267 §3.2): one ESEARCH, in sort order
-        session.write(esearch_response(cmd.tag, cmd.uid, args.return_opts, numbers, highest,
-                                       partial=args.partial, ordered=True))
-        return
-    line = b"* SORT" + b"".join(b" %d" % n for n in numbers)
-    if highest is not None:
-        line += b" (MODSEQ %d)" % highest
-    session.write(line + b"\r\n")
+    return await asyncio.to_thread(build) if needs_headers and hits else build()

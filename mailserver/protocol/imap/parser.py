@@ -9,7 +9,8 @@
                   select / status / subscribe / unsubscribe / enable / namespace / idle
     command-nonauth = login / authenticate / "STARTTLS"
     command-select = "CHECK" / "CLOSE" / "UNSELECT" / expunge / copy / move /
-                  fetch / store / uid / search
+                  fetch / store / uid / search / cancelupdate
+    cancelupdate = "CANCELUPDATE" 1*(SP quoted)                 ; RFC 5267 §5
     uid         = "UID" SP ("COPY" / "MOVE" / "FETCH" / "SEARCH" / "STORE" / "EXPUNGE")
 
 Commands are looked up in ``COMMANDS``, one parse function each; the
@@ -38,6 +39,7 @@ from mailserver.protocol.imap.tokens import DEFAULT_MAX_DEPTH, MAX_NUMBER64, Cur
 from mailserver.protocol.imap.types import (
     Append,
     Authenticate,
+    CancelUpdate,
     Command,
     Compress,
     CopyArgs,
@@ -144,6 +146,17 @@ def _enable(cur: Cursor, uid: bool) -> Enable:
     while cur.take_sp():
         names.append(cur.keyword())
     return Enable(tuple(names))
+
+
+def _cancelupdate(cur: Cursor, uid: bool) -> CancelUpdate:
+    """cancelupdate = "CANCELUPDATE" 1*(SP quoted)  (RFC 5267 §5); a tag is
+    ASCII (RFC 3501 §9), so another octet can name no command."""
+    tags = []
+    cur.sp()
+    tags.append(cur.quoted().decode("ascii", "replace"))
+    while cur.take_sp():
+        tags.append(cur.quoted().decode("ascii", "replace"))
+    return CancelUpdate(tuple(tags))
 
 
 def _compress(cur: Cursor, uid: bool) -> Compress:
@@ -476,6 +489,7 @@ COMMANDS: dict[str, Handler] = {
     "GETQUOTA": getquota_args,  # RFC 9208 §4.2
     "GETQUOTAROOT": getquotaroot_args,  # RFC 9208 §4.3
     "SETQUOTA": setquota_args,  # RFC 9208 §4.1
+    "CANCELUPDATE": _cancelupdate,  # RFC 5267 §4.3.5
 }
 
 

@@ -70,7 +70,8 @@ from mailserver.protocol.imap.types import (
 )
 
 MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
-RETURN_OPTS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
+#: RFC 4731 §3.1, RFC 5182 §2 (SAVE), RFC 5267 §4.2-4.3 (CONTEXT, UPDATE).
+RETURN_OPTS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE", "CONTEXT", "UPDATE"})
 
 _FLAG_KEYS = {
     "ANSWERED": ("\\Answered", True),

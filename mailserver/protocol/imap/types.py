@@ -428,6 +428,14 @@ class Enable:
 
 
 @dataclass(frozen=True, slots=True)
+class CancelUpdate:
+    """CANCELUPDATE (RFC 5267 §4.3.5): the tags of the searching commands
+    whose updates stop."""
+
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class IdArgs:
     """ID (RFC 2971 §3.1): the client's field/value pairs, or None for ``ID NIL``.
 

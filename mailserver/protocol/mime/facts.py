@@ -118,7 +118,7 @@ class MessageFacts:
         stack = [self.root]
         while stack:
             p = stack.pop()
-            strs = [s.encode("utf-8")[:255] for s in (p.media_type, p.encoding, p.charset)]
+            strs = [_short(s) for s in (p.media_type, p.encoding, p.charset)]
             out.append(
                 _PART.pack(
                     p.header_start, p.body_start, p.end, p.kind, len(p.children),
@@ -369,6 +369,17 @@ def _decode_search(b: bytes | memoryview, pos: int, end: int) -> tuple[tuple[str
     return tuple(out)
 
 
+def _short(text: str) -> bytes:
+    """``text`` as UTF-8 in at most 255 octets (a length byte), cut at a
+    character boundary: a cut inside a character made the facts unreadable
+    (found by bench/fuzz.py: a long non-ASCII multipart subtype).  Only a
+    media type, encoding or charset no registry has can be that long."""
+    raw = text.encode("utf-8")
+    if len(raw) <= 255:
+        return raw
+    return raw[:255].decode("utf-8", "ignore").encode("utf-8")
+
+
 def _read_part(b: bytes, pos: int) -> tuple[Part, int]:
     hs, bs, end, kind, n, l1, l2, l3 = _PART.unpack_from(b, pos)
     pos += _PART.size
@@ -412,9 +423,13 @@ def parse_sent_date(value: str | None) -> int | None:
         t = email.utils.parsedate_tz(value)
         if t is None:
             return None
-        return int(email.utils.mktime_tz(t))
+        seconds = int(email.utils.mktime_tz(t))
     except Exception:  # parsedate_tz has raised odd errors on junk in the past
         return None
+    # A zone offset of any size parses ("-0555555555555555200"): what the
+    # stored facts cannot hold (a signed 64-bit field) is no date (found by
+    # bench/fuzz.py; to_bytes failed and analyze fell back to no facts).
+    return seconds if -(2**63) <= seconds < 2**63 else None
 
 
 def analyze(blob: bytes) -> MessageFacts:
