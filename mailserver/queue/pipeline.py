@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,12 +175,7 @@ async def exchange(protocol: Any, commands: Sequence[bytes], timeout: float) -> 
     for cmd in commands:
         if not cmd.endswith(b"\r\n") or b"\r" in cmd[:-2] or b"\n" in cmd[:-2]:
             raise ValueError("a command is one line ending in CRLF")
-    transport = protocol.transport
-    if transport is None or transport.is_closing():
-        raise Disconnected("not connected")
-    reader = _ReplyReader(protocol)
-    transport.set_protocol(reader)
-    try:
+    async with _lent(protocol) as (transport, reader):
         transport.write(b"".join(commands))  # RFC 2920 §3.1: one batch, one write
         replies = []
         for _ in commands:
@@ -189,6 +185,20 @@ async def exchange(protocol: Any, commands: Sequence[bytes], timeout: float) -> 
             # More than one reply per command: the server is out of step with us.
             raise NextHopReplyError("unexpected data after the last reply")
         return replies
+
+
+@contextlib.asynccontextmanager
+async def _lent(protocol: Any) -> AsyncIterator[tuple[Any, _ReplyReader]]:
+    """Lend ``protocol``'s transport to a ``_ReplyReader`` for one exchange and
+    give it back after (unless closing).  Raises ``Disconnected`` when there is
+    no open transport."""
+    transport = protocol.transport
+    if transport is None or transport.is_closing():
+        raise Disconnected("not connected")
+    reader = _ReplyReader(protocol)
+    transport.set_protocol(reader)
+    try:
+        yield transport, reader
     finally:
         if not transport.is_closing():
             transport.set_protocol(protocol)
@@ -199,12 +209,7 @@ async def bdat_last(protocol: Any, message: bytes, timeout: float) -> NextHopRep
     read its reply; the transport is lent as for ``exchange``.  ``timeout``:
     seconds for the reply (the end of data's, RFC 5321 §4.5.3.2.6).  Raises
     ``NextHopReplyError``, ``Disconnected`` or ``TimeoutError``."""
-    transport = protocol.transport
-    if transport is None or transport.is_closing():
-        raise Disconnected("not connected")
-    reader = _ReplyReader(protocol)
-    transport.set_protocol(reader)
-    try:
+    async with _lent(protocol) as (transport, reader):
         transport.write(b"BDAT %d LAST\r\n" % len(message))
         transport.write(message)
         async with asyncio.timeout(timeout):
@@ -212,6 +217,3 @@ async def bdat_last(protocol: Any, message: bytes, timeout: float) -> NextHopRep
         if reader.leftover:
             raise NextHopReplyError("unexpected data after the BDAT reply")
         return reply
-    finally:
-        if not transport.is_closing():
-            transport.set_protocol(protocol)
