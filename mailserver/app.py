@@ -53,6 +53,7 @@ from mailserver.protocol.mime.facts import prepare_casemap
 from mailserver.protocol.srs import SrsCodec
 from mailserver.queue import dsn as reports
 from mailserver.queue.manager import QueueManager
+from mailserver.queue.reporting import ReportSender, report_sender
 from mailserver.queue.settings import OutboundSettings
 from mailserver.queue.stspolicy import StsPolicies
 from mailserver.queue.tlspolicy import OutboundTls
@@ -115,6 +116,26 @@ def build_queue(config: Config, store: Store, resolver: Resolver,
         is_local=is_local, deliver_local=deliver_local,
         tls_policy=build_tls_policy(settings, resolver, config.data_dir),
     )
+
+
+def build_report_sender(config: Config, resolver: Resolver,
+                        queue: QueueManager) -> ReportSender | None:
+    """The daily DMARC and TLS-RPT report sender (``queue/reporting.py``), or None
+    when neither ``checks.dmarc_report_send`` nor ``outbound.tlsrpt_send`` is on.
+    Report mail goes through ``queue`` from ``outbound.report_from``."""
+    out = config.outbound
+    if not (config.checks.dmarc_report_send or out.tlsrpt_send):
+        return None
+    sender = report_sender(out.report_from, config.domains, config.hostname)
+
+    async def enqueue(reverse_path: str, recipients: Sequence[str], message: bytes) -> str:
+        return await queue.enqueue(reverse_path, recipients, message)
+
+    return ReportSender(
+        resolver, enqueue, sender=sender, org_name=config.hostname,
+        dmarc_dir=config.data_dir / "dmarc" if config.checks.dmarc_report_send else None,
+        tlsrpt_dir=config.data_dir / "tlsrpt" if out.tlsrpt_send else None,
+        https_ca=out.mta_sts_ca_file)
 
 
 def build_tls_policy(settings: OutboundSettings, resolver: Resolver,
@@ -279,6 +300,8 @@ class App:
         self._flow_task: asyncio.Task[None] | None = None
         self._flow_sink: BatchSink | None = None
         self._flow_add: Callable[[FlowEvent], None] | None = None  # the sink we set
+        #: The daily report sender, in the process that runs the queue (None: off).
+        self.reports: ReportSender | None = None
 
     @property
     def store(self) -> Store:
@@ -386,6 +409,9 @@ class App:
             queue = build_queue(cfg, store, resolver, self.keyring)
             if self._run_queue:
                 await queue.start()
+                self.reports = build_report_sender(cfg, resolver, queue)
+                if self.reports is not None:
+                    self.reports.start()
             if self._shared_counters:
                 counters = await RemoteCounters.open(cfg.data_dir / "run", cfg.limits)
             else:
@@ -420,6 +446,7 @@ class App:
             await self._close_listeners(0)
             await self._stop_flusher()
             await self._stop_flow()
+            await self._stop_reports()
             if queue is not None:
                 await queue.stop()
             if counters is not None:
@@ -477,6 +504,11 @@ class App:
             self._flusher = None
         metrics.flush_all()  # the last tallies of this process
 
+    async def _stop_reports(self) -> None:
+        if self.reports is not None:
+            await self.reports.stop()
+            self.reports = None
+
     async def stop(self, grace: float = 10.0) -> None:
         """Stop accepting, let work in flight finish for up to ``grace`` seconds, stop
         the queue, close the store."""
@@ -491,6 +523,7 @@ class App:
                     close = getattr(stage, "close", None)
                     if close is not None:
                         close()
+            await self._stop_reports()
             if self.services.queue is not None:
                 await self.services.queue.stop()
             await self._stop_flow()  # the last events, before the counter link closes

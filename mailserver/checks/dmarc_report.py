@@ -4,9 +4,9 @@ Pure: takes the lines ``dmarc_log.DmarcLog`` wrote for one UTC day and
 returns one XML document per policy domain (the domain whose record asked
 for reports).  Rows aggregate messages with the same source IP, evaluated
 policy, identifiers and authentication results (§7.2.1.1 "record"), each
-with its ``count``.  Sending them to the ``rua=`` addresses is a later step
-(off by default, as the issue asks); ``mailserver dmarc report DATE`` prints
-them.
+with its ``count``.  ``mailserver dmarc report DATE`` prints them;
+``queue/reporting.py`` mails them to the ``rua=`` addresses when
+``[checks] dmarc_report_send`` is on (off by default).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import datetime as dt
 from mailserver.checks.dmarc_log import DmarcLog
 from mailserver.checks.dmarc_report import reports
 from mailserver.cli.common import CliError, load_config
+from mailserver.queue.reporting import report_sender
 
 
 def cmd_dmarc(args: argparse.Namespace) -> int:
@@ -20,7 +21,8 @@ def cmd_dmarc(args: argparse.Namespace) -> int:
         raise CliError(f"{args.date!r} is not a date (YYYY-MM-DD)") from None
     lines = DmarcLog(config.data_dir / "dmarc").read(day)
     out = reports(lines, day=day, org_name=config.hostname,
-                  email=f"postmaster@{config.hostname}")
+                  email=report_sender(config.outbound.report_from,
+                                      config.domains, config.hostname))
     for domain, xml in out.items():
         print(f"<!-- aggregate report for {domain} -->")
         print(xml, end="")

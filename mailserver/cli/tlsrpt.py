@@ -7,6 +7,7 @@ import datetime as dt
 import json
 
 from mailserver.cli.common import CliError, load_config
+from mailserver.queue.reporting import report_sender
 from mailserver.queue.tlsrpt import TlsReportLog, reports
 
 
@@ -21,7 +22,8 @@ def cmd_tlsrpt(args: argparse.Namespace) -> int:
         raise CliError(f"{args.date!r} is not a date (YYYY-MM-DD)") from None
     lines = TlsReportLog(config.data_dir / "tlsrpt").read(day)
     out = reports(lines, day=day, org_name=config.hostname,
-                  contact=f"postmaster@{config.hostname}")
+                  contact=report_sender(config.outbound.report_from,
+                                          config.domains, config.hostname))
     for report in out.values():
         print(json.dumps(report, separators=(",", ":")))
     return 0

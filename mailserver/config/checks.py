@@ -39,6 +39,9 @@ class ChecksSettings:
     ``dnsbl_reject`` / ``dnsbl_mark``: DNS blocklist zones (RFC 5782) whose
     listing refuses the client (``550 5.7.1`` at RCPT) or marks its message
     (``X-DNSBL``); empty: no lookups (``checks/dnsbl.py``).
+    ``dmarc_report_send``: mail each day's aggregate reports (RFC 7489 §7.2)
+    to the domains' ``rua=`` addresses after the UTC day ends
+    (``queue/reporting.py``); off by default.
     """
 
     verify: bool = False
@@ -52,11 +55,12 @@ class ChecksSettings:
     postmaster: str = ""
     dnsbl_reject: tuple[str, ...] = ()
     dnsbl_mark: tuple[str, ...] = ()
+    dmarc_report_send: bool = False
 
 
 CHECKS_KEYS = ("verify", "dkim_max_signatures", "dmarc_enforce", "dmarc_override", "temperror",
                "arc_trusted_sealers", "timeout", "max_received", "postmaster", "dnsbl_reject",
-               "dnsbl_mark")
+               "dnsbl_mark", "dmarc_report_send")
 
 
 def parse_checks(table: Any, v: Any, domain: Callable[[Any, str], str]) -> ChecksSettings:
@@ -64,7 +68,7 @@ def parse_checks(table: Any, v: Any, domain: Callable[[Any, str], str]) -> Check
     ``boolean``, ``integer``, ``number``, ``string``), ``domain`` its domain check."""
     v.only(table, "checks.", CHECKS_KEYS)
     kwargs: dict[str, Any] = {}
-    for key in ("verify", "dmarc_enforce"):
+    for key in ("verify", "dmarc_enforce", "dmarc_report_send"):
         if key in table:
             kwargs[key] = v.boolean(table[key], f"checks.{key}")
     for key, low in (("dkim_max_signatures", 1), ("max_received", 1)):

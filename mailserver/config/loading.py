@@ -175,7 +175,7 @@ _OUTBOUND_KEYS = ("smtp_port", "connect_timeout", "command_timeout", "backoff", 
                   "max_age", "max_connections", "max_connections_per_domain", "require_tls",
                   "delay_warning", "reuse_idle", "smart_host", "ca_file",
                   "mta_sts", "mta_sts_port", "mta_sts_ca_file", "tlsrpt", "tlsrpt_send",
-                  "dane")
+                  "dane", "report_from")
 _OUTBOUND_CHECKS: dict[str, Check] = {
     "connect_timeout": lambda x: None if x > 0 else "must be more than 0",
     "command_timeout": lambda x: None if x > 0 else "must be more than 0",
@@ -469,6 +469,15 @@ class _Validator:
                 continue
             elif key == "smart_host":
                 out[key] = self.smart_host(value)
+                continue
+            elif key == "report_from":
+                if not isinstance(value, str):
+                    raise self.fail(dotted, "must be an address (user@domain) or \"\"")
+                address = value.strip()
+                local, at, host = address.rpartition("@")
+                if address and not (at and local and host and " " not in address):
+                    raise self.fail(dotted, "must be an address (user@domain) or \"\"")
+                out[key] = address
                 continue
             elif key in ("ca_file", "mta_sts_ca_file"):
                 if not isinstance(value, str) or not value:

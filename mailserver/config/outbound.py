@@ -66,8 +66,12 @@ class OutboundSettings:
     anchors for that HTTPS server instead of the system's store.
     ``tlsrpt``: record each outbound session's TLS outcome per recipient
     domain and day for TLS-RPT reports (RFC 8460; ``mailserver tlsrpt report``,
-    under ``<data_dir>/tlsrpt``).  ``tlsrpt_send``: mail the reports to the
-    domains' ``rua`` (RFC 8460 §3) — reserved, not implemented; must stay off.
+    under ``<data_dir>/tlsrpt``).  ``tlsrpt_send``: after each UTC day, send
+    its reports to the domains' ``rua`` (RFC 8460 §3: mail or HTTPS POST,
+    ``queue/reporting.py``); needs ``tlsrpt``.  ``report_from``: the From and
+    reverse-path of DMARC and TLS-RPT report mail ("": ``postmaster@`` the first
+    configured domain, else the host name; the queue DKIM-signs it with that
+    domain's keys).
     ``dane``: DANE for SMTP (RFC 7672, ``queue/dane.py``): TLSA records at
     ``_25._tcp.<mx>`` that the resolver marks validated (AD bit) decide how an
     MX host is authenticated, before MTA-STS (RFC 8461 §2).  Only meaningful
@@ -97,6 +101,7 @@ class OutboundSettings:
     tlsrpt: bool = False
     tlsrpt_send: bool = False
     dane: bool = False
+    report_from: str = ""
 
     def __post_init__(self) -> None:
         if not self.backoff or any(d <= 0 for d in self.backoff):
@@ -109,7 +114,7 @@ class OutboundSettings:
             raise ValueError("reuse_idle must not be negative")
         if not 0 <= self.jitter < 1:
             raise ValueError("jitter is a fraction in [0, 1)")
-        if self.tlsrpt_send:
-            raise ValueError("tlsrpt_send (sending TLS-RPT reports) is not implemented yet")
+        if self.tlsrpt_send and not self.tlsrpt:
+            raise ValueError("tlsrpt_send needs tlsrpt = true (nothing is recorded to send)")
         if self.smart_host is not None and self.smart_host.tls not in SMART_HOST_TLS:
             raise ValueError(f"smart host tls must be one of {SMART_HOST_TLS}")

@@ -31,6 +31,8 @@ from mailserver.errors import MailserverError
 SIGNED_HEADERS = (
     "From", "To", "Cc", "Subject", "Date", "Message-ID", "MIME-Version",
     "Content-Type", "Content-Transfer-Encoding", "Reply-To", "In-Reply-To", "References",
+    # RFC 8460 §5.3: a TLS report's own fields SHOULD be signed.
+    "TLS-Report-Domain", "TLS-Report-Submitter",
 )
 
 

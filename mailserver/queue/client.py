@@ -141,7 +141,10 @@ async def _deliver(
     log: Any, tls: TlsDemand, tls_policy: OutboundTls,
 ) -> list[RcptResult]:
     policy: Policy | None = None
-    if settings.smart_host is None and not domain.startswith("["):
+    # RFC 8689 §4.2.1: "TLS-Required: No" asks that the recipient domain's
+    # policies (MTA-STS, DANE) be ignored too, e.g. for a TLS-RPT report about
+    # that very domain (RFC 8460 §5.3).
+    if settings.smart_host is None and not domain.startswith("[") and not tls.tls_optional:
         found = await tls_policy.policy(domain)
         if found.policy is not None and found.policy.mode != "none":
             policy = found.policy
@@ -174,7 +177,8 @@ async def _deliver(
     return await _try_targets(settings, route, reverse_path, recipients, message,
                               lease=lease, dsn=dsn, domain=domain, policy=policy,
                               tls_policy=tls_policy,
-                              resolver=resolver if settings.dane else None)
+                              resolver=resolver if settings.dane and not tls.tls_optional
+                              else None)
 
 
 async def _reuse(

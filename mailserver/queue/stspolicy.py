@@ -73,7 +73,7 @@ class _Cached:
         return now < self.fetched + self.policy.max_age
 
 
-class _OurResolver(AbstractResolver):
+class OurResolver(AbstractResolver):
     """aiohttp's host resolution through our ``Resolver``."""
 
     def __init__(self, resolver: Resolver) -> None:
@@ -152,7 +152,7 @@ class StsPolicies:
         host = f"mta-sts.{domain}"
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self._ca_file)
         port = "" if self._port == 443 else f":{self._port}"
-        connector = aiohttp.TCPConnector(resolver=_OurResolver(self._resolver), ssl=ctx,
+        connector = aiohttp.TCPConnector(resolver=OurResolver(self._resolver), ssl=ctx,
                                          use_dns_cache=False)
         timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http, \

@@ -15,8 +15,8 @@ Like the DMARC log (``checks/dmarc_log.py``) these are files beside the
 store, not LMDB records: one ``O_APPEND`` write per line (workers of a
 multi-process daemon do not tear lines), not fsynced (a statistic; losing
 the last lines in a crash costs nobody a message).  Sending the reports
-(§3: ``rua`` of ``_smtp._tls.<domain>``) is not implemented; the
-``tlsrpt_send`` option exists and is off.
+(§3: ``rua`` of ``_smtp._tls.<domain>``) is ``queue/reporting.py``'s, with
+``[outbound] tlsrpt_send``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import datetime as dt
 import json
 import os
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,19 +93,19 @@ class TlsReportLog:
         return out
 
 
-def reports(lines: list[dict[str, Any]], *, day: dt.date, org_name: str,
+def reports(lines: Sequence[Mapping[str, Any]], *, day: dt.date, org_name: str,
             contact: str) -> dict[str, dict[str, Any]]:
     """One RFC 8460 §4.4 report per policy domain of ``lines`` (``TlsReportLog.read``):
     ``{domain: report}``, the day's 24 hours as its date range."""
     start = dt.datetime.combine(day, dt.time(), dt.UTC)
     end = start + dt.timedelta(days=1) - dt.timedelta(seconds=1)
-    by_domain: dict[str, list[dict[str, Any]]] = {}
+    by_domain: dict[str, list[Mapping[str, Any]]] = {}
     for ln in lines:
         by_domain.setdefault(str(ln["domain"]), []).append(ln)
     out: dict[str, dict[str, Any]] = {}
     for domain, items in sorted(by_domain.items()):
         # One policy entry per (type, policy text) seen that day.
-        groups: dict[tuple[str, tuple[str, ...], tuple[str, ...]], list[dict[str, Any]]] = {}
+        groups: dict[tuple[str, tuple[str, ...], tuple[str, ...]], list[Mapping[str, Any]]] = {}
         for ln in items:
             key = (str(ln["type"]), tuple(ln.get("policy", ())), tuple(ln.get("patterns", ())))
             groups.setdefault(key, []).append(ln)

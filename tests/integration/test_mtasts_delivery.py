@@ -146,6 +146,18 @@ async def test_fetch_failures_fall_back_and_are_recorded(env: StsEnv, why: str) 
     assert ("no-policy-found", "success") in results
 
 
+async def test_tls_required_no_waives_the_policy(env: StsEnv) -> None:
+    # RFC 8689 §4.2.1 (and RFC 8460 §5.3: a TLS report about a domain whose
+    # policy is broken must still reach it): no MX matches the enforced policy,
+    # yet a message with "TLS-Required: No" is delivered.
+    env.policy_text = policy(mx="*.elsewhere.test")
+    mgr = await env.start_manager()
+    waived = MSG.replace(b"Subject: sts", b"TLS-Required: No\r\nSubject: sts")
+    await mgr.enqueue("alice@example.test", ["bob@dest.test"], waived)
+    (got,) = await env.rx.wait_for(1)
+    assert b"TLS-Required: No" in got.data
+
+
 # -- DANE (RFC 7672): our DNS server sets the AD bit as a validating resolver would --
 
 

@@ -225,6 +225,21 @@ algorithms = ["rsa", "ed25519"]
     assert cfg.dkim == DkimSettings("s2024", ("rsa", "ed25519"))
 
 
+
+def test_report_sending_keys(tmp_path: Path) -> None:
+    cfg = load(write(tmp_path, """\
+hostname = "mail.example.org"
+[outbound]
+tlsrpt = true
+tlsrpt_send = true
+report_from = "reports@example.org"
+[checks]
+dmarc_report_send = true
+"""))
+    assert cfg.outbound.tlsrpt_send and cfg.outbound.report_from == "reports@example.org"
+    assert cfg.checks.dmarc_report_send
+
+
 # -- errors ------------------------------------------------------------------------
 
 ERRORS = [
@@ -235,6 +250,9 @@ ERRORS = [
     ("[store]\nfill_warning_levels = 0.8", "store.fill_warning_levels",
      "must be a list of numbers"),
     ("hostname = 3", "hostname", "must be a string, not an integer"),
+    ("[outbound]\ntlsrpt_send = true", "outbound", "tlsrpt_send needs tlsrpt = true"),
+    ("[outbound]\nreport_from = 'nobody'", "outbound.report_from", "must be an address"),
+    ("[checks]\ndmarc_report_send = 1", "checks.dmarc_report_send", "must be true or false"),
     ("hostname = 'bad_name!'", "hostname", "not a valid domain name"),
     ("data_dir = ''", "data_dir", "must not be empty"),
     ("demo_account = 'yes'", "demo_account", "must be true or false"),
