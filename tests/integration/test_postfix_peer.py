@@ -7,7 +7,7 @@
   server that offers CHUNKING, which this test records (were a later Postfix
   to send BDAT, the test requires it to end with LAST and the message to
   arrive the same).  BDAT itself is driven on the wire by
-  test_smtp_chunking.py.
+  test_smtp_chunking.py, and by Exim as a real client in test_exim_peer.py.
 * With Postfix (3.7: CHUNKING, no REQUIRETLS) as the receiving MX, our
   queue sends an ordinary message over STARTTLS in one ``BDAT <size> LAST``
   (RFC 3030), but a REQUIRETLS message (RFC 8689) never: no MAIL is sent
