@@ -6,8 +6,14 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 
-from mailserver.store import tx
+from mailserver.store import messages, tx
+from mailserver.store.model import MessageRecord, RecentClaim, WriteSpan
 from mailserver.store.writer import WriteCtx
+
+#: A training handed to a write with the IMAP command that asked for it:
+#: ``(account, spam, [(blob id, features), ...])`` (plain tuples: the request
+#: may travel to the writer service of another process, pickled).
+Training = tuple[str, bool, list[tuple[bytes, list[str]]]]
 
 #: A spam count and a ham count.
 PAIR = struct.Struct(">II")
@@ -76,3 +82,30 @@ def reset(ctx: WriteCtx, account: str) -> int:
     return sum(tx.delete_prefix(ctx.txn, ctx.dbs.meta, prefix) for prefix in (
         b"junk\0" + account.encode() + b"\0", totals_key(account),
         b"junkmsg\0" + account.encode() + b"\0"))
+
+
+def train_all(ctx: WriteCtx, training: Training) -> list[str]:
+    """Writer request part: ``train`` each message of ``training``; the outcomes."""
+    account, spam, items = training
+    return [train(ctx, account, blob_id, feats, spam) for blob_id, feats in items]
+
+
+def copy_and_train(ctx: WriteCtx, mailbox_id: int, uids: list[int], dest_account: str,
+                   dest_mailbox: str, move: bool, claim_for: int | None,
+                   training: Training) -> tuple[int, list[tuple[int, int]], RecentClaim | None]:
+    """Writer request: ``messages.copy`` and the junk training it teaches, in one
+    transaction (issue #16 §1: training is durable with the move)."""
+    result = messages.copy(ctx, mailbox_id, uids, dest_account, dest_mailbox, move, claim_for)
+    train_all(ctx, training)
+    return result
+
+
+def store_flags_and_train(ctx: WriteCtx, mailbox_id: int, uids: list[int], mode: str,
+                          flags: frozenset[str], unchangedsince: int | None,
+                          training: Training
+                          ) -> tuple[list[MessageRecord], list[int], WriteSpan]:
+    """Writer request: ``messages.store_flags`` (``$Junk``/``$NotJunk``) and its
+    training in one transaction."""
+    result = messages.store_flags(ctx, mailbox_id, uids, mode, flags, unchangedsince)
+    train_all(ctx, training)
+    return result

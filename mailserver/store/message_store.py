@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 
 from mailserver.errors import MailserverError, NotFound
-from mailserver.store import codec, keys, messages, reader, tx
+from mailserver.store import codec, junk_writes, keys, messages, reader, tx
 from mailserver.store.base import StoreBase, content_address
 from mailserver.store.model import (
     Changes,
@@ -221,6 +221,7 @@ class MessageStore(StoreBase):
         flags: frozenset[str],
         *,
         unchangedsince: int | None = None,
+        training: junk_writes.Training | None = None,
     ) -> tuple[list[MessageRecord], list[int], WriteSpan]:
         """RFC 3501 §6.4.6 STORE: ``mode`` is "set", "add" or "remove".
 
@@ -230,11 +231,18 @@ class MessageStore(StoreBase):
         ``WriteSpan`` (a view current at ``span.before`` that takes ``updated``
         is current at ``span.after``).  Non-existent UIDs are ignored.  System
         flags are matched case-insensitively; ``\\Recent`` is ignored.
+        ``training``: junk-filter training committed with the flags
+        (``junk_writes.Training``).
         Raises MailboxNotFound, ValueError for another ``mode``.
         """
-        updated, failed, span = await self._writer.submit(
-            messages.store_flags, mailbox_id, list(uids), mode, frozenset(flags), unchangedsince
-        )
+        if training is None:
+            updated, failed, span = await self._writer.submit(
+                messages.store_flags, mailbox_id, list(uids), mode, frozenset(flags),
+                unchangedsince)
+        else:
+            updated, failed, span = await self._writer.submit(
+                junk_writes.store_flags_and_train, mailbox_id, list(uids), mode,
+                frozenset(flags), unchangedsince, training)
         self._records.advance(span, updated, ())
         return updated, failed, span
 
@@ -275,9 +283,15 @@ class MessageStore(StoreBase):
     async def transfer(
         self, mailbox_id: int, uids: Iterable[int], dest_account: str, dest_mailbox: str,
         *, move: bool, claim_for: int | None = None,
+        training: junk_writes.Training | None = None,
     ) -> tuple[int, list[tuple[int, int]], RecentClaim | None]:
         """``copy`` or ``move``, with the ``\\Recent`` claim of the copies when
-        the destination is mailbox ``claim_for`` (as ``append``)."""
+        the destination is mailbox ``claim_for`` (as ``append``), and the junk
+        training it teaches (``junk_writes.Training``) in the same commit."""
+        if training is not None:
+            return await self._writer.submit(
+                junk_writes.copy_and_train, mailbox_id, list(uids), dest_account,
+                dest_mailbox, move, claim_for, training)
         return await self._writer.submit(
             messages.copy, mailbox_id, list(uids), dest_account, dest_mailbox, move, claim_for
         )

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from mailserver.errors import Cannot, MailboxNotFound, ProtocolSyntaxError, UserError
 from mailserver.imap import fetch_render
@@ -32,6 +33,7 @@ from mailserver.protocol.imap.types import (
     StoreArgs,
 )
 from mailserver.store import codec
+from mailserver.store.junk_writes import Training
 from mailserver.store.model import MessageRecord, WriteSpan
 
 if TYPE_CHECKING:
@@ -372,16 +374,23 @@ async def store(session: ImapSession, cmd: Command) -> TaggedOk | None:
     updated: list[MessageRecord] = []
     failed: list[int] = []
     if targets is None or targets:
+        # $Junk / $NotJunk set: the user's verdict, trained in the same commit.
+        lowered = {f.lower() for f in flags}
+        teach: JunkTeaching | None = None
+        if args.mode in ("add", "set") and (_JUNK_FLAG in lowered or _NOT_JUNK_FLAG in lowered):
+            wanted = None if targets is None else set(targets)
+            teach = await _teaching(session, [r for _, r in records(session, view, pairs, None)
+                                              if wanted is None or r.uid in wanted],
+                                    _JUNK_FLAG in lowered)
         updated, failed, span = await session.store.store_flags(
             view.mailbox_id, [u for _, u in pairs] if targets is None else targets,
-            args.mode, flags, unchangedsince=args.unchangedsince)
+            args.mode, flags, unchangedsince=args.unchangedsince,
+            training=None if teach is None else teach.training)
         view.took_own_flags(span, updated)
+        if teach is not None:
+            teach.done(updated)
     refused = set(failed)
     fresh = {r.uid: r for r in updated}
-    if args.mode in ("add", "set") and updated:  # $Junk / $NotJunk set: the user's verdict
-        lowered = {f.lower() for f in flags}
-        if _JUNK_FLAG in lowered or _NOT_JUNK_FLAG in lowered:
-            _train_records(session, updated, _JUNK_FLAG in lowered)
     # RFC 3501 §7.2.6: a new keyword is announced before a FETCH shows it
     # (and before a later FETCH would, after .SILENT).
     for line in view.announce(r.flags for r in updated):
@@ -416,22 +425,52 @@ async def store(session: ImapSession, cmd: Command) -> TaggedOk | None:
 _JUNK_FLAG, _NOT_JUNK_FLAG = "$junk", "$notjunk"
 
 
-def _train_records(session: ImapSession, recs: Sequence[MessageRecord], spam: bool) -> None:
-    """Hand ``recs`` to the junk filter's training (``junk/filter.py``), if on."""
+@dataclass(slots=True)
+class JunkTeaching:
+    """What one command teaches the junk filter (``junk/filter.py``):
+    ``training`` goes with the command's write (one commit); when it is
+    None the messages are trained after it (``done``)."""
+
+    junk: Any
+    account: str
+    spam: bool
+    recs: Sequence[MessageRecord]
+    training: Training | None
+    load: Callable[[MessageRecord], Callable[[], bytes]]
+
+    def done(self, changed: Sequence[MessageRecord] | None = None) -> None:
+        """After the command's commit: count what was trained with it, or start
+        training the messages (``changed``: those the command changed, for
+        STORE; None: every message)."""
+        if self.training is not None:
+            self.junk.committed(self.training)
+            return
+        recs = self.recs if changed is None else changed
+        if recs:
+            self.junk.train_soon(self.account, [(r.blob_id, self.load(r)) for r in recs],
+                                 self.spam)
+
+
+async def _teaching(session: ImapSession, recs: Sequence[MessageRecord],
+                    spam: bool) -> JunkTeaching | None:
+    """The junk training of ``recs`` as ``spam`` or ham, if the filter is on."""
     junk = getattr(session.services, "junk", None)
     if junk is None or not recs or session.user is None:
-        return
+        return None
     store = session.store
-    junk.train_soon(session.user, [(r.blob_id, lambda r=r: store.get_blob(r.blob_id))
-                                   for r in recs], spam)
+
+    def load(r: MessageRecord) -> Callable[[], bytes]:
+        return lambda: store.get_blob(r.blob_id)
+
+    training = await junk.prepare(session.user, [(r.blob_id, load(r)) for r in recs], spam)
+    return JunkTeaching(junk, session.user, spam, recs, training, load)
 
 
-def _junk_training(session: ImapSession, view: SelectedMailbox,
-                   pairs: Sequence[tuple[int, int]], dest: str,
-                   move: bool) -> Callable[[], None] | None:
+async def _junk_training(session: ImapSession, view: SelectedMailbox,
+                         pairs: Sequence[tuple[int, int]], dest: str,
+                         move: bool) -> JunkTeaching | None:
     """What a COPY/MOVE teaches the junk filter (issue #16 §1): into Junk is
-    spam; moved out of Junk into anything but Trash is ham.  Returns the
-    training to start once the transfer is committed, or None."""
+    spam; moved out of Junk into anything but Trash is ham.  None: nothing."""
     if getattr(session.services, "junk", None) is None or session.user is None:
         return None
     try:
@@ -445,8 +484,8 @@ def _junk_training(session: ImapSession, view: SelectedMailbox,
         spam = False
     else:
         return None
-    recs = [rec for _, rec in records(session, view, pairs, None)]
-    return lambda: _train_records(session, recs, spam)
+    return await _teaching(session, [rec for _, rec in records(session, view, pairs, None)],
+                           spam)
 
 
 async def copy(session: ImapSession, cmd: Command) -> TaggedOk | None:
@@ -474,17 +513,18 @@ async def _transfer(session: ImapSession, cmd: Command, *, move: bool) -> Tagged
         raise MailboxNotFound("Mailbox does not exist", imap_code="TRYCREATE") from None
     if not uids:
         return None
-    training = _junk_training(session, view, pairs, args.mailbox, move)
+    teach = await _junk_training(session, view, pairs, args.mailbox, move)
     try:
         uidvalidity, mapping, claim = await session.store.transfer(
             view.mailbox_id, uids, session.user, args.mailbox, move=move,
-            claim_for=session.claims_recent_in(view.mailbox_id))
+            claim_for=session.claims_recent_in(view.mailbox_id),
+            training=None if teach is None else teach.training)
     except MailboxNotFound:
         raise MailboxNotFound("Mailbox does not exist", imap_code="TRYCREATE") from None
     if view is session.selected:
         view.note_claim(claim)
-    if training is not None:
-        training()
+    if teach is not None:
+        teach.done()
     if not mapping:
         return None
     code = (f"COPYUID {uidvalidity} {compact_uids(s for s, _ in mapping)} "
