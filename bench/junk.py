@@ -266,7 +266,7 @@ def main() -> None:
         for name, scores in (("naive Bayes", nb_scores), ("FTRL", ftrl_scores)):
             f = precision_at_recall(scores["spam"], scores["ham"], wanted)
             fp = round(f["fpr"] * len(scores["ham"]))
-            lines.append(f"| {wanted:.2f} | {name} | {f['threshold']:.4f} | "
+            lines.append(f"| {wanted:.2f} | {name} | {f['threshold']:.3g} | "
                          f"{f['precision']:.4f} | {f['recall']:.4f} | {f['fpr']:.4f} | "
                          f"{fp} of {len(scores['ham'])} |")
     lines += ["", *grid,
