@@ -104,7 +104,7 @@ def main() -> None:
     sizes = [len(m) for m in messages[WARMUP:]]
     print(f"{len(t_feat)} messages, {min(sizes)}-{max(sizes)} octets "
           f"(median {statistics.median(sizes):.0f}); Python {sys.version.split()[0]}")
-    print("| step | median ms | p99 ms |\n|---|---:|---:|")
+    print("\n| step | median ms | p99 ms |\n|---|---:|---:|")
     for name, samples in (("features() alone", t_feat),
                           ("features() + naive Bayes score (cold start: global model)", t_one),
                           ("features() + two naive Bayes scores (own + global, blended)", t_two),
