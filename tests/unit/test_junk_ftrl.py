@@ -49,6 +49,7 @@ def test_deterministic() -> None:
     assert a.z == b.z and a.n == b.n
     # The hash is CRC-32, not Python's per-process hash().
     assert bucket("w:viagra", 20) == 0x6F434165 & 0xFFFFF
+    assert 0 <= bucket("w:\ud800", 20) < 1 << 20  # a lone surrogate hashes too
 
 
 def test_l1_gives_sparse_weights() -> None:
