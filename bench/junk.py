@@ -298,9 +298,9 @@ def main() -> None:
                                                 for m in data[group]]
         fts = measured["FTRL"][group] = [ftrl.score(all_features(m)) for m in data[group]]
         cells = []
-        for s, t in ((nbs, args.threshold), (fts, ftrl_t)):
-            junk = sum(x >= t for x in s)
-            cells.append(f"{junk} ({100 * junk / len(s):.2f} %)")
+        for group_scores, t in ((nbs, args.threshold), (fts, ftrl_t)):
+            junk = sum(x >= t for x in group_scores)
+            cells.append(f"{junk} ({100 * junk / len(group_scores):.2f} %)")
         lines.append(f"| {group} | {len(data[group])} | {cells[0]} | {cells[1]} |")
     nb_m = measured["naive Bayes"]
     ham_groups = ("easy-ham-2", "hard-ham-1")

@@ -73,18 +73,21 @@ def main() -> None:
     ftrl = FtrlModel(FtrlParams())  # the parameters bench/junk.py chose
     for group, spam in (("spam-1", True), ("easy-ham-1", False)):
         for m in data[group]:
-            feats = features(m)
-            nb.train(feats, spam=spam)
-            ftrl.learn(feats, spam)
+            learnt = features(m)
+            nb.train(learnt, spam=spam)
+            ftrl.learn(learnt, spam)
     pool = [m for g in GROUPS for m in data[g]]
     messages: list[bytes] = []
     for raw in pool[::2] + pool[1::2]:  # groups interleaved through the run
-        m = sized(raw, args.size)
-        if m is not None:
-            messages.append(m)
+        made = sized(raw, args.size)
+        if made is not None:
+            messages.append(made)
         if len(messages) == args.messages + WARMUP:
             break
-    t_feat, t_one, t_two, t_ftrl = [], [], [], []
+    t_feat: list[float] = []
+    t_one: list[float] = []
+    t_two: list[float] = []
+    t_ftrl: list[float] = []
     clock = time.perf_counter_ns
     for i, m in enumerate(messages):
         a = clock()
