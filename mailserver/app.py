@@ -213,11 +213,13 @@ def build_smtp_hooks(config: Config, *, store: Store, queue: QueueManager | None
                      authenticator: Authenticator,
                      scram: ScramLogins | None = None,
                      keys_for: Callable[[str], Sequence[DkimKey]] | None = None,
+                     junk: JunkFilter | None = None,
                      ) -> dict[str, SmtpHooks]:
     """One ``SmtpHooks`` (check pipeline + delivery) per SMTP/submission listener, by name.
     ``authenticator``: the one IMAP uses too (one cache, one hashing pool);
     ``scram``: SCRAM logins (IMAP's too; None: not offered); ``keys_for``:
-    a domain's DKIM keys, for the ARC seal of forwarded mail (None: none).
+    a domain's DKIM keys, for the ARC seal of forwarded mail (None: none);
+    ``junk``: the process's junk filter, scoring local copies (None: off).
     Raises OSError (the SRS secret)."""
     hooks: dict[str, SmtpHooks] = {}
     forwarder = Forwarder(SrsCodec(load_secret(config.data_dir)),
@@ -225,8 +227,7 @@ def build_smtp_hooks(config: Config, *, store: Store, queue: QueueManager | None
                           keys_for or (lambda domain: ()), config.hostname)
     delivery = RoutedDelivery(store, queue, make_report=delivered_report,
                               reporting_mta=config.hostname, forwarder=forwarder,
-                              junk=JunkFilter(store, config.junk) if config.junk.enabled
-                              else None)
+                              junk=junk)
     check_login = authenticator.authenticate
 
     # One stage (and thread pool) for every smtp listener.
@@ -302,6 +303,7 @@ class App:
         self._flow_add: Callable[[FlowEvent], None] | None = None  # the sink we set
         #: The daily report sender, in the process that runs the queue (None: off).
         self.reports: ReportSender | None = None
+        self._junk_task: asyncio.Task[None] | None = None
 
     @property
     def store(self) -> Store:
@@ -360,7 +362,7 @@ class App:
             services.smtp_hooks = build_smtp_hooks(
                 config, store=services.store, queue=services.queue, counters=services.counters,
                 resolver=self._resolver, authenticator=services.authenticator,
-                scram=services.scram, keys_for=self.keyring.keys_for)
+                scram=services.scram, keys_for=self.keyring.keys_for, junk=services.junk)
             for handle in self.listeners.values():
                 reconfigure = getattr(handle, "reconfigure", None)
                 if reconfigure is not None:
@@ -416,6 +418,7 @@ class App:
                 counters = await RemoteCounters.open(cfg.data_dir / "run", cfg.limits)
             else:
                 counters = LocalCounters(cfg.limits, cfg.data_dir / "state" / STATE_FILE)
+            junk = JunkFilter(store, cfg.junk) if cfg.junk.enabled else None
             self.services = Services(config=cfg, store=store, ssl_context=ssl_context,
                                      queue=queue, counters=counters,
                                      listen_sockets=self._listen_sockets,
@@ -425,10 +428,12 @@ class App:
                                                                  resolver=resolver,
                                                                  authenticator=authenticator,
                                                                  scram=scram,
-                                                                 keys_for=self.keyring.keys_for))
+                                                                 keys_for=self.keyring.keys_for,
+                                                                 junk=junk))
             self.services.admin = self.admin()  # the http listener's /api/v1
-            if cfg.junk.enabled:  # IMAP's Junk moves train it
-                self.services.junk = JunkFilter(store, cfg.junk)
+            self.services.junk = junk  # IMAP's Junk moves train it
+            if junk is not None:
+                self._junk_task = asyncio.create_task(self._junk_loop(junk), name="junk-stats")
             self.services.flow = self._start_flow(counters)
             self._flusher = asyncio.create_task(_flush_metrics(), name="metrics-flush")
             for listener in cfg.listeners:
@@ -447,6 +452,7 @@ class App:
             await self._stop_flusher()
             await self._stop_flow()
             await self._stop_reports()
+            await self._stop_junk()
             if queue is not None:
                 await queue.stop()
             if counters is not None:
@@ -504,6 +510,30 @@ class App:
             self._flusher = None
         metrics.flush_all()  # the last tallies of this process
 
+    async def _junk_loop(self, junk: JunkFilter) -> None:
+        """Every ``JUNK_FLUSH_INTERVAL`` seconds: the junk filter's counts of
+        use into the store; in the process that runs the queue (one per
+        daemon), the drift check too."""
+        while True:
+            await asyncio.sleep(JUNK_FLUSH_INTERVAL)
+            try:
+                await junk.flush()
+                if self._run_queue:
+                    await asyncio.to_thread(junk.check_drift)
+            except Exception as exc:  # statistics: never worth stopping for
+                log.warning("junk_stats_failed", error=str(exc))
+
+    async def _stop_junk(self) -> None:
+        task, self._junk_task = self._junk_task, None
+        if task is None:
+            return
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        junk = self.services.junk if self.services is not None else None
+        if junk is not None:
+            with contextlib.suppress(Exception):
+                await junk.flush()  # the last counts, before the store closes
+
     async def _stop_reports(self) -> None:
         if self.reports is not None:
             await self.reports.stop()
@@ -524,6 +554,7 @@ class App:
                     if close is not None:
                         close()
             await self._stop_reports()
+            await self._stop_junk()
             if self.services.queue is not None:
                 await self.services.queue.stop()
             await self._stop_flow()  # the last events, before the counter link closes
@@ -532,6 +563,9 @@ class App:
             await self.services.store.close()
             self.services = None
 
+
+#: Seconds between two flushes of the junk filter's counts of use.
+JUNK_FLUSH_INTERVAL = 10.0
 
 #: Seconds between two flushes of the metric tallies (``metrics.Tally``).
 METRICS_FLUSH_INTERVAL = 1.0

@@ -38,7 +38,7 @@ import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -87,6 +87,7 @@ from mailserver.errors import (
     DomainNotFound,
     InvalidName,
     NotFound,
+    UserError,
 )
 from mailserver.junk.filter import JunkFilter, JunkVerdict
 from mailserver.queue import model as queue_model
@@ -692,13 +693,31 @@ class AdminService:
         junk = JunkFilter(self._store, self.config.junk)
         return junk.verdict(address, await junk.features_of(data))
 
-    async def junk_stats(self, address: str) -> dict[str, int]:
-        """Messages trained as spam and ham, the account's and the global model's."""
+    async def junk_stats(self, address: str) -> dict[str, Any]:
+        """Messages trained as spam and ham, the account's and the global model's,
+        and the threshold that applies (``threshold``, ``arm``: "own",
+        "control" or "candidate", see ``junk.filter``).  Raises AccountNotFound."""
         address = account_address(address)
         if self._store.get_account(address) is None:
             raise AccountNotFound(f"no account {address}")
         own, glob = self._store.junk_totals(address), self._store.junk_totals("")
-        return {"spam": own[0], "ham": own[1], "global_spam": glob[0], "global_ham": glob[1]}
+        threshold, arm = JunkFilter(self._store, self.config.junk).threshold_for(address)
+        return {"spam": own[0], "ham": own[1], "global_spam": glob[0], "global_ham": glob[1],
+                "threshold": threshold, "arm": arm}
+
+    async def junk_set_threshold(self, address: str, threshold: float | None) -> None:
+        """Give ``address`` a junk threshold of its own (stricter: lower; looser:
+        higher), or None to go back to the configured one (and, when one runs,
+        the A/B comparison).  One synced commit; new mail is scored with it
+        at once, in every process.  Raises AccountNotFound, UserError (not in
+        (0, 1])."""
+        address = account_address(address)
+        if self._store.get_account(address) is None:
+            raise AccountNotFound(f"no account {address}")
+        if threshold is not None and not 0 < threshold <= 1:
+            raise UserError(f"a junk threshold is more than 0 and at most 1, not {threshold}")
+        await self._store.junk_set_threshold(address, threshold)
+        log.info("junk_threshold", account=address, threshold=threshold)
 
     async def junk_reset(self, address: str) -> int:
         """Forget ``address``'s own model (the global one keeps what it learnt)."""

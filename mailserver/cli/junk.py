@@ -14,8 +14,9 @@ from mailserver.cli.common import CliError, admin_config, with_admin
 def cmd_junk(args: argparse.Namespace) -> int:
     """``junk train ACCOUNT --spam PATH --ham PATH`` (mbox or Maildir),
     ``junk test ACCOUNT FILE`` (score and the deciding features),
-    ``junk stats ACCOUNT``, ``junk reset ACCOUNT``.  Errors (UserError,
-    OSError) are raised for ``main``."""
+    ``junk stats ACCOUNT``, ``junk reset ACCOUNT``, ``junk threshold ACCOUNT
+    [VALUE | --reset]`` (show, set or clear the account's own threshold).
+    Errors (UserError, OSError) are raised for ``main``."""
     config = admin_config(args)
 
     async def go(admin: AdminService) -> None:
@@ -33,7 +34,14 @@ def cmd_junk(args: argparse.Namespace) -> int:
         elif args.action == "stats":
             s = await admin.junk_stats(args.account)
             print(f"{args.account}: {s['spam']} spam, {s['ham']} ham trained; "
-                  f"global model: {s['global_spam']} spam, {s['global_ham']} ham")
+                  f"global model: {s['global_spam']} spam, {s['global_ham']} ham; "
+                  f"threshold {s['threshold']:g} ({s['arm']})")
+        elif args.action == "threshold":
+            if args.reset or args.value is not None:
+                value = None if args.reset else args.value
+                await admin.junk_set_threshold(args.account, value)
+            s = await admin.junk_stats(args.account)
+            print(f"{args.account}: junk threshold {s['threshold']:g} ({s['arm']})")
         else:
             await admin.junk_reset(args.account)
             print(f"forgot the junk model of {args.account} (the global model keeps "
@@ -61,4 +69,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                          ("reset", "forget the account's own model")):
         p = jsub.add_parser(action, parents=[common], help=text)
         p.add_argument("account", metavar="ACCOUNT")
+    p = jsub.add_parser("threshold", parents=[common],
+                        help="show, set (0-1, lower is stricter) or --reset the account's "
+                        "own junk threshold")
+    p.add_argument("account", metavar="ACCOUNT")
+    p.add_argument("value", metavar="VALUE", type=float, nargs="?")
+    p.add_argument("--reset", action="store_true",
+                   help="back to the configured threshold")
     junk.set_defaults(func=cmd_junk)

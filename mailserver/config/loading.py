@@ -215,6 +215,10 @@ _ANALYTICS_CHECKS: dict[str, Check] = {
 }
 _JUNK_CHECKS: dict[str, Check] = {
     "threshold": lambda x: None if 0 < x <= 1 else "must be more than 0 and at most 1",
+    "candidate_threshold": lambda x: None if 0 <= x <= 1 else "must be 0 (off) to 1",
+    "candidate_share": lambda x: None if 0 <= x <= 1 else "must be a fraction from 0 to 1",
+    "drift_factor": lambda x: None if x > 1 else "must be more than 1",
+    "drift_min_corrections": lambda x: None if x >= 1 else "must be at least 1",
     "min_own_samples": lambda x: None if x >= 0 else "must be at least 0",
 }
 _LIMIT_CHECKS: dict[str, Check] = {

@@ -167,11 +167,25 @@ class JunkSettings:
     the smtp listeners), ``threshold`` (a score at or above it is junk; 0.8
     was chosen on the SpamAssassin corpus, bench/RESULTS-junk.md),
     ``min_own_samples`` (trained messages before an account's own model
-    counts; until then the global model decides)."""
+    counts; until then the global model decides).
+
+    A comparison of two thresholds on live traffic (A/B): with
+    ``candidate_threshold`` > 0, a stable ``candidate_share`` of the accounts
+    (by a hash of the address) is scored with it instead; accounts with a
+    threshold of their own stay out.  Both thresholds' verdicts on every
+    scored message, and the users' corrections, are counted by arm
+    (``mailserver_junk_*`` metrics).  ``drift_factor``: the log warns
+    (``junk_drift``) when today's corrections per scored message reach this
+    multiple of the last 7 days' rate, once ``drift_min_corrections`` were
+    made today."""
 
     enabled: bool = True
     threshold: float = 0.8
     min_own_samples: int = 50
+    candidate_threshold: float = 0.0
+    candidate_share: float = 0.0
+    drift_factor: float = 2.0
+    drift_min_corrections: int = 20
 
 
 @dataclass(frozen=True, slots=True)

@@ -112,9 +112,10 @@ async def deliver_local(
         scored = []
         for t in targets:
             v = junk.verdict(t.account, feats)
-            instruments().junk_verdicts.labels("junk" if v.junk else "ham").inc()
+            junk.record(v)
             log.info("junk_scored", account=t.account, score=round(v.score.value, 3),
-                     junk=v.junk, features=[f for f, _ in v.score.top[:5]])
+                     junk=v.junk, threshold=v.threshold, arm=v.arm,
+                     features=[f for f, _ in v.score.top[:5]])
             if v.junk:
                 t = dataclasses.replace(t, mailbox=JUNK, flags=t.flags | {JUNK_KEYWORD})
             scored.append(dataclasses.replace(t, prefix=t.prefix + v.fields()))

@@ -18,6 +18,7 @@ the store: it runs in a thread, off the event loop.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import time
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from prometheus_client.registry import Collector
 
 from mailserver import metrics
 from mailserver.config import Config
+from mailserver.junk.filter import drift_of, today
 from mailserver.queue import model
 from mailserver.store.store import Store
 
@@ -91,11 +93,31 @@ class StateCollector(Collector):
         yield GaugeMetricFamily("mailserver_data_dir_size_bytes",
                                 "Size of the data directory's file system.",
                                 value=fs.f_blocks * fs.f_frsize)
+        if self._config.junk.enabled:
+            yield from self._junk()
         expiry = self._cert_expiry()
         if expiry is not None:
             yield GaugeMetricFamily("mailserver_tls_certificate_expiry_timestamp_seconds",
                                     "When the served TLS certificate expires (Unix time).",
                                     value=expiry)
+
+    def _junk(self) -> Iterator[Metric]:
+        """The junk filter's drift figures (issue #16 §3), from the per-day counts."""
+        day = today()
+        d0 = dt.date.fromisoformat(day)
+        days = [(d0 - dt.timedelta(days=i)).isoformat() for i in range(8)]
+        drift = drift_of(self._store.junk_days(days), day)
+        yield GaugeMetricFamily("mailserver_junk_correction_rate",
+                                "Users' junk corrections per scored copy, today (UTC).",
+                                value=drift.rate)
+        yield GaugeMetricFamily("mailserver_junk_correction_baseline_rate",
+                                "Users' junk corrections per scored copy over the 7 UTC "
+                                "days before today: the drift warning's baseline (0: no "
+                                "scored mail in those days).", value=drift.baseline or 0.0)
+        if drift.agreement is not None:
+            yield GaugeMetricFamily("mailserver_junk_agreement_ratio",
+                                    "Share of users' junk trainings (8 days) whose label "
+                                    "the model already agreed with.", value=drift.agreement)
 
     def _cert_expiry(self) -> float | None:
         path = certificate_path(self._config)

@@ -22,6 +22,9 @@ mailbox does not wait for every message's features.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import hashlib
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -32,7 +35,7 @@ from mailserver.config import JunkSettings
 from mailserver.junk.features import features
 from mailserver.junk.model import Score, Totals, score
 from mailserver.metrics import instruments
-from mailserver.store.junk_writes import Training
+from mailserver.store.junk_writes import DAY_FIELDS, Training
 
 log = structlog.get_logger("mailserver.junk")
 
@@ -40,6 +43,8 @@ log = structlog.get_logger("mailserver.junk")
 #: a thread: bench/junk_latency.py measures features + score at ~1 ms for
 #: 8 KB, the issue's bound for work on the event loop.
 THREAD_OCTETS = 8 * 1024
+#: The A/B arms (``JunkVerdict.arm``).
+CONTROL, CANDIDATE, OWN = "control", "candidate", "own"
 #: Messages one IMAP command trains in its own commit; more are trained after.
 MAX_COMMIT_TRAINING = 100
 
@@ -62,6 +67,18 @@ class JunkCounts(Protocol):
         """Messages trained ``(spam, ham)`` (``""``: the global model)."""
         ...
 
+    def junk_threshold(self, account: str) -> float | None:
+        """The account's own threshold (None: the configured one)."""
+        ...
+
+    def junk_days(self, days: Sequence[str]) -> dict[str, tuple[int, ...]]:
+        """Counts of use per UTC day (``junk_writes.DAY_FIELDS``)."""
+        ...
+
+    async def junk_add_day(self, day: str, counts: tuple[int, ...]) -> None:
+        """Add to a day's counts of use."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class JunkVerdict:
@@ -70,6 +87,11 @@ class JunkVerdict:
     junk: bool
     score: Score
     threshold: float
+    #: Which threshold applied: "control" (the configured one), "candidate"
+    #: (the A/B comparison's) or "own" (the account's own).
+    arm: str = CONTROL
+    #: What the candidate threshold says of this message (None: no comparison runs).
+    candidate_junk: bool | None = None
 
     def fields(self) -> bytes:
         """``X-Spam-Status`` and ``X-Spam-Score`` (SpamAssassin's conventions,
@@ -78,13 +100,74 @@ class JunkVerdict:
                 f"X-Spam-Score: {self.score.value * 10:.1f}\r\n").encode()
 
 
+#: ``DAY_FIELDS`` positions.
+_SCORED, _JUNK, _FP, _FN, _AGREED, _TRAINED = range(len(DAY_FIELDS))
+
+
+def arm_of(account: str, share: float) -> str:
+    """The A/B arm of ``account``: "candidate" for a stable ``share`` (0-1) of
+    addresses (BLAKE2b of the lower-cased address, so every worker and every
+    restart agrees), "control" otherwise."""
+    if share <= 0:
+        return CONTROL
+    digest = hashlib.blake2b(account.lower().encode(), digest_size=8).digest()
+    return CANDIDATE if int.from_bytes(digest, "big") < share * 2.0 ** 64 else CONTROL
+
+
+def today(now: float | None = None) -> str:
+    """The UTC day of ``now`` (POSIX seconds; None: now) as YYYY-MM-DD."""
+    return dt.datetime.fromtimestamp(time.time() if now is None else now, dt.UTC).date().isoformat()
+
+
+@dataclass(frozen=True, slots=True)
+class Drift:
+    """Today's user corrections per scored message (``rate``) against the 7
+    UTC days before (``baseline``; None without scored mail then), today's
+    ``corrections``, and the share of trainings the model already agreed
+    with over the 8 days (``agreement``; None without trainings)."""
+
+    rate: float
+    baseline: float | None
+    corrections: int
+    agreement: float | None
+
+    def drifting(self, factor: float, min_corrections: int) -> bool:
+        """Has the rate reached ``factor`` × the baseline, on enough corrections?"""
+        return (self.corrections >= min_corrections and self.baseline is not None
+                and self.baseline > 0 and self.rate >= factor * self.baseline)
+
+
+def drift_of(days: dict[str, tuple[int, ...]], day: str) -> Drift:
+    """``Drift`` of ``day`` from per-day counts (``Store.junk_days`` of it and
+    the 7 days before)."""
+    d = dt.date.fromisoformat(day)
+    now = days.get(day, (0,) * len(DAY_FIELDS))
+    before = [days[k] for i in range(1, 8)
+              if (k := (d - dt.timedelta(days=i)).isoformat()) in days]
+    corrections = now[_FP] + now[_FN]
+    rate = corrections / now[_SCORED] if now[_SCORED] else 0.0
+    scored_before = sum(c[_SCORED] for c in before)
+    baseline = (sum(c[_FP] + c[_FN] for c in before) / scored_before
+                if scored_before else None)
+    trained = sum(c[_TRAINED] for c in [now, *before])
+    agreed = sum(c[_AGREED] for c in [now, *before])
+    return Drift(rate, baseline, corrections, agreed / trained if trained else None)
+
+
 class JunkFilter:
-    """Scoring and training over the store (see the module docstring)."""
+    """Scoring and training over the store (see the module docstring).
+
+    One per process: the counts of use it gathers (``record``, trainings
+    after a command) are added to the store's per-day counts by ``flush``,
+    which the app calls every few seconds (statistics: a crash loses at most
+    the last few seconds of them, never mail or a training)."""
 
     def __init__(self, store: JunkCounts, settings: JunkSettings) -> None:
         self.store = store
         self.settings = settings
         self._tasks: set[asyncio.Task[None]] = set()
+        self._pending: dict[str, list[int]] = {}
+        self._warned: str | None = None  # the day the drift warning was logged
 
     def trained(self) -> bool:
         """Whether the global model has learnt both kinds yet.  Until then no
@@ -99,8 +182,76 @@ class JunkFilter:
             return sorted(await asyncio.to_thread(features, blob))
         return sorted(features(blob))
 
+    def threshold_for(self, account: str) -> tuple[float, str]:
+        """The threshold that applies to ``account`` and its arm (see
+        ``JunkVerdict.arm``)."""
+        own = self.store.junk_threshold(account)
+        if own is not None:
+            return own, OWN
+        cfg = self.settings
+        if cfg.candidate_threshold > 0 and arm_of(account, cfg.candidate_share) == CANDIDATE:
+            return cfg.candidate_threshold, CANDIDATE
+        return cfg.threshold, CONTROL
+
     def verdict(self, account: str, feats: Sequence[str]) -> JunkVerdict:
         """``account``'s verdict on a message with ``feats`` (store reads only)."""
+        result = self._score(account, feats)
+        threshold, arm = self.threshold_for(account)
+        candidate = self.settings.candidate_threshold
+        return JunkVerdict(result.value >= threshold, result, threshold, arm,
+                           result.value >= candidate if candidate > 0 else None)
+
+    def record(self, v: JunkVerdict) -> None:
+        """Count a verdict applied to a delivered copy: metrics by arm (and the
+        candidate threshold's verdict on the same message), today's counts."""
+        m = instruments()
+        m.junk_verdicts.labels("junk" if v.junk else "ham", v.arm).inc()
+        if v.candidate_junk is not None:
+            m.junk_candidate_verdicts.labels("junk" if v.candidate_junk else "ham").inc()
+        self._count(_SCORED, 1)
+        if v.junk:
+            self._count(_JUNK, 1)
+
+    def _count(self, field: int, n: int, day: str | None = None) -> None:
+        counts = self._pending.setdefault(day or today(), [0] * len(DAY_FIELDS))
+        counts[field] += n
+
+    async def flush(self) -> None:
+        """Add the counts gathered since the last flush to the store's days.
+        Raises server faults (the counts are kept for the next flush)."""
+        pending, self._pending = self._pending, {}
+        for day, counts in sorted(pending.items()):
+            try:
+                await self.store.junk_add_day(day, tuple(counts))
+            except BaseException:
+                for d, c in pending.items():  # keep what was not written
+                    if d >= day:
+                        mine = self._pending.setdefault(d, [0] * len(DAY_FIELDS))
+                        for i, n in enumerate(c):
+                            mine[i] += n
+                raise
+
+    def drift(self, now: float | None = None) -> Drift:
+        """Today's ``Drift`` from the store's per-day counts."""
+        day = today(now)
+        d = dt.date.fromisoformat(day)
+        days = [(d - dt.timedelta(days=i)).isoformat() for i in range(8)]
+        return drift_of(self.store.junk_days(days), day)
+
+    def check_drift(self, now: float | None = None) -> Drift:
+        """``drift``, with a ``junk_drift`` warning in the log (once a day) when
+        the correction rate reached ``drift_factor`` × its 7-day baseline."""
+        d = self.drift(now)
+        cfg = self.settings
+        day = today(now)
+        if d.drifting(cfg.drift_factor, cfg.drift_min_corrections) and self._warned != day:
+            self._warned = day
+            log.warning("junk_drift", rate=round(d.rate, 5), baseline=round(d.baseline or 0, 5),
+                        corrections=d.corrections, factor=cfg.drift_factor,
+                        agreement=None if d.agreement is None else round(d.agreement, 3))
+        return d
+
+    def _score(self, account: str, feats: Sequence[str]) -> Score:
         own, own_totals, glob, glob_totals = self.store.junk_counts(account, feats)
         glob_score = score(feats, _lookup(glob), Totals(*glob_totals))
         n_own = sum(own_totals)
@@ -109,11 +260,16 @@ class JunkFilter:
             own_score = score(feats, _lookup(own), Totals(*own_totals))
             weight = n_own / (n_own + k)
             value = weight * own_score.value + (1 - weight) * glob_score.value
-            result = Score(value, own_score.top)
-        else:
-            result = glob_score
-        return JunkVerdict(result.value >= self.settings.threshold, result,
-                           self.settings.threshold)
+            return Score(value, own_score.top)
+        return glob_score
+
+    def _agreed(self, account: str, feats_list: Sequence[Sequence[str]], spam: bool) -> int:
+        """How many of the messages the model, before this training, already
+        put on the user's side (the agreement figure of the drift metrics)."""
+        if not self.trained():
+            return 0
+        threshold, _ = self.threshold_for(account)
+        return sum(1 for f in feats_list if (self._score(account, f).value >= threshold) == spam)
 
     async def prepare(self, account: str,
                       messages: Sequence[tuple[bytes, Callable[[], bytes]]],
@@ -133,25 +289,33 @@ class JunkFilter:
             feats = await asyncio.to_thread(lambda: [sorted(features(b)) for _, b in blobs])
         else:
             feats = [sorted(features(b)) for _, b in blobs]
-        return (account, spam, [(blob_id, f) for (blob_id, _), f in zip(blobs, feats, strict=True)])
+        counts = [0] * len(DAY_FIELDS)
+        counts[_FN if spam else _FP] = len(blobs)
+        counts[_TRAINED] = len(blobs)
+        counts[_AGREED] = self._agreed(account, feats, spam)
+        return (account, spam,
+                [(blob_id, f) for (blob_id, _), f in zip(blobs, feats, strict=True)],
+                (today(), tuple(counts)))
 
     def committed(self, training: Training) -> None:
         """Count and log a training that ``prepare`` made and a write committed."""
-        account, spam, items = training
-        self._corrected(spam, len(items))
+        account, spam, items, _ = training
+        self._corrected(account, spam, len(items))
         log.info("junk_trained", account=account, spam=spam, messages=len(items),
                  with_command=True)
 
-    def _corrected(self, spam: bool, n: int) -> None:
+    def _corrected(self, account: str, spam: bool, n: int) -> None:
+        _, arm = self.threshold_for(account)
         instruments().junk_corrections.labels(
-            "false_negative" if spam else "false_positive").inc(n)
+            "false_negative" if spam else "false_positive", arm).inc(n)
 
     def train_soon(self, account: str, messages: Sequence[tuple[bytes, Callable[[], bytes]]],
                    spam: bool) -> None:
         """Train ``messages`` (``(blob id, a function giving its bytes)``) in
         a task of their own, after the IMAP command's commit (bulk commands,
         see ``prepare``).  A failure is logged (the move itself is done)."""
-        self._corrected(spam, len(messages))
+        self._corrected(account, spam, len(messages))
+        self._count(_FN if spam else _FP, len(messages))
 
         async def run() -> None:
             for blob_id, load in messages:
@@ -177,6 +341,8 @@ class JunkFilter:
         """Train one message for ``account`` (and the global model); returns
         "trained", "retrained" or "unchanged".  Raises server faults."""
         feats = await self.features_of(blob)
+        self._count(_TRAINED, 1)
+        self._count(_AGREED, self._agreed(account, [feats], spam))
         outcome = await self.store.junk_train(account, blob_id, feats, spam)
         log.info("junk_trained", account=account, spam=spam, outcome=outcome,
                  features=len(feats))

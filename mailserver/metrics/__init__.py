@@ -95,11 +95,17 @@ class Instruments:
             ["protocol"], registry=r)
         self.junk_verdicts = Counter(
             "mailserver_junk_verdicts", "Local copies scored by the junk filter, by verdict "
-            "(junk, ham).", ["verdict"], registry=r)
+            "(junk, ham) and by the threshold that applied (arm: control, the configured "
+            "one; candidate, the A/B comparison's; own, the account's).",
+            ["verdict", "arm"], registry=r)
+        self.junk_candidate_verdicts = Counter(
+            "mailserver_junk_candidate_verdicts", "What the candidate threshold of the A/B "
+            "comparison says of every scored copy, whichever threshold applied.",
+            ["verdict"], registry=r)
         self.junk_corrections = Counter(
             "mailserver_junk_corrections", "Users' corrections of the junk filter seen in "
             "IMAP: false_positive (moved out of Junk, $NotJunk), false_negative (moved "
-            "into Junk, $Junk).", ["kind"], registry=r)
+            "into Junk, $Junk), by the arm of the account.", ["kind", "arm"], registry=r)
         self.limit_hits = Counter(
             "mailserver_limit_hits", "Logins refused by the failed-login limits "
             "(limit=auth_failures; the connection, message and recipient limits are "

@@ -18,7 +18,16 @@ from collections.abc import Sequence
 
 from mailserver.store import junk_writes
 from mailserver.store.base import StoreBase
-from mailserver.store.junk_writes import PAIR, feature_key, mark_key, totals_key
+from mailserver.store.junk_writes import (
+    DAY,
+    PAIR,
+    THRESHOLD,
+    day_key,
+    feature_key,
+    mark_key,
+    threshold_key,
+    totals_key,
+)
 
 
 class JunkStore(StoreBase):
@@ -71,3 +80,29 @@ class JunkStore(StoreBase):
     async def junk_reset(self, account: str) -> int:
         """Forget ``account``'s own model (``junk_writes.reset``)."""
         return int(await self._writer.submit(junk_writes.reset, account))
+
+    def junk_threshold(self, account: str) -> float | None:
+        """``account``'s own threshold, or None (the configured one applies)."""
+        with self._read() as txn:
+            raw = txn.get(threshold_key(account.lower()), db=self._dbs.meta)
+        return THRESHOLD.unpack(raw)[0] if raw is not None and len(raw) == THRESHOLD.size \
+            else None
+
+    async def junk_set_threshold(self, account: str, value: float | None) -> None:
+        """Set (None: clear) ``account``'s own threshold; one synced commit."""
+        await self._writer.submit(junk_writes.set_threshold, account, value)
+
+    def junk_days(self, days: Sequence[str]) -> dict[str, tuple[int, ...]]:
+        """The counts of use (``junk_writes.DAY_FIELDS``) of each of ``days``
+        (YYYY-MM-DD) that has any."""
+        out: dict[str, tuple[int, ...]] = {}
+        with self._read() as txn:
+            for day in days:
+                raw = txn.get(day_key(day), db=self._dbs.meta)
+                if raw is not None and len(raw) == DAY.size:
+                    out[day] = DAY.unpack(raw)
+        return out
+
+    async def junk_add_day(self, day: str, counts: tuple[int, ...]) -> None:
+        """Add ``counts`` to ``day``'s; one synced commit (batched by the caller)."""
+        await self._writer.submit(junk_writes.add_day, day, tuple(counts))

@@ -11,9 +11,19 @@ from mailserver.store.model import MessageRecord, RecentClaim, WriteSpan
 from mailserver.store.writer import WriteCtx
 
 #: A training handed to a write with the IMAP command that asked for it:
-#: ``(account, spam, [(blob id, features), ...])`` (plain tuples: the request
-#: may travel to the writer service of another process, pickled).
-Training = tuple[str, bool, list[tuple[bytes, list[str]]]]
+#: ``(account, spam, [(blob id, features), ...], day increments)`` (plain
+#: tuples: the request may travel to the writer service of another process,
+#: pickled); the increments are ``(YYYY-MM-DD, DAY_FIELDS counts)``.
+Training = tuple[str, bool, list[tuple[bytes, list[str]]], tuple[str, tuple[int, ...]]]
+
+#: The per-day counts of the filter's use (``day_key``), in this order:
+#: local copies scored, scored as junk, corrections moving mail out of Junk
+#: (false positives), into Junk (false negatives), trainings whose label the
+#: model already agreed with, trainings.
+DAY_FIELDS = ("scored", "junk", "false_positive", "false_negative", "agreed", "trained")
+DAY = struct.Struct(">" + "I" * len(DAY_FIELDS))
+#: An account's own threshold (an IEEE double).
+THRESHOLD = struct.Struct(">d")
 
 #: A spam count and a ham count.
 PAIR = struct.Struct(">II")
@@ -34,6 +44,35 @@ def totals_key(account: str) -> bytes:
 def mark_key(account: str, blob_id: bytes) -> bytes:
     """The key of how ``account`` trained the message ``blob_id``."""
     return b"junkmsg\0" + account.encode() + b"\0" + blob_id
+
+
+def threshold_key(account: str) -> bytes:
+    """The key of ``account``'s own junk threshold."""
+    return b"junkthr\0" + account.encode()
+
+
+def day_key(day: str) -> bytes:
+    """The key of the counts of UTC day ``day`` (YYYY-MM-DD), all accounts."""
+    return b"junkday\0" + day.encode()
+
+
+def add_day(ctx: WriteCtx, day: str, counts: tuple[int, ...]) -> None:
+    """Writer request: add ``counts`` (``DAY_FIELDS`` order) to ``day``'s."""
+    key = day_key(day)
+    raw = ctx.txn.get(key, db=ctx.dbs.meta)
+    old = DAY.unpack(raw) if raw is not None and len(raw) == DAY.size else (0,) * DAY.size
+    new = [min(0xFFFFFFFF, a + b) for a, b in zip(old, counts, strict=False)]
+    new += [0] * (len(DAY_FIELDS) - len(new))
+    ctx.txn.put(key, DAY.pack(*new[:len(DAY_FIELDS)]), db=ctx.dbs.meta)
+
+
+def set_threshold(ctx: WriteCtx, account: str, value: float | None) -> None:
+    """Writer request: set ``account``'s own threshold (None: the default again)."""
+    key = threshold_key(account.lower())
+    if value is None:
+        ctx.txn.delete(key, db=ctx.dbs.meta)
+    else:
+        ctx.txn.put(key, THRESHOLD.pack(value), db=ctx.dbs.meta)
 
 
 def _add(ctx: WriteCtx, key: bytes, spam: int, ham: int) -> None:
@@ -77,7 +116,8 @@ def train(ctx: WriteCtx, account: str, blob_id: bytes, features: list[str],
 
 def reset(ctx: WriteCtx, account: str) -> int:
     """Writer request: forget ``account``'s own model (counts, totals and
-    marks; the global model keeps what it learnt).  Returns keys removed."""
+    marks; the global model keeps what it learnt; the account's threshold
+    stays).  Returns keys removed."""
     account = account.lower()
     return sum(tx.delete_prefix(ctx.txn, ctx.dbs.meta, prefix) for prefix in (
         b"junk\0" + account.encode() + b"\0", totals_key(account),
@@ -86,7 +126,8 @@ def reset(ctx: WriteCtx, account: str) -> int:
 
 def train_all(ctx: WriteCtx, training: Training) -> list[str]:
     """Writer request part: ``train`` each message of ``training``; the outcomes."""
-    account, spam, items = training
+    account, spam, items, (day, counts) = training
+    add_day(ctx, day, counts)
     return [train(ctx, account, blob_id, feats, spam) for blob_id, feats in items]
 
 

@@ -561,7 +561,18 @@ def test_mailserver_status_asks_the_api(tmp_path: Path) -> None:
 def test_junk_of_an_account(ops: ApiClient) -> None:
     stats = ops.get("/api/v1/accounts/alice@example.test/junk")
     assert stats.status == 200 and set(stats.body) == {"spam", "ham", "global_spam",
-                                                      "global_ham"}
+                                                      "global_ham", "threshold", "arm"}
+    assert (stats.body["threshold"], stats.body["arm"]) == (0.8, "control")
+    url = "/api/v1/accounts/alice@example.test/junk/threshold"
+    own = ops.call("PUT", url, {"threshold": 0.95})
+    assert own.status == 200 and (own.body["threshold"], own.body["arm"]) == (0.95, "own")
+    for bad in ({"threshold": 1.5}, {"threshold": 0}):
+        refused = ops.call("PUT", url, bad)
+        assert refused.status == 422 and "threshold" in refused.body["detail"], refused.body
+    assert ops.call("PUT", url, {"threshold": "high"}).status == 400
+    assert ops.call("PUT", url, {"limit": 1}).status == 400
+    back = ops.call("PUT", url, {"threshold": None})
+    assert back.status == 200 and (back.body["threshold"], back.body["arm"]) == (0.8, "control")
     tested = ops.post("/api/v1/accounts/alice@example.test/junk/test",
                       {"message": "Subject: hello\r\n\r\nlunch tomorrow?\r\n"})
     assert tested.status == 200 and 0 <= tested.body["score"] <= 1

@@ -6,6 +6,7 @@ undoes; the counts persist in the store."""
 
 from __future__ import annotations
 
+import dataclasses
 import imaplib
 import random
 import smtplib
@@ -16,6 +17,8 @@ import pytest
 from support.server import USERS, ServerThread, make_config, running_server
 
 from mailserver.junk.features import features
+from mailserver.junk.filter import arm_of, drift_of, today
+from mailserver.store.junk_writes import DAY_FIELDS
 
 ALICE = "alice@example.test"
 SPAM_WORDS = "viagra casino winner prize cheap offer unsubscribe million bitcoin urgent".split()
@@ -124,7 +127,101 @@ def test_junk_commands(tmp_path: Path) -> None:
     tested = run_cli("junk", "test", ALICE, tmp_path / "test.eml", "-c", conf)
     assert tested.returncode == 0 and tested.stdout.startswith("X-Spam-Status: Yes, score=")
     assert "w:" in tested.stdout  # the deciding features
+    assert "threshold 0.8 (control)" in stats
+    own = run_cli("junk", "threshold", ALICE, "0.95", "-c", conf)
+    assert own.returncode == 0 and own.stdout.strip() == f"{ALICE}: junk threshold 0.95 (own)"
+    loose = run_cli("junk", "test", ALICE, tmp_path / "test.eml", "-c", conf).stdout
+    assert "required=9.5" in loose
+    bad = run_cli("junk", "threshold", ALICE, "1.5", "-c", conf)
+    assert bad.returncode != 0 and "threshold" in bad.stderr
+    back = run_cli("junk", "threshold", ALICE, "--reset", "-c", conf)
+    assert back.stdout.strip() == f"{ALICE}: junk threshold 0.8 (control)"
     assert run_cli("junk", "reset", ALICE, "-c", conf).returncode == 0
     assert "0 spam, 0 ham trained; global model: 30 spam" in run_cli(
         "junk", "stats", ALICE, "-c", conf).stdout
     assert "no account" in run_cli("junk", "stats", "bob@example.test", "-c", conf).stderr
+
+
+def _trained(srv: ServerThread, rng: random.Random) -> None:
+    for kind in ("spam", "ham"):
+        for i in range(10):
+            data = message(kind, rng)
+            srv.run(srv.app.services.junk.train(ALICE, bytes([i, kind == "spam"]) * 16, data,
+                                                kind == "spam"))
+
+
+def test_thresholds_by_account_and_candidate(tmp_path: Path) -> None:
+    # A/B: every account (share 1.0) in the candidate arm, whose stricter
+    # threshold (0.3) sends a half-spammy message (score ~0.55) to Junk where
+    # the configured 0.8 would not; an account's own threshold wins over both.
+    config = make_config(tmp_path / "data")
+    config = dataclasses.replace(config, junk=dataclasses.replace(
+        config.junk, candidate_threshold=0.3, candidate_share=1.0))
+    rng = random.Random(11)
+    mixed = random.Random(24)
+    body = " ".join([mixed.choice(SPAM_WORDS) for _ in range(24)]
+                    + [mixed.choice(HAM_WORDS) for _ in range(16)])
+    grey = (f"From: someone@mixed.example\r\nTo: {ALICE}\r\nSubject: hello\r\n\r\n"
+            f"{body}\r\n").encode()
+    with running_server(config) as srv:
+        _trained(srv, rng)
+        junk = srv.app.services.junk
+        assert junk.threshold_for(ALICE) == (0.3, "candidate")
+        v = junk.verdict(ALICE, sorted(features(grey)))
+        assert 0.3 <= v.score.value < 0.8 and v.candidate_junk and v.arm == "candidate"
+        deliver(srv, grey)
+        (caught,) = box(srv, "Junk")
+        assert b"X-Spam-Status: Yes" in caught and b"required=3.0" in caught
+        srv.run(srv.store.junk_set_threshold(ALICE, 0.9))
+        assert junk.threshold_for(ALICE) == (0.9, "own")
+        deliver(srv, grey)
+        (got,) = box(srv, "INBOX")
+        assert b"X-Spam-Status: No" in got and b"required=9.0" in got
+        # The day's counts of use reach the store at the next flush.
+        srv.run(junk.flush())
+        (counts,) = srv.store.junk_days([today()]).values()
+        assert dict(zip(DAY_FIELDS, counts, strict=True))["scored"] == 2
+    assert arm_of(ALICE, 0.0) == "control" and arm_of(ALICE, 1.0) == "candidate"
+    shares = [arm_of(f"user{i}@example.test", 0.2) for i in range(2000)]
+    assert 300 < shares.count("candidate") < 500  # about a fifth, stable by address
+
+
+def test_corrections_are_counted_with_the_move(srv: ServerThread) -> None:
+    rng = random.Random(12)
+    _trained(srv, rng)
+    srv.run(srv.app.services.junk.flush())
+    before = srv.store.junk_days([today()]).get(today(), (0,) * len(DAY_FIELDS))
+    deliver(srv, message("spam", rng))
+    deliver(srv, message("ham", rng))
+    imap = imaplib.IMAP4("127.0.0.1", srv.port("imap"))
+    imap.login(ALICE, USERS[ALICE])
+    imap.select("INBOX")
+    typ, data = imap.uid("SEARCH", "ALL")
+    (ham_uid,) = data[0].split()
+    assert imap.uid("MOVE", ham_uid, "Junk")[0] == "OK"  # a (wrong) user correction
+    imap.logout()
+    # No flush needed: the correction is counted in the move's own commit.
+    after = dict(zip(DAY_FIELDS, srv.store.junk_days([today()])[today()], strict=True))
+    old = dict(zip(DAY_FIELDS, before, strict=True))
+    assert after["false_negative"] == old["false_negative"] + 1
+    assert after["trained"] == old["trained"] + 1
+    assert after["agreed"] == old["agreed"]  # the model had called it ham
+
+
+def test_drift_against_the_7_day_baseline() -> None:
+    day = "2026-03-10"
+
+    def counts(scored: int, fp: int, fn: int, agreed: int = 0, trained: int = 0
+               ) -> tuple[int, ...]:
+        return (scored, 0, fp, fn, agreed, trained)
+
+    week = {f"2026-03-0{i}": counts(1000, 5, 5, 8, 10) for i in range(3, 10)}
+    calm = drift_of({**week, day: counts(500, 3, 2)}, day)
+    assert calm.baseline == pytest.approx(0.01) and calm.rate == pytest.approx(0.01)
+    assert not calm.drifting(2.0, 5)
+    rough = drift_of({**week, day: counts(500, 15, 10)}, day)
+    assert rough.rate == pytest.approx(0.05) and rough.drifting(2.0, 20)
+    assert not rough.drifting(2.0, 26)  # too few corrections yet today
+    assert rough.agreement == pytest.approx(56 / 70)
+    fresh = drift_of({day: counts(10, 5, 5)}, day)
+    assert fresh.baseline is None and not fresh.drifting(2.0, 1)  # nothing to compare with

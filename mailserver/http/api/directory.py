@@ -108,6 +108,25 @@ async def junk_test(request: web.Request) -> web.Response:
                                        for f, p in v.score.top]})
 
 
+@routes.put("/accounts/{address}/junk/threshold")
+async def junk_set_threshold(request: web.Request) -> web.Response:
+    """The account's own junk threshold (``{"threshold": 0 < t <= 1}``, or
+    ``null`` for the configured one); answers the account's junk resource."""
+    body = await read_object(request)
+    if set(body) != {"threshold"}:
+        raise InvalidRequest("the body is {\"threshold\": a number from 0 to 1, or null}")
+    value = body["threshold"]
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise InvalidRequest("threshold must be a number or null")
+    address = request.match_info["address"]
+    admin = admin_of(request)
+    before = await admin.junk_stats(address)
+    await admin.junk_set_threshold(address, None if value is None else float(value))
+    after = await admin.junk_stats(address)
+    audit(request, "junk.threshold", address, before["threshold"], after["threshold"])
+    return resource(after)
+
+
 @routes.delete("/accounts/{address}/junk")
 async def junk_reset(request: web.Request) -> web.Response:
     """Forget the account's own junk model (the global one keeps what it learnt)."""

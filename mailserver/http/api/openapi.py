@@ -198,6 +198,15 @@ OPERATIONS: tuple[Operation, ...] = (
               errors=(400, 404, 415, 422),
               description="The score (0-1; junk at or above the threshold) and the "
               "features that decided, most telling first."),
+    Operation("put", "/accounts/{address}/junk/threshold", "setJunkThreshold",
+              "Set or clear the account's own junk threshold", "junk", 200, "JunkStats",
+              body=_body({"threshold": {"type": ["number", "null"], "exclusiveMinimum": 0,
+                                        "maximum": 1, "description": "junk at or above it; "
+                                        "null: the configured threshold again"}},
+                         ["threshold"]),
+              errors=(400, 404, 415, 422),
+              description="Lower is stricter. An account with its own threshold is left "
+              "out of the A/B comparison of [junk] candidate_threshold."),
     Operation("delete", "/accounts/{address}/junk", "resetJunk",
               "Forget the account's own junk model", "junk", 204, errors=(404, 422),
               description="The global model keeps what the account's training taught it."),

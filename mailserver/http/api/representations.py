@@ -176,7 +176,11 @@ SCHEMAS: dict[str, Json] = {
         "ham": {**_COUNT, "description": "messages the account trained as ham"},
         "global_spam": _COUNT,
         "global_ham": _COUNT,
-    }, "What the account's junk model (and the global one) learnt from."),
+        "threshold": {"type": "number", "description": "the threshold that applies"},
+        "arm": {"type": "string", "enum": ["own", "control", "candidate"],
+                "description": "own: the account's own threshold; control: the configured "
+                "one; candidate: the A/B comparison's candidate threshold"},
+    }, "What the account's junk model (and the global one) learnt from, and its threshold."),
     "JunkTest": _object({
         "score": {"type": "number", "minimum": 0, "maximum": 1},
         "junk": _BOOL,
