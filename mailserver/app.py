@@ -433,6 +433,7 @@ class App:
             self.services.admin = self.admin()  # the http listener's /api/v1
             self.services.junk = junk  # IMAP's Junk moves train it
             if junk is not None:
+                junk.apply_soon()  # trainings a crash left in the journal
                 self._junk_task = asyncio.create_task(self._junk_loop(junk), name="junk-stats")
             self.services.flow = self._start_flow(counters)
             self._flusher = asyncio.create_task(_flush_metrics(), name="metrics-flush")
@@ -511,12 +512,14 @@ class App:
         metrics.flush_all()  # the last tallies of this process
 
     async def _junk_loop(self, junk: JunkFilter) -> None:
-        """Every ``JUNK_FLUSH_INTERVAL`` seconds: the junk filter's counts of
-        use into the store; in the process that runs the queue (one per
-        daemon), the drift check too."""
+        """Every ``JUNK_FLUSH_INTERVAL`` seconds: the training journal applied
+        (entries another process left), the junk filter's counts of use into
+        the store; in the process that runs the queue (one per daemon), the
+        drift check too."""
         while True:
             await asyncio.sleep(JUNK_FLUSH_INTERVAL)
             try:
+                junk.apply_soon()  # another process's journal entries, a failed try
                 await junk.flush()
                 if self._run_queue:
                     await asyncio.to_thread(junk.check_drift)
@@ -532,7 +535,8 @@ class App:
         junk = self.services.junk if self.services is not None else None
         if junk is not None:
             with contextlib.suppress(Exception):
-                await junk.flush()  # the last counts, before the store closes
+                await junk.settle()  # a journal batch in flight: the store closes next
+                await junk.flush()  # the last counts
 
     async def _stop_reports(self) -> None:
         if self.reports is not None:

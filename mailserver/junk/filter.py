@@ -11,12 +11,11 @@ message (in a thread past ``THREAD_OCTETS``), the counts read from the store.
 Training: a message moved or copied into Junk trains as spam, moved out of
 Junk into anything but Trash as ham, ``$Junk``/``$NotJunk`` set by STORE
 likewise; training it the other way takes the first training back
-(``store/junk_store.py``).  The IMAP command computes the features first
-(``prepare``) and its write carries the training, so the move and what it
-taught are one synced commit.  A bulk command (more than
-``MAX_COMMIT_TRAINING`` messages, or a message that cannot be read) is
-trained after its own commit instead (``train_soon``), so that moving a whole
-mailbox does not wait for every message's features.
+(``store/junk_store.py``).  The IMAP command's own write carries one
+journal entry per message (``prepare``), so the user's verdict is durable
+with the move in one synced commit; ``apply`` then adds the messages'
+features to the counts, in batches, right after (and at start, for what a
+crash left): ``store/junk_writes.py`` says why not in the move's commit.
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ from mailserver.config import JunkSettings
 from mailserver.junk.features import features
 from mailserver.junk.model import Score, Totals, score
 from mailserver.metrics import instruments
-from mailserver.store.junk_writes import DAY_FIELDS, Training
+from mailserver.store.junk_writes import DAY_FIELDS, Applied, JournalEntry, Training
 
 log = structlog.get_logger("mailserver.junk")
 
@@ -45,8 +44,10 @@ log = structlog.get_logger("mailserver.junk")
 THREAD_OCTETS = 8 * 1024
 #: The A/B arms (``JunkVerdict.arm``).
 CONTROL, CANDIDATE, OWN = "control", "candidate", "own"
-#: Messages one IMAP command trains in its own commit; more are trained after.
-MAX_COMMIT_TRAINING = 100
+#: Journaled trainings applied per write (``apply``).
+JOURNAL_BATCH = 50
+#: Seconds between a command's commit and applying its journal entries.
+JOURNAL_DELAY = 1.0
 
 
 class JunkCounts(Protocol):
@@ -77,6 +78,18 @@ class JunkCounts(Protocol):
 
     async def junk_add_day(self, day: str, counts: tuple[int, ...]) -> None:
         """Add to a day's counts of use."""
+        ...
+
+    def junk_journal(self, limit: int) -> list[JournalEntry]:
+        """The oldest trainings from IMAP not yet applied."""
+        ...
+
+    async def junk_apply(self, day: str, items: list[Applied]) -> int:
+        """Apply journal entries."""
+        ...
+
+    def get_blob(self, blob_id: bytes) -> bytes:
+        """A message's octets by blob id."""
         ...
 
 
@@ -168,6 +181,7 @@ class JunkFilter:
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending: dict[str, list[int]] = {}
         self._warned: str | None = None  # the day the drift warning was logged
+        self._again = False  # more was journaled while ``apply_soon``'s task ran
 
     def trained(self) -> bool:
         """Whether the global model has learnt both kinds yet.  Until then no
@@ -271,65 +285,95 @@ class JunkFilter:
         threshold, _ = self.threshold_for(account)
         return sum(1 for f in feats_list if (self._score(account, f).value >= threshold) == spam)
 
-    async def prepare(self, account: str,
-                      messages: Sequence[tuple[bytes, Callable[[], bytes]]],
-                      spam: bool) -> Training | None:
-        """The training of ``messages`` (``(blob id, a function giving its
-        bytes)``) to hand to the IMAP command's write (``Store.transfer``,
-        ``Store.store_flags``), features computed (off the loop past
-        ``THREAD_OCTETS`` in all); None when the command should use
-        ``train_soon`` instead (too many messages, or one cannot be read)."""
-        if not messages or len(messages) > MAX_COMMIT_TRAINING:
+    def prepare(self, account: str, blob_ids: Sequence[bytes], spam: bool) -> Training | None:
+        """The training of the messages ``blob_ids`` as spam or ham, to hand to
+        the IMAP command's write (``Store.transfer``, ``Store.store_flags``):
+        it commits their journal entries and the day's correction counts with
+        the command; ``apply`` adds them to the model.  None: nothing to train."""
+        if not blob_ids:
             return None
-        try:
-            blobs = [(blob_id, load()) for blob_id, load in messages]
-        except Exception:  # expunged meanwhile, a store fault: train after, as before
-            return None
-        if sum(len(b) for _, b in blobs) >= THREAD_OCTETS:
-            feats = await asyncio.to_thread(lambda: [sorted(features(b)) for _, b in blobs])
-        else:
-            feats = [sorted(features(b)) for _, b in blobs]
         counts = [0] * len(DAY_FIELDS)
-        counts[_FN if spam else _FP] = len(blobs)
-        counts[_TRAINED] = len(blobs)
-        counts[_AGREED] = self._agreed(account, feats, spam)
-        return (account, spam,
-                [(blob_id, f) for (blob_id, _), f in zip(blobs, feats, strict=True)],
-                (today(), tuple(counts)))
+        counts[_FN if spam else _FP] = len(blob_ids)
+        return (account, spam, list(blob_ids), (today(), tuple(counts)))
 
     def committed(self, training: Training) -> None:
-        """Count and log a training that ``prepare`` made and a write committed."""
-        account, spam, items, _ = training
-        self._corrected(account, spam, len(items))
-        log.info("junk_trained", account=account, spam=spam, messages=len(items),
+        """After the command's commit: count the corrections, log, and start
+        applying the journal (``apply_soon``)."""
+        account, spam, blob_ids, _ = training
+        self._corrected(account, spam, len(blob_ids))
+        log.info("junk_trained", account=account, spam=spam, messages=len(blob_ids),
                  with_command=True)
+        self.apply_soon()
 
     def _corrected(self, account: str, spam: bool, n: int) -> None:
         _, arm = self.threshold_for(account)
         instruments().junk_corrections.labels(
             "false_negative" if spam else "false_positive", arm).inc(n)
 
-    def train_soon(self, account: str, messages: Sequence[tuple[bytes, Callable[[], bytes]]],
-                   spam: bool) -> None:
-        """Train ``messages`` (``(blob id, a function giving its bytes)``) in
-        a task of their own, after the IMAP command's commit (bulk commands,
-        see ``prepare``).  A failure is logged (the move itself is done)."""
-        self._corrected(account, spam, len(messages))
-        self._count(_FN if spam else _FP, len(messages))
+    def apply_soon(self) -> None:
+        """Apply the training journal in a task of its own, ``JOURNAL_DELAY``
+        seconds from now, unless one runs (it keeps going until the journal
+        is empty)."""
+        if self._tasks:
+            self._again = True
+            return
 
         async def run() -> None:
-            for blob_id, load in messages:
+            # A moment first: trainings of the next commands join the batch,
+            # and a run of moves does not queue behind a training's commit.
+            await asyncio.sleep(JOURNAL_DELAY)
+            while True:
+                self._again = False
                 try:
-                    await self.train(account, blob_id, load(), spam)
-                except Exception:  # a message expunged meanwhile, a store fault
-                    log.warning("junk_training_failed", account=account, exc_info=True)
+                    while await self.apply():
+                        pass
+                except Exception:  # a store fault: the entries stay for the next try
+                    log.warning("junk_journal_failed", exc_info=True)
+                    return
+                if not self._again:
+                    return
         task = asyncio.get_running_loop().create_task(run(), name="junk-training")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def apply(self, limit: int = JOURNAL_BATCH) -> int:
+        """Add up to ``limit`` journaled trainings to the counts in one write:
+        features computed off the loop, and whether the model already agreed
+        with the user (scored before the batch is applied).  Returns how
+        many were applied (0: the journal is empty, or another process took
+        the entries).  Raises server faults."""
+        entries = self.store.junk_journal(limit)
+        if not entries:
+            return 0
+        loaded: list[tuple[bytes, str, bytes, bool, bytes | None]] = []
+        for key, account, blob_id, spam in entries:
+            try:
+                blob: bytes | None = self.store.get_blob(blob_id)
+            except Exception:  # expunged before it was applied: nothing to learn
+                blob = None
+            loaded.append((key, account, blob_id, spam, blob))
+        scored = self.trained()
+
+        def work() -> list[Applied]:
+            out: list[Applied] = []
+            for key, account, blob_id, spam, blob in loaded:
+                if blob is None:
+                    out.append((key, account, blob_id, spam, None, False))
+                    continue
+                feats = sorted(features(blob))
+                agrees = scored and self._agreed(account, [feats], spam) == 1
+                out.append((key, account, blob_id, spam, feats, agrees))
+            return out
+
+        items = await asyncio.to_thread(work)
+        n = await self.store.junk_apply(today(), items)
+        if n:
+            log.info("junk_journal_applied", trainings=n)
+        return len(entries)
+
     @property
     def pending(self) -> int:
-        """Trainings started by ``train_soon`` and not finished yet."""
+        """Journal tasks running (``apply_soon``)."""
         return len(self._tasks)
 
     async def settle(self) -> None:

@@ -20,11 +20,13 @@ from mailserver.store import junk_writes
 from mailserver.store.base import StoreBase
 from mailserver.store.junk_writes import (
     DAY,
+    JOURNAL_PREFIX,
     PAIR,
     THRESHOLD,
     day_key,
     feature_key,
     mark_key,
+    parse_entry,
     threshold_key,
     totals_key,
 )
@@ -49,14 +51,20 @@ class JunkStore(StoreBase):
                 return PAIR.unpack(raw) if raw is not None else (0, 0)
 
             own_totals, glob_totals = totals(account), totals("")
+            # The keys' prefixes once (feature_key's layout): this runs for
+            # every scored copy, ~250 features twice.
+            own_prefix, glob_prefix = feature_key(account, ""), feature_key("", "")
+            get, unpack = txn.get, PAIR.unpack
+            with_own = own_totals != (0, 0)
             for f in features:
-                if own_totals != (0, 0):
-                    raw = txn.get(feature_key(account, f), db=meta)
+                name = f.encode("utf-8", "replace")
+                if with_own:
+                    raw = get(own_prefix + name, db=meta)
                     if raw is not None:
-                        own[f] = PAIR.unpack(raw)
-                raw = txn.get(feature_key("", f), db=meta)
+                        own[f] = unpack(raw)
+                raw = get(glob_prefix + name, db=meta)
                 if raw is not None:
-                    glob[f] = PAIR.unpack(raw)
+                    glob[f] = unpack(raw)
         return own, own_totals, glob, glob_totals
 
     def junk_totals(self, account: str = "") -> tuple[int, int]:
@@ -106,3 +114,22 @@ class JunkStore(StoreBase):
     async def junk_add_day(self, day: str, counts: tuple[int, ...]) -> None:
         """Add ``counts`` to ``day``'s; one synced commit (batched by the caller)."""
         await self._writer.submit(junk_writes.add_day, day, tuple(counts))
+
+    def junk_journal(self, limit: int) -> list[junk_writes.JournalEntry]:
+        """The oldest ``limit`` trainings from IMAP not yet in the counts."""
+        out: list[junk_writes.JournalEntry] = []
+        with self._read() as txn:
+            cursor = txn.cursor(db=self._dbs.meta)
+            if not cursor.set_range(JOURNAL_PREFIX):
+                return out
+            for key, raw in cursor:
+                if not key.startswith(JOURNAL_PREFIX) or len(out) >= limit:
+                    break
+                entry = parse_entry(bytes(key), bytes(raw))
+                if entry is not None:
+                    out.append(entry)
+        return out
+
+    async def junk_apply(self, day: str, items: list[junk_writes.Applied]) -> int:
+        """Apply journal entries (``junk_writes.apply_journal``); one synced commit."""
+        return int(await self._writer.submit(junk_writes.apply_journal, day, items))

@@ -18,6 +18,7 @@ from support.server import USERS, ServerThread, make_config, running_server
 
 from mailserver.junk.features import features
 from mailserver.junk.filter import arm_of, drift_of, today
+from mailserver.store import junk_writes
 from mailserver.store.junk_writes import DAY_FIELDS
 
 ALICE = "alice@example.test"
@@ -64,9 +65,9 @@ def test_trained_by_imap_then_scores_new_mail(srv: ServerThread) -> None:
     typ, data = imap.uid("SEARCH", "FROM", "ham.example")
     ham_uids = data[0].split()
     assert imap.uid("STORE", b",".join(ham_uids), "+FLAGS", "($NotJunk)")[0] == "OK"
-    # Trained in the command's own commit: counted once its OK is sent, with
-    # no training task left behind.
-    assert srv.app.services.junk.pending == 0
+    # Journaled in each command's own commit, applied to the counts right after.
+    srv.run(srv.app.services.junk.settle())
+    assert srv.store.junk_journal(100) == []
     assert srv.store.junk_totals(ALICE) == (7, 8) and srv.store.junk_totals() == (7, 8)
     # New mail is scored: spam to Junk with $Junk, ham to INBOX, both with the fields.
     deliver(srv, message("spam", rng))
@@ -84,6 +85,7 @@ def test_trained_by_imap_then_scores_new_mail(srv: ServerThread) -> None:
     typ, data = imap.uid("SEARCH", "NOT", "KEYWORD", "$Junk")
     first = data[0].split()[0]  # one of the messages moved in above
     assert imap.uid("MOVE", first, "INBOX")[0] == "OK"
+    srv.run(srv.app.services.junk.settle())
     assert srv.store.junk_totals(ALICE) == (6, 9)
     imap.logout()
 
@@ -200,7 +202,9 @@ def test_corrections_are_counted_with_the_move(srv: ServerThread) -> None:
     (ham_uid,) = data[0].split()
     assert imap.uid("MOVE", ham_uid, "Junk")[0] == "OK"  # a (wrong) user correction
     imap.logout()
-    # No flush needed: the correction is counted in the move's own commit.
+    # The correction is counted in the move's own commit; the training when
+    # the journal is applied.
+    srv.run(srv.app.services.junk.settle())
     after = dict(zip(DAY_FIELDS, srv.store.junk_days([today()])[today()], strict=True))
     old = dict(zip(DAY_FIELDS, before, strict=True))
     assert after["false_negative"] == old["false_negative"] + 1
@@ -225,3 +229,24 @@ def test_drift_against_the_7_day_baseline() -> None:
     assert rough.agreement == pytest.approx(56 / 70)
     fresh = drift_of({day: counts(10, 5, 5)}, day)
     assert fresh.baseline is None and not fresh.drifting(2.0, 1)  # nothing to compare with
+
+
+def test_journal_left_by_a_crash_is_applied_at_start(tmp_path: Path) -> None:
+    # What a MOVE committed (its journal entry) but a crash kept from the
+    # counts is applied when the server starts again.
+    config = make_config(tmp_path / "data")
+    rng = random.Random(13)
+    spam = message("spam", rng)
+    with running_server(config) as srv:
+        deliver(srv, spam)
+        (rec,) = srv.store.list_messages(srv.store.get_mailbox(ALICE, "INBOX").id)
+        # The move's journal entry, written as the MOVE's commit writes it,
+        # without the apply that follows a command (as if it crashed there).
+        srv.run(srv.store._writer.submit(junk_writes.journal, (
+            ALICE, True, [rec.blob_id], (today(), (0,) * len(DAY_FIELDS)))))
+        assert len(srv.store.junk_journal(10)) == 1
+    with running_server(config, users={}) as srv:
+        srv.run(srv.app.services.junk.settle())
+        assert srv.store.junk_journal(10) == []
+        assert srv.store.junk_totals(ALICE) == (1, 0)
+        assert srv.store.junk_trained_as(ALICE, rec.blob_id) is True

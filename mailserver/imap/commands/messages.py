@@ -15,7 +15,7 @@ content is needed) and keeps the view's flag cache right.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -379,16 +379,16 @@ async def store(session: ImapSession, cmd: Command) -> TaggedOk | None:
         teach: JunkTeaching | None = None
         if args.mode in ("add", "set") and (_JUNK_FLAG in lowered or _NOT_JUNK_FLAG in lowered):
             wanted = None if targets is None else set(targets)
-            teach = await _teaching(session, [r for _, r in records(session, view, pairs, None)
-                                              if wanted is None or r.uid in wanted],
-                                    _JUNK_FLAG in lowered)
+            teach = _teaching(session, [r for _, r in records(session, view, pairs, None)
+                                        if wanted is None or r.uid in wanted],
+                              _JUNK_FLAG in lowered)
         updated, failed, span = await session.store.store_flags(
             view.mailbox_id, [u for _, u in pairs] if targets is None else targets,
             args.mode, flags, unchangedsince=args.unchangedsince,
             training=None if teach is None else teach.training)
         view.took_own_flags(span, updated)
         if teach is not None:
-            teach.done(updated)
+            teach.done()
     refused = set(failed)
     fresh = {r.uid: r for r in updated}
     # RFC 3501 §7.2.6: a new keyword is announced before a FETCH shows it
@@ -425,50 +425,32 @@ async def store(session: ImapSession, cmd: Command) -> TaggedOk | None:
 _JUNK_FLAG, _NOT_JUNK_FLAG = "$junk", "$notjunk"
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class JunkTeaching:
     """What one command teaches the junk filter (``junk/filter.py``):
-    ``training`` goes with the command's write (one commit); when it is
-    None the messages are trained after it (``done``)."""
+    ``training`` goes with the command's write (one commit), ``done`` after it."""
 
     junk: Any
-    account: str
-    spam: bool
-    recs: Sequence[MessageRecord]
-    training: Training | None
-    load: Callable[[MessageRecord], Callable[[], bytes]]
+    training: Training
 
-    def done(self, changed: Sequence[MessageRecord] | None = None) -> None:
-        """After the command's commit: count what was trained with it, or start
-        training the messages (``changed``: those the command changed, for
-        STORE; None: every message)."""
-        if self.training is not None:
-            self.junk.committed(self.training)
-            return
-        recs = self.recs if changed is None else changed
-        if recs:
-            self.junk.train_soon(self.account, [(r.blob_id, self.load(r)) for r in recs],
-                                 self.spam)
+    def done(self) -> None:
+        """After the command's commit: count it and apply the journal."""
+        self.junk.committed(self.training)
 
 
-async def _teaching(session: ImapSession, recs: Sequence[MessageRecord],
-                    spam: bool) -> JunkTeaching | None:
+def _teaching(session: ImapSession, recs: Sequence[MessageRecord],
+              spam: bool) -> JunkTeaching | None:
     """The junk training of ``recs`` as ``spam`` or ham, if the filter is on."""
     junk = getattr(session.services, "junk", None)
     if junk is None or not recs or session.user is None:
         return None
-    store = session.store
-
-    def load(r: MessageRecord) -> Callable[[], bytes]:
-        return lambda: store.get_blob(r.blob_id)
-
-    training = await junk.prepare(session.user, [(r.blob_id, load(r)) for r in recs], spam)
-    return JunkTeaching(junk, session.user, spam, recs, training, load)
+    training = junk.prepare(session.user, [r.blob_id for r in recs], spam)
+    return None if training is None else JunkTeaching(junk, training)
 
 
-async def _junk_training(session: ImapSession, view: SelectedMailbox,
-                         pairs: Sequence[tuple[int, int]], dest: str,
-                         move: bool) -> JunkTeaching | None:
+def _junk_training(session: ImapSession, view: SelectedMailbox,
+                   pairs: Sequence[tuple[int, int]], dest: str,
+                   move: bool) -> JunkTeaching | None:
     """What a COPY/MOVE teaches the junk filter (issue #16 §1): into Junk is
     spam; moved out of Junk into anything but Trash is ham.  None: nothing."""
     if getattr(session.services, "junk", None) is None or session.user is None:
@@ -484,8 +466,7 @@ async def _junk_training(session: ImapSession, view: SelectedMailbox,
         spam = False
     else:
         return None
-    return await _teaching(session, [rec for _, rec in records(session, view, pairs, None)],
-                           spam)
+    return _teaching(session, [rec for _, rec in records(session, view, pairs, None)], spam)
 
 
 async def copy(session: ImapSession, cmd: Command) -> TaggedOk | None:
@@ -513,7 +494,7 @@ async def _transfer(session: ImapSession, cmd: Command, *, move: bool) -> Tagged
         raise MailboxNotFound("Mailbox does not exist", imap_code="TRYCREATE") from None
     if not uids:
         return None
-    teach = await _junk_training(session, view, pairs, args.mailbox, move)
+    teach = _junk_training(session, view, pairs, args.mailbox, move)
     try:
         uidvalidity, mapping, claim = await session.store.transfer(
             view.mailbox_id, uids, session.user, args.mailbox, move=move,
