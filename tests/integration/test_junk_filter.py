@@ -231,7 +231,7 @@ def test_drift_against_the_7_day_baseline() -> None:
     assert fresh.baseline is None and not fresh.drifting(2.0, 1)  # nothing to compare with
 
 
-def test_journal_left_by_a_crash_is_applied_at_start(tmp_path: Path) -> None:
+def test_journal_and_threshold_survive_a_restart(tmp_path: Path) -> None:
     # What a MOVE committed (its journal entry) but a crash kept from the
     # counts is applied when the server starts again.
     config = make_config(tmp_path / "data")
@@ -245,7 +245,9 @@ def test_journal_left_by_a_crash_is_applied_at_start(tmp_path: Path) -> None:
         srv.run(srv.store._writer.submit(junk_writes.journal, (
             ALICE, True, [rec.blob_id], (today(), (0,) * len(DAY_FIELDS)))))
         assert len(srv.store.junk_journal(10)) == 1
+        srv.run(srv.store.junk_set_threshold(ALICE, 0.7))
     with running_server(config, users={}) as srv:
+        assert srv.app.services.junk.threshold_for(ALICE) == (0.7, "own")  # kept too
         srv.run(srv.app.services.junk.settle())
         assert srv.store.junk_journal(10) == []
         assert srv.store.junk_totals(ALICE) == (1, 0)
