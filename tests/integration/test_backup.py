@@ -80,6 +80,9 @@ def test_backup_under_delivery_restore_serves_same_mail(server: ServerThread,
     port = server.port("smtp")
     send(port, 6)
     set_flags(server)
+    # The junk model and an account's threshold are store records: they travel too.
+    server.run(server.store.junk_train(ALICE, b"\x07" * 32, ["w:offer", "w:prize"], True))
+    server.run(server.store.junk_set_threshold(ALICE, 0.7))
     stop = threading.Event()
     sent = [0]
 
@@ -122,6 +125,8 @@ def test_backup_under_delivery_restore_serves_same_mail(server: ServerThread,
             assert now == {uid: v for uid, v in then.items() if uid <= max(now)}
         _, inbox = mailbox_state(again)
         assert inbox[1][0] >= {"\\Seen", "$Label1"} and 3 not in inbox
+        assert again.store.junk_totals(ALICE) == (1, 0)
+        assert again.store.junk_threshold(ALICE) == 0.7
         assert inbox[2][0] >= {"\\Flagged", "\\Answered"}
 
 
