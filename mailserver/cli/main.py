@@ -9,6 +9,7 @@
     mailserver dkim|dns|queue ...                             (outbound.py)
     mailserver dmarc report DATE                              (dmarc.py)
     mailserver tlsrpt report DATE                             (tlsrpt.py)
+    mailserver db migrate [--dry-run] | db status             (db.py)
     mailserver backup DIR | verify [DIR] | restore DIR        (backup.py)
     mailserver import mbox|maildir PATH ACCOUNT | export ACCOUNT mbox|maildir PATH  (mailio.py)
     mailserver token create NAME [--read-only] | list | revoke NAME   (tokens.py)
@@ -36,6 +37,7 @@ from pathlib import Path
 from mailserver import log as logsetup
 from mailserver.cli.backup import add_parsers as add_backup
 from mailserver.cli.common import DEV_CONFIG, ENV_CONFIG, PROG, SYSTEM_CONFIG, error
+from mailserver.cli.db import add_parsers as add_db
 from mailserver.cli.directory import add_parsers as add_directory
 from mailserver.cli.dmarc import add_parsers as add_dmarc
 from mailserver.cli.junk import add_parsers as add_junk
@@ -71,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_outbound(sub, common)
     add_dmarc(sub, common)
     add_tlsrpt(sub, common)
+    add_db(sub, common)
     add_backup(sub, common)
     add_mailio(sub, common)
     add_limits(sub, common)

@@ -418,6 +418,8 @@ class _Validator:
                 if not isinstance(value, list):
                     raise self.fail(dotted, "must be a list of numbers")
                 value = tuple(self.number(v, f"{dotted}[{i}]") for i, v in enumerate(value))
+            elif default == "" and value == "":
+                value = ""  # an optional string left empty: the documented default
             else:
                 value = self.string(value, dotted)
             check = checks.get(key)

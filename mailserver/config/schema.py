@@ -118,6 +118,10 @@ class StoreSettings:
     new_mail_limit: float = 0.95
     #: Fill ratios at which a warning is logged, once per crossing (``store/headroom.py``).
     fill_warning_levels: tuple[float, ...] = (0.8, 0.9)
+    #: The PostgreSQL database of the scale-out store (issue #17), as
+    #: ``postgresql://user@host:port/db``: only ``mailserver db migrate|status``
+    #: use it so far; the daemon runs on LMDB.
+    dsn: str = ""
 
 
 DKIM_ALGORITHMS = ("rsa", "ed25519")

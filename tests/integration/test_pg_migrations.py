@@ -1,0 +1,121 @@
+"""The PostgreSQL store's schema (issue #17 §2), on a throwaway cluster
+(``support.postgres``): ``mailserver db migrate`` applies each migration once
+(also with two nodes migrating at once), ``--dry-run`` changes nothing, a
+node refuses a schema it cannot run on, and UID allocation under the mailbox
+row's lock never repeats or goes back with concurrent writers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from support.daemon import run_cli
+from support.postgres import throwaway_postgres
+
+from mailserver.store.pg import migrations
+from mailserver.store.pg.migrations import Migration, SchemaError, SchemaState
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    with throwaway_postgres() as dsn:
+        yield dsn
+
+
+@pytest.fixture
+async def db(cluster: str) -> AsyncIterator[str]:
+    """A fresh database in the cluster for one test; its DSN."""
+    name = f"t{abs(hash(asyncio.current_task())) % 10**9}"
+    admin = await asyncpg.connect(cluster)
+    await admin.execute(f"CREATE DATABASE {name}")
+    await admin.close()
+    yield cluster.rsplit("/", 1)[0] + "/" + name
+    admin = await asyncpg.connect(cluster)
+    await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    await admin.close()
+
+
+def test_cli_dry_run_then_migrate(cluster: str, tmp_path: Path) -> None:
+    conf = tmp_path / "mailserver.toml"
+    conf.write_text('data_dir = "data"\n[store]\ndsn = "' + cluster + '"\n', encoding="utf-8")
+    dry = run_cli("db", "migrate", "--dry-run", "-c", conf)
+    assert dry.returncode == 0, dry.stderr
+    assert "CREATE TABLE mailboxes" in dry.stdout and "would apply 1 migration(s)" in dry.stdout
+    status = run_cli("db", "status", "-c", conf)
+    assert status.stdout.startswith("schema version 0 ") and "pending: 1 initial schema" \
+        in status.stdout
+    done = run_cli("db", "migrate", "-c", conf)
+    assert done.returncode == 0 and "applied 1 migration(s); schema version 1" in done.stdout
+    again = run_cli("db", "migrate", "-c", conf)
+    assert "applied 0 migration(s); schema version 1" in again.stdout
+    assert "pending: none" in run_cli("db", "status", "-c", conf).stdout
+    bad = run_cli("db", "status", "--dsn", "postgresql://nobody@127.0.0.1:9/x", "-c", conf)
+    assert bad.returncode == 1 and "cannot connect" in bad.stderr
+
+
+async def test_two_nodes_migrating_at_once_apply_each_once(db: str) -> None:
+    conns = [await asyncpg.connect(db) for _ in range(2)]
+    try:
+        results = await asyncio.gather(*(migrations.migrate(c) for c in conns))
+        assert sorted(len(r) for r in results) == [0, 1]  # the lock made one wait
+        state = await migrations.status(conns[0])
+        assert state == SchemaState((1,), 1)
+        migrations.check(state)
+    finally:
+        for c in conns:
+            await c.close()
+
+
+async def test_node_refuses_a_schema_it_cannot_run_on(db: str) -> None:
+    conn = await asyncpg.connect(db)
+    try:
+        with pytest.raises(SchemaError, match="db migrate"):
+            migrations.check(await migrations.status(conn))
+        # A later release added version 2 and contracted away what release 1
+        # needs: this code (LATEST = 1) must not start, nor migrate it.
+        later = (*migrations.MIGRATIONS,
+                 Migration(2, "drop something", "contract", "SELECT 1", compatible_from=2))
+        await migrations.migrate(conn, migrations=later)
+        state = await migrations.status(conn)
+        with pytest.raises(SchemaError, match="upgrade it"):
+            migrations.check(state)
+        with pytest.raises(SchemaError, match="does not know"):
+            await migrations.migrate(conn)
+    finally:
+        await conn.close()
+
+
+async def test_uid_allocation_never_repeats_under_concurrent_writers(db: str) -> None:
+    setup = await asyncpg.connect(db)
+    await migrations.migrate(setup)
+    await setup.execute("INSERT INTO domains VALUES ('example.test')")
+    await setup.execute("INSERT INTO accounts (address, domain, password_hash) "
+                        "VALUES ('alice@example.test', 'example.test', 'x')")
+    mbox = await setup.fetchval("INSERT INTO mailboxes (account, name, uidvalidity) "
+                                "VALUES ('alice@example.test', 'INBOX', 1) RETURNING id")
+    seen: list[tuple[int, int, int]] = []  # (first uid, n, modseq) in commit order
+
+    async def writer(k: int) -> None:
+        conn = await asyncpg.connect(db)
+        try:
+            for i in range(25):
+                n = 1 + (k + i) % 3
+                async with conn.transaction():
+                    row = await conn.fetchrow("SELECT * FROM allocate_uids($1, $2)", mbox, n)
+                    await asyncio.sleep(0)  # others queue on the row lock meanwhile
+                    seen.append((row["first_uid"], n, row["modseq"]))
+        finally:
+            await conn.close()
+
+    await asyncio.gather(*(writer(k) for k in range(4)))
+    uids = [u for first, n, _ in seen for u in range(first, first + n)]
+    assert len(uids) == len(set(uids)) and sorted(uids) == list(range(1, len(uids) + 1))
+    # Appended in commit order: UIDs and MODSEQs only ever grow.
+    assert [s[0] for s in seen] == sorted(s[0] for s in seen)
+    assert [s[2] for s in seen] == sorted(s[2] for s in seen)
+    assert await setup.fetchval("SELECT uidnext FROM mailboxes WHERE id = $1", mbox) == \
+        len(uids) + 1
+    await setup.close()
