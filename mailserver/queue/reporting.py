@@ -38,6 +38,7 @@ The sender runs in the one process that runs the queue scheduler
 from __future__ import annotations
 
 import asyncio
+import base64
 import calendar
 import datetime as dt
 import email.utils
@@ -49,8 +50,6 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from email.message import EmailMessage
-from email.policy import SMTP
 from pathlib import Path
 from typing import Any
 
@@ -197,34 +196,57 @@ def build_tlsrpt(lines: Sequence[Mapping[str, Any]], day: dt.date, *, org_name: 
     return out
 
 
+def _one_line(text: str) -> str:
+    # Values here come from DNS (rua=, domains): a field value stays one line
+    # of printable text, so no peer can start a field of its own.
+    return "".join(c for c in " ".join(text.split()) if c.isprintable())
+
+
 def report_message(report: Report, *, sender: str, recipient: str, now: float) -> bytes:
     """The report as an RFC 5322 message with CRLF line ends (see the module doc
-    for the headers of each kind)."""
-    msg = EmailMessage(policy=SMTP)
-    msg["From"] = sender
-    msg["To"] = recipient
-    msg["Date"] = email.utils.formatdate(now)
-    msg["Message-ID"] = email.utils.make_msgid("report", report.submitter)
-    msg["Subject"] = (f"Report Domain: {report.policy_domain} Submitter: {report.submitter} "
-                      f"Report-ID: <{report.report_id}>")
+    for the headers of each kind), built as bytes here like every message the
+    server writes (no ``email.generator``: tests/unit/test_header_building.py)."""
+    domain, submitter = _one_line(report.policy_domain), _one_line(report.submitter)
+    boundary = "=_report_" + os.urandom(12).hex()
     if report.kind == "tlsrpt":
-        msg["TLS-Report-Domain"] = report.policy_domain
-        msg["TLS-Report-Submitter"] = report.submitter
-        msg["TLS-Required"] = "No"
-        what = "TLS (RFC 8460)"
+        what, ctype = "TLS (RFC 8460)", "application/tlsrpt+gzip"
+        top = f'multipart/report; report-type="tlsrpt"; boundary="{boundary}"'
+        extra = [f"TLS-Report-Domain: {domain}", f"TLS-Report-Submitter: {submitter}",
+                 "TLS-Required: No"]
     else:
-        what = "DMARC aggregate (RFC 7489)"
-    msg.set_content(f"This is a {what} report for {report.policy_domain} from "
-                    f"{report.submitter} covering {report.day.isoformat()} (UTC).\n")
-    maintype, subtype = (("application", "tlsrpt+gzip") if report.kind == "tlsrpt"
-                         else ("application", "gzip"))
-    msg.add_attachment(report.payload, maintype=maintype, subtype=subtype,
-                       filename=report.filename)
-    if report.kind == "tlsrpt":
-        # RFC 8460 §5.3: multipart/report with report-type="tlsrpt" (RFC 6522).
-        msg.replace_header("Content-Type", msg.get_content_type().replace("mixed", "report"))
-        msg.set_param("report-type", "tlsrpt")
-    return msg.as_bytes()
+        what, ctype = "DMARC aggregate (RFC 7489)", "application/gzip"
+        top = f'multipart/mixed; boundary="{boundary}"'
+        extra = []
+    encoded = base64.b64encode(report.payload).decode("ascii")
+    lines = [
+        f"From: <{_one_line(sender)}>",
+        f"To: <{_one_line(recipient)}>",
+        f"Date: {email.utils.formatdate(now)}",
+        f"Message-ID: {email.utils.make_msgid('report', submitter)}",
+        f"Subject: Report Domain: {domain} Submitter: {submitter}",
+        f" Report-ID: <{_one_line(report.report_id)}>",
+        *extra,
+        "MIME-Version: 1.0",
+        f"Content-Type: {top}",
+        "",
+        f"--{boundary}",
+        "Content-Type: text/plain; charset=us-ascii",
+        "Content-Transfer-Encoding: 7bit",
+        "",
+        f"This is a {what} report for {domain} from {submitter}",
+        f"covering {report.day.isoformat()} (UTC).",
+        "",
+        f"--{boundary}",
+        f"Content-Type: {ctype}",
+        "Content-Transfer-Encoding: base64",
+        f'Content-Disposition: attachment; filename="{_one_line(report.filename)}"',
+        "",
+        *(encoded[i:i + 76] for i in range(0, len(encoded), 76)),
+        "",
+        f"--{boundary}--",
+        "",
+    ]
+    return "\r\n".join(lines).encode("ascii", "replace")
 
 
 class ReportSender:

@@ -241,3 +241,23 @@ async def test_daemon_sends_yesterdays_report_at_start(env: ReportEnv) -> None:
         assert b"TLS-Report-Domain: dest.test" in got.data
     finally:
         await app.stop()
+
+
+@given(st.text(max_size=60), st.text(max_size=60))
+def test_report_fields_stay_one_line(domain: str, target: str) -> None:
+    # Domains and rua addresses come from DNS: none may start a field of its own.
+    report = build_tlsrpt(_tls_log_lines(), DAY, org_name="mail.example.test",
+                          contact=SENDER)[0]
+    report = dataclasses.replace(report, policy_domain=domain)
+    raw = report_message(report, sender=SENDER, recipient=target, now=NEXT_DAY)
+    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    names = [line.split(b":", 1)[0] for line in head if not line.startswith(b" ")]
+    assert names == [b"From", b"To", b"Date", b"Message-ID", b"Subject", b"TLS-Report-Domain",
+                     b"TLS-Report-Submitter", b"TLS-Required", b"MIME-Version",
+                     b"Content-Type"]
+    assert b"\r" not in raw.replace(b"\r\n", b"") and b"\n" not in raw.replace(b"\r\n", b"")
+
+
+def _tls_log_lines() -> list[dict[str, object]]:
+    return [{"time": int(NOON), "domain": "dest.test", "type": "sts", "result": "success",
+             "mx": "mx.dest.test", "ip": "127.0.0.1", "policy": [], "patterns": []}]
