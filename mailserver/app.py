@@ -575,8 +575,23 @@ JUNK_FLUSH_INTERVAL = 10.0
 METRICS_FLUSH_INTERVAL = 1.0
 
 
+#: Seconds between two event-loop lag probes.
+LAG_PROBE_INTERVAL = 0.1
+
+
 async def _flush_metrics() -> None:
-    """Add this process's tallies to the shared counters, once a second."""
+    """Add this process's tallies to the shared counters, once a second; and
+    probe the event loop's lag every ``LAG_PROBE_INTERVAL`` (how late a timer
+    fires: the longest step another connection waited behind), into
+    ``mailserver_event_loop_lag_seconds``."""
+    loop = asyncio.get_running_loop()
+    lag = metrics.instruments().event_loop_lag_seconds
+    next_flush = loop.time() + METRICS_FLUSH_INTERVAL
     while True:
-        await asyncio.sleep(METRICS_FLUSH_INTERVAL)
-        metrics.flush_all()
+        due = loop.time() + LAG_PROBE_INTERVAL
+        await asyncio.sleep(LAG_PROBE_INTERVAL)
+        now = loop.time()
+        lag.observe(max(0.0, now - due))
+        if now >= next_flush:
+            metrics.flush_all()
+            next_flush = now + METRICS_FLUSH_INTERVAL

@@ -56,6 +56,8 @@ ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: IMAP commands, store commits.
 FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                 2.5, 5.0, 10.0)
+#: Buckets (seconds) for event-loop lag: 20 ms is the issue #13 bound for a stall.
+LAG_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 #: Buckets (seconds) for outbound attempts (DNS, connect, TLS, a transaction).
 SLOW_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 #: Buckets (requests) for the size of one group commit.
@@ -127,6 +129,10 @@ class Instruments:
             ["command"], registry=r, buckets=FAST_BUCKETS)
         #: ``imap_command_seconds`` children by command name, bound on first use.
         self.imap_commands: dict[str, Histogram] = {}
+        self.event_loop_lag_seconds = Histogram(
+            "mailserver_event_loop_lag_seconds", "How late the event loop ran a timer "
+            "due every 0.1 s (a stall: one step that kept every connection of the "
+            "process waiting).", registry=r, buckets=LAG_BUCKETS)
         self.store_commit_seconds = Histogram(
             "mailserver_store_commit_seconds", "Store group commit latency (write "
             "transaction and fsync).", registry=r, buckets=FAST_BUCKETS)

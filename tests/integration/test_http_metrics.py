@@ -92,6 +92,7 @@ def test_metrics_count_mail_and_logins(web: ServerThread) -> None:
         after, "mailserver_store_map_size_bytes")
     assert value(after, "mailserver_tls_certificate_expiry_timestamp_seconds") > 0
     assert value(after, "mailserver_data_dir_free_bytes") > 0
+    assert value(after, "mailserver_event_loop_lag_seconds_count") >= 1  # probed every 0.1 s
 
 
 def test_unknown_path_is_a_problem(web: ServerThread) -> None:
