@@ -10,15 +10,13 @@ from __future__ import annotations
 import re
 
 from support.exim import exim_to
-from support.server import ServerThread
+from support.server import ServerThread, inbox_of
 
 ALICE = "alice@example.test"
 
 
 def inbox(server: ServerThread) -> list[bytes]:
-    mailbox = server.call(server.store.get_mailbox, ALICE, "INBOX")
-    return [server.call(server.store.get_blob, r.blob_id)
-            for r in server.call(server.store.list_messages, mailbox.id)]
+    return inbox_of(server, ALICE)
 
 
 def test_exim_sends_bdat_to_us(server: ServerThread) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from support.https import loopback_https
 from support.outbound import OutboundEnv, outbound_env
 from support.unbound import UNBOUND, validating_resolver
 
@@ -26,7 +26,6 @@ from mailserver.app import build_tls_policy, resolver_for
 from mailserver.queue.manager import QueueManager
 from mailserver.queue.stspolicy import StsPolicies
 from mailserver.queue.tlsrpt import TlsReportLog
-from mailserver.tls import make_self_signed
 
 MSG = (b"From: <alice@example.test>\r\nTo: <bob@dest.test>\r\nSubject: sts\r\n"
        b"Message-ID: <sts@example.test>\r\n\r\nbody\r\n")
@@ -76,18 +75,10 @@ async def env(tmp_path: Path) -> AsyncIterator[StsEnv]:
 
         app = web.Application()
         app.router.add_get("/.well-known/mta-sts.txt", serve)
-        make_self_signed("mta-sts.dest.test", tmp_path / "sts.crt", tmp_path / "sts.key")
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(tmp_path / "sts.crt", tmp_path / "sts.key")
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
-        await site.start()
-        e.sts_port = runner.addresses[0][1]
-        try:
+        async with loopback_https(app, "mta-sts.dest.test", tmp_path / "sts.crt",
+                                  tmp_path / "sts.key") as port:
+            e.sts_port = port
             yield e
-        finally:
-            await runner.cleanup()
 
 
 async def test_enforce_delivers_over_verified_tls_and_records(env: StsEnv) -> None:

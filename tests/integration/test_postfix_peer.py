@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from support.outbound import OutboundEnv, outbound_env
 from support.postfix import running_postfix
-from support.server import ServerThread
+from support.server import ServerThread, inbox_of
 
 from mailserver.tls import make_self_signed
 
@@ -32,9 +32,7 @@ ALICE = "alice@example.test"
 
 
 def inbox(server: ServerThread) -> list[bytes]:
-    mailbox = server.call(server.store.get_mailbox, ALICE, "INBOX")
-    return [server.call(server.store.get_blob, r.blob_id)
-            for r in server.call(server.store.list_messages, mailbox.id)]
+    return inbox_of(server, ALICE)
 
 
 def test_postfix_relays_to_us(server: ServerThread) -> None:

@@ -12,7 +12,6 @@ import email
 import email.policy
 import gzip
 import json
-import ssl
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
@@ -22,6 +21,7 @@ import pytest
 from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
+from support.https import loopback_https
 from support.outbound import OutboundEnv, outbound_env
 from support.server import DOMAIN, make_config
 
@@ -38,7 +38,6 @@ from mailserver.queue.reporting import (
     tlsrpt_uris,
 )
 from mailserver.queue.tlsrpt import TlsAttempt, TlsReportLog
-from mailserver.tls import make_self_signed
 
 DAY = dt.date(2026, 3, 2)
 NOON = dt.datetime(2026, 3, 2, 12, tzinfo=dt.UTC).timestamp()
@@ -114,18 +113,10 @@ async def env(tmp_path: Path) -> AsyncIterator[ReportEnv]:
 
         app = web.Application()
         app.router.add_post("/tlsrpt", receive)
-        make_self_signed("reports.dest.test", tmp_path / "rep.crt", tmp_path / "rep.key")
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(tmp_path / "rep.crt", tmp_path / "rep.key")
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
-        await site.start()
-        e.https_port = runner.addresses[0][1]
-        try:
+        async with loopback_https(app, "reports.dest.test", tmp_path / "rep.crt",
+                                  tmp_path / "rep.key") as port:
+            e.https_port = port
             yield e
-        finally:
-            await runner.cleanup()
 
 
 def _sender(env: ReportEnv, **kw: object) -> ReportSender:

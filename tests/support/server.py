@@ -126,3 +126,10 @@ def running_server(config: Config, users: Mapping[str, str] = USERS) -> Iterator
         yield srv
     finally:
         srv.stop()
+
+
+def inbox_of(server: ServerThread, address: str, mailbox: str = "INBOX") -> list[bytes]:
+    """The stored octets of every message in ``address``'s ``mailbox``, by UID."""
+    mb = server.call(server.store.get_mailbox, address, mailbox)
+    return [server.call(server.store.get_blob, r.blob_id)
+            for r in server.call(server.store.list_messages, mb.id)]
