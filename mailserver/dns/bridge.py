@@ -53,6 +53,20 @@ class ThreadDns:
         hit = self._memo.get(key)
         if hit is not None:
             return hit
+        # An answer the resolver holds fresh costs no trip through the loop
+        # (each trip: a wake-up of the loop and of this thread, ~0.1 ms of
+        # CPU and GIL hand-offs per question under load).
+        peek = getattr(self.resolver, "cached", None)
+        if peek is not None:
+            try:
+                cached = peek(key[0], rdtype)
+            except DnsError as exc:
+                if exc.temporary:
+                    raise TempDnsError(str(exc)) from None
+                cached = []  # NXDOMAIN, as _answer
+            if cached is not None:
+                self._memo[key] = cached
+                return cached
         future = asyncio.run_coroutine_threadsafe(_answer(make, key[0]), self.loop)
         try:
             answer = future.result(self.timeout)

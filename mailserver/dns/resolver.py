@@ -8,8 +8,9 @@ messages to one domain asks the network once.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import dns.asyncresolver
 import dns.exception
@@ -153,14 +154,23 @@ class DnsPythonResolver:
                 self._cache.clear()
         self._cache[key] = (expires, value)
 
+    def cached(self, name: str, rdtype: str) -> list[Any] | None:
+        """A fresh cached answer for ``name``/``rdtype`` ("TXT", "A", "AAAA",
+        "MX", "PTR") as the method of that name returns it, without I/O;
+        None when not cached.  Raises the cached DnsError of a negative answer.
+        Any thread may ask (one dict read): the SMTP checks' worker threads
+        use it to skip a round trip through the event loop (``dns/bridge.py``)."""
+        convert = _CONVERT.get(rdtype)
+        hit = self._cache.get((name.lower().rstrip("."), rdtype))
+        if convert is None or hit is None or hit[0] <= time.monotonic():
+            return None
+        if isinstance(hit[1], DnsError):
+            raise hit[1]
+        return convert(hit[1])  # type: ignore[arg-type]
+
     async def mx(self, domain: str) -> list[Mx]:
         records, _ = await self._query(domain, "MX")
-        out = []
-        for r in records:
-            host = r.exchange.to_text(omit_final_dot=True)  # type: ignore[attr-defined]
-            host = "" if host in ("", ".", "@") else host.lower()  # "." is the root: null MX
-            out.append(Mx(int(r.preference), host))  # type: ignore[attr-defined]
-        return out
+        return _mx(records)
 
     async def addresses(self, host: str) -> list[str]:
         out: list[str] = []
@@ -179,14 +189,11 @@ class DnsPythonResolver:
 
     async def txt(self, name: str) -> list[str]:
         records, _ = await self._query(name, "TXT")
-        return [
-            b"".join(r.strings).decode("utf-8", "replace")  # type: ignore[attr-defined]
-            for r in records
-        ]
+        return _txt(records)
 
     async def _addresses_of(self, host: str, rdtype: str) -> list[str]:
         records, _ = await self._query(host, rdtype)
-        return [r.address for r in records]  # type: ignore[attr-defined]
+        return _addresses(records)
 
     async def a(self, host: str) -> list[str]:
         return await self._addresses_of(host, "A")
@@ -196,8 +203,7 @@ class DnsPythonResolver:
 
     async def ptr(self, name: str) -> list[str]:
         records, _ = await self._query(name, "PTR")
-        return [r.target.to_text(omit_final_dot=True)  # type: ignore[attr-defined]
-                for r in records]
+        return _ptr(records)
 
     async def srv(self, name: str) -> list[str]:
         records, _ = await self._query(name, "SRV")
@@ -230,3 +236,29 @@ class DnsPythonResolver:
             ttl = min(float(answer.rrset.ttl), TTL_MAX)
         self._remember(key, now + ttl, result)
         return result
+
+
+def _mx(records: list[Any]) -> list[Mx]:
+    out = []
+    for r in records:
+        host = r.exchange.to_text(omit_final_dot=True)
+        host = "" if host in ("", ".", "@") else host.lower()  # "." is the root: null MX
+        out.append(Mx(int(r.preference), host))
+    return out
+
+
+def _txt(records: list[Any]) -> list[str]:
+    return [b"".join(r.strings).decode("utf-8", "replace") for r in records]
+
+
+def _addresses(records: list[Any]) -> list[str]:
+    return [r.address for r in records]
+
+
+def _ptr(records: list[Any]) -> list[str]:
+    return [r.target.to_text(omit_final_dot=True) for r in records]
+
+
+#: How each record type's cached rdata become what the methods return.
+_CONVERT: dict[str, Callable[[list[Any]], list[Any]]] = {
+    "TXT": _txt, "A": _addresses, "AAAA": _addresses, "MX": _mx, "PTR": _ptr}
