@@ -108,10 +108,9 @@ async def deliver_local(
         for r in unique_accounts(recipients)
     ]
     if junk is not None and junk.trained():
-        feats = await junk.features_of(blob)
         scored = []
-        for t in targets:
-            v = junk.verdict(t.account, feats)
+        verdicts = await junk.verdicts([t.account for t in targets], blob)
+        for t, v in zip(targets, verdicts, strict=True):
             junk.record(v)
             log.info("junk_scored", account=t.account, score=round(v.score.value, 3),
                      junk=v.junk, threshold=v.threshold, arm=v.arm,

@@ -6,7 +6,8 @@ Scoring (``verdict``): the account's own model once it has
 ``min_own_samples`` trained messages, blended with the global model (every
 account's feedback) with weight own / (own + min_own_samples); below that,
 the global model alone (cold start).  The features are computed once per
-message (in a thread past ``THREAD_OCTETS``), the counts read from the store.
+message and every recipient's counts read and scored, in a thread from
+``INLINE_OCTETS`` (``verdicts``).
 
 Training: a message moved or copied into Junk trains as spam, moved out of
 Junk into anything but Trash as ham, ``$Junk``/``$NotJunk`` set by STORE
@@ -38,10 +39,14 @@ from mailserver.store.junk_writes import DAY_FIELDS, Applied, JournalEntry, Trai
 
 log = structlog.get_logger("mailserver.junk")
 
-#: Messages (or trainings) at least this big get their features computed in
-#: a thread: bench/junk_latency.py measures features + score at ~1 ms for
-#: 8 KB, the issue's bound for work on the event loop.
+#: Messages at least this big get their features computed in a thread
+#: (``features_of``: the admin's ``junk test`` and training).
 THREAD_OCTETS = 8 * 1024
+#: Messages at least this big are scored (features and every recipient's
+#: verdict) in a thread: bench/junk_latency.py puts features + one score at
+#: 0.65 ms for 4 KB and ~1 ms for 8 KB, and the counts' store reads come on
+#: top; 1 ms is the issue's bound for work on the event loop.
+INLINE_OCTETS = 2 * 1024
 #: The A/B arms (``JunkVerdict.arm``).
 CONTROL, CANDIDATE, OWN = "control", "candidate", "own"
 #: Journaled trainings applied per write (``apply``).
@@ -189,6 +194,19 @@ class JunkFilter:
         not scored at all: no features computed, no X-Spam fields."""
         spam, ham = self.store.junk_totals("")
         return spam > 0 and ham > 0
+
+    async def verdicts(self, accounts: Sequence[str], blob: bytes) -> list[JunkVerdict]:
+        """Each of ``accounts``' verdict on the message ``blob``: features once,
+        then the counts read and scored per account; off the event loop from
+        ``INLINE_OCTETS`` (features + one score is ~1 ms at 8 KB,
+        bench/RESULTS-junk.md; the issue's bound for work on the loop)."""
+        def work() -> list[JunkVerdict]:
+            feats = sorted(features(blob))
+            return [self.verdict(a, feats) for a in accounts]
+
+        if len(blob) >= INLINE_OCTETS:
+            return await asyncio.to_thread(work)
+        return work()
 
     async def features_of(self, blob: bytes) -> list[str]:
         """The message's features (``junk/features.py``), off the loop when big."""
