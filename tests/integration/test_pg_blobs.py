@@ -9,10 +9,9 @@ from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
-from support.postgres import throwaway_postgres
+from support.postgres import new_database, throwaway_postgres
 from support.s3 import moto_s3
 
-from mailserver.store.pg import migrations
 from mailserver.store.pg.blobs import BlobNotFound, PgBlobs, blob_id_of, object_key
 from mailserver.store.s3 import S3Objects
 
@@ -33,18 +32,8 @@ def s3_endpoint() -> Iterator[str]:
 
 @pytest.fixture
 async def db(cluster: str) -> AsyncIterator[str]:
-    name = f"b{abs(hash(asyncio.current_task())) % 10**9}"
-    admin = await asyncpg.connect(cluster)
-    await admin.execute(f"CREATE DATABASE {name}")
-    await admin.close()
-    dsn = cluster.rsplit("/", 1)[0] + "/" + name
-    conn = await asyncpg.connect(dsn)
-    await migrations.migrate(conn)
-    await conn.close()
-    yield dsn
-    admin = await asyncpg.connect(cluster)
-    await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-    await admin.close()
+    async with new_database(cluster) as dsn:
+        yield dsn
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from support.daemon import run_cli
-from support.postgres import throwaway_postgres
+from support.postgres import new_database, throwaway_postgres
 
 from mailserver.store.pg import migrations
 from mailserver.store.pg.migrations import Migration, SchemaError, SchemaState
@@ -27,15 +27,8 @@ def cluster() -> Iterator[str]:
 
 @pytest.fixture
 async def db(cluster: str) -> AsyncIterator[str]:
-    """A fresh database in the cluster for one test; its DSN."""
-    name = f"t{abs(hash(asyncio.current_task())) % 10**9}"
-    admin = await asyncpg.connect(cluster)
-    await admin.execute(f"CREATE DATABASE {name}")
-    await admin.close()
-    yield cluster.rsplit("/", 1)[0] + "/" + name
-    admin = await asyncpg.connect(cluster)
-    await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-    await admin.close()
+    async with new_database(cluster, migrated=False) as dsn:
+        yield dsn
 
 
 def test_cli_dry_run_then_migrate(cluster: str, tmp_path: Path) -> None:

@@ -12,14 +12,15 @@ when that is missing.
 
 from __future__ import annotations
 
+import itertools
 import os
 import pwd
 import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 BIN = Path(os.environ.get("MAILSERVER_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -76,3 +77,32 @@ def throwaway_postgres() -> Iterator[str]:
         subprocess.run(_as_owner([str(BIN / "pg_ctl"), "-D", str(data), "-m", "immediate",
                                   "-w", "stop"]), capture_output=True, timeout=60)
         shutil.rmtree(work, ignore_errors=True)
+
+
+_names = itertools.count(1)
+
+
+@asynccontextmanager
+async def new_database(cluster: str, *, migrated: bool = True) -> AsyncIterator[str]:
+    """A database of its own in ``cluster`` (``throwaway_postgres``'s DSN) for
+    one test, at the current schema unless ``migrated`` is false; its DSN.
+    Dropped at the end."""
+    import asyncpg
+
+    from mailserver.store.pg import migrations
+
+    name = f"t{os.getpid()}_{next(_names)}"
+    admin = await asyncpg.connect(cluster)
+    await admin.execute(f"CREATE DATABASE {name}")
+    await admin.close()
+    dsn = cluster.rsplit("/", 1)[0] + "/" + name
+    if migrated:
+        conn = await asyncpg.connect(dsn)
+        await migrations.migrate(conn)
+        await conn.close()
+    try:
+        yield dsn
+    finally:
+        admin = await asyncpg.connect(cluster)
+        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        await admin.close()
