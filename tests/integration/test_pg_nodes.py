@@ -1,6 +1,6 @@
-"""Two nodes on one PostgreSQL database (issue #17 §2): the outbound queue's
-leases (``SELECT ... FOR UPDATE SKIP LOCKED`` and an expiry) and the change
-feed over LISTEN/NOTIFY, on a throwaway cluster. A "node" here is what a
+"""Nodes on one PostgreSQL database (issue #17 §2): the outbound queue's
+leases (``SELECT ... FOR UPDATE SKIP LOCKED`` and an expiry), the change
+feed over LISTEN/NOTIFY and the shared limit counters, on a throwaway cluster. A "node" here is what a
 daemon holds: its own connections and its own owner name."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from support.postgres import new_database, throwaway_postgres
 
 from mailserver.store.pg.blobs import PgBlobs
 from mailserver.store.pg.changes import Change, ChangeListener, announce
+from mailserver.store.pg.counters import PgCounters
 from mailserver.store.pg.queue import PgQueue
 
 
@@ -120,3 +121,31 @@ async def test_node_b_hears_node_a_commit_and_nothing_rolled_back(db: str) -> No
     finally:
         await node_a.close()
         await listener.stop()
+
+
+async def test_a_limit_holds_across_nodes(db: str) -> None:
+    counters = PgCounters(window=60)
+    conns = [await asyncpg.connect(db) for _ in range(3)]
+    now = 6000.0  # the start of a window
+
+    async def node(conn: asyncpg.Connection) -> int:
+        ok = 0
+        for _ in range(10):
+            ok += await counters.count(conn, "msg:192.0.2.1", now, limit=12)
+        return ok
+
+    try:
+        assert sum(await asyncio.gather(*(node(c) for c in conns))) == 12  # of 30 tries
+        assert await counters.peek(conns[0], "msg:192.0.2.1", now) == 12
+        # Half a window later the previous window weighs half: 6 of 12 room again.
+        later = now + 60 + 30
+        assert await counters.peek(conns[0], "msg:192.0.2.1", later) == 6
+        granted = [await counters.count(conns[1], "msg:192.0.2.1", later, limit=12)
+                   for _ in range(8)]
+        assert granted.count(True) == 6
+        assert await counters.count(conns[2], "other", later)  # no limit: always
+        assert await counters.prune(conns[0], later + 120) == 3
+        assert await counters.reset(conns[0], "msg:192.0.2.1") == 0
+    finally:
+        for c in conns:
+            await c.close()
