@@ -1,0 +1,155 @@
+"""The store as asynchronous interfaces, one per part, each with an LMDB and a
+PostgreSQL implementation (issue #17 §1): the seam the scale-out store grows
+along.  So far: the directory (``Directory``).
+
+Every method is a coroutine: on LMDB a read is a local memory-mapped lookup
+(the adapter calls the synchronous ``Store`` method directly: microseconds,
+no thread), on PostgreSQL it is a network round trip.  Writes are committed
+and synced when they return, on both.  Errors are our own hierarchy
+(``mailserver.errors``): the same exception for the same mistake on both
+backends, which the shared tests (``tests/integration/test_directory_backends.py``)
+hold them to.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from mailserver.store.directory import RecipientStatus
+from mailserver.store.model import Account, Alias, Domain
+from mailserver.store.store import Store
+
+
+class Directory(Protocol):
+    """Domains, accounts and aliases, and where a forward-path delivers."""
+
+    async def add_domain(self, name: str) -> Domain:
+        """Add a local domain.  Raises AlreadyExists, InvalidName."""
+        ...
+
+    async def delete_domain(self, name: str) -> None:
+        """Remove a domain and its aliases.  Raises DomainNotFound; Cannot while
+        accounts remain."""
+        ...
+
+    async def list_domains(self) -> list[Domain]:
+        """Every local domain, by name."""
+        ...
+
+    async def is_local_domain(self, name: str) -> bool:
+        """``name`` (any case) is ours; False for an invalid name."""
+        ...
+
+    async def add_account(self, address: str, password_hash: str, *,
+                          quota: int = 0) -> Account:
+        """Create an account with the default mailboxes.  Raises DomainNotFound,
+        AlreadyExists, InvalidName, ValueError (negative quota)."""
+        ...
+
+    async def delete_account(self, address: str) -> None:
+        """Remove the account, its mail, and it from every alias (an alias left
+        without targets goes).  Raises AccountNotFound."""
+        ...
+
+    async def get_account(self, address: str) -> Account | None:
+        """The account of ``address`` (any case), None (also for an invalid one)."""
+        ...
+
+    async def list_accounts(self, domain: str | None = None) -> list[Account]:
+        """Accounts by address, of ``domain`` only when given."""
+        ...
+
+    async def set_disabled(self, address: str, disabled: bool) -> None:
+        """Disable or enable logins.  Raises AccountNotFound."""
+        ...
+
+    async def set_quota(self, address: str, quota: int) -> None:
+        """Quota in octets (0: none).  Raises AccountNotFound, ValueError."""
+        ...
+
+    async def add_alias(self, address: str, targets: str | list[str]) -> Alias:
+        """Alias ``local@domain`` or catch-all ``@domain`` to accounts and remote
+        addresses.  Raises DomainNotFound, AccountNotFound (a local target that
+        is no account), AlreadyExists, InvalidName, ValueError (no target)."""
+        ...
+
+    async def delete_alias(self, address: str) -> None:
+        """Raises NotFound, InvalidName."""
+        ...
+
+    async def list_aliases(self, domain: str | None = None) -> list[Alias]:
+        """Aliases by address, of ``domain`` only when given."""
+        ...
+
+    async def recipient_status(self, address: str) -> RecipientStatus:
+        """What RCPT needs of a forward-path (see ``store.directory``)."""
+        ...
+
+
+class LmdbDirectory:
+    """``Directory`` over the LMDB ``Store``."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def add_domain(self, name: str) -> Domain:
+        """See ``Directory``."""
+        return await self.store.add_domain(name)
+
+    async def delete_domain(self, name: str) -> None:
+        """See ``Directory``."""
+        await self.store.delete_domain(name)
+
+    async def list_domains(self) -> list[Domain]:
+        """See ``Directory``."""
+        return self.store.list_domains()
+
+    async def is_local_domain(self, name: str) -> bool:
+        """See ``Directory``."""
+        return self.store.is_local_domain(name)
+
+    async def add_account(self, address: str, password_hash: str, *,
+                          quota: int = 0) -> Account:
+        """See ``Directory``."""
+        return await self.store.add_account(address, password_hash, quota=quota)
+
+    async def delete_account(self, address: str) -> None:
+        """See ``Directory``."""
+        await self.store.delete_account(address)
+
+    async def get_account(self, address: str) -> Account | None:
+        """See ``Directory``."""
+        return self.store.get_account(address)
+
+    async def list_accounts(self, domain: str | None = None) -> list[Account]:
+        """See ``Directory``."""
+        return self.store.list_accounts(domain)
+
+    async def set_disabled(self, address: str, disabled: bool) -> None:
+        """See ``Directory``."""
+        await self.store.set_disabled(address, disabled)
+
+    async def set_quota(self, address: str, quota: int) -> None:
+        """See ``Directory``."""
+        await self.store.set_quota(address, quota)
+
+    async def add_alias(self, address: str, targets: str | list[str]) -> Alias:
+        """See ``Directory``."""
+        return await self.store.add_alias(address, targets)
+
+    async def delete_alias(self, address: str) -> None:
+        """See ``Directory``."""
+        await self.store.delete_alias(address)
+
+    async def list_aliases(self, domain: str | None = None) -> list[Alias]:
+        """See ``Directory``."""
+        return self.store.list_aliases(domain)
+
+    async def recipient_status(self, address: str) -> RecipientStatus:
+        """See ``Directory``."""
+        return self.store.recipient_status(address)
+
+
+def as_directory(d: LmdbDirectory) -> Directory:
+    """``d`` as the protocol (mypy checks that the adapter meets it)."""
+    return d
