@@ -112,3 +112,37 @@ async def test_uid_allocation_never_repeats_under_concurrent_writers(db: str) ->
     assert await setup.fetchval("SELECT uidnext FROM mailboxes WHERE id = $1", mbox) == \
         len(uids) + 1
     await setup.close()
+
+
+async def test_rolling_upgrade_old_node_runs_on_the_expanded_schema(db: str) -> None:
+    # Release N (schema 1) and release N+1 (schema 2, an expand migration)
+    # on one database mid-upgrade: N+1 migrated, N keeps reading and writing.
+    from mailserver.store.pg.directory import PgDirectory
+    from mailserver.store.pg.writer import PgWriter
+
+    expand = Migration(2, "accounts.display_name", "expand",
+                       "ALTER TABLE accounts ADD COLUMN display_name text")
+    newer = (*migrations.MIGRATIONS, expand)
+    conn = await asyncpg.connect(db)
+    pool = await asyncpg.create_pool(db, min_size=1, max_size=2)
+    writer = PgWriter(db)
+    try:
+        await migrations.migrate(conn)
+        old_node = PgDirectory(writer, pool)
+        await writer.start()
+        await old_node.add_domain("example.test")
+        await old_node.add_account("before@example.test", "x")
+        assert [m.version for m in await migrations.migrate(conn, migrations=newer)] == [2]
+        state = await migrations.status(conn)
+        migrations.check(state, latest=1)  # the old node may keep running...
+        migrations.check(state, latest=2, required=2)  # ...beside the new one
+        await old_node.add_account("during@example.test", "x")  # old code, new schema
+        assert [a.address for a in await old_node.list_accounts()] == [
+            "before@example.test", "during@example.test"]
+        await conn.execute("UPDATE accounts SET display_name = 'D' "  # the new node's column
+                           "WHERE address = 'during@example.test'")
+        assert (await old_node.get_account("during@example.test")) is not None
+    finally:
+        await writer.stop()
+        await pool.close()
+        await conn.close()
