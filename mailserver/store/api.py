@@ -1,6 +1,7 @@
 """The store as asynchronous interfaces, one per part, each with an LMDB and a
 PostgreSQL implementation (issue #17 §1): the seam the scale-out store grows
-along.  So far: the directory (``Directory``).
+along.  So far: the directory (``Directory``) and mailboxes' messages
+(``Messages``: APPEND, the message list, STORE, EXPUNGE, blobs).
 
 Every method is a coroutine: on LMDB a read is a local memory-mapped lookup
 (the adapter calls the synchronous ``Store`` method directly: microseconds,
@@ -13,10 +14,11 @@ hold them to.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Protocol
 
 from mailserver.store.directory import RecipientStatus
-from mailserver.store.model import Account, Alias, Domain
+from mailserver.store.model import Account, Alias, Domain, MailboxInfo, MessageRecord
 from mailserver.store.store import Store
 
 
@@ -86,6 +88,80 @@ class Directory(Protocol):
         ...
 
 
+class Messages(Protocol):
+    """The messages of mailboxes (RFC 3501 §2.3): UIDs, flags, MODSEQs (RFC 7162)."""
+
+    async def get_mailbox(self, account: str, name: str) -> MailboxInfo:
+        """The mailbox as committed (UIDNEXT, HIGHESTMODSEQ, counts).  Raises
+        MailboxNotFound."""
+        ...
+
+    async def append(self, account: str, mailbox: str, blob: bytes, facts: bytes, *,
+                     flags: frozenset[str] = frozenset(), internal_date: int,
+                     tz_offset: int = 0) -> MessageRecord:
+        """APPEND (RFC 3501 §6.3.11): the next UID at a new MODSEQ; ``blob`` the
+        octets, ``facts`` its MIME facts, ``internal_date`` POSIX seconds.
+        Raises MailboxNotFound, QuotaExceeded, Cannot (an invalid flag)."""
+        ...
+
+    async def list_messages(self, mailbox_id: int) -> list[MessageRecord]:
+        """Every message of the mailbox, ascending UID."""
+        ...
+
+    async def store_flags(self, mailbox_id: int, uids: Iterable[int], mode: str,
+                          flags: frozenset[str]) -> list[MessageRecord]:
+        """STORE (RFC 3501 §6.4.6; ``mode`` "set", "add", "remove"): the
+        records whose flags changed, each at a new MODSEQ.  Raises
+        MailboxNotFound, ValueError (mode), Cannot (an invalid flag)."""
+        ...
+
+    async def expunge(self, mailbox_id: int, uids: Iterable[int] | None = None) -> list[int]:
+        """Remove the ``\\Deleted`` messages (of ``uids`` only, when given);
+        their UIDs, ascending.  Raises MailboxNotFound."""
+        ...
+
+    async def get_blob(self, blob_id: bytes) -> bytes:
+        """A message's stored octets by blob id."""
+        ...
+
+
+class LmdbMessages:
+    """``Messages`` over the LMDB ``Store``."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def get_mailbox(self, account: str, name: str) -> MailboxInfo:
+        """See ``Messages``."""
+        return self.store.get_mailbox(account, name)
+
+    async def append(self, account: str, mailbox: str, blob: bytes, facts: bytes, *,
+                     flags: frozenset[str] = frozenset(), internal_date: int,
+                     tz_offset: int = 0) -> MessageRecord:
+        """See ``Messages``."""
+        record, _ = await self.store.append(account, mailbox, blob, facts, flags=flags,
+                                            internal_date=internal_date, tz_offset=tz_offset)
+        return record
+
+    async def list_messages(self, mailbox_id: int) -> list[MessageRecord]:
+        """See ``Messages``."""
+        return self.store.list_messages(mailbox_id)
+
+    async def store_flags(self, mailbox_id: int, uids: Iterable[int], mode: str,
+                          flags: frozenset[str]) -> list[MessageRecord]:
+        """See ``Messages``."""
+        updated, _, _ = await self.store.store_flags(mailbox_id, uids, mode, flags)
+        return updated
+
+    async def expunge(self, mailbox_id: int, uids: Iterable[int] | None = None) -> list[int]:
+        """See ``Messages``."""
+        return await self.store.expunge(mailbox_id, uids)
+
+    async def get_blob(self, blob_id: bytes) -> bytes:
+        """See ``Messages``."""
+        return self.store.get_blob(blob_id)
+
+
 class LmdbDirectory:
     """``Directory`` over the LMDB ``Store``."""
 
@@ -153,3 +229,8 @@ class LmdbDirectory:
 def as_directory(d: LmdbDirectory) -> Directory:
     """``d`` as the protocol (mypy checks that the adapter meets it)."""
     return d
+
+
+def as_messages(m: LmdbMessages) -> Messages:
+    """``m`` as the protocol (mypy checks that the adapter meets it)."""
+    return m

@@ -1,0 +1,193 @@
+"""Mailboxes' messages in the PostgreSQL store (issue #17 §1, §2): the
+``store.api.Messages`` interface over schema v1.
+
+The same rules as the LMDB store (``store/messages.py``): APPEND gives the
+next UID and a new MODSEQ; STORE changes only messages whose flags change,
+each then at a new MODSEQ (RFC 7162 §3.1.3), system flags case-insensitive
+and ``\\Recent`` never stored (``codec.normalize_flags``); EXPUNGE removes
+``\\Deleted`` messages only, remembers their UIDs at the expunging MODSEQ
+(QRESYNC, RFC 7162 §3.2.5) and drops their blob references.  UIDs and MODSEQs
+come from the mailbox row under its lock (``allocate_uids``, ``next_modseq``),
+and the mailbox's counters (messages, unseen, deleted, size) change in the
+same transaction as the messages, which announces the change to every node
+(``changes.announce``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from mailserver.errors import MailboxNotFound
+from mailserver.store import codec
+from mailserver.store.api import Messages
+from mailserver.store.model import MailboxInfo, MessageRecord
+from mailserver.store.names import normalize_address, normalize_mailbox
+from mailserver.store.pg.blobs import PgBlobs
+from mailserver.store.pg.changes import Change, announce
+from mailserver.store.pg.writer import PgWriter
+
+_SEEN, _DELETED = "\\Seen", "\\Deleted"
+_MAILBOX = ("SELECT id, account, name, uidvalidity, uidnext, highestmodseq, messages, size, "
+            "subscribed, special_use FROM mailboxes")
+_RECORD = ("SELECT mailbox_id, uid, flags, extract(epoch FROM internal_date)::bigint AS date, "
+           "tz_offset, size, modseq, blob_id, prefix FROM messages")
+
+
+def _mailbox(row: Any) -> MailboxInfo:
+    return MailboxInfo(int(row["id"]), row["account"], row["name"], int(row["uidvalidity"]),
+                       int(row["uidnext"]), int(row["highestmodseq"]), int(row["messages"]),
+                       int(row["size"]), bool(row["subscribed"]), row["special_use"])
+
+
+def _record(row: Any) -> MessageRecord:
+    return MessageRecord(int(row["mailbox_id"]), int(row["uid"]), frozenset(row["flags"]),
+                         int(row["date"]), int(row["tz_offset"]), int(row["size"]),
+                         int(row["modseq"]), bytes(row["blob_id"]), bytes(row["prefix"]))
+
+
+async def _lock_mailbox(conn: Any, mailbox_id: int) -> None:
+    if await conn.fetchval("SELECT 1 FROM mailboxes WHERE id = $1 FOR UPDATE",
+                           mailbox_id) is None:
+        raise MailboxNotFound(f"no mailbox {mailbox_id}")
+
+
+def _new_flags(mode: str, old: frozenset[str], flags: frozenset[str]) -> frozenset[str]:
+    if mode == "set":
+        return flags
+    if mode == "add":
+        return old | flags
+    return old - flags
+
+
+class PgMessages:
+    """``Messages`` on PostgreSQL: ``writer`` commits, ``pool`` reads, ``blobs``
+    holds the octets (inline or in an object store)."""
+
+    def __init__(self, writer: PgWriter, pool: Any, blobs: PgBlobs | None = None) -> None:
+        self._writer = writer
+        self._pool = pool
+        self._blobs = blobs or PgBlobs()
+
+    async def get_mailbox(self, account: str, name: str) -> MailboxInfo:
+        """See ``Messages``."""
+        row = await self._pool.fetchrow(_MAILBOX + " WHERE account = $1 AND name = $2",
+                                        normalize_address(account), normalize_mailbox(name))
+        if row is None:
+            raise MailboxNotFound(f"no mailbox {name!r}")
+        return _mailbox(row)
+
+    async def append(self, account: str, mailbox: str, blob: bytes, facts: bytes, *,
+                     flags: frozenset[str] = frozenset(), internal_date: int,
+                     tz_offset: int = 0) -> MessageRecord:
+        """See ``Messages``."""
+        account, name = normalize_address(account), normalize_mailbox(mailbox)
+        stored = codec.normalize_flags(flags)
+        blob = bytes(blob)
+
+        async def write(conn: Any) -> MessageRecord:
+            mbox = await conn.fetchval("SELECT id FROM mailboxes WHERE account = $1 AND "
+                                       "name = $2", account, name)
+            if mbox is None:
+                raise MailboxNotFound(f"no mailbox {mailbox!r}")
+            blob_id = await self._blobs.add(conn, blob)
+            row = await conn.fetchrow("SELECT * FROM allocate_uids($1, 1)", mbox)
+            uid, modseq = int(row["first_uid"]), int(row["modseq"])
+            await conn.execute(
+                "INSERT INTO messages (mailbox_id, uid, modseq, blob_id, flags, internal_date, "
+                "tz_offset, size, facts) VALUES ($1, $2, $3, $4, $5, to_timestamp($6), $7, $8, "
+                "$9)", mbox, uid, modseq, blob_id, sorted(stored), internal_date, tz_offset,
+                len(blob), bytes(facts))
+            await conn.execute(
+                "UPDATE mailboxes SET messages = messages + 1, size = size + $2, "
+                "unseen = unseen + $3, deleted = deleted + $4 WHERE id = $1",
+                mbox, len(blob), int(_SEEN not in stored), int(_DELETED in stored))
+            await announce(conn, Change("mailbox", mbox, modseq))
+            return MessageRecord(mbox, uid, stored, internal_date, tz_offset, len(blob),
+                                 modseq, blob_id, b"")
+        result: MessageRecord = await self._writer.submit(write)
+        return result
+
+    async def list_messages(self, mailbox_id: int) -> list[MessageRecord]:
+        """See ``Messages``."""
+        rows = await self._pool.fetch(_RECORD + " WHERE mailbox_id = $1 ORDER BY uid",
+                                      mailbox_id)
+        return [_record(r) for r in rows]
+
+    async def store_flags(self, mailbox_id: int, uids: Iterable[int], mode: str,
+                          flags: frozenset[str]) -> list[MessageRecord]:
+        """See ``Messages``."""
+        if mode not in ("set", "add", "remove"):
+            raise ValueError(f"bad STORE mode {mode!r}")
+        wanted = sorted(set(uids))
+        flags = codec.normalize_flags(flags)
+
+        async def write(conn: Any) -> list[MessageRecord]:
+            await _lock_mailbox(conn, mailbox_id)
+            rows = await conn.fetch(_RECORD + " WHERE mailbox_id = $1 AND uid = ANY($2) "
+                                    "ORDER BY uid", mailbox_id, wanted)
+            changed = []
+            for row in rows:
+                old = frozenset(row["flags"])
+                new = _new_flags(mode, old, flags)
+                if new != old:
+                    changed.append((_record(row), old, new))
+            if not changed:
+                return []
+            modseq = int(await conn.fetchval("SELECT next_modseq($1)", mailbox_id))
+            await conn.executemany(
+                "UPDATE messages SET flags = $3, modseq = $4 WHERE mailbox_id = $1 AND uid = $2",
+                [(mailbox_id, rec.uid, sorted(new), modseq) for rec, _, new in changed])
+            unseen = sum((_SEEN not in new) - (_SEEN not in old) for _, old, new in changed)
+            deleted = sum((_DELETED in new) - (_DELETED in old) for _, old, new in changed)
+            await conn.execute("UPDATE mailboxes SET unseen = unseen + $2, "
+                               "deleted = deleted + $3 WHERE id = $1", mailbox_id, unseen, deleted)
+            await announce(conn, Change("mailbox", mailbox_id, modseq))
+            return [MessageRecord(rec.mailbox_id, rec.uid, new, rec.internal_date,
+                                  rec.tz_offset, rec.size, modseq, rec.blob_id, rec.prefix)
+                    for rec, _, new in changed]
+        result: list[MessageRecord] = await self._writer.submit(write)
+        return result
+
+    async def expunge(self, mailbox_id: int, uids: Iterable[int] | None = None) -> list[int]:
+        """See ``Messages``."""
+        only = None if uids is None else sorted(set(uids))
+        doomed_objects: list[bytes] = []
+
+        async def write(conn: Any) -> list[int]:
+            await _lock_mailbox(conn, mailbox_id)
+            rows = await conn.fetch(
+                "SELECT uid, blob_id, size, flags FROM messages WHERE mailbox_id = $1 AND "
+                "$2 = ANY (flags) AND ($3::bigint[] IS NULL OR uid = ANY($3)) ORDER BY uid",
+                mailbox_id, _DELETED, only)
+            if not rows:
+                return []
+            modseq = int(await conn.fetchval("SELECT next_modseq($1)", mailbox_id))
+            gone = [int(r["uid"]) for r in rows]
+            await conn.execute("DELETE FROM messages WHERE mailbox_id = $1 AND uid = ANY($2)",
+                               mailbox_id, gone)
+            await conn.executemany("INSERT INTO expunged VALUES ($1, $2, $3) "
+                                   "ON CONFLICT DO NOTHING",
+                                   [(mailbox_id, uid, modseq) for uid in gone])
+            unseen = sum(_SEEN not in r["flags"] for r in rows)
+            await conn.execute(
+                "UPDATE mailboxes SET messages = messages - $2, size = size - $3, "
+                "unseen = unseen - $4, deleted = deleted - $2 WHERE id = $1",
+                mailbox_id, len(rows), sum(int(r["size"]) for r in rows), unseen)
+            for r in rows:
+                doomed_objects.extend(await self._blobs.release(conn, bytes(r["blob_id"])))
+            await announce(conn, Change("mailbox", mailbox_id, modseq))
+            return gone
+        result: list[int] = await self._writer.submit(write)
+        await self._blobs.forget(doomed_objects)  # after the commit
+        return result
+
+    async def get_blob(self, blob_id: bytes) -> bytes:
+        """See ``Messages``."""
+        async with self._pool.acquire() as conn:
+            return await self._blobs.get(conn, blob_id)
+
+
+def as_messages(m: PgMessages) -> Messages:
+    """``m`` as the protocol (mypy checks that it meets it)."""
+    return m

@@ -1,0 +1,139 @@
+"""One set of tests, two backends (issue #17 §3): mailboxes' messages
+(``store.api.Messages``: APPEND, STORE, EXPUNGE, UIDs and MODSEQs) on LMDB
+and on PostgreSQL (a throwaway cluster), held to the same answers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from support.postgres import new_database, throwaway_postgres
+
+from mailserver.errors import MailboxNotFound
+from mailserver.store.api import LmdbDirectory, LmdbMessages, Messages
+from mailserver.store.pg.directory import PgDirectory
+from mailserver.store.pg.messages import PgMessages
+from mailserver.store.pg.writer import PgWriter
+from mailserver.store.store import Store
+
+ALICE = "alice@example.test"
+DATE = 1764900000
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    with throwaway_postgres() as dsn:
+        yield dsn
+
+
+@pytest.fixture(params=["lmdb", "postgresql"])
+async def messages(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Messages]:
+    if request.param == "lmdb":
+        store = await Store.open(tmp_path / "store")
+        try:
+            directory = LmdbDirectory(store)
+            await directory.add_domain("example.test")
+            await directory.add_account(ALICE, "x")
+            yield LmdbMessages(store)
+        finally:
+            await store.close()
+        return
+    async with new_database(request.getfixturevalue("cluster")) as dsn:
+        writer = PgWriter(dsn, connections=2)
+        await writer.start()
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
+        try:
+            directory = PgDirectory(writer, pool)
+            await directory.add_domain("example.test")
+            await directory.add_account(ALICE, "x")
+            yield PgMessages(writer, pool)
+        finally:
+            await pool.close()
+            await writer.stop()
+
+
+def _msg(i: int) -> bytes:
+    return b"Subject: message %d\r\n\r\nbody %d\r\n" % (i, i)
+
+
+async def test_append_gives_uids_and_modseqs(messages: Messages) -> None:
+    inbox = await messages.get_mailbox(ALICE, "INBOX")
+    assert (inbox.uidnext, inbox.messages) == (1, 0)
+    records = [await messages.append(ALICE, "INBOX", _msg(i), b"",
+                                     flags=frozenset({"\\seen", "\\Recent", "$Label"}) if i == 0
+                                     else frozenset(), internal_date=DATE + i)
+               for i in range(3)]
+    assert [r.uid for r in records] == [1, 2, 3]
+    assert [r.modseq for r in records] == sorted({r.modseq for r in records})  # rising
+    assert records[0].flags == frozenset({"\\Seen", "$Label"})  # canonical, no \Recent
+    after = await messages.get_mailbox(ALICE, "inbox")
+    assert (after.uidnext, after.messages, after.highestmodseq) == (4, 3, records[-1].modseq)
+    assert after.size == sum(len(_msg(i)) for i in range(3))
+    listed = await messages.list_messages(after.id)
+    assert [(r.uid, r.internal_date, r.size) for r in listed] == [
+        (1, DATE, len(_msg(0))), (2, DATE + 1, len(_msg(1))), (3, DATE + 2, len(_msg(2)))]
+    assert await messages.get_blob(listed[1].blob_id) == _msg(1)
+    with pytest.raises(MailboxNotFound):
+        await messages.append(ALICE, "Nowhere", _msg(9), b"", internal_date=DATE)
+    with pytest.raises(MailboxNotFound):
+        await messages.get_mailbox(ALICE, "Nowhere")
+
+
+async def test_store_changes_only_what_changes(messages: Messages) -> None:
+    for i in range(3):
+        await messages.append(ALICE, "INBOX", _msg(i), b"", internal_date=DATE)
+    inbox = await messages.get_mailbox(ALICE, "INBOX")
+    before = inbox.highestmodseq
+    seen = await messages.store_flags(inbox.id, [1, 2, 99], "add", frozenset({"\\SEEN"}))
+    assert [r.uid for r in seen] == [1, 2] and all(r.modseq > before for r in seen)
+    assert all(r.flags == frozenset({"\\Seen"}) for r in seen)
+    top = (await messages.get_mailbox(ALICE, "INBOX")).highestmodseq
+    assert top == max(r.modseq for r in seen)
+    assert await messages.store_flags(inbox.id, [1, 2], "add", frozenset({"\\Seen"})) == []
+    assert (await messages.get_mailbox(ALICE, "INBOX")).highestmodseq == top  # no change
+    removed = await messages.store_flags(inbox.id, [2], "remove", frozenset({"\\Seen"}))
+    assert [(r.uid, r.flags) for r in removed] == [(2, frozenset())]
+    replaced = await messages.store_flags(inbox.id, [1, 3], "set",
+                                          frozenset({"$Work", "\\Flagged"}))
+    assert {r.uid: r.flags for r in replaced} == {1: frozenset({"$Work", "\\Flagged"}),
+                                                  3: frozenset({"$Work", "\\Flagged"})}
+    listed = {r.uid: r.flags for r in await messages.list_messages(inbox.id)}
+    assert listed == {1: frozenset({"$Work", "\\Flagged"}), 2: frozenset(),
+                      3: frozenset({"$Work", "\\Flagged"})}
+    with pytest.raises(ValueError):
+        await messages.store_flags(inbox.id, [1], "toggle", frozenset({"\\Seen"}))
+
+
+async def test_expunge_removes_deleted_only(messages: Messages) -> None:
+    for i in range(4):
+        await messages.append(ALICE, "INBOX", _msg(i), b"", internal_date=DATE)
+    inbox = await messages.get_mailbox(ALICE, "INBOX")
+    await messages.store_flags(inbox.id, [2, 3], "add", frozenset({"\\Deleted"}))
+    assert await messages.expunge(inbox.id, [1, 2]) == [2]  # 1 is not \Deleted
+    top = (await messages.get_mailbox(ALICE, "INBOX")).highestmodseq
+    assert await messages.expunge(inbox.id) == [3]
+    after = await messages.get_mailbox(ALICE, "INBOX")
+    assert after.highestmodseq > top and after.messages == 2
+    assert after.size == len(_msg(0)) + len(_msg(3))
+    assert [r.uid for r in await messages.list_messages(inbox.id)] == [1, 4]
+    assert await messages.expunge(inbox.id) == []
+    with pytest.raises(MailboxNotFound):
+        await messages.expunge(10**9)
+    # UIDs are never reused (RFC 3501 §2.3.1.1).
+    assert (await messages.append(ALICE, "INBOX", _msg(9), b"", internal_date=DATE)).uid == 5
+
+
+async def test_concurrent_appends_get_distinct_rising_uids(messages: Messages) -> None:
+    async def writer(k: int) -> list[int]:
+        return [(await messages.append(ALICE, "INBOX", _msg(100 * k + i), b"",
+                                       internal_date=DATE)).uid for i in range(10)]
+
+    got = await asyncio.gather(*(writer(k) for k in range(4)))
+    every = [u for uids in got for u in uids]
+    assert sorted(every) == list(range(1, 41))
+    assert all(uids == sorted(uids) for uids in got)
+    inbox = await messages.get_mailbox(ALICE, "INBOX")
+    assert (inbox.uidnext, inbox.messages) == (41, 40)
