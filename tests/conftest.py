@@ -6,7 +6,7 @@ Helpers that tests import live in tests/support/, not here.
 from __future__ import annotations
 
 import imaplib
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +88,21 @@ def daemons() -> Iterator[list[Daemon]]:
     yield started
     for d in started:
         d.kill()
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster for one test file (``support.postgres``); its DSN."""
+    from support.postgres import throwaway_postgres
+
+    with throwaway_postgres() as dsn:
+        yield dsn
+
+
+@pytest.fixture
+async def db(cluster: str) -> AsyncIterator[str]:
+    """A fresh database at the current schema in ``cluster``, for one test; its DSN."""
+    from support.postgres import new_database
+
+    async with new_database(cluster) as dsn:
+        yield dsn

@@ -5,12 +5,12 @@ errors."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import pytest
-from support.postgres import new_database, throwaway_postgres
+from support.postgres import new_database
 
 from mailserver.errors import (
     AccountNotFound,
@@ -26,12 +26,6 @@ from mailserver.store.pg.writer import PgWriter
 from mailserver.store.store import Store
 
 HASH = "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[str]:
-    with throwaway_postgres() as dsn:
-        yield dsn
 
 
 @pytest.fixture(params=["lmdb", "postgresql"])

@@ -5,12 +5,12 @@ and on PostgreSQL (a throwaway cluster), held to the same answers."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import pytest
-from support.postgres import new_database, throwaway_postgres
+from support.postgres import new_database
 
 from mailserver.errors import MailboxNotFound
 from mailserver.store.api import LmdbDirectory, LmdbMessages, Messages
@@ -21,12 +21,6 @@ from mailserver.store.store import Store
 
 ALICE = "alice@example.test"
 DATE = 1764900000
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[str]:
-    with throwaway_postgres() as dsn:
-        yield dsn
 
 
 @pytest.fixture(params=["lmdb", "postgresql"])

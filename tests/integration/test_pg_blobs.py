@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
-from support.postgres import new_database, throwaway_postgres
 from support.s3 import moto_s3
 
 from mailserver.store.pg.blobs import BlobNotFound, PgBlobs, blob_id_of, object_key
@@ -19,21 +18,9 @@ MESSAGE = b"From: a@example.test\r\nSubject: blob\r\n\r\n" + b"body line\r\n" * 
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[str]:
-    with throwaway_postgres() as dsn:
-        yield dsn
-
-
-@pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
     with moto_s3() as endpoint:
         yield endpoint
-
-
-@pytest.fixture
-async def db(cluster: str) -> AsyncIterator[str]:
-    async with new_database(cluster) as dsn:
-        yield dsn
 
 
 @pytest.fixture

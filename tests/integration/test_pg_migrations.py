@@ -7,22 +7,16 @@ row's lock never repeats or goes back with concurrent writers."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 from support.daemon import run_cli
-from support.postgres import new_database, throwaway_postgres
+from support.postgres import new_database
 
 from mailserver.store.pg import migrations
 from mailserver.store.pg.migrations import Migration, SchemaError, SchemaState
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[str]:
-    with throwaway_postgres() as dsn:
-        yield dsn
 
 
 @pytest.fixture

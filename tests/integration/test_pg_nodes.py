@@ -6,28 +6,13 @@ daemon holds: its own connections and its own owner name."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
-import pytest
-from support.postgres import new_database, throwaway_postgres
 
 from mailserver.store.pg.blobs import PgBlobs
 from mailserver.store.pg.changes import Change, ChangeListener, announce
 from mailserver.store.pg.counters import PgCounters
 from mailserver.store.pg.queue import PgQueue
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[str]:
-    with throwaway_postgres() as dsn:
-        yield dsn
-
-
-@pytest.fixture
-async def db(cluster: str) -> AsyncIterator[str]:
-    async with new_database(cluster) as dsn:
-        yield dsn
 
 
 async def _queue_messages(conn: asyncpg.Connection, n: int) -> None:

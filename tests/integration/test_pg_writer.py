@@ -6,26 +6,13 @@ before they are on disk is refused."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import asyncpg
 import pytest
-from support.postgres import new_database, throwaway_postgres
+from support.postgres import new_database
 
 from mailserver.store.pg.writer import NotDurable, PgWriter
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[str]:
-    with throwaway_postgres() as dsn:
-        yield dsn
-
-
-@pytest.fixture
-async def db(cluster: str) -> AsyncIterator[str]:
-    async with new_database(cluster) as dsn:
-        yield dsn
 
 
 async def test_concurrent_requests_share_commits_and_fail_alone(db: str) -> None:
