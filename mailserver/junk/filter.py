@@ -295,13 +295,12 @@ class JunkFilter:
             return Score(value, own_score.top)
         return glob_score
 
-    def _agreed(self, account: str, feats_list: Sequence[Sequence[str]], spam: bool) -> int:
-        """How many of the messages the model, before this training, already
-        put on the user's side (the agreement figure of the drift metrics)."""
-        if not self.trained():
-            return 0
+    def _agrees(self, account: str, feats: Sequence[str], spam: bool) -> bool:
+        """Did the model, before this training, already put the message on the
+        user's side (the agreement figure of the drift metrics)?  Only asked
+        once the global model has learnt both kinds (``trained``)."""
         threshold, _ = self.threshold_for(account)
-        return sum(1 for f in feats_list if (self._score(account, f).value >= threshold) == spam)
+        return (self._score(account, feats).value >= threshold) == spam
 
     def prepare(self, account: str, blob_ids: Sequence[bytes], spam: bool) -> Training | None:
         """The training of the messages ``blob_ids`` as spam or ham, to hand to
@@ -357,9 +356,10 @@ class JunkFilter:
     async def apply(self, limit: int = JOURNAL_BATCH) -> int:
         """Add up to ``limit`` journaled trainings to the counts in one write:
         features computed off the loop, and whether the model already agreed
-        with the user (scored before the batch is applied).  Returns how
-        many were applied (0: the journal is empty, or another process took
-        the entries).  Raises server faults."""
+        with the user (scored before the batch is applied).  Returns how many
+        entries were taken up (0: the journal is empty), whether applied here
+        or, in a race, by another process first (each entry counts once:
+        ``junk_writes.apply_journal``).  Raises server faults."""
         entries = self.store.junk_journal(limit)
         if not entries:
             return 0
@@ -379,7 +379,7 @@ class JunkFilter:
                     out.append((key, account, blob_id, spam, None, False))
                     continue
                 feats = sorted(features(blob))
-                agrees = scored and self._agreed(account, [feats], spam) == 1
+                agrees = scored and self._agrees(account, feats, spam)
                 out.append((key, account, blob_id, spam, feats, agrees))
             return out
 
@@ -404,7 +404,7 @@ class JunkFilter:
         "trained", "retrained" or "unchanged".  Raises server faults."""
         feats = await self.features_of(blob)
         self._count(_TRAINED, 1)
-        self._count(_AGREED, self._agreed(account, [feats], spam))
+        self._count(_AGREED, int(self.trained() and self._agrees(account, feats, spam)))
         outcome = await self.store.junk_train(account, blob_id, feats, spam)
         log.info("junk_trained", account=account, spam=spam, outcome=outcome,
                  features=len(feats))

@@ -168,13 +168,12 @@ def build_dmarc(lines: Sequence[Mapping[str, Any]], day: dt.date, *, org_name: s
     domain published (the last recorded one), before §7.1 verification."""
     out = []
     begin, end = _stamp(day)
+    rua: dict[str, list[str]] = {}  # one pass: the last recorded rua= of each domain
+    for line in lines:
+        published = line["policy_published"]
+        rua[str(published["domain"])] = list(published.get("rua", ()))
     for domain, xml in dmarc_reports(lines, day=day, org_name=org_name, email=contact).items():
-        rua: list[str] = []
-        for line in lines:
-            published = line["policy_published"]
-            if published["domain"] == domain:
-                rua = list(published.get("rua", ()))
-        dests = parse_uris(",".join(rua))
+        dests = parse_uris(",".join(rua.get(domain, ())))
         report = Report("dmarc", day, domain, f"{domain}.{day.isoformat()}@{org_name}",
                         _gzip(xml), f"{org_name}!{domain}!{begin}!{end}.xml.gz", org_name)
         out.append((report, [d for d in dests if d.scheme == "mailto"]))

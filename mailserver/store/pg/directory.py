@@ -221,11 +221,11 @@ class PgDirectory:
 
     async def list_aliases(self, domain: str | None = None) -> list[Alias]:
         """See ``Directory``."""
-        rows = await self._pool.fetch("SELECT address, targets FROM aliases "
-                                      "ORDER BY address COLLATE \"C\"")
         dom = None if domain is None else domain.strip().lower()
-        return [Alias(r["address"], tuple(r["targets"])) for r in rows
-                if dom is None or domain_of(r["address"]) == dom]
+        rows = await self._pool.fetch(
+            "SELECT address, targets FROM aliases WHERE $1::text IS NULL "
+            "OR split_part(address, '@', 2) = $1 ORDER BY address COLLATE \"C\"", dom)
+        return [Alias(r["address"], tuple(r["targets"])) for r in rows]
 
     # -- delivery -----------------------------------------------------------------
 
