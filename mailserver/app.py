@@ -66,6 +66,7 @@ from mailserver.services import (
     ensure_domains,
 )
 from mailserver.smtp.handler import SmtpHooks
+from mailserver.store.api import LmdbDelivery, LmdbDirectory
 from mailserver.store.store import Store
 from mailserver.tls import reload_context, server_context, server_end_point
 
@@ -109,7 +110,7 @@ def build_queue(config: Config, store: Store, resolver: Resolver,
         return store.recipient_account(address) is not None
 
     async def deliver_local(message: bytes, address: str) -> None:
-        await deliver_report(store, message, address, time.time())
+        await deliver_report(LmdbDelivery(store), message, address, time.time())
 
     return QueueManager(
         store, settings, resolver=resolver, dkim_keys=keys_for,
@@ -164,7 +165,7 @@ def build_stages(config: Config, listener: Listener, store: Store, *,
     limits = config.limits
     stages: list[object] = [rules.PathSyntax()]
     if listener.protocol == "submission":
-        stages += [rules.SubmissionAuth(), rules.SenderOwnership(store)]
+        stages += [rules.SubmissionAuth(), rules.SenderOwnership(LmdbDirectory(store))]
     if counters is not None:
         stages.append(SenderRate(counters, limits))
     stages += [
@@ -175,7 +176,7 @@ def build_stages(config: Config, listener: Listener, store: Store, *,
         rules.KnownRecipient(),
     ]
     if listener.protocol == "submission" and counters is not None:
-        stages.append(FirstTimeRecipients(store, counters, limits))
+        stages.append(FirstTimeRecipients(LmdbDirectory(store), counters, limits))
     checks = config.checks
     if listener.protocol == "smtp" and resolver is not None and (
             checks.dnsbl_reject or checks.dnsbl_mark):
@@ -225,7 +226,7 @@ def build_smtp_hooks(config: Config, *, store: Store, queue: QueueManager | None
     forwarder = Forwarder(SrsCodec(load_secret(config.data_dir)),
                           None if queue is None else queue.enqueue,
                           keys_for or (lambda domain: ()), config.hostname)
-    delivery = RoutedDelivery(store, queue, make_report=delivered_report,
+    delivery = RoutedDelivery(LmdbDelivery(store), queue, make_report=delivered_report,
                               reporting_mta=config.hostname, forwarder=forwarder,
                               junk=junk)
     check_login = authenticator.authenticate
@@ -235,7 +236,7 @@ def build_smtp_hooks(config: Config, *, store: Store, queue: QueueManager | None
                                            dmarc_log=DmarcLog(config.data_dir / "dmarc"))
                       if config.checks.verify else None)
     directory = SrsDirectory(
-        PostmasterDirectory(store, account=config.checks.postmaster,
+        PostmasterDirectory(LmdbDirectory(store), account=config.checks.postmaster,
                             first_domain=config.domains[0] if config.domains else None),
         forwarder)
     for listener in config.listeners:
@@ -249,7 +250,7 @@ def build_smtp_hooks(config: Config, *, store: Store, queue: QueueManager | None
             pipeline=Pipeline(stages, listener.name), directory=directory,
             authenticator=check_login, delivery=delivery, counters=counters, resolver=resolver,
             listener=listener.name, scram=scram,
-            sent_to=store if listener.protocol == "submission"
+            sent_to=LmdbDirectory(store) if listener.protocol == "submission"
             and config.limits.first_time_recipients_per_day else None,
         )
     return hooks

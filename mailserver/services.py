@@ -25,6 +25,7 @@ from mailserver.auth.slots import CoreSlots
 from mailserver.config import AuthSettings, Config, worker_count
 from mailserver.counters import Counters, LocalCounters
 from mailserver.errors import AlreadyExists
+from mailserver.store.api import LmdbDirectory
 from mailserver.store.store import Store
 
 if TYPE_CHECKING:
@@ -96,7 +97,7 @@ def build_authenticator(config: Config, store: Store) -> Authenticator:
     slots = None
     if worker_count(config) > 1:
         slots = CoreSlots(config.data_dir / "run", threads)
-    return Authenticator(store, Hasher(argon2_params(settings), threads, slots),
+    return Authenticator(LmdbDirectory(store), Hasher(argon2_params(settings), threads, slots),
                          CredentialCache(settings.cache_ttl, settings.cache_size),
                          scram_iterations=settings.scram_iterations)
 

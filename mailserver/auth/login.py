@@ -30,6 +30,7 @@ front ends' business and unchanged.
 from __future__ import annotations
 
 import secrets
+from typing import Protocol
 
 import structlog
 
@@ -37,8 +38,25 @@ from mailserver.auth.cache import CredentialCache
 from mailserver.auth.passwords import Hasher, verify_async
 from mailserver.auth.scram import make_keys
 from mailserver.errors import MailserverError
-from mailserver.store.model import Account
+from mailserver.store.model import Account, ScramKeys
 from mailserver.store.store import Store
+
+
+class Accounts(Protocol):
+    """What logins need of the directory (``store.api.Directory``): coroutines,
+    a local read on LMDB, a round trip on PostgreSQL."""
+
+    async def get_account(self, address: str) -> Account | None:
+        """The account of ``address`` (any case), None."""
+        ...
+
+    async def rehash_password(self, address: str, old_hash: str, new_hash: str) -> bool:
+        """Replace ``old_hash`` by ``new_hash`` unless it changed meanwhile."""
+        ...
+
+    async def set_scram_keys(self, address: str, password_hash: str, scram: ScramKeys) -> bool:
+        """Store SCRAM keys unless the hash changed meanwhile."""
+        ...
 
 log = structlog.get_logger("mailserver.auth")
 
@@ -52,7 +70,7 @@ _DUMMY_HASH = (
 
 
 class Authenticator:
-    """Logins against ``store`` (see the module docstring).
+    """Logins against ``store``'s accounts (see the module docstring).
 
     ``hasher``: the configured parameters and pool; ``cache``: verified
     credentials (its ``stats`` are the hit/miss counters for metrics);
@@ -60,7 +78,7 @@ class Authenticator:
     (None: none are made).
     """
 
-    def __init__(self, store: Store, hasher: Hasher, cache: CredentialCache,
+    def __init__(self, store: Accounts, hasher: Hasher, cache: CredentialCache,
                  scram_iterations: int | None = None) -> None:
         self.store = store
         self.hasher = hasher
@@ -74,7 +92,7 @@ class Authenticator:
         ``username`` is the account address (case-insensitive).  Never raises
         for bad credentials; a failed rehash is logged, not raised.
         """
-        account = self.store.get_account(username.strip())
+        account = await self.store.get_account(username.strip())
         if account is None or account.disabled:
             await self.hasher.verify_async(await self._dummy_hash(), password)
             return None

@@ -89,7 +89,7 @@ class SenderRate:
 class SentTo(Protocol):
     """The store's memory of whom an account has sent to."""
 
-    def has_sent_to(self, account: str, recipient: str) -> bool:
+    async def has_sent_to(self, account: str, recipient: str) -> bool:
         """Whether ``account`` sent mail to ``recipient`` before."""
         ...
 
@@ -115,7 +115,7 @@ class FirstTimeRecipients:
         if not self.limit or not user or rcpt.local_domain or not rcpt.domain \
                 or ctx.peer_ip in self.trusted:
             return ACCEPT
-        if self.store.has_sent_to(user, rcpt.address):
+        if await self.store.has_sent_to(user, rcpt.address):
             return ACCEPT
         if not await self.counters.rate((("day", self.limit, "newrcpt:" + user.lower()),)):
             return refuse(replies.FIRST_TIME_RATE, "first-time recipient limit")

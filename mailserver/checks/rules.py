@@ -38,7 +38,7 @@ TOO_BIG = SmtpReply(552, "5.3.4", "Message size exceeds fixed maximum message si
 class Owners(Protocol):
     """Who an address belongs to: the account it resolves to (alias, +tag), or None."""
 
-    def recipient_account(self, address: str) -> str | None:
+    async def recipient_account(self, address: str) -> str | None:
         """The account ``address`` (store form, see ``store_form``) delivers to, or None."""
 
 
@@ -105,22 +105,22 @@ class SenderOwnership:
     def __init__(self, owners: Owners) -> None:
         self.owners = owners
 
-    def _owns(self, account: str, address: str) -> bool:
+    async def _owns(self, account: str, address: str) -> bool:
         if address in ("", "<>") or "@" not in address:
             return False  # the null path is nobody's
-        owner = self.owners.recipient_account(store_form(address))
+        owner = await self.owners.recipient_account(store_form(address))
         return owner is not None and owner.lower() == account.lower()
 
-    def check_mail(self, ctx: CheckContext) -> Verdict:
+    async def check_mail(self, ctx: CheckContext) -> Verdict:
         """On submission, refuse a reverse-path not owned by the user: 553 5.7.1."""
         account = ctx.auth_user
         if not ctx.submission or account is None:
             return ACCEPT
-        if not self._owns(account, ctx.mail_from or ""):
+        if not await self._owns(account, ctx.mail_from or ""):
             return refuse(replies.SENDER_NOT_OWNED, "sender not owned")
         return ACCEPT
 
-    def check_data(self, ctx: CheckContext, content: bytes) -> Verdict:
+    async def check_data(self, ctx: CheckContext, content: bytes) -> Verdict:
         """On submission, refuse a message whose ``From:`` has a mailbox not the user's: 553 5.7.1.
 
         ``content``: the message as received, bytes.
@@ -131,8 +131,9 @@ class SenderOwnership:
         # A message without From: (RFC 5322 §3.6 requires one) claims no author:
         # accepted as is, like the MAIL FROM check it cannot impersonate anyone;
         # the queue leaves it unsigned (RFC 6376 §5.4 signs From).
-        if not all(self._owns(account, a) for a in from_addresses(content)):
-            return refuse(FROM_NOT_OWNED, FROM_NOT_OWNED.text)
+        for address in from_addresses(content):
+            if not await self._owns(account, address):
+                return refuse(FROM_NOT_OWNED, FROM_NOT_OWNED.text)
         return ACCEPT
 
 

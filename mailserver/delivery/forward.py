@@ -80,13 +80,13 @@ class Enqueue(Protocol):
 
 
 class Directory(Protocol):
-    """The directory reads ``SrsDirectory`` wraps."""
+    """The directory reads ``SrsDirectory`` wraps (coroutines, as ``store.api.Directory``)."""
 
-    def recipient_status(self, address: str) -> RecipientStatus:
+    async def recipient_status(self, address: str) -> RecipientStatus:
         """The directory's answer for one forward-path (``store.RecipientStatus``)."""
         ...
 
-    def recipient_account(self, address: str) -> str | None:
+    async def recipient_account(self, address: str) -> str | None:
         """The account ``address`` delivers to, or None."""
         ...
 
@@ -164,10 +164,10 @@ class SrsDirectory:
         self.inner = inner
         self.forwarder = forwarder
 
-    def recipient_status(self, address: str) -> RecipientStatus:
+    async def recipient_status(self, address: str) -> RecipientStatus:
         """The inner answer; for an unknown ``SRS0=``/``SRS1=`` address of a
         local domain that decodes, a forward to the original address."""
-        status = self.inner.recipient_status(address)
+        status = await self.inner.recipient_status(address)
         if status.known or not status.local_domain or not is_srs(address.rpartition("@")[0]):
             return status
         original = self.forwarder.reverse(address)
@@ -175,6 +175,6 @@ class SrsDirectory:
             return status
         return RecipientStatus(local_domain=True, account=None, forwards=(original,))
 
-    def recipient_account(self, address: str) -> str | None:
+    async def recipient_account(self, address: str) -> str | None:
         """The inner answer (an SRS address is no account)."""
-        return self.inner.recipient_account(address)
+        return await self.inner.recipient_account(address)

@@ -95,9 +95,10 @@ class Outbound(Protocol):
 
 
 class LocalStore(Protocol):
-    """What delivery needs of the store."""
+    """What delivery needs of the store (``store.api.LmdbDelivery`` on LMDB):
+    coroutines, so that a store across the network (PostgreSQL) fits too."""
 
-    def recipient_account(self, address: str) -> str | None:
+    async def recipient_account(self, address: str) -> str | None:
         """The account ``address`` (domain in A-labels) delivers to, or None."""
         ...
 

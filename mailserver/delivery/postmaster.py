@@ -19,17 +19,18 @@ from mailserver.store.model import Account
 
 
 class Directory(Protocol):
-    """The store's directory reads this wrapper needs."""
+    """The store's directory reads this wrapper needs (``store.api.Directory``:
+    coroutines, a local read on LMDB, a round trip on PostgreSQL)."""
 
-    def recipient_status(self, address: str) -> RecipientStatus:
+    async def recipient_status(self, address: str) -> RecipientStatus:
         """The directory's answer for one forward-path (``store.RecipientStatus``)."""
         ...
 
-    def recipient_account(self, address: str) -> str | None:
+    async def recipient_account(self, address: str) -> str | None:
         """The account ``address`` delivers to, or None."""
         ...
 
-    def list_accounts(self, domain: str | None = None) -> Sequence[Account]:
+    async def list_accounts(self, domain: str | None = None) -> Sequence[Account]:
         """Accounts by address, only those of ``domain`` if given."""
         ...
 
@@ -46,34 +47,34 @@ class PostmasterDirectory:
         self.account = account.lower()
         self.first_domain = first_domain
 
-    def postmaster(self) -> str | None:
+    async def postmaster(self) -> str | None:
         """The account postmaster mail reaches when nobody else claims it, or None."""
         if self.account:
-            return self.store.recipient_account(self.account)
+            return await self.store.recipient_account(self.account)
         if self.first_domain is None:
             return None
-        accounts = self.store.list_accounts(self.first_domain)
+        accounts = await self.store.list_accounts(self.first_domain)
         return accounts[0].address if accounts else None
 
-    def recipient_status(self, address: str) -> RecipientStatus:
+    async def recipient_status(self, address: str) -> RecipientStatus:
         """The store's answer, with postmaster@<local domain> reaching the
         postmaster account when no account or alias of that name exists."""
-        status = self.store.recipient_status(address)
+        status = await self.store.recipient_status(address)
         if status.account is not None or not status.local_domain:
             return status
         if address.rpartition("@")[0].lower() != "postmaster":
             return status
-        target = self.postmaster()
+        target = await self.postmaster()
         if target is None:
             return status
         return RecipientStatus(local_domain=True, account=target,
-                               full=self.store.recipient_status(target).full)
+                               full=(await self.store.recipient_status(target)).full)
 
-    def recipient_account(self, address: str) -> str | None:
+    async def recipient_account(self, address: str) -> str | None:
         """As ``recipient_status``, the account only (None: not deliverable here)."""
-        account = self.store.recipient_account(address)
+        account = await self.store.recipient_account(address)
         if account is not None or address.rpartition("@")[0].lower() != "postmaster":
             return account
-        if not self.store.recipient_status(address).local_domain:
+        if not (await self.store.recipient_status(address)).local_domain:
             return None
-        return self.postmaster()
+        return await self.postmaster()

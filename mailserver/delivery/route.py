@@ -225,7 +225,7 @@ async def _report_delivered(
             queue_id=queue_id,
             envid=dsn.mail.envid,
         )
-        if store.recipient_account(reverse_path) is not None:
+        if await store.recipient_account(reverse_path) is not None:
             await deliver_report(store, report, reverse_path, time.time())
         elif queue is not None:
             await queue.enqueue("", [reverse_path], report)
@@ -249,7 +249,7 @@ async def deliver_report(store: LocalStore, message: bytes, address: str, when: 
     ``AccountNotFound`` when the address no longer maps to an account, and
     whatever ``Store.deliver`` raises (e.g. ``QuotaExceeded``).
     """
-    account = store.recipient_account(address)
+    account = await store.recipient_account(address)
     if account is None:
         raise AccountNotFound(f"no local account for {address}")
     await deliver_local(

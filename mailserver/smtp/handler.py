@@ -94,7 +94,7 @@ class RecipientStatus(Protocol):
 class SentToMemory(Protocol):
     """Whom an account has sent to (``Store.has_sent_to``/``remember_sent``)."""
 
-    def has_sent_to(self, account: str, recipient: str) -> bool:
+    async def has_sent_to(self, account: str, recipient: str) -> bool:
         """Whether ``account`` sent mail to ``recipient`` before."""
         ...
 
@@ -104,9 +104,10 @@ class SentToMemory(Protocol):
 
 
 class RecipientDirectory(Protocol):
-    """What RCPT needs of the directory: one read per forward-path (domain in A-labels)."""
+    """What RCPT needs of the directory: one read per forward-path (domain in
+    A-labels); a coroutine, as ``store.api.Directory``."""
 
-    def recipient_status(self, address: str) -> RecipientStatus:
+    async def recipient_status(self, address: str) -> RecipientStatus:
         """The directory's answer for ``address`` (``local@domain``, domain in A-labels)."""
         ...
 
@@ -262,7 +263,7 @@ class SmtpHooks:
     ) -> str:
         """Recipient stage (RFC 5321 §4.1.1.3): one directory lookup, the RCPT stages,
         then the route (local account or queue)."""
-        facts = self._recipient_facts(address)
+        facts = await self._recipient_facts(address)
         outcome = await self.pipeline.run(self.pipeline.rcpt, server, facts)
         reply = outcome.verdict.reply
         if reply is not None:
@@ -293,7 +294,7 @@ class SmtpHooks:
             )
         return str(replies.RCPT_OK)
 
-    def _recipient_facts(self, address: str) -> RecipientFacts:
+    async def _recipient_facts(self, address: str) -> RecipientFacts:
         """What the directory knows of ``address``, in one read (``Store.recipient_status``)."""
         local, at, domain = address.rpartition("@")
         if not at and address.lower() == "postmaster" and self.config.domains:
@@ -301,7 +302,7 @@ class SmtpHooks:
             local, domain = "postmaster", self.config.domains[0]
         if not local or not domain:
             return RecipientFacts(address, "", local_domain=False, account=None)
-        found = self.directory.recipient_status(store_form(f"{local}@{domain}"))
+        found = await self.directory.recipient_status(store_form(f"{local}@{domain}"))
         return RecipientFacts(address, domain, found.local_domain, found.account, found.full,
                               found.accounts, found.forwards)
 
@@ -400,7 +401,8 @@ class SmtpHooks:
             return str(reply)
         user = server.auth_user
         if self.sent_to is not None and user and envelope.remote_recipients:
-            new = [r for r in envelope.remote_recipients if not self.sent_to.has_sent_to(user, r)]
+            new = [r for r in envelope.remote_recipients
+                   if not await self.sent_to.has_sent_to(user, r)]
             if new:  # the message is stored: a failure here only forgets the marks
                 try:
                     await self.sent_to.remember_sent(user, new)

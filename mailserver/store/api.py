@@ -1,7 +1,8 @@
 """The store as asynchronous interfaces, one per part, each with an LMDB and a
 PostgreSQL implementation (issue #17 §1): the seam the scale-out store grows
-along.  So far: the directory (``Directory``) and mailboxes' messages
-(``Messages``: APPEND, the message list, STORE, EXPUNGE, blobs).
+along.  So far: the directory (``Directory``), mailboxes' messages
+(``Messages``: APPEND, the message list, STORE, EXPUNGE, blobs) and what
+SMTP's local delivery needs (``LmdbDelivery``, ``delivery.interface.LocalStore``).
 
 Every method is a coroutine: on LMDB a read is a local memory-mapped lookup
 (the adapter calls the synchronous ``Store`` method directly: microseconds,
@@ -14,11 +15,19 @@ hold them to.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from mailserver.store.directory import RecipientStatus
-from mailserver.store.model import Account, Alias, Domain, MailboxInfo, MessageRecord
+from mailserver.store.model import (
+    Account,
+    Alias,
+    Domain,
+    MailboxInfo,
+    MessageRecord,
+    NewMessage,
+    ScramKeys,
+)
 from mailserver.store.store import Store
 
 
@@ -65,6 +74,16 @@ class Directory(Protocol):
         """Disable or enable logins.  Raises AccountNotFound."""
         ...
 
+    async def rehash_password(self, address: str, old_hash: str, new_hash: str) -> bool:
+        """Replace the PHC string ``old_hash`` by ``new_hash`` (the same password,
+        new parameters) unless it changed meanwhile; True when replaced."""
+        ...
+
+    async def set_scram_keys(self, address: str, password_hash: str, scram: ScramKeys) -> bool:
+        """Store SCRAM keys (RFC 5802 §3) made from the password just verified
+        against ``password_hash``, unless the hash changed meanwhile; True when stored."""
+        ...
+
     async def set_quota(self, address: str, quota: int) -> None:
         """Quota in octets (0: none).  Raises AccountNotFound, ValueError."""
         ...
@@ -85,6 +104,12 @@ class Directory(Protocol):
 
     async def recipient_status(self, address: str) -> RecipientStatus:
         """What RCPT needs of a forward-path (see ``store.directory``)."""
+        ...
+
+    async def recipient_account(self, address: str) -> str | None:
+        """The first account ``address`` (domain in A-labels) delivers to: the
+        account, an alias, ``local+tag`` without the tag, the catch-all; None
+        for nobody (and for an invalid address)."""
         ...
 
 
@@ -205,6 +230,14 @@ class LmdbDirectory:
         """See ``Directory``."""
         await self.store.set_disabled(address, disabled)
 
+    async def rehash_password(self, address: str, old_hash: str, new_hash: str) -> bool:
+        """See ``Directory``."""
+        return await self.store.rehash_password(address, old_hash, new_hash)
+
+    async def set_scram_keys(self, address: str, password_hash: str, scram: ScramKeys) -> bool:
+        """See ``Directory``."""
+        return await self.store.set_scram_keys(address, password_hash, scram)
+
     async def set_quota(self, address: str, quota: int) -> None:
         """See ``Directory``."""
         await self.store.set_quota(address, quota)
@@ -224,6 +257,40 @@ class LmdbDirectory:
     async def recipient_status(self, address: str) -> RecipientStatus:
         """See ``Directory``."""
         return self.store.recipient_status(address)
+
+    async def recipient_account(self, address: str) -> str | None:
+        """See ``Directory``."""
+        return self.store.recipient_account(address)
+
+    async def has_sent_to(self, account: str, recipient: str) -> bool:
+        """Whether ``account`` sent mail to ``recipient`` before (the
+        first-time recipient limit; a local read)."""
+        return self.store.has_sent_to(account, recipient)
+
+    async def remember_sent(self, account: str, recipients: Sequence[str]) -> None:
+        """Mark ``recipients`` as sent to by ``account`` (one synced commit)."""
+        await self.store.remember_sent(account, recipients)
+
+
+class LmdbDelivery:
+    """What local delivery needs (``delivery.interface.LocalStore``) over the
+    LMDB ``Store``: the directory's answer and one synced commit per message."""
+
+    __slots__ = ("store",)
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def recipient_account(self, address: str) -> str | None:
+        """The account ``address`` delivers to, or None (``Directory.recipient_account``)."""
+        return self.store.recipient_account(address)
+
+    async def deliver(self, targets: Sequence[NewMessage], blob: bytes, facts: bytes, *,
+                      internal_date: int, tz_offset: int = 0) -> list[MessageRecord]:
+        """``blob`` into every target mailbox in one synced commit (``Store.deliver``):
+        one record per target.  Raises QuotaExceeded, StoreFull, MailboxNotFound."""
+        return await self.store.deliver(targets, blob, facts, internal_date=internal_date,
+                                        tz_offset=tz_offset)
 
 
 def as_directory(d: LmdbDirectory) -> Directory:

@@ -233,11 +233,23 @@ def encode_account(acc: Account) -> bytes:
     out = _ACCOUNT.pack(acc.quota, acc.used) + stored.encode()
     keys = acc.scram
     if keys is not None:
-        if len(keys.stored_key) != _SCRAM_KEY or len(keys.server_key) != _SCRAM_KEY:
-            raise ValueError("SCRAM-SHA-256 keys are 32 octets")
-        out += (_SCRAM_MARK + _SCRAM.pack(_SCRAM_SHA_256, keys.iterations, len(keys.salt))
-                + keys.salt + keys.stored_key + keys.server_key)
+        out += _SCRAM_MARK + encode_scram(keys)
     return out
+
+
+def encode_scram(keys: ScramKeys) -> bytes:
+    """``kind u8 | iterations u32 | salt length u8 | salt | StoredKey 32 |
+    ServerKey 32``: SCRAM-SHA-256 keys as both backends store them.  Raises
+    ValueError for keys that are not 32 octets."""
+    if len(keys.stored_key) != _SCRAM_KEY or len(keys.server_key) != _SCRAM_KEY:
+        raise ValueError("SCRAM-SHA-256 keys are 32 octets")
+    return (_SCRAM.pack(_SCRAM_SHA_256, keys.iterations, len(keys.salt))
+            + keys.salt + keys.stored_key + keys.server_key)
+
+
+def decode_scram(data: bytes) -> ScramKeys | None:
+    """``encode_scram`` read back; None for a kind a newer version wrote."""
+    return _decode_scram(data)
 
 
 def _decode_scram(data: bytes) -> ScramKeys | None:

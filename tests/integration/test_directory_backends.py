@@ -21,6 +21,7 @@ from mailserver.errors import (
     NotFound,
 )
 from mailserver.store.api import Directory, LmdbDirectory
+from mailserver.store.model import ScramKeys
 from mailserver.store.pg.directory import PgDirectory
 from mailserver.store.pg.writer import PgWriter
 from mailserver.store.store import Store
@@ -100,6 +101,25 @@ async def test_accounts(directory: Directory) -> None:
     assert await directory.list_accounts("other.test") == []
 
 
+async def test_login_writes_lose_to_a_password_set_meanwhile(directory: Directory) -> None:
+    """A rehash or SCRAM keys made at login (``auth.login``) are stored only
+    while the hash the password was checked against is still the account's."""
+    await directory.add_domain("example.test")
+    await directory.add_account("alice@example.test", HASH)
+    keys = ScramKeys(b"salt" * 4, 4096, b"s" * 32, b"k" * 32)
+    assert not await directory.set_scram_keys("alice@example.test", "other-hash", keys)
+    assert not await directory.rehash_password("alice@example.test", "other-hash", "x")
+    assert not await directory.set_scram_keys("nobody@example.test", HASH, keys)
+    assert not await directory.rehash_password("nobody@example.test", HASH, "x")
+    got = await directory.get_account("alice@example.test")
+    assert got is not None and got.scram is None and got.password_hash == HASH
+    assert await directory.set_scram_keys("Alice@example.test", HASH, keys)
+    new_hash = HASH.replace("t=1", "t=2")
+    assert await directory.rehash_password("alice@example.test", HASH, new_hash)
+    got = await directory.get_account("alice@example.test")
+    assert got is not None and got.scram == keys and got.password_hash == new_hash
+
+
 async def test_aliases_and_recipients(directory: Directory) -> None:
     await directory.add_domain("example.test")
     for user in ("alice", "bob"):
@@ -127,6 +147,13 @@ async def test_aliases_and_recipients(directory: Directory) -> None:
         "alice@example.test"
     assert (await directory.recipient_status("anyone@example.test")).account == \
         "bob@example.test"  # the catch-all
+    # recipient_account: the first account, in the same order (RFC 5321 §4.5.1
+    # leaves local-part matching to the server; the order is the module doc's).
+    assert await directory.recipient_account("ALICE+news@Example.test") == "alice@example.test"
+    assert await directory.recipient_account("team@example.test") == "alice@example.test"
+    assert await directory.recipient_account("anyone@example.test") == "bob@example.test"
+    assert await directory.recipient_account("x@other.test") is None
+    assert await directory.recipient_account("not an address") is None
     outside = await directory.recipient_status("x@other.test")
     assert not outside.local_domain and not outside.known
     await directory.delete_alias("@example.test")

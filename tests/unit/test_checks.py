@@ -22,7 +22,7 @@ from mailserver.checks.stage import (
 )
 from mailserver.errors import SmtpReply
 from mailserver.protocol.smtp import replies
-from mailserver.store.store import Store
+from mailserver.store.api import LmdbDirectory
 
 
 @dataclass
@@ -143,11 +143,11 @@ def test_recipient_rules(ctx: Ctx, facts: RecipientFacts, outbound: bool,
 
 
 @pytest.fixture
-async def owners(tmp_path: Path) -> AsyncIterator[Store]:
-    """A real store: account bob@ours.example and its alias alias@ours.example."""
+async def owners(tmp_path: Path) -> AsyncIterator[LmdbDirectory]:
+    """A real store's directory: account bob@ours.example and its alias alias@ours.example."""
     async with open_store(tmp_path, "bob@ours.example", domain="ours.example") as store:
         await store.add_alias("alias@ours.example", "bob@ours.example")
-        yield store
+        yield LmdbDirectory(store)
 
 
 @pytest.mark.parametrize(
@@ -164,7 +164,8 @@ async def owners(tmp_path: Path) -> AsyncIterator[Store]:
         (Ctx(mail_size=2000), rules.TOO_BIG),
     ],
 )
-async def test_sender_rules(ctx: Ctx, expected: SmtpReply | None, owners: Store) -> None:
+async def test_sender_rules(ctx: Ctx, expected: SmtpReply | None,
+                            owners: LmdbDirectory) -> None:
     pipeline = Pipeline([rules.PathSyntax(), rules.SubmissionAuth(),
                          rules.SenderOwnership(owners), rules.MessageSize(1024)])
     assert (await pipeline.run(pipeline.mail, ctx)).verdict.reply == expected
@@ -181,7 +182,8 @@ async def test_sender_rules(ctx: Ctx, expected: SmtpReply | None, owners: Store)
         (b"From: bob@ours.example\r\n\r\n" + b"x" * 2000, rules.TOO_BIG),
     ],
 )
-async def test_data_rules(content: bytes, expected: SmtpReply | None, owners: Store) -> None:
+async def test_data_rules(content: bytes, expected: SmtpReply | None,
+                            owners: LmdbDirectory) -> None:
     pipeline = Pipeline([rules.SubmissionAuth(), rules.SenderOwnership(owners),
                          rules.MessageSize(1024)])
     ctx = Ctx(submission=True, auth_user="bob@ours.example", mail_from="bob@ours.example")

@@ -23,6 +23,7 @@ from mailserver.errors import (
     NotFound,
 )
 from mailserver.store.api import Directory
+from mailserver.store.codec import decode_scram, encode_scram
 from mailserver.store.directory import RecipientStatus
 from mailserver.store.model import (
     DEFAULT_MAILBOXES,
@@ -30,6 +31,7 @@ from mailserver.store.model import (
     Account,
     Alias,
     Domain,
+    ScramKeys,
 )
 from mailserver.store.names import (
     domain_of,
@@ -39,14 +41,16 @@ from mailserver.store.names import (
 )
 from mailserver.store.pg.writer import PgWriter
 
-_ACCOUNT = ("SELECT a.address, a.password_hash, a.quota, a.disabled, "
+_ACCOUNT = ("SELECT a.address, a.password_hash, a.quota, a.disabled, a.scram, "
             "coalesce((SELECT sum(size) FROM mailboxes m WHERE m.account = a.address), 0) "
             "AS used FROM accounts a")
 
 
 def _account(row: Any) -> Account:
+    scram = row["scram"]
     return Account(row["address"], row["password_hash"], int(row["quota"]), int(row["used"]),
-                   disabled=bool(row["disabled"]))
+                   disabled=bool(row["disabled"]),
+                   scram=None if scram is None else decode_scram(bytes(scram)))
 
 
 class PgDirectory:
@@ -169,6 +173,29 @@ class PgDirectory:
                 raise AccountNotFound(f"no account {address}")
         await self._writer.submit(write)
 
+    async def _replace_if(self, address: str, old_hash: str, column: str, value: Any) -> bool:
+        """Set ``column`` only while the password hash is still ``old_hash`` (a
+        password set meanwhile wins); True when set."""
+        try:
+            address = normalize_address(address)
+        except InvalidName:
+            return False
+
+        async def write(conn: Any) -> bool:
+            done = await conn.execute(
+                f"UPDATE accounts SET {column} = $3 WHERE address = $1 AND password_hash = $2",
+                address, old_hash, value)
+            return not done.endswith(" 0")
+        return bool(await self._writer.submit(write))
+
+    async def rehash_password(self, address: str, old_hash: str, new_hash: str) -> bool:
+        """See ``Directory``."""
+        return await self._replace_if(address, old_hash, "password_hash", new_hash)
+
+    async def set_scram_keys(self, address: str, password_hash: str, scram: ScramKeys) -> bool:
+        """See ``Directory``."""
+        return await self._replace_if(address, password_hash, "scram", encode_scram(scram))
+
     async def set_disabled(self, address: str, disabled: bool) -> None:
         """See ``Directory``."""
         await self._update(address, "disabled", disabled)
@@ -228,6 +255,16 @@ class PgDirectory:
         return [Alias(r["address"], tuple(r["targets"])) for r in rows]
 
     # -- delivery -----------------------------------------------------------------
+
+    async def recipient_account(self, address: str) -> str | None:
+        """See ``Directory``: one read transaction."""
+        try:
+            normalized = normalize_address(address)
+        except InvalidName:
+            return None
+        async with self._pool.acquire() as conn, conn.transaction(readonly=True):
+            found = await _targets(conn, normalized)
+        return found[0][0] if found is not None and found[0] else None
 
     async def recipient_status(self, address: str) -> RecipientStatus:
         """See ``Directory``: one read transaction."""
