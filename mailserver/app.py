@@ -66,7 +66,7 @@ from mailserver.services import (
     ensure_domains,
 )
 from mailserver.smtp.handler import SmtpHooks
-from mailserver.store.api import LmdbDelivery, LmdbDirectory
+from mailserver.store.api import LmdbDirectory, lmdb_delivery
 from mailserver.store.store import Store
 from mailserver.tls import reload_context, server_context, server_end_point
 
@@ -110,7 +110,7 @@ def build_queue(config: Config, store: Store, resolver: Resolver,
         return store.recipient_account(address) is not None
 
     async def deliver_local(message: bytes, address: str) -> None:
-        await deliver_report(LmdbDelivery(store), message, address, time.time())
+        await deliver_report(lmdb_delivery(store), message, address, time.time())
 
     return QueueManager(
         store, settings, resolver=resolver, dkim_keys=keys_for,
@@ -226,7 +226,7 @@ def build_smtp_hooks(config: Config, *, store: Store, queue: QueueManager | None
     forwarder = Forwarder(SrsCodec(load_secret(config.data_dir)),
                           None if queue is None else queue.enqueue,
                           keys_for or (lambda domain: ()), config.hostname)
-    delivery = RoutedDelivery(LmdbDelivery(store), queue, make_report=delivered_report,
+    delivery = RoutedDelivery(lmdb_delivery(store), queue, make_report=delivered_report,
                               reporting_mta=config.hostname, forwarder=forwarder,
                               junk=junk)
     check_login = authenticator.authenticate

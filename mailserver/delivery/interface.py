@@ -95,7 +95,7 @@ class Outbound(Protocol):
 
 
 class LocalStore(Protocol):
-    """What delivery needs of the store (``store.api.LmdbDelivery`` on LMDB):
+    """What delivery needs of the store (``store.api.StoreDelivery``):
     coroutines, so that a store across the network (PostgreSQL) fits too."""
 
     async def recipient_account(self, address: str) -> str | None:

@@ -2,7 +2,7 @@
 PostgreSQL implementation (issue #17 §1): the seam the scale-out store grows
 along.  So far: the directory (``Directory``), mailboxes' messages
 (``Messages``: APPEND, the message list, STORE, EXPUNGE, blobs) and what
-SMTP's local delivery needs (``LmdbDelivery``, ``delivery.interface.LocalStore``).
+SMTP's local delivery needs (``StoreDelivery``, ``delivery.interface.LocalStore``).
 
 Every method is a coroutine: on LMDB a read is a local memory-mapped lookup
 (the adapter calls the synchronous ``Store`` method directly: microseconds,
@@ -129,6 +129,15 @@ class Messages(Protocol):
         Raises MailboxNotFound, QuotaExceeded, Cannot (an invalid flag)."""
         ...
 
+    async def deliver(self, targets: Sequence[NewMessage], blob: bytes, facts: bytes, *,
+                      internal_date: int, tz_offset: int = 0) -> list[MessageRecord]:
+        """SMTP delivery: ``blob`` (octets) into every target mailbox, each copy
+        after its target's ``prefix`` (trace fields), in one synced commit; the
+        blob is stored once.  ``internal_date`` POSIX seconds, ``tz_offset``
+        minutes.  One record per target, in order.  Raises MailboxNotFound,
+        QuotaExceeded (any target's account over its quota: nothing is stored)."""
+        ...
+
     async def list_messages(self, mailbox_id: int) -> list[MessageRecord]:
         """Every message of the mailbox, ascending UID."""
         ...
@@ -167,6 +176,12 @@ class LmdbMessages:
         record, _ = await self.store.append(account, mailbox, blob, facts, flags=flags,
                                             internal_date=internal_date, tz_offset=tz_offset)
         return record
+
+    async def deliver(self, targets: Sequence[NewMessage], blob: bytes, facts: bytes, *,
+                      internal_date: int, tz_offset: int = 0) -> list[MessageRecord]:
+        """See ``Messages``."""
+        return await self.store.deliver(targets, blob, facts, internal_date=internal_date,
+                                        tz_offset=tz_offset)
 
     async def list_messages(self, mailbox_id: int) -> list[MessageRecord]:
         """See ``Messages``."""
@@ -272,25 +287,30 @@ class LmdbDirectory:
         await self.store.remember_sent(account, recipients)
 
 
-class LmdbDelivery:
-    """What local delivery needs (``delivery.interface.LocalStore``) over the
-    LMDB ``Store``: the directory's answer and one synced commit per message."""
+class StoreDelivery:
+    """What local delivery needs (``delivery.interface.LocalStore``) on either
+    backend: the directory's answer and one synced commit per message."""
 
-    __slots__ = ("store",)
+    __slots__ = ("directory", "messages")
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, directory: Directory, messages: Messages) -> None:
+        self.directory = directory
+        self.messages = messages
 
     async def recipient_account(self, address: str) -> str | None:
         """The account ``address`` delivers to, or None (``Directory.recipient_account``)."""
-        return self.store.recipient_account(address)
+        return await self.directory.recipient_account(address)
 
     async def deliver(self, targets: Sequence[NewMessage], blob: bytes, facts: bytes, *,
                       internal_date: int, tz_offset: int = 0) -> list[MessageRecord]:
-        """``blob`` into every target mailbox in one synced commit (``Store.deliver``):
-        one record per target.  Raises QuotaExceeded, StoreFull, MailboxNotFound."""
-        return await self.store.deliver(targets, blob, facts, internal_date=internal_date,
-                                        tz_offset=tz_offset)
+        """``Messages.deliver``."""
+        return await self.messages.deliver(targets, blob, facts, internal_date=internal_date,
+                                           tz_offset=tz_offset)
+
+
+def lmdb_delivery(store: Store) -> StoreDelivery:
+    """``StoreDelivery`` over the LMDB ``Store``."""
+    return StoreDelivery(LmdbDirectory(store), LmdbMessages(store))
 
 
 def as_directory(d: LmdbDirectory) -> Directory:

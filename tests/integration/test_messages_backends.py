@@ -12,14 +12,17 @@ import asyncpg
 import pytest
 from support.postgres import new_database
 
-from mailserver.errors import MailboxNotFound
+from mailserver.errors import MailboxNotFound, QuotaExceeded
 from mailserver.store.api import LmdbDirectory, LmdbMessages, Messages
+from mailserver.store.model import NewMessage
 from mailserver.store.pg.directory import PgDirectory
 from mailserver.store.pg.messages import PgMessages
 from mailserver.store.pg.writer import PgWriter
 from mailserver.store.store import Store
 
 ALICE = "alice@example.test"
+BOB = "bob@example.test"
+QUOTA = 200  # octets: bob's quota
 DATE = 1764900000
 
 
@@ -31,6 +34,7 @@ async def messages(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
             directory = LmdbDirectory(store)
             await directory.add_domain("example.test")
             await directory.add_account(ALICE, "x")
+            await directory.add_account(BOB, "x", quota=QUOTA)
             yield LmdbMessages(store)
         finally:
             await store.close()
@@ -43,6 +47,7 @@ async def messages(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
             directory = PgDirectory(writer, pool)
             await directory.add_domain("example.test")
             await directory.add_account(ALICE, "x")
+            await directory.add_account(BOB, "x", quota=QUOTA)
             yield PgMessages(writer, pool)
         finally:
             await pool.close()
@@ -131,3 +136,43 @@ async def test_concurrent_appends_get_distinct_rising_uids(messages: Messages) -
     assert all(uids == sorted(uids) for uids in got)
     inbox = await messages.get_mailbox(ALICE, "INBOX")
     assert (inbox.uidnext, inbox.messages) == (41, 40)
+
+
+async def test_deliver_stores_one_blob_for_every_target(messages: Messages) -> None:
+    """SMTP delivery to several mailboxes: one commit, each copy after its own
+    trace prefix, the octets stored once and readable through every record."""
+    blob = _msg(7)
+    targets = [NewMessage(ALICE, "INBOX", prefix=b"Delivered-To: alice@example.test\r\n"),
+               NewMessage(ALICE, "Junk", flags=frozenset({"$Junk"})),
+               NewMessage(BOB, "INBOX", prefix=b"X-Trace: b\r\n")]
+    records = await messages.deliver(targets, blob, b"", internal_date=DATE, tz_offset=60)
+    assert [r.uid for r in records] == [1, 1, 1]
+    assert records[0].size == len(targets[0].prefix) + len(blob)
+    assert records[1].flags == frozenset({"$Junk"}) and records[1].prefix == b""
+    assert records[2].prefix == b"X-Trace: b\r\n"
+    assert len({r.blob_id for r in records}) == 1
+    assert await messages.get_blob(records[0].blob_id) == blob
+    inbox = await messages.get_mailbox(ALICE, "INBOX")
+    assert (inbox.messages, inbox.size, inbox.uidnext) == (1, records[0].size, 2)
+    junk = await messages.get_mailbox(ALICE, "Junk")
+    listed = await messages.list_messages(junk.id)
+    assert [(r.uid, r.flags, r.internal_date, r.tz_offset) for r in listed] == [
+        (1, frozenset({"$Junk"}), DATE, 60)]
+    assert await messages.deliver([], blob, b"", internal_date=DATE) == []
+
+
+async def test_deliver_is_all_or_nothing(messages: Messages) -> None:
+    """Over quota or an unknown mailbox for one target: nothing is stored for
+    any (the 250 is never half-true)."""
+    big = b"Subject: big\r\n\r\n" + b"x" * QUOTA + b"\r\n"
+    with pytest.raises(QuotaExceeded):
+        await messages.deliver([NewMessage(ALICE, "INBOX"), NewMessage(BOB, "INBOX")], big, b"",
+                               internal_date=DATE)
+    with pytest.raises(MailboxNotFound):
+        await messages.deliver([NewMessage(ALICE, "INBOX"), NewMessage(ALICE, "Nowhere")],
+                               _msg(1), b"", internal_date=DATE)
+    for account in (ALICE, BOB):
+        assert (await messages.get_mailbox(account, "INBOX")).messages == 0
+    (rec,) = await messages.deliver([NewMessage(BOB, "INBOX")], _msg(2), b"",
+                                    internal_date=DATE)
+    assert rec.uid == 1  # the refused requests used no UID that shows

@@ -15,13 +15,13 @@ same transaction as the messages, which announces the change to every node
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from mailserver.errors import MailboxNotFound
+from mailserver.errors import MailboxNotFound, QuotaExceeded
 from mailserver.store import codec
 from mailserver.store.api import Messages
-from mailserver.store.model import MailboxInfo, MessageRecord
+from mailserver.store.model import MailboxInfo, MessageRecord, NewMessage
 from mailserver.store.names import normalize_address, normalize_mailbox
 from mailserver.store.pg.blobs import PgBlobs
 from mailserver.store.pg.changes import Change, announce
@@ -106,6 +106,53 @@ class PgMessages:
             return MessageRecord(mbox, uid, stored, internal_date, tz_offset, len(blob),
                                  modseq, blob_id, b"")
         result: MessageRecord = await self._writer.submit(write)
+        return result
+
+    async def deliver(self, targets: Sequence[NewMessage], blob: bytes, facts: bytes, *,
+                      internal_date: int, tz_offset: int = 0) -> list[MessageRecord]:
+        """See ``Messages``: the blob is written once with a reference per
+        target, every target's account is held to its quota after the whole
+        request (as on LMDB), one transaction."""
+        blob = bytes(blob)
+        facts = bytes(facts)
+        wanted = [(normalize_address(t.account), normalize_mailbox(t.mailbox), t) for t in targets]
+
+        async def write(conn: Any) -> list[MessageRecord]:
+            if not wanted:
+                return []
+            blob_id = await self._blobs.add(conn, blob, refs=len(wanted))
+            out: list[MessageRecord] = []
+            accounts: set[str] = set()
+            for account, name, target in wanted:
+                mbox = await conn.fetchval("SELECT id FROM mailboxes WHERE account = $1 AND "
+                                           "name = $2", account, name)
+                if mbox is None:
+                    raise MailboxNotFound(f"no mailbox {target.mailbox!r} of {account}")
+                stored = codec.normalize_flags(target.flags)
+                size = len(target.prefix) + len(blob)
+                row = await conn.fetchrow("SELECT * FROM allocate_uids($1, 1)", mbox)
+                uid, modseq = int(row["first_uid"]), int(row["modseq"])
+                await conn.execute(
+                    "INSERT INTO messages (mailbox_id, uid, modseq, blob_id, flags, "
+                    "internal_date, tz_offset, size, prefix, facts) VALUES ($1, $2, $3, $4, "
+                    "$5, to_timestamp($6), $7, $8, $9, $10)", mbox, uid, modseq, blob_id,
+                    sorted(stored), internal_date, tz_offset, size, bytes(target.prefix), facts)
+                await conn.execute(
+                    "UPDATE mailboxes SET messages = messages + 1, size = size + $2, "
+                    "unseen = unseen + $3, deleted = deleted + $4 WHERE id = $1",
+                    mbox, size, int(_SEEN not in stored), int(_DELETED in stored))
+                await announce(conn, Change("mailbox", mbox, modseq))
+                accounts.add(account)
+                out.append(MessageRecord(mbox, uid, stored, internal_date, tz_offset, size,
+                                         modseq, blob_id, bytes(target.prefix)))
+            over = await conn.fetchval(
+                "SELECT a.address FROM accounts a WHERE a.address = ANY($1) AND a.quota > 0 "
+                "AND (SELECT sum(size) FROM mailboxes m WHERE m.account = a.address) > a.quota "
+                "LIMIT 1", sorted(accounts))
+            if over is not None:  # the savepoint rolls back the whole request
+                raise QuotaExceeded(f"quota of {over} exceeded")
+            return out
+        result: list[MessageRecord] = await self._writer.submit(write)
         return result
 
     async def list_messages(self, mailbox_id: int) -> list[MessageRecord]:
