@@ -207,10 +207,11 @@ async def _fill_ours(store: Any, count: int, size: int) -> list[str]:
     from mailserver.log import configure
     from mailserver.queue.manager import QueueManager
     from mailserver.queue.settings import OutboundSettings
+    from mailserver.store.api import LmdbQueue
 
     configure(LogSettings(level="warning"))  # not a "queued" line per message on stdout
     settings = OutboundSettings()
-    queue = QueueManager(store, settings, resolver=resolver_for(settings))  # enqueue only
+    queue = QueueManager(LmdbQueue(store), settings, resolver=resolver_for(settings))  # enqueue only
     sem = asyncio.Semaphore(64)
 
     async def one(i: int) -> str:

@@ -66,7 +66,7 @@ from mailserver.services import (
     ensure_domains,
 )
 from mailserver.smtp.handler import SmtpHooks
-from mailserver.store.api import LmdbDirectory, lmdb_delivery
+from mailserver.store.api import LmdbDirectory, LmdbQueue, lmdb_delivery
 from mailserver.store.store import Store
 from mailserver.tls import reload_context, server_context, server_end_point
 
@@ -106,14 +106,16 @@ def build_queue(config: Config, store: Store, resolver: Resolver,
     def keys_for(domain: str) -> Sequence[DkimKey]:
         return [k for k in keyring.keys_for(domain) if k.algorithm in algorithms]
 
-    def is_local(address: str) -> bool:
-        return store.recipient_account(address) is not None
+    directory = LmdbDirectory(store)
+
+    async def is_local(address: str) -> bool:
+        return await directory.recipient_account(address) is not None
 
     async def deliver_local(message: bytes, address: str) -> None:
         await deliver_report(lmdb_delivery(store), message, address, time.time())
 
     return QueueManager(
-        store, settings, resolver=resolver, dkim_keys=keys_for,
+        LmdbQueue(store), settings, resolver=resolver, dkim_keys=keys_for,
         is_local=is_local, deliver_local=deliver_local,
         tls_policy=build_tls_policy(settings, resolver, config.data_dir),
     )

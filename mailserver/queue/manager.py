@@ -12,7 +12,9 @@ the record; a message with no recipients left is removed after its DSN (if
 any) is durable.
 
 Invariant: at most one round per message runs in this process
-(``_inflight``).  Several processes delivering one store is not supported.
+(``_inflight``); across processes, the store's lease decides
+(``storage.QueueStore``): on LMDB one scheduler serves the store, on
+PostgreSQL every node schedules and a message goes to whichever leases it.
 
 A round that crashes (a bug) counts as a failed attempt (``rounds.py``).
 Only a process that dies in every round (kill -9, out of memory) retries at
@@ -53,13 +55,13 @@ import dataclasses
 import hashlib
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
 
 from mailserver.dns.resolver import Resolver
-from mailserver.errors import MailserverError, NotFound
+from mailserver.errors import MailserverError
 from mailserver.protocol import queue_id as ids
 from mailserver.protocol.dsn_params import DsnRequest, MailDsn
 from mailserver.queue import model
@@ -69,8 +71,8 @@ from mailserver.queue.model import QueuedMessage, Recipient
 from mailserver.queue.requiretls import tls_required_no
 from mailserver.queue.rounds import DeliverLocal, DeliveryRounds, KeysFor
 from mailserver.queue.settings import OutboundSettings
+from mailserver.queue.storage import QueueStore
 from mailserver.queue.tlspolicy import NO_TLS_POLICY, OutboundTls
-from mailserver.store.store import Store
 
 log = structlog.get_logger("mailserver.queue")
 
@@ -90,7 +92,7 @@ __all__ = ["DeliverLocal", "KeysFor", "QueueManager"]
 
 
 class QueueManager:
-    """Owns the outbound queue of one store.
+    """Owns the outbound queue of one store (``store``: ``storage.QueueStore``).
 
     ``resolver``: DNS, the process's one resolver (``app.build_resolver``).
     ``dkim_keys(domain)``: signing keys for a From domain ([] = do not sign).
@@ -102,12 +104,12 @@ class QueueManager:
 
     def __init__(
         self,
-        store: Store,
+        store: QueueStore,
         settings: OutboundSettings,
         *,
         resolver: Resolver,
         dkim_keys: KeysFor | None = None,
-        is_local: Callable[[str], bool] | None = None,
+        is_local: Callable[[str], Awaitable[bool]] | None = None,
         deliver_local: DeliverLocal | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
@@ -272,11 +274,11 @@ class QueueManager:
         """Start the rounds of what is due, then wait until the next is due or a wake-up."""
         self._wake.clear()
         now = self._clock()
-        due = [q for q in self._store.queue_due(now, BATCH)
+        due = [q for q in await self._store.queue_due(now, BATCH)
                if q not in self._inflight and q not in self._unreadable]
         if due:
             await self._take(due, now)
-        nxt = self._store.queue_next_due()
+        nxt = await self._store.queue_next_due()
         if len(due) >= BATCH:
             return
         timeout = RESCAN if nxt is None else nxt - self._clock()
@@ -298,7 +300,7 @@ class QueueManager:
         leased: list[tuple[str, QueuedMessage]] = []
 
         async def lease(qid: str) -> None:
-            raw = self._store.queue_get(qid)
+            raw = await self._store.queue_get(qid)
             if raw is None:
                 return
             rec = _decode_or_none(raw, qid)
@@ -307,11 +309,8 @@ class QueueManager:
                 return
             until = now + retry_delay(rec.attempts + 1, self.settings.backoff)
             rec = _replace(rec, next_attempt=until)
-            try:
-                if await self._store.queue_put(qid, model.encode(rec), until, keep_hold=True):
-                    return  # held since it was found due: no round
-            except NotFound:
-                return
+            if not await self._store.queue_lease(qid, model.encode(rec), until, due_by=now):
+                return  # held, deleted, or another node's since it was found due
             leased.append((qid, rec))
 
         outcomes = await asyncio.gather(*(lease(q) for q in due), return_exceptions=True)

@@ -48,9 +48,9 @@ from mailserver.queue.model import QueuedMessage, Recipient
 from mailserver.queue.outcome import Action, Outcome, RcptResult, decide
 from mailserver.queue.requiretls import TlsDemand
 from mailserver.queue.settings import OutboundSettings
+from mailserver.queue.storage import QueueStore
 from mailserver.queue.throttle import DestinationThrottle
 from mailserver.queue.tlspolicy import NO_TLS_POLICY, OutboundTls
-from mailserver.store.store import Store
 
 log = structlog.get_logger("mailserver.queue")
 
@@ -83,13 +83,13 @@ class DeliveryRounds:
 
     def __init__(
         self,
-        store: Store,
+        store: QueueStore,
         settings: OutboundSettings,
         resolver: Resolver,
         *,
         enqueue: Enqueue,
         dkim_keys: KeysFor | None,
-        is_local: Callable[[str], bool] | None,
+        is_local: Callable[[str], Awaitable[bool]] | None,
         deliver_local: DeliverLocal | None,
         clock: Callable[[], float],
         rng: random.Random,
@@ -132,7 +132,7 @@ class DeliveryRounds:
                    for r in rec.active}
         try:
             try:
-                blob = self._store.get_blob(rec.blob_id)
+                blob = await self._store.get_blob(rec.blob_id)
             except NotFound:
                 blob = b""
             await self._apply(rec, results, blob, blog)
@@ -142,10 +142,10 @@ class DeliveryRounds:
 
     async def _attempt(self, rec: QueuedMessage, blog: Any) -> None:
         try:
-            blob = self._store.get_blob(rec.blob_id)
+            blob = await self._store.get_blob(rec.blob_id)
         except NotFound:
             blog.error("queue_blob_missing")
-            await self._store.queue_remove(rec.id)
+            await self._store.queue_settle(rec.id, None)
             return
         if rec.bounce:  # an administrator returned it: no delivery, a DSN
             blog.info("queue_bounce", reply=rec.bounce)
@@ -245,17 +245,19 @@ class DeliveryRounds:
         # RFC 3461 §5.2.2: "relayed" when the next hop took it but does not offer DSN.
         await self._send_dsn(rec, decision.relayed, "relayed", blob, now, blog)
         if decision.done:
-            await self._store.queue_remove(rec.id)
-            blog.info("queue_done")
+            if await self._store.queue_settle(rec.id, None):
+                blog.info("queue_done")
+            else:
+                blog.warning("queue_lease_lost")
             return
         await self._send_dsn(rec, decision.delayed, "delayed", blob, now, blog)
         updated = decision.record
-        try:
-            # A hold made while the round ran stays (``keep_hold``).
-            await self._store.queue_put(rec.id, model.encode(updated), updated.next_attempt,
-                                        keep_hold=True)
-        except NotFound:  # deleted by an admin meanwhile
-            pass
+        # A hold made while the round ran stays (``storage.QueueStore.queue_settle``).
+        if not await self._store.queue_settle(rec.id, model.encode(updated),
+                                              updated.next_attempt):
+            # Deleted by an administrator meanwhile, or (several nodes) the
+            # round outlived its lease and another node holds the message now.
+            blog.info("queue_lease_lost")
 
     async def _send_dsn(
         self, rec: QueuedMessage, rcpts: Sequence[Recipient], action: str, blob: bytes,
@@ -288,7 +290,7 @@ class DeliveryRounds:
         dsn_id = None
         try:
             if self._deliver_local is not None and self._is_local is not None \
-                    and self._is_local(sender):
+                    and await self._is_local(sender):
                 await self._deliver_local(report, sender)
             else:
                 dsn_id = await self._enqueue("", [sender], report)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
+from mailserver.errors import NotFound
 from mailserver.store.directory import RecipientStatus
 from mailserver.store.model import (
     Account,
@@ -321,3 +322,62 @@ def as_directory(d: LmdbDirectory) -> Directory:
 def as_messages(m: LmdbMessages) -> Messages:
     """``m`` as the protocol (mypy checks that the adapter meets it)."""
     return m
+
+
+class LmdbQueue:
+    """The outbound queue's store (``queue.storage.QueueStore``) over the LMDB
+    ``Store``.  One scheduler serves an LMDB store (the supervisor's), so a
+    lease, once taken, is never lost: ``queue_settle`` fails only for a
+    message deleted meanwhile."""
+
+    __slots__ = ("store",)
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def queue_add(self, queue_id: str, record: bytes, blob: bytes,
+                        next_attempt: float) -> bytes:
+        """See ``QueueStore``."""
+        return await self.store.queue_add(queue_id, record, blob, next_attempt)
+
+    async def queue_due(self, now: float, limit: int) -> list[str]:
+        """See ``QueueStore``."""
+        return self.store.queue_due(now, limit)
+
+    async def queue_next_due(self) -> float | None:
+        """See ``QueueStore``."""
+        return self.store.queue_next_due()
+
+    async def queue_get(self, queue_id: str) -> bytes | None:
+        """See ``QueueStore``."""
+        return self.store.queue_get(queue_id)
+
+    async def queue_lease(self, queue_id: str, record: bytes, until: float, *,
+                          due_by: float) -> bool:
+        """See ``QueueStore``."""
+        return await self.store.queue_lease(queue_id, record, until, due_by=due_by)
+
+    async def queue_settle(self, queue_id: str, record: bytes | None,
+                           next_attempt: float = 0.0) -> bool:
+        """See ``QueueStore``."""
+        if record is None:
+            return await self.store.queue_remove(queue_id)
+        try:
+            await self.store.queue_put(queue_id, record, next_attempt, keep_hold=True)
+        except NotFound:  # deleted by an administrator meanwhile
+            return False
+        return True
+
+    async def queue_reschedule(self, queue_ids: Sequence[str], next_attempt: float, *,
+                               only_later: bool = True) -> list[str]:
+        """See ``QueueStore``."""
+        return await self.store.queue_reschedule(queue_ids, next_attempt,
+                                                 only_later=only_later)
+
+    async def wait_for_queue_change(self) -> None:
+        """See ``QueueStore``."""
+        await self.store.wait_for_queue_change()
+
+    async def get_blob(self, blob_id: bytes) -> bytes:
+        """See ``QueueStore``."""
+        return self.store.get_blob(blob_id)

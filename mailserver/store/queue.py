@@ -66,6 +66,24 @@ def put(ctx: WriteCtx, queue_id: str, record: bytes, next_ms: int,
     return next_ms >= HELD_MS
 
 
+def lease(ctx: WriteCtx, queue_id: str, record: bytes, until_ms: int, due_by_ms: int) -> bool:
+    """The scheduler's lease (``queue.storage``): only while the message is due
+    at ``due_by_ms`` and not held, replace its record and move it to
+    ``until_ms``.  Returns whether it did (False: gone, held, not due)."""
+    txn, dbs = ctx.txn, ctx.dbs
+    key = queue_id.encode("ascii")
+    raw = txn.get(key, db=dbs.queue)
+    if raw is None:
+        return False
+    old_ms, blob_id, _ = _split(raw)
+    if old_ms >= HELD_MS or old_ms > due_by_ms:
+        return False
+    txn.delete(keys.queue_sched_key(old_ms, queue_id), db=dbs.queuesched)
+    txn.put(key, keys.U64.pack(until_ms) + blob_id + record, db=dbs.queue)
+    txn.put(keys.queue_sched_key(until_ms, queue_id), b"", db=dbs.queuesched)
+    return True
+
+
 def reschedule(ctx: WriteCtx, queue_ids: list[str], next_ms: int, only_later: bool) -> list[str]:
     """Move each message's schedule entry to ``next_ms`` (records unchanged).
 

@@ -193,6 +193,15 @@ class Store(DirectoryStore, MailboxStore, MessageStore, JunkStore):
             queue_db.put, queue_id, bytes(record), queue_db.to_ms(next_attempt), keep_hold
         ))
 
+    async def queue_lease(self, queue_id: str, record: bytes, until: float, *,
+                          due_by: float) -> bool:
+        """The scheduler's lease (``queue.storage.QueueStore``): replace the record
+        and move it to ``until`` only while it is due at ``due_by`` and not
+        held.  Returns whether it did."""
+        return bool(await self._writer.submit(
+            queue_db.lease, queue_id, bytes(record), queue_db.to_ms(until),
+            queue_db.to_ms(due_by)))
+
     async def queue_reschedule(
         self, queue_ids: Sequence[str], next_attempt: float, *, only_later: bool = True
     ) -> list[str]:

@@ -26,6 +26,7 @@ from mailserver.errors import (
 )
 from mailserver.queue.manager import QueueManager
 from mailserver.queue.settings import OutboundSettings
+from mailserver.store.api import LmdbQueue
 
 
 def _config(tmp_path: Path, **changes: Any) -> Config:
@@ -99,7 +100,7 @@ async def test_queue_actions_show_recipients(tmp_path: Path) -> None:
     async with open_admin(config) as admin:
         # Never started: nothing is delivered.
         settings = OutboundSettings(resolver_address="127.0.0.1", resolver_port=9)
-        mgr = QueueManager(admin.store, settings, resolver=resolver_for(settings))
+        mgr = QueueManager(LmdbQueue(admin.store), settings, resolver=resolver_for(settings))
         qid = await mgr.enqueue("alice@example.test", ["bob@remote.test", "carol@remote.test"],
                                 b"From: alice@example.test\r\nSubject: q\r\n\r\nq\r\n")
         [entry] = await admin.list_queue()

@@ -286,10 +286,11 @@ def _enqueue(data_dir: Path, recipients: list[str]) -> str:
     from mailserver.app import resolver_for
     from mailserver.queue.manager import QueueManager
     from mailserver.queue.settings import OutboundSettings
+    from mailserver.store.api import LmdbQueue
 
     async def enqueue(store: Store) -> str:  # never started: nothing is delivered
         settings = OutboundSettings(resolver_address="127.0.0.1", resolver_port=9)
-        mgr = QueueManager(store, settings, resolver=resolver_for(settings))
+        mgr = QueueManager(LmdbQueue(store), settings, resolver=resolver_for(settings))
         return await mgr.enqueue("alice@example.test", recipients,
                                  b"From: alice@example.test\r\nSubject: q\r\n\r\nq\r\n")
 

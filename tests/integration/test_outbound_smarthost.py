@@ -23,6 +23,7 @@ from mailserver.app import resolver_for
 from mailserver.queue.manager import QueueManager
 from mailserver.queue.model import RcptStatus
 from mailserver.queue.settings import SmartHost
+from mailserver.store.api import LmdbQueue
 from mailserver.store.store import Store
 
 SENDER = "alice@example.test"
@@ -61,7 +62,7 @@ async def _relay(tmp_path: Path, **kw: object) -> Receiver:
 def _manager(store: Store, dns: DnsServer, smart_host: SmartHost) -> QueueManager:
     # smtp_port 9 (discard): were MX delivery tried, it would fail, not reach the relay.
     settings = outbound_settings(dns, 9, smart_host=smart_host)
-    return QueueManager(store, settings, resolver=resolver_for(settings))
+    return QueueManager(LmdbQueue(store), settings, resolver=resolver_for(settings))
 
 
 @asynccontextmanager

@@ -1,88 +1,97 @@
 """Nodes on one PostgreSQL database (issue #17 §2): the outbound queue's
-leases (``SELECT ... FOR UPDATE SKIP LOCKED`` and an expiry), the change
+leases (``queue.storage.QueueStore`` on ``PgQueueStore``), the change
 feed over LISTEN/NOTIFY and the shared limit counters, on a throwaway cluster. A "node" here is what a
 daemon holds: its own connections and its own owner name."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
+import pytest
 
-from mailserver.store.pg.blobs import PgBlobs
+from mailserver.store.pg.blobs import PgBlobs, blob_id_of
 from mailserver.store.pg.changes import Change, ChangeListener, announce
 from mailserver.store.pg.counters import PgCounters
-from mailserver.store.pg.queue import PgQueue
+from mailserver.store.pg.queue import HELD, PgQueueStore
+from mailserver.store.pg.writer import PgWriter
 
 
-async def _queue_messages(conn: asyncpg.Connection, n: int) -> None:
-    blobs, queue = PgBlobs(), PgQueue("setup")
+@asynccontextmanager
+async def node(db: str, name: str) -> AsyncIterator[PgQueueStore]:
+    """What a daemon holds of the queue: its writer, its pool, its lease name."""
+    writer = PgWriter(db)
+    await writer.start()
+    pool = await asyncpg.create_pool(db, min_size=1, max_size=2)
+    try:
+        yield PgQueueStore(writer, pool, owner=name)
+    finally:
+        await pool.close()
+        await writer.stop()
+
+
+async def _queue_messages(q: PgQueueStore, n: int, due: float = 0.0) -> None:
     for i in range(n):
-        async with conn.transaction():
-            blob = await blobs.add(conn, b"message %d\r\n" % i)
-            await queue.add(conn, f"Q{i:04d}", b"record", blob, next_attempt=0.0)
+        await q.queue_add(f"Q{i:04d}", b"record", b"message %d\r\n" % i, due)
 
 
 async def test_two_nodes_never_lease_one_message(db: str) -> None:
-    setup = await asyncpg.connect(db)
-    await _queue_messages(setup, 60)
-    nodes = [PgQueue(f"node-{k}") for k in range(2)]
-    conns = [await asyncpg.connect(db) for _ in nodes]
-    taken: dict[str, list[str]] = {q.owner: [] for q in nodes}
+    async with node(db, "node-0") as a, node(db, "node-1") as b:
+        await _queue_messages(a, 60)
+        with pytest.raises(RuntimeError):
+            await b.queue_add("Q0000", b"again", b"other octets", 0.0)  # ids are unique
+        taken: dict[str, list[str]] = {a.owner: [], b.owner: []}
+        now = 1000.0
 
-    async def work(q: PgQueue, conn: asyncpg.Connection) -> None:
-        while leased := await q.lease(conn, 4):
-            for m in leased:
-                taken[q.owner].append(m.queue_id)
-                async with conn.transaction():
-                    assert await q.settle(conn, m.queue_id)  # delivered: removed
-            await asyncio.sleep(0)
+        async def work(q: PgQueueStore) -> None:
+            while due := await q.queue_due(now, 4):
+                for qid in due:  # both nodes see the same due ids: the lease decides
+                    if await q.queue_lease(qid, b"leased", now + 300, due_by=now):
+                        taken[q.owner].append(qid)
+                        assert await q.queue_settle(qid, None)  # delivered: removed
+                await asyncio.sleep(0)
 
-    try:
-        # While node 0 holds four, node 1 gets four others.
-        first = [await q.lease(c, 4) for q, c in zip(nodes, conns, strict=True)]
-        assert len({m.queue_id for held in first for m in held}) == 8
-        for q, c, held in zip(nodes, conns, first, strict=True):
-            for m in held:
-                taken[q.owner].append(m.queue_id)
-                assert await q.settle(c, m.queue_id)
-        await asyncio.gather(*(work(q, c) for q, c in zip(nodes, conns, strict=True)))
+        await asyncio.gather(work(a), work(b))
         every = taken["node-0"] + taken["node-1"]
         assert sorted(every) == [f"Q{i:04d}" for i in range(60)]  # each exactly once
-        assert await nodes[0].size(setup) == 0
-    finally:
-        for c in (setup, *conns):
-            await c.close()
+        assert taken["node-0"] and taken["node-1"]  # both took part
+        assert await a.queue_next_due() is None
+        async with a._pool.acquire() as conn:
+            assert await PgBlobs().refs(conn, blob_id_of(b"message 0\r\n")) == 0
 
 
 async def test_a_dead_nodes_messages_go_to_another_after_its_lease(db: str) -> None:
-    setup = await asyncpg.connect(db)
-    await _queue_messages(setup, 3)
-    now = [1000.0]
-    a = PgQueue("node-a", lease_seconds=60, clock=lambda: now[0])
-    b = PgQueue("node-b", lease_seconds=60, clock=lambda: now[0])
-    conn_a, conn_b = await asyncpg.connect(db), await asyncpg.connect(db)
-    try:
-        held = await a.lease(conn_a, 10)
-        assert len(held) == 3
-        await conn_a.close()  # node A is killed mid-delivery: nothing settled
-        assert await b.lease(conn_b, 10) == []  # A's leases still run
-        now[0] += 61
-        again = await b.lease(conn_b, 10)
-        assert sorted(m.queue_id for m in again) == ["Q0000", "Q0001", "Q0002"]
-        async with conn_b.transaction():
-            assert await b.settle(conn_b, "Q0000")
-            assert await b.settle(conn_b, "Q0001", record=b"retry", next_attempt=now[0] + 600)
+    now = 1000.0
+    async with node(db, "node-a") as a, node(db, "node-b") as b:
+        await _queue_messages(a, 3)
+        for qid in await a.queue_due(now, 10):
+            assert await a.queue_lease(qid, b"try 1", now + 60, due_by=now)
+        # Node A is killed mid-delivery: nothing settled.  B sees nothing due
+        # while A's leases run, and cannot lease what A holds.
+        assert await b.queue_due(now, 10) == []
+        assert not await b.queue_lease("Q0000", b"x", now + 60, due_by=now)
+        later = now + 61
+        again = await b.queue_due(later, 10)
+        assert again == ["Q0000", "Q0001", "Q0002"]
+        for qid in again:
+            assert await b.queue_lease(qid, b"try 2", later + 600, due_by=later)
+        assert await b.queue_settle("Q0000", None)
+        assert await b.queue_settle("Q0001", b"retry", later + 900)
+        assert await b.queue_get("Q0001") == b"retry"
+        assert await a.queue_next_due() == later + 600  # Q0002, still B's lease
         # A comes back late: its lease is gone, it may not settle what B holds.
-        conn_a = await asyncpg.connect(db)
-        async with conn_a.transaction():
-            assert not await a.settle(conn_a, "Q0002")
-        assert await a.renew(conn_a, "Q0002") is False
-        assert await b.renew(conn_b, "Q0002") is True
-        assert await b.size(conn_b) == 2
-    finally:
-        for c in (setup, conn_a, conn_b):
-            await c.close()
+        assert not await a.queue_settle("Q0002", None)
+        assert not await a.queue_settle("Q0002", b"stale", later)
+        assert await b.queue_get("Q0002") == b"try 2"
+        # A hold made during B's round survives B's settle; nobody leases it.
+        await b.queue_reschedule(["Q0002"], HELD, only_later=False)
+        assert await b.queue_settle("Q0002", b"held now", later + 60)
+        assert await a.queue_due(HELD - 1, 10) == ["Q0001"]
+        assert not await a.queue_lease("Q0002", b"x", HELD + 1, due_by=HELD + 1)
+        assert await a.queue_reschedule(["Q0001", "nope"], 0.0) == ["Q0001"]
+        assert await a.queue_due(1.0, 10) == ["Q0001"]
 
 
 async def test_node_b_hears_node_a_commit_and_nothing_rolled_back(db: str) -> None:

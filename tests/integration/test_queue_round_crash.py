@@ -17,6 +17,7 @@ from mailserver.app import resolver_for
 from mailserver.queue.manager import QueueManager
 from mailserver.queue.model import RcptStatus
 from mailserver.queue.settings import OutboundSettings
+from mailserver.store.api import LmdbQueue
 from mailserver.store.store import Store
 
 SENDER = "alice@example.test"
@@ -35,7 +36,7 @@ async def test_crashing_round_counts_and_max_age_ends_it(tmp_path: Path) -> None
                                 backoff=(60.0,), jitter=0.0, max_age=3600.0,
                                 delay_warning=None)
     store = await Store.open(tmp_path)
-    mgr = QueueManager(store, settings, resolver=resolver_for(settings),
+    mgr = QueueManager(LmdbQueue(store), settings, resolver=resolver_for(settings),
                        dkim_keys=broken_keys,  # type: ignore[arg-type]
                        is_local=is_local, deliver_local=local.deliver, clock=lambda: now[0])
     admin = queue_admin(store, mgr, clock=lambda: now[0])

@@ -21,6 +21,7 @@ from support.server import LOOPBACK_ONLY_OUTBOUND
 
 from mailserver.app import resolver_for
 from mailserver.queue.manager import QueueManager
+from mailserver.store.api import LmdbQueue
 from mailserver.store.store import Store
 
 #: Lookups go to the discard port on loopback and time out quickly: each round
@@ -31,7 +32,7 @@ BODY = b"From: a@example.test\r\nSubject: q\r\n\r\nhi\r\n"
 
 async def test_undecodable_record_is_set_aside_and_the_rest_delivered(tmp_path: Path) -> None:
     store = await Store.open(tmp_path)
-    mgr = QueueManager(store, SETTINGS, resolver=resolver_for(SETTINGS))
+    mgr = QueueManager(LmdbQueue(store), SETTINGS, resolver=resolver_for(SETTINGS))
     admin = queue_admin(store, mgr)
     try:
         now = time.time()
@@ -73,7 +74,7 @@ async def test_scheduler_pass_error_is_logged_and_retried(tmp_path: Path) -> Non
         return time.time()
 
     store = await Store.open(tmp_path)
-    mgr = QueueManager(store, SETTINGS, resolver=resolver_for(SETTINGS), clock=clock)
+    mgr = QueueManager(LmdbQueue(store), SETTINGS, resolver=resolver_for(SETTINGS), clock=clock)
     try:
         qid = await mgr.enqueue("a@example.test", ["r@remote.example"], BODY)
         with capture_logs() as logs:

@@ -30,6 +30,7 @@ from mailserver.dkim.keys import DkimKeyring
 from mailserver.errors import NotFound
 from mailserver.queue.manager import QueueManager
 from mailserver.queue.settings import OutboundSettings
+from mailserver.store.api import LmdbQueue
 from mailserver.store.store import Store
 from support.dnsserver import DnsServer, dest_dns
 from support.smtpreceiver import Receiver
@@ -63,7 +64,7 @@ async def queued_or_none(admin: AdminService, queue_id: str) -> QueueEntry | Non
         return None
 
 
-def is_local(address: str) -> bool:
+async def is_local(address: str) -> bool:
     return address.endswith("@example.test")
 
 
@@ -115,7 +116,7 @@ class OutboundEnv:
 
     def new_manager(self, settings: OutboundSettings, **kw: Any) -> QueueManager:
         """A manager (not started) on this env's store; stopped at teardown."""
-        self.mgr = QueueManager(self.store, settings, resolver=resolver_for(settings),
+        self.mgr = QueueManager(LmdbQueue(self.store), settings, resolver=resolver_for(settings),
                                 is_local=is_local,
                                 deliver_local=self.sink.deliver, **kw)
         return self.mgr

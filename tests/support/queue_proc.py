@@ -16,6 +16,7 @@ import structlog
 from mailserver.app import resolver_for
 from mailserver.queue.manager import QueueManager
 from mailserver.queue.settings import OutboundSettings
+from mailserver.store.api import LmdbQueue
 from mailserver.store.store import Store
 
 
@@ -28,7 +29,7 @@ async def main(data_dir: Path, dns_port: int, smtp_port: int, count: int) -> Non
         smtp_port=smtp_port, connect_timeout=5, command_timeout=10, backoff=(0.2, 0.5),
         jitter=0.0, delay_warning=None, dns_timeout=5,
     )
-    mgr = QueueManager(store, settings, resolver=resolver_for(settings))
+    mgr = QueueManager(LmdbQueue(store), settings, resolver=resolver_for(settings))
     await mgr.start()
     for i in range(count):
         body = (f"From: a@example.test\r\nTo: b@dest.test\r\nSubject: crash {i}\r\n"
