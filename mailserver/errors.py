@@ -71,6 +71,13 @@ class StoreNotFound(MailserverError):
     http = HttpProblem(503, "store-not-found", "There is no store")
 
 
+class StoreUnavailable(MailserverError):
+    """The store cannot be opened or reached (the PostgreSQL store's schema,
+    durability or connection); the message says what to do."""
+
+    http = HttpProblem(503, "store-unavailable", "The store cannot be reached")
+
+
 @dataclass(frozen=True, slots=True)
 class SmtpReply:
     """An SMTP reply: basic code (RFC 5321 §4.2), enhanced code (RFC 3463), text."""

@@ -22,6 +22,7 @@ from mailserver.config.schema import (
     TLS_MODES,
     AnalyticsSettings,
     AuthSettings,
+    BlobSettings,
     Config,
     DkimSettings,
     JunkSettings,
@@ -36,6 +37,7 @@ from mailserver.errors import ConfigError
 
 __all__ = [
     "AnalyticsSettings",
+    "BlobSettings",
     "JunkSettings",
     "AuthSettings",
     "DEV_LISTENERS",

@@ -19,14 +19,17 @@ from typing import Any
 from mailserver.config.checks import parse_checks
 from mailserver.config.outbound import SMART_HOST_TLS, OutboundSettings, SmartHost
 from mailserver.config.schema import (
+    BLOB_BACKENDS,
     DKIM_ALGORITHMS,
     LOG_FORMATS,
     LOG_LEVELS,
     MAX_WORKERS,
     PROTOCOLS,
+    STORE_BACKENDS,
     TLS_MODES,
     AnalyticsSettings,
     AuthSettings,
+    BlobSettings,
     Config,
     DkimSettings,
     JunkSettings,
@@ -137,6 +140,8 @@ def parse(data: Mapping[str, Any], source: Path | None) -> Config:
         kwargs["log"] = v.section(data["log"], "log", LogSettings, _LOG_CHECKS)
     if "store" in data:
         kwargs["store"] = v.section(data["store"], "store", StoreSettings, _STORE_CHECKS)
+    if "blobs" in data:
+        kwargs["blobs"] = v.section(data["blobs"], "blobs", BlobSettings, _BLOB_CHECKS)
     if "dkim" in data:
         kwargs["dkim"] = v.dkim(data["dkim"])
     if "auth" in data:
@@ -158,7 +163,30 @@ def parse(data: Mapping[str, Any], source: Path | None) -> Config:
     changes: dict[str, Any] = {"hostname": kwargs.get("hostname", "localhost")}
     changes.update(v.dns(data.get("dns", {})))
     kwargs["outbound"] = v.settings("outbound", outbound, changes)
-    return Config(**kwargs)
+    config = Config(**kwargs)
+    _check_backend(config, v)
+    return config
+
+
+#: What the daemon does not yet do on the PostgreSQL store (issue #17): said at
+#: load time rather than found missing at run time.
+def _check_backend(config: Config, v: _Validator) -> None:
+    store, blobs = config.store, config.blobs
+    if store.backend != "postgresql":
+        if blobs.backend != "store":
+            raise v.fail("blobs.backend", '"s3" needs [store] backend = "postgresql"')
+        return
+    if not store.dsn:
+        raise v.fail("store.dsn", 'backend "postgresql" needs a dsn (postgresql://...)')
+    if blobs.backend == "s3" and not blobs.bucket:
+        raise v.fail("blobs.bucket", 'backend "s3" needs a bucket')
+    for i, listener in enumerate(config.listeners):
+        if listener.protocol == "imap":
+            raise v.fail(f"listeners[{i}].protocol", "IMAP does not run on the PostgreSQL "
+                         "store yet (issue #17): SMTP, submission and http do")
+    if config.workers != 1:
+        raise v.fail("workers", "the PostgreSQL store runs one process per node for now "
+                     "(run several nodes instead): set workers = 1")
 
 
 def with_data_dir(config: Config, data_dir: Path) -> Config:
@@ -169,7 +197,7 @@ def with_data_dir(config: Config, data_dir: Path) -> Config:
 # -- validation helpers ------------------------------------------------------------
 
 _TOP_KEYS = ("hostname", "data_dir", "domains", "demo_account", "workers", "listeners", "limits",
-             "tls", "log", "store", "outbound", "dns", "dkim", "auth", "checks", "analytics",
+             "tls", "log", "store", "blobs", "outbound", "dns", "dkim", "auth", "checks", "analytics",
              "junk")
 _OUTBOUND_KEYS = ("smtp_port", "connect_timeout", "command_timeout", "backoff", "jitter",
                   "max_age", "max_connections", "max_connections_per_domain", "require_tls",
@@ -188,6 +216,10 @@ _OUTBOUND_CHECKS: dict[str, Check] = {
 }
 
 Check = Callable[[Any], str | None]  # returns the problem, or None when fine
+
+#: String settings whose case matters (credentials, a DSN's password, a
+#: bucket's or endpoint's path); every other string is compared lower-case.
+_CASE_KEPT = frozenset({"dsn", "endpoint", "bucket", "access_key", "secret_key"})
 
 
 def _at_least(minimum: float, why: str = "") -> Check:
@@ -254,7 +286,12 @@ _LIMIT_CHECKS: dict[str, Check] = {
     "auth_failures_per_day_per_account": _at_least(0),
 }
 _LOG_CHECKS: dict[str, Check] = {"format": _one_of(LOG_FORMATS), "level": _one_of(LOG_LEVELS)}
+_BLOB_CHECKS: dict[str, Check] = {
+    "backend": lambda x: None if x in BLOB_BACKENDS else f"must be one of {BLOB_BACKENDS}",
+}
 _STORE_CHECKS: dict[str, Check] = {
+    "backend": lambda x: None if x in STORE_BACKENDS else f"must be one of {STORE_BACKENDS}",
+    "writer_connections": lambda x: None if 1 <= x <= 64 else "must be 1 to 64",
     "map_size": _at_least(1 << 20),
     "new_mail_limit": lambda x: None if 0 < x <= 1 else "must be more than 0 and at most 1",
     "fill_warning_levels": lambda xs: None if all(0 < x <= 1 for x in xs)
@@ -426,7 +463,8 @@ class _Validator:
             problem = check(value) if check else None
             if problem:
                 raise self.fail(dotted, problem)
-            kwargs[key] = value.lower() if isinstance(value, str) else value
+            keep_case = key in _CASE_KEPT
+            kwargs[key] = value.lower() if isinstance(value, str) and not keep_case else value
         return cls(**kwargs)
 
     def tls(self, table: Any, base: Path | None) -> TlsSettings:

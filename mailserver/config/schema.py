@@ -109,7 +109,11 @@ class LogSettings:
 
 @dataclass(frozen=True, slots=True)
 class StoreSettings:
-    """The ``[store]`` table: LMDB sizing."""
+    """The ``[store]`` table: which backend, LMDB sizing, the PostgreSQL database."""
+
+    #: "lmdb" (embedded, the default: one machine, no services) or
+    #: "postgresql" (``dsn``; several nodes on one database, issue #17).
+    backend: str = "lmdb"
 
     map_size: int = 1 << 34  # LMDB map size, octets (sparse on disk)
     #: Fraction of the store's capacity (``map_size``, or less when the file
@@ -119,9 +123,36 @@ class StoreSettings:
     #: Fill ratios at which a warning is logged, once per crossing (``store/headroom.py``).
     fill_warning_levels: tuple[float, ...] = (0.8, 0.9)
     #: The PostgreSQL database of the scale-out store (issue #17), as
-    #: ``postgresql://user@host:port/db``: only ``mailserver db migrate|status``
-    #: use it so far; the daemon runs on LMDB.
+    #: ``postgresql://user:password@host:port/db`` (case kept): the daemon's
+    #: with ``backend = "postgresql"``, and ``mailserver db migrate|status``'s.
     dsn: str = ""
+    #: Connections of a node's group-commit writer (``store/pg/writer.py``).
+    writer_connections: int = 4
+
+
+#: The ``[store] backend`` values.
+STORE_BACKENDS = ("lmdb", "postgresql")
+
+
+@dataclass(frozen=True, slots=True)
+class BlobSettings:
+    """The ``[blobs]`` table: where the PostgreSQL store keeps message octets.
+
+    ``backend``: "store" (in the database) or "s3" (an S3-compatible object
+    store: ``endpoint`` such as ``https://s3.example:9000``, empty for AWS;
+    ``bucket``; ``region``; ``access_key``/``secret_key``).  The LMDB store
+    always keeps them itself."""
+
+    backend: str = "store"
+    endpoint: str = ""
+    bucket: str = ""
+    region: str = "us-east-1"
+    access_key: str = ""
+    secret_key: str = ""
+
+
+#: The ``[blobs] backend`` values.
+BLOB_BACKENDS = ("store", "s3")
 
 
 DKIM_ALGORITHMS = ("rsa", "ed25519")
@@ -204,6 +235,7 @@ class Config:
     tls: TlsSettings = field(default_factory=TlsSettings)
     log: LogSettings = field(default_factory=LogSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
+    blobs: BlobSettings = field(default_factory=BlobSettings)
     demo_account: bool = False  # create demo domain/account on first start and print them
     #: Serving processes sharing the store (daemon.py): 1 = a single process;
     #: N > 1 = a supervisor and N workers; 0 = one worker per CPU core.

@@ -107,6 +107,15 @@ class Directory(Protocol):
         """What RCPT needs of a forward-path (see ``store.directory``)."""
         ...
 
+    async def has_sent_to(self, account: str, recipient: str) -> bool:
+        """Whether ``account`` sent mail to ``recipient`` before (any case; the
+        first-time recipient limit, ``checks/limits.py``)."""
+        ...
+
+    async def remember_sent(self, account: str, recipients: Sequence[str]) -> None:
+        """Mark ``recipients`` as sent to by ``account``."""
+        ...
+
     async def recipient_account(self, address: str) -> str | None:
         """The first account ``address`` (domain in A-labels) delivers to: the
         account, an alias, ``local+tag`` without the tag, the catch-all; None

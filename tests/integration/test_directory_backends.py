@@ -169,3 +169,16 @@ async def test_aliases_and_recipients(directory: Directory) -> None:
     assert aliases == {"team@example.test": ("bob@example.test", "someone@gmail.example")}
     assert [a.address for a in await directory.list_aliases("example.test")] == [
         "team@example.test"]
+
+
+async def test_sent_to_marks(directory: Directory) -> None:
+    """Whom an account has sent to (the first-time recipient limit), in any case."""
+    await directory.add_domain("example.test")
+    await directory.add_account("alice@example.test", HASH)
+    assert not await directory.has_sent_to("alice@example.test", "bob@far.test")
+    await directory.remember_sent("alice@example.test", ["Bob@Far.test", "carol@far.test"])
+    await directory.remember_sent("alice@example.test", ["bob@far.test"])  # again: no error
+    await directory.remember_sent("alice@example.test", [])
+    assert await directory.has_sent_to("ALICE@example.test", "bob@FAR.test")
+    assert await directory.has_sent_to("alice@example.test", "carol@far.test")
+    assert not await directory.has_sent_to("alice@example.test", "dave@far.test")

@@ -16,7 +16,7 @@ from support.daemon import run_cli
 from support.postgres import new_database
 
 from mailserver.store.pg import migrations
-from mailserver.store.pg.migrations import Migration, SchemaError, SchemaState
+from mailserver.store.pg.migrations import LATEST, Migration, SchemaError, SchemaState
 
 
 @pytest.fixture
@@ -30,14 +30,14 @@ def test_cli_dry_run_then_migrate(cluster: str, tmp_path: Path) -> None:
     conf.write_text('data_dir = "data"\n[store]\ndsn = "' + cluster + '"\n', encoding="utf-8")
     dry = run_cli("db", "migrate", "--dry-run", "-c", conf)
     assert dry.returncode == 0, dry.stderr
-    assert "CREATE TABLE mailboxes" in dry.stdout and "would apply 1 migration(s)" in dry.stdout
+    assert "CREATE TABLE mailboxes" in dry.stdout and f"would apply {LATEST} migration(s)" in dry.stdout
     status = run_cli("db", "status", "-c", conf)
     assert status.stdout.startswith("schema version 0 ") and "pending: 1 initial schema" \
         in status.stdout
     done = run_cli("db", "migrate", "-c", conf)
-    assert done.returncode == 0 and "applied 1 migration(s); schema version 1" in done.stdout
+    assert done.returncode == 0 and f"applied {LATEST} migration(s); schema version {LATEST}" in done.stdout
     again = run_cli("db", "migrate", "-c", conf)
-    assert "applied 0 migration(s); schema version 1" in again.stdout
+    assert f"applied 0 migration(s); schema version {LATEST}" in again.stdout
     assert "pending: none" in run_cli("db", "status", "-c", conf).stdout
     bad = run_cli("db", "status", "--dsn", "postgresql://nobody@127.0.0.1:9/x", "-c", conf)
     assert bad.returncode == 1 and "cannot connect" in bad.stderr
@@ -47,9 +47,9 @@ async def test_two_nodes_migrating_at_once_apply_each_once(db: str) -> None:
     conns = [await asyncpg.connect(db) for _ in range(2)]
     try:
         results = await asyncio.gather(*(migrations.migrate(c) for c in conns))
-        assert sorted(len(r) for r in results) == [0, 1]  # the lock made one wait
+        assert sorted(len(r) for r in results) == [0, LATEST]  # the lock made one wait
         state = await migrations.status(conns[0])
-        assert state == SchemaState((1,), 1)
+        assert state == SchemaState(tuple(range(1, LATEST + 1)), 1)
         migrations.check(state)
     finally:
         for c in conns:
@@ -61,10 +61,11 @@ async def test_node_refuses_a_schema_it_cannot_run_on(db: str) -> None:
     try:
         with pytest.raises(SchemaError, match="db migrate"):
             migrations.check(await migrations.status(conn))
-        # A later release added version 2 and contracted away what release 1
-        # needs: this code (LATEST = 1) must not start, nor migrate it.
+        # A later release added a version and contracted away what this
+        # release needs: this code (LATEST) must not start, nor migrate it.
         later = (*migrations.MIGRATIONS,
-                 Migration(2, "drop something", "contract", "SELECT 1", compatible_from=2))
+                 Migration(LATEST + 1, "drop something", "contract", "SELECT 1",
+                           compatible_from=LATEST + 1))
         await migrations.migrate(conn, migrations=later)
         state = await migrations.status(conn)
         with pytest.raises(SchemaError, match="upgrade it"):
@@ -114,7 +115,7 @@ async def test_rolling_upgrade_old_node_runs_on_the_expanded_schema(db: str) -> 
     from mailserver.store.pg.directory import PgDirectory
     from mailserver.store.pg.writer import PgWriter
 
-    expand = Migration(2, "accounts.display_name", "expand",
+    expand = Migration(LATEST + 1, "accounts.display_name", "expand",
                        "ALTER TABLE accounts ADD COLUMN display_name text")
     newer = (*migrations.MIGRATIONS, expand)
     conn = await asyncpg.connect(db)
@@ -126,10 +127,11 @@ async def test_rolling_upgrade_old_node_runs_on_the_expanded_schema(db: str) -> 
         await writer.start()
         await old_node.add_domain("example.test")
         await old_node.add_account("before@example.test", "x")
-        assert [m.version for m in await migrations.migrate(conn, migrations=newer)] == [2]
+        assert [m.version for m in await migrations.migrate(conn, migrations=newer)] == [
+            LATEST + 1]
         state = await migrations.status(conn)
-        migrations.check(state, latest=1)  # the old node may keep running...
-        migrations.check(state, latest=2, required=2)  # ...beside the new one
+        migrations.check(state)  # the old node may keep running...
+        migrations.check(state, latest=LATEST + 1, required=LATEST + 1)  # ...beside the new one
         await old_node.add_account("during@example.test", "x")  # old code, new schema
         assert [a.address for a in await old_node.list_accounts()] == [
             "before@example.test", "during@example.test"]

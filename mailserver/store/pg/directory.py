@@ -12,6 +12,7 @@ sum of the account's mailbox sizes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from mailserver.errors import (
@@ -255,6 +256,24 @@ class PgDirectory:
         return [Alias(r["address"], tuple(r["targets"])) for r in rows]
 
     # -- delivery -----------------------------------------------------------------
+
+    async def has_sent_to(self, account: str, recipient: str) -> bool:
+        """See ``Directory``."""
+        return bool(await self._pool.fetchval(
+            "SELECT 1 FROM sent_to WHERE account = $1 AND recipient = $2",
+            account.lower(), recipient.lower()))
+
+    async def remember_sent(self, account: str, recipients: Sequence[str]) -> None:
+        """See ``Directory``: nothing for an account that is gone."""
+        if not recipients:
+            return
+        rows = [(account.lower(), r.lower()) for r in recipients]
+
+        async def write(conn: Any) -> None:
+            await conn.executemany(
+                "INSERT INTO sent_to (account, recipient) SELECT $1, $2 WHERE EXISTS "
+                "(SELECT 1 FROM accounts WHERE address = $1) ON CONFLICT DO NOTHING", rows)
+        await self._writer.submit(write)
 
     async def recipient_account(self, address: str) -> str | None:
         """See ``Directory``: one read transaction."""

@@ -189,14 +189,24 @@ LANGUAGE sql AS $$
 $$;
 """
 
+# Whom an account has sent to: the first-time recipient limit (issue #11 §3).
+_V2 = """
+CREATE TABLE sent_to (
+    account     text NOT NULL REFERENCES accounts (address) ON DELETE CASCADE,
+    recipient   text NOT NULL,
+    PRIMARY KEY (account, recipient)
+);
+"""
+
 #: Every migration, in order.  Append only.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", "expand", _V1),
+    Migration(2, "sent_to", "expand", _V2),
 )
 #: The newest schema version this code knows.
 LATEST = MIGRATIONS[-1].version
 #: The schema version this code needs at least.
-REQUIRED = 1
+REQUIRED = 2
 
 
 class SchemaError(Exception):
