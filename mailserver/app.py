@@ -59,14 +59,17 @@ from mailserver.queue.stspolicy import StsPolicies
 from mailserver.queue.tlspolicy import OutboundTls
 from mailserver.queue.tlsrpt import TlsReportLog
 from mailserver.services import (
+    Backend,
     ListenerHandle,
     Services,
     build_authenticator,
     build_scram,
     ensure_domains,
+    lmdb_backend,
 )
 from mailserver.smtp.handler import SmtpHooks
-from mailserver.store.api import LmdbDirectory, LmdbQueue, lmdb_delivery
+from mailserver.store.api import StoreDelivery
+from mailserver.store.pg.node import PgNode
 from mailserver.store.store import Store
 from mailserver.tls import reload_context, server_context, server_end_point
 
@@ -89,9 +92,9 @@ def resolver_for(out: OutboundSettings) -> Resolver:
 RELOADED = ("tls", "dkim", "limits", "checks", "log")
 
 
-def build_queue(config: Config, store: Store, resolver: Resolver,
+def build_queue(config: Config, backend: Backend, resolver: Resolver,
                 keyring: DkimKeyring | None = None) -> QueueManager:
-    """The outbound queue of ``store`` as ``config`` describes it (not started).
+    """The outbound queue of ``backend`` as ``config`` describes it (not started).
 
     ``resolver``: the process's one resolver (``build_resolver``).
 
@@ -106,19 +109,57 @@ def build_queue(config: Config, store: Store, resolver: Resolver,
     def keys_for(domain: str) -> Sequence[DkimKey]:
         return [k for k in keyring.keys_for(domain) if k.algorithm in algorithms]
 
-    directory = LmdbDirectory(store)
-
     async def is_local(address: str) -> bool:
-        return await directory.recipient_account(address) is not None
+        return await backend.directory.recipient_account(address) is not None
 
     async def deliver_local(message: bytes, address: str) -> None:
-        await deliver_report(lmdb_delivery(store), message, address, time.time())
+        await deliver_report(backend.delivery, message, address, time.time())
 
     return QueueManager(
-        LmdbQueue(store), settings, resolver=resolver, dkim_keys=keys_for,
+        backend.queue, settings, resolver=resolver, dkim_keys=keys_for,
         is_local=is_local, deliver_local=deliver_local,
         tls_policy=build_tls_policy(settings, resolver, config.data_dir),
     )
+
+
+async def open_node(config: Config) -> PgNode:
+    """This node's PostgreSQL store (``[store]``) with its blobs in the
+    database or in an S3-compatible object store (``[blobs]``).  Raises
+    StoreUnavailable (schema, durability, connection), the S3 client's errors."""
+    # Imported here: aiobotocore takes a while to import, and only S3 needs it.
+    from mailserver.store.s3 import S3Objects
+
+    objects: S3Objects | None = None
+    blobs = config.blobs
+    if blobs.backend == "s3":
+        objects = S3Objects(endpoint=blobs.endpoint or None, bucket=blobs.bucket,
+                            access_key=blobs.access_key, secret_key=blobs.secret_key,
+                            region=blobs.region)
+        await objects.open()
+    node = PgNode(config.store.dsn, writer_connections=config.store.writer_connections,
+                  objects=objects)
+    try:
+        await node.open()
+    except BaseException:
+        if objects is not None:
+            await objects.close()
+        raise
+    return node
+
+
+def node_backend(node: PgNode) -> Backend:
+    """``Backend`` over an opened ``PgNode``."""
+    assert node.directory is not None and node.messages is not None and node.queue is not None
+    return Backend(node.directory, node.messages, StoreDelivery(node.directory, node.messages),
+                   node.queue)
+
+
+async def close_node(node: PgNode) -> None:
+    """Close ``open_node``'s node and its object store."""
+    await node.close()
+    close = getattr(node.objects, "close", None)
+    if close is not None:
+        await close()
 
 
 def build_report_sender(config: Config, resolver: Resolver,
@@ -151,7 +192,7 @@ def build_tls_policy(settings: OutboundSettings, resolver: Resolver,
     return OutboundTls(sts, reports)
 
 
-def build_stages(config: Config, listener: Listener, store: Store, *,
+def build_stages(config: Config, listener: Listener, backend: Backend, *,
                  outbound: bool, authentication: object | None = None,
                  counters: Counters | None = None,
                  resolver: Resolver | None = None) -> list[object]:
@@ -167,18 +208,19 @@ def build_stages(config: Config, listener: Listener, store: Store, *,
     limits = config.limits
     stages: list[object] = [rules.PathSyntax()]
     if listener.protocol == "submission":
-        stages += [rules.SubmissionAuth(), rules.SenderOwnership(LmdbDirectory(store))]
+        stages += [rules.SubmissionAuth(), rules.SenderOwnership(backend.directory)]
     if counters is not None:
         stages.append(SenderRate(counters, limits))
+    stages.append(rules.MessageSize(limits.max_message_size))
+    if backend.room is not None:
+        stages.append(rules.StoreRoom(backend.room))
     stages += [
-        rules.MessageSize(limits.max_message_size),
-        rules.StoreRoom(store.headroom),
         rules.RecipientLimit(limits.max_recipients),
         rules.Relay(outbound=outbound),
         rules.KnownRecipient(),
     ]
     if listener.protocol == "submission" and counters is not None:
-        stages.append(FirstTimeRecipients(LmdbDirectory(store), counters, limits))
+        stages.append(FirstTimeRecipients(backend.directory, counters, limits))
     checks = config.checks
     if listener.protocol == "smtp" and resolver is not None and (
             checks.dnsbl_reject or checks.dnsbl_mark):
@@ -211,7 +253,7 @@ def delivered_report(*, reporting_mta: str, reverse_path: str,
     )
 
 
-def build_smtp_hooks(config: Config, *, store: Store, queue: QueueManager | None,
+def build_smtp_hooks(config: Config, *, backend: Backend, queue: QueueManager | None,
                      counters: Counters, resolver: Resolver,
                      authenticator: Authenticator,
                      scram: ScramLogins | None = None,
@@ -228,7 +270,7 @@ def build_smtp_hooks(config: Config, *, store: Store, queue: QueueManager | None
     forwarder = Forwarder(SrsCodec(load_secret(config.data_dir)),
                           None if queue is None else queue.enqueue,
                           keys_for or (lambda domain: ()), config.hostname)
-    delivery = RoutedDelivery(lmdb_delivery(store), queue, make_report=delivered_report,
+    delivery = RoutedDelivery(backend.delivery, queue, make_report=delivered_report,
                               reporting_mta=config.hostname, forwarder=forwarder,
                               junk=junk)
     check_login = authenticator.authenticate
@@ -238,13 +280,13 @@ def build_smtp_hooks(config: Config, *, store: Store, queue: QueueManager | None
                                            dmarc_log=DmarcLog(config.data_dir / "dmarc"))
                       if config.checks.verify else None)
     directory = SrsDirectory(
-        PostmasterDirectory(LmdbDirectory(store), account=config.checks.postmaster,
+        PostmasterDirectory(backend.directory, account=config.checks.postmaster,
                             first_domain=config.domains[0] if config.domains else None),
         forwarder)
     for listener in config.listeners:
         if listener.protocol not in ("smtp", "submission"):
             continue
-        stages = build_stages(config, listener, store, outbound=queue is not None,
+        stages = build_stages(config, listener, backend, outbound=queue is not None,
                               authentication=authentication, counters=counters,
                               resolver=resolver)
         hooks[listener.name] = SmtpHooks(
@@ -252,7 +294,7 @@ def build_smtp_hooks(config: Config, *, store: Store, queue: QueueManager | None
             pipeline=Pipeline(stages, listener.name), directory=directory,
             authenticator=check_login, delivery=delivery, counters=counters, resolver=resolver,
             listener=listener.name, scram=scram,
-            sent_to=LmdbDirectory(store) if listener.protocol == "submission"
+            sent_to=backend.directory if listener.protocol == "submission"
             and config.limits.first_time_recipients_per_day else None,
         )
     return hooks
@@ -307,6 +349,8 @@ class App:
         #: The daily report sender, in the process that runs the queue (None: off).
         self.reports: ReportSender | None = None
         self._junk_task: asyncio.Task[None] | None = None
+        #: This node's PostgreSQL store (``[store] backend = "postgresql"``), else None.
+        self._node: PgNode | None = None
 
     @property
     def store(self) -> Store:
@@ -363,7 +407,8 @@ class App:
             self._retired_hooks.append(services.smtp_hooks)
             services.config = config
             services.smtp_hooks = build_smtp_hooks(
-                config, store=services.store, queue=services.queue, counters=services.counters,
+                config, backend=services.backend, queue=services.queue,
+                counters=services.counters,
                 resolver=self._resolver, authenticator=services.authenticator,
                 scram=services.scram, keys_for=self.keyring.keys_for, junk=services.junk)
             for handle in self.listeners.values():
@@ -396,22 +441,28 @@ class App:
         cfg = self.config
         self.started = time.time()
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        store = await Store.open(cfg.data_dir, map_size=cfg.store.map_size,
-                                 new_mail_limit=cfg.store.new_mail_limit,
-                                 fill_warning_levels=cfg.store.fill_warning_levels,
-                                 remote_writer=self._remote_writer)
+        store: Store | None = None
+        if cfg.store.backend == "postgresql":
+            self._node = await open_node(cfg)
+            backend = node_backend(self._node)
+        else:
+            store = await Store.open(cfg.data_dir, map_size=cfg.store.map_size,
+                                     new_mail_limit=cfg.store.new_mail_limit,
+                                     fill_warning_levels=cfg.store.fill_warning_levels,
+                                     remote_writer=self._remote_writer)
+            backend = lmdb_backend(store)
         queue: QueueManager | None = None
         counters: Counters | None = None
-        authenticator = build_authenticator(cfg, store)
+        authenticator = build_authenticator(cfg, backend.directory)
         try:
-            await ensure_domains(store, cfg.domains)
+            await ensure_domains(backend.directory, cfg.domains)
             ssl_context = await asyncio.to_thread(server_context, cfg)
             self._ssl_context = ssl_context
-            scram = await asyncio.to_thread(
+            scram = None if store is None else await asyncio.to_thread(
                 lambda: build_scram(cfg, store, server_end_point(cfg)))
             await asyncio.to_thread(prepare_casemap)
             resolver = self._resolver = build_resolver(cfg)
-            queue = build_queue(cfg, store, resolver, self.keyring)
+            queue = build_queue(cfg, backend, resolver, self.keyring)
             if self._run_queue:
                 await queue.start()
                 self.reports = build_report_sender(cfg, resolver, queue)
@@ -421,19 +472,25 @@ class App:
                 counters = await RemoteCounters.open(cfg.data_dir / "run", cfg.limits)
             else:
                 counters = LocalCounters(cfg.limits, cfg.data_dir / "state" / STATE_FILE)
-            junk = JunkFilter(store, cfg.junk) if cfg.junk.enabled else None
-            self.services = Services(config=cfg, store=store, ssl_context=ssl_context,
+            junk = None
+            if cfg.junk.enabled and store is not None:
+                junk = JunkFilter(store, cfg.junk)
+            elif cfg.junk.enabled:  # issue #17: the model's tables are not used yet
+                log.warning("junk_filter_unavailable", backend=cfg.store.backend)
+            self.services = Services(config=cfg, backend=backend, ssl_context=ssl_context,
                                      queue=queue, counters=counters,
                                      listen_sockets=self._listen_sockets,
                                      authenticator=authenticator, scram=scram,
-                                     smtp_hooks=build_smtp_hooks(cfg, store=store, queue=queue,
+                                     smtp_hooks=build_smtp_hooks(cfg, backend=backend,
+                                                                 queue=queue,
                                                                  counters=counters,
                                                                  resolver=resolver,
                                                                  authenticator=authenticator,
                                                                  scram=scram,
                                                                  keys_for=self.keyring.keys_for,
                                                                  junk=junk))
-            self.services.admin = self.admin()  # the http listener's /api/v1
+            if store is not None:
+                self.services.admin = self.admin()  # the http listener's /api/v1
             self.services.junk = junk  # IMAP's Junk moves train it
             if junk is not None:
                 junk.apply_soon()  # trainings a crash left in the journal
@@ -463,8 +520,16 @@ class App:
                 await counters.close()
             authenticator.close()
             self.services = None
-            await store.close()
+            await self._close_store(store)
             raise
+
+    async def _close_store(self, store: Store | None) -> None:
+        """Close the LMDB store, or this node's PostgreSQL store and object store."""
+        if store is not None:
+            await store.close()
+        node, self._node = self._node, None
+        if node is not None:
+            await close_node(node)
 
     def _start_flow(self, counters: Counters) -> FlowSource | None:
         """The mail-flow sink of this process and what the API reads (``analytics/``):
@@ -567,7 +632,7 @@ class App:
             await self._stop_flow()  # the last events, before the counter link closes
             await self.services.counters.close()
             self.services.authenticator.close()
-            await self.services.store.close()
+            await self._close_store(self.services.backend.lmdb)
             self.services = None
 
 

@@ -18,19 +18,52 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mailserver.auth.cache import CredentialCache
-from mailserver.auth.login import Authenticator
+from mailserver.auth.login import Accounts, Authenticator
 from mailserver.auth.passwords import Argon2Params, Hasher, default_threads
 from mailserver.auth.scram import SECRET_FILE, ScramLogins, load_secret
 from mailserver.auth.slots import CoreSlots
 from mailserver.config import AuthSettings, Config, worker_count
 from mailserver.counters import Counters, LocalCounters
 from mailserver.errors import AlreadyExists
-from mailserver.store.api import LmdbDirectory
+from mailserver.store.api import (
+    Directory,
+    LmdbDirectory,
+    LmdbMessages,
+    LmdbQueue,
+    Messages,
+    StoreDelivery,
+    lmdb_delivery,
+)
 from mailserver.store.store import Store
 
 if TYPE_CHECKING:
     from mailserver.admin import AdminService
+    from mailserver.checks.rules import Room
     from mailserver.queue.manager import QueueManager
+    from mailserver.queue.storage import QueueStore
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """The store as the daemon's services use it, on either backend
+    (``[store] backend``): the directory, mailboxes' messages, local delivery,
+    the outbound queue's store; ``room``: LMDB's headroom (None: no map that
+    fills up); ``lmdb``: the LMDB ``Store`` itself, which IMAP, the admin
+    service, the junk filter and the http listener still use (None on
+    PostgreSQL, where the configuration refuses those, issue #17)."""
+
+    directory: Directory
+    messages: Messages
+    delivery: StoreDelivery
+    queue: QueueStore
+    room: Room | None = None
+    lmdb: Store | None = None
+
+
+def lmdb_backend(store: Store) -> Backend:
+    """``Backend`` over the LMDB ``Store``."""
+    return Backend(LmdbDirectory(store), LmdbMessages(store), lmdb_delivery(store),
+                   LmdbQueue(store), store.headroom, store)
 
 
 @dataclass(slots=True)
@@ -38,7 +71,8 @@ class Services:
     """Shared, long-lived objects; one per process."""
 
     config: Config
-    store: Store
+    #: The store's parts on either backend (``Backend``).
+    backend: Backend
     ssl_context: ssl.SSLContext  # server side, for STARTTLS and implicit TLS
     #: The outbound queue (None: remote recipients on submission get 451 4.3.0).
     queue: QueueManager | None = None
@@ -74,7 +108,15 @@ class Services:
         if self.counters is None:
             self.counters = LocalCounters(self.config.limits)
         if self.authenticator is None:
-            self.authenticator = build_authenticator(self.config, self.store)
+            self.authenticator = build_authenticator(self.config, self.backend.directory)
+
+    @property
+    def store(self) -> Store:
+        """The LMDB store (IMAP, admin, http).  Raises RuntimeError on the
+        PostgreSQL backend, where the configuration refuses what needs it."""
+        if self.backend.lmdb is None:
+            raise RuntimeError("this needs the LMDB store")
+        return self.backend.lmdb
 
 
 def argon2_params(settings: AuthSettings) -> Argon2Params:
@@ -83,7 +125,7 @@ def argon2_params(settings: AuthSettings) -> Argon2Params:
                         parallelism=settings.argon2_parallelism)
 
 
-def build_authenticator(config: Config, store: Store) -> Authenticator:
+def build_authenticator(config: Config, accounts: Accounts) -> Authenticator:
     """The process's ``Authenticator`` as ``config.auth`` describes it.
 
     ``hash_threads`` (0: the cores but one, at least one) bound the hashes
@@ -97,7 +139,7 @@ def build_authenticator(config: Config, store: Store) -> Authenticator:
     slots = None
     if worker_count(config) > 1:
         slots = CoreSlots(config.data_dir / "run", threads)
-    return Authenticator(LmdbDirectory(store), Hasher(argon2_params(settings), threads, slots),
+    return Authenticator(accounts, Hasher(argon2_params(settings), threads, slots),
                          CredentialCache(settings.cache_ttl, settings.cache_size),
                          scram_iterations=settings.scram_iterations)
 
@@ -127,18 +169,19 @@ class ListenerHandle(Protocol):
         ...
 
 
-async def ensure_domains(store: Store, domains: Iterable[str]) -> list[str]:
-    """Make each of ``domains`` a local domain of ``store`` unless it is one;
-    returns those this call added.
+async def ensure_domains(directory: Directory, domains: Iterable[str]) -> list[str]:
+    """Make each of ``domains`` a local domain of ``directory`` (either backend's,
+    ``store.api.Directory``) unless it is one; returns those this call added.
 
     The one place that creates configured domains (the daemon, a worker, the
-    supervisor, the admin service): another process on the same store may add
-    one first, which is not an error.  Raises ``InvalidName``, ``MailserverError``.
+    supervisor, the admin service): another process (or node) on the same
+    store may add one first, which is not an error.  Raises ``InvalidName``,
+    ``MailserverError``.
     """
     added = []
     for domain in domains:
-        if not store.is_local_domain(domain):
+        if not await directory.is_local_domain(domain):
             with contextlib.suppress(AlreadyExists):
-                await store.add_domain(domain)
+                await directory.add_domain(domain)
                 added.append(domain)
     return added

@@ -92,6 +92,7 @@ from mailserver.errors import (
 from mailserver.junk.filter import JunkFilter, JunkVerdict
 from mailserver.queue import model as queue_model
 from mailserver.services import argon2_params, ensure_domains
+from mailserver.store.api import LmdbDirectory
 from mailserver.store.base import content_address
 from mailserver.store.fsck import FsckReport
 from mailserver.store.model import MAX_ALIAS_TARGETS, Account, Alias, ScramKeys
@@ -194,7 +195,7 @@ class AdminService:
 
     async def ensure_configured_domains(self) -> list[str]:
         """Add the configuration's ``domains`` missing from the store; returns those added."""
-        return await ensure_domains(self._store, sorted(self._configured))
+        return await ensure_domains(LmdbDirectory(self._store), sorted(self._configured))
 
     async def add_domain(self, name: str) -> DomainInfo:
         """Raises InvalidName (``policy.new_domain_name``), AlreadyExists."""

@@ -181,9 +181,17 @@ def _check_backend(config: Config, v: _Validator) -> None:
     if blobs.backend == "s3" and not blobs.bucket:
         raise v.fail("blobs.bucket", 'backend "s3" needs a bucket')
     for i, listener in enumerate(config.listeners):
-        if listener.protocol == "imap":
-            raise v.fail(f"listeners[{i}].protocol", "IMAP does not run on the PostgreSQL "
-                         "store yet (issue #17): SMTP, submission and http do")
+        if listener.protocol in ("imap", "http"):
+            raise v.fail(f"listeners[{i}].protocol", f"{listener.protocol} does not run on "
+                         "the PostgreSQL store yet (issue #17): smtp and submission do")
+    # Each node keeps its own verdict and TLS logs: reports sent from them
+    # would be partial and repeated, one per node.
+    if config.outbound.tlsrpt_send:
+        raise v.fail("outbound.tlsrpt_send", "not on the PostgreSQL store yet (issue #17)")
+    if config.checks.dmarc_report_send:
+        raise v.fail("checks.dmarc_report_send", "not on the PostgreSQL store yet (issue #17)")
+    if config.demo_account:
+        raise v.fail("demo_account", "not on the PostgreSQL store yet (issue #17)")
     if config.workers != 1:
         raise v.fail("workers", "the PostgreSQL store runs one process per node for now "
                      "(run several nodes instead): set workers = 1")

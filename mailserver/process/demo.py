@@ -17,6 +17,7 @@ from mailserver.auth.scram import make_keys
 from mailserver.config import Config
 from mailserver.fsutil import write_atomic
 from mailserver.services import argon2_params, ensure_domains
+from mailserver.store.api import LmdbDirectory
 from mailserver.store.store import Store
 
 log = structlog.get_logger("mailserver.daemon")
@@ -75,7 +76,7 @@ async def ensure_demo_account(config: Config, store: Store) -> DemoAccount | Non
         )
         created = True
     if store.get_account(address) is None:
-        await ensure_domains(store, (address.rpartition("@")[2],))
+        await ensure_domains(LmdbDirectory(store), (address.rpartition("@")[2],))
         await store.add_account(address, await hash_async(password, argon2_params(config.auth)),
                                 scram=await asyncio.to_thread(make_keys, password,
                                                               config.auth.scram_iterations))

@@ -90,6 +90,7 @@ from mailserver.process.demo import DemoAccount, ensure_demo_account, print_bann
 from mailserver.process.sockets import bind_group, bound_config, close_groups
 from mailserver.process.worker import WORKER_CODE, WorkerSpec, send_spec
 from mailserver.services import ensure_domains
+from mailserver.store.api import LmdbDirectory
 from mailserver.store.store import Store
 from mailserver.store.writer_service import WriterService
 from mailserver.tls import server_context
@@ -242,7 +243,7 @@ async def _prepare_store(config: Config, store: Store) -> DemoAccount | None:
     none is configured), made once by the supervisor: workers racing to create
     them would trip over each other's files."""
     await asyncio.to_thread(server_context, config)
-    await ensure_domains(store, config.domains)
+    await ensure_domains(LmdbDirectory(store), config.domains)
     return await ensure_demo_account(config, store) if config.demo_account else None
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ import pytest
 from mailserver.config import (
     AnalyticsSettings,
     AuthSettings,
+    BlobSettings,
     ChecksSettings,
     Config,
     ConfigError,
@@ -150,17 +153,19 @@ def test_shipped_dev_config_equals_builtin() -> None:
 
 def test_shipped_dev_config_documents_every_key() -> None:
     text = DEV_CONF.read_text("utf-8")
-    for cls in (Limits, LogSettings, StoreSettings, TlsSettings, AuthSettings,
+    for cls in (Limits, LogSettings, StoreSettings, BlobSettings, TlsSettings, AuthSettings,
                 AnalyticsSettings, JunkSettings):
         for f in dataclasses.fields(cls):
             assert f"{f.name} =" in text, f"conf/mailserver.toml does not document {f.name}"
     for f in dataclasses.fields(Config):
-        if f.name not in ("source", "listeners", "limits", "tls", "log", "store", "outbound",
+        if f.name not in ("source", "listeners", "limits", "tls", "log", "store", "blobs",
+                          "outbound",
                           "dkim", "auth", "checks", "analytics", "junk"):
             assert f"{f.name} =" in text, f"conf/mailserver.toml does not document {f.name}"
     # And the documented values are the defaults, except those marked dev.
     cfg = load(DEV_CONF)
     assert cfg.limits == Limits() and cfg.log == LogSettings() and cfg.store == StoreSettings()
+    assert cfg.blobs == BlobSettings()
     assert cfg.auth == AuthSettings()
     assert cfg.analytics == AnalyticsSettings() and cfg.junk == JunkSettings()
     # [outbound], [outbound.smart_host], [dns] and [dkim]: OutboundSettings minus
@@ -401,3 +406,38 @@ def test_analytics_section() -> None:
         parse({"analytics": {"raw_days": 0}}, None)
     with pytest.raises(ConfigError, match="analytics.nope"):
         parse({"analytics": {"nope": 1}}, None)
+
+
+_PG = '[store]\nbackend = "postgresql"\ndsn = "postgresql://Mail:S3cret@DB.example:5432/Mail"\n'
+_SMTP = '[listeners.mx]\nprotocol = "smtp"\naddress = "127.0.0.1"\nport = 25\n'
+
+
+def test_postgresql_store_settings() -> None:
+    cfg = parse(tomllib.loads(_PG + 'writer_connections = 2\n[blobs]\nbackend = "s3"\n'
+                              'bucket = "Mail-Blobs"\nendpoint = "https://S3.example:9000"\n'
+                              'access_key = "AKIA"\nsecret_key = "SeCrEt"\n' + _SMTP), None)
+    # Credentials, the DSN's password and the bucket keep their case.
+    assert cfg.store.dsn == "postgresql://Mail:S3cret@DB.example:5432/Mail"
+    assert cfg.store.backend == "postgresql" and cfg.store.writer_connections == 2
+    assert (cfg.blobs.backend, cfg.blobs.bucket, cfg.blobs.secret_key) == (
+        "s3", "Mail-Blobs", "SeCrEt")
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ('[store]\nbackend = "oracle"\n', "store.backend: must be one of"),
+    ('[store]\nbackend = "postgresql"\n', "store.dsn: backend \"postgresql\" needs a dsn"),
+    ('[blobs]\nbackend = "s3"\nbucket = "b"\n', 'blobs.backend: "s3" needs [store] backend'),
+    (_PG + '[blobs]\nbackend = "s3"\n', "blobs.bucket: backend \"s3\" needs a bucket"),
+    (_PG + '[listeners.imap]\nprotocol = "imap"\naddress = "127.0.0.1"\nport = 143\n',
+     "imap does not run on the PostgreSQL store yet"),
+    (_PG + '[listeners.web]\nprotocol = "http"\naddress = "127.0.0.1"\nport = 80\n',
+     "http does not run on the PostgreSQL store yet"),
+    (_PG + 'writer_connections = 0\n', "store.writer_connections: must be 1 to 64"),
+    ('workers = 2\n' + _PG, "workers: the PostgreSQL store runs one process per node"),
+    ('demo_account = true\n' + _PG, "demo_account: not on the PostgreSQL store yet"),
+    (_PG + '[outbound]\ntlsrpt = true\ntlsrpt_send = true\n',
+     "outbound.tlsrpt_send: not on the PostgreSQL"),
+])
+def test_postgresql_store_refuses_what_does_not_run_on_it(text: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        parse(tomllib.loads(text), None)
