@@ -41,6 +41,7 @@ from mailserver.checks.stage import Pipeline
 from mailserver.config import Config, Listener, worker_count
 from mailserver.counters import STATE_FILE, Counters, LocalCounters
 from mailserver.counters.client import RemoteCounters
+from mailserver.counters.pg import PgSharedCounters
 from mailserver.delivery.forward import Forwarder, SrsDirectory, load_secret
 from mailserver.delivery.postmaster import PostmasterDirectory
 from mailserver.delivery.route import RoutedDelivery, deliver_report
@@ -470,6 +471,9 @@ class App:
                     self.reports.start()
             if self._shared_counters:
                 counters = await RemoteCounters.open(cfg.data_dir / "run", cfg.limits)
+            elif self._node is not None:  # rates shared by every node, in the database
+                counters = PgSharedCounters(cfg.limits, self._node.pool,
+                                            cfg.data_dir / "state" / STATE_FILE)
             else:
                 counters = LocalCounters(cfg.limits, cfg.data_dir / "state" / STATE_FILE)
             junk = None

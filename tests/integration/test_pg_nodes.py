@@ -143,3 +143,35 @@ async def test_a_limit_holds_across_nodes(db: str) -> None:
     finally:
         for c in conns:
             await c.close()
+
+
+async def test_rate_limits_hold_across_nodes_all_or_nothing(db: str) -> None:
+    """The daemon's rates on PostgreSQL (``PgSharedCounters``): a per-minute limit
+    of 12 lets 12 MAILs through across two nodes, and a call that would pass
+    one of its windows counts none of them."""
+    from mailserver.config import Limits
+    from mailserver.counters.pg import PgSharedCounters
+
+    pools = [await asyncpg.create_pool(db, min_size=1, max_size=2) for _ in range(2)]
+    now = [7200.0]
+    nodes = [PgSharedCounters(Limits(), p, clock=lambda: now[0]) for p in pools]
+    try:
+        checks = (("minute", 12, "msg:192.0.2.7"),)
+
+        async def mails(c: PgSharedCounters) -> int:
+            return sum([await c.rate(checks) for _ in range(15)])
+
+        assert sum(await asyncio.gather(*(mails(c) for c in nodes))) == 12
+        assert await nodes[1].peek("minute", "msg:192.0.2.7") == 12
+        both = (("minute", 100, "rcpt:192.0.2.7"), ("day", 1, "newrcpt:alice"))
+        assert await nodes[0].rate(both)
+        assert not await nodes[1].rate(both)  # the day's 1 is used: nothing counted
+        assert await nodes[0].peek("minute", "rcpt:192.0.2.7") == 1
+        # n = 0 asks without counting (the failed-login check, ``counters.logins``).
+        assert not await nodes[0].rate((("day", 0, "newrcpt:alice"),), 0)
+        assert await nodes[0].rate((("day", 1, "newrcpt:alice"),), 0)
+        now[0] += 2 * 60  # two minutes on: the minute windows no longer weigh in
+        assert await nodes[1].rate(checks)
+    finally:
+        for p in pools:
+            await p.close()
