@@ -20,6 +20,7 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -65,14 +66,18 @@ from mailserver.services import (
     Services,
     build_authenticator,
     build_scram,
+    close_node,
     ensure_domains,
     lmdb_backend,
+    node_backend,
+    open_node,
 )
 from mailserver.smtp.handler import SmtpHooks
-from mailserver.store.api import StoreDelivery
-from mailserver.store.pg.node import PgNode
 from mailserver.store.store import Store
 from mailserver.tls import reload_context, server_context, server_end_point
+
+if TYPE_CHECKING:
+    from mailserver.store.pg.node import PgNode
 
 log = structlog.get_logger("mailserver.app")
 
@@ -121,46 +126,6 @@ def build_queue(config: Config, backend: Backend, resolver: Resolver,
         is_local=is_local, deliver_local=deliver_local,
         tls_policy=build_tls_policy(settings, resolver, config.data_dir),
     )
-
-
-async def open_node(config: Config) -> PgNode:
-    """This node's PostgreSQL store (``[store]``) with its blobs in the
-    database or in an S3-compatible object store (``[blobs]``).  Raises
-    StoreUnavailable (schema, durability, connection), the S3 client's errors."""
-    # Imported here: aiobotocore takes a while to import, and only S3 needs it.
-    from mailserver.store.s3 import S3Objects
-
-    objects: S3Objects | None = None
-    blobs = config.blobs
-    if blobs.backend == "s3":
-        objects = S3Objects(endpoint=blobs.endpoint or None, bucket=blobs.bucket,
-                            access_key=blobs.access_key, secret_key=blobs.secret_key,
-                            region=blobs.region)
-        await objects.open()
-    node = PgNode(config.store.dsn, writer_connections=config.store.writer_connections,
-                  objects=objects)
-    try:
-        await node.open()
-    except BaseException:
-        if objects is not None:
-            await objects.close()
-        raise
-    return node
-
-
-def node_backend(node: PgNode) -> Backend:
-    """``Backend`` over an opened ``PgNode``."""
-    assert node.directory is not None and node.messages is not None and node.queue is not None
-    return Backend(node.directory, node.messages, StoreDelivery(node.directory, node.messages),
-                   node.queue)
-
-
-async def close_node(node: PgNode) -> None:
-    """Close ``open_node``'s node and its object store."""
-    await node.close()
-    close = getattr(node.objects, "close", None)
-    if close is not None:
-        await close()
 
 
 def build_report_sender(config: Config, resolver: Resolver,

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from mailserver.checks.rules import Room
     from mailserver.queue.manager import QueueManager
     from mailserver.queue.storage import QueueStore
+    from mailserver.store.pg.node import PgNode
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,3 +186,45 @@ async def ensure_domains(directory: Directory, domains: Iterable[str]) -> list[s
                 await directory.add_domain(domain)
                 added.append(domain)
     return added
+
+
+async def open_node(config: Config) -> PgNode:
+    """This node's PostgreSQL store (``[store]``) with its blobs in the
+    database or in an S3-compatible object store (``[blobs]``), opened.  Raises
+    StoreUnavailable (schema, durability, connection), the S3 client's errors."""
+    # Imported here: only this backend needs them, and aiobotocore takes a
+    # while to import.
+    from mailserver.store.pg.node import PgNode
+    from mailserver.store.s3 import S3Objects
+
+    objects: S3Objects | None = None
+    blobs = config.blobs
+    if blobs.backend == "s3":
+        objects = S3Objects(endpoint=blobs.endpoint or None, bucket=blobs.bucket,
+                            access_key=blobs.access_key, secret_key=blobs.secret_key,
+                            region=blobs.region)
+        await objects.open()
+    node = PgNode(config.store.dsn, writer_connections=config.store.writer_connections,
+                  objects=objects)
+    try:
+        await node.open()
+    except BaseException:
+        if objects is not None:
+            await objects.close()
+        raise
+    return node
+
+
+def node_backend(node: PgNode) -> Backend:
+    """``Backend`` over an opened ``PgNode``."""
+    assert node.directory is not None and node.messages is not None and node.queue is not None
+    return Backend(node.directory, node.messages, StoreDelivery(node.directory, node.messages),
+                   node.queue)
+
+
+async def close_node(node: PgNode) -> None:
+    """Close ``open_node``'s node and its object store."""
+    await node.close()
+    close = getattr(node.objects, "close", None)
+    if close is not None:
+        await close()

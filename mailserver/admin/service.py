@@ -92,7 +92,7 @@ from mailserver.errors import (
 from mailserver.junk.filter import JunkFilter, JunkVerdict
 from mailserver.queue import model as queue_model
 from mailserver.services import argon2_params, ensure_domains
-from mailserver.store.api import LmdbDirectory
+from mailserver.store.api import Directory, LmdbDirectory
 from mailserver.store.base import content_address
 from mailserver.store.fsck import FsckReport
 from mailserver.store.model import MAX_ALIAS_TARGETS, Account, Alias, ScramKeys
@@ -169,12 +169,19 @@ class AdminService:
     DKIM key, reading key files) run off the event loop.
     """
 
-    def __init__(self, store: Store, config: Config, *,
+    def __init__(self, store: Store | None, config: Config, *,
+                 directory: Directory | None = None,
                  queue_control: QueueControl | None = None,
                  clock: Callable[[], float] = time.time,
                  runtime: Callable[[], Runtime] | None = None) -> None:
         self._runtime = runtime
         self._store = store
+        if directory is None:
+            if store is None:
+                raise ValueError("an admin service needs a store or a directory")
+            directory = LmdbDirectory(store)
+        #: Domains, accounts and aliases on either backend (``store.api.Directory``).
+        self._directory = directory
         self.config = config
         self._queue_control = queue_control
         self._clock = clock
@@ -183,7 +190,12 @@ class AdminService:
 
     @property
     def store(self) -> Store:
-        """The store administered (for the daemon's wiring and tests)."""
+        """The LMDB store administered.  Raises Cannot on the PostgreSQL store,
+        where only the directory (domains, accounts, aliases) is administered
+        so far (issue #17)."""
+        if self._store is None:
+            raise Cannot("not on the PostgreSQL store yet: only domains, accounts and "
+                         "aliases are")
         return self._store
 
     @property
@@ -195,11 +207,11 @@ class AdminService:
 
     async def ensure_configured_domains(self) -> list[str]:
         """Add the configuration's ``domains`` missing from the store; returns those added."""
-        return await ensure_domains(LmdbDirectory(self._store), sorted(self._configured))
+        return await ensure_domains(self._directory, sorted(self._configured))
 
     async def add_domain(self, name: str) -> DomainInfo:
         """Raises InvalidName (``policy.new_domain_name``), AlreadyExists."""
-        domain = await self._store.add_domain(new_domain_name(name))
+        domain = await self._directory.add_domain(new_domain_name(name))
         return DomainInfo(domain.name, domain.name in self._configured)
 
     async def delete_domain(self, name: str) -> None:
@@ -212,7 +224,7 @@ class AdminService:
         if domain in self._configured:
             where = self.config.source or "the built-in configuration"
             raise Cannot(f"{domain} is listed in domains of {where}; remove it there first")
-        await self._store.delete_domain(domain)
+        await self._directory.delete_domain(domain)
 
     async def get_domain(self, name: str) -> DomainInfo:
         """Raises InvalidName, DomainNotFound."""
@@ -222,12 +234,12 @@ class AdminService:
     async def list_domains(self) -> list[DomainInfo]:
         """Every local domain, by name."""
         return [DomainInfo(d.name, d.name in self._configured)
-                for d in self._store.list_domains()]
+                for d in await self._directory.list_domains()]
 
     async def _local_domain(self, name: str) -> str:
         """``name`` normalised; DomainNotFound unless it is a local domain."""
         domain = domain_name(name)
-        if not self._store.is_local_domain(domain):
+        if not await self._directory.is_local_domain(domain):
             raise DomainNotFound(f"domain {domain!r} is not a local domain")
         return domain
 
@@ -246,8 +258,8 @@ class AdminService:
             raise Cannot("the quota must not be negative")
         await self._local_domain(address.rpartition("@")[2])
         password_hash, scram = await self._hash(password)
-        account = await self._store.add_account(address, password_hash, quota=quota,
-                                                scram=scram)
+        account = await self._directory.add_account(address, password_hash, quota=quota,
+                                                    scram=scram)
         return _account(account)
 
     async def set_password(self, address: str, password: str) -> None:
@@ -255,14 +267,14 @@ class AdminService:
         address = account_address(address)
         check_password(password)
         password_hash, scram = await self._hash(password)
-        await self._store.set_password_hash(address, password_hash, scram)
+        await self._directory.set_password_hash(address, password_hash, scram)
 
     async def set_disabled(self, address: str, disabled: bool) -> AccountInfo:
         """Disable an account (logins fail at once in every process, cached
         ones too; mail is still delivered) or enable it again; returns it.
         Raises InvalidName, AccountNotFound."""
         address = account_address(address)
-        await self._store.set_disabled(address, disabled)
+        await self._directory.set_disabled(address, disabled)
         return await self.get_account(address)
 
     async def _hash(self, password: str) -> tuple[str, ScramKeys | None]:
@@ -278,13 +290,13 @@ class AdminService:
         address = account_address(address)
         if quota < 0:
             raise Cannot("the quota must not be negative")
-        await self._store.set_quota(address, quota)
+        await self._directory.set_quota(address, quota)
         return await self.get_account(address)
 
     async def get_account(self, address: str) -> AccountInfo:
         """Raises InvalidName, AccountNotFound."""
         address = account_address(address)
-        account = self._store.get_account(address)
+        account = await self._directory.get_account(address)
         if account is None:
             raise AccountNotFound(f"no account {address}")
         return _account(account)
@@ -294,13 +306,13 @@ class AdminService:
         by the store: no walk over the messages).  Raises InvalidName,
         AccountNotFound."""
         address = account_address(address)
-        if self._store.get_account(address) is None:
+        if self.store.get_account(address) is None:
             raise AccountNotFound(f"no account {address}")
         out = []
-        for mb in sorted(self._store.list_mailboxes(address), key=lambda m: m.name):
+        for mb in sorted(self.store.list_mailboxes(address), key=lambda m: m.name):
             if mb.noselect:
                 continue
-            counts = self._store.mailbox_counts(mb.id)
+            counts = self.store.mailbox_counts(mb.id)
             out.append(MailboxView(mb.name, mb.messages, counts.unseen, mb.size,
                                    mb.uidvalidity, mb.uidnext, mb.special_use, mb.subscribed))
         return out
@@ -310,24 +322,24 @@ class AdminService:
         Raises Cannot outside a daemon (no ``runtime`` given)."""
         if self._runtime is None:
             raise Cannot("no running daemon here")
-        raws = self._store.queue_list()
+        raws = self.store.queue_list()
         oldest = None
         entries = [e for e in (_queue_entry(raw) for raw in raws) if e is not None]
         if entries:
             oldest = max(0.0, self._clock() - min(e.created for e in entries))
-        used, map_size = self._store.map_usage()
+        used, map_size = self.store.map_usage()
         connections = await asyncio.to_thread(metrics.open_connections)
         return StatusInfo(self._runtime(), len(entries), oldest, used, map_size, connections)
 
     async def delete_account(self, address: str) -> None:
         """Delete the account, all its mail and the aliases pointing at it.
         Raises InvalidName, AccountNotFound."""
-        await self._store.delete_account(account_address(address))
+        await self._directory.delete_account(account_address(address))
 
     async def list_accounts(self, domain: str | None = None) -> list[AccountInfo]:
         """Accounts by address, only those of ``domain`` if given."""
         name = None if domain is None else domain_name(domain)
-        return [_account(a) for a in self._store.list_accounts(name)]
+        return [_account(a) for a in await self._directory.list_accounts(name)]
 
     # -- aliases -------------------------------------------------------------------
 
@@ -347,42 +359,42 @@ class AdminService:
             raise Cannot(f"an alias needs 1 to {MAX_ALIAS_TARGETS} targets")
         found = [account_address(t) for t in wanted]
         await self._local_domain(address.rpartition("@")[2])
-        alias = await self._store.add_alias(address, found)
+        alias = await self._directory.add_alias(address, found)
         log.info("alias_added", alias=alias.address, targets=list(alias.targets))
         return _alias(alias)
 
     async def get_alias(self, address: str) -> AliasInfo:
         """Raises InvalidName, NotFound."""
         address = alias_address(address)
-        for alias in self._store.list_aliases(address.rpartition("@")[2]):
+        for alias in await self._directory.list_aliases(address.rpartition("@")[2]):
             if alias.address == address:
                 return _alias(alias)
         raise NotFound(f"no alias {address}")
 
     async def delete_alias(self, address: str) -> None:
         """Raises InvalidName, NotFound."""
-        await self._store.delete_alias(alias_address(address))
+        await self._directory.delete_alias(alias_address(address))
 
     async def list_aliases(self, domain: str | None = None) -> list[AliasInfo]:
         """Aliases by address, only those of ``domain`` if given."""
         name = None if domain is None else domain_name(domain)
-        return [_alias(a) for a in self._store.list_aliases(name)]
+        return [_alias(a) for a in await self._directory.list_aliases(name)]
 
     # -- outbound queue ------------------------------------------------------------
 
     async def list_queue(self) -> list[QueueEntry]:
         """Every queued message, oldest first, with its recipients; records that
         cannot be decoded are logged and left out."""
-        held = self._store.queue_held()
-        found = (_queue_entry(raw, None, held) for raw in self._store.queue_list())
+        held = self.store.queue_held()
+        found = (_queue_entry(raw, None, held) for raw in self.store.queue_list())
         return [entry for entry in found if entry is not None]
 
     async def queued(self, queue_id: str) -> QueueEntry:
         """One queued message.  Raises NotFound, Cannot (unreadable record)."""
-        raw = self._store.queue_get(_queue_id(queue_id))
+        raw = self.store.queue_get(_queue_id(queue_id))
         if raw is None:
             raise NotFound(f"no queued message {queue_id}")
-        entry = _queue_entry(raw, queue_id, self._store.queue_held())
+        entry = _queue_entry(raw, queue_id, self.store.queue_held())
         if entry is None:
             raise Cannot(f"the record of queued message {queue_id} cannot be read; "
                          "it can only be deleted")
@@ -390,7 +402,7 @@ class AdminService:
 
     async def retry(self, queue_id: str) -> None:
         """Make the message due now.  Raises NotFound."""
-        found = await self._store.queue_reschedule([_queue_id(queue_id)], self._clock())
+        found = await self.store.queue_reschedule([_queue_id(queue_id)], self._clock())
         if not found:
             raise NotFound(f"no queued message {queue_id}")
         self._wake()
@@ -399,7 +411,7 @@ class AdminService:
         """Take the message off the schedule until ``release`` (as Postfix's
         ``postsuper -h``): no delivery attempt, no expiry, ``flush`` leaves it.
         A round already in flight finishes.  Raises NotFound."""
-        if not await self._store.queue_hold([_queue_id(queue_id)]):
+        if not await self.store.queue_hold([_queue_id(queue_id)]):
             raise NotFound(f"no queued message {queue_id}")
         log.info("queue_held", queue_id=queue_id)
 
@@ -407,18 +419,18 @@ class AdminService:
         """Put a held message back on the schedule, due now.  Raises NotFound,
         Cannot (it is not held)."""
         queue_id = _queue_id(queue_id)
-        if queue_id not in self._store.queue_held():
-            if self._store.queue_get(queue_id) is None:
+        if queue_id not in self.store.queue_held():
+            if self.store.queue_get(queue_id) is None:
                 raise NotFound(f"no queued message {queue_id}")
             raise Cannot(f"queued message {queue_id} is not held")
-        await self._store.queue_reschedule([queue_id], self._clock(), only_later=False)
+        await self.store.queue_reschedule([queue_id], self._clock(), only_later=False)
         log.info("queue_released", queue_id=queue_id)
         self._wake()
 
     async def flush(self) -> int:
         """Make every queued message due now, held ones aside; returns how many."""
         ids = [entry.id for entry in await self.list_queue() if not entry.held]
-        count = len(await self._store.queue_reschedule(ids, self._clock())) if ids else 0
+        count = len(await self.store.queue_reschedule(ids, self._clock())) if ids else 0
         self._wake()
         return count
 
@@ -428,7 +440,7 @@ class AdminService:
         queue_id = _queue_id(queue_id)
         if self._queue_control is not None:
             await self._queue_control.cancel(queue_id)
-        if not await self._store.queue_remove(queue_id):
+        if not await self.store.queue_remove(queue_id):
             raise NotFound(f"no queued message {queue_id}")
         log.info("queue_deleted", queue_id=queue_id)
 
@@ -449,7 +461,7 @@ class AdminService:
         reply = f"550 5.0.0 {text or 'returned by the postmaster'}"
         if self._queue_control is not None:
             await self._queue_control.cancel(queue_id)
-        raw = self._store.queue_get(queue_id)
+        raw = self.store.queue_get(queue_id)
         if raw is None:
             raise NotFound(f"no queued message {queue_id}")
         try:
@@ -458,7 +470,7 @@ class AdminService:
             raise Cannot(f"the record of queued message {queue_id} cannot be read; "
                          "it can only be deleted") from None
         now = self._clock()
-        await self._store.queue_put(queue_id, queue_model.encode(
+        await self.store.queue_put(queue_id, queue_model.encode(
             dataclasses.replace(record, bounce=reply, next_attempt=now)), now)
         log.info("queue_bounce_requested", queue_id=queue_id, reply=reply)
         self._wake()
@@ -619,7 +631,7 @@ class AdminService:
         """Back up the store and the configuration's files into ``dest``
         (missing or empty; else ``Cannot``), while the daemon runs: see
         ``admin/backup.py`` for the layout and the manifest."""
-        report = await backup_mod.backup(self._store, self.config, dest)
+        report = await backup_mod.backup(self.store, self.config, dest)
         log.info("backup_written", path=str(report.path), files=report.files,
                  size=report.size, duration_ms=round(report.seconds * 1000))
         return report
@@ -628,7 +640,7 @@ class AdminService:
         """Check the open store for damage (``store/fsck.py``), in one read
         transaction: what ``admin.verify`` does for a directory, for a process
         that has the store open (the daemon's HTTP API)."""
-        return await asyncio.to_thread(self._store.check, queue_model.decode)
+        return await asyncio.to_thread(self.store.check, queue_model.decode)
 
     # -- import and export -----------------------------------------------------------
 
@@ -637,7 +649,7 @@ class AdminService:
                           progress: ProgressFn | None = None) -> TransferReport:
         """Import an mbox file or directory, or a Maildir (``kind``), into
         ``account`` through the store's APPEND path; see ``admin/mailio.py``."""
-        report = await mailio.import_mail(self._store, self.config, kind, path, account,
+        report = await mailio.import_mail(self.store, self.config, kind, path, account,
                                           mailbox=mailbox, progress=progress)
         log.info("mail_imported", account=account, format=kind, messages=report.messages,
                  skipped=report.skipped, duration_ms=round(report.seconds * 1000))
@@ -647,7 +659,7 @@ class AdminService:
                           progress: ProgressFn | None = None) -> TransferReport:
         """Copy every folder of a remote IMAP account into ``account``,
         resumable; see ``admin/imapimport.py`` (errors there)."""
-        report = await imapimport.import_imap(self._store, self.config, remote, account,
+        report = await imapimport.import_imap(self.store, self.config, remote, account,
                                               progress=progress)
         log.info("mail_imported", account=account, format="imap", remote=remote.host,
                  messages=report.messages, skipped=report.skipped,
@@ -658,7 +670,7 @@ class AdminService:
                           progress: ProgressFn | None = None) -> TransferReport:
         """Export every mailbox of ``account`` as mbox files or a Maildir
         (``kind``) into ``path``; see ``admin/mailio.py``."""
-        return await mailio.export_mail(self._store, account, kind, path, progress=progress)
+        return await mailio.export_mail(self.store, account, kind, path, progress=progress)
     # -- API tokens ------------------------------------------------------------------
 
     # -- junk filter -------------------------------------------------------------
@@ -671,9 +683,9 @@ class AdminService:
         readers); returns ``(spam, ham)`` messages trained.  Raises
         AccountNotFound, Cannot (a path that is no mbox or Maildir), OSError."""
         address = account_address(address)
-        if self._store.get_account(address) is None:
+        if self.store.get_account(address) is None:
             raise AccountNotFound(f"no account {address}")
-        junk = JunkFilter(self._store, self.config.junk)
+        junk = JunkFilter(self.store, self.config.junk)
         done = [0, 0]
         for path, is_spam in ((spam, True), (ham, False)):
             if path is None:
@@ -689,9 +701,9 @@ class AdminService:
         """How ``address``'s filter would score the message ``data`` (bytes):
         the verdict with its score and deciding features.  Raises AccountNotFound."""
         address = account_address(address)
-        if self._store.get_account(address) is None:
+        if self.store.get_account(address) is None:
             raise AccountNotFound(f"no account {address}")
-        junk = JunkFilter(self._store, self.config.junk)
+        junk = JunkFilter(self.store, self.config.junk)
         return junk.verdict(address, await junk.features_of(data))
 
     async def junk_stats(self, address: str) -> dict[str, Any]:
@@ -699,10 +711,10 @@ class AdminService:
         and the threshold that applies (``threshold``, ``arm``: "own",
         "control" or "candidate", see ``junk.filter``).  Raises AccountNotFound."""
         address = account_address(address)
-        if self._store.get_account(address) is None:
+        if self.store.get_account(address) is None:
             raise AccountNotFound(f"no account {address}")
-        own, glob = self._store.junk_totals(address), self._store.junk_totals("")
-        threshold, arm = JunkFilter(self._store, self.config.junk).threshold_for(address)
+        own, glob = self.store.junk_totals(address), self.store.junk_totals("")
+        threshold, arm = JunkFilter(self.store, self.config.junk).threshold_for(address)
         return {"spam": own[0], "ham": own[1], "global_spam": glob[0], "global_ham": glob[1],
                 "threshold": threshold, "arm": arm}
 
@@ -713,19 +725,19 @@ class AdminService:
         at once, in every process.  Raises AccountNotFound, UserError (not in
         (0, 1])."""
         address = account_address(address)
-        if self._store.get_account(address) is None:
+        if self.store.get_account(address) is None:
             raise AccountNotFound(f"no account {address}")
         if threshold is not None and not 0 < threshold <= 1:
             raise UserError(f"a junk threshold is more than 0 and at most 1, not {threshold}")
-        await self._store.junk_set_threshold(address, threshold)
+        await self.store.junk_set_threshold(address, threshold)
         log.info("junk_threshold", account=address, threshold=threshold)
 
     async def junk_reset(self, address: str) -> int:
         """Forget ``address``'s own model (the global one keeps what it learnt)."""
         address = account_address(address)
-        if self._store.get_account(address) is None:
+        if self.store.get_account(address) is None:
             raise AccountNotFound(f"no account {address}")
-        removed = await self._store.junk_reset(address)
+        removed = await self.store.junk_reset(address)
         log.info("junk_reset", account=address, keys=removed)
         return removed
 
@@ -783,6 +795,19 @@ async def open_admin(config: Config) -> AsyncIterator[AdminService]:
     (a command run from the wrong directory must not make an empty one).
     The configured domains are added when missing, as the daemon does at start.
     """
+    if config.store.backend == "postgresql":
+        # Imported here: the PostgreSQL store's modules, for its commands only.
+        from mailserver.services import close_node, open_node
+
+        node = await open_node(config)
+        try:
+            assert node.directory is not None
+            service = AdminService(None, config, directory=node.directory)
+            await service.ensure_configured_domains()
+            yield service
+        finally:
+            await close_node(node)
+        return
     store = await _open_store(config, create=False)
     try:
         service = AdminService(store, config)

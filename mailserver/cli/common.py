@@ -84,6 +84,9 @@ def admin_config(args: argparse.Namespace) -> Config:
     from mailserver.store.store import Store
 
     config = load_config(args)
+    if config.store.backend == "postgresql":  # the database is checked when opened
+        print(f"{PROG}: using the PostgreSQL store of [store] dsn", file=sys.stderr)
+        return config
     if not Store.exists(config.data_dir):
         raise _no_store(config.data_dir)
     print(f"{PROG}: using data directory {config.data_dir}", file=sys.stderr)

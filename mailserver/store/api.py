@@ -53,9 +53,15 @@ class Directory(Protocol):
         ...
 
     async def add_account(self, address: str, password_hash: str, *,
-                          quota: int = 0) -> Account:
-        """Create an account with the default mailboxes.  Raises DomainNotFound,
-        AlreadyExists, InvalidName, ValueError (negative quota)."""
+                          quota: int = 0, scram: ScramKeys | None = None) -> Account:
+        """Create an account with the default mailboxes; ``scram``: the SCRAM keys
+        of the same password (None: made at its first login).  Raises
+        DomainNotFound, AlreadyExists, InvalidName, ValueError (negative quota)."""
+        ...
+
+    async def set_password_hash(self, address: str, password_hash: str,
+                                scram: ScramKeys | None = None) -> None:
+        """Replace the password's PHC string and SCRAM keys.  Raises AccountNotFound."""
         ...
 
     async def delete_account(self, address: str) -> None:
@@ -235,9 +241,14 @@ class LmdbDirectory:
         return self.store.is_local_domain(name)
 
     async def add_account(self, address: str, password_hash: str, *,
-                          quota: int = 0) -> Account:
+                          quota: int = 0, scram: ScramKeys | None = None) -> Account:
         """See ``Directory``."""
-        return await self.store.add_account(address, password_hash, quota=quota)
+        return await self.store.add_account(address, password_hash, quota=quota, scram=scram)
+
+    async def set_password_hash(self, address: str, password_hash: str,
+                                scram: ScramKeys | None = None) -> None:
+        """See ``Directory``."""
+        await self.store.set_password_hash(address, password_hash, scram)
 
     async def delete_account(self, address: str) -> None:
         """See ``Directory``."""

@@ -196,3 +196,45 @@ async def test_a_killed_nodes_queued_mail_is_delivered_by_the_other(
     finally:
         dns.stop()
         await rx.stop()
+
+
+def test_the_directory_commands_on_postgresql(cluster: str, tmp_path: Path) -> None:
+    """``mailserver domain|user|alias`` administer the database's directory; what
+    is not on this backend yet says so."""
+
+    async def make() -> str:
+        async with new_database(cluster) as dsn:
+            conf = node_config(tmp_path, "a", dsn, dns_port=53, smtp_port=25)
+            steps = [
+                (("user", "add", "carol@example.test", "--password-stdin"), "c4rol-secret!x"),
+                (("domain", "add", "other.test"), ""),
+                (("alias", "add", "team@example.test", "carol@example.test",
+                  "someone@far.test"), ""),
+            ]
+            for args, stdin in steps:
+                done = await asyncio.to_thread(run_cli, *args, "-c", conf, stdin=stdin + "\n")
+                assert done.returncode == 0, done.stderr
+            users = await asyncio.to_thread(run_cli, "user", "list", "-c", conf)
+            assert "carol@example.test" in users.stdout
+            domains = await asyncio.to_thread(run_cli, "domain", "list", "-c", conf)
+            assert domains.stdout.split() == ["example.test", "other.test"]
+            not_yet = await asyncio.to_thread(run_cli, "junk", "stats", "carol@example.test",
+                                              "-c", conf)
+            assert not_yet.returncode == 1 and "not on the PostgreSQL store yet" in \
+                not_yet.stderr
+            writer = PgWriter(dsn)
+            await writer.start()
+            pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+            try:
+                directory = PgDirectory(writer, pool)
+                carol = await directory.get_account("carol@example.test")
+                assert carol is not None and carol.scram is not None  # made with the hash
+                team = await directory.recipient_status("team@example.test")
+                assert team.accounts == ("carol@example.test",)
+                assert team.forwards == ("someone@far.test",)
+            finally:
+                await pool.close()
+                await writer.stop()
+            return dsn
+
+    asyncio.run(make())

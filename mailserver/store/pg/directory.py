@@ -106,7 +106,7 @@ class PgDirectory:
     # -- accounts -----------------------------------------------------------------
 
     async def add_account(self, address: str, password_hash: str, *,
-                          quota: int = 0) -> Account:
+                          quota: int = 0, scram: ScramKeys | None = None) -> Account:
         """See ``Directory``."""
         address = normalize_address(address)
         if quota < 0:
@@ -118,9 +118,10 @@ class PgDirectory:
                                    domain) is None:
                 raise DomainNotFound(f"no domain {domain}")
             done = await conn.execute(
-                "INSERT INTO accounts (address, domain, password_hash, quota) "
-                "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                address, domain, password_hash, quota)
+                "INSERT INTO accounts (address, domain, password_hash, quota, scram) "
+                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                address, domain, password_hash, quota,
+                None if scram is None else encode_scram(scram))
             if done.endswith(" 0"):
                 raise AlreadyExists(f"account {address} already exists")
             validity = await conn.fetchval("SELECT extract(epoch FROM now())::bigint")
@@ -129,7 +130,20 @@ class PgDirectory:
                 "VALUES ($1, $2, $3, $4)",
                 [(address, name, validity, special) for name, special in DEFAULT_MAILBOXES])
         await self._writer.submit(write)
-        return Account(address, password_hash, quota, 0)
+        return Account(address, password_hash, quota, 0, scram=scram)
+
+    async def set_password_hash(self, address: str, password_hash: str,
+                                scram: ScramKeys | None = None) -> None:
+        """See ``Directory``."""
+        address = normalize_address(address)
+
+        async def write(conn: Any) -> None:
+            done = await conn.execute(
+                "UPDATE accounts SET password_hash = $2, scram = $3 WHERE address = $1",
+                address, password_hash, None if scram is None else encode_scram(scram))
+            if done.endswith(" 0"):
+                raise AccountNotFound(f"no account {address}")
+        await self._writer.submit(write)
 
     async def delete_account(self, address: str) -> None:
         """See ``Directory``."""
