@@ -47,16 +47,22 @@ def certificate_path(config: Config) -> Path:
 
 
 class StateCollector(Collector):
-    """Gauges read at scrape time from the store and the file system."""
+    """Gauges read at scrape time from the store and the file system.
 
-    def __init__(self, config: Config, store: Store) -> None:
+    ``store``: the LMDB store, None on the PostgreSQL backend, whose queue
+    records the listener reads before each scrape (``queue_records``)."""
+
+    def __init__(self, config: Config, store: Store | None) -> None:
         self._config = config
         self._store = store
         self._cert: tuple[float, float] | None = None  # (mtime, not-after), cached
+        #: The queue's records for the next scrape when there is no LMDB store.
+        self.queue_records: list[bytes] = []
 
     def collect(self) -> Iterator[Metric]:
         now = time.time()
-        records = self._store.queue_list()
+        store = self._store
+        records = self.queue_records if store is None else store.queue_list()
         created = []
         for raw in records:
             # A damaged record is the queue's to report (it logs it when taken);
@@ -69,7 +75,26 @@ class StateCollector(Collector):
             "mailserver_queue_oldest_message_age_seconds",
             "Age of the oldest message in the outbound queue (0 when empty).",
             value=max(0.0, now - min(created)) if created else 0.0)
-        space = self._store.space()
+        if store is not None:
+            yield from self._space(store)
+        fs = os.statvfs(self._config.data_dir)
+        yield GaugeMetricFamily("mailserver_data_dir_free_bytes",
+                                "Octets available to the daemon on the data directory's "
+                                "file system.", value=fs.f_bavail * fs.f_frsize)
+        yield GaugeMetricFamily("mailserver_data_dir_size_bytes",
+                                "Size of the data directory's file system.",
+                                value=fs.f_blocks * fs.f_frsize)
+        if self._config.junk.enabled and store is not None:
+            yield from self._junk(store)
+        expiry = self._cert_expiry()
+        if expiry is not None:
+            yield GaugeMetricFamily("mailserver_tls_certificate_expiry_timestamp_seconds",
+                                    "When the served TLS certificate expires (Unix time).",
+                                    value=expiry)
+
+    def _space(self, store: Store) -> Iterator[Metric]:
+        """The LMDB store's fill (``store/headroom.py``)."""
+        space = store.space()
         yield GaugeMetricFamily("mailserver_store_used_bytes",
                                 "Octets of the pages the store's databases use.",
                                 value=space.live)
@@ -86,27 +111,13 @@ class StateCollector(Collector):
         yield GaugeMetricFamily("mailserver_store_new_mail_limit_ratio",
                                 "The fill ratio at which new mail is refused.",
                                 value=self._config.store.new_mail_limit)
-        fs = os.statvfs(self._config.data_dir)
-        yield GaugeMetricFamily("mailserver_data_dir_free_bytes",
-                                "Octets available to the daemon on the data directory's "
-                                "file system.", value=fs.f_bavail * fs.f_frsize)
-        yield GaugeMetricFamily("mailserver_data_dir_size_bytes",
-                                "Size of the data directory's file system.",
-                                value=fs.f_blocks * fs.f_frsize)
-        if self._config.junk.enabled:
-            yield from self._junk()
-        expiry = self._cert_expiry()
-        if expiry is not None:
-            yield GaugeMetricFamily("mailserver_tls_certificate_expiry_timestamp_seconds",
-                                    "When the served TLS certificate expires (Unix time).",
-                                    value=expiry)
 
-    def _junk(self) -> Iterator[Metric]:
+    def _junk(self, store: Store) -> Iterator[Metric]:
         """The junk filter's drift figures (issue #16 §3), from the per-day counts."""
         day = today()
         d0 = dt.date.fromisoformat(day)
         days = [(d0 - dt.timedelta(days=i)).isoformat() for i in range(8)]
-        drift = drift_of(self._store.junk_days(days), day)
+        drift = drift_of(store.junk_days(days), day)
         yield GaugeMetricFamily("mailserver_junk_correction_rate",
                                 "Users' junk corrections per scored copy, today (UTC).",
                                 value=drift.rate)

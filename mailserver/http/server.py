@@ -42,11 +42,13 @@ class HttpListener(ListenerBase):
 
     def __init__(self, listener: Listener, services: Services) -> None:
         super().__init__(listener, services)
-        self._state = metrics.StateCollector(services.config, services.store)
+        store = services.backend.lmdb  # None on PostgreSQL: /metrics alone so far
+        self._queue = services.backend.queue
+        self._state = metrics.StateCollector(services.config, store)
         app = web.Application(middlewares=[problem_middleware])
         app.router.add_get("/metrics", self._metrics)
-        store = services.store
-        autoconfig.add_routes(app, services.config, store.is_local_domain)
+        if store is not None:
+            autoconfig.add_routes(app, services.config, store.is_local_domain)
         if services.admin is not None:
             app.add_subapp(api.PREFIX, api.application(services.admin, services.flow))
             dashboard.add_routes(app)
@@ -66,6 +68,8 @@ class HttpListener(ListenerBase):
 
     async def _metrics(self, request: web.Request) -> web.Response:
         process_metrics.flush_all()  # this process's tallies; the others flush each second
+        if self.services.backend.lmdb is None:  # the database's queue, read here (async)
+            self._state.queue_records = await self._queue.queue_list()
         body = await asyncio.to_thread(metrics.exposition, self._state)
         return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
 

@@ -57,6 +57,10 @@ class QueueStore(Protocol):
         """The record of ``queue_id``, None when there is none."""
         ...
 
+    async def queue_list(self) -> list[bytes]:
+        """Every queued record, in queue id order (the metrics' gauges)."""
+        ...
+
     async def queue_lease(self, queue_id: str, record: bytes, until: float, *,
                           due_by: float) -> bool:
         """Take the message for a round (module doc): only while it is due at

@@ -372,6 +372,10 @@ class LmdbQueue:
         """See ``QueueStore``."""
         return self.store.queue_get(queue_id)
 
+    async def queue_list(self) -> list[bytes]:
+        """See ``QueueStore``."""
+        return self.store.queue_list()
+
     async def queue_lease(self, queue_id: str, record: bytes, until: float, *,
                           due_by: float) -> bool:
         """See ``QueueStore``."""

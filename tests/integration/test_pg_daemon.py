@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import time
+import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -77,6 +78,11 @@ protocol = "submission"
 address = "127.0.0.1"
 port = 0
 tls = "starttls"
+
+[listeners.http]
+protocol = "http"
+address = "127.0.0.1"
+port = 0
 """, encoding="utf-8")
     return path
 
@@ -110,6 +116,11 @@ def send(port: int, rcpt: str, body: bytes, *, login: bool = False) -> None:
             smtp.starttls(context=client_tls_context())
             smtp.login(ALICE, PASSWORD)
         smtp.sendmail(ALICE if login else "someone@elsewhere.test", [rcpt], body)
+
+
+def _get(port: int, path: str) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as response:
+        return str(response.read().decode())
 
 
 async def inbox(messages: PgMessages) -> list[MessageRecord]:
@@ -154,6 +165,18 @@ async def test_mx_and_submission_on_postgresql(cluster: str, tmp_path: Path) -> 
                 (got,) = await rx.wait_for(1)
                 assert got.rcpt_tos == ["bob@dest.test"] and got.data.endswith(out)
                 assert await directory.has_sent_to(ALICE, "bob@dest.test")
+                # /metrics: the process's figures and the database's queue.
+                conn = await asyncpg.connect(dsn)
+                try:
+                    async with asyncio.timeout(30):  # the round settles after the 250
+                        while await conn.fetchval("SELECT count(*) FROM queue"):
+                            await asyncio.sleep(0.05)
+                finally:
+                    await conn.close()
+                page = await asyncio.to_thread(_get, daemon.ports["http"], "/metrics")
+                assert "\nmailserver_queue_messages 0.0\n" in page  # delivered: empty
+                assert "mailserver_smtp_transactions_total{" in page
+                assert "mailserver_store_map_fill_ratio" not in page  # no LMDB map here
             finally:
                 assert await asyncio.to_thread(daemon.stop) == 0
     finally:

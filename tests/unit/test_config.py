@@ -430,8 +430,6 @@ def test_postgresql_store_settings() -> None:
     (_PG + '[blobs]\nbackend = "s3"\n', "blobs.bucket: backend \"s3\" needs a bucket"),
     (_PG + '[listeners.imap]\nprotocol = "imap"\naddress = "127.0.0.1"\nport = 143\n',
      "imap does not run on the PostgreSQL store yet"),
-    (_PG + '[listeners.web]\nprotocol = "http"\naddress = "127.0.0.1"\nport = 80\n',
-     "http does not run on the PostgreSQL store yet"),
     (_PG + 'writer_connections = 0\n', "store.writer_connections: must be 1 to 64"),
     ('workers = 2\n' + _PG, "workers: the PostgreSQL store runs one process per node"),
     ('demo_account = true\n' + _PG, "demo_account: not on the PostgreSQL store yet"),

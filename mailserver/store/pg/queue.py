@@ -109,6 +109,11 @@ class PgQueueStore:
         record = await self._pool.fetchval("SELECT record FROM queue WHERE id = $1", queue_id)
         return None if record is None else bytes(record)
 
+    async def queue_list(self) -> list[bytes]:
+        """See ``QueueStore``."""
+        rows = await self._pool.fetch("SELECT record FROM queue ORDER BY id")
+        return [bytes(r["record"]) for r in rows]
+
     async def queue_lease(self, queue_id: str, record: bytes, until: float, *,
                           due_by: float) -> bool:
         """See ``QueueStore``: one statement, so two nodes never both win."""
