@@ -1,6 +1,7 @@
 """The store as asynchronous interfaces, one per part, each with an LMDB and a
 PostgreSQL implementation (issue #17 §1): the seam the scale-out store grows
-along.  So far: the directory (``Directory``), mailboxes' messages
+along.  So far: the directory (``Directory``), mailboxes (``Mailboxes``:
+CREATE, DELETE, RENAME, subscriptions), mailboxes' messages
 (``Messages``: APPEND, the message list, STORE, EXPUNGE, blobs) and what
 SMTP's local delivery needs (``StoreDelivery``, ``delivery.interface.LocalStore``).
 
@@ -129,6 +130,51 @@ class Directory(Protocol):
         ...
 
 
+class Mailboxes(Protocol):
+    """An account's mailboxes (RFC 3501 §6.3.3-§6.3.7; names as ``store.names``)."""
+
+    async def list_mailboxes(self, account: str) -> list[MailboxInfo]:
+        """Every mailbox of the account by name, ``noselect`` levels included
+        (none for an unknown account)."""
+        ...
+
+    async def gone_subscriptions(self, account: str) -> list[str]:
+        """Subscribed names whose mailbox no longer exists (§6.3.6; LIST shows
+        them ``\\NonExistent``, RFC 5258 §3.1), sorted."""
+        ...
+
+    async def get_mailbox(self, account: str, name: str) -> MailboxInfo:
+        """The mailbox ("inbox" in any case is INBOX).  Raises MailboxNotFound."""
+        ...
+
+    async def get_mailbox_by_id(self, mailbox_id: int) -> MailboxInfo:
+        """The mailbox of that id, under its current name.  Raises MailboxNotFound."""
+        ...
+
+    async def create_mailbox(self, account: str, name: str, *,
+                             special_use: str | None = None) -> MailboxInfo:
+        """CREATE (§6.3.3): missing superior levels too; a UIDVALIDITY above any
+        this name had.  Raises AlreadyExists, InvalidName, AccountNotFound."""
+        ...
+
+    async def delete_mailbox(self, account: str, name: str) -> None:
+        """DELETE (§6.3.4): with inferiors, its messages go and it stays a
+        ``noselect`` level.  Raises MailboxNotFound, Cannot (INBOX; a
+        ``noselect`` level with inferiors)."""
+        ...
+
+    async def rename_mailbox(self, account: str, old: str, new: str) -> None:
+        """RENAME (§6.3.5), inferiors along; INBOX's messages move, UIDs kept,
+        and INBOX stays empty.  Raises MailboxNotFound, AlreadyExists, Cannot
+        (into its own hierarchy), InvalidName."""
+        ...
+
+    async def set_subscribed(self, account: str, name: str, subscribed: bool) -> None:
+        """SUBSCRIBE/UNSUBSCRIBE (§6.3.6, §6.3.7); UNSUBSCRIBE of a gone
+        subscription too.  Raises MailboxNotFound, AccountNotFound."""
+        ...
+
+
 class Messages(Protocol):
     """The messages of mailboxes (RFC 3501 §2.3): UIDs, flags, MODSEQs (RFC 7162)."""
 
@@ -173,6 +219,53 @@ class Messages(Protocol):
     async def get_blob(self, blob_id: bytes) -> bytes:
         """A message's stored octets by blob id."""
         ...
+
+
+class LmdbMailboxes:
+    """``Mailboxes`` over the LMDB ``Store``."""
+
+    __slots__ = ("store",)
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def list_mailboxes(self, account: str) -> list[MailboxInfo]:
+        """See ``Mailboxes``."""
+        return self.store.list_mailboxes(account)
+
+    async def gone_subscriptions(self, account: str) -> list[str]:
+        """See ``Mailboxes``."""
+        return self.store.gone_subscriptions(account)
+
+    async def get_mailbox(self, account: str, name: str) -> MailboxInfo:
+        """See ``Mailboxes``."""
+        return self.store.get_mailbox(account, name)
+
+    async def get_mailbox_by_id(self, mailbox_id: int) -> MailboxInfo:
+        """See ``Mailboxes``."""
+        return self.store.get_mailbox_by_id(mailbox_id)
+
+    async def create_mailbox(self, account: str, name: str, *,
+                             special_use: str | None = None) -> MailboxInfo:
+        """See ``Mailboxes``."""
+        return await self.store.create_mailbox(account, name, special_use=special_use)
+
+    async def delete_mailbox(self, account: str, name: str) -> None:
+        """See ``Mailboxes``."""
+        await self.store.delete_mailbox(account, name)
+
+    async def rename_mailbox(self, account: str, old: str, new: str) -> None:
+        """See ``Mailboxes``."""
+        await self.store.rename_mailbox(account, old, new)
+
+    async def set_subscribed(self, account: str, name: str, subscribed: bool) -> None:
+        """See ``Mailboxes``."""
+        await self.store.set_subscribed(account, name, subscribed)
+
+
+def as_mailboxes(m: LmdbMailboxes) -> Mailboxes:
+    """``m`` as the protocol (mypy checks that the adapter meets it)."""
+    return m
 
 
 class LmdbMessages:

@@ -124,11 +124,10 @@ class PgDirectory:
                 None if scram is None else encode_scram(scram))
             if done.endswith(" 0"):
                 raise AlreadyExists(f"account {address} already exists")
-            validity = await conn.fetchval("SELECT extract(epoch FROM now())::bigint")
             await conn.executemany(
                 "INSERT INTO mailboxes (account, name, uidvalidity, special_use) "
-                "VALUES ($1, $2, $3, $4)",
-                [(address, name, validity, special) for name, special in DEFAULT_MAILBOXES])
+                "VALUES ($1, $2, new_uidvalidity(), $3)",
+                [(address, name, special) for name, special in DEFAULT_MAILBOXES])
         await self._writer.submit(write)
         return Account(address, password_hash, quota, 0, scram=scram)
 

@@ -28,16 +28,19 @@ from mailserver.store.pg.changes import Change, announce
 from mailserver.store.pg.writer import PgWriter
 
 _SEEN, _DELETED = "\\Seen", "\\Deleted"
-_MAILBOX = ("SELECT id, account, name, uidvalidity, uidnext, highestmodseq, messages, size, "
-            "subscribed, special_use FROM mailboxes")
+#: The columns of a ``MailboxInfo`` (``mailbox_info``).
+MAILBOX_SELECT = ("SELECT id, account, name, uidvalidity, uidnext, highestmodseq, messages, "
+                  "size, subscribed, special_use, noselect FROM mailboxes")
 _RECORD = ("SELECT mailbox_id, uid, flags, extract(epoch FROM internal_date)::bigint AS date, "
            "tz_offset, size, modseq, blob_id, prefix FROM messages")
 
 
-def _mailbox(row: Any) -> MailboxInfo:
+def mailbox_info(row: Any) -> MailboxInfo:
+    """A ``MailboxInfo`` of a ``MAILBOX_SELECT`` row."""
     return MailboxInfo(int(row["id"]), row["account"], row["name"], int(row["uidvalidity"]),
                        int(row["uidnext"]), int(row["highestmodseq"]), int(row["messages"]),
-                       int(row["size"]), bool(row["subscribed"]), row["special_use"])
+                       int(row["size"]), bool(row["subscribed"]), row["special_use"],
+                       bool(row["noselect"]))
 
 
 def _record(row: Any) -> MessageRecord:
@@ -71,11 +74,11 @@ class PgMessages:
 
     async def get_mailbox(self, account: str, name: str) -> MailboxInfo:
         """See ``Messages``."""
-        row = await self._pool.fetchrow(_MAILBOX + " WHERE account = $1 AND name = $2",
+        row = await self._pool.fetchrow(MAILBOX_SELECT + " WHERE account = $1 AND name = $2",
                                         normalize_address(account), normalize_mailbox(name))
         if row is None:
             raise MailboxNotFound(f"no mailbox {name!r}")
-        return _mailbox(row)
+        return mailbox_info(row)
 
     async def append(self, account: str, mailbox: str, blob: bytes, facts: bytes, *,
                      flags: frozenset[str] = frozenset(), internal_date: int,

@@ -198,15 +198,40 @@ CREATE TABLE sent_to (
 );
 """
 
+# Mailboxes as IMAP has them (RFC 3501 §6.3): hierarchy levels left by a
+# DELETE (noselect), subscriptions that outlive their mailbox (§6.3.6,
+# RFC 5258 §3.1), and UIDVALIDITYs that only ever grow (§2.3.1.1).
+_V3 = """
+ALTER TABLE mailboxes ADD COLUMN noselect boolean NOT NULL DEFAULT false;
+CREATE TABLE gone_subscriptions (
+    account     text NOT NULL REFERENCES accounts (address) ON DELETE CASCADE,
+    name        text NOT NULL,
+    PRIMARY KEY (account, name)
+);
+CREATE TABLE last_uidvalidity (
+    only_row    boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    value       bigint NOT NULL
+);
+INSERT INTO last_uidvalidity VALUES (true, coalesce((SELECT max(uidvalidity) FROM mailboxes), 0));
+-- new_uidvalidity(): above every value handed out before, seeded with the clock.
+CREATE FUNCTION new_uidvalidity() RETURNS bigint
+LANGUAGE sql AS $$
+    UPDATE last_uidvalidity
+       SET value = greatest(value + 1, extract(epoch FROM now())::bigint)
+    RETURNING value
+$$;
+"""
+
 #: Every migration, in order.  Append only.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", "expand", _V1),
     Migration(2, "sent_to", "expand", _V2),
+    Migration(3, "mailbox levels, gone subscriptions, UIDVALIDITY", "expand", _V3),
 )
 #: The newest schema version this code knows.
 LATEST = MIGRATIONS[-1].version
 #: The schema version this code needs at least.
-REQUIRED = 2
+REQUIRED = 3
 
 
 class SchemaError(Exception):

@@ -1,6 +1,6 @@
 """What one daemon (a node) holds of the PostgreSQL store (issue #17): its
 group-commit writer, a read pool, the change feed, and the store's parts
-over them (directory, messages, queue), opened and closed together.
+over them (directory, mailboxes, messages, queue), opened and closed together.
 
 ``open`` refuses a database whose schema this release cannot run on
 (``migrations.check``: run ``mailserver db migrate`` first, or upgrade the
@@ -17,6 +17,7 @@ from mailserver.store.pg import migrations
 from mailserver.store.pg.blobs import ObjectStore, PgBlobs
 from mailserver.store.pg.changes import Change, ChangeListener
 from mailserver.store.pg.directory import PgDirectory
+from mailserver.store.pg.mailboxes import PgMailboxes
 from mailserver.store.pg.messages import PgMessages
 from mailserver.store.pg.queue import PgQueueStore
 from mailserver.store.pg.writer import PgWriter
@@ -38,6 +39,7 @@ class PgNode:
         self.blobs = PgBlobs(objects)
         self.pool: Any = None
         self.directory: PgDirectory | None = None
+        self.mailboxes: PgMailboxes | None = None
         self.messages: PgMessages | None = None
         self.queue: PgQueueStore | None = None
         self._listener = ChangeListener(dsn, self._changed)
@@ -63,6 +65,7 @@ class PgNode:
             await self.close()
             raise StoreUnavailable(f"the PostgreSQL store: {exc}") from exc
         self.directory = PgDirectory(self.writer, self.pool)
+        self.mailboxes = PgMailboxes(self.writer, self.pool, self.blobs)
         self.messages = PgMessages(self.writer, self.pool, self.blobs)
         self.queue = PgQueueStore(self.writer, self.pool, self.blobs)
 
