@@ -24,6 +24,7 @@ from mailserver.store.directory import RecipientStatus
 from mailserver.store.model import (
     Account,
     Alias,
+    Changes,
     Domain,
     MailboxInfo,
     MessageRecord,
@@ -216,8 +217,29 @@ class Messages(Protocol):
         their UIDs, ascending.  Raises MailboxNotFound."""
         ...
 
+    async def transfer(self, mailbox_id: int, uids: Iterable[int], dest_account: str,
+                       dest_mailbox: str, *, move: bool) -> tuple[int, list[tuple[int, int]]]:
+        """COPY (RFC 3501 §6.4.7) or MOVE (RFC 6851) of the messages of ``uids``
+        that exist, flags kept, in one synced commit (MOVE: expunged from the
+        source, logged).  Returns the destination's UIDVALIDITY and ``(source
+        UID, new UID)`` pairs, ascending (UIDPLUS COPYUID, RFC 4315 §3).
+        Raises MailboxNotFound (either mailbox; a ``noselect`` destination),
+        QuotaExceeded (nothing copied)."""
+        ...
+
+    async def changes_since(self, mailbox_id: int, modseq: int) -> Changes:
+        """What changed after ``modseq`` (CONDSTORE/QRESYNC, RFC 7162): the
+        messages with a greater MODSEQ (new ones too), ascending UID, and the
+        UIDs expunged after it, ascending; the mailbox as of then.  Raises
+        MailboxNotFound."""
+        ...
+
+    async def get_facts(self, blob_id: bytes) -> bytes:
+        """The MIME facts stored with the blob (opaque bytes).  Raises NotFound."""
+        ...
+
     async def get_blob(self, blob_id: bytes) -> bytes:
-        """A message's stored octets by blob id."""
+        """A message's stored octets by blob id.  Raises NotFound."""
         ...
 
 
@@ -305,6 +327,21 @@ class LmdbMessages:
     async def expunge(self, mailbox_id: int, uids: Iterable[int] | None = None) -> list[int]:
         """See ``Messages``."""
         return await self.store.expunge(mailbox_id, uids)
+
+    async def transfer(self, mailbox_id: int, uids: Iterable[int], dest_account: str,
+                       dest_mailbox: str, *, move: bool) -> tuple[int, list[tuple[int, int]]]:
+        """See ``Messages``."""
+        validity, pairs, _ = await self.store.transfer(mailbox_id, uids, dest_account,
+                                                       dest_mailbox, move=move)
+        return validity, pairs
+
+    async def changes_since(self, mailbox_id: int, modseq: int) -> Changes:
+        """See ``Messages``."""
+        return self.store.changes_since(mailbox_id, modseq)
+
+    async def get_facts(self, blob_id: bytes) -> bytes:
+        """See ``Messages``."""
+        return self.store.get_facts(blob_id)
 
     async def get_blob(self, blob_id: bytes) -> bytes:
         """See ``Messages``."""

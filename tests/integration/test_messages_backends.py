@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 from support.postgres import new_database
 
-from mailserver.errors import MailboxNotFound, QuotaExceeded
+from mailserver.errors import MailboxNotFound, NotFound, QuotaExceeded
 from mailserver.store.api import LmdbDirectory, LmdbMessages, Messages
 from mailserver.store.model import NewMessage
 from mailserver.store.pg.directory import PgDirectory
@@ -176,3 +176,73 @@ async def test_deliver_is_all_or_nothing(messages: Messages) -> None:
     (rec,) = await messages.deliver([NewMessage(BOB, "INBOX")], _msg(2), b"",
                                     internal_date=DATE)
     assert rec.uid == 1  # the refused requests used no UID that shows
+
+
+async def test_copy_and_move_keep_flags_and_answer_copyuid(messages: Messages) -> None:
+    """COPY and MOVE (RFC 3501 §6.4.7, RFC 6851), with UIDPLUS's pairs (RFC 4315 §3)."""
+    for i in range(4):
+        await messages.append(ALICE, "INBOX", _msg(i), b"facts %d" % i, internal_date=DATE + i,
+                              flags=frozenset({"\\Seen"}) if i == 1 else frozenset())
+    inbox = await messages.get_mailbox(ALICE, "INBOX")
+    trash = await messages.get_mailbox(ALICE, "Trash")
+    validity, pairs = await messages.transfer(inbox.id, [4, 2, 1, 99], ALICE, "Trash",
+                                              move=False)
+    assert validity == trash.uidvalidity and pairs == [(1, 1), (2, 2), (4, 3)]
+    copied = {r.uid: r for r in await messages.list_messages(trash.id)}
+    assert copied[2].flags == frozenset({"\\Seen"}) and copied[3].internal_date == DATE + 3
+    assert await messages.get_blob(copied[3].blob_id) == _msg(3)
+    assert (await messages.get_mailbox(ALICE, "INBOX")).messages == 4  # COPY leaves them
+    after = await messages.get_mailbox(ALICE, "Trash")
+    assert (after.messages, after.uidnext) == (3, 4)
+    assert after.size == sum(len(_msg(i)) for i in (0, 1, 3))
+    # MOVE: expunged from the source, the blob still readable through the copy.
+    before = (await messages.get_mailbox(ALICE, "INBOX")).highestmodseq
+    validity, pairs = await messages.transfer(inbox.id, [3], ALICE, "Junk", move=True)
+    assert pairs == [(3, 1)]
+    changes = await messages.changes_since(inbox.id, before)
+    assert changes.expunged == (3,) and changes.updated == ()
+    assert [r.uid for r in await messages.list_messages(inbox.id)] == [1, 2, 4]
+    junk = await messages.get_mailbox(ALICE, "Junk")
+    (moved,) = await messages.list_messages(junk.id)
+    assert await messages.get_blob(moved.blob_id) == _msg(2)
+    assert await messages.get_facts(moved.blob_id) == b"facts 2"
+    assert await messages.transfer(inbox.id, [99], ALICE, "Junk", move=True) == (
+        junk.uidvalidity, [])
+    with pytest.raises(MailboxNotFound):
+        await messages.transfer(inbox.id, [1], ALICE, "Nowhere", move=False)
+
+
+async def test_copy_over_quota_copies_nothing(messages: Messages) -> None:
+    bob_inbox = await messages.get_mailbox(BOB, "INBOX")
+    for _ in range(2):
+        await messages.append(BOB, "INBOX", b"Subject: b\r\n\r\n" + b"x" * 60, b"",
+                              internal_date=DATE)
+    with pytest.raises(QuotaExceeded):  # 2 x 74 octets more would pass 200
+        await messages.transfer(bob_inbox.id, [1, 2], BOB, "Trash", move=False)
+    assert (await messages.get_mailbox(BOB, "Trash")).messages == 0
+    # MOVE within the account frees what it takes: allowed at the limit.
+    _, pairs = await messages.transfer(bob_inbox.id, [1, 2], BOB, "Trash", move=True)
+    assert pairs == [(1, 1), (2, 2)]
+
+
+async def test_changes_since_is_what_changed_after_a_modseq(messages: Messages) -> None:
+    for i in range(3):
+        await messages.append(ALICE, "INBOX", _msg(i), b"", internal_date=DATE)
+    inbox = await messages.get_mailbox(ALICE, "INBOX")
+    mark = inbox.highestmodseq
+    nothing = await messages.changes_since(inbox.id, mark)
+    assert (nothing.mailbox, nothing.updated, nothing.expunged) == (inbox, (), ())
+    await messages.store_flags(inbox.id, [2], "add", frozenset({"\\Deleted"}))
+    await messages.append(ALICE, "INBOX", _msg(3), b"", internal_date=DATE)
+    await messages.expunge(inbox.id)
+    changes = await messages.changes_since(inbox.id, mark)
+    assert [r.uid for r in changes.updated] == [4] and changes.expunged == (2,)
+    assert changes.mailbox.highestmodseq > mark and changes.mailbox.messages == 3
+    everything = await messages.changes_since(inbox.id, 0)
+    assert [r.uid for r in everything.updated] == [1, 3, 4]
+    with pytest.raises(MailboxNotFound):
+        await messages.changes_since(10**9, 0)
+    with pytest.raises(NotFound):
+        await messages.get_facts(b"\0" * 32)
+    with pytest.raises(NotFound):
+        await messages.get_blob(b"\0" * 32)

@@ -18,12 +18,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from mailserver.errors import MailboxNotFound, QuotaExceeded
+from mailserver.errors import MailboxNotFound, NotFound, QuotaExceeded
 from mailserver.store import codec
 from mailserver.store.api import Messages
-from mailserver.store.model import MailboxInfo, MessageRecord, NewMessage
+from mailserver.store.model import Changes, MailboxInfo, MessageRecord, NewMessage
 from mailserver.store.names import normalize_address, normalize_mailbox
-from mailserver.store.pg.blobs import PgBlobs
+from mailserver.store.pg.blobs import BlobNotFound, PgBlobs
 from mailserver.store.pg.changes import Change, announce
 from mailserver.store.pg.writer import PgWriter
 
@@ -53,6 +53,16 @@ async def _lock_mailbox(conn: Any, mailbox_id: int) -> None:
     if await conn.fetchval("SELECT 1 FROM mailboxes WHERE id = $1 FOR UPDATE",
                            mailbox_id) is None:
         raise MailboxNotFound(f"no mailbox {mailbox_id}")
+
+
+async def _check_quota(conn: Any, account: str) -> None:
+    """Raise QuotaExceeded when ``account`` uses more than its quota now (in the
+    caller's transaction, after its additions: the savepoint rolls them back)."""
+    if await conn.fetchval(
+            "SELECT 1 FROM accounts a WHERE a.address = $1 AND a.quota > 0 AND "
+            "(SELECT sum(size) FROM mailboxes m WHERE m.account = a.address) > a.quota",
+            account):
+        raise QuotaExceeded(f"quota of {account} exceeded")
 
 
 def _new_flags(mode: str, old: frozenset[str], flags: frozenset[str]) -> frozenset[str]:
@@ -148,12 +158,8 @@ class PgMessages:
                 accounts.add(account)
                 out.append(MessageRecord(mbox, uid, stored, internal_date, tz_offset, size,
                                          modseq, blob_id, bytes(target.prefix)))
-            over = await conn.fetchval(
-                "SELECT a.address FROM accounts a WHERE a.address = ANY($1) AND a.quota > 0 "
-                "AND (SELECT sum(size) FROM mailboxes m WHERE m.account = a.address) > a.quota "
-                "LIMIT 1", sorted(accounts))
-            if over is not None:  # the savepoint rolls back the whole request
-                raise QuotaExceeded(f"quota of {over} exceeded")
+            for account in sorted(accounts):  # the savepoint rolls back the whole request
+                await _check_quota(conn, account)
             return out
         result: list[MessageRecord] = await self._writer.submit(write)
         return result
@@ -232,10 +238,100 @@ class PgMessages:
         await self._blobs.forget(doomed_objects)  # after the commit
         return result
 
+    async def transfer(self, mailbox_id: int, uids: Iterable[int], dest_account: str,
+                       dest_mailbox: str, *, move: bool) -> tuple[int, list[tuple[int, int]]]:
+        """See ``Messages``: the two mailbox rows locked in id order (two nodes
+        moving between the same two mailboxes in opposite directions take
+        turns instead of deadlocking)."""
+        wanted = sorted(set(uids))
+        account, name = normalize_address(dest_account), normalize_mailbox(dest_mailbox)
+
+        async def write(conn: Any) -> tuple[int, list[tuple[int, int]]]:
+            dest = await conn.fetchrow("SELECT id, uidvalidity, noselect FROM mailboxes "
+                                       "WHERE account = $1 AND name = $2", account, name)
+            if dest is None or dest["noselect"]:
+                raise MailboxNotFound(f"no mailbox {dest_mailbox!r} to put messages in")
+            dest_id = int(dest["id"])
+            for mbid in sorted({mailbox_id, dest_id}):
+                await _lock_mailbox(conn, mbid)
+            rows = await conn.fetch(
+                "SELECT uid, blob_id, flags, internal_date, tz_offset, size, prefix, facts "
+                "FROM messages WHERE mailbox_id = $1 AND uid = ANY($2) ORDER BY uid",
+                mailbox_id, wanted)
+            if not rows:
+                return int(dest["uidvalidity"]), []
+            alloc = await conn.fetchrow("SELECT * FROM allocate_uids($1, $2)", dest_id,
+                                        len(rows))
+            first, modseq = int(alloc["first_uid"]), int(alloc["modseq"])
+            pairs = [(int(r["uid"]), first + i) for i, r in enumerate(rows)]
+            await conn.executemany(
+                "INSERT INTO messages (mailbox_id, uid, modseq, blob_id, flags, internal_date, "
+                "tz_offset, size, prefix, facts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
+                "$10)", [(dest_id, new, modseq, r["blob_id"], r["flags"], r["internal_date"],
+                          r["tz_offset"], r["size"], r["prefix"], r["facts"])
+                         for (_, new), r in zip(pairs, rows, strict=True)])
+            size = sum(int(r["size"]) for r in rows)
+            unseen = sum(_SEEN not in r["flags"] for r in rows)
+            deleted = sum(_DELETED in r["flags"] for r in rows)
+            await conn.execute(
+                "UPDATE mailboxes SET messages = messages + $2, size = size + $3, "
+                "unseen = unseen + $4, deleted = deleted + $5 WHERE id = $1",
+                dest_id, len(rows), size, unseen, deleted)
+            await announce(conn, Change("mailbox", dest_id, modseq))
+            if move:  # the blob references move with the messages
+                gone = [old for old, _ in pairs]
+                src_modseq = int(await conn.fetchval("SELECT next_modseq($1)", mailbox_id))
+                await conn.execute("DELETE FROM messages WHERE mailbox_id = $1 AND "
+                                   "uid = ANY($2)", mailbox_id, gone)
+                await conn.executemany("INSERT INTO expunged VALUES ($1, $2, $3) "
+                                       "ON CONFLICT DO NOTHING",
+                                       [(mailbox_id, uid, src_modseq) for uid in gone])
+                await conn.execute(
+                    "UPDATE mailboxes SET messages = messages - $2, size = size - $3, "
+                    "unseen = unseen - $4, deleted = deleted - $5 WHERE id = $1",
+                    mailbox_id, len(rows), size, unseen, deleted)
+                await announce(conn, Change("mailbox", mailbox_id, src_modseq))
+            else:
+                refs: dict[bytes, int] = {}
+                for r in rows:
+                    refs[bytes(r["blob_id"])] = refs.get(bytes(r["blob_id"]), 0) + 1
+                await conn.executemany("UPDATE blobs SET refs = refs + $2 WHERE id = $1",
+                                       list(refs.items()))
+            if not move or mailbox_id != dest_id:
+                await _check_quota(conn, account)
+            return int(dest["uidvalidity"]), pairs
+        result: tuple[int, list[tuple[int, int]]] = await self._writer.submit(write)
+        return result
+
+    async def changes_since(self, mailbox_id: int, modseq: int) -> Changes:
+        """See ``Messages``: one snapshot (REPEATABLE READ), through the MODSEQ index."""
+        async with self._pool.acquire() as conn, \
+                conn.transaction(isolation="repeatable_read", readonly=True):
+            row = await conn.fetchrow(MAILBOX_SELECT + " WHERE id = $1", mailbox_id)
+            if row is None:
+                raise MailboxNotFound(f"no mailbox {mailbox_id}")
+            updated = await conn.fetch(_RECORD + " WHERE mailbox_id = $1 AND modseq > $2 "
+                                       "ORDER BY uid", mailbox_id, modseq)
+            expunged = await conn.fetch("SELECT uid FROM expunged WHERE mailbox_id = $1 AND "
+                                        "modseq > $2 ORDER BY uid", mailbox_id, modseq)
+        return Changes(mailbox_info(row), tuple(_record(r) for r in updated),
+                       tuple(int(r["uid"]) for r in expunged))
+
+    async def get_facts(self, blob_id: bytes) -> bytes:
+        """See ``Messages``."""
+        facts = await self._pool.fetchval("SELECT facts FROM messages WHERE blob_id = $1 "
+                                          "LIMIT 1", blob_id)
+        if facts is None:
+            raise NotFound("message content no longer exists")
+        return bytes(facts)
+
     async def get_blob(self, blob_id: bytes) -> bytes:
         """See ``Messages``."""
         async with self._pool.acquire() as conn:
-            return await self._blobs.get(conn, blob_id)
+            try:
+                return await self._blobs.get(conn, blob_id)
+            except BlobNotFound as exc:
+                raise NotFound("message content no longer exists") from exc
 
 
 def as_messages(m: PgMessages) -> Messages:

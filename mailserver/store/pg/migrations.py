@@ -203,6 +203,8 @@ CREATE TABLE sent_to (
 # RFC 5258 §3.1), and UIDVALIDITYs that only ever grow (§2.3.1.1).
 _V3 = """
 ALTER TABLE mailboxes ADD COLUMN noselect boolean NOT NULL DEFAULT false;
+-- A blob's messages (its facts, and which messages share it).
+CREATE INDEX messages_blob ON messages (blob_id);
 CREATE TABLE gone_subscriptions (
     account     text NOT NULL REFERENCES accounts (address) ON DELETE CASCADE,
     name        text NOT NULL,
