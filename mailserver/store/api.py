@@ -201,6 +201,32 @@ class Messages(Protocol):
         QuotaExceeded (any target's account over its quota: nothing is stored)."""
         ...
 
+    async def append_many(self, account: str, mailbox: str,
+                          entries: Sequence[tuple[bytes, bytes, frozenset[str], int, int]],
+                          ) -> list[MessageRecord]:
+        """MULTIAPPEND (RFC 3502): ``entries`` as ``(blob, facts, flags, internal
+        date, tz offset)`` into one mailbox in one synced commit, all or none;
+        records in the given order, ascending UIDs.  Raises MailboxNotFound,
+        QuotaExceeded (nothing stored)."""
+        ...
+
+    async def recent_boundary(self, mailbox_id: int) -> int:
+        """The highest UID a session has claimed as ``\\Recent`` (RFC 3501
+        §2.3.2; 0: none, or no such mailbox)."""
+        ...
+
+    async def claim_recent(self, mailbox_id: int, upto_uid: int) -> int:
+        """Move the boundary up to ``upto_uid`` (never down); the boundary
+        before: UIDs above it up to ``upto_uid`` are recent for the caller
+        alone.  Raises MailboxNotFound."""
+        ...
+
+    async def wait_for_change(self, mailbox_id: int, modseq: int) -> None:
+        """Return once the mailbox's HIGHESTMODSEQ is above ``modseq`` (at once
+        if it is); woken by commits of any process (or node).  Cancel to stop
+        waiting.  Raises MailboxNotFound (deleted, also while waiting)."""
+        ...
+
     async def list_messages(self, mailbox_id: int) -> list[MessageRecord]:
         """Every message of the mailbox, ascending UID."""
         ...
@@ -313,6 +339,26 @@ class LmdbMessages:
         """See ``Messages``."""
         return await self.store.deliver(targets, blob, facts, internal_date=internal_date,
                                         tz_offset=tz_offset)
+
+    async def append_many(self, account: str, mailbox: str,
+                          entries: Sequence[tuple[bytes, bytes, frozenset[str], int, int]],
+                          ) -> list[MessageRecord]:
+        """See ``Messages``."""
+        records, _ = await self.store.append_many(account, mailbox, entries)
+        return records
+
+    async def recent_boundary(self, mailbox_id: int) -> int:
+        """See ``Messages``."""
+        return self.store.recent_boundary(mailbox_id)
+
+    async def claim_recent(self, mailbox_id: int, upto_uid: int) -> int:
+        """See ``Messages``."""
+        self.store.get_mailbox_by_id(mailbox_id)  # MailboxNotFound, as on PostgreSQL
+        return await self.store.claim_recent(mailbox_id, upto_uid)
+
+    async def wait_for_change(self, mailbox_id: int, modseq: int) -> None:
+        """See ``Messages``."""
+        await self.store.wait_for_change(mailbox_id, modseq)
 
     async def list_messages(self, mailbox_id: int) -> list[MessageRecord]:
         """See ``Messages``."""

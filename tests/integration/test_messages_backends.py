@@ -15,6 +15,7 @@ from support.postgres import new_database
 from mailserver.errors import MailboxNotFound, NotFound, QuotaExceeded
 from mailserver.store.api import LmdbDirectory, LmdbMessages, Messages
 from mailserver.store.model import NewMessage
+from mailserver.store.pg.changes import ChangeListener, MailboxWaiters
 from mailserver.store.pg.directory import PgDirectory
 from mailserver.store.pg.messages import PgMessages
 from mailserver.store.pg.writer import PgWriter
@@ -43,13 +44,17 @@ async def messages(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         writer = PgWriter(dsn, connections=2)
         await writer.start()
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
+        waiters = MailboxWaiters()
+        listener = ChangeListener(dsn, waiters.notice)
+        await listener.start()
         try:
             directory = PgDirectory(writer, pool)
             await directory.add_domain("example.test")
             await directory.add_account(ALICE, "x")
             await directory.add_account(BOB, "x", quota=QUOTA)
-            yield PgMessages(writer, pool)
+            yield PgMessages(writer, pool, waiters=waiters)
         finally:
+            await listener.stop()
             await pool.close()
             await writer.stop()
 
@@ -246,3 +251,50 @@ async def test_changes_since_is_what_changed_after_a_modseq(messages: Messages) 
         await messages.get_facts(b"\0" * 32)
     with pytest.raises(NotFound):
         await messages.get_blob(b"\0" * 32)
+
+
+async def test_multiappend_is_all_or_nothing(messages: Messages) -> None:
+    entries = [(_msg(i), b"f%d" % i, frozenset({"\\Seen"}) if i else frozenset(), DATE + i, 60)
+               for i in range(3)]
+    records = await messages.append_many(ALICE, "INBOX", entries)
+    assert [r.uid for r in records] == [1, 2, 3]
+    assert [r.internal_date for r in records] == [DATE, DATE + 1, DATE + 2]
+    assert records[1].flags == frozenset({"\\Seen"}) and records[0].tz_offset == 60
+    inbox = await messages.get_mailbox(ALICE, "INBOX")
+    assert (inbox.messages, inbox.uidnext) == (3, 4)
+    big = [(b"Subject: b\r\n\r\n" + b"x" * 90, b"", frozenset(), DATE, 0)] * 3
+    with pytest.raises(QuotaExceeded):  # the third passes bob's 200 octets: none stored
+        await messages.append_many(BOB, "INBOX", big)
+    assert (await messages.get_mailbox(BOB, "INBOX")).messages == 0
+    with pytest.raises(MailboxNotFound):
+        await messages.append_many(ALICE, "Nowhere", entries)
+
+
+async def test_recent_is_claimed_once(messages: Messages) -> None:
+    inbox = await messages.get_mailbox(ALICE, "INBOX")
+    assert await messages.recent_boundary(inbox.id) == 0
+    assert await messages.claim_recent(inbox.id, 5) == 0  # UIDs 1-5 are this session's
+    assert await messages.claim_recent(inbox.id, 5) == 5  # nothing for the next one
+    assert await messages.claim_recent(inbox.id, 3) == 5  # never down
+    assert await messages.recent_boundary(inbox.id) == 5
+    assert await messages.recent_boundary(10**9) == 0
+    with pytest.raises(MailboxNotFound):
+        await messages.claim_recent(10**9, 1)
+
+
+async def test_wait_for_change_wakes_on_a_commit(messages: Messages) -> None:
+    inbox = await messages.get_mailbox(ALICE, "INBOX")
+    await messages.wait_for_change(inbox.id, inbox.highestmodseq - 1)  # already: at once
+    waiter = asyncio.create_task(messages.wait_for_change(inbox.id, inbox.highestmodseq))
+    await asyncio.sleep(0.1)
+    assert not waiter.done()
+    await messages.append(ALICE, "INBOX", _msg(1), b"", internal_date=DATE)
+    async with asyncio.timeout(10):
+        await waiter
+    idle = asyncio.create_task(messages.wait_for_change(inbox.id, 10**6))
+    await asyncio.sleep(0.05)
+    idle.cancel()  # IDLE ends with DONE
+    with pytest.raises(asyncio.CancelledError):
+        await idle
+    with pytest.raises(MailboxNotFound):
+        await messages.wait_for_change(10**9, 0)

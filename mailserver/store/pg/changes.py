@@ -78,3 +78,41 @@ class ChangeListener:
                 await conn.remove_listener(CHANNEL, self._notified)
             finally:
                 await asyncio.shield(conn.close())
+
+
+class MailboxWaiters:
+    """A node's waiters on mailboxes (IDLE, ``PgMessages.wait_for_change``),
+    woken by the change feed (``notice``, the ``ChangeListener`` callback).
+    A waiter re-reads the mailbox after each wake-up: notifications are hints."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[int, set[asyncio.Future[None]]] = {}
+
+    def register(self, mailbox_id: int) -> asyncio.Future[None]:
+        """A future set at the next change of ``mailbox_id`` (``unregister`` it after)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(mailbox_id, set()).add(fut)
+        return fut
+
+    def unregister(self, mailbox_id: int, fut: asyncio.Future[None]) -> None:
+        """Forget ``fut`` (done or not)."""
+        waiting = self._waiting.get(mailbox_id)
+        if waiting is not None:
+            waiting.discard(fut)
+            if not waiting:
+                del self._waiting[mailbox_id]
+
+    def notice(self, change: Change) -> None:
+        """Wake the waiters of a changed mailbox."""
+        if change.kind != "mailbox":
+            return
+        for fut in self._waiting.get(change.id, ()):
+            if not fut.done():
+                fut.set_result(None)
+
+    def wake_all(self) -> None:
+        """Wake every waiter (the feed reconnected: changes may have been missed)."""
+        for waiting in self._waiting.values():
+            for fut in waiting:
+                if not fut.done():
+                    fut.set_result(None)

@@ -15,6 +15,7 @@ same transaction as the messages, which announces the change to every node
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -24,10 +25,12 @@ from mailserver.store.api import Messages
 from mailserver.store.model import Changes, MailboxInfo, MessageRecord, NewMessage
 from mailserver.store.names import normalize_address, normalize_mailbox
 from mailserver.store.pg.blobs import BlobNotFound, PgBlobs
-from mailserver.store.pg.changes import Change, announce
+from mailserver.store.pg.changes import Change, MailboxWaiters, announce
 from mailserver.store.pg.writer import PgWriter
 
 _SEEN, _DELETED = "\\Seen", "\\Deleted"
+#: Seconds between two looks at a mailbox by a waiter without a change feed.
+POLL_SECONDS = 1.0
 #: The columns of a ``MailboxInfo`` (``mailbox_info``).
 MAILBOX_SELECT = ("SELECT id, account, name, uidvalidity, uidnext, highestmodseq, messages, "
                   "size, subscribed, special_use, noselect FROM mailboxes")
@@ -77,10 +80,14 @@ class PgMessages:
     """``Messages`` on PostgreSQL: ``writer`` commits, ``pool`` reads, ``blobs``
     holds the octets (inline or in an object store)."""
 
-    def __init__(self, writer: PgWriter, pool: Any, blobs: PgBlobs | None = None) -> None:
+    def __init__(self, writer: PgWriter, pool: Any, blobs: PgBlobs | None = None,
+                 waiters: MailboxWaiters | None = None) -> None:
         self._writer = writer
         self._pool = pool
         self._blobs = blobs or PgBlobs()
+        #: Woken by the node's change feed (``PgNode``); without one,
+        #: ``wait_for_change`` polls.
+        self._waiters = waiters
 
     async def get_mailbox(self, account: str, name: str) -> MailboxInfo:
         """See ``Messages``."""
@@ -163,6 +170,88 @@ class PgMessages:
             return out
         result: list[MessageRecord] = await self._writer.submit(write)
         return result
+
+    async def append_many(self, account: str, mailbox: str,
+                          entries: Sequence[tuple[bytes, bytes, frozenset[str], int, int]],
+                          ) -> list[MessageRecord]:
+        """See ``Messages``: one allocation of UIDs, one transaction."""
+        account, name = normalize_address(account), normalize_mailbox(mailbox)
+        items = [(bytes(blob), bytes(facts), codec.normalize_flags(flags), date, tz)
+                 for blob, facts, flags, date, tz in entries]
+
+        async def write(conn: Any) -> list[MessageRecord]:
+            mbox = await conn.fetchval("SELECT id FROM mailboxes WHERE account = $1 AND "
+                                       "name = $2 AND NOT noselect", account, name)
+            if mbox is None:
+                raise MailboxNotFound(f"no mailbox {mailbox!r}")
+            if not items:
+                return []
+            row = await conn.fetchrow("SELECT * FROM allocate_uids($1, $2)", mbox, len(items))
+            first, modseq = int(row["first_uid"]), int(row["modseq"])
+            out = []
+            for i, (blob, facts, flags, date, tz) in enumerate(items):
+                blob_id = await self._blobs.add(conn, blob)
+                await conn.execute(
+                    "INSERT INTO messages (mailbox_id, uid, modseq, blob_id, flags, "
+                    "internal_date, tz_offset, size, facts) VALUES ($1, $2, $3, $4, $5, "
+                    "to_timestamp($6), $7, $8, $9)", mbox, first + i, modseq, blob_id,
+                    sorted(flags), date, tz, len(blob), facts)
+                out.append(MessageRecord(mbox, first + i, flags, date, tz, len(blob), modseq,
+                                         blob_id, b""))
+            await conn.execute(
+                "UPDATE mailboxes SET messages = messages + $2, size = size + $3, "
+                "unseen = unseen + $4, deleted = deleted + $5 WHERE id = $1", mbox, len(out),
+                sum(r.size for r in out), sum(_SEEN not in r.flags for r in out),
+                sum(_DELETED in r.flags for r in out))
+            await _check_quota(conn, account)
+            await announce(conn, Change("mailbox", mbox, modseq))
+            return out
+        result: list[MessageRecord] = await self._writer.submit(write)
+        return result
+
+    async def recent_boundary(self, mailbox_id: int) -> int:
+        """See ``Messages``."""
+        value = await self._pool.fetchval("SELECT recent_uid FROM mailboxes WHERE id = $1",
+                                          mailbox_id)
+        return int(value or 0)
+
+    async def claim_recent(self, mailbox_id: int, upto_uid: int) -> int:
+        """See ``Messages``: under the mailbox row's lock, so every UID is
+        recent for one session of one node only."""
+        current = await self.recent_boundary(mailbox_id)
+        if current >= upto_uid:
+            return current
+
+        async def write(conn: Any) -> int:
+            old = await conn.fetchval("SELECT recent_uid FROM mailboxes WHERE id = $1 "
+                                      "FOR UPDATE", mailbox_id)
+            if old is None:
+                raise MailboxNotFound(f"no mailbox {mailbox_id}")
+            if upto_uid > old:
+                await conn.execute("UPDATE mailboxes SET recent_uid = $2 WHERE id = $1",
+                                   mailbox_id, upto_uid)
+            return int(old)
+        result: int = await self._writer.submit(write)
+        return result
+
+    async def wait_for_change(self, mailbox_id: int, modseq: int) -> None:
+        """See ``Messages``: woken by the change feed, the mailbox re-read each time."""
+        while True:
+            fut = None if self._waiters is None else self._waiters.register(mailbox_id)
+            try:
+                top = await self._pool.fetchval(
+                    "SELECT highestmodseq FROM mailboxes WHERE id = $1", mailbox_id)
+                if top is None:
+                    raise MailboxNotFound(f"no mailbox {mailbox_id}")
+                if top > modseq:
+                    return
+                if fut is None:
+                    await asyncio.sleep(POLL_SECONDS)
+                else:
+                    await fut
+            finally:
+                if fut is not None and self._waiters is not None:
+                    self._waiters.unregister(mailbox_id, fut)
 
     async def list_messages(self, mailbox_id: int) -> list[MessageRecord]:
         """See ``Messages``."""

@@ -15,7 +15,7 @@ from typing import Any
 from mailserver.errors import StoreUnavailable
 from mailserver.store.pg import migrations
 from mailserver.store.pg.blobs import ObjectStore, PgBlobs
-from mailserver.store.pg.changes import Change, ChangeListener
+from mailserver.store.pg.changes import Change, ChangeListener, MailboxWaiters
 from mailserver.store.pg.directory import PgDirectory
 from mailserver.store.pg.mailboxes import PgMailboxes
 from mailserver.store.pg.messages import PgMessages
@@ -42,6 +42,7 @@ class PgNode:
         self.mailboxes: PgMailboxes | None = None
         self.messages: PgMessages | None = None
         self.queue: PgQueueStore | None = None
+        self.waiters = MailboxWaiters()
         self._listener = ChangeListener(dsn, self._changed)
 
     async def open(self) -> None:
@@ -66,10 +67,11 @@ class PgNode:
             raise StoreUnavailable(f"the PostgreSQL store: {exc}") from exc
         self.directory = PgDirectory(self.writer, self.pool)
         self.mailboxes = PgMailboxes(self.writer, self.pool, self.blobs)
-        self.messages = PgMessages(self.writer, self.pool, self.blobs)
+        self.messages = PgMessages(self.writer, self.pool, self.blobs, self.waiters)
         self.queue = PgQueueStore(self.writer, self.pool, self.blobs)
 
     def _changed(self, change: Change) -> None:
+        self.waiters.notice(change)
         if self.queue is not None:
             self.queue.notice(change)
 
