@@ -28,8 +28,10 @@ from mailserver.errors import AlreadyExists
 from mailserver.store.api import (
     Directory,
     LmdbDirectory,
+    LmdbMailboxes,
     LmdbMessages,
     LmdbQueue,
+    Mailboxes,
     Messages,
     StoreDelivery,
     lmdb_delivery,
@@ -54,6 +56,7 @@ class Backend:
     PostgreSQL, where the configuration refuses those, issue #17)."""
 
     directory: Directory
+    mailboxes: Mailboxes
     messages: Messages
     delivery: StoreDelivery
     queue: QueueStore
@@ -63,8 +66,8 @@ class Backend:
 
 def lmdb_backend(store: Store) -> Backend:
     """``Backend`` over the LMDB ``Store``."""
-    return Backend(LmdbDirectory(store), LmdbMessages(store), lmdb_delivery(store),
-                   LmdbQueue(store), store.headroom, store)
+    return Backend(LmdbDirectory(store), LmdbMailboxes(store), LmdbMessages(store),
+                   lmdb_delivery(store), LmdbQueue(store), store.headroom, store)
 
 
 @dataclass(slots=True)
@@ -218,8 +221,9 @@ async def open_node(config: Config) -> PgNode:
 def node_backend(node: PgNode) -> Backend:
     """``Backend`` over an opened ``PgNode``."""
     assert node.directory is not None and node.messages is not None and node.queue is not None
-    return Backend(node.directory, node.messages, StoreDelivery(node.directory, node.messages),
-                   node.queue)
+    assert node.mailboxes is not None
+    return Backend(node.directory, node.mailboxes, node.messages,
+                   StoreDelivery(node.directory, node.messages), node.queue)
 
 
 async def close_node(node: PgNode) -> None:

@@ -74,6 +74,9 @@ class ImapSession:
     def __init__(self, services: Services, listener: Listener, conn: Conn, log: object) -> None:
         self.services = services
         self.store = services.store
+        #: The account's mailboxes on either backend (``store.api.Mailboxes``):
+        #: CREATE, DELETE, RENAME, SUBSCRIBE, LIST, STATUS go through it.
+        self.mailboxes = services.backend.mailboxes
         self.limits = services.config.limits
         self.listener = listener
         self.conn = conn

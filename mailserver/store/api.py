@@ -31,6 +31,7 @@ from mailserver.store.model import (
     NewMessage,
     ScramKeys,
 )
+from mailserver.store.reader import MailboxCounts
 from mailserver.store.store import Store
 
 
@@ -150,6 +151,11 @@ class Mailboxes(Protocol):
 
     async def get_mailbox_by_id(self, mailbox_id: int) -> MailboxInfo:
         """The mailbox of that id, under its current name.  Raises MailboxNotFound."""
+        ...
+
+    async def mailbox_counts(self, mailbox_id: int) -> MailboxCounts:
+        """What STATUS counts (RFC 3501 §6.3.10, RFC 9051 §6.3.11, RFC 9208
+        §4.4): unseen, deleted, their size, recent.  Zeros for an unknown id."""
         ...
 
     async def create_mailbox(self, account: str, name: str, *,
@@ -292,6 +298,10 @@ class LmdbMailboxes:
     async def get_mailbox_by_id(self, mailbox_id: int) -> MailboxInfo:
         """See ``Mailboxes``."""
         return self.store.get_mailbox_by_id(mailbox_id)
+
+    async def mailbox_counts(self, mailbox_id: int) -> MailboxCounts:
+        """See ``Mailboxes``."""
+        return self.store.mailbox_counts(mailbox_id)
 
     async def create_mailbox(self, account: str, name: str, *,
                              special_use: str | None = None) -> MailboxInfo:

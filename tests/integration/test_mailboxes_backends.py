@@ -171,3 +171,20 @@ async def test_subscriptions(parts: Parts) -> None:
     assert await m.gone_subscriptions(ALICE) == ["Drafts"]
     await m.set_subscribed(ALICE, "Drafts", False)  # UNSUBSCRIBE of a gone one
     assert await m.gone_subscriptions(ALICE) == []
+
+
+async def test_status_counts(parts: Parts) -> None:
+    """What STATUS counts (RFC 3501 §6.3.10, RFC 9208 §4.4) on both backends."""
+    m = parts.mailboxes
+    inbox = await m.get_mailbox(ALICE, "INBOX")
+    zero = await m.mailbox_counts(10**9)
+    assert (zero.messages, zero.unseen, zero.deleted, zero.deleted_size, zero.recent) == (
+        0, 0, 0, 0, 0)
+    await _append(parts, "INBOX", 4)
+    listed = await parts.messages.list_messages(inbox.id)
+    await parts.messages.store_flags(inbox.id, [1, 2], "add", frozenset({"\\Seen"}))
+    await parts.messages.store_flags(inbox.id, [2, 3], "add", frozenset({"\\Deleted"}))
+    await parts.messages.claim_recent(inbox.id, 1)  # UID 1 was seen by a SELECT
+    counts = await m.mailbox_counts(inbox.id)
+    assert (counts.messages, counts.unseen, counts.deleted, counts.recent) == (4, 2, 2, 3)
+    assert counts.deleted_size == listed[1].size + listed[2].size

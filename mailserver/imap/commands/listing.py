@@ -100,7 +100,7 @@ async def list_(session: ImapSession, cmd: Command) -> TaggedOk:
         return TaggedOk("LIST completed")
     if "STATUS" in args.return_opts and "HIGHESTMODSEQ" in args.status_items:
         session.enable("CONDSTORE")  # RFC 7162 §3.1: STATUS (HIGHESTMODSEQ) enables it
-    boxes = session.store.list_mailboxes(session.user)
+    boxes = await session.mailboxes.list_mailboxes(session.user)
     parents = _parents(boxes)
     # A pattern (or reference) that is not modified UTF-7 names no mailbox.
     regexes = [pattern_regex(args.reference, p) for p in patterns
@@ -120,7 +120,8 @@ async def list_(session: ImapSession, cmd: Command) -> TaggedOk:
 
     # RFC 5258 §3.1: with SUBSCRIBED, subscribed names whose mailbox is gone
     # are listed too, ``\NonExistent``; they pass the selection as well.
-    gone = session.store.gone_subscriptions(session.user) if by_subscription and not by_use else []
+    gone = (await session.mailboxes.gone_subscriptions(session.user)
+            if by_subscription and not by_use else [])
     passing = [b.name for b in boxes if passes(b)] + gone
     recursive = "RECURSIVEMATCH" in select_opts and (by_subscription or by_use)
     childinfo: set[str] = set()
@@ -167,7 +168,7 @@ async def list_(session: ImapSession, cmd: Command) -> TaggedOk:
             line += b' ("CHILDINFO" (' + info_items.encode() + b"))"
         session.write(line + b"\r\n")
         if hit and box is not None and "STATUS" in args.return_opts and not box.noselect:
-            session.write(status_response(session, box, args.status_items))
+            session.write(await status_response(session, box, args.status_items))
     return TaggedOk("LIST completed")
 
 
@@ -182,7 +183,7 @@ async def lsub(session: ImapSession, cmd: Command) -> TaggedOk:
     if isinstance(args.pattern, InvalidMailboxName) or isinstance(args.reference,
                                                                   InvalidMailboxName):
         return TaggedOk("LSUB completed")  # not modified UTF-7: names no mailbox
-    boxes = session.store.list_mailboxes(session.user)
+    boxes = await session.mailboxes.list_mailboxes(session.user)
     parents = _parents(boxes)
     regex = pattern_regex(args.reference, args.pattern)
     subscribed = [b for b in boxes if b.subscribed]
@@ -193,7 +194,7 @@ async def lsub(session: ImapSession, cmd: Command) -> TaggedOk:
             session.write(b"* LSUB " + _attributes(box, box.name in parents) + b" " +
                           _DELIM + b" " + mailbox_name(box.name, session.utf8) + b"\r\n")
             shown.add(box.name)
-    for name in session.store.gone_subscriptions(session.user):
+    for name in await session.mailboxes.gone_subscriptions(session.user):
         if regex.fullmatch(name):  # still subscribed, mailbox gone (RFC 3501 §6.3.6)
             session.write(b"* LSUB () " + _DELIM + b" " + mailbox_name(name, session.utf8) +
                           b"\r\n")
@@ -224,27 +225,28 @@ async def status(session: ImapSession, cmd: Command) -> TaggedOk:
     DELETED-STORAGE (RFC 9208 §4.4, required with QUOTA=RES-STORAGE)."""
     args = cmd.args
     assert isinstance(args, StatusArgs) and session.user is not None
-    info = session.store.get_mailbox(session.user, args.mailbox)
+    info = await session.mailboxes.get_mailbox(session.user, args.mailbox)
     if info.noselect:
         raise UserError("Mailbox is not selectable (\\Noselect)", imap_code="CANNOT")
     if "HIGHESTMODSEQ" in args.items:
         session.enable("CONDSTORE")
-    session.write(status_response(session, info, args.items))
+    session.write(await status_response(session, info, args.items))
     return TaggedOk("STATUS completed")
 
 
-def status_response(session: ImapSession, info: MailboxInfo, items: Iterable[str]) -> bytes:
+async def status_response(session: ImapSession, info: MailboxInfo,
+                          items: Iterable[str]) -> bytes:
     """``* STATUS name (item value ...)`` for a selectable mailbox (§7.2.4).
 
     Counting items (UNSEEN, DELETED, DELETED-STORAGE, RECENT) come from one
-    walk over the fixed part of the message records (``Store.mailbox_counts``).
+    walk over the fixed part of the message records (``Mailboxes.mailbox_counts``).
     Items we do not keep (MAILBOXID) are left out.
     """
     counts = None
     values: list[str] = []
     for item in items:
         if item in ("UNSEEN", "DELETED", "DELETED-STORAGE", "RECENT") and counts is None:
-            counts = session.store.mailbox_counts(info.id)
+            counts = await session.mailboxes.mailbox_counts(info.id)
         if item == "MESSAGES":
             value = info.messages
         elif item == "RECENT":

@@ -84,7 +84,7 @@ async def create(session: ImapSession, cmd: Command) -> TaggedOk:
         name = name.rstrip(DELIMITER)
     if name.upper() == "INBOX":
         raise UserError("INBOX always exists", imap_code="ALREADYEXISTS")
-    await session.store.create_mailbox(session.user, name, special_use=use)
+    await session.mailboxes.create_mailbox(session.user, name, special_use=use)
     return TaggedOk("CREATE completed")
 
 
@@ -96,14 +96,15 @@ async def delete(session: ImapSession, cmd: Command) -> TaggedOk:
     loses its messages and stays as a ``\\Noselect`` level (§6.3.4)."""
     args = cmd.args
     assert isinstance(args, MailboxArg) and session.user is not None
-    info = session.store.get_mailbox(session.user, args.mailbox)
+    mailboxes = session.mailboxes
+    info = await mailboxes.get_mailbox(session.user, args.mailbox)
     if session.selected is not None and info.id == session.selected.mailbox_id:
         raise UserError("Cannot delete the selected mailbox", imap_code="CANNOT")
     if info.noselect:
         prefix = info.name + DELIMITER
-        if any(b.name.startswith(prefix) for b in session.store.list_mailboxes(session.user)):
+        if any(b.name.startswith(prefix) for b in await mailboxes.list_mailboxes(session.user)):
             raise UserError("Mailbox has inferior hierarchical names", imap_code="HASCHILDREN")
-    await session.store.delete_mailbox(session.user, args.mailbox)
+    await mailboxes.delete_mailbox(session.user, args.mailbox)
     return TaggedOk("DELETE completed")
 
 
@@ -111,13 +112,13 @@ async def rename(session: ImapSession, cmd: Command) -> TaggedOk:
     """RENAME (§6.3.5); renaming INBOX moves its messages (the store does it)."""
     args = cmd.args
     assert isinstance(args, Rename) and session.user is not None
-    await session.store.rename_mailbox(session.user, args.old, args.new)
+    await session.mailboxes.rename_mailbox(session.user, args.old, args.new)
     view = session.selected
     if view is not None:
         # The selected mailbox may have been renamed itself, or as a child
         # of ``old``; RENAME INBOX keeps INBOX's id.  The store knows its name.
         try:
-            view.name = session.store.get_mailbox_by_id(view.mailbox_id).name
+            view.name = (await session.mailboxes.get_mailbox_by_id(view.mailbox_id)).name
         except MailboxNotFound:
             pass  # reported by the sync after this command
     return TaggedOk("RENAME completed")
@@ -127,7 +128,7 @@ async def subscribe(session: ImapSession, cmd: Command) -> TaggedOk:
     """SUBSCRIBE (§6.3.6)."""
     args = cmd.args
     assert isinstance(args, MailboxArg) and session.user is not None
-    await session.store.set_subscribed(session.user, args.mailbox, True)
+    await session.mailboxes.set_subscribed(session.user, args.mailbox, True)
     return TaggedOk("SUBSCRIBE completed")
 
 
@@ -135,7 +136,7 @@ async def unsubscribe(session: ImapSession, cmd: Command) -> TaggedOk:
     """UNSUBSCRIBE (§6.3.7)."""
     args = cmd.args
     assert isinstance(args, MailboxArg) and session.user is not None
-    await session.store.set_subscribed(session.user, args.mailbox, False)
+    await session.mailboxes.set_subscribed(session.user, args.mailbox, False)
     return TaggedOk("UNSUBSCRIBE completed")
 
 

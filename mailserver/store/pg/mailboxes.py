@@ -31,6 +31,7 @@ from mailserver.store.pg.blobs import PgBlobs
 from mailserver.store.pg.changes import Change, announce
 from mailserver.store.pg.messages import MAILBOX_SELECT, mailbox_info
 from mailserver.store.pg.writer import PgWriter
+from mailserver.store.reader import MailboxCounts
 
 
 def _children(name: str) -> str:
@@ -83,6 +84,26 @@ class PgMailboxes:
         if row is None:
             raise MailboxNotFound(f"no mailbox {mailbox_id}")
         return mailbox_info(row)
+
+    async def mailbox_counts(self, mailbox_id: int) -> MailboxCounts:
+        """See ``Mailboxes``: the row's counters, and two index walks (the
+        ``\\Deleted`` size and what lies above the ``\\Recent`` boundary)."""
+        async with self._pool.acquire() as conn, \
+                conn.transaction(isolation="repeatable_read", readonly=True):
+            row = await conn.fetchrow("SELECT messages, unseen, deleted, recent_uid "
+                                      "FROM mailboxes WHERE id = $1", mailbox_id)
+            if row is None:
+                return MailboxCounts(0, 0, 0, 0, 0)
+            deleted_size = 0
+            if row["deleted"]:
+                deleted_size = int(await conn.fetchval(
+                    "SELECT coalesce(sum(size), 0) FROM messages WHERE mailbox_id = $1 AND "
+                    "'\\Deleted' = ANY (flags)", mailbox_id))
+            recent = int(await conn.fetchval(
+                "SELECT count(*) FROM messages WHERE mailbox_id = $1 AND uid > $2",
+                mailbox_id, row["recent_uid"]))
+        return MailboxCounts(int(row["messages"]), int(row["unseen"]), int(row["deleted"]),
+                             deleted_size, recent)
 
     # -- writes -----------------------------------------------------------------------
 
