@@ -77,6 +77,8 @@ class ImapSession:
         #: The account's mailboxes on either backend (``store.api.Mailboxes``):
         #: CREATE, DELETE, RENAME, SUBSCRIBE, LIST, STATUS go through it.
         self.mailboxes = services.backend.mailboxes
+        #: Their messages on either backend (``store.api.Messages``): IDLE waits on it.
+        self.messages = services.backend.messages
         self.limits = services.config.limits
         self.listener = listener
         self.conn = conn

@@ -3,7 +3,7 @@
 Design notes
 ------------
 Two things are awaited at once: the client's next line (``DONE``, RFC 2177
-§3) and the store's change feed (``store.wait_for_change``, woken by every
+§3) and the store's change feed (``Messages.wait_for_change``, woken by every
 commit of this process and of others: no polling).  Each wake-up folds the
 changes into the view and sends them at once, EXPUNGE included (§3: IDLE is a
 command in progress, so RFC 3501 §7.4.1 allows it).
@@ -47,7 +47,7 @@ async def idle(session: ImapSession, cmd: Command) -> TaggedOk:
                 waiting: set[asyncio.Future[object]] = {line_task}  # type: ignore[arg-type]
                 if view is not None:
                     change_task = asyncio.create_task(
-                        session.store.wait_for_change(view.mailbox_id, view.modseq))
+                        session.messages.wait_for_change(view.mailbox_id, view.modseq))
                     waiting.add(change_task)  # type: ignore[arg-type]
                 await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
                 if change_task is not None:
