@@ -60,9 +60,7 @@ def put(ctx: WriteCtx, queue_id: str, record: bytes, next_ms: int,
     old_ms, blob_id, _ = _split(raw)
     if keep_hold and old_ms >= HELD_MS:
         next_ms = old_ms
-    txn.delete(keys.queue_sched_key(old_ms, queue_id), db=dbs.queuesched)
-    txn.put(key, keys.U64.pack(next_ms) + blob_id + record, db=dbs.queue)
-    txn.put(keys.queue_sched_key(next_ms, queue_id), b"", db=dbs.queuesched)
+    _move(txn, dbs, queue_id, old_ms, next_ms, blob_id, record)
     return next_ms >= HELD_MS
 
 
@@ -78,10 +76,16 @@ def lease(ctx: WriteCtx, queue_id: str, record: bytes, until_ms: int, due_by_ms:
     old_ms, blob_id, _ = _split(raw)
     if old_ms >= HELD_MS or old_ms > due_by_ms:
         return False
-    txn.delete(keys.queue_sched_key(old_ms, queue_id), db=dbs.queuesched)
-    txn.put(key, keys.U64.pack(until_ms) + blob_id + record, db=dbs.queue)
-    txn.put(keys.queue_sched_key(until_ms, queue_id), b"", db=dbs.queuesched)
+    _move(txn, dbs, queue_id, old_ms, until_ms, blob_id, record)
     return True
+
+
+def _move(txn: Any, dbs: Dbs, queue_id: str, old_ms: int, next_ms: int, blob_id: bytes,
+          record: bytes) -> None:
+    """Rewrite a record due at ``next_ms`` and move its schedule entry with it."""
+    txn.delete(keys.queue_sched_key(old_ms, queue_id), db=dbs.queuesched)
+    txn.put(queue_id.encode("ascii"), keys.U64.pack(next_ms) + blob_id + record, db=dbs.queue)
+    txn.put(keys.queue_sched_key(next_ms, queue_id), b"", db=dbs.queuesched)
 
 
 def reschedule(ctx: WriteCtx, queue_ids: list[str], next_ms: int, only_later: bool) -> list[str]:
@@ -102,9 +106,7 @@ def reschedule(ctx: WriteCtx, queue_ids: list[str], next_ms: int, only_later: bo
         found.append(queue_id)
         if only_later and old_ms <= next_ms:
             continue
-        txn.delete(keys.queue_sched_key(old_ms, queue_id), db=dbs.queuesched)
-        txn.put(key, keys.U64.pack(next_ms) + blob_id + record, db=dbs.queue)
-        txn.put(keys.queue_sched_key(next_ms, queue_id), b"", db=dbs.queuesched)
+        _move(txn, dbs, queue_id, old_ms, next_ms, blob_id, record)
         ctx.changed.add(keys.QUEUE_FEED_ID)
     return found
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
-from support.postgres import new_database
+from support.postgres import new_database, writer_and_pool
 
 from mailserver.errors import (
     AccountNotFound,
@@ -23,7 +22,6 @@ from mailserver.errors import (
 from mailserver.store.api import Directory, LmdbDirectory
 from mailserver.store.model import ScramKeys
 from mailserver.store.pg.directory import PgDirectory
-from mailserver.store.pg.writer import PgWriter
 from mailserver.store.store import Store
 
 HASH = "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
@@ -39,15 +37,8 @@ async def directory(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
             await store.close()
         return
     cluster = request.getfixturevalue("cluster")
-    async with new_database(cluster) as dsn:
-        writer = PgWriter(dsn)
-        await writer.start()
-        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
-        try:
-            yield PgDirectory(writer, pool)
-        finally:
-            await pool.close()
-            await writer.stop()
+    async with new_database(cluster) as dsn, writer_and_pool(dsn) as (writer, pool):
+        yield PgDirectory(writer, pool)
 
 
 async def test_domains(directory: Directory) -> None:

@@ -8,9 +8,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import pytest
-from support.postgres import new_database
+from support.postgres import new_database, writer_and_pool
 
 from mailserver.errors import AccountNotFound, AlreadyExists, Cannot, MailboxNotFound
 from mailserver.store.api import (
@@ -24,7 +23,6 @@ from mailserver.store.model import DEFAULT_MAILBOXES
 from mailserver.store.pg.directory import PgDirectory
 from mailserver.store.pg.mailboxes import PgMailboxes
 from mailserver.store.pg.messages import PgMessages
-from mailserver.store.pg.writer import PgWriter
 from mailserver.store.store import Store
 
 ALICE = "alice@example.test"
@@ -49,18 +47,12 @@ async def parts(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         finally:
             await store.close()
         return
-    async with new_database(request.getfixturevalue("cluster")) as dsn:
-        writer = PgWriter(dsn, connections=2)
-        await writer.start()
-        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
-        try:
-            directory = PgDirectory(writer, pool)
-            await directory.add_domain("example.test")
-            await directory.add_account(ALICE, "x")
-            yield Parts(PgMailboxes(writer, pool), PgMessages(writer, pool))
-        finally:
-            await pool.close()
-            await writer.stop()
+    async with new_database(request.getfixturevalue("cluster")) as dsn, \
+            writer_and_pool(dsn, connections=2) as (writer, pool):
+        directory = PgDirectory(writer, pool)
+        await directory.add_domain("example.test")
+        await directory.add_account(ALICE, "x")
+        yield Parts(PgMailboxes(writer, pool), PgMessages(writer, pool))
 
 
 async def _names(m: Mailboxes) -> list[str]:

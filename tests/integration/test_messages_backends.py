@@ -8,9 +8,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
-from support.postgres import new_database
+from support.postgres import new_database, writer_and_pool
 
 from mailserver.errors import MailboxNotFound, NotFound, QuotaExceeded
 from mailserver.store.api import LmdbDirectory, LmdbMessages, Messages
@@ -18,7 +17,6 @@ from mailserver.store.model import NewMessage
 from mailserver.store.pg.changes import ChangeListener, MailboxWaiters
 from mailserver.store.pg.directory import PgDirectory
 from mailserver.store.pg.messages import PgMessages
-from mailserver.store.pg.writer import PgWriter
 from mailserver.store.store import Store
 
 ALICE = "alice@example.test"
@@ -40,10 +38,8 @@ async def messages(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         finally:
             await store.close()
         return
-    async with new_database(request.getfixturevalue("cluster")) as dsn:
-        writer = PgWriter(dsn, connections=2)
-        await writer.start()
-        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
+    async with new_database(request.getfixturevalue("cluster")) as dsn, \
+            writer_and_pool(dsn, connections=2) as (writer, pool):
         waiters = MailboxWaiters()
         listener = ChangeListener(dsn, waiters.notice)
         await listener.start()
@@ -55,8 +51,6 @@ async def messages(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
             yield PgMessages(writer, pool, waiters=waiters)
         finally:
             await listener.stop()
-            await pool.close()
-            await writer.stop()
 
 
 def _msg(i: int) -> bytes:

@@ -11,25 +11,19 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
+from support.postgres import writer_and_pool
 
 from mailserver.store.pg.blobs import PgBlobs, blob_id_of
 from mailserver.store.pg.changes import Change, ChangeListener, announce
 from mailserver.store.pg.counters import PgCounters
 from mailserver.store.pg.queue import HELD, PgQueueStore
-from mailserver.store.pg.writer import PgWriter
 
 
 @asynccontextmanager
 async def node(db: str, name: str) -> AsyncIterator[PgQueueStore]:
     """What a daemon holds of the queue: its writer, its pool, its lease name."""
-    writer = PgWriter(db)
-    await writer.start()
-    pool = await asyncpg.create_pool(db, min_size=1, max_size=2)
-    try:
+    async with writer_and_pool(db, pool_size=2) as (writer, pool):
         yield PgQueueStore(writer, pool, owner=name)
-    finally:
-        await pool.close()
-        await writer.stop()
 
 
 async def _queue_messages(q: PgQueueStore, n: int, due: float = 0.0) -> None:

@@ -11,11 +11,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import asyncpg
 import pytest
 from support.dnsserver import DnsServer
 from support.outbound import outbound_settings
-from support.postgres import new_database
+from support.postgres import new_database, writer_and_pool
 from support.smtpreceiver import Receiver
 
 from mailserver.app import resolver_for
@@ -24,7 +23,6 @@ from mailserver.queue.manager import QueueManager
 from mailserver.queue.storage import QueueStore
 from mailserver.store.api import LmdbQueue
 from mailserver.store.pg.queue import HELD, PgQueueStore
-from mailserver.store.pg.writer import PgWriter
 from mailserver.store.store import Store
 
 NOW = 1_800_000_000.0
@@ -33,14 +31,8 @@ NOW = 1_800_000_000.0
 @asynccontextmanager
 async def pg_node(dsn: str, name: str) -> AsyncIterator[PgQueueStore]:
     """A node's view of the queue: its own writer, pool and lease name."""
-    writer = PgWriter(dsn)
-    await writer.start()
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
-    try:
+    async with writer_and_pool(dsn, pool_size=2) as (writer, pool):
         yield PgQueueStore(writer, pool, owner=name)
-    finally:
-        await pool.close()
-        await writer.stop()
 
 
 @pytest.fixture(params=["lmdb", "postgresql"])

@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
 
 BIN = Path(os.environ.get("MAILSERVER_PG_BIN", "/usr/lib/postgresql/15/bin"))
 USER = "mailserver"
@@ -106,3 +107,22 @@ async def new_database(cluster: str, *, migrated: bool = True) -> AsyncIterator[
         admin = await asyncpg.connect(cluster)
         await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
         await admin.close()
+
+
+@asynccontextmanager
+async def writer_and_pool(dsn: str, *, connections: int = 1,
+                          pool_size: int = 4) -> AsyncIterator[tuple[Any, Any]]:
+    """What a node holds of ``dsn``: a started group-commit writer
+    (``PgWriter``) and a read pool (asyncpg), stopped and closed after."""
+    import asyncpg
+
+    from mailserver.store.pg.writer import PgWriter
+
+    writer = PgWriter(dsn, connections=connections)
+    await writer.start()
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=pool_size)
+    try:
+        yield writer, pool
+    finally:
+        await pool.close()
+        await writer.stop()

@@ -29,7 +29,7 @@ from mailserver.store.model import DELIMITER, MailboxInfo
 from mailserver.store.names import normalize_address, normalize_mailbox, parents
 from mailserver.store.pg.blobs import PgBlobs
 from mailserver.store.pg.changes import Change, announce
-from mailserver.store.pg.messages import MAILBOX_SELECT, mailbox_info
+from mailserver.store.pg.messages import MAILBOX_SELECT, fetch_mailbox, mailbox_info
 from mailserver.store.pg.writer import PgWriter
 from mailserver.store.reader import MailboxCounts
 
@@ -72,11 +72,7 @@ class PgMailboxes:
 
     async def get_mailbox(self, account: str, name: str) -> MailboxInfo:
         """See ``Mailboxes``."""
-        row = await self._pool.fetchrow(MAILBOX_SELECT + " WHERE account = $1 AND name = $2",
-                                        normalize_address(account), normalize_mailbox(name))
-        if row is None:
-            raise MailboxNotFound(f"no mailbox {name!r}")
-        return mailbox_info(row)
+        return await fetch_mailbox(self._pool, account, name)
 
     async def get_mailbox_by_id(self, mailbox_id: int) -> MailboxInfo:
         """See ``Mailboxes``."""

@@ -52,6 +52,16 @@ def _record(row: Any) -> MessageRecord:
                          int(row["modseq"]), bytes(row["blob_id"]), bytes(row["prefix"]))
 
 
+async def fetch_mailbox(pool: Any, account: str, name: str) -> MailboxInfo:
+    """The mailbox ``name`` of ``account`` (normalised, "inbox" is INBOX) read
+    on ``pool`` (or a connection).  Raises MailboxNotFound, InvalidName."""
+    row = await pool.fetchrow(MAILBOX_SELECT + " WHERE account = $1 AND name = $2",
+                              normalize_address(account), normalize_mailbox(name))
+    if row is None:
+        raise MailboxNotFound(f"no mailbox {name!r}")
+    return mailbox_info(row)
+
+
 async def _lock_mailbox(conn: Any, mailbox_id: int) -> None:
     if await conn.fetchval("SELECT 1 FROM mailboxes WHERE id = $1 FOR UPDATE",
                            mailbox_id) is None:
@@ -91,11 +101,7 @@ class PgMessages:
 
     async def get_mailbox(self, account: str, name: str) -> MailboxInfo:
         """See ``Messages``."""
-        row = await self._pool.fetchrow(MAILBOX_SELECT + " WHERE account = $1 AND name = $2",
-                                        normalize_address(account), normalize_mailbox(name))
-        if row is None:
-            raise MailboxNotFound(f"no mailbox {name!r}")
-        return mailbox_info(row)
+        return await fetch_mailbox(self._pool, account, name)
 
     async def append(self, account: str, mailbox: str, blob: bytes, facts: bytes, *,
                      flags: frozenset[str] = frozenset(), internal_date: int,
