@@ -155,6 +155,7 @@ async def main(args: argparse.Namespace) -> None:
     if not shutil.which("smtp-source"):
         raise SystemExit("needs smtp-source (Debian's postfix package)")
     work = Path(tempfile.mkdtemp(prefix="pg-ingress-"))
+    os.chmod(work, 0o755)  # postfix and uid 65534 must reach their directories
     rows: dict[str, list[dict[str, float]]] = {}
     stop: list = []
     try:
