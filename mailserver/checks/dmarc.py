@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import random
 import re
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 from publicsuffixlist import PublicSuffixList
 
@@ -31,9 +31,21 @@ _MILDER = {"reject": "quarantine", "quarantine": "none", "none": "none"}
 _TAG = re.compile(r"^\s*([A-Za-z]+)\s*=\s*(.*?)\s*$")
 
 
-@lru_cache(maxsize=1)
+_psl_list: PublicSuffixList | None = None
+_psl_lock = threading.Lock()
+
+
 def _psl() -> PublicSuffixList:
-    return PublicSuffixList()
+    """The list, parsed once per process (~30 ms of CPU).  Under a lock: the
+    checks' 16 threads all reach it with a server's first messages, and an
+    unguarded first use (``lru_cache``) parsed it once per thread that came
+    before the first parse ended: under load, most of part 11's checks cost."""
+    global _psl_list
+    if _psl_list is None:
+        with _psl_lock:
+            if _psl_list is None:
+                _psl_list = PublicSuffixList()
+    return _psl_list
 
 
 def organizational_domain(domain: str) -> str:

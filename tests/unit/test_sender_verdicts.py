@@ -3,6 +3,9 @@ SPF evaluation and macros (RFC 7208's own examples), forged A-R removal, loops."
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -73,6 +76,24 @@ def test_organizational_domain_from_the_public_suffix_list() -> None:
     assert dmarc.organizational_domain("a.b.example.co.uk") == "example.co.uk"
     assert dmarc.organizational_domain("Mail.Example.COM.") == "example.com"
     assert dmarc.organizational_domain("example.com") == "example.com"
+
+
+def test_the_suffix_list_is_parsed_once_by_concurrent_first_users(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[object] = []
+
+    class Counted(dmarc.PublicSuffixList):  # type: ignore[misc]
+        def __init__(self) -> None:
+            made.append(self)
+            time.sleep(0.05)  # a slow parse: the others arrive meanwhile
+            super().__init__()
+
+    monkeypatch.setattr(dmarc, "PublicSuffixList", Counted)
+    monkeypatch.setattr(dmarc, "_psl_list", None)
+    with ThreadPoolExecutor(8) as pool:
+        orgs = list(pool.map(dmarc.organizational_domain, ["a.b.example.co.uk"] * 8))
+    assert orgs == ["example.co.uk"] * 8
+    assert len(made) == 1
 
 
 def _evaluate(records: dict, domain: str, spf=("none", ""), dkim=(), sample=0.0):
