@@ -47,7 +47,7 @@ from mailserver.checks.dmarc_log import DmarcLog
 from mailserver.checks.spf_eval import SpfResult, check_helo, check_mail_from
 from mailserver.checks.stage import ACCEPT, CheckContext, Verdict
 from mailserver.config.checks import ChecksSettings
-from mailserver.dkim.verify import ArcResult, DkimResult, verify_arc, verify_dkim
+from mailserver.dkim.verify import ArcResult, DkimResult, KeyCache, verify_arc, verify_dkim
 from mailserver.dns.bridge import ThreadDns, in_thread, run_with_dns
 from mailserver.errors import SmtpReply
 from mailserver.protocol.smtp.sender import from_addresses
@@ -91,6 +91,7 @@ class _Facts:
     mail_from: str
     hostname: str
     max_signatures: int
+    keys: KeyCache | None = None  # parsed DKIM key records, the stage's (dkim/verify.py)
 
 
 @dataclass(slots=True)
@@ -170,9 +171,9 @@ def judge(dns: ThreadDns, message: bytes, facts: _Facts, into: _Partial,
         dns, facts.ip, facts.mail_from, facts.helo, facts.hostname,
         helo_result=into.spf_helo), broken)
     into.dkim = _guarded("dkim", lambda: tuple(verify_dkim(
-        message, dns.txt, max_signatures=facts.max_signatures)),
+        message, dns.txt, max_signatures=facts.max_signatures, keys=facts.keys)),
         (DkimResult("temperror", reason="internal error"),))
-    into.arc = _guarded("arc", lambda: verify_arc(message, dns.txt),
+    into.arc = _guarded("arc", lambda: verify_arc(message, dns.txt, keys=facts.keys),
                         ArcResult("temperror", reason="internal error"))
     domains = from_domains(message)
     # RFC 7489 §4.1 / RFC 7208 §2.4: SPF's DMARC identity is MAIL FROM, or HELO for <>.
@@ -248,6 +249,7 @@ class SenderAuthentication:
         self._executor = executor
         self.sample = sample
         self.trusted = frozenset(s.lower() for s in settings.arc_trusted_sealers)
+        self.keys = KeyCache()  # DKIM and ARC keys, parsed once per record text
 
     @property
     def executor(self) -> Executor:
@@ -271,7 +273,7 @@ class SenderAuthentication:
             return ACCEPT
         settings = self.settings
         facts = _Facts(ctx.peer_ip, (ctx.helo or "").strip(), ctx.mail_from or "",
-                       self.hostname, settings.dkim_max_signatures)
+                       self.hostname, settings.dkim_max_signatures, self.keys)
         partial = _Partial()  # on a timeout, what finished is kept; the rest is temperror
         sample = self.sample
         await run_with_dns(resolver, self.executor, settings.timeout,

@@ -1,0 +1,95 @@
+"""The sender-authentication stage keeps parsed DKIM keys (``dkim.verify.KeyCache``)
+but never past the DNS answer they came from: a key rotated in DNS is used
+once the old answer's TTL has run out, and a broken key record is never
+kept.  The stage's own resolver against a loopback DNS server."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import dkim
+import pytest
+from cryptography.hazmat.primitives import serialization
+from support.dnsserver import DnsServer
+
+from mailserver.checks.authentication import SenderAuthentication
+from mailserver.config import ChecksSettings
+from mailserver.dkim.keys import generate_key
+from mailserver.dns.resolver import DnsPythonResolver
+
+TTL = 1  # seconds: the test waits it out once
+
+
+@dataclass
+class Ctx:
+    """The ``CheckContext`` fields the stage reads."""
+
+    resolver: Any
+    listener: str = "mx"
+    submission: bool = False
+    peer_ip: str = "127.0.0.1"
+    tls: bool = False
+    helo: str | None = "client.example.com"
+    auth_user: str | None = None
+    mail_from: str | None = "someone@example.com"
+    mail_size: int | None = None
+    rcpt_count: int = 1
+
+
+@pytest.fixture
+def zone() -> Iterator[DnsServer]:
+    server = DnsServer()
+    server.ttl = TTL
+    server.start()
+    server.add("example.com", "TXT", "v=spf1 -all")
+    server.add("_dmarc.example.com", "TXT", "v=DMARC1; p=none")
+    yield server
+    server.stop()
+
+
+def _signed(pem: bytes, subject: str) -> bytes:
+    key = serialization.load_pem_private_key(pem, password=None)
+    raw = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                            serialization.NoEncryption())
+    message = (f"From: <someone@example.com>\r\nTo: <alice@example.test>\r\n"
+               f"Subject: {subject}\r\n\r\nHello.\r\n").encode()
+    return dkim.sign(message, b"s", b"example.com", base64.b64encode(raw),
+                     signature_algorithm=b"ed25519-sha256",
+                     include_headers=[b"from", b"to", b"subject"]) + message
+
+
+async def _dkim(stage: SenderAuthentication, ctx: Ctx, message: bytes) -> str:
+    verdict = await stage.check_data(ctx, message)
+    field = dict(verdict.headers)["Authentication-Results"]
+    return next(part.split()[0] for part in field.split(";") if "dkim=" in part).strip()
+
+
+async def test_a_rotated_key_is_used_after_the_ttl(zone: DnsServer) -> None:
+    old_pem, old_txt = generate_key("example.com", "s", "ed25519")
+    new_pem, new_txt = generate_key("example.com", "s", "ed25519")
+    zone.add("s._domainkey.example.com", "TXT", old_txt)
+    stage = SenderAuthentication(ChecksSettings(verify=True), hostname="mx.example.test")
+    ctx = Ctx(DnsPythonResolver(zone.address, zone.port, timeout=5))
+    try:
+        assert await _dkim(stage, ctx, _signed(old_pem, "one")) == "dkim=pass"
+        assert await _dkim(stage, ctx, _signed(old_pem, "two")) == "dkim=pass"
+        assert len(stage.keys) == 1
+        zone.remove("s._domainkey.example.com", "TXT")
+        zone.add("s._domainkey.example.com", "TXT", new_txt)
+        await asyncio.sleep(TTL + 0.2)  # the resolver's answer has expired
+        assert await _dkim(stage, ctx, _signed(new_pem, "three")) == "dkim=pass"
+        assert await _dkim(stage, ctx, _signed(old_pem, "four")) == "dkim=fail"
+        assert len(stage.keys) == 2
+        # A broken record: refused each time, never kept.
+        zone.remove("s._domainkey.example.com", "TXT")
+        zone.add("s._domainkey.example.com", "TXT", "v=DKIM1; k=ed25519; p=AA==")
+        await asyncio.sleep(TTL + 0.2)
+        for subject in ("five", "six"):
+            assert await _dkim(stage, ctx, _signed(new_pem, subject)) == "dkim=permerror"
+        assert len(stage.keys) == 2
+    finally:
+        stage.close()
