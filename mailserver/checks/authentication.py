@@ -9,7 +9,12 @@ thread of the stage's own pool (``executor``: a slow DNS server ties up
 those threads, never the event loop nor the default pool that store work
 uses); DNS questions go back to the loop's shared resolver.  The whole
 evaluation is bounded by ``ChecksSettings.timeout``; past it every method
-that had not finished is a temperror.
+that had not finished is a temperror.  Except the common case: a message of
+at most ``INLINE_MAX`` octets whose every DNS answer the resolver holds
+fresh is judged on the loop itself, a fraction of a millisecond of CPU that
+the hand-off to a thread and back would cost again (issue #11 §4); the
+first question not in the cache sends the whole evaluation to the thread,
+as before.
 
 What the verdicts do (``decide``):
 
@@ -28,6 +33,7 @@ What the verdicts do (``decide``):
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import random
 import re
@@ -35,7 +41,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import authres
 import authres.arc
@@ -48,9 +54,12 @@ from mailserver.checks.spf_eval import SpfResult, check_helo, check_mail_from
 from mailserver.checks.stage import ACCEPT, CheckContext, Verdict
 from mailserver.config.checks import ChecksSettings
 from mailserver.dkim.verify import ArcResult, DkimResult, KeyCache, verify_arc, verify_dkim
-from mailserver.dns.bridge import ThreadDns, in_thread, run_with_dns
+from mailserver.dns.bridge import NotCached, ThreadDns, in_thread, run_with_dns
 from mailserver.errors import SmtpReply
 from mailserver.protocol.smtp.sender import from_addresses
+
+if TYPE_CHECKING:
+    from mailserver.dns.resolver import Resolver
 
 log = structlog.get_logger("mailserver.checks")
 
@@ -61,6 +70,10 @@ TEMPERROR = SmtpReply(451, "4.7.0", "Temporary DNS failure checking the sender, 
 
 #: Threads of the stage's pool: each waits on DNS, not on CPU.
 POOL_THREADS = 16
+#: Octets of a message that may be judged on the event loop when DNS needs no
+#: I/O (see the module doc): its DKIM canonicalization and hashes stay well
+#: under a millisecond.
+INLINE_MAX = 16384
 
 _R = TypeVar("_R")
 
@@ -155,6 +168,8 @@ def _guarded(method: str, work: Callable[[], _R], failed: _R) -> _R:
     there must not make mail undeliverable: the method is a temperror, logged)."""
     try:
         return work()
+    except NotCached:
+        raise  # judged on the loop, a question not in the cache: on a thread instead
     except Exception:
         log.exception("verdict_failed", method=method)
         return failed
@@ -274,10 +289,13 @@ class SenderAuthentication:
         settings = self.settings
         facts = _Facts(ctx.peer_ip, (ctx.helo or "").strip(), ctx.mail_from or "",
                        self.hostname, settings.dkim_max_signatures, self.keys)
-        partial = _Partial()  # on a timeout, what finished is kept; the rest is temperror
         sample = self.sample
-        await run_with_dns(resolver, self.executor, settings.timeout,
-                           lambda dns: judge(dns, content, facts, partial, sample))
+        partial = self._judge_inline(resolver, content, facts) \
+            if len(content) <= INLINE_MAX else None
+        if partial is None:
+            partial = _Partial()  # on a timeout, what finished is kept; the rest is temperror
+            await run_with_dns(resolver, self.executor, settings.timeout,
+                               lambda dns: judge(dns, content, facts, partial, sample))
         j = Judgement(partial.spf_helo, partial.spf, partial.dkim, partial.arc, partial.dmarc,
                       null_sender=facts.mail_from in ("", "<>"))
         if len(content) > 65536:
@@ -291,6 +309,19 @@ class SenderAuthentication:
             await in_thread(self.executor, functools.partial(
                 self._record, j, facts, verdict))
         return verdict
+
+    def _judge_inline(self, resolver: Resolver, content: bytes,
+                      facts: _Facts) -> _Partial | None:
+        """``judge`` on this (the loop's) thread over cached DNS answers only;
+        None when it needed one that is not cached (then nothing of it is kept)."""
+        dns = ThreadDns(resolver, asyncio.get_running_loop(), timeout=self.settings.timeout,
+                        cache_only=True)
+        into = _Partial()
+        try:
+            judge(dns, content, facts, into, self.sample)
+        except NotCached:
+            return None
+        return None if dns.missed else into
 
     def _record(self, j: Judgement, facts: _Facts, verdict: Verdict) -> None:
         """Aggregate-report lines (``dmarc_log``); on a worker thread."""

@@ -51,13 +51,13 @@ def zone() -> Iterator[DnsServer]:
     server.stop()
 
 
-def _signed(pem: bytes, subject: str) -> bytes:
+def _signed(pem: bytes, subject: str, selector: bytes = b"s") -> bytes:
     key = serialization.load_pem_private_key(pem, password=None)
     raw = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
                             serialization.NoEncryption())
     message = (f"From: <someone@example.com>\r\nTo: <alice@example.test>\r\n"
                f"Subject: {subject}\r\n\r\nHello.\r\n").encode()
-    return dkim.sign(message, b"s", b"example.com", base64.b64encode(raw),
+    return dkim.sign(message, selector, b"example.com", base64.b64encode(raw),
                      signature_algorithm=b"ed25519-sha256",
                      include_headers=[b"from", b"to", b"subject"]) + message
 
@@ -91,5 +91,25 @@ async def test_a_rotated_key_is_used_after_the_ttl(zone: DnsServer) -> None:
         for subject in ("five", "six"):
             assert await _dkim(stage, ctx, _signed(new_pem, subject)) == "dkim=permerror"
         assert len(stage.keys) == 2
+    finally:
+        stage.close()
+
+
+async def test_a_question_not_cached_sends_the_message_to_a_thread(zone: DnsServer) -> None:
+    pem, txt = generate_key("example.com", "s", "ed25519")
+    zone.add("s._domainkey.example.com", "TXT", txt)
+    stage = SenderAuthentication(ChecksSettings(verify=True), hostname="mx.example.test")
+    ctx = Ctx(DnsPythonResolver(zone.address, zone.port, timeout=5))
+    try:
+        # Cold: on a thread; then on the loop, every answer cached.
+        assert await _dkim(stage, ctx, _signed(pem, "one")) == "dkim=pass"
+        assert stage._executor is not None
+        stage.close()
+        assert await _dkim(stage, ctx, _signed(pem, "two")) == "dkim=pass"
+        assert stage._executor is None  # no thread was needed
+        # SPF and DMARC cached, this selector's key not: judged again on a thread.
+        zone.add("t._domainkey.example.com", "TXT", txt)
+        assert await _dkim(stage, ctx, _signed(pem, "three", b"t")) == "dkim=pass"
+        assert stage._executor is not None
     finally:
         stage.close()
