@@ -19,6 +19,7 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from publicsuffixlist import PublicSuffixList
 
@@ -48,6 +49,7 @@ def _psl() -> PublicSuffixList:
     return _psl_list
 
 
+@lru_cache(maxsize=4096)  # asked 3-4 times per message, mostly of the same few domains
 def organizational_domain(domain: str) -> str:
     """RFC 7489 §3.2: the public suffix plus one label (the domain itself when the
     list knows no suffix for it, or when it is a public suffix)."""
