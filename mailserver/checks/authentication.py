@@ -48,7 +48,7 @@ import authres.arc
 import authres.dmarc
 import structlog
 
-from mailserver.checks.dmarc import DmarcResult, evaluate, organizational_domain
+from mailserver.checks.dmarc import DmarcResult, evaluate, organizational_domain, suffix_list
 from mailserver.checks.dmarc_log import DmarcLog
 from mailserver.checks.spf_eval import SpfResult, check_helo, check_mail_from
 from mailserver.checks.stage import ACCEPT, CheckContext, Verdict
@@ -265,6 +265,7 @@ class SenderAuthentication:
         self.sample = sample
         self.trusted = frozenset(s.lower() for s in settings.arc_trusted_sealers)
         self.keys = KeyCache()  # DKIM and ARC keys, parsed once per record text
+        suffix_list()  # parsed now (~30 ms), not while the first message waits
 
     @property
     def executor(self) -> Executor:

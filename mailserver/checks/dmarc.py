@@ -36,7 +36,7 @@ _psl_list: PublicSuffixList | None = None
 _psl_lock = threading.Lock()
 
 
-def _psl() -> PublicSuffixList:
+def suffix_list() -> PublicSuffixList:
     """The list, parsed once per process (~30 ms of CPU).  Under a lock: the
     checks' 16 threads all reach it with a server's first messages, and an
     unguarded first use (``lru_cache``) parsed it once per thread that came
@@ -54,7 +54,7 @@ def organizational_domain(domain: str) -> str:
     """RFC 7489 §3.2: the public suffix plus one label (the domain itself when the
     list knows no suffix for it, or when it is a public suffix)."""
     domain = domain.lower().rstrip(".")
-    return _psl().privatesuffix(domain) or domain
+    return suffix_list().privatesuffix(domain) or domain
 
 
 @dataclass(frozen=True, slots=True)
