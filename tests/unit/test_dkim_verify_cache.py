@@ -195,3 +195,26 @@ def test_dkimpy_canonicalizes_with_ours() -> None:
     relaxed = dkim.canonicalization.Relaxed
     assert dkim.canonicalization.compress_whitespace is verify._compress_whitespace
     assert relaxed.canonicalize_body(b"a  b \t\r\nc\td \r\n\r\n") == b"a b\r\nc d\r\n"
+
+
+_MESSAGE_TEXT = st.lists(st.sampled_from([b"\r\n", b"\n", b"\r", b" ", b"\t", b"A: b", b"x",
+                                          b"From a", b"Subject:", b":", b"\xff"]),
+                         max_size=30).map(b"".join)
+
+
+def _parsed(parse: object, message: bytes) -> object:
+    try:
+        return parse(message)  # type: ignore[operator]
+    except Exception as exc:  # the same kind of failure counts as the same answer
+        return type(exc)
+
+
+@given(_MESSAGE_TEXT)
+def test_message_parse_gives_dkimpys_answer(message: bytes) -> None:
+    assert _parsed(verify._rfc822_parse, message) == _parsed(dkim.rfc822_parse, message)
+
+
+def test_message_parse_of_whole_messages() -> None:
+    for message in (MESSAGE, MESSAGE.replace(b"\r\n", b"\n"), b"", b"\r\n\r\nbody",
+                    b"A: b\r\n c\r\n", b"A: b\r\n\r\n\r\nx\ny\r\n"):
+        assert verify._rfc822_parse(message) == dkim.rfc822_parse(message)
