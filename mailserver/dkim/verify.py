@@ -68,6 +68,7 @@ _QUIET.addHandler(logging.NullHandler())
 _QUIET.propagate = False
 
 _TAG = re.compile(rb"\s*([A-Za-z][A-Za-z0-9_]*)\s*=\s*([^;]*)")
+_WSP_ANY = re.compile(rb"\s+")
 
 TxtLookup = Callable[[str], list[str]]
 
@@ -98,13 +99,19 @@ class ArcResult:
     reason: str = ""
 
 
+_CLAIMS = (b"d", b"s", b"i", b"a")
+
+
 def _tags(value: bytes) -> dict[bytes, bytes]:
-    """A lenient tag=value read of a signature (for reporting what it claimed)."""
+    """A lenient tag=value read of a signature's ``d=``, ``s=``, ``i=`` and ``a=``
+    (for reporting what it claimed; the first of each)."""
     out: dict[bytes, bytes] = {}
     for part in value.split(b";"):
         m = _TAG.match(part)
         if m:
-            out.setdefault(m.group(1).lower(), re.sub(rb"\s+", b"", m.group(2)))
+            name = m.group(1).lower()
+            if name in _CLAIMS and name not in out:
+                out[name] = _WSP_ANY.sub(b"", m.group(2))
     return out
 
 
