@@ -10,8 +10,9 @@ those threads, never the event loop nor the default pool that store work
 uses); DNS questions go back to the loop's shared resolver.  The whole
 evaluation is bounded by ``ChecksSettings.timeout``; past it every method
 that had not finished is a temperror.  Except the common case: a message of
-at most ``INLINE_MAX`` octets whose every DNS answer the resolver holds
-fresh is judged on the loop itself, a fraction of a millisecond of CPU that
+at most ``INLINE_MAX`` octets and ``INLINE_SIGNATURES`` DKIM signatures and
+ARC seals whose every DNS answer the resolver holds fresh is judged on the
+loop itself, a fraction of a millisecond of CPU that
 the hand-off to a thread and back would cost again (issue #11 §4); the
 first question not in the cache sends the whole evaluation to the thread,
 as before.
@@ -74,6 +75,10 @@ POOL_THREADS = 16
 #: I/O (see the module doc): its DKIM canonicalization and hashes stay well
 #: under a millisecond.
 INLINE_MAX = 16384
+#: DKIM-Signature and ARC-Seal fields of a message judged on the loop: more
+#: (an ARC chain may have 50 sets, each two RSA verifications) go to a thread,
+#: where the loop keeps its turns.
+INLINE_SIGNATURES = 3
 
 _R = TypeVar("_R")
 
@@ -161,6 +166,15 @@ def strip_forged(message: bytes, authserv_id: str) -> bytes | None:
         pos = stop
     parts.append(message[pos:])
     return b"".join(parts)
+
+
+def _inline_size(message: bytes) -> bool:
+    """Whether ``message`` is small enough to judge on the loop (see the module doc)."""
+    if len(message) > INLINE_MAX:
+        return False
+    m = _HEADER_END.search(message)
+    head = (message[: m.start()] if m else message).lower()
+    return head.count(b"dkim-signature") + head.count(b"arc-seal") <= INLINE_SIGNATURES
 
 
 def _guarded(method: str, work: Callable[[], _R], failed: _R) -> _R:
@@ -292,7 +306,7 @@ class SenderAuthentication:
                        self.hostname, settings.dkim_max_signatures, self.keys)
         sample = self.sample
         partial = self._judge_inline(resolver, content, facts) \
-            if len(content) <= INLINE_MAX else None
+            if _inline_size(content) else None
         if partial is None:
             partial = _Partial()  # on a timeout, what finished is kept; the rest is temperror
             await run_with_dns(resolver, self.executor, settings.timeout,

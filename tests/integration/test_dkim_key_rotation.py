@@ -113,3 +113,21 @@ async def test_a_question_not_cached_sends_the_message_to_a_thread(zone: DnsServ
         assert stage._executor is not None
     finally:
         stage.close()
+
+
+async def test_many_signatures_are_judged_on_a_thread(zone: DnsServer) -> None:
+    pem, txt = generate_key("example.com", "s", "ed25519")
+    zone.add("s._domainkey.example.com", "TXT", txt)
+    stage = SenderAuthentication(ChecksSettings(verify=True), hostname="mx.example.test")
+    ctx = Ctx(DnsPythonResolver(zone.address, zone.port, timeout=5))
+    try:
+        assert await _dkim(stage, ctx, _signed(pem, "one")) == "dkim=pass"  # now cached
+        stage.close()
+        message = _signed(pem, "two")
+        for _ in range(3):  # four signatures in all: more than INLINE_SIGNATURES
+            message = _signed(pem, "two").split(b"From:")[0] + message
+        verdict = await stage.check_data(ctx, message)
+        assert dict(verdict.headers)["Authentication-Results"].count("dkim=pass") == 4
+        assert stage._executor is not None
+    finally:
+        stage.close()
