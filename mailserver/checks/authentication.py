@@ -49,13 +49,14 @@ import authres.arc
 import authres.dmarc
 import structlog
 
-from mailserver.checks.dmarc import DmarcResult, evaluate, organizational_domain, suffix_list
+from mailserver.checks.dmarc import DmarcResult, evaluate
 from mailserver.checks.dmarc_log import DmarcLog
 from mailserver.checks.spf_eval import SpfResult, check_helo, check_mail_from
 from mailserver.checks.stage import ACCEPT, CheckContext, Verdict
 from mailserver.config.checks import ChecksSettings
 from mailserver.dkim.verify import ArcResult, DkimResult, KeyCache, verify_arc, verify_dkim
 from mailserver.dns.bridge import NotCached, ThreadDns, in_thread, run_with_dns
+from mailserver.dns.suffix import organizational_domain, suffix_list
 from mailserver.errors import SmtpReply
 from mailserver.protocol.smtp.sender import from_addresses
 

@@ -2,7 +2,7 @@
 
 Pure code but for the ``txt`` lookup it is given (blocking, on a worker thread;
 ``dns.bridge``).  The organizational domain comes from the Public Suffix List
-(the ``publicsuffixlist`` package, which ships the list; §3.2).
+(``dns/suffix.py``; §3.2).
 
     record    = "v=DMARC1" *(";" tag "=" value)       ; §6.3, §6.4
     discovery = _dmarc.<From domain>, else _dmarc.<organizational domain>  ; §6.6.3
@@ -16,45 +16,17 @@ from __future__ import annotations
 
 import random
 import re
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-
-from publicsuffixlist import PublicSuffixList
 
 from mailserver.dns.bridge import TempDnsError
+from mailserver.dns.suffix import organizational_domain
 
 POLICIES = ("none", "quarantine", "reject")
 #: §6.6.4: a failure outside pct= gets the next milder policy.
 _MILDER = {"reject": "quarantine", "quarantine": "none", "none": "none"}
 
 _TAG = re.compile(r"^\s*([A-Za-z]+)\s*=\s*(.*?)\s*$")
-
-
-_psl_list: PublicSuffixList | None = None
-_psl_lock = threading.Lock()
-
-
-def suffix_list() -> PublicSuffixList:
-    """The list, parsed once per process (~30 ms of CPU).  Under a lock: the
-    checks' 16 threads all reach it with a server's first messages, and an
-    unguarded first use (``lru_cache``) parsed it once per thread that came
-    before the first parse ended: under load, most of part 11's checks cost."""
-    global _psl_list
-    if _psl_list is None:
-        with _psl_lock:
-            if _psl_list is None:
-                _psl_list = PublicSuffixList()
-    return _psl_list
-
-
-@lru_cache(maxsize=4096)  # asked 3-4 times per message, mostly of the same few domains
-def organizational_domain(domain: str) -> str:
-    """RFC 7489 §3.2: the public suffix plus one label (the domain itself when the
-    list knows no suffix for it, or when it is a public suffix)."""
-    domain = domain.lower().rstrip(".")
-    return suffix_list().privatesuffix(domain) or domain
 
 
 @dataclass(frozen=True, slots=True)

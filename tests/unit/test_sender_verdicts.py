@@ -14,6 +14,7 @@ from mailserver.checks import dmarc
 from mailserver.checks.authentication import _authserv_id, from_domains, strip_forged
 from mailserver.checks.rules import received_count
 from mailserver.checks.spf_eval import check_helo, check_mail_from
+from mailserver.dns import suffix
 from mailserver.dns.bridge import TempDnsError
 from mailserver.dns.resolver import Mx
 
@@ -82,14 +83,14 @@ def test_the_suffix_list_is_parsed_once_by_concurrent_first_users(
         monkeypatch: pytest.MonkeyPatch) -> None:
     made: list[object] = []
 
-    class Counted(dmarc.PublicSuffixList):  # type: ignore[misc]
+    class Counted(suffix.PublicSuffixList):  # type: ignore[misc]
         def __init__(self) -> None:
             made.append(self)
             time.sleep(0.05)  # a slow parse: the others arrive meanwhile
             super().__init__()
 
-    monkeypatch.setattr(dmarc, "PublicSuffixList", Counted)
-    monkeypatch.setattr(dmarc, "_psl_list", None)
+    monkeypatch.setattr(suffix, "PublicSuffixList", Counted)
+    monkeypatch.setattr(suffix, "_list", None)
     dmarc.organizational_domain.cache_clear()
     with ThreadPoolExecutor(8) as pool:
         orgs = list(pool.map(dmarc.organizational_domain,
