@@ -18,8 +18,8 @@ def suffix_list() -> PublicSuffixList:
     """The list, parsed once per process (~30 ms of CPU).  Under a lock: the
     checks' threads all reach it with a server's first messages, and an
     unguarded first use (``lru_cache``, as it was) parsed it again in every
-    thread that came before the first parse ended: under load, most of the
-    bench's checks cost (issue #11 §4)."""
+    thread that came before the first parse ended: a third of the checks'
+    cost in bench part 11 (issue #11 §4)."""
     global _list
     if _list is None:
         with _lock:
