@@ -34,7 +34,6 @@ What the verdicts do (``decide``):
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import random
 import re
@@ -55,7 +54,7 @@ from mailserver.checks.spf_eval import SpfResult, check_helo, check_mail_from
 from mailserver.checks.stage import ACCEPT, CheckContext, Verdict
 from mailserver.config.checks import ChecksSettings
 from mailserver.dkim.verify import ArcResult, DkimResult, KeyCache, verify_arc, verify_dkim
-from mailserver.dns.bridge import NotCached, ThreadDns, in_thread, run_with_dns
+from mailserver.dns.bridge import NotCached, ThreadDns, cache_only, in_thread, run_with_dns
 from mailserver.dns.suffix import organizational_domain, suffix_list
 from mailserver.errors import SmtpReply
 from mailserver.protocol.smtp.sender import from_addresses
@@ -330,8 +329,7 @@ class SenderAuthentication:
                       facts: _Facts) -> _Partial | None:
         """``judge`` on this (the loop's) thread over cached DNS answers only;
         None when it needed one that is not cached (then nothing of it is kept)."""
-        dns = ThreadDns(resolver, asyncio.get_running_loop(), timeout=self.settings.timeout,
-                        cache_only=True)
+        dns = cache_only(resolver)
         into = _Partial()
         try:
             judge(dns, content, facts, into, self.sample)

@@ -105,6 +105,12 @@ class ThreadDns:
         return self._ask(name, "PTR", self.resolver.ptr)  # type: ignore[arg-type,return-value]
 
 
+def cache_only(resolver: Resolver) -> ThreadDns:
+    """A ``ThreadDns`` for the event loop's own thread (called there): the
+    answers ``resolver`` holds fresh, ``NotCached`` for any other question."""
+    return ThreadDns(resolver, asyncio.get_running_loop(), timeout=0.0, cache_only=True)
+
+
 async def _answer(make: Callable[[str], Awaitable[list[object]]], name: str) -> list[object]:
     try:
         return await make(name)
