@@ -204,16 +204,18 @@ async def run(args: argparse.Namespace, work: Path, report: Report) -> None:
     if 10 in sel:
         await part10(report, work, rounds, q, args.workers)
     if 11 in sel:
-        await part11(report, work, rounds, q, args.workers)
+        await part11(report, work, rounds, q, args.workers, profiler)
     if 9 in sel:  # not in the default parts: it kills the daemon (issue 12 §4)
         await part9(report, work, args.soak_seconds or (5.0 if q else 90.0), args.workers)
 
 
 async def _ingress_on_off(work: Path, what: str, rounds: int, workers: int,
                           switch: Callable[[Ours, bool], None], sessions: int, size: int,
-                          count: int) -> dict[bool, list[dict]]:
+                          count: int, profiler: Profiler | None = None
+                          ) -> dict[bool, list[dict]]:
     """Part 1's ingress on a daemon of its own with ``switch(daemon, on)``
-    turning a feature on and off, rounds alternating which goes first."""
+    turning a feature on and off, rounds alternating which goes first;
+    ``profiler`` records the first round with the feature on."""
     res: dict[bool, list[dict]] = {True: [], False: []}
     for r in range(rounds):
         for on in (True, False) if r % 2 == 0 else (False, True):
@@ -226,7 +228,14 @@ async def _ingress_on_off(work: Path, what: str, rounds: int, workers: int,
                 counter = parts.ImapCounter(d.port("imap"))
                 t = parts.Target("ours", d.port("smtp"), d.port("imap"),
                                  lambda d=d: d.pids, counter)  # type: ignore[misc]
-                res[on].append(await parts.ingress_once(t, sessions, size, count))
+                profile = profiler is not None and on and r == 0
+                if profile:
+                    profiler.start(d.pids[0], f"ingress-{what}-on")
+                try:
+                    res[on].append(await parts.ingress_once(t, sessions, size, count))
+                finally:
+                    if profile:
+                        profiler.stop()
                 await counter.close()
             finally:
                 d.stop()
@@ -253,7 +262,8 @@ async def part10(report: Report, work: Path, rounds: int, quick: bool, workers: 
                _med(res[False], "cpu_ms_per_msg"), "ms")
 
 
-async def part11(report: Report, work: Path, rounds: int, quick: bool, workers: int) -> None:
+async def part11(report: Report, work: Path, rounds: int, quick: bool, workers: int,
+                 profiler: Profiler | None = None) -> None:
     """Ingress with every check on (SPF for MAIL FROM and HELO, DKIM, ARC,
     DMARC, Authentication-Results) against the same with them off (issue 11
     §4): a loopback DNS server (tests/support/dnsserver.py) that answers at
@@ -276,7 +286,7 @@ async def part11(report: Report, work: Path, rounds: int, quick: bool, workers: 
 
     try:
         res = await _ingress_on_off(work, "checks", rounds, workers, checks,
-                                    sessions, size, count)
+                                    sessions, size, count, profiler)
     finally:
         dns.stop()
     on, off = _med(res[True], "rate"), _med(res[False], "rate")

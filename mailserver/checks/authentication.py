@@ -9,7 +9,13 @@ thread of the stage's own pool (``executor``: a slow DNS server ties up
 those threads, never the event loop nor the default pool that store work
 uses); DNS questions go back to the loop's shared resolver.  The whole
 evaluation is bounded by ``ChecksSettings.timeout``; past it every method
-that had not finished is a temperror.
+that had not finished is a temperror.  Except the common case: a message of
+at most ``INLINE_MAX`` octets and ``INLINE_SIGNATURES`` DKIM signatures and
+ARC seals whose every DNS answer the resolver holds fresh is judged on the
+loop itself, a fraction of a millisecond of CPU that
+the hand-off to a thread and back would cost again (issue #11 §4); the
+first question not in the cache sends the whole evaluation to the thread,
+as before.
 
 What the verdicts do (``decide``):
 
@@ -35,22 +41,26 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import authres
 import authres.arc
 import authres.dmarc
 import structlog
 
-from mailserver.checks.dmarc import DmarcResult, evaluate, organizational_domain
+from mailserver.checks.dmarc import DmarcResult, evaluate
 from mailserver.checks.dmarc_log import DmarcLog
 from mailserver.checks.spf_eval import SpfResult, check_helo, check_mail_from
 from mailserver.checks.stage import ACCEPT, CheckContext, Verdict
 from mailserver.config.checks import ChecksSettings
-from mailserver.dkim.verify import ArcResult, DkimResult, verify_arc, verify_dkim
-from mailserver.dns.bridge import ThreadDns, in_thread, run_with_dns
+from mailserver.dkim.verify import ArcResult, DkimResult, KeyCache, verify_arc, verify_dkim
+from mailserver.dns.bridge import NotCached, ThreadDns, cache_only, in_thread, run_with_dns
+from mailserver.dns.suffix import organizational_domain, suffix_list
 from mailserver.errors import SmtpReply
 from mailserver.protocol.smtp.sender import from_addresses
+
+if TYPE_CHECKING:
+    from mailserver.dns.resolver import Resolver
 
 log = structlog.get_logger("mailserver.checks")
 
@@ -61,6 +71,14 @@ TEMPERROR = SmtpReply(451, "4.7.0", "Temporary DNS failure checking the sender, 
 
 #: Threads of the stage's pool: each waits on DNS, not on CPU.
 POOL_THREADS = 16
+#: Octets of a message that may be judged on the event loop when DNS needs no
+#: I/O (see the module doc): its DKIM canonicalization and hashes stay well
+#: under a millisecond.
+INLINE_MAX = 16384
+#: DKIM-Signature and ARC-Seal fields of a message judged on the loop: more
+#: (an ARC chain may have 50 sets, each two RSA verifications) go to a thread,
+#: where the loop keeps its turns.
+INLINE_SIGNATURES = 3
 
 _R = TypeVar("_R")
 
@@ -91,6 +109,7 @@ class _Facts:
     mail_from: str
     hostname: str
     max_signatures: int
+    keys: KeyCache | None = None  # parsed DKIM key records, the stage's (dkim/verify.py)
 
 
 @dataclass(slots=True)
@@ -149,11 +168,22 @@ def strip_forged(message: bytes, authserv_id: str) -> bytes | None:
     return b"".join(parts)
 
 
+def _inline_size(message: bytes) -> bool:
+    """Whether ``message`` is small enough to judge on the loop (see the module doc)."""
+    if len(message) > INLINE_MAX:
+        return False
+    m = _HEADER_END.search(message)
+    head = (message[: m.start()] if m else message).lower()
+    return head.count(b"dkim-signature") + head.count(b"arc-seal") <= INLINE_SIGNATURES
+
+
 def _guarded(method: str, work: Callable[[], _R], failed: _R) -> _R:
     """``work()``, or ``failed`` when a library raises what it should not (a bug
     there must not make mail undeliverable: the method is a temperror, logged)."""
     try:
         return work()
+    except NotCached:
+        raise  # judged on the loop, a question not in the cache: on a thread instead
     except Exception:
         log.exception("verdict_failed", method=method)
         return failed
@@ -170,9 +200,9 @@ def judge(dns: ThreadDns, message: bytes, facts: _Facts, into: _Partial,
         dns, facts.ip, facts.mail_from, facts.helo, facts.hostname,
         helo_result=into.spf_helo), broken)
     into.dkim = _guarded("dkim", lambda: tuple(verify_dkim(
-        message, dns.txt, max_signatures=facts.max_signatures)),
+        message, dns.txt, max_signatures=facts.max_signatures, keys=facts.keys)),
         (DkimResult("temperror", reason="internal error"),))
-    into.arc = _guarded("arc", lambda: verify_arc(message, dns.txt),
+    into.arc = _guarded("arc", lambda: verify_arc(message, dns.txt, keys=facts.keys),
                         ArcResult("temperror", reason="internal error"))
     domains = from_domains(message)
     # RFC 7489 §4.1 / RFC 7208 §2.4: SPF's DMARC identity is MAIL FROM, or HELO for <>.
@@ -248,6 +278,8 @@ class SenderAuthentication:
         self._executor = executor
         self.sample = sample
         self.trusted = frozenset(s.lower() for s in settings.arc_trusted_sealers)
+        self.keys = KeyCache()  # DKIM and ARC keys, parsed once per record text
+        suffix_list()  # parsed now (~30 ms), not while the first message waits
 
     @property
     def executor(self) -> Executor:
@@ -271,11 +303,14 @@ class SenderAuthentication:
             return ACCEPT
         settings = self.settings
         facts = _Facts(ctx.peer_ip, (ctx.helo or "").strip(), ctx.mail_from or "",
-                       self.hostname, settings.dkim_max_signatures)
-        partial = _Partial()  # on a timeout, what finished is kept; the rest is temperror
+                       self.hostname, settings.dkim_max_signatures, self.keys)
         sample = self.sample
-        await run_with_dns(resolver, self.executor, settings.timeout,
-                           lambda dns: judge(dns, content, facts, partial, sample))
+        partial = self._judge_inline(resolver, content, facts) \
+            if _inline_size(content) else None
+        if partial is None:
+            partial = _Partial()  # on a timeout, what finished is kept; the rest is temperror
+            await run_with_dns(resolver, self.executor, settings.timeout,
+                               lambda dns: judge(dns, content, facts, partial, sample))
         j = Judgement(partial.spf_helo, partial.spf, partial.dkim, partial.arc, partial.dmarc,
                       null_sender=facts.mail_from in ("", "<>"))
         if len(content) > 65536:
@@ -289,6 +324,18 @@ class SenderAuthentication:
             await in_thread(self.executor, functools.partial(
                 self._record, j, facts, verdict))
         return verdict
+
+    def _judge_inline(self, resolver: Resolver, content: bytes,
+                      facts: _Facts) -> _Partial | None:
+        """``judge`` on this (the loop's) thread over cached DNS answers only;
+        None when it needed one that is not cached (then nothing of it is kept)."""
+        dns = cache_only(resolver)
+        into = _Partial()
+        try:
+            judge(dns, content, facts, into, self.sample)
+        except NotCached:
+            return None
+        return None if dns.missed else into
 
     def _record(self, j: Judgement, facts: _Facts, verdict: Verdict) -> None:
         """Aggregate-report lines (``dmarc_log``); on a worker thread."""

@@ -2,7 +2,7 @@
 
 Pure code but for the ``txt`` lookup it is given (blocking, on a worker thread;
 ``dns.bridge``).  The organizational domain comes from the Public Suffix List
-(the ``publicsuffixlist`` package, which ships the list; §3.2).
+(``dns/suffix.py``; §3.2).
 
     record    = "v=DMARC1" *(";" tag "=" value)       ; §6.3, §6.4
     discovery = _dmarc.<From domain>, else _dmarc.<organizational domain>  ; §6.6.3
@@ -18,29 +18,15 @@ import random
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-
-from publicsuffixlist import PublicSuffixList
 
 from mailserver.dns.bridge import TempDnsError
+from mailserver.dns.suffix import organizational_domain
 
 POLICIES = ("none", "quarantine", "reject")
 #: §6.6.4: a failure outside pct= gets the next milder policy.
 _MILDER = {"reject": "quarantine", "quarantine": "none", "none": "none"}
 
 _TAG = re.compile(r"^\s*([A-Za-z]+)\s*=\s*(.*?)\s*$")
-
-
-@lru_cache(maxsize=1)
-def _psl() -> PublicSuffixList:
-    return PublicSuffixList()
-
-
-def organizational_domain(domain: str) -> str:
-    """RFC 7489 §3.2: the public suffix plus one label (the domain itself when the
-    list knows no suffix for it, or when it is a public suffix)."""
-    domain = domain.lower().rstrip(".")
-    return _psl().privatesuffix(domain) or domain
 
 
 @dataclass(frozen=True, slots=True)

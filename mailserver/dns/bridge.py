@@ -32,19 +32,28 @@ class TempDnsError(Exception):
     """A lookup failed transiently (RFC 7208 §2.6.6 temperror, RFC 6376 §6.1.2 TEMPFAIL)."""
 
 
+class NotCached(Exception):
+    """A cache-only ``ThreadDns`` was asked what the resolver does not hold fresh."""
+
+
 class ThreadDns:
     """Blocking lookups for a worker thread, each answered on ``loop`` by ``resolver``.
 
     ``timeout``: seconds the thread waits for one answer (the resolver has
     its own lifetime; this is the backstop).  One instance per transaction
-    (its memo is that transaction's cache); not for use on the loop's thread.
+    (its memo is that transaction's cache); not for use on the loop's thread,
+    unless ``cache_only``: then only answers the resolver holds fresh are
+    given, and any other question raises ``NotCached`` and sets ``missed``
+    (so that a caller can tell even if a library swallowed the exception).
     """
 
     def __init__(self, resolver: Resolver, loop: asyncio.AbstractEventLoop, *,
-                 timeout: float) -> None:
+                 timeout: float, cache_only: bool = False) -> None:
         self.resolver = resolver
         self.loop = loop
         self.timeout = timeout
+        self.cache_only = cache_only
+        self.missed = False
         self._memo: dict[tuple[str, str], list[object]] = {}
 
     def _ask(self, name: str, rdtype: str,
@@ -67,6 +76,9 @@ class ThreadDns:
             if cached is not None:
                 self._memo[key] = cached
                 return cached
+        if self.cache_only:
+            self.missed = True
+            raise NotCached(f"{key[0]} {rdtype}")
         future = asyncio.run_coroutine_threadsafe(_answer(make, key[0]), self.loop)
         try:
             answer = future.result(self.timeout)
@@ -91,6 +103,12 @@ class ThreadDns:
 
     def ptr(self, name: str) -> list[str]:
         return self._ask(name, "PTR", self.resolver.ptr)  # type: ignore[arg-type,return-value]
+
+
+def cache_only(resolver: Resolver) -> ThreadDns:
+    """A ``ThreadDns`` for the event loop's own thread (called there): the
+    answers ``resolver`` holds fresh, ``NotCached`` for any other question."""
+    return ThreadDns(resolver, asyncio.get_running_loop(), timeout=0.0, cache_only=True)
 
 
 async def _answer(make: Callable[[str], Awaitable[list[object]]], name: str) -> list[object]:

@@ -25,8 +25,9 @@ import email.policy
 import re
 from email.message import Message
 
-from publicsuffixlist import PublicSuffixList
 from selectolax.lexbor import LexborHTMLParser
+
+from mailserver.dns.suffix import organizational_domain
 
 #: Text read per message, octets (the start says enough; bounds the work).
 MAX_TEXT = 100_000
@@ -36,15 +37,10 @@ MAX_FEATURES = 2000
 _WORD = re.compile(r"[^\W\d_][\w'$€£-]{2,19}", re.UNICODE)
 _URL = re.compile(r"(?i)\b(?:https?://|www\.)([a-z0-9.-]+\.[a-z]{2,})")
 _AR_METHOD = re.compile(r"\b(spf|dkim|dmarc|arc)=(\w+)")
-_psl: PublicSuffixList | None = None
 
 
 def _registered(domain: str) -> str:
-    global _psl
-    if _psl is None:
-        _psl = PublicSuffixList()
-    domain = domain.strip(".").lower()
-    return _psl.privatesuffix(domain) or domain
+    return organizational_domain(domain.strip(".").lower())
 
 
 def html_text(html: str) -> str:

@@ -56,10 +56,10 @@ from typing import Any
 import aiohttp
 import structlog
 
-from mailserver.checks.dmarc import organizational_domain
 from mailserver.checks.dmarc_log import DmarcLog
 from mailserver.checks.dmarc_report import reports as dmarc_reports
 from mailserver.dns.resolver import DnsError, Resolver
+from mailserver.dns.suffix import organizational_domain
 from mailserver.queue.stspolicy import OurResolver
 from mailserver.queue.tlsrpt import TlsReportLog
 from mailserver.queue.tlsrpt import reports as tlsrpt_reports

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from support.dnsserver import DnsServer
 
-from mailserver.dns.bridge import ThreadDns, run_with_dns
+from mailserver.dns.bridge import NotCached, ThreadDns, run_with_dns
 from mailserver.dns.resolver import DnsError, DnsPythonResolver, Mx
 
 
@@ -54,3 +54,20 @@ async def test_cached_answers_skip_the_loop(dns: DnsServer) -> None:
     with ThreadPoolExecutor(1) as pool:
         answer = await run_with_dns(resolver, pool, 5, lambda d: d.a("new.test"))
     assert answer == ["192.0.2.1"]
+
+
+async def test_cache_only_lookups_say_what_is_missing(dns: DnsServer) -> None:
+    resolver = DnsPythonResolver(dns.address, dns.port, timeout=5)
+    await resolver.txt("example.test")
+    with pytest.raises(DnsError):
+        await resolver.txt("nowhere.test")
+    inline = ThreadDns(resolver, asyncio.get_running_loop(), timeout=2, cache_only=True)
+    # Answered on the loop's own thread, without I/O: cached answers and NXDOMAIN.
+    assert inline.txt("example.test") == ["v=spf1 -all"]
+    assert inline.txt("nowhere.test") == []
+    assert not inline.missed
+    queries = len(dns.queries)
+    with pytest.raises(NotCached):
+        inline.mx("example.test")
+    assert inline.missed
+    assert len(dns.queries) == queries  # nothing was asked

@@ -55,6 +55,7 @@ class DnsServer:
         self._tcp: socketserver.TCPServer | None = None
         self.address = "127.0.0.1"
         self.port = 0
+        self.ttl = TTL  # seconds, of every answer
 
     def add(self, name: str, rdtype: str, *values: str) -> None:
         """Add records; ``name`` without trailing dot."""
@@ -68,6 +69,11 @@ class DnsServer:
                 else:
                     rd = dns.rdata.from_text(dns.rdataclass.IN, rdtype, v)
                 self.records[name][rdtype].append(rd)
+
+    def remove(self, name: str, rdtype: str) -> None:
+        """Drop the ``rdtype`` records of ``name`` (a record changed: ``add`` the new one)."""
+        with self._lock:
+            self.records[name.lower().rstrip(".")].pop(rdtype, None)
 
     def fail(self, name: str) -> None:
         """Answer every question about ``name`` with SERVFAIL (a broken zone)."""
@@ -104,7 +110,7 @@ class DnsServer:
         elif rds:
             rrset = dns.rrset.RRset(q.name, dns.rdataclass.IN, q.rdtype)
             for rd in rds:
-                rrset.add(rd, TTL)
+                rrset.add(rd, self.ttl)
             response.answer.append(rrset)
         if limit is None:
             return response.to_wire()

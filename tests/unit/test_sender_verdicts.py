@@ -3,6 +3,9 @@ SPF evaluation and macros (RFC 7208's own examples), forged A-R removal, loops."
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,6 +14,7 @@ from mailserver.checks import dmarc
 from mailserver.checks.authentication import _authserv_id, from_domains, strip_forged
 from mailserver.checks.rules import received_count
 from mailserver.checks.spf_eval import check_helo, check_mail_from
+from mailserver.dns import suffix
 from mailserver.dns.bridge import TempDnsError
 from mailserver.dns.resolver import Mx
 
@@ -73,6 +77,27 @@ def test_organizational_domain_from_the_public_suffix_list() -> None:
     assert dmarc.organizational_domain("a.b.example.co.uk") == "example.co.uk"
     assert dmarc.organizational_domain("Mail.Example.COM.") == "example.com"
     assert dmarc.organizational_domain("example.com") == "example.com"
+
+
+def test_the_suffix_list_is_parsed_once_by_concurrent_first_users(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[object] = []
+
+    class Counted(suffix.PublicSuffixList):  # type: ignore[misc]
+        def __init__(self) -> None:
+            made.append(self)
+            time.sleep(0.05)  # a slow parse: the others arrive meanwhile
+            super().__init__()
+
+    monkeypatch.setattr(suffix, "PublicSuffixList", Counted)
+    monkeypatch.setattr(suffix, "_list", None)
+    dmarc.organizational_domain.cache_clear()
+    with ThreadPoolExecutor(8) as pool:
+        orgs = list(pool.map(dmarc.organizational_domain,
+                             [f"mail.example{i}.co.uk" for i in range(8)]))
+    assert orgs == [f"example{i}.co.uk" for i in range(8)]
+    assert len(made) == 1
+    dmarc.organizational_domain.cache_clear()  # its answers came from the counted list
 
 
 def _evaluate(records: dict, domain: str, spf=("none", ""), dkim=(), sample=0.0):
