@@ -134,15 +134,19 @@ def disk_free(path: Path) -> int:
     return fs.f_bavail * fs.f_frsize
 
 
-def measure(txn: Any, dbs: Dbs, path: Path, map_size: int) -> Space:
-    """The ``Space`` of the environment in directory ``path`` as ``txn`` sees it."""
+def measure(txn: Any, dbs: Dbs, path: Path, map_size: int, used: int | None = None) -> Space:
+    """The ``Space`` of the environment in directory ``path`` as ``txn`` sees it.
+    ``used``: octets of ``data.mdb`` up to LMDB's last page (None: the whole
+    file); what lies past it is zeros written ahead (``ahead.py``), room
+    like the free octets of the file system."""
     live = live_octets(txn, dbs)
     try:
         free = disk_free(path)
         size = os.stat(path / DATA_FILE).st_size
+        pages = size if used is None else min(size, used)
         # Pages LMDB freed inside the file count half: those a reader still
         # sees (freed by the last commits) cannot be reused yet.
-        capacity = min(map_size, size + free - max(0, size - live) // 2)
+        capacity = min(map_size, size + free - max(0, pages - live) // 2)
     except OSError:  # cannot tell: the map is the limit
         free, capacity = map_size, map_size
     return Space(live, capacity, map_size, free)
@@ -197,7 +201,9 @@ class Headroom:
     def measure(self, txn: Any) -> Space:
         """The ``Space`` as ``txn`` sees it (one writer round's measure)."""
         # Another process may have opened the map bigger: LMDB then uses its size.
-        return measure(txn, self._dbs, self.path, int(self._env.info()["map_size"]))
+        info = self._env.info()
+        return measure(txn, self._dbs, self.path, int(info["map_size"]),
+                       (int(info["last_pgno"]) + 1) * int(self._env.stat()["psize"]))
 
     def space(self) -> Space:
         """A fresh measure, in a read transaction of its own (also observed)."""
