@@ -293,6 +293,7 @@ class Writer:
         changed: set[int] = set()
         room = headroom.Room(self._headroom)
         started = time.perf_counter()
+        committed = 0.0  # when the commit returned (0: it failed)
         try:
             with self._env.begin(write=True) as txn:
                 for req in batch:
@@ -308,15 +309,18 @@ class Writer:
                 self._tick()
             outcomes = [(False, failure)] * len(batch)
             changed = set()
+            if self._headroom is not None:
+                self._headroom.drop_carry()
             self._commit_failures.inc()
         else:
             self.commits += 1
             self.requests += len(batch)
-            self._commit_seconds.observe(time.perf_counter() - started)
-            self._commit_batch.observe(len(batch))
-            if room.space is not None and self._headroom is not None:
-                with contextlib.suppress(Exception):  # a log line must not strand the round
-                    self._headroom.observe(room.space)
+            committed = time.perf_counter()
+            if self._headroom is not None:
+                self._headroom.carry(room)
+                if room.space is not None:
+                    with contextlib.suppress(Exception):  # a log line must not strand the round
+                        self._headroom.observe(room.space)
         # Peers first, then the callers: once a caller hears "done", every
         # waiter (here and in other processes) has been told.  A process that
         # gets a reply this round hears the ids in it instead of a datagram.
@@ -328,6 +332,11 @@ class Writer:
         # One hand-over to the loop per round, not per request: each
         # ``call_soon_threadsafe`` is a self-pipe write and a loop wake-up.
         self._call_soon(self._settle, ids, batch, outcomes)
+        # The round's metrics after its outcomes are handed out (on the
+        # loop: after the replies are written), not before.
+        if committed:
+            self._commit_seconds.observe(committed - started)
+            self._commit_batch.observe(len(batch))
 
     def _tick(self) -> None:
         """One tiny commit after a round failed on a full disk.  LMDB reuses
