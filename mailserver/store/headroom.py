@@ -45,7 +45,8 @@ the requests before it asked for, rounded up to whole pages plus one (an
 estimate of their pages, counted even when such a request then failed: the
 error is on the safe side).  A
 ``txn.stat`` of every database per request was ~2 % of the CPU of SMTP
-ingress.  Pages still held for old readers are what the reserve covers.
+ingress; the next rounds carry a measure, counted up, for up to ``CARRY``
+seconds while it says yes (``Room``).  Pages still held for old readers are what the reserve covers.
 
 Warnings: the process that runs the writer logs ``store_fill_high`` (a
 warning) when the fill ratio (live / capacity, the gauge
