@@ -54,7 +54,7 @@ MIN_CHUNK = 1 << 20
 MAX_CHUNK = 16 << 20
 #: Most octets zeroed by one call (a bounded pause of the writer: the rounds
 #: wait while it runs; the next rounds' calls do the rest).
-STEP = 4 << 20
+STEP = 1 << 20
 #: Free space the file system keeps after an extension, at least.
 MIN_FREE = 256 << 20
 #: Seconds without a try after an extension failed (the disk is full, say).
