@@ -57,7 +57,8 @@ MAX_CHUNK = 16 << 20
 STEP = 1 << 20
 #: Free space the file system keeps after an extension, at least.
 MIN_FREE = 256 << 20
-#: Seconds without a try after an extension failed (the disk is full, say).
+#: Seconds without a try after an extension failed or was not allowed (the
+#: disk is nearly full, say, or the file is at the map size).
 RETRY_AFTER = 60.0
 _ZEROS = bytes(MIN_CHUNK)
 
@@ -113,13 +114,13 @@ class Ahead:
             try:
                 size = os.fstat(fd).st_size
                 target = min(used + chunk_for(used), size + STEP, int(env.info()["map_size"]))
-                if target <= size:
-                    self._end = size
-                    return
                 fs = os.fstatvfs(fd)
-                if fs.f_bavail * fs.f_frsize - (target - size) < max(MIN_FREE,
-                                                                     8 * chunk_for(used)):
+                if target <= size or fs.f_bavail * fs.f_frsize - (target - size) < max(
+                        MIN_FREE, 8 * chunk_for(used)):
+                    # At the map size, or short of disk: not before RETRY_AFTER
+                    # (each try takes the writer lock).
                     self._end = size
+                    self._retry_at = time.monotonic() + RETRY_AFTER
                     return
                 try:
                     at = size
