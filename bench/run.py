@@ -159,7 +159,7 @@ async def run(args: argparse.Namespace, work: Path, report: Report) -> None:
         targets = [t for t in (t_ours, t_ref) if t is not None]
 
         if 1 in sel:
-            await part1(report, targets, rounds, q, profiler, ours)
+            await part1(report, targets, rounds, q, profiler, ours, args.ingress)
         if 2 in sel:
             await outbound.part2(report, work, rounds, q, args.reference, args.workers)
         if 3 in sel:
@@ -312,10 +312,16 @@ async def part9(report: Report, work: Path, seconds: float, workers: int) -> Non
 
 
 async def part1(report: Report, targets: list[parts.Target], rounds: int, quick: bool,
-                profiler: Profiler, ours: Ours) -> None:
+                profiler: Profiler, ours: Ours, only: str = "") -> None:
+    """Part 1; ``only`` (``--ingress``): the rows to run, as ``SESSIONSxKB``
+    comma-separated (``"1x4"``: one session, 4 KB; empty: every row and the
+    latency figure)."""
     plan = [(1, 4096, 20 if quick else 300), (20, 4096, 40 if quick else 2000),
             (100, 4096, 100 if quick else 2000), (1, 102400, 10 if quick else 150),
             (20, 102400, 20 if quick else 600), (100, 102400, 100 if quick else 600)]
+    if only:
+        rows = set(only.split(","))
+        plan = [p for p in plan if f"{p[0]}x{p[1] // 1024}" in rows]
     for sessions, size, count in plan:
         res: dict[str, list[dict]] = {}
         for r in range(rounds):
@@ -333,6 +339,8 @@ async def part1(report: Report, targets: list[parts.Target], rounds: int, quick:
                    f"{count} msgs x {rounds}")
         report.add(f"{label} CPU/msg", _med(o, "cpu_ms_per_msg"),
                    f and _med(f, "cpu_ms_per_msg"), "ms")
+    if only:
+        return
     lat = {t.name: await parts.ingress_latency(t, 20, 5 if quick else 50, 4096) for t in targets}
     ref = lat.get("postfix+dovecot")
     for key in ("p50_ms", "p99_ms"):
@@ -514,6 +522,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=0, help="rounds per figure (median)")
     ap.add_argument("--no-reference", dest="reference", action="store_false",
                     help="measure ours only (no Postfix/Dovecot)")
+    ap.add_argument("--ingress", default="",
+                    help="part 1 rows only, SESSIONSxKB comma-separated (e.g. 1x4,20x4)")
     ap.add_argument("--idle-conns", type=int, default=0, help="part 5 connections")
     ap.add_argument("--mix-seconds", type=float, default=0.0, help="part 3 duration per round")
     ap.add_argument("--store-messages", type=int, default=0, help="part 6 mailbox size")

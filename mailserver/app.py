@@ -415,7 +415,8 @@ class App:
             store = await Store.open(cfg.data_dir, map_size=cfg.store.map_size,
                                      new_mail_limit=cfg.store.new_mail_limit,
                                      fill_warning_levels=cfg.store.fill_warning_levels,
-                                     remote_writer=self._remote_writer)
+                                     remote_writer=self._remote_writer,
+                                     preallocate=not self._remote_writer)
             backend = lmdb_backend(store)
         queue: QueueManager | None = None
         counters: Counters | None = None

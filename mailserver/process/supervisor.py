@@ -261,7 +261,7 @@ class _Services:
         self.store = await Store.open(config.data_dir, map_size=config.store.map_size,
                                       new_mail_limit=config.store.new_mail_limit,
                                       fill_warning_levels=config.store.fill_warning_levels,
-                                      writer_on_loop=True)
+                                      writer_on_loop=True, preallocate=True)
         self.writer = await self.store.start_writer_service()
         self.counters = await CounterService.start(config.data_dir / "run", config.limits,
                                                      config.analytics)

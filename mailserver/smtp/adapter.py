@@ -313,8 +313,8 @@ class SmtpConnection(AuthMechanisms, SmtpCommands, AiosmtpdConnection):
         instead of the greeting.  Limits are counted across workers
         (``listeners/base.py``): one await."""
         self._state.admitted = await self._registry.admit(self)
-        self.log.info("smtp_connect", admitted=self._state.admitted, tls=self.is_tls)
         if not self._state.admitted:
+            self.log.info("smtp_connect", admitted=False, tls=self.is_tls)
             self.log.warning("smtp_connection_refused", reason="connection limit")
             self.close_with(replies.GREETING_BUSY)
         return self._state.admitted
@@ -337,6 +337,8 @@ class SmtpConnection(AuthMechanisms, SmtpCommands, AiosmtpdConnection):
             if not await self.admit_session():
                 return
             await self._send(f"220 {self.hostname} ESMTP ready\r\n".encode())
+            # Logged after the greeting is on its way, not before.
+            self.log.info("smtp_connect", admitted=True, tls=self.is_tls)
             reader = self.stream_reader
             lines = self.lines
             while not state.ended:

@@ -29,6 +29,7 @@ Every exception becomes a reply in one place: ``errors.smtp_reply``.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -312,10 +313,21 @@ class SmtpHooks:
         """Body stage: check From:, add trace fields, deliver locally and queue the
         rest, and only then say 250 (RFC 5321 §4.1.1.4).  Counted by reply
         (``mailserver_smtp_transactions_total``) and timed from the end of DATA
-        to the reply (``mailserver_smtp_data_seconds``)."""
+        to the reply (``mailserver_smtp_data_seconds``).
+
+        The bookkeeping of an accepted message (its log line, mail-flow events,
+        metrics) runs in the loop's next pass (``call_soon``), after the reply
+        is written: with one client sending one message after another it
+        would otherwise add to every message's wait for its 250."""
         started = time.perf_counter()
         reply = await self._data(server, session, envelope)
         elapsed = time.perf_counter() - started
+        asyncio.get_running_loop().call_soon(self._counted, server, envelope, reply, elapsed)
+        return reply
+
+    def _counted(self, server: SmtpConnection, envelope: Transaction, reply: str,
+                 elapsed: float) -> None:
+        """``handle_DATA``'s metrics and ``received`` event (after its reply)."""
         self._data_seconds.observe(elapsed)
         if reply[:1] == "2" and analytics.enabled():  # refusals have their own event
             analytics.emit(FlowEvent(
@@ -329,7 +341,6 @@ class SmtpHooks:
             child = self._by_reply[key] = self._transactions.labels(
                 self.listener, *_reply_labels(key))
         child.inc()
-        return reply
 
     async def _data(self, server: SmtpConnection, session: Any, envelope: Transaction) -> str:
         queue_id = new_queue_id()
@@ -409,11 +420,11 @@ class SmtpHooks:
                 except MailserverError as exc:
                     dlog.warning("sent_to_not_recorded", error=str(exc))
         # Accepted: ``delivered`` recipients are in their mailboxes, ``queued``
-        # ones are in the outbound queue under this same queue_id.
-        dlog.info("message_accepted", **fields, delivered=len(recipients),
-                  queued=len(envelope.remote_recipients))
-        if analytics.enabled():
-            self._accepted(envelope, len(blob), recipients)
+        # ones are in the outbound queue under this same queue_id.  Logged
+        # after the 250 is written (``handle_DATA``).
+        fields.update(delivered=len(recipients), queued=len(envelope.remote_recipients))
+        asyncio.get_running_loop().call_soon(self._accepted, dlog, fields, envelope,
+                                             len(blob), recipients)
         return f"250 2.0.0 Ok: queued as {queue_id}"
 
     def _refused(self, server: SmtpConnection, domain: str, reply: Any, reason: str) -> None:
@@ -423,9 +434,13 @@ class SmtpHooks:
                                  result=result_of(code), code=code, reason=reason or "",
                                  source=server.peer_ip))
 
-    def _accepted(self, envelope: Transaction, size: int,
-                  recipients: list[LocalRecipient]) -> None:
-        """``delivered`` per local account and ``queued`` per remote recipient."""
+    def _accepted(self, dlog: Any, fields: dict[str, object], envelope: Transaction,
+                  size: int, recipients: list[LocalRecipient]) -> None:
+        """The ``message_accepted`` log line; the mail-flow events ``delivered``
+        per local account and ``queued`` per remote recipient."""
+        dlog.info("message_accepted", **fields)
+        if not analytics.enabled():
+            return
         now = time.time()
         direction = self._direction
         for r in recipients:

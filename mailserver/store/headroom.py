@@ -45,7 +45,8 @@ the requests before it asked for, rounded up to whole pages plus one (an
 estimate of their pages, counted even when such a request then failed: the
 error is on the safe side).  A
 ``txn.stat`` of every database per request was ~2 % of the CPU of SMTP
-ingress.  Pages still held for old readers are what the reserve covers.
+ingress; the next rounds carry a measure, counted up, for up to ``CARRY``
+seconds while it says yes (``Room``).  Pages still held for old readers are what the reserve covers.
 
 Warnings: the process that runs the writer logs ``store_fill_high`` (a
 warning) when the fill ratio (live / capacity, the gauge
@@ -89,6 +90,9 @@ MIN_MESSAGE = 4096
 PAGE = 4096
 #: Seconds a measure stays good for ``Headroom.has_room`` (SMTP MAIL).
 FRESH = 1.0
+#: Seconds a writer round's measure, counted up by its requests, may stand
+#: in for the next rounds' (``Room.require``).
+CARRY = 0.5
 
 
 class StoreFull(TemporaryFailure):
@@ -134,15 +138,19 @@ def disk_free(path: Path) -> int:
     return fs.f_bavail * fs.f_frsize
 
 
-def measure(txn: Any, dbs: Dbs, path: Path, map_size: int) -> Space:
-    """The ``Space`` of the environment in directory ``path`` as ``txn`` sees it."""
+def measure(txn: Any, dbs: Dbs, path: Path, map_size: int, used: int | None = None) -> Space:
+    """The ``Space`` of the environment in directory ``path`` as ``txn`` sees it.
+    ``used``: octets of ``data.mdb`` up to LMDB's last page (None: the whole
+    file); what lies past it is zeros written ahead (``ahead.py``), room
+    like the free octets of the file system."""
     live = live_octets(txn, dbs)
     try:
         free = disk_free(path)
         size = os.stat(path / DATA_FILE).st_size
+        pages = size if used is None else min(size, used)
         # Pages LMDB freed inside the file count half: those a reader still
         # sees (freed by the last commits) cannot be reused yet.
-        capacity = min(map_size, size + free - max(0, size - live) // 2)
+        capacity = min(map_size, size + free - max(0, pages - live) // 2)
     except OSError:  # cannot tell: the map is the limit
         free, capacity = map_size, map_size
     return Space(live, capacity, map_size, free)
@@ -193,11 +201,16 @@ class Headroom:
         self.new_mail_limit = new_mail_limit
         self._watch = FillWatch(warn_levels) if warn else None
         self._latest: tuple[float, Space] | None = None
+        #: The writer's last measure: when, what, and the live octets counted
+        #: up by the requests of the rounds since (``carry``; writer only).
+        self._carry: tuple[float, Space, int] | None = None
 
     def measure(self, txn: Any) -> Space:
         """The ``Space`` as ``txn`` sees it (one writer round's measure)."""
         # Another process may have opened the map bigger: LMDB then uses its size.
-        return measure(txn, self._dbs, self.path, int(self._env.info()["map_size"]))
+        info = self._env.info()
+        return measure(txn, self._dbs, self.path, int(info["map_size"]),
+                       (int(info["last_pgno"]) + 1) * int(self._env.stat()["psize"]))
 
     def space(self) -> Space:
         """A fresh measure, in a read transaction of its own (also observed)."""
@@ -222,6 +235,24 @@ class Headroom:
             log.warning("store_fill_high", level=level, **fields)
         else:
             log.info("store_fill_normal", **fields)
+
+    def carry(self, room: Room) -> None:
+        """After a committed round: its measure (or the one it carried on),
+        counted up by its requests, may serve the next rounds for ``CARRY``
+        seconds from when it was taken."""
+        if room.base is not None:
+            self._carry = (room.taken, room.base, room.live)
+
+    def drop_carry(self) -> None:
+        """After a failed round: the next round measures afresh."""
+        self._carry = None
+
+    def carried(self) -> tuple[float, Space, int] | None:
+        """``carry``'s measure while it is good, else None."""
+        carry = self._carry
+        if carry is None or time.monotonic() - carry[0] > CARRY:
+            return None
+        return carry
 
     def limit(self, space: Space) -> int:
         """Octets of live data new mail may fill, given ``space``."""
@@ -255,29 +286,53 @@ class Headroom:
 class Room:
     """The headroom of one writer round: the space measured once, at the
     first request that asks, then counted up by what each request asks for
-    (see the module docstring).  ``space``: that measure (None: none asked)."""
+    (see the module docstring).  ``space``: that measure (None: none asked,
+    or the round carried on an earlier one).
 
-    __slots__ = ("_headroom", "_live", "_limit", "space")
+    Carrying on: a measure costs ~13 ``txn.stat`` calls, a ``statvfs`` and a
+    ``stat``; with one client sending one message after another, every round
+    is one message and paid them all.  So a round whose first request fits
+    under the limit by the previous round's measure, counted up by every
+    request that asked since (``Headroom.carry``), uses that; it is taken
+    again when it is ``CARRY`` seconds old, when a round failed, and
+    whenever the counted-up figure says no (then the exact measure decides).
+    Counting up only ever adds (what rounds freed is seen at the next
+    measure), so within ``CARRY`` the limit is held as with a fresh
+    measure; what another program takes of the disk meanwhile is the race
+    the module docstring describes (the commit fails: ``StoreFull``)."""
+
+    __slots__ = ("_headroom", "_limit", "base", "live", "space", "taken")
 
     def __init__(self, headroom: Headroom | None = None) -> None:
         self._headroom = headroom  # None: no limit
-        self._live = -1  # not measured yet in this round
+        self.live = -1  # live octets, counted up (-1: none asked yet in this round)
         self._limit = 0
         self.space: Space | None = None
+        #: The measure the round counts from (its own or a carried one), and when taken.
+        self.base: Space | None = None
+        self.taken = 0.0
 
     def require(self, txn: Any, dbs: Dbs, octets: int) -> None:
         """Raise ``StoreFull`` unless ``octets`` more fit; else count them."""
         headroom = self._headroom
         if headroom is None:
             return
-        if self._live < 0:
-            self.space = space = headroom.measure(txn)
-            self._live = space.live
-            self._limit = headroom.limit(space)
         # LMDB keeps a value past ~2 KiB in whole overflow pages, and the
         # record, index entries and copied branch pages take more: an estimate
         # short of the pages really written would let a round run into ENOSPC.
         octets = -(-octets // PAGE) * PAGE + PAGE
-        if self._live + octets > self._limit:
+        if self.live < 0:
+            carried = headroom.carried()
+            if carried is not None:
+                self.taken, self.base, self.live = carried
+                self._limit = headroom.limit(self.base)
+        if self.space is None and (self.live < 0 or self.live + octets > self._limit):
+            # Nothing to count from, or the carried figure says no: measure
+            # (in this transaction: the requests before this one count exactly).
+            self.taken = time.monotonic()
+            self.space = self.base = space = headroom.measure(txn)
+            self.live = space.live
+            self._limit = headroom.limit(space)
+        if self.live + octets > self._limit:
             raise _full()
-        self._live += octets
+        self.live += octets

@@ -2,8 +2,12 @@
 
 Durability: ``sync=True, metasync=True`` make every write-transaction commit
 fsync data and meta pages, so a committed change survives ``kill -9`` and
-power loss.  ``writemap`` stays off: nested transactions (one per request in a
-group commit, see ``writer.py``) need it off.
+power loss: two ordered syncs per commit (the data pages' ``fdatasync``, then
+the meta page written through a descriptor opened ``O_DSYNC``), which is what
+an SMTP ``250`` waits for.  The daemon's writer keeps zeros written ahead of
+the last page so that first sync does not also grow the file (``ahead.py``).
+``writemap`` stays off: nested transactions (one per request in a group
+commit, see ``writer.py``) need it off.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from typing import Any
 from mailserver.errors import MailserverError
 from mailserver.store import fsck, headroom, keys, mapping
 from mailserver.store import queue as queue_db
+from mailserver.store.ahead import Ahead
 from mailserver.store.base import content_address
 from mailserver.store.directory import DirectoryStore, RecipientStatus
 from mailserver.store.feed import ChangeFeed
@@ -85,7 +86,7 @@ class Store(DirectoryStore, MailboxStore, MessageStore, JunkStore):
                    new_mail_limit: float = headroom.NEW_MAIL_LIMIT,
                    fill_warning_levels: Sequence[float] = headroom.WARN_LEVELS,
                    remote_writer: bool = False, writer_on_loop: bool = False,
-                   create: bool = True) -> Store:
+                   create: bool = True, preallocate: bool = False) -> Store:
         """Open the store, creating it if needed unless ``create`` is False;
         check the schema version.
 
@@ -104,6 +105,8 @@ class Store(DirectoryStore, MailboxStore, MessageStore, JunkStore):
         writer service): each commit then blocks the loop (see ``writer.py``).
         ``create=False`` (the admin commands: they must not make a new, empty
         store in a wrong directory) raises ``StoreNotFound`` when there is none.
+        ``preallocate`` (the daemon's writer): keep zeros written ahead of
+        LMDB's last page, so commits do not grow the file (``ahead.py``).
         Raises ``MailserverError`` on a schema version this code does not know.
         Must be called from the running event loop (the change feed binds to it).
         """
@@ -124,7 +127,8 @@ class Store(DirectoryStore, MailboxStore, MessageStore, JunkStore):
         else:
             writer = Writer(env, dbs, loop, on_commit=feed.broadcast,
                             on_commit_loop=feed.notify, headroom=room,
-                            on_loop=writer_on_loop)
+                            on_loop=writer_on_loop,
+                            ahead=Ahead(env, path) if preallocate else None)
         return cls(env, dbs, writer, feed, path, room)
 
     async def start_writer_service(self) -> WriterService:

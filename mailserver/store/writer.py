@@ -64,6 +64,7 @@ import lmdb
 from mailserver.errors import MailserverError, TemporaryFailure
 from mailserver.metrics import instruments
 from mailserver.store import headroom, keys
+from mailserver.store.ahead import Ahead
 from mailserver.store.kv import Dbs
 
 T = TypeVar("T")
@@ -129,7 +130,9 @@ class Writer:
     the store once per round that adds mail and refuses what would pass its
     new-mail limit (``WriteCtx.need_room``; None: no limit), and hears each
     round's measure (its fill warnings).  ``on_loop``: rounds run on
-    ``loop`` instead of a thread (see the module docstring).
+    ``loop`` instead of a thread (see the module docstring).  ``ahead``
+    keeps zeros written ahead of LMDB's last page (``ahead.py``), checked
+    after each round, once its replies are on their way.
     """
 
     def __init__(
@@ -142,6 +145,7 @@ class Writer:
         on_commit_loop: Callable[[frozenset[int]], None] | None = None,
         headroom: headroom.Headroom | None = None,
         on_loop: bool = False,
+        ahead: Ahead | None = None,
     ) -> None:
         self._env = env
         self._dbs = dbs
@@ -150,6 +154,7 @@ class Writer:
         self._on_commit = on_commit
         self._on_commit_loop = on_commit_loop
         self._headroom = headroom
+        self._ahead = ahead
         self._closed = False
         # Metrics (``mailserver.metrics``), observed once per round, not per request.
         m = instruments()
@@ -164,6 +169,7 @@ class Writer:
         #: On-loop mode: requests not yet taken by a round, and whether a round is due.
         self._pending: list[_Request] = []
         self._round_due = False
+        self._extend_due = False
         self._idle: asyncio.Future[None] | None = None
         #: Called on the loop after each round's outcomes were handed out (the
         #: writer service writes the round's replies then, in one pass).
@@ -242,8 +248,19 @@ class Writer:
         else:
             self._round_due = False
         self._round(batch)
+        if self._ahead is not None and not self._extend_due:
+            # Next loop pass: the replies of this round are written at the
+            # end of this one, not after the extension.
+            self._extend_due = True
+            self._loop.call_soon(self._extend)
         if not self._round_due and self._idle is not None and not self._idle.done():
             self._idle.set_result(None)
+
+    def _extend(self) -> None:
+        self._extend_due = False
+        if self._ahead is not None and not self._closed:
+            with contextlib.suppress(Exception):  # only an optimisation
+                self._ahead.after_round()
 
     # -- writer thread ---------------------------------------------------------------
 
@@ -267,12 +284,16 @@ class Writer:
                 batch.append(nxt)
                 weight += nxt.weight
             self._round(batch)
+            if self._ahead is not None and self._queue.empty():
+                with contextlib.suppress(Exception):  # only an optimisation
+                    self._ahead.after_round()
 
     def _round(self, batch: list[_Request]) -> None:
         outcomes: list[tuple[bool, Any]] = []
         changed: set[int] = set()
         room = headroom.Room(self._headroom)
         started = time.perf_counter()
+        committed = 0.0  # when the commit returned (0: it failed)
         try:
             with self._env.begin(write=True) as txn:
                 for req in batch:
@@ -288,15 +309,18 @@ class Writer:
                 self._tick()
             outcomes = [(False, failure)] * len(batch)
             changed = set()
+            if self._headroom is not None:
+                self._headroom.drop_carry()
             self._commit_failures.inc()
         else:
             self.commits += 1
             self.requests += len(batch)
-            self._commit_seconds.observe(time.perf_counter() - started)
-            self._commit_batch.observe(len(batch))
-            if room.space is not None and self._headroom is not None:
-                with contextlib.suppress(Exception):  # a log line must not strand the round
-                    self._headroom.observe(room.space)
+            committed = time.perf_counter()
+            if self._headroom is not None:
+                self._headroom.carry(room)
+                if room.space is not None:
+                    with contextlib.suppress(Exception):  # a log line must not strand the round
+                        self._headroom.observe(room.space)
         # Peers first, then the callers: once a caller hears "done", every
         # waiter (here and in other processes) has been told.  A process that
         # gets a reply this round hears the ids in it instead of a datagram.
@@ -308,6 +332,11 @@ class Writer:
         # One hand-over to the loop per round, not per request: each
         # ``call_soon_threadsafe`` is a self-pipe write and a loop wake-up.
         self._call_soon(self._settle, ids, batch, outcomes)
+        # The round's metrics after its outcomes are handed out (on the
+        # loop: after the replies are written), not before.
+        if committed:
+            self._commit_seconds.observe(committed - started)
+            self._commit_batch.observe(len(batch))
 
     def _tick(self) -> None:
         """One tiny commit after a round failed on a full disk.  LMDB reuses

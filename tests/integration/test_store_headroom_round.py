@@ -1,6 +1,8 @@
 """``headroom.Room``: the space measured once per writer round, then counted
-up by what each request of the round asks for (whole pages, plus one); ``headroom.FillWatch``: each
-warning level once per crossing (``store/headroom.py``)."""
+up by what each request of the round asks for (whole pages, plus one), and
+carried on by the next rounds for ``CARRY`` seconds while the counted-up
+figure fits; ``headroom.FillWatch``: each warning level once per crossing
+(``store/headroom.py``)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from mailserver.store import headroom
 from mailserver.store.headroom import FillWatch, Headroom, Room, Space, StoreFull, live_octets
 from mailserver.store.kv import open_env
 
@@ -48,6 +51,44 @@ def test_requests_of_one_round_count_against_the_limit(tmp_path: Path) -> None:
         space = real.space()  # the map (16 MiB) or the file system, whichever is less
         assert 0 < space.live <= space.capacity <= 1 << 24 and 0 < space.ratio < 1
         assert real.has_room(1000) and not real.has_room(1 << 24)
+    finally:
+        env.close()
+
+
+def test_rounds_carry_a_measure_until_it_says_no(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    env, dbs = open_env(tmp_path / "store", 1 << 24)
+    try:
+        with env.begin() as txn:
+            live = live_octets(txn, dbs)
+        fixed = _Fixed(env, dbs, tmp_path / "store", live + 6 * 4096)
+
+        def round_of(octets: int) -> Room:
+            with env.begin(write=True) as txn:
+                room = fixed.room()
+                try:
+                    room.require(txn, dbs, octets)
+                finally:
+                    txn.abort()  # nothing written: the exact measure stays ``live``
+            fixed.carry(room)
+            return room
+
+        assert round_of(1_000).space is not None and fixed.measured == 1
+        assert round_of(1_000).space is None and fixed.measured == 1  # carried: 4 pages counted
+        # The carried figure says no (4 + 2 > 6 is false, 6 + 2 > 6 is true):
+        # the exact measure decides, and nothing was written, so it fits.
+        round_of(1_000)
+        room = round_of(1_000)
+        assert fixed.measured == 2 and room.space is not None
+        with pytest.raises(StoreFull):  # exactly measured, and full
+            round_of(6 * 4096)
+        assert fixed.measured == 3
+        fixed.drop_carry()  # a failed round: the next one measures
+        round_of(1_000)
+        assert fixed.measured == 4
+        monkeypatch.setattr(headroom, "CARRY", -1.0)  # too old at once
+        round_of(1_000)
+        assert fixed.measured == 5
     finally:
         env.close()
 
