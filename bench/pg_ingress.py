@@ -9,7 +9,8 @@ would), one ``smtp-source`` per node.  A message counts once it is in alice's
 INBOX (the mailbox row's count in the database; IMAP STATUS on LMDB; the
 Maildir for Postfix), so every figure is of durable delivery.  CPU is the
 daemons' (and, on PostgreSQL, the cluster's: its share of the work is part of
-the cost), per message.
+the cost), per message.  The LMDB daemon runs ``workers = 0`` (one worker per
+core, as shipped); a PostgreSQL node runs one process.
 
     ./scripts/bench-env python bench/pg_ingress.py --nodes 1,2 --rounds 2
     python bench/pg_ingress.py --count 2000 --sessions 20 --no-reference
@@ -164,6 +165,7 @@ async def main(args: argparse.Namespace) -> None:
                 await _users(dsn)
                 cluster_pid = await _cluster_pid(dsn)
                 lmdb = Ours(work / "lmdb")
+                lmdb.workers = 0  # as the production template and ./scripts/bench run it
                 await lmdb.add_users([(ALICE, PASSWORD)])
                 lmdb.start()
                 stop.append(lmdb.stop)
