@@ -228,7 +228,55 @@ async def idle_memory(t: Target, users: list[tuple[str, str]], count: int) -> di
 
 # -- part 6: store scale --------------------------------------------------------------
 
-async def big_mailbox(port: int, user: str, password: str, mailbox: str, rounds: int) -> dict:
+#: The event-loop lag histogram of our daemon (``mailserver_event_loop_lag_seconds``).
+_LAG_BUCKET = "mailserver_event_loop_lag_seconds_bucket"
+
+
+async def lag_buckets(port: int) -> dict[float, float]:
+    """Our daemon's event-loop lag histogram from ``GET /metrics`` on the
+    http listener ``port``: cumulative probe counts by bucket upper bound
+    (seconds; ``inf`` is every probe).  Probes run every 0.1 s."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        writer.write(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n")
+        text = (await reader.read()).decode("utf-8", "replace")
+    finally:
+        writer.close()
+    out: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith(_LAG_BUCKET + "{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            out[float(le)] = out.get(float(le), 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def stalls(before: dict[float, float], after: dict[float, float],
+           limit: float = 0.02) -> tuple[int, float]:
+    """Between two ``lag_buckets`` readings: how many probes came later than
+    ``limit`` seconds, and the upper bound of the worst probe's bucket (0.0
+    when no probe ran)."""
+    def count(le: float) -> float:
+        return after.get(le, 0.0) - before.get(le, 0.0)
+
+    total = count(float("inf"))
+    if total <= 0:
+        return 0, 0.0
+    late = int(total - count(limit)) if limit in after else 0
+    worst = 0.0
+    for le in sorted(after):
+        if count(le) < total:
+            continue
+        worst = le
+        break
+    return late, worst
+
+
+async def big_mailbox(port: int, user: str, password: str, mailbox: str, rounds: int,
+                      metrics_port: int | None = None) -> dict:
+    """Part 6: the median time of each command on the big mailbox, ms.  With
+    ``metrics_port`` (ours) also, per command, ``"<label> stalls"``: probes of
+    the event loop later than 20 ms, and ``"<label> worst lag"``: the upper
+    bound of the worst probe's bucket, ms."""
     c = await Client.connect(HOST, port, timeout=600)
     out: dict[str, float] = {}
     try:
@@ -249,6 +297,7 @@ async def big_mailbox(port: int, user: str, password: str, mailbox: str, rounds:
         ]
         for label, cmd in tests:
             times = []
+            lag0 = await _settled_lag(metrics_port)
             for r in range(rounds):
                 if b"%s" in cmd:
                     cmd_r = cmd % (b"-" if r % 2 else b"+")
@@ -258,6 +307,19 @@ async def big_mailbox(port: int, user: str, password: str, mailbox: str, rounds:
                 await c.command(cmd_r)
                 times.append(time.perf_counter() - t0)
             out[label] = median(times) * 1000
+            if metrics_port is not None:
+                late, worst = stalls(lag0, await _settled_lag(metrics_port))
+                out[label + " stalls"] = late
+                out[label + " worst lag"] = worst * 1000
     finally:
         await c.close()
     return out
+
+
+async def _settled_lag(metrics_port: int | None) -> dict[float, float]:
+    """``lag_buckets`` once the daemon has flushed its last probes (its
+    processes add their tallies to the shared counters once a second)."""
+    if metrics_port is None:
+        return {}
+    await asyncio.sleep(1.2)
+    return await lag_buckets(metrics_port)
