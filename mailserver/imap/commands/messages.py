@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mailserver.errors import Cannot, MailboxNotFound, ProtocolSyntaxError, UserError
-from mailserver.imap import fetch_render
+from mailserver.imap import fetch_render, flag_answers
 from mailserver.imap.message import MessageAccess
 from mailserver.imap.selected import SelectedMailbox, compact_uids
 from mailserver.imap.state import TaggedOk
@@ -206,6 +206,16 @@ async def fetch(session: ImapSession, cmd: Command) -> TaggedOk | None:
     if args.vanished:
         assert args.changedsince is not None
         _vanished_earlier(session, view, args)
+    if args.changedsince is None:
+        plan = fetch_render.plan_fetch(atts, uid_always=cmd.uid)
+        if flag_answers.view_plan(plan):
+            # FLAGS and UID only: from the view, no record read (flag_answers.py).
+            seqs = range(1, len(view.messages) + 1) if whole else [seq for seq, _ in pairs]
+            try:
+                await flag_answers.fetch(session, view, plan, seqs)
+            except MailboxNotFound:
+                pass  # the sync after the command ends the session
+            return None
     messages = all_records(session, view) if whole else records(session, view, pairs)
     if args.changedsince is not None:
         since = args.changedsince
