@@ -9,7 +9,9 @@ message has no record any more; FETCH skips it, STORE/COPY ignore it.
 
 FETCH/SEARCH rendering lives in ``mailserver.imap.fetch_render`` / ``.search_eval``; this
 module only decides what to read and when (off the event loop when message
-content is needed) and keeps the view's flag cache right.
+content is needed) and keeps the view's flag cache right.  A FETCH of FLAGS
+and/or UID alone (a client's sync, ``FETCH 1:* (FLAGS)``) is answered from
+the view, no record read (``mailserver.imap.flag_answers``).
 """
 
 from __future__ import annotations

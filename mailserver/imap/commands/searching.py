@@ -15,6 +15,10 @@ RECENT, NEW, OLD judged from the session's view).
 
 Evaluation is ``mailserver.imap.search_eval``; this module decides where it runs
 (a worker thread when message content is needed) and how the result is told.
+A program of flags alone (UNSEEN, FLAGGED, KEYWORD, NEW..., their NOT, OR
+and AND) is answered from the session's view instead, no record read
+(``mailserver.imap.flag_answers``).  A long ``* SEARCH`` line is written in
+slices, other sessions running in between.
 
 SEARCHRES (RFC 5182 §2.1): SAVE keeps the result as UIDs in the view
 (``SelectedMailbox.saved``), so it follows expunges and serves both the
@@ -160,7 +164,7 @@ async def write_numbers(session: ImapSession, head: bytes, numbers: list[int],
     """``head``, then `` n`` for each of ``numbers``, then ``tail``: one
     response line (``* SEARCH 1 2 3``), written ``_NUMBERS_SLICE`` numbers at
     a time with other sessions let run in between (a 1,000,000-number line
-    takes ~100 ms to format)."""
+    takes ~40 ms to format)."""
     step = _NUMBERS_SLICE
     if len(numbers) <= step:
         session.write(head + _numbers(numbers) + tail)
