@@ -271,17 +271,25 @@ def stalls(before: dict[float, float], after: dict[float, float],
     return late, worst
 
 
-async def big_mailbox(port: int, user: str, password: str, mailbox: str, rounds: int,
-                      metrics_port: int | None = None) -> dict:
-    """Part 6: the median time of each command on the big mailbox, ms.  With
-    ``metrics_port`` (ours) also, per command, ``"<label> stalls"``: probes of
-    the event loop later than 20 ms, and ``"<label> worst lag"``: the upper
-    bound of the worst probe's bucket, ms."""
-    c = await Client.connect(HOST, port, timeout=600)
-    out: dict[str, float] = {}
+async def big_mailbox(servers: dict[str, tuple[int, int | None]], user: str, password: str,
+                      mailbox: str, rounds: int) -> dict[str, dict[str, float]]:
+    """Part 6 on each of ``servers`` (name -> IMAP port and, for ours, the
+    http port of ``/metrics``): the median time of each command on the big
+    mailbox, ms, by server.  The servers run side by side and each round of
+    a command runs on one server after the other, so a busy moment of the
+    machine falls on both alike.  With a metrics port also, per command,
+    ``"<label> stalls"``: probes of the event loop later than 20 ms, and
+    ``"<label> worst lag"``: the upper bound of the worst probe's bucket, ms
+    (over all the command's rounds, the other servers' included)."""
+    clients: dict[str, Client] = {}
+    out: dict[str, dict[str, float]] = {name: {} for name in servers}
     try:
-        await c.login(user, password)
-        n = exists_count(await c.command(b"SELECT " + mailbox.encode())) or 1
+        n = 1
+        for name, (port, _) in servers.items():
+            c = clients[name] = await Client.connect(HOST, port, timeout=600)
+            await c.login(user, password)
+            # The first SELECT also lets Dovecot build its index, untimed.
+            n = exists_count(await c.command(b"SELECT " + mailbox.encode())) or 1
         head = b"1:%d" % min(n, 1000)  # a range past EXISTS is a BAD (RFC 9051 §6.4.5)
         tests: list[tuple[str, bytes]] = [
             ("STATUS", b"STATUS " + mailbox.encode() + b" (MESSAGES UIDNEXT UNSEEN)"),
@@ -296,23 +304,24 @@ async def big_mailbox(port: int, user: str, password: str, mailbox: str, rounds:
             ("STORE 1:* +FLAGS / -FLAGS", b"STORE 1:* %sFLAGS.SILENT (\\Flagged)"),
         ]
         for label, cmd in tests:
-            times = []
-            lag0 = await _settled_lag(metrics_port)
+            times: dict[str, list[float]] = {name: [] for name in servers}
+            lag0 = {name: await _settled_lag(mp) for name, (_, mp) in servers.items()
+                    if mp is not None}
             for r in range(rounds):
-                if b"%s" in cmd:
-                    cmd_r = cmd % (b"-" if r % 2 else b"+")
-                else:
-                    cmd_r = cmd
-                t0 = time.perf_counter()
-                await c.command(cmd_r)
-                times.append(time.perf_counter() - t0)
-            out[label] = median(times) * 1000
-            if metrics_port is not None:
-                late, worst = stalls(lag0, await _settled_lag(metrics_port))
-                out[label + " stalls"] = late
-                out[label + " worst lag"] = worst * 1000
+                cmd_r = cmd % (b"-" if r % 2 else b"+") if b"%s" in cmd else cmd
+                for name, c in clients.items():
+                    t0 = time.perf_counter()
+                    await c.command(cmd_r)
+                    times[name].append(time.perf_counter() - t0)
+            for name in servers:
+                out[name][label] = median(times[name]) * 1000
+            for name, before in lag0.items():
+                late, worst = stalls(before, await _settled_lag(servers[name][1]))
+                out[name][label + " stalls"] = late
+                out[name][label + " worst lag"] = worst * 1000
     finally:
-        await c.close()
+        for c in clients.values():
+            await c.close()
     return out
 
 
