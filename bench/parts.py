@@ -271,11 +271,14 @@ def stalls(before: dict[float, float], after: dict[float, float],
     return late, worst
 
 
-async def big_mailbox(servers: dict[str, tuple[int, int | None]], user: str, password: str,
-                      mailbox: str, rounds: int) -> dict[str, dict[str, float]]:
-    """Part 6 on each of ``servers`` (name -> IMAP port and, for ours, the
-    http port of ``/metrics``): the median time of each command on the big
-    mailbox, ms, by server.  The servers run side by side and each round of
+async def big_mailbox(servers: dict[str, tuple[int, int | None, Callable[[], list[int]]]],
+                      user: str, password: str, mailbox: str,
+                      rounds: int) -> dict[str, dict[str, float]]:
+    """Part 6 on each of ``servers`` (name -> IMAP port, for ours the http
+    port of ``/metrics``, and the server's process roots): the median time
+    of each command on the big mailbox, ms, by server, and as ``"<label>
+    cpu"`` the server's CPU per round, ms (all its processes; clock ticks of
+    10 ms, summed over the rounds).  The servers run side by side and each round of
     a command runs on one server after the other, so a busy moment of the
     machine falls on both alike.  With a metrics port also, per command,
     ``"<label> stalls"``: probes of the event loop later than 20 ms, and
@@ -285,7 +288,7 @@ async def big_mailbox(servers: dict[str, tuple[int, int | None]], user: str, pas
     out: dict[str, dict[str, float]] = {name: {} for name in servers}
     try:
         n = 1
-        for name, (port, _) in servers.items():
+        for name, (port, _, _) in servers.items():
             c = clients[name] = await Client.connect(HOST, port, timeout=600)
             await c.login(user, password)
             # The first SELECT also lets Dovecot build its index, untimed.
@@ -305,16 +308,18 @@ async def big_mailbox(servers: dict[str, tuple[int, int | None]], user: str, pas
         ]
         for label, cmd in tests:
             times: dict[str, list[float]] = {name: [] for name in servers}
-            lag0 = {name: await _settled_lag(mp) for name, (_, mp) in servers.items()
+            lag0 = {name: await _settled_lag(mp) for name, (_, mp, _) in servers.items()
                     if mp is not None}
+            cpu0 = {name: cpu_seconds(roots()) for name, (_, _, roots) in servers.items()}
             for r in range(rounds):
                 cmd_r = cmd % (b"-" if r % 2 else b"+") if b"%s" in cmd else cmd
                 for name, c in clients.items():
                     t0 = time.perf_counter()
                     await c.command(cmd_r)
                     times[name].append(time.perf_counter() - t0)
-            for name in servers:
+            for name, (_, _, roots) in servers.items():
                 out[name][label] = median(times[name]) * 1000
+                out[name][label + " cpu"] = (cpu_seconds(roots()) - cpu0[name]) / rounds * 1000
             for name, before in lag0.items():
                 late, worst = stalls(before, await _settled_lag(servers[name][1]))
                 out[name][label + " stalls"] = late

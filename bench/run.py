@@ -468,7 +468,7 @@ async def part6(report: Report, work: Path, count: int, rounds: int,
     report.add(f"[6] ingest, last chunk (to {chunks[-1]['messages']})", chunks[-1]["rate"],
                None, "msg/s", f"store {chunks[-1]['store_bytes'] / 2**30:.2f} GiB")
     note = "reference: not measured"
-    servers: dict[str, tuple[int, int | None]] = {}
+    servers: dict[str, tuple[int, int | None, Callable[[], list[int]]]] = {}
     if dv is not None:
         # The same messages (corpus in turn, each behind its X-Bench-Seq header)
         # written into a Maildir folder; Dovecot indexes it on the first SELECT,
@@ -485,11 +485,11 @@ async def part6(report: Report, work: Path, count: int, rounds: int,
     big.extra = '[listeners.http]\nprotocol = "http"\naddress = "127.0.0.1"\nport = 0\n'
     big.start()
     try:
-        servers["ours"] = (big.port("imap"), big.port("http"))
+        servers["ours"] = (big.port("imap"), big.port("http"), lambda: big.pids)
         if dv is not None:
             dv.start()
             await wait_port(dv.imap_port)
-            servers["ref"] = (dv.imap_port, None)
+            servers["ref"] = (dv.imap_port, None, lambda: dv.pids)
         # Both side by side, each round on one then the other (parts.big_mailbox).
         res = await parts.big_mailbox(servers, *ALICE, "Big", rounds)
     finally:
@@ -502,6 +502,9 @@ async def part6(report: Report, work: Path, count: int, rounds: int,
             report.add(f"[6] {count} msgs: {label} (lag probes > 20 ms)", ms, None, "")
         elif label.endswith(" worst lag"):
             report.add(f"[6] {count} msgs: {label} (bucket bound)", ms, None, "ms")
+        elif label.endswith(" cpu"):
+            report.add(f"[6] {count} msgs: {label[:-4]}: server CPU", ms, ref.get(label),
+                       "ms", "per round, all server processes")
         else:
             report.add(f"[6] {count} msgs: {label}", ms, ref.get(label), "ms", note)
 
