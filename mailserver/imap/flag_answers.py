@@ -55,8 +55,8 @@ from __future__ import annotations
 
 import asyncio
 from array import array
-from collections.abc import Callable, Iterable, Sequence
-from itertools import chain, compress
+from collections.abc import Callable, Sequence
+from itertools import compress
 from typing import TYPE_CHECKING
 
 from mailserver.imap.selected import SelectedMailbox
@@ -310,16 +310,21 @@ def _lines(fmt: bytes, names: list[str], seqs: Sequence[int], uids: Sequence[int
     else:
         sel_flags = [flags[s - 1] for s in seqs]
         sel_uids = [uids[s - 1] for s in seqs]
-    columns: list[Iterable[object]] = [seqs]
-    for name in names:
+    width = len(names) + 1
+    # The values of every line one after the other, filled column by column
+    # by slice assignment: no tuple per line (nor garbage for the collector).
+    values: list[object] = [None] * (width * len(seqs))
+    values[0::width] = seqs
+    for at, name in enumerate(names, 1):
         if name == "UID":
-            columns.append(sel_uids)
+            values[at::width] = sel_uids
             continue
         is_recent = list(map(recent.__contains__, sel_uids)) if recent else []
         marked = is_recent.count(True)
         if marked in (0, len(sel_flags)):  # none or all \Recent (the usual): no pairs
-            columns.append(map(shown.plain(marked > 0).__getitem__, sel_flags))
+            values[at::width] = list(map(shown.plain(marked > 0).__getitem__, sel_flags))
         else:
-            columns.append(map(shown.__getitem__, zip(sel_flags, is_recent, strict=True)))
+            values[at::width] = list(map(shown.__getitem__,
+                                         zip(sel_flags, is_recent, strict=True)))
     # One format for the whole slice: twice as fast as one per line.
-    return (fmt * len(seqs)) % tuple(chain.from_iterable(zip(*columns, strict=True)))
+    return (fmt * len(seqs)) % tuple(values)
