@@ -29,7 +29,8 @@ class Client:
     @classmethod
     async def connect(cls, host: str, port: int, timeout: float = 60.0) -> Client:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(host, port, limit=1 << 22)
+            # A SEARCH answer on a 1,000,000-message mailbox is one ~7 MB line.
+            reader, writer = await asyncio.open_connection(host, port, limit=1 << 25)
             c = cls(reader, writer, timeout)
             greeting = await reader.readline()
         if not greeting.startswith(b"* OK"):

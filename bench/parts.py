@@ -228,12 +228,71 @@ async def idle_memory(t: Target, users: list[tuple[str, str]], count: int) -> di
 
 # -- part 6: store scale --------------------------------------------------------------
 
-async def big_mailbox(port: int, user: str, password: str, mailbox: str, rounds: int) -> dict:
-    c = await Client.connect(HOST, port, timeout=600)
-    out: dict[str, float] = {}
+#: The event-loop lag histogram of our daemon (``mailserver_event_loop_lag_seconds``).
+_LAG_BUCKET = "mailserver_event_loop_lag_seconds_bucket"
+
+
+async def lag_buckets(port: int) -> dict[float, float]:
+    """Our daemon's event-loop lag histogram from ``GET /metrics`` on the
+    http listener ``port``: cumulative probe counts by bucket upper bound
+    (seconds; ``inf`` is every probe).  Probes run every 0.1 s."""
+    reader, writer = await asyncio.open_connection(HOST, port)
     try:
-        await c.login(user, password)
-        n = exists_count(await c.command(b"SELECT " + mailbox.encode())) or 1
+        writer.write(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n")
+        text = (await reader.read()).decode("utf-8", "replace")
+    finally:
+        writer.close()
+    out: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith(_LAG_BUCKET + "{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            out[float(le)] = out.get(float(le), 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def stalls(before: dict[float, float], after: dict[float, float],
+           limit: float = 0.02) -> tuple[int, float]:
+    """Between two ``lag_buckets`` readings: how many probes came later than
+    ``limit`` seconds, and the upper bound of the worst probe's bucket (0.0
+    when no probe ran)."""
+    def count(le: float) -> float:
+        return after.get(le, 0.0) - before.get(le, 0.0)
+
+    total = count(float("inf"))
+    if total <= 0:
+        return 0, 0.0
+    late = int(total - count(limit)) if limit in after else 0
+    worst = 0.0
+    for le in sorted(after):
+        if count(le) < total:
+            continue
+        worst = le
+        break
+    return late, worst
+
+
+async def big_mailbox(servers: dict[str, tuple[int, int | None, Callable[[], list[int]]]],
+                      user: str, password: str, mailbox: str,
+                      rounds: int) -> dict[str, dict[str, float]]:
+    """Part 6 on each of ``servers`` (name -> IMAP port, for ours the http
+    port of ``/metrics``, and the server's process roots): the median time
+    of each command on the big mailbox, ms, by server, and as ``"<label>
+    cpu"`` the server's CPU per round, ms (all its processes; clock ticks of
+    10 ms, summed over the rounds).  The servers run side by side and each round of
+    a command runs on one server after the other, so a busy moment of the
+    machine falls on both alike.  With a metrics port also, per command,
+    ``"<label> stalls"``: probes of the event loop later than 20 ms, and
+    ``"<label> worst lag"``: the upper bound of the worst probe's bucket, ms
+    (over all the command's rounds, the other servers' included)."""
+    clients: dict[str, Client] = {}
+    out: dict[str, dict[str, float]] = {name: {} for name in servers}
+    try:
+        n = 1
+        for name, (port, _, _) in servers.items():
+            c = clients[name] = await Client.connect(HOST, port, timeout=600)
+            await c.login(user, password)
+            # The first SELECT also lets Dovecot build its index, untimed.
+            n = exists_count(await c.command(b"SELECT " + mailbox.encode())) or 1
         head = b"1:%d" % min(n, 1000)  # a range past EXISTS is a BAD (RFC 9051 §6.4.5)
         tests: list[tuple[str, bytes]] = [
             ("STATUS", b"STATUS " + mailbox.encode() + b" (MESSAGES UIDNEXT UNSEEN)"),
@@ -248,16 +307,33 @@ async def big_mailbox(port: int, user: str, password: str, mailbox: str, rounds:
             ("STORE 1:* +FLAGS / -FLAGS", b"STORE 1:* %sFLAGS.SILENT (\\Flagged)"),
         ]
         for label, cmd in tests:
-            times = []
+            times: dict[str, list[float]] = {name: [] for name in servers}
+            lag0 = {name: await _settled_lag(mp) for name, (_, mp, _) in servers.items()
+                    if mp is not None}
+            cpu0 = {name: cpu_seconds(roots()) for name, (_, _, roots) in servers.items()}
             for r in range(rounds):
-                if b"%s" in cmd:
-                    cmd_r = cmd % (b"-" if r % 2 else b"+")
-                else:
-                    cmd_r = cmd
-                t0 = time.perf_counter()
-                await c.command(cmd_r)
-                times.append(time.perf_counter() - t0)
-            out[label] = median(times) * 1000
+                cmd_r = cmd % (b"-" if r % 2 else b"+") if b"%s" in cmd else cmd
+                for name, c in clients.items():
+                    t0 = time.perf_counter()
+                    await c.command(cmd_r)
+                    times[name].append(time.perf_counter() - t0)
+            for name, (_, _, roots) in servers.items():
+                out[name][label] = median(times[name]) * 1000
+                out[name][label + " cpu"] = (cpu_seconds(roots()) - cpu0[name]) / rounds * 1000
+            for name, before in lag0.items():
+                late, worst = stalls(before, await _settled_lag(servers[name][1]))
+                out[name][label + " stalls"] = late
+                out[name][label + " worst lag"] = worst * 1000
     finally:
-        await c.close()
+        for c in clients.values():
+            await c.close()
     return out
+
+
+async def _settled_lag(metrics_port: int | None) -> dict[float, float]:
+    """``lag_buckets`` once the daemon has flushed its last probes (its
+    processes add their tallies to the shared counters once a second)."""
+    if metrics_port is None:
+        return {}
+    await asyncio.sleep(1.2)
+    return await lag_buckets(metrics_port)

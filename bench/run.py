@@ -485,13 +485,8 @@ async def part6(report: Report, work: Path, count: int, rounds: int,
                "msg/s", "Store.deliver, 64 in flight")
     report.add(f"[6] ingest, last chunk (to {chunks[-1]['messages']})", chunks[-1]["rate"],
                None, "msg/s", f"store {chunks[-1]['store_bytes'] / 2**30:.2f} GiB")
-    big.start()
-    try:
-        res = await parts.big_mailbox(big.port("imap"), *ALICE, "Big", rounds)
-    finally:
-        big.stop()
-    ref: dict[str, float] = {}
     note = "reference: not measured"
+    servers: dict[str, tuple[int, int | None, Callable[[], list[int]]]] = {}
     if dv is not None:
         # The same messages (corpus in turn, each behind its X-Bench-Seq header)
         # written into a Maildir folder; Dovecot indexes it on the first SELECT,
@@ -502,16 +497,34 @@ async def part6(report: Report, work: Path, count: int, rounds: int,
         written = await asyncio.to_thread(
             dv.fill_folder, ALICE[0], "Big",
             (seq_header(i) + corpus[i % len(corpus)] for i in range(count)))
-        dv.start()
-        try:
-            await wait_port(dv.imap_port)
-            ref = await parts.big_mailbox(dv.imap_port, *ALICE, "Big", rounds)
-        finally:
-            dv.stop()
         note = (f"ref: Dovecot, {written} files written into a Maildir folder in "
-                f"{time.perf_counter() - t0:.0f} s")
-    for label, ms in res.items():
-        report.add(f"[6] {count} msgs: {label}", ms, ref.get(label), "ms", note)
+                f"{time.perf_counter() - t0:.0f} s; rounds interleaved with ours")
+    # /metrics, for the event loop's lag while each command runs (issue #13 §3).
+    big.extra = '[listeners.http]\nprotocol = "http"\naddress = "127.0.0.1"\nport = 0\n'
+    big.start()
+    try:
+        servers["ours"] = (big.port("imap"), big.port("http"), lambda: big.pids)
+        if dv is not None:
+            dv.start()
+            await wait_port(dv.imap_port)
+            servers["ref"] = (dv.imap_port, None, lambda: dv.pids)
+        # Both side by side, each round on one then the other (parts.big_mailbox).
+        res = await parts.big_mailbox(servers, *ALICE, "Big", rounds)
+    finally:
+        big.stop()
+        if dv is not None:
+            dv.stop()
+    ref = res.get("ref", {})
+    for label, ms in res["ours"].items():
+        if label.endswith(" stalls"):
+            report.add(f"[6] {count} msgs: {label} (lag probes > 20 ms)", ms, None, "")
+        elif label.endswith(" worst lag"):
+            report.add(f"[6] {count} msgs: {label} (bucket bound)", ms, None, "ms")
+        elif label.endswith(" cpu"):
+            report.add(f"[6] {count} msgs: {label[:-4]}: server CPU", ms, ref.get(label),
+                       "ms", "per round, all server processes")
+        else:
+            report.add(f"[6] {count} msgs: {label}", ms, ref.get(label), "ms", note)
 
 
 def main() -> None:

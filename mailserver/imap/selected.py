@@ -17,6 +17,12 @@ Invariants
   STORE is never echoed a second time.
 * ``modseq`` is the HIGHESTMODSEQ up to which the store's changes have been
   folded in; ``store.changes_since(mailbox_id, modseq)`` is all that is new.
+* A message of the view (not ``pending``) whose record was not written since
+  ``modseq`` has in ``messages`` exactly that record's flags: every path that
+  sets the view's flags (SELECT's read after the mailbox's, ``sync``, a
+  FETCH or STORE noting what it told, ``took_own_flags``) does so with a
+  record at least as new as ``modseq``.  So the view plus ``unreported``
+  is the store's state now (``flag_answers.py`` answers from it).
 * Messages expunged in the store but not yet reported (``pending``) keep their
   sequence numbers until a command that may carry ``EXPUNGE`` responses runs
   (RFC 3501 §7.4.1: not during FETCH, STORE, SEARCH, nor between commands).
@@ -290,6 +296,31 @@ class SelectedMailbox:
                                            modseq=rec.modseq))
         self.modseq = max(self.modseq, changes.mailbox.highestmodseq)
         return out
+
+    def unreported(self) -> tuple[dict[int, frozenset[str]], set[int]]:
+        """How the store differs now from the view, for the view's messages:
+        ``(changed, gone)``.  ``changed`` maps a UID of the view whose record
+        was written since ``modseq`` to its flags now; ``gone`` holds the
+        view's UIDs without a record any more (``pending`` ones included).
+        Every other message of the view has the flags the view holds (the
+        ``messages`` invariant: a record not written since ``modseq`` is what
+        the view was last told).  Messages that arrived since are not the
+        view's and are left out.  Nothing is changed here: the ``sync``
+        after the command reports all of it.
+
+        Cost: one field read when nothing was committed since ``modseq``,
+        else proportional to what was (``changes_since``).  Raises
+        MailboxNotFound when the mailbox was deleted meanwhile."""
+        gone = set(self.pending)
+        if self._unchanged():
+            return {}, gone
+        changes = self.store.changes_since(self.mailbox_id, self.modseq)
+        messages = self.messages
+        largest = messages.largest
+        changed = {r.uid: r.flags for r in changes.updated
+                   if r.uid <= largest and r.uid not in gone and r.uid in messages}
+        gone.update(u for u in changes.expunged if u in messages)
+        return changed, gone
 
     def _unchanged(self) -> bool:
         """Nothing was committed to the mailbox since ``modseq`` (every write

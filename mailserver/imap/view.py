@@ -143,6 +143,17 @@ class MessageView:
         self._uids = array("I", [old_uids[i] for i in keep])
         self._flags = [old_flags[i] for i in keep]
 
+    def index_of(self, uid: int) -> int | None:
+        """The position of ``uid`` (its sequence number minus one), None when absent."""
+        return self._index(uid)
+
+    def columns(self) -> tuple[array[int], list[frozenset[str]]]:
+        """The UIDs and their flag sets, position ``i`` being sequence number
+        ``i + 1``: the view's own sequences, for a whole-mailbox pass at C
+        speed (``flag_answers``).  Read-only for the caller, and only until
+        the view next changes (``append``/``remove`` may replace them)."""
+        return self._uids, self._flags
+
     def flag_sets(self) -> Iterator[frozenset[str]]:
         """The flags of every message in sequence order (shared sets repeat)."""
         return iter(self._flags)

@@ -9,7 +9,9 @@ message has no record any more; FETCH skips it, STORE/COPY ignore it.
 
 FETCH/SEARCH rendering lives in ``mailserver.imap.fetch_render`` / ``.search_eval``; this
 module only decides what to read and when (off the event loop when message
-content is needed) and keeps the view's flag cache right.
+content is needed) and keeps the view's flag cache right.  A FETCH of FLAGS
+and/or UID alone (a client's sync, ``FETCH 1:* (FLAGS)``) is answered from
+the view, no record read (``mailserver.imap.flag_answers``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mailserver.errors import Cannot, MailboxNotFound, ProtocolSyntaxError, UserError
-from mailserver.imap import fetch_render
+from mailserver.imap import fetch_render, flag_answers
 from mailserver.imap.message import MessageAccess
 from mailserver.imap.selected import SelectedMailbox, compact_uids
 from mailserver.imap.state import TaggedOk
@@ -206,6 +208,16 @@ async def fetch(session: ImapSession, cmd: Command) -> TaggedOk | None:
     if args.vanished:
         assert args.changedsince is not None
         _vanished_earlier(session, view, args)
+    if args.changedsince is None:
+        plan = fetch_render.plan_fetch(atts, uid_always=cmd.uid)
+        if flag_answers.view_plan(plan):
+            # FLAGS and UID only: from the view, no record read (flag_answers.py).
+            seqs = range(1, len(view.messages) + 1) if whole else [seq for seq, _ in pairs]
+            try:
+                await flag_answers.fetch(session, view, plan, seqs)
+            except MailboxNotFound:
+                pass  # the sync after the command ends the session
+            return None
     messages = all_records(session, view) if whole else records(session, view, pairs)
     if args.changedsince is not None:
         since = args.changedsince
