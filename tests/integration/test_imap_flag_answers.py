@@ -13,6 +13,7 @@ hold (``LARGER 0``, ``RFC822.SIZE``) still takes.
 
 from __future__ import annotations
 
+import imaplib
 import random
 import re
 from collections.abc import Iterator
@@ -256,3 +257,22 @@ def test_view_answers_match_the_records(sessions) -> None:
         assert search_result(fast) == search_result(slow), (step, op, prefix, key)
         checked += 1
     assert checked > 100
+
+
+def test_select_of_a_big_mailbox_reads_it_in_a_thread(
+        imaps: imaplib.IMAP4_SSL, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SELECT reads a mailbox of ``SELECT_IN_THREAD`` messages or more off the
+    event loop (here every mailbox, the threshold at 0): the same answers."""
+    from mailserver.imap.commands import select as select_command
+
+    for i in range(3):
+        flags = "(\\Seen)" if i == 1 else None
+        assert imaps.append("INBOX", flags, None,
+                            b"Subject: %d\r\n\r\nbody\r\n" % i)[0] == "OK"
+    monkeypatch.setattr(select_command, "SELECT_IN_THREAD", 0)
+    typ, data = imaps.select("INBOX")
+    assert typ == "OK" and data == [b"3"]
+    typ, data = imaps.fetch("1:*", "(FLAGS)")
+    assert typ == "OK" and len(data) == 3 and b"\\Seen" in data[1]
+    typ, data = imaps.search(None, "UNSEEN")
+    assert data == [b"1 3"]
