@@ -225,15 +225,18 @@ def build_smtp_hooks(config: Config, *, backend: Backend, queue: QueueManager | 
                      scram: ScramLogins | None = None,
                      keys_for: Callable[[str], Sequence[DkimKey]] | None = None,
                      junk: JunkFilter | None = None,
+                     srs_secret: bytes | None = None,
                      ) -> dict[str, SmtpHooks]:
     """One ``SmtpHooks`` (check pipeline + delivery) per SMTP/submission listener, by name.
     ``authenticator``: the one IMAP uses too (one cache, one hashing pool);
     ``scram``: SCRAM logins (IMAP's too; None: not offered); ``keys_for``:
     a domain's DKIM keys, for the ARC seal of forwarded mail (None: none);
-    ``junk``: the process's junk filter, scoring local copies (None: off).
-    Raises OSError (the SRS secret)."""
+    ``junk``: the process's junk filter, scoring local copies (None: off);
+    ``srs_secret``: the SRS key (None: ``data_dir``'s, made when missing; on
+    PostgreSQL every node's, from the database).  Raises OSError (the SRS
+    secret)."""
     hooks: dict[str, SmtpHooks] = {}
-    forwarder = Forwarder(SrsCodec(load_secret(config.data_dir)),
+    forwarder = Forwarder(SrsCodec(srs_secret or load_secret(config.data_dir)),
                           None if queue is None else queue.enqueue,
                           keys_for or (lambda domain: ()), config.hostname)
     delivery = RoutedDelivery(backend.delivery, queue, make_report=delivered_report,
@@ -317,6 +320,8 @@ class App:
         self._junk_task: asyncio.Task[None] | None = None
         #: This node's PostgreSQL store (``[store] backend = "postgresql"``), else None.
         self._node: PgNode | None = None
+        #: The SRS key shared by every node (PostgreSQL); None: data_dir's.
+        self._srs_secret: bytes | None = None
 
     @property
     def store(self) -> Store:
@@ -376,7 +381,8 @@ class App:
                 config, backend=services.backend, queue=services.queue,
                 counters=services.counters,
                 resolver=self._resolver, authenticator=services.authenticator,
-                scram=services.scram, keys_for=self.keyring.keys_for, junk=services.junk)
+                scram=services.scram, keys_for=self.keyring.keys_for, junk=services.junk,
+                srs_secret=self._srs_secret)
             for handle in self.listeners.values():
                 reconfigure = getattr(handle, "reconfigure", None)
                 if reconfigure is not None:
@@ -422,6 +428,10 @@ class App:
         counters: Counters | None = None
         authenticator = build_authenticator(cfg, backend.directory)
         try:
+            if self._node is not None:
+                # One SRS key for every node: a bounce may reach another node
+                # than the one that rewrote the address (delivery/forward.py).
+                self._srs_secret = await self._node.shared_secret("srs")
             await ensure_domains(backend.directory, cfg.domains)
             ssl_context = await asyncio.to_thread(server_context, cfg)
             self._ssl_context = ssl_context
@@ -458,7 +468,8 @@ class App:
                                                                  authenticator=authenticator,
                                                                  scram=scram,
                                                                  keys_for=self.keyring.keys_for,
-                                                                 junk=junk))
+                                                                 junk=junk,
+                                                                 srs_secret=self._srs_secret))
             if store is not None:
                 self.services.admin = self.admin()  # the http listener's /api/v1
             self.services.junk = junk  # IMAP's Junk moves train it

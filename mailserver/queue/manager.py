@@ -283,8 +283,14 @@ class QueueManager:
             return
         timeout = RESCAN if nxt is None else nxt - self._clock()
         if timeout <= 0:
-            # Only in-flight messages are due: a finishing round wakes us
-            # (or the change feed, for changes made by another process).
+            # Something is due: a message that became due since ``due`` was
+            # read (the reads take a moment, a round trip on PostgreSQL) gets
+            # the next pass at once; if only in-flight ones are, a finishing
+            # round wakes us (or the change feed, for other processes' changes).
+            late = [q for q in await self._store.queue_due(self._clock(), BATCH)
+                    if q not in self._inflight and q not in self._unreadable]
+            if late:
+                return
             timeout = RESCAN
         timeout = min(timeout, RESCAN)
         with contextlib.suppress(TimeoutError):

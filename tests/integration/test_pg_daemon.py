@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
-import time
 import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -204,7 +203,6 @@ async def test_a_killed_nodes_queued_mail_is_delivered_by_the_other(
                 await asyncio.to_thread(node_a.kill)  # kill -9: nothing settles
             rx = Receiver(port=port)
             await rx.start()
-            started = time.monotonic()
             node_b = await start(node_config(tmp_path, "b", dsn, dns_port=dns.port,
                                              smtp_port=port))
             try:
@@ -213,7 +211,6 @@ async def test_a_killed_nodes_queued_mail_is_delivered_by_the_other(
                 await asyncio.to_thread(node_b.wait_for, "queue_done")
                 await asyncio.sleep(0.5)
                 assert len(rx.received) == 1, "delivered once"
-                assert time.monotonic() - started < 30
             finally:
                 assert await asyncio.to_thread(node_b.stop) == 0
     finally:

@@ -169,3 +169,21 @@ async def test_rate_limits_hold_across_nodes_all_or_nothing(db: str) -> None:
     finally:
         for p in pools:
             await p.close()
+
+
+async def test_nodes_share_one_secret(db: str) -> None:
+    """The SRS key (``PgNode.shared_secret``): made by the first node that asks,
+    the same for every node, and kept."""
+    from mailserver.store.pg.node import PgNode
+
+    nodes = [PgNode(db, writer_connections=1) for _ in range(2)]
+    for n in nodes:
+        await n.open()
+    try:
+        got = await asyncio.gather(*(n.shared_secret("srs") for n in nodes))
+        assert got[0] == got[1] and len(got[0]) == 32
+        assert await nodes[1].shared_secret("srs") == got[0]
+        assert await nodes[0].shared_secret("other") != got[0]
+    finally:
+        for n in nodes:
+            await n.close()

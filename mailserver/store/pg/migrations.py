@@ -224,16 +224,26 @@ LANGUAGE sql AS $$
 $$;
 """
 
+# Secrets every node must share (the SRS key: a bounce to an address one node
+# rewrote may reach another).
+_V4 = """
+CREATE TABLE node_secrets (
+    name        text PRIMARY KEY,
+    value       bytea NOT NULL
+);
+"""
+
 #: Every migration, in order.  Append only.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", "expand", _V1),
     Migration(2, "sent_to", "expand", _V2),
     Migration(3, "mailbox levels, gone subscriptions, UIDVALIDITY", "expand", _V3),
+    Migration(4, "node_secrets", "expand", _V4),
 )
 #: The newest schema version this code knows.
 LATEST = MIGRATIONS[-1].version
 #: The schema version this code needs at least.
-REQUIRED = 3
+REQUIRED = 4
 
 
 class SchemaError(Exception):

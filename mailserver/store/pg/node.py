@@ -10,6 +10,7 @@ node) and one whose commits would not be durable (``writer.NotDurable``).
 from __future__ import annotations
 
 import contextlib
+import secrets
 from typing import Any
 
 from mailserver.errors import StoreUnavailable
@@ -69,6 +70,20 @@ class PgNode:
         self.mailboxes = PgMailboxes(self.writer, self.pool, self.blobs)
         self.messages = PgMessages(self.writer, self.pool, self.blobs, self.waiters)
         self.queue = PgQueueStore(self.writer, self.pool, self.blobs)
+
+    async def shared_secret(self, name: str, size: int = 32) -> bytes:
+        """The secret ``name`` every node shares (the SRS key), made by whichever
+        node asks first: ``size`` random octets, inserted once (a node asking
+        at the same moment reads the winner's).  Raises asyncpg's errors."""
+        made = secrets.token_bytes(size)
+
+        async def write(conn: Any) -> bytes:
+            await conn.execute("INSERT INTO node_secrets VALUES ($1, $2) "
+                               "ON CONFLICT (name) DO NOTHING", name, made)
+            return bytes(await conn.fetchval("SELECT value FROM node_secrets "
+                                             "WHERE name = $1", name))
+        value: bytes = await self.writer.submit(write)
+        return value
 
     def _changed(self, change: Change) -> None:
         self.waiters.notice(change)
