@@ -19,7 +19,7 @@ from mailserver.store.api import (
     Mailboxes,
     Messages,
 )
-from mailserver.store.model import DEFAULT_MAILBOXES
+from mailserver.store.model import DEFAULT_MAILBOXES, NewMessage
 from mailserver.store.pg.directory import PgDirectory
 from mailserver.store.pg.mailboxes import PgMailboxes
 from mailserver.store.pg.messages import PgMessages
@@ -101,6 +101,11 @@ async def test_delete_leaf_and_level(parts: Parts) -> None:
     assert level.highestmodseq > 1  # the removals were logged at a new MODSEQ
     with pytest.raises(Cannot):
         await m.delete_mailbox(ALICE, "Lists")  # a level with inferiors
+    for put in (parts.messages.append(ALICE, "Lists", b"x\r\n", b"", internal_date=DATE),
+                parts.messages.deliver([NewMessage(ALICE, "Lists")], b"x\r\n", b"",
+                                       internal_date=DATE)):
+        with pytest.raises(MailboxNotFound):  # a level holds no messages (§6.3.4)
+            await put
     # CREATE over the level: a fresh mailbox, a UIDVALIDITY above every earlier one.
     again = await m.create_mailbox(ALICE, "Lists")
     assert not again.noselect and again.id != level.id

@@ -262,6 +262,11 @@ async def test_multiappend_is_all_or_nothing(messages: Messages) -> None:
     assert (await messages.get_mailbox(BOB, "INBOX")).messages == 0
     with pytest.raises(MailboxNotFound):
         await messages.append_many(ALICE, "Nowhere", entries)
+    # APPEND of one is held to the same quota (RFC 9208 §4.1.1: NO [OVERQUOTA]).
+    await messages.append(BOB, "INBOX", big[0][0], b"", internal_date=DATE)
+    with pytest.raises(QuotaExceeded):
+        await messages.append(BOB, "INBOX", big[0][0] + b"x" * 40, b"", internal_date=DATE)
+    assert (await messages.get_mailbox(BOB, "INBOX")).messages == 1
 
 
 async def test_recent_is_claimed_once(messages: Messages) -> None:

@@ -106,33 +106,11 @@ class PgMessages:
     async def append(self, account: str, mailbox: str, blob: bytes, facts: bytes, *,
                      flags: frozenset[str] = frozenset(), internal_date: int,
                      tz_offset: int = 0) -> MessageRecord:
-        """See ``Messages``."""
-        account, name = normalize_address(account), normalize_mailbox(mailbox)
-        stored = codec.normalize_flags(flags)
-        blob = bytes(blob)
-
-        async def write(conn: Any) -> MessageRecord:
-            mbox = await conn.fetchval("SELECT id FROM mailboxes WHERE account = $1 AND "
-                                       "name = $2", account, name)
-            if mbox is None:
-                raise MailboxNotFound(f"no mailbox {mailbox!r}")
-            blob_id = await self._blobs.add(conn, blob)
-            row = await conn.fetchrow("SELECT * FROM allocate_uids($1, 1)", mbox)
-            uid, modseq = int(row["first_uid"]), int(row["modseq"])
-            await conn.execute(
-                "INSERT INTO messages (mailbox_id, uid, modseq, blob_id, flags, internal_date, "
-                "tz_offset, size, facts) VALUES ($1, $2, $3, $4, $5, to_timestamp($6), $7, $8, "
-                "$9)", mbox, uid, modseq, blob_id, sorted(stored), internal_date, tz_offset,
-                len(blob), bytes(facts))
-            await conn.execute(
-                "UPDATE mailboxes SET messages = messages + 1, size = size + $2, "
-                "unseen = unseen + $3, deleted = deleted + $4 WHERE id = $1",
-                mbox, len(blob), int(_SEEN not in stored), int(_DELETED in stored))
-            await announce(conn, Change("mailbox", mbox, modseq))
-            return MessageRecord(mbox, uid, stored, internal_date, tz_offset, len(blob),
-                                 modseq, blob_id, b"")
-        result: MessageRecord = await self._writer.submit(write)
-        return result
+        """See ``Messages``: a MULTIAPPEND of one (the quota and ``noselect``
+        checks in one place)."""
+        (record,) = await self.append_many(account, mailbox,
+                                           [(blob, facts, flags, internal_date, tz_offset)])
+        return record
 
     async def deliver(self, targets: Sequence[NewMessage], blob: bytes, facts: bytes, *,
                       internal_date: int, tz_offset: int = 0) -> list[MessageRecord]:
@@ -151,7 +129,7 @@ class PgMessages:
             accounts: set[str] = set()
             for account, name, target in wanted:
                 mbox = await conn.fetchval("SELECT id FROM mailboxes WHERE account = $1 AND "
-                                           "name = $2", account, name)
+                                           "name = $2 AND NOT noselect", account, name)
                 if mbox is None:
                     raise MailboxNotFound(f"no mailbox {target.mailbox!r} of {account}")
                 stored = codec.normalize_flags(target.flags)
